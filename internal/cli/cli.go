@@ -1,0 +1,293 @@
+// Package cli implements the mailsec command line: global flags, the
+// subcommands and their help. cmd/mailsec only calls Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/service"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFail   = 1 // the job failed
+	exitUsage  = 2 // bad command line or configuration
+	exitSignal = 130
+)
+
+type env struct {
+	ctx        context.Context
+	stdout     io.Writer
+	stderr     io.Writer
+	configPath string
+	logLevel   string
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the service (DNS zones A and B) until interrupted", runServe},
+		{"dns", "zone tools: 'dns ds' prints the DS records, 'dns dump' the signed zone", runDNS},
+		{"config", "print the effective configuration (defaults plus file) as TOML", runConfig},
+		{"version", "print the version", runVersion},
+		{"help", "list the subcommands", nil},
+	}
+}
+
+// errUsage marks command-line mistakes (exit status 2).
+var errUsage = errors.New("usage")
+
+// Main runs the command line args (without the program name) and returns
+// the exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("mailsec", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&e.configPath, "config", os.Getenv("MAILSEC_CONFIG"), "configuration `file` (TOML; default: embedded defaults; env MAILSEC_CONFIG)")
+	fs.StringVar(&e.logLevel, "log-level", "", "override log.level (debug, info, warn, error)")
+	fs.Usage = func() { usage(stderr, fs) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	rest := fs.Args()
+	if len(rest) == 0 || rest[0] == "help" || rest[0] == "-h" || rest[0] == "--help" {
+		usage(stdout, fs)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name != rest[0] || c.run == nil {
+			continue
+		}
+		err := c.run(e, rest[1:])
+		switch {
+		case err == nil:
+			return exitOK
+		case errors.Is(err, flag.ErrHelp):
+			return exitOK
+		case errors.Is(err, errUsage), errors.Is(err, config.ErrInvalid):
+			fmt.Fprintf(stderr, "mailsec %s: %v\n", c.name, err)
+			return exitUsage
+		case errors.Is(err, context.Canceled):
+			return exitSignal
+		default:
+			fmt.Fprintf(stderr, "mailsec %s: %v\n", c.name, err)
+			return exitFail
+		}
+	}
+	fmt.Fprintf(stderr, "mailsec: unknown command %q (see 'mailsec help')\n", rest[0])
+	return exitUsage
+}
+
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "mailsec — email transport security test service\n\nUsage: mailsec [-config FILE] COMMAND [ARGS]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nGlobal flags:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprintf(w, "\nRun 'mailsec COMMAND -h' for a command's flags. Documentation: docs/.\n")
+}
+
+func (e *env) load() (config.Config, error) {
+	cfg, err := config.Load(e.configPath)
+	if err != nil {
+		return cfg, err
+	}
+	if e.logLevel != "" {
+		cfg.Log.Level = e.logLevel
+		if err := cfg.Validate(); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+func (e *env) logger(cfg *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(e.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, opts))
+}
+
+func newFlags(e *env, name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet("mailsec "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: mailsec [-config FILE] %s %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+func runServe(e *env, args []string) error {
+	fs := newFlags(e, "serve", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := e.load()
+	if err != nil {
+		return err
+	}
+	log := e.logger(&cfg)
+	zones, err := service.BuildZones(&cfg, time.Now())
+	if err != nil {
+		return err
+	}
+	// Tell a newcomer what to try: the DS for the parent (or a resolver's
+	// trust anchor) and a query that shows a signed answer.
+	fmt.Fprintf(e.stdout, "DS for the parent of zone A (or a resolver's trust anchor):\n  %s\n", zones.KeyA.DS())
+	if zones.KeyB != nil {
+		fmt.Fprintf(e.stdout, "DS for the parent of zone B:\n  %s\n", zones.KeyB.DS())
+	}
+	if len(cfg.DNS.Listen) > 0 {
+		ap := netip.MustParseAddrPort(cfg.DNS.Listen[0])
+		fmt.Fprintf(e.stdout, "Try:\n  dig @%s -p %d +dnssec +multi MX %s\n", ap.Addr(), ap.Port(), cfg.Zones.A)
+		fmt.Fprintf(e.stdout, "  dig @%s -p %d +dnssec TLSA _25._tcp.mx4.%s\n", ap.Addr(), ap.Port(), cfg.Zones.A)
+	}
+	err = service.Serve(e.ctx, &cfg, log)
+	if errors.Is(e.ctx.Err(), context.Canceled) {
+		log.Info("stopped")
+		return nil
+	}
+	return err
+}
+
+func runDNS(e *env, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: 'dns ds' or 'dns dump'", errUsage)
+	}
+	switch args[0] {
+	case "ds":
+		fs := newFlags(e, "dns ds", "[-zone a|b]")
+		zone := fs.String("zone", "", "only this zone (a or b); default: every signed zone")
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		cfg, err := e.load()
+		if err != nil {
+			return err
+		}
+		zones, err := service.BuildZones(&cfg, time.Now())
+		if err != nil {
+			return err
+		}
+		switch *zone {
+		case "", "a":
+			fmt.Fprintln(e.stdout, zones.KeyA.DS())
+			if *zone == "" && zones.KeyB != nil {
+				fmt.Fprintln(e.stdout, zones.KeyB.DS())
+			}
+		case "b":
+			if zones.KeyB == nil {
+				return fmt.Errorf("zone B is not signed (zones.sign_b = false)")
+			}
+			fmt.Fprintln(e.stdout, zones.KeyB.DS())
+		default:
+			return fmt.Errorf("%w: -zone must be a or b", errUsage)
+		}
+		return nil
+	case "dump":
+		fs := newFlags(e, "dns dump", "[-zone a|b]")
+		zone := fs.String("zone", "a", "zone to dump: a or b")
+		at := fs.String("at", "", "dump the zone as at this RFC 3339 time (default: now)")
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		idx := map[string]int{"a": 0, "b": 1}
+		i, ok := idx[*zone]
+		if !ok {
+			return fmt.Errorf("%w: -zone must be a or b", errUsage)
+		}
+		now := time.Now()
+		if *at != "" {
+			t, err := time.Parse(time.RFC3339, *at)
+			if err != nil {
+				return fmt.Errorf("%w: -at: %v", errUsage, err)
+			}
+			now = t
+		}
+		cfg, err := e.load()
+		if err != nil {
+			return err
+		}
+		zones, err := service.BuildZones(&cfg, now)
+		if err != nil {
+			return err
+		}
+		return zones.Authority.Snapshot(now).Zones[i].Dump(e.stdout, now)
+	}
+	return fmt.Errorf("%w: unknown 'dns %s' ('dns ds' or 'dns dump')", errUsage, args[0])
+}
+
+func runConfig(e *env, args []string) error {
+	fs := newFlags(e, "config", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := e.load()
+	if err != nil {
+		return err
+	}
+	enc := toml.NewEncoder(e.stdout)
+	enc.Indent = ""
+	return enc.Encode(cfg)
+}
+
+func runVersion(e *env, args []string) error {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+		var rev []string
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
+				rev = append(rev, s.Key+"="+s.Value)
+			}
+		}
+		sort.Strings(rev)
+		if len(rev) > 0 {
+			v += " " + strings.Join(rev, " ")
+		}
+	}
+	fmt.Fprintf(e.stdout, "mailsec %s\n", v)
+	return nil
+}

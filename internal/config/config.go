@@ -1,0 +1,364 @@
+// Package config loads mailsec's configuration: one TOML file plus flags.
+//
+// Every key has a default (see Default and docs/configuration.md), so an empty
+// file, or no file at all, gives a working service on unprivileged loopback
+// ports. Load rejects unknown keys and invalid values with an error that names
+// the key, so a typo never silently falls back to a default.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/miekg/dns"
+)
+
+// ErrInvalid is wrapped by every validation error, so callers can tell a bad
+// configuration (exit 2, fix the file) from an I/O failure.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Duration is a time.Duration that reads and writes Go duration strings
+// ("90s", "5m", "168h") in TOML.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("not a duration (use e.g. \"90s\", \"5m\", \"168h\"): %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is the whole configuration. The TOML keys are the lower-case names in
+// the struct tags; docs/configuration.md explains each one.
+type Config struct {
+	// DataDir holds keys, certificates and the SQLite store. Relative paths
+	// are taken relative to the directory of the configuration file.
+	DataDir string `toml:"data_dir"`
+	Log     Log    `toml:"log"`
+	Store   Store  `toml:"store"`
+	Zones   Zones  `toml:"zones"`
+	DNS     DNS    `toml:"dns"`
+	DNSSEC  DNSSEC `toml:"dnssec"`
+	Timing  Timing `toml:"timing"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error
+	Format string `toml:"format"` // text or json
+}
+
+// Store selects the database.
+type Store struct {
+	// Driver is "sqlite" (one node, the default).
+	Driver string `toml:"driver"`
+	// DSN is the SQLite file path; empty means DATA_DIR/mailsec.db.
+	DSN string `toml:"dsn"`
+}
+
+// Zones describes the two test zones of DESIGN.md §2.
+type Zones struct {
+	// A is the DNSSEC-signed zone with TLSA, MTA-STS and TLS-RPT (mx3–mx6).
+	A string `toml:"a"`
+	// B is the zone without TLSA and MTA-STS (mx7).
+	B string `toml:"b"`
+	// SignB signs zone B too (own key). B stays without TLSA and MTA-STS, so
+	// its TLSA absence is then provable (secure NODATA).
+	SignB bool `toml:"sign_b"`
+	// NSAddresses are the addresses of ns1.A and ns1.B (glue).
+	NSAddresses []string `toml:"ns_addresses"`
+	// MXAddresses are the addresses every MX host shares (DESIGN.md §2: one
+	// shared address, personas told apart by SNI and recipient).
+	MXAddresses []string `toml:"mx_addresses"`
+	// HostAddresses gives single hosts (mx3..mx7, mta-sts) their own
+	// addresses instead of MXAddresses: the address then picks the persona.
+	HostAddresses map[string][]string `toml:"host_addresses"`
+	// PolicyHostAddresses are the addresses of mta-sts.A; empty means MXAddresses.
+	PolicyHostAddresses []string `toml:"policy_host_addresses"`
+	// TTL of ordinary records.
+	TTL Duration `toml:"ttl"`
+	// MXTTL is the TTL of MX records. It must be well below the rotation
+	// interval, or resolvers keep serving an old priority order.
+	MXTTL Duration `toml:"mx_ttl"`
+	// NegativeTTL is the SOA minimum (RFC 2308 negative caching).
+	NegativeTTL Duration `toml:"negative_ttl"`
+	// SPF is the SPF policy published for both zones; empty derives
+	// "v=spf1 ip4:... ip6:... -all" from MXAddresses.
+	SPF string `toml:"spf"`
+	// MTASTSMaxAge is max_age of the MTA-STS policy of zone A.
+	MTASTSMaxAge Duration `toml:"mta_sts_max_age"`
+	// TLSRPTAddress receives TLS-RPT reports; empty means tlsrpt@A.
+	TLSRPTAddress string `toml:"tlsrpt_address"`
+}
+
+// DNS configures the authoritative server.
+type DNS struct {
+	// Listen addresses (host:port); each is served over UDP and TCP.
+	Listen []string `toml:"listen"`
+	// UDPSize is the largest UDP answer we send (RFC 6891); 1232 avoids
+	// fragmentation (DNS flag day 2020).
+	UDPSize int `toml:"udp_size"`
+	// QueryLogRetention is how long logged queries are kept.
+	QueryLogRetention Duration `toml:"query_log_retention"`
+	// QueryLogBuffer is how many queries may wait to be written to the store.
+	QueryLogBuffer int `toml:"query_log_buffer"`
+}
+
+// DNSSEC configures online signing.
+type DNSSEC struct {
+	// SignatureValidity is the lifetime of each RRSIG.
+	SignatureValidity Duration `toml:"signature_validity"`
+	// RefreshBefore re-signs an RRset when less than this validity remains.
+	RefreshBefore Duration `toml:"refresh_before"`
+	// InceptionOffset back-dates inception to tolerate clock skew.
+	InceptionOffset Duration `toml:"inception_offset"`
+	// BrokenHosts lists host labels of zone A (e.g. "broken") whose address
+	// records are published with a deliberately invalid signature: a sender
+	// behind a validating resolver never reaches them (DESIGN.md §4). For
+	// tests and that persona only.
+	BrokenHosts []string `toml:"broken_hosts"`
+}
+
+// Timing holds every timing of DESIGN.md §3, so a lab can run a full test in
+// seconds. Production defaults follow the seed.
+type Timing struct {
+	// DowngradeWindow: STARTTLS is not offered to a client for this long
+	// after its first connection.
+	DowngradeWindow Duration `toml:"downgrade_window"`
+	// MXRotation: the MX priority order of zone A changes this often.
+	MXRotation Duration `toml:"mx_rotation"`
+	// AckAfter: personas 4–6 hit for this long settle the acknowledgement.
+	AckAfter Duration `toml:"ack_after"`
+	// SMTPCommandTimeout and SMTPDataTimeout bound idle and slow clients.
+	SMTPCommandTimeout Duration `toml:"smtp_command_timeout"`
+	SMTPDataTimeout    Duration `toml:"smtp_data_timeout"`
+	// TestExpiry: a test with no new connection for this long is final.
+	TestExpiry Duration `toml:"test_expiry"`
+}
+
+// Default returns the embedded defaults: unprivileged loopback ports, so that
+// `mailsec serve` runs as any user with no file at all.
+func Default() Config {
+	return Config{
+		DataDir: "mailsec-data",
+		Log:     Log{Level: "info", Format: "text"},
+		Store:   Store{Driver: "sqlite"},
+		Zones: Zones{
+			A:            "a.mailtest.example.",
+			B:            "b.mailtest.example.",
+			SignB:        true,
+			NSAddresses:  []string{"127.0.0.1"},
+			MXAddresses:  []string{"127.0.0.1"},
+			TTL:          Duration{5 * time.Minute},
+			MXTTL:        Duration{60 * time.Second},
+			NegativeTTL:  Duration{60 * time.Second},
+			MTASTSMaxAge: Duration{7 * 24 * time.Hour},
+		},
+		DNS: DNS{
+			Listen:            []string{"127.0.0.1:5353"},
+			UDPSize:           1232,
+			QueryLogRetention: Duration{7 * 24 * time.Hour},
+			QueryLogBuffer:    65536,
+		},
+		DNSSEC: DNSSEC{
+			SignatureValidity: Duration{14 * 24 * time.Hour},
+			RefreshBefore:     Duration{5 * 24 * time.Hour},
+			InceptionOffset:   Duration{time.Hour},
+		},
+		Timing: Timing{
+			DowngradeWindow:    Duration{3 * time.Minute},
+			MXRotation:         Duration{5 * time.Minute},
+			AckAfter:           Duration{10 * time.Minute},
+			SMTPCommandTimeout: Duration{5 * time.Minute},
+			SMTPDataTimeout:    Duration{10 * time.Minute},
+			TestExpiry:         Duration{48 * time.Hour},
+		},
+	}
+}
+
+// Load reads the TOML file at path over the defaults and validates the
+// result. An empty path gives the defaults. Relative paths in the file are
+// resolved against the file's directory.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("reading configuration: %w", err)
+	}
+	if err := Parse(&cfg, string(b)); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	if !filepath.IsAbs(cfg.DataDir) {
+		cfg.DataDir = filepath.Join(filepath.Dir(path), cfg.DataDir)
+	}
+	if cfg.Store.DSN != "" && !filepath.IsAbs(cfg.Store.DSN) && !strings.HasPrefix(cfg.Store.DSN, "file:") {
+		cfg.Store.DSN = filepath.Join(filepath.Dir(path), cfg.Store.DSN)
+	}
+	return cfg, nil
+}
+
+// Parse decodes TOML text over cfg and validates the result.
+func Parse(cfg *Config, text string) error {
+	md, err := toml.Decode(text, cfg)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return fmt.Errorf("%w: line %d: %s", ErrInvalid, perr.Position.Line, perr.Message)
+		}
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("%w: unknown key %s", ErrInvalid, strings.Join(keys, ", "))
+	}
+	return cfg.Validate()
+}
+
+// StorePath is the SQLite file the store opens.
+func (c *Config) StorePath() string {
+	if c.Store.DSN != "" {
+		return c.Store.DSN
+	}
+	return filepath.Join(c.DataDir, "mailsec.db")
+}
+
+// KeyDir is where DNSSEC and persona keys are kept.
+func (c *Config) KeyDir() string { return filepath.Join(c.DataDir, "keys") }
+
+// HostLabels are the host names (first labels) that may carry addresses of
+// their own in [zones.host_addresses].
+var HostLabels = []string{"mx3", "mx4", "mx5", "mx6", "mx7", "mta-sts", "ns1"}
+
+// Validate checks every value and names the key of the first problem.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if c.Store.Driver != "sqlite" {
+		bad("store.driver", "%q is not supported (sqlite)", c.Store.Driver)
+	}
+
+	for _, z := range []struct{ key, name string }{{"zones.a", c.Zones.A}, {"zones.b", c.Zones.B}} {
+		if _, ok := dns.IsDomainName(z.name); !ok || z.name == "" || z.name == "." {
+			bad(z.key, "%q is not a domain name", z.name)
+		} else if dns.CountLabel(z.name) < 2 {
+			bad(z.key, "%q must have at least two labels", z.name)
+		}
+	}
+	if dns.CanonicalName(c.Zones.A) == dns.CanonicalName(c.Zones.B) {
+		bad("zones.b", "must differ from zones.a")
+	} else if dns.IsSubDomain(dns.Fqdn(c.Zones.A), dns.Fqdn(c.Zones.B)) || dns.IsSubDomain(dns.Fqdn(c.Zones.B), dns.Fqdn(c.Zones.A)) {
+		bad("zones.b", "zones a and b must not be nested")
+	}
+	checkAddrs := func(key string, list []string, required bool) {
+		if required && len(list) == 0 {
+			bad(key, "needs at least one address")
+		}
+		for _, a := range list {
+			if _, err := netip.ParseAddr(a); err != nil {
+				bad(key, "%q is not an IP address", a)
+			}
+		}
+	}
+	checkAddrs("zones.ns_addresses", c.Zones.NSAddresses, true)
+	checkAddrs("zones.mx_addresses", c.Zones.MXAddresses, true)
+	checkAddrs("zones.policy_host_addresses", c.Zones.PolicyHostAddresses, false)
+	for host, list := range c.Zones.HostAddresses {
+		known := false
+		for _, h := range HostLabels {
+			known = known || h == host
+		}
+		if !known {
+			bad("zones.host_addresses."+host, "unknown host (one of %s)", strings.Join(HostLabels, ", "))
+		}
+		checkAddrs("zones.host_addresses."+host, list, true)
+	}
+	positive := func(key string, d Duration, min time.Duration) {
+		if d.Duration < min {
+			bad(key, "%s is too short (at least %s)", d.Duration, min)
+		}
+	}
+	positive("zones.ttl", c.Zones.TTL, time.Second)
+	positive("zones.mx_ttl", c.Zones.MXTTL, time.Second)
+	positive("zones.negative_ttl", c.Zones.NegativeTTL, time.Second)
+	positive("zones.mta_sts_max_age", c.Zones.MTASTSMaxAge, time.Second)
+	if c.Zones.SPF != "" && !strings.HasPrefix(c.Zones.SPF, "v=spf1") {
+		bad("zones.spf", "must start with \"v=spf1\"")
+	}
+	if c.Zones.TLSRPTAddress != "" && !strings.Contains(c.Zones.TLSRPTAddress, "@") {
+		bad("zones.tlsrpt_address", "%q is not a mail address", c.Zones.TLSRPTAddress)
+	}
+
+	if len(c.DNS.Listen) == 0 {
+		bad("dns.listen", "needs at least one host:port")
+	}
+	for _, l := range c.DNS.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			bad("dns.listen", "%q is not an ip:port (%v)", l, err)
+		}
+	}
+	if c.DNS.UDPSize < 512 || c.DNS.UDPSize > 4096 {
+		bad("dns.udp_size", "%d is outside 512..4096", c.DNS.UDPSize)
+	}
+	positive("dns.query_log_retention", c.DNS.QueryLogRetention, time.Minute)
+	if c.DNS.QueryLogBuffer < 1 {
+		bad("dns.query_log_buffer", "must be at least 1")
+	}
+
+	positive("dnssec.signature_validity", c.DNSSEC.SignatureValidity, time.Hour)
+	positive("dnssec.refresh_before", c.DNSSEC.RefreshBefore, time.Minute)
+	if c.DNSSEC.RefreshBefore.Duration >= c.DNSSEC.SignatureValidity.Duration {
+		bad("dnssec.refresh_before", "must be shorter than dnssec.signature_validity")
+	}
+	if c.DNSSEC.InceptionOffset.Duration < 0 {
+		bad("dnssec.inception_offset", "must not be negative")
+	}
+	for _, h := range c.DNSSEC.BrokenHosts {
+		if _, ok := dns.IsDomainName(h); !ok || strings.Contains(h, ".") || h == "" {
+			bad("dnssec.broken_hosts", "%q is not a single host label", h)
+		}
+	}
+
+	positive("timing.downgrade_window", c.Timing.DowngradeWindow, 0)
+	positive("timing.mx_rotation", c.Timing.MXRotation, time.Second)
+	positive("timing.ack_after", c.Timing.AckAfter, 0)
+	positive("timing.smtp_command_timeout", c.Timing.SMTPCommandTimeout, time.Second)
+	positive("timing.smtp_data_timeout", c.Timing.SMTPDataTimeout, time.Second)
+	positive("timing.test_expiry", c.Timing.TestExpiry, time.Second)
+	if c.Zones.MXTTL.Duration > c.Timing.MXRotation.Duration {
+		bad("zones.mx_ttl", "%s exceeds timing.mx_rotation %s: resolvers would not follow the rotation", c.Zones.MXTTL.Duration, c.Timing.MXRotation.Duration)
+	}
+	return errors.Join(errs...)
+}

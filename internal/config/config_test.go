@@ -1,0 +1,100 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg := Default()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults invalid: %v", err)
+	}
+	if cfg.Timing.DowngradeWindow.Duration != 3*time.Minute || cfg.Timing.MXRotation.Duration != 5*time.Minute {
+		t.Fatal("DESIGN.md §3 defaults changed")
+	}
+}
+
+func TestParseErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+	}{
+		{"unknown key", "[dns]\nlisten_on = [\"127.0.0.1:53\"]", "unknown key dns.listen_on"},
+		{"unknown section", "[smpt]\nx = 1", "unknown key smpt"},
+		{"bad duration", "[timing]\nmx_rotation = \"5 minutes\"", "not a duration"},
+		{"too short", "[timing]\nmx_rotation = \"100ms\"", "timing.mx_rotation"},
+		{"bad address", "[zones]\nmx_addresses = [\"mx.example\"]", "zones.mx_addresses: \"mx.example\" is not an IP address"},
+		{"no mx address", "[zones]\nmx_addresses = []", "zones.mx_addresses: needs at least one address"},
+		{"bad listen", "[dns]\nlisten = [\"localhost:53\"]", "dns.listen"},
+		{"same zones", "[zones]\na = \"x.example.\"\nb = \"X.example.\"", "zones.b: must differ"},
+		{"nested zones", "[zones]\na = \"x.example.\"\nb = \"b.x.example.\"", "nested"},
+		{"not a name", "[zones]\na = \"bad..name\"", "zones.a"},
+		{"single label", "[zones]\na = \"example\"", "zones.a"},
+		{"host label", "[zones.host_addresses]\nmx9 = [\"127.0.0.9\"]", "zones.host_addresses.mx9: unknown host"},
+		{"mx ttl above rotation", "[zones]\nmx_ttl = \"10m\"", "zones.mx_ttl"},
+		{"refresh above validity", "[dnssec]\nrefresh_before = \"400h\"", "dnssec.refresh_before"},
+		{"broken host label", "[dnssec]\nbroken_hosts = [\"a.b\"]", "dnssec.broken_hosts"},
+		{"udp size", "[dns]\nudp_size = 100", "dns.udp_size"},
+		{"log level", "[log]\nlevel = \"loud\"", "log.level"},
+		{"wrong type", "[dns]\nudp_size = \"big\"", "line 2"},
+		{"syntax", "[dns\nudp_size = 1", "to end table name"},
+		{"store driver", "[store]\ndriver = \"mysql\"", "store.driver"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Default()
+			err := Parse(&cfg, tc.text)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadResolvesRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mailsec.toml")
+	text := "data_dir = \"state\"\n[store]\ndsn = \"db/x.db\"\n[timing]\nmx_rotation = \"12s\"\n[zones]\nmx_ttl = \"2s\"\n"
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != filepath.Join(dir, "state") || cfg.StorePath() != filepath.Join(dir, "db/x.db") {
+		t.Fatalf("paths not resolved: %q %q", cfg.DataDir, cfg.StorePath())
+	}
+	if cfg.Timing.MXRotation.Duration != 12*time.Second {
+		t.Fatalf("rotation %v", cfg.Timing.MXRotation)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil || errors.Is(err, ErrInvalid) {
+		t.Fatalf("a missing file is an I/O error, not ErrInvalid: %v", err)
+	}
+}
+
+// FuzzParse: arbitrary text never panics, and what is accepted validates.
+func FuzzParse(f *testing.F) {
+	f.Add("[dns]\nlisten = [\"127.0.0.1:53\"]\n")
+	f.Add("[zones]\na = \"a.example.\"\n[zones.host_addresses]\nmx4 = [\"::1\"]\n")
+	f.Add("[timing]\nmx_rotation = \"1s\"\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		cfg := Default()
+		if err := Parse(&cfg, text); err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("accepted an invalid config: %v", err)
+		}
+	})
+}

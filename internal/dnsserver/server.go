@@ -1,0 +1,329 @@
+// Package dnsserver is the authoritative DNS server of the test zones: it
+// answers over UDP and TCP from dnszone snapshots, signs on the way out when
+// the query sets DO, and records every query as evidence for the tests
+// (DESIGN.md §4: "your resolver looked up TLSA for mx4.A").
+//
+// It is not a resolver: no recursion, REFUSED outside its zones.
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailsec/mailsec/internal/dnszone"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// QueryRecorder receives one record per answered query. Record must not
+// block (store.DNSQueryLog buffers and drops under overload).
+type QueryRecorder interface {
+	Record(store.DNSQuery)
+}
+
+// Options configures a Server.
+type Options struct {
+	// UDPSize is the largest UDP answer we send to an EDNS client
+	// (RFC 6891 §6.2.5); clients without EDNS get 512 octets.
+	UDPSize  int
+	Recorder QueryRecorder // nil: queries are not recorded
+	Logger   *slog.Logger
+	Now      func() time.Time // nil: time.Now
+}
+
+// Server answers queries for the zones of an Authority.
+type Server struct {
+	auth    *dnszone.Authority
+	udpSize uint16
+	rec     QueryRecorder
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns a server for auth.
+func New(auth *dnszone.Authority, opt Options) *Server {
+	s := &Server{auth: auth, udpSize: uint16(opt.UDPSize), rec: opt.Recorder, log: opt.Logger, now: opt.Now}
+	if s.udpSize < dns.MinMsgSize {
+		s.udpSize = 1232
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// ServeDNS implements dns.Handler.
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	defer func() {
+		// Last line of defence: a bug must cost one answer, not the
+		// server. The fuzz target exists so that this never runs.
+		if p := recover(); p != nil {
+			s.log.Error("dns handler panic", "panic", p, "client", w.RemoteAddr().String())
+			m := new(dns.Msg)
+			m.SetRcode(r, dns.RcodeServerFailure)
+			_ = w.WriteMsg(m)
+		}
+	}()
+	now := s.now()
+	m := s.Answer(now, r, isTCP(w))
+	if m == nil {
+		return
+	}
+	if err := w.WriteMsg(m); err != nil {
+		s.log.Debug("dns write failed", "client", w.RemoteAddr().String(), "err", err)
+	}
+	if s.rec != nil && len(r.Question) == 1 {
+		q := r.Question[0]
+		rec := store.DNSQuery{
+			Time:      now,
+			Client:    addrPort(w.RemoteAddr()),
+			Transport: "udp",
+			Name:      strings.ToLower(q.Name),
+			Type:      q.Qtype,
+			Rcode:     m.Rcode,
+		}
+		if isTCP(w) {
+			rec.Transport = "tcp"
+		}
+		if opt := r.IsEdns0(); opt != nil {
+			rec.DO = opt.Do()
+			rec.ECS = clientSubnet(opt)
+		}
+		s.rec.Record(rec)
+	}
+}
+
+// Answer builds the response to query r as it is at time now. It returns nil
+// for messages that get no answer at all (responses sent to us).
+func (s *Server) Answer(now time.Time, r *dns.Msg, tcp bool) *dns.Msg {
+	if r.Response {
+		return nil // never answer an answer: that is how reflection loops start
+	}
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = false
+	if r.Opcode != dns.OpcodeQuery {
+		// NOTIFY, UPDATE and friends: we are the only primary.
+		m.SetRcode(r, dns.RcodeNotImplemented)
+		return s.finish(m, r, tcp)
+	}
+	if len(r.Question) != 1 || len(r.Answer) > 0 || len(r.Ns) > 0 {
+		m.SetRcode(r, dns.RcodeFormatError)
+		return s.finish(m, r, tcp)
+	}
+	opt, err := queryOPT(r)
+	if err != nil {
+		m.SetRcode(r, dns.RcodeFormatError)
+		return s.finish(m, r, tcp)
+	}
+	if opt != nil && opt.Version() != 0 {
+		// RFC 6891 §6.1.3: we speak EDNS version 0 only.
+		m.SetRcode(r, dns.RcodeBadVers)
+		return s.finish(m, r, tcp)
+	}
+	q := r.Question[0]
+	switch {
+	case q.Qtype == dns.TypeOPT:
+		m.SetRcode(r, dns.RcodeFormatError) // RFC 6891 §6.1.1: OPT is no query type
+		return s.finish(m, r, tcp)
+	case q.Qclass != dns.ClassINET:
+		m.SetRcode(r, dns.RcodeRefused) // CHAOS "version.bind" and friends
+		return s.finish(m, r, tcp)
+	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
+		m.SetRcode(r, dns.RcodeRefused) // no transfers: use `mailsec dns dump`
+		return s.finish(m, r, tcp)
+	case q.Qtype == dns.TypeMAILA || q.Qtype == dns.TypeMAILB || q.Qtype == dns.TypeTKEY || q.Qtype == dns.TypeTSIG:
+		m.SetRcode(r, dns.RcodeNotImplemented)
+		return s.finish(m, r, tcp)
+	}
+	zone := s.auth.Snapshot(now).Find(q.Name)
+	if zone == nil {
+		m.SetRcode(r, dns.RcodeRefused) // not ours, and we do not recurse
+		return s.finish(m, r, tcp)
+	}
+	do := opt != nil && opt.Do()
+	res := zone.Lookup(q.Name, q.Qtype, do)
+	m.Authoritative = true
+	m.Rcode = res.Rcode
+	if m.Answer, err = s.sections(now, zone, res.Answer, do); err == nil {
+		m.Ns, err = s.sections(now, zone, res.Authority, do)
+	}
+	if err != nil {
+		s.log.Error("signing failed", "qname", q.Name, "err", err)
+		m = new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+	}
+	return s.finish(m, r, tcp)
+}
+
+// sections flattens RRsets into a message section, each followed by its
+// RRSIG when the client asked for DNSSEC records.
+func (s *Server) sections(now time.Time, z *dnszone.SignedZone, sets [][]dns.RR, do bool) ([]dns.RR, error) {
+	var out []dns.RR
+	for _, set := range sets {
+		if !do || z.Signer == nil {
+			out = append(out, set...)
+			continue
+		}
+		signed, err := z.Sign(now, set)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, signed...)
+	}
+	return out, nil
+}
+
+// finish adds our OPT record when the query had one and truncates the
+// answer to what the transport and the client allow, setting TC so the
+// client retries over TCP (RFC 7766 §5).
+func (s *Server) finish(m, r *dns.Msg, tcp bool) *dns.Msg {
+	size := dns.MinMsgSize
+	if opt := r.IsEdns0(); opt != nil {
+		m.SetEdns0(s.udpSize, opt.Do())
+		// RFC 6891 §6.2.5: values below 512 are treated as 512.
+		size = int(min(max(opt.UDPSize(), dns.MinMsgSize), s.udpSize))
+	}
+	if tcp {
+		size = dns.MaxMsgSize
+	}
+	m.Compress = true
+	m.Truncate(size)
+	return m
+}
+
+// queryOPT returns the query's OPT record; more than one is a format error
+// (RFC 6891 §6.1.1).
+func queryOPT(r *dns.Msg) (*dns.OPT, error) {
+	var opt *dns.OPT
+	for _, rr := range r.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			if opt != nil {
+				return nil, errors.New("several OPT records")
+			}
+			if o.Hdr.Name != "." {
+				return nil, errors.New("OPT not at the root")
+			}
+			opt = o
+		}
+	}
+	return opt, nil
+}
+
+func clientSubnet(opt *dns.OPT) string {
+	for _, o := range opt.Option {
+		if ecs, ok := o.(*dns.EDNS0_SUBNET); ok {
+			a, ok := netip.AddrFromSlice(ecs.Address)
+			if !ok {
+				return ""
+			}
+			p, err := a.Unmap().Prefix(int(ecs.SourceNetmask))
+			if err != nil {
+				return ""
+			}
+			return p.String()
+		}
+	}
+	return ""
+}
+
+func isTCP(w dns.ResponseWriter) bool {
+	_, ok := w.RemoteAddr().(*net.TCPAddr)
+	return ok
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	switch v := a.(type) {
+	case *net.UDPAddr:
+		return v.AddrPort()
+	case *net.TCPAddr:
+		return v.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// Listener is one bound address served over UDP and TCP.
+type Listener struct {
+	UDP net.PacketConn
+	TCP net.Listener
+}
+
+// Listen binds UDP and TCP on every address. Binding happens here, before
+// serving starts, so that a busy port is reported at once; ports may be 0
+// (tests), the bound addresses are in the returned listeners.
+func Listen(ctx context.Context, addrs []string) ([]Listener, error) {
+	var lc net.ListenConfig
+	var out []Listener
+	closeAll := func() {
+		for _, l := range out {
+			l.UDP.Close()
+			l.TCP.Close()
+		}
+	}
+	for _, a := range addrs {
+		pc, err := lc.ListenPacket(ctx, "udp", a)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("dns listen udp %s: %w", a, err)
+		}
+		// The TCP listener takes the port UDP got, so that port 0 gives
+		// one port for both.
+		tl, err := lc.Listen(ctx, "tcp", pc.LocalAddr().String())
+		if err != nil {
+			pc.Close()
+			closeAll()
+			return nil, fmt.Errorf("dns listen tcp %s: %w", a, err)
+		}
+		out = append(out, Listener{UDP: pc, TCP: tl})
+	}
+	return out, nil
+}
+
+// Serve answers on the listeners until ctx is cancelled, then shuts down.
+func (s *Server) Serve(ctx context.Context, listeners []Listener) error {
+	var servers []*dns.Server
+	for _, l := range listeners {
+		servers = append(servers,
+			&dns.Server{PacketConn: l.UDP, Handler: s, UDPSize: int(s.udpSize)},
+			&dns.Server{Listener: l.TCP, Handler: s,
+				// RFC 7766 §6.2.3: idle TCP connections are closed
+				// after a few seconds so they cannot pile up.
+				IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: 1000},
+		)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(servers))
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.ActivateAndServe(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, srv := range servers {
+		_ = srv.ShutdownContext(shutdown)
+	}
+	wg.Wait()
+	return err
+}

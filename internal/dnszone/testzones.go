@@ -1,0 +1,202 @@
+package dnszone
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailsec/mailsec/internal/mtasts"
+	"github.com/mailsec/mailsec/internal/persona"
+)
+
+// TestZoneSpec is what a test zone (A or B of DESIGN.md §2) is made of.
+type TestZoneSpec struct {
+	Zone   persona.Zone
+	Origin string // fully qualified
+	// NSAddrs are the addresses of ns1.<origin>.
+	NSAddrs []netip.Addr
+	// MXAddrs is the address set every MX host shares, unless HostAddrs
+	// gives a host (by first label: "mx4", "mta-sts") addresses of its own.
+	MXAddrs   []netip.Addr
+	HostAddrs map[string][]netip.Addr
+	// PolicyAddrs are the addresses of mta-sts.<origin> (zone A).
+	PolicyAddrs []netip.Addr
+	TTL         uint32 // ordinary records
+	MXTTL       uint32 // MX records: short, so resolvers follow the rotation
+	NegativeTTL uint32 // SOA MINIMUM
+	SPF         string // TXT at the apex
+	TLSRPT      string // rua mailbox of _smtp._tls (zone A)
+	// Keys give the TLSA data of the personas (zone A).
+	Keys *persona.Keys
+	// Policy is zone A's MTA-STS policy; its id goes into _mta-sts.
+	Policy mtasts.Policy
+	// DNSKEY is published at the apex when the zone is signed (nil: unsigned).
+	DNSKEY *dns.DNSKEY
+	// BrokenHosts are host labels of zone A published with an address and a
+	// corrupted signature (DESIGN.md §4: does the sender's resolver validate?).
+	BrokenHosts []string
+	// Rotation is the MX rotation interval (zone A).
+	Rotation time.Duration
+}
+
+// mxPreferences are the MX preferences handed out in rotation order.
+var mxPreferences = [...]uint16{10, 20, 30, 40}
+
+// RotationStep returns the rotation step at time t: steps are counted from
+// the Unix epoch, so every node of a cluster, and the verdict replaying a
+// stored history, agree on which MX was first at any moment.
+func RotationStep(t time.Time, interval time.Duration) int64 {
+	return t.Unix() / int64(interval/time.Second)
+}
+
+// StepStart returns when rotation step s began.
+func StepStart(s int64, interval time.Duration) time.Time {
+	return time.Unix(s*int64(interval/time.Second), 0)
+}
+
+// MXOrder returns the MX hosts of zone A in preference order at rotation
+// step s. The hosts take turns at the top: at step s the host at index
+// s mod n of mx3, mx4, mx5, mx6 is first, the others follow in cyclic order.
+// Over n consecutive steps each persona is first exactly once, so a sender
+// that tries only its first MX reaches every persona within one cycle.
+func MXOrder(hosts []string, s int64) []string {
+	n := int64(len(hosts))
+	if n == 0 {
+		return nil
+	}
+	first := ((s % n) + n) % n
+	out := make([]string, 0, n)
+	for i := int64(0); i < n; i++ {
+		out = append(out, hosts[(first+i)%n])
+	}
+	return out
+}
+
+// BuildTestZone builds the snapshot of a test zone at rotation step s.
+func BuildTestZone(spec TestZoneSpec, s int64) (*Zone, error) {
+	origin := dns.CanonicalName(spec.Origin)
+	name := func(label string) string { return label + "." + origin }
+	var rrs []dns.RR
+	add := func(rr dns.RR, ttl uint32) {
+		h := rr.Header()
+		h.Class, h.Ttl = dns.ClassINET, ttl
+		rrs = append(rrs, rr)
+	}
+	hdr := func(owner string, t uint16) dns.RR_Header { return dns.RR_Header{Name: owner, Rrtype: t} }
+	addrs := func(owner string, list []netip.Addr) {
+		for _, a := range list {
+			if a.Is4() {
+				add(&dns.A{Hdr: hdr(owner, dns.TypeA), A: a.AsSlice()}, spec.TTL)
+			} else {
+				add(&dns.AAAA{Hdr: hdr(owner, dns.TypeAAAA), AAAA: a.AsSlice()}, spec.TTL)
+			}
+		}
+	}
+	hostAddrs := func(label string, fallback []netip.Addr) []netip.Addr {
+		if a, ok := spec.HostAddrs[label]; ok && len(a) > 0 {
+			return a
+		}
+		return fallback
+	}
+	txt := func(owner, text string) {
+		add(&dns.TXT{Hdr: hdr(owner, dns.TypeTXT), Txt: splitTXT(text)}, spec.TTL)
+	}
+
+	var stepStart time.Time
+	if spec.Rotation > 0 {
+		stepStart = StepStart(s, spec.Rotation)
+	}
+	add(&dns.SOA{
+		Hdr: hdr(origin, dns.TypeSOA), Ns: name("ns1"), Mbox: name("hostmaster"),
+		// The serial is the start of the rotation step: it grows with
+		// every change of the MX set.
+		Serial: uint32(stepStart.Unix()), Refresh: 3600, Retry: 600, Expire: 604800,
+		Minttl: spec.NegativeTTL,
+	}, spec.TTL)
+	add(&dns.NS{Hdr: hdr(origin, dns.TypeNS), Ns: name("ns1")}, spec.TTL)
+	addrs(name("ns1"), hostAddrs("ns1", spec.NSAddrs))
+	if spec.DNSKEY != nil {
+		k := dns.Copy(spec.DNSKEY).(*dns.DNSKEY)
+		k.Hdr.Name = origin
+		add(k, spec.TTL)
+	}
+	if spec.SPF != "" {
+		txt(origin, spec.SPF)
+	}
+	// DMARC for the result mails the service sends from A and B (RFC 7489).
+	txt(name("_dmarc"), "v=DMARC1; p=reject; adkim=s; aspf=s")
+
+	var hosts []string
+	for _, p := range persona.MXHosts(spec.Zone) {
+		hosts = append(hosts, p.Host)
+		addrs(name(p.Host), hostAddrs(p.Host, spec.MXAddrs))
+		if p.TLSA == persona.TLSANone {
+			continue
+		}
+		data, err := tlsaData(spec, p)
+		if err != nil {
+			return nil, err
+		}
+		add(&dns.TLSA{
+			Hdr:   hdr("_25._tcp."+name(p.Host), dns.TypeTLSA),
+			Usage: 3, Selector: 1, MatchingType: 1, // DANE-EE SPKI SHA2-256 (RFC 7671 §5.1)
+			Certificate: data,
+		}, spec.TTL)
+	}
+	order := hosts
+	if spec.Rotation > 0 {
+		order = MXOrder(hosts, s)
+	}
+	for i, h := range order {
+		add(&dns.MX{Hdr: hdr(origin, dns.TypeMX), Preference: mxPreferences[i%len(mxPreferences)] + uint16(10*(i/len(mxPreferences))), Mx: name(h)}, spec.MXTTL)
+	}
+
+	var broken []string
+	if spec.Zone == persona.ZoneA {
+		addrs(name("mta-sts"), hostAddrs("mta-sts", spec.PolicyAddrs))
+		txt(name("_mta-sts"), spec.Policy.Record())
+		rua := spec.TLSRPT
+		if rua == "" {
+			rua = "tlsrpt@" + origin[:len(origin)-1]
+		}
+		txt(name("_smtp._tls"), "v=TLSRPTv1; rua=mailto:"+rua)
+		for _, b := range spec.BrokenHosts {
+			addrs(name(b), spec.MXAddrs)
+			broken = append(broken, name(b))
+		}
+	}
+	return New(origin, rrs, Options{Signed: spec.DNSKEY != nil, Broken: broken})
+}
+
+// tlsaData returns the certificate association data of persona p: the
+// SHA-256 of its key for a correct record; for a wrong one, a digest of a
+// fixed text that no key we serve can match.
+func tlsaData(spec TestZoneSpec, p persona.Persona) (string, error) {
+	if p.TLSA == persona.TLSAWrong {
+		sum := sha256.Sum256([]byte("mailsec: deliberately wrong TLSA for " + p.Host + "." + spec.Origin))
+		return hex.EncodeToString(sum[:]), nil
+	}
+	if spec.Keys == nil {
+		return "", fmt.Errorf("%w: no persona keys for the TLSA of %s", ErrBadZone, p.Host)
+	}
+	d, err := spec.Keys.SPKISHA256(p.Number)
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(d), nil
+}
+
+// splitTXT cuts text into character-strings of at most 255 octets
+// (RFC 1035 §3.3.14); receivers join them (RFC 7208 §3.3).
+func splitTXT(s string) []string {
+	var out []string
+	for len(s) > 255 {
+		out = append(out, s[:255])
+		s = s[255:]
+	}
+	return append(out, s)
+}

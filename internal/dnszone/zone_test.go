@@ -1,0 +1,239 @@
+package dnszone
+
+import (
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailsec/mailsec/internal/mtasts"
+	"github.com/mailsec/mailsec/internal/persona"
+)
+
+const origin = "a.example."
+
+func testZone(t *testing.T) *Zone {
+	t.Helper()
+	keys, err := persona.LoadKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := &dns.DNSKEY{Hdr: dns.RR_Header{Name: origin, Rrtype: dns.TypeDNSKEY, Class: dns.ClassINET, Ttl: 3600},
+		Flags: 257, Protocol: 3, Algorithm: dns.ECDSAP256SHA256}
+	if _, err := key.Generate(256); err != nil {
+		t.Fatal(err)
+	}
+	z, err := BuildTestZone(TestZoneSpec{
+		Zone: persona.ZoneA, Origin: origin,
+		NSAddrs:     []netip.Addr{netip.MustParseAddr("192.0.2.53")},
+		MXAddrs:     []netip.Addr{netip.MustParseAddr("192.0.2.25"), netip.MustParseAddr("2001:db8::25")},
+		PolicyAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.80")},
+		TTL:         300, MXTTL: 60, NegativeTTL: 30,
+		SPF:         "v=spf1 -all",
+		Keys:        keys,
+		Policy:      mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx4.a.example"}, MaxAge: time.Hour},
+		DNSKEY:      key,
+		BrokenHosts: []string{"broken"},
+		Rotation:    5 * time.Minute,
+	}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z
+}
+
+// rrDesc is a compact description of an RRset: "owner TYPE" or, for NSEC,
+// "owner NSEC next".
+func rrDesc(set []dns.RR) string {
+	h := set[0].Header()
+	if n, ok := set[0].(*dns.NSEC); ok {
+		return h.Name + " NSEC " + n.NextDomain
+	}
+	return h.Name + " " + dns.TypeToString[h.Rrtype]
+}
+
+func descs(sets [][]dns.RR) []string {
+	out := []string{}
+	for _, s := range sets {
+		out = append(out, rrDesc(s))
+	}
+	return out
+}
+
+// TestLookup is the zone's table of query → rcode, answer and authority,
+// in the style of CoreDNS's plugin tests.
+func TestLookup(t *testing.T) {
+	z := testZone(t)
+	soa := origin + " SOA"
+	tests := []struct {
+		qname     string
+		qtype     uint16
+		do        bool
+		rcode     int
+		answer    []string
+		authority []string
+	}{
+		{origin, dns.TypeMX, true, dns.RcodeSuccess, []string{origin + " MX"}, []string{}},
+		{origin, dns.TypeSOA, false, dns.RcodeSuccess, []string{soa}, []string{}},
+		{origin, dns.TypeDNSKEY, true, dns.RcodeSuccess, []string{origin + " DNSKEY"}, []string{}},
+		{"MX4.A.Example.", dns.TypeA, false, dns.RcodeSuccess, []string{"mx4.a.example. A"}, []string{}},
+		{"mx4.a.example.", dns.TypeAAAA, false, dns.RcodeSuccess, []string{"mx4.a.example. AAAA"}, []string{}},
+		{"_25._tcp.mx6.a.example.", dns.TypeTLSA, true, dns.RcodeSuccess, []string{"_25._tcp.mx6.a.example. TLSA"}, []string{}},
+		{"_mta-sts.a.example.", dns.TypeTXT, true, dns.RcodeSuccess, []string{"_mta-sts.a.example. TXT"}, []string{}},
+		// NODATA at an existing name: SOA plus the name's own NSEC.
+		{"mx4.a.example.", dns.TypeTLSA, true, dns.RcodeSuccess, []string{},
+			[]string{soa, "mx4.a.example. NSEC _25._tcp.mx4.a.example."}},
+		{"mx4.a.example.", dns.TypeTLSA, false, dns.RcodeSuccess, []string{}, []string{soa}},
+		// DS belongs to the parent: the child answers NODATA.
+		{origin, dns.TypeDS, true, dns.RcodeSuccess, []string{}, []string{soa, origin + " NSEC _dmarc.a.example."}},
+		// Empty non-terminals: NODATA proven by the NSEC whose next name
+		// lies below them.
+		{"_tcp.mx4.a.example.", dns.TypeTLSA, true, dns.RcodeSuccess, []string{},
+			[]string{soa, "mx4.a.example. NSEC _25._tcp.mx4.a.example."}},
+		{"_tls.a.example.", dns.TypeTXT, true, dns.RcodeSuccess, []string{},
+			[]string{soa, "_mta-sts.a.example. NSEC _smtp._tls.a.example."}},
+		// NXDOMAIN: NSEC covering the name and NSEC covering the wildcard
+		// at the closest encloser.
+		{"nope.a.example.", dns.TypeA, true, dns.RcodeNameError, []string{},
+			[]string{soa, "_25._tcp.mx6.a.example. NSEC ns1.a.example.", origin + " NSEC _dmarc.a.example."}},
+		// '_' (0x5f) sorts before 'x', '*' (0x2a) before '_': two NSECs.
+		{"x._tcp.mx4.a.example.", dns.TypeA, true, dns.RcodeNameError, []string{},
+			[]string{soa, "_25._tcp.mx4.a.example. NSEC mx5.a.example.", "mx4.a.example. NSEC _25._tcp.mx4.a.example."}},
+		{"zzz.a.example.", dns.TypeA, true, dns.RcodeNameError, []string{},
+			[]string{soa, "ns1.a.example. NSEC a.example.", origin + " NSEC _dmarc.a.example."}},
+		{"nope.a.example.", dns.TypeA, false, dns.RcodeNameError, []string{}, []string{soa}},
+		// The broken host's name sorts before "c": its NSEC covers c.
+		{"c.a.example.", dns.TypeA, true, dns.RcodeNameError, []string{},
+			[]string{soa, "broken.a.example. NSEC mta-sts.a.example.", origin + " NSEC _dmarc.a.example."}},
+		// RFC 8482: ANY gets one RRset.
+		{origin, dns.TypeANY, false, dns.RcodeSuccess, []string{origin + " NS"}, []string{}},
+		{"mx4.a.example.", dns.TypeNSEC, true, dns.RcodeSuccess, []string{"mx4.a.example. NSEC _25._tcp.mx4.a.example."}, []string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.qname+"/"+dns.TypeToString[tc.qtype], func(t *testing.T) {
+			r := z.Lookup(tc.qname, tc.qtype, tc.do)
+			if r.Rcode != tc.rcode {
+				t.Errorf("rcode %s, want %s", dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
+			}
+			if got := descs(r.Answer); !slices.Equal(got, tc.answer) {
+				t.Errorf("answer %q, want %q", got, tc.answer)
+			}
+			if got := descs(r.Authority); !slices.Equal(got, tc.authority) {
+				t.Errorf("authority %q, want %q", got, tc.authority)
+			}
+		})
+	}
+}
+
+// TestNSECChain: the chain visits every owner once in canonical order and
+// closes at the apex; bitmaps list the owner's types plus RRSIG and NSEC.
+func TestNSECChain(t *testing.T) {
+	z := testZone(t)
+	var owners []string
+	next := map[string]string{}
+	for _, set := range z.RRsets() {
+		if n, ok := set[0].(*dns.NSEC); ok {
+			owners = append(owners, n.Hdr.Name)
+			next[n.Hdr.Name] = n.NextDomain
+			if !slices.Contains(n.TypeBitMap, dns.TypeRRSIG) || !slices.Contains(n.TypeBitMap, dns.TypeNSEC) {
+				t.Errorf("%s: bitmap %v lacks RRSIG or NSEC", n.Hdr.Name, n.TypeBitMap)
+			}
+			if n.Hdr.Ttl != z.NegativeTTL() {
+				t.Errorf("%s: NSEC TTL %d, want %d", n.Hdr.Name, n.Hdr.Ttl, z.NegativeTTL())
+			}
+		}
+	}
+	if !sort.SliceIsSorted(owners, func(i, j int) bool { return CompareCanonical(owners[i], owners[j]) < 0 }) {
+		t.Fatalf("owners not in canonical order: %v", owners)
+	}
+	cur, n := origin, 0
+	for {
+		cur = next[cur]
+		n++
+		if cur == origin || n > len(owners) {
+			break
+		}
+	}
+	if n != len(owners) {
+		t.Fatalf("chain of %d links for %d owners", n, len(owners))
+	}
+}
+
+// TestCompareCanonical uses the example ordering of RFC 4034 §6.1.
+func TestCompareCanonical(t *testing.T) {
+	want := []string{
+		"example.", "a.example.", "yljkjljk.a.example.", "Z.a.example.",
+		"zABC.a.EXAMPLE.", "z.example.", `\001.z.example.`, "*.z.example.", `\200.z.example.`,
+	}
+	got := slices.Clone(want)
+	slices.Reverse(got)
+	sort.Slice(got, func(i, j int) bool { return CompareCanonical(got[i], got[j]) < 0 })
+	if !slices.Equal(got, want) {
+		t.Fatalf("order\n%q\nwant\n%q", got, want)
+	}
+	if CompareCanonical("A.example.", "a.EXAMPLE.") != 0 {
+		t.Fatal("comparison must ignore ASCII case")
+	}
+}
+
+func TestMXOrderRotation(t *testing.T) {
+	hosts := []string{"mx3", "mx4", "mx5", "mx6"}
+	first := map[string]int{}
+	for s := int64(100); s < 104; s++ {
+		order := MXOrder(hosts, s)
+		if len(order) != 4 {
+			t.Fatalf("step %d: %v", s, order)
+		}
+		sorted := slices.Clone(order)
+		slices.Sort(sorted)
+		if !slices.Equal(sorted, hosts) {
+			t.Fatalf("step %d: %v is not a permutation", s, order)
+		}
+		first[order[0]]++
+	}
+	for _, h := range hosts {
+		if first[h] != 1 {
+			t.Fatalf("over one cycle %s was first %d times: %v", h, first[h], first)
+		}
+	}
+	if got := MXOrder(hosts, -1); got[0] != "mx6" {
+		t.Fatalf("negative step: %v", got)
+	}
+	if RotationStep(time.Unix(600, 0), 5*time.Minute) != 2 || !StepStart(2, 5*time.Minute).Equal(time.Unix(600, 0)) {
+		t.Fatal("RotationStep/StepStart disagree")
+	}
+}
+
+func TestNewRejectsBadZones(t *testing.T) {
+	rr := func(s string) dns.RR {
+		r, err := dns.NewRR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	soa := rr("a.example. 300 IN SOA ns1.a.example. h.a.example. 1 2 3 4 5")
+	ns := rr("a.example. 300 IN NS ns1.a.example.")
+	tests := []struct {
+		name string
+		rrs  []dns.RR
+		want string
+	}{
+		{"no SOA", []dns.RR{ns}, "one SOA"},
+		{"outside", []dns.RR{soa, ns, rr("b.example. 300 IN A 192.0.2.1")}, "outside"},
+		{"TTL mismatch", []dns.RR{soa, ns, rr("x.a.example. 300 IN A 192.0.2.1"), rr("x.a.example. 30 IN A 192.0.2.2")}, "TTL"},
+		{"CNAME and data", []dns.RR{soa, ns, rr("x.a.example. 300 IN A 192.0.2.1"), rr("x.a.example. 300 IN CNAME y.a.example.")}, "CNAME"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(origin, tc.rrs, Options{Signed: true})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,105 @@
+package persona
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/mailsec/mailsec/internal/keyfile"
+)
+
+// Keys holds the private key of every persona that serves a certificate.
+//
+// A persona keeps its key for life: certificates are renewed with the same
+// key, so the TLSA records derived from it stay valid across renewals (the
+// simplest rollover of RFC 7671 §8.1: "keep the key").
+type Keys struct {
+	keys map[int]*ecdsa.PrivateKey
+}
+
+// LoadKeys reads the persona keys from dir, creating missing ones (ECDSA
+// P-256, PKCS#8 PEM files persona-N.key, mode 0600).
+func LoadKeys(dir string) (*Keys, error) {
+	k := &Keys{keys: map[int]*ecdsa.PrivateKey{}}
+	for _, p := range Table() {
+		if !p.HasKey() {
+			continue
+		}
+		path := filepath.Join(dir, fmt.Sprintf("persona-%d.key", p.Number))
+		key, err := loadOrCreateECKey(path)
+		if err != nil {
+			return nil, fmt.Errorf("persona %d key: %w", p.Number, err)
+		}
+		k.keys[p.Number] = key
+	}
+	return k, nil
+}
+
+// Signer returns the private key of persona n, or nil if it has none.
+func (k *Keys) Signer(n int) crypto.Signer {
+	if key, ok := k.keys[n]; ok {
+		return key
+	}
+	return nil
+}
+
+// SPKISHA256 returns the SHA-256 digest of persona n's SubjectPublicKeyInfo,
+// the data of a "3 1 1" TLSA record (RFC 6698 §2.1).
+func (k *Keys) SPKISHA256(n int) ([]byte, error) {
+	key, ok := k.keys[n]
+	if !ok {
+		return nil, fmt.Errorf("persona %d has no key", n)
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(der)
+	return sum[:], nil
+}
+
+func loadOrCreateECKey(path string) (*ecdsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key, gerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if gerr != nil {
+			return nil, gerr
+		}
+		der, merr := x509.MarshalPKCS8PrivateKey(key)
+		if merr != nil {
+			return nil, merr
+		}
+		data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		// Another process (a second `mailsec` command) may create the same
+		// key at the same moment: WriteNew never overwrites, and the loser
+		// reads the winner's key.
+		if err := keyfile.WriteNew(path, data); err != nil {
+			return nil, err
+		}
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	key, ok := parsed.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an ECDSA key", path)
+	}
+	return key, nil
+}

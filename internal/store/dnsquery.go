@@ -1,0 +1,275 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// DNSQuery is one query answered by mailsec's authoritative DNS server. The
+// log of them is evidence for tests: which resolver looked up what and when.
+type DNSQuery struct {
+	Time      time.Time
+	Client    netip.AddrPort // source address and port of the query
+	Transport string         // "udp" or "tcp"
+	Name      string         // query name, lower-case, fully qualified ("mx4.a.example.")
+	Type      uint16         // query type (dns.TypeTLSA etc.)
+	DO        bool           // DNSSEC OK bit set
+	ECS       string         // EDNS client subnet as prefix text ("192.0.2.0/24"), "" if absent
+	Rcode     int            // response code we answered
+}
+
+// DNSQueryFilter selects DNS queries. Zero fields do not restrict.
+type DNSQueryFilter struct {
+	Since time.Time // inclusive; zero = no lower bound
+	Until time.Time // exclusive; zero = no upper bound
+
+	// Name matches one query name exactly. It is compared in the stored
+	// form, lower-case and fully qualified; DNSQueries converts it, so
+	// "MX4.a.example" finds "mx4.a.example.".
+	Name string
+
+	Type uint16 // 0 = any
+
+	// ClientPrefix matches the client address; zero matches any client.
+	// It is applied while reading rows in time order, so without Since or
+	// Name a narrow prefix may read many rows to find Limit matches.
+	ClientPrefix netip.Prefix
+
+	// Limit caps the number of queries returned, after all other filters;
+	// the earliest matching queries are returned. 0 means 1000; negative is
+	// an error.
+	Limit int
+}
+
+// defaultDNSQueryLimit bounds a DNSQueries result when the filter does not,
+// so a careless "everything" query cannot load a week of logs into memory.
+const defaultDNSQueryLimit = 1000
+
+// pruneChunk is how many rows PruneDNSQueries deletes per statement. Each
+// statement holds the write lock; chunking lets the DNS log's inserts and
+// other writers in between, and keeps the WAL from growing by the size of
+// the whole deletion.
+const pruneChunk = 5000
+
+// canonicalName returns name in the stored form: lower-case and fully
+// qualified. DNS names compare case-insensitively in ASCII only (RFC 4343),
+// and names in presentation format may carry arbitrary bytes, so this folds
+// A-Z by hand rather than using strings.ToLower, which would rewrite
+// non-UTF-8 bytes.
+func canonicalName(name string) string {
+	if name == "" {
+		return ""
+	}
+	b := []byte(name)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	if !isFQDN(name) {
+		b = append(b, '.')
+	}
+	return string(b)
+}
+
+// isFQDN reports whether name ends in an unescaped dot. In presentation
+// format "a\." is the one-label name "a." (not fully qualified) while
+// "a\\." ends in an escaped backslash and then the root dot.
+func isFQDN(name string) bool {
+	if !strings.HasSuffix(name, ".") {
+		return false
+	}
+	backslashes := 0
+	for i := len(name) - 2; i >= 0 && name[i] == '\\'; i-- {
+		backslashes++
+	}
+	return backslashes%2 == 0
+}
+
+// storedClient splits a client address into the stored columns. IPv4-mapped
+// IPv6 addresses (what a dual-stack socket reports for IPv4 clients) are
+// unmapped, so one client is recorded the same way whichever socket it used
+// and IPv4 prefixes match it.
+func storedClient(ap netip.AddrPort) (addr string, port int64) {
+	if !ap.IsValid() {
+		return "", 0
+	}
+	return ap.Addr().Unmap().String(), int64(ap.Port())
+}
+
+// AddDNSQueries stores qs in one transaction. Names are stored in canonical
+// form (see DNSQueryFilter.Name) and IPv4-mapped client addresses unmapped.
+// Either all queries are stored or, on error, none.
+func (s *Store) AddDNSQueries(ctx context.Context, qs []DNSQuery) (err error) {
+	if len(qs) == 0 {
+		return nil
+	}
+	// Validate before taking the write lock, so a bad query costs nothing.
+	times := make([]int64, len(qs))
+	for i, q := range qs {
+		ns, err := timeToNanos(q.Time)
+		if err != nil {
+			return fmt.Errorf("store: add DNS queries: query %d (%s): %w", i, q.Name, err)
+		}
+		times[i] = ns
+	}
+
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: add DNS queries: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback() // the original error is the one worth reporting
+		}
+	}()
+	stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO dns_queries
+    (time_ns, client_addr, client_port, transport, name, qtype, dnssec_ok, ecs, rcode)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`))
+	if err != nil {
+		return fmt.Errorf("store: add DNS queries: prepare: %w", err)
+	}
+	defer stmt.Close()
+	for i, q := range qs {
+		addr, port := storedClient(q.Client)
+		if _, err := stmt.ExecContext(ctx, times[i], addr, port, q.Transport,
+			canonicalName(q.Name), int64(q.Type), boolToInt(q.DO), q.ECS, int64(q.Rcode)); err != nil {
+			return fmt.Errorf("store: add DNS queries: insert: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: add DNS queries: commit: %w", err)
+	}
+	return nil
+}
+
+// DNSQueries returns the queries matching f, ordered by time ascending
+// (queries with equal times in insertion order).
+func (s *Store) DNSQueries(ctx context.Context, f DNSQueryFilter) ([]DNSQuery, error) {
+	limit := f.Limit
+	switch {
+	case limit < 0:
+		return nil, fmt.Errorf("store: DNS queries: negative limit %d", limit)
+	case limit == 0:
+		limit = defaultDNSQueryLimit
+	}
+
+	var where []string
+	var args []any
+	if !f.Since.IsZero() {
+		where = append(where, "time_ns >= ?")
+		args = append(args, clampToNanos(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "time_ns < ?")
+		args = append(args, clampToNanos(f.Until))
+	}
+	if f.Name != "" {
+		where = append(where, "name = ?")
+		args = append(args, canonicalName(f.Name))
+	}
+	if f.Type != 0 {
+		where = append(where, "qtype = ?")
+		args = append(args, int64(f.Type))
+	}
+
+	query := `SELECT time_ns, client_addr, client_port, transport, name, qtype, dnssec_ok, ecs, rcode
+FROM dns_queries`
+	if len(where) > 0 {
+		query += "\nWHERE " + strings.Join(where, " AND ")
+	}
+	query += "\nORDER BY time_ns, id"
+
+	// The client prefix is matched in Go: address containment has no
+	// portable SQL form over text addresses. The limit must then count
+	// matches, not rows read, so SQL gets no LIMIT and the loop below stops
+	// reading once it has enough; rows are streamed, not loaded.
+	prefix := f.ClientPrefix
+	if prefix.IsValid() {
+		prefix = unmapPrefix(prefix.Masked())
+	} else {
+		query += "\nLIMIT ?"
+		args = append(args, int64(limit))
+	}
+
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: DNS queries: %w", err)
+	}
+	defer rows.Close()
+
+	var out []DNSQuery
+	for len(out) < limit && rows.Next() {
+		var (
+			ns, port, qtype, do, rcode int64
+			addr                       string
+			q                          DNSQuery
+		)
+		if err := rows.Scan(&ns, &addr, &port, &q.Transport, &q.Name, &qtype, &do, &q.ECS, &rcode); err != nil {
+			return nil, fmt.Errorf("store: DNS queries: scan: %w", err)
+		}
+		if addr != "" {
+			a, err := netip.ParseAddr(addr)
+			if err != nil {
+				return nil, fmt.Errorf("store: DNS queries: stored client address: %w", err)
+			}
+			if prefix.IsValid() && !prefix.Contains(a) {
+				continue
+			}
+			q.Client = netip.AddrPortFrom(a, uint16(port))
+		} else if prefix.IsValid() {
+			continue // unknown client matches no prefix
+		}
+		q.Time = nanosToTime(ns)
+		q.Type = uint16(qtype)
+		q.DO = do != 0
+		q.Rcode = int(rcode)
+		out = append(out, q)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: DNS queries: %w", err)
+	}
+	return out, nil
+}
+
+// unmapPrefix turns an IPv4-mapped IPv6 prefix (::ffff:192.0.2.0/120) into
+// the IPv4 prefix it denotes (192.0.2.0/24), because stored addresses are
+// unmapped. Other prefixes are returned unchanged.
+func unmapPrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p
+}
+
+// PruneDNSQueries deletes queries older than before and returns how many it
+// deleted. It deletes in chunks (see pruneChunk); if ctx ends part way, the
+// rows deleted so far stay deleted and are counted.
+func (s *Store) PruneDNSQueries(ctx context.Context, before time.Time) (int64, error) {
+	cutoff := clampToNanos(before)
+	// DELETE ... LIMIT is not portable (SQLite needs a compile option,
+	// PostgreSQL has none), so the chunk is chosen by a subquery on id.
+	query := s.q(`DELETE FROM dns_queries WHERE id IN
+    (SELECT id FROM dns_queries WHERE time_ns < ? ORDER BY time_ns LIMIT ?)`)
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("store: prune DNS queries: %w", err)
+		}
+		res, err := s.db.ExecContext(ctx, query, cutoff, pruneChunk)
+		if err != nil {
+			return total, fmt.Errorf("store: prune DNS queries: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("store: prune DNS queries: %w", err)
+		}
+		total += n
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// migrationFS holds the schema migrations, named NNNN_description.sql. They
+// are embedded so the binary carries exactly the schema it was written for.
+// A migration must never be edited once released; add a new one instead.
+//
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migration is one schema change.
+type migration struct {
+	version int64
+	name    string // file name, recorded for people inspecting the database
+	sql     string
+}
+
+// loadMigrations returns the embedded migrations sorted by version.
+func loadMigrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var ms []migration
+	for _, e := range entries {
+		name := e.Name()
+		prefix, _, ok := strings.Cut(name, "_")
+		if !ok {
+			return nil, fmt.Errorf("migration %s: name is not NNNN_description.sql", name)
+		}
+		v, err := strconv.ParseInt(prefix, 10, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name is not NNNN_description.sql", name)
+		}
+		b, err := fs.ReadFile(migrationFS, path.Join("migrations", name))
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	if len(ms) == 0 {
+		return nil, errors.New("no migrations embedded")
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
+		}
+	}
+	return ms, nil
+}
+
+// migrate applies every embedded migration not yet recorded in
+// schema_migrations, each in its own transaction together with its record,
+// so a failed migration leaves the schema at the previous version.
+//
+// Two processes opening the same database at once are safe: transactions
+// begin IMMEDIATE, so the second waits for the first and then sees its
+// record, and skips the migration.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	latest := ms[len(ms)-1].version
+
+	// CREATE TABLE IF NOT EXISTS is accepted by both SQLite and PostgreSQL.
+	if _, err := s.db.ExecContext(ctx, s.q(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    BIGINT NOT NULL PRIMARY KEY,
+    name       TEXT   NOT NULL,
+    applied_ns BIGINT NOT NULL -- unix nanoseconds UTC
+)`)); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+
+	// Checked before touching anything, and again inside each transaction in
+	// case a newer binary migrated concurrently.
+	cur, err := s.schemaVersion(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	if cur > latest {
+		return fmt.Errorf("%w: database is at version %d, this binary knows up to %d", ErrSchemaTooNew, cur, latest)
+	}
+
+	applied, err := s.appliedVersions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		// Skipping known versions here keeps a routine re-open from taking
+		// the write lock once per migration; applyMigration re-checks under
+		// the lock.
+		if applied[m.version] {
+			continue
+		}
+		if err := s.applyMigration(ctx, m, latest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appliedVersions returns the set of recorded migration versions.
+func (s *Store) appliedVersions(ctx context.Context) (map[int64]bool, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT version FROM schema_migrations`))
+	if err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	defer rows.Close()
+	applied := make(map[int64]bool)
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("read applied migrations: %w", err)
+		}
+		applied[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read applied migrations: %w", err)
+	}
+	return applied, nil
+}
+
+// queryer is what schemaVersion needs from either a *sql.DB or a *sql.Tx.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// schemaVersion returns the highest applied migration version, 0 if none.
+func (s *Store) schemaVersion(ctx context.Context, db queryer) (int64, error) {
+	var v sql.NullInt64
+	if err := db.QueryRowContext(ctx, s.q(`SELECT MAX(version) FROM schema_migrations`)).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v.Int64, nil
+}
+
+// applyMigration applies m unless it is already recorded.
+func (s *Store) applyMigration(ctx context.Context, m migration, latest int64) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %s: begin: %w", m.name, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback() // the original error is the one worth reporting
+		}
+	}()
+
+	cur, err := s.schemaVersion(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if cur > latest {
+		return fmt.Errorf("%w: database is at version %d, this binary knows up to %d", ErrSchemaTooNew, cur, latest)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.version).Scan(&n); err != nil {
+		return fmt.Errorf("migration %s: check applied: %w", m.name, err)
+	}
+	if n > 0 {
+		return tx.Rollback()
+	}
+
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)`),
+		m.version, m.name, time.Now().UnixNano()); err != nil {
+		return fmt.Errorf("migration %s: record: %w", m.name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration %s: commit: %w", m.name, err)
+	}
+	return nil
+}

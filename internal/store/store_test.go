@@ -1,0 +1,232 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// openTestStore opens a fresh store in a temporary directory and closes it
+// when the test ends.
+func openTestStore(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "mailsec.db"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// appliedMigrations returns the versions recorded in schema_migrations.
+func appliedMigrations(t *testing.T, s *Store) []int64 {
+	t.Helper()
+	rows, err := s.DB().QueryContext(t.Context(), `SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatalf("query schema_migrations: %v", err)
+	}
+	defer rows.Close()
+	var vs []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			t.Fatalf("scan: %v", err)
+		}
+		vs = append(vs, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("rows: %v", err)
+	}
+	return vs
+}
+
+func TestOpenCreatesDirAndConfiguresConnection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "b", "mailsec.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		t.Fatalf("stat parent: %v", err)
+	}
+	if got := fi.Mode().Perm(); got&0o077 != 0 {
+		t.Errorf("parent dir mode = %v, want no group/other access", got)
+	}
+
+	// Pragmas are per connection; check several connections at once so the
+	// check is not satisfied by one lucky connection.
+	ctx := t.Context()
+	conns := make([]*sql.Conn, 0, maxOpenConns)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range maxOpenConns {
+		c, err := s.DB().Conn(ctx)
+		if err != nil {
+			t.Fatalf("Conn: %v", err)
+		}
+		conns = append(conns, c)
+		for _, tc := range []struct {
+			pragma string
+			want   string
+		}{
+			{"journal_mode", "wal"},
+			{"busy_timeout", "5000"},
+			{"foreign_keys", "1"},
+			{"synchronous", "1"}, // NORMAL
+		} {
+			var got string
+			if err := c.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil {
+				t.Fatalf("PRAGMA %s: %v", tc.pragma, err)
+			}
+			if got != tc.want {
+				t.Errorf("PRAGMA %s = %q, want %q", tc.pragma, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestPathWithURICharacters(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("'?' is not allowed in Windows file names")
+	}
+	// '?' and '#' would end the path of a naively built file: URI.
+	path := filepath.Join(t.TempDir(), "odd ?name#%20.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("database not created at the given path: %v", err)
+	}
+}
+
+func TestMigrationsIdempotentOnReopen(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mailsec.db")
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatalf("loadMigrations: %v", err)
+	}
+
+	var want []int64
+	for _, m := range ms {
+		want = append(want, m.version)
+	}
+	for i := range 3 {
+		s, err := Open(ctx, path)
+		if err != nil {
+			t.Fatalf("Open #%d: %v", i+1, err)
+		}
+		got := appliedMigrations(t, s)
+		if len(got) != len(want) {
+			t.Fatalf("open #%d: applied %v, want %v", i+1, got, want)
+		}
+		for j := range got {
+			if got[j] != want[j] {
+				t.Fatalf("open #%d: applied %v, want %v", i+1, got, want)
+			}
+		}
+		// Data written before a reopen must survive it (no re-creation).
+		if err := s.AddDNSQueries(ctx, []DNSQuery{testQuery(0, "a.example.")}); err != nil {
+			t.Fatalf("AddDNSQueries: %v", err)
+		}
+		qs, err := s.DNSQueries(ctx, DNSQueryFilter{})
+		if err != nil {
+			t.Fatalf("DNSQueries: %v", err)
+		}
+		if len(qs) != i+1 {
+			t.Errorf("open #%d: %d rows, want %d", i+1, len(qs), i+1)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "mailsec.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	// Simulate a newer binary having migrated the database.
+	if _, err := s.DB().ExecContext(ctx,
+		`INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)`,
+		999999, "999999_future.sql", 0); err != nil {
+		t.Fatalf("insert future migration: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s, err = Open(ctx, path)
+	if !errors.Is(err, ErrSchemaTooNew) {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open of newer schema: err = %v, want ErrSchemaTooNew", err)
+	}
+	if s != nil {
+		t.Errorf("Open returned a store along with %v", err)
+	}
+}
+
+func TestLoadMigrations(t *testing.T) {
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatalf("loadMigrations: %v", err)
+	}
+	for i, m := range ms {
+		if i > 0 && m.version <= ms[i-1].version {
+			t.Errorf("migrations out of order: %s after %s", m.name, ms[i-1].name)
+		}
+		if m.sql == "" {
+			t.Errorf("migration %s is empty", m.name)
+		}
+	}
+}
+
+func TestRebindDollar(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{"SELECT 1", "SELECT 1"},
+		{"SELECT * FROM t WHERE a = ? AND b = ?", "SELECT * FROM t WHERE a = $1 AND b = $2"},
+		{"SELECT '?' , ?", "SELECT '?' , $1"},
+		{"SELECT 'it''s ?', ?", "SELECT 'it''s ?', $1"},
+		{"VALUES (?, ?, ?)", "VALUES ($1, $2, $3)"},
+	} {
+		if got := rebindDollar(tc.in); got != tc.want {
+			t.Errorf("rebindDollar(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestClosedStore(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "mailsec.db"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.AddDNSQueries(t.Context(), []DNSQuery{testQuery(0, "a.example.")}); err == nil {
+		t.Error("AddDNSQueries on closed store succeeded")
+	}
+}
