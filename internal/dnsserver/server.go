@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -42,6 +43,7 @@ type Options struct {
 // Server answers queries for the zones of an Authority.
 type Server struct {
 	auth    *dnszone.Authority
+	cache   atomic.Pointer[answerCache]
 	udpSize uint16
 	rec     QueryRecorder
 	log     *slog.Logger
@@ -76,11 +78,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		}
 	}()
 	now := s.now()
-	m := s.Answer(now, r, isTCP(w))
-	if m == nil {
+	tcp := isTCP(w)
+	wire, rcode, ok := s.respond(now, r, tcp)
+	if !ok {
 		return
 	}
-	if err := w.WriteMsg(m); err != nil {
+	if _, err := w.Write(wire); err != nil {
 		s.log.Debug("dns write failed", "client", w.RemoteAddr().String(), "err", err)
 	}
 	if s.rec != nil && len(r.Question) == 1 {
@@ -91,9 +94,9 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			Transport: "udp",
 			Name:      strings.ToLower(q.Name),
 			Type:      q.Qtype,
-			Rcode:     m.Rcode,
+			Rcode:     rcode,
 		}
-		if isTCP(w) {
+		if tcp {
 			rec.Transport = "tcp"
 		}
 		if opt := r.IsEdns0(); opt != nil {
@@ -104,9 +107,44 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-// Answer builds the response to query r as it is at time now. It returns nil
-// for messages that get no answer at all (responses sent to us).
+// respond returns the packed answer to r and its rcode; ok is false when r
+// gets no answer. Answers are cached per zone snapshot (see answerCache).
+func (s *Server) respond(now time.Time, r *dns.Msg, tcp bool) (wire []byte, rcode int, ok bool) {
+	snap := s.auth.Snapshot(now)
+	cache := s.cacheFor(snap)
+	key, cacheable := cacheKeyOf(r)
+	if cacheable {
+		if e, hit := cache.get(key, now); hit && (tcp || len(e.wire) <= udpLimit(r, s.udpSize)) {
+			return e.forQuery(r), e.rcode, true
+		}
+	}
+	m := s.answer(now, snap, r, tcp)
+	if m == nil {
+		return nil, 0, false
+	}
+	wire, err := m.Pack()
+	if err != nil {
+		s.log.Error("packing answer failed", "err", err)
+		m = new(dns.Msg)
+		m.SetRcode(r, dns.RcodeServerFailure)
+		if wire, err = m.Pack(); err != nil {
+			return nil, 0, false
+		}
+		return wire, m.Rcode, true
+	}
+	if cacheable && !m.Truncated && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError || m.Rcode == dns.RcodeRefused) {
+		cache.put(key, &cachedAnswer{wire: wire, rcode: m.Rcode, expires: now.Add(answerCacheLifetime)})
+	}
+	return wire, m.Rcode, true
+}
+
+// Answer builds the response to query r as it is at time now, over TCP or
+// UDP. It returns nil for messages that get no answer at all.
 func (s *Server) Answer(now time.Time, r *dns.Msg, tcp bool) *dns.Msg {
+	return s.answer(now, s.auth.Snapshot(now), r, tcp)
+}
+
+func (s *Server) answer(now time.Time, snap *dnszone.Snapshot, r *dns.Msg, tcp bool) *dns.Msg {
 	if r.Response {
 		return nil // never answer an answer: that is how reflection loops start
 	}
@@ -147,7 +185,7 @@ func (s *Server) Answer(now time.Time, r *dns.Msg, tcp bool) *dns.Msg {
 		m.SetRcode(r, dns.RcodeNotImplemented)
 		return s.finish(m, r, tcp)
 	}
-	zone := s.auth.Snapshot(now).Find(q.Name)
+	zone := snap.Find(q.Name)
 	if zone == nil {
 		m.SetRcode(r, dns.RcodeRefused) // not ours, and we do not recurse
 		return s.finish(m, r, tcp)
@@ -189,18 +227,26 @@ func (s *Server) sections(now time.Time, z *dnszone.SignedZone, sets [][]dns.RR,
 // answer to what the transport and the client allow, setting TC so the
 // client retries over TCP (RFC 7766 §5).
 func (s *Server) finish(m, r *dns.Msg, tcp bool) *dns.Msg {
-	size := dns.MinMsgSize
 	if opt := r.IsEdns0(); opt != nil {
 		m.SetEdns0(s.udpSize, opt.Do())
-		// RFC 6891 §6.2.5: values below 512 are treated as 512.
-		size = int(min(max(opt.UDPSize(), dns.MinMsgSize), s.udpSize))
 	}
+	size := udpLimit(r, s.udpSize)
 	if tcp {
 		size = dns.MaxMsgSize
 	}
 	m.Compress = true
 	m.Truncate(size)
 	return m
+}
+
+// udpLimit is the largest UDP answer for query r: 512 without EDNS, else
+// the client's size within [512, ours] (RFC 6891 §6.2.5: values below 512
+// are treated as 512).
+func udpLimit(r *dns.Msg, ours uint16) int {
+	if opt := r.IsEdns0(); opt != nil {
+		return int(min(max(opt.UDPSize(), dns.MinMsgSize), ours))
+	}
+	return dns.MinMsgSize
 }
 
 // queryOPT returns the query's OPT record; more than one is a format error

@@ -335,3 +335,78 @@ func FuzzAnswer(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAnswer measures the answer path without the network (answer
+// cache, or lookup, signing and packing) for the mix of bench/dns.
+func BenchmarkAnswer(b *testing.B) {
+	srv := New(testAuthority(b), Options{UDPSize: 1232})
+	var msgs []*dns.Msg
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{zoneA, dns.TypeMX}, {"mx4." + zoneA, dns.TypeA}, {"_25._tcp.mx4." + zoneA, dns.TypeTLSA},
+		{"_mta-sts." + zoneA, dns.TypeTXT}, {"nx-17." + zoneA, dns.TypeA}, {"_tcp.mx4." + zoneA, dns.TypeTLSA},
+	} {
+		m := new(dns.Msg)
+		m.SetQuestion(q.name, q.qtype)
+		m.SetEdns0(1232, true)
+		msgs = append(msgs, m)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, ok := srv.respond(now, msgs[i%len(msgs)], false); !ok {
+			b.Fatal("no answer")
+		}
+	}
+}
+
+// TestAnswerCacheIsTransparent: a cached answer is byte for byte what the
+// server would build afresh for the same query, header flags included.
+func TestAnswerCacheIsTransparent(t *testing.T) {
+	srv := New(testAuthority(t), Options{UDPSize: 1232})
+	now := time.Now()
+	queries := []func() *dns.Msg{
+		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion(zoneA, dns.TypeMX); m.SetEdns0(1232, true); return m },
+		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("nx."+zoneA, dns.TypeA); m.SetEdns0(1232, true); return m },
+		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("_tcp.mx4."+zoneA, dns.TypeTLSA); return m },
+		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("example.org.", dns.TypeA); return m },
+		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("mx5."+zoneA, dns.TypeAAAA); m.SetEdns0(4096, true); return m },
+	}
+	for i, mk := range queries {
+		first := mk()
+		if _, _, ok := srv.respond(now, first, false); !ok {
+			t.Fatalf("query %d: no answer", i)
+		}
+		for _, flags := range []struct{ rd, cd bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+			q := mk()
+			q.Id = uint16(1000 + i)
+			q.RecursionDesired, q.CheckingDisabled = flags.rd, flags.cd
+			got, _, _ := srv.respond(now, q, false)
+			want, err := srv.Answer(now, q, false).Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("query %d %+v: cached answer differs from a fresh one", i, flags)
+			}
+		}
+	}
+	// A small client buffer must not get the cached full answer.
+	q := queries[4]()
+	q.IsEdns0().SetUDPSize(512)
+	wire, _, _ := srv.respond(now, q, false)
+	if len(wire) > 512 {
+		t.Fatalf("%d octets to a 512-octet client", len(wire))
+	}
+	// Mixed case is echoed (no cache).
+	mixed := new(dns.Msg)
+	mixed.SetQuestion("MX4.a.Example.", dns.TypeA)
+	wire, _, _ = srv.respond(now, mixed, false)
+	r := new(dns.Msg)
+	if err := r.Unpack(wire); err != nil || r.Question[0].Name != "MX4.a.Example." || len(r.Answer) != 1 {
+		t.Fatalf("mixed-case query: %v\n%s", err, r)
+	}
+}
