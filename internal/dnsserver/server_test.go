@@ -370,10 +370,20 @@ func TestAnswerCacheIsTransparent(t *testing.T) {
 	now := time.Now()
 	queries := []func() *dns.Msg{
 		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion(zoneA, dns.TypeMX); m.SetEdns0(1232, true); return m },
-		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("nx."+zoneA, dns.TypeA); m.SetEdns0(1232, true); return m },
+		func() *dns.Msg {
+			m := new(dns.Msg)
+			m.SetQuestion("nx."+zoneA, dns.TypeA)
+			m.SetEdns0(1232, true)
+			return m
+		},
 		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("_tcp.mx4."+zoneA, dns.TypeTLSA); return m },
 		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("example.org.", dns.TypeA); return m },
-		func() *dns.Msg { m := new(dns.Msg); m.SetQuestion("mx5."+zoneA, dns.TypeAAAA); m.SetEdns0(4096, true); return m },
+		func() *dns.Msg {
+			m := new(dns.Msg)
+			m.SetQuestion("mx5."+zoneA, dns.TypeAAAA)
+			m.SetEdns0(4096, true)
+			return m
+		},
 	}
 	for i, mk := range queries {
 		first := mk()
