@@ -47,7 +47,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the service (DNS zones A and B) until interrupted", runServe},
-		{"dns", "zone tools: 'dns ds' prints the DS records, 'dns dump' the signed zone", runDNS},
+		{"dns", "zone tools: 'dns ds' prints the DS records, 'dns dump [-zone a|b]' the signed zone", runDNS},
 		{"config", "print the effective configuration (defaults plus file) as TOML", runConfig},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},
@@ -230,6 +230,7 @@ func runDNS(e *env, args []string) error {
 		fs := newFlags(e, "dns dump", "[-zone a|b]")
 		zone := fs.String("zone", "a", "zone to dump: a or b")
 		at := fs.String("at", "", "dump the zone as at this RFC 3339 time (default: now)")
+		asServed := fs.Bool("as-served", false, "show deliberately broken signatures (dnssec.broken_hosts) corrupted, as served")
 		if err := parse(fs, args[1:]); err != nil {
 			return err
 		}
@@ -254,7 +255,7 @@ func runDNS(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		return zones.Authority.Snapshot(now).Zones[i].Dump(e.stdout, now)
+		return zones.Authority.Snapshot(now).Zones[i].Dump(e.stdout, now, *asServed)
 	}
 	return fmt.Errorf("%w: unknown 'dns %s' ('dns ds' or 'dns dump')", errUsage, args[0])
 }

@@ -106,8 +106,13 @@ func (s *Snapshot) Find(qname string) *SignedZone {
 }
 
 // Sign returns the RRset followed by its RRSIG (or only the RRset if the
-// zone is unsigned). The RRSIG of an owner listed as broken is corrupted.
+// zone is unsigned), as served: the RRSIG of an owner listed as broken is
+// corrupted.
 func (z *SignedZone) Sign(now time.Time, rrset []dns.RR) ([]dns.RR, error) {
+	return z.sign(now, rrset, true)
+}
+
+func (z *SignedZone) sign(now time.Time, rrset []dns.RR, injectFaults bool) ([]dns.RR, error) {
 	if z.Signer == nil || len(rrset) == 0 {
 		return rrset, nil
 	}
@@ -115,9 +120,7 @@ func (z *SignedZone) Sign(now time.Time, rrset []dns.RR) ([]dns.RR, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Only the data of a broken owner is bogus. Its NSEC stays valid: it
-	// also proves the absence of unrelated names that sort after it.
-	if h := rrset[0].Header(); h.Rrtype != dns.TypeNSEC && z.SignatureBroken(h.Name) {
+	if injectFaults && z.brokenRRset(rrset) {
 		sig = dnssec.Corrupt(sig)
 	}
 	out := make([]dns.RR, 0, len(rrset)+1)
@@ -125,14 +128,35 @@ func (z *SignedZone) Sign(now time.Time, rrset []dns.RR) ([]dns.RR, error) {
 	return append(out, sig), nil
 }
 
+// brokenRRset tells whether rrset is served with a corrupted signature.
+// Only the data of a broken owner is bogus. Its NSEC stays valid: it also
+// proves the absence of unrelated names that sort after it.
+func (z *SignedZone) brokenRRset(rrset []dns.RR) bool {
+	h := rrset[0].Header()
+	return h.Rrtype != dns.TypeNSEC && z.SignatureBroken(h.Name)
+}
+
 // Dump writes the zone in presentation format, every RRset followed by its
 // RRSIG, NSEC records included, so that independent tools
 // (ldns-verify-zone, named-checkzone, Knot) can load and verify it.
-func (z *SignedZone) Dump(w io.Writer, now time.Time) error {
+//
+// The dump is the zone as published, with valid signatures throughout: the
+// broken hosts' corrupted signatures are a fault injected when answering,
+// noted in a comment. With asServed, the dump shows them corrupted, as a
+// resolver receives them.
+func (z *SignedZone) Dump(w io.Writer, now time.Time, asServed bool) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "$ORIGIN %s\n", z.Origin())
 	for _, set := range z.RRsets() {
-		signed, err := z.Sign(now, set)
+		if z.Signer != nil && z.brokenRRset(set) {
+			state := "valid below; served corrupted (dump -as-served shows it)"
+			if asServed {
+				state = "corrupted below, as served"
+			}
+			fmt.Fprintf(bw, "; %s %s: signature deliberately broken (dnssec.broken_hosts): %s\n",
+				set[0].Header().Name, dns.TypeToString[set[0].Header().Rrtype], state)
+		}
+		signed, err := z.sign(now, set, asServed)
 		if err != nil {
 			return err
 		}

@@ -145,19 +145,22 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	srv := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The query log outlives the listeners: it is stopped only after the
+	// server has shut down, so the last answered queries are written too.
+	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer qcancel()
 	qlogDone := make(chan error, 1)
-	go func() { qlogDone <- qlog.Run(ctx) }()
+	go func() { qlogDone <- qlog.Run(qctx) }()
 	for _, l := range listeners {
 		log.Info("dns listening", "udp", l.UDP.LocalAddr().String(), "tcp", l.TCP.Addr().String())
 	}
 	log.Info("zones ready", "a", cfg.Zones.A, "ds_a", zones.KeyA.DS().String(), "b", cfg.Zones.B, "rotation", cfg.Timing.MXRotation.Duration)
 	err = srv.Serve(ctx, listeners)
-	cancel()
+	qcancel()
 	if qerr := <-qlogDone; qerr != nil && err == nil {
 		err = fmt.Errorf("query log: %w", qerr)
 	}
+	log.Info("query log closed", "written", qlog.Written(), "dropped", qlog.Dropped())
 	return err
 }
 

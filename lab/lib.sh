@@ -1,0 +1,132 @@
+# lab/lib.sh: shared definitions for lab/up, lab/down and lab/check.
+# Source it; it defines variables and functions and runs nothing else.
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables are for the scripts that source this
+
+# Paths, from this file's own location, so the scripts run from any cwd.
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
+REPO_ROOT=$(cd "$LAB_DIR/.." && pwd -P)
+LAB_STATE="$LAB_DIR/state"
+LAB_CONFIG="$LAB_DIR/mailsec.toml"
+LAB_BIN="$LAB_STATE/bin/mailsec"
+LAB_LOGS="$LAB_STATE/logs"
+LAB_PIDS="$LAB_STATE/pids"
+LAB_ENV="$LAB_STATE/env"
+
+# The lab's network namespace: every lab process runs in it, so its
+# 127.0.0.0/8 addresses are private to the lab (docs: lab-recipes §0).
+# MAILSEC_LAB_NETNS lets two checkouts run labs side by side.
+LAB_NETNS="${MAILSEC_LAB_NETNS:-mailsec-lab}"
+
+# The lab's validating resolver (Unbound). Everything else (zones, the
+# authoritative address, timings) comes from lab/mailsec.toml.
+RESOLVER_ADDR="127.0.0.53"
+RESOLVER_PORT="53"
+
+# Go may be installed but not on root's PATH.
+if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
+	PATH="$PATH:/usr/local/go/bin"
+	export PATH
+fi
+
+log() { printf '%s: %s\n' "${LAB_PROG:-lab}" "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+require_root() {
+	((EUID == 0)) || die "must run as root (it creates a network namespace)"
+}
+
+# ns_exec CMD...: run CMD inside the lab's network namespace.
+ns_exec() { ip netns exec "$LAB_NETNS" "$@"; }
+
+netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$LAB_NETNS"; }
+
+mailsec() { "$LAB_BIN" -config "$LAB_CONFIG" "$@"; }
+
+# cfg_get SECTION KEY: the raw TOML value of KEY in SECTION of the effective
+# configuration (`mailsec config`, defaults included). Needs the binary.
+# SECTION "" means the top level.
+cfg_get() {
+	local section=$1 key=$2
+	mailsec config | awk -v want="$section" -v key="$key" '
+		/^\[/ { sec = substr($0, 2, length($0) - 2); next }
+		sec == want {
+			i = index($0, "=")
+			if (i == 0) next
+			k = substr($0, 1, i - 1); gsub(/[ \t]/, "", k)
+			if (k != key) next
+			v = substr($0, i + 1); sub(/^[ \t]+/, "", v); sub(/[ \t]+$/, "", v)
+			print v; found = 1; exit
+		}
+		END { exit found ? 0 : 1 }'
+}
+
+# toml_first VALUE: the first string of a TOML string or string array
+# ("" for an empty array); a bare value (true, 42) as it is.
+toml_first() {
+	local v=$1
+	if [[ "$v" =~ \"([^\"]*)\" ]]; then
+		printf '%s\n' "${BASH_REMATCH[1]}"
+	elif [[ "$v" == \[* ]]; then
+		printf '\n'
+	else
+		printf '%s\n' "$v"
+	fi
+}
+
+# duration_seconds GO_DURATION: "12s", "1m30s", "1h0m0s", "1.5s" -> whole
+# seconds (rounded down).
+duration_seconds() {
+	local d
+	d=$(toml_first "$1")
+	awk -v d="$d" 'BEGIN {
+		t = 0; s = d
+		while (length(s) > 0) {
+			if (!match(s, /^[0-9.]+/)) exit 1
+			n = substr(s, 1, RLENGTH) + 0; s = substr(s, RLENGTH + 1)
+			if (!match(s, /^(ns|us|µs|ms|h|m|s)/)) exit 1
+			u = substr(s, 1, RLENGTH); s = substr(s, RLENGTH + 1)
+			f = (u == "h") ? 3600 : (u == "m") ? 60 : (u == "s") ? 1 : (u == "ms") ? 0.001 : (u == "ns") ? 1e-9 : 1e-6
+			t += n * f
+		}
+		printf "%d\n", t
+	}' || die "cannot parse duration $1"
+}
+
+# pid_alive PID: the process exists and is not a zombie (an exited child
+# that its parent has not reaped yet).
+pid_alive() {
+	local stat
+	kill -0 "$1" 2>/dev/null || return 1
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ "${stat%% *}" != Z ]]
+}
+
+# pid_is_ours PID: the process lives and belongs to this lab (it runs in the
+# lab's namespace or names the lab's state directory on its command line).
+# Guards against killing a recycled pid.
+pid_is_ours() {
+	local pid=$1
+	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
+	pid_alive "$pid" || return 1
+	if [[ "$(ip netns identify "$pid" 2>/dev/null)" == "$LAB_NETNS" ]]; then
+		return 0
+	fi
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$LAB_STATE/"
+}
+
+# live_pids: print "name pid" for each recorded process that is still ours.
+live_pids() {
+	[[ -f "$LAB_PIDS" ]] || return 0
+	local name pid
+	while read -r name pid _; do
+		[[ -n "${name:-}" ]] || continue
+		if pid_is_ours "${pid:-}"; then
+			printf '%s %s\n' "$name" "$pid"
+		fi
+	done <"$LAB_PIDS"
+}
