@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,39 +301,65 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// Listener is one bound address served over UDP and TCP.
+// Listener is one bound address served over UDP and TCP. UDP has one socket
+// per CPU sharing the address (SO_REUSEPORT on Linux), each with its own
+// reader.
 type Listener struct {
-	UDP net.PacketConn
+	UDP []net.PacketConn
 	TCP net.Listener
 }
+
+// Addr returns the bound address (UDP and TCP share the port).
+func (l Listener) Addr() net.Addr { return l.UDP[0].LocalAddr() }
 
 // Listen binds UDP and TCP on every address. Binding happens here, before
 // serving starts, so that a busy port is reported at once; ports may be 0
 // (tests), the bound addresses are in the returned listeners.
 func Listen(ctx context.Context, addrs []string) ([]Listener, error) {
-	var lc net.ListenConfig
+	sockets := 1
+	if canReusePort {
+		sockets = runtime.NumCPU()
+	}
+	lc := net.ListenConfig{Control: reusePort}
 	var out []Listener
 	closeAll := func() {
 		for _, l := range out {
-			l.UDP.Close()
-			l.TCP.Close()
+			for _, pc := range l.UDP {
+				pc.Close()
+			}
+			if l.TCP != nil {
+				l.TCP.Close()
+			}
 		}
 	}
 	for _, a := range addrs {
+		var l Listener
 		pc, err := lc.ListenPacket(ctx, "udp", a)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("dns listen udp %s: %w", a, err)
 		}
-		// The TCP listener takes the port UDP got, so that port 0 gives
-		// one port for both.
-		tl, err := lc.Listen(ctx, "tcp", pc.LocalAddr().String())
+		l.UDP = append(l.UDP, pc)
+		out = append(out, l)
+		// The other sockets and TCP take the port the first one got, so
+		// that port 0 gives one port for all.
+		bound := pc.LocalAddr().String()
+		for range sockets - 1 {
+			more, err := lc.ListenPacket(ctx, "udp", bound)
+			if err != nil {
+				closeAll()
+				return nil, fmt.Errorf("dns listen udp %s (SO_REUSEPORT): %w", bound, err)
+			}
+			out[len(out)-1].UDP = append(out[len(out)-1].UDP, more)
+		}
+		// TCP needs no SO_REUSEPORT: one accept loop spawns a goroutine
+		// per connection.
+		tl, err := (&net.ListenConfig{}).Listen(ctx, "tcp", bound)
 		if err != nil {
-			pc.Close()
 			closeAll()
 			return nil, fmt.Errorf("dns listen tcp %s: %w", a, err)
 		}
-		out = append(out, Listener{UDP: pc, TCP: tl})
+		out[len(out)-1].TCP = tl
 	}
 	return out, nil
 }
@@ -341,8 +368,10 @@ func Listen(ctx context.Context, addrs []string) ([]Listener, error) {
 func (s *Server) Serve(ctx context.Context, listeners []Listener) error {
 	var servers []*dns.Server
 	for _, l := range listeners {
+		for _, pc := range l.UDP {
+			servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: int(s.udpSize)})
+		}
 		servers = append(servers,
-			&dns.Server{PacketConn: l.UDP, Handler: s, UDPSize: int(s.udpSize)},
 			&dns.Server{Listener: l.TCP, Handler: s,
 				// RFC 7766 §6.2.3: idle TCP connections are closed
 				// after a few seconds so they cannot pile up.

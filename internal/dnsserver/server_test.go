@@ -90,7 +90,7 @@ func startServer(t *testing.T) (string, *recorder) {
 			t.Error(err)
 		}
 	})
-	return ls[0].UDP.LocalAddr().String(), rec
+	return ls[0].Addr().String(), rec
 }
 
 func exchange(t *testing.T, addr, net string, m *dns.Msg) *dns.Msg {

@@ -28,6 +28,7 @@ var ErrBadZone = errors.New("bad zone data")
 type Zone struct {
 	origin string   // canonical (lower-case, fully qualified)
 	soa    *dns.SOA // apex SOA
+	negSOA *dns.SOA // the SOA as sent in negative answers (TTL: NegativeTTL)
 	names  []string // owners with data, canonical order (RFC 4034 §6.1)
 	nodes  map[string]*node
 	ents   map[string]bool // empty non-terminals (RFC 4592 §2.2.2)
@@ -88,6 +89,11 @@ func New(origin string, records []dns.RR, opt Options) (*Zone, error) {
 		return nil, fmt.Errorf("%w: %s needs one SOA and an NS set at its apex", ErrBadZone, origin)
 	}
 	z.soa = apex.rrsets[dns.TypeSOA][0].(*dns.SOA)
+	// RFC 2308 §3: the SOA of a negative answer carries the negative TTL,
+	// the lesser of its own TTL and MINIMUM, so resolvers cache the
+	// negative answer no longer than that.
+	z.negSOA = dns.Copy(z.soa).(*dns.SOA)
+	z.negSOA.Hdr.Ttl = z.NegativeTTL()
 	for name, n := range z.nodes {
 		if _, ok := n.rrsets[dns.TypeCNAME]; ok && len(n.rrsets) > 1 {
 			return nil, fmt.Errorf("%w: %s has a CNAME and other data", ErrBadZone, name)
@@ -210,7 +216,7 @@ func (z *Zone) Lookup(qname string, qtype uint16, dnssec bool) Result {
 			return Result{Rcode: dns.RcodeSuccess, Answer: [][]dns.RR{cname}}
 		}
 		// NODATA: the name's own NSEC shows the type is absent (RFC 4035 §3.1.3.1).
-		r := Result{Rcode: dns.RcodeSuccess, Authority: [][]dns.RR{{z.soa}}}
+		r := Result{Rcode: dns.RcodeSuccess, Authority: [][]dns.RR{{z.negSOA}}}
 		if withProof {
 			r.Authority = append(r.Authority, []dns.RR{n.nsec})
 		}
@@ -218,7 +224,7 @@ func (z *Zone) Lookup(qname string, qtype uint16, dnssec bool) Result {
 	case z.ents[qname]:
 		// NODATA at an empty non-terminal: the covering NSEC, whose next
 		// name lies below qname, proves the name exists without data.
-		r := Result{Rcode: dns.RcodeSuccess, Authority: [][]dns.RR{{z.soa}}}
+		r := Result{Rcode: dns.RcodeSuccess, Authority: [][]dns.RR{{z.negSOA}}}
 		if withProof {
 			r.Authority = append(r.Authority, []dns.RR{z.covering(qname)})
 		}
@@ -227,7 +233,7 @@ func (z *Zone) Lookup(qname string, qtype uint16, dnssec bool) Result {
 	// NXDOMAIN: one NSEC covers qname, one covers the wildcard at the
 	// closest encloser, proving no wildcard could have matched
 	// (RFC 4035 §3.1.3.2). They may be the same record.
-	r := Result{Rcode: dns.RcodeNameError, Authority: [][]dns.RR{{z.soa}}}
+	r := Result{Rcode: dns.RcodeNameError, Authority: [][]dns.RR{{z.negSOA}}}
 	if withProof {
 		cover := z.covering(qname)
 		wild := z.covering("*." + z.closestEncloser(qname))

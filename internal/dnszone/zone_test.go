@@ -125,6 +125,12 @@ func TestLookup(t *testing.T) {
 			if got := descs(r.Authority); !slices.Equal(got, tc.authority) {
 				t.Errorf("authority %q, want %q", got, tc.authority)
 			}
+			if len(r.Answer) == 0 && len(r.Authority) > 0 {
+				// RFC 2308 §3: negative answers carry the SOA with the negative TTL.
+				if ttl := r.Authority[0][0].Header().Ttl; ttl != z.NegativeTTL() {
+					t.Errorf("SOA TTL %d in a negative answer, want %d", ttl, z.NegativeTTL())
+				}
+			}
 		})
 	}
 }

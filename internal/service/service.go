@@ -152,7 +152,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	qlogDone := make(chan error, 1)
 	go func() { qlogDone <- qlog.Run(qctx) }()
 	for _, l := range listeners {
-		log.Info("dns listening", "udp", l.UDP.LocalAddr().String(), "tcp", l.TCP.Addr().String())
+		log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", len(l.UDP))
 	}
 	log.Info("zones ready", "a", cfg.Zones.A, "ds_a", zones.KeyA.DS().String(), "b", cfg.Zones.B, "rotation", cfg.Timing.MXRotation.Duration)
 	err = srv.Serve(ctx, listeners)

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -55,7 +56,7 @@ func startZoneServer(t *testing.T, mutate func(*config.Config)) *zoneServer {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return &zoneServer{cfg: cfg, zones: zones, addr: ls[0].UDP.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()}
+	return &zoneServer{cfg: cfg, zones: zones, addr: ls[0].Addr().(*net.UDPAddr).AddrPort()}
 }
 
 func (z *zoneServer) unbound(t *testing.T) *peertest.Unbound {

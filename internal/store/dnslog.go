@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync/atomic"
 	"time"
 )
@@ -118,12 +119,11 @@ func (l *DNSQueryLog) Run(ctx context.Context) error {
 	defer prune.Stop()
 
 	var w dropWarner
-	batch := make([]DNSQuery, 0, dnsLogBatch)
+	batch := newAggregate()
 	for {
 		select {
 		case q := <-l.queue:
-			batch = append(batch, q)
-			if len(batch) >= dnsLogBatch {
+			if batch.add(q) >= dnsLogBatch {
 				batch = l.flush(ctx, batch)
 			}
 		case <-flush.C:
@@ -141,12 +141,11 @@ func (l *DNSQueryLog) Run(ctx context.Context) error {
 
 // drain writes batch and everything still queued. It stops at the first
 // moment the queue is empty rather than waiting for more.
-func (l *DNSQueryLog) drain(ctx context.Context, batch []DNSQuery) {
+func (l *DNSQueryLog) drain(ctx context.Context, batch *aggregate) {
 	for {
 		select {
 		case q := <-l.queue:
-			batch = append(batch, q)
-			if len(batch) >= dnsLogBatch {
+			if batch.add(q) >= dnsLogBatch {
 				batch = l.flush(ctx, batch)
 			}
 		default:
@@ -159,10 +158,11 @@ func (l *DNSQueryLog) drain(ctx context.Context, batch []DNSQuery) {
 // flush stores batch, retrying once on error, and returns batch emptied for
 // reuse. A batch that fails twice is counted as dropped: keeping it would
 // let a persistent error (disk full) grow memory without bound.
-func (l *DNSQueryLog) flush(ctx context.Context, batch []DNSQuery) []DNSQuery {
-	if len(batch) == 0 {
-		return batch
+func (l *DNSQueryLog) flush(ctx context.Context, agg *aggregate) *aggregate {
+	if len(agg.rows) == 0 {
+		return agg
 	}
+	batch := agg.rows
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dnsLogWriteTimeout)
 	defer cancel()
 
@@ -174,15 +174,73 @@ func (l *DNSQueryLog) flush(ctx context.Context, batch []DNSQuery) []DNSQuery {
 		err = l.store.AddDNSQueries(wctx, batch)
 	}
 	if err != nil {
-		l.dropped.Add(uint64(len(batch)))
-		l.logger.Error("DNS query log: write failed twice, dropping batch", "queries", len(batch), "err", err)
+		l.dropped.Add(agg.queries)
+		l.logger.Error("DNS query log: write failed twice, dropping batch", "queries", agg.queries, "err", err)
 	} else {
-		l.written.Add(uint64(len(batch)))
+		l.written.Add(agg.queries)
 	}
-	// Clear so the dropped queries' strings can be collected while the
-	// backing array is reused.
-	clear(batch)
-	return batch[:0]
+	agg.reset()
+	return agg
+}
+
+// aggregateKey is what makes two queries the same evidence: the client's
+// address (not its port, which resolvers randomise per query), transport,
+// question, flags, client subnet and our answer's rcode.
+type aggregateKey struct {
+	client    netip.Addr
+	transport string
+	name      string
+	qtype     uint16
+	do        bool
+	ecs       string
+	rcode     int
+}
+
+// aggregate folds identical queries of one flush window into one record
+// with a count and the times of the first and last.
+type aggregate struct {
+	rows    []DNSQuery
+	index   map[aggregateKey]int
+	queries uint64 // queries folded into rows
+}
+
+func newAggregate() *aggregate {
+	return &aggregate{rows: make([]DNSQuery, 0, dnsLogBatch), index: make(map[aggregateKey]int, dnsLogBatch)}
+}
+
+// add folds q in and returns the number of distinct records.
+func (a *aggregate) add(q DNSQuery) int {
+	n := max(q.Count, 1)
+	a.queries += uint64(n)
+	k := aggregateKey{q.Client.Addr().Unmap(), q.Transport, canonicalName(q.Name), q.Type, q.DO, q.ECS, q.Rcode}
+	if i, ok := a.index[k]; ok {
+		r := &a.rows[i]
+		r.Count = max(r.Count, 1) + n
+		last := q.Last
+		if last.IsZero() {
+			last = q.Time
+		}
+		if last.After(r.Last) {
+			r.Last = last
+		}
+		return len(a.rows)
+	}
+	if q.Last.IsZero() {
+		q.Last = q.Time
+	}
+	q.Count = n
+	a.index[k] = len(a.rows)
+	a.rows = append(a.rows, q)
+	return len(a.rows)
+}
+
+func (a *aggregate) reset() {
+	// Clear so the records' strings can be collected while the backing
+	// array is reused.
+	clear(a.rows)
+	a.rows = a.rows[:0]
+	clear(a.index)
+	a.queries = 0
 }
 
 // prune deletes entries older than the retention, if there is one.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -56,10 +57,12 @@ func startLog(t *testing.T, l *DNSQueryLog) (stop func()) {
 	}
 }
 
-func countRows(t *testing.T, s *Store) int {
+// countQueries returns how many queries the stored rows stand for (the log
+// aggregates identical ones).
+func countQueries(t *testing.T, s *Store) int {
 	t.Helper()
 	var n int
-	if err := s.DB().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM dns_queries`).Scan(&n); err != nil {
+	if err := s.DB().QueryRowContext(t.Context(), `SELECT COALESCE(SUM(count), 0) FROM dns_queries`).Scan(&n); err != nil {
 		t.Fatalf("count: %v", err)
 	}
 	return n
@@ -89,8 +92,8 @@ func TestDNSQueryLogFlushesEverythingOnCancel(t *testing.T) {
 			}
 			stop()
 
-			if got := countRows(t, s); got != n {
-				t.Errorf("%d rows stored, want %d", got, n)
+			if got := countQueries(t, s); got != n {
+				t.Errorf("%d queries stored, want %d", got, n)
 			}
 			if got := l.Written(); got != n {
 				t.Errorf("Written() = %d, want %d", got, n)
@@ -108,7 +111,7 @@ func TestDNSQueryLogFlushesPeriodically(t *testing.T) {
 	stop := startLog(t, l)
 	defer stop()
 
-	// Fewer than a batch: only the 100 ms tick writes them.
+	// Fewer than a batch: only the periodic tick writes them.
 	for i := range 3 {
 		l.Record(testQuery(i, "a.example."))
 	}
@@ -119,8 +122,8 @@ func TestDNSQueryLogFlushesPeriodically(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := countRows(t, s); got != 3 {
-		t.Errorf("%d rows stored, want 3", got)
+	if got := countQueries(t, s); got != 3 {
+		t.Errorf("%d queries stored, want 3", got)
 	}
 }
 
@@ -266,5 +269,52 @@ func TestDNSQueryLogRunTwice(t *testing.T) {
 	}
 	if err := l.Run(t.Context()); err == nil {
 		t.Error("second concurrent Run returned nil")
+	}
+}
+
+// TestDNSQueryLogAggregates: identical queries of one window fold into one
+// row with count, first and last time; any difference (client address,
+// name, type, DO, rcode) keeps rows apart; the client port does not.
+func TestDNSQueryLogAggregates(t *testing.T) {
+	s := openTestStore(t)
+	l := NewDNSQueryLog(s, nil, 100, 0)
+	base := testQuery(0, "mx4.a.example.")
+	same := func(i int, mutate func(*DNSQuery)) DNSQuery {
+		q := base
+		q.Time = base.Time.Add(time.Duration(i) * time.Millisecond)
+		q.Client = netip.AddrPortFrom(base.Client.Addr(), uint16(40000+i)) // resolvers randomise ports
+		if mutate != nil {
+			mutate(&q)
+		}
+		return q
+	}
+	for i := range 5 {
+		l.Record(same(i, nil))
+	}
+	l.Record(same(5, func(q *DNSQuery) { q.Type = 52 }))
+	l.Record(same(6, func(q *DNSQuery) { q.DO = true }))
+	l.Record(same(7, func(q *DNSQuery) { q.Client = netip.MustParseAddrPort("192.0.2.2:53") }))
+	l.Record(same(8, func(q *DNSQuery) { q.Name = "mx5.a.example." }))
+	l.Record(same(9, func(q *DNSQuery) { q.Rcode = 3 }))
+	startLog(t, l)()
+
+	got, err := s.DNSQueries(t.Context(), DNSQueryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 6 {
+		t.Fatalf("%d rows, want 6: %+v", len(got), got)
+	}
+	first := got[0]
+	if first.Count != 5 || !first.Time.Equal(base.Time) || !first.Last.Equal(base.Time.Add(4*time.Millisecond)) || first.Client.Port() != 40000 {
+		t.Fatalf("aggregated row %+v: want count 5, first and last time, first port", first)
+	}
+	for _, r := range got[1:] {
+		if r.Count != 1 || !r.Last.Equal(r.Time) {
+			t.Fatalf("row %+v should stand alone", r)
+		}
+	}
+	if l.Written() != 10 {
+		t.Fatalf("Written() = %d, want 10 queries", l.Written())
 	}
 }

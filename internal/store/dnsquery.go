@@ -19,6 +19,11 @@ type DNSQuery struct {
 	DO        bool           // DNSSEC OK bit set
 	ECS       string         // EDNS client subnet as prefix text ("192.0.2.0/24"), "" if absent
 	Rcode     int            // response code we answered
+	// Count is how many identical queries this record stands for (the
+	// query log aggregates within its flush window); 0 is taken as 1.
+	Count int
+	// Last is the time of the last of them; zero means Time.
+	Last time.Time
 }
 
 // DNSQueryFilter selects DNS queries. Zero fields do not restrict.
@@ -109,12 +114,18 @@ func (s *Store) AddDNSQueries(ctx context.Context, qs []DNSQuery) (err error) {
 	}
 	// Validate before taking the write lock, so a bad query costs nothing.
 	times := make([]int64, len(qs))
+	lasts := make([]int64, len(qs))
 	for i, q := range qs {
 		ns, err := timeToNanos(q.Time)
 		if err != nil {
 			return fmt.Errorf("store: add DNS queries: query %d (%s): %w", i, q.Name, err)
 		}
-		times[i] = ns
+		times[i], lasts[i] = ns, ns
+		if !q.Last.IsZero() {
+			if lasts[i], err = timeToNanos(q.Last); err != nil {
+				return fmt.Errorf("store: add DNS queries: query %d (%s): %w", i, q.Name, err)
+			}
+		}
 	}
 
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -127,8 +138,8 @@ func (s *Store) AddDNSQueries(ctx context.Context, qs []DNSQuery) (err error) {
 		}
 	}()
 	stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO dns_queries
-    (time_ns, client_addr, client_port, transport, name, qtype, dnssec_ok, ecs, rcode)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`))
+    (time_ns, client_addr, client_port, transport, name, qtype, dnssec_ok, ecs, rcode, count, last_ns)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
 	if err != nil {
 		return fmt.Errorf("store: add DNS queries: prepare: %w", err)
 	}
@@ -136,7 +147,7 @@ func (s *Store) AddDNSQueries(ctx context.Context, qs []DNSQuery) (err error) {
 	for i, q := range qs {
 		addr, port := storedClient(q.Client)
 		if _, err := stmt.ExecContext(ctx, times[i], addr, port, q.Transport,
-			canonicalName(q.Name), int64(q.Type), boolToInt(q.DO), q.ECS, int64(q.Rcode)); err != nil {
+			canonicalName(q.Name), int64(q.Type), boolToInt(q.DO), q.ECS, int64(q.Rcode), int64(max(q.Count, 1)), lasts[i]); err != nil {
 			return fmt.Errorf("store: add DNS queries: insert: %w", err)
 		}
 	}
@@ -176,7 +187,7 @@ func (s *Store) DNSQueries(ctx context.Context, f DNSQueryFilter) ([]DNSQuery, e
 		args = append(args, int64(f.Type))
 	}
 
-	query := `SELECT time_ns, client_addr, client_port, transport, name, qtype, dnssec_ok, ecs, rcode
+	query := `SELECT time_ns, client_addr, client_port, transport, name, qtype, dnssec_ok, ecs, rcode, count, last_ns
 FROM dns_queries`
 	if len(where) > 0 {
 		query += "\nWHERE " + strings.Join(where, " AND ")
@@ -204,11 +215,11 @@ FROM dns_queries`
 	var out []DNSQuery
 	for len(out) < limit && rows.Next() {
 		var (
-			ns, port, qtype, do, rcode int64
-			addr                       string
-			q                          DNSQuery
+			ns, port, qtype, do, rcode, count, last int64
+			addr                                    string
+			q                                       DNSQuery
 		)
-		if err := rows.Scan(&ns, &addr, &port, &q.Transport, &q.Name, &qtype, &do, &q.ECS, &rcode); err != nil {
+		if err := rows.Scan(&ns, &addr, &port, &q.Transport, &q.Name, &qtype, &do, &q.ECS, &rcode, &count, &last); err != nil {
 			return nil, fmt.Errorf("store: DNS queries: scan: %w", err)
 		}
 		if addr != "" {
@@ -224,6 +235,10 @@ FROM dns_queries`
 			continue // unknown client matches no prefix
 		}
 		q.Time = nanosToTime(ns)
+		q.Count, q.Last = int(count), nanosToTime(last)
+		if last == 0 {
+			q.Last = q.Time
+		}
 		q.Type = uint16(qtype)
 		q.DO = do != 0
 		q.Rcode = int(rcode)
