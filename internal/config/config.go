@@ -45,13 +45,91 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 type Config struct {
 	// DataDir holds keys, certificates and the SQLite store. Relative paths
 	// are taken relative to the directory of the configuration file.
-	DataDir string `toml:"data_dir"`
-	Log     Log    `toml:"log"`
-	Store   Store  `toml:"store"`
-	Zones   Zones  `toml:"zones"`
-	DNS     DNS    `toml:"dns"`
-	DNSSEC  DNSSEC `toml:"dnssec"`
-	Timing  Timing `toml:"timing"`
+	DataDir    string     `toml:"data_dir"`
+	Log        Log        `toml:"log"`
+	Store      Store      `toml:"store"`
+	Zones      Zones      `toml:"zones"`
+	DNS        DNS        `toml:"dns"`
+	DNSSEC     DNSSEC     `toml:"dnssec"`
+	Timing     Timing     `toml:"timing"`
+	SMTP       SMTP       `toml:"smtp"`
+	TLS        TLS        `toml:"tls"`
+	ACME       ACME       `toml:"acme"`
+	PolicyHost PolicyHost `toml:"policy_host"`
+	Resolver   Resolver   `toml:"resolver"`
+}
+
+// SMTP configures the SMTP personas (DESIGN.md §2).
+type SMTP struct {
+	// Listen addresses (host:port) of the personas; port 25 in production.
+	Listen []string `toml:"listen"`
+	// Hostname is the name in the greeting and EHLO reply; "" means the
+	// name of zone A.
+	Hostname string `toml:"hostname"`
+	// MaxMessageBytes is the SIZE limit (RFC 1870).
+	MaxMessageBytes int64 `toml:"max_message_bytes"`
+	// MaxRecipients is the number of RCPT TO accepted per mail.
+	MaxRecipients int `toml:"max_recipients"`
+	// MaxConnectionsPerClient caps concurrent connections of one client
+	// (ClientPrefixV4/V6); more get 421.
+	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
+	// ClientPrefixV4 and ClientPrefixV6 define "one client" for the
+	// downgrade window and the connection cap: a provider's MTAs share a
+	// network, and the window must not restart for each of them.
+	ClientPrefixV4 int `toml:"client_prefix_v4"`
+	ClientPrefixV6 int `toml:"client_prefix_v6"`
+	// FixedLocalParts are local parts accepted in A and B besides the
+	// per-test t-<token> addresses (the seed's fixed addresses); such tests
+	// are keyed by the envelope sender.
+	FixedLocalParts []string `toml:"fixed_local_parts"`
+	// AcceptAll answers 250 to every mail for A and B without test logic.
+	// For load tests (bench/smtp) only.
+	AcceptAll bool `toml:"accept_all"`
+}
+
+// TLS chooses where the CA-signed certificates (personas 5, 6, 7 and the
+// MTA-STS policy host) come from.
+type TLS struct {
+	// Issuer is "acme" (default), "static" (files in [tls.static]) or
+	// "local" (a private CA kept in data_dir: demo and tests only).
+	Issuer string `toml:"issuer"`
+	// Static gives certificate and key files per host: mx5, mx6, mx7, mta-sts.
+	Static map[string]StaticCert `toml:"static"`
+	// RenewBefore renews a certificate when less than this validity remains.
+	RenewBefore Duration `toml:"renew_before"`
+}
+
+// StaticCert is a certificate chain and its key, PEM files.
+type StaticCert struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// ACME configures the ACME client (RFC 8555).
+type ACME struct {
+	// Directory is the CA's directory URL (Let's Encrypt, pebble in the lab).
+	Directory string `toml:"directory"`
+	// Email is the account contact; optional.
+	Email string `toml:"email"`
+	// CAFile holds extra PEM roots to trust for the directory's HTTPS
+	// (pebble's own certificate in the lab).
+	CAFile string `toml:"ca_file"`
+	// Challenge is "dns-01" (answered by our own zone; default) or "http-01".
+	Challenge string `toml:"challenge"`
+}
+
+// PolicyHost configures the HTTPS host of mta-sts.A (RFC 8461 §3.3).
+type PolicyHost struct {
+	// Listen addresses (host:port); port 443 in production.
+	Listen []string `toml:"listen"`
+}
+
+// Resolver is the DNS resolver mailsec itself uses (DKIM keys, the
+// inbound check, result mails). DNSSEC status is read from its AD bit,
+// which is trusted only from a resolver on loopback (DESIGN.md §5).
+type Resolver struct {
+	// Address is ip:port; "" means the first nameserver of /etc/resolv.conf.
+	Address string `toml:"address"`
 }
 
 // Log configures log/slog output.
@@ -177,6 +255,18 @@ func Default() Config {
 			RefreshBefore:     Duration{5 * 24 * time.Hour},
 			InceptionOffset:   Duration{time.Hour},
 		},
+		SMTP: SMTP{
+			Listen:                  []string{"127.0.0.1:2525"},
+			MaxMessageBytes:         10 << 20,
+			MaxRecipients:           20,
+			MaxConnectionsPerClient: 20,
+			ClientPrefixV4:          24,
+			ClientPrefixV6:          48,
+			FixedLocalParts:         []string{"test"},
+		},
+		TLS:        TLS{Issuer: "acme", RenewBefore: Duration{30 * 24 * time.Hour}},
+		ACME:       ACME{Challenge: "dns-01"},
+		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}},
 		Timing: Timing{
 			DowngradeWindow:    Duration{3 * time.Minute},
 			MXRotation:         Duration{5 * time.Minute},
@@ -208,6 +298,16 @@ func Load(path string) (Config, error) {
 	}
 	if cfg.Store.DSN != "" && !filepath.IsAbs(cfg.Store.DSN) && !strings.HasPrefix(cfg.Store.DSN, "file:") {
 		cfg.Store.DSN = filepath.Join(filepath.Dir(path), cfg.Store.DSN)
+	}
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(filepath.Dir(path), p)
+	}
+	cfg.ACME.CAFile = rel(cfg.ACME.CAFile)
+	for h, sc := range cfg.TLS.Static {
+		cfg.TLS.Static[h] = StaticCert{Cert: rel(sc.Cert), Key: rel(sc.Key)}
 	}
 	return cfg, nil
 }
@@ -357,8 +457,91 @@ func (c *Config) Validate() error {
 	positive("timing.smtp_command_timeout", c.Timing.SMTPCommandTimeout, time.Second)
 	positive("timing.smtp_data_timeout", c.Timing.SMTPDataTimeout, time.Second)
 	positive("timing.test_expiry", c.Timing.TestExpiry, time.Second)
+	c.validateOutbound(bad)
 	if c.Zones.MXTTL.Duration > c.Timing.MXRotation.Duration {
 		bad("zones.mx_ttl", "%s exceeds timing.mx_rotation %s: resolvers would not follow the rotation", c.Zones.MXTTL.Duration, c.Timing.MXRotation.Duration)
 	}
 	return errors.Join(errs...)
+}
+
+// TLSHosts are the hosts that may have static certificates.
+var TLSHosts = []string{"mx5", "mx6", "mx7", "mta-sts"}
+
+func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
+	listen := func(key string, list []string) {
+		if len(list) == 0 {
+			bad(key, "needs at least one host:port")
+		}
+		for _, l := range list {
+			if _, err := netip.ParseAddrPort(l); err != nil {
+				bad(key, "%q is not an ip:port (%v)", l, err)
+			}
+		}
+	}
+	listen("smtp.listen", c.SMTP.Listen)
+	listen("policy_host.listen", c.PolicyHost.Listen)
+	if c.SMTP.Hostname != "" {
+		if _, ok := dns.IsDomainName(c.SMTP.Hostname); !ok {
+			bad("smtp.hostname", "%q is not a host name", c.SMTP.Hostname)
+		}
+	}
+	if c.SMTP.MaxMessageBytes < 1024 {
+		bad("smtp.max_message_bytes", "%d is too small (at least 1024)", c.SMTP.MaxMessageBytes)
+	}
+	if c.SMTP.MaxRecipients < 1 {
+		bad("smtp.max_recipients", "must be at least 1")
+	}
+	if c.SMTP.MaxConnectionsPerClient < 1 {
+		bad("smtp.max_connections_per_client", "must be at least 1")
+	}
+	if c.SMTP.ClientPrefixV4 < 8 || c.SMTP.ClientPrefixV4 > 32 {
+		bad("smtp.client_prefix_v4", "%d is outside 8..32", c.SMTP.ClientPrefixV4)
+	}
+	if c.SMTP.ClientPrefixV6 < 16 || c.SMTP.ClientPrefixV6 > 128 {
+		bad("smtp.client_prefix_v6", "%d is outside 16..128", c.SMTP.ClientPrefixV6)
+	}
+	for _, lp := range c.SMTP.FixedLocalParts {
+		if lp == "" || strings.ContainsAny(lp, "@ \t<>\"") || strings.HasPrefix(strings.ToLower(lp), "t-") {
+			bad("smtp.fixed_local_parts", "%q is not a plain local part (and t-* is reserved for test tokens)", lp)
+		}
+	}
+	switch c.TLS.Issuer {
+	case "acme", "local":
+		// "acme" without a directory is allowed: the CA-signed personas
+		// then serve no certificate until one is configured; serve warns.
+	case "static":
+		for _, h := range TLSHosts {
+			sc, ok := c.TLS.Static[h]
+			if !ok || sc.Cert == "" || sc.Key == "" {
+				bad("tls.static."+h, "tls.issuer = \"static\" needs cert and key files for %s", h)
+			}
+		}
+	default:
+		bad("tls.issuer", "%q is not one of acme, static, local", c.TLS.Issuer)
+	}
+	for h := range c.TLS.Static {
+		known := false
+		for _, k := range TLSHosts {
+			known = known || k == h
+		}
+		if !known {
+			bad("tls.static."+h, "unknown host (one of %s)", strings.Join(TLSHosts, ", "))
+		}
+	}
+	if c.TLS.RenewBefore.Duration < time.Hour {
+		bad("tls.renew_before", "%s is too short (at least 1h)", c.TLS.RenewBefore.Duration)
+	}
+	if c.ACME.Directory != "" && !strings.HasPrefix(c.ACME.Directory, "https://") {
+		bad("acme.directory", "%q is not an https:// URL", c.ACME.Directory)
+	}
+	switch c.ACME.Challenge {
+	case "dns-01", "http-01":
+	default:
+		bad("acme.challenge", "%q is not one of dns-01, http-01", c.ACME.Challenge)
+	}
+	if c.Resolver.Address != "" {
+		if _, err := netip.ParseAddrPort(c.Resolver.Address); err != nil {
+			bad("resolver.address", "%q is not an ip:port (%v)", c.Resolver.Address, err)
+		}
+	}
 }

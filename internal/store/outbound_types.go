@@ -1,0 +1,128 @@
+package store
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Sentinel errors of the outbound-test tables.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrExists   = errors.New("store: already exists")
+)
+
+// Test kinds.
+const (
+	TestToken = "token" // addresses t-<id>@A and t-<id>@B
+	TestFixed = "fixed" // a fixed address, keyed by the envelope sender
+)
+
+// Test states.
+const (
+	TestOpen  = "open"  // connections are still being collected
+	TestAcked = "acked" // mail for A was answered 250
+	TestFinal = "final" // the verdict is final
+)
+
+// Test is one outbound test.
+type Test struct {
+	ID      string // lower-case token
+	Created time.Time
+	Kind    string // TestToken or TestFixed
+	Sender  string // envelope sender; "" until known for token tests
+	State   string // TestOpen, TestAcked, TestFinal
+	Acked   time.Time
+	Updated time.Time
+}
+
+// ConnState is how far an SMTP connection got (DESIGN.md §3), in order.
+type ConnState string
+
+// Connection states.
+const (
+	StateNone       ConnState = "None"       // connected, no TLS handshake started
+	StateSniSeen    ConnState = "SniSeen"    // a ClientHello arrived; the handshake may have failed
+	StateTLSStarted ConnState = "TlsStarted" // the TLS handshake completed
+	StateMail       ConnState = "Mail"       // MAIL FROM was given
+	StateAcked      ConnState = "Acked"      // the mail was answered 250
+)
+
+// Rank orders the states: a connection only ever moves up.
+func (s ConnState) Rank() int {
+	switch s {
+	case StateNone:
+		return 0
+	case StateSniSeen:
+		return 1
+	case StateTLSStarted:
+		return 2
+	case StateMail:
+		return 3
+	case StateAcked:
+		return 4
+	}
+	return -1
+}
+
+// Signature is a message signature seen on a test mail.
+type Signature struct {
+	Type     string `json:"type"`             // "dkim" or "arc"
+	Domain   string `json:"d,omitempty"`      // DKIM d=
+	Selector string `json:"s,omitempty"`      // DKIM s=
+	Result   string `json:"result,omitempty"` // DKIM: pass, fail, temperror, permerror
+	Instance int    `json:"i,omitempty"`      // ARC-Seal i=
+}
+
+// SMTPConnection is one connection to an SMTP persona: the connection
+// history of DESIGN.md §3, from which the verdict is computed.
+type SMTPConnection struct {
+	ID              int64
+	TestID          string // "" until tied to a test
+	Started         time.Time
+	Ended           time.Time // zero while open
+	Client          netip.AddrPort
+	Local           netip.AddrPort // the address the client connected to
+	ClientKey       string         // downgrade-window client (prefix text)
+	EHLO            string
+	STARTTLSOffered bool
+	Persona         int // 1..7; 0 while unknown
+	SNI             string
+	TLSVersion      string // "TLS 1.3"; "" for plain text
+	TLSCipher       string
+	State           ConnState
+	MailFrom        string
+	RcptTo          []string
+	Reply           string // the reply that decided the mail, e.g. "451 4.7.1 ..."
+	MessageBytes    int64
+	Signatures      []Signature
+	Error           string // why it ended abnormally; "" if it did not
+}
+
+// ConnectionFilter selects SMTP connections. Zero fields do not restrict.
+type ConnectionFilter struct {
+	TestID     string
+	ClientAddr netip.Addr
+	Since      time.Time // started at or after
+	Until      time.Time // started before
+	Limit      int       // 0 = 10000
+}
+
+// PolicyFetch is one request to the MTA-STS policy host.
+type PolicyFetch struct {
+	Time      time.Time
+	Client    netip.AddrPort
+	SNI       string
+	UserAgent string
+	Path      string
+	Status    int
+}
+
+// TLSRPTReport is one report mail received for tlsrpt@A, kept raw.
+type TLSRPTReport struct {
+	ID       int64
+	Received time.Time
+	Client   netip.Addr
+	MailFrom string
+	Raw      []byte
+}

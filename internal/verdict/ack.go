@@ -1,0 +1,111 @@
+// Package verdict turns a test's recorded observations into answers: the
+// acknowledgement decision while a mail is in flight (this file) and, later,
+// the sender's policy with evidence and confidence.
+//
+// Everything here is a pure function of its inputs — recorded connections
+// and the current time — so it can be table-tested exhaustively and
+// replayed on stored histories.
+package verdict
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// AckInput is what the acknowledgement decision looks at.
+type AckInput struct {
+	// Zone is the zone of the recipient of the mail in flight.
+	Zone persona.Zone
+	// Now is the decision time.
+	Now time.Time
+	// InDowngradeWindow tells whether the connection in flight is inside
+	// its client's downgrade window (STARTTLS not offered).
+	InDowngradeWindow bool
+	// History holds the test's connections, the one in flight included.
+	History []store.SMTPConnection
+	// AckAfter is timing.ack_after: personas 4–6 hit for this long settle
+	// the test even if persona 3 never was.
+	AckAfter time.Duration
+	// AlreadyAcked: an earlier mail of the test was answered 250.
+	AlreadyAcked bool
+}
+
+// Ack is the decision for the mail in flight.
+type Ack struct {
+	Accept bool   // 250; otherwise 451 (try again later)
+	Reason string // why, for the reply text and the log
+}
+
+// minPersona2Connections is how many STARTTLS connections without SNI (all
+// on persona 2) settle that the sender never sends SNI.
+const minPersona2Connections = 2
+
+// Acknowledge decides whether the mail in flight is answered 250 or 451.
+//
+// DESIGN.md §3: mail for A gets 451 until one of
+//   - only persona 2 is ever used (the sender sends no SNI: nothing more
+//     can be learnt from other personas);
+//   - all of personas 3–6 were hit;
+//   - personas 4–6 were hit for long enough (a pure MTA-STS sender never
+//     contacts persona 3, which is not in the policy);
+//
+// plus: a sender that was offered STARTTLS and still delivered in plain
+// text (persona 1 after the downgrade window) has shown its policy.
+// Mail for B gets 451 inside the downgrade window (a plain-text attempt
+// there is the evidence) and 250 after it. Once a test is acknowledged,
+// every later mail of it is too, so senders stop retrying.
+func Acknowledge(in AckInput) Ack {
+	if in.AlreadyAcked {
+		return Ack{true, "test already acknowledged"}
+	}
+	if in.Zone == persona.ZoneB {
+		if in.InDowngradeWindow {
+			return Ack{false, "downgrade test in progress: try again later"}
+		}
+		return Ack{true, "zone B after the downgrade window"}
+	}
+	if in.InDowngradeWindow {
+		return Ack{false, "downgrade test in progress: try again later"}
+	}
+	hit := map[int]bool{}
+	var firstOf4to6 time.Time
+	persona2TLS, sniPersonas := 0, 0
+	plainAfterOffer := false
+	for _, c := range in.History {
+		if c.Persona == 1 {
+			// Plain text. It says something only if STARTTLS was
+			// offered and the sender went on to MAIL FROM regardless.
+			if c.STARTTLSOffered && c.MailFrom != "" {
+				plainAfterOffer = true
+			}
+			continue
+		}
+		if c.State.Rank() < store.StateSniSeen.Rank() {
+			continue
+		}
+		hit[c.Persona] = true
+		switch {
+		case c.Persona == 2:
+			persona2TLS++
+		case c.Persona >= 3 && c.Persona <= 6:
+			sniPersonas++
+			if c.Persona >= 4 && (firstOf4to6.IsZero() || c.Started.Before(firstOf4to6)) {
+				firstOf4to6 = c.Started
+			}
+		}
+	}
+	switch {
+	case hit[3] && hit[4] && hit[5] && hit[6]:
+		return Ack{true, "personas 3-6 were all contacted"}
+	case hit[4] && hit[5] && hit[6] && in.Now.Sub(firstOf4to6) >= in.AckAfter:
+		return Ack{true, fmt.Sprintf("personas 4-6 contacted for %s", in.AckAfter)}
+	case sniPersonas == 0 && persona2TLS >= minPersona2Connections:
+		return Ack{true, "only persona 2 is used: the sender sends no SNI"}
+	case sniPersonas == 0 && persona2TLS == 0 && plainAfterOffer:
+		return Ack{true, "plain text although STARTTLS was offered"}
+	}
+	return Ack{false, "collecting evidence: try again later"}
+}
