@@ -1,8 +1,8 @@
 package dnsserver
 
 import (
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -20,28 +20,32 @@ const (
 	// minute's delay in picking up a new one is harmless.
 	answerCacheLifetime = time.Minute
 	// answerCacheMax bounds the entries per snapshot: a flood of random
-	// names must not grow memory without limit. Beyond it answers are
-	// built per query, which is still correct.
+	// names (or of one name in many letter cases) must not grow memory
+	// without limit. Beyond it answers are built per query, still correct.
 	answerCacheMax = 20000
 )
 
-type answerKey struct {
-	name  string // lower-case query name
-	qtype uint16
-	edns  bool // the query had an OPT record: the answer carries ours
-	do    bool
-}
+// Cache keys are the question's name exactly as on the wire (labels, case
+// preserved, no compression), then the type and a flags octet. Keeping the
+// received octets means a cached answer echoes the question exactly (RFC
+// 1035 §7.3, 0x20 case randomisation), and the fast UDP path can look an
+// answer up without decoding the name or allocating.
+const (
+	keyFlagEDNS = 1 << 0 // the query had an OPT record: the answer carries ours
+	keyFlagDO   = 1 << 1 // DNSSEC OK
+)
 
 type cachedAnswer struct {
 	wire    []byte
 	rcode   int
+	name    string // question name, lower-case presentation form, for the query log
 	expires time.Time
 }
 
 type answerCache struct {
 	snap *dnszone.Snapshot
-	m    sync.Map // answerKey → *cachedAnswer
-	n    atomic.Int64
+	mu   sync.RWMutex
+	m    map[string]*cachedAnswer
 }
 
 // cacheFor returns the cache of snapshot snap, starting a new one (and
@@ -50,79 +54,96 @@ func (s *Server) cacheFor(snap *dnszone.Snapshot) *answerCache {
 	if c := s.cache.Load(); c != nil && c.snap == snap {
 		return c
 	}
-	c := &answerCache{snap: snap}
-	s.cache.Store(c)
-	return c
+	c := &answerCache{snap: snap, m: map[string]*cachedAnswer{}}
+	if s.cache.CompareAndSwap(s.cache.Load(), c) {
+		return c
+	}
+	return s.cacheFor(snap)
 }
 
-func (c *answerCache) get(k answerKey, now time.Time) (*cachedAnswer, bool) {
-	v, ok := c.m.Load(k)
-	if !ok {
+// get looks key up; the string(key) conversion in the index does not allocate.
+func (c *answerCache) get(key []byte, now time.Time) (*cachedAnswer, bool) {
+	c.mu.RLock()
+	e, ok := c.m[string(key)]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.expires) {
 		return nil, false
 	}
-	e := v.(*cachedAnswer)
-	return e, now.Before(e.expires)
+	return e, true
 }
 
-func (c *answerCache) put(k answerKey, e *cachedAnswer) {
-	if _, loaded := c.m.Swap(k, e); !loaded && c.n.Add(1) > answerCacheMax {
-		c.m.Delete(k)
-		c.n.Add(-1)
+func (c *answerCache) put(key []byte, e *cachedAnswer) {
+	c.mu.Lock()
+	if _, ok := c.m[string(key)]; ok || len(c.m) < answerCacheMax {
+		c.m[string(key)] = e
 	}
+	c.mu.Unlock()
 }
 
-// cacheKeyOf returns the cache key of a plain query; ok is false for
+// appendKey appends the cache key of a question to buf.
+func appendKey(buf, wireName []byte, qtype uint16, edns, do bool) []byte {
+	buf = append(buf, wireName...)
+	var flags byte
+	if edns {
+		flags |= keyFlagEDNS
+	}
+	if do {
+		flags |= keyFlagDO
+	}
+	return append(buf, byte(qtype>>8), byte(qtype), flags)
+}
+
+// cacheKeyOf returns the cache key of a decoded query; ok is false for
 // anything the cache does not serve (odd opcodes or flags, several
-// questions, EDNS versions or OPT placement that need an error, names with
-// upper-case letters whose case must be echoed).
-func cacheKeyOf(r *dns.Msg) (answerKey, bool) {
-	if r.Response || r.Opcode != dns.OpcodeQuery || len(r.Question) != 1 || len(r.Answer) > 0 || len(r.Ns) > 0 {
-		return answerKey{}, false
+// questions, other classes, EDNS versions or OPT placement that need an
+// error).
+func cacheKeyOf(r *dns.Msg) (key []byte, ok bool) {
+	if r.Response || r.Opcode != dns.OpcodeQuery || r.Truncated || len(r.Question) != 1 || len(r.Answer) > 0 || len(r.Ns) > 0 {
+		return nil, false
 	}
 	q := r.Question[0]
-	if q.Qclass != dns.ClassINET || !isLowerASCII(q.Name) {
-		return answerKey{}, false
+	if q.Qclass != dns.ClassINET {
+		return nil, false
 	}
-	k := answerKey{name: q.Name, qtype: q.Qtype}
-	nopt := 0
+	var edns, do bool
 	for _, rr := range r.Extra {
-		opt, ok := rr.(*dns.OPT)
-		if !ok {
-			continue
+		opt, isOPT := rr.(*dns.OPT)
+		if !isOPT || edns || opt.Version() != 0 || opt.Hdr.Name != "." {
+			return nil, false
 		}
-		nopt++
-		if opt.Version() != 0 || opt.Hdr.Name != "." {
-			return answerKey{}, false
-		}
-		k.edns, k.do = true, opt.Do()
+		edns, do = true, opt.Do()
 	}
-	return k, nopt <= 1
+	var name [256]byte
+	n, err := dns.PackDomainName(dns.Fqdn(q.Name), name[:], 0, nil, false)
+	if err != nil {
+		return nil, false
+	}
+	return appendKey(make([]byte, 0, n+3), name[:n], q.Qtype, edns, do), true
 }
 
-func isLowerASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
-// forQuery returns a copy of the cached answer with the query's ID and its
-// RD and CD flags (RFC 1035 §4.1.1, RFC 4035 §3.2.2), the only parts of the
-// header that depend on the query. The question is the same octets: the
-// key includes the exact (lower-case) name.
-func (e *cachedAnswer) forQuery(r *dns.Msg) []byte {
-	out := make([]byte, len(e.wire))
-	copy(out, e.wire)
-	out[0], out[1] = byte(r.Id>>8), byte(r.Id)
+// forQuery writes the cached answer into out (grown as needed) with the
+// query's ID and its RD and CD flags (RFC 1035 §4.1.1, RFC 4035 §3.2.2),
+// the only parts of the header that depend on the query; the question is
+// the same octets, since the key holds them.
+func (e *cachedAnswer) forQuery(out []byte, id uint16, rd, cd bool) []byte {
+	out = append(out[:0], e.wire...)
+	out[0], out[1] = byte(id>>8), byte(id)
 	out[2] &^= 0x01 // RD
-	if r.RecursionDesired {
+	if rd {
 		out[2] |= 0x01
 	}
 	out[3] &^= 0x10 // CD
-	if r.CheckingDisabled {
+	if cd {
 		out[3] |= 0x10
 	}
 	return out
+}
+
+func lowerName(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
 }

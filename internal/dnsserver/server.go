@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,7 +65,8 @@ func New(auth *dnszone.Authority, opt Options) *Server {
 	return s
 }
 
-// ServeDNS implements dns.Handler.
+// ServeDNS implements dns.Handler. It serves TCP; UDP has its own batched
+// loop (udp.go) that ends in the same respond.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	defer func() {
 		// Last line of defence: a bug must cost one answer, not the
@@ -80,63 +80,69 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}()
 	now := s.now()
 	tcp := isTCP(w)
-	wire, rcode, ok := s.respond(now, r, tcp)
+	wire, rcode, name, ok := s.respond(now, r, tcp, nil)
 	if !ok {
 		return
 	}
 	if _, err := w.Write(wire); err != nil {
 		s.log.Debug("dns write failed", "client", w.RemoteAddr().String(), "err", err)
 	}
-	if s.rec != nil && len(r.Question) == 1 {
-		q := r.Question[0]
-		rec := store.DNSQuery{
-			Time:      now,
-			Client:    addrPort(w.RemoteAddr()),
-			Transport: "udp",
-			Name:      strings.ToLower(q.Name),
-			Type:      q.Qtype,
-			Rcode:     rcode,
-		}
-		if tcp {
-			rec.Transport = "tcp"
-		}
+	if len(r.Question) == 1 {
+		var do bool
+		var ecs string
 		if opt := r.IsEdns0(); opt != nil {
-			rec.DO = opt.Do()
-			rec.ECS = clientSubnet(opt)
+			do, ecs = opt.Do(), clientSubnet(opt)
 		}
-		s.rec.Record(rec)
+		s.record(now, addrPort(w.RemoteAddr()), tcp, name, r.Question[0].Qtype, do, ecs, rcode)
 	}
 }
 
-// respond returns the packed answer to r and its rcode; ok is false when r
-// gets no answer. Answers are cached per zone snapshot (see answerCache).
-func (s *Server) respond(now time.Time, r *dns.Msg, tcp bool) (wire []byte, rcode int, ok bool) {
+// record hands one answered query to the query log.
+func (s *Server) record(now time.Time, client netip.AddrPort, tcp bool, name string, qtype uint16, do bool, ecs string, rcode int) {
+	if s.rec == nil {
+		return
+	}
+	transport := "udp"
+	if tcp {
+		transport = "tcp"
+	}
+	s.rec.Record(store.DNSQuery{Time: now, Client: client, Transport: transport, Name: name,
+		Type: qtype, DO: do, ECS: ecs, Rcode: rcode})
+}
+
+// respond returns the packed answer to the decoded query r (appended to
+// buf), its rcode and the lower-case question name; ok is false when r gets
+// no answer. Cacheable answers are stored in the snapshot's answer cache.
+func (s *Server) respond(now time.Time, r *dns.Msg, tcp bool, buf []byte) (wire []byte, rcode int, name string, ok bool) {
 	snap := s.auth.Snapshot(now)
 	cache := s.cacheFor(snap)
 	key, cacheable := cacheKeyOf(r)
 	if cacheable {
 		if e, hit := cache.get(key, now); hit && (tcp || len(e.wire) <= udpLimit(r, s.udpSize)) {
-			return e.forQuery(r), e.rcode, true
+			return e.forQuery(buf, r.Id, r.RecursionDesired, r.CheckingDisabled), e.rcode, e.name, true
 		}
+	}
+	if len(r.Question) > 0 {
+		name = lowerName(r.Question[0].Name)
 	}
 	m := s.answer(now, snap, r, tcp)
 	if m == nil {
-		return nil, 0, false
+		return nil, 0, name, false
 	}
-	wire, err := m.Pack()
+	wire, err := m.PackBuffer(buf)
 	if err != nil {
 		s.log.Error("packing answer failed", "err", err)
 		m = new(dns.Msg)
 		m.SetRcode(r, dns.RcodeServerFailure)
-		if wire, err = m.Pack(); err != nil {
-			return nil, 0, false
+		if wire, err = m.PackBuffer(buf); err != nil {
+			return nil, 0, name, false
 		}
-		return wire, m.Rcode, true
+		return wire, m.Rcode, name, true
 	}
 	if cacheable && !m.Truncated && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError || m.Rcode == dns.RcodeRefused) {
-		cache.put(key, &cachedAnswer{wire: wire, rcode: m.Rcode, expires: now.Add(answerCacheLifetime)})
+		cache.put(key, &cachedAnswer{wire: append([]byte(nil), wire...), rcode: m.Rcode, name: name, expires: now.Add(answerCacheLifetime)})
 	}
-	return wire, m.Rcode, true
+	return wire, m.Rcode, name, true
 }
 
 // Answer builds the response to query r as it is at time now, over TCP or
@@ -367,10 +373,9 @@ func Listen(ctx context.Context, addrs []string) ([]Listener, error) {
 // Serve answers on the listeners until ctx is cancelled, then shuts down.
 func (s *Server) Serve(ctx context.Context, listeners []Listener) error {
 	var servers []*dns.Server
+	var udp []net.PacketConn
 	for _, l := range listeners {
-		for _, pc := range l.UDP {
-			servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: int(s.udpSize)})
-		}
+		udp = append(udp, l.UDP...)
 		servers = append(servers,
 			&dns.Server{Listener: l.TCP, Handler: s,
 				// RFC 7766 §6.2.3: idle TCP connections are closed
@@ -379,7 +384,16 @@ func (s *Server) Serve(ctx context.Context, listeners []Listener) error {
 		)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, len(servers))
+	errs := make(chan error, len(servers)+len(udp))
+	for _, pc := range udp {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.serveUDP(pc); err != nil {
+				errs <- err
+			}
+		}()
+	}
 	for _, srv := range servers {
 		wg.Add(1)
 		go func() {
@@ -398,6 +412,9 @@ func (s *Server) Serve(ctx context.Context, listeners []Listener) error {
 	defer cancel()
 	for _, srv := range servers {
 		_ = srv.ShutdownContext(shutdown)
+	}
+	for _, pc := range udp {
+		pc.Close() // ends serveUDP's read
 	}
 	wg.Wait()
 	return err

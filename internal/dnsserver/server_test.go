@@ -357,7 +357,7 @@ func BenchmarkAnswer(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, _, ok := srv.respond(now, msgs[i%len(msgs)], false); !ok {
+		if _, _, _, ok := srv.respond(now, msgs[i%len(msgs)], false, nil); !ok {
 			b.Fatal("no answer")
 		}
 	}
@@ -387,14 +387,14 @@ func TestAnswerCacheIsTransparent(t *testing.T) {
 	}
 	for i, mk := range queries {
 		first := mk()
-		if _, _, ok := srv.respond(now, first, false); !ok {
+		if _, _, _, ok := srv.respond(now, first, false, nil); !ok {
 			t.Fatalf("query %d: no answer", i)
 		}
 		for _, flags := range []struct{ rd, cd bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
 			q := mk()
 			q.Id = uint16(1000 + i)
 			q.RecursionDesired, q.CheckingDisabled = flags.rd, flags.cd
-			got, _, _ := srv.respond(now, q, false)
+			got, _, _, _ := srv.respond(now, q, false, nil)
 			want, err := srv.Answer(now, q, false).Pack()
 			if err != nil {
 				t.Fatal(err)
@@ -407,14 +407,14 @@ func TestAnswerCacheIsTransparent(t *testing.T) {
 	// A small client buffer must not get the cached full answer.
 	q := queries[4]()
 	q.IsEdns0().SetUDPSize(512)
-	wire, _, _ := srv.respond(now, q, false)
+	wire, _, _, _ := srv.respond(now, q, false, nil)
 	if len(wire) > 512 {
 		t.Fatalf("%d octets to a 512-octet client", len(wire))
 	}
 	// Mixed case is echoed (no cache).
 	mixed := new(dns.Msg)
 	mixed.SetQuestion("MX4.a.Example.", dns.TypeA)
-	wire, _, _ = srv.respond(now, mixed, false)
+	wire, _, _, _ = srv.respond(now, mixed, false, nil)
 	r := new(dns.Msg)
 	if err := r.Unpack(wire); err != nil || r.Question[0].Name != "MX4.a.Example." || len(r.Answer) != 1 {
 		t.Fatalf("mixed-case query: %v\n%s", err, r)

@@ -1,0 +1,103 @@
+package verdict
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+// conn builds a history entry: persona n reached state st at t0+at.
+func conn(n int, st store.ConnState, at time.Duration) store.SMTPConnection {
+	c := store.SMTPConnection{Persona: n, State: st, Started: t0.Add(at), STARTTLSOffered: n != 1}
+	if st.Rank() >= store.StateMail.Rank() {
+		c.MailFrom = "sender@example.org"
+	}
+	return c
+}
+
+func plainAfterOffer(at time.Duration) store.SMTPConnection {
+	c := conn(1, store.StateMail, at)
+	c.STARTTLSOffered = true
+	return c
+}
+
+func TestAcknowledge(t *testing.T) {
+	const ackAfter = 10 * time.Minute
+	tests := []struct {
+		name     string
+		zone     persona.Zone
+		window   bool
+		acked    bool
+		now      time.Duration
+		history  []store.SMTPConnection
+		accept   bool
+		reasonIs string
+	}{
+		{name: "A inside the downgrade window", zone: persona.ZoneA, window: true,
+			history: []store.SMTPConnection{conn(1, store.StateMail, 0)}, accept: false},
+		{name: "B inside the downgrade window", zone: persona.ZoneB, window: true,
+			history: []store.SMTPConnection{conn(1, store.StateMail, 0)}, accept: false},
+		{name: "B after the window", zone: persona.ZoneB, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(7, store.StateMail, 4*time.Minute)}, accept: true},
+		{name: "already acknowledged", zone: persona.ZoneA, window: true, acked: true, accept: true},
+		{name: "first TLS connection, SNI persona", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(6, store.StateMail, 4*time.Minute)}, accept: false},
+		// dane: delivers to 4 and 6, refuses 3 and 5 after the handshake.
+		{name: "dane sender, all of 3-6 hit", zone: persona.ZoneA, now: 6 * time.Minute,
+			history: []store.SMTPConnection{
+				conn(3, store.StateSniSeen, 4*time.Minute), conn(4, store.StateMail, 4*time.Minute),
+				conn(5, store.StateSniSeen, 5*time.Minute), conn(6, store.StateMail, 6*time.Minute)},
+			accept: true},
+		{name: "three of 3-6 hit", zone: persona.ZoneA, now: 6 * time.Minute,
+			history: []store.SMTPConnection{
+				conn(3, store.StateSniSeen, 4*time.Minute), conn(4, store.StateMail, 4*time.Minute),
+				conn(6, store.StateMail, 6*time.Minute)},
+			accept: false},
+		// mta-sts: never contacts 3 (not in the policy); 4-6 for long enough.
+		{name: "mta-sts sender, 4-6 hit but not long enough", zone: persona.ZoneA, now: 8 * time.Minute,
+			history: []store.SMTPConnection{
+				conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 5*time.Minute),
+				conn(6, store.StateMail, 6*time.Minute)},
+			accept: false},
+		{name: "mta-sts sender, 4-6 hit for ack_after", zone: persona.ZoneA, now: 14 * time.Minute,
+			history: []store.SMTPConnection{
+				conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 5*time.Minute),
+				conn(6, store.StateMail, 6*time.Minute)},
+			accept: true},
+		{name: "no SNI: persona 2 once", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute)}, accept: false},
+		{name: "no SNI: persona 2 twice", zone: persona.ZoneA, now: 5 * time.Minute,
+			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute), conn(2, store.StateMail, 5*time.Minute)},
+			accept: true},
+		{name: "persona 2 twice but SNI seen too", zone: persona.ZoneA, now: 5 * time.Minute,
+			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute), conn(2, store.StateMail, 5*time.Minute),
+				conn(4, store.StateMail, 5*time.Minute)},
+			accept: false},
+		{name: "none: plain although STARTTLS was offered", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateMail, 0), plainAfterOffer(4 * time.Minute)}, accept: true},
+		{name: "plain inside the window only", zone: persona.ZoneA, now: 2 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateMail, 0)}, accept: false},
+		{name: "plain EHLO-only after offer says nothing", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{{Persona: 1, State: store.StateNone, STARTTLSOffered: true, Started: t0.Add(4 * time.Minute)}},
+			accept: false},
+		{name: "handshake refused on 2 only (verify without SNI)", zone: persona.ZoneA, now: 5 * time.Minute,
+			history: []store.SMTPConnection{conn(2, store.StateSniSeen, 4*time.Minute), conn(2, store.StateSniSeen, 5*time.Minute)},
+			accept: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Acknowledge(AckInput{Zone: tc.zone, Now: t0.Add(tc.now), InDowngradeWindow: tc.window,
+				History: tc.history, AckAfter: ackAfter, AlreadyAcked: tc.acked})
+			if got.Accept != tc.accept {
+				t.Fatalf("accept %v (%s), want %v", got.Accept, got.Reason, tc.accept)
+			}
+			if got.Reason == "" {
+				t.Fatal("no reason given")
+			}
+		})
+	}
+}
