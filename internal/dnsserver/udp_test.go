@@ -86,9 +86,9 @@ func TestFastPathMatchesFullPath(t *testing.T) {
 		{name: zoneA, qtype: dns.TypeMX, edns: true, do: true, size: 1232, ecs: true, fastHit: true},
 		{name: "mx5." + zoneA, qtype: dns.TypeAAAA, edns: true, do: true, size: 4096, fastHit: true},
 		{name: "mx5." + zoneA, qtype: dns.TypeAAAA, edns: true, do: true, size: 512}, // truncated: never cached
-		{name: "mx5." + zoneA, qtype: dns.TypeAAAA},                                   // no EDNS: 512, truncated
-		{name: zoneA, qtype: dns.TypeAXFR, fastHit: true},                             // REFUSED is cached
-		{name: zoneA, qtype: dns.TypeMAILB},                                           // NOTIMP: full path
+		{name: "mx5." + zoneA, qtype: dns.TypeAAAA},                                  // no EDNS: 512, truncated
+		{name: zoneA, qtype: dns.TypeAXFR, fastHit: true},                            // REFUSED is cached
+		{name: zoneA, qtype: dns.TypeMAILB},                                          // NOTIMP: full path
 		{name: zoneA, qtype: dns.TypeSOA, opcode: dns.OpcodeNotify},
 		{name: zoneA, qtype: dns.TypeSOA, mutate: func(m *dns.Msg) { m.SetEdns0(1232, true); m.IsEdns0().SetVersion(1) }},
 		{name: zoneA, qtype: dns.TypeSOA, mutate: func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS }},

@@ -72,7 +72,7 @@ func TestAcknowledge(t *testing.T) {
 			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute)}, accept: false},
 		{name: "no SNI: persona 2 twice", zone: persona.ZoneA, now: 5 * time.Minute,
 			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute), conn(2, store.StateMail, 5*time.Minute)},
-			accept: true},
+			accept:  true},
 		{name: "persona 2 twice but SNI seen too", zone: persona.ZoneA, now: 5 * time.Minute,
 			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute), conn(2, store.StateMail, 5*time.Minute),
 				conn(4, store.StateMail, 5*time.Minute)},
@@ -83,10 +83,10 @@ func TestAcknowledge(t *testing.T) {
 			history: []store.SMTPConnection{conn(1, store.StateMail, 0)}, accept: false},
 		{name: "plain EHLO-only after offer says nothing", zone: persona.ZoneA, now: 4 * time.Minute,
 			history: []store.SMTPConnection{{Persona: 1, State: store.StateNone, STARTTLSOffered: true, Started: t0.Add(4 * time.Minute)}},
-			accept: false},
+			accept:  false},
 		{name: "handshake refused on 2 only (verify without SNI)", zone: persona.ZoneA, now: 5 * time.Minute,
 			history: []store.SMTPConnection{conn(2, store.StateSniSeen, 4*time.Minute), conn(2, store.StateSniSeen, 5*time.Minute)},
-			accept: true},
+			accept:  true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
