@@ -48,6 +48,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the service (DNS zones A and B) until interrupted", runServe},
 		{"dns", "zone tools: 'dns ds' prints the DS records, 'dns dump [-zone a|b]' the signed zone", runDNS},
+		{"test", "outbound tests: 'test new' creates one, 'test show ID' prints its connection history", runTest},
 		{"config", "print the effective configuration (defaults plus file) as TOML", runConfig},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"crypto/rand"
 	"errors"
 	"net/netip"
 	"time"
@@ -125,4 +126,24 @@ type TLSRPTReport struct {
 	Client   netip.Addr
 	MailFrom string
 	Raw      []byte
+}
+
+// testIDAlphabet is lower-case base32 (RFC 4648 without padding): test IDs
+// go into mail addresses (t-<id>@A), which are compared case-insensitively.
+const testIDAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
+
+// testIDLength gives 60 bits: unguessable enough that one test's private
+// link and addresses cannot be found by trying.
+const testIDLength = 12
+
+// NewTestID returns a fresh random test ID.
+func NewTestID() string {
+	var b [testIDLength]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // rand.Read never fails on supported platforms
+	}
+	for i := range b {
+		b[i] = testIDAlphabet[b[i]%32]
+	}
+	return string(b[:])
 }

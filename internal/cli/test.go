@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// testAddresses are what a user sends the test mail to.
+type testAddresses struct {
+	ID      string    `json:"id"`
+	A       string    `json:"address_a"`
+	B       string    `json:"address_b"`
+	Created time.Time `json:"created"`
+}
+
+func addressesOf(cfg *config.Config, t store.Test) testAddresses {
+	zone := func(z string) string { return strings.TrimSuffix(z, ".") }
+	return testAddresses{ID: t.ID, Created: t.Created,
+		A: "t-" + t.ID + "@" + zone(cfg.Zones.A), B: "t-" + t.ID + "@" + zone(cfg.Zones.B)}
+}
+
+func runTest(e *env, args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: 'test new' or 'test show ID'", errUsage)
+	}
+	switch args[0] {
+	case "new":
+		fs := newFlags(e, "test new", "[-json]")
+		asJSON := fs.Bool("json", false, "print JSON")
+		if err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		cfg, err := e.load()
+		if err != nil {
+			return err
+		}
+		st, err := store.Open(e.ctx, cfg.StorePath())
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		now := time.Now().UTC()
+		t := store.Test{ID: store.NewTestID(), Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}
+		if err := st.CreateTest(e.ctx, t); err != nil {
+			return err
+		}
+		a := addressesOf(&cfg, t)
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(a)
+		}
+		fmt.Fprintf(e.stdout, "Test %s: send one mail to both addresses:\n  %s\n  %s\n", a.ID, a.A, a.B)
+		return nil
+	case "show":
+		fs := newFlags(e, "test show", "[-json] ID")
+		asJSON := fs.Bool("json", false, "print JSON")
+		if err := fs.Parse(args[1:]); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%w: 'test show ID'", errUsage)
+		}
+		cfg, err := e.load()
+		if err != nil {
+			return err
+		}
+		st, err := store.Open(e.ctx, cfg.StorePath())
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		t, err := st.Test(e.ctx, strings.ToLower(fs.Arg(0)))
+		if err != nil {
+			return err
+		}
+		conns, err := st.Connections(e.ctx, store.ConnectionFilter{TestID: t.ID})
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(struct {
+				Test        store.Test             `json:"test"`
+				Connections []store.SMTPConnection `json:"connections"`
+			}{t, conns})
+		}
+		a := addressesOf(&cfg, t)
+		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "START\tEND\tPERSONA\tTLS\tSNI\tSTATE\tREPLY")
+		for _, c := range conns {
+			end := "-"
+			if !c.Ended.IsZero() {
+				end = c.Ended.Format("15:04:05")
+			}
+			tls := "plain"
+			if c.TLSVersion != "" {
+				tls = c.TLSVersion
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Started.Format("2006-01-02 15:04:05"), end, c.Persona, tls, c.SNI, c.State, c.Reply)
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("%w: unknown 'test %s' ('test new' or 'test show ID')", errUsage, args[0])
+}
