@@ -241,8 +241,11 @@ func (s *Server) finish(m, r *dns.Msg, tcp bool) *dns.Msg {
 	if tcp {
 		size = dns.MaxMsgSize
 	}
-	m.Compress = true
 	m.Truncate(size)
+	// Truncate turns compression off when the uncompressed answer fits;
+	// we always compress, so the answer's octets do not depend on the
+	// client's buffer size (cached answers are shared across clients).
+	m.Compress = true
 	return m
 }
 

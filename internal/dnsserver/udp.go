@@ -163,7 +163,8 @@ func (q *fastQuery) udpLimit(ours uint16) int {
 // parseFastQuery accepts only the common, unremarkable query: QR 0, opcode
 // QUERY, TC 0, one question of class IN with an uncompressed name, no
 // answer or authority records, at most one additional record which is an
-// EDNS(0) OPT at the root, nothing after it. Anything else is left to the
+// EDNS(0) OPT at the root with no options but client subnet, cookie and
+// padding, nothing after it. Anything else is left to the
 // full decoder, which knows every rule (FORMERR, BADVERS, NOTIMP ...).
 func parseFastQuery(p []byte) (q fastQuery, ok bool) {
 	if len(p) < 12+5 {
@@ -235,12 +236,22 @@ func parseFastQuery(p []byte) (q fastQuery, ok bool) {
 			if 4+l > len(opts) {
 				return q, false
 			}
-			if code == dns.EDNS0SUBNET {
+			switch code {
+			case dns.EDNS0SUBNET:
 				ecs, ok := parseECS(opts[4 : 4+l])
 				if !ok {
 					return q, false
 				}
 				q.ecs = ecs
+			case dns.EDNS0COOKIE, dns.EDNS0PADDING:
+				// The full decoder takes these at any length; we
+				// ignore them (RFC 7873 §5.2: a server without
+				// cookie support ignores the option).
+			default:
+				// Other options have decoding rules of their own
+				// (LLQ, UL, EXPIRE, ...): leave them to the full
+				// decoder rather than mirror each one.
+				return q, false
 			}
 			opts = opts[4+l:]
 		}

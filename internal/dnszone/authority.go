@@ -24,6 +24,9 @@ type Authority struct {
 
 	current atomic.Pointer[Snapshot]
 	mu      sync.Mutex // serialises rebuilds
+	// challenges are the ACME challenge records every snapshot carries
+	// (challenge.go); replaced, never changed, under mu.
+	challenges atomic.Pointer[challengeSet]
 }
 
 // Snapshot is the state of every zone during one rotation step.
@@ -84,8 +87,9 @@ func (a *Authority) Rotation() time.Duration { return a.rotation }
 
 func (a *Authority) build(step int64) (*Snapshot, error) {
 	s := &Snapshot{Step: step}
+	ch := a.challenges.Load()
 	for i, spec := range a.specs {
-		z, err := BuildTestZone(spec, step)
+		z, err := buildTestZone(spec, step, ch.records(spec.Origin))
 		if err != nil {
 			return nil, fmt.Errorf("zone %s: %w", spec.Origin, err)
 		}

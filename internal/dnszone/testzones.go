@@ -78,6 +78,12 @@ func MXOrder(hosts []string, s int64) []string {
 
 // BuildTestZone builds the snapshot of a test zone at rotation step s.
 func BuildTestZone(spec TestZoneSpec, s int64) (*Zone, error) {
+	return buildTestZone(spec, s, nil)
+}
+
+// buildTestZone is BuildTestZone with extra records added to the zone's own:
+// the ACME challenge TXT records an Authority publishes (challenge.go).
+func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	origin := dns.CanonicalName(spec.Origin)
 	name := func(label string) string { return label + "." + origin }
 	var rrs []dns.RR
@@ -169,6 +175,7 @@ func BuildTestZone(spec TestZoneSpec, s int64) (*Zone, error) {
 			broken = append(broken, name(b))
 		}
 	}
+	rrs = append(rrs, extra...)
 	return New(origin, rrs, Options{Signed: spec.DNSKEY != nil, Broken: broken})
 }
 

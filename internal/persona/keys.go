@@ -22,15 +22,32 @@ import (
 // key, so the TLSA records derived from it stay valid across renewals (the
 // simplest rollover of RFC 7671 §8.1: "keep the key").
 type Keys struct {
-	keys map[int]*ecdsa.PrivateKey
+	keys map[int]crypto.Signer
 }
 
 // LoadKeys reads the persona keys from dir, creating missing ones (ECDSA
 // P-256, PKCS#8 PEM files persona-N.key, mode 0600).
-func LoadKeys(dir string) (*Keys, error) {
-	k := &Keys{keys: map[int]*ecdsa.PrivateKey{}}
+func LoadKeys(dir string) (*Keys, error) { return LoadKeysWith(dir, nil) }
+
+// LoadKeysWith is LoadKeys with the keys of some personas given instead of
+// kept in dir: with static certificate files (tls.issuer = "static") the
+// key of the file is the persona's key, so that the TLSA records derived
+// from Keys match the certificate that is served. Overridden keys are
+// neither read nor created in dir.
+func LoadKeysWith(dir string, overrides map[int]crypto.Signer) (*Keys, error) {
+	k := &Keys{keys: map[int]crypto.Signer{}}
+	for n, key := range overrides {
+		p, ok := ByNumber(n)
+		if !ok || !p.HasKey() {
+			return nil, fmt.Errorf("persona %d has no key to override", n)
+		}
+		if key == nil {
+			return nil, fmt.Errorf("persona %d: nil override key", n)
+		}
+		k.keys[n] = key
+	}
 	for _, p := range Table() {
-		if !p.HasKey() {
+		if !p.HasKey() || k.keys[p.Number] != nil {
 			continue
 		}
 		path := filepath.Join(dir, fmt.Sprintf("persona-%d.key", p.Number))

@@ -1,0 +1,273 @@
+// Package policyhost serves zone A's MTA-STS policy over HTTPS (RFC 8461
+// §3.3) and records every request as evidence.
+//
+// A sender that does MTA-STS, having found the "_mta-sts" TXT record of
+// zone A (§3.1), fetches https://mta-sts.A/.well-known/mta-sts.txt and
+// then accepts only MX hosts the policy lists, with PKIX-valid
+// certificates. The fetch itself tells the outbound test that the sender
+// does MTA-STS at all (DESIGN.md §4), so each request is written to the
+// store — time, client address, User-Agent, SNI, path and status — before
+// the answer is sent.
+//
+// The server follows what §3.3 asks of a policy host and what senders
+// check: TLS only, with the CA-signed certificate of mta-sts.A (§3.3: "the
+// certificate must be valid for the mta-sts host"); the policy at exactly
+// that path, status 200, media type text/plain; no redirects (§3.3:
+// senders must not follow them); 404 for any other path, 421 Misdirected
+// Request (RFC 9110 §15.5.20) for another Host. HTTP/1.1 only: policy
+// fetchers use it, and it keeps the server small. Timeouts bound slow
+// clients; a plain-HTTP request on the TLS port gets Go's "400 client sent
+// an HTTP request to an HTTPS server" and is closed.
+//
+// If the store fails, the policy is still served and the error logged: an
+// outage of the evidence log must not change what the tested sender sees.
+package policyhost
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// WellKnownPath is where the policy is served (RFC 8461 §3.3).
+const WellKnownPath = "/.well-known/mta-sts.txt"
+
+// Default timeouts: generous for a slow sender, short enough that idle or
+// trickling connections cannot pile up.
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultReadTimeout       = 30 * time.Second
+	defaultWriteTimeout      = 30 * time.Second
+	defaultIdleTimeout       = 60 * time.Second
+	defaultRecordTimeout     = 5 * time.Second
+	defaultShutdownTimeout   = 5 * time.Second
+	maxHeaderBytes           = 16 << 10
+)
+
+// ErrNoCertificate is wrapped when the policy host has no certificate yet;
+// the TLS handshake then fails.
+var ErrNoCertificate = errors.New("policyhost: no certificate")
+
+// Recorder stores policy fetches; *store.Store implements it.
+type Recorder interface {
+	AddPolicyFetch(ctx context.Context, f store.PolicyFetch) error
+}
+
+// Options configures a Server.
+type Options struct {
+	// Host is the policy host's name, mta-sts.<zone A> (trailing dot
+	// optional). Requests for another Host get 421.
+	Host string
+	// Policy is the policy text (mtasts.Policy.String()).
+	Policy string
+	// Certificate returns the policy host's current certificate
+	// (certs.Manager.PolicyHost); called for every handshake.
+	Certificate func() (*tls.Certificate, error)
+	// Recorder receives every request; nil records nothing.
+	Recorder Recorder
+	Logger   *slog.Logger     // nil: discard
+	Now      func() time.Time // nil: time.Now
+
+	// Timeouts; zero takes the defaults above.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// RecordTimeout bounds writing one fetch to the store (default 5s).
+	RecordTimeout time.Duration
+}
+
+// Server is the HTTPS server of the policy host.
+type Server struct {
+	host   string
+	policy []byte
+	opt    Options
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New returns a server for opt.
+func New(opt Options) *Server {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opt.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	def(&opt.ReadTimeout, defaultReadTimeout)
+	def(&opt.WriteTimeout, defaultWriteTimeout)
+	def(&opt.IdleTimeout, defaultIdleTimeout)
+	def(&opt.RecordTimeout, defaultRecordTimeout)
+	s := &Server{host: canonicalHost(opt.Host), policy: []byte(opt.Policy), opt: opt, log: opt.Logger, now: opt.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// Listen binds TCP on every address (host:port; port 0 picks one). Binding
+// happens before serving, so a busy port is reported at once.
+func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
+	var out []net.Listener
+	var lc net.ListenConfig
+	for _, a := range addrs {
+		l, err := lc.Listen(ctx, "tcp", a)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, fmt.Errorf("policy host listen %s: %w", a, err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// Serve answers HTTPS on the listeners until ctx ends, then shuts down
+// gracefully (in-flight requests get a few seconds) and returns nil, or
+// the first error of a listener.
+func (s *Server) Serve(ctx context.Context, listeners []net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.opt.ReadHeaderTimeout,
+		ReadTimeout:       s.opt.ReadTimeout,
+		WriteTimeout:      s.opt.WriteTimeout,
+		IdleTimeout:       s.opt.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		TLSConfig:         s.TLSConfig(),
+		// A non-nil empty map turns HTTP/2 off: HTTP/1.1 only.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		// Handshake failures (scanners, plain HTTP) are routine.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context {
+			return context.WithoutCancel(ctx)
+		},
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(listeners))
+	for _, l := range listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.ServeTLS(l, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("policy host %s: %w", l.Addr(), err)
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaultShutdownTimeout)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		srv.Close()
+	}
+	wg.Wait()
+	return err
+}
+
+// TLSConfig is the server's TLS configuration: the policy host's
+// certificate for every handshake, TLS 1.2 or later, HTTP/1.1 by ALPN.
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if s.opt.Certificate == nil {
+				return nil, ErrNoCertificate
+			}
+			c, err := s.opt.Certificate()
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrNoCertificate, err)
+			}
+			return c, nil
+		},
+	}
+}
+
+// ServeHTTP answers one request; see the package documentation.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	status := s.status(r)
+	s.record(r, status)
+	h := w.Header()
+	switch status {
+	case http.StatusOK:
+		h.Set("Content-Type", "text/plain")
+		// §3.3: senders must not use HTTP caching; the policy's max_age
+		// governs how long they keep it.
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(s.policy)
+		}
+	case http.StatusMethodNotAllowed:
+		h.Set("Allow", "GET, HEAD")
+		http.Error(w, http.StatusText(status), status)
+	default:
+		http.Error(w, http.StatusText(status), status)
+	}
+}
+
+// status decides the answer to r.
+func (s *Server) status(r *http.Request) int {
+	switch {
+	case canonicalHost(hostOnly(r.Host)) != s.host:
+		return http.StatusMisdirectedRequest
+	case r.URL.Path != WellKnownPath:
+		return http.StatusNotFound
+	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+		return http.StatusMethodNotAllowed
+	}
+	return http.StatusOK
+}
+
+// record writes the fetch to the store before the answer goes out.
+func (s *Server) record(r *http.Request, status int) {
+	f := store.PolicyFetch{
+		Time:      s.now(),
+		UserAgent: r.UserAgent(),
+		Path:      r.URL.Path,
+		Status:    status,
+	}
+	if r.URL.RawQuery != "" {
+		f.Path += "?" + r.URL.RawQuery
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		f.Client = ap
+	}
+	if r.TLS != nil {
+		f.SNI = r.TLS.ServerName
+	}
+	s.log.Info("policy fetch", "client", r.RemoteAddr, "sni", f.SNI, "host", r.Host, "path", f.Path, "ua", f.UserAgent, "status", status)
+	if s.opt.Recorder == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.opt.RecordTimeout)
+	defer cancel()
+	if err := s.opt.Recorder.AddPolicyFetch(ctx, f); err != nil {
+		s.log.Error("recording policy fetch failed; answering anyway", "client", r.RemoteAddr, "err", err)
+	}
+}
+
+// hostOnly strips a port from a Host header value.
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
+}
+
+// canonicalHost lower-cases a host name and drops a trailing dot.
+func canonicalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
