@@ -90,8 +90,9 @@ type SMTP struct {
 // TLS chooses where the CA-signed certificates (personas 5, 6, 7 and the
 // MTA-STS policy host) come from.
 type TLS struct {
-	// Issuer is "acme" (default), "static" (files in [tls.static]) or
-	// "local" (a private CA kept in data_dir: demo and tests only).
+	// Issuer is "acme", "static" (files in [tls.static]) or "local" (a
+	// private CA kept in data_dir: demo, lab and tests). "" (default)
+	// means "acme" when acme.directory is set, else "local".
 	Issuer string `toml:"issuer"`
 	// Static gives certificate and key files per host: mx5, mx6, mx7, mta-sts.
 	Static map[string]StaticCert `toml:"static"`
@@ -264,7 +265,7 @@ func Default() Config {
 			ClientPrefixV6:          48,
 			FixedLocalParts:         []string{"test"},
 		},
-		TLS:        TLS{Issuer: "acme", RenewBefore: Duration{30 * 24 * time.Hour}},
+		TLS:        TLS{RenewBefore: Duration{30 * 24 * time.Hour}},
 		ACME:       ACME{Challenge: "dns-01"},
 		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}},
 		Timing: Timing{
@@ -464,6 +465,18 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// TLSIssuer returns the effective tls.issuer: "" resolves to "acme" when
+// an ACME directory is configured and to "local" otherwise.
+func (c *Config) TLSIssuer() string {
+	if c.TLS.Issuer != "" {
+		return c.TLS.Issuer
+	}
+	if c.ACME.Directory != "" {
+		return "acme"
+	}
+	return "local"
+}
+
 // TLSHosts are the hosts that may have static certificates.
 var TLSHosts = []string{"mx5", "mx6", "mx7", "mta-sts"}
 
@@ -505,7 +518,7 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 			bad("smtp.fixed_local_parts", "%q is not a plain local part (and t-* is reserved for test tokens)", lp)
 		}
 	}
-	switch c.TLS.Issuer {
+	switch c.TLSIssuer() {
 	case "acme", "local":
 		// "acme" without a directory is allowed: the CA-signed personas
 		// then serve no certificate until one is configured; serve warns.

@@ -5,18 +5,25 @@ package service
 
 import (
 	"context"
+	"crypto"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mailsec/mailsec/internal/certs"
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/dnssec"
 	"github.com/mailsec/mailsec/internal/dnsserver"
 	"github.com/mailsec/mailsec/internal/dnszone"
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/policyhost"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -29,13 +36,23 @@ type Zones struct {
 	KeyA      *dnssec.Key
 	KeyB      *dnssec.Key // nil if zone B is unsigned
 	Policy    mtasts.Policy
+	Keys      *persona.Keys // the personas' keys, from which TLSA is made
 }
 
 // BuildZones loads (or creates) the keys and builds the authority for the
 // configured zones.
 func BuildZones(cfg *config.Config, now time.Time) (*Zones, error) {
 	keyDir := cfg.KeyDir()
-	pkeys, err := persona.LoadKeys(keyDir)
+	// With static certificates, the keys in the files are the personas'
+	// keys: the zones' TLSA records must match what is served.
+	var overrides map[int]crypto.Signer
+	if cfg.TLSIssuer() == certs.IssuerStatic {
+		var err error
+		if overrides, err = certs.StaticPersonaKeys(staticFiles(cfg)); err != nil {
+			return nil, err
+		}
+	}
+	pkeys, err := persona.LoadKeysWith(keyDir, overrides)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +66,7 @@ func BuildZones(cfg *config.Config, now time.Time) (*Zones, error) {
 			return nil, err
 		}
 	}
-	z := &Zones{KeyA: keyA, KeyB: keyB, Policy: Policy(cfg)}
+	z := &Zones{KeyA: keyA, KeyB: keyB, Policy: Policy(cfg), Keys: pkeys}
 
 	hostAddrs := map[string][]netip.Addr{}
 	for h, list := range cfg.Zones.HostAddresses {
@@ -127,7 +144,9 @@ func SPF(cfg *config.Config) string {
 	return b.String()
 }
 
-// Serve runs the service until ctx is cancelled.
+// Serve runs the service until ctx is cancelled: the DNS zones, the
+// certificate manager, the MTA-STS policy host. Every listener is bound
+// before anything is served, so a busy port fails the start at once.
 func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	st, err := store.Open(ctx, cfg.StorePath())
 	if err != nil {
@@ -138,30 +157,92 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	qlog := store.NewDNSQueryLog(st, log.With("part", "querylog"), cfg.DNS.QueryLogBuffer, cfg.DNS.QueryLogRetention.Duration)
-	listeners, err := dnsserver.Listen(ctx, cfg.DNS.Listen)
+	dnsListeners, err := dnsserver.Listen(ctx, cfg.DNS.Listen)
 	if err != nil {
 		return err
 	}
-	srv := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
+	policyListeners, err := policyhost.Listen(ctx, cfg.PolicyHost.Listen)
+	if err != nil {
+		closeDNS(dnsListeners)
+		return err
+	}
+	mgr, err := certs.New(certs.Options{
+		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
+		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
+		ACME: certs.ACMEOptions{Directory: cfg.ACME.Directory, Email: cfg.ACME.Email,
+			CAFile: cfg.ACME.CAFile, Challenge: cfg.ACME.Challenge},
+		Keys: zones.Keys, Challenges: zones.Authority, Logger: log.With("part", "certs"),
+	})
+	if err != nil {
+		closeDNS(dnsListeners)
+		closeAll(policyListeners)
+		return err
+	}
+	if cfg.TLSIssuer() == certs.IssuerACME && cfg.ACME.Directory == "" {
+		log.Warn("tls.issuer is acme but acme.directory is empty: personas 5, 6, 7 and the policy host have no certificate")
+	}
+
+	qlog := store.NewDNSQueryLog(st, log.With("part", "querylog"), cfg.DNS.QueryLogBuffer, cfg.DNS.QueryLogRetention.Duration)
+	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
+	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
+		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost")})
 
 	// The query log outlives the listeners: it is stopped only after the
-	// server has shut down, so the last answered queries are written too.
+	// DNS server has shut down, so the last answered queries are written.
 	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer qcancel()
 	qlogDone := make(chan error, 1)
 	go func() { qlogDone <- qlog.Run(qctx) }()
-	for _, l := range listeners {
+
+	for _, l := range dnsListeners {
 		log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", len(l.UDP))
 	}
+	for _, l := range policyListeners {
+		log.Info("policy host listening", "addr", l.Addr().String(), "host", mgr.PolicyHostName())
+	}
 	log.Info("zones ready", "a", cfg.Zones.A, "ds_a", zones.KeyA.DS().String(), "b", cfg.Zones.B, "rotation", cfg.Timing.MXRotation.Duration)
-	err = srv.Serve(ctx, listeners)
+
+	// One part failing stops the others: a service with a dead listener
+	// would give tests wrong answers.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return dns.Serve(gctx, dnsListeners) })
+	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
+	g.Go(func() error { return mgr.Run(gctx) })
+	err = g.Wait()
+
 	qcancel()
 	if qerr := <-qlogDone; qerr != nil && err == nil {
 		err = fmt.Errorf("query log: %w", qerr)
 	}
 	log.Info("query log closed", "written", qlog.Written(), "dropped", qlog.Dropped())
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
 	return err
+}
+
+func closeDNS(ls []dnsserver.Listener) {
+	for _, l := range ls {
+		for _, pc := range l.UDP {
+			pc.Close()
+		}
+		l.TCP.Close()
+	}
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
+}
+
+// staticFiles converts [tls.static] into the certificate manager's form.
+func staticFiles(cfg *config.Config) map[string]certs.StaticFiles {
+	out := map[string]certs.StaticFiles{}
+	for host, sc := range cfg.TLS.Static {
+		out[host] = certs.StaticFiles{Cert: sc.Cert, Key: sc.Key}
+	}
+	return out
 }
 
 func addrs(list []string) []netip.Addr {
