@@ -129,7 +129,7 @@ func (s *Server) respond(now time.Time, r *dns.Msg, tcp bool, buf []byte) (wire 
 	if m == nil {
 		return nil, 0, name, false
 	}
-	wire, err := m.PackBuffer(buf)
+	wire, err := s.pack(m, r, tcp, buf)
 	if err != nil {
 		s.log.Error("packing answer failed", "err", err)
 		m = new(dns.Msg)
@@ -146,9 +146,16 @@ func (s *Server) respond(now time.Time, r *dns.Msg, tcp bool, buf []byte) (wire 
 }
 
 // Answer builds the response to query r as it is at time now, over TCP or
-// UDP. It returns nil for messages that get no answer at all.
+// UDP, truncated as it would be sent. It returns nil for messages that get
+// no answer at all.
 func (s *Server) Answer(now time.Time, r *dns.Msg, tcp bool) *dns.Msg {
-	return s.answer(now, s.auth.Snapshot(now), r, tcp)
+	m := s.answer(now, s.auth.Snapshot(now), r, tcp)
+	if m != nil {
+		if _, err := s.pack(m, r, tcp, nil); err != nil {
+			s.log.Error("packing answer failed", "err", err)
+		}
+	}
+	return m
 }
 
 func (s *Server) answer(now time.Time, snap *dnszone.Snapshot, r *dns.Msg, tcp bool) *dns.Msg {
@@ -230,23 +237,32 @@ func (s *Server) sections(now time.Time, z *dnszone.SignedZone, sets [][]dns.RR,
 	return out, nil
 }
 
-// finish adds our OPT record when the query had one and truncates the
-// answer to what the transport and the client allow, setting TC so the
-// client retries over TCP (RFC 7766 §5).
+// finish adds our OPT record when the query had one. Answers are always
+// name-compressed; truncation is decided by pack on the packed size.
 func (s *Server) finish(m, r *dns.Msg, tcp bool) *dns.Msg {
 	if opt := r.IsEdns0(); opt != nil {
 		m.SetEdns0(s.udpSize, opt.Do())
 	}
-	size := udpLimit(r, s.udpSize)
-	if tcp {
-		size = dns.MaxMsgSize
-	}
-	m.Truncate(size)
-	// Truncate turns compression off when the uncompressed answer fits;
-	// we always compress, so the answer's octets do not depend on the
-	// client's buffer size (cached answers are shared across clients).
 	m.Compress = true
 	return m
+}
+
+// pack packs m into buf. A UDP answer larger than the client allows is
+// truncated, with TC set so the client retries over TCP (RFC 7766 §5).
+// The decision is taken on the real packed size, the same test the fast
+// UDP path applies to cached answers (miekg's Truncate alone estimates the
+// length and may cut an answer that would fit).
+func (s *Server) pack(m, r *dns.Msg, tcp bool, buf []byte) ([]byte, error) {
+	wire, err := m.PackBuffer(buf)
+	if err != nil || tcp {
+		return wire, err
+	}
+	if limit := udpLimit(r, s.udpSize); len(wire) > limit {
+		m.Truncate(limit)
+		m.Compress = true // Truncate may turn it off; keep octets independent of the client
+		wire, err = m.PackBuffer(buf)
+	}
+	return wire, err
 }
 
 // udpLimit is the largest UDP answer for query r: 512 without EDNS, else
