@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -341,52 +343,68 @@ func (l Listener) Addr() net.Addr { return l.UDP[0].LocalAddr() }
 // serving starts, so that a busy port is reported at once; ports may be 0
 // (tests), the bound addresses are in the returned listeners.
 func Listen(ctx context.Context, addrs []string) ([]Listener, error) {
+	var out []Listener
+	for _, a := range addrs {
+		l, err := listenOne(ctx, a)
+		if err != nil {
+			for _, l := range out {
+				l.Close()
+			}
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// listenOne binds one address. With port 0 the kernel picks a UDP port
+// whose TCP twin may be taken by someone else; then it tries another
+// (a bounded number of times).
+func listenOne(ctx context.Context, addr string) (Listener, error) {
 	sockets := 1
 	if canReusePort {
 		sockets = runtime.NumCPU()
 	}
 	lc := net.ListenConfig{Control: reusePort}
-	var out []Listener
-	closeAll := func() {
-		for _, l := range out {
-			for _, pc := range l.UDP {
-				pc.Close()
-			}
-			if l.TCP != nil {
-				l.TCP.Close()
-			}
-		}
-	}
-	for _, a := range addrs {
+	anyPort := strings.HasSuffix(addr, ":0")
+	for attempt := 0; ; attempt++ {
 		var l Listener
-		pc, err := lc.ListenPacket(ctx, "udp", a)
+		pc, err := lc.ListenPacket(ctx, "udp", addr)
 		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("dns listen udp %s: %w", a, err)
+			return l, fmt.Errorf("dns listen udp %s: %w", addr, err)
 		}
 		l.UDP = append(l.UDP, pc)
-		out = append(out, l)
-		// The other sockets and TCP take the port the first one got, so
-		// that port 0 gives one port for all.
+		// The other sockets and TCP take the port the first one got.
 		bound := pc.LocalAddr().String()
 		for range sockets - 1 {
 			more, err := lc.ListenPacket(ctx, "udp", bound)
 			if err != nil {
-				closeAll()
-				return nil, fmt.Errorf("dns listen udp %s (SO_REUSEPORT): %w", bound, err)
+				l.Close()
+				return Listener{}, fmt.Errorf("dns listen udp %s (SO_REUSEPORT): %w", bound, err)
 			}
-			out[len(out)-1].UDP = append(out[len(out)-1].UDP, more)
+			l.UDP = append(l.UDP, more)
 		}
 		// TCP needs no SO_REUSEPORT: one accept loop spawns a goroutine
 		// per connection.
-		tl, err := (&net.ListenConfig{}).Listen(ctx, "tcp", bound)
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("dns listen tcp %s: %w", a, err)
+		l.TCP, err = (&net.ListenConfig{}).Listen(ctx, "tcp", bound)
+		if err == nil {
+			return l, nil
 		}
-		out[len(out)-1].TCP = tl
+		l.Close()
+		if !anyPort || attempt >= 20 || !errors.Is(err, syscall.EADDRINUSE) {
+			return Listener{}, fmt.Errorf("dns listen tcp %s: %w", bound, err)
+		}
 	}
-	return out, nil
+}
+
+// Close closes the listener's sockets (Serve closes them itself).
+func (l Listener) Close() {
+	for _, pc := range l.UDP {
+		pc.Close()
+	}
+	if l.TCP != nil {
+		l.TCP.Close()
+	}
 }
 
 // Serve answers on the listeners until ctx is cancelled, then shuts down.

@@ -120,9 +120,22 @@ func (z *SignedZone) sign(now time.Time, rrset []dns.RR, injectFaults bool) ([]d
 	if z.Signer == nil || len(rrset) == 0 {
 		return rrset, nil
 	}
-	sig, err := z.Signer.Sign(now, rrset)
+	signed := rrset
+	if rrset[0] == dns.RR(z.negSOA) {
+		// The SOA of a negative answer is the apex SOA with a lower TTL
+		// (RFC 2308 §3): it carries the apex SOA's signature, whose
+		// original TTL stays that of the RRset (RFC 4034 §3.1.4), served
+		// with the lowered TTL (RFC 4034 §3: an RRSIG's TTL is that of
+		// the RRset it covers).
+		signed = []dns.RR{z.soa}
+	}
+	sig, err := z.Signer.Sign(now, signed)
 	if err != nil {
 		return nil, err
+	}
+	if h := rrset[0].Header(); sig.Hdr.Ttl != h.Ttl {
+		sig = dns.Copy(sig).(*dns.RRSIG)
+		sig.Hdr.Ttl = h.Ttl
 	}
 	if injectFaults && z.brokenRRset(rrset) {
 		sig = dnssec.Corrupt(sig)

@@ -223,10 +223,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 func closeDNS(ls []dnsserver.Listener) {
 	for _, l := range ls {
-		for _, pc := range l.UDP {
-			pc.Close()
-		}
-		l.TCP.Close()
+		l.Close()
 	}
 }
 
