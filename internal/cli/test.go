@@ -46,7 +46,11 @@ func runTest(e *env, args []string) error {
 		}
 		defer st.Close()
 		now := time.Now().UTC()
-		t := store.Test{ID: store.NewTestID(), Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}
+		id, err := store.NewTestID()
+		if err != nil {
+			return err
+		}
+		t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}
 		if err := st.CreateTest(e.ctx, t); err != nil {
 			return err
 		}

@@ -24,6 +24,8 @@ import (
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/policyhost"
+	"github.com/mailsec/mailsec/internal/resolver"
+	"github.com/mailsec/mailsec/internal/smtpd"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -145,7 +147,7 @@ func SPF(cfg *config.Config) string {
 }
 
 // Serve runs the service until ctx is cancelled: the DNS zones, the
-// certificate manager, the MTA-STS policy host. Every listener is bound
+// certificate manager, the SMTP personas, the MTA-STS policy host. Every listener is bound
 // before anything is served, so a busy port fails the start at once.
 func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	st, err := store.Open(ctx, cfg.StorePath())
@@ -166,6 +168,12 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		closeDNS(dnsListeners)
 		return err
 	}
+	smtpListeners, err := smtpd.Listen(ctx, cfg.SMTP.Listen)
+	if err != nil {
+		closeDNS(dnsListeners)
+		closeAll(policyListeners)
+		return err
+	}
 	mgr, err := certs.New(certs.Options{
 		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
@@ -176,6 +184,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		closeDNS(dnsListeners)
 		closeAll(policyListeners)
+		closeAll(smtpListeners)
 		return err
 	}
 	if cfg.TLSIssuer() == certs.IssuerACME && cfg.ACME.Directory == "" {
@@ -187,6 +196,18 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost")})
 
+	res, err := resolver.New(cfg.Resolver.Address)
+	if err != nil {
+		log.Warn("no resolver for DKIM key look-ups: signatures will be recorded unverified", "err", err)
+	}
+	smtp, err := smtpd.New(SMTPOptions(cfg, zones, mgr, st, res, log.With("part", "smtp")))
+	if err != nil {
+		closeDNS(dnsListeners)
+		closeAll(policyListeners)
+		closeAll(smtpListeners)
+		return err
+	}
+
 	// The query log outlives the listeners: it is stopped only after the
 	// DNS server has shut down, so the last answered queries are written.
 	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -196,6 +217,9 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	for _, l := range dnsListeners {
 		log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", len(l.UDP))
+	}
+	for _, l := range smtpListeners {
+		log.Info("smtp listening", "addr", l.Addr().String(), "downgrade_window", cfg.Timing.DowngradeWindow.Duration)
 	}
 	for _, l := range policyListeners {
 		log.Info("policy host listening", "addr", l.Addr().String(), "host", mgr.PolicyHostName())
@@ -207,6 +231,7 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dns.Serve(gctx, dnsListeners) })
 	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
+	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
 	g.Go(func() error { return mgr.Run(gctx) })
 	err = g.Wait()
 
@@ -231,6 +256,39 @@ func closeAll(ls []net.Listener) {
 	for _, l := range ls {
 		l.Close()
 	}
+}
+
+// SMTPOptions maps the configuration onto the SMTP personas' options.
+// res may be nil (no resolver): DKIM signatures are then not verified.
+func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificates, st *store.Store, res *resolver.Resolver, log *slog.Logger) smtpd.Options {
+	// A host with an address of its own is identified by the address,
+	// even without SNI (DESIGN.md §2, "SNI and addresses").
+	local := map[netip.Addr]int{}
+	for _, p := range persona.Table() {
+		if p.Host == "" || !p.HasKey() {
+			continue
+		}
+		for _, a := range addrs(cfg.Zones.HostAddresses[p.Host]) {
+			local[a] = p.Number
+		}
+	}
+	o := smtpd.Options{
+		ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Hostname: cfg.SMTP.Hostname,
+		Certificates: certificates, LocalPersonas: local, Store: st,
+		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
+		TestExpiry: cfg.Timing.TestExpiry.Duration, CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration,
+		DataTimeout: cfg.Timing.SMTPDataTimeout.Duration, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
+		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnectionsPerClient: cfg.SMTP.MaxConnectionsPerClient,
+		ClientPrefixV4: cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6,
+		FixedLocalParts: append([]string{}, cfg.SMTP.FixedLocalParts...), TLSRPTAddress: cfg.Zones.TLSRPTAddress,
+		AcceptAll: cfg.SMTP.AcceptAll, Logger: log,
+	}
+	if res != nil {
+		o.LookupTXT = res.LookupTXT
+	} else {
+		o.LookupTXT = func(context.Context, string) ([]string, error) { return nil, resolver.ErrNoResolver }
+	}
+	return o
 }
 
 // staticFiles converts [tls.static] into the certificate manager's form.

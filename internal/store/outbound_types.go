@@ -2,8 +2,11 @@ package store
 
 import (
 	"crypto/rand"
+	"encoding/base32"
 	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -88,16 +91,21 @@ type SMTPConnection struct {
 	EHLO            string
 	STARTTLSOffered bool
 	Persona         int // 1..7; 0 while unknown
-	SNI             string
-	TLSVersion      string // "TLS 1.3"; "" for plain text
-	TLSCipher       string
-	State           ConnState
-	MailFrom        string
-	RcptTo          []string
-	Reply           string // the reply that decided the mail, e.g. "451 4.7.1 ..."
-	MessageBytes    int64
-	Signatures      []Signature
-	Error           string // why it ended abnormally; "" if it did not
+	// CertPersona is the persona whose certificate the TLS handshake
+	// served (0: none). It differs from Persona when the persona is known
+	// only later: zone B over STARTTLS without SNI is persona 7 but was
+	// shown persona 2's self-signed certificate.
+	CertPersona  int
+	SNI          string
+	TLSVersion   string // "TLS 1.3"; "" for plain text
+	TLSCipher    string
+	State        ConnState
+	MailFrom     string
+	RcptTo       []string
+	Reply        string // the reply that decided the mail, e.g. "451 4.7.1 ..."
+	MessageBytes int64
+	Signatures   []Signature
+	Error        string // why it ended abnormally; "" if it did not
 }
 
 // ConnectionFilter selects SMTP connections. Zero fields do not restrict.
@@ -128,22 +136,14 @@ type TLSRPTReport struct {
 	Raw      []byte
 }
 
-// testIDAlphabet is lower-case base32 (RFC 4648 without padding): test IDs
-// go into mail addresses (t-<id>@A), which are compared case-insensitively.
-const testIDAlphabet = "abcdefghijklmnopqrstuvwxyz234567"
-
-// testIDLength gives 60 bits: unguessable enough that one test's private
-// link and addresses cannot be found by trying.
-const testIDLength = 12
-
-// NewTestID returns a fresh random test ID.
-func NewTestID() string {
-	var b [testIDLength]byte
+// NewTestID returns a fresh random test ID: 16 lower-case base32
+// characters (80 bits; RFC 4648 without padding). IDs go into mail
+// addresses (t-<id>@A), compared case-insensitively, and into private
+// report links, so they must not be guessable.
+func NewTestID() (string, error) {
+	var b [10]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand failed: " + err.Error()) // rand.Read never fails on supported platforms
+		return "", fmt.Errorf("store: test id: %w", err)
 	}
-	for i := range b {
-		b[i] = testIDAlphabet[b[i]%32]
-	}
-	return string(b[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])), nil
 }

@@ -1,0 +1,110 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// rcptKind is what a recipient address means to the service.
+type rcptKind int
+
+const (
+	rcptForeign rcptKind = iota // not in A or B: relaying is refused
+	rcptUnknown                 // in A or B, but no test address
+	rcptToken                   // t-<token>@A or @B
+	rcptFixed                   // a fixed local part in A or B
+	rcptTLSRPT                  // the TLS-RPT report address
+)
+
+// rcptClass is a classified recipient.
+type rcptClass struct {
+	kind  rcptKind
+	zone  persona.Zone // 0 for rcptForeign
+	token string       // rcptToken: the test id, lower-case
+}
+
+// maxTokenLength bounds a test token in an address.
+const maxTokenLength = 64
+
+// classify sorts a RCPT TO path (RFC 5321 §4.1.2, as go-smtp parsed it).
+// Domains compare case-insensitively; local parts too, as every test
+// address is lower-case by construction (RFC 5321 §2.4 lets the receiving
+// host decide).
+func (s *Server) classify(addr string) rcptClass {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 {
+		return rcptClass{kind: rcptForeign}
+	}
+	local, domain := strings.ToLower(addr[:at]), canonDomain(addr[at+1:])
+	var zone persona.Zone
+	switch domain {
+	case s.zoneA:
+		zone = persona.ZoneA
+	case s.zoneB:
+		zone = persona.ZoneB
+	}
+	if local+"@"+domain == s.tlsrpt {
+		if zone == 0 {
+			zone = persona.ZoneA
+		}
+		return rcptClass{kind: rcptTLSRPT, zone: zone}
+	}
+	if zone == 0 {
+		return rcptClass{kind: rcptForeign}
+	}
+	if tok, ok := strings.CutPrefix(local, "t-"); ok {
+		if validToken(tok) {
+			return rcptClass{kind: rcptToken, zone: zone, token: tok}
+		}
+		return rcptClass{kind: rcptUnknown, zone: zone}
+	}
+	if s.fixed[local] {
+		return rcptClass{kind: rcptFixed, zone: zone}
+	}
+	return rcptClass{kind: rcptUnknown, zone: zone}
+}
+
+// validToken accepts the characters test ids are made of.
+func validToken(tok string) bool {
+	if tok == "" || len(tok) > maxTokenLength {
+		return false
+	}
+	for _, c := range []byte(tok) {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// fixedTest returns the open test of a sender writing to a fixed address,
+// creating it if there is none. It is serialized so that two concurrent
+// first mails of one sender make one test.
+func (s *Server) fixedTest(ctx context.Context, sender string, now time.Time) (store.Test, error) {
+	s.fixedMu.Lock()
+	defer s.fixedMu.Unlock()
+	t, err := s.opts.Store.OpenTestBySender(ctx, store.TestFixed, sender)
+	if err == nil || !errors.Is(err, store.ErrNotFound) {
+		return t, err
+	}
+	for range 3 {
+		id, err := store.NewTestID()
+		if err != nil {
+			return store.Test{}, err
+		}
+		t = store.Test{ID: id, Created: now, Kind: store.TestFixed, Sender: sender, State: store.TestOpen, Updated: now}
+		err = s.opts.Store.CreateTest(ctx, t)
+		if err == nil {
+			return t, nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			return store.Test{}, err
+		}
+	}
+	return store.Test{}, errors.New("smtpd: could not find a free test id")
+}

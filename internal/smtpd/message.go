@@ -1,0 +1,162 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// signatures lists the message's DKIM signatures (RFC 6376), verified, and
+// its ARC-Seal instances (RFC 8617 §4.1.3), in header order. At most
+// maxDKIMVerifications signatures are verified (the rest have no result)
+// and at most maxRecordedSignatures recorded.
+func (s *Server) signatures(msg []byte) []store.Signature {
+	var sigs []store.Signature
+	var dkimIdx []int // positions of DKIM-Signature fields in sigs
+	for _, f := range headerFields(msg) {
+		if len(sigs) >= maxRecordedSignatures {
+			break
+		}
+		name, value, _ := strings.Cut(f, ":")
+		name = strings.TrimSpace(name)
+		switch {
+		case strings.EqualFold(name, "DKIM-Signature"):
+			tags := tagList(value)
+			dkimIdx = append(dkimIdx, len(sigs))
+			sigs = append(sigs, store.Signature{Type: "dkim", Domain: strings.ToLower(tags["d"]), Selector: tags["s"]})
+		case strings.EqualFold(name, "ARC-Seal"):
+			i, _ := strconv.Atoi(tagList(value)["i"])
+			sigs = append(sigs, store.Signature{Type: "arc", Instance: i})
+		}
+	}
+	if len(dkimIdx) == 0 {
+		return sigs
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DKIMTimeout)
+	defer cancel()
+	lookup := func(domain string) ([]string, error) {
+		txts, err := s.opts.LookupTXT(ctx, domain)
+		if err == nil {
+			return txts, nil
+		}
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
+			return nil, err // no key: permerror
+		}
+		if ctx.Err() != nil || errors.As(err, &dnsErr) && (dnsErr.IsTimeout || dnsErr.IsTemporary) {
+			// go-msgauth reports a temporary net.Error as temperror
+			// (RFC 6376 §6.1.2) and anything else as permerror.
+			return nil, &net.DNSError{Err: err.Error(), Name: domain, IsTimeout: ctx.Err() != nil, IsTemporary: true}
+		}
+		return nil, err
+	}
+	verifs, err := s.verifyDKIM(msg, lookup)
+	unexpected := err != nil && !errors.Is(err, dkim.ErrTooManySignatures)
+	for k, at := range dkimIdx {
+		switch {
+		case unexpected:
+			// The message could not be processed as a whole (for
+			// example no header/body separator).
+			sigs[at].Result = "permerror"
+		case k < len(verifs):
+			sigs[at].Result = dkimResult(verifs[k].Err)
+			if sigs[at].Domain == "" {
+				sigs[at].Domain = strings.ToLower(verifs[k].Domain)
+			}
+		}
+	}
+	return sigs
+}
+
+// verifyDKIM runs go-msgauth on hostile input. A panic there must not
+// cost the mail its answer: it becomes an error (and is counted, so the
+// fuzz target reports it).
+func (s *Server) verifyDKIM(msg []byte, lookup func(string) ([]string, error)) (verifs []*dkim.Verification, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.panics.Add(1)
+			text := fmt.Sprintf("panic in DKIM verification: %v\n%s", p, debug.Stack())
+			s.lastPanic.Store(&text)
+			s.log.Error("smtp: panic in DKIM verification", "panic", p)
+			verifs, err = nil, fmt.Errorf("dkim: %v", p)
+		}
+	}()
+	return dkim.VerifyWithOptions(bytes.NewReader(msg), &dkim.VerifyOptions{
+		LookupTXT:        lookup,
+		MaxVerifications: maxDKIMVerifications,
+	})
+}
+
+// dkimResult names a verification result as RFC 8601 §2.7.1 does.
+func dkimResult(err error) string {
+	switch {
+	case err == nil:
+		return "pass"
+	case dkim.IsTempFail(err):
+		return "temperror"
+	case dkim.IsPermFail(err):
+		return "permerror"
+	}
+	return "fail"
+}
+
+// headerFields returns the unfolded fields of the message header (RFC 5322
+// §2.2.3), up to the first empty line.
+func headerFields(msg []byte) []string {
+	var fields []string
+	var cur []byte
+	flush := func() {
+		if cur != nil {
+			fields = append(fields, string(cur))
+			cur = nil
+		}
+	}
+	for len(msg) > 0 {
+		line := msg
+		msg = nil
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line, msg = line[:i], line[i+1:]
+		}
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 {
+			break
+		}
+		if (line[0] == ' ' || line[0] == '\t') && cur != nil {
+			cur = append(cur, ' ')
+			cur = append(cur, bytes.TrimSpace(line)...)
+			continue
+		}
+		flush()
+		cur = append([]byte(nil), line...)
+	}
+	flush()
+	return fields
+}
+
+// tagList parses a DKIM/ARC tag list (RFC 6376 §3.2): "t=v; t=v".
+// Whitespace inside values (folding) is removed.
+func tagList(s string) map[string]string {
+	tags := map[string]string{}
+	for part := range strings.SplitSeq(s, ";") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		k = strings.TrimSpace(k)
+		if _, dup := tags[k]; dup || k == "" {
+			continue
+		}
+		tags[k] = strings.Join(strings.Fields(v), "")
+	}
+	return tags
+}

@@ -1,0 +1,723 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// Certificates gives the certificate (chain and key) a persona serves. The
+// certificate package implements it; Persona is called for every TLS
+// handshake, so it should return a cached value, and it must be safe for
+// concurrent use.
+type Certificates interface {
+	Persona(n int) (*tls.Certificate, error)
+}
+
+// Options configures a Server. Zero values take the defaults noted.
+type Options struct {
+	// ZoneA and ZoneB are the test zones (DESIGN.md §2), with or without
+	// the trailing dot. Required.
+	ZoneA, ZoneB string
+	// Hostname is the name in the greeting and the EHLO reply; "" means
+	// ZoneA.
+	Hostname string
+	// Personas is the server table; nil means persona.Table().
+	Personas []persona.Persona
+	// Certificates serves the personas' certificates. Required.
+	Certificates Certificates
+	// LocalPersonas maps a local address to the persona of the MX host that
+	// owns it, for deployments where hosts have addresses of their own: a
+	// STARTTLS session to that address without SNI (or with an SNI we do
+	// not serve) gets that persona. Only personas with a certificate
+	// (2..7) are allowed.
+	LocalPersonas map[netip.Addr]int
+	// Store records the connection history and holds the tests. Required.
+	Store *store.Store
+
+	// DowngradeWindow: STARTTLS is not offered to a client for this long
+	// after its first connection (timing.downgrade_window). 0 disables the
+	// window.
+	DowngradeWindow time.Duration
+	// AckAfter is timing.ack_after, passed to verdict.Acknowledge.
+	AckAfter time.Duration
+	// TestExpiry bounds how far back connections without a test are tied
+	// to a test (timing.test_expiry); 0 means 48h.
+	TestExpiry time.Duration
+	// CommandTimeout bounds the wait for each command line and each reply
+	// write (timing.smtp_command_timeout; RFC 5321 §4.5.3.2 suggests 5
+	// minutes); 0 means 5m.
+	CommandTimeout time.Duration
+	// DataTimeout bounds the whole message transfer after DATA
+	// (timing.smtp_data_timeout; RFC 5321 §4.5.3.2.6: 10 minutes); 0
+	// means 10m.
+	DataTimeout time.Duration
+	// ShutdownGrace is how long Serve waits, after its context ends, for
+	// connections in the middle of a mail transaction; idle ones are
+	// closed at once. 0 means 5s.
+	ShutdownGrace time.Duration
+	// StoreTimeout bounds each store operation; 0 means 10s.
+	StoreTimeout time.Duration
+
+	// MaxMessageBytes is the SIZE limit (RFC 1870); 0 means 10 MiB.
+	MaxMessageBytes int64
+	// MaxRecipients per mail (RFC 5321 §4.5.3.1.8 requires at least 100
+	// to be accepted by relays; a test needs two); 0 means 20.
+	MaxRecipients int
+	// MaxLineLength of command and text lines (RFC 5321 §4.5.3.1.6: 1000
+	// octets with CRLF; go-smtp doubles it); 0 means 2000.
+	MaxLineLength int
+	// MaxConnectionsPerClient caps the concurrent connections of one
+	// client (ClientPrefixV4/V6); more are answered 421 and closed. 0
+	// means no cap.
+	MaxConnectionsPerClient int
+	// MaxConnections caps all concurrent connections; 0 means no cap.
+	MaxConnections int
+	// ClientPrefixV4 and ClientPrefixV6 define "one client" for the
+	// downgrade window and the connection cap; 0 means 24 and 48.
+	ClientPrefixV4, ClientPrefixV6 int
+
+	// FixedLocalParts are local parts accepted in A and B besides
+	// t-<token>; such tests are keyed by the envelope sender. nil means
+	// ["test"]; an empty non-nil slice means none.
+	FixedLocalParts []string
+	// TLSRPTAddress receives TLS-RPT reports (RFC 8460); "" means
+	// tlsrpt@ZoneA.
+	TLSRPTAddress string
+	// AcceptAll answers 250 to every mail for A and B with no test logic
+	// and no downgrade window (bench mode). History is still recorded.
+	AcceptAll bool
+
+	// LookupTXT resolves DKIM key records (RFC 6376 §3.6.2); nil means
+	// net.DefaultResolver.LookupTXT.
+	LookupTXT func(ctx context.Context, domain string) ([]string, error)
+	// DKIMTimeout bounds the verification of one message's signatures,
+	// key lookups included; 0 means 10s.
+	DKIMTimeout time.Duration
+
+	Logger *slog.Logger     // nil: discard
+	Now    func() time.Time // nil: time.Now
+}
+
+// Defaults.
+const (
+	defaultTestExpiry     = 48 * time.Hour
+	defaultCommandTimeout = 5 * time.Minute
+	defaultDataTimeout    = 10 * time.Minute
+	defaultShutdownGrace  = 5 * time.Second
+	defaultStoreTimeout   = 10 * time.Second
+	defaultMaxMessage     = 10 << 20
+	defaultMaxRecipients  = 20
+	defaultMaxLineLength  = 2000
+	defaultPrefixV4       = 24
+	defaultPrefixV6       = 48
+	defaultDKIMTimeout    = 10 * time.Second
+
+	// maxDKIMVerifications bounds the signatures verified per message
+	// (each costs a key lookup and a body hash).
+	maxDKIMVerifications = 8
+	// maxRecordedSignatures bounds the signatures recorded per message.
+	maxRecordedSignatures = 32
+	// maxMailsPerConnection and the rejected-recipient limit (twice
+	// MaxRecipients, at least 10) bound the store work one connection can
+	// cause; past them the connection is answered 421 and closed.
+	maxMailsPerConnection = 50
+	minRejectedRecipients = 10
+	// firstSeenCacheSize bounds the cache of downgrade-window start times.
+	firstSeenCacheSize = 100000
+)
+
+// Server runs the SMTP personas. Create it with New and run it with Serve.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	zoneA  string // lower-case, no trailing dot
+	zoneB  string
+	tlsrpt string // lower-case address
+	fixed  map[string]bool
+	sni    map[string]int // lower-case SNI → persona
+	locals map[netip.Addr]int
+	// The personas assigned by rule: plain text in A, STARTTLS without a
+	// name in A, and zone B's.
+	plainA, defaultTLS, zoneBPersona int
+	// tlsConfig is the configuration of the STARTTLS server; the persona's
+	// own configuration comes from GetConfigForClient.
+	tlsConfig *tls.Config
+	// recorder writes the connection rows (prepared statements); set by
+	// Serve.
+	recorder *store.ConnectionRecorder
+
+	clients    clientTable
+	firstSeen  firstSeenCache
+	fixedMu    sync.Mutex             // serializes find-or-create of fixed-address tests
+	panics     atomic.Int64           // recovered panics in this package's code
+	lastPanic  atomic.Pointer[string] // the last of them, with its stack
+	libPanics  atomic.Int64           // recovered panics inside go-smtp
+	serving    atomic.Bool
+	activeMu   sync.Mutex
+	active     map[*trackedConn]struct{}
+	activeWG   sync.WaitGroup
+	shutdownCh chan struct{} // closed when Serve starts shutting down
+}
+
+// New checks opts and returns a server.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("smtpd: no store")
+	}
+	if opts.Certificates == nil {
+		return nil, errors.New("smtpd: no certificates")
+	}
+	s := &Server{
+		opts:       opts,
+		log:        opts.Logger,
+		now:        opts.Now,
+		zoneA:      canonDomain(opts.ZoneA),
+		zoneB:      canonDomain(opts.ZoneB),
+		fixed:      map[string]bool{},
+		sni:        map[string]int{},
+		locals:     map[netip.Addr]int{},
+		active:     map[*trackedConn]struct{}{},
+		shutdownCh: make(chan struct{}),
+	}
+	if s.zoneA == "" || s.zoneB == "" || s.zoneA == s.zoneB {
+		return nil, fmt.Errorf("smtpd: zones %q and %q must be two different domains", opts.ZoneA, opts.ZoneB)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	o := &s.opts
+	setDefault(&o.TestExpiry, defaultTestExpiry)
+	setDefault(&o.CommandTimeout, defaultCommandTimeout)
+	setDefault(&o.DataTimeout, defaultDataTimeout)
+	setDefault(&o.ShutdownGrace, defaultShutdownGrace)
+	setDefault(&o.StoreTimeout, defaultStoreTimeout)
+	setDefault(&o.DKIMTimeout, defaultDKIMTimeout)
+	setDefault(&o.MaxMessageBytes, defaultMaxMessage)
+	setDefault(&o.MaxRecipients, defaultMaxRecipients)
+	setDefault(&o.MaxLineLength, defaultMaxLineLength)
+	setDefault(&o.ClientPrefixV4, defaultPrefixV4)
+	setDefault(&o.ClientPrefixV6, defaultPrefixV6)
+	if o.ClientPrefixV4 < 0 || o.ClientPrefixV4 > 32 || o.ClientPrefixV6 < 0 || o.ClientPrefixV6 > 128 {
+		return nil, fmt.Errorf("smtpd: client prefixes /%d, /%d out of range", o.ClientPrefixV4, o.ClientPrefixV6)
+	}
+	if o.Hostname == "" {
+		o.Hostname = s.zoneA
+	}
+	if o.Personas == nil {
+		o.Personas = persona.Table()
+	}
+	if o.FixedLocalParts == nil {
+		o.FixedLocalParts = []string{"test"}
+	}
+	for _, lp := range o.FixedLocalParts {
+		lp = strings.ToLower(lp)
+		if lp == "" || strings.HasPrefix(lp, "t-") || strings.ContainsAny(lp, "@ \t<>\"") {
+			return nil, fmt.Errorf("smtpd: fixed local part %q is not a plain local part (t-* is reserved for test tokens)", lp)
+		}
+		s.fixed[lp] = true
+	}
+	s.tlsrpt = strings.ToLower(o.TLSRPTAddress)
+	if s.tlsrpt == "" {
+		s.tlsrpt = "tlsrpt@" + s.zoneA
+	}
+	if o.LookupTXT == nil {
+		o.LookupTXT = net.DefaultResolver.LookupTXT
+	}
+	var err error
+	if s.plainA, s.defaultTLS, s.zoneBPersona, err = personaRoles(o.Personas); err != nil {
+		return nil, err
+	}
+	withCert := map[int]bool{}
+	for _, p := range o.Personas {
+		if !p.HasKey() {
+			continue
+		}
+		withCert[p.Number] = true
+		if p.SNI && p.Host != "" {
+			zone := s.zoneA
+			if p.Zone == persona.ZoneB {
+				zone = s.zoneB
+			}
+			s.sni[p.Host+"."+zone] = p.Number
+		}
+	}
+	for a, n := range o.LocalPersonas {
+		if !withCert[n] {
+			return nil, fmt.Errorf("smtpd: local address %s: persona %d serves no certificate", a, n)
+		}
+		s.locals[a.Unmap()] = n
+	}
+	s.clients = clientTable{n: map[string]int{}}
+	s.firstSeen = firstSeenCache{m: map[string]time.Time{}}
+	s.tlsConfig = &tls.Config{
+		GetConfigForClient: s.configForClient,
+		// Observe old senders too: what they negotiate is evidence.
+		MinVersion: tls.VersionTLS10,
+	}
+	return s, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// canonDomain returns a domain lower-case without the trailing dot.
+func canonDomain(d string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+}
+
+// Listen opens TCP listeners on addrs (host:port). On error it closes the
+// ones already opened.
+func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
+	var lc net.ListenConfig
+	var ls []net.Listener
+	for _, a := range addrs {
+		l, err := lc.Listen(ctx, "tcp", a)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, fmt.Errorf("smtpd: listen %s: %w", a, err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// Serve accepts connections on ls until ctx ends, then stops accepting,
+// waits up to ShutdownGrace for connections in a mail transaction, closes
+// the rest and returns when every connection's record is final. It closes
+// the listeners. A Server serves once.
+func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
+	if !s.serving.CompareAndSwap(false, true) {
+		return errors.New("smtpd: Serve called twice")
+	}
+	if len(ls) == 0 {
+		return errors.New("smtpd: no listeners")
+	}
+	rec, err := s.opts.Store.NewConnectionRecorder(ctx)
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		return fmt.Errorf("smtpd: %w", err)
+	}
+	s.recorder = rec // before any goroutine that writes records starts
+	defer rec.Close()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// Two go-smtp servers, one offering STARTTLS and one not, each fed
+	// through an in-memory listener by the accept loops below.
+	plainL := newChanListener(ls[0].Addr())
+	tlsL := newChanListener(ls[0].Addr())
+	var smtpWG sync.WaitGroup
+	for _, p := range []struct {
+		l   *chanListener
+		cfg *tls.Config
+	}{{plainL, nil}, {tlsL, s.tlsConfig}} {
+		srv := s.newSMTPServer(p.cfg)
+		smtpWG.Go(func() { _ = srv.Serve(p.l) }) // returns when p.l is closed
+	}
+
+	var acceptWG sync.WaitGroup
+	for _, l := range ls {
+		acceptWG.Go(func() {
+			if err := s.acceptLoop(ctx, l, plainL, tlsL); err != nil {
+				cancel(err)
+			}
+		})
+	}
+
+	<-ctx.Done()
+	close(s.shutdownCh)
+	for _, l := range ls {
+		l.Close()
+	}
+	acceptWG.Wait()
+	plainL.Close()
+	tlsL.Close()
+	s.drain()
+	smtpWG.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// drain ends the open connections: idle ones at once, those in a mail
+// transaction after at most ShutdownGrace. RFC 5321 §3.8 allows closing on
+// shutdown; go-smtp owns the reply stream, so no 421 is sent.
+func (s *Server) drain() {
+	closeAll := func(onlyIdle bool) {
+		s.activeMu.Lock()
+		defer s.activeMu.Unlock()
+		for c := range s.active {
+			if !onlyIdle || !c.rec.busy() {
+				c.abort("server shutdown")
+			}
+		}
+	}
+	closeAll(true)
+	done := make(chan struct{})
+	go func() {
+		s.activeWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-time.After(s.opts.ShutdownGrace):
+	}
+	closeAll(false)
+	<-done
+}
+
+// newSMTPServer configures one go-smtp server; cfg nil means no STARTTLS.
+func (s *Server) newSMTPServer(cfg *tls.Config) *smtp.Server {
+	srv := smtp.NewServer(backend{s})
+	srv.Domain = s.opts.Hostname
+	srv.TLSConfig = cfg
+	srv.ReadTimeout = s.opts.CommandTimeout
+	srv.WriteTimeout = s.opts.CommandTimeout
+	srv.MaxMessageBytes = s.opts.MaxMessageBytes
+	srv.MaxRecipients = s.opts.MaxRecipients
+	srv.MaxLineLength = s.opts.MaxLineLength
+	srv.ErrorLog = errorLog{s}
+	return srv
+}
+
+// acceptLoop accepts on l until ctx ends. Accept errors other than a closed
+// listener (such as running out of file descriptors) are retried with a
+// back-off, as net/http does.
+func (s *Server) acceptLoop(ctx context.Context, l net.Listener, plainL, tlsL *chanListener) error {
+	var delay time.Duration
+	for {
+		raw, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("smtpd: listener %s closed: %w", l.Addr(), err)
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("smtp accept failed", "listener", l.Addr().String(), "err", err, "retry", delay)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		delay = 0
+		s.activeWG.Add(1)
+		go s.handle(ctx, raw, plainL, tlsL)
+	}
+}
+
+// handle records a new connection, applies the connection caps and the
+// downgrade window, and hands the connection to the go-smtp server with or
+// without STARTTLS. It runs in its own goroutine so that a slow store
+// never stalls the accept loop.
+func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanListener) {
+	now := s.now()
+	client := addrPortOf(raw.RemoteAddr())
+	local := addrPortOf(raw.LocalAddr())
+	key := s.clientKey(client.Addr())
+	rec := &record{c: store.SMTPConnection{
+		Started:   now,
+		Client:    client,
+		Local:     local,
+		ClientKey: key,
+		State:     store.StateNone,
+	}, local: s.locals[local.Addr()]}
+	tc := &trackedConn{Conn: raw, srv: s, rec: rec}
+	log := s.log.With("client", client.String())
+
+	over, why := "", ""
+	switch {
+	case s.opts.MaxConnections > 0 && !s.clients.acquireGlobal(s.opts.MaxConnections):
+		over, why = "421 4.3.2 too busy, try again later", "too many connections (server)"
+	case !s.clients.acquire(key, s.opts.MaxConnectionsPerClient):
+		s.clients.releaseGlobal(s.opts.MaxConnections)
+		over, why = "421 4.7.0 too many connections", "too many connections"
+	}
+	if over != "" {
+		// Recorded, then refused (RFC 5321 §3.1: 421 instead of the
+		// greeting); the record is final at once.
+		rec.c.Ended = now
+		rec.c.Reply = over
+		rec.c.Error = why
+		if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
+			log.Error("smtp: recording a refused connection", "err", err)
+		}
+		_ = raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = raw.Write([]byte(over + "\r\n"))
+		_ = closeGracefully(raw)
+		s.activeWG.Done()
+		return
+	}
+	tc.acquired = true
+
+	if !s.opts.AcceptAll && s.opts.DowngradeWindow > 0 {
+		first, err := s.clientFirstSeen(key, now)
+		if err != nil {
+			log.Error("smtp: downgrade window", "err", err)
+			s.refuseUnrecorded(tc, "421 4.3.0 temporary failure, try again later")
+			return
+		}
+		rec.inWindow = now.Before(first.Add(s.opts.DowngradeWindow))
+	}
+	rec.c.STARTTLSOffered = !rec.inWindow
+	if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
+		log.Error("smtp: recording a connection", "err", err)
+		s.refuseUnrecorded(tc, "421 4.3.0 temporary failure, try again later")
+		return
+	}
+	rec.log = log.With("conn", rec.c.ID)
+
+	s.activeMu.Lock()
+	select {
+	case <-s.shutdownCh:
+		s.activeMu.Unlock()
+		tc.abort("server shutdown")
+		tc.Close()
+		return
+	default:
+	}
+	s.active[tc] = struct{}{}
+	s.activeMu.Unlock()
+
+	l := tlsL
+	if rec.inWindow {
+		l = plainL
+	}
+	if !l.deliver(tc) {
+		tc.abort("server shutdown")
+		tc.Close()
+	}
+}
+
+// refuseUnrecorded answers and closes a connection that could not be
+// recorded (the store failed): nothing may be acknowledged off the record.
+func (s *Server) refuseUnrecorded(tc *trackedConn, reply string) {
+	_ = tc.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = tc.Conn.Write([]byte(reply + "\r\n"))
+	_ = closeGracefully(tc.Conn)
+	s.clients.release(tc.rec.c.ClientKey)
+	s.clients.releaseGlobal(s.opts.MaxConnections)
+	s.activeWG.Done()
+}
+
+// storeOp runs one store operation with the store timeout. It does not use
+// the Serve context: records must be completed during shutdown too.
+func (s *Server) storeOp(f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.StoreTimeout)
+	defer cancel()
+	return f(ctx)
+}
+
+// clientFirstSeen returns the start of the client's downgrade window. The
+// stored time never changes once written, so it is cached.
+func (s *Server) clientFirstSeen(key string, now time.Time) (time.Time, error) {
+	if t, ok := s.firstSeen.get(key); ok {
+		return t, nil
+	}
+	var first time.Time
+	err := s.storeOp(func(ctx context.Context) error {
+		var err error
+		first, err = s.opts.Store.ClientFirstSeen(ctx, key, now)
+		return err
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	s.firstSeen.put(key, first)
+	return first, nil
+}
+
+// clientKey is the downgrade-window client of addr: its prefix of
+// ClientPrefixV4/V6 bits, in text form ("192.0.2.0/24").
+func (s *Server) clientKey(addr netip.Addr) string {
+	if !addr.IsValid() {
+		return "unknown"
+	}
+	bits := s.opts.ClientPrefixV6
+	if addr.Is4() {
+		bits = s.opts.ClientPrefixV4
+	}
+	p, err := addr.Prefix(bits)
+	if err != nil {
+		return addr.String()
+	}
+	return p.String()
+}
+
+// addrPortOf returns the unmapped address and port of a TCP address.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap = ta.AddrPort()
+	} else if a != nil {
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// clientTable counts concurrent connections per client key and in total.
+type clientTable struct {
+	mu    sync.Mutex
+	n     map[string]int
+	total int
+}
+
+func (t *clientTable) acquire(key string, limit int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if limit > 0 && t.n[key] >= limit {
+		return false
+	}
+	t.n[key]++
+	return true
+}
+
+func (t *clientTable) release(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n[key] <= 1 {
+		delete(t.n, key)
+	} else {
+		t.n[key]--
+	}
+}
+
+func (t *clientTable) acquireGlobal(limit int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.total >= limit {
+		return false
+	}
+	t.total++
+	return true
+}
+
+func (t *clientTable) releaseGlobal(limit int) {
+	if limit <= 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.total--
+}
+
+// firstSeenCache holds downgrade-window start times; it forgets everything
+// when full (the store keeps the truth).
+type firstSeenCache struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (c *firstSeenCache) get(key string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.m[key]
+	return t, ok
+}
+
+func (c *firstSeenCache) put(key string, t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= firstSeenCacheSize {
+		clear(c.m)
+	}
+	c.m[key] = t
+}
+
+// chanListener is a net.Listener fed through a channel: the accept loop
+// hands it connections it has already accepted and recorded.
+type chanListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// deliver hands c to the listener's server; false if the listener closed.
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+// errorLog passes go-smtp's internal errors to slog and counts panics.
+// go-smtp recovers panics in command handlers and in its BDAT goroutine and
+// logs them with their stack. A panic with a frame of this module is ours
+// (counted in panics; the fuzz target fails on it). One without is
+// go-smtp's own: v0.25/v0.26 calls Conn.Session().Data in its BDAT
+// goroutine after the connection may have closed and cleared the session
+// ("BDAT 0" without LAST, then end of input); it is recovered, harmless,
+// and counted in libPanics.
+type errorLog struct{ s *Server }
+
+func (e errorLog) Printf(format string, v ...any) { e.print(fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.print(fmt.Sprintln(v...)) }
+
+func (e errorLog) print(msg string) {
+	msg = strings.TrimSpace(msg)
+	switch {
+	case !strings.HasPrefix(msg, "panic serving"):
+		e.s.log.Debug("smtp: connection error", "msg", msg)
+	case strings.Contains(msg, "github.com/mailsec/mailsec/"):
+		e.s.panics.Add(1)
+		e.s.lastPanic.Store(&msg)
+		e.s.log.Error("smtp: panic in session", "msg", msg)
+	default:
+		e.s.libPanics.Add(1)
+		e.s.log.Warn("smtp: panic recovered inside go-smtp", "msg", msg)
+	}
+}

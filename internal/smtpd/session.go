@@ -1,0 +1,467 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/verdict"
+)
+
+// backend creates go-smtp sessions. go-smtp starts a session at EHLO/HELO
+// and a new one after STARTTLS; both belong to one trackedConn and record.
+type backend struct{ s *Server }
+
+// Replies (RFC 5321 §4.2, enhanced codes RFC 3463).
+var (
+	errTempFailure = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "temporary failure, try again later"}
+	errClosing     = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "closing connection"}
+)
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	tc := trackedOf(c.Conn())
+	if tc == nil {
+		return nil, errors.New("internal error: untracked connection")
+	}
+	sess := &session{s: b.s, conn: c, tc: tc, rec: tc.rec}
+	tc.rec.mu.Lock()
+	tc.rec.c.EHLO = truncate(c.Hostname(), 255) // written with the next update
+	tc.rec.mu.Unlock()
+	if err := sess.noteTLS(); err != nil {
+		return nil, errTempFailure
+	}
+	return sess, nil
+}
+
+// session is one go-smtp session: from EHLO to STARTTLS, or to the end.
+type session struct {
+	s    *Server
+	conn *smtp.Conn
+	tc   *trackedConn
+	rec  *record
+	tx   transaction
+}
+
+// transaction is the mail in progress (RFC 5321 §3.3).
+type transaction struct {
+	from       string
+	test       store.Test // ID "" while no recipient named a test
+	tlsrpt     bool
+	hasA, hasB bool
+}
+
+// noteTLS records a completed STARTTLS handshake: go-smtp logs out the
+// session that issued STARTTLS right after the handshake and opens the
+// next one at the following EHLO, both before any reply on the encrypted
+// stream.
+func (ss *session) noteTLS() error {
+	cs, ok := ss.conn.TLSConnectionState()
+	if !ok || !cs.HandshakeComplete {
+		return nil
+	}
+	r := ss.rec
+	r.mu.Lock()
+	r.markTLS(cs)
+	r.mu.Unlock()
+	if err := ss.s.save(r); err != nil {
+		r.log.Error("smtp: recording the TLS handshake", "err", err)
+		return err
+	}
+	return nil
+}
+
+func (ss *session) Reset() {
+	ss.tx = transaction{}
+	ss.rec.mu.Lock()
+	ss.rec.inTx = false
+	ss.rec.mu.Unlock()
+}
+
+func (ss *session) Logout() error {
+	_ = ss.noteTLS()
+	ss.Reset()
+	return nil
+}
+
+// Mail starts a transaction: state Mail, the sender recorded.
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.tc.closing() {
+		return errClosing
+	}
+	ss.tx = transaction{from: from}
+	r := ss.rec
+	r.mu.Lock()
+	r.mails++
+	if r.mails > maxMailsPerConnection {
+		r.mu.Unlock()
+		ss.tc.setCloseAfterWrite("too many mails in one connection")
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many mails in one connection"}
+	}
+	r.inTx = true
+	r.c.MailFrom = truncate(from, 1024)
+	r.c.RcptTo = nil
+	r.c.Reply = ""
+	r.c.MessageBytes = 0
+	r.c.Signatures = nil
+	r.raise(store.StateMail)
+	if !r.tlsDone && r.base == 0 {
+		// A plain-text session (RFC 3207 not used): persona 1, or 7 on
+		// zone B's own address; recipients in B may still make it 7.
+		r.base = ss.s.plainPersona(r)
+		r.byDefault = r.base != ss.s.zoneBPersona
+		r.c.Persona = r.base
+	}
+	r.dirty = true
+	r.mu.Unlock()
+	if err := ss.s.save(r); err != nil {
+		r.log.Error("smtp: recording MAIL FROM", "err", err)
+		return errTempFailure
+	}
+	return nil
+}
+
+// Rcpt accepts test addresses only: never a relay (RFC 5321 §3.6.2).
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if ss.tc.closing() {
+		return errClosing
+	}
+	cls := ss.s.classify(to)
+	switch {
+	case cls.kind == rcptForeign:
+		return ss.reject(550, smtp.EnhancedCode{5, 7, 1}, "relay access denied: not a test address")
+	case ss.s.opts.AcceptAll:
+		return ss.accept(to, cls, store.Test{})
+	case cls.kind == rcptUnknown:
+		return ss.reject(550, smtp.EnhancedCode{5, 1, 1}, "no such test address")
+	case cls.kind == rcptTLSRPT:
+		if ss.tx.test.ID != "" {
+			return separately()
+		}
+		ss.tx.tlsrpt = true
+		return ss.accept(to, cls, store.Test{})
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), ss.s.opts.StoreTimeout)
+	defer cancel()
+	var test store.Test
+	var err error
+	if cls.kind == rcptToken {
+		test, err = ss.s.opts.Store.Test(ctx, cls.token)
+		if errors.Is(err, store.ErrNotFound) || err == nil && test.State == store.TestFinal {
+			return ss.reject(550, smtp.EnhancedCode{5, 1, 1}, "unknown or finished test")
+		}
+	} else { // rcptFixed: the test is keyed by the envelope sender
+		if ss.tx.from == "" {
+			return ss.reject(550, smtp.EnhancedCode{5, 7, 1}, "a fixed test address needs a sender address")
+		}
+		test, err = ss.s.fixedTest(ctx, canonSender(ss.tx.from), ss.s.now())
+	}
+	if err != nil {
+		ss.rec.log.Error("smtp: looking up the test", "err", err)
+		return errTempFailure
+	}
+	if ss.tx.tlsrpt || (ss.tx.test.ID != "" && ss.tx.test.ID != test.ID) {
+		return separately()
+	}
+	return ss.accept(to, cls, test)
+}
+
+// separately answers 452 for a recipient that belongs to another test (or
+// is the TLS-RPT address): the client sends it in a later transaction
+// (RFC 5321 §4.5.3.1.10), so each mail has one test.
+func separately() error {
+	return &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "one test per mail: send this recipient separately"}
+}
+
+// canonSender is the key of fixed-address tests: the envelope sender with
+// its domain lower-case (the local part is the sender's, RFC 5321 §2.4).
+func canonSender(from string) string {
+	at := strings.LastIndexByte(from, '@')
+	if at < 0 {
+		return from
+	}
+	return from[:at] + "@" + canonDomain(from[at+1:])
+}
+
+// accept records an accepted recipient, decides the persona again, gives
+// the connection its test and ties earlier connections of the client.
+func (ss *session) accept(to string, cls rcptClass, test store.Test) error {
+	now := ss.s.now()
+	switch cls.zone {
+	case persona.ZoneA:
+		ss.tx.hasA = true
+	case persona.ZoneB:
+		ss.tx.hasB = true
+	}
+	r := ss.rec
+	r.mu.Lock()
+	r.c.RcptTo = append(r.c.RcptTo, truncate(to, 1024))
+	if test.ID != "" {
+		ss.tx.test = test
+		if r.c.TestID == "" {
+			r.c.TestID = test.ID
+		}
+	}
+	// DESIGN.md §2: without STARTTLS or without a name for the persona,
+	// mail for B only makes the connection persona 7.
+	if r.base != 0 {
+		p := r.base
+		if r.byDefault && ss.tx.hasB && !ss.tx.hasA {
+			p = ss.s.zoneBPersona
+		}
+		r.c.Persona = p
+	}
+	r.dirty = true
+	client := r.c.Client.Addr()
+	r.mu.Unlock()
+	if err := ss.s.save(r); err != nil {
+		r.log.Error("smtp: recording RCPT TO", "err", err)
+		return errTempFailure
+	}
+	if test.ID == "" {
+		return nil
+	}
+	err := ss.s.storeOp(func(ctx context.Context) error {
+		if test.Sender == "" && ss.tx.from != "" {
+			test.Sender = canonSender(ss.tx.from)
+			test.Updated = now
+			if err := ss.s.opts.Store.UpdateTest(ctx, test); err != nil {
+				return err
+			}
+			ss.tx.test = test
+		}
+		// The tie rule (docs/smtp.md): untied connections of this client
+		// address since the test was created (token tests; a fixed test
+		// is created by its first mail, so earlier attempts count), at
+		// most timing.test_expiry back.
+		since := now.Add(-ss.s.opts.TestExpiry)
+		if test.Kind == store.TestToken && test.Created.After(since) {
+			since = test.Created
+		}
+		n, err := ss.s.opts.Store.TieConnections(ctx, test.ID, client, since, now.Add(time.Nanosecond))
+		if n > 0 {
+			r.log.Debug("smtp: tied connections to test", "test", test.ID, "n", n)
+		}
+		return err
+	})
+	if err != nil {
+		r.log.Error("smtp: tying connections to the test", "test", test.ID, "err", err)
+		return errTempFailure
+	}
+	return nil
+}
+
+// reject records and returns a refusal of a recipient. Past the limit of
+// rejected recipients the connection is answered 421 and closed.
+func (ss *session) reject(code int, ec smtp.EnhancedCode, msg string) error {
+	limit := max(2*ss.s.opts.MaxRecipients, minRejectedRecipients)
+	err := &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: msg}
+	r := ss.rec
+	r.mu.Lock()
+	r.rejected++
+	if r.rejected > limit {
+		err = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many rejected recipients"}
+	}
+	if reply := replyText(err); r.c.Reply != reply {
+		r.c.Reply = reply
+		r.dirty = true
+	}
+	r.mu.Unlock()
+	if err.Code == 421 {
+		ss.tc.setCloseAfterWrite("too many rejected recipients")
+	}
+	if serr := ss.s.save(r); serr != nil {
+		r.log.Error("smtp: recording a rejected recipient", "err", serr)
+		return errTempFailure
+	}
+	return err
+}
+
+// replyText is a reply as it goes on the wire (without CRLF).
+func replyText(e *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+}
+
+// Data reads the message, records its signatures and answers the mail.
+// For test mail the answer is verdict.Acknowledge's: 250 (state Acked) or
+// 451 4.7.1 with the reason. The reply is recorded before it is sent.
+func (ss *session) Data(rd io.Reader) error {
+	// RFC 5321 §4.5.3.2.6: the data phase has its own, longer timeout
+	// (go-smtp only sets the per-command one).
+	_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.s.opts.DataTimeout))
+	limit := ss.s.opts.MaxMessageBytes
+	body, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	if err == nil && int64(len(body)) > limit {
+		err = smtp.ErrDataTooLarge
+	}
+	if err != nil {
+		var serr *smtp.SMTPError
+		if errors.As(err, &serr) {
+			// Message too large (RFC 1870 §6.3: 552).
+			return ss.answer(serr, false)
+		}
+		// The client went away or timed out mid-message; the close
+		// records why.
+		return err
+	}
+	sigs := ss.s.signatures(body)
+	r := ss.rec
+	r.mu.Lock()
+	r.c.MessageBytes = int64(len(body))
+	r.c.Signatures = sigs
+	r.dirty = true
+	r.mu.Unlock()
+
+	switch {
+	case ss.s.opts.AcceptAll:
+		return ss.answer(&smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "accepted (bench mode)"}, true)
+	case ss.tx.tlsrpt:
+		return ss.tlsrptReport(body)
+	case ss.tx.test.ID == "":
+		// go-smtp allows DATA only after an accepted recipient, and each
+		// accepted recipient is the TLS-RPT address or names a test.
+		return ss.answer(&smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}, false)
+	}
+	return ss.acknowledge()
+}
+
+// tlsrptReport stores a TLS-RPT report mail raw (RFC 8460 §3); it is
+// parsed later.
+func (ss *session) tlsrptReport(body []byte) error {
+	c := ss.rec.snapshot()
+	rep := &store.TLSRPTReport{Received: ss.s.now(), Client: c.Client.Addr(), MailFrom: ss.tx.from, Raw: body}
+	if err := ss.s.storeOp(func(ctx context.Context) error { return ss.s.opts.Store.AddTLSRPTReport(ctx, rep) }); err != nil {
+		ss.rec.log.Error("smtp: storing a TLS-RPT report", "err", err)
+		return ss.answer(errTempFailure, false)
+	}
+	return ss.answer(&smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "TLS-RPT report received"}, false)
+}
+
+// acknowledge asks the verdict whether the test mail is answered 250 or 451.
+func (ss *session) acknowledge() error {
+	now := ss.s.now()
+	r := ss.rec
+	var (
+		test    store.Test
+		history []store.SMTPConnection
+	)
+	err := ss.s.storeOp(func(ctx context.Context) error {
+		var err error
+		if test, err = ss.s.opts.Store.Test(ctx, ss.tx.test.ID); err != nil {
+			return err
+		}
+		history, err = ss.s.opts.Store.Connections(ctx, store.ConnectionFilter{TestID: test.ID})
+		return err
+	})
+	if err != nil {
+		r.log.Error("smtp: loading the test", "test", ss.tx.test.ID, "err", err)
+		return ss.answer(errTempFailure, false)
+	}
+	// The history holds this connection as last saved; use its current
+	// state (signatures, recipients).
+	self := r.snapshot()
+	found := false
+	for i := range history {
+		if history[i].ID == self.ID {
+			history[i], found = self, true
+		}
+	}
+	if !found {
+		history = append(history, self)
+	}
+	zone := persona.ZoneB
+	if ss.tx.hasA {
+		// One decision per mail; with recipients in A and B, A's rule.
+		zone = persona.ZoneA
+	}
+	r.mu.Lock()
+	inWindow := r.inWindow
+	r.mu.Unlock()
+	ack := verdict.Acknowledge(verdict.AckInput{
+		Zone:              zone,
+		Now:               now,
+		InDowngradeWindow: inWindow,
+		History:           history,
+		AckAfter:          ss.s.opts.AckAfter,
+		AlreadyAcked:      test.State == store.TestAcked || !test.Acked.IsZero(),
+	})
+	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason)
+	if !ack.Accept {
+		// RFC 5321 §4.2.1: 451 asks the client to retry later.
+		return ss.answer(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: ack.Reason}, false)
+	}
+	reply := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "accepted: " + ack.Reason}
+	if test.State == store.TestOpen {
+		test.State = store.TestAcked
+	}
+	if test.Acked.IsZero() {
+		test.Acked = now
+	}
+	if test.Sender == "" && ss.tx.from != "" {
+		test.Sender = canonSender(ss.tx.from)
+	}
+	test.Updated = now
+	r.saveMu.Lock()
+	r.mu.Lock()
+	r.raise(store.StateAcked)
+	r.c.Reply = replyText(reply)
+	c := r.c
+	c.RcptTo = append([]string(nil), c.RcptTo...)
+	c.Signatures = append([]store.Signature(nil), c.Signatures...)
+	r.dirty = false
+	r.mu.Unlock()
+	// Test and connection are acknowledged together or not at all.
+	err = ss.s.storeOp(func(ctx context.Context) error { return ss.s.opts.Store.AckConnection(ctx, test, &c) })
+	r.saveMu.Unlock()
+	if err != nil {
+		r.log.Error("smtp: recording the acknowledgement", "err", err)
+		r.mu.Lock()
+		r.c.State = self.State
+		r.mu.Unlock()
+		return ss.answer(errTempFailure, false)
+	}
+	return reply
+}
+
+// answer records reply as the mail's reply (state Acked if acked) and
+// returns it for go-smtp to send. go-smtp sends an *SMTPError's code as
+// given, 250 included, so the text on the wire is the recorded one.
+func (ss *session) answer(reply *smtp.SMTPError, acked bool) error {
+	r := ss.rec
+	r.mu.Lock()
+	before := r.c.State
+	r.c.Reply = replyText(reply)
+	if acked {
+		r.raise(store.StateAcked)
+	}
+	r.dirty = true
+	r.mu.Unlock()
+	if err := ss.s.save(r); err != nil {
+		r.log.Error("smtp: recording the reply", "err", err)
+		if reply.Code/100 == 2 {
+			// Nothing is accepted off the record: the client retries.
+			r.mu.Lock()
+			r.c.State = before
+			r.c.Reply = replyText(errTempFailure)
+			r.dirty = true
+			r.mu.Unlock()
+			return errTempFailure
+		}
+	}
+	return reply
+}
+
+// truncate bounds client-supplied text in the record.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

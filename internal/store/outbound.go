@@ -1,0 +1,620 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// This file holds the tables of the outbound test (migration 0003): tests,
+// the downgrade-window clients, the SMTP connection history and the raw
+// TLS-RPT reports. The types are in outbound_types.go.
+
+// defaultConnectionLimit bounds a Connections result when the filter does
+// not (ConnectionFilter.Limit 0).
+const defaultConnectionLimit = 10000
+
+// defaultTLSRPTLimit bounds a TLSRPTReports result when the caller does not.
+const defaultTLSRPTLimit = 1000
+
+// optTimeToNanos is timeToNanos for columns where 0 means "not set": the
+// zero time is stored as 0 and read back as the zero time by optNanosToTime.
+func optTimeToNanos(t time.Time) (int64, error) {
+	if t.IsZero() {
+		return 0, nil
+	}
+	return timeToNanos(t)
+}
+
+// optNanosToTime is the inverse of optTimeToNanos.
+func optNanosToTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return nanosToTime(ns)
+}
+
+// validTest checks the fields every stored test must have.
+func validTest(t Test) error {
+	switch {
+	case t.ID == "":
+		return errors.New("empty test id")
+	case t.ID != strings.ToLower(t.ID):
+		return fmt.Errorf("test id %q is not lower-case", t.ID)
+	case t.Kind != TestToken && t.Kind != TestFixed:
+		return fmt.Errorf("test %s: unknown kind %q", t.ID, t.Kind)
+	case t.State != TestOpen && t.State != TestAcked && t.State != TestFinal:
+		return fmt.Errorf("test %s: unknown state %q", t.ID, t.State)
+	case t.Created.IsZero():
+		return fmt.Errorf("test %s: creation time not set", t.ID)
+	}
+	return nil
+}
+
+// testTimes converts the times of t to stored nanoseconds.
+func testTimes(t Test) (created, acked, updated int64, err error) {
+	if created, err = timeToNanos(t.Created); err != nil {
+		return 0, 0, 0, err
+	}
+	if acked, err = optTimeToNanos(t.Acked); err != nil {
+		return 0, 0, 0, err
+	}
+	if updated, err = optTimeToNanos(t.Updated); err != nil {
+		return 0, 0, 0, err
+	}
+	return created, acked, updated, nil
+}
+
+// CreateTest stores a new test. It returns an error wrapping ErrExists if a
+// test with the same id exists.
+func (s *Store) CreateTest(ctx context.Context, t Test) error {
+	if err := validTest(t); err != nil {
+		return fmt.Errorf("store: create test: %w", err)
+	}
+	created, acked, updated, err := testTimes(t)
+	if err != nil {
+		return fmt.Errorf("store: create test %s: %w", t.ID, err)
+	}
+	// ON CONFLICT DO NOTHING and a row count tell a duplicate apart without
+	// parsing driver-specific constraint errors (SQLite and PostgreSQL).
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO tests
+    (id, created_ns, kind, sender, state, acked_ns, updated_ns)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO NOTHING`),
+		t.ID, created, t.Kind, t.Sender, t.State, acked, updated)
+	if err != nil {
+		return fmt.Errorf("store: create test %s: %w", t.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: create test %s: %w", t.ID, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("store: create test %s: %w", t.ID, ErrExists)
+	}
+	return nil
+}
+
+const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns`
+
+// scanTest reads one row of testColumns.
+func scanTest(row interface{ Scan(...any) error }) (Test, error) {
+	var (
+		t                       Test
+		created, acked, updated int64
+	)
+	if err := row.Scan(&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated); err != nil {
+		return Test{}, err
+	}
+	t.Created = nanosToTime(created)
+	t.Acked = optNanosToTime(acked)
+	t.Updated = optNanosToTime(updated)
+	return t, nil
+}
+
+// Test returns the test with the given id (compared lower-case). It returns
+// an error wrapping ErrNotFound if there is none.
+func (s *Store) Test(ctx context.Context, id string) (Test, error) {
+	t, err := scanTest(s.db.QueryRowContext(ctx, s.q(`SELECT `+testColumns+` FROM tests WHERE id = ?`), strings.ToLower(id)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Test{}, fmt.Errorf("store: test %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Test{}, fmt.Errorf("store: test %s: %w", id, err)
+	}
+	return t, nil
+}
+
+// OpenTestBySender returns the newest test of the given kind and envelope
+// sender that is not final (state open or acked). It returns an error
+// wrapping ErrNotFound if there is none. The sender is compared exactly;
+// callers normalize it.
+func (s *Store) OpenTestBySender(ctx context.Context, kind, sender string) (Test, error) {
+	t, err := scanTest(s.db.QueryRowContext(ctx, s.q(`SELECT `+testColumns+` FROM tests
+WHERE sender = ? AND kind = ? AND state <> ?
+ORDER BY created_ns DESC, id DESC
+LIMIT 1`), sender, kind, TestFinal))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Test{}, fmt.Errorf("store: open %s test of %q: %w", kind, sender, ErrNotFound)
+	}
+	if err != nil {
+		return Test{}, fmt.Errorf("store: open %s test of %q: %w", kind, sender, err)
+	}
+	return t, nil
+}
+
+// UpdateTest stores the mutable fields of t (Sender, State, Acked,
+// Updated) for the test t.ID; ID, Created and Kind are fixed at creation.
+// It returns an error wrapping ErrNotFound if the test does not exist.
+func (s *Store) UpdateTest(ctx context.Context, t Test) error {
+	return s.updateTest(ctx, s.db, t)
+}
+
+// execer is what both *sql.DB and *sql.Tx offer, so one statement serves
+// plain calls and transactions.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (s *Store) updateTest(ctx context.Context, db execer, t Test) error {
+	if err := validTest(t); err != nil {
+		return fmt.Errorf("store: update test: %w", err)
+	}
+	_, acked, updated, err := testTimes(t)
+	if err != nil {
+		return fmt.Errorf("store: update test %s: %w", t.ID, err)
+	}
+	res, err := db.ExecContext(ctx, s.q(`UPDATE tests SET sender = ?, state = ?, acked_ns = ?, updated_ns = ? WHERE id = ?`),
+		t.Sender, t.State, acked, updated, t.ID)
+	if err != nil {
+		return fmt.Errorf("store: update test %s: %w", t.ID, err)
+	}
+	return expectOneRow(res, "update test "+t.ID)
+}
+
+// expectOneRow turns "no row matched" into ErrNotFound.
+func expectOneRow(res sql.Result, what string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("store: %s: %w", what, ErrNotFound)
+	}
+	return nil
+}
+
+// ClientFirstSeen returns when the downgrade-window client (an address
+// prefix in text form) was first seen, recording now as that time if it is
+// new. The first writer wins, also between several processes or nodes:
+// INSERT ... ON CONFLICT DO NOTHING followed by a SELECT (portable to
+// PostgreSQL). The answer never changes once given, so callers may cache it.
+func (s *Store) ClientFirstSeen(ctx context.Context, client string, now time.Time) (time.Time, error) {
+	if client == "" {
+		return time.Time{}, errors.New("store: client first seen: empty client")
+	}
+	ns, err := timeToNanos(now)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: client first seen %s: %w", client, err)
+	}
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO smtp_clients (client, first_seen_ns) VALUES (?, ?)
+    ON CONFLICT (client) DO NOTHING`), client, ns); err != nil {
+		return time.Time{}, fmt.Errorf("store: client first seen %s: %w", client, err)
+	}
+	var first int64
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT first_seen_ns FROM smtp_clients WHERE client = ?`), client).Scan(&first); err != nil {
+		return time.Time{}, fmt.Errorf("store: client first seen %s: %w", client, err)
+	}
+	return nanosToTime(first), nil
+}
+
+// connRow is an SMTPConnection in its stored form.
+type connRow struct {
+	started, ended     int64
+	clientAddr         string
+	clientPort         int64
+	local              string
+	offered            int64
+	rcpt, sigs         string
+	persona, msgBytes  int64
+	certPersona        int64
+	state              string
+	testID, key, ehlo  string
+	sni, ver, cipher   string
+	mailFrom, reply, e string
+}
+
+// storedAddrPort is the text form of a local address (unmapped, so one
+// listener is recorded the same way whichever socket family it used).
+func storedAddrPort(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return ""
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()).String()
+}
+
+// toRow converts c for storage, checking what the columns cannot hold.
+func toRow(c *SMTPConnection) (connRow, error) {
+	var r connRow
+	var err error
+	if c.Started.IsZero() {
+		return r, errors.New("start time not set")
+	}
+	if r.started, err = timeToNanos(c.Started); err != nil {
+		return r, err
+	}
+	if r.ended, err = optTimeToNanos(c.Ended); err != nil {
+		return r, err
+	}
+	for _, rc := range c.RcptTo {
+		// Recipients are stored one per line; SMTP paths never hold line
+		// breaks (RFC 5321 §4.1.2), so one would be a caller's bug.
+		if strings.ContainsAny(rc, "\r\n") {
+			return r, fmt.Errorf("recipient %q contains a line break", rc)
+		}
+	}
+	sigs := c.Signatures
+	if sigs == nil {
+		sigs = []Signature{}
+	}
+	b, err := json.Marshal(sigs)
+	if err != nil {
+		return r, fmt.Errorf("signatures: %w", err)
+	}
+	r.clientAddr, r.clientPort = storedClient(c.Client)
+	r.local = storedAddrPort(c.Local)
+	r.offered = boolToInt(c.STARTTLSOffered)
+	r.rcpt = strings.Join(c.RcptTo, "\n")
+	r.sigs = string(b)
+	r.persona = int64(c.Persona)
+	r.certPersona = int64(c.CertPersona)
+	r.msgBytes = c.MessageBytes
+	r.state = string(c.State)
+	if r.state == "" {
+		r.state = string(StateNone)
+	}
+	r.testID, r.key, r.ehlo = c.TestID, c.ClientKey, c.EHLO
+	r.sni, r.ver, r.cipher = c.SNI, c.TLSVersion, c.TLSCipher
+	r.mailFrom, r.reply, r.e = c.MailFrom, c.Reply, c.Error
+	return r, nil
+}
+
+// args lists the columns in the order of connColumns without id.
+func (r connRow) args() []any {
+	return []any{r.testID, r.started, r.ended, r.clientAddr, r.clientPort, r.local, r.key, r.ehlo,
+		r.offered, r.persona, r.sni, r.ver, r.cipher, r.state, r.mailFrom, r.rcpt, r.reply, r.msgBytes, r.sigs, r.e, r.certPersona}
+}
+
+const connColumns = `test_id, started_ns, ended_ns, client_addr, client_port, local_addr, client_key, ehlo,
+    starttls_offered, persona, sni, tls_version, tls_cipher, state, mail_from, rcpt_to, reply, message_bytes, signatures, error,
+    cert_persona`
+
+const insertConnectionSQL = `INSERT INTO smtp_connections (` + connColumns + `)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    RETURNING id`
+
+// InsertConnection stores a new connection record and sets c.ID.
+func (s *Store) InsertConnection(ctx context.Context, c *SMTPConnection) error {
+	return insertConnection(ctx, c, func(args ...any) *sql.Row {
+		return s.db.QueryRowContext(ctx, s.q(insertConnectionSQL), args...)
+	})
+}
+
+// insertConnection runs the insert through query (a plain or prepared
+// statement).
+func insertConnection(ctx context.Context, c *SMTPConnection, query func(args ...any) *sql.Row) error {
+	r, err := toRow(c)
+	if err != nil {
+		return fmt.Errorf("store: insert connection: %w", err)
+	}
+	// RETURNING is understood by SQLite (3.35+) and PostgreSQL alike;
+	// LastInsertId is not (PostgreSQL drivers do not implement it).
+	var id int64
+	if err := query(r.args()...).Scan(&id); err != nil {
+		return fmt.Errorf("store: insert connection: %w", err)
+	}
+	c.ID = id
+	return nil
+}
+
+// UpdateConnection stores every field of c in the record c.ID. It returns
+// an error wrapping ErrNotFound if there is no such record.
+func (s *Store) UpdateConnection(ctx context.Context, c *SMTPConnection) error {
+	return s.updateConnection(ctx, s.db, c)
+}
+
+func (s *Store) updateConnection(ctx context.Context, db execer, c *SMTPConnection) error {
+	r, err := toRow(c)
+	if err != nil {
+		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
+	}
+	res, err := db.ExecContext(ctx, s.q(`UPDATE smtp_connections SET
+    test_id = ?, started_ns = ?, ended_ns = ?, client_addr = ?, client_port = ?, local_addr = ?, client_key = ?, ehlo = ?,
+    starttls_offered = ?, persona = ?, sni = ?, tls_version = ?, tls_cipher = ?, state = ?, mail_from = ?, rcpt_to = ?,
+    reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?
+WHERE id = ?`), append(r.args(), c.ID)...)
+	if err != nil {
+		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
+	}
+	return expectOneRow(res, fmt.Sprintf("update connection %d", c.ID))
+}
+
+// ConnectionRecorder writes the rows of live connections with prepared
+// statements. The SMTP personas write a row about seven times per
+// connection (each state before the reply that depends on it); a prepared
+// statement saves SQLite's parse of every write, and updating only the
+// columns that change during a connection spares the index on
+// (client_addr, started_ns). Safe for concurrent use; Close it before the
+// store.
+type ConnectionRecorder struct {
+	insert, update *sql.Stmt
+}
+
+// NewConnectionRecorder prepares the statements of a ConnectionRecorder.
+func (s *Store) NewConnectionRecorder(ctx context.Context) (*ConnectionRecorder, error) {
+	ins, err := s.db.PrepareContext(ctx, s.q(insertConnectionSQL))
+	if err != nil {
+		return nil, fmt.Errorf("store: connection recorder: %w", err)
+	}
+	upd, err := s.db.PrepareContext(ctx, s.q(`UPDATE smtp_connections SET
+    test_id = ?, ended_ns = ?, ehlo = ?, starttls_offered = ?, persona = ?, sni = ?, tls_version = ?, tls_cipher = ?,
+    state = ?, mail_from = ?, rcpt_to = ?, reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?
+WHERE id = ?`))
+	if err != nil {
+		ins.Close()
+		return nil, fmt.Errorf("store: connection recorder: %w", err)
+	}
+	return &ConnectionRecorder{insert: ins, update: upd}, nil
+}
+
+// Insert is InsertConnection with the prepared statement.
+func (r *ConnectionRecorder) Insert(ctx context.Context, c *SMTPConnection) error {
+	return insertConnection(ctx, c, func(args ...any) *sql.Row { return r.insert.QueryRowContext(ctx, args...) })
+}
+
+// Update stores the fields of c that change during a connection: all but
+// Started, Client, Local and ClientKey, which are fixed by Insert. It
+// returns an error wrapping ErrNotFound if there is no record c.ID.
+func (r *ConnectionRecorder) Update(ctx context.Context, c *SMTPConnection) error {
+	row, err := toRow(c)
+	if err != nil {
+		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
+	}
+	res, err := r.update.ExecContext(ctx, row.testID, row.ended, row.ehlo, row.offered, row.persona, row.sni, row.ver, row.cipher,
+		row.state, row.mailFrom, row.rcpt, row.reply, row.msgBytes, row.sigs, row.e, row.certPersona, c.ID)
+	if err != nil {
+		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
+	}
+	return expectOneRow(res, fmt.Sprintf("update connection %d", c.ID))
+}
+
+// Close releases the prepared statements.
+func (r *ConnectionRecorder) Close() error {
+	return errors.Join(r.insert.Close(), r.update.Close())
+}
+
+// AckConnection stores the test t and the connection c in one transaction:
+// the acknowledgement of a mail (test state and Acked time, connection state
+// and reply) is recorded entirely or not at all.
+func (s *Store) AckConnection(ctx context.Context, t Test, c *SMTPConnection) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: ack connection %d: begin: %w", c.ID, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback() // the original error is the one worth reporting
+		}
+	}()
+	if err := s.updateTest(ctx, tx, t); err != nil {
+		return err
+	}
+	if err := s.updateConnection(ctx, tx, c); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: ack connection %d: commit: %w", c.ID, err)
+	}
+	return nil
+}
+
+// Connections returns the connections matching f, ordered by start time
+// (equal times in insertion order).
+func (s *Store) Connections(ctx context.Context, f ConnectionFilter) ([]SMTPConnection, error) {
+	limit := f.Limit
+	switch {
+	case limit < 0:
+		return nil, fmt.Errorf("store: connections: negative limit %d", limit)
+	case limit == 0:
+		limit = defaultConnectionLimit
+	}
+	var where []string
+	var args []any
+	if f.TestID != "" {
+		where = append(where, "test_id = ?")
+		args = append(args, f.TestID)
+	}
+	if f.ClientAddr.IsValid() {
+		where = append(where, "client_addr = ?")
+		args = append(args, f.ClientAddr.Unmap().String())
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "started_ns >= ?")
+		args = append(args, clampToNanos(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "started_ns < ?")
+		args = append(args, clampToNanos(f.Until))
+	}
+	query := `SELECT id, ` + connColumns + ` FROM smtp_connections`
+	if len(where) > 0 {
+		query += "\nWHERE " + strings.Join(where, " AND ")
+	}
+	query += "\nORDER BY started_ns, id\nLIMIT ?"
+	args = append(args, int64(limit))
+
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: connections: %w", err)
+	}
+	defer rows.Close()
+	var out []SMTPConnection
+	for rows.Next() {
+		var (
+			c SMTPConnection
+			r connRow
+		)
+		if err := rows.Scan(&c.ID, &r.testID, &r.started, &r.ended, &r.clientAddr, &r.clientPort, &r.local, &r.key, &r.ehlo,
+			&r.offered, &r.persona, &r.sni, &r.ver, &r.cipher, &r.state, &r.mailFrom, &r.rcpt, &r.reply, &r.msgBytes, &r.sigs, &r.e, &r.certPersona); err != nil {
+			return nil, fmt.Errorf("store: connections: scan: %w", err)
+		}
+		if err := fromRow(&c, r); err != nil {
+			return nil, fmt.Errorf("store: connection %d: %w", c.ID, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: connections: %w", err)
+	}
+	return out, nil
+}
+
+// fromRow fills c from its stored form.
+func fromRow(c *SMTPConnection, r connRow) error {
+	c.TestID = r.testID
+	c.Started = nanosToTime(r.started)
+	c.Ended = optNanosToTime(r.ended)
+	if r.clientAddr != "" {
+		a, err := netip.ParseAddr(r.clientAddr)
+		if err != nil {
+			return fmt.Errorf("stored client address: %w", err)
+		}
+		c.Client = netip.AddrPortFrom(a, uint16(r.clientPort))
+	}
+	if r.local != "" {
+		ap, err := netip.ParseAddrPort(r.local)
+		if err != nil {
+			return fmt.Errorf("stored local address: %w", err)
+		}
+		c.Local = ap
+	}
+	c.ClientKey, c.EHLO = r.key, r.ehlo
+	c.STARTTLSOffered = r.offered != 0
+	c.Persona = int(r.persona)
+	c.CertPersona = int(r.certPersona)
+	c.SNI, c.TLSVersion, c.TLSCipher = r.sni, r.ver, r.cipher
+	c.State = ConnState(r.state)
+	c.MailFrom = r.mailFrom
+	if r.rcpt != "" {
+		c.RcptTo = strings.Split(r.rcpt, "\n")
+	}
+	c.Reply = r.reply
+	c.MessageBytes = r.msgBytes
+	if r.sigs != "" {
+		if err := json.Unmarshal([]byte(r.sigs), &c.Signatures); err != nil {
+			return fmt.Errorf("stored signatures: %w", err)
+		}
+		if len(c.Signatures) == 0 {
+			c.Signatures = nil
+		}
+	}
+	c.Error = r.e
+	return nil
+}
+
+// TieConnections assigns the test testID to the connections of client that
+// are not tied to a test yet and started in [since, until), and returns how
+// many it tied. It ties connections that never reached RCPT TO (an aborted
+// TLS handshake, a plain connection that was left) to the test a later
+// connection of the same client named; connections already tied keep
+// their test.
+func (s *Store) TieConnections(ctx context.Context, testID string, client netip.Addr, since, until time.Time) (int64, error) {
+	if testID == "" {
+		return 0, errors.New("store: tie connections: empty test id")
+	}
+	if !client.IsValid() {
+		return 0, errors.New("store: tie connections: invalid client address")
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE smtp_connections SET test_id = ?
+WHERE test_id = '' AND client_addr = ? AND started_ns >= ? AND started_ns < ?`),
+		testID, client.Unmap().String(), clampToNanos(since), clampToNanos(until))
+	if err != nil {
+		return 0, fmt.Errorf("store: tie connections to %s: %w", testID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: tie connections to %s: %w", testID, err)
+	}
+	return n, nil
+}
+
+// AddTLSRPTReport stores a TLS-RPT report mail (raw) and sets r.ID.
+func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport) error {
+	ns, err := timeToNanos(r.Received)
+	if err != nil {
+		return fmt.Errorf("store: add TLS-RPT report: %w", err)
+	}
+	client := ""
+	if r.Client.IsValid() {
+		client = r.Client.Unmap().String()
+	}
+	raw := r.Raw
+	if raw == nil {
+		raw = []byte{} // NOT NULL
+	}
+	var id int64
+	if err := s.db.QueryRowContext(ctx, s.q(`INSERT INTO tlsrpt_reports (received_ns, client_addr, mail_from, raw)
+    VALUES (?, ?, ?, ?) RETURNING id`), ns, client, r.MailFrom, raw).Scan(&id); err != nil {
+		return fmt.Errorf("store: add TLS-RPT report: %w", err)
+	}
+	r.ID = id
+	return nil
+}
+
+// TLSRPTReports returns the reports received at or after since, oldest
+// first, at most limit of them (0 means 1000; negative is an error).
+func (s *Store) TLSRPTReports(ctx context.Context, since time.Time, limit int) ([]TLSRPTReport, error) {
+	switch {
+	case limit < 0:
+		return nil, fmt.Errorf("store: TLS-RPT reports: negative limit %d", limit)
+	case limit == 0:
+		limit = defaultTLSRPTLimit
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, received_ns, client_addr, mail_from, raw FROM tlsrpt_reports
+WHERE received_ns >= ?
+ORDER BY received_ns, id
+LIMIT ?`), clampToNanos(since), int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: TLS-RPT reports: %w", err)
+	}
+	defer rows.Close()
+	var out []TLSRPTReport
+	for rows.Next() {
+		var (
+			r      TLSRPTReport
+			ns     int64
+			client string
+		)
+		if err := rows.Scan(&r.ID, &ns, &client, &r.MailFrom, &r.Raw); err != nil {
+			return nil, fmt.Errorf("store: TLS-RPT reports: scan: %w", err)
+		}
+		r.Received = nanosToTime(ns)
+		if client != "" {
+			a, err := netip.ParseAddr(client)
+			if err != nil {
+				return nil, fmt.Errorf("store: TLS-RPT report %d: stored client address: %w", r.ID, err)
+			}
+			r.Client = a
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: TLS-RPT reports: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,459 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestTestsRoundTripAndErrors(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	t0 := testEpoch()
+
+	tok := Test{ID: "abc123", Created: t0, Kind: TestToken, State: TestOpen, Updated: t0}
+	fixedOld := Test{ID: "fixold", Created: t0.Add(time.Second), Kind: TestFixed, Sender: "a@example.org", State: TestOpen, Updated: t0}
+	fixedNew := Test{ID: "fixnew", Created: t0.Add(2 * time.Second), Kind: TestFixed, Sender: "a@example.org", State: TestAcked,
+		Acked: t0.Add(3 * time.Second), Updated: t0.Add(3 * time.Second)}
+	fixedFinal := Test{ID: "fixfin", Created: t0.Add(4 * time.Second), Kind: TestFixed, Sender: "a@example.org", State: TestFinal, Updated: t0}
+	for _, tc := range []Test{tok, fixedOld, fixedNew, fixedFinal} {
+		if err := s.CreateTest(ctx, tc); err != nil {
+			t.Fatalf("CreateTest(%s): %v", tc.ID, err)
+		}
+	}
+
+	equal := func(a, b Test) bool {
+		return a.ID == b.ID && a.Created.Equal(b.Created) && a.Kind == b.Kind && a.Sender == b.Sender &&
+			a.State == b.State && a.Acked.Equal(b.Acked) && a.Updated.Equal(b.Updated)
+	}
+	check := func(name string, got Test, err error, want Test, wantErr error) {
+		t.Helper()
+		if wantErr != nil {
+			if !errors.Is(err, wantErr) {
+				t.Errorf("%s: err = %v, want %v", name, err, wantErr)
+			}
+			return
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			return
+		}
+		if !equal(got, want) {
+			t.Errorf("%s = %+v, want %+v", name, got, want)
+		}
+	}
+
+	got, err := s.Test(ctx, "ABC123") // ids compare lower-case
+	check("Test(ABC123)", got, err, tok, nil)
+	if !got.Acked.IsZero() {
+		t.Errorf("unset Acked read back as %v", got.Acked)
+	}
+	got, err = s.Test(ctx, "nope")
+	check("Test(nope)", got, err, Test{}, ErrNotFound)
+
+	if err := s.CreateTest(ctx, tok); !errors.Is(err, ErrExists) {
+		t.Errorf("duplicate CreateTest: err = %v, want ErrExists", err)
+	}
+	for _, bad := range []Test{
+		{ID: "", Created: t0, Kind: TestToken, State: TestOpen},
+		{ID: "UPPER", Created: t0, Kind: TestToken, State: TestOpen},
+		{ID: "x", Created: t0, Kind: "other", State: TestOpen},
+		{ID: "x", Created: t0, Kind: TestToken, State: "weird"},
+		{ID: "x", Kind: TestToken, State: TestOpen},
+	} {
+		if err := s.CreateTest(ctx, bad); err == nil {
+			t.Errorf("CreateTest(%+v) succeeded, want an error", bad)
+		}
+	}
+
+	// The newest non-final test of that kind and sender.
+	got, err = s.OpenTestBySender(ctx, TestFixed, "a@example.org")
+	check("OpenTestBySender", got, err, fixedNew, nil)
+	got, err = s.OpenTestBySender(ctx, TestToken, "a@example.org")
+	check("OpenTestBySender(token)", got, err, Test{}, ErrNotFound)
+	got, err = s.OpenTestBySender(ctx, TestFixed, "b@example.org")
+	check("OpenTestBySender(other sender)", got, err, Test{}, ErrNotFound)
+
+	// Finalizing the newest makes the older open one current.
+	fixedNew.State = TestFinal
+	fixedNew.Updated = t0.Add(time.Hour)
+	if err := s.UpdateTest(ctx, fixedNew); err != nil {
+		t.Fatalf("UpdateTest: %v", err)
+	}
+	got, err = s.Test(ctx, fixedNew.ID)
+	check("Test after update", got, err, fixedNew, nil)
+	got, err = s.OpenTestBySender(ctx, TestFixed, "a@example.org")
+	check("OpenTestBySender after final", got, err, fixedOld, nil)
+
+	// UpdateTest keeps Created and Kind.
+	changed := tok
+	changed.Sender = "x@example.net"
+	changed.Created = t0.Add(time.Hour)
+	if err := s.UpdateTest(ctx, changed); err != nil {
+		t.Fatalf("UpdateTest: %v", err)
+	}
+	want := tok
+	want.Sender = "x@example.net"
+	got, err = s.Test(ctx, tok.ID)
+	check("Test after sender update", got, err, want, nil)
+
+	missing := tok
+	missing.ID = "missing"
+	if err := s.UpdateTest(ctx, missing); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateTest(missing): err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestClientFirstSeen(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	t0 := testEpoch()
+	for _, tc := range []struct {
+		client string
+		now    time.Time
+		want   time.Time
+	}{
+		{"192.0.2.0/24", t0, t0},
+		{"192.0.2.0/24", t0.Add(time.Minute), t0}, // the first writer wins
+		{"2001:db8::/48", t0.Add(time.Hour), t0.Add(time.Hour)},
+		{"192.0.2.0/24", t0.Add(-time.Minute), t0}, // even an earlier clock does not move it
+	} {
+		got, err := s.ClientFirstSeen(ctx, tc.client, tc.now)
+		if err != nil {
+			t.Fatalf("ClientFirstSeen(%s): %v", tc.client, err)
+		}
+		if !got.Equal(tc.want) {
+			t.Errorf("ClientFirstSeen(%s, %v) = %v, want %v", tc.client, tc.now, got, tc.want)
+		}
+	}
+	if _, err := s.ClientFirstSeen(ctx, "", t0); err == nil {
+		t.Error("ClientFirstSeen(\"\") succeeded")
+	}
+}
+
+// testConn returns a plausible connection i seconds after testEpoch.
+func testConn(i int, client string) SMTPConnection {
+	return SMTPConnection{
+		Started:   testEpoch().Add(time.Duration(i) * time.Second),
+		Client:    netip.MustParseAddrPort(client),
+		Local:     netip.MustParseAddrPort("127.0.0.1:25"),
+		ClientKey: "192.0.2.0/24",
+		State:     StateNone,
+	}
+}
+
+func insertConns(t *testing.T, s *Store, cs ...*SMTPConnection) {
+	t.Helper()
+	for _, c := range cs {
+		if err := s.InsertConnection(t.Context(), c); err != nil {
+			t.Fatalf("InsertConnection: %v", err)
+		}
+	}
+}
+
+// equalConn compares connections with time.Time.Equal.
+func equalConn(a, b SMTPConnection) bool {
+	if !a.Started.Equal(b.Started) || !a.Ended.Equal(b.Ended) {
+		return false
+	}
+	a.Started, a.Ended, b.Started, b.Ended = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
+}
+
+func connIDs(cs []SMTPConnection) []int64 {
+	ids := make([]int64, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	return ids
+}
+
+func TestConnectionsRoundTrip(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+
+	full := testConn(1, "[::ffff:192.0.2.7]:40000") // mapped: stored unmapped
+	full.Local = netip.MustParseAddrPort("[::ffff:127.0.0.1]:25")
+	empty := testConn(0, "[2001:db8::1]:1")
+	insertConns(t, s, &full, &empty)
+	if full.ID == 0 || empty.ID == 0 || full.ID == empty.ID {
+		t.Fatalf("ids not set: %d, %d", full.ID, empty.ID)
+	}
+
+	full.TestID = "abc"
+	full.Ended = full.Started.Add(3 * time.Second)
+	full.EHLO = "mta.example.org"
+	full.STARTTLSOffered = true
+	full.Persona = 4
+	full.SNI = "mx4.a.example"
+	full.TLSVersion = "TLS 1.3"
+	full.TLSCipher = "TLS_AES_128_GCM_SHA256"
+	full.State = StateAcked
+	full.MailFrom = "a@example.org"
+	full.RcptTo = []string{"t-abc@a.example", "t-abc@b.example"}
+	full.Reply = "250 2.0.0 personas 3-6 were all contacted"
+	full.MessageBytes = 12345
+	full.Signatures = []Signature{{Type: "dkim", Domain: "example.org", Selector: "s1", Result: "pass"}, {Type: "arc", Instance: 2}}
+	full.Error = "client closed"
+	if err := s.UpdateConnection(ctx, &full); err != nil {
+		t.Fatalf("UpdateConnection: %v", err)
+	}
+
+	got, err := s.Connections(ctx, ConnectionFilter{})
+	if err != nil {
+		t.Fatalf("Connections: %v", err)
+	}
+	wantFull := full
+	wantFull.Client = netip.MustParseAddrPort("192.0.2.7:40000")
+	wantFull.Local = netip.MustParseAddrPort("127.0.0.1:25")
+	if len(got) != 2 || !equalConn(got[0], empty) || !equalConn(got[1], wantFull) {
+		t.Errorf("Connections =\n%+v\nwant\n%+v\n%+v", got, empty, wantFull)
+	}
+
+	missing := full
+	missing.ID = 999
+	if err := s.UpdateConnection(ctx, &missing); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateConnection(missing): err = %v, want ErrNotFound", err)
+	}
+	bad := testConn(2, "192.0.2.1:1")
+	bad.RcptTo = []string{"a\nb@x"}
+	if err := s.InsertConnection(ctx, &bad); err == nil {
+		t.Error("InsertConnection with a line break in a recipient succeeded")
+	}
+	noStart := SMTPConnection{}
+	if err := s.InsertConnection(ctx, &noStart); err == nil {
+		t.Error("InsertConnection without start time succeeded")
+	}
+}
+
+func TestConnectionsFilter(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	c := []SMTPConnection{
+		testConn(3, "192.0.2.1:1000"),
+		testConn(1, "192.0.2.2:1000"),
+		testConn(2, "192.0.2.1:1001"),
+		testConn(2, "[2001:db8::1]:25"), // same start as [2]: insertion order breaks the tie
+		testConn(5, "192.0.2.1:1002"),
+	}
+	c[0].TestID, c[4].TestID = "t1", "t1"
+	for i := range c {
+		insertConns(t, s, &c[i])
+	}
+	id := func(i int) int64 { return c[i].ID }
+
+	for _, tc := range []struct {
+		name string
+		f    ConnectionFilter
+		want []int64
+	}{
+		{"all, by start", ConnectionFilter{}, []int64{id(1), id(2), id(3), id(0), id(4)}},
+		{"test", ConnectionFilter{TestID: "t1"}, []int64{id(0), id(4)}},
+		{"client", ConnectionFilter{ClientAddr: netip.MustParseAddr("192.0.2.1")}, []int64{id(2), id(0), id(4)}},
+		{"mapped client", ConnectionFilter{ClientAddr: netip.MustParseAddr("::ffff:192.0.2.1")}, []int64{id(2), id(0), id(4)}},
+		{"v6 client", ConnectionFilter{ClientAddr: netip.MustParseAddr("2001:db8::1")}, []int64{id(3)}},
+		{"since until", ConnectionFilter{Since: testEpoch().Add(2 * time.Second), Until: testEpoch().Add(5 * time.Second)}, []int64{id(2), id(3), id(0)}},
+		{"limit", ConnectionFilter{Limit: 2}, []int64{id(1), id(2)}},
+		{"combined", ConnectionFilter{TestID: "t1", ClientAddr: netip.MustParseAddr("192.0.2.1"), Since: testEpoch().Add(4 * time.Second)}, []int64{id(4)}},
+		{"nothing", ConnectionFilter{TestID: "t2"}, []int64{}},
+	} {
+		got, err := s.Connections(ctx, tc.f)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if ids := connIDs(got); !reflect.DeepEqual(ids, tc.want) {
+			t.Errorf("%s: ids %v, want %v", tc.name, ids, tc.want)
+		}
+	}
+	if _, err := s.Connections(ctx, ConnectionFilter{Limit: -1}); err == nil {
+		t.Error("negative limit accepted")
+	}
+}
+
+func TestTieConnections(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	client := netip.MustParseAddr("192.0.2.1")
+	c := []SMTPConnection{
+		testConn(0, "192.0.2.1:1"),          // before the range
+		testConn(1, "192.0.2.1:2"),          // in range, untied
+		testConn(2, "192.0.2.1:3"),          // in range, already tied to another test
+		testConn(3, "192.0.2.9:4"),          // in range, other client
+		testConn(4, "[::ffff:192.0.2.1]:5"), // in range, same client over a dual-stack socket
+		testConn(5, "192.0.2.1:6"),          // at until: excluded
+	}
+	c[2].TestID = "other"
+	for i := range c {
+		insertConns(t, s, &c[i])
+	}
+	n, err := s.TieConnections(ctx, "t1", client, testEpoch().Add(time.Second), testEpoch().Add(5*time.Second))
+	if err != nil {
+		t.Fatalf("TieConnections: %v", err)
+	}
+	if n != 2 {
+		t.Errorf("tied %d, want 2", n)
+	}
+	got, err := s.Connections(ctx, ConnectionFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"", "t1", "other", "", "t1", ""}
+	for i, g := range got {
+		if g.TestID != want[i] {
+			t.Errorf("connection %d: test %q, want %q", i, g.TestID, want[i])
+		}
+	}
+	// Tying again changes nothing: tied rows keep their test.
+	if n, err := s.TieConnections(ctx, "t2", client, testEpoch(), testEpoch().Add(time.Hour)); err != nil || n != 2 {
+		t.Errorf("second tie: n=%d err=%v, want 2 (rows 0 and 5 only)", n, err)
+	}
+	if _, err := s.TieConnections(ctx, "", client, testEpoch(), testEpoch()); err == nil {
+		t.Error("empty test id accepted")
+	}
+}
+
+func TestAckConnectionIsAtomic(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	tt := Test{ID: "t1", Created: testEpoch(), Kind: TestToken, State: TestOpen}
+	if err := s.CreateTest(ctx, tt); err != nil {
+		t.Fatal(err)
+	}
+	c := testConn(1, "192.0.2.1:1")
+	insertConns(t, s, &c)
+
+	tt.State, tt.Acked = TestAcked, testEpoch().Add(time.Minute)
+	c.State, c.Reply, c.TestID = StateAcked, "250 2.0.0 ok", "t1"
+	missing := c
+	missing.ID = 999
+	if err := s.AckConnection(ctx, tt, &missing); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("AckConnection(missing conn): err = %v, want ErrNotFound", err)
+	}
+	if got, _ := s.Test(ctx, "t1"); got.State != TestOpen {
+		t.Errorf("test state %q after a failed ack, want open (rolled back)", got.State)
+	}
+	if err := s.AckConnection(ctx, tt, &c); err != nil {
+		t.Fatalf("AckConnection: %v", err)
+	}
+	got, _ := s.Test(ctx, "t1")
+	cs, _ := s.Connections(ctx, ConnectionFilter{TestID: "t1"})
+	if got.State != TestAcked || !got.Acked.Equal(tt.Acked) || len(cs) != 1 || cs[0].State != StateAcked {
+		t.Errorf("after ack: test %+v, connections %+v", got, cs)
+	}
+}
+
+func TestTLSRPTReports(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	in := []TLSRPTReport{
+		{Received: testEpoch().Add(2 * time.Second), Client: netip.MustParseAddr("::ffff:192.0.2.1"), MailFrom: "r@example.org", Raw: []byte("Subject: x\r\n\r\n\x00\xff")},
+		{Received: testEpoch(), Client: netip.MustParseAddr("2001:db8::1"), MailFrom: "", Raw: nil},
+		{Received: testEpoch().Add(time.Second)},
+	}
+	for i := range in {
+		if err := s.AddTLSRPTReport(ctx, &in[i]); err != nil {
+			t.Fatalf("AddTLSRPTReport: %v", err)
+		}
+		if in[i].ID == 0 {
+			t.Fatalf("report %d: id not set", i)
+		}
+	}
+	got, err := s.TLSRPTReports(ctx, testEpoch().Add(time.Second), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != in[2].ID || got[1].ID != in[0].ID {
+		t.Fatalf("reports since +1s: %+v", got)
+	}
+	r := got[1]
+	if !r.Received.Equal(in[0].Received) || r.Client != netip.MustParseAddr("192.0.2.1") || r.MailFrom != "r@example.org" || !bytes.Equal(r.Raw, in[0].Raw) {
+		t.Errorf("round trip: %+v, want %+v", r, in[0])
+	}
+	if got[0].Client.IsValid() {
+		t.Errorf("unset client read back as %v", got[0].Client)
+	}
+	if got, err := s.TLSRPTReports(ctx, time.Time{}, 1); err != nil || len(got) != 1 || got[0].ID != in[1].ID {
+		t.Errorf("limit 1: %+v, %v", got, err)
+	}
+	if _, err := s.TLSRPTReports(ctx, time.Time{}, -1); err == nil {
+		t.Error("negative limit accepted")
+	}
+}
+
+func TestConnectionRecorder(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	rec, err := s.NewConnectionRecorder(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+
+	c := testConn(1, "[::ffff:192.0.2.7]:40000")
+	if err := rec.Insert(ctx, &c); err != nil || c.ID == 0 {
+		t.Fatalf("Insert: id %d, %v", c.ID, err)
+	}
+	want := c
+	want.Client = netip.MustParseAddrPort("192.0.2.7:40000")
+	c.TestID, c.Ended, c.EHLO, c.STARTTLSOffered = "t1", c.Started.Add(time.Second), "mta.example", true
+	c.Persona, c.SNI, c.TLSVersion, c.TLSCipher, c.State = 6, "mx6.a.example", "TLS 1.2", "X", StateAcked
+	c.MailFrom, c.RcptTo, c.Reply, c.MessageBytes = "a@example.org", []string{"x@a.example"}, "250 ok", 10
+	c.Signatures, c.Error = []Signature{{Type: "arc", Instance: 1}}, "client closed"
+	// The identity fields are fixed by Insert.
+	moved := c
+	moved.Started, moved.Client, moved.Local, moved.ClientKey = c.Started.Add(time.Hour), netip.MustParseAddrPort("198.51.100.1:1"), netip.AddrPort{}, "x"
+	if err := rec.Update(ctx, &moved); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	want.TestID, want.Ended, want.EHLO, want.STARTTLSOffered = c.TestID, c.Ended, c.EHLO, c.STARTTLSOffered
+	want.Persona, want.SNI, want.TLSVersion, want.TLSCipher, want.State = c.Persona, c.SNI, c.TLSVersion, c.TLSCipher, c.State
+	want.MailFrom, want.RcptTo, want.Reply, want.MessageBytes = c.MailFrom, c.RcptTo, c.Reply, c.MessageBytes
+	want.Signatures, want.Error = c.Signatures, c.Error
+	got, err := s.Connections(ctx, ConnectionFilter{})
+	if err != nil || len(got) != 1 || !equalConn(got[0], want) {
+		t.Errorf("after Update: %+v (%v), want %+v", got, err, want)
+	}
+	moved.ID = 999
+	if err := rec.Update(ctx, &moved); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Update(missing): err = %v, want ErrNotFound", err)
+	}
+}
+
+// BenchmarkConnectionLifecycle writes one connection's history the way
+// the SMTP personas do: an insert and six updates.
+func BenchmarkConnectionLifecycle(b *testing.B) {
+	s := openTestStore(b)
+	ctx := b.Context()
+	rec, err := s.NewConnectionRecorder(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rec.Close()
+	for _, bc := range []struct {
+		name           string
+		insert, update func(context.Context, *SMTPConnection) error
+	}{
+		{"Store", s.InsertConnection, s.UpdateConnection},
+		{"ConnectionRecorder", rec.Insert, rec.Update},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				c := testConn(0, "192.0.2.1:1")
+				if err := bc.insert(ctx, &c); err != nil {
+					b.Fatal(err)
+				}
+				for _, st := range []ConnState{StateSniSeen, StateTLSStarted, StateMail, StateMail, StateAcked, StateAcked} {
+					c.State = st
+					c.RcptTo = append(c.RcptTo, "t-x@a.example")
+					if err := bc.update(ctx, &c); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
