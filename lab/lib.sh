@@ -23,6 +23,14 @@ LAB_NETNS="${MAILSEC_LAB_NETNS:-mailsec-lab}"
 RESOLVER_ADDR="127.0.0.53"
 RESOLVER_PORT="53"
 
+# pebble, the lab's ACME CA (lab-recipes §4). Its ACME address comes from
+# acme.directory in lab/mailsec.toml; the management port (roots) is fixed.
+PEBBLE_STATE="$LAB_STATE/pebble"
+PEBBLE_MGMT_PORT="15000"
+# LAB_CA: every root a lab sender must trust (pebble's root of this run and
+# the lab CA of pebble's listener), written by lab/up.
+LAB_CA_FILE="$LAB_STATE/lab-ca.pem"
+
 # Go may be installed but not on root's PATH.
 if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
 	PATH="$PATH:/usr/local/go/bin"
@@ -130,3 +138,17 @@ live_pids() {
 		fi
 	done <"$LAB_PIDS"
 }
+
+# smtp_ehlo SERVER [SRC]: one SMTP session up to EHLO (then QUIT) from source
+# address SRC (default: the kernel's choice, 127.0.0.1 in the namespace),
+# inside the namespace; prints swaks' transcript. Lines of the EHLO reply
+# start with "<-  250".
+smtp_ehlo() {
+	local server=$1 src=${2-}
+	ns_exec swaks --server "$server" ${src:+--local-interface "$src"} \
+		--quit-after EHLO --ehlo lab-probe.invalid --timeout 10 2>&1 || true
+}
+
+# ehlo_has_starttls TRANSCRIPT: the EHLO reply in a swaks transcript lists
+# STARTTLS.
+ehlo_has_starttls() { grep -Eq '^<-  250[- ]STARTTLS' <<<"$1"; }
