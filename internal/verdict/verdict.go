@@ -1,0 +1,577 @@
+package verdict
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// Policy is a sender's TLS policy toward zone A, in Postfix's terms
+// (DESIGN.md §1).
+type Policy string
+
+// The candidate policies, and the two answers that are not a policy.
+const (
+	PolicyNone         Policy = "none"
+	PolicyMay          Policy = "may"
+	PolicyEncrypt      Policy = "encrypt"
+	PolicyVerify       Policy = "verify"
+	PolicyDANE         Policy = "dane"
+	PolicyDANEOnly     Policy = "dane-only"
+	PolicyMTASTS       Policy = "mta-sts"
+	PolicyDANEMTASTS   Policy = "dane+mta-sts"
+	PolicyInconsistent Policy = "inconsistent" // no policy of the table explains what was seen
+	PolicyUnknown      Policy = "unknown"      // not enough seen yet
+)
+
+// Candidates are the policies the verdict tells apart, in table order.
+var Candidates = []Policy{PolicyNone, PolicyMay, PolicyEncrypt, PolicyVerify, PolicyDANE, PolicyDANEOnly, PolicyMTASTS, PolicyDANEMTASTS}
+
+// column is one observable situation: a persona, with persona 1 split by
+// whether STARTTLS was offered and persona 7 by plain text or TLS.
+type column int
+
+const (
+	colPlainWindow column = iota // persona 1, STARTTLS not offered (downgrade window)
+	colPlainOffer                // persona 1 although STARTTLS was offered
+	col2
+	col3
+	col4
+	col5
+	col6
+	col7Plain // persona 7 in plain text (B, inside the window)
+	col7TLS
+	numColumns
+)
+
+var columnNames = [numColumns]string{"persona 1 (STARTTLS withheld)", "persona 1 (STARTTLS offered, not used)",
+	"persona 2", "persona 3", "persona 4", "persona 5", "persona 6", "persona 7 (plain)", "persona 7 (TLS)"}
+
+// expect is what a correct sender of a policy does in a column.
+type expect byte
+
+const (
+	eDeliver expect = 'D' // completes the mail transaction
+	eRefuse  expect = 'R' // connects, then refuses (no MAIL FROM)
+	eNever   expect = 'N' // never gets there
+	eAny     expect = '*' // either; not telling
+)
+
+// matrix is DESIGN.md §2's table of expected behaviour, one row per
+// candidate, columns as above. Notes:
+//   - "plain after offer" is what only a none sender does: all others use
+//     STARTTLS once it is offered.
+//   - persona 2 is reached only without SNI; DANE and MTA-STS senders always
+//     send SNI (RFC 7672 §8.1, RFC 8461 §4.2), so for them it is N.
+//   - persona 3 is not in the MTA-STS policy: a pure MTA-STS sender never
+//     contacts it; with DANE as well, DANE decides for mx3 (usable TLSA) and
+//     refuses it (RFC 8461 §2).
+//   - persona 5: MTA-STS accepts its CA certificate, DANE refuses its
+//     wrong TLSA; combined, DANE wins (RFC 8461 §2).
+//   - zone B has no TLSA and no policy: dane falls back to opportunistic
+//     TLS there (RFC 7672 §2.2), dane-only refuses, mta-sts uses its default.
+var matrix = map[Policy][numColumns]expect{
+	//                  1w       1o       2        3        4        5        6        7p       7t
+	PolicyNone:       {eDeliver, eDeliver, eNever, eNever, eNever, eNever, eNever, eDeliver, eNever},
+	PolicyMay:        {eDeliver, eNever, eDeliver, eDeliver, eDeliver, eDeliver, eDeliver, eDeliver, eDeliver},
+	PolicyEncrypt:    {eRefuse, eNever, eDeliver, eDeliver, eDeliver, eDeliver, eDeliver, eRefuse, eDeliver},
+	PolicyVerify:     {eRefuse, eNever, eRefuse, eRefuse, eRefuse, eDeliver, eDeliver, eRefuse, eDeliver},
+	PolicyDANE:       {eRefuse, eNever, eNever, eRefuse, eDeliver, eRefuse, eDeliver, eDeliver, eDeliver},
+	PolicyDANEOnly:   {eRefuse, eNever, eNever, eRefuse, eDeliver, eRefuse, eDeliver, eRefuse, eRefuse},
+	PolicyMTASTS:     {eRefuse, eNever, eNever, eNever, eRefuse, eDeliver, eDeliver, eAny, eDeliver},
+	PolicyDANEMTASTS: {eRefuse, eNever, eNever, eRefuse, eDeliver, eRefuse, eDeliver, eDeliver, eDeliver},
+}
+
+// usesMTASTS: the candidates that fetch zone A's MTA-STS policy.
+func usesMTASTS(p Policy) bool { return p == PolicyMTASTS || p == PolicyDANEMTASTS }
+
+// Confidence of a fact.
+type Confidence string
+
+// Confidences.
+const (
+	Proven  Confidence = "proven"  // directly observed
+	Likely  Confidence = "likely"  // inferred from absence or from timing
+	Unknown Confidence = "unknown" // not settled yet
+)
+
+// Fact is one statement about the sender, with its evidence.
+type Fact struct {
+	Name       string     `json:"name"`
+	Value      bool       `json:"value"`
+	Confidence Confidence `json:"confidence"`
+	Evidence   []int64    `json:"evidence,omitempty"` // connection IDs
+	Why        string     `json:"why"`
+	Settle     string     `json:"settle,omitempty"` // what would settle an unknown fact
+}
+
+// Fact names.
+const (
+	FactEnforcesEncryption = "enforces encryption"
+	FactValidatesPKIX      = "validates PKIX certificates"
+	FactValidatesDANE      = "validates DANE"
+	FactAppliesMTASTS      = "applies MTA-STS"
+	FactRespectsRFC8461S2  = "MTA-STS does not override failed DANE (RFC 8461 §2)"
+	FactSendsSNI           = "sends SNI"
+	FactRetries            = "retries after a refused STARTTLS"
+	FactUsesIPv6           = "delivers over IPv6"
+	FactSignsDKIM          = "signs with DKIM"
+	FactSignsARC           = "signs with ARC"
+)
+
+// Observations are everything recorded for one test.
+type Observations struct {
+	Connections   []store.SMTPConnection
+	PolicyFetches []store.PolicyFetch // fetches of zone A's MTA-STS policy tied to the sender
+	Now           time.Time
+	// Quiet: with no new connection for this long, what has not happened
+	// is taken as not going to happen (timing.ack_after is a good value).
+	Quiet time.Duration
+}
+
+// Verdict is the answer for one test.
+type Verdict struct {
+	Policy     Policy   `json:"policy"`
+	Why        string   `json:"why"`
+	Candidates []Policy `json:"candidates"` // still consistent with what was seen
+	ZoneB      string   `json:"zone_b"`     // behaviour toward B
+	Facts      []Fact   `json:"facts"`
+	Complete   bool     `json:"complete"`
+	Attempts   int      `json:"attempts"` // delivery attempts seen (see attempts)
+	// Seen lists, per column, what was observed: "D", "R", "DR" or "".
+	Seen map[string]string `json:"seen"`
+}
+
+// observed is what was seen in one column.
+type observed struct {
+	delivered, refused []int64 // connection IDs
+}
+
+// classify tells the column and outcome of one connection. ok is false for
+// connections that say nothing (cut before EHLO, say).
+func classify(c store.SMTPConnection) (col column, delivered bool, ok bool) {
+	delivered = c.State.Rank() >= store.StateMail.Rank()
+	tls := c.TLSVersion != "" || c.State == store.StateSniSeen || c.CertPersona != 0
+	switch {
+	case !tls && c.Persona == 7:
+		return col7Plain, delivered, delivered // a refused plain session names no recipient
+	case !tls:
+		if c.STARTTLSOffered {
+			// Offered and not taken: only a sender that went on in plain
+			// text says something (policy none).
+			return colPlainOffer, true, delivered
+		}
+		if c.EHLO == "" && !delivered {
+			return 0, false, false // gone before EHLO: a scanner or a network fault
+		}
+		return colPlainWindow, delivered, true
+	}
+	switch c.Persona {
+	case 2:
+		return col2, delivered, true
+	case 3:
+		return col3, delivered, true
+	case 4:
+		return col4, delivered, true
+	case 5:
+		return col5, delivered, true
+	case 6:
+		return col6, delivered, true
+	case 7:
+		return col7TLS, delivered, true
+	}
+	return 0, false, false
+}
+
+// Judge computes the verdict of one test from its observations. It is a
+// pure function: the same observations give the same verdict.
+func Judge(obs Observations) Verdict {
+	conns := slices.Clone(obs.Connections)
+	sort.SliceStable(conns, func(i, j int) bool { return conns[i].Started.Before(conns[j].Started) })
+	var seen [numColumns]observed
+	for _, c := range conns {
+		col, delivered, ok := classify(c)
+		if !ok {
+			continue
+		}
+		if delivered {
+			seen[col].delivered = append(seen[col].delivered, c.ID)
+		} else {
+			seen[col].refused = append(seen[col].refused, c.ID)
+		}
+	}
+	fetched := len(obs.PolicyFetches) > 0
+
+	v := Verdict{Seen: map[string]string{}, Attempts: attempts(conns)}
+	for col := range numColumns {
+		s := ""
+		if len(seen[col].delivered) > 0 {
+			s += "D"
+		}
+		if len(seen[col].refused) > 0 {
+			s += "R"
+		}
+		if s != "" {
+			v.Seen[columnNames[col]] = s
+		}
+	}
+
+	// Eliminate the candidates that contradict an observation.
+	var why []string
+	for _, p := range Candidates {
+		if reason := contradiction(p, seen, fetched); reason == "" {
+			v.Candidates = append(v.Candidates, p)
+		} else {
+			why = append(why, fmt.Sprintf("not %s: %s", p, reason))
+		}
+	}
+
+	quiet := !obs.Now.IsZero() && obs.Quiet > 0 && len(conns) > 0 && obs.Now.Sub(lastStart(conns)) >= obs.Quiet
+	switch {
+	case len(conns) == 0:
+		v.Policy, v.Why = PolicyUnknown, "no connection seen yet"
+	case len(v.Candidates) == 0:
+		v.Policy = PolicyInconsistent
+		v.Why = "no policy of the table explains the connections: " + strings.Join(why, "; ")
+		v.Complete = quiet
+	case len(v.Candidates) == 1:
+		v.Policy = v.Candidates[0]
+		v.Why = explain(v.Policy, seen, fetched)
+		v.Complete = true
+	default:
+		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, fetched, quiet)
+	}
+	v.ZoneB = zoneB(seen)
+	v.Facts = facts(v, conns, seen, fetched)
+	return v
+}
+
+// contradiction returns why policy p cannot explain what was seen, or "".
+func contradiction(p Policy, seen [numColumns]observed, fetched bool) string {
+	row := matrix[p]
+	for col := range numColumns {
+		e := row[col]
+		d, r := len(seen[col].delivered) > 0, len(seen[col].refused) > 0
+		switch {
+		case e == eDeliver && r:
+			return fmt.Sprintf("it refused %s", columnNames[col])
+		case e == eRefuse && d:
+			return fmt.Sprintf("it delivered to %s", columnNames[col])
+		case e == eNever && (d || r):
+			return fmt.Sprintf("it contacted %s", columnNames[col])
+		}
+	}
+	if fetched && !usesMTASTS(p) {
+		// A fetch of zone A's policy means the sender's set-up does
+		// MTA-STS, whatever its default level.
+		return "it fetched the MTA-STS policy"
+	}
+	return ""
+}
+
+// decideAmong picks from several candidates what the evidence supports.
+// Candidates that differ only where the sender has not been yet stay open;
+// once the sender has been quiet for long enough, absence counts.
+func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet bool) (Policy, bool, string) {
+	has := func(p Policy) bool { return slices.Contains(cands, p) }
+	// dane and dane+mta-sts behave alike toward every persona; only the
+	// policy fetch tells them apart. No fetch seen: dane, once quiet.
+	if len(cands) == 2 && has(PolicyDANE) && has(PolicyDANEMTASTS) {
+		if fetched {
+			return PolicyDANEMTASTS, true, "DANE behaviour, and the MTA-STS policy was fetched"
+		}
+		return PolicyDANE, quiet, "DANE behaviour and no fetch of the MTA-STS policy seen"
+	}
+	// A verify sender contacts persona 3, an MTA-STS sender never does:
+	// without a contact to 3 and with a policy fetch, mta-sts.
+	if has(PolicyMTASTS) && fetched && len(seen[col3].refused)+len(seen[col3].delivered) == 0 {
+		return PolicyMTASTS, quiet, "certificates verified for the hosts in the MTA-STS policy, which was fetched; persona 3 (not in the policy) never contacted"
+	}
+	if quiet {
+		// Nothing more will come: the candidate that expects the fewest
+		// unseen contacts is the best explanation, but the verdict stays
+		// open about the rest.
+		return cands[0], true, fmt.Sprintf("the sender stopped before the test could tell %s apart", joinPolicies(cands))
+	}
+	return PolicyUnknown, false, fmt.Sprintf("still possible: %s", joinPolicies(cands))
+}
+
+func explain(p Policy, seen [numColumns]observed, fetched bool) string {
+	var parts []string
+	for col := range numColumns {
+		if s := outcomeWord(seen[col]); s != "" {
+			parts = append(parts, columnNames[col]+": "+s)
+		}
+	}
+	if fetched {
+		parts = append(parts, "MTA-STS policy fetched")
+	}
+	return fmt.Sprintf("only %s explains %s", p, strings.Join(parts, ", "))
+}
+
+func outcomeWord(o observed) string {
+	switch d, r := len(o.delivered) > 0, len(o.refused) > 0; {
+	case d && r:
+		return "delivered and refused"
+	case d:
+		return "delivered"
+	case r:
+		return "refused"
+	}
+	return ""
+}
+
+func zoneB(seen [numColumns]observed) string {
+	p, t := seen[col7Plain], seen[col7TLS]
+	switch {
+	case len(t.delivered) > 0 && len(p.delivered) > 0:
+		return "delivers to B in plain text (downgrade) and over TLS"
+	case len(t.delivered) > 0:
+		return "delivers to B over TLS"
+	case len(p.delivered) > 0:
+		return "delivers to B in plain text"
+	case len(t.refused) > 0:
+		return "refuses B's TLS host"
+	}
+	return "no delivery to B seen"
+}
+
+// attempts counts delivery attempts: connections after a pause of more
+// than a minute start a new attempt (a sender's one attempt may visit
+// several MX hosts in quick succession, lab-recipes §7).
+func attempts(conns []store.SMTPConnection) int {
+	n := 0
+	var last time.Time
+	for _, c := range conns {
+		if _, _, ok := classify(c); !ok {
+			continue
+		}
+		if n == 0 || c.Started.Sub(last) > attemptGap {
+			n++
+		}
+		if c.Started.After(last) {
+			last = c.Started
+		}
+	}
+	return n
+}
+
+// attemptGap separates two delivery attempts.
+const attemptGap = 2 * time.Second
+
+func lastStart(conns []store.SMTPConnection) time.Time {
+	var t time.Time
+	for _, c := range conns {
+		if c.Started.After(t) {
+			t = c.Started
+		}
+	}
+	return t
+}
+
+func joinPolicies(ps []Policy) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = string(p)
+	}
+	return strings.Join(s, ", ")
+}
+
+// facts lists what the verdict says about the sender, each with evidence.
+func facts(v Verdict, conns []store.SMTPConnection, seen [numColumns]observed, fetched bool) []Fact {
+	ids := func(cols ...column) []int64 {
+		var out []int64
+		for _, c := range cols {
+			out = append(out, seen[c].delivered...)
+			out = append(out, seen[c].refused...)
+		}
+		return out
+	}
+	known := func(value bool, why string, ev []int64) Fact {
+		c := Likely
+		if len(ev) > 0 {
+			c = Proven
+		}
+		return Fact{Value: value, Confidence: c, Why: why, Evidence: ev}
+	}
+	unknown := func(why, settle string) Fact { return Fact{Confidence: Unknown, Why: why, Settle: settle} }
+	var out []Fact
+	add := func(name string, f Fact) { f.Name = name; out = append(out, f) }
+
+	switch {
+	case len(seen[colPlainWindow].refused) > 0:
+		add(FactEnforcesEncryption, known(true, "refused to send in plain text when STARTTLS was withheld", seen[colPlainWindow].refused))
+	case len(seen[colPlainWindow].delivered) > 0:
+		add(FactEnforcesEncryption, known(false, "sent in plain text when STARTTLS was withheld (downgrade)", seen[colPlainWindow].delivered))
+	default:
+		add(FactEnforcesEncryption, unknown("no connection inside the downgrade window", "a connection in the first minutes of the test"))
+	}
+	switch {
+	case len(seen[col3].refused)+len(seen[col4].refused) > 0 && len(seen[col5].delivered)+len(seen[col6].delivered) > 0 && len(seen[col4].delivered) == 0:
+		add(FactValidatesPKIX, known(true, "refused self-signed certificates, accepted CA-signed ones", ids(col3, col4, col5, col6)))
+	case len(seen[col2].refused) > 0 && len(seen[col2].delivered) == 0:
+		add(FactValidatesPKIX, known(true, "refused the self-signed certificate of persona 2", seen[col2].refused))
+	case len(seen[col2].delivered)+len(seen[col3].delivered) > 0:
+		add(FactValidatesPKIX, known(false, "delivered over a self-signed certificate without a matching TLSA record", ids(col2, col3)))
+	case len(seen[col4].delivered) > 0:
+		add(FactValidatesPKIX, known(false, "delivered to persona 4 (self-signed, DANE-valid): PKIX not required there", seen[col4].delivered))
+	default:
+		add(FactValidatesPKIX, unknown("no decisive certificate seen", "a connection to personas 3, 4 or 5"))
+	}
+	switch {
+	case len(seen[col4].delivered) > 0 && len(seen[col3].refused)+len(seen[col5].refused) > 0:
+		add(FactValidatesDANE, known(true, "delivered where TLSA matches (persona 4), refused where it does not", ids(col3, col4, col5)))
+	case len(seen[col3].delivered)+len(seen[col5].delivered) > 0:
+		add(FactValidatesDANE, known(false, "delivered although the TLSA record does not match", ids(col3, col5)))
+	case len(seen[col4].refused) > 0:
+		add(FactValidatesDANE, known(false, "refused persona 4 although its TLSA record matches", seen[col4].refused))
+	default:
+		add(FactValidatesDANE, unknown("personas 3-5 not all seen", "connections to personas 3, 4 and 5"))
+	}
+	switch {
+	case fetched:
+		add(FactAppliesMTASTS, Fact{Value: true, Confidence: Proven, Why: "fetched zone A's MTA-STS policy"})
+	case len(seen[col3].refused)+len(seen[col3].delivered) > 0 && usesNone(v.Candidates, usesMTASTS):
+		add(FactAppliesMTASTS, Fact{Value: false, Confidence: Likely, Why: "contacted persona 3, which the MTA-STS policy excludes, and fetched no policy", Evidence: ids(col3)})
+	default:
+		add(FactAppliesMTASTS, unknown("no policy fetch seen", "a fetch of https://mta-sts.A/.well-known/mta-sts.txt, or a TLS-RPT report"))
+	}
+	if usesMTASTS(v.Policy) || slices.Contains(v.Candidates, PolicyDANEMTASTS) {
+		switch {
+		case len(seen[col5].refused) > 0:
+			add(FactRespectsRFC8461S2, known(true, "refused persona 5 (CA-signed, in the MTA-STS policy, TLSA wrong)", seen[col5].refused))
+		case len(seen[col5].delivered) > 0 && len(seen[col4].delivered) > 0:
+			add(FactRespectsRFC8461S2, known(false, "delivered to persona 5 although its TLSA record does not match", seen[col5].delivered))
+		default:
+			add(FactRespectsRFC8461S2, unknown("persona 5 not seen", "a connection to persona 5"))
+		}
+	}
+	tlsConns, sni := 0, []int64{}
+	var noSNI []int64
+	for _, c := range conns {
+		if c.TLSVersion == "" && c.State != store.StateSniSeen {
+			continue
+		}
+		tlsConns++
+		if c.SNI != "" {
+			sni = append(sni, c.ID)
+		} else {
+			noSNI = append(noSNI, c.ID)
+		}
+	}
+	switch {
+	case len(sni) > 0:
+		add(FactSendsSNI, known(true, "sent the MX host name as SNI", sni))
+	case len(noSNI) > 0:
+		f := known(false, "sent no SNI in any TLS handshake", noSNI)
+		if len(seen[col2].refused) > 0 && len(seen[col2].delivered) == 0 {
+			f.Why = "verifies certificates but sends no SNI: with one address for all hosts it can only see persona 2's self-signed certificate"
+		}
+		add(FactSendsSNI, f)
+	default:
+		add(FactSendsSNI, unknown("no TLS handshake seen", "a connection after the downgrade window"))
+	}
+	if len(seen[colPlainWindow].refused) > 0 {
+		later := false
+		first := firstRefusalInWindow(conns)
+		for _, c := range conns {
+			if c.Started.After(first.Add(attemptGap)) {
+				later = true
+			}
+		}
+		if later {
+			add(FactRetries, known(true, "came back after the refused STARTTLS", ids(col2, col3, col4, col5, col6, col7TLS)))
+		} else {
+			add(FactRetries, unknown("no connection after the refusal yet", "a retry, or a bounce message to the sender"))
+		}
+	}
+	var v6 []int64
+	for _, c := range conns {
+		if c.Client.Addr().Is6() && !c.Client.Addr().Is4In6() {
+			v6 = append(v6, c.ID)
+		}
+	}
+	if len(v6) > 0 {
+		add(FactUsesIPv6, known(true, "connected over IPv6", v6))
+	} else {
+		add(FactUsesIPv6, Fact{Confidence: Unknown, Why: "all connections over IPv4", Settle: "an MX reachable over IPv6 only"})
+	}
+	var dkim, arc []int64
+	for _, c := range conns {
+		for _, s := range c.Signatures {
+			switch s.Type {
+			case "dkim":
+				dkim = append(dkim, c.ID)
+			case "arc":
+				arc = append(arc, c.ID)
+			}
+		}
+	}
+	mails := len(seen[colPlainWindow].delivered) + len(seen[colPlainOffer].delivered) + len(seen[col7Plain].delivered)
+	for _, col := range []column{col2, col3, col4, col5, col6, col7TLS} {
+		mails += len(seen[col].delivered)
+	}
+	sig := func(name string, ev []int64) {
+		switch {
+		case len(ev) > 0:
+			add(name, known(true, "signature on the test mail", uniq(ev)))
+		case mails > 0:
+			add(name, Fact{Value: false, Confidence: Proven, Why: "no such signature on the test mails received"})
+		default:
+			add(name, unknown("no mail received yet", "a completed mail"))
+		}
+	}
+	sig(FactSignsDKIM, dkim)
+	sig(FactSignsARC, arc)
+	return out
+}
+
+func firstRefusalInWindow(conns []store.SMTPConnection) time.Time {
+	for _, c := range conns {
+		if col, delivered, ok := classify(c); ok && col == colPlainWindow && !delivered {
+			return c.Started
+		}
+	}
+	return time.Time{}
+}
+
+func usesNone(ps []Policy, f func(Policy) bool) bool {
+	for _, p := range ps {
+		if f(p) {
+			return false
+		}
+	}
+	return true
+}
+
+func uniq(ids []int64) []int64 {
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// ClientMatches tells whether a policy fetch came from the sender's
+// network: the same /24 (IPv4) or /48 (IPv6) as one of its connections.
+// MTA-STS resolvers often fetch from the MTA itself or a neighbour.
+func ClientMatches(fetch netip.Addr, conns []store.SMTPConnection, bitsV4, bitsV6 int) bool {
+	fetch = fetch.Unmap()
+	for _, c := range conns {
+		a := c.Client.Addr().Unmap()
+		if a.Is4() != fetch.Is4() {
+			continue
+		}
+		bits := bitsV6
+		if a.Is4() {
+			bits = bitsV4
+		}
+		p, err := a.Prefix(bits)
+		if err == nil && p.Contains(fetch) {
+			return true
+		}
+	}
+	return false
+}

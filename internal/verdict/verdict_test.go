@@ -1,0 +1,334 @@
+package verdict
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// designTable is DESIGN.md §2's table of expected behaviour, transcribed
+// independently of the production matrix so that the tests check the
+// verdict against the design, not against itself. Columns: persona 1 while
+// STARTTLS is withheld, persona 1 although offered, personas 2-6, persona 7
+// in plain text and over TLS. D deliver, R refuse, - never.
+var designTable = map[Policy]string{
+	PolicyNone:       "DD-----D-", // never TLS; plain to A and B
+	PolicyMay:        "D-DDDDDDD", // delivers everywhere, TLS once offered
+	PolicyEncrypt:    "R-DDDDDRD", // TLS required, nothing verified
+	PolicyVerify:     "R-RRRDDRD", // PKIX required
+	PolicyDANE:       "R--RDRDDD", // DANE for A; B (no TLSA): opportunistic ("deliver (may)")
+	PolicyDANEOnly:   "R--RDRDRR", // DANE required everywhere
+	PolicyMTASTS:     "R---RDDDD", // mx3 not in the policy; B: default level may
+	PolicyDANEMTASTS: "R--RDRDDD", // footnote 3: DANE wins over MTA-STS for mx5
+}
+
+// sim builds the connection history of a correct sender of a policy
+// (DESIGN.md §2), or of a variant of it.
+type sim struct {
+	policy   Policy
+	noSNI    bool     // never sends SNI: every TLS handshake lands on persona 2
+	toA, toB bool     // which test addresses the mail went to
+	reached  []column // columns the sender got to (nil: all it would)
+	client   string
+	dkim     bool
+}
+
+func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
+	var row [numColumns]expect
+	for i, c := range designTable[s.policy] {
+		row[i] = map[rune]expect{'D': eDeliver, 'R': eRefuse, '-': eNever}[c]
+	}
+	var out []store.SMTPConnection
+	var fetches []store.PolicyFetch
+	at := t0
+	id := int64(0)
+	client := netip.AddrPortFrom(netip.MustParseAddr(s.client), 40000)
+	add := func(col column) {
+		e := row[col]
+		if s.noSNI {
+			// Without SNI, personas 3-6 are out of reach; A's TLS lands
+			// on 2, B's on 7 after persona 2's certificate.
+			switch col {
+			case col3, col4, col5, col6:
+				return
+			case col2:
+				// As for any persona with a self-signed certificate.
+				e = row[col3]
+			}
+		} else if col == col2 {
+			return // with SNI, persona 2 is never reached
+		}
+		if e == eNever || e == eAny {
+			return
+		}
+		if s.reached != nil && !slices.Contains(s.reached, col) {
+			return
+		}
+		switch col {
+		case col7Plain, col7TLS:
+			if !s.toB {
+				return
+			}
+		default:
+			if !s.toA {
+				return
+			}
+		}
+		id++
+		c := store.SMTPConnection{ID: id, Client: client, Started: at, EHLO: "mta.example.org", State: store.StateNone}
+		at = at.Add(30 * time.Second)
+		switch col {
+		case colPlainWindow:
+			c.Persona = 1
+		case colPlainOffer:
+			c.Persona, c.STARTTLSOffered = 1, true
+		case col7Plain:
+			c.Persona = 7
+		default:
+			c.STARTTLSOffered, c.TLSVersion, c.State = true, "TLS 1.3", store.StateTLSStarted
+			n := map[column]int{col2: 2, col3: 3, col4: 4, col5: 5, col6: 6, col7TLS: 7}[col]
+			c.Persona, c.CertPersona = n, n
+			if !s.noSNI {
+				c.SNI = fmt.Sprintf("mx%d.a.example", n)
+			}
+			if col == col7TLS && s.noSNI {
+				c.CertPersona = 2
+			}
+			if e == eRefuse && col != col7TLS {
+				// Refused during the handshake: only the ClientHello.
+				c.State, c.TLSVersion = store.StateSniSeen, ""
+			}
+		}
+		if e == eDeliver {
+			c.State = store.StateMail
+			if col == col7TLS || col == col7Plain {
+				c.Persona = 7
+			}
+			c.MailFrom = "sender@example.org"
+			if s.dkim {
+				c.Signatures = []store.Signature{{Type: "dkim", Domain: "example.org", Result: "pass"}}
+			}
+		} else if col == col7TLS {
+			// Refused B's certificate: no recipient known, persona as served.
+			c.State, c.TLSVersion, c.Persona = store.StateSniSeen, "", c.CertPersona
+		}
+		c.Ended = c.Started.Add(time.Second)
+		out = append(out, c)
+	}
+	if usesMTASTS(s.policy) && s.toA {
+		fetches = append(fetches, store.PolicyFetch{Time: t0, Client: client, Path: "/.well-known/mta-sts.txt", Status: 200})
+	}
+	for col := range numColumns {
+		add(col)
+	}
+	return out, fetches
+}
+
+func judge(s sim, quiet bool) Verdict {
+	conns, fetches := s.history()
+	now := t0.Add(time.Hour)
+	q := 10 * time.Minute
+	if !quiet {
+		now = lastStart(conns)
+	}
+	return Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: q})
+}
+
+// TestJudgeFullMatrix: a correct sender of each policy that went
+// everywhere it would is recognised, with SNI, and to A and B.
+func TestJudgeFullMatrix(t *testing.T) {
+	for _, p := range Candidates {
+		t.Run(string(p), func(t *testing.T) {
+			v := judge(sim{policy: p, toA: true, toB: true, client: "192.0.2.1", dkim: true}, true)
+			if v.Policy != p || !v.Complete {
+				t.Fatalf("verdict %s (complete %v), want %s: %s\nseen %v candidates %v", v.Policy, v.Complete, p, v.Why, v.Seen, v.Candidates)
+			}
+			for _, f := range v.Facts {
+				if f.Confidence == Proven && len(f.Evidence) == 0 && f.Name != FactAppliesMTASTS && f.Name != FactSignsDKIM && f.Name != FactSignsARC {
+					t.Errorf("fact %q proven without evidence", f.Name)
+				}
+			}
+		})
+	}
+}
+
+// TestJudgeNeverWrong is the exhaustive property: for every policy, with
+// and without SNI, to A and/or B, and for every subset of the places the
+// sender would go (a sender that gives up early, tries only the first MX,
+// ...), the verdict never names another policy as settled, and the true
+// policy is always among the candidates.
+func TestJudgeNeverWrong(t *testing.T) {
+	checked := 0
+	for _, p := range Candidates {
+		for _, noSNI := range []bool{false, true} {
+			if noSNI && p != PolicyNone && p != PolicyMay && p != PolicyEncrypt && p != PolicyVerify {
+				continue // DANE and MTA-STS senders always send SNI
+			}
+			for _, dest := range [][2]bool{{true, true}, {true, false}, {false, true}} {
+				for mask := 0; mask < 1<<numColumns; mask++ {
+					var reached []column
+					for col := range numColumns {
+						if mask&(1<<col) != 0 {
+							reached = append(reached, col)
+						}
+					}
+					s := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reached, client: "192.0.2.1"}
+					for _, quiet := range []bool{false, true} {
+						v := judge(s, quiet)
+						checked++
+						if !slices.Contains(v.Candidates, p) && v.Policy != PolicyUnknown {
+							t.Fatalf("%+v quiet=%v: true policy %s eliminated (%s)", s, quiet, p, v.Why)
+						}
+						if v.Complete && v.Policy != p && len(v.Candidates) == 1 {
+							t.Fatalf("%+v: settled on %s, truth %s: %s", s, v.Policy, p, v.Why)
+						}
+						if v.Complete && v.Policy != p && !quiet {
+							t.Fatalf("%+v: complete with %s before the sender went quiet, truth %s", s, v.Policy, p)
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d histories judged", checked)
+}
+
+func TestJudgeSpecialSenders(t *testing.T) {
+	t.Run("verify without SNI", func(t *testing.T) {
+		v := judge(sim{policy: PolicyVerify, noSNI: true, toA: true, toB: true, client: "192.0.2.1"}, true)
+		if v.Policy != PolicyVerify {
+			t.Fatalf("verdict %s: %s (%v)", v.Policy, v.Why, v.Candidates)
+		}
+		f := fact(t, v, FactSendsSNI)
+		if f.Value || f.Confidence != Proven || f.Why == "" || !contains(f.Why, "no SNI") {
+			t.Fatalf("SNI fact %+v", f)
+		}
+	})
+	t.Run("bounces after the first refused STARTTLS", func(t *testing.T) {
+		v := judge(sim{policy: PolicyDANE, toA: true, toB: true, reached: []column{colPlainWindow}, client: "192.0.2.1"}, true)
+		if f := fact(t, v, FactEnforcesEncryption); !f.Value || f.Confidence != Proven {
+			t.Fatalf("encryption fact %+v", f)
+		}
+		if f := fact(t, v, FactRetries); f.Confidence != Unknown {
+			t.Fatalf("retry fact %+v", f)
+		}
+		if slices.Contains(v.Candidates, PolicyMay) || slices.Contains(v.Candidates, PolicyNone) {
+			t.Fatalf("candidates %v", v.Candidates)
+		}
+	})
+	t.Run("IPv6 and DKIM", func(t *testing.T) {
+		v := judge(sim{policy: PolicyMay, toA: true, toB: true, client: "2001:db8::25", dkim: true}, true)
+		if f := fact(t, v, FactUsesIPv6); !f.Value || f.Confidence != Proven {
+			t.Fatalf("IPv6 fact %+v", f)
+		}
+		if f := fact(t, v, FactSignsDKIM); !f.Value || len(f.Evidence) == 0 {
+			t.Fatalf("DKIM fact %+v", f)
+		}
+	})
+	t.Run("delivered to persona 3 is never dane or mta-sts", func(t *testing.T) {
+		conns := []store.SMTPConnection{{ID: 1, Persona: 3, CertPersona: 3, SNI: "mx3.a.example", TLSVersion: "TLS 1.3",
+			STARTTLSOffered: true, State: store.StateMail, MailFrom: "a@b", Started: t0}}
+		v := Judge(Observations{Connections: conns, PolicyFetches: []store.PolicyFetch{{Time: t0}}, Now: t0.Add(time.Hour), Quiet: time.Minute})
+		for _, p := range []Policy{PolicyDANE, PolicyDANEOnly, PolicyMTASTS, PolicyDANEMTASTS} {
+			if v.Policy == p || slices.Contains(v.Candidates, p) {
+				t.Fatalf("%s still possible after a delivery to persona 3: %v", p, v.Candidates)
+			}
+		}
+		if v.Policy != PolicyInconsistent {
+			t.Fatalf("delivery to 3 plus a policy fetch: want inconsistent, got %s", v.Policy)
+		}
+	})
+	t.Run("nothing seen", func(t *testing.T) {
+		if v := Judge(Observations{Now: t0}); v.Policy != PolicyUnknown || v.Complete {
+			t.Fatalf("%+v", v)
+		}
+	})
+}
+
+func fact(t *testing.T, v Verdict, name string) Fact {
+	t.Helper()
+	for _, f := range v.Facts {
+		if f.Name == name {
+			return f
+		}
+	}
+	t.Fatalf("no fact %q in %+v", name, v.Facts)
+	return Fact{}
+}
+
+func contains(s, sub string) bool { return len(s) >= len(sub) && (s == sub || len(sub) == 0 || indexOf(s, sub) >= 0) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+// FuzzJudge feeds random observation sequences: the verdict never panics,
+// never settles on a DANE or MTA-STS policy for a sender that delivered to
+// persona 3, and never claims a proven fact without evidence (policy
+// fetches and signatures are their own evidence).
+func FuzzJudge(f *testing.F) {
+	f.Add(uint64(1), uint8(5))
+	f.Add(uint64(42), uint8(20))
+	f.Fuzz(func(t *testing.T, seed uint64, n uint8) {
+		r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+		states := []store.ConnState{store.StateNone, store.StateSniSeen, store.StateTLSStarted, store.StateMail, store.StateAcked}
+		var conns []store.SMTPConnection
+		for i := range int(n) % 40 {
+			c := store.SMTPConnection{ID: int64(i + 1), Persona: r.IntN(9), CertPersona: r.IntN(8),
+				State: states[r.IntN(len(states))], STARTTLSOffered: r.IntN(2) == 0,
+				Started: t0.Add(time.Duration(r.IntN(3600)) * time.Second)}
+			if r.IntN(2) == 0 {
+				c.TLSVersion = "TLS 1.3"
+			}
+			if r.IntN(2) == 0 {
+				c.SNI = "mx4.a.example"
+			}
+			if r.IntN(2) == 0 {
+				c.EHLO = "x"
+			}
+			if c.State.Rank() >= store.StateMail.Rank() {
+				c.MailFrom = "a@b"
+			}
+			if r.IntN(4) == 0 {
+				c.Client = netip.MustParseAddrPort("[2001:db8::1]:25")
+			}
+			conns = append(conns, c)
+		}
+		var fetches []store.PolicyFetch
+		if r.IntN(3) == 0 {
+			fetches = append(fetches, store.PolicyFetch{Time: t0})
+		}
+		v := Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: t0.Add(2 * time.Hour), Quiet: time.Minute})
+		delivered3 := false
+		for _, c := range conns {
+			col, d, ok := classify(c)
+			delivered3 = delivered3 || (ok && col == col3 && d)
+		}
+		if delivered3 {
+			switch v.Policy {
+			case PolicyDANE, PolicyDANEOnly, PolicyMTASTS, PolicyDANEMTASTS:
+				t.Fatalf("verdict %s for a sender that delivered to persona 3", v.Policy)
+			}
+		}
+		for _, fct := range v.Facts {
+			if fct.Confidence == Proven && len(fct.Evidence) == 0 {
+				switch fct.Name {
+				case FactAppliesMTASTS, FactSignsDKIM, FactSignsARC:
+					// their evidence is the fetch or the mails themselves
+				default:
+					t.Fatalf("fact %q proven without evidence: %+v", fct.Name, fct)
+				}
+			}
+		}
+	})
+}
