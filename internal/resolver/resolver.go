@@ -34,6 +34,8 @@ var (
 type Resolver struct {
 	addr    netip.AddrPort
 	timeout time.Duration
+	anchors []*anchor // zones validated here (validate.go)
+	now     func() time.Time
 }
 
 // New returns a resolver for addr ("ip:port"); an empty addr takes the first
@@ -49,13 +51,14 @@ func New(addr string) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolver address %q: %w", addr, err)
 	}
-	return &Resolver{addr: ap, timeout: 5 * time.Second}, nil
+	return &Resolver{addr: ap, timeout: 5 * time.Second, now: time.Now}, nil
 }
 
 // Addr returns the resolver's address.
 func (r *Resolver) Addr() netip.AddrPort { return r.addr }
 
-// TrustsAD tells whether the AD bit from this resolver is believed.
+// TrustsAD tells whether the AD bit from this resolver is believed (for
+// names outside the trust anchors, which are validated here).
 func (r *Resolver) TrustsAD() bool { return r.addr.Addr().IsLoopback() }
 
 // Answer is the result of one query.
@@ -69,23 +72,18 @@ type Answer struct {
 // the answer is truncated. NXDOMAIN and SERVFAIL are returned as errors
 // wrapping ErrNXDomain and ErrServFail, with the answer.
 func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (Answer, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(name), qtype)
-	m.SetEdns0(1232, true)
-	m.AuthenticatedData = true // RFC 6840 §5.7: ask for the AD bit
-	var in *dns.Msg
-	var err error
-	for _, network := range []string{"udp", "tcp"} {
-		c := &dns.Client{Net: network, Timeout: r.timeout}
-		in, _, err = c.ExchangeContext(ctx, m, r.addr.String())
-		if err != nil {
-			return Answer{}, fmt.Errorf("resolver: %s %s: %w", name, dns.TypeToString[qtype], err)
-		}
-		if !in.Truncated {
-			break
-		}
+	in, err := r.exchange(ctx, name, qtype)
+	if err != nil {
+		return Answer{}, err
 	}
 	a := Answer{Msg: in, Secure: in.AuthenticatedData && r.TrustsAD()}
+	if an := r.anchorFor(name); an != nil && (in.Rcode == dns.RcodeSuccess || in.Rcode == dns.RcodeNameError) {
+		// Under a trust anchor we validate ourselves and ignore AD.
+		if err := r.validate(ctx, an, name, qtype, in, r.now()); err != nil {
+			return Answer{Msg: in}, err
+		}
+		a.Secure = true
+	}
 	switch in.Rcode {
 	case dns.RcodeSuccess:
 		return a, nil
