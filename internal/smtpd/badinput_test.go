@@ -82,7 +82,7 @@ func TestBadInput(t *testing.T) {
 		}
 		c.ok(250, "NOOP")
 		c.quit()
-		expected = append(expected, want{reply: "250 2.0.0 accepted: plain text"})
+		expected = append(expected, want{reply: "250 2.0.0 accepted: "})
 	})
 
 	t.Run("message over the size limit", func(t *testing.T) {

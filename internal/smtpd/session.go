@@ -351,13 +351,17 @@ func (ss *session) acknowledge() error {
 	var (
 		test    store.Test
 		history []store.SMTPConnection
+		fetches []store.PolicyFetch
 	)
 	err := ss.s.storeOp(func(ctx context.Context) error {
 		var err error
 		if test, err = ss.s.opts.Store.Test(ctx, ss.tx.test.ID); err != nil {
 			return err
 		}
-		history, err = ss.s.opts.Store.Connections(ctx, store.ConnectionFilter{TestID: test.ID})
+		if history, err = ss.s.opts.Store.Connections(ctx, store.ConnectionFilter{TestID: test.ID}); err != nil {
+			return err
+		}
+		fetches, err = ss.s.senderFetches(ctx, now, append(history, r.snapshot()))
 		return err
 	})
 	if err != nil {
@@ -391,6 +395,7 @@ func (ss *session) acknowledge() error {
 		History:           history,
 		AckAfter:          ss.s.opts.AckAfter,
 		AlreadyAcked:      test.State == store.TestAcked || !test.Acked.IsZero(),
+		Fetches:           fetches,
 	})
 	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason)
 	if !ack.Accept {
@@ -464,4 +469,26 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// fetchEvidenceWindow is how far back a policy fetch counts as evidence
+// that a sender does MTA-STS: a week, the usual max_age, during which it
+// may rely on its cached policy without fetching again (RFC 8461 §5).
+const fetchEvidenceWindow = 7 * 24 * time.Hour
+
+// senderFetches returns the MTA-STS policy fetches that came from the
+// sender's network (the client prefix of one of its connections): an
+// MTA-STS resolver fetches from the MTA or a neighbour.
+func (s *Server) senderFetches(ctx context.Context, now time.Time, conns []store.SMTPConnection) ([]store.PolicyFetch, error) {
+	all, err := s.opts.Store.PolicyFetches(ctx, now.Add(-fetchEvidenceWindow), now.Add(time.Second), 1000)
+	if err != nil {
+		return nil, err
+	}
+	var out []store.PolicyFetch
+	for _, f := range all {
+		if f.Status == 200 && verdict.ClientMatches(f.Client.Addr(), conns, s.opts.ClientPrefixV4, s.opts.ClientPrefixV6) {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }

@@ -31,6 +31,9 @@ type AckInput struct {
 	AckAfter time.Duration
 	// AlreadyAcked: an earlier mail of the test was answered 250.
 	AlreadyAcked bool
+	// Fetches are the MTA-STS policy fetches tied to the sender (see
+	// ClientMatches): evidence that settles the MTA-STS candidates early.
+	Fetches []store.PolicyFetch
 }
 
 // Ack is the decision for the mail in flight.
@@ -45,7 +48,13 @@ const minPersona2Connections = 2
 
 // Acknowledge decides whether the mail in flight is answered 250 or 451.
 //
-// DESIGN.md §3: mail for A gets 451 until one of
+// A 451 buys one more delivery attempt, so it is given only while another
+// attempt can still tell the remaining candidate policies apart: mail for
+// A is accepted as soon as Judge leaves one candidate, or only candidates
+// that behave alike toward every persona (dane and dane+mta-sts: only a
+// policy fetch tells them apart), or none (nothing more to learn).
+//
+// Besides, DESIGN.md §3's rules settle it: mail for A gets 451 until one of
 //   - only persona 2 is ever used (the sender sends no SNI: nothing more
 //     can be learnt from other personas);
 //   - all of personas 3–6 were hit;
@@ -69,6 +78,15 @@ func Acknowledge(in AckInput) Ack {
 	}
 	if in.InDowngradeWindow {
 		return Ack{false, "downgrade test in progress: try again later"}
+	}
+	v := Judge(Observations{Connections: in.History, PolicyFetches: in.Fetches, Now: in.Now})
+	switch {
+	case len(v.Candidates) == 1:
+		return Ack{true, "policy settled: " + string(v.Candidates[0])}
+	case len(v.Candidates) == 0:
+		return Ack{true, "no policy of the table explains the connections: nothing more to learn"}
+	case indistinguishable(v.Candidates):
+		return Ack{true, "the remaining policies (" + joinPolicies(v.Candidates) + ") behave alike toward every persona"}
 	}
 	hit := map[int]bool{}
 	var firstOf4to6 time.Time
@@ -108,4 +126,19 @@ func Acknowledge(in AckInput) Ack {
 		return Ack{true, "plain text although STARTTLS was offered"}
 	}
 	return Ack{false, "collecting evidence: try again later"}
+}
+
+// indistinguishable tells whether no persona can tell the candidates apart:
+// their rows of the expectation matrix agree wherever both expect
+// something definite.
+func indistinguishable(cands []Policy) bool {
+	for _, p := range cands[1:] {
+		a, b := matrix[cands[0]], matrix[p]
+		for col := range numColumns {
+			if a[col] != b[col] && a[col] != eAny && b[col] != eAny {
+				return false
+			}
+		}
+	}
+	return true
 }

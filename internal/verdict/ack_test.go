@@ -12,7 +12,15 @@ var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
 // conn builds a history entry: persona n reached state st at t0+at.
 func conn(n int, st store.ConnState, at time.Duration) store.SMTPConnection {
-	c := store.SMTPConnection{Persona: n, State: st, Started: t0.Add(at), STARTTLSOffered: n != 1}
+	c := store.SMTPConnection{Persona: n, State: st, Started: t0.Add(at), STARTTLSOffered: n != 1, EHLO: "mta.example.org"}
+	if n != 1 {
+		// A TLS persona: its certificate was served; the handshake
+		// completed unless it was refused right there.
+		c.CertPersona = n
+		if st != store.StateSniSeen {
+			c.TLSVersion = "TLS 1.3"
+		}
+	}
 	if st.Rank() >= store.StateMail.Rank() {
 		c.MailFrom = "sender@example.org"
 	}
@@ -34,9 +42,24 @@ func TestAcknowledge(t *testing.T) {
 		acked    bool
 		now      time.Duration
 		history  []store.SMTPConnection
+		fetched  bool
 		accept   bool
 		reasonIs string
 	}{
+		// Settled early by the verdict: fewer attempts.
+		{name: "encrypt settled after its first TLS delivery", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(3, store.StateMail, 4*time.Minute)},
+			accept: true},
+		{name: "mta-sts with a policy fetch settled at its first delivery", zone: persona.ZoneA, now: 4 * time.Minute, fetched: true,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 4*time.Minute)},
+			accept: true},
+		{name: "mta-sts without a fetch: verify still possible", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 4*time.Minute)},
+			accept: false},
+		{name: "dane or dane+mta-sts: indistinguishable by personas", zone: persona.ZoneA, now: 5 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(3, store.StateSniSeen, 4*time.Minute),
+				conn(4, store.StateMail, 4*time.Minute), conn(7, store.StateMail, 4*time.Minute)},
+			accept: true},
 		{name: "A inside the downgrade window", zone: persona.ZoneA, window: true,
 			history: []store.SMTPConnection{conn(1, store.StateMail, 0)}, accept: false},
 		{name: "B inside the downgrade window", zone: persona.ZoneB, window: true,
@@ -90,8 +113,12 @@ func TestAcknowledge(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			var fetches []store.PolicyFetch
+			if tc.fetched {
+				fetches = []store.PolicyFetch{{Time: t0}}
+			}
 			got := Acknowledge(AckInput{Zone: tc.zone, Now: t0.Add(tc.now), InDowngradeWindow: tc.window,
-				History: tc.history, AckAfter: ackAfter, AlreadyAcked: tc.acked})
+				History: tc.history, AckAfter: ackAfter, AlreadyAcked: tc.acked, Fetches: fetches})
 			if got.Accept != tc.accept {
 				t.Fatalf("accept %v (%s), want %v", got.Accept, got.Reason, tc.accept)
 			}
