@@ -1,6 +1,3 @@
-// Package mtasts implements SMTP MTA Strict Transport Security (RFC 8461):
-// the policy that zone A publishes, and (later) the parsing and fetching
-// used by the inbound check and the policy-aware sender.
 package mtasts
 
 import (
