@@ -147,33 +147,69 @@ func SPF(cfg *config.Config) string {
 }
 
 // Serve runs the service until ctx is cancelled: the DNS zones, the
-// certificate manager, the SMTP personas, the MTA-STS policy host. Every listener is bound
-// before anything is served, so a busy port fails the start at once.
+// certificate manager, the SMTP personas, the MTA-STS policy host.
 func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	st, err := store.Open(ctx, cfg.StorePath())
+	r, err := Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	return r.Wait()
+}
+
+// Running is a started service.
+type Running struct {
+	Zones       *Zones
+	Store       *store.Store
+	Certs       *certs.Manager
+	DNSAddrs    []netip.AddrPort // bound DNS addresses (UDP and TCP)
+	SMTPAddrs   []netip.AddrPort
+	PolicyAddrs []netip.AddrPort
+	done        chan error
+	closeStore  func() error
+}
+
+// Wait blocks until the service has stopped (its context was cancelled or
+// a part failed) and returns why; nil after a cancellation.
+func (r *Running) Wait() error {
+	err := <-r.done
+	r.done <- err // later calls see the same
+	return err
+}
+
+// Start binds every listener — so a busy port fails the start at once —
+// and runs the service until ctx is cancelled. Ports may be 0; the bound
+// addresses are in the returned Running.
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running, error) {
+	st, err := store.Open(ctx, cfg.StorePath())
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error, closers ...func()) (*Running, error) {
+		for _, c := range closers {
+			c()
+		}
+		st.Close()
+		return nil, err
+	}
 	zones, err := BuildZones(cfg, time.Now())
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	dnsListeners, err := dnsserver.Listen(ctx, cfg.DNS.Listen)
 	if err != nil {
-		return err
+		return fail(err)
 	}
+	closeD := func() { closeDNS(dnsListeners) }
 	policyListeners, err := policyhost.Listen(ctx, cfg.PolicyHost.Listen)
 	if err != nil {
-		closeDNS(dnsListeners)
-		return err
+		return fail(err, closeD)
 	}
+	closeP := func() { closeAll(policyListeners) }
 	smtpListeners, err := smtpd.Listen(ctx, cfg.SMTP.Listen)
 	if err != nil {
-		closeDNS(dnsListeners)
-		closeAll(policyListeners)
-		return err
+		return fail(err, closeD, closeP)
 	}
+	closeS := func() { closeAll(smtpListeners) }
 	mgr, err := certs.New(certs.Options{
 		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
@@ -182,49 +218,44 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		Keys: zones.Keys, Challenges: zones.Authority, Logger: log.With("part", "certs"),
 	})
 	if err != nil {
-		closeDNS(dnsListeners)
-		closeAll(policyListeners)
-		closeAll(smtpListeners)
-		return err
+		return fail(err, closeD, closeP, closeS)
 	}
 	if cfg.TLSIssuer() == certs.IssuerACME && cfg.ACME.Directory == "" {
 		log.Warn("tls.issuer is acme but acme.directory is empty: personas 5, 6, 7 and the policy host have no certificate")
 	}
-
-	qlog := store.NewDNSQueryLog(st, log.With("part", "querylog"), cfg.DNS.QueryLogBuffer, cfg.DNS.QueryLogRetention.Duration)
-	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
-	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
-		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost")})
-
 	res, err := resolver.New(cfg.Resolver.Address)
 	if err != nil {
 		log.Warn("no resolver for DKIM key look-ups: signatures will be recorded unverified", "err", err)
 	}
 	smtp, err := smtpd.New(SMTPOptions(cfg, zones, mgr, st, res, log.With("part", "smtp")))
 	if err != nil {
-		closeDNS(dnsListeners)
-		closeAll(policyListeners)
-		closeAll(smtpListeners)
-		return err
+		return fail(err, closeD, closeP, closeS)
 	}
+	qlog := store.NewDNSQueryLog(st, log.With("part", "querylog"), cfg.DNS.QueryLogBuffer, cfg.DNS.QueryLogRetention.Duration)
+	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
+	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
+		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost")})
+
+	r := &Running{Zones: zones, Store: st, Certs: mgr, done: make(chan error, 1)}
+	for _, l := range dnsListeners {
+		r.DNSAddrs = append(r.DNSAddrs, l.Addr().(*net.UDPAddr).AddrPort())
+		log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", len(l.UDP))
+	}
+	for _, l := range smtpListeners {
+		r.SMTPAddrs = append(r.SMTPAddrs, l.Addr().(*net.TCPAddr).AddrPort())
+		log.Info("smtp listening", "addr", l.Addr().String(), "downgrade_window", cfg.Timing.DowngradeWindow.Duration)
+	}
+	for _, l := range policyListeners {
+		r.PolicyAddrs = append(r.PolicyAddrs, l.Addr().(*net.TCPAddr).AddrPort())
+		log.Info("policy host listening", "addr", l.Addr().String(), "host", mgr.PolicyHostName())
+	}
+	log.Info("zones ready", "a", cfg.Zones.A, "ds_a", zones.KeyA.DS().String(), "b", cfg.Zones.B, "rotation", cfg.Timing.MXRotation.Duration)
 
 	// The query log outlives the listeners: it is stopped only after the
 	// DNS server has shut down, so the last answered queries are written.
 	qctx, qcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer qcancel()
 	qlogDone := make(chan error, 1)
 	go func() { qlogDone <- qlog.Run(qctx) }()
-
-	for _, l := range dnsListeners {
-		log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", len(l.UDP))
-	}
-	for _, l := range smtpListeners {
-		log.Info("smtp listening", "addr", l.Addr().String(), "downgrade_window", cfg.Timing.DowngradeWindow.Duration)
-	}
-	for _, l := range policyListeners {
-		log.Info("policy host listening", "addr", l.Addr().String(), "host", mgr.PolicyHostName())
-	}
-	log.Info("zones ready", "a", cfg.Zones.A, "ds_a", zones.KeyA.DS().String(), "b", cfg.Zones.B, "rotation", cfg.Timing.MXRotation.Duration)
 
 	// One part failing stops the others: a service with a dead listener
 	// would give tests wrong answers.
@@ -233,17 +264,22 @@ func Serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
 	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
 	g.Go(func() error { return mgr.Run(gctx) })
-	err = g.Wait()
-
-	qcancel()
-	if qerr := <-qlogDone; qerr != nil && err == nil {
-		err = fmt.Errorf("query log: %w", qerr)
-	}
-	log.Info("query log closed", "written", qlog.Written(), "dropped", qlog.Dropped())
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
+	go func() {
+		err := g.Wait()
+		qcancel()
+		if qerr := <-qlogDone; qerr != nil && err == nil {
+			err = fmt.Errorf("query log: %w", qerr)
+		}
+		log.Info("query log closed", "written", qlog.Written(), "dropped", qlog.Dropped())
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		r.done <- err
+	}()
+	return r, nil
 }
 
 func closeDNS(ls []dnsserver.Listener) {

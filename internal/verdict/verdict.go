@@ -132,6 +132,14 @@ type Observations struct {
 	// Quiet: with no new connection for this long, what has not happened
 	// is taken as not going to happen (timing.ack_after is a good value).
 	Quiet time.Duration
+	// SenderDone: the sender is known to have finished (its queue is
+	// empty: the demo's reference senders, the lab's Postfix logs). What
+	// has not happened will not, whatever the time.
+	SenderDone bool
+	// SentToB: the sender is known to have had a mail for the B address.
+	// If it never delivered there, it refused B (dane-only: B has no
+	// TLSA). Unknown for real users, who may have written to A only.
+	SentToB bool
 }
 
 // Verdict is the answer for one test.
@@ -231,7 +239,7 @@ func Judge(obs Observations) Verdict {
 		}
 	}
 
-	quiet := !obs.Now.IsZero() && obs.Quiet > 0 && len(conns) > 0 && obs.Now.Sub(lastStart(conns)) >= obs.Quiet
+	quiet := obs.SenderDone || !obs.Now.IsZero() && obs.Quiet > 0 && len(conns) > 0 && obs.Now.Sub(lastStart(conns)) >= obs.Quiet
 	switch {
 	case len(conns) == 0:
 		v.Policy, v.Why = PolicyUnknown, "no connection seen yet"
@@ -244,7 +252,7 @@ func Judge(obs Observations) Verdict {
 		v.Why = explain(v.Policy, seen, fetched)
 		v.Complete = true
 	default:
-		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, fetched, quiet)
+		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, fetched, quiet, obs.SentToB)
 	}
 	v.ZoneB = zoneB(seen)
 	v.Facts = facts(v, conns, seen, fetched)
@@ -277,8 +285,13 @@ func contradiction(p Policy, seen [numColumns]observed, fetched bool) string {
 // decideAmong picks from several candidates what the evidence supports.
 // Candidates that differ only where the sender has not been yet stay open;
 // once the sender has been quiet for long enough, absence counts.
-func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet bool) (Policy, bool, string) {
+func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sentToB bool) (Policy, bool, string) {
 	has := func(p Policy) bool { return slices.Contains(cands, p) }
+	// A sender that had a mail for B, is done, and never delivered to B
+	// refused it: of the candidates, only dane-only does (B has no TLSA).
+	if quiet && sentToB && has(PolicyDANEOnly) && len(seen[col7Plain].delivered)+len(seen[col7TLS].delivered) == 0 {
+		return PolicyDANEOnly, true, "DANE behaviour toward A, and no delivery to B (no TLSA there) although it had a mail for B"
+	}
 	// dane and dane+mta-sts behave alike toward every persona; only the
 	// policy fetch tells them apart. No fetch seen: dane, once quiet.
 	if len(cands) == 2 && has(PolicyDANE) && has(PolicyDANEMTASTS) {

@@ -243,6 +243,23 @@ func TestJudgeSpecialSenders(t *testing.T) {
 			t.Fatalf("delivery to 3 plus a policy fetch: want inconsistent, got %s", v.Policy)
 		}
 	})
+	t.Run("dane-only never contacts B: settled by SentToB once done", func(t *testing.T) {
+		// A real dane-only sender does not even connect to B (securely no
+		// TLSA): nothing is recorded for B.
+		conns, _ := sim{policy: PolicyDANEOnly, toA: true, client: "192.0.2.1"}.history()
+		open := Judge(Observations{Connections: conns, Now: lastStart(conns)})
+		if open.Complete || !slices.Contains(open.Candidates, PolicyDANE) || !slices.Contains(open.Candidates, PolicyDANEOnly) {
+			t.Fatalf("without knowing about B: %s %v", open.Policy, open.Candidates)
+		}
+		done := Judge(Observations{Connections: conns, Now: lastStart(conns), SenderDone: true, SentToB: true})
+		if done.Policy != PolicyDANEOnly || !done.Complete {
+			t.Fatalf("sender done, mail for B never delivered: %s (%s)", done.Policy, done.Why)
+		}
+		dane, _ := sim{policy: PolicyDANE, toA: true, toB: true, client: "192.0.2.1"}.history()
+		if v := Judge(Observations{Connections: dane, SenderDone: true, SentToB: true}); v.Policy != PolicyDANE {
+			t.Fatalf("a dane sender that delivered to B: %s (%s)", v.Policy, v.Why)
+		}
+	})
 	t.Run("nothing seen", func(t *testing.T) {
 		if v := Judge(Observations{Now: t0}); v.Policy != PolicyUnknown || v.Complete {
 			t.Fatalf("%+v", v)
