@@ -46,7 +46,8 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run the service (DNS zones A and B) until interrupted", runServe},
+		{"demo", "run the service and 8 reference senders (one per policy) on loopback; print the verdicts", runDemo},
+		{"serve", "run the service (DNS zones, SMTP personas, MTA-STS host) until interrupted", runServe},
 		{"dns", "zone tools: 'dns ds' prints the DS records, 'dns dump [-zone a|b]' the signed zone", runDNS},
 		{"test", "outbound tests: 'test new' creates one, 'test show ID' prints its connection history", runTest},
 		{"config", "print the effective configuration (defaults plus file) as TOML", runConfig},

@@ -403,11 +403,16 @@ func (ss *session) acknowledge() error {
 		return ss.answer(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: ack.Reason}, false)
 	}
 	reply := &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "accepted: " + ack.Reason}
-	if test.State == store.TestOpen {
-		test.State = store.TestAcked
-	}
-	if test.Acked.IsZero() {
-		test.Acked = now
+	// Only the acknowledgement of a mail for A ends the test's evidence
+	// collection: B's mail is accepted once the downgrade window is over,
+	// while A's may still need attempts to tell policies apart.
+	if zone == persona.ZoneA {
+		if test.State == store.TestOpen {
+			test.State = store.TestAcked
+		}
+		if test.Acked.IsZero() {
+			test.Acked = now
+		}
 	}
 	if test.Sender == "" && ss.tx.from != "" {
 		test.Sender = canonSender(ss.tx.from)

@@ -300,16 +300,10 @@ func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sent
 		}
 		return PolicyDANE, quiet, "DANE behaviour and no fetch of the MTA-STS policy seen"
 	}
-	// A verify sender contacts persona 3, an MTA-STS sender never does:
-	// without a contact to 3 and with a policy fetch, mta-sts.
-	if has(PolicyMTASTS) && fetched && len(seen[col3].refused)+len(seen[col3].delivered) == 0 {
-		return PolicyMTASTS, quiet, "certificates verified for the hosts in the MTA-STS policy, which was fetched; persona 3 (not in the policy) never contacted"
-	}
 	if quiet {
-		// Nothing more will come: the candidate that expects the fewest
-		// unseen contacts is the best explanation, but the verdict stays
-		// open about the rest.
-		return cands[0], true, fmt.Sprintf("the sender stopped before the test could tell %s apart", joinPolicies(cands))
+		// Nothing more will come, and what was seen fits several
+		// policies: say so rather than pick one.
+		return PolicyUnknown, true, fmt.Sprintf("the sender stopped before the test could tell %s apart", joinPolicies(cands))
 	}
 	return PolicyUnknown, false, fmt.Sprintf("still possible: %s", joinPolicies(cands))
 }

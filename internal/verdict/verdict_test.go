@@ -184,6 +184,9 @@ func TestJudgeNeverWrong(t *testing.T) {
 						if !slices.Contains(v.Candidates, p) && v.Policy != PolicyUnknown {
 							t.Fatalf("%+v quiet=%v: true policy %s eliminated (%s)", s, quiet, p, v.Why)
 						}
+						if v.Policy != p && v.Policy != PolicyUnknown {
+							t.Fatalf("%+v quiet=%v: named %s, truth %s: %s", s, quiet, v.Policy, p, v.Why)
+						}
 						if v.Complete && v.Policy != p && len(v.Candidates) == 1 {
 							t.Fatalf("%+v: settled on %s, truth %s: %s", s, v.Policy, p, v.Why)
 						}
