@@ -263,6 +263,21 @@ func TestJudgeSpecialSenders(t *testing.T) {
 			t.Fatalf("a dane sender that delivered to B: %s (%s)", v.Policy, v.Why)
 		}
 	})
+	t.Run("several client addresses", func(t *testing.T) {
+		// A provider's MTAs take turns: the verdict depends on what was
+		// done, not from where.
+		conns, fetches := sim{policy: PolicyMTASTS, toA: true, toB: true, client: "192.0.2.1"}.history()
+		for i := range conns {
+			conns[i].Client = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}), 25)
+		}
+		v := Judge(Observations{Connections: conns, PolicyFetches: fetches, SenderDone: true})
+		if v.Policy != PolicyMTASTS {
+			t.Fatalf("%s: %s", v.Policy, v.Why)
+		}
+		if !ClientMatches(netip.MustParseAddr("192.0.2.200"), conns, 24, 48) || ClientMatches(netip.MustParseAddr("198.51.100.1"), conns, 24, 48) {
+			t.Fatal("a fetch from the senders' /24 must count, one from elsewhere not")
+		}
+	})
 	t.Run("nothing seen", func(t *testing.T) {
 		if v := Judge(Observations{Now: t0}); v.Policy != PolicyUnknown || v.Complete {
 			t.Fatalf("%+v", v)
