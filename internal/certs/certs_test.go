@@ -153,20 +153,7 @@ func TestLocalCA(t *testing.T) {
 	if b, err := os.ReadFile(m.RootsPath()); err != nil || !bytes.Equal(b, m.RootsPEM()) {
 		t.Fatalf("RootsPath %s: %v", m.RootsPath(), err)
 	}
-	verify := func(name string, c *tls.Certificate) {
-		t.Helper()
-		inter := x509.NewCertPool()
-		for _, der := range c.Certificate[1:] {
-			ic, err := x509.ParseCertificate(der)
-			if err != nil {
-				t.Fatal(err)
-			}
-			inter.AddCert(ic)
-		}
-		if _, err := c.Leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter}); err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-	}
+	verify := func(name string, c *tls.Certificate) { t.Helper(); verifyChain(t, c, name, roots) }
 	for _, tc := range []struct {
 		n    int
 		host string
@@ -527,3 +514,20 @@ func TestRunStops(t *testing.T) {
 }
 
 func parseIP(s string) net.IP { return net.ParseIP(s) }
+
+// verifyChain checks that c, with the intermediates it serves, chains to
+// roots for host.
+func verifyChain(t *testing.T, c *tls.Certificate, host string, roots *x509.CertPool) {
+	t.Helper()
+	inter := x509.NewCertPool()
+	for _, der := range c.Certificate[1:] {
+		ic, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inter.AddCert(ic)
+	}
+	if _, err := c.Leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter}); err != nil {
+		t.Errorf("%s: does not chain to the expected root: %v", host, err)
+	}
+}

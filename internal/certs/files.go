@@ -2,12 +2,8 @@ package certs
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -20,40 +16,9 @@ import (
 	"github.com/mailsec/mailsec/internal/persona"
 )
 
-// loadOrCreateKey reads an ECDSA P-256 (or any PKCS#8 signing) key from a
-// PEM file, creating it first if missing (mode 0600, never overwritten).
-func loadOrCreateKey(path string) (crypto.Signer, error) {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return nil, err
-		}
-		if err := keyfile.WriteNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
-			return nil, err
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	signer, ok := parsed.(crypto.Signer)
-	if !ok {
-		return nil, fmt.Errorf("%s: %T is not a signing key", path, parsed)
-	}
-	return signer, nil
-}
+// loadOrCreateKey reads a signing key from a PEM file, creating an ECDSA
+// P-256 key there first if missing.
+func loadOrCreateKey(path string) (crypto.Signer, error) { return keyfile.LoadOrCreateSigner(path) }
 
 // readChain reads the CERTIFICATE blocks of a PEM file, in order. A
 // missing file gives an error wrapping fs.ErrNotExist.

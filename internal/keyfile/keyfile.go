@@ -3,6 +3,12 @@
 package keyfile
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -42,4 +48,40 @@ func WriteNew(path string, data []byte) error {
 		return fmt.Errorf("installing %s: %w", path, err)
 	}
 	return nil
+}
+
+// LoadOrCreateSigner reads a PKCS#8 private key from a PEM file, creating an
+// ECDSA P-256 key there first if the file does not exist (mode 0600, never
+// overwritten: two processes starting at once end with one key).
+func LoadOrCreateSigner(path string) (crypto.Signer, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if err := WriteNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
+			return nil, err
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	signer, ok := parsed.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: %T is not a signing key", path, parsed)
+	}
+	return signer, nil
 }

@@ -3,14 +3,9 @@ package persona
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/mailsec/mailsec/internal/keyfile"
@@ -84,37 +79,11 @@ func (k *Keys) SPKISHA256(n int) ([]byte, error) {
 }
 
 func loadOrCreateECKey(path string) (*ecdsa.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		key, gerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if gerr != nil {
-			return nil, gerr
-		}
-		der, merr := x509.MarshalPKCS8PrivateKey(key)
-		if merr != nil {
-			return nil, merr
-		}
-		data := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-		// Another process (a second `mailsec` command) may create the same
-		// key at the same moment: WriteNew never overwrites, and the loser
-		// reads the winner's key.
-		if err := keyfile.WriteNew(path, data); err != nil {
-			return nil, err
-		}
-		b, err = os.ReadFile(path)
-	}
+	signer, err := keyfile.LoadOrCreateSigner(path)
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	key, ok := parsed.(*ecdsa.PrivateKey)
+	key, ok := signer.(*ecdsa.PrivateKey)
 	if !ok {
 		return nil, fmt.Errorf("%s: not an ECDSA key", path)
 	}
