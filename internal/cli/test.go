@@ -69,23 +69,11 @@ func runTest(e *env, args []string) error {
 		if fs.NArg() != 1 {
 			return fmt.Errorf("%w: 'test show ID'", errUsage)
 		}
-		cfg, err := e.load()
-		if err != nil {
-			return err
-		}
-		st, err := store.Open(e.ctx, cfg.StorePath())
+		cfg, st, t, conns, err := e.openTest(fs.Arg(0))
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		t, err := st.Test(e.ctx, strings.ToLower(fs.Arg(0)))
-		if err != nil {
-			return err
-		}
-		conns, err := st.Connections(e.ctx, store.ConnectionFilter{TestID: t.ID})
-		if err != nil {
-			return err
-		}
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(struct {
 				Test        store.Test             `json:"test"`
@@ -110,4 +98,28 @@ func runTest(e *env, args []string) error {
 		return tw.Flush()
 	}
 	return fmt.Errorf("%w: unknown 'test %s' ('test new' or 'test show ID')", errUsage, args[0])
+}
+
+// openTest loads the configuration, opens the store and reads test id with
+// its connection history. The caller closes the store.
+func (e *env) openTest(id string) (config.Config, *store.Store, store.Test, []store.SMTPConnection, error) {
+	cfg, err := e.load()
+	if err != nil {
+		return cfg, nil, store.Test{}, nil, err
+	}
+	st, err := store.Open(e.ctx, cfg.StorePath())
+	if err != nil {
+		return cfg, nil, store.Test{}, nil, err
+	}
+	t, err := st.Test(e.ctx, strings.ToLower(id))
+	if err != nil {
+		st.Close()
+		return cfg, nil, store.Test{}, nil, err
+	}
+	conns, err := st.Connections(e.ctx, store.ConnectionFilter{TestID: t.ID})
+	if err != nil {
+		st.Close()
+		return cfg, nil, store.Test{}, nil, err
+	}
+	return cfg, st, t, conns, nil
 }

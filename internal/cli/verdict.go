@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,23 +24,11 @@ func runVerdict(e *env, args []string) error {
 	if *id == "" {
 		return fmt.Errorf("%w: -test ID is required", errUsage)
 	}
-	cfg, err := e.load()
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(e.ctx, cfg.StorePath())
+	cfg, st, t, conns, err := e.openTest(*id)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	t, err := st.Test(e.ctx, strings.ToLower(*id))
-	if err != nil {
-		return err
-	}
-	conns, err := st.Connections(e.ctx, store.ConnectionFilter{TestID: t.ID})
-	if err != nil {
-		return err
-	}
 	now := time.Now()
 	// The same evidence rule as the SMTP personas' acknowledgement: policy
 	// fetches from the sender's network, up to a week before the test.
