@@ -7,7 +7,8 @@
 LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd "$LAB_DIR/.." && pwd -P)
 LAB_STATE="$LAB_DIR/state"
-LAB_CONFIG="$LAB_DIR/mailsec.toml"
+# MAILSEC_LAB_CONFIG picks another configuration (lab/run --addresses per-host).
+LAB_CONFIG="${MAILSEC_LAB_CONFIG:-$LAB_DIR/mailsec.toml}"
 LAB_BIN="$LAB_STATE/bin/mailsec"
 LAB_LOGS="$LAB_STATE/logs"
 LAB_PIDS="$LAB_STATE/pids"

@@ -94,4 +94,42 @@ func TestVerdictReplaysStoredHistory(t *testing.T) {
 	if code, out, _ := run(t, "-config", cfg, "verdict", "-test", test.ID); code != 0 || !strings.Contains(out, "validates DANE") {
 		t.Fatalf("text output: %d\n%s", code, out)
 	}
+
+	// A connection of the same client that no test claimed (refused before
+	// RCPT TO): persona 5 delivered to would contradict dane-only. Without
+	// -tie-client it is not the test's; with it, it is.
+	st, err = store.Open(ctx, filepath.Join(dir, "data", "mailsec.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	untied := store.SMTPConnection{Started: t0.Add(10 * time.Minute), Client: client, EHLO: "mta.example.org",
+		Persona: 5, CertPersona: 5, SNI: "mx5.a.mailtest.example", STARTTLSOffered: true, TLSVersion: "TLS 1.3",
+		State: store.StateMail, MailFrom: "a@example.org"}
+	untied.Ended = untied.Started.Add(time.Second)
+	other := untied
+	other.Client = netip.MustParseAddrPort("192.0.2.8:40000")
+	for _, c := range []*store.SMTPConnection{&untied, &other} {
+		if err := st.InsertConnection(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	if v := verdictOf("-done", "-sent-to-b", "-tie-client", "192.0.2.9"); v["policy"] != "dane-only" {
+		t.Fatalf("tying a client without connections changed the verdict: %v (%v)", v["policy"], v["why"])
+	}
+	if v := verdictOf("-done", "-sent-to-b", "-tie-client", "192.0.2.7"); v["policy"] == "dane-only" {
+		t.Fatalf("the client's untied delivery to persona 5 was not tied: %v (%v)", v["policy"], v["why"])
+	}
+	st, err = store.Open(ctx, filepath.Join(dir, "data", "mailsec.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns, err := st.Connections(ctx, store.ConnectionFilter{TestID: test.ID})
+	st.Close()
+	if err != nil || len(conns) != 5 {
+		t.Fatalf("the test has %d connections (want the 4 + the one tied, not the other client's): %v", len(conns), err)
+	}
+	if code, _, errOut := run(t, "-config", cfg, "verdict", "-test", test.ID, "-tie-client", "nope"); code != exitUsage {
+		t.Fatalf("-tie-client nope: %d %s", code, errOut)
+	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"text/tabwriter"
 	"time"
 
@@ -13,11 +14,12 @@ import (
 // runVerdict re-judges a stored test from its recorded history, so real
 // histories can be replayed when the rules change.
 func runVerdict(e *env, args []string) error {
-	fs := newFlags(e, "verdict", "-test ID [-json] [-done] [-sent-to-b]")
+	fs := newFlags(e, "verdict", "-test ID [-json] [-done] [-sent-to-b] [-tie-client ADDR]")
 	id := fs.String("test", "", "the test to judge (required)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	done := fs.Bool("done", false, "the sender is known to have finished (its queue is empty)")
 	sentToB := fs.Bool("sent-to-b", false, "the sender is known to have had a mail for the B address")
+	tieClient := fs.String("tie-client", "", "first tie to the test the connections of this client address (IP) since the test was created that no test claimed (refused before RCPT TO), as smtpd does at the sender's next RCPT; for a sender known to use only this address")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -30,6 +32,21 @@ func runVerdict(e *env, args []string) error {
 	}
 	defer st.Close()
 	now := time.Now()
+	if *tieClient != "" {
+		addr, err := netip.ParseAddr(*tieClient)
+		if err != nil {
+			return fmt.Errorf("%w: -tie-client: %v", errUsage, err)
+		}
+		n, err := st.TieConnections(e.ctx, t.ID, addr.Unmap(), t.Created, now.Add(time.Second))
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			if conns, err = st.Connections(e.ctx, store.ConnectionFilter{TestID: t.ID}); err != nil {
+				return err
+			}
+		}
+	}
 	// The same evidence rule as the SMTP personas' acknowledgement: policy
 	// fetches from the sender's network, up to a week before the test.
 	all, err := st.PolicyFetches(e.ctx, t.Created.Add(-7*24*time.Hour), now.Add(time.Second), 10000)
