@@ -135,10 +135,21 @@ func indistinguishable(cands []Policy) bool {
 	for _, p := range cands[1:] {
 		a, b := matrix[cands[0]], matrix[p]
 		for col := range numColumns {
-			if a[col] != b[col] && a[col] != eAny && b[col] != eAny {
+			if distinguishes(a[col], b[col]) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// distinguishes tells whether an observation in a column can tell two
+// expectations apart. "Never delivers" cannot be told from "refuses" or
+// "never gets there" by what is seen (absence is no observation).
+func distinguishes(a, b expect) bool {
+	if a == b || a == eAny || b == eAny {
+		return false
+	}
+	compatible := func(x, y expect) bool { return x == eNoMail && (y == eRefuse || y == eNever) }
+	return !compatible(a, b) && !compatible(b, a)
 }

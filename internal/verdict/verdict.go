@@ -59,6 +59,7 @@ const (
 	eDeliver expect = 'D' // completes the mail transaction
 	eRefuse  expect = 'R' // connects, then refuses (no MAIL FROM)
 	eNever   expect = 'N' // never gets there
+	eNoMail  expect = 'n' // never delivers: refuses, or never gets there
 	eAny     expect = '*' // either; not telling
 )
 
@@ -69,7 +70,10 @@ const (
 //   - persona 2 is reached only without SNI; DANE and MTA-STS senders always
 //     send SNI (RFC 7672 §8.1, RFC 8461 §4.2), so for them it is N.
 //   - persona 3 is not in the MTA-STS policy: a pure MTA-STS sender never
-//     contacts it; with DANE as well, DANE decides for mx3 (usable TLSA) and
+//     delivers to it. It may skip it (RFC 8461 §4.1, as internal/sender
+//     does) or connect and refuse its certificate, whose name the policy
+//     does not list (Postfix with postfix-mta-sts-resolver, seen in the
+//     lab). With DANE as well, DANE decides for mx3 (usable TLSA) and
 //     refuses it (RFC 8461 §2).
 //   - persona 5: MTA-STS accepts its CA certificate, DANE refuses its
 //     wrong TLSA; combined, DANE wins (RFC 8461 §2).
@@ -83,7 +87,7 @@ var matrix = map[Policy][numColumns]expect{
 	PolicyVerify:     {eRefuse, eNever, eRefuse, eRefuse, eRefuse, eDeliver, eDeliver, eRefuse, eDeliver},
 	PolicyDANE:       {eRefuse, eNever, eNever, eRefuse, eDeliver, eRefuse, eDeliver, eDeliver, eDeliver},
 	PolicyDANEOnly:   {eRefuse, eNever, eNever, eRefuse, eDeliver, eRefuse, eDeliver, eRefuse, eRefuse},
-	PolicyMTASTS:     {eRefuse, eNever, eNever, eNever, eRefuse, eDeliver, eDeliver, eAny, eDeliver},
+	PolicyMTASTS:     {eRefuse, eNever, eNever, eNoMail, eRefuse, eDeliver, eDeliver, eAny, eDeliver},
 	PolicyDANEMTASTS: {eRefuse, eNever, eNever, eRefuse, eDeliver, eRefuse, eDeliver, eDeliver, eDeliver},
 }
 
@@ -272,6 +276,8 @@ func contradiction(p Policy, seen [numColumns]observed, fetched bool) string {
 			return fmt.Sprintf("it delivered to %s", columnNames[col])
 		case e == eNever && (d || r):
 			return fmt.Sprintf("it contacted %s", columnNames[col])
+		case e == eNoMail && d:
+			return fmt.Sprintf("it delivered to %s", columnNames[col])
 		}
 	}
 	if fetched && !usesMTASTS(p) {
@@ -292,13 +298,21 @@ func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sent
 	if quiet && sentToB && has(PolicyDANEOnly) && len(seen[col7Plain].delivered)+len(seen[col7TLS].delivered) == 0 {
 		return PolicyDANEOnly, true, "DANE behaviour toward A, and no delivery to B (no TLSA there) although it had a mail for B"
 	}
-	// dane and dane+mta-sts behave alike toward every persona; only the
-	// policy fetch tells them apart. No fetch seen: dane, once quiet.
-	if len(cands) == 2 && has(PolicyDANE) && has(PolicyDANEMTASTS) {
-		if fetched {
-			return PolicyDANEMTASTS, true, "DANE behaviour, and the MTA-STS policy was fetched"
+	// Some policies behave alike toward every persona and differ only in
+	// fetching zone A's MTA-STS policy: dane and dane+mta-sts; verify and an
+	// MTA-STS sender that connects to persona 3 and refuses it (Postfix).
+	// A fetch already left only the MTA-STS candidates; once the sender is
+	// done without one, the MTA-STS candidates drop out.
+	if quiet && !fetched {
+		var without []Policy
+		for _, p := range cands {
+			if !usesMTASTS(p) {
+				without = append(without, p)
+			}
 		}
-		return PolicyDANE, quiet, "DANE behaviour and no fetch of the MTA-STS policy seen"
+		if len(without) == 1 && len(without) < len(cands) {
+			return without[0], true, fmt.Sprintf("%s behaviour and no fetch of the MTA-STS policy seen (else %s)", without[0], joinPolicies(cands))
+		}
 	}
 	if quiet {
 		// Nothing more will come, and what was seen fits several

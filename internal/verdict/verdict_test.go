@@ -36,12 +36,18 @@ type sim struct {
 	reached  []column // columns the sender got to (nil: all it would)
 	client   string
 	dkim     bool
+	// refuse3: an MTA-STS sender that connects to persona 3 and refuses
+	// it (Postfix with postfix-mta-sts-resolver) instead of skipping it.
+	refuse3 bool
 }
 
 func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 	var row [numColumns]expect
 	for i, c := range designTable[s.policy] {
 		row[i] = map[rune]expect{'D': eDeliver, 'R': eRefuse, '-': eNever}[c]
+	}
+	if s.refuse3 && s.policy == PolicyMTASTS {
+		row[col3] = eRefuse
 	}
 	var out []store.SMTPConnection
 	var fetches []store.PolicyFetch
@@ -170,28 +176,33 @@ func TestJudgeNeverWrong(t *testing.T) {
 				continue // DANE and MTA-STS senders always send SNI
 			}
 			for _, dest := range [][2]bool{{true, true}, {true, false}, {false, true}} {
-				for mask := 0; mask < 1<<numColumns; mask++ {
-					var reached []column
-					for col := range numColumns {
-						if mask&(1<<col) != 0 {
-							reached = append(reached, col)
-						}
+				for _, refuse3 := range []bool{false, true} {
+					if refuse3 && p != PolicyMTASTS {
+						continue
 					}
-					s := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reached, client: "192.0.2.1"}
-					for _, quiet := range []bool{false, true} {
-						v := judge(s, quiet)
-						checked++
-						if !slices.Contains(v.Candidates, p) && v.Policy != PolicyUnknown {
-							t.Fatalf("%+v quiet=%v: true policy %s eliminated (%s)", s, quiet, p, v.Why)
+					for mask := 0; mask < 1<<numColumns; mask++ {
+						var reached []column
+						for col := range numColumns {
+							if mask&(1<<col) != 0 {
+								reached = append(reached, col)
+							}
 						}
-						if v.Policy != p && v.Policy != PolicyUnknown {
-							t.Fatalf("%+v quiet=%v: named %s, truth %s: %s", s, quiet, v.Policy, p, v.Why)
-						}
-						if v.Complete && v.Policy != p && len(v.Candidates) == 1 {
-							t.Fatalf("%+v: settled on %s, truth %s: %s", s, v.Policy, p, v.Why)
-						}
-						if v.Complete && v.Policy != p && !quiet {
-							t.Fatalf("%+v: complete with %s before the sender went quiet, truth %s", s, v.Policy, p)
+						s := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reached, client: "192.0.2.1", refuse3: refuse3}
+						for _, quiet := range []bool{false, true} {
+							v := judge(s, quiet)
+							checked++
+							if !slices.Contains(v.Candidates, p) && v.Policy != PolicyUnknown {
+								t.Fatalf("%+v quiet=%v: true policy %s eliminated (%s)", s, quiet, p, v.Why)
+							}
+							if v.Policy != p && v.Policy != PolicyUnknown {
+								t.Fatalf("%+v quiet=%v: named %s, truth %s: %s", s, quiet, v.Policy, p, v.Why)
+							}
+							if v.Complete && v.Policy != p && len(v.Candidates) == 1 {
+								t.Fatalf("%+v: settled on %s, truth %s: %s", s, v.Policy, p, v.Why)
+							}
+							if v.Complete && v.Policy != p && !quiet {
+								t.Fatalf("%+v: complete with %s before the sender went quiet, truth %s", s, v.Policy, p)
+							}
 						}
 					}
 				}
@@ -276,6 +287,12 @@ func TestJudgeSpecialSenders(t *testing.T) {
 		}
 		if !ClientMatches(netip.MustParseAddr("192.0.2.200"), conns, 24, 48) || ClientMatches(netip.MustParseAddr("198.51.100.1"), conns, 24, 48) {
 			t.Fatal("a fetch from the senders' /24 must count, one from elsewhere not")
+		}
+	})
+	t.Run("MTA-STS sender that refuses persona 3 (Postfix)", func(t *testing.T) {
+		v := judge(sim{policy: PolicyMTASTS, toA: true, toB: true, client: "192.0.2.1", refuse3: true}, true)
+		if v.Policy != PolicyMTASTS {
+			t.Fatalf("%s: %s", v.Policy, v.Why)
 		}
 	})
 	t.Run("nothing seen", func(t *testing.T) {
