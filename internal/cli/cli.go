@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -172,22 +171,24 @@ func runServe(e *env, args []string) error {
 		return err
 	}
 	log := e.logger(&cfg)
-	zones, err := service.BuildZones(&cfg, time.Now())
+	// Start once: the keys, zones and listeners are what is printed.
+	run, err := service.Start(e.ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
 	// Tell a newcomer what to try: the DS for the parent (or a resolver's
-	// trust anchor) and a query that shows a signed answer.
-	fmt.Fprintf(e.stdout, "DS for the parent of zone A (or a resolver's trust anchor):\n  %s\n", zones.KeyA.DS())
-	if zones.KeyB != nil {
-		fmt.Fprintf(e.stdout, "DS for the parent of zone B:\n  %s\n", zones.KeyB.DS())
+	// trust anchor) and queries that show signed answers, at the bound
+	// address.
+	fmt.Fprintf(e.stdout, "DS for the parent of zone A (or a resolver's trust anchor):\n  %s\n", run.Zones.KeyA.DS())
+	if run.Zones.KeyB != nil {
+		fmt.Fprintf(e.stdout, "DS for the parent of zone B:\n  %s\n", run.Zones.KeyB.DS())
 	}
-	if len(cfg.DNS.Listen) > 0 {
-		ap := netip.MustParseAddrPort(cfg.DNS.Listen[0])
+	if len(run.DNSAddrs) > 0 {
+		ap := run.DNSAddrs[0]
 		fmt.Fprintf(e.stdout, "Try:\n  dig @%s -p %d +dnssec +multi MX %s\n", ap.Addr(), ap.Port(), cfg.Zones.A)
 		fmt.Fprintf(e.stdout, "  dig @%s -p %d +dnssec TLSA _25._tcp.mx4.%s\n", ap.Addr(), ap.Port(), cfg.Zones.A)
 	}
-	err = service.Serve(e.ctx, &cfg, log)
+	err = run.Wait()
 	if errors.Is(e.ctx.Err(), context.Canceled) {
 		log.Info("stopped")
 		return nil

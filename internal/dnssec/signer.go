@@ -73,11 +73,6 @@ func (s *Signer) Sign(now time.Time, rrset []dns.RR) (*dns.RRSIG, error) {
 	return sig, nil
 }
 
-// ValidUntil returns when a signature made or cached now stops being served.
-func (s *Signer) ValidUntil(sig *dns.RRSIG) time.Time {
-	return time.Unix(int64(sig.Expiration), 0).Add(-s.refresh)
-}
-
 func fresh(sig *dns.RRSIG, now time.Time, refresh time.Duration) bool {
 	// Serial arithmetic is not needed: our own signatures are never near
 	// the 2106 wrap of a uint32 timestamp.
