@@ -2,8 +2,8 @@
 // TXT record at _smtp._tls.<domain> that says where to send TLS reports.
 //
 // TXT records: a TXT RR may hold several character-strings; the caller
-// joins them (RFC 8460 §3 refers to RFC 7208 §3.3 style concatenation;
-// internal/resolver's LookupTXT does this) before ParseRecord or Select.
+// joins them without separators (as internal/resolver's LookupTXT does)
+// before ParseRecord or Select, one element per RR.
 package tlsrpt
 
 import (
