@@ -397,7 +397,8 @@ func (ss *session) acknowledge() error {
 		AlreadyAcked:      test.State == store.TestAcked || !test.Acked.IsZero(),
 		Fetches:           fetches,
 	})
-	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason)
+	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason,
+		"detail", ack.Detail, "history", len(history), "fetches", len(fetches))
 	if !ack.Accept {
 		// RFC 5321 §4.2.1: 451 asks the client to retry later.
 		return ss.answer(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: ack.Reason}, false)
