@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -30,6 +31,8 @@ type checker struct {
 
 	mu   sync.Mutex
 	errs []string
+	// deadlineHit: some step was cut by the check's deadline.
+	deadlineHit atomic.Bool
 }
 
 func (c *checker) errorf(format string, args ...any) {
@@ -125,7 +128,7 @@ func Check(ctx context.Context, domain string, opts Options) (*Report, error) {
 	r.MX, r.MTASTS, r.TLSRPT, r.SPF, r.DMARC = mx, sts, tlsrpt, spfInfo, dmarcInfo
 	r.Resolver.ZoneSigned = zoneSigned
 	matchMTASTS(r)
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || c.deadlineHit.Load() {
 		r.Incomplete = true
 		c.errorf("the check's deadline of %s ended before every step finished", opts.Timeout)
 	}
@@ -237,6 +240,10 @@ func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
 	case len(al.addrs) == 0:
 		h.AddressError = "no A or AAAA records"
 	}
+	altName := ""
+	if al.cname != "" && al.state == Secure {
+		altName = al.final
+	}
 	addrs := al.addrs
 	if len(addrs) > c.opts.MaxAddresses {
 		h.OmittedAddresses = len(addrs) - c.opts.MaxAddresses
@@ -259,7 +266,7 @@ func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
 				return
 			}
 			defer func() { <-c.sem }()
-			h.Addresses[i] = c.probe(ctx, h.Name, ip)
+			h.Addresses[i] = c.probe(ctx, h.Name, altName, ip)
 		})
 	}
 	<-tlDone

@@ -62,14 +62,21 @@ type probe struct {
 	tp     *textproto.Reader
 	ctx    context.Context
 	closer func() bool
+	// atCheckDeadline: the current step's deadline is the check's own
+	// (its timeout is then ours, not the server's slowness).
+	atCheckDeadline bool
+	// altName is a second name the certificate may carry: the target of
+	// a DNSSEC-secure CNAME (RFC 7672 §3.2.2 for DANE; the same trust for
+	// PKIX).
+	altName string
 }
 
 // run fills a with what the server showed. It never returns early
 // without a status: every failure is classified (docs/inbound.md: a 421,
 // a tarpit or a rate limit is "not testable", never "no STARTTLS").
-func (c *checker) probe(ctx context.Context, host string, ip netip.Addr) Address {
+func (c *checker) probe(ctx context.Context, host, altName string, ip netip.Addr) Address {
 	a := Address{IP: ip.String(), EHLO: []string{}, DANE: DANEInfo{Matched: []string{}}}
-	p := &probe{c: c, host: host, ip: ip, a: &a, ctx: ctx}
+	p := &probe{c: c, host: host, altName: altName, ip: ip, a: &a, ctx: ctx}
 	p.run()
 	return a
 }
@@ -83,7 +90,7 @@ func (p *probe) run() {
 	p.a.Timings.Connect = ms(time.Since(start))
 	if err != nil {
 		if p.ctx.Err() != nil {
-			p.notTestable("the check's deadline ended during the TCP connect", "")
+			p.deadlineHit("during the TCP connect")
 			return
 		}
 		p.a.Status, p.a.Detail = StatusUnreachable, describeNetErr(err, "connect")
@@ -186,7 +193,7 @@ func (p *probe) run() {
 		var ne net.Error
 		switch {
 		case p.ctx.Err() != nil:
-			p.notTestable("the check's deadline ended during the TLS handshake", "")
+			p.deadlineHit("during the TLS handshake")
 		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 			p.notTestable(fmt.Sprintf("no TLS handshake within %s (tarpit or overload)", o.StepTimeout), "")
 		default:
@@ -199,6 +206,9 @@ func (p *probe) run() {
 	p.a.TLS = &TLSInfo{Version: tls.VersionName(cs.Version), Cipher: tls.CipherSuiteName(cs.CipherSuite), KeyExchange: keyExchange(cs)}
 	p.a.peer = cs.PeerCertificates
 	p.a.Cert = analyzeCert(cs.PeerCertificates, p.host, p.c.roots, p.c.now)
+	if p.a.Cert != nil && !p.a.Cert.NameMatch && p.altName != "" && cs.PeerCertificates[0].VerifyHostname(p.altName) == nil {
+		p.a.Cert.NameMatch = true
+	}
 	// Say goodbye without waiting for the 221: one write, then
 	// close_notify (RFC 5321 §4.1.1.10 lets the client close after QUIT).
 	_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
@@ -236,10 +246,19 @@ func (p *probe) cmd(line string) (int, string, error) {
 
 func (p *probe) deadline() time.Time {
 	d := time.Now().Add(p.c.opts.StepTimeout)
-	if cd, ok := p.ctx.Deadline(); ok && cd.Before(d) {
+	p.atCheckDeadline = false
+	if cd, ok := p.ctx.Deadline(); ok && !cd.After(d) {
+		p.atCheckDeadline = true
 		return cd
 	}
 	return d
+}
+
+// deadlineHit records that the check's own deadline, not the server, ended
+// the probe.
+func (p *probe) deadlineHit(step string) {
+	p.c.deadlineHit.Store(true)
+	p.notTestable("the check's deadline ended "+step+" (not the server's fault)", "")
 }
 
 // quit ends a plain session politely, without waiting for the 221.
@@ -274,8 +293,8 @@ func (p *probe) ioFailure(step string, err error) {
 	var ne net.Error
 	var pe textproto.ProtocolError
 	switch {
-	case p.ctx.Err() != nil:
-		p.notTestable("the check's deadline ended "+step, "")
+	case p.ctx.Err() != nil, errors.As(err, &ne) && ne.Timeout() && p.atCheckDeadline:
+		p.deadlineHit(step)
 	case errors.As(err, &ne) && ne.Timeout():
 		p.notTestable(fmt.Sprintf("no answer within %s %s (tarpit or overload)", p.c.opts.StepTimeout, step), "")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isReset(err):
