@@ -59,6 +59,31 @@ type Config struct {
 	Resolver   Resolver   `toml:"resolver"`
 	Web        Web        `toml:"web"`
 	ResultMail ResultMail `toml:"result_mail"`
+	Inbound    Inbound    `toml:"inbound"`
+}
+
+// Inbound configures the inbound check (`mailsec check`, and the check of
+// every test's sender domain; docs/inbound.md).
+type Inbound struct {
+	// AllowPrivate lets the check contact private, loopback, link-local
+	// and other reserved addresses. Off in production: the MX records of
+	// any domain could otherwise point the service at the operator's
+	// own network.
+	AllowPrivate bool `toml:"allow_private"`
+	// Timeout is the one deadline of a whole check.
+	Timeout Duration `toml:"timeout"`
+	// Concurrency bounds the SMTP probes of one check running at once.
+	Concurrency int `toml:"concurrency"`
+	// ExtraRoots is a PEM file of CA roots trusted besides the system's
+	// (a lab CA).
+	ExtraRoots string `toml:"extra_roots"`
+	// CheckSenders runs the check on the sender domain of every test.
+	CheckSenders bool `toml:"check_senders"`
+	// CacheTTL: a domain checked less than this ago is not checked again
+	// for another test; the stored result is reused.
+	CacheTTL Duration `toml:"cache_ttl"`
+	// ParallelChecks bounds the sender-domain checks running at once.
+	ParallelChecks int `toml:"parallel_checks"`
 }
 
 // Web configures the web UI and JSON API (docs/web.md, docs/api.md).
@@ -323,6 +348,8 @@ func Default() Config {
 		ResultMail: ResultMail{Enabled: true, Name: "mailsec", Selector: "mailsec1", Port: 25, RateLimit: 10,
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
 			MaxAttempts: 12, Interval: Duration{5 * time.Second}},
+		Inbound: Inbound{Timeout: Duration{30 * time.Second}, Concurrency: 8, CheckSenders: true,
+			CacheTTL: Duration{time.Hour}, ParallelChecks: 2},
 		Timing: Timing{
 			DowngradeWindow:    Duration{3 * time.Minute},
 			MXRotation:         Duration{5 * time.Minute},
@@ -363,6 +390,7 @@ func Load(path string) (Config, error) {
 	}
 	cfg.ACME.CAFile = rel(cfg.ACME.CAFile)
 	cfg.ResultMail.Roots = rel(cfg.ResultMail.Roots)
+	cfg.Inbound.ExtraRoots = rel(cfg.Inbound.ExtraRoots)
 	for h, sc := range cfg.TLS.Static {
 		cfg.TLS.Static[h] = StaticCert{Cert: rel(sc.Cert), Key: rel(sc.Key)}
 	}
@@ -516,6 +544,7 @@ func (c *Config) Validate() error {
 	positive("timing.test_expiry", c.Timing.TestExpiry, time.Second)
 	c.validateOutbound(bad)
 	c.validateResults(bad)
+	c.validateInbound(bad)
 	if c.Zones.MXTTL.Duration > c.Timing.MXRotation.Duration {
 		bad("zones.mx_ttl", "%s exceeds timing.mx_rotation %s: resolvers would not follow the rotation", c.Zones.MXTTL.Duration, c.Timing.MXRotation.Duration)
 	}
@@ -687,5 +716,20 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 	}
 	if rm.MaxAttempts < 1 {
 		bad("result_mail.max_attempts", "must be at least 1")
+	}
+}
+
+func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
+	if c.Inbound.Timeout.Duration < time.Second || c.Inbound.Timeout.Duration > 10*time.Minute {
+		bad("inbound.timeout", "%s is outside 1s..10m", c.Inbound.Timeout.Duration)
+	}
+	if c.Inbound.Concurrency < 1 || c.Inbound.Concurrency > 256 {
+		bad("inbound.concurrency", "%d is outside 1..256", c.Inbound.Concurrency)
+	}
+	if c.Inbound.CacheTTL.Duration < 0 {
+		bad("inbound.cache_ttl", "must not be negative")
+	}
+	if c.Inbound.ParallelChecks < 1 || c.Inbound.ParallelChecks > 64 {
+		bad("inbound.parallel_checks", "%d is outside 1..64", c.Inbound.ParallelChecks)
 	}
 }
