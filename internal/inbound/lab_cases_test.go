@@ -1,4 +1,4 @@
-package inbound
+package inbound_test
 
 import (
 	"context"
@@ -9,30 +9,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/peertest"
 )
 
 // labCase is one domain of the lab with what its check must show.
 type labCase struct {
 	domain string
-	colour Colour
+	colour inbound.Colour
 	want   []string // finding codes that must be present
 	absent []string // codes that must not be
-	check  func(t *testing.T, r *Report)
-	tweak  func(o *Options)
+	check  func(t *testing.T, r *inbound.Report)
+	tweak  func(o *inbound.Options)
 }
 
 func TestCheckLab(t *testing.T) {
 	l := startLab(t)
 	mx := func(n string) string { return n + "." + labZoneA }
 	cases := []labCase{
-		{domain: labZoneA, colour: Yellow,
-			want: []string{CodeMXPresent, CodeDNSSECMXSecure, CodeDNSSECAddressSecure, CodeDNSSECTLSASecure, CodeSTARTTLSOffered,
-				CodeDANEValid, CodeDANEMismatch, CodeCertSelfSigned, CodeCertTrusted, CodeCertUntrusted, CodeDANENoRollover,
-				CodeMTASTSEnforce, CodeMTASTSMXMismatch, CodeTLSRPTValid, CodeSPFValid, CodeNotQualified},
-			absent: []string{CodeSTARTTLSMissing, CodeNotTestable, CodeMTASTSFetchFailed, CodeDANENotSecure},
-			check: func(t *testing.T, r *Report) {
-				want := map[string]string{mx("mx3"): DANEMismatch, mx("mx4"): DANEValid, mx("mx5"): DANEMismatch, mx("mx6"): DANEValid}
+		{domain: labZoneA, colour: inbound.Yellow,
+			want: []string{inbound.CodeMXPresent, inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeDNSSECTLSASecure, inbound.CodeSTARTTLSOffered,
+				inbound.CodeDANEValid, inbound.CodeDANEMismatch, inbound.CodeCertSelfSigned, inbound.CodeCertTrusted, inbound.CodeCertUntrusted, inbound.CodeDANENoRollover,
+				inbound.CodeMTASTSEnforce, inbound.CodeMTASTSMXMismatch, inbound.CodeTLSRPTValid, inbound.CodeSPFValid, inbound.CodeNotQualified},
+			absent: []string{inbound.CodeSTARTTLSMissing, inbound.CodeNotTestable, inbound.CodeMTASTSFetchFailed, inbound.CodeDANENotSecure},
+			check: func(t *testing.T, r *inbound.Report) {
+				want := map[string]string{mx("mx3"): inbound.DANEMismatch, mx("mx4"): inbound.DANEValid, mx("mx5"): inbound.DANEMismatch, mx("mx6"): inbound.DANEValid}
 				if len(r.MX.Hosts) != 4 {
 					t.Fatalf("hosts %+v", r.MX.Hosts)
 				}
@@ -51,7 +52,7 @@ func TestCheckLab(t *testing.T) {
 					if a.TLS == nil || a.TLS.Version != "TLS 1.3" || a.TLS.KeyExchange == "" || a.TLS.Cipher == "" {
 						t.Errorf("%s: TLS %+v", h.Name, a.TLS)
 					}
-					if h.TLSA.DNSSEC != Secure || len(h.TLSA.Records) != 1 || h.TLSA.Usable != 1 {
+					if h.TLSA.DNSSEC != inbound.Secure || len(h.TLSA.Records) != 1 || h.TLSA.Usable != 1 {
 						t.Errorf("%s: TLSA %+v", h.Name, h.TLSA)
 					}
 					if a.Timings.Connect <= 0 || a.Timings.Handshake <= 0 {
@@ -62,14 +63,14 @@ func TestCheckLab(t *testing.T) {
 					t.Errorf("unmatched MX %v", r.MTASTS.UnmatchedMX)
 				}
 			}},
-		{domain: labZoneB, colour: Green,
-			want:   []string{CodeDNSSECMXSecure, CodeDNSSECAddressSecure, CodeCertTrusted, CodeDANENone, CodeQualified, CodeMTASTSNone, CodeTLSRPTNone},
-			absent: []string{CodeDANEValid, CodeCertNameMismatch}},
-		{domain: "good.user.example", colour: Green,
-			want: []string{CodeDNSSECMXSecure, CodeDNSSECAddressSecure, CodeDNSSECTLSASecure, CodeDANEValid, CodeCertTrusted,
-				CodeQualified, CodeMTASTSEnforce, CodeMTASTSMXMatch, CodeTLSRPTValid, CodeSPFValid, CodeDMARCValid},
-			absent: []string{CodeCertUntrusted, CodeDANEMismatch, CodeMTASTSMXMismatch},
-			check: func(t *testing.T, r *Report) {
+		{domain: labZoneB, colour: inbound.Green,
+			want:   []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeCertTrusted, inbound.CodeDANENone, inbound.CodeQualified, inbound.CodeMTASTSNone, inbound.CodeTLSRPTNone},
+			absent: []string{inbound.CodeDANEValid, inbound.CodeCertNameMismatch}},
+		{domain: "good.user.example", colour: inbound.Green,
+			want: []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeDNSSECTLSASecure, inbound.CodeDANEValid, inbound.CodeCertTrusted,
+				inbound.CodeQualified, inbound.CodeMTASTSEnforce, inbound.CodeMTASTSMXMatch, inbound.CodeTLSRPTValid, inbound.CodeSPFValid, inbound.CodeDMARCValid},
+			absent: []string{inbound.CodeCertUntrusted, inbound.CodeDANEMismatch, inbound.CodeMTASTSMXMismatch},
+			check: func(t *testing.T, r *inbound.Report) {
 				for _, s := range []string{"Domain does use DNSSEC with MX-Records (good).", "Domain does support RFC 7672 SMTP-DANE (good).",
 					"Domain does support qualified transport encryption (good).", "Domain does support RFC 8461 MTA-STS (good)."} {
 					if !slices.Contains(r.Sentences, s) {
@@ -80,93 +81,93 @@ func TestCheckLab(t *testing.T) {
 					t.Errorf("records %+v %+v", r.DMARC, r.TLSRPT)
 				}
 			}},
-		{domain: "daneee.user.example", colour: Green,
-			want:   []string{CodeDANEValid, CodeCertSelfSigned, CodeNotQualified, CodeMTASTSNone},
-			absent: []string{CodeQualified}},
-		{domain: "roll.user.example", colour: Green,
-			want: []string{CodeDANEValid, CodeDANERolloverReady, CodeCertNameMismatch}},
-		{domain: "pkix.user.example", colour: Yellow,
-			want: []string{CodeDANEUnusable, CodeCertSelfSigned, CodeDNSSECTLSASecure}, absent: []string{CodeDANEValid, CodeDANEMismatch}},
-		{domain: "bogus.user.example", colour: Grey,
-			want: []string{CodeDNSSECMXSecure, CodeDNSSECAddressBogus}, absent: []string{CodeSTARTTLSMissing, CodeSTARTTLSOffered},
-			check: func(t *testing.T, r *Report) {
-				if r.MX.Hosts[0].AddressDNSSEC != Bogus {
+		{domain: "daneee.user.example", colour: inbound.Green,
+			want:   []string{inbound.CodeDANEValid, inbound.CodeCertSelfSigned, inbound.CodeNotQualified, inbound.CodeMTASTSNone},
+			absent: []string{inbound.CodeQualified}},
+		{domain: "roll.user.example", colour: inbound.Green,
+			want: []string{inbound.CodeDANEValid, inbound.CodeDANERolloverReady, inbound.CodeCertNameMismatch}},
+		{domain: "pkix.user.example", colour: inbound.Yellow,
+			want: []string{inbound.CodeDANEUnusable, inbound.CodeCertSelfSigned, inbound.CodeDNSSECTLSASecure}, absent: []string{inbound.CodeDANEValid, inbound.CodeDANEMismatch}},
+		{domain: "bogus.user.example", colour: inbound.Grey,
+			want: []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressBogus}, absent: []string{inbound.CodeSTARTTLSMissing, inbound.CodeSTARTTLSOffered},
+			check: func(t *testing.T, r *inbound.Report) {
+				if r.MX.Hosts[0].AddressDNSSEC != inbound.Bogus {
 					t.Errorf("address DNSSEC %s (%s)", r.MX.Hosts[0].AddressDNSSEC, r.MX.Hosts[0].AddressError)
 				}
 			}},
-		{domain: "plain.example", colour: White,
-			want:   []string{CodeDNSSECMXInsecure, CodeDNSSECAddressSecure, CodeCertTrusted, CodeNotQualified, CodeSPFNone},
-			absent: []string{CodeDNSSECMXSecure, CodeQualified}},
-		{domain: "selfsigned.plain.example", colour: Yellow,
-			want:   []string{CodeDNSSECMXInsecure, CodeSTARTTLSOffered, CodeCertSelfSigned, CodeCertUntrusted, CodeCertNameMismatch, CodeDANENone},
-			absent: []string{CodeCertTrusted}},
-		{domain: "nostarttls.plain.example", colour: Red,
-			want:   []string{CodeSTARTTLSMissing},
-			absent: []string{CodeSTARTTLSOffered, CodeNotTestable, CodeHandshakeFailed}},
-		{domain: "null.plain.example", colour: Grey, want: []string{CodeMXNull}, absent: []string{CodeMXPresent, CodeSTARTTLSMissing}},
-		{domain: "nomx.plain.example", colour: Yellow, want: []string{CodeMXImplicit, CodeCertSelfSigned}},
-		{domain: "empty.plain.example", colour: Grey, want: []string{CodeMXNone}},
-		{domain: "missing.plain.example", colour: Grey, want: []string{CodeMXNone},
-			check: func(t *testing.T, r *Report) {
+		{domain: "plain.example", colour: inbound.White,
+			want:   []string{inbound.CodeDNSSECMXInsecure, inbound.CodeDNSSECAddressSecure, inbound.CodeCertTrusted, inbound.CodeNotQualified, inbound.CodeSPFNone},
+			absent: []string{inbound.CodeDNSSECMXSecure, inbound.CodeQualified}},
+		{domain: "selfsigned.plain.example", colour: inbound.Yellow,
+			want:   []string{inbound.CodeDNSSECMXInsecure, inbound.CodeSTARTTLSOffered, inbound.CodeCertSelfSigned, inbound.CodeCertUntrusted, inbound.CodeCertNameMismatch, inbound.CodeDANENone},
+			absent: []string{inbound.CodeCertTrusted}},
+		{domain: "nostarttls.plain.example", colour: inbound.Red,
+			want:   []string{inbound.CodeSTARTTLSMissing},
+			absent: []string{inbound.CodeSTARTTLSOffered, inbound.CodeNotTestable, inbound.CodeHandshakeFailed}},
+		{domain: "null.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNull}, absent: []string{inbound.CodeMXPresent, inbound.CodeSTARTTLSMissing}},
+		{domain: "nomx.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeMXImplicit, inbound.CodeCertSelfSigned}},
+		{domain: "empty.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone}},
+		{domain: "missing.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone},
+			check: func(t *testing.T, r *inbound.Report) {
 				if !strings.Contains(r.MX.Error, "NXDOMAIN") {
 					t.Errorf("MX error %q", r.MX.Error)
 				}
 			}},
 		// The alias is insecure: the certificate must name the MX host
 		// itself, and mx7's does not.
-		{domain: "cname.plain.example", colour: Yellow, want: []string{CodeMXCNAME, CodeCertTrusted, CodeCertNameMismatch},
-			check: func(t *testing.T, r *Report) {
+		{domain: "cname.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeMXCNAME, inbound.CodeCertTrusted, inbound.CodeCertNameMismatch},
+			check: func(t *testing.T, r *inbound.Report) {
 				if got := r.MX.Hosts[0].CNAMETarget; got != "mx7."+labZoneB {
 					t.Errorf("CNAME target %q", got)
 				}
 			}},
-		{domain: "loop.plain.example", colour: Grey, want: []string{CodeUnreachable},
-			check: func(t *testing.T, r *Report) {
+		{domain: "loop.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable},
+			check: func(t *testing.T, r *inbound.Report) {
 				if !strings.Contains(r.MX.Hosts[0].AddressError, "loop") {
 					t.Errorf("address error %q", r.MX.Hosts[0].AddressError)
 				}
 			}},
-		{domain: "tarpit.plain.example", colour: Grey, want: []string{CodeNotTestable}, absent: []string{CodeSTARTTLSMissing},
-			tweak: func(o *Options) { o.StepTimeout = 500 * time.Millisecond }},
-		{domain: "busy.plain.example", colour: Grey, want: []string{CodeNotTestable}, absent: []string{CodeSTARTTLSMissing},
-			check: func(t *testing.T, r *Report) {
+		{domain: "tarpit.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing},
+			tweak: func(o *inbound.Options) { o.StepTimeout = 500 * time.Millisecond }},
+		{domain: "busy.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing},
+			check: func(t *testing.T, r *inbound.Report) {
 				if a := r.MX.Hosts[0].Addresses[0]; !strings.HasPrefix(a.Reply, "421") {
 					t.Errorf("reply %q", a.Reply)
 				}
 			}},
-		{domain: "brokentls.plain.example", colour: Red, want: []string{CodeSTARTTLSOffered, CodeHandshakeFailed}},
-		{domain: "closed.plain.example", colour: Grey, want: []string{CodeUnreachable}, absent: []string{CodeNotTestable}},
-		{domain: "notsmtp.plain.example", colour: Grey, want: []string{CodeNotTestable}, absent: []string{CodeSTARTTLSMissing}},
-		{domain: "insecuretlsa.plain.example", colour: Yellow, want: []string{CodeDANENotSecure, CodeDNSSECTLSAInsecure}},
-		{domain: "servfail.plain.example", colour: Grey, want: []string{CodeUnreachable},
-			check: func(t *testing.T, r *Report) {
+		{domain: "brokentls.plain.example", colour: inbound.Red, want: []string{inbound.CodeSTARTTLSOffered, inbound.CodeHandshakeFailed}},
+		{domain: "closed.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable}, absent: []string{inbound.CodeNotTestable}},
+		{domain: "notsmtp.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing}},
+		{domain: "insecuretlsa.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeDANENotSecure, inbound.CodeDNSSECTLSAInsecure}},
+		{domain: "servfail.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable},
+			check: func(t *testing.T, r *inbound.Report) {
 				h := r.MX.Hosts[0]
-				if h.AddressDNSSEC != Indeterminate || !strings.Contains(h.AddressError, "SERVFAIL") {
+				if h.AddressDNSSEC != inbound.Indeterminate || !strings.Contains(h.AddressError, "SERVFAIL") {
 					t.Errorf("address %s %q", h.AddressDNSSEC, h.AddressError)
 				}
 			}},
-		{domain: "fail.example", colour: Grey, want: []string{CodeMXNone},
-			check: func(t *testing.T, r *Report) {
+		{domain: "fail.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone},
+			check: func(t *testing.T, r *inbound.Report) {
 				if !strings.Contains(r.MX.Error, "SERVFAIL") {
 					t.Errorf("MX error %q", r.MX.Error)
 				}
 			}},
-		{domain: "Bücher.Plain.Example.", colour: White, want: []string{CodeCertTrusted},
-			check: func(t *testing.T, r *Report) {
+		{domain: "Bücher.Plain.Example.", colour: inbound.White, want: []string{inbound.CodeCertTrusted},
+			check: func(t *testing.T, r *inbound.Report) {
 				if r.Domain != "xn--bcher-kva.plain.example" || r.Input != "Bücher.Plain.Example." {
 					t.Errorf("domain %q input %q", r.Domain, r.Input)
 				}
 			}},
-		{domain: "bigtxt.plain.example", colour: White, want: []string{CodeSPFTooManyLookups},
-			check: func(t *testing.T, r *Report) {
+		{domain: "bigtxt.plain.example", colour: inbound.White, want: []string{inbound.CodeSPFTooManyLookups},
+			check: func(t *testing.T, r *inbound.Report) {
 				if r.SPF.Lookups != 11 || !strings.HasPrefix(r.SPF.Record, "v=spf1 include:i0.plain.example") {
 					t.Errorf("SPF %+v", r.SPF)
 				}
 			}},
-		{domain: "stsbad.plain.example", colour: White, want: []string{CodeMTASTSRecordInvalid}},
-		{domain: "good.user.example", colour: Grey, want: []string{CodePrivateRefused}, absent: []string{CodeSTARTTLSOffered},
-			tweak: func(o *Options) { o.AllowPrivate = false },
-			check: func(t *testing.T, r *Report) {
+		{domain: "stsbad.plain.example", colour: inbound.White, want: []string{inbound.CodeMTASTSRecordInvalid}},
+		{domain: "good.user.example", colour: inbound.Grey, want: []string{inbound.CodePrivateRefused}, absent: []string{inbound.CodeSTARTTLSOffered},
+			tweak: func(o *inbound.Options) { o.AllowPrivate = false },
+			check: func(t *testing.T, r *inbound.Report) {
 				for _, d := range l.dialedAddrs() {
 					if strings.HasPrefix(d, "127.0.3.6:") || strings.HasPrefix(d, labPolicyU.String()) {
 						t.Errorf("dialed %s although private addresses are refused", d)
@@ -190,7 +191,7 @@ func TestCheckLab(t *testing.T) {
 				l.dialed = nil
 				l.mu.Unlock()
 			}
-			r, err := Check(context.Background(), tc.domain, o)
+			r, err := inbound.Check(context.Background(), tc.domain, o)
 			if err != nil {
 				t.Fatalf("check: %v", err)
 			}
@@ -227,7 +228,7 @@ func TestCheckLab(t *testing.T) {
 		o := l.options()
 		o.Timeout, o.StepTimeout = time.Second, 10*time.Second
 		start := time.Now()
-		r, err := Check(context.Background(), "tarpit.plain.example", o)
+		r, err := inbound.Check(context.Background(), "tarpit.plain.example", o)
 		took := time.Since(start)
 		if err != nil {
 			t.Fatal(err)
@@ -236,13 +237,13 @@ func TestCheckLab(t *testing.T) {
 		if took > 3*time.Second {
 			t.Errorf("took %s with a 1s deadline", took)
 		}
-		if !r.Incomplete || !r.Has(CodeDeadline) || r.Colour != Grey || r.Has(CodeSTARTTLSMissing) {
+		if !r.Incomplete || !r.Has(inbound.CodeDeadline) || r.Colour != inbound.Grey || r.Has(inbound.CodeSTARTTLSMissing) {
 			t.Errorf("incomplete %v colour %s findings %+v", r.Incomplete, r.Colour, r.Findings)
 		}
 	})
 	t.Run("bad input", func(t *testing.T) {
 		for _, in := range []string{"", "a..b", "user@example.org", "192.0.2.1", strings.Repeat("x", 300)} {
-			if _, err := Check(context.Background(), in, l.options()); !errors.Is(err, ErrBadDomain) {
+			if _, err := inbound.Check(context.Background(), in, l.options()); !errors.Is(err, inbound.ErrBadDomain) {
 				t.Errorf("%q: %v", in, err)
 			}
 		}
@@ -251,8 +252,8 @@ func TestCheckLab(t *testing.T) {
 		o := l.options()
 		o.Resolver = peertest.FreeAddr(t).String() // nothing answers there
 		o.Timeout = 3 * time.Second
-		r, err := Check(context.Background(), "plain.example", o)
-		if !errors.Is(err, ErrResolver) || r == nil || r.Colour != Grey {
+		r, err := inbound.Check(context.Background(), "plain.example", o)
+		if !errors.Is(err, inbound.ErrResolver) || r == nil || r.Colour != inbound.Grey {
 			t.Fatalf("%v, %+v", err, r)
 		}
 	})

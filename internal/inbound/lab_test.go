@@ -1,4 +1,4 @@
-package inbound
+package inbound_test
 
 import (
 	"context"
@@ -28,6 +28,7 @@ import (
 	"github.com/mailsec/mailsec/internal/dnssec"
 	"github.com/mailsec/mailsec/internal/dnsserver"
 	"github.com/mailsec/mailsec/internal/dnszone"
+	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/policyhost"
 	"github.com/mailsec/mailsec/internal/resolver"
@@ -91,8 +92,8 @@ type lab struct {
 }
 
 // options returns check options for the lab.
-func (l *lab) options() Options {
-	return Options{
+func (l *lab) options() inbound.Options {
+	return inbound.Options{
 		Resolver: l.resolver, AllowPrivate: true, ExtraRoots: l.roots, Timeout: 20 * time.Second,
 		StepTimeout: 5 * time.Second, HELO: "check.lab.example",
 		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -3,8 +3,11 @@ package inbound
 import (
 	"context"
 	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 )
 
@@ -91,4 +94,32 @@ func (o *Options) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+}
+
+// LoadRoots reads the PEM certificates of a roots file (a lab CA).
+func LoadRoots(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("inbound: roots: %w", err)
+	}
+	var out []*x509.Certificate
+	for len(b) > 0 {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("inbound: roots %s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("inbound: roots %s: no PEM certificate", path)
+	}
+	return out, nil
 }

@@ -418,9 +418,14 @@ func shortRecords(rs []string) []string {
 
 func (e *evaluation) mtastsFindings() {
 	m := &e.r.MTASTS
+	// Not present with an error: the look-up failed (in Errors); nothing
+	// can be said about the record. The same holds below for TLS-RPT, SPF
+	// and DMARC.
 	switch {
 	case !m.Record.Present && m.Record.Error == "":
 		e.add(CodeMTASTSNone, "", "", "No MTA-STS record (_mta-sts TXT, RFC 8461 §3.1).")
+		return
+	case !m.Record.Present:
 		return
 	case !m.Record.Valid:
 		e.add(CodeMTASTSRecordInvalid, "", "", "The MTA-STS record is invalid: %s.", m.Record.Error)
@@ -464,6 +469,7 @@ func (e *evaluation) recordFindings() {
 	switch {
 	case !t.Present && t.Error == "":
 		e.add(CodeTLSRPTNone, "", "", "No TLS-RPT record (_smtp._tls TXT, RFC 8460 §3): senders cannot report TLS failures.")
+	case !t.Present:
 	case t.Valid:
 		e.add(CodeTLSRPTValid, "", "", "TLS-RPT reports go to %s.", strings.Join(t.RUA, ", "))
 	default:
@@ -473,6 +479,7 @@ func (e *evaluation) recordFindings() {
 	switch {
 	case !s.Present && s.Error == "":
 		e.add(CodeSPFNone, "", "", "No SPF record (RFC 7208).")
+	case !s.Present:
 	case !s.Valid:
 		e.add(CodeSPFInvalid, "", "", "The SPF record is invalid: %s.", s.Error)
 	case s.Lookups > maxSPFLookups:
@@ -484,6 +491,7 @@ func (e *evaluation) recordFindings() {
 	switch {
 	case !d.Present && d.Error == "":
 		e.add(CodeDMARCNone, "", "", "No DMARC record (_dmarc TXT, RFC 7489 §6.1).")
+	case !d.Present:
 	case !d.Valid:
 		e.add(CodeDMARCInvalid, "", "", "The DMARC record is invalid: %s.", d.Error)
 	default:

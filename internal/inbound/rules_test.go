@@ -223,6 +223,13 @@ func TestColourAndFindings(t *testing.T) {
 			r.SPF = SPFInfo{Present: true, Error: "syntax"}
 			r.DMARC = DMARCInfo{Present: true, Error: "bad p"}
 		}), Green, []string{CodeTLSRPTInvalid, CodeSPFInvalid, CodeDMARCInvalid}, nil, true},
+		{"record look-ups failed: no finding either way", obs(func(r *Report) {
+			r.MTASTS = MTASTSInfo{Record: MTASTSRecord{Error: "look-up failed: SERVFAIL"}}
+			r.TLSRPT = TLSRPTInfo{Error: "look-up failed: SERVFAIL"}
+			r.SPF = SPFInfo{Error: "look-up failed: SERVFAIL"}
+			r.DMARC = DMARCInfo{Error: "look-up failed: SERVFAIL"}
+		}), Green, nil, []string{CodeMTASTSNone, CodeMTASTSRecordInvalid, CodeTLSRPTNone, CodeTLSRPTInvalid,
+			CodeSPFNone, CodeSPFInvalid, CodeDMARCNone, CodeDMARCInvalid}, true},
 		{"SPF over the lookup limit", obs(func(r *Report) {
 			r.SPF.Lookups = 11
 		}), Green, []string{CodeSPFTooManyLookups}, []string{CodeSPFValid}, true},
