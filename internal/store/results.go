@@ -302,8 +302,8 @@ ORDER BY created_ns, id LIMIT ?`), TestFinal, int64(limit))
 }
 
 // DeleteTest removes a test with everything recorded for it: its
-// connections, result and result-mail attempts (GDPR: the report's delete
-// link). It returns an error wrapping ErrNotFound if there is no such test.
+// connections, result, result-mail attempts and inbound check (GDPR: the
+// report's delete link). It returns an error wrapping ErrNotFound if there is no such test.
 func (s *Store) DeleteTest(ctx context.Context, id string) (err error) {
 	id = strings.ToLower(id)
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -319,6 +319,7 @@ func (s *Store) DeleteTest(ctx context.Context, id string) (err error) {
 		`DELETE FROM smtp_connections WHERE test_id = ?`,
 		`DELETE FROM result_mail_attempts WHERE test_id = ?`,
 		`DELETE FROM test_results WHERE test_id = ?`,
+		`DELETE FROM inbound_checks WHERE test_id = ?`,
 	} {
 		if _, err := tx.ExecContext(ctx, s.q(q), id); err != nil {
 			return fmt.Errorf("store: delete test %s: %w", id, err)
