@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/netip"
+	"net/smtp"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/peertest"
+	"github.com/mailsec/mailsec/internal/store"
 )
 
 // labCase is one domain of the lab with what its check must show.
@@ -224,6 +227,49 @@ func TestCheckLab(t *testing.T) {
 		})
 	}
 
+	t.Run("sender domain of a test", func(t *testing.T) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		id, err := store.NewTestID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.window.CreateTest(ctx, store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := smtp.Dial(l.smtp[netip.MustParseAddr("127.0.3.40")])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Hello("sender.lab.example"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Mail("someone@Good.User.Example"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt("t-" + id + "@" + labZoneA); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Quit()
+		var got store.InboundCheck
+		for range 300 {
+			if got, err = l.window.InboundCheckOfTest(ctx, id); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("no inbound check stored with the test: %v", err)
+		}
+		var r inbound.Report
+		if err := json.Unmarshal(got.Report, &r); err != nil {
+			t.Fatal(err)
+		}
+		if got.Domain != "good.user.example" || got.Colour != "green" || r.Schema != inbound.Schema || r.Colour != inbound.Green {
+			t.Fatalf("stored %s %s: %s %s", got.Domain, got.Colour, r.Schema, r.Colour)
+		}
+	})
 	t.Run("deadline", func(t *testing.T) {
 		o := l.options()
 		o.Timeout, o.StepTimeout = time.Second, 10*time.Second

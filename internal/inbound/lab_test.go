@@ -89,6 +89,10 @@ type lab struct {
 	https    map[netip.Addr]string
 	mu       sync.Mutex
 	dialed   []string
+	// window is the store of the persona server inside its downgrade
+	// window, whose accepted test mails start the check of the sender's
+	// domain (smtpd.Options.TestSender → inbound.Runner → store).
+	window *store.Store
 }
 
 // options returns check options for the lab.
@@ -442,7 +446,7 @@ func startLab(t *testing.T) *lab {
 	}
 
 	// The personas.
-	startPersonas := func(name string, addrs []netip.Addr, tweak func(*smtpd.Options)) {
+	startPersonas := func(name string, addrs []netip.Addr, tweak func(*smtpd.Options, *store.Store)) *store.Store {
 		st, err := store.Open(ctx, filepath.Join(t.TempDir(), name+".db"))
 		if err != nil {
 			t.Fatal(err)
@@ -462,19 +466,32 @@ func startLab(t *testing.T) *lab {
 		}
 		opts := service.SMTPOptions(&cfg, zones, mgr, st, nil, slog.New(slog.DiscardHandler))
 		opts.CommandTimeout, opts.DataTimeout = 10*time.Second, 10*time.Second
-		tweak(&opts)
+		tweak(&opts, st)
 		srv, err := smtpd.New(opts)
 		if err != nil {
 			t.Fatal(err)
 		}
 		serve(name, func() error { return srv.Serve(ctx, ls) })
+		return st
 	}
 	accept := []netip.Addr{labShared}
 	for _, a := range labHostAddr {
 		accept = append(accept, a)
 	}
-	startPersonas("accept", accept, func(o *smtpd.Options) { o.AcceptAll = true })
-	startPersonas("window", []netip.Addr{labWindow}, func(o *smtpd.Options) { o.DowngradeWindow = time.Hour })
+	startPersonas("accept", accept, func(o *smtpd.Options, _ *store.Store) { o.AcceptAll = true })
+	l.window = startPersonas("window", []netip.Addr{labWindow}, func(o *smtpd.Options, st *store.Store) {
+		o.DowngradeWindow = time.Hour
+		// As internal/service wires it (service.SenderChecks).
+		runner := inbound.NewRunner(inbound.RunnerOptions{
+			Check: l.options(),
+			Save: func(ctx context.Context, testID string, rep inbound.Stored) error {
+				return st.AddInboundCheck(ctx, store.InboundCheck{TestID: testID, Domain: rep.Domain, Checked: rep.Checked,
+					Stored: time.Now(), Colour: string(rep.Colour), Report: rep.JSON})
+			},
+		})
+		o.TestSender = runner.Submit
+		serve("sender checks", func() error { return runner.Run(ctx) })
+	})
 
 	// The policy hosts.
 	startPolicy := func(at netip.Addr, host, policy string, cert func() (*tls.Certificate, error)) {

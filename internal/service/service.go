@@ -256,7 +256,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	if err != nil {
 		log.Warn("no resolver for DKIM key look-ups: signatures will be recorded unverified", "err", err)
 	}
-	smtp, err := smtpd.New(SMTPOptions(cfg, zones, mgr, st, res, log.With("part", "smtp")))
+	smtpOpts := SMTPOptions(cfg, zones, mgr, st, res, log.With("part", "smtp"))
+	senderChecks, err := SenderChecks(cfg, st, log.With("part", "inbound"))
+	if err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
+	}
+	if senderChecks != nil {
+		smtpOpts.TestSender = senderChecks.Submit
+	}
+	smtp, err := smtpd.New(smtpOpts)
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
 	}
@@ -309,6 +317,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
 	g.Go(func() error { return mgr.Run(gctx) })
 	g.Go(func() error { return mailer.Run(gctx) })
+	if senderChecks != nil {
+		g.Go(func() error { return senderChecks.Run(gctx) })
+	}
 	if len(webListeners) > 0 {
 		g.Go(func() error { return webSrv.Serve(gctx, webListeners) })
 	}

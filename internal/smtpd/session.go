@@ -255,6 +255,9 @@ func (ss *session) accept(to string, cls rcptClass, test store.Test) error {
 		r.log.Error("smtp: tying connections to the test", "test", test.ID, "err", err)
 		return errTempFailure
 	}
+	if hook := ss.s.opts.TestSender; hook != nil && ss.tx.from != "" {
+		hook(test.ID, ss.tx.from) // the inbound check of the sender's domain; never blocks
+	}
 	return nil
 }
 
