@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailsec/mailsec/internal/peertest"
+	"github.com/mailsec/mailsec/internal/store"
 )
 
 func TestCheckUsage(t *testing.T) {
@@ -90,5 +92,38 @@ func TestCheckResolverDown(t *testing.T) {
 	var r struct{ Colour string }
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Colour != "grey" {
 		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// TestTestShowInbound: `mailsec test show` shows the inbound check stored
+// with the test.
+func TestTestShowInbound(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mailsec.toml")
+	os.WriteFile(cfg, []byte("data_dir = \"data\"\n"), 0o600)
+	ctx := t.Context()
+	st, err := store.Open(ctx, filepath.Join(dir, "data", "mailsec.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := st.CreateTest(ctx, store.Test{ID: "abc", Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}); err != nil {
+		t.Fatal(err)
+	}
+	report := `{"schema":"mailsec.check.v1","domain":"example.org","colour":"white","colour_reason":"Encryption with valid certificates everywhere."}`
+	if err := st.AddInboundCheck(ctx, store.InboundCheck{TestID: "abc", Domain: "example.org", Checked: now, Stored: now, Colour: "white", Report: []byte(report)}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	code, out, errOut := run(t, "-config", cfg, "test", "show", "abc")
+	if code != exitOK || !strings.Contains(out, "Inbound check of example.org") || !strings.Contains(out, "white — Encryption with valid") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = run(t, "-config", cfg, "test", "show", "-json", "abc")
+	var v struct {
+		Inbound struct{ Schema, Colour string }
+	}
+	if err := json.Unmarshal([]byte(out), &v); code != exitOK || err != nil || v.Inbound.Schema != "mailsec.check.v1" || v.Inbound.Colour != "white" {
+		t.Fatalf("exit %d %v\n%s", code, err, out)
 	}
 }
