@@ -125,18 +125,11 @@ func (m *Mailer) Tick(ctx context.Context) {
 // (the sender has nothing left to send) or one policy is left. A test
 // that was answered 451 and is not settled waits: the sender will retry.
 func IsFinal(t store.Test, conns []store.SMTPConnection, v verdict.Verdict, now time.Time, quiet, expiry time.Duration) bool {
-	last := t.Created
 	open := false
 	for _, c := range conns {
-		if c.Started.After(last) {
-			last = c.Started
-		}
-		if c.Ended.After(last) {
-			last = c.Ended
-		}
 		open = open || c.Ended.IsZero()
 	}
-	idle := now.Sub(last)
+	idle := now.Sub(lastActivity(t, conns))
 	switch {
 	case idle >= expiry:
 		return true
@@ -145,6 +138,21 @@ func IsFinal(t store.Test, conns []store.SMTPConnection, v verdict.Verdict, now 
 	}
 	acked := t.State == store.TestAcked || !t.Acked.IsZero()
 	return acked || len(v.Candidates) == 1 || v.Policy == verdict.PolicyInconsistent
+}
+
+// lastActivity is the latest start or end of a connection, or the test's
+// creation.
+func lastActivity(t store.Test, conns []store.SMTPConnection) time.Time {
+	last := t.Created
+	for _, c := range conns {
+		if c.Started.After(last) {
+			last = c.Started
+		}
+		if c.Ended.After(last) {
+			last = c.Ended
+		}
+	}
+	return last
 }
 
 // FinalizeDue finalises the unfinished tests that are final now and
@@ -215,9 +223,14 @@ func (m *Mailer) Finalize(ctx context.Context, t store.Test, force bool) (bool, 
 	default:
 		auth, err := Authenticate(ctx, m.o.DNS, t.Sender, conns)
 		if err != nil {
-			// A temporary DNS failure: decide at the next tick.
-			m.log.Warn("results: SPF temporarily failed; retrying", "test", t.ID, "err", err)
-			return false, nil
+			// A temporary DNS failure (RFC 7208 §2.6.6 temperror): decide
+			// at a later tick, but not forever: past twice the quiet
+			// time the mail is withheld and the page says why.
+			if now.Sub(lastActivity(t, conns)) < 2*src.Quiet {
+				m.log.Debug("results: SPF temporarily failed; retrying", "test", t.ID, "err", err)
+				return false, nil
+			}
+			auth.Reason = "SPF of the sender's domain could not be evaluated (temperror: " + err.Error() + ")"
 		}
 		if auth.OK {
 			r.MailState, r.MailReason, r.Recipient, r.Next = store.MailPending, "sender authenticated: "+auth.Reason, t.Sender, now

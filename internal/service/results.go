@@ -1,14 +1,19 @@
 package service
 
 import (
+	"context"
 	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/sender"
@@ -23,10 +28,50 @@ func ResultSource(cfg *config.Config, st *store.Store, baseURL string) resultmai
 		Store: st, ZoneA: strings.TrimSuffix(cfg.Zones.A, "."), ZoneB: strings.TrimSuffix(cfg.Zones.B, "."),
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, Quiet: cfg.Timing.AckAfter.Duration,
 		PrefixV4: cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6, BaseURL: baseURL,
-		// The inbound check (internal/inbound) plugs in here once it
-		// stores a report per test; until then reports say "not available".
-		Inbound: nil,
+		Inbound: storedInbound(cfg, st),
 	}
+}
+
+// storedInbound reads the inbound check that internal/inbound's runner
+// stored with a test (inbound.check_senders): pending until it is there.
+func storedInbound(cfg *config.Config, st *store.Store) resultmail.InboundFunc {
+	return func(ctx context.Context, testID, domain string) ([]byte, error) {
+		c, err := st.InboundCheckOfTest(ctx, testID)
+		switch {
+		case errors.Is(err, store.ErrNotFound) && testID == "":
+			return nil, resultmail.ErrNoInbound
+		case errors.Is(err, store.ErrNotFound):
+			// A provider's row, or a test from before the runner: the
+			// latest check of the domain, if any.
+			if lc, lerr := st.LatestInboundCheck(ctx, domain, time.Time{}); lerr == nil {
+				return lc.Report, nil
+			}
+			if cfg.Inbound.CheckSenders {
+				return nil, nil // pending
+			}
+			return nil, resultmail.ErrNoInbound
+		case err != nil:
+			return nil, err
+		}
+		return c.Report, nil
+	}
+}
+
+// inboundCheck runs the inbound check for the web form and the API.
+func inboundCheck(cfg *config.Config) (web.CheckFunc, error) {
+	opts, err := InboundOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, domain string) ([]byte, error) {
+		rep, err := inbound.Check(ctx, domain, opts)
+		if rep == nil {
+			return nil, err
+		}
+		// A report that ran into a fatal error still says what it saw
+		// (its errors list it); the page shows it.
+		return json.Marshal(rep)
+	}, nil
 }
 
 // results builds the loop that finalises tests and sends result mails, and
@@ -80,8 +125,12 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	if err != nil {
 		return nil, nil, err
 	}
+	check, err := inboundCheck(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	w := web.New(web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Providers: cfg.Web.Providers,
 		Retention: cfg.Web.Retention.Duration, StartLimit: cfg.Web.StartLimit, CheckLimit: cfg.Web.CheckLimit,
-		Logger: log.With("part", "web")})
+		Check: check, Logger: log.With("part", "web")})
 	return mailer, w, nil
 }
