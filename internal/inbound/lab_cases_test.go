@@ -304,3 +304,17 @@ func TestCheckLab(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkCheck times a whole check of a domain with one MX host on
+// loopback (DNS through Unbound, SMTP, STARTTLS, TLS 1.3, DANE, MTA-STS
+// fetch, records): go test -run '^$' -bench Check ./internal/inbound.
+func BenchmarkCheck(b *testing.B) {
+	l := startLab(b)
+	o := l.options()
+	for b.Loop() {
+		r, err := inbound.Check(context.Background(), "good.user.example", o)
+		if err != nil || r.Colour != inbound.Green {
+			b.Fatalf("%v %v", err, r)
+		}
+	}
+}
