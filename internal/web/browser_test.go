@@ -40,7 +40,11 @@ func TestBrowser(t *testing.T) {
 	defer cancel()
 	artifacts := os.Getenv("MAILSEC_ARTIFACTS")
 	if artifacts == "" {
-		artifacts = t.TempDir()
+		// Not t.TempDir: the screenshots are meant to outlive the test.
+		var err error
+		if artifacts, err = os.MkdirTemp("", "mailsec-artifacts-"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
