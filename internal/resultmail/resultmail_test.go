@@ -1,4 +1,4 @@
-package resultmail
+package resultmail_test
 
 import (
 	"bytes"
@@ -19,6 +19,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/resolver"
+	. "github.com/mailsec/mailsec/internal/resultmail"
+	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -189,7 +191,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) newMailer(t *testing.T) *Mailer {
 	t.Helper()
-	snd, err := sender.New(sender.Options{Hostname: "mx7.b.mailtest.example", Level: sender.LevelDANE, MTASTS: true,
+	send, err := resultsend.New(sender.Options{Hostname: "mx7.b.mailtest.example",
 		Resolver: f.res, SMTPPort: int(f.mta.addr.Port()), ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second,
 		DataTimeout: 10 * time.Second, PolicyTimeout: 2 * time.Second})
 	if err != nil {
@@ -198,7 +200,7 @@ func (f *fixture) newMailer(t *testing.T) *Mailer {
 	m, err := New(Options{
 		Source:   Source{Store: f.st, ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example", Quiet: time.Minute, PrefixV4: 24, PrefixV6: 48, BaseURL: "https://mailsec.example"},
 		Identity: Identity{From: "results@a.mailtest.example", Name: "mailsec", Domain: "a.mailtest.example", Selector: "mailsec1", Key: f.key},
-		Send:     snd.Attempt, DNS: f.res, Expiry: time.Hour, RateLimit: 2, RateWindow: time.Hour,
+		Send:     send, DNS: f.res, Expiry: time.Hour, RateLimit: 2, RateWindow: time.Hour,
 		RetryBase: time.Minute, MaxAttempts: 3, Now: func() time.Time { return f.now },
 	})
 	if err != nil {

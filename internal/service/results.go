@@ -2,13 +2,9 @@ package service
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -16,7 +12,6 @@ import (
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/resultmail"
-	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/web"
 )
@@ -76,7 +71,7 @@ func inboundCheck(cfg *config.Config) (web.CheckFunc, error) {
 
 // results builds the loop that finalises tests and sends result mails, and
 // the web server.
-func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Resolver, baseURL string, log *slog.Logger) (*resultmail.Mailer, *web.Server, error) {
+func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Resolver, send resultmail.SendFunc, baseURL string, log *slog.Logger) (*resultmail.Mailer, *web.Server, error) {
 	src := ResultSource(cfg, st, baseURL)
 	rm := cfg.ResultMail
 	o := resultmail.Options{
@@ -88,36 +83,12 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	switch {
 	case !rm.Enabled || zones.DKIMKey == nil:
 		log.Info("result mails are off (result_mail.enabled)")
+	case send == nil:
+		log.Warn("result mails are off: no sender given to service.Start (resultsend.FromConfig)")
 	case res == nil:
-		log.Warn("result mails are off: no resolver for SPF and the recipients' MX")
+		log.Warn("result mails are off: no resolver for SPF")
 	default:
-		var roots *x509.CertPool
-		if rm.Roots != "" {
-			pem, err := os.ReadFile(rm.Roots)
-			if err != nil {
-				return nil, nil, fmt.Errorf("result_mail.roots: %w", err)
-			}
-			if roots, err = x509.SystemCertPool(); err != nil || roots == nil {
-				roots = x509.NewCertPool()
-			}
-			if !roots.AppendCertsFromPEM(pem) {
-				return nil, nil, fmt.Errorf("result_mail.roots: no certificate in %s", rm.Roots)
-			}
-		}
-		hostname := cfg.SMTP.Hostname
-		if hostname == "" {
-			hostname = strings.TrimSuffix(cfg.Zones.A, ".")
-		}
-		src, _ := netip.ParseAddr(rm.SourceAddress) // validated; zero if unset
-		// DANE where the recipient publishes usable TLSA, MTA-STS where it
-		// publishes a policy, else opportunistic TLS (RFC 7672 §2.2, RFC
-		// 8461 §5): the policy-aware client enforces what is offered.
-		snd, err := sender.New(sender.Options{Hostname: hostname, Level: sender.LevelDANE, MTASTS: true,
-			Resolver: res, Roots: roots, LocalAddr: src, SMTPPort: rm.Port, Logger: log.With("part", "resultmail-sender")})
-		if err != nil {
-			return nil, nil, err
-		}
-		o.Send, o.DNS = snd.Attempt, res
+		o.Send, o.DNS = send, res
 		o.Identity = resultmail.Identity{From: cfg.ResultMailFrom(), Name: rm.Name,
 			Domain: strings.TrimSuffix(cfg.Zones.A, "."), Selector: rm.Selector, Key: zones.DKIMKey}
 	}
@@ -133,4 +104,17 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 		Retention: cfg.Web.Retention.Duration, StartLimit: cfg.Web.StartLimit, CheckLimit: cfg.Web.CheckLimit,
 		Check: check, Logger: log.With("part", "web")})
 	return mailer, w, nil
+}
+
+// StartOption adds to what Start builds from the configuration.
+type StartOption func(*startOptions)
+
+type startOptions struct {
+	send resultmail.SendFunc
+}
+
+// WithResultSender gives the service the way out for result mails
+// (resultsend.FromConfig); without it result mails are off.
+func WithResultSender(send resultmail.SendFunc) StartOption {
+	return func(o *startOptions) { o.send = send }
 }

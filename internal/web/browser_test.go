@@ -20,6 +20,7 @@ import (
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/resolver"
+	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/service"
 )
@@ -56,7 +57,12 @@ func TestBrowser(t *testing.T) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	svcCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	run, err := service.Start(svcCtx, cfg, log)
+	send, err := resultsend.FromConfig(cfg, log)
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	run, err := service.Start(svcCtx, cfg, log, service.WithResultSender(send))
 	if err != nil {
 		stop()
 		t.Fatal(err)
