@@ -93,6 +93,9 @@ type lab struct {
 	// window, whose accepted test mails start the check of the sender's
 	// domain (smtpd.Options.TestSender → inbound.Runner → store).
 	window *store.Store
+	// stubs and anchors are Unbound's, for a second resolver.
+	stubs   map[string]netip.AddrPort
+	anchors []string
 }
 
 // options returns check options for the lab.
@@ -432,12 +435,14 @@ func startLab(t testing.TB) *lab {
 		t.Cleanup(func() { _ = srv.Shutdown() })
 	}
 
+	l.stubs = map[string]netip.AddrPort{
+		cfg.Zones.A: dnsAddr, cfg.Zones.B: dnsAddr,
+		"user.example.": authAddr, "plain.example.": authAddr, "fail.example.": authAddr,
+	}
+	l.anchors = []string{zones.KeyA.DS().String(), zones.KeyB.DS().String(), ukey.DS().String()}
 	u := peertest.StartUnbound(t, peertest.UnboundOptions{
-		Stubs: map[string]netip.AddrPort{
-			cfg.Zones.A: dnsAddr, cfg.Zones.B: dnsAddr,
-			"user.example.": authAddr, "plain.example.": authAddr, "fail.example.": authAddr,
-		},
-		TrustAnchors: []string{zones.KeyA.DS().String(), zones.KeyB.DS().String(), ukey.DS().String()},
+		Stubs:        l.stubs,
+		TrustAnchors: l.anchors,
 		Extra:        "  domain-insecure: \"plain.example.\"\n  domain-insecure: \"fail.example.\"\n",
 	})
 	l.resolver = u.Addr.String()
