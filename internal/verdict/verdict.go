@@ -142,7 +142,9 @@ type Observations struct {
 	SenderDone bool
 	// SentToB: the sender is known to have had a mail for the B address.
 	// If it never delivered there, it refused B (dane-only: B has no
-	// TLSA). Unknown for real users, who may have written to A only.
+	// TLSA). The service knows it when a test mail names the B address in
+	// its To or Cc header (store.Test.AddressedB); a user who wrote to A
+	// only leaves it unknown.
 	SentToB bool
 }
 
