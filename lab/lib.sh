@@ -32,6 +32,13 @@ PEBBLE_MGMT_PORT="15000"
 # the lab CA of pebble's listener), written by lab/up.
 LAB_CA_FILE="$LAB_STATE/lab-ca.pem"
 
+# The user-domain fixtures of the inbound check (lab/fixtures): their state,
+# and the fixture CA that lab/up adds to LAB_CA. LAB_FIXTURES=0 makes lab/up
+# leave them out.
+FX_STATE="$LAB_STATE/fixtures"
+FIXTURE_CA_FILE="$FX_STATE/pki/ca.pem"
+LAB_FIXTURES="${LAB_FIXTURES:-1}"
+
 # Go may be installed but not on root's PATH.
 if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
 	PATH="$PATH:/usr/local/go/bin"
