@@ -50,6 +50,7 @@ func commands() []command {
 		{"dns", "zone tools: 'dns ds' prints the DS records, 'dns dump [-zone a|b]' the signed zone", runDNS},
 		{"test", "outbound tests: 'test new' creates one, 'test show ID' prints its connection history", runTest},
 		{"verdict", "re-judge a stored test from its history: 'verdict -test ID'", runVerdict},
+		{"check", "inbound check of a receiving domain: 'check DOMAIN [--json]' (MX, DNSSEC, STARTTLS, DANE, MTA-STS, colour)", runCheck},
 		{"config", "print the effective configuration (defaults plus file) as TOML", runConfig},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},

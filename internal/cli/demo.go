@@ -11,17 +11,19 @@ import (
 )
 
 func runDemo(e *env, args []string) error {
-	fs := newFlags(e, "demo", "[-json] [-v]")
+	fs := newFlags(e, "demo", "[-json] [-v] [-hold D]")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	verbose := fs.Bool("v", false, "log the service and the senders to standard error")
 	deadline := fs.Duration("deadline", 110*time.Second, "bound on the whole run")
+	hold := fs.Duration("hold", 0, "keep the service and its web UI running this long after the senders are done")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	opts := demo.Options{Deadline: *deadline}
+	opts := demo.Options{Deadline: *deadline, Hold: *hold}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	webURL := ""
 	if !*asJSON {
 		fmt.Fprintf(e.stdout, "mailsec demo: the service on loopback, 8 reference senders (one per policy), each sends one test mail...\n")
 		opts.Progress = func(r demo.Result) {
@@ -29,7 +31,11 @@ func runDemo(e *env, args []string) error {
 			if !r.OK {
 				mark = "WRONG"
 			}
-			fmt.Fprintf(e.stderr, "  %-13s done after %.1fs: %s (%s)\n", r.Sender, r.Seconds, r.Verdict, mark)
+			fmt.Fprintf(e.stderr, "  %-13s done after %.1fs: %s (%s) %s/t/%s\n", r.Sender, r.Seconds, r.Verdict, mark, webURL, r.Test)
+		}
+		opts.Started = func(url string) {
+			webURL = url
+			fmt.Fprintf(e.stdout, "web UI: %s (while the demo runs; -hold 10m keeps it up afterwards)\n", url)
 		}
 	}
 	rep, err := demo.Run(e.ctx, opts)

@@ -74,11 +74,19 @@ func runTest(e *env, args []string) error {
 			return err
 		}
 		defer st.Close()
+		// The inbound check of the sender's domain (docs/inbound.md), if
+		// one was stored with the test.
+		var inboundReport json.RawMessage
+		ic, icErr := st.InboundCheckOfTest(e.ctx, t.ID)
+		if icErr == nil && json.Valid(ic.Report) {
+			inboundReport = ic.Report
+		}
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(struct {
 				Test        store.Test             `json:"test"`
 				Connections []store.SMTPConnection `json:"connections"`
-			}{t, conns})
+				Inbound     json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
+			}{t, conns, inboundReport})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -95,7 +103,17 @@ func runTest(e *env, args []string) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Started.Format("2006-01-02 15:04:05"), end, c.Persona, tls, c.SNI, c.State, c.Reply)
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if inboundReport != nil {
+			var r struct {
+				ColourReason string `json:"colour_reason"`
+			}
+			_ = json.Unmarshal(inboundReport, &r)
+			fmt.Fprintf(e.stdout, "Inbound check of %s (%s): %s — %s\n", ic.Domain, ic.Checked.Format(time.RFC3339), ic.Colour, r.ColourReason)
+		}
+		return nil
 	}
 	return fmt.Errorf("%w: unknown 'test %s' ('test new' or 'test show ID')", errUsage, args[0])
 }

@@ -57,6 +57,82 @@ type Config struct {
 	ACME       ACME       `toml:"acme"`
 	PolicyHost PolicyHost `toml:"policy_host"`
 	Resolver   Resolver   `toml:"resolver"`
+	Web        Web        `toml:"web"`
+	ResultMail ResultMail `toml:"result_mail"`
+	Inbound    Inbound    `toml:"inbound"`
+}
+
+// Inbound configures the inbound check (`mailsec check`, and the check of
+// every test's sender domain; docs/inbound.md).
+type Inbound struct {
+	// AllowPrivate lets the check contact private, loopback, link-local
+	// and other reserved addresses. Off in production: the MX records of
+	// any domain could otherwise point the service at the operator's
+	// own network.
+	AllowPrivate bool `toml:"allow_private"`
+	// Timeout is the one deadline of a whole check.
+	Timeout Duration `toml:"timeout"`
+	// Concurrency bounds the SMTP probes of one check running at once.
+	Concurrency int `toml:"concurrency"`
+	// ExtraRoots is a PEM file of CA roots trusted besides the system's
+	// (a lab CA).
+	ExtraRoots string `toml:"extra_roots"`
+	// CheckSenders runs the check on the sender domain of every test.
+	CheckSenders bool `toml:"check_senders"`
+	// CacheTTL: a domain checked less than this ago is not checked again
+	// for another test; the stored result is reused.
+	CacheTTL Duration `toml:"cache_ttl"`
+	// ParallelChecks bounds the sender-domain checks running at once.
+	ParallelChecks int `toml:"parallel_checks"`
+}
+
+// Web configures the web UI and JSON API (docs/web.md, docs/api.md).
+type Web struct {
+	// Listen addresses (host:port); empty turns the web UI off.
+	Listen []string `toml:"listen"`
+	// BaseURL is how users reach the UI: the links in result mails and
+	// pages. "" means http://<first listen address>.
+	BaseURL string `toml:"base_url"`
+	// Providers are domains the operator marks as public mail providers:
+	// the public table shows the latest result of each.
+	Providers []string `toml:"providers"`
+	// Retention: tests (with their connections and results) older than
+	// this are deleted.
+	Retention Duration `toml:"retention"`
+	// StartLimit and CheckLimit bound new tests and inbound checks per
+	// client address and hour.
+	StartLimit int `toml:"start_limit"`
+	CheckLimit int `toml:"check_limit"`
+}
+
+// ResultMail configures the result mails (docs/report.md).
+type ResultMail struct {
+	// Enabled sends result mails to authenticated senders.
+	Enabled bool `toml:"enabled"`
+	// From is the sender address, in zone A (SPF and DMARC of A cover
+	// it); "" means mailsec@<zone A>.
+	From string `toml:"from"`
+	// Name is the From display name.
+	Name string `toml:"name"`
+	// Selector of the DKIM key published in zone A.
+	Selector string `toml:"selector"`
+	// SourceAddress is the local address the mails leave from; the
+	// derived SPF record of the zones includes it. "" lets the system
+	// choose (it must then be one of zones.mx_addresses for SPF).
+	SourceAddress string `toml:"source_address"`
+	// Port is the recipients' SMTP port (25; the lab may use another).
+	Port int `toml:"port"`
+	// Roots is a PEM file of extra CA roots (MTA-STS hosts in a lab).
+	Roots string `toml:"roots"`
+	// RateLimit mails per recipient domain per RateWindow.
+	RateLimit  int      `toml:"rate_limit"`
+	RateWindow Duration `toml:"rate_window"`
+	// RetryBase doubles per attempt up to RetryMax; MaxAttempts ends it.
+	RetryBase   Duration `toml:"retry_base"`
+	RetryMax    Duration `toml:"retry_max"`
+	MaxAttempts int      `toml:"max_attempts"`
+	// Interval of the loop that finalises tests and sends mails.
+	Interval Duration `toml:"interval"`
 }
 
 // SMTP configures the SMTP personas (DESIGN.md §2).
@@ -268,6 +344,12 @@ func Default() Config {
 		TLS:        TLS{RenewBefore: Duration{30 * 24 * time.Hour}},
 		ACME:       ACME{Challenge: "dns-01"},
 		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}},
+		Web:        Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10},
+		ResultMail: ResultMail{Enabled: true, Name: "mailsec", Selector: "mailsec1", Port: 25, RateLimit: 10,
+			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
+			MaxAttempts: 12, Interval: Duration{5 * time.Second}},
+		Inbound: Inbound{Timeout: Duration{30 * time.Second}, Concurrency: 8, CheckSenders: true,
+			CacheTTL: Duration{time.Hour}, ParallelChecks: 2},
 		Timing: Timing{
 			DowngradeWindow:    Duration{3 * time.Minute},
 			MXRotation:         Duration{5 * time.Minute},
@@ -307,6 +389,8 @@ func Load(path string) (Config, error) {
 		return filepath.Join(filepath.Dir(path), p)
 	}
 	cfg.ACME.CAFile = rel(cfg.ACME.CAFile)
+	cfg.ResultMail.Roots = rel(cfg.ResultMail.Roots)
+	cfg.Inbound.ExtraRoots = rel(cfg.Inbound.ExtraRoots)
 	for h, sc := range cfg.TLS.Static {
 		cfg.TLS.Static[h] = StaticCert{Cert: rel(sc.Cert), Key: rel(sc.Key)}
 	}
@@ -459,6 +543,8 @@ func (c *Config) Validate() error {
 	positive("timing.smtp_data_timeout", c.Timing.SMTPDataTimeout, time.Second)
 	positive("timing.test_expiry", c.Timing.TestExpiry, time.Second)
 	c.validateOutbound(bad)
+	c.validateResults(bad)
+	c.validateInbound(bad)
 	if c.Zones.MXTTL.Duration > c.Timing.MXRotation.Duration {
 		bad("zones.mx_ttl", "%s exceeds timing.mx_rotation %s: resolvers would not follow the rotation", c.Zones.MXTTL.Duration, c.Timing.MXRotation.Duration)
 	}
@@ -556,5 +642,94 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 		if _, err := netip.ParseAddrPort(c.Resolver.Address); err != nil {
 			bad("resolver.address", "%q is not an ip:port (%v)", c.Resolver.Address, err)
 		}
+	}
+}
+
+// WebBaseURL is web.base_url, or http://<first listen address>.
+func (c *Config) WebBaseURL() string {
+	if c.Web.BaseURL != "" {
+		return strings.TrimSuffix(c.Web.BaseURL, "/")
+	}
+	if len(c.Web.Listen) > 0 {
+		return "http://" + c.Web.Listen[0]
+	}
+	return ""
+}
+
+// ResultMailFrom is result_mail.from, or mailsec@<zone A>.
+func (c *Config) ResultMailFrom() string {
+	if c.ResultMail.From != "" {
+		return c.ResultMail.From
+	}
+	return "mailsec@" + strings.TrimSuffix(c.Zones.A, ".")
+}
+
+func (c *Config) validateResults(bad func(key, format string, args ...any)) {
+	for _, l := range c.Web.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			bad("web.listen", "%q is not an ip:port (%v)", l, err)
+		}
+	}
+	if c.Web.BaseURL != "" && !strings.HasPrefix(c.Web.BaseURL, "http://") && !strings.HasPrefix(c.Web.BaseURL, "https://") {
+		bad("web.base_url", "%q is not an http:// or https:// URL", c.Web.BaseURL)
+	}
+	for _, p := range c.Web.Providers {
+		if _, ok := dns.IsDomainName(p); !ok || p == "" || strings.Contains(p, "@") {
+			bad("web.providers", "%q is not a domain name", p)
+		}
+	}
+	if c.Web.Retention.Duration < time.Hour {
+		bad("web.retention", "%s is too short (at least 1h)", c.Web.Retention.Duration)
+	}
+	if c.Web.StartLimit < 1 || c.Web.CheckLimit < 1 {
+		bad("web.start_limit", "start_limit and check_limit must be at least 1")
+	}
+	rm := c.ResultMail
+	from := c.ResultMailFrom()
+	at := strings.LastIndexByte(from, "@"[0])
+	if at <= 0 || !strings.EqualFold(dns.Fqdn(from[at+1:]), dns.Fqdn(c.Zones.A)) || strings.ContainsAny(from, " <>\"\r\n") {
+		// DMARC of A is strict (adkim=s, aspf=s): the address must be in A itself.
+		bad("result_mail.from", "%q must be a plain address in zone A (%s)", from, c.Zones.A)
+	}
+	if strings.ContainsAny(rm.Name, "\r\n") {
+		bad("result_mail.name", "must be one line")
+	}
+	if _, ok := dns.IsDomainName(rm.Selector); !ok || rm.Selector == "" || strings.Contains(rm.Selector, ".") {
+		bad("result_mail.selector", "%q is not a single DNS label", rm.Selector)
+	}
+	if rm.SourceAddress != "" {
+		if _, err := netip.ParseAddr(rm.SourceAddress); err != nil {
+			bad("result_mail.source_address", "%q is not an IP address", rm.SourceAddress)
+		}
+	}
+	if rm.Port < 1 || rm.Port > 65535 {
+		bad("result_mail.port", "%d is outside 1..65535", rm.Port)
+	}
+	if rm.RateLimit < 0 {
+		bad("result_mail.rate_limit", "must not be negative (0: no limit)")
+	}
+	if rm.RateWindow.Duration < time.Second || rm.RetryBase.Duration < time.Second || rm.Interval.Duration < 100*time.Millisecond {
+		bad("result_mail.rate_window", "rate_window and retry_base must be at least 1s, interval at least 100ms")
+	}
+	if rm.RetryMax.Duration < rm.RetryBase.Duration {
+		bad("result_mail.retry_max", "must not be shorter than retry_base")
+	}
+	if rm.MaxAttempts < 1 {
+		bad("result_mail.max_attempts", "must be at least 1")
+	}
+}
+
+func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
+	if c.Inbound.Timeout.Duration < time.Second || c.Inbound.Timeout.Duration > 10*time.Minute {
+		bad("inbound.timeout", "%s is outside 1s..10m", c.Inbound.Timeout.Duration)
+	}
+	if c.Inbound.Concurrency < 1 || c.Inbound.Concurrency > 256 {
+		bad("inbound.concurrency", "%d is outside 1..256", c.Inbound.Concurrency)
+	}
+	if c.Inbound.CacheTTL.Duration < 0 {
+		bad("inbound.cache_ttl", "must not be negative")
+	}
+	if c.Inbound.ParallelChecks < 1 || c.Inbound.ParallelChecks > 64 {
+		bad("inbound.parallel_checks", "%d is outside 1..64", c.Inbound.ParallelChecks)
 	}
 }

@@ -43,6 +43,10 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"wrong type", "[dns]\nudp_size = \"big\"", "line 2"},
 		{"syntax", "[dns\nudp_size = 1", "to end table name"},
 		{"store driver", "[store]\ndriver = \"mysql\"", "store.driver"},
+		{"inbound timeout", "[inbound]\ntimeout = \"0s\"", "inbound.timeout"},
+		{"inbound concurrency", "[inbound]\nconcurrency = 0", "inbound.concurrency"},
+		{"inbound parallel checks", "[inbound]\nparallel_checks = 1000", "inbound.parallel_checks"},
+		{"inbound unknown key", "[inbound]\nallow_privat = true", "unknown key inbound.allow_privat"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -66,6 +66,12 @@ type Options struct {
 	Deadline time.Duration
 	// Progress, if set, is called as senders finish.
 	Progress func(Result)
+	// Started, if set, is called with the web UI's URL once the service
+	// runs (each test's live page is URL/t/<test>).
+	Started func(webURL string)
+	// Hold keeps the service (and its web UI) running this long after
+	// the senders are done, to look at the reports.
+	Hold time.Duration
 }
 
 // Result is one reference sender's outcome. The JSON keys sender,
@@ -94,6 +100,7 @@ type Report struct {
 	Seconds float64  `json:"seconds"`
 	DNSSEC  string   `json:"dnssec"`
 	OK      bool     `json:"ok"`
+	WebURL  string   `json:"web_url"` // the web UI while the demo ran
 }
 
 // Timings of the demo: seconds instead of minutes (DESIGN.md §3 makes every
@@ -143,6 +150,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		stop()
 		_ = run.Wait()
 	}()
+	if opts.Started != nil {
+		opts.Started(run.WebURL)
+	}
 
 	res, err := resolver.New(run.DNSAddrs[0].String())
 	if err != nil {
@@ -174,7 +184,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	for _, r := range results {
 		rep.OK = rep.OK && r.OK
 	}
-	return rep, ctx.Err()
+	rep.WebURL = run.WebURL
+	err = ctx.Err()
+	if opts.Hold > 0 {
+		select {
+		case <-time.After(opts.Hold):
+		case <-svcCtx.Done():
+		}
+	}
+	return rep, err
 }
 
 // demoConfig is the service's configuration for the demo: loopback, port 0
@@ -198,6 +216,7 @@ func demoConfig(dir string) (*config.Config, error) {
 	cfg.Resolver.Address = dnsAddr
 	cfg.SMTP.Listen = []string{"127.0.0.1:0"}
 	cfg.PolicyHost.Listen = []string{"127.0.0.1:0"}
+	cfg.Web.Listen = []string{"127.0.0.1:0"}
 	cfg.SMTP.ClientPrefixV4 = 32
 	cfg.TLS.Issuer = "local"
 	cfg.Timing.DowngradeWindow = config.Duration{Duration: downgradeWindow}

@@ -41,6 +41,9 @@ type TestZoneSpec struct {
 	BrokenHosts []string
 	// Rotation is the MX rotation interval (zone A).
 	Rotation time.Duration
+	// DKIM maps selectors to DKIM key records (RFC 6376 §3.6.1),
+	// published at <selector>._domainkey: the key of the result mails.
+	DKIM map[string]string
 }
 
 // mxPreferences are the MX preferences handed out in rotation order.
@@ -135,6 +138,9 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	}
 	// DMARC for the result mails the service sends from A and B (RFC 7489).
 	txt(name("_dmarc"), "v=DMARC1; p=reject; adkim=s; aspf=s")
+	for sel, rec := range spec.DKIM {
+		txt(name(sel+"._domainkey"), rec)
+	}
 
 	var hosts []string
 	for _, p := range persona.MXHosts(spec.Zone) {

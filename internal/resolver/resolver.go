@@ -54,6 +54,10 @@ func New(addr string) (*Resolver, error) {
 	return &Resolver{addr: ap, timeout: 5 * time.Second, now: time.Now}, nil
 }
 
+// Addr returns the resolver's address (the inbound check asks it again
+// with Checking Disabled to tell a bogus answer from a broken zone).
+func (r *Resolver) Addr() netip.AddrPort { return r.addr }
+
 // TrustsAD tells whether the AD bit from this resolver is believed (for
 // names outside the trust anchors, which are validated here).
 func (r *Resolver) TrustsAD() bool { return r.addr.Addr().IsLoopback() }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,8 +26,10 @@ import (
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/policyhost"
 	"github.com/mailsec/mailsec/internal/resolver"
+	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/smtpd"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/web"
 )
 
 // DNSKEYTTL is the TTL of the DNSKEY RRsets.
@@ -39,6 +42,9 @@ type Zones struct {
 	KeyB      *dnssec.Key // nil if zone B is unsigned
 	Policy    mtasts.Policy
 	Keys      *persona.Keys // the personas' keys, from which TLSA is made
+	// DKIMKey signs the result mails (nil when they are off); its record
+	// is published at <result_mail.selector>._domainkey.A.
+	DKIMKey crypto.Signer
 }
 
 // BuildZones loads (or creates) the keys and builds the authority for the
@@ -93,6 +99,16 @@ func BuildZones(cfg *config.Config, now time.Time) (*Zones, error) {
 	specA := base
 	specA.Zone, specA.Origin, specA.DNSKEY = persona.ZoneA, cfg.Zones.A, keyA.DNSKEY
 	specA.Policy, specA.TLSRPT, specA.BrokenHosts = z.Policy, cfg.Zones.TLSRPTAddress, cfg.DNSSEC.BrokenHosts
+	if cfg.ResultMail.Enabled {
+		if z.DKIMKey, err = resultmail.LoadOrCreateKey(resultmail.KeyPath(keyDir, cfg.ResultMail.Selector)); err != nil {
+			return nil, err
+		}
+		rec, err := resultmail.DNSRecord(z.DKIMKey)
+		if err != nil {
+			return nil, err
+		}
+		specA.DKIM = map[string]string{cfg.ResultMail.Selector: rec}
+	}
 	specB := base
 	specB.Zone, specB.Origin = persona.ZoneB, cfg.Zones.B
 	signer := func(k *dnssec.Key) *dnssec.Signer {
@@ -135,7 +151,13 @@ func SPF(cfg *config.Config) string {
 	}
 	var b strings.Builder
 	b.WriteString("v=spf1")
-	for _, a := range addrs(cfg.Zones.MXAddresses) {
+	list := addrs(cfg.Zones.MXAddresses)
+	// The result mails leave from result_mail.source_address (RFC 7208
+	// §2.4: SPF checks the client address against MAIL FROM's domain).
+	if src, err := netip.ParseAddr(cfg.ResultMail.SourceAddress); err == nil && !slices.Contains(list, src.Unmap()) {
+		list = append(list, src.Unmap())
+	}
+	for _, a := range list {
 		if a.Is4() {
 			b.WriteString(" ip4:" + a.String())
 		} else {
@@ -164,6 +186,8 @@ type Running struct {
 	DNSAddrs    []netip.AddrPort // bound DNS addresses (UDP and TCP)
 	SMTPAddrs   []netip.AddrPort
 	PolicyAddrs []netip.AddrPort
+	WebAddrs    []netip.AddrPort // bound web UI addresses (none if web.listen is empty)
+	WebURL      string           // web.base_url, or http:// the first bound address
 	done        chan error
 	closeStore  func() error
 }
@@ -210,6 +234,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD, closeP)
 	}
 	closeS := func() { closeAll(smtpListeners) }
+	webListeners, err := web.Listen(ctx, cfg.Web.Listen)
+	if err != nil {
+		return fail(err, closeD, closeP, closeS)
+	}
+	closeW := func() { closeAll(webListeners) }
 	mgr, err := certs.New(certs.Options{
 		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
@@ -218,7 +247,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		Keys: zones.Keys, Challenges: zones.Authority, Logger: log.With("part", "certs"),
 	})
 	if err != nil {
-		return fail(err, closeD, closeP, closeS)
+		return fail(err, closeD, closeP, closeS, closeW)
 	}
 	if cfg.TLSIssuer() == certs.IssuerACME && cfg.ACME.Directory == "" {
 		log.Warn("tls.issuer is acme but acme.directory is empty: personas 5, 6, 7 and the policy host have no certificate")
@@ -227,9 +256,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	if err != nil {
 		log.Warn("no resolver for DKIM key look-ups: signatures will be recorded unverified", "err", err)
 	}
-	smtp, err := smtpd.New(SMTPOptions(cfg, zones, mgr, st, res, log.With("part", "smtp")))
+	smtpOpts := SMTPOptions(cfg, zones, mgr, st, res, log.With("part", "smtp"))
+	senderChecks, err := SenderChecks(cfg, st, log.With("part", "inbound"))
 	if err != nil {
-		return fail(err, closeD, closeP, closeS)
+		return fail(err, closeD, closeP, closeS, closeW)
+	}
+	if senderChecks != nil {
+		smtpOpts.TestSender = senderChecks.Submit
+	}
+	smtp, err := smtpd.New(smtpOpts)
+	if err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
 	}
 	qlog := store.NewDNSQueryLog(st, log.With("part", "querylog"), cfg.DNS.QueryLogBuffer, cfg.DNS.QueryLogRetention.Duration)
 	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
@@ -249,6 +286,21 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		r.PolicyAddrs = append(r.PolicyAddrs, l.Addr().(*net.TCPAddr).AddrPort())
 		log.Info("policy host listening", "addr", l.Addr().String(), "host", mgr.PolicyHostName())
 	}
+	for _, l := range webListeners {
+		r.WebAddrs = append(r.WebAddrs, l.Addr().(*net.TCPAddr).AddrPort())
+	}
+	r.WebURL = cfg.Web.BaseURL
+	if r.WebURL == "" && len(r.WebAddrs) > 0 {
+		r.WebURL = "http://" + r.WebAddrs[0].String()
+	}
+	r.WebURL = strings.TrimSuffix(r.WebURL, "/")
+	mailer, webSrv, err := results(cfg, zones, st, res, r.WebURL, log)
+	if err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
+	}
+	if len(webListeners) > 0 {
+		log.Info("web listening", "addr", webListeners[0].Addr().String(), "url", r.WebURL)
+	}
 	log.Info("zones ready", "a", cfg.Zones.A, "ds_a", zones.KeyA.DS().String(), "b", cfg.Zones.B, "rotation", cfg.Timing.MXRotation.Duration)
 
 	// The query log outlives the listeners: it is stopped only after the
@@ -264,6 +316,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
 	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
 	g.Go(func() error { return mgr.Run(gctx) })
+	g.Go(func() error { return mailer.Run(gctx) })
+	if senderChecks != nil {
+		g.Go(func() error { return senderChecks.Run(gctx) })
+	}
+	if len(webListeners) > 0 {
+		g.Go(func() error { return webSrv.Serve(gctx, webListeners) })
+	}
 	go func() {
 		err := g.Wait()
 		qcancel()

@@ -104,6 +104,10 @@ type Options struct {
 	// LookupTXT resolves DKIM key records (RFC 6376 §3.6.2); nil means
 	// net.DefaultResolver.LookupTXT.
 	LookupTXT func(ctx context.Context, domain string) ([]string, error)
+	// TestSender, if set, is told the envelope sender of every accepted
+	// test recipient: the service checks the sender's domain (inbound,
+	// docs/inbound.md) and de-duplicates per test. It must not block.
+	TestSender func(testID, sender string)
 	// DKIMTimeout bounds the verification of one message's signatures,
 	// key lookups included; 0 means 10s.
 	DKIMTimeout time.Duration

@@ -255,6 +255,9 @@ func (ss *session) accept(to string, cls rcptClass, test store.Test) error {
 		r.log.Error("smtp: tying connections to the test", "test", test.ID, "err", err)
 		return errTempFailure
 	}
+	if hook := ss.s.opts.TestSender; hook != nil && ss.tx.from != "" {
+		hook(test.ID, ss.tx.from) // the inbound check of the sender's domain; never blocks
+	}
 	return nil
 }
 
@@ -397,7 +400,8 @@ func (ss *session) acknowledge() error {
 		AlreadyAcked:      test.State == store.TestAcked || !test.Acked.IsZero(),
 		Fetches:           fetches,
 	})
-	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason)
+	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason,
+		"detail", ack.Detail, "history", len(history), "fetches", len(fetches))
 	if !ack.Accept {
 		// RFC 5321 §4.2.1: 451 asks the client to retry later.
 		return ss.answer(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: ack.Reason}, false)

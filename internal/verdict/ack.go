@@ -40,6 +40,9 @@ type AckInput struct {
 type Ack struct {
 	Accept bool   // 250; otherwise 451 (try again later)
 	Reason string // why, for the reply text and the log
+	// Detail is the judge's account at decision time (candidates left,
+	// contradictions), for the log only: it is too long for a reply.
+	Detail string
 }
 
 // minPersona2Connections is how many STARTTLS connections without SNI (all
@@ -68,25 +71,25 @@ const minPersona2Connections = 2
 // every later mail of it is too, so senders stop retrying.
 func Acknowledge(in AckInput) Ack {
 	if in.AlreadyAcked {
-		return Ack{true, "test already acknowledged"}
+		return Ack{Accept: true, Reason: "test already acknowledged"}
 	}
 	if in.Zone == persona.ZoneB {
 		if in.InDowngradeWindow {
-			return Ack{false, "downgrade test in progress: try again later"}
+			return Ack{Accept: false, Reason: "downgrade test in progress: try again later"}
 		}
-		return Ack{true, "zone B after the downgrade window"}
+		return Ack{Accept: true, Reason: "zone B after the downgrade window"}
 	}
 	if in.InDowngradeWindow {
-		return Ack{false, "downgrade test in progress: try again later"}
+		return Ack{Accept: false, Reason: "downgrade test in progress: try again later"}
 	}
 	v := Judge(Observations{Connections: in.History, PolicyFetches: in.Fetches, Now: in.Now})
 	switch {
 	case len(v.Candidates) == 1:
-		return Ack{true, "policy settled: " + string(v.Candidates[0])}
+		return Ack{Accept: true, Reason: "policy settled: " + string(v.Candidates[0]), Detail: v.Why}
 	case len(v.Candidates) == 0:
-		return Ack{true, "no policy of the table explains the connections: nothing more to learn"}
+		return Ack{Accept: true, Reason: "no policy of the table explains the connections: nothing more to learn", Detail: v.Why}
 	case indistinguishable(v.Candidates):
-		return Ack{true, "the remaining policies (" + joinPolicies(v.Candidates) + ") behave alike toward every persona"}
+		return Ack{Accept: true, Reason: "the remaining policies (" + joinPolicies(v.Candidates) + ") behave alike toward every persona", Detail: v.Why}
 	}
 	hit := map[int]bool{}
 	var firstOf4to6 time.Time
@@ -117,15 +120,15 @@ func Acknowledge(in AckInput) Ack {
 	}
 	switch {
 	case hit[3] && hit[4] && hit[5] && hit[6]:
-		return Ack{true, "personas 3-6 were all contacted"}
+		return Ack{Accept: true, Reason: "personas 3-6 were all contacted"}
 	case hit[4] && hit[5] && hit[6] && in.Now.Sub(firstOf4to6) >= in.AckAfter:
-		return Ack{true, fmt.Sprintf("personas 4-6 contacted for %s", in.AckAfter)}
+		return Ack{Accept: true, Reason: fmt.Sprintf("personas 4-6 contacted for %s", in.AckAfter)}
 	case sniPersonas == 0 && persona2TLS >= minPersona2Connections:
-		return Ack{true, "only persona 2 is used: the sender sends no SNI"}
+		return Ack{Accept: true, Reason: "only persona 2 is used: the sender sends no SNI"}
 	case sniPersonas == 0 && persona2TLS == 0 && plainAfterOffer:
-		return Ack{true, "plain text although STARTTLS was offered"}
+		return Ack{Accept: true, Reason: "plain text although STARTTLS was offered"}
 	}
-	return Ack{false, "collecting evidence: try again later"}
+	return Ack{Accept: false, Reason: "collecting evidence: try again later"}
 }
 
 // indistinguishable tells whether no persona can tell the candidates apart:

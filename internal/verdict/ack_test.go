@@ -12,7 +12,7 @@ var t0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 
 // conn builds a history entry: persona n reached state st at t0+at.
 func conn(n int, st store.ConnState, at time.Duration) store.SMTPConnection {
-	c := store.SMTPConnection{Persona: n, State: st, Started: t0.Add(at), STARTTLSOffered: n != 1, EHLO: "mta.example.org"}
+	c := store.SMTPConnection{Persona: n, State: st, Started: t0.Add(at), Ended: t0.Add(at + time.Second), STARTTLSOffered: n != 1, EHLO: "mta.example.org"}
 	if n != 1 {
 		// A TLS persona: its certificate was served; the handshake
 		// completed unless it was refused right there.
@@ -30,6 +30,12 @@ func conn(n int, st store.ConnState, at time.Duration) store.SMTPConnection {
 func plainAfterOffer(at time.Duration) store.SMTPConnection {
 	c := conn(1, store.StateMail, at)
 	c.STARTTLSOffered = true
+	return c
+}
+
+// open makes c a connection still in progress.
+func open(c store.SMTPConnection) store.SMTPConnection {
+	c.Ended = time.Time{}
 	return c
 }
 
@@ -53,6 +59,17 @@ func TestAcknowledge(t *testing.T) {
 		{name: "mta-sts with a policy fetch settled at its first delivery", zone: persona.ZoneA, now: 4 * time.Minute, fetched: true,
 			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 4*time.Minute)},
 			accept:  true},
+		// Seen in the lab (per-host addresses): Postfix delivers to A and B
+		// at once; its B session was in the TLS handshake while A's mail
+		// was acknowledged. An open session is no refusal.
+		{name: "an open session in the handshake is no refusal", zone: persona.ZoneA, now: 4 * time.Minute, fetched: true,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(4, store.StateSniSeen, 4*time.Minute),
+				open(conn(7, store.StateTLSStarted, 4*time.Minute)), conn(5, store.StateMail, 4*time.Minute)},
+			accept: true, reasonIs: "policy settled: mta-sts"},
+		{name: "a closed session that stopped in the handshake is a refusal", zone: persona.ZoneA, now: 4 * time.Minute, fetched: true,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(4, store.StateSniSeen, 4*time.Minute),
+				conn(7, store.StateTLSStarted, 4*time.Minute), conn(5, store.StateMail, 4*time.Minute)},
+			accept: true, reasonIs: "no policy of the table explains the connections: nothing more to learn"},
 		{name: "mta-sts without a fetch: verify still possible", zone: persona.ZoneA, now: 4 * time.Minute,
 			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 4*time.Minute)},
 			accept:  false},

@@ -168,6 +168,12 @@ type observed struct {
 // connections that say nothing (cut before EHLO, say).
 func classify(c store.SMTPConnection) (col column, delivered bool, ok bool) {
 	delivered = c.State.Rank() >= store.StateMail.Rank()
+	if !delivered && c.Ended.IsZero() {
+		// Still open: not a refusal (yet). A sender delivering to A and B
+		// at once has its B session in the middle of the handshake while
+		// A's mail is being acknowledged.
+		return 0, false, false
+	}
 	tls := c.TLSVersion != "" || c.State == store.StateSniSeen || c.CertPersona != 0
 	switch {
 	case !tls && c.Persona == 7:

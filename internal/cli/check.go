@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/service"
+)
+
+// runCheck is `mailsec check DOMAIN`: the inbound analysis of a receiving
+// domain (docs/inbound.md). Exit status 0 when the check ran to its end,
+// whatever the colour; 2 for usage errors (including a DOMAIN that is no
+// domain name); 1 when the resolver is unusable or a target was refused
+// as private (the report is still printed).
+func runCheck(e *env, args []string) error {
+	fs := newFlags(e, "check", "DOMAIN [--json] [--resolver IP:PORT] [--allow-private] [--roots FILE] [--timeout DURATION]")
+	asJSON := fs.Bool("json", false, "print the report as JSON (schema mailsec.check.v1)")
+	res := fs.String("resolver", "", "validating resolver `IP:PORT` (default: resolver.address, then /etc/resolv.conf); DNSSEC states need one on loopback")
+	allowPrivate := fs.Bool("allow-private", false, "contact private, loopback and reserved addresses (labs; default: inbound.allow_private)")
+	roots := fs.String("roots", "", "PEM `FILE` of extra CA roots for MX certificates and the MTA-STS host (default: inbound.extra_roots)")
+	timeout := fs.Duration("timeout", 0, "one deadline for the whole check (default: inbound.timeout)")
+	// DOMAIN may come before or after the flags.
+	var domains []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		domains = append(domains, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(domains) != 1 {
+		fs.Usage()
+		return fmt.Errorf("%w: give one DOMAIN", errUsage)
+	}
+	cfg, err := e.load()
+	if err != nil {
+		return err
+	}
+	opts, err := service.InboundOptions(&cfg)
+	if err != nil {
+		return err
+	}
+	if *res != "" {
+		opts.Resolver = *res
+	}
+	if *allowPrivate {
+		opts.AllowPrivate = true
+	}
+	if *roots != "" {
+		if opts.ExtraRoots, err = inbound.LoadRoots(*roots); err != nil {
+			return fmt.Errorf("%w: --roots: %v", errUsage, err)
+		}
+	}
+	if *timeout != 0 {
+		if *timeout < 0 || *timeout > time.Hour {
+			return fmt.Errorf("%w: --timeout %s is outside 0..1h", errUsage, *timeout)
+		}
+		opts.Timeout = *timeout
+	}
+	opts.Logger = e.logger(&cfg)
+
+	r, err := inbound.Check(e.ctx, domains[0], opts)
+	if errors.Is(err, inbound.ErrBadDomain) {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if r != nil {
+		if *asJSON {
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			if werr := enc.Encode(r); werr != nil {
+				return werr
+			}
+		} else if werr := r.WriteText(e.stdout); werr != nil {
+			return werr
+		}
+	}
+	if e.ctx.Err() != nil {
+		return e.ctx.Err()
+	}
+	if err != nil {
+		return err
+	}
+	if r.Has(inbound.CodePrivateRefused) {
+		return fmt.Errorf("%w: private or reserved addresses were not contacted (--allow-private)", inbound.ErrRefused)
+	}
+	return nil
+}

@@ -1,0 +1,306 @@
+package inbound_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"net/smtp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/peertest"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// labCase is one domain of the lab with what its check must show.
+type labCase struct {
+	domain string
+	colour inbound.Colour
+	want   []string // finding codes that must be present
+	absent []string // codes that must not be
+	check  func(t *testing.T, r *inbound.Report)
+	tweak  func(o *inbound.Options)
+}
+
+func TestCheckLab(t *testing.T) {
+	l := startLab(t)
+	mx := func(n string) string { return n + "." + labZoneA }
+	cases := []labCase{
+		{domain: labZoneA, colour: inbound.Yellow,
+			want: []string{inbound.CodeMXPresent, inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeDNSSECTLSASecure, inbound.CodeSTARTTLSOffered,
+				inbound.CodeDANEValid, inbound.CodeDANEMismatch, inbound.CodeCertSelfSigned, inbound.CodeCertTrusted, inbound.CodeCertUntrusted, inbound.CodeDANENoRollover,
+				inbound.CodeMTASTSEnforce, inbound.CodeMTASTSMXMismatch, inbound.CodeTLSRPTValid, inbound.CodeSPFValid, inbound.CodeNotQualified},
+			absent: []string{inbound.CodeSTARTTLSMissing, inbound.CodeNotTestable, inbound.CodeMTASTSFetchFailed, inbound.CodeDANENotSecure},
+			check: func(t *testing.T, r *inbound.Report) {
+				want := map[string]string{mx("mx3"): inbound.DANEMismatch, mx("mx4"): inbound.DANEValid, mx("mx5"): inbound.DANEMismatch, mx("mx6"): inbound.DANEValid}
+				if len(r.MX.Hosts) != 4 {
+					t.Fatalf("hosts %+v", r.MX.Hosts)
+				}
+				for _, h := range r.MX.Hosts {
+					if len(h.Addresses) != 1 {
+						t.Fatalf("%s: addresses %+v", h.Name, h.Addresses)
+					}
+					a := h.Addresses[0]
+					if a.DANE.State != want[h.Name] {
+						t.Errorf("%s: DANE %s (%s), want %s", h.Name, a.DANE.State, a.DANE.Detail, want[h.Name])
+					}
+					selfSigned := h.Name == mx("mx3") || h.Name == mx("mx4")
+					if a.Cert == nil || a.Cert.SelfSigned != selfSigned || a.Cert.PKIXValid == selfSigned || !a.Cert.NameMatch == !selfSigned && !selfSigned {
+						t.Errorf("%s: certificate %+v", h.Name, a.Cert)
+					}
+					if a.TLS == nil || a.TLS.Version != "TLS 1.3" || a.TLS.KeyExchange == "" || a.TLS.Cipher == "" {
+						t.Errorf("%s: TLS %+v", h.Name, a.TLS)
+					}
+					if h.TLSA.DNSSEC != inbound.Secure || len(h.TLSA.Records) != 1 || h.TLSA.Usable != 1 {
+						t.Errorf("%s: TLSA %+v", h.Name, h.TLSA)
+					}
+					if a.Timings.Connect <= 0 || a.Timings.Handshake <= 0 {
+						t.Errorf("%s: timings %+v", h.Name, a.Timings)
+					}
+				}
+				if !slices.Equal(r.MTASTS.UnmatchedMX, []string{mx("mx3")}) {
+					t.Errorf("unmatched MX %v", r.MTASTS.UnmatchedMX)
+				}
+			}},
+		{domain: labZoneB, colour: inbound.Green,
+			want:   []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeCertTrusted, inbound.CodeDANENone, inbound.CodeQualified, inbound.CodeMTASTSNone, inbound.CodeTLSRPTNone},
+			absent: []string{inbound.CodeDANEValid, inbound.CodeCertNameMismatch}},
+		{domain: "good.user.example", colour: inbound.Green,
+			want: []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeDNSSECTLSASecure, inbound.CodeDANEValid, inbound.CodeCertTrusted,
+				inbound.CodeQualified, inbound.CodeMTASTSEnforce, inbound.CodeMTASTSMXMatch, inbound.CodeTLSRPTValid, inbound.CodeSPFValid, inbound.CodeDMARCValid},
+			absent: []string{inbound.CodeCertUntrusted, inbound.CodeDANEMismatch, inbound.CodeMTASTSMXMismatch},
+			check: func(t *testing.T, r *inbound.Report) {
+				for _, s := range []string{"Domain does use DNSSEC with MX-Records (good).", "Domain does support RFC 7672 SMTP-DANE (good).",
+					"Domain does support qualified transport encryption (good).", "Domain does support RFC 8461 MTA-STS (good)."} {
+					if !slices.Contains(r.Sentences, s) {
+						t.Errorf("missing sentence %q", s)
+					}
+				}
+				if r.DMARC.Policy != "reject" || !slices.Equal(r.TLSRPT.RUA, []string{"mailto:tlsrpt@good.user.example"}) {
+					t.Errorf("records %+v %+v", r.DMARC, r.TLSRPT)
+				}
+			}},
+		{domain: "daneee.user.example", colour: inbound.Green,
+			want:   []string{inbound.CodeDANEValid, inbound.CodeCertSelfSigned, inbound.CodeNotQualified, inbound.CodeMTASTSNone},
+			absent: []string{inbound.CodeQualified}},
+		{domain: "roll.user.example", colour: inbound.Green,
+			want: []string{inbound.CodeDANEValid, inbound.CodeDANERolloverReady, inbound.CodeCertNameMismatch}},
+		{domain: "pkix.user.example", colour: inbound.Yellow,
+			want: []string{inbound.CodeDANEUnusable, inbound.CodeCertSelfSigned, inbound.CodeDNSSECTLSASecure}, absent: []string{inbound.CodeDANEValid, inbound.CodeDANEMismatch}},
+		{domain: "bogus.user.example", colour: inbound.Grey,
+			want: []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressBogus}, absent: []string{inbound.CodeSTARTTLSMissing, inbound.CodeSTARTTLSOffered},
+			check: func(t *testing.T, r *inbound.Report) {
+				if r.MX.Hosts[0].AddressDNSSEC != inbound.Bogus {
+					t.Errorf("address DNSSEC %s (%s)", r.MX.Hosts[0].AddressDNSSEC, r.MX.Hosts[0].AddressError)
+				}
+			}},
+		{domain: "plain.example", colour: inbound.White,
+			want:   []string{inbound.CodeDNSSECMXInsecure, inbound.CodeDNSSECAddressSecure, inbound.CodeCertTrusted, inbound.CodeNotQualified, inbound.CodeSPFNone},
+			absent: []string{inbound.CodeDNSSECMXSecure, inbound.CodeQualified}},
+		{domain: "selfsigned.plain.example", colour: inbound.Yellow,
+			want:   []string{inbound.CodeDNSSECMXInsecure, inbound.CodeSTARTTLSOffered, inbound.CodeCertSelfSigned, inbound.CodeCertUntrusted, inbound.CodeCertNameMismatch, inbound.CodeDANENone},
+			absent: []string{inbound.CodeCertTrusted}},
+		{domain: "nostarttls.plain.example", colour: inbound.Red,
+			want:   []string{inbound.CodeSTARTTLSMissing},
+			absent: []string{inbound.CodeSTARTTLSOffered, inbound.CodeNotTestable, inbound.CodeHandshakeFailed}},
+		{domain: "null.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNull}, absent: []string{inbound.CodeMXPresent, inbound.CodeSTARTTLSMissing}},
+		{domain: "nomx.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeMXImplicit, inbound.CodeCertSelfSigned}},
+		{domain: "empty.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone}},
+		{domain: "missing.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone},
+			check: func(t *testing.T, r *inbound.Report) {
+				if !strings.Contains(r.MX.Error, "NXDOMAIN") {
+					t.Errorf("MX error %q", r.MX.Error)
+				}
+			}},
+		// The alias is insecure: the certificate must name the MX host
+		// itself, and mx7's does not.
+		{domain: "cname.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeMXCNAME, inbound.CodeCertTrusted, inbound.CodeCertNameMismatch},
+			check: func(t *testing.T, r *inbound.Report) {
+				if got := r.MX.Hosts[0].CNAMETarget; got != "mx7."+labZoneB {
+					t.Errorf("CNAME target %q", got)
+				}
+			}},
+		{domain: "loop.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable},
+			check: func(t *testing.T, r *inbound.Report) {
+				if !strings.Contains(r.MX.Hosts[0].AddressError, "loop") {
+					t.Errorf("address error %q", r.MX.Hosts[0].AddressError)
+				}
+			}},
+		{domain: "tarpit.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing},
+			tweak: func(o *inbound.Options) { o.StepTimeout = 500 * time.Millisecond }},
+		{domain: "busy.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing},
+			check: func(t *testing.T, r *inbound.Report) {
+				if a := r.MX.Hosts[0].Addresses[0]; !strings.HasPrefix(a.Reply, "421") {
+					t.Errorf("reply %q", a.Reply)
+				}
+			}},
+		{domain: "brokentls.plain.example", colour: inbound.Red, want: []string{inbound.CodeSTARTTLSOffered, inbound.CodeHandshakeFailed}},
+		{domain: "closed.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable}, absent: []string{inbound.CodeNotTestable}},
+		{domain: "notsmtp.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing}},
+		{domain: "insecuretlsa.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeDANENotSecure, inbound.CodeDNSSECTLSAInsecure}},
+		{domain: "servfail.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable},
+			check: func(t *testing.T, r *inbound.Report) {
+				h := r.MX.Hosts[0]
+				if h.AddressDNSSEC != inbound.Indeterminate || !strings.Contains(h.AddressError, "SERVFAIL") {
+					t.Errorf("address %s %q", h.AddressDNSSEC, h.AddressError)
+				}
+			}},
+		{domain: "fail.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone},
+			check: func(t *testing.T, r *inbound.Report) {
+				if !strings.Contains(r.MX.Error, "SERVFAIL") {
+					t.Errorf("MX error %q", r.MX.Error)
+				}
+			}},
+		{domain: "Bücher.Plain.Example.", colour: inbound.White, want: []string{inbound.CodeCertTrusted},
+			check: func(t *testing.T, r *inbound.Report) {
+				if r.Domain != "xn--bcher-kva.plain.example" || r.Input != "Bücher.Plain.Example." {
+					t.Errorf("domain %q input %q", r.Domain, r.Input)
+				}
+			}},
+		{domain: "bigtxt.plain.example", colour: inbound.White, want: []string{inbound.CodeSPFTooManyLookups},
+			check: func(t *testing.T, r *inbound.Report) {
+				if r.SPF.Lookups != 11 || !strings.HasPrefix(r.SPF.Record, "v=spf1 include:i0.plain.example") {
+					t.Errorf("SPF %+v", r.SPF)
+				}
+			}},
+		{domain: "stsbad.plain.example", colour: inbound.White, want: []string{inbound.CodeMTASTSRecordInvalid}},
+		{domain: "good.user.example", colour: inbound.Grey, want: []string{inbound.CodePrivateRefused}, absent: []string{inbound.CodeSTARTTLSOffered},
+			tweak: func(o *inbound.Options) { o.AllowPrivate = false },
+			check: func(t *testing.T, r *inbound.Report) {
+				for _, d := range l.dialedAddrs() {
+					if strings.HasPrefix(d, "127.0.3.6:") || strings.HasPrefix(d, labPolicyU.String()) {
+						t.Errorf("dialed %s although private addresses are refused", d)
+					}
+				}
+				if !slices.Equal(r.MTASTS.Policy.RefusedAddresses, []string{labPolicyU.String()}) {
+					t.Errorf("policy host refused %v", r.MTASTS.Policy.RefusedAddresses)
+				}
+			}},
+	}
+	for _, tc := range cases {
+		name := tc.domain
+		if tc.tweak != nil {
+			name += "/tweaked"
+		}
+		t.Run(name, func(t *testing.T) {
+			o := l.options()
+			if tc.tweak != nil {
+				tc.tweak(&o)
+				l.mu.Lock()
+				l.dialed = nil
+				l.mu.Unlock()
+			}
+			r, err := inbound.Check(context.Background(), tc.domain, o)
+			if err != nil {
+				t.Fatalf("check: %v", err)
+			}
+			if r.Colour != tc.colour {
+				t.Errorf("colour %s (%s), want %s", r.Colour, r.ColourReason, tc.colour)
+			}
+			for _, c := range tc.want {
+				if !r.Has(c) {
+					t.Errorf("missing %s", c)
+				}
+			}
+			for _, c := range tc.absent {
+				if r.Has(c) {
+					t.Errorf("unexpected %s", c)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+			if _, err := json.Marshal(r); err != nil {
+				t.Errorf("JSON: %v", err)
+			}
+			var b strings.Builder
+			if err := r.WriteText(&b); err != nil || b.Len() == 0 {
+				t.Errorf("text: %v", err)
+			}
+			if t.Failed() || testing.Verbose() {
+				t.Logf("%.3f s\n%s", r.Seconds, b.String())
+			}
+		})
+	}
+
+	t.Run("sender domain of a test", func(t *testing.T) {
+		ctx := context.Background()
+		now := time.Now().UTC()
+		id, err := store.NewTestID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.window.CreateTest(ctx, store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := smtp.Dial(l.smtp[netip.MustParseAddr("127.0.3.40")])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.Hello("sender.lab.example"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Mail("someone@Good.User.Example"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Rcpt("t-" + id + "@" + labZoneA); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Quit()
+		var got store.InboundCheck
+		for range 300 {
+			if got, err = l.window.InboundCheckOfTest(ctx, id); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("no inbound check stored with the test: %v", err)
+		}
+		var r inbound.Report
+		if err := json.Unmarshal(got.Report, &r); err != nil {
+			t.Fatal(err)
+		}
+		if got.Domain != "good.user.example" || got.Colour != "green" || r.Schema != inbound.Schema || r.Colour != inbound.Green {
+			t.Fatalf("stored %s %s: %s %s", got.Domain, got.Colour, r.Schema, r.Colour)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		o := l.options()
+		o.Timeout, o.StepTimeout = time.Second, 10*time.Second
+		start := time.Now()
+		r, err := inbound.Check(context.Background(), "tarpit.plain.example", o)
+		took := time.Since(start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Bounded: one deadline for everything (plus scheduling slack).
+		if took > 3*time.Second {
+			t.Errorf("took %s with a 1s deadline", took)
+		}
+		if !r.Incomplete || !r.Has(inbound.CodeDeadline) || r.Colour != inbound.Grey || r.Has(inbound.CodeSTARTTLSMissing) {
+			t.Errorf("incomplete %v colour %s findings %+v", r.Incomplete, r.Colour, r.Findings)
+		}
+	})
+	t.Run("bad input", func(t *testing.T) {
+		for _, in := range []string{"", "a..b", "user@example.org", "192.0.2.1", strings.Repeat("x", 300)} {
+			if _, err := inbound.Check(context.Background(), in, l.options()); !errors.Is(err, inbound.ErrBadDomain) {
+				t.Errorf("%q: %v", in, err)
+			}
+		}
+	})
+	t.Run("resolver down", func(t *testing.T) {
+		o := l.options()
+		o.Resolver = peertest.FreeAddr(t).String() // nothing answers there
+		o.Timeout = 3 * time.Second
+		r, err := inbound.Check(context.Background(), "plain.example", o)
+		if !errors.Is(err, inbound.ErrResolver) || r == nil || r.Colour != inbound.Grey {
+			t.Fatalf("%v, %+v", err, r)
+		}
+	})
+}

@@ -1,0 +1,125 @@
+package inbound
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+)
+
+// DialFunc opens a TCP connection, as net.Dialer.DialContext.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Options configures Check. Zero values take the defaults noted.
+type Options struct {
+	// Resolver is the validating resolver, "ip:port"; "" means the first
+	// nameserver of /etc/resolv.conf. Its AD bit is believed only when it
+	// is on loopback (DESIGN.md §5); otherwise every DNSSEC state is
+	// indeterminate and the report warns.
+	Resolver string
+	// AllowPrivate lets the check contact private, loopback, link-local
+	// and other reserved addresses (the lab); without it they are refused
+	// (safety.private_refused).
+	AllowPrivate bool
+	// ExtraRoots are trusted besides the system roots for PKIX (the MX
+	// certificates and the MTA-STS policy host): a lab CA.
+	ExtraRoots []*x509.Certificate
+	// Timeout is the one deadline of the whole check; 0 means 30s.
+	Timeout time.Duration
+	// Concurrency bounds the SMTP probes running at once; 0 means 8.
+	Concurrency int
+	// HELO is the name sent in EHLO (RFC 5321 §4.1.1.1); "" means
+	// "mailsec.invalid".
+	HELO string
+
+	// StepTimeout bounds the TCP connect and each SMTP reply and the TLS
+	// handshake (within Timeout); 0 means 15s. A greeting slower than
+	// this is a tarpit: not testable.
+	StepTimeout time.Duration
+	// MaxHosts bounds the MX hosts tested; 0 means 10.
+	MaxHosts int
+	// MaxAddresses bounds the addresses tested per host; 0 means 4.
+	MaxAddresses int
+
+	// Port is the SMTP port asked for; 0 means 25. Dial connects to
+	// "ip:Port"; nil means a net.Dialer. Tests map port 25 to their
+	// listeners with it.
+	Port int
+	Dial DialFunc
+	// DialHTTPS connects to the MTA-STS policy host's address "ip:443"
+	// (resolved through Resolver and checked like the MX addresses); nil
+	// means a net.Dialer.
+	DialHTTPS DialFunc
+
+	Logger *slog.Logger     // nil: discard
+	Now    func() time.Time // nil: time.Now
+}
+
+func (o *Options) defaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.HELO == "" {
+		o.HELO = "mailsec.invalid"
+	}
+	if o.StepTimeout <= 0 {
+		o.StepTimeout = 15 * time.Second
+	}
+	if o.MaxHosts <= 0 {
+		o.MaxHosts = 10
+	}
+	if o.MaxAddresses <= 0 {
+		o.MaxAddresses = 4
+	}
+	if o.Port == 0 {
+		o.Port = 25
+	}
+	d := &net.Dialer{}
+	if o.Dial == nil {
+		o.Dial = d.DialContext
+	}
+	if o.DialHTTPS == nil {
+		o.DialHTTPS = d.DialContext
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// LoadRoots reads the PEM certificates of a roots file (a lab CA).
+func LoadRoots(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("inbound: roots: %w", err)
+	}
+	var out []*x509.Certificate
+	for len(b) > 0 {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("inbound: roots %s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("inbound: roots %s: no PEM certificate", path)
+	}
+	return out, nil
+}

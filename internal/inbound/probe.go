@@ -1,0 +1,405 @@
+package inbound
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits on what a server may send.
+const (
+	maxLine     = 2048     // octets of one reply line (RFC 5321 §4.5.3.1.5 allows 512)
+	maxReply    = 32 << 10 // octets of one reply, all lines
+	maxEHLOKeys = 64       // EHLO lines kept
+	maxBanner   = 512      // octets of the greeting kept
+)
+
+// errTooLong: the server sent a reply beyond the limits.
+var errTooLong = errors.New("reply line or reply too long")
+
+// limitReader fails once the current reply exceeds its limits, so a
+// hostile server cannot make the probe buffer without bound.
+type limitReader struct {
+	r           io.Reader
+	line, reply int
+}
+
+func (l *limitReader) Read(b []byte) (int, error) {
+	n, err := l.r.Read(b)
+	for _, c := range b[:n] {
+		l.reply++
+		if c == '\n' {
+			l.line = 0
+			continue
+		}
+		l.line++
+		if l.line > maxLine || l.reply > maxReply {
+			return 0, errTooLong
+		}
+	}
+	return n, err
+}
+
+// probe is one SMTP session with one address of an MX host: greeting,
+// EHLO, STARTTLS and the TLS handshake, one handshake per address
+// (RFC 5321 §3.1, §4.1.1.1; RFC 3207 §4).
+type probe struct {
+	c      *checker
+	host   string // MX host name: EHLO target, SNI, name to match
+	ip     netip.Addr
+	a      *Address
+	conn   net.Conn
+	lr     *limitReader
+	tp     *textproto.Reader
+	ctx    context.Context
+	closer func() bool
+	// atCheckDeadline: the current step's deadline is the check's own
+	// (its timeout is then ours, not the server's slowness).
+	atCheckDeadline bool
+	// altName is a second name the certificate may carry: the target of
+	// a DNSSEC-secure CNAME (RFC 7672 §3.2.2 for DANE; the same trust for
+	// PKIX).
+	altName string
+}
+
+// run fills a with what the server showed. It never returns early
+// without a status: every failure is classified (docs/inbound.md: a 421,
+// a tarpit or a rate limit is "not testable", never "no STARTTLS").
+func (c *checker) probe(ctx context.Context, host, altName string, ip netip.Addr) Address {
+	a := Address{IP: ip.String(), EHLO: []string{}, DANE: DANEInfo{Matched: []string{}}}
+	p := &probe{c: c, host: host, altName: altName, ip: ip, a: &a, ctx: ctx}
+	p.run()
+	return a
+}
+
+func (p *probe) run() {
+	o := &p.c.opts
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(p.ctx, o.StepTimeout)
+	conn, err := o.Dial(dctx, "tcp", netip.AddrPortFrom(p.ip, uint16(o.Port)).String())
+	cancel()
+	p.a.Timings.Connect = ms(time.Since(start))
+	if err != nil {
+		if p.ctx.Err() != nil {
+			p.deadlineHit("during the TCP connect")
+			return
+		}
+		p.a.Status, p.a.Detail = StatusUnreachable, describeNetErr(err, "connect")
+		return
+	}
+	p.conn = conn
+	// The overall deadline interrupts whatever is in progress.
+	p.closer = context.AfterFunc(p.ctx, func() { _ = conn.Close() })
+	defer func() {
+		p.closer()
+		_ = p.conn.Close()
+	}()
+	p.setReader(conn)
+
+	// Greeting (RFC 5321 §4.3.1: 220, or 554 for "no service").
+	t := time.Now()
+	code, text, err := p.reply()
+	p.a.Timings.Banner = ms(time.Since(t))
+	if err != nil {
+		p.ioFailure("waiting for the greeting", err)
+		return
+	}
+	p.a.Banner = truncate(firstLine(text), maxBanner)
+	if code != 220 {
+		p.refusal("greeting", code, text)
+		return
+	}
+
+	// EHLO (RFC 5321 §4.1.1.1); STARTTLS is an EHLO keyword (RFC 3207 §4).
+	t = time.Now()
+	code, text, err = p.cmd("EHLO " + p.c.opts.HELO)
+	p.a.Timings.EHLO = ms(time.Since(t))
+	if err != nil {
+		p.ioFailure("waiting for the EHLO reply", err)
+		return
+	}
+	switch {
+	case code == 250:
+	case code == 500 || code == 502:
+		// No ESMTP: no extensions, so no STARTTLS (RFC 3207 §4 needs EHLO).
+		p.a.Status, p.a.Detail = StatusOK, "EHLO not supported: "+oneLine(code, text)
+		p.quit()
+		return
+	default:
+		p.refusal("EHLO", code, text)
+		return
+	}
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if i >= maxEHLOKeys {
+			break
+		}
+		if i == 0 {
+			continue // the server's name and greeting
+		}
+		p.a.EHLO = append(p.a.EHLO, truncate(l, 200))
+		if kw, _, _ := strings.Cut(strings.TrimSpace(l), " "); strings.EqualFold(kw, "STARTTLS") {
+			p.a.STARTTLS = true
+		}
+	}
+	p.a.Status = StatusOK
+	if !p.a.STARTTLS {
+		p.quit()
+		return
+	}
+
+	t = time.Now()
+	code, text, err = p.cmd("STARTTLS")
+	p.a.Timings.STARTTLS = ms(time.Since(t))
+	if err != nil {
+		p.ioFailure("waiting for the STARTTLS reply", err)
+		return
+	}
+	switch {
+	case code == 220:
+	case code == 421:
+		p.notTestable("STARTTLS answered "+oneLine(code, text), oneLine(code, text))
+		return
+	default:
+		// RFC 3207 §4: 454 "TLS not available due to temporary reason";
+		// a server that offers STARTTLS and refuses it has none.
+		p.a.TLSError = "STARTTLS refused: " + oneLine(code, text)
+		p.quit()
+		return
+	}
+	if n := p.tp.R.Buffered(); n > 0 {
+		// RFC 3207 §4.2 (and CVE-2011-0411 the other way round): nothing
+		// may follow the 220 in the clear.
+		p.a.TLSError = fmt.Sprintf("the server sent %d octets in the clear after its 220 to STARTTLS", n)
+		return
+	}
+
+	t = time.Now()
+	tc := tls.Client(p.conn, p.c.tlsConfig(p.host))
+	hctx, cancel := context.WithTimeout(p.ctx, o.StepTimeout)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	p.a.Timings.Handshake = ms(time.Since(t))
+	if err != nil {
+		var ne net.Error
+		switch {
+		case p.ctx.Err() != nil:
+			p.deadlineHit("during the TLS handshake")
+		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+			p.notTestable(fmt.Sprintf("no TLS handshake within %s (tarpit or overload)", o.StepTimeout), "")
+		default:
+			p.a.TLSError = "TLS handshake failed: " + truncate(err.Error(), 300)
+		}
+		return
+	}
+	p.conn = tc
+	cs := tc.ConnectionState()
+	p.a.TLS = &TLSInfo{Version: tls.VersionName(cs.Version), Cipher: tls.CipherSuiteName(cs.CipherSuite), KeyExchange: keyExchange(cs)}
+	p.a.peer = cs.PeerCertificates
+	p.a.Cert = analyzeCert(cs.PeerCertificates, p.host, p.c.roots, p.c.now)
+	if p.a.Cert != nil && !p.a.Cert.NameMatch && p.altName != "" && cs.PeerCertificates[0].VerifyHostname(p.altName) == nil {
+		p.a.Cert.NameMatch = true
+	}
+	// Say goodbye without waiting for the 221: one write, then
+	// close_notify (RFC 5321 §4.1.1.10 lets the client close after QUIT).
+	_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(tc, "QUIT\r\n")
+}
+
+// setReader (re)builds the reply reader over nc.
+func (p *probe) setReader(nc net.Conn) {
+	p.lr = &limitReader{r: nc}
+	p.tp = textproto.NewReader(bufio.NewReaderSize(p.lr, 4096))
+}
+
+// reply reads one reply (RFC 5321 §4.2) within the step timeout.
+func (p *probe) reply() (int, string, error) {
+	_ = p.conn.SetReadDeadline(p.deadline())
+	p.lr.line, p.lr.reply = 0, 0
+	code, text, err := p.tp.ReadResponse(0)
+	if err != nil {
+		return 0, "", err
+	}
+	if code < 200 || code > 599 {
+		return 0, "", textproto.ProtocolError(fmt.Sprintf("reply code %d", code))
+	}
+	return code, text, nil
+}
+
+// cmd sends one command and reads its reply.
+func (p *probe) cmd(line string) (int, string, error) {
+	_ = p.conn.SetWriteDeadline(p.deadline())
+	if _, err := io.WriteString(p.conn, line+"\r\n"); err != nil {
+		return 0, "", err
+	}
+	return p.reply()
+}
+
+func (p *probe) deadline() time.Time {
+	d := time.Now().Add(p.c.opts.StepTimeout)
+	p.atCheckDeadline = false
+	if cd, ok := p.ctx.Deadline(); ok && !cd.After(d) {
+		p.atCheckDeadline = true
+		return cd
+	}
+	return d
+}
+
+// deadlineHit records that the check's own deadline, not the server, ended
+// the probe.
+func (p *probe) deadlineHit(step string) {
+	p.c.deadlineHit.Store(true)
+	p.notTestable("the check's deadline ended "+step+" (not the server's fault)", "")
+}
+
+// quit ends a plain session politely, without waiting for the 221.
+func (p *probe) quit() {
+	_ = p.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(p.conn, "QUIT\r\n")
+}
+
+func (p *probe) notTestable(detail, reply string) {
+	p.a.Status, p.a.Detail, p.a.Reply = StatusNotTestable, detail, reply
+}
+
+// refusal classifies a reply other than the expected one to the greeting
+// or EHLO: a 421 or other 4xx is "try later" (rate limit, greylisting,
+// overload); a 5xx is a refusal of us (RFC 5321 §3.1: 554 "no SMTP
+// service here", or a block list): not testable either way.
+func (p *probe) refusal(step string, code int, text string) {
+	r := oneLine(code, text)
+	switch {
+	case code == 421:
+		p.notTestable(fmt.Sprintf("the server closes the session at the %s (%s): rate limit or overload", step, r), r)
+	case code >= 400 && code < 500:
+		p.notTestable(fmt.Sprintf("temporary refusal at the %s (%s)", step, r), r)
+	default:
+		p.notTestable(fmt.Sprintf("the server refuses the session at the %s (%s)", step, r), r)
+		p.quit()
+	}
+}
+
+// ioFailure classifies a failed read of a reply.
+func (p *probe) ioFailure(step string, err error) {
+	var ne net.Error
+	var pe textproto.ProtocolError
+	switch {
+	case p.ctx.Err() != nil, errors.As(err, &ne) && ne.Timeout() && p.atCheckDeadline:
+		p.deadlineHit(step)
+	case errors.As(err, &ne) && ne.Timeout():
+		p.notTestable(fmt.Sprintf("no answer within %s %s (tarpit or overload)", p.c.opts.StepTimeout, step), "")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isReset(err):
+		p.notTestable("the server closed the connection "+step+" (rate limit or block?)", "")
+	case errors.As(err, &pe), errors.Is(err, errTooLong):
+		p.a.Status, p.a.Detail = StatusError, "not an SMTP server: "+truncate(err.Error(), 200)+" "+step
+	default:
+		p.notTestable(truncate(err.Error(), 200)+" "+step, "")
+	}
+}
+
+func isReset(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "connection reset") || strings.Contains(s, "broken pipe")
+}
+
+// describeNetErr says why a connect failed, briefly.
+func describeNetErr(err error, what string) string {
+	var ne net.Error
+	s := err.Error()
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return what + " timed out"
+	case strings.Contains(s, "connection refused"):
+		return what + " refused (nothing listens on the port)"
+	case strings.Contains(s, "no route to host"), strings.Contains(s, "network is unreachable"):
+		return what + ": no route to host"
+	}
+	return what + ": " + truncate(s, 200)
+}
+
+// tlsConfig is the client configuration of one handshake: SNI with the MX
+// host name (RFC 7672 §8.1 requires it for DANE; RFC 8461 §5 for
+// MTA-STS), every protocol version and cipher suite Go still implements so
+// that old servers are seen and reported rather than failed, and no
+// verification inside crypto/tls: the chain is verified afterwards against
+// the roots and by DANE, and the result reported either way.
+func (c *checker) tlsConfig(host string) *tls.Config {
+	return &tls.Config{
+		ServerName:         host,
+		InsecureSkipVerify: true, // verified in analyzeCert and by DANE
+		MinVersion:         tls.VersionTLS10,
+		CipherSuites:       c.suites,
+	}
+}
+
+// allSuites lists every cipher suite crypto/tls implements for TLS 1.0–1.2,
+// secure first (TLS 1.3 suites are not configurable).
+func allSuites() []uint16 {
+	var ids []uint16
+	for _, s := range tls.CipherSuites() {
+		ids = append(ids, s.ID)
+	}
+	for _, s := range tls.InsecureCipherSuites() {
+		ids = append(ids, s.ID)
+	}
+	return ids
+}
+
+// keyExchange names the key exchange of a connection: the group of an
+// (EC)DHE or hybrid exchange, or RSA for the legacy RSA key transport.
+func keyExchange(cs tls.ConnectionState) string {
+	switch cs.CurveID {
+	case 0:
+		if cs.Version < tls.VersionTLS13 {
+			return "RSA"
+		}
+		return ""
+	case tls.CurveP256:
+		return "P-256"
+	case tls.CurveP384:
+		return "P-384"
+	case tls.CurveP521:
+		return "P-521"
+	}
+	return cs.CurveID.String()
+}
+
+// oneLine joins a reply's lines for texts: "421 4.7.0 too busy / try later".
+func oneLine(code int, text string) string {
+	return truncate(strconv.Itoa(code)+" "+strings.ReplaceAll(text, "\n", " / "), 300)
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// truncate cuts s to n octets (on a rune boundary) with an ellipsis, and
+// replaces control characters, so server text is safe to print.
+func truncate(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !isRuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func isRuneStart(b byte) bool { return b&0xc0 != 0x80 }

@@ -1,0 +1,94 @@
+package report
+
+import (
+	"time"
+
+	"github.com/mailsec/mailsec/internal/verdict"
+)
+
+// Cell is one cell of the provider table: "yes", "no" or "?" with its
+// colour.
+type Cell struct {
+	Value  string `json:"value"`
+	Colour Colour `json:"colour"`
+}
+
+// ProviderRow is one line of the public provider table, in the seed's
+// columns (Encryption, Adequate Certificates, RFC 7672, Encryption
+// mandatory, DKIM, ARC, Comments).
+type ProviderRow struct {
+	Domain              string    `json:"domain"`
+	Tested              time.Time `json:"tested,omitzero"`
+	Policy              string    `json:"policy"`
+	Colour              Colour    `json:"colour"`
+	Encryption          Cell      `json:"encryption"`
+	AdequateCertificate Cell      `json:"adequate_certificates"`
+	RFC7672             Cell      `json:"rfc7672"`
+	EncryptionMandatory Cell      `json:"encryption_mandatory"`
+	DKIM                Cell      `json:"dkim"`
+	ARC                 Cell      `json:"arc"`
+	InboundColour       Colour    `json:"inbound_colour,omitempty"`
+	Comments            string    `json:"comments"`
+}
+
+// Provider builds a provider's row from its latest final verdict; ok is
+// false for a provider without a test yet (the row then says so).
+func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbound *Inbound) ProviderRow {
+	row := ProviderRow{Domain: domain, Tested: tested, Policy: string(v.Policy), Colour: PolicyColour(v.Policy)}
+	unknown := Cell{"?", Grey}
+	if !ok {
+		row.Policy, row.Colour = "", Grey
+		row.Encryption, row.AdequateCertificate, row.RFC7672 = unknown, unknown, unknown
+		row.EncryptionMandatory, row.DKIM, row.ARC = unknown, unknown, unknown
+		row.Comments = "not tested yet"
+		return row
+	}
+	fact := func(name string) (verdict.Fact, bool) {
+		for _, f := range v.Facts {
+			if f.Name == name {
+				return f, f.Confidence != verdict.Unknown
+			}
+		}
+		return verdict.Fact{}, false
+	}
+	cell := func(name string, yes, no Colour) Cell {
+		f, known := fact(name)
+		switch {
+		case !known:
+			return unknown
+		case f.Value:
+			return Cell{"yes", yes}
+		}
+		return Cell{"no", no}
+	}
+	switch v.Policy {
+	case verdict.PolicyNone:
+		row.Encryption = Cell{"no", Red}
+	case verdict.PolicyUnknown, verdict.PolicyInconsistent:
+		row.Encryption = unknown
+	default:
+		row.Encryption = Cell{"yes", Green}
+	}
+	pkix, _ := fact(verdict.FactValidatesPKIX)
+	dane, _ := fact(verdict.FactValidatesDANE)
+	switch {
+	case pkix.Confidence != verdict.Unknown && pkix.Value, dane.Confidence != verdict.Unknown && dane.Value:
+		row.AdequateCertificate = Cell{"yes", Green}
+	case pkix.Confidence == verdict.Unknown && dane.Confidence == verdict.Unknown:
+		row.AdequateCertificate = unknown
+	default:
+		row.AdequateCertificate = Cell{"no", Yellow}
+	}
+	row.RFC7672 = cell(verdict.FactValidatesDANE, Green, White)
+	row.EncryptionMandatory = cell(verdict.FactEnforcesEncryption, Green, Red)
+	row.DKIM = cell(verdict.FactSignsDKIM, Green, White)
+	row.ARC = cell(verdict.FactSignsARC, Green, White)
+	if inbound != nil {
+		row.InboundColour = inbound.Colour
+	}
+	row.Comments = redactText(v.Why)
+	if !v.Complete {
+		row.Comments = "not settled: " + row.Comments
+	}
+	return row
+}

@@ -1,0 +1,508 @@
+// Package report turns a test's observations and verdict into what users
+// read: the result mail's and the web page's report (DESIGN.md §1.3), with
+// the seed's three parts — the connection history, the outbound diagnosis
+// and the inbound diagnosis — and the row of the public provider table.
+//
+// Everything here is a pure function of its input: Build makes the model,
+// Text and HTML render it. Mail addresses are redacted (j***@example.org)
+// everywhere in the model; only the result mail's envelope recipient, which
+// the caller holds, is ever written in full, and never by this package.
+package report
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/verdict"
+)
+
+// Colour is the seed's colour code (DESIGN.md §1.3).
+type Colour string
+
+// Colours. For a sender: red = sends in plain text, yellow = encrypts but
+// accepts any certificate, white = enforces valid certificates, green =
+// RFC 7672 DANE, grey = see comments (not settled, or no policy fits).
+const (
+	Red    Colour = "red"
+	Yellow Colour = "yellow"
+	White  Colour = "white"
+	Green  Colour = "green"
+	Grey   Colour = "grey"
+)
+
+// Rating is how good one diagnosis sentence is for the user.
+type Rating string
+
+// Ratings; the text of a sentence ends with the rating in brackets, as in
+// the seed ("(very good)"), except for Info.
+const (
+	VeryGood Rating = "very good"
+	Good     Rating = "good"
+	Weak     Rating = "weak"
+	Bad      Rating = "bad"
+	VeryBad  Rating = "very bad"
+	Unknown  Rating = "unknown"
+	Info     Rating = "info"
+)
+
+// Sentence is one statement of a diagnosis.
+type Sentence struct {
+	Text   string `json:"text"` // without the rating
+	Rating Rating `json:"rating"`
+}
+
+// String is the sentence as the seed writes it: "... (good)."
+func (s Sentence) String() string {
+	t := strings.TrimSuffix(s.Text, ".")
+	if s.Rating == Info || s.Rating == "" {
+		return t + "."
+	}
+	return t + " (" + string(s.Rating) + ")."
+}
+
+// Phase is where a test stands, for the live page.
+type Phase string
+
+// Phases.
+const (
+	PhaseWaiting   Phase = "waiting"   // no mail yet, or collecting the last connections
+	PhaseDowngrade Phase = "downgrade" // STARTTLS withheld (simulated downgrade attack)
+	PhaseRotating  Phase = "rotating"  // STARTTLS offered, MX rotation, 451 until enough personas were tried
+	PhaseDone      Phase = "done"      // the verdict is final
+)
+
+// Inbound is the part of an inbound check report (schema mailsec.check.v1,
+// written by internal/inbound) that the report shows. Unknown keys are
+// ignored: the schema only ever adds keys.
+type Inbound struct {
+	Schema       string           `json:"schema"`
+	Domain       string           `json:"domain"`
+	CheckedAt    time.Time        `json:"checked_at"`
+	Colour       Colour           `json:"colour"`
+	ColourReason string           `json:"colour_reason"`
+	Qualified    bool             `json:"qualified_encryption"`
+	Sentences    []string         `json:"sentences"`
+	Findings     []InboundFinding `json:"findings"`
+}
+
+// InboundFinding is one finding of the inbound check.
+type InboundFinding struct {
+	Code     string `json:"code"`
+	Severity string `json:"severity"`
+	Text     string `json:"text"`
+	Host     string `json:"host"`
+	Address  string `json:"address"`
+}
+
+// MailStatus is what became of the result mail, for the web page.
+type MailStatus struct {
+	State    string    `json:"state"`            // see resultmail: pending, sent, failed, withheld, none
+	Reason   string    `json:"reason"`           // why withheld or failed, or where it went
+	To       string    `json:"to,omitempty"`     // redacted
+	SentAt   time.Time `json:"sent_at,omitzero"` // when delivered
+	Attempts int       `json:"attempts"`
+}
+
+// Input is everything a report is made of.
+type Input struct {
+	Test        store.Test
+	Connections []store.SMTPConnection
+	Verdict     verdict.Verdict
+	Final       bool      // the verdict is final (the test is done)
+	Now         time.Time // for the phase
+	// DowngradeWindow is timing.downgrade_window: the phase is
+	// "downgrade" for this long after the test's first connection.
+	DowngradeWindow time.Duration
+	ZoneA, ZoneB    string
+	// Inbound is the inbound check of the sender's domain; nil while it
+	// is pending or when there is none (InboundNote says which).
+	Inbound     *Inbound
+	InboundNote string
+	Mail        *MailStatus // nil: not known (the mail itself)
+	URL         string      // the private web report
+	Location    *time.Location
+}
+
+// Report is the model both renderings are made from. The JSON form is the
+// API's (docs/api/report.schema.json).
+type Report struct {
+	Test        string         `json:"test"`
+	Created     time.Time      `json:"created"`
+	Sender      string         `json:"sender"` // redacted envelope sender of the test mail
+	Domain      string         `json:"domain"` // its domain
+	Final       bool           `json:"final"`
+	Phase       Phase          `json:"phase"`
+	PhaseText   string         `json:"phase_text"`
+	Policy      string         `json:"policy"`
+	Complete    bool           `json:"complete"`
+	Colour      Colour         `json:"colour"`
+	Headline    Sentence       `json:"headline"`
+	Why         string         `json:"why"`
+	Candidates  []string       `json:"candidates"`
+	History     []HistoryLine  `json:"history"`
+	Outbound    []Sentence     `json:"outbound"`
+	StillOpen   []Sentence     `json:"unknown"`
+	Inbound     InboundSection `json:"inbound"`
+	Mail        *MailStatus    `json:"mail,omitempty"`
+	URL         string         `json:"url,omitempty"`
+	Attempts    int            `json:"attempts"`
+	Connections int            `json:"connections"`
+	TimeZone    string         `json:"time_zone"`
+}
+
+// HistoryLine is one connection in the seed's form.
+type HistoryLine struct {
+	ID         int64    `json:"id"`
+	Start      string   `json:"start"` // "27.08.2022 22:51:04"
+	End        string   `json:"end"`   // "22:51:08", "" while open
+	Server     int      `json:"server"`
+	Encrypted  bool     `json:"encrypted"`
+	State      string   `json:"state"`
+	From       string   `json:"from,omitempty"` // redacted
+	To         []string `json:"to,omitempty"`   // redacted
+	Signatures []string `json:"signatures,omitempty"`
+	EHLO       string   `json:"ehlo,omitempty"`
+	SNI        string   `json:"sni,omitempty"`
+	Reply      string   `json:"reply,omitempty"`
+	Colour     Colour   `json:"colour"`
+	Text       string   `json:"text"` // the whole line
+}
+
+// InboundSection is the inbound diagnosis.
+type InboundSection struct {
+	Available bool     `json:"available"`
+	Note      string   `json:"note,omitempty"` // "inbound check pending" and the like
+	Domain    string   `json:"domain,omitempty"`
+	Colour    Colour   `json:"colour,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+	Sentences []string `json:"sentences,omitempty"`
+	Bad       []string `json:"bad,omitempty"` // texts of bad/error findings
+}
+
+// timeLayout is the seed's date form (day first, as in the issue).
+const timeLayout = "02.01.2006 15:04:05"
+
+// Build makes the report model.
+func Build(in Input) Report {
+	loc := in.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	v := in.Verdict
+	r := Report{
+		Test: in.Test.ID, Created: in.Test.Created.In(loc),
+		Sender: Redact(in.Test.Sender), Domain: domainOf(in.Test.Sender),
+		Final: in.Final, Policy: string(v.Policy), Complete: v.Complete,
+		Why: redactText(v.Why), Attempts: v.Attempts, Connections: len(in.Connections),
+		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(),
+	}
+	for _, c := range v.Candidates {
+		r.Candidates = append(r.Candidates, string(c))
+	}
+	r.Phase, r.PhaseText = phase(in)
+	r.Colour = PolicyColour(v.Policy)
+	r.Headline = headline(v, in.Final)
+	for _, c := range in.Connections {
+		r.History = append(r.History, historyLine(c, loc))
+	}
+	r.Outbound, r.StillOpen = diagnosis(v)
+	r.Inbound = inboundSection(in)
+	if r.Mail != nil {
+		m := *r.Mail
+		m.To = Redact(m.To)
+		m.Reason = redactText(m.Reason)
+		r.Mail = &m
+	}
+	return r
+}
+
+// PolicyColour is the colour of a sender policy.
+func PolicyColour(p verdict.Policy) Colour {
+	switch p {
+	case verdict.PolicyNone:
+		return Red
+	case verdict.PolicyMay:
+		// It encrypts where STARTTLS is offered, but an attacker who
+		// strips STARTTLS reads everything: no encryption to rely on.
+		return Red
+	case verdict.PolicyEncrypt:
+		return Yellow
+	case verdict.PolicyVerify, verdict.PolicyMTASTS:
+		return White
+	case verdict.PolicyDANE, verdict.PolicyDANEOnly, verdict.PolicyDANEMTASTS:
+		return Green
+	}
+	return Grey
+}
+
+// phase tells where the test stands.
+func phase(in Input) (Phase, string) {
+	if in.Final {
+		return PhaseDone, "Done: the verdict is final."
+	}
+	if len(in.Connections) == 0 {
+		return PhaseWaiting, "Waiting for your mail."
+	}
+	first := in.Connections[0].Started
+	for _, c := range in.Connections {
+		if c.Started.Before(first) {
+			first = c.Started
+		}
+	}
+	if in.DowngradeWindow > 0 && in.Now.Before(first.Add(in.DowngradeWindow)) {
+		left := first.Add(in.DowngradeWindow).Sub(in.Now).Round(time.Second)
+		return PhaseDowngrade, fmt.Sprintf("Downgrade window: STARTTLS is withheld (a simulated attack) for %s more.", left)
+	}
+	if !in.Test.Acked.IsZero() || in.Test.State == store.TestAcked {
+		return PhaseWaiting, "Your mail was accepted; waiting for the last connections before the verdict is final."
+	}
+	return PhaseRotating, "STARTTLS is offered; the MX priorities rotate and your server is asked to retry until enough servers were tried."
+}
+
+func headline(v verdict.Verdict, final bool) Sentence {
+	switch v.Policy {
+	case verdict.PolicyDANEOnly:
+		return Sentence{"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 (Postfix: dane-only)", VeryGood}
+	case verdict.PolicyDANE:
+		return Sentence{"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 where the receiver publishes TLSA records (Postfix: dane)", VeryGood}
+	case verdict.PolicyDANEMTASTS:
+		return Sentence{"Looks like your mail server uses RFC 7672 and RFC 8461 MTA-STS, with DANE deciding where both apply (Postfix: dane with an MTA-STS resolver)", VeryGood}
+	case verdict.PolicyMTASTS:
+		return Sentence{"Looks like your mail server uses RFC 8461 MTA-STS, not RFC 7672 DANE", Good}
+	case verdict.PolicyVerify:
+		return Sentence{"Looks like your mail server enforces encryption with certificates trusted by a CA (Postfix: verify), not RFC 7672 DANE", Good}
+	case verdict.PolicyEncrypt:
+		return Sentence{"Looks like your mail server enforces encryption but accepts any certificate (Postfix: encrypt): an attacker with a certificate of his own can read along", Weak}
+	case verdict.PolicyMay:
+		return Sentence{"Looks like your mail server encrypts only when the receiver offers STARTTLS (Postfix: may): an attacker who strips STARTTLS reads your mail", Bad}
+	case verdict.PolicyNone:
+		return Sentence{"Looks like your mail server never encrypts (Postfix: none)", VeryBad}
+	case verdict.PolicyInconsistent:
+		return Sentence{"Your mail server's behaviour fits no policy of the table; see the connection history", Unknown}
+	}
+	if len(v.Candidates) > 0 && (final || v.Complete) {
+		return Sentence{"The test could not tell apart: " + joinCands(v.Candidates), Unknown}
+	}
+	if len(v.Candidates) > 0 && v.Attempts > 0 {
+		return Sentence{"The test is still running; still possible: " + joinCands(v.Candidates), Unknown}
+	}
+	return Sentence{"No connection from your mail server yet", Unknown}
+}
+
+func joinCands(ps []verdict.Policy) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = string(p)
+	}
+	return strings.Join(s, ", ")
+}
+
+// daneFamily: policies for which PKIX does not matter where DANE decides.
+func daneFamily(p verdict.Policy) bool {
+	return p == verdict.PolicyDANE || p == verdict.PolicyDANEOnly || p == verdict.PolicyDANEMTASTS
+}
+
+// daneVerdict: the verdict is, or can only become, a DANE policy.
+func daneVerdict(v verdict.Verdict) bool {
+	if daneFamily(v.Policy) {
+		return true
+	}
+	if len(v.Candidates) == 0 {
+		return false
+	}
+	for _, c := range v.Candidates {
+		if !daneFamily(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// diagnosis turns the verdict's facts into sentences: what is known, with
+// good/bad, and what is still unknown with what would settle it.
+func diagnosis(v verdict.Verdict) (known, open []Sentence) {
+	for _, f := range v.Facts {
+		if f.Confidence == verdict.Unknown {
+			s := "Still unknown whether your mail server " + verbOf(f.Name) + ": " + f.Why
+			if f.Settle != "" {
+				s += " (would be settled by " + f.Settle + ")"
+			}
+			open = append(open, Sentence{redactText(s), Unknown})
+			continue
+		}
+		s := factSentence(f, daneVerdict(v))
+		if f.Confidence == verdict.Likely {
+			s.Text += " (inferred from what did not happen)"
+		}
+		known = append(known, s)
+	}
+	if v.ZoneB != "" && v.Attempts > 0 {
+		known = append(known, Sentence{"Toward a domain without DANE and MTA-STS (zone B): " + v.ZoneB, Info})
+	}
+	return known, open
+}
+
+// verbOf turns a fact name into the predicate of "whether your mail server ...".
+func verbOf(name string) string {
+	switch name {
+	case verdict.FactRespectsRFC8461S2:
+		return "keeps MTA-STS from overriding a failed DANE validation (RFC 8461 §2)"
+	case verdict.FactRetries:
+		return "retries after a refused STARTTLS"
+	case verdict.FactUsesIPv6:
+		return "delivers over IPv6"
+	}
+	return name
+}
+
+func factSentence(f verdict.Fact, dane bool) Sentence {
+	why := redactText(f.Why)
+	pick := func(yes, no string, good, bad Rating) Sentence {
+		if f.Value {
+			return Sentence{yes, good}
+		}
+		return Sentence{no + ": " + why, bad}
+	}
+	switch f.Name {
+	case verdict.FactEnforcesEncryption:
+		if f.Value {
+			return Sentence{"Your mail server refused to send in plain text while STARTTLS was withheld (a simulated downgrade attack)", Good}
+		}
+		return Sentence{"Your mail server sent in plain text while STARTTLS was withheld: a downgrade attack would succeed", Bad}
+	case verdict.FactValidatesPKIX:
+		if !f.Value && dane {
+			return Sentence{"Certificates are checked by DANE, not by a CA: " + why, Info}
+		}
+		return pick("It validates certificates (trusted CA and host name)", "It does not validate certificates", Good, Bad)
+	case verdict.FactValidatesDANE:
+		return pick("It validates RFC 7672 DANE TLSA records", "It does not use RFC 7672 DANE", VeryGood, Bad)
+	case verdict.FactAppliesMTASTS:
+		return pick("It applies the receiver's RFC 8461 MTA-STS policy", "It does not apply RFC 8461 MTA-STS", Good, Info)
+	case verdict.FactRespectsRFC8461S2:
+		return pick("MTA-STS does not override a failed DANE validation (RFC 8461 §2)", "MTA-STS overrides a failed DANE validation, against RFC 8461 §2", Good, Bad)
+	case verdict.FactSendsSNI:
+		if f.Value {
+			return Sentence{"It sends SNI (the server name) in the TLS handshake", Info}
+		}
+		if strings.Contains(f.Why, "verifies certificates") {
+			return Sentence{"It " + why, Bad}
+		}
+		return Sentence{"It sends no SNI in the TLS handshake", Info}
+	case verdict.FactRetries:
+		return pick("It came back after the refused STARTTLS instead of giving up", "It did not retry after the refused STARTTLS", Good, Weak)
+	case verdict.FactUsesIPv6:
+		return pick("It delivers over IPv6", "It does not deliver over IPv6", Info, Info)
+	case verdict.FactSignsDKIM:
+		return pick("Your mails are DKIM-signed", "Your mails are not DKIM-signed", Good, Bad)
+	case verdict.FactSignsARC:
+		return pick("Your mails carry an ARC seal", "Your mails carry no ARC seal", Info, Info)
+	}
+	if f.Value {
+		return Sentence{f.Name + ": yes (" + why + ")", Info}
+	}
+	return Sentence{f.Name + ": no (" + why + ")", Info}
+}
+
+// historyLine renders one connection as the seed does:
+// "27.08.2022 22:51:04 – 22:51:08 (Server 4, encrypted, Mail): From: <j***@example.org> To: <t***@a.example> Signatures: Dkim".
+func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
+	enc := c.TLSVersion != ""
+	h := HistoryLine{ID: c.ID, Start: c.Started.In(loc).Format(timeLayout), Server: c.Persona, Encrypted: enc,
+		State: string(c.State), EHLO: c.EHLO, SNI: c.SNI, Reply: redactText(c.Reply)}
+	if !c.Ended.IsZero() {
+		h.End = c.Ended.In(loc).Format("15:04:05")
+	}
+	mail := c.State.Rank() >= store.StateMail.Rank()
+	if mail {
+		h.From = Redact(c.MailFrom)
+		for _, to := range c.RcptTo {
+			h.To = append(h.To, Redact(to))
+		}
+	}
+	var sigs []string
+	for _, s := range c.Signatures {
+		name := "Dkim"
+		if s.Type == "arc" {
+			name = "Arc"
+		}
+		if !slices.Contains(sigs, name) {
+			sigs = append(sigs, name)
+		}
+	}
+	h.Signatures = sigs
+	switch {
+	case mail && !enc:
+		h.Colour = Red
+	case mail:
+		h.Colour = Green
+	default:
+		h.Colour = Grey
+	}
+	server := "?"
+	if c.Persona > 0 {
+		server = fmt.Sprint(c.Persona)
+	}
+	tls := "plain text"
+	switch {
+	case enc:
+		tls = "encrypted"
+	case c.State == store.StateSniSeen || c.CertPersona != 0:
+		// RFC 8446: a ClientHello came, the handshake did not complete
+		// (the sender refused the certificate).
+		tls = "TLS aborted"
+	}
+	end := h.End
+	if end == "" {
+		end = "…"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s – %s (Server %s, %s, %s):", h.Start, end, server, tls, c.State)
+	if mail {
+		fmt.Fprintf(&b, " From: <%s> To: <%s>", h.From, strings.Join(h.To, ">, <"))
+		if len(sigs) > 0 {
+			b.WriteString(" Signatures: " + strings.Join(sigs, ", "))
+		}
+	}
+	h.Text = b.String()
+	return h
+}
+
+func inboundSection(in Input) InboundSection {
+	if in.Inbound == nil {
+		note := in.InboundNote
+		if note == "" {
+			note = "Inbound check not available."
+		}
+		return InboundSection{Note: note}
+	}
+	ib := in.Inbound
+	s := InboundSection{Available: true, Domain: ib.Domain, Colour: ib.Colour, Reason: redactText(ib.ColourReason)}
+	for _, t := range ib.Sentences {
+		s.Sentences = append(s.Sentences, redactText(t))
+	}
+	for _, f := range ib.Findings {
+		if f.Severity == "bad" || f.Severity == "error" {
+			t := f.Text
+			if f.Host != "" {
+				t = f.Host + ": " + t
+			}
+			s.Bad = append(s.Bad, redactText(t))
+		}
+	}
+	switch s.Colour {
+	case Red, Yellow, White, Green, Grey:
+	default:
+		s.Colour = Grey
+	}
+	return s
+}
+
+func domainOf(addr string) string {
+	if at := strings.LastIndexByte(addr, '@'); at >= 0 {
+		return strings.ToLower(addr[at+1:])
+	}
+	return ""
+}

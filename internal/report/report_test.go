@@ -1,0 +1,313 @@
+package report
+
+import (
+	"flag"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/verdict"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+var t0 = time.Date(2022, 8, 27, 22, 47, 49, 0, time.UTC)
+
+// conn builds one recorded connection; opts adjust it.
+type conn struct {
+	at       time.Duration // after t0
+	dur      time.Duration
+	persona  int
+	tls      bool
+	sni      string
+	state    store.ConnState
+	from     string
+	to       []string
+	dkim     bool
+	ehlo     string
+	offered  bool
+	reply    string
+	arc      bool
+	client   string
+	certPers int
+}
+
+func (c conn) record(id int64) store.SMTPConnection {
+	client := c.client
+	if client == "" {
+		client = "192.0.2.25"
+	}
+	r := store.SMTPConnection{ID: id, TestID: "abcdefghijklmnop", Started: t0.Add(c.at), Ended: t0.Add(c.at + c.dur),
+		Client: netip.AddrPortFrom(netip.MustParseAddr(client), 40000), Persona: c.persona, SNI: c.sni, State: c.state,
+		MailFrom: c.from, RcptTo: c.to, EHLO: c.ehlo, STARTTLSOffered: c.offered, Reply: c.reply, CertPersona: c.certPers}
+	if r.EHLO == "" {
+		r.EHLO = "mail.example.org"
+	}
+	if c.tls {
+		r.TLSVersion, r.TLSCipher = "TLS 1.3", "TLS_AES_128_GCM_SHA256"
+		if r.CertPersona == 0 {
+			r.CertPersona = c.persona
+		}
+	}
+	if c.dkim {
+		r.Signatures = append(r.Signatures, store.Signature{Type: "dkim", Domain: "example.org", Selector: "s1", Result: "pass"})
+	}
+	if c.arc {
+		r.Signatures = append(r.Signatures, store.Signature{Type: "arc", Instance: 1})
+	}
+	return r
+}
+
+func history(cs ...conn) []store.SMTPConnection {
+	out := make([]store.SMTPConnection, len(cs))
+	for i, c := range cs {
+		out[i] = c.record(int64(i + 1))
+	}
+	return out
+}
+
+const (
+	from  = "jane.doe@example.org"
+	rcptA = "t-abcdefghijklmnop@a.mailtest.example"
+	rcptB = "t-abcdefghijklmnop@b.mailtest.example"
+)
+
+// daneOnlyHistory is the seed's example result, a dane-only sender.
+func daneOnlyHistory() []store.SMTPConnection {
+	return history(
+		conn{at: 0, persona: 1, state: store.StateNone},
+		conn{at: time.Second, persona: 1, state: store.StateNone},
+		conn{at: 194 * time.Second, dur: time.Second, persona: 3, sni: "mx3.a.mailtest.example", state: store.StateSniSeen, offered: true},
+		conn{at: 195 * time.Second, dur: 4 * time.Second, persona: 6, tls: true, sni: "mx6.a.mailtest.example", state: store.StateMail,
+			from: from, to: []string{rcptA}, dkim: true, offered: true, reply: "451 4.7.1 personas 3-6 not all tried yet"},
+		conn{at: 199 * time.Second, dur: 3 * time.Second, persona: 4, tls: true, sni: "mx4.a.mailtest.example", state: store.StateMail,
+			from: from, to: []string{rcptA}, dkim: true, offered: true},
+		conn{at: 255 * time.Second, persona: 5, sni: "mx5.a.mailtest.example", state: store.StateSniSeen, offered: true},
+		conn{at: 256 * time.Second, dur: 3 * time.Second, persona: 4, tls: true, sni: "mx4.a.mailtest.example", state: store.StateAcked,
+			from: from, to: []string{rcptA}, dkim: true, offered: true, reply: "250 2.0.0 accepted: all of personas 3-6 were tried"},
+	)
+}
+
+func inboundGreen() *Inbound {
+	return &Inbound{Schema: "mailsec.check.v1", Domain: "example.org", Colour: Green, ColourReason: "every MX is DANE-valid",
+		Sentences: []string{"Domain does use DNSSEC with MX-Records (good).", "Domain does support RFC 7672 SMTP-DANE (good)."},
+		Findings:  []InboundFinding{{Code: "dnssec.mx.secure", Severity: "good", Text: "MX is DNSSEC-signed"}}}
+}
+
+func testOf(sender string, state string) store.Test {
+	return store.Test{ID: "abcdefghijklmnop", Created: t0.Add(-time.Minute), Kind: store.TestToken, Sender: sender, State: state}
+}
+
+func judge(conns []store.SMTPConnection, done bool) verdict.Verdict {
+	return verdict.Judge(verdict.Observations{Connections: conns, Now: t0.Add(time.Hour), Quiet: 10 * time.Minute, SenderDone: done, SentToB: done})
+}
+
+type golden struct {
+	name string
+	in   Input
+}
+
+func goldenCases() []golden {
+	dane := daneOnlyHistory()
+	none := history(
+		conn{at: 0, dur: time.Second, persona: 1, state: store.StateMail, from: from, to: []string{rcptA}, reply: "451 4.7.1 downgrade test in progress: try again later"},
+		conn{at: 2 * time.Second, dur: time.Second, persona: 7, state: store.StateAcked, from: from, to: []string{rcptB}},
+		conn{at: 200 * time.Second, dur: time.Second, persona: 1, state: store.StateAcked, from: from, to: []string{rcptA}, offered: true, reply: "250 2.0.0 accepted"},
+	)
+	return []golden{
+		{"dane-only", Input{Test: testOf(from, store.TestFinal), Connections: dane, Verdict: judge(dane, true), Final: true,
+			Now: t0.Add(time.Hour), DowngradeWindow: 3 * time.Minute, Inbound: inboundGreen(),
+			Mail: &MailStatus{State: "sent", To: from, Reason: "delivered to mx.example.org", Attempts: 1},
+			URL:  "https://mailsec.example/t/abcdefghijklmnop"}},
+		{"none", Input{Test: testOf(from, store.TestFinal), Connections: none, Verdict: judge(none, true), Final: true,
+			Now: t0.Add(time.Hour), DowngradeWindow: 3 * time.Minute, InboundNote: "Inbound check pending.",
+			Mail: &MailStatus{State: "withheld", Reason: "the test mail's sender was not authenticated: SPF none for example.org, no DKIM signature of example.org"}}},
+		{"waiting", Input{Test: testOf("", store.TestOpen), Verdict: judge(nil, false), Now: t0, DowngradeWindow: 3 * time.Minute}},
+	}
+}
+
+func TestGolden(t *testing.T) {
+	for _, g := range goldenCases() {
+		t.Run(g.name, func(t *testing.T) {
+			r := Build(g.in)
+			txt, err := Text(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			html, err := HTML(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, g.name+".txt", txt)
+			checkGolden(t, g.name+".html", html)
+			for _, out := range []string{txt, html} {
+				if strings.Contains(out, "jane.doe") || strings.Contains(out, "abcdefghijklmnop@") {
+					t.Errorf("unredacted address in the output:\n%s", out)
+				}
+			}
+		})
+	}
+}
+
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update once)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the golden file; got:\n%s", name, got)
+	}
+}
+
+func TestSeedForms(t *testing.T) {
+	r := Build(goldenCases()[0].in)
+	wantLine := "27.08.2022 22:51:08 – 22:51:11 (Server 4, encrypted, Mail): From: <j***@example.org> To: <t***@a.mailtest.example> Signatures: Dkim"
+	found := false
+	for _, h := range r.History {
+		found = found || h.Text == wantLine
+	}
+	if !found {
+		t.Errorf("no history line %q in %+v", wantLine, r.History)
+	}
+	if r.Policy != "dane-only" || r.Colour != Green {
+		t.Errorf("policy %s colour %s, want dane-only green", r.Policy, r.Colour)
+	}
+	if got, want := r.Headline.String(), "Looks like your mail server uses RFC 7672 (Postfix: dane-only) (very good)."; !strings.HasSuffix(got, want) {
+		t.Errorf("headline %q, want it to end in %q", got, want)
+	}
+	if r.Phase != PhaseDone {
+		t.Errorf("phase %s, want done", r.Phase)
+	}
+	// Plain-text attempts are red, encrypted mail green, refusals grey.
+	if r.History[0].Colour != Grey || r.History[3].Colour != Green {
+		t.Errorf("colours %s %s", r.History[0].Colour, r.History[3].Colour)
+	}
+}
+
+func TestInjectionEscaped(t *testing.T) {
+	evil := "<script>alert(1)</script>"
+	conns := history(conn{at: 0, dur: time.Second, persona: 1, state: store.StateMail, ehlo: evil,
+		from: "\"" + evil + "\"@evil.example", to: []string{rcptA}, reply: "451 " + evil})
+	in := Input{Test: testOf("x<script>@evil.example", store.TestOpen), Connections: conns, Verdict: judge(conns, false), Now: t0,
+		Inbound: &Inbound{Domain: "evil.example", Colour: "<b>", Sentences: []string{evil}}}
+	html, err := HTML(Build(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(html, "<script>") || strings.Contains(html, "<b>") {
+		t.Fatalf("unescaped markup in:\n%s", html)
+	}
+	if !strings.Contains(html, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+		t.Errorf("the escaped EHLO is missing:\n%s", html)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"jane@example.org", "j***@example.org"},
+		{"<jane@Example.ORG>", "j***@example.org"},
+		{"j@example.org", "j***@example.org"},
+		{"@example.org", "***@example.org"},
+		{"\"a b\"@example.org", "a***@example.org"},
+		{"", ""},
+		{"postmaster", "***"},
+		{"ü@bücher.example", "ü***@bücher.example"},
+	} {
+		if got := Redact(c.in); got != c.want {
+			t.Errorf("Redact(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	for _, c := range []struct{ in, want string }{
+		{"550 5.1.1 <jane@example.org>: no such user", "550 5.1.1 <j***@example.org>: no such user"},
+		{"from bob@x.example and carol@y.example.", "from b***@x.example and c***@y.example."},
+		{"no address here", "no address here"},
+	} {
+		if got := redactText(c.in); got != c.want {
+			t.Errorf("redactText(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestPhase(t *testing.T) {
+	one := history(conn{at: 0, persona: 1, state: store.StateNone})
+	acked := testOf(from, store.TestAcked)
+	acked.Acked = t0.Add(time.Minute)
+	for _, c := range []struct {
+		name string
+		in   Input
+		want Phase
+	}{
+		{"no mail", Input{Now: t0}, PhaseWaiting},
+		{"in window", Input{Connections: one, Now: t0.Add(time.Minute), DowngradeWindow: 3 * time.Minute}, PhaseDowngrade},
+		{"after window", Input{Connections: one, Now: t0.Add(4 * time.Minute), DowngradeWindow: 3 * time.Minute}, PhaseRotating},
+		{"acked", Input{Test: acked, Connections: one, Now: t0.Add(4 * time.Minute), DowngradeWindow: 3 * time.Minute}, PhaseWaiting},
+		{"final", Input{Connections: one, Final: true}, PhaseDone},
+	} {
+		if got, _ := phase(c.in); got != c.want {
+			t.Errorf("%s: phase %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+func TestPolicyColours(t *testing.T) {
+	want := map[verdict.Policy]Colour{
+		verdict.PolicyNone: Red, verdict.PolicyMay: Red, verdict.PolicyEncrypt: Yellow, verdict.PolicyVerify: White,
+		verdict.PolicyMTASTS: White, verdict.PolicyDANE: Green, verdict.PolicyDANEOnly: Green, verdict.PolicyDANEMTASTS: Green,
+		verdict.PolicyUnknown: Grey, verdict.PolicyInconsistent: Grey,
+	}
+	for p, c := range want {
+		if got := PolicyColour(p); got != c {
+			t.Errorf("%s: %s, want %s", p, got, c)
+		}
+	}
+}
+
+func TestProviderRow(t *testing.T) {
+	v := judge(daneOnlyHistory(), true)
+	row := Provider("example.org", t0, v, true, inboundGreen())
+	if row.RFC7672.Value != "yes" || row.RFC7672.Colour != Green || row.EncryptionMandatory.Value != "yes" ||
+		row.DKIM.Value != "yes" || row.ARC.Value != "no" || row.Encryption.Value != "yes" || row.AdequateCertificate.Value != "yes" {
+		t.Errorf("dane-only row: %+v", row)
+	}
+	if row.InboundColour != Green {
+		t.Errorf("inbound colour %s", row.InboundColour)
+	}
+	none := Provider("plain.example", t0, judge(goldenCases()[1].in.Connections, true), true, nil)
+	if none.Encryption.Value != "no" || none.Encryption.Colour != Red || none.EncryptionMandatory.Value != "no" || none.Colour != Red {
+		t.Errorf("none row: %+v", none)
+	}
+	empty := Provider("new.example", time.Time{}, verdict.Verdict{}, false, nil)
+	if empty.Comments != "not tested yet" || empty.DKIM.Value != "?" {
+		t.Errorf("untested row: %+v", empty)
+	}
+}
+
+func FuzzRedactText(f *testing.F) {
+	f.Add("550 <jane@example.org> no")
+	f.Add("@@@")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := redactText(s)
+		// Whatever went in, no local part longer than one character
+		// survives in front of an "@" that redactText recognised.
+		for _, m := range addrRe.FindAllString(out, -1) {
+			if local := m[:strings.LastIndexByte(m, '@')]; len([]rune(local)) > 4 || !strings.HasSuffix(local, "***") {
+				t.Fatalf("redactText(%q) = %q keeps %q", s, out, m)
+			}
+		}
+	})
+}

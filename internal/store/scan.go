@@ -1,0 +1,507 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// This file holds bulk inbound scans (migration 0006, docs/scan.md): the
+// scan, its items (one per input line naming a domain) and the leases
+// through which several workers share one scan.
+
+// Scan item kinds.
+const (
+	ScanKindDomain    = "domain"    // a distinct domain to check
+	ScanKindInvalid   = "invalid"   // the line does not name a domain
+	ScanKindDuplicate = "duplicate" // the domain appeared on an earlier line
+)
+
+// Scan item states.
+const (
+	ScanPending = "pending" // to be checked
+	ScanRunning = "running" // leased by a worker until lease_until
+	ScanDone    = "done"    // checked; the result is stored
+	ScanError   = "error"   // no result: bad line, duplicate, or the check failed
+)
+
+// Scan is one bulk scan.
+type Scan struct {
+	ID          string
+	Created     time.Time
+	Source      string // the input as named ("-" for stdin)
+	InputSHA256 string // hex digest of the input
+	Options     string // JSON, for the record
+	Loaded      time.Time
+	InputLines  int64
+}
+
+// ScanLine is one parsed input line to store. Err != "" makes it an
+// invalid line.
+type ScanLine struct {
+	Line   int64
+	Input  string
+	Domain string
+	Label  string
+	Err    string
+}
+
+// ScanSummary is the part of a result that reports aggregate.
+type ScanSummary struct {
+	Colour    string
+	Qualified bool
+	DNSSEC    bool
+	DANE      bool
+	MTASTS    bool
+	ValidCert bool
+	STARTTLS  bool
+}
+
+// ScanItem is one stored line of a scan.
+type ScanItem struct {
+	ScanID     string
+	Line       int64
+	Kind       string
+	Input      string
+	Domain     string
+	Label      string
+	State      string
+	LeaseOwner string
+	LeaseUntil time.Time
+	Attempts   int
+	Started    time.Time
+	Finished   time.Time
+	Error      string
+	Summary    ScanSummary
+	Result     []byte // JSON of the check, nil without one
+}
+
+// ScanResult is the outcome of one leased item.
+type ScanResult struct {
+	Line     int64
+	State    string // ScanDone or ScanError
+	Error    string
+	Summary  ScanSummary
+	Result   []byte
+	Started  time.Time
+	Finished time.Time
+}
+
+// ScanCounts counts a scan's items by state.
+type ScanCounts struct {
+	Pending, Running, Done, Error int64
+}
+
+// Total is the number of items.
+func (c ScanCounts) Total() int64 { return c.Pending + c.Running + c.Done + c.Error }
+
+// Finished is the number of items with an outcome.
+func (c ScanCounts) Finished() int64 { return c.Done + c.Error }
+
+// AddStats says what AddScanLines did with its lines.
+type AddStats struct {
+	Domains, Invalid, Duplicates, Known int
+}
+
+// CreateScan stores a new scan; an error wrapping ErrExists if the ID is
+// taken.
+func (s *Store) CreateScan(ctx context.Context, sc Scan) error {
+	if sc.ID == "" || sc.Created.IsZero() {
+		return errors.New("store: create scan: ID and creation time are required")
+	}
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO scans (id, created_ns, source, input_sha256, options, loaded_ns, input_lines)
+    VALUES (?, ?, ?, ?, ?, 0, 0) ON CONFLICT (id) DO NOTHING`),
+		sc.ID, clampToNanos(sc.Created), sc.Source, sc.InputSHA256, sc.Options)
+	if err != nil {
+		return fmt.Errorf("store: create scan %s: %w", sc.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: create scan %s: %w", sc.ID, err)
+	} else if n == 0 {
+		return fmt.Errorf("store: create scan %s: %w", sc.ID, ErrExists)
+	}
+	return nil
+}
+
+// Scan returns the scan id; an error wrapping ErrNotFound if there is none.
+func (s *Store) Scan(ctx context.Context, id string) (Scan, error) {
+	var (
+		sc              Scan
+		created, loaded int64
+	)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, created_ns, source, input_sha256, options, loaded_ns, input_lines FROM scans WHERE id = ?`), id).
+		Scan(&sc.ID, &created, &sc.Source, &sc.InputSHA256, &sc.Options, &loaded, &sc.InputLines)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Scan{}, fmt.Errorf("store: scan %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Scan{}, fmt.Errorf("store: scan %s: %w", id, err)
+	}
+	sc.Created, sc.Loaded = nanosToTime(created), optNanosToTime(loaded)
+	return sc, nil
+}
+
+// MarkScanLoaded records that every input line of the scan is stored.
+func (s *Store) MarkScanLoaded(ctx context.Context, id string, at time.Time, lines int64) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE scans SET loaded_ns = ?, input_lines = ? WHERE id = ?`), clampToNanos(at), lines, id)
+	if err != nil {
+		return fmt.Errorf("store: mark scan %s loaded: %w", id, err)
+	}
+	return expectOneRow(res, "mark scan "+id+" loaded")
+}
+
+// AddScanLines stores parsed input lines in one transaction. It is
+// idempotent: a line already stored (a load resumed after an interruption)
+// is left as it is. A domain already stored under an earlier line becomes
+// a 'duplicate' row naming that line; an invalid line an 'invalid' row. So
+// every line that is not blank or a comment has exactly one row.
+func (s *Store) AddScanLines(ctx context.Context, scanID string, lines []ScanLine) (st AddStats, err error) {
+	if len(lines) == 0 {
+		return st, nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return st, fmt.Errorf("store: add scan lines: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	const cols = `(scan_id, line, kind, input, domain, label, state, lease_owner, lease_until_ns, attempts, started_ns, finished_ns, error,
+    colour, qualified, dnssec, dane, mta_sts, valid_cert, starttls, result)
+    VALUES (?, ?, ?, ?, ?, ?, ?, '', 0, 0, 0, 0, ?, '', 0, 0, 0, 0, 0, 0, '') ON CONFLICT DO NOTHING`
+	ins, err := tx.PrepareContext(ctx, s.q(`INSERT INTO scan_items `+cols))
+	if err != nil {
+		return st, fmt.Errorf("store: add scan lines: %w", err)
+	}
+	defer ins.Close()
+	first, err := tx.PrepareContext(ctx, s.q(`SELECT line FROM scan_items WHERE scan_id = ? AND kind = 'domain' AND domain = ?`))
+	if err != nil {
+		return st, fmt.Errorf("store: add scan lines: %w", err)
+	}
+	defer first.Close()
+	for _, l := range lines {
+		if l.Err != "" {
+			res, err := ins.ExecContext(ctx, scanID, l.Line, ScanKindInvalid, l.Input, "", l.Label, ScanError, l.Err)
+			if err != nil {
+				return st, fmt.Errorf("store: add scan line %d: %w", l.Line, err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				st.Invalid++
+			} else {
+				st.Known++
+			}
+			continue
+		}
+		// ON CONFLICT DO NOTHING without a target covers both the primary
+		// key (line already stored) and the domain index (duplicate).
+		res, err := ins.ExecContext(ctx, scanID, l.Line, ScanKindDomain, l.Input, l.Domain, l.Label, ScanPending, "")
+		if err != nil {
+			return st, fmt.Errorf("store: add scan line %d: %w", l.Line, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			st.Domains++
+			continue
+		}
+		var at int64
+		if err := first.QueryRowContext(ctx, scanID, l.Domain).Scan(&at); err != nil {
+			return st, fmt.Errorf("store: add scan line %d: first line of %s: %w", l.Line, l.Domain, err)
+		}
+		if at == l.Line {
+			st.Known++
+			continue
+		}
+		res, err = ins.ExecContext(ctx, scanID, l.Line, ScanKindDuplicate, l.Input, l.Domain, l.Label, ScanError,
+			fmt.Sprintf("duplicate of line %d (%s is checked once)", at, l.Domain))
+		if err != nil {
+			return st, fmt.Errorf("store: add scan line %d: %w", l.Line, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			st.Duplicates++
+		} else {
+			st.Known++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return st, fmt.Errorf("store: add scan lines: commit: %w", err)
+	}
+	return st, nil
+}
+
+const scanItemColumns = `scan_id, line, kind, input, domain, label, state, lease_owner, lease_until_ns, attempts, started_ns, finished_ns, error,
+    colour, qualified, dnssec, dane, mta_sts, valid_cert, starttls, result`
+
+func scanItem(row interface{ Scan(...any) error }) (ScanItem, error) {
+	var (
+		it                       ScanItem
+		until, started, finished int64
+		attempts                 int64
+		q, dnssec, dane, sts, vc int64
+		starttls                 int64
+		result                   string
+	)
+	if err := row.Scan(&it.ScanID, &it.Line, &it.Kind, &it.Input, &it.Domain, &it.Label, &it.State, &it.LeaseOwner, &until, &attempts,
+		&started, &finished, &it.Error, &it.Summary.Colour, &q, &dnssec, &dane, &sts, &vc, &starttls, &result); err != nil {
+		return ScanItem{}, err
+	}
+	it.LeaseUntil, it.Started, it.Finished = optNanosToTime(until), optNanosToTime(started), optNanosToTime(finished)
+	it.Attempts = int(attempts)
+	it.Summary.Qualified, it.Summary.DNSSEC, it.Summary.DANE = q != 0, dnssec != 0, dane != 0
+	it.Summary.MTASTS, it.Summary.ValidCert, it.Summary.STARTTLS = sts != 0, vc != 0, starttls != 0
+	if result != "" {
+		it.Result = []byte(result)
+	}
+	return it, nil
+}
+
+// LeaseScanItems claims up to n items of the scan for owner until the
+// given time: pending items, and running items whose lease expired before
+// now (their worker died). An expired item that has already been leased
+// maxAttempts times is not leased again but set to error, so that a
+// domain that crashes its workers cannot hold the scan up forever. Items
+// are claimed in line order.
+//
+// With SQLite the transaction holds the write lock from its start
+// (BEGIN IMMEDIATE), so two workers never claim the same item; with
+// PostgreSQL the SELECT takes FOR UPDATE SKIP LOCKED (docs/scan.md).
+func (s *Store) LeaseScanItems(ctx context.Context, scanID, owner string, n int, now, until time.Time, maxAttempts int) (items []ScanItem, err error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	if owner == "" {
+		return nil, errors.New("store: lease scan items: empty owner")
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: lease scan items: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	nowNs := clampToNanos(now)
+	if maxAttempts > 0 {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE scan_items SET state = 'error', lease_owner = '', finished_ns = ?,
+    error = 'gave up: the check of this domain was started ' || CAST(attempts AS TEXT) || ' times and never finished (worker crash or hang)'
+    WHERE scan_id = ? AND state = 'running' AND lease_until_ns < ? AND attempts >= ?`),
+			nowNs, scanID, nowNs, maxAttempts); err != nil {
+			return nil, fmt.Errorf("store: lease scan items: give up: %w", err)
+		}
+	}
+	sel := `SELECT line FROM scan_items WHERE scan_id = ? AND (state = 'pending' OR (state = 'running' AND lease_until_ns < ?))
+    ORDER BY line LIMIT ?`
+	if s.dialect == dialectPostgres {
+		sel += ` FOR UPDATE SKIP LOCKED`
+	}
+	rows, err := tx.QueryContext(ctx, s.q(sel), scanID, nowNs, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: lease scan items: %w", err)
+	}
+	var lines []int64
+	for rows.Next() {
+		var l int64
+		if err := rows.Scan(&l); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: lease scan items: %w", err)
+		}
+		lines = append(lines, l)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("store: lease scan items: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: lease scan items: %w", err)
+	}
+	if len(lines) == 0 {
+		return nil, tx.Commit()
+	}
+	args := []any{owner, clampToNanos(until), nowNs, scanID}
+	for _, l := range lines {
+		args = append(args, l)
+	}
+	in := "?" + strings.Repeat(", ?", len(lines)-1)
+	if _, err := tx.ExecContext(ctx, s.q(`UPDATE scan_items SET state = 'running', lease_owner = ?, lease_until_ns = ?, attempts = attempts + 1,
+    started_ns = ? WHERE scan_id = ? AND line IN (`+in+`)`), args...); err != nil {
+		return nil, fmt.Errorf("store: lease scan items: %w", err)
+	}
+	rows, err = tx.QueryContext(ctx, s.q(`SELECT `+scanItemColumns+` FROM scan_items WHERE scan_id = ? AND line IN (`+in+`) ORDER BY line`),
+		append([]any{scanID}, args[4:]...)...)
+	if err != nil {
+		return nil, fmt.Errorf("store: lease scan items: %w", err)
+	}
+	for rows.Next() {
+		it, err := scanItem(rows)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: lease scan items: %w", err)
+		}
+		items = append(items, it)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, fmt.Errorf("store: lease scan items: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: lease scan items: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("store: lease scan items: commit: %w", err)
+	}
+	return items, nil
+}
+
+// RenewScanLeases extends owner's running leases of the scan to until and
+// returns how many it holds.
+func (s *Store) RenewScanLeases(ctx context.Context, scanID, owner string, until time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE scan_items SET lease_until_ns = ? WHERE scan_id = ? AND lease_owner = ? AND state = 'running'`),
+		clampToNanos(until), scanID, owner)
+	if err != nil {
+		return 0, fmt.Errorf("store: renew scan leases: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: renew scan leases: %w", err)
+	}
+	return n, nil
+}
+
+// FinishScanItems stores the outcomes of items owner leased, in one
+// transaction. An item owner no longer holds (its lease expired and
+// another worker took it) is not changed; lost counts those.
+func (s *Store) FinishScanItems(ctx context.Context, scanID, owner string, results []ScanResult) (lost int, err error) {
+	if len(results) == 0 {
+		return 0, nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("store: finish scan items: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	up, err := tx.PrepareContext(ctx, s.q(`UPDATE scan_items SET state = ?, lease_owner = '', lease_until_ns = 0, started_ns = ?, finished_ns = ?,
+    error = ?, colour = ?, qualified = ?, dnssec = ?, dane = ?, mta_sts = ?, valid_cert = ?, starttls = ?, result = ?
+    WHERE scan_id = ? AND line = ? AND lease_owner = ? AND state = 'running'`))
+	if err != nil {
+		return 0, fmt.Errorf("store: finish scan items: %w", err)
+	}
+	defer up.Close()
+	for _, r := range results {
+		if r.State != ScanDone && r.State != ScanError {
+			return 0, fmt.Errorf("store: finish scan item %d: state %q is not done or error", r.Line, r.State)
+		}
+		sm := r.Summary
+		res, err := up.ExecContext(ctx, r.State, optNanos(r.Started), optNanos(r.Finished), r.Error, sm.Colour,
+			boolToInt(sm.Qualified), boolToInt(sm.DNSSEC), boolToInt(sm.DANE), boolToInt(sm.MTASTS), boolToInt(sm.ValidCert), boolToInt(sm.STARTTLS),
+			string(r.Result), scanID, r.Line, owner)
+		if err != nil {
+			return 0, fmt.Errorf("store: finish scan item %d: %w", r.Line, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			lost++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("store: finish scan items: commit: %w", err)
+	}
+	return lost, nil
+}
+
+// ReleaseScanItems puts owner's running items of the scan back to pending
+// (an interrupted worker loses nothing) and returns how many.
+func (s *Store) ReleaseScanItems(ctx context.Context, scanID, owner string) (int64, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE scan_items SET state = 'pending', lease_owner = '', lease_until_ns = 0,
+    attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+    WHERE scan_id = ? AND lease_owner = ? AND state = 'running'`), scanID, owner)
+	if err != nil {
+		return 0, fmt.Errorf("store: release scan items: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: release scan items: %w", err)
+	}
+	return n, nil
+}
+
+// ScanCounts counts the scan's items by state.
+func (s *Store) ScanCounts(ctx context.Context, scanID string) (ScanCounts, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT state, COUNT(*) FROM scan_items WHERE scan_id = ? GROUP BY state`), scanID)
+	if err != nil {
+		return ScanCounts{}, fmt.Errorf("store: scan counts: %w", err)
+	}
+	defer rows.Close()
+	var c ScanCounts
+	for rows.Next() {
+		var (
+			state string
+			n     int64
+		)
+		if err := rows.Scan(&state, &n); err != nil {
+			return ScanCounts{}, fmt.Errorf("store: scan counts: %w", err)
+		}
+		switch state {
+		case ScanPending:
+			c.Pending = n
+		case ScanRunning:
+			c.Running = n
+		case ScanDone:
+			c.Done = n
+		case ScanError:
+			c.Error = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return ScanCounts{}, fmt.Errorf("store: scan counts: %w", err)
+	}
+	return c, nil
+}
+
+// EachScanItem calls fn for every item of the scan in line order, reading
+// in pages so that a scan of any size is streamed with bounded memory. An
+// error from fn stops the walk and is returned.
+func (s *Store) EachScanItem(ctx context.Context, scanID string, withResult bool, fn func(ScanItem) error) error {
+	const page = 500
+	cols := scanItemColumns
+	if !withResult {
+		cols = strings.Replace(cols, "result", "''", 1)
+	}
+	after := int64(-1)
+	for {
+		rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+cols+` FROM scan_items WHERE scan_id = ? AND line > ? ORDER BY line LIMIT ?`),
+			scanID, after, page)
+		if err != nil {
+			return fmt.Errorf("store: scan items: %w", err)
+		}
+		var items []ScanItem
+		for rows.Next() {
+			it, err := scanItem(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("store: scan items: %w", err)
+			}
+			items = append(items, it)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("store: scan items: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: scan items: %w", err)
+		}
+		// The rows are closed before fn runs: fn may write to the store.
+		for _, it := range items {
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+		if len(items) < page {
+			return nil
+		}
+		after = items[len(items)-1].Line
+	}
+}

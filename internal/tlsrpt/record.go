@@ -1,0 +1,307 @@
+// Package tlsrpt parses SMTP TLS Reporting DNS records (RFC 8460 §3): the
+// TXT record at _smtp._tls.<domain> that says where to send TLS reports.
+//
+// TXT records: a TXT RR may hold several character-strings; the caller
+// joins them without separators (as internal/resolver's LookupTXT does)
+// before ParseRecord or Select, one element per RR.
+package tlsrpt
+
+import (
+	"errors"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Errors of record parsing and selection.
+var (
+	// ErrNoRecord: no TXT record starts with "v=TLSRPTv1"; the domain does
+	// not ask for reports.
+	ErrNoRecord = errors.New("tlsrpt: no TLS-RPT record")
+	// ErrMultipleRecords: more than one record starts with "v=TLSRPTv1";
+	// RFC 8460 §3: no reports are sent then.
+	ErrMultipleRecords = errors.New("tlsrpt: more than one TLS-RPT record")
+	// ErrSyntax: the record does not follow RFC 8460 §3; the error text
+	// says where.
+	ErrSyntax = errors.New("tlsrpt: malformed TLS-RPT record")
+)
+
+const version = "v=TLSRPTv1"
+
+// maxExtNameLength: tlsrpt-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".").
+const maxExtNameLength = 32
+
+// Record is a parsed TLS-RPT record. The version is always TLSRPTv1.
+type Record struct {
+	// RUA are the report URIs in order, each mailto: or https: and
+	// validated; as written (percent-encoding kept).
+	RUA []string
+	// Extensions are the other fields, in order.
+	Extensions []Extension
+}
+
+// Extension is one tlsrpt-ext-name=tlsrpt-ext-value field.
+type Extension struct {
+	Name, Value string
+}
+
+// String formats the record as it would be published.
+func (r *Record) String() string {
+	var b strings.Builder
+	b.WriteString(version)
+	b.WriteString("; rua=")
+	b.WriteString(strings.Join(r.RUA, ","))
+	for _, e := range r.Extensions {
+		b.WriteString("; ")
+		b.WriteString(e.Name)
+		b.WriteByte('=')
+		b.WriteString(e.Value)
+	}
+	return b.String()
+}
+
+// IsTLSRPT reports whether a TXT record starts with "v=TLSRPTv1" followed
+// by the end, white space or ';' (so "v=TLSRPTv10" is not one).
+func IsTLSRPT(txt string) bool {
+	rest, ok := strings.CutPrefix(txt, version)
+	return ok && (rest == "" || rest[0] == ';' || rest[0] == ' ' || rest[0] == '\t')
+}
+
+// ParseRecord parses one TLS-RPT record (its strings joined) by the
+// grammar of RFC 8460 §3:
+//
+//	tlsrpt-record    = tlsrpt-version 1*(field-delim tlsrpt-field) [field-delim]
+//	field-delim      = *WSP ";" *WSP
+//	tlsrpt-version   = %s"v=TLSRPTv1"
+//	tlsrpt-rua       = %s"rua=" tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)
+//	tlsrpt-uri       = URI   ; mailto: or https:, "," and ";" %-encoded
+//	tlsrpt-extension = tlsrpt-ext-name "=" tlsrpt-ext-value
+//
+// The version must come first and rua is required, once. Trailing white
+// space is tolerated. Errors wrap ErrSyntax.
+func ParseRecord(txt string) (*Record, error) {
+	fail := func(format string, args ...any) (*Record, error) {
+		return nil, fmt.Errorf("%w: %s in %q", ErrSyntax, fmt.Sprintf(format, args...), truncate(txt, 100))
+	}
+	rest, ok := strings.CutPrefix(txt, version)
+	if !ok {
+		return fail(`does not start with %q`, version)
+	}
+	r := &Record{}
+	haveRUA := false
+	for {
+		after, ok := cutDelim(rest)
+		if !ok {
+			if strings.TrimLeft(rest, " \t") == "" {
+				break
+			}
+			return fail("expected ';' before %q", truncate(rest, 30))
+		}
+		rest = after
+		if rest == "" {
+			break // a trailing delimiter is allowed
+		}
+		eq := strings.IndexByte(rest, '=')
+		if eq < 0 {
+			return fail("field %q without '='", truncate(rest, 30))
+		}
+		name := rest[:eq]
+		rest = rest[eq+1:]
+		if !validExtName(name) {
+			return fail("bad field name %q", truncate(name, 40))
+		}
+		if name == "rua" {
+			if haveRUA {
+				return fail("rua given twice")
+			}
+			var err error
+			if r.RUA, rest, err = parseRUA(rest); err != nil {
+				return fail("%s", err)
+			}
+			haveRUA = true
+			continue
+		}
+		if name == "v" {
+			return fail("version field repeated")
+		}
+		n := 0
+		for n < len(rest) && extValueChar(rest[n]) {
+			n++
+		}
+		if n == 0 {
+			return fail("empty value of %q", name)
+		}
+		r.Extensions = append(r.Extensions, Extension{Name: name, Value: rest[:n]})
+		rest = rest[n:]
+	}
+	if !haveRUA {
+		return fail("no rua field (RFC 8460 §3: required)")
+	}
+	return r, nil
+}
+
+// parseRUA reads tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri) up to the next
+// field delimiter and validates each URI.
+func parseRUA(s string) (uris []string, rest string, err error) {
+	end := strings.IndexByte(s, ';')
+	if end < 0 {
+		end = len(s)
+	}
+	// The value ends at ';' or at white space not followed by ',' or ';'.
+	value := strings.TrimRight(s[:end], " \t")
+	rest = s[len(value):]
+	if value == "" {
+		return nil, "", errors.New("empty rua")
+	}
+	for _, u := range strings.Split(value, ",") {
+		u = strings.Trim(u, " \t")
+		if err := checkURI(u); err != nil {
+			return nil, "", err
+		}
+		uris = append(uris, u)
+	}
+	return uris, rest, nil
+}
+
+// checkURI accepts the two schemes of RFC 8460 §3: mailto: with one
+// address and https: with a host.
+func checkURI(s string) error {
+	if s == "" {
+		return errors.New("empty rua URI (a stray ','?)")
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= 0x20 || c >= 0x7f {
+			return fmt.Errorf("rua URI %q contains %q (RFC 3986: %%-encode it)", truncate(s, 60), c)
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("rua URI %q: %v", truncate(s, 60), err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "mailto":
+		if u.Opaque == "" {
+			return fmt.Errorf("rua URI %q: no address after mailto:", truncate(s, 60))
+		}
+		addr, err := url.PathUnescape(u.Opaque)
+		if err != nil {
+			return fmt.Errorf("rua URI %q: bad %%-encoding", truncate(s, 60))
+		}
+		a, err := mail.ParseAddress(addr)
+		if err != nil || a.Address != addr || a.Name != "" {
+			return fmt.Errorf("rua URI %q: %q is not one e-mail address", truncate(s, 60), truncate(addr, 60))
+		}
+		at := strings.LastIndexByte(addr, '@')
+		if !validHost(addr[at+1:]) {
+			return fmt.Errorf("rua URI %q: bad domain %q", truncate(s, 60), truncate(addr[at+1:], 60))
+		}
+	case "https":
+		if u.Opaque != "" || u.Host == "" {
+			return fmt.Errorf("rua URI %q: https URI without a host", truncate(s, 60))
+		}
+		if u.User != nil {
+			return fmt.Errorf("rua URI %q: user information not allowed", truncate(s, 60))
+		}
+		if !validHost(u.Hostname()) {
+			return fmt.Errorf("rua URI %q: bad host %q", truncate(s, 60), truncate(u.Hostname(), 60))
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("rua URI %q: invalid port %q", truncate(s, 60), truncate(p, 10))
+			}
+		}
+	case "":
+		return fmt.Errorf("rua URI %q has no scheme (commas inside a URI must be %%-encoded, RFC 8460 §3)", truncate(s, 60))
+	default:
+		return fmt.Errorf("rua URI %q: scheme %q not supported (RFC 8460 §3: mailto or https)", truncate(s, 60), u.Scheme)
+	}
+	return nil
+}
+
+// validHost accepts a DNS name of letters, digits, '-', '_' and dots
+// (labels of 1–63 octets, at most 253, one trailing dot allowed) or an IP
+// literal as url.URL.Hostname gives it.
+func validHost(h string) bool {
+	if strings.Contains(h, ":") { // IPv6 literal (brackets removed)
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !isAlnum(c) && c != '-' && c != '_' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Select chooses the TLS-RPT record among the TXT records at
+// _smtp._tls.<domain> (RFC 8460 §3): records not starting with
+// "v=TLSRPTv1" (IsTLSRPT) are discarded; exactly one must remain
+// (ErrNoRecord, ErrMultipleRecords — then no reports are sent), and it
+// must parse (ErrSyntax).
+func Select(txts []string) (*Record, error) {
+	var found []string
+	for _, t := range txts {
+		if IsTLSRPT(t) {
+			found = append(found, t)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, ErrNoRecord
+	case 1:
+		return ParseRecord(found[0])
+	}
+	return nil, fmt.Errorf("%w (%d; RFC 8460 §3: no reports are sent)", ErrMultipleRecords, len(found))
+}
+
+// cutDelim removes a leading field-delim (*WSP ";" *WSP).
+func cutDelim(s string) (string, bool) {
+	s = strings.TrimLeft(s, " \t")
+	s, ok := strings.CutPrefix(s, ";")
+	if !ok {
+		return s, false
+	}
+	return strings.TrimLeft(s, " \t"), true
+}
+
+// extValueChar: tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E), visible
+// ASCII without "=" and ";".
+func extValueChar(c byte) bool {
+	return c >= 0x21 && c <= 0x7e && c != '=' && c != ';'
+}
+
+func validExtName(s string) bool {
+	if s == "" || len(s) > maxExtNameLength || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isAlnum(c) && c != '_' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,317 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mailsec/mailsec/internal/report"
+	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/verdict"
+)
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	s.render(w, "home.html", map[string]any{"Title": "Email security test", "Retention": humanDuration(s.o.Retention)})
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d hours", d/time.Hour)
+	}
+	return d.String()
+}
+
+func (s *Server) startPage(w http.ResponseWriter, r *http.Request) {
+	t, err := s.newTest(r)
+	if errors.Is(err, errRateLimited) {
+		s.fail(w, r, false, http.StatusTooManyRequests, err.Error())
+		return
+	}
+	if err != nil {
+		s.log.Error("web: starting a test", "err", err)
+		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
+		return
+	}
+	http.Redirect(w, r, "/t/"+t.ID, http.StatusSeeOther)
+}
+
+func (s *Server) live(w http.ResponseWriter, r *http.Request) {
+	rep, in, ok := s.load(w, r, false)
+	if !ok {
+		return
+	}
+	a := s.addressesOf(in.Test)
+	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "AddressA": a.AddressA, "AddressB": a.AddressB, "Report": rep})
+}
+
+func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
+	rep, _, ok := s.load(w, r, false)
+	if !ok {
+		return
+	}
+	frag, err := report.Fragment(rep)
+	if err != nil {
+		s.log.Error("web: rendering a report", "test", rep.Test, "err", err)
+		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
+		return
+	}
+	s.render(w, "report.html", map[string]any{"Title": "Report " + rep.Test, "ID": rep.Test, "Fragment": frag})
+}
+
+// events streams the report as server-sent events (HTML Living Standard
+// §9.2): an event "report" with the report's JSON whenever it changed,
+// until the verdict is final, the client leaves, or EventMax.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	rep, _, ok := s.load(w, r, true)
+	if !ok {
+		return
+	}
+	flusher, canFlush := w.(http.Flusher)
+	if !canFlush {
+		s.fail(w, r, true, http.StatusInternalServerError, "streaming not supported")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	ctx := r.Context()
+	deadline := time.NewTimer(s.o.EventMax)
+	defer deadline.Stop()
+	tick := time.NewTicker(s.o.EventInterval)
+	defer tick.Stop()
+	var last []byte
+	idle := 0
+	for {
+		b, err := json.Marshal(rep)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(b, last) {
+			if _, err := fmt.Fprintf(w, "event: report\ndata: %s\n\n", b); err != nil {
+				return
+			}
+			flusher.Flush()
+			last, idle = b, 0
+		} else if idle++; idle*int(s.o.EventInterval/time.Millisecond) >= 15000 {
+			// A comment keeps proxies from closing an idle stream.
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return
+			}
+			flusher.Flush()
+			idle = 0
+		}
+		if rep.Final {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+		in, err := s.o.Source.Load(ctx, rep.Test, s.o.Now())
+		if err != nil {
+			return // deleted, or the store failed: the browser reconnects
+		}
+		rep = report.Build(in)
+	}
+}
+
+func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
+	if code, msg := s.delete(r); code != http.StatusNoContent {
+		s.fail(w, r, false, code, msg)
+		return
+	}
+	s.render(w, "message.html", map[string]any{"Title": "Test deleted", "Message": "The test and everything recorded for it were deleted."})
+}
+
+func (s *Server) delete(r *http.Request) (int, string) {
+	id := strings.ToLower(r.PathValue("id"))
+	if !idRe.MatchString(id) {
+		return http.StatusNotFound, "no such test"
+	}
+	err := s.o.Source.Store.DeleteTest(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, "no such test"
+	case err != nil:
+		s.log.Error("web: deleting a test", "test", id, "err", err)
+		return http.StatusInternalServerError, "internal error"
+	}
+	s.log.Info("web: test deleted by its owner", "test", id)
+	return http.StatusNoContent, ""
+}
+
+// checkDomain validates a domain typed by a user.
+func checkDomain(d string) (string, error) {
+	d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
+	if _, ok := dns.IsDomainName(d); !ok || d == "" || !strings.Contains(d, ".") || strings.ContainsAny(d, "@/ ") || len(d) > 253 {
+		return "", fmt.Errorf("%q is not a domain name", d)
+	}
+	return d, nil
+}
+
+// runCheck validates, rate-limits and runs one inbound check.
+func (s *Server) runCheck(r *http.Request, domain string) ([]byte, int, error) {
+	if s.o.Check == nil {
+		return nil, http.StatusServiceUnavailable, errors.New("the inbound check is not available on this service")
+	}
+	d, err := checkDomain(domain)
+	if err != nil {
+		return nil, http.StatusBadRequest, err
+	}
+	if !s.checks.allow(clientIP(r)) {
+		return nil, http.StatusTooManyRequests, errRateLimited
+	}
+	js, err := s.o.Check(r.Context(), d)
+	if err != nil {
+		s.log.Warn("web: inbound check failed", "domain", d, "err", err)
+		return nil, http.StatusBadGateway, fmt.Errorf("the check of %s failed: %s", d, report.RedactText(err.Error()))
+	}
+	return js, http.StatusOK, nil
+}
+
+func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
+	data := map[string]any{"Title": "Check a domain", "Available": s.o.Check != nil, "Limit": s.o.CheckLimit}
+	if r.Method == http.MethodPost {
+		domain := r.PostFormValue("domain")
+		data["Domain"] = domain
+		js, code, err := s.runCheck(r, domain)
+		if err != nil {
+			w.WriteHeader(code)
+			data["Error"] = err.Error()
+		} else {
+			var ib report.Inbound
+			if err := json.Unmarshal(js, &ib); err != nil {
+				data["Error"] = "unreadable check report"
+			} else {
+				data["Result"] = ib
+			}
+		}
+	}
+	s.render(w, "check.html", data)
+}
+
+// providerRows builds the public table.
+func (s *Server) providerRows(r *http.Request) ([]report.ProviderRow, error) {
+	var rows []report.ProviderRow
+	for _, d := range s.o.Providers {
+		d = strings.TrimSuffix(strings.ToLower(d), ".")
+		res, err := s.o.Source.Store.LatestResult(r.Context(), d)
+		if errors.Is(err, store.ErrNotFound) {
+			rows = append(rows, report.Provider(d, time.Time{}, verdict.Verdict{}, false, nil))
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var v verdict.Verdict
+		if err := json.Unmarshal(res.Verdict, &v); err != nil {
+			return nil, fmt.Errorf("stored verdict of %s: %w", res.TestID, err)
+		}
+		var ib *report.Inbound
+		if s.o.Source.Inbound != nil {
+			if js, err := s.o.Source.Inbound(r.Context(), res.TestID, d); err == nil && js != nil {
+				var x report.Inbound
+				if json.Unmarshal(js, &x) == nil {
+					ib = &x
+				}
+			}
+		}
+		rows = append(rows, report.Provider(d, res.Final, v, true, ib))
+	}
+	return rows, nil
+}
+
+func (s *Server) providersPage(w http.ResponseWriter, r *http.Request) {
+	rows, err := s.providerRows(r)
+	if err != nil {
+		s.log.Error("web: provider table", "err", err)
+		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
+		return
+	}
+	s.render(w, "providers.html", map[string]any{"Title": "Providers", "Rows": rows})
+}
+
+func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, `mailsec JSON API v1 (docs/api.md; schemas in docs/api/)
+
+POST   /api/v1/tests              start a test: its addresses and private URL
+GET    /api/v1/tests/{id}         the test and its report (live until final)
+GET    /api/v1/tests/{id}/events  the report as server-sent events ("report")
+DELETE /api/v1/tests/{id}         delete the test and everything recorded for it
+GET    /api/v1/providers          the public provider table
+POST   /api/v1/check?domain=D     run the inbound check of a domain (rate-limited)
+`)
+}
+
+func (s *Server) apiStart(w http.ResponseWriter, r *http.Request) {
+	t, err := s.newTest(r)
+	if errors.Is(err, errRateLimited) {
+		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": err.Error()})
+		return
+	}
+	if err != nil {
+		s.log.Error("web: starting a test", "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.addressesOf(t))
+}
+
+// TestAnswer is the API's answer for one test.
+type TestAnswer struct {
+	Test   addresses     `json:"test"`
+	Report report.Report `json:"report"`
+}
+
+func (s *Server) apiTest(w http.ResponseWriter, r *http.Request) {
+	rep, in, ok := s.load(w, r, true)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, TestAnswer{Test: s.addressesOf(in.Test), Report: rep})
+}
+
+func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {
+	if code, msg := s.delete(r); code != http.StatusNoContent {
+		writeJSON(w, code, map[string]string{"error": msg})
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) apiProviders(w http.ResponseWriter, r *http.Request) {
+	rows, err := s.providerRows(r)
+	if err != nil {
+		s.log.Error("web: provider table", "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+		return
+	}
+	if rows == nil {
+		rows = []report.ProviderRow{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": rows})
+}
+
+func (s *Server) apiCheck(w http.ResponseWriter, r *http.Request) {
+	js, code, err := s.runCheck(r, r.URL.Query().Get("domain"))
+	if err != nil {
+		writeJSON(w, code, map[string]string{"error": err.Error()})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(js)
+}

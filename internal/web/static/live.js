@@ -1,0 +1,36 @@
+// The live page: server-sent events carry the report as JSON; the page is
+// updated with textContent only, so nothing from the mail (Subject, From,
+// EHLO) is ever parsed as HTML.
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  if (!live || !window.EventSource) { return; }
+  var id = live.getAttribute("data-test");
+  var es = new EventSource("/t/" + id + "/events");
+  function text(elID, s) { var e = document.getElementById(elID); if (e) { e.textContent = s; } }
+  es.addEventListener("report", function (ev) {
+    var r = JSON.parse(ev.data);
+    var ph = document.getElementById("phase");
+    ph.textContent = r.phase; ph.setAttribute("data-phase", r.phase);
+    text("phase-text", r.phase_text);
+    text("policy", r.policy);
+    var h = r.headline.text.replace(/\.$/, "");
+    if (r.headline.rating && r.headline.rating !== "info") { h += " (" + r.headline.rating + ")"; }
+    text("headline", h + ".");
+    var firm = document.getElementById("firm");
+    if (firm && r.final) { firm.textContent = "(final)"; }
+    document.getElementById("verdict-line").className = "c-" + r.colour;
+    var ol = document.getElementById("connections");
+    while (ol.firstChild) { ol.removeChild(ol.firstChild); }
+    (r.history || []).forEach(function (c) {
+      var li = document.createElement("li");
+      li.className = "conn c-" + c.colour;
+      li.setAttribute("data-id", String(c.id));
+      li.textContent = c.text + (c.ehlo ? "  EHLO " + c.ehlo : "");
+      ol.appendChild(li);
+    });
+    text("count", String((r.history || []).length));
+    if (r.mail) { text("mail-line", "Result mail: " + r.mail.state + (r.mail.reason ? " — " + r.mail.reason : "")); }
+    if (r.final) { es.close(); }
+  });
+})();

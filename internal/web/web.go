@@ -1,0 +1,357 @@
+// Package web is mailsec's web UI and JSON API (docs/web.md, docs/api.md):
+// net/http and html/template, no framework.
+//
+// Pages: the home page (what the test does, what is processed and kept),
+// "start a test" (per-test addresses and a private link), the live page of
+// a test (connections as they happen, by server-sent events), the report
+// page (the result mail's content), the inbound check form, and the public
+// provider table. Every page and API answer reads the store through
+// resultmail.Source, so the web, the API and the result mail agree.
+//
+// Privacy (GDPR): the private link is the test id (80 random bits); every
+// address on a page is redacted by internal/report; logs name tests, not
+// people; tests are deleted after web.retention (Purge) or at once with the
+// delete button.
+package web
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/report"
+	"github.com/mailsec/mailsec/internal/resultmail"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+
+// CheckFunc runs an inbound check of a domain and returns its JSON report
+// (schema mailsec.check.v1, internal/inbound).
+type CheckFunc func(ctx context.Context, domain string) ([]byte, error)
+
+// Options configure the web server.
+type Options struct {
+	Source       resultmail.Source
+	ZoneA, ZoneB string // without trailing dot
+	Providers    []string
+	Retention    time.Duration
+	StartLimit   int // new tests per client address and hour
+	CheckLimit   int // inbound checks per client address and hour
+	Check        CheckFunc
+	// EventInterval is how often the live page's event stream looks at
+	// the store (default 1s); EventMax ends a stream (default 30 min; the
+	// browser reconnects).
+	EventInterval time.Duration
+	EventMax      time.Duration
+	Logger        *slog.Logger
+	Now           func() time.Time
+}
+
+// Server serves the UI and the API.
+type Server struct {
+	o      Options
+	log    *slog.Logger
+	starts *limiter
+	checks *limiter
+	mux    *http.ServeMux
+}
+
+// New returns a Server.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.EventInterval <= 0 {
+		o.EventInterval = time.Second
+	}
+	if o.EventMax <= 0 {
+		o.EventMax = 30 * time.Minute
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
+	}
+	s := &Server{o: o, log: o.Logger, starts: newLimiter(max(o.StartLimit, 1), time.Hour, o.Now),
+		checks: newLimiter(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux()}
+	static, _ := fs.Sub(staticFS, "static")
+	m := s.mux
+	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	m.HandleFunc("GET /{$}", s.home)
+	m.HandleFunc("POST /start", s.startPage)
+	m.HandleFunc("GET /t/{id}", s.live)
+	m.HandleFunc("GET /t/{id}/report", s.reportPage)
+	m.HandleFunc("GET /t/{id}/events", s.events)
+	m.HandleFunc("POST /t/{id}/delete", s.deletePage)
+	m.HandleFunc("GET /check", s.checkPage)
+	m.HandleFunc("POST /check", s.checkPage)
+	m.HandleFunc("GET /providers", s.providersPage)
+	m.HandleFunc("GET /api", s.apiIndex)
+	m.HandleFunc("POST /api/v1/tests", s.apiStart)
+	m.HandleFunc("GET /api/v1/tests/{id}", s.apiTest)
+	m.HandleFunc("DELETE /api/v1/tests/{id}", s.apiDelete)
+	m.HandleFunc("GET /api/v1/tests/{id}/events", s.events)
+	m.HandleFunc("GET /api/v1/providers", s.apiProviders)
+	m.HandleFunc("POST /api/v1/check", s.apiCheck)
+	return s
+}
+
+// ServeHTTP adds the security headers to every answer.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	// Inline styles are the report's (shared with the mail); scripts only
+	// from our own static files.
+	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'; form-action 'self'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer") // the private link must not leak to other sites
+	if r.Method == http.MethodPost && !sameOrigin(r) {
+		http.Error(w, "cross-site form post refused", http.StatusForbidden)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// sameOrigin refuses cross-site form posts (the delete button): browsers
+// send Origin on POST; API clients without Origin are allowed.
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" || o == "null" && strings.HasPrefix(r.URL.Path, "/api/") {
+		return true
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(o, "http://"), "https://") == r.Host
+}
+
+// Listen binds the web listeners.
+func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
+	var ls []net.Listener
+	var lc net.ListenConfig
+	for _, a := range addrs {
+		l, err := lc.Listen(ctx, "tcp", a)
+		if err != nil {
+			for _, o := range ls {
+				o.Close()
+			}
+			return nil, fmt.Errorf("web: listen %s: %w", a, err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// Serve serves on the listeners until ctx ends, and runs the retention
+// purge.
+func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx }, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, len(ls)+1)
+	for _, l := range ls {
+		go func() { errc <- srv.Serve(l) }()
+	}
+	go func() { errc <- s.RunPurge(ctx, time.Hour) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			srv.Close()
+			return fmt.Errorf("web: %w", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx) // event streams end with ctx
+	return nil
+}
+
+// RunPurge deletes expired tests every interval until ctx ends.
+func (s *Server) RunPurge(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if n, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("web: retention purge", "err", err)
+		} else if n > 0 {
+			s.log.Info("web: retention purge", "deleted_tests", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Purge deletes the tests older than the retention period, with
+// everything recorded for them, and the untied connections as old.
+func (s *Server) Purge(ctx context.Context) (int, error) {
+	before := s.o.Now().Add(-s.o.Retention)
+	st := s.o.Source.Store
+	n := 0
+	for range 100 { // bounded: at most 100 000 tests per round
+		ids, err := st.TestsCreatedBefore(ctx, before, 1000)
+		if err != nil {
+			return n, err
+		}
+		for _, id := range ids {
+			if err := st.DeleteTest(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return n, err
+			}
+			n++
+		}
+		if len(ids) < 1000 {
+			break
+		}
+	}
+	_, err := st.PurgeUntiedConnections(ctx, before)
+	return n, err
+}
+
+// idRe is the form of test ids (store.NewTestID).
+var idRe = regexp.MustCompile(`^[a-z2-7]{1,64}$`)
+
+// clientIP is the rate-limit key: the peer address (X-Forwarded-For is
+// not trusted; docs/web.md), IPv6 by /64.
+func clientIP(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
+}
+
+// limiter is a fixed-window counter per key, bounded in keys.
+type limiter struct {
+	mu     sync.Mutex
+	n      int
+	window time.Duration
+	now    func() time.Time
+	start  time.Time
+	counts map[string]int
+}
+
+func newLimiter(n int, window time.Duration, now func() time.Time) *limiter {
+	return &limiter{n: n, window: window, now: now, counts: map[string]int{}}
+}
+
+// allow counts one use by key and tells whether it is within the limit.
+func (l *limiter) allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.start) >= l.window || len(l.counts) > 100000 {
+		l.start, l.counts = now, map[string]int{}
+	}
+	if l.counts[key] >= l.n {
+		return false
+	}
+	l.counts[key]++
+	return true
+}
+
+type addresses struct {
+	ID       string    `json:"id"`
+	AddressA string    `json:"address_a"`
+	AddressB string    `json:"address_b"`
+	URL      string    `json:"url"`
+	Created  time.Time `json:"created"`
+}
+
+func (s *Server) addressesOf(t store.Test) addresses {
+	url := s.o.Source.URL(t.ID)
+	if url == "" {
+		url = "/t/" + t.ID
+	}
+	return addresses{ID: t.ID, AddressA: "t-" + t.ID + "@" + s.o.ZoneA, AddressB: "t-" + t.ID + "@" + s.o.ZoneB, URL: url, Created: t.Created}
+}
+
+// errRateLimited is the answer past a limit.
+var errRateLimited = errors.New("too many requests from your address; try again in an hour")
+
+func (s *Server) newTest(r *http.Request) (store.Test, error) {
+	if !s.starts.allow(clientIP(r)) {
+		return store.Test{}, errRateLimited
+	}
+	id, err := store.NewTestID()
+	if err != nil {
+		return store.Test{}, err
+	}
+	now := s.o.Now().UTC()
+	t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}
+	if err := s.o.Source.Store.CreateTest(r.Context(), t); err != nil {
+		return store.Test{}, err
+	}
+	s.log.Info("web: test started", "test", id)
+	return t, nil
+}
+
+// load makes the report of the test named in the path; ok false after an
+// error answer was written.
+func (s *Server) load(w http.ResponseWriter, r *http.Request, asJSON bool) (report.Report, report.Input, bool) {
+	id := strings.ToLower(r.PathValue("id"))
+	if !idRe.MatchString(id) {
+		s.fail(w, r, asJSON, http.StatusNotFound, "no such test")
+		return report.Report{}, report.Input{}, false
+	}
+	in, err := s.o.Source.Load(r.Context(), id, s.o.Now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.fail(w, r, asJSON, http.StatusNotFound, "no such test (it may have been deleted)")
+		return report.Report{}, in, false
+	case err != nil:
+		s.log.Error("web: loading a test", "test", id, "err", err)
+		s.fail(w, r, asJSON, http.StatusInternalServerError, "internal error")
+		return report.Report{}, in, false
+	}
+	return report.Build(in), in, true
+}
+
+// fail answers an error as a page or as JSON {"error": ...}.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, asJSON bool, code int, msg string) {
+	if asJSON {
+		writeJSON(w, code, map[string]string{"error": msg})
+		return
+	}
+	w.WriteHeader(code)
+	s.render(w, "message.html", map[string]any{"Title": http.StatusText(code), "Message": msg})
+}
+
+func (s *Server) render(w http.ResponseWriter, name string, data any) {
+	if w.Header().Get("Content-Type") == "" {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	}
+	if err := pages.ExecuteTemplate(w, name, data); err != nil {
+		s.log.Error("web: rendering", "page", name, "err", err)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
