@@ -121,6 +121,19 @@ check_fixture() {
 		fi
 	fi
 
+	# TLS 1.2 only: a TLS 1.3 handshake is refused, a TLS 1.2 one works.
+	if [[ "$smtp" == tls12only ]]; then
+		local o13 o12
+		o13=$(ns_exec timeout 15 openssl s_client -starttls smtp -connect "$addr:25" -servername "$mx" -tls1_3 </dev/null 2>&1) || true
+		o12=$(ns_exec timeout 15 openssl s_client -starttls smtp -connect "$addr:25" -servername "$mx" -tls1_2 </dev/null 2>&1) || true
+		desc="fixture $d: $mx refuses TLS 1.3 and speaks TLS 1.2 (openssl s_client -tls1_3 / -tls1_2)"
+		if ! grep -q 'Protocol  *: TLSv1.3' <<<"$o13" && grep -Eq 'Protocol  *: TLSv1.2|New, TLSv1.2' <<<"$o12"; then
+			pass "$desc"
+		else
+			fail_with "$desc" "unexpected protocols" "$(grep -E 'Protocol|New,|alert' <<<"$o13"$'\n'"$o12")"
+		fi
+	fi
+
 	# TLSA: securely absent in a signed zone without one; otherwise DANE
 	# through ldns-dane, which validates the signatures itself.
 	if [[ "$smtp" == tls* && "$tlsa" == - && "$signed" == 1 ]]; then
