@@ -12,7 +12,9 @@ From the log, per session that got past the greeting:
   delivered              status=sent, relay=H
 The service must have as many connections of each kind: refused without
 STARTTLS = plain, no MAIL, no reply; refused certificate = TLS, no MAIL;
-4xx = a reply starting 4; delivered = a reply starting 250. For deliveries
+4xx = a reply starting 4; delivered = a reply starting 250. No duplicates:
+each recipient is delivered (status=sent; a 250 naming it) at most once, on
+both sides: a sender the service answered 250 gets no second result. For deliveries
 and certificate refusals over TLS with SNI, the persona must be H's (mxN ->
 N); without SNI the shared address serves persona 2, so only counts compare.
 """
@@ -30,6 +32,7 @@ SAID4 = re.compile(r"host ([^\[\s]+)\[[^\]]*\] said: (4\d\d)")
 STATUS = re.compile(r"postfix/smtp\[(\d+)\]: \w+: to=<([^>]+)>, relay=([^\[\s]+)\[.*status=(\w+) \((.*)\)$")
 
 log = collections.Counter()
+sent_to = collections.Counter()  # recipient -> status=sent lines
 hosts = collections.defaultdict(list)
 last_tls = {}
 for line in open(maillog, errors="replace"):
@@ -44,6 +47,7 @@ for line in open(maillog, errors="replace"):
         relay = relay.lower()
         if status == "sent":
             log["delivered"] += 1
+            sent_to[rcpt.lower()] += 1
             hosts["delivered"].append(relay)
         elif PLAIN.search(reason):
             log["refused_plain"] += 1
@@ -72,6 +76,7 @@ except Exception as e:  # noqa: BLE001
 
 svc = collections.Counter()
 svc_hosts = collections.defaultdict(list)
+svc_sent_to = collections.Counter()  # recipient -> 250 replies naming it
 
 
 def host_of(c):
@@ -86,6 +91,8 @@ for c in conns:
     tls = bool(c.get("TLSVersion"))
     mail = bool(c.get("MailFrom")) or c.get("State") in ("Mail", "Acked")
     if reply.startswith("250"):
+        for r in c.get("RcptTo") or []:
+            svc_sent_to[r.lower()] += 1
         svc["delivered"] += 1
         svc_hosts["delivered"].append(host_of(c))
     elif reply.startswith("4"):
@@ -105,6 +112,10 @@ for k in ("delivered", "refused_cert"):
     sh = sorted(svc_hosts[k])
     if all(not h.startswith("persona") for h in sh) and sorted(hosts[k]) != sh and log[k] == svc[k]:
         problems.append(f"{k} hosts: log {sorted(hosts[k])}, service {sh}")
+for side, counts in (("log", sent_to), ("service", svc_sent_to)):
+    for rcpt, n in sorted(counts.items()):
+        if n > 1:
+            problems.append(f"duplicate: {side} delivered to {rcpt} {n} times")
 summary = ", ".join(f"{k} {log[k]}" for k in ("delivered", "said_4xx", "refused_plain", "refused_cert"))
 if problems:
     print("DISAGREE: " + "; ".join(problems))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/inbound"
@@ -52,6 +53,11 @@ func runCheck(e *env, args []string) error {
 	}
 	if *res != "" {
 		opts.Resolver = *res
+		if a, err := netip.ParseAddr(*res); err == nil {
+			opts.Resolver = netip.AddrPortFrom(a, 53).String() // a bare address: port 53
+		} else if _, err := netip.ParseAddrPort(*res); err != nil {
+			return fmt.Errorf("%w: --resolver %q is not IP:PORT", errUsage, *res)
+		}
 	}
 	if *allowPrivate {
 		opts.AllowPrivate = true

@@ -22,6 +22,7 @@ func TestCheckUsage(t *testing.T) {
 		{"check", "--roots", filepath.Join(t.TempDir(), "missing.pem"), "example.org"},
 		{"check", "--timeout", "-1s", "example.org"},
 		{"check", "--frobnicate", "example.org"},
+		{"check", "--resolver", "localhost:53", "example.org"},
 	} {
 		if code, _, errOut := run(t, args...); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d\n%s", args, code, exitUsage, errOut)

@@ -18,6 +18,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/service"
 )
 
@@ -173,9 +174,16 @@ func runServe(e *env, args []string) error {
 	}
 	log := e.logger(&cfg)
 	// Start once: the keys, zones and listeners are what is printed.
-	run, err := service.Start(e.ctx, &cfg, log)
+	send, err := resultsend.FromConfig(&cfg, log)
 	if err != nil {
 		return err
+	}
+	run, err := service.Start(e.ctx, &cfg, log, service.WithResultSender(send))
+	if err != nil {
+		return err
+	}
+	if run.WebURL != "" {
+		fmt.Fprintf(e.stdout, "Web UI: %s\n", run.WebURL)
 	}
 	// Tell a newcomer what to try: the DS for the parent (or a resolver's
 	// trust anchor) and queries that show signed answers, at the bound

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -61,8 +62,9 @@ func runTest(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "Test %s: send one mail to both addresses:\n  %s\n  %s\n", a.ID, a.A, a.B)
 		return nil
 	case "show":
-		fs := newFlags(e, "test show", "[-json] ID")
+		fs := newFlags(e, "test show", "[-json] [-mail] ID")
 		asJSON := fs.Bool("json", false, "print JSON")
+		rawMail := fs.Bool("mail", false, "print the result mail as sent (RFC 5322), nothing else")
 		if err := fs.Parse(args[1:]); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
@@ -81,12 +83,27 @@ func runTest(e *env, args []string) error {
 		if icErr == nil && json.Valid(ic.Report) {
 			inboundReport = ic.Report
 		}
+		// The result (docs/report.md): the frozen verdict and where and
+		// when the result mail went.
+		res, attempts, err := testResult(e, st, t.ID)
+		if err != nil {
+			return err
+		}
+		if *rawMail {
+			if res == nil || len(res.Message) == 0 {
+				return fmt.Errorf("test %s has no result mail (yet)", t.ID)
+			}
+			_, err := e.stdout.Write(res.Message)
+			return err
+		}
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(struct {
 				Test        store.Test             `json:"test"`
 				Connections []store.SMTPConnection `json:"connections"`
 				Inbound     json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
-			}{t, conns, inboundReport})
+				Result      *resultJSON            `json:"result,omitempty"`
+				Attempts    []store.MailAttempt    `json:"mail_attempts,omitempty"`
+			}{t, conns, inboundReport, resultOf(&cfg, res), attempts})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -112,6 +129,18 @@ func runTest(e *env, args []string) error {
 			}
 			_ = json.Unmarshal(inboundReport, &r)
 			fmt.Fprintf(e.stdout, "Inbound check of %s (%s): %s — %s\n", ic.Domain, ic.Checked.Format(time.RFC3339), ic.Colour, r.ColourReason)
+		}
+		if rj := resultOf(&cfg, res); rj != nil {
+			fmt.Fprintf(e.stdout, "Final %s: %s. Result mail: %s — %s\n", rj.Final.Format(time.RFC3339), rj.Policy, rj.MailState, rj.MailReason)
+			if !rj.Sent.IsZero() {
+				fmt.Fprintf(e.stdout, "  sent %s to %s, Message-ID %s\n", rj.Sent.Format(time.RFC3339), rj.DeliveredTo, rj.MessageID)
+			}
+			for _, a := range attempts {
+				fmt.Fprintf(e.stdout, "  attempt %s: %s: %s\n", a.Time.Format(time.RFC3339), a.Status, a.Detail)
+			}
+			if rj.ReportURL != "" {
+				fmt.Fprintf(e.stdout, "Report: %s\n", rj.ReportURL)
+			}
 		}
 		return nil
 	}
@@ -140,4 +169,47 @@ func (e *env) openTest(id string) (config.Config, *store.Store, store.Test, []st
 		return cfg, nil, store.Test{}, nil, err
 	}
 	return cfg, st, t, conns, nil
+}
+
+// resultJSON is a final test's result in test show -json.
+type resultJSON struct {
+	Final       time.Time       `json:"final"`
+	Policy      string          `json:"policy"`
+	Verdict     json.RawMessage `json:"verdict"`
+	MailState   string          `json:"mail_state"` // pending, sent, failed, withheld, none
+	MailReason  string          `json:"mail_reason"`
+	Attempts    int             `json:"mail_attempt_count"`
+	Sent        time.Time       `json:"sent,omitzero"`
+	DeliveredTo string          `json:"delivered_to,omitempty"`
+	MessageID   string          `json:"message_id,omitempty"`
+	ReportURL   string          `json:"report_url,omitempty"`
+}
+
+// testResult reads a test's result and mail attempts; nil before final.
+func testResult(e *env, st *store.Store, id string) (*store.TestResult, []store.MailAttempt, error) {
+	res, err := st.Result(e.ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	attempts, err := st.MailAttempts(e.ctx, id)
+	return &res, attempts, err
+}
+
+func resultOf(cfg *config.Config, res *store.TestResult) *resultJSON {
+	if res == nil {
+		return nil
+	}
+	var v struct {
+		Policy string `json:"policy"`
+	}
+	_ = json.Unmarshal(res.Verdict, &v)
+	url := ""
+	if base := cfg.WebBaseURL(); base != "" {
+		url = base + "/t/" + res.TestID
+	}
+	return &resultJSON{Final: res.Final, Policy: v.Policy, Verdict: res.Verdict, MailState: res.MailState, MailReason: res.MailReason,
+		Attempts: res.Attempts, Sent: res.Sent, DeliveredTo: res.DeliveredTo, MessageID: res.MessageID, ReportURL: url}
 }

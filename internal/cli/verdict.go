@@ -18,7 +18,7 @@ func runVerdict(e *env, args []string) error {
 	id := fs.String("test", "", "the test to judge (required)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	done := fs.Bool("done", false, "the sender is known to have finished (its queue is empty)")
-	sentToB := fs.Bool("sent-to-b", false, "the sender is known to have had a mail for the B address")
+	sentToB := fs.Bool("sent-to-b", false, "the sender is known to have had a mail for the B address (the service knows it by itself when a test mail names B in To or Cc)")
 	tieClient := fs.String("tie-client", "", "first tie to the test the connections of this client address (IP) since the test was created that no test claimed (refused before RCPT TO), as smtpd does at the sender's next RCPT; for a sender known to use only this address")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -60,7 +60,7 @@ func runVerdict(e *env, args []string) error {
 		}
 	}
 	v := verdict.Judge(verdict.Observations{Connections: conns, PolicyFetches: fetches, Now: now,
-		Quiet: cfg.Timing.AckAfter.Duration, SenderDone: *done, SentToB: *sentToB})
+		Quiet: cfg.Timing.AckAfter.Duration, SenderDone: *done, SentToB: *sentToB || !t.AddressedB.IsZero()})
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(struct {
 			Test    string          `json:"test"`

@@ -121,6 +121,10 @@ func Check(ctx context.Context, domain string, opts Options) (*Report, error) {
 		// A signed zone with unvalidated answers betrays a resolver that
 		// does not validate (or a missing DS).
 		l := c.dns.query(ctx, d, dns.TypeDNSKEY)
+		if len(l.rrs) == 0 && l.zone != "" && l.zone != d && dns.IsSubDomain(l.zone, d) {
+			// Below the apex: the SOA of the negative answer names the zone.
+			l = c.dns.query(ctx, l.zone, dns.TypeDNSKEY)
+		}
 		zoneSigned = l.err == nil && len(l.rrs) > 0
 	})
 	wg.Wait()

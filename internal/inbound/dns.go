@@ -31,6 +31,8 @@ type lookup struct {
 	err    error // a failure other than NXDOMAIN or NODATA
 	// resolverDown: the resolver did not answer at all.
 	resolverDown bool
+	// zone is the apex named by the SOA of a negative answer ("" otherwise).
+	zone string
 }
 
 // target is the name the records are at: the last CNAME target, or name.
@@ -107,6 +109,11 @@ func (d *dnsClient) query(ctx context.Context, name string, qtype uint16) lookup
 			h := rr.Header()
 			if h.Rrtype == qtype && canon(h.Name) == cur {
 				l.rrs = append(l.rrs, rr)
+			}
+		}
+		for _, rr := range a.Msg.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				l.zone = canon(soa.Hdr.Name)
 			}
 		}
 		// The resolver answered the whole chain, or the end is NXDOMAIN or

@@ -270,6 +270,20 @@ func TestCheckLab(t *testing.T) {
 			t.Fatalf("stored %s %s: %s %s", got.Domain, got.Colour, r.Schema, r.Colour)
 		}
 	})
+	t.Run("signed zone without trust anchor", func(t *testing.T) {
+		// A resolver that lacks user.example's anchor sees the signed zone
+		// as insecure: the check says the answers were not validated.
+		u := peertest.StartUnbound(t, peertest.UnboundOptions{Stubs: l.stubs, TrustAnchors: l.anchors[:2]})
+		o := l.options()
+		o.Resolver = u.Addr.String()
+		r, err := inbound.Check(context.Background(), "good.user.example", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.Resolver.ZoneSigned || r.MX.DNSSEC != inbound.Insecure || !r.Has(inbound.CodeDNSSECUnvalidated) || r.Has(inbound.CodeDANEValid) {
+			t.Fatalf("signed %v, MX %s, findings %+v", r.Resolver.ZoneSigned, r.MX.DNSSEC, r.Findings)
+		}
+	})
 	t.Run("deadline", func(t *testing.T) {
 		o := l.options()
 		o.Timeout, o.StepTimeout = time.Second, 10*time.Second
@@ -303,4 +317,18 @@ func TestCheckLab(t *testing.T) {
 			t.Fatalf("%v, %+v", err, r)
 		}
 	})
+}
+
+// BenchmarkCheck times a whole check of a domain with one MX host on
+// loopback (DNS through Unbound, SMTP, STARTTLS, TLS 1.3, DANE, MTA-STS
+// fetch, records): go test -run '^$' -bench Check ./internal/inbound.
+func BenchmarkCheck(b *testing.B) {
+	l := startLab(b)
+	o := l.options()
+	for b.Loop() {
+		r, err := inbound.Check(context.Background(), "good.user.example", o)
+		if err != nil || r.Colour != inbound.Green {
+			b.Fatalf("%v %v", err, r)
+		}
+	}
 }

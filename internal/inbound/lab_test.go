@@ -93,6 +93,9 @@ type lab struct {
 	// window, whose accepted test mails start the check of the sender's
 	// domain (smtpd.Options.TestSender → inbound.Runner → store).
 	window *store.Store
+	// stubs and anchors are Unbound's, for a second resolver.
+	stubs   map[string]netip.AddrPort
+	anchors []string
 }
 
 // options returns check options for the lab.
@@ -137,7 +140,7 @@ type testCA struct {
 	cert *x509.Certificate
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
@@ -153,7 +156,7 @@ func newTestCA(t *testing.T) *testCA {
 	return &testCA{key: key, cert: cert}
 }
 
-func (ca *testCA) issue(t *testing.T, names ...string) *tls.Certificate {
+func (ca *testCA) issue(t testing.TB, names ...string) *tls.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
@@ -233,7 +236,7 @@ func (a *authServer) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	_ = w.WriteMsg(m)
 }
 
-func mustRRs(t *testing.T, lines ...string) []dns.RR {
+func mustRRs(t testing.TB, lines ...string) []dns.RR {
 	t.Helper()
 	var out []dns.RR
 	for _, l := range lines {
@@ -259,7 +262,7 @@ func txtRR(name, text string) dns.RR {
 
 // startLab brings the lab up for one test (a second or two) and stops it
 // when the test ends.
-func startLab(t *testing.T) *lab {
+func startLab(t testing.TB) *lab {
 	t.Helper()
 	peertest.Require(t, "unbound")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -432,12 +435,14 @@ func startLab(t *testing.T) *lab {
 		t.Cleanup(func() { _ = srv.Shutdown() })
 	}
 
+	l.stubs = map[string]netip.AddrPort{
+		cfg.Zones.A: dnsAddr, cfg.Zones.B: dnsAddr,
+		"user.example.": authAddr, "plain.example.": authAddr, "fail.example.": authAddr,
+	}
+	l.anchors = []string{zones.KeyA.DS().String(), zones.KeyB.DS().String(), ukey.DS().String()}
 	u := peertest.StartUnbound(t, peertest.UnboundOptions{
-		Stubs: map[string]netip.AddrPort{
-			cfg.Zones.A: dnsAddr, cfg.Zones.B: dnsAddr,
-			"user.example.": authAddr, "plain.example.": authAddr, "fail.example.": authAddr,
-		},
-		TrustAnchors: []string{zones.KeyA.DS().String(), zones.KeyB.DS().String(), ukey.DS().String()},
+		Stubs:        l.stubs,
+		TrustAnchors: l.anchors,
 		Extra:        "  domain-insecure: \"plain.example.\"\n  domain-insecure: \"fail.example.\"\n",
 	})
 	l.resolver = u.Addr.String()
@@ -558,7 +563,7 @@ func startLab(t *testing.T) *lab {
 	return l
 }
 
-func parsePEMCert(t *testing.T, b []byte) (*x509.Certificate, []byte) {
+func parsePEMCert(t testing.TB, b []byte) (*x509.Certificate, []byte) {
 	t.Helper()
 	block, rest := pem.Decode(b)
 	if block == nil {

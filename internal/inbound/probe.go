@@ -113,7 +113,7 @@ func (p *probe) run() {
 		p.ioFailure("waiting for the greeting", err)
 		return
 	}
-	p.a.Banner = truncate(firstLine(text), maxBanner)
+	p.a.Banner = truncate(strconv.Itoa(code)+" "+firstLine(text), maxBanner)
 	if code != 220 {
 		p.refusal("greeting", code, text)
 		return

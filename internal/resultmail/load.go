@@ -70,7 +70,8 @@ func (s Source) Judge(ctx context.Context, t store.Test, now time.Time) (verdict
 			}
 		}
 	}
-	v := verdict.Judge(verdict.Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: s.Quiet})
+	v := verdict.Judge(verdict.Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: s.Quiet,
+		SentToB: !t.AddressedB.IsZero()})
 	return v, conns, nil
 }
 

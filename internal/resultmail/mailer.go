@@ -8,7 +8,7 @@
 // valid DKIM signature), so the service cannot be used to send mail to
 // forged addresses (backscatter). The mail — the report as text and HTML,
 // DKIM-signed for zone A — goes out through internal/sender at level dane
-// with MTA-STS: DANE and MTA-STS are enforced where the recipient domain
+// with MTA-STS (internal/resultsend): DANE and MTA-STS are enforced where the recipient domain
 // offers them. Attempts are recorded; failures are retried with backoff;
 // everything is in the store, so nothing is lost across restarts.
 package resultmail
@@ -23,13 +23,31 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/report"
-	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
 
-// SendFunc makes one delivery attempt: (*sender.Sender).Attempt.
-type SendFunc func(ctx context.Context, msg sender.Message) sender.Result
+// Delivery is the outcome of one delivery attempt.
+type Delivery struct {
+	Status      string // DeliveryDelivered, DeliveryDeferred or DeliveryBounced
+	Reason      string // one line: where it went, or why not
+	Summary     string // every host tried, for the attempt's record
+	DeliveredTo string // "mx.example.org [192.0.2.1] (policy dane, TLS 1.3)" when delivered
+}
+
+// Delivery statuses.
+const (
+	DeliveryDelivered = "delivered"
+	DeliveryDeferred  = "deferred"
+	DeliveryBounced   = "bounced"
+)
+
+// SendFunc makes one delivery attempt of msg from the envelope sender
+// from to the recipient to. internal/resultsend makes one from
+// internal/sender (the policy-aware client); this package does not import
+// it, so that internal/service, which imports this package, stays free of
+// the sender (whose own tests build on the service).
+type SendFunc func(ctx context.Context, from, to string, msg []byte) Delivery
 
 // Options configure a Mailer.
 type Options struct {
@@ -125,18 +143,11 @@ func (m *Mailer) Tick(ctx context.Context) {
 // (the sender has nothing left to send) or one policy is left. A test
 // that was answered 451 and is not settled waits: the sender will retry.
 func IsFinal(t store.Test, conns []store.SMTPConnection, v verdict.Verdict, now time.Time, quiet, expiry time.Duration) bool {
-	last := t.Created
 	open := false
 	for _, c := range conns {
-		if c.Started.After(last) {
-			last = c.Started
-		}
-		if c.Ended.After(last) {
-			last = c.Ended
-		}
 		open = open || c.Ended.IsZero()
 	}
-	idle := now.Sub(last)
+	idle := now.Sub(lastActivity(t, conns))
 	switch {
 	case idle >= expiry:
 		return true
@@ -145,6 +156,21 @@ func IsFinal(t store.Test, conns []store.SMTPConnection, v verdict.Verdict, now 
 	}
 	acked := t.State == store.TestAcked || !t.Acked.IsZero()
 	return acked || len(v.Candidates) == 1 || v.Policy == verdict.PolicyInconsistent
+}
+
+// lastActivity is the latest start or end of a connection, or the test's
+// creation.
+func lastActivity(t store.Test, conns []store.SMTPConnection) time.Time {
+	last := t.Created
+	for _, c := range conns {
+		if c.Started.After(last) {
+			last = c.Started
+		}
+		if c.Ended.After(last) {
+			last = c.Ended
+		}
+	}
+	return last
 }
 
 // FinalizeDue finalises the unfinished tests that are final now and
@@ -215,9 +241,14 @@ func (m *Mailer) Finalize(ctx context.Context, t store.Test, force bool) (bool, 
 	default:
 		auth, err := Authenticate(ctx, m.o.DNS, t.Sender, conns)
 		if err != nil {
-			// A temporary DNS failure: decide at the next tick.
-			m.log.Warn("results: SPF temporarily failed; retrying", "test", t.ID, "err", err)
-			return false, nil
+			// A temporary DNS failure (RFC 7208 §2.6.6 temperror): decide
+			// at a later tick, but not forever: past twice the quiet
+			// time the mail is withheld and the page says why.
+			if now.Sub(lastActivity(t, conns)) < 2*src.Quiet {
+				m.log.Debug("results: SPF temporarily failed; retrying", "test", t.ID, "err", err)
+				return false, nil
+			}
+			auth.Reason = "SPF of the sender's domain could not be evaluated (temperror: " + err.Error() + ")"
 		}
 		if auth.OK {
 			r.MailState, r.MailReason, r.Recipient, r.Next = store.MailPending, "sender authenticated: "+auth.Reason, t.Sender, now
@@ -291,21 +322,15 @@ func (m *Mailer) send(ctx context.Context, r store.TestResult) (bool, error) {
 			return false, st.UpdateResultMail(ctx, r, nil)
 		}
 	}
-	res := m.o.Send(ctx, sender.Message{From: m.o.Identity.From, To: []string{r.Recipient}, Data: r.Message})
-	detail := report.RedactText(res.Summary())
+	res := m.o.Send(ctx, m.o.Identity.From, r.Recipient, r.Message)
+	detail := report.RedactText(res.Summary)
 	r.Attempts++
-	a := &store.MailAttempt{Time: now, Status: res.Status.String(), Detail: detail}
+	a := &store.MailAttempt{Time: now, Status: res.Status, Detail: detail}
 	switch res.Status {
-	case sender.Delivered:
-		host := res.DeliveredTo()
-		for _, h := range res.Hosts {
-			if h.Outcome == sender.OutcomeDelivered {
-				host = fmt.Sprintf("%s [%s] (policy %s, %s)", h.MX, h.Addr.Addr(), h.Policy, tlsOf(h))
-			}
-		}
-		r.MailState, r.Sent, r.DeliveredTo, r.Recipient = store.MailSent, now, host, ""
-		r.MailReason = "delivered to " + host
-	case sender.Bounced:
+	case DeliveryDelivered:
+		r.MailState, r.Sent, r.DeliveredTo, r.Recipient = store.MailSent, now, res.DeliveredTo, ""
+		r.MailReason = "delivered to " + res.DeliveredTo
+	case DeliveryBounced:
 		r.MailState, r.Recipient = store.MailFailed, ""
 		r.MailReason = "refused: " + report.RedactText(res.Reason)
 	default:
@@ -321,14 +346,7 @@ func (m *Mailer) send(ctx context.Context, r store.TestResult) (bool, error) {
 		return false, err
 	}
 	m.log.Info("results: result mail attempt", "test", r.TestID, "domain", r.SenderDomain, "status", a.Status, "detail", detail)
-	return res.Status == sender.Delivered, nil
-}
-
-func tlsOf(h sender.Host) string {
-	if !h.TLS {
-		return "plain text"
-	}
-	return h.TLSVersion
+	return res.Status == DeliveryDelivered, nil
 }
 
 // backoff is the delay after attempt n (1-based): RetryBase doubled per

@@ -1,4 +1,4 @@
-package resultmail
+package resultmail_test
 
 import (
 	"bytes"
@@ -19,6 +19,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/resolver"
+	"github.com/mailsec/mailsec/internal/resultmail"
+	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -162,7 +164,7 @@ type fixture struct {
 	mta   *mta
 	now   time.Time
 	key   *rsa.PrivateKey
-	mailr *Mailer
+	mailr *resultmail.Mailer
 }
 
 const userAddr = "jane.doe@user.example"
@@ -178,7 +180,7 @@ func newFixture(t *testing.T) *fixture {
 	f.dns, f.res = startDNS(t)
 	f.mta = startMTA(t)
 	f.dns.set(t, "user.example. 60 IN MX 10 mx.user.example.", "mx.user.example. 60 IN A 127.0.0.1")
-	key, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "dkim.pem"))
+	key, err := resultmail.LoadOrCreateKey(filepath.Join(t.TempDir(), "dkim.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,18 +189,18 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) newMailer(t *testing.T) *Mailer {
+func (f *fixture) newMailer(t *testing.T) *resultmail.Mailer {
 	t.Helper()
-	snd, err := sender.New(sender.Options{Hostname: "mx7.b.mailtest.example", Level: sender.LevelDANE, MTASTS: true,
+	send, err := resultsend.New(sender.Options{Hostname: "mx7.b.mailtest.example",
 		Resolver: f.res, SMTPPort: int(f.mta.addr.Port()), ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second,
 		DataTimeout: 10 * time.Second, PolicyTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(Options{
-		Source:   Source{Store: f.st, ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example", Quiet: time.Minute, PrefixV4: 24, PrefixV6: 48, BaseURL: "https://mailsec.example"},
-		Identity: Identity{From: "results@a.mailtest.example", Name: "mailsec", Domain: "a.mailtest.example", Selector: "mailsec1", Key: f.key},
-		Send:     snd.Attempt, DNS: f.res, Expiry: time.Hour, RateLimit: 2, RateWindow: time.Hour,
+	m, err := resultmail.New(resultmail.Options{
+		Source:   resultmail.Source{Store: f.st, ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example", Quiet: time.Minute, PrefixV4: 24, PrefixV6: 48, BaseURL: "https://mailsec.example"},
+		Identity: resultmail.Identity{From: "results@a.mailtest.example", Name: "mailsec", Domain: "a.mailtest.example", Selector: "mailsec1", Key: f.key},
+		Send:     send, DNS: f.res, Expiry: time.Hour, RateLimit: 2, RateWindow: time.Hour,
 		RetryBase: time.Minute, MaxAttempts: 3, Now: func() time.Time { return f.now },
 	})
 	if err != nil {
@@ -230,7 +232,7 @@ func (f *fixture) addTest(t *testing.T, id, client, dkimDomain string) store.Tes
 
 func (f *fixture) verifyDKIM(t *testing.T, msg []byte) {
 	t.Helper()
-	rec, err := DNSRecord(f.key)
+	rec, err := resultmail.DNSRecord(f.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,14 +406,14 @@ func TestIsFinal(t *testing.T) {
 		{"connection open", acked, []store.SMTPConnection{open}, complete, t0.Add(30 * time.Minute), false},
 		{"expired", pending, []store.SMTPConnection{conn}, verdict.Verdict{}, t0.Add(2*time.Minute + exp), true},
 	} {
-		if got := IsFinal(c.t, c.conns, c.v, c.now, q, exp); got != c.want {
+		if got := resultmail.IsFinal(c.t, c.conns, c.v, c.now, q, exp); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
 }
 
 func TestAuthenticateNoSender(t *testing.T) {
-	a, err := Authenticate(context.Background(), nil, "", nil)
+	a, err := resultmail.Authenticate(context.Background(), nil, "", nil)
 	if err != nil || a.OK {
 		t.Fatalf("%+v %v", a, err)
 	}
@@ -419,16 +421,16 @@ func TestAuthenticateNoSender(t *testing.T) {
 
 func TestDNSRecordAndKeyReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "k.pem")
-	k1, err := LoadOrCreateKey(path)
+	k1, err := resultmail.LoadOrCreateKey(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := LoadOrCreateKey(path)
+	k2, err := resultmail.LoadOrCreateKey(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r1, _ := DNSRecord(k1)
-	r2, _ := DNSRecord(k2)
+	r1, _ := resultmail.DNSRecord(k1)
+	r2, _ := resultmail.DNSRecord(k2)
 	if r1 != r2 || !strings.HasPrefix(r1, "v=DKIM1; k=rsa; p=MII") {
 		t.Fatalf("records differ or look wrong: %q %q", r1, r2)
 	}

@@ -203,7 +203,11 @@ func (r *Running) Wait() error {
 // Start binds every listener — so a busy port fails the start at once —
 // and runs the service until ctx is cancelled. Ports may be 0; the bound
 // addresses are in the returned Running.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running, error) {
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...StartOption) (*Running, error) {
+	var so startOptions
+	for _, o := range opts {
+		o(&so)
+	}
 	st, err := store.Open(ctx, cfg.StorePath())
 	if err != nil {
 		return nil, err
@@ -294,7 +298,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		r.WebURL = "http://" + r.WebAddrs[0].String()
 	}
 	r.WebURL = strings.TrimSuffix(r.WebURL, "/")
-	mailer, webSrv, err := results(cfg, zones, st, res, r.WebURL, log)
+	mailer, webSrv, err := results(cfg, zones, st, res, so.send, r.WebURL, log)
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
 	}

@@ -332,6 +332,14 @@ func (ss *session) Data(rd io.Reader) error {
 		// accepted recipient is the TLS-RPT address or names a test.
 		return ss.answer(&smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "no valid recipients"}, false)
 	}
+	if t := ss.tx.test; t.AddressedB.IsZero() && ss.s.headerNamesB(body, t) {
+		now := ss.s.now()
+		if err := ss.s.storeOp(func(ctx context.Context) error { return ss.s.opts.Store.MarkAddressedB(ctx, t.ID, now) }); err != nil {
+			// Evidence lost, mail not: the verdict then waits for the
+			// sender to finish instead.
+			r.log.Error("smtp: recording that the mail names B", "test", t.ID, "err", err)
+		}
+	}
 	return ss.acknowledge()
 }
 

@@ -100,21 +100,33 @@ func (s *Store) CreateTest(ctx context.Context, t Test) error {
 	return nil
 }
 
-const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns`
+const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns, addressed_b_ns`
 
 // scanTest reads one row of testColumns.
 func scanTest(row interface{ Scan(...any) error }) (Test, error) {
 	var (
-		t                       Test
-		created, acked, updated int64
+		t                                   Test
+		created, acked, updated, addressedB int64
 	)
-	if err := row.Scan(&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated); err != nil {
+	if err := row.Scan(&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated, &addressedB); err != nil {
 		return Test{}, err
 	}
 	t.Created = nanosToTime(created)
 	t.Acked = optNanosToTime(acked)
 	t.Updated = optNanosToTime(updated)
+	t.AddressedB = optNanosToTime(addressedB)
 	return t, nil
+}
+
+// MarkAddressedB records that a mail of test id named its B address in To
+// or Cc, at time at; the first time is kept.
+func (s *Store) MarkAddressedB(ctx context.Context, id string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE tests SET addressed_b_ns = ? WHERE id = ? AND addressed_b_ns = 0`),
+		at.UnixNano(), strings.ToLower(id))
+	if err != nil {
+		return fmt.Errorf("store: marking test %s addressed to B: %w", id, err)
+	}
+	return nil
 }
 
 // Test returns the test with the given id (compared lower-case). It returns

@@ -38,6 +38,9 @@ type Test struct {
 	State   string // TestOpen, TestAcked, TestFinal
 	Acked   time.Time
 	Updated time.Time
+	// AddressedB: when a test mail first named the test's B address in its
+	// To or Cc header (zero: never seen). Set by MarkAddressedB only.
+	AddressedB time.Time
 }
 
 // ConnState is how far an SMTP connection got (DESIGN.md §3), in order.

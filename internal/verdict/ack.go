@@ -9,6 +9,7 @@ package verdict
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/persona"
@@ -83,13 +84,25 @@ func Acknowledge(in AckInput) Ack {
 		return Ack{Accept: false, Reason: "downgrade test in progress: try again later"}
 	}
 	v := Judge(Observations{Connections: in.History, PolicyFetches: in.Fetches, Now: in.Now})
+	cands := v.Candidates
+	if len(in.Fetches) == 0 && tlsToZoneABefore(in.History, in.Now.Add(-attemptGap)) {
+		// RFC 8461 §5: an MTA-STS sender applies the policy it fetched;
+		// one that fetches in the background applies it from its next
+		// attempt on. A sender that used TLS toward A in an earlier
+		// attempt and never fetched the policy is no MTA-STS sender (the
+		// final verdict drops those candidates the same way once the
+		// sender is done).
+		if rest := slices.DeleteFunc(slices.Clone(cands), usesMTASTS); len(rest) > 0 {
+			cands = rest
+		}
+	}
 	switch {
-	case len(v.Candidates) == 1:
-		return Ack{Accept: true, Reason: "policy settled: " + string(v.Candidates[0]), Detail: v.Why}
-	case len(v.Candidates) == 0:
+	case len(cands) == 1:
+		return Ack{Accept: true, Reason: "policy settled: " + string(cands[0]), Detail: v.Why}
+	case len(cands) == 0:
 		return Ack{Accept: true, Reason: "no policy of the table explains the connections: nothing more to learn", Detail: v.Why}
-	case indistinguishable(v.Candidates):
-		return Ack{Accept: true, Reason: "the remaining policies (" + joinPolicies(v.Candidates) + ") behave alike toward every persona", Detail: v.Why}
+	case indistinguishable(cands, observableColumns(in.History)):
+		return Ack{Accept: true, Reason: "the remaining policies (" + joinPolicies(cands) + ") behave alike toward every persona still to be seen", Detail: v.Why}
 	}
 	hit := map[int]bool{}
 	var firstOf4to6 time.Time
@@ -131,19 +144,51 @@ func Acknowledge(in AckInput) Ack {
 	return Ack{Accept: false, Reason: "collecting evidence: try again later"}
 }
 
-// indistinguishable tells whether no persona can tell the candidates apart:
-// their rows of the expectation matrix agree wherever both expect
-// something definite.
-func indistinguishable(cands []Policy) bool {
+// indistinguishable tells whether no column the sender can still reach
+// tells the candidates apart: their rows of the expectation matrix agree
+// there wherever both expect something definite.
+func indistinguishable(cands []Policy, reachable [numColumns]bool) bool {
 	for _, p := range cands[1:] {
 		a, b := matrix[cands[0]], matrix[p]
 		for col := range numColumns {
-			if distinguishes(a[col], b[col]) {
+			if reachable[col] && distinguishes(a[col], b[col]) {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// observableColumns are the columns later attempts of the sender can
+// still land in. The acknowledgement is decided after the downgrade window
+// (inside it mail gets 451 anyway), so the plain-text columns of the window
+// are past; and a sender that sent SNI reaches persona 2 (TLS without SNI)
+// no more.
+func observableColumns(history []store.SMTPConnection) [numColumns]bool {
+	var r [numColumns]bool
+	for col := range numColumns {
+		r[col] = true
+	}
+	r[colPlainWindow], r[col7Plain] = false, false
+	for _, c := range history {
+		if c.SNI != "" {
+			r[col2] = false
+			break
+		}
+	}
+	return r
+}
+
+// tlsToZoneABefore tells whether the sender started a TLS session with
+// one of zone A's personas (2–6) before t.
+func tlsToZoneABefore(history []store.SMTPConnection, t time.Time) bool {
+	for _, c := range history {
+		tls := c.TLSVersion != "" || c.CertPersona != 0
+		if tls && c.Persona >= 2 && c.Persona <= 6 && c.Started.Before(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // distinguishes tells whether an observation in a column can tell two

@@ -1,6 +1,8 @@
 package verdict
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -30,6 +32,12 @@ func conn(n int, st store.ConnState, at time.Duration) store.SMTPConnection {
 func plainAfterOffer(at time.Duration) store.SMTPConnection {
 	c := conn(1, store.StateMail, at)
 	c.STARTTLSOffered = true
+	return c
+}
+
+// sni gives c the SNI of its persona's MX host.
+func sni(c store.SMTPConnection) store.SMTPConnection {
+	c.SNI = fmt.Sprintf("mx%d.a.example", c.Persona)
 	return c
 }
 
@@ -98,25 +106,44 @@ func TestAcknowledge(t *testing.T) {
 				conn(6, store.StateMail, 6*time.Minute)},
 			accept: false},
 		// mta-sts: never contacts 3 (not in the policy); 4-6 for long enough.
-		{name: "mta-sts sender, 4-6 hit but not long enough", zone: persona.ZoneA, now: 8 * time.Minute,
+		// TLS toward A in an earlier attempt and still no policy fetch: no
+		// MTA-STS sender (RFC 8461 §5), so verify is left.
+		{name: "4-6 hit over attempts without a policy fetch: verify", zone: persona.ZoneA, now: 8 * time.Minute,
 			history: []store.SMTPConnection{
 				conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 5*time.Minute),
 				conn(6, store.StateMail, 6*time.Minute)},
+			accept: true, reasonIs: "policy settled: verify"},
+		// The first TLS attempt: a background fetcher may not have fetched
+		// yet, and persona 2 (no SNI) could still tell verify from mta-sts.
+		{name: "first TLS attempt, no fetch yet, no SNI: persona 2 can still tell verify from mta-sts", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0),
+				conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 4*time.Minute)},
 			accept: false},
+		// With SNI, persona 2 is out of reach: nothing tells verify from
+		// mta-sts but the fetch, which the final verdict weighs.
+		{name: "first TLS attempt with SNI: verify and mta-sts alike for every reachable persona", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0),
+				sni(conn(4, store.StateSniSeen, 4*time.Minute)), sni(conn(5, store.StateMail, 4*time.Minute))},
+			accept: true, reasonIs: "the remaining policies (verify, mta-sts) behave alike toward every persona still to be seen"},
 		{name: "mta-sts sender, 4-6 hit for ack_after", zone: persona.ZoneA, now: 14 * time.Minute,
 			history: []store.SMTPConnection{
 				conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 5*time.Minute),
 				conn(6, store.StateMail, 6*time.Minute)},
 			accept: true},
-		{name: "no SNI: persona 2 once", zone: persona.ZoneA, now: 4 * time.Minute,
-			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute)}, accept: false},
+		// may and encrypt differ only in plain text, inside the downgrade
+		// window, which is past: more attempts cannot tell them apart.
+		{name: "no SNI: persona 2 once, may or encrypt: nothing more to learn", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute)}, accept: true,
+			reasonIs: "the remaining policies (may, encrypt) behave alike toward every persona still to be seen"},
+		{name: "no SNI: refused plain text and persona 2: only verify does", zone: persona.ZoneA, now: 4 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(2, store.StateSniSeen, 4*time.Minute)},
+			accept:  true, reasonIs: "policy settled: verify"},
 		{name: "no SNI: persona 2 twice", zone: persona.ZoneA, now: 5 * time.Minute,
 			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute), conn(2, store.StateMail, 5*time.Minute)},
 			accept:  true},
-		{name: "persona 2 twice but SNI seen too", zone: persona.ZoneA, now: 5 * time.Minute,
-			history: []store.SMTPConnection{conn(2, store.StateMail, 4*time.Minute), conn(2, store.StateMail, 5*time.Minute),
-				conn(4, store.StateMail, 5*time.Minute)},
-			accept: false},
+		{name: "SNI, first delivery to persona 6: verify, dane, mta-sts still apart at 4 and 5", zone: persona.ZoneA, now: 5 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), sni(conn(6, store.StateMail, 5*time.Minute))},
+			accept:  false},
 		{name: "none: plain although STARTTLS was offered", zone: persona.ZoneA, now: 4 * time.Minute,
 			history: []store.SMTPConnection{conn(1, store.StateMail, 0), plainAfterOffer(4 * time.Minute)}, accept: true},
 		{name: "plain inside the window only", zone: persona.ZoneA, now: 2 * time.Minute,
@@ -141,6 +168,40 @@ func TestAcknowledge(t *testing.T) {
 			}
 			if got.Reason == "" {
 				t.Fatal("no reason given")
+			}
+		})
+	}
+}
+
+// With an address per MX host, a plain session to mx7's address is B's
+// persona 7 even without a recipient: refusing it in the downgrade window is
+// evidence (encrypt, verify and dane-only refuse B in plain text; dane and
+// the MTA-STS senders fall back to it, RFC 7672 §2.2). On a shared address
+// the same session is persona 1 and says nothing about B.
+func TestJudgePlainRefusalAtBAddress(t *testing.T) {
+	window := func(n int) store.SMTPConnection {
+		c := conn(n, store.StateNone, 0)
+		c.STARTTLSOffered, c.CertPersona, c.TLSVersion = false, 0, ""
+		return c
+	}
+	tests := []struct {
+		name    string
+		history []store.SMTPConnection
+		want    []Policy
+	}{
+		{"refused at mx7's address", []store.SMTPConnection{window(1), window(7), sni(conn(4, store.StateMail, 4*time.Minute)), sni(conn(5, store.StateSniSeen, 4*time.Minute))},
+			[]Policy{PolicyDANEOnly}},
+		{"no session at B", []store.SMTPConnection{window(1), sni(conn(4, store.StateMail, 4*time.Minute)), sni(conn(5, store.StateSniSeen, 4*time.Minute))},
+			[]Policy{PolicyDANE, PolicyDANEOnly, PolicyDANEMTASTS}},
+		{"a plain session at mx7's address cut before EHLO says nothing", []store.SMTPConnection{window(1), func() store.SMTPConnection { c := window(7); c.EHLO = ""; return c }(),
+			sni(conn(4, store.StateMail, 4*time.Minute)), sni(conn(5, store.StateSniSeen, 4*time.Minute))},
+			[]Policy{PolicyDANE, PolicyDANEOnly, PolicyDANEMTASTS}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Judge(Observations{Connections: tt.history, Now: t0.Add(5 * time.Minute)})
+			if !slices.Equal(v.Candidates, tt.want) {
+				t.Errorf("candidates %v, want %v (%s)", v.Candidates, tt.want, v.Why)
 			}
 		})
 	}

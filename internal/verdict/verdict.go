@@ -142,7 +142,9 @@ type Observations struct {
 	SenderDone bool
 	// SentToB: the sender is known to have had a mail for the B address.
 	// If it never delivered there, it refused B (dane-only: B has no
-	// TLSA). Unknown for real users, who may have written to A only.
+	// TLSA). The service knows it when a test mail names the B address in
+	// its To or Cc header (store.Test.AddressedB); a user who wrote to A
+	// only leaves it unknown.
 	SentToB bool
 }
 
@@ -177,7 +179,10 @@ func classify(c store.SMTPConnection) (col column, delivered bool, ok bool) {
 	tls := c.TLSVersion != "" || c.State == store.StateSniSeen || c.CertPersona != 0
 	switch {
 	case !tls && c.Persona == 7:
-		return col7Plain, delivered, delivered // a refused plain session names no recipient
+		// A refused plain session names no recipient: on a shared address
+		// it is persona 1. Persona 7 without a recipient comes from the
+		// address (one address per MX host): a refusal of B in plain text.
+		return col7Plain, delivered, delivered || c.EHLO != "" && !c.STARTTLSOffered
 	case !tls:
 		if c.STARTTLSOffered {
 			// Offered and not taken: only a sender that went on in plain

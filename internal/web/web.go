@@ -131,11 +131,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// sameOrigin refuses cross-site form posts (the delete button): browsers
-// send Origin on POST; API clients without Origin are allowed.
+// sameOrigin refuses cross-site form posts (the delete button). Browsers
+// send Sec-Fetch-Site (Fetch Metadata); with Referrer-Policy no-referrer
+// their Origin is "null", so it is only the fallback for older browsers.
+// API clients send neither and are allowed.
 func sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return true
+	case "cross-site", "same-site":
+		return false
+	}
 	o := r.Header.Get("Origin")
-	if o == "" || o == "null" && strings.HasPrefix(r.URL.Path, "/api/") {
+	if o == "" || o == "null" {
 		return true
 	}
 	return strings.TrimPrefix(strings.TrimPrefix(o, "http://"), "https://") == r.Host

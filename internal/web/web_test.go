@@ -178,6 +178,10 @@ func TestAPIAndPages(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-site delete: %d", resp.StatusCode)
 	}
+	resp, _ = e.do(t, "POST", "/t/"+created.ID+"/delete", nil, "Origin", "null", "Sec-Fetch-Site", "cross-site")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site delete (fetch metadata): %d", resp.StatusCode)
+	}
 	resp, _ = e.do(t, "DELETE", "/api/v1/tests/"+created.ID, nil)
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("delete: %d", resp.StatusCode)
