@@ -24,6 +24,18 @@ LAB_NETNS="${MAILSEC_LAB_NETNS:-mailsec-lab}"
 RESOLVER_ADDR="127.0.0.53"
 RESOLVER_PORT="53"
 
+# The lab senders' own domains (lab/run): NAME.sender.lab.internal, and
+# noauth.lab.internal for the sender that does not authenticate. Unbound
+# serves them as local data (lab/up): MX -> mbox.lab.internal, the lab
+# mailbox (a receiving Postfix that lab/run starts) where result mails land;
+# SPF allows the senders' source addresses (127.128.0.0/10) for
+# *.sender.lab.internal and nothing for noauth.lab.internal.
+SENDER_DOMAIN_SUFFIX="sender.lab.internal"
+NOAUTH_DOMAIN="noauth.lab.internal"
+SENDER_SPF_RANGE="127.128.0.0/10"
+MAILBOX_HOST="mbox.lab.internal"
+MAILBOX_ADDR="127.0.0.30"
+
 # pebble, the lab's ACME CA (lab-recipes §4). Its ACME address comes from
 # acme.directory in lab/mailsec.toml; the management port (roots) is fixed.
 PEBBLE_STATE="$LAB_STATE/pebble"

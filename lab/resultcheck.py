@@ -1,0 +1,59 @@
+#!/usr/bin/python3
+"""lab/resultcheck.py EML RECIPIENT POLICY: does a result mail that landed in
+the lab mailbox say what the service's summary says, reveal no third-party
+address, and carry a DKIM signature that verifies (through the netns
+resolver: run it inside the lab's namespace)? Prints "ok (...)" or
+"BAD: ..." (exit 1).
+
+  POLICY     the verdict summary.json holds: the Subject must end in it
+             ("Email security test ID: POLICY") and the text must name it
+  RECIPIENT  the envelope recipient: the one full address allowed besides
+             the sender (From); every other address must be redacted
+             (x***@domain, docs/report.md)
+"""
+import email
+import email.policy
+import re
+import sys
+
+import dkim
+
+eml, rcpt, policy = sys.argv[1:4]
+raw = open(eml, "rb").read()
+msg = email.message_from_bytes(raw, policy=email.policy.default)
+problems = []
+
+subject = str(msg.get("Subject", ""))
+if not subject.endswith(": " + policy):
+    problems.append(f"subject {subject!r} does not end in ': {policy}'")
+
+texts = []
+for part in msg.walk():
+    if part.get_content_maintype() == "text":
+        texts.append(part.get_content())
+if not texts:
+    problems.append("no text part")
+plain = "\n".join(texts)
+if policy not in plain:
+    problems.append(f"the text does not name the verdict {policy!r}")
+
+sender = email.utils.parseaddr(str(msg.get("From", "")))[1].lower()
+allowed = {rcpt.lower(), sender}
+ADDR = re.compile(r"[A-Za-z0-9._%+*-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+visible = plain + "\n" + "\n".join(str(msg.get(h, "")) for h in ("From", "To", "Cc", "Reply-To", "Subject"))
+leaks = sorted({a for a in ADDR.findall(visible) if a.lower() not in allowed and "***@" not in a})
+if leaks:
+    problems.append("unredacted addresses: " + ", ".join(leaks))
+
+try:
+    ok = dkim.verify(raw)
+except Exception as e:  # noqa: BLE001
+    ok = False
+    problems.append(f"dkim: {e}")
+if not ok and not any(p.startswith("dkim") for p in problems):
+    problems.append("dkim: signature does not verify")
+
+if problems:
+    print("BAD: " + "; ".join(problems))
+    sys.exit(1)
+print(f"ok (names {policy}, no third-party address, dkim pass)")
