@@ -52,6 +52,7 @@ func commands() []command {
 		{"test", "outbound tests: 'test new' creates one, 'test show ID' prints its connection history", runTest},
 		{"verdict", "re-judge a stored test from its history: 'verdict -test ID'", runVerdict},
 		{"check", "inbound check of a receiving domain: 'check DOMAIN [--json]' (MX, DNSSEC, STARTTLS, DANE, MTA-STS, colour)", runCheck},
+		{"scan", "inbound check of every domain of a list: 'scan FILE|-' (resumable; JSON Lines, CSV, HTML report)", runScan},
 		{"config", "print the effective configuration (defaults plus file) as TOML", runConfig},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},

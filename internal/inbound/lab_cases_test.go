@@ -30,7 +30,7 @@ func TestCheckLab(t *testing.T) {
 	l := startLab(t)
 	mx := func(n string) string { return n + "." + labZoneA }
 	cases := []labCase{
-		{domain: labZoneA, colour: inbound.Yellow,
+		{domain: labZoneA, colour: inbound.Grey, // mx3 and mx5: wrong TLSA
 			want: []string{inbound.CodeMXPresent, inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeDNSSECTLSASecure, inbound.CodeSTARTTLSOffered,
 				inbound.CodeDANEValid, inbound.CodeDANEMismatch, inbound.CodeCertSelfSigned, inbound.CodeCertTrusted, inbound.CodeCertUntrusted, inbound.CodeDANENoRollover,
 				inbound.CodeMTASTSEnforce, inbound.CodeMTASTSMXMismatch, inbound.CodeTLSRPTValid, inbound.CodeSPFValid, inbound.CodeNotQualified},

@@ -508,6 +508,7 @@ type summary struct {
 	tlsaFailed     []string // hosts whose TLSA look-up failed on a secure path
 	noTLS          []string // tested addresses without STARTTLS or with a failed handshake
 	untrusted      []string // tested addresses whose certificate is not trusted or does not match
+	daneMismatch   []string // tested addresses with TLS whose secure TLSA records match nothing
 	daneValid      int
 	tlsaPresent    bool
 	tlsaAllSecure  bool
@@ -566,8 +567,13 @@ func summarize(r *Report) summary {
 			if a.Cert == nil || !a.Cert.PKIXValid || !a.Cert.NameMatch {
 				s.untrusted = append(s.untrusted, label(h, a))
 			}
-			if ok, _ := tlsaSecurePath(r, h); ok && a.DANE.State == DANEValid {
-				s.daneValid++
+			if ok, _ := tlsaSecurePath(r, h); ok {
+				switch a.DANE.State {
+				case DANEValid:
+					s.daneValid++
+				case DANEMismatch:
+					s.daneMismatch = append(s.daneMismatch, label(h, a))
+				}
 			}
 		}
 	}
@@ -614,6 +620,11 @@ func colour(r *Report, s summary) (Colour, string) {
 		return Grey, "No mail server of the domain could be reached."
 	case len(s.noTLS) > 0:
 		return Red, "No encryption: " + strings.Join(s.noTLS, ", ") + " without working STARTTLS."
+	case len(s.daneMismatch) > 0:
+		// RFC 7672 §2.2: a DANE sender refuses a server whose usable,
+		// secure TLSA records match nothing: whatever the certificate,
+		// mail from such senders does not get through.
+		return Grey, "The TLSA records of " + strings.Join(s.daneMismatch, ", ") + " match nothing: DANE senders do not deliver there."
 	case s.daneValid == s.tested:
 		return Green, "Every mail server is authenticated by DNSSEC-secure TLSA records (RFC 7672 DANE)."
 	case s.qualified:

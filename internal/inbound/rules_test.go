@@ -105,14 +105,16 @@ func TestColourAndFindings(t *testing.T) {
 			a.DANE = DANEInfo{State: DANENone, Matched: []string{}}
 			a.Cert.NameMatch = false
 		}), Yellow, []string{CodeCertNameMismatch, CodeCertTrusted}, nil, false},
-		{"wrong TLSA, trusted certificate: qualified, green", obs(func(r *Report) {
+		// RFC 7672 §2.2: DANE senders refuse the server, whatever its
+		// certificate: grey ("see comments"), though still qualified.
+		{"wrong TLSA, trusted certificate: qualified, but grey", obs(func(r *Report) {
 			addr0(r).DANE = DANEInfo{State: DANEMismatch, Matched: []string{}, Detail: "no match"}
-		}), Green, []string{CodeDANEMismatch, CodeQualified}, []string{CodeDANEValid}, true},
-		{"wrong TLSA, self-signed: yellow", obs(func(r *Report) {
+		}), Grey, []string{CodeDANEMismatch, CodeQualified}, []string{CodeDANEValid}, true},
+		{"wrong TLSA, self-signed: grey", obs(func(r *Report) {
 			a := addr0(r)
 			a.DANE = DANEInfo{State: DANEMismatch, Matched: []string{}, Detail: "no match"}
 			a.Cert.PKIXValid, a.Cert.SelfSigned = false, true
-		}), Yellow, []string{CodeDANEMismatch, CodeCertSelfSigned}, nil, false},
+		}), Grey, []string{CodeDANEMismatch, CodeCertSelfSigned}, nil, false},
 		{"no STARTTLS: red", obs(func(r *Report) {
 			a := addr0(r)
 			a.STARTTLS, a.TLS, a.Cert = false, nil, nil
@@ -182,7 +184,8 @@ func TestColourAndFindings(t *testing.T) {
 		{"expired", obs(func(r *Report) {
 			c := addr0(r).Cert
 			c.DaysLeft, c.PKIXValid, c.PKIXError = -3, false, "expired"
-			addr0(r).DANE.State = DANEMismatch
+			addr0(r).DANE = DANEInfo{State: DANENone, Matched: []string{}}
+			host0(r).TLSA.Records = []string{}
 		}), Yellow, []string{CodeCertExpired, CodeCertUntrusted}, []string{CodeCertExpiresSoon}, false},
 		{"expires soon", obs(func(r *Report) { addr0(r).Cert.DaysLeft = 5 }), Green, []string{CodeCertExpiresSoon}, []string{CodeCertExpired}, true},
 		{"MX is an alias", obs(func(r *Report) { host0(r).CNAMETarget = "real.example.net" }), Green, []string{CodeMXCNAME}, nil, true},

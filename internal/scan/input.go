@@ -6,9 +6,10 @@
 // thousands of domains), a global rate limit, progress, and the JSON Lines,
 // CSV and HTML outputs. docs/scan.md describes the model.
 //
-// The package does not import internal/inbound: it runs a Checker (the
-// caller wires inbound.Check into it) and reads the check's JSON by its
-// documented schema (mailsec.check.v1), so the two evolve apart.
+// The runner works on a Checker (InboundChecker wires in inbound.Check)
+// and reads the check's JSON by its documented schema (mailsec.check.v1),
+// not by the Go types, so that stored results stay readable as the check
+// grows.
 package scan
 
 import (

@@ -43,7 +43,7 @@ func newRecord(it store.ScanItem) Record {
 	if it.State == store.ScanPending || it.State == store.ScanRunning {
 		r.Error = "not checked yet (the scan was interrupted; resume it)"
 	}
-	if len(it.Result) > 0 {
+	if it.Summary.Colour != "" { // the check gave a result (Result is not read for CSV and HTML)
 		b := func(v bool) *bool { return &v }
 		s := it.Summary
 		r.Qualified, r.DNSSEC, r.DANE, r.MTASTS, r.ValidCert, r.STARTTLS =

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -116,6 +117,17 @@ func TestRunComplete(t *testing.T) {
 	stats, err = Run(t.Context(), st, "s", fakeChecker(&calls), Options{})
 	if err != nil || calls.Load() != 0 || stats.Checked != 0 {
 		t.Fatalf("rerun: calls %d %+v %v", calls.Load(), stats, err)
+	}
+	var csvOut bytes.Buffer
+	if err := WriteCSV(t.Context(), st, "s", &csvOut); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&csvOut).ReadAll()
+	if err != nil || len(rows) != 56 || strings.Join(rows[0], ",") != strings.Join(CSVHeader, ",") {
+		t.Fatalf("CSV: %d rows, %v", len(rows), err)
+	}
+	if r := rows[1]; r[0] != "d000.example" || r[2] == "" || (r[4] != "true" && r[4] != "false") || r[12] != "done" {
+		t.Errorf("first CSV row %q", r)
 	}
 	// Every line is in the output, in order, with its reason.
 	out := jsonl(t, st, "s")
@@ -259,50 +271,49 @@ func startCountingSMTP(t *testing.T) *countingSMTP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &countingSMTP{ln: ln}
-	s.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n := s.cur.Add(1)
-			s.total.Add(1)
-			for {
-				m := s.max.Load()
-				if n <= m || s.max.CompareAndSwap(m, n) {
-					break
-				}
-			}
-			s.wg.Go(func() {
-				// The session counts until the server closes: the client
-				// may free its slot only after it saw that close.
-				defer c.Close()
-				defer s.cur.Add(-1)
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				br := bufio.NewReader(c)
-				io.WriteString(c, "220 counting ESMTP\r\n")
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					switch strings.ToUpper(strings.TrimSpace(l))[:4] {
-					case "EHLO":
-						time.Sleep(20 * time.Millisecond) // a slow server: connections overlap
-						io.WriteString(c, "250 counting\r\n")
-					case "QUIT":
-						io.WriteString(c, "221 bye\r\n")
-						return
-					default:
-						io.WriteString(c, "502 no\r\n")
-					}
-				}
-			})
+	return serveCounting(t, ln)
+}
+
+func (s *countingSMTP) serve() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
 		}
-	})
-	t.Cleanup(func() { ln.Close(); s.wg.Wait() })
-	return s
+		n := s.cur.Add(1)
+		s.total.Add(1)
+		for {
+			m := s.max.Load()
+			if n <= m || s.max.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		s.wg.Go(func() {
+			// The session counts until the server closes: the client
+			// may free its slot only after it saw that close.
+			defer c.Close()
+			defer s.cur.Add(-1)
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			io.WriteString(c, "220 counting ESMTP\r\n")
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				switch cmd, _, _ := strings.Cut(strings.ToUpper(strings.TrimSpace(l)), " "); cmd {
+				case "EHLO":
+					time.Sleep(20 * time.Millisecond) // a slow server: connections overlap
+					io.WriteString(c, "250-counting\r\n250 PIPELINING\r\n")
+				case "QUIT":
+					io.WriteString(c, "221 bye\r\n")
+					return
+				default:
+					io.WriteString(c, "502 no\r\n")
+				}
+			}
+		})
+	}
 }
 
 func TestPerDestinationCap(t *testing.T) {

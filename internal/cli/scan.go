@@ -1,0 +1,330 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/scan"
+	"github.com/mailsec/mailsec/internal/service"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// runScan is `mailsec scan FILE|-`: the inbound check of every domain of
+// a list, resumable, polite per destination, with JSON Lines, CSV and
+// HTML outputs (docs/scan.md).
+func runScan(e *env, args []string) error {
+	fs := newFlags(e, "scan", "FILE|- [--out DIR] [--jsonl F] [--csv F] [--html F] [--concurrency N] [--per-destination N] [--host-cache-ttl D] [--rate R] [--scan-id ID] [--resume] [--allow-private] [--resolver IP:PORT] [--roots FILE] [--timeout D] [--label-default L] [--json]")
+	out := fs.String("out", "", "write results.jsonl, results.csv and report.html into `DIR` (default: scan-<ID> unless --jsonl/--csv/--html are given)")
+	jsonlPath := fs.String("jsonl", "", "write the JSON Lines results to `FILE`")
+	csvPath := fs.String("csv", "", "write the CSV results to `FILE`")
+	htmlPath := fs.String("html", "", "write the HTML report to `FILE`")
+	concurrency := fs.Int("concurrency", 32, "domains checked at once")
+	perDest := fs.Int("per-destination", 2, "connections open at once to one destination address (MX, policy host); 0: no cap")
+	hostTTL := fs.Duration("host-cache-ttl", time.Hour, "reuse the result of an MX host at an address for this long across domains (0: probe every time)")
+	rateFlag := fs.Float64("rate", 0, "domains started per second at most (0: no limit)")
+	scanID := fs.String("scan-id", "", "name of the scan in the store (default: scan-<digest of the input>; rerunning the same input resumes it)")
+	resume := fs.Bool("resume", false, "resume the scan --scan-id (FILE may be omitted once its input is loaded); also how a second worker joins it")
+	allowPrivate := fs.Bool("allow-private", false, "contact private, loopback and reserved addresses (labs; default: inbound.allow_private)")
+	res := fs.String("resolver", "", "validating resolver `IP:PORT` (default: resolver.address, then /etc/resolv.conf)")
+	roots := fs.String("roots", "", "PEM `FILE` of extra CA roots (default: inbound.extra_roots)")
+	timeout := fs.Duration("timeout", 0, "deadline of one domain's check (default: inbound.timeout)")
+	labelDefault := fs.String("label-default", "", "label of lines that have none")
+	asJSON := fs.Bool("json", false, "print a JSON summary on stdout at the end")
+	quiet := fs.Bool("quiet", false, "no progress output")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scan to `FILE` (go tool pprof)")
+	var files []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		files = append(files, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	switch {
+	case len(files) > 1:
+		return fmt.Errorf("%w: give one FILE (or - for standard input)", errUsage)
+	case len(files) == 0 && !*resume:
+		fs.Usage()
+		return fmt.Errorf("%w: give a FILE (or -), or --resume --scan-id ID", errUsage)
+	case len(files) == 0 && *scanID == "":
+		return fmt.Errorf("%w: --resume without FILE needs --scan-id", errUsage)
+	case *concurrency < 1 || *concurrency > 10000:
+		return fmt.Errorf("%w: --concurrency %d is outside 1..10000", errUsage, *concurrency)
+	case *perDest < 0:
+		return fmt.Errorf("%w: --per-destination must not be negative", errUsage)
+	case *rateFlag < 0:
+		return fmt.Errorf("%w: --rate must not be negative", errUsage)
+	case *hostTTL < 0:
+		return fmt.Errorf("%w: --host-cache-ttl must not be negative", errUsage)
+	case *timeout < 0 || *timeout > time.Hour:
+		return fmt.Errorf("%w: --timeout %s is outside 0..1h", errUsage, *timeout)
+	}
+
+	cfg, err := e.load()
+	if err != nil {
+		return err
+	}
+	log := e.logger(&cfg)
+	opts, err := service.InboundOptions(&cfg)
+	if err != nil {
+		return err
+	}
+	if *res != "" {
+		opts.Resolver = *res
+	}
+	if *allowPrivate {
+		opts.AllowPrivate = true
+	}
+	if *roots != "" {
+		if opts.ExtraRoots, err = inbound.LoadRoots(*roots); err != nil {
+			return fmt.Errorf("%w: --roots: %v", errUsage, err)
+		}
+	}
+	if *timeout != 0 {
+		opts.Timeout = *timeout
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	opts.Logger = log
+
+	st, err := store.Open(e.ctx, cfg.StorePath())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	// The input: a file, or standard input spooled to a temporary file
+	// (its digest names the scan, and a failed load can be retried).
+	var input string
+	if len(files) == 1 {
+		input = files[0]
+		if input == "-" {
+			tmp, err := spool(os.Stdin)
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp)
+			input = tmp
+		}
+	}
+	id := *scanID
+	var digest string
+	if input != "" {
+		if digest, err = fileDigest(input); err != nil {
+			return err
+		}
+		if id == "" {
+			id = "scan-" + digest[:12]
+		}
+	}
+	sc, err := st.Scan(e.ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound) && *resume:
+		return fmt.Errorf("%w: no scan %q in %s to resume", errUsage, id, cfg.StorePath())
+	case errors.Is(err, store.ErrNotFound):
+		o, _ := json.Marshal(map[string]any{"concurrency": *concurrency, "per_destination": *perDest, "host_cache_ttl": hostTTL.String(),
+			"rate": *rateFlag, "timeout": opts.Timeout.String(), "resolver": opts.Resolver, "allow_private": opts.AllowPrivate,
+			"label_default": *labelDefault})
+		sc = store.Scan{ID: id, Created: time.Now(), Source: files[0], InputSHA256: digest, Options: string(o)}
+		if err := st.CreateScan(e.ctx, sc); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case digest != "" && sc.InputSHA256 != digest:
+		return fmt.Errorf("%w: scan %q was started with another input (%s); give another --scan-id", errUsage, id, sc.Source)
+	}
+	if sc.Loaded.IsZero() {
+		if input == "" {
+			return fmt.Errorf("%w: the input of scan %q was not loaded completely: give its FILE again", errUsage, id)
+		}
+		f, err := os.Open(input)
+		if err != nil {
+			return err
+		}
+		ls, err := scan.Load(e.ctx, st, id, f, inbound.NormalizeDomain, *labelDefault)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("loading %s: %w", files[0], err)
+		}
+		fmt.Fprintf(e.stderr, "scan %s: %d lines read: %d domains, %d invalid lines, %d duplicates\n",
+			id, ls.Lines, ls.Domains, ls.Invalid, ls.Duplicates)
+	}
+	fmt.Fprintf(e.stderr, "scan %s: resume or join with: mailsec scan --resume --scan-id %s\n", id, id)
+
+	// Politeness: every connection of every check goes through one cap per
+	// destination address, and MX hosts are probed once per TTL.
+	hosts := scan.NewHostCache[inbound.Address](e.ctx, *hostTTL, opts.Timeout)
+	check := scan.InboundChecker(opts, scan.NewDestinations(*perDest), hosts)
+	ropts := scan.Options{Concurrency: *concurrency, Rate: *rateFlag, CheckTimeout: opts.Timeout + 15*time.Second, Logger: log}
+	if !*quiet {
+		pp := &scan.ProgressPrinter{W: e.stderr, TTY: e.stderr == os.Stderr && scan.IsTerminal(os.Stderr)}
+		ropts.Progress = pp.Print
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	stats, runErr := scan.Run(e.ctx, st, id, check, ropts)
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if runErr != nil && e.ctx.Err() == nil {
+		return runErr
+	}
+	cs := hosts.Stats()
+	fmt.Fprintf(e.stderr, "scan %s: checked %d domains in %s (%.1f/s), %d failed; host cache: %d probes, %d reused, %d shared in flight\n",
+		id, stats.Checked, stats.Elapsed.Round(time.Millisecond), rateOf(stats), stats.Failed, cs.Misses, cs.Hits, cs.Shared)
+
+	// Outputs, also after an interruption (rows not checked yet say so).
+	octx := context.WithoutCancel(e.ctx)
+	paths, err := writeScanOutputs(octx, st, id, *out, *jsonlPath, *csvPath, *htmlPath)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		fmt.Fprintf(e.stderr, "scan %s: wrote %s\n", id, p)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		if err := enc.Encode(map[string]any{
+			"scan": id, "items": stats.Counts.Total(), "done": stats.Counts.Done, "errors": stats.Counts.Error,
+			"pending": stats.Counts.Pending + stats.Counts.Running, "checked": stats.Checked, "failed": stats.Failed,
+			"seconds": stats.Elapsed.Seconds(), "rate": rateOf(stats),
+			"host_cache": map[string]int64{"probes": cs.Misses, "reused": cs.Hits, "shared": cs.Shared},
+			"outputs":    paths,
+		}); err != nil {
+			return err
+		}
+	}
+	if e.ctx.Err() != nil {
+		fmt.Fprintf(e.stderr, "scan %s: interrupted; %d items left; resume with: mailsec scan --resume --scan-id %s\n",
+			id, stats.Counts.Pending+stats.Counts.Running, id)
+		return e.ctx.Err()
+	}
+	return nil
+}
+
+func rateOf(s scan.Stats) float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Checked) / s.Elapsed.Seconds()
+}
+
+// writeScanOutputs writes the outputs asked for and returns their paths.
+func writeScanOutputs(ctx context.Context, st *store.Store, id, dir, jsonlPath, csvPath, htmlPath string) ([]string, error) {
+	if dir == "" && jsonlPath == "" && csvPath == "" && htmlPath == "" {
+		dir = id
+	}
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if jsonlPath == "" {
+			jsonlPath = filepath.Join(dir, "results.jsonl")
+		}
+		if csvPath == "" {
+			csvPath = filepath.Join(dir, "results.csv")
+		}
+		if htmlPath == "" {
+			htmlPath = filepath.Join(dir, "report.html")
+		}
+	}
+	var paths []string
+	for _, o := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{
+		{jsonlPath, func(w io.Writer) error { return scan.WriteJSONL(ctx, st, id, w) }},
+		{csvPath, func(w io.Writer) error { return scan.WriteCSV(ctx, st, id, w) }},
+		{htmlPath, func(w io.Writer) error { return scan.WriteHTML(ctx, st, id, w, time.Now()) }},
+	} {
+		if o.path == "" {
+			continue
+		}
+		if err := writeFileAtomic(o.path, o.write); err != nil {
+			return paths, err
+		}
+		paths = append(paths, o.path)
+	}
+	return paths, nil
+}
+
+// writeFileAtomic writes through a temporary file renamed into place, so a
+// reader never sees half an output.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// spool copies r to a temporary file and returns its name.
+func spool(r io.Reader) (string, error) {
+	f, err := os.CreateTemp("", "mailsec-scan-*.txt")
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", fmt.Errorf("reading standard input: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+func fileDigest(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

