@@ -134,6 +134,18 @@ pid_alive() {
 	[[ "${stat%% *}" != Z ]]
 }
 
+# pid_in_lab_netns PID: the process's network namespace is the lab's (same
+# nsfs device and inode as /run/netns/NAME). Not `ip netns identify`: it
+# opens every namespace in /run/netns and fails when another one (another
+# lab's, a benchmark's) disappears meanwhile, which made lab/down skip and
+# leave running a process that was the lab's.
+pid_in_lab_netns() {
+	local lab proc
+	lab=$(stat -L -c '%d:%i' "/run/netns/$LAB_NETNS" 2>/dev/null) || return 1
+	proc=$(stat -L -c '%d:%i' "/proc/$1/ns/net" 2>/dev/null) || return 1
+	[[ "$lab" == "$proc" ]]
+}
+
 # pid_is_ours PID: the process lives and belongs to this lab (it runs in the
 # lab's namespace or names the lab's state directory on its command line).
 # Guards against killing a recycled pid.
@@ -141,7 +153,7 @@ pid_is_ours() {
 	local pid=$1
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
 	pid_alive "$pid" || return 1
-	if [[ "$(ip netns identify "$pid" 2>/dev/null)" == "$LAB_NETNS" ]]; then
+	if pid_in_lab_netns "$pid"; then
 		return 0
 	fi
 	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$LAB_STATE/"
