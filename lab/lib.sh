@@ -44,6 +44,13 @@ PEBBLE_MGMT_PORT="15000"
 # the lab CA of pebble's listener), written by lab/up.
 LAB_CA_FILE="$LAB_STATE/lab-ca.pem"
 
+# The user-domain fixtures of the inbound check (lab/fixtures): their state,
+# and the fixture CA that lab/up adds to LAB_CA. LAB_FIXTURES=0 makes lab/up
+# leave them out.
+FX_STATE="$LAB_STATE/fixtures"
+FIXTURE_CA_FILE="$FX_STATE/pki/ca.pem"
+LAB_FIXTURES="${LAB_FIXTURES:-1}"
+
 # Go may be installed but not on root's PATH.
 if ! command -v go >/dev/null 2>&1 && [[ -x /usr/local/go/bin/go ]]; then
 	PATH="$PATH:/usr/local/go/bin"
@@ -127,6 +134,18 @@ pid_alive() {
 	[[ "${stat%% *}" != Z ]]
 }
 
+# pid_in_lab_netns PID: the process's network namespace is the lab's (same
+# nsfs device and inode as /run/netns/NAME). Not `ip netns identify`: it
+# opens every namespace in /run/netns and fails when another one (another
+# lab's, a benchmark's) disappears meanwhile, which made lab/down skip and
+# leave running a process that was the lab's.
+pid_in_lab_netns() {
+	local lab proc
+	lab=$(stat -L -c '%d:%i' "/run/netns/$LAB_NETNS" 2>/dev/null) || return 1
+	proc=$(stat -L -c '%d:%i' "/proc/$1/ns/net" 2>/dev/null) || return 1
+	[[ "$lab" == "$proc" ]]
+}
+
 # pid_is_ours PID: the process lives and belongs to this lab (it runs in the
 # lab's namespace or names the lab's state directory on its command line).
 # Guards against killing a recycled pid.
@@ -134,7 +153,7 @@ pid_is_ours() {
 	local pid=$1
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
 	pid_alive "$pid" || return 1
-	if [[ "$(ip netns identify "$pid" 2>/dev/null)" == "$LAB_NETNS" ]]; then
+	if pid_in_lab_netns "$pid"; then
 		return 0
 	fi
 	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$LAB_STATE/"
