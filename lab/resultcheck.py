@@ -13,10 +13,10 @@ resolver: run it inside the lab's namespace)? Prints "ok (...)" or
 """
 import email
 import email.policy
+import email.utils
 import re
+import subprocess
 import sys
-
-import dkim
 
 eml, rcpt, policy = sys.argv[1:4]
 raw = open(eml, "rb").read()
@@ -45,15 +45,14 @@ leaks = sorted({a for a in ADDR.findall(visible) if a.lower() not in allowed and
 if leaks:
     problems.append("unredacted addresses: " + ", ".join(leaks))
 
-try:
-    ok = dkim.verify(raw)
-except Exception as e:  # noqa: BLE001
-    ok = False
-    problems.append(f"dkim: {e}")
-if not ok and not any(p.startswith("dkim") for p in problems):
-    problems.append("dkim: signature does not verify")
+# dkimverify (python3-dkim) as a user would run it: exit 0 and "signature
+# ok"; its DNS look-up of the key goes through the netns' resolv.conf.
+proc = subprocess.run(["dkimverify"], input=raw, capture_output=True, timeout=30)
+out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+if proc.returncode != 0 or "signature ok" not in out:
+    problems.append(f"dkimverify: exit {proc.returncode}: {out[:200]}")
 
 if problems:
     print("BAD: " + "; ".join(problems))
     sys.exit(1)
-print(f"ok (names {policy}, no third-party address, dkim pass)")
+print(f"ok (names {policy}, no third-party address, dkimverify: signature ok)")
