@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -270,7 +271,7 @@ func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
 				return
 			}
 			defer func() { <-c.sem }()
-			h.Addresses[i] = c.probe(ctx, h.Name, altName, ip)
+			h.Addresses[i] = c.probeVia(ctx, h.Name, altName, ip)
 		})
 	}
 	<-tlDone
@@ -341,4 +342,14 @@ func (c *checker) daneVerdict(mxState DNSSEC, h *Host, records []dane.TLSA, base
 		}
 	}
 	return info
+}
+
+// probeVia probes host at ip, through Options.ProbeCache when it is set.
+func (c *checker) probeVia(ctx context.Context, host, altName string, ip netip.Addr) Address {
+	if c.opts.ProbeCache == nil {
+		return c.probe(ctx, host, altName, ip)
+	}
+	return c.opts.ProbeCache(ctx, host, altName, ip, func(pctx context.Context) Address {
+		return c.probe(pctx, host, altName, ip)
+	})
 }

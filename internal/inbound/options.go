@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 )
@@ -54,6 +55,14 @@ type Options struct {
 	// (resolved through Resolver and checked like the MX addresses); nil
 	// means a net.Dialer.
 	DialHTTPS DialFunc
+	// ProbeCache, if set, stands between the check and its SMTP probes:
+	// it is called for the probe of MX host name (altName: the target of a
+	// DNSSEC-secure CNAME, also accepted as the certificate's name) at ip,
+	// and must return what probe returns for them — run now, or earlier
+	// for the same host, altName and address. A bulk scan
+	// (internal/scan) shares one probe of a hoster's MX among its many
+	// domains this way. probe runs under the context it is given.
+	ProbeCache func(ctx context.Context, host, altName string, ip netip.Addr, probe func(context.Context) Address) Address
 
 	Logger *slog.Logger     // nil: discard
 	Now    func() time.Time // nil: time.Now
