@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/netip"
 
 	"github.com/mailsec/mailsec/internal/inbound"
 )
@@ -43,7 +44,14 @@ func InboundChecker(opts inbound.Options, dests *Destinations, hosts *HostCache[
 }
 
 // setProbeCache shares the probe of an MX host at an address among the
-// domains of the scan through hosts.
+// domains of the scan through hosts. The key names the host (the SNI sent
+// and the name the certificate is checked against), the CNAME target also
+// accepted, and the address.
 func setProbeCache(o *inbound.Options, hosts *HostCache[inbound.Address]) {
-	_, _ = o, hosts // wired once inbound.Options has the hook
+	if hosts == nil || hosts.ttl <= 0 {
+		return
+	}
+	o.ProbeCache = func(ctx context.Context, host, altName string, ip netip.Addr, probe func(context.Context) inbound.Address) inbound.Address {
+		return hosts.Do(ctx, host+"|"+altName+"|"+ip.String(), probe)
+	}
 }
