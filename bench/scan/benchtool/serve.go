@@ -146,6 +146,7 @@ func runHandshake(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), *warmup+*duration)
 	defer cancel()
 	start := time.Now()
+	deadline := start.Add(*warmup + *duration)
 	go func() {
 		time.Sleep(*warmup)
 		counting.Store(true)
@@ -155,10 +156,13 @@ func runHandshake(args []string) error {
 	var mOnce sync.Once
 	for w := range *c {
 		wg.Go(func() {
-			for k := w; ctx.Err() == nil; k++ {
+			for k := w; ctx.Err() == nil && time.Now().Before(deadline); k++ {
 				t := ts[k%len(ts)]
 				err := session(ctx, t.addr, t.sni, *timeout)
-				if ctx.Err() != nil {
+				// The clock, not only ctx.Err(): the context's timer may
+				// fire late on a busy machine, and in between every dial
+				// fails at once with "i/o timeout" (its deadline passed).
+				if ctx.Err() != nil || !time.Now().Before(deadline) {
 					return
 				}
 				if !counting.Load() {
@@ -180,6 +184,9 @@ func runHandshake(args []string) error {
 	}
 	wg.Wait()
 	end := time.Now()
+	if end.After(deadline) {
+		end = deadline
+	}
 	if measured.IsZero() {
 		measured = start.Add(*warmup)
 	}
