@@ -174,7 +174,8 @@ func runScan(e *env, args []string) error {
 	// destination address, and MX hosts are probed once per TTL.
 	hosts := scan.NewHostCache[inbound.Address](e.ctx, *hostTTL, opts.Timeout)
 	check := scan.InboundChecker(opts, scan.NewDestinations(*perDest), hosts)
-	ropts := scan.Options{Concurrency: *concurrency, Rate: *rateFlag, CheckTimeout: opts.Timeout + 15*time.Second, Logger: log}
+	ropts := scan.Options{Concurrency: *concurrency, Rate: *rateFlag, CheckTimeout: opts.Timeout + 15*time.Second, Logger: log,
+		Retry: scan.TransientCheckError}
 	if !*quiet {
 		pp := &scan.ProgressPrinter{W: e.stderr, TTY: e.stderr == os.Stderr && scan.IsTerminal(os.Stderr)}
 		ropts.Progress = pp.Print
@@ -198,8 +199,8 @@ func runScan(e *env, args []string) error {
 		return runErr
 	}
 	cs := hosts.Stats()
-	fmt.Fprintf(e.stderr, "scan %s: checked %d domains in %s (%.1f/s), %d failed; host cache: %d probes, %d reused, %d shared in flight\n",
-		id, stats.Checked, stats.Elapsed.Round(time.Millisecond), rateOf(stats), stats.Failed, cs.Misses, cs.Hits, cs.Shared)
+	fmt.Fprintf(e.stderr, "scan %s: checked %d domains in %s (%.1f/s), %d failed, %d retried; host cache: %d probes, %d reused, %d shared in flight\n",
+		id, stats.Checked, stats.Elapsed.Round(time.Millisecond), rateOf(stats), stats.Failed, stats.Retried, cs.Misses, cs.Hits, cs.Shared)
 
 	// Outputs, also after an interruption (rows not checked yet say so).
 	octx := context.WithoutCancel(e.ctx)
@@ -214,7 +215,7 @@ func runScan(e *env, args []string) error {
 		enc := json.NewEncoder(e.stdout)
 		if err := enc.Encode(map[string]any{
 			"scan": id, "items": stats.Counts.Total(), "done": stats.Counts.Done, "errors": stats.Counts.Error,
-			"pending": stats.Counts.Pending + stats.Counts.Running, "checked": stats.Checked, "failed": stats.Failed,
+			"pending": stats.Counts.Pending + stats.Counts.Running, "checked": stats.Checked, "failed": stats.Failed, "retried": stats.Retried,
 			"seconds": stats.Elapsed.Seconds(), "rate": rateOf(stats),
 			"host_cache": map[string]int64{"probes": cs.Misses, "reused": cs.Hits, "shared": cs.Shared},
 			"outputs":    paths,

@@ -55,3 +55,8 @@ func setProbeCache(o *inbound.Options, hosts *HostCache[inbound.Address]) {
 		return hosts.Do(ctx, host+"|"+altName+"|"+ip.String(), probe)
 	}
 }
+
+// TransientCheckError reports the failures of inbound.Check worth a retry
+// later in the scan: the resolver did not answer (an overloaded resolver
+// drops queries; the domain is not to blame).
+func TransientCheckError(err error) bool { return errors.Is(err, inbound.ErrResolver) }

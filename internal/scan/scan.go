@@ -100,6 +100,11 @@ type Options struct {
 	// MaxAttempts is how often an item whose worker died is retried before
 	// it is given up; 0 means 3.
 	MaxAttempts int
+	// Retry, if set, says which failures of the checker are transient
+	// (the resolver did not answer): such an item goes back to pending and
+	// is checked again, up to MaxAttempts leases in all; then the error is
+	// kept.
+	Retry func(error) bool
 	// Progress, if set, is called about four times a second and at the end.
 	Progress func(Progress)
 	Logger   *slog.Logger // nil: discard
@@ -145,6 +150,7 @@ type Stats struct {
 	Failed   int64 // of those, with an error
 	Lost     int64 // results not stored: the lease had passed to another worker
 	Released int64 // items given back as pending when the run was interrupted
+	Retried  int64 // checks that failed transiently and went back to pending
 	Elapsed  time.Duration
 	Counts   store.ScanCounts // the scan's counts at the end
 }
@@ -179,6 +185,7 @@ type runner struct {
 
 	base, baseErr, total atomic.Int64 // counts at the start
 	checked, failed      atomic.Int64
+	retried              atomic.Int64
 	running              atomic.Int64
 	lost                 atomic.Int64
 
@@ -280,7 +287,7 @@ func (r *runner) run(ctx context.Context) (Stats, error) {
 	if o.Progress != nil {
 		o.Progress(r.progress(true))
 	}
-	stats := Stats{Checked: r.checked.Load(), Failed: r.failed.Load(), Lost: r.lost.Load(), Released: released,
+	stats := Stats{Checked: r.checked.Load(), Failed: r.failed.Load(), Lost: r.lost.Load(), Released: released, Retried: r.retried.Load(),
 		Elapsed: time.Since(r.start), Counts: counts}
 	return stats, errors.Join(feedErr, writerErr, relErr, cntErr)
 }
@@ -365,6 +372,10 @@ func (r *runner) checkOne(ctx context.Context, it store.ScanItem) (store.ScanRes
 			res.Summary = sum
 			res.Result = compact(out)
 		}
+	}
+	if err != nil && r.opts.Retry != nil && r.opts.Retry(err) && it.Attempts < r.opts.MaxAttempts {
+		r.retried.Add(1)
+		return store.ScanResult{Line: it.Line, State: store.ScanPending, Error: truncate(err.Error(), 500)}, true
 	}
 	if err != nil || len(res.Result) == 0 {
 		res.State = store.ScanError

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -522,5 +523,50 @@ func TestTwoWorkers(t *testing.T) {
 	}
 	if stats[0].Checked == 0 || stats[1].Checked == 0 || stats[0].Checked+stats[1].Checked != 212 {
 		t.Errorf("shares: %d + %d", stats[0].Checked, stats[1].Checked)
+	}
+}
+
+// A transient failure (the resolver did not answer) is checked again
+// later; one that persists is kept as an error after MaxAttempts.
+func TestRetryTransient(t *testing.T) {
+	st := openStore(t)
+	newScan(t, st, "s", "flaky.example\nalways.example\nfine.example\n")
+	transient := errors.New("resolver did not answer")
+	var mu sync.Mutex
+	calls := map[string]int{}
+	check := func(ctx context.Context, d string) (json.RawMessage, error) {
+		mu.Lock()
+		calls[d]++
+		n := calls[d]
+		mu.Unlock()
+		if d == "always.example" || (d == "flaky.example" && n == 1) {
+			return nil, transient
+		}
+		return fakeReport(d), nil
+	}
+	stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 2, MaxAttempts: 3,
+		Retry: func(err error) bool { return errors.Is(err, transient) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls["flaky.example"] != 2 || calls["always.example"] != 3 || calls["fine.example"] != 1 {
+		t.Fatalf("calls %v", calls)
+	}
+	if stats.Retried != 3 || stats.Counts != (store.ScanCounts{Done: 2, Error: 1}) {
+		t.Fatalf("stats %+v", stats)
+	}
+	recs := map[string]Record{}
+	for _, l := range strings.Split(strings.TrimSpace(jsonl(t, st, "s")), "\n") {
+		var r Record
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		recs[r.Domain] = r
+	}
+	if r := recs["always.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "resolver did not answer") {
+		t.Errorf("persistent failure: %+v", r)
+	}
+	if r := recs["flaky.example"]; r.State != store.ScanDone || r.Error != "" || r.Colour == "" {
+		t.Errorf("flaky domain: %+v", r)
 	}
 }

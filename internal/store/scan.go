@@ -82,7 +82,7 @@ type ScanItem struct {
 // ScanResult is the outcome of one leased item.
 type ScanResult struct {
 	Line     int64
-	State    string // ScanDone or ScanError
+	State    string // ScanDone, ScanError, or ScanPending to try again
 	Error    string
 	Summary  ScanSummary
 	Result   []byte
@@ -371,7 +371,9 @@ func (s *Store) RenewScanLeases(ctx context.Context, scanID, owner string, until
 
 // FinishScanItems stores the outcomes of items owner leased, in one
 // transaction. An item owner no longer holds (its lease expired and
-// another worker took it) is not changed; lost counts those.
+// another worker took it) is not changed; lost counts those. A result in
+// state pending puts the item back to be checked again later (a
+// transient failure); its attempts stay counted.
 func (s *Store) FinishScanItems(ctx context.Context, scanID, owner string, results []ScanResult) (lost int, err error) {
 	if len(results) == 0 {
 		return 0, nil
@@ -393,8 +395,8 @@ func (s *Store) FinishScanItems(ctx context.Context, scanID, owner string, resul
 	}
 	defer up.Close()
 	for _, r := range results {
-		if r.State != ScanDone && r.State != ScanError {
-			return 0, fmt.Errorf("store: finish scan item %d: state %q is not done or error", r.Line, r.State)
+		if r.State != ScanDone && r.State != ScanError && r.State != ScanPending {
+			return 0, fmt.Errorf("store: finish scan item %d: state %q is not done, error or pending", r.Line, r.State)
 		}
 		sm := r.Summary
 		res, err := up.ExecContext(ctx, r.State, optNanos(r.Started), optNanos(r.Finished), r.Error, sm.Colour,
