@@ -3,6 +3,7 @@ package mtasts
 import (
 	"errors"
 	"fmt"
+	"github.com/mailsec/mailsec/internal/kvrecord"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +18,6 @@ const (
 	MaxMaxAge = 31557600 * time.Second
 	// maxIDLength is the longest record id (§3.1: 1*32 ALPHA/DIGIT).
 	maxIDLength = 32
-	// maxExtNameLength bounds extension names (§3.1, §3.2: one leading
-	// ALPHA/DIGIT and at most 31 more characters).
-	maxExtNameLength = 32
 )
 
 // Errors of record and policy parsing.
@@ -90,7 +88,7 @@ func ParseRecord(txt string) (Record, error) {
 	var r Record
 	haveID := false
 	for {
-		after, ok := cutDelim(rest)
+		after, ok := kvrecord.CutDelim(rest)
 		if !ok {
 			if rest == "" {
 				break
@@ -110,11 +108,11 @@ func ParseRecord(txt string) (Record, error) {
 		}
 		name := rest[:eq]
 		rest = rest[eq+1:]
-		if !validExtName(name) {
+		if !kvrecord.ValidExtName(name) {
 			return fail("bad field name %q", truncate(name, 40))
 		}
 		n := 0
-		for n < len(rest) && recordValueChar(rest[n]) {
+		for n < len(rest) && kvrecord.ValueChar(rest[n]) {
 			n++
 		}
 		value := rest[:n]
@@ -148,7 +146,7 @@ func PickRecord(txts []string) (Record, error) {
 	var found []string
 	for _, t := range txts {
 		if rest, ok := strings.CutPrefix(t, "v=STSv1"); ok {
-			if _, ok := cutDelim(rest); ok {
+			if _, ok := kvrecord.CutDelim(rest); ok {
 				found = append(found, t)
 			}
 		}
@@ -162,43 +160,9 @@ func PickRecord(txts []string) (Record, error) {
 	return Record{}, fmt.Errorf("%w (%d)", ErrMultipleRecords, len(found))
 }
 
-// cutDelim removes a leading sts-field-delim (*WSP ";" *WSP).
-func cutDelim(s string) (string, bool) {
-	s = strings.TrimLeft(s, " \t")
-	s, ok := strings.CutPrefix(s, ";")
-	if !ok {
-		return s, false
-	}
-	return strings.TrimLeft(s, " \t"), true
-}
-
-// recordValueChar: sts-ext-value = 1*(%x21-3A / %x3C / %x3E-7E), visible
-// ASCII without "=" and ";".
-func recordValueChar(c byte) bool {
-	return c >= 0x21 && c <= 0x7e && c != '=' && c != ';'
-}
-
-// validExtName: (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".").
-func validExtName(s string) bool {
-	if s == "" || len(s) > maxExtNameLength || !isAlnumByte(s[0]) {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !isAlnumByte(c) && c != '_' && c != '-' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnumByte(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-}
-
 func isAlnum(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if !isAlnumByte(s[i]) {
+		if !kvrecord.IsAlnum(s[i]) {
 			return false
 		}
 	}
@@ -238,7 +202,7 @@ func ParsePolicy(text string) (Policy, error) {
 		if !ok {
 			return fail("no ':' in %q", truncate(line, 40))
 		}
-		if !validExtName(key) {
+		if !kvrecord.ValidExtName(key) {
 			return fail("bad key %q", truncate(key, 40))
 		}
 		value = strings.Trim(value, " \t")
@@ -314,11 +278,11 @@ func validHostname(s string) bool {
 		return false
 	}
 	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || !isAlnumByte(label[0]) || !isAlnumByte(label[len(label)-1]) {
+		if label == "" || len(label) > 63 || !kvrecord.IsAlnum(label[0]) || !kvrecord.IsAlnum(label[len(label)-1]) {
 			return false
 		}
 		for i := 0; i < len(label); i++ {
-			if !isAlnumByte(label[i]) && label[i] != '-' {
+			if !kvrecord.IsAlnum(label[i]) && label[i] != '-' {
 				return false
 			}
 		}

@@ -9,6 +9,7 @@ package tlsrpt
 import (
 	"errors"
 	"fmt"
+	"github.com/mailsec/mailsec/internal/kvrecord"
 	"net/mail"
 	"net/url"
 	"strconv"
@@ -29,9 +30,6 @@ var (
 )
 
 const version = "v=TLSRPTv1"
-
-// maxExtNameLength: tlsrpt-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".").
-const maxExtNameLength = 32
 
 // Record is a parsed TLS-RPT record. The version is always TLSRPTv1.
 type Record struct {
@@ -92,7 +90,7 @@ func ParseRecord(txt string) (*Record, error) {
 	r := &Record{}
 	haveRUA := false
 	for {
-		after, ok := cutDelim(rest)
+		after, ok := kvrecord.CutDelim(rest)
 		if !ok {
 			if strings.TrimLeft(rest, " \t") == "" {
 				break
@@ -109,7 +107,7 @@ func ParseRecord(txt string) (*Record, error) {
 		}
 		name := rest[:eq]
 		rest = rest[eq+1:]
-		if !validExtName(name) {
+		if !kvrecord.ValidExtName(name) {
 			return fail("bad field name %q", truncate(name, 40))
 		}
 		if name == "rua" {
@@ -127,7 +125,7 @@ func ParseRecord(txt string) (*Record, error) {
 			return fail("version field repeated")
 		}
 		n := 0
-		for n < len(rest) && extValueChar(rest[n]) {
+		for n < len(rest) && kvrecord.ValueChar(rest[n]) {
 			n++
 		}
 		if n == 0 {
@@ -237,7 +235,7 @@ func validHost(h string) bool {
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
-			if !isAlnum(c) && c != '-' && c != '_' {
+			if !kvrecord.IsAlnum(c) && c != '-' && c != '_' {
 				return false
 			}
 		}
@@ -264,39 +262,6 @@ func Select(txts []string) (*Record, error) {
 		return ParseRecord(found[0])
 	}
 	return nil, fmt.Errorf("%w (%d; RFC 8460 §3: no reports are sent)", ErrMultipleRecords, len(found))
-}
-
-// cutDelim removes a leading field-delim (*WSP ";" *WSP).
-func cutDelim(s string) (string, bool) {
-	s = strings.TrimLeft(s, " \t")
-	s, ok := strings.CutPrefix(s, ";")
-	if !ok {
-		return s, false
-	}
-	return strings.TrimLeft(s, " \t"), true
-}
-
-// extValueChar: tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E), visible
-// ASCII without "=" and ";".
-func extValueChar(c byte) bool {
-	return c >= 0x21 && c <= 0x7e && c != '=' && c != ';'
-}
-
-func validExtName(s string) bool {
-	if s == "" || len(s) > maxExtNameLength || !isAlnum(s[0]) {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		c := s[i]
-		if !isAlnum(c) && c != '_' && c != '-' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
 func truncate(s string, n int) string {

@@ -1,0 +1,46 @@
+package kvrecord
+
+import "testing"
+
+func TestCutDelim(t *testing.T) {
+	for _, tc := range []struct {
+		in, rest string
+		ok       bool
+	}{
+		{"; id=1", "id=1", true},
+		{" \t;\t id=1", "id=1", true},
+		{"id=1", "id=1", false},
+		{"  ", "", false},
+		{";", "", true},
+	} {
+		rest, ok := CutDelim(tc.in)
+		if rest != tc.rest || ok != tc.ok {
+			t.Errorf("CutDelim(%q) = %q, %v; want %q, %v", tc.in, rest, ok, tc.rest, tc.ok)
+		}
+	}
+}
+
+func TestValidExtName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true}, {"x-y_z.1", true}, {"9abc", true},
+		{"", false}, {"-a", false}, {"_a", false}, {"a b", false}, {"a=b", false},
+		{"abcdefghijklmnopqrstuvwxyz012345", true},  // 32
+		{"abcdefghijklmnopqrstuvwxyz0123456", false}, // 33
+	} {
+		if got := ValidExtName(tc.name); got != tc.ok {
+			t.Errorf("ValidExtName(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
+
+func TestValueChar(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := c >= 0x21 && c <= 0x7e && c != '=' && c != ';'
+		if got := ValueChar(byte(c)); got != want {
+			t.Errorf("ValueChar(%#x) = %v", c, got)
+		}
+	}
+}
