@@ -54,8 +54,15 @@ func WriteNew(path string, data []byte) error {
 // ECDSA P-256 key there first if the file does not exist (mode 0600, never
 // overwritten: two processes starting at once end with one key).
 func LoadOrCreateSigner(path string) (crypto.Signer, error) {
+	return LoadOrCreate(path, func() (crypto.Signer, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) })
+}
+
+// LoadOrCreate reads a PKCS#8 private key from a PEM file, creating it with
+// generate first if the file does not exist (mode 0600, never overwritten:
+// WriteNew). The key read back is returned, whoever wrote it.
+func LoadOrCreate(path string, generate func() (crypto.Signer, error)) (crypto.Signer, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		key, err := generate()
 		if err != nil {
 			return nil, err
 		}

@@ -6,10 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/mailsec/mailsec/internal/keyfile"
@@ -29,36 +26,14 @@ func KeyPath(keyDir, selector string) string {
 // does not exist (mode 0600, never overwritten: keyfile.WriteNew). RSA,
 // not Ed25519: RFC 8463 signatures are still not verified everywhere.
 func LoadOrCreateKey(path string) (crypto.Signer, error) {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		key, err := rsa.GenerateKey(rand.Reader, dkimKeyBits)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return nil, err
-		}
-		if err := keyfile.WriteNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
-			return nil, err
-		}
-	}
-	b, err := os.ReadFile(path)
+	k, err := keyfile.LoadOrCreate(path, func() (crypto.Signer, error) { return rsa.GenerateKey(rand.Reader, dkimKeyBits) })
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
+	if _, ok := k.(*rsa.PrivateKey); !ok {
+		return nil, fmt.Errorf("%s: %T is not an RSA key (DKIM)", path, k)
 	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	switch k := k.(type) {
-	case *rsa.PrivateKey:
-		return k, nil
-	}
-	return nil, fmt.Errorf("%s: %T is not an RSA key (DKIM)", path, k)
+	return k, nil
 }
 
 // DNSRecord is the DKIM key record (RFC 6376 §3.6.1) published at
