@@ -36,6 +36,7 @@ type Resolver struct {
 	timeout time.Duration
 	anchors []*anchor // zones validated here (validate.go)
 	now     func() time.Time
+	pool    *udpPool // reused UDP sockets; nil off loopback (pool.go)
 }
 
 // New returns a resolver for addr ("ip:port"); an empty addr takes the first
@@ -51,7 +52,11 @@ func New(addr string) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resolver address %q: %w", addr, err)
 	}
-	return &Resolver{addr: ap, timeout: 5 * time.Second, now: time.Now}, nil
+	r := &Resolver{addr: ap, timeout: 5 * time.Second, now: time.Now}
+	if ap.Addr().IsLoopback() {
+		r.pool = newUDPPool(ap.String())
+	}
+	return r, nil
 }
 
 // Addr returns the resolver's address (the inbound check asks it again

@@ -274,17 +274,13 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.SetEdns0(1232, true)
 	m.AuthenticatedData = true // RFC 6840 §5.7: ask for the AD bit
-	var in *dns.Msg
-	var err error
-	for _, network := range []string{"udp", "tcp"} {
-		c := &dns.Client{Net: network, Timeout: r.timeout}
+	in, err := r.exchangeUDP(ctx, m)
+	if err == nil && in.Truncated {
+		c := &dns.Client{Net: "tcp", Timeout: r.timeout}
 		in, _, err = c.ExchangeContext(ctx, m, r.addr.String())
-		if err != nil {
-			return nil, fmt.Errorf("resolver: %s %s: %w", name, dns.TypeToString[qtype], err)
-		}
-		if !in.Truncated {
-			break
-		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("resolver: %s %s: %w", name, dns.TypeToString[qtype], err)
 	}
 	return in, nil
 }
