@@ -66,9 +66,12 @@ func Check(ctx context.Context, domain string, opts Options) (*Report, error) {
 		return nil, err
 	}
 	r.Domain = d
-	res, err := resolver.New(opts.Resolver)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrResolver, err)
+	res := opts.SharedResolver
+	if res == nil {
+		if res, err = resolver.New(opts.Resolver); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrResolver, err)
+		}
+		defer res.Close()
 	}
 	addr := res.Addr()
 	c := &checker{

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"github.com/mailsec/mailsec/internal/resolver"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -22,6 +23,11 @@ type Options struct {
 	// is on loopback (DESIGN.md §5); otherwise every DNSSEC state is
 	// indeterminate and the report warns.
 	Resolver string
+	// SharedResolver, when set, is used instead of a resolver made for
+	// Resolver by each check: a bulk scan shares one across all its
+	// checks, so its pooled UDP sockets are reused (docs/bench-scan.md).
+	// Check does not close it.
+	SharedResolver *resolver.Resolver
 	// AllowPrivate lets the check contact private, loopback, link-local
 	// and other reserved addresses (the lab); without it they are refused
 	// (safety.private_refused).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/mailsec/mailsec/internal/resolver"
 	"net"
 	"net/netip"
 
@@ -30,6 +31,14 @@ func InboundChecker(opts inbound.Options, dests *Destinations, hosts *HostCache[
 		opts.DialHTTPS = inbound.DialFunc(dests.Dial(https))
 	}
 	setProbeCache(&opts, hosts)
+	if opts.SharedResolver == nil {
+		// One resolver for the whole scan: its UDP sockets to the
+		// resolver are pooled and reused across domains. If it cannot be
+		// made, each check reports the resolver error itself.
+		if res, err := resolver.New(opts.Resolver); err == nil {
+			opts.SharedResolver = res
+		}
+	}
 	return func(ctx context.Context, domain string) (json.RawMessage, error) {
 		r, err := inbound.Check(ctx, domain, opts)
 		if r == nil {
