@@ -27,7 +27,7 @@ func TestValidExtName(t *testing.T) {
 	}{
 		{"a", true}, {"x-y_z.1", true}, {"9abc", true},
 		{"", false}, {"-a", false}, {"_a", false}, {"a b", false}, {"a=b", false},
-		{"abcdefghijklmnopqrstuvwxyz012345", true},  // 32
+		{"abcdefghijklmnopqrstuvwxyz012345", true},   // 32
 		{"abcdefghijklmnopqrstuvwxyz0123456", false}, // 33
 	} {
 		if got := ValidExtName(tc.name); got != tc.ok {
