@@ -162,6 +162,8 @@ LIMIT 1`), sender, kind, TestFinal))
 
 // UpdateTest stores the mutable fields of t (Sender, State, Acked,
 // Updated) for the test t.ID; ID, Created and Kind are fixed at creation.
+// Updates only move forward (see updateTest): a stale copy cannot undo an
+// acknowledgement or a final state, nor replace a sender once set.
 // It returns an error wrapping ErrNotFound if the test does not exist.
 func (s *Store) UpdateTest(ctx context.Context, t Test) error {
 	return s.updateTest(ctx, s.db, t)
@@ -181,8 +183,28 @@ func (s *Store) updateTest(ctx context.Context, db execer, t Test) error {
 	if err != nil {
 		return fmt.Errorf("store: update test %s: %w", t.ID, err)
 	}
-	res, err := db.ExecContext(ctx, s.q(`UPDATE tests SET sender = ?, state = ?, acked_ns = ?, updated_ns = ? WHERE id = ?`),
-		t.Sender, t.State, acked, updated, t.ID)
+	// Monotonic: sessions of one test run concurrently (a sender delivers
+	// to A and B at once), each with the copy of the test it read. A copy
+	// read before another session acknowledged the test must not undo that
+	// (the lost update made a test stay open, unacknowledged, for good).
+	// So the state only moves forward (open < acked < final), a sender and
+	// an acknowledgement time once set stay, and updated_ns only grows.
+	res, err := db.ExecContext(ctx, s.q(`UPDATE tests SET
+    sender = CASE WHEN sender = '' THEN ? ELSE sender END,
+    state = CASE
+        WHEN state = ? THEN state
+        WHEN state = ? AND ? = ? THEN state
+        ELSE ? END,
+    acked_ns = CASE WHEN acked_ns <> 0 THEN acked_ns ELSE ? END,
+    updated_ns = CASE WHEN updated_ns > ? THEN updated_ns ELSE ? END
+WHERE id = ?`),
+		t.Sender,
+		TestFinal,
+		TestAcked, t.State, TestOpen,
+		t.State,
+		acked,
+		updated, updated,
+		t.ID)
 	if err != nil {
 		return fmt.Errorf("store: update test %s: %w", t.ID, err)
 	}

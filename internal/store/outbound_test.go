@@ -457,3 +457,59 @@ func BenchmarkConnectionLifecycle(b *testing.B) {
 		})
 	}
 }
+
+// TestUpdateTestStaleCopy: two sessions of one test update it with the
+// copies they read (found by the browser test under load: B's session,
+// holding a copy read before A's acknowledgement, wrote the test back to
+// open, and the test never became final). Updates only move forward.
+func TestUpdateTestStaleCopy(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	base := Test{ID: "race1", Created: t0, Kind: TestToken, State: TestOpen, Updated: t0}
+	if err := s.CreateTest(ctx, base); err != nil {
+		t.Fatal(err)
+	}
+	stale := base // read by the B session before A's acknowledgement
+
+	acked := base
+	acked.Sender, acked.State, acked.Acked, acked.Updated = "a@example.org", TestAcked, t0.Add(2*time.Second), t0.Add(2*time.Second)
+	if err := s.UpdateTest(ctx, acked); err != nil {
+		t.Fatal(err)
+	}
+	stale.Sender, stale.Updated = "other@example.org", t0.Add(time.Second)
+	if err := s.UpdateTest(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Test(ctx, "race1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != TestAcked || !got.Acked.Equal(acked.Acked) || got.Sender != "a@example.org" || !got.Updated.Equal(acked.Updated) {
+		t.Errorf("after a stale update: %+v, want the acknowledged test kept", got)
+	}
+
+	final := got
+	final.State, final.Updated = TestFinal, t0.Add(3*time.Second)
+	if err := s.UpdateTest(ctx, final); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateTest(ctx, acked); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Test(ctx, "race1"); got.State != TestFinal {
+		t.Errorf("a final test went back to %s", got.State)
+	}
+	// Forward moves still apply: a sender on an open test.
+	fresh := Test{ID: "race2", Created: t0, Kind: TestToken, State: TestOpen, Updated: t0}
+	if err := s.CreateTest(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Sender = "s@example.org"
+	if err := s.UpdateTest(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Test(ctx, "race2"); got.Sender != "s@example.org" || got.State != TestOpen {
+		t.Errorf("forward update lost: %+v", got)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/service"
+	"github.com/mailsec/mailsec/internal/store"
 )
 
 // TestBrowser drives headless Chromium (a real browser) through the real
@@ -139,6 +140,7 @@ func TestBrowser(t *testing.T) {
 	// connection); the live page follows.
 	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById("phase").getAttribute("data-phase") === "done"`,
 		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		diagnoseNotFinal(t, run, id)
 		t.Fatalf("the live page never showed the final verdict: %v", err)
 	}
 	policy, _ := chromedp.Run(bctx, chromedp.Text("#policy"))
@@ -326,4 +328,22 @@ func injectSession(ctx context.Context, addr, ehlo, from, rcpt string) error {
 	}
 	fmt.Fprintf(c, "QUIT\r\n")
 	return nil
+}
+
+// diagnoseNotFinal logs what the service recorded of a test that did not
+// become final: its state, result and connections.
+func diagnoseNotFinal(t *testing.T, run *service.Running, id string) {
+	t.Helper()
+	ctx := context.Background()
+	tst, err := run.Store.Test(ctx, id)
+	t.Logf("test %s: %+v (err %v)", id, tst, err)
+	conns, err := run.Store.Connections(ctx, store.ConnectionFilter{TestID: id})
+	if err != nil {
+		t.Logf("connections: %v", err)
+	}
+	for _, c := range conns {
+		t.Logf("  conn %d persona %d cert %d sni %q tls %q state %s started %s ended %s reply %q err %q",
+			c.ID, c.Persona, c.CertPersona, c.SNI, c.TLSVersion, c.State, c.Started.Format("15:04:05.000"),
+			c.Ended.Format("15:04:05.000"), c.Reply, c.Error)
+	}
 }
