@@ -32,8 +32,12 @@ func Redact(addr string) string {
 
 // addrRe finds mail addresses in free text (verdict reasons, SMTP replies,
 // inbound sentences). It is deliberately wide: a false positive costs a few
-// characters of a reason, a miss leaks an address.
-var addrRe = regexp.MustCompile(`[^\s<>()\[\],;:"'@]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?`)
+// characters of a reason, a miss leaks an address. The local part stops at
+// every Unicode space (as strings.TrimSpace knows them, not only RE2's \s:
+// \v, NEL, NBSP and the Z category), so Redact never trims part of a match
+// away and joins what stood before it to the redacted address (the fuzzer
+// found "0@\v0@0" → "0@0***@0").
+var addrRe = regexp.MustCompile(`[^\s\v\x{85}\p{Z}<>()\[\],;:"'@]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?`)
 
 // redactText redacts every mail address in s.
 func redactText(s string) string {
