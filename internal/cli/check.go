@@ -5,11 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/netip"
-	"time"
 
 	"github.com/mailsec/mailsec/internal/inbound"
-	"github.com/mailsec/mailsec/internal/service"
 )
 
 // runCheck is `mailsec check DOMAIN`: the inbound analysis of a receiving
@@ -20,10 +17,7 @@ import (
 func runCheck(e *env, args []string) error {
 	fs := newFlags(e, "check", "DOMAIN [--json] [--resolver IP:PORT] [--allow-private] [--roots FILE] [--timeout DURATION]")
 	asJSON := fs.Bool("json", false, "print the report as JSON (schema mailsec.check.v1)")
-	res := fs.String("resolver", "", "validating resolver `IP:PORT` (default: resolver.address, then /etc/resolv.conf); DNSSEC states need one on loopback")
-	allowPrivate := fs.Bool("allow-private", false, "contact private, loopback and reserved addresses (labs; default: inbound.allow_private)")
-	roots := fs.String("roots", "", "PEM `FILE` of extra CA roots for MX certificates and the MTA-STS host (default: inbound.extra_roots)")
-	timeout := fs.Duration("timeout", 0, "one deadline for the whole check (default: inbound.timeout)")
+	inf := addInboundFlags(fs, "one deadline for the whole check (default: inbound.timeout)")
 	// DOMAIN may come before or after the flags.
 	var domains []string
 	for {
@@ -47,31 +41,9 @@ func runCheck(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts, err := service.InboundOptions(&cfg)
+	opts, err := inf.options(&cfg)
 	if err != nil {
 		return err
-	}
-	if *res != "" {
-		opts.Resolver = *res
-		if a, err := netip.ParseAddr(*res); err == nil {
-			opts.Resolver = netip.AddrPortFrom(a, 53).String() // a bare address: port 53
-		} else if _, err := netip.ParseAddrPort(*res); err != nil {
-			return fmt.Errorf("%w: --resolver %q is not IP:PORT", errUsage, *res)
-		}
-	}
-	if *allowPrivate {
-		opts.AllowPrivate = true
-	}
-	if *roots != "" {
-		if opts.ExtraRoots, err = inbound.LoadRoots(*roots); err != nil {
-			return fmt.Errorf("%w: --roots: %v", errUsage, err)
-		}
-	}
-	if *timeout != 0 {
-		if *timeout < 0 || *timeout > time.Hour {
-			return fmt.Errorf("%w: --timeout %s is outside 0..1h", errUsage, *timeout)
-		}
-		opts.Timeout = *timeout
 	}
 	opts.Logger = e.logger(&cfg)
 

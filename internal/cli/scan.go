@@ -16,7 +16,6 @@ import (
 
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/scan"
-	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -35,10 +34,7 @@ func runScan(e *env, args []string) error {
 	rateFlag := fs.Float64("rate", 0, "domains started per second at most (0: no limit)")
 	scanID := fs.String("scan-id", "", "name of the scan in the store (default: scan-<digest of the input>; rerunning the same input resumes it)")
 	resume := fs.Bool("resume", false, "resume the scan --scan-id (FILE may be omitted once its input is loaded); also how a second worker joins it")
-	allowPrivate := fs.Bool("allow-private", false, "contact private, loopback and reserved addresses (labs; default: inbound.allow_private)")
-	res := fs.String("resolver", "", "validating resolver `IP:PORT` (default: resolver.address, then /etc/resolv.conf)")
-	roots := fs.String("roots", "", "PEM `FILE` of extra CA roots (default: inbound.extra_roots)")
-	timeout := fs.Duration("timeout", 0, "deadline of one domain's check (default: inbound.timeout)")
+	inf := addInboundFlags(fs, "deadline of one domain's check (default: inbound.timeout)")
 	labelDefault := fs.String("label-default", "", "label of lines that have none")
 	asJSON := fs.Bool("json", false, "print a JSON summary on stdout at the end")
 	quiet := fs.Bool("quiet", false, "no progress output")
@@ -73,8 +69,6 @@ func runScan(e *env, args []string) error {
 		return fmt.Errorf("%w: --rate must not be negative", errUsage)
 	case *hostTTL < 0:
 		return fmt.Errorf("%w: --host-cache-ttl must not be negative", errUsage)
-	case *timeout < 0 || *timeout > time.Hour:
-		return fmt.Errorf("%w: --timeout %s is outside 0..1h", errUsage, *timeout)
 	}
 
 	cfg, err := e.load()
@@ -82,23 +76,9 @@ func runScan(e *env, args []string) error {
 		return err
 	}
 	log := e.logger(&cfg)
-	opts, err := service.InboundOptions(&cfg)
+	opts, err := inf.options(&cfg)
 	if err != nil {
 		return err
-	}
-	if *res != "" {
-		opts.Resolver = *res
-	}
-	if *allowPrivate {
-		opts.AllowPrivate = true
-	}
-	if *roots != "" {
-		if opts.ExtraRoots, err = inbound.LoadRoots(*roots); err != nil {
-			return fmt.Errorf("%w: --roots: %v", errUsage, err)
-		}
-	}
-	if *timeout != 0 {
-		opts.Timeout = *timeout
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second
