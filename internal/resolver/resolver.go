@@ -1,9 +1,12 @@
 // Package resolver is the DNS client mailsec uses for its own look-ups:
-// DKIM keys of test mails now; MX, TLSA and MTA-STS records for the sender
-// and the inbound check later.
+// DKIM keys and SPF records of test mails (the result mail's
+// anti-backscatter check), MX, TLSA and MTA-STS records for the
+// policy-aware sender (result mails, demo senders), the inbound check and
+// bulk scans.
 //
-// mailsec does not validate DNSSEC itself: it asks a validating resolver
-// and reads the AD bit. The AD bit is trusted only from a resolver on
+// mailsec normally does not validate DNSSEC itself: it asks a validating
+// resolver and reads the AD bit (validate.go adds self-validation under
+// configured trust anchors, for zones no validating resolver knows). The AD bit is trusted only from a resolver on
 // loopback (DESIGN.md §5; RFC 6698 §4.1 and RFC 7672 §2.2 require the path
 // to the validator to be secure, which only loopback guarantees without
 // TSIG or DoT).

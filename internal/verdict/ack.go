@@ -1,10 +1,3 @@
-// Package verdict turns a test's recorded observations into answers: the
-// acknowledgement decision while a mail is in flight (this file) and, later,
-// the sender's policy with evidence and confidence.
-//
-// Everything here is a pure function of its inputs — recorded connections
-// and the current time — so it can be table-tested exhaustively and
-// replayed on stored histories.
 package verdict
 
 import (
