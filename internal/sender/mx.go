@@ -1,18 +1,17 @@
 package sender
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/dane"
 	"github.com/mailsec/mailsec/internal/resolver"
+	"github.com/mailsec/mailsec/internal/smtpclient"
 )
 
 // resolveMX looks up the MX RRset of domain (RFC 5321 §5.1): sorted by
@@ -29,20 +28,9 @@ func (s *Sender) resolveMX(ctx context.Context, domain string) (MXSet, error) {
 		return MXSet{}, fmt.Errorf("%w: MX of %s: %w", ErrDNS, domain, err)
 	}
 	set := MXSet{Secure: a.Secure}
-	var hosts []MXHost
-	null := false
-	for _, rr := range a.Msg.Answer {
-		mx, ok := rr.(*dns.MX)
-		if !ok {
-			continue
-		}
-		name := canonName(mx.Mx)
-		if name == "" {
-			null = true
-			continue
-		}
-		hosts = append(hosts, MXHost{Name: name, Preference: mx.Preference})
-	}
+	// RFC 5321 §5.1 order; a "." beside real hosts breaks RFC 7505 §3,
+	// and the real hosts are used.
+	hosts, null := smtpclient.MXHosts(a.Msg.Answer)
 	if len(hosts) == 0 {
 		if null {
 			return MXSet{}, fmt.Errorf("%w: %s", ErrNullMX, domain)
@@ -52,9 +40,7 @@ func (s *Sender) resolveMX(ctx context.Context, domain string) (MXSet, error) {
 		set.Hosts = []MXHost{{Name: canonName(domain)}}
 		return set, nil
 	}
-	// A "." beside real hosts breaks RFC 7505 §3; the real hosts are used.
-	slices.SortStableFunc(hosts, func(x, y MXHost) int { return cmp.Compare(x.Preference, y.Preference) })
-	seen := map[string]bool{}
+	// Equal preferences in random order (RFC 5321 §5.1).
 	for i := 0; i < len(hosts); {
 		j := i
 		for j < len(hosts) && hosts[j].Preference == hosts[i].Preference {
@@ -62,13 +48,10 @@ func (s *Sender) resolveMX(ctx context.Context, domain string) (MXSet, error) {
 		}
 		group := hosts[i:j]
 		s.opts.Shuffle(len(group), func(x, y int) { group[x], group[y] = group[y], group[x] })
-		for _, h := range group {
-			if !seen[h.Name] {
-				seen[h.Name] = true
-				set.Hosts = append(set.Hosts, h)
-			}
-		}
 		i = j
+	}
+	for _, h := range hosts {
+		set.Hosts = append(set.Hosts, MXHost{Name: h.Host, Preference: h.Preference})
 	}
 	return set, nil
 }
@@ -136,7 +119,7 @@ type tlsaAnswer struct {
 // failure (SERVFAIL: bogus or broken) wraps ErrTLSALookup, and the host
 // must then be deferred (RFC 7672 §2.1.1).
 func (s *Sender) lookupTLSA(ctx context.Context, host string) (tlsaAnswer, error) {
-	name := "_25._tcp." + host
+	name := smtpclient.TLSAName(host)
 	a, err := s.opts.Resolver.Query(ctx, name, dns.TypeTLSA)
 	if errors.Is(err, resolver.ErrNXDomain) {
 		return tlsaAnswer{secure: a.Secure}, nil

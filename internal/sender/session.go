@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/dane"
+	"github.com/mailsec/mailsec/internal/smtpclient"
 )
 
 // session runs one SMTP session with addr of host h under policy p and
@@ -36,15 +38,14 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 		}
 	}
 
-	dctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
-	nc, err := o.Dial(dctx, "tcp", ht.Addr.String())
-	cancel()
+	sc, err := smtpclient.Dial(ctx, smtpclient.DialFunc(o.Dial), ht.Addr.String(), o.ConnectTimeout,
+		smtpclient.Options{Trace: func(line string) { ht.Log = append(ht.Log, line) }})
 	if err != nil {
 		finish(OutcomeDeferred, "connect to "+ht.Addr.String()+": "+err.Error(), fmt.Errorf("%w: %s: %w", ErrConnect, ht.Addr, err))
 		return
 	}
-	c := newConn(ctx, nc, &ht.Log)
-	defer c.close()
+	c := conn{Conn: sc, ctx: ctx}
+	defer c.Close()
 
 	// Greeting (RFC 5321 §4.2, §3.1). Only a 220 opens a session that
 	// counts against MaxSessions.
@@ -65,7 +66,7 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 		finish(OutcomeDeferred, err.Error(), err)
 		return
 	}
-	_, ht.STARTTLSOffered = ext["STARTTLS"]
+	ht.STARTTLSOffered = ext.Has("STARTTLS")
 
 	if p.tls != tlsNever && !plaintext {
 		switch {
@@ -74,7 +75,7 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 			finish(OutcomeDeferred, "TLS is required, but was not offered by host "+h.Name, ErrTLSRequired)
 			return
 		case ht.STARTTLSOffered:
-			code, text, err := c.cmd(o.CommandTimeout, "STARTTLS")
+			code, text, err := c.result(c.StartTLS(o.CommandTimeout))
 			if err != nil {
 				finish(OutcomeDeferred, err.Error(), err)
 				return
@@ -89,7 +90,14 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 				// may: RFC 3207 §4.1 lets the client go on in plaintext.
 				break
 			}
-			if c.tp.R.Buffered() > 0 {
+			cs, err := c.Handshake(o.CommandTimeout, &tls.Config{
+				ServerName: p.sni,
+				// Certificates are judged below, by the host's policy
+				// (PKIX, DANE or none), after the handshake.
+				InsecureSkipVerify: true,
+				MinVersion:         tls.VersionTLS12,
+			})
+			if errors.Is(err, smtpclient.ErrCleartextAfterSTARTTLS) {
 				// Whatever arrived with the 220 was sent before the
 				// handshake and could be an attacker's response injection;
 				// RFC 3207 §4.2: nothing from before TLS may be used.
@@ -97,26 +105,14 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 				return
 			}
 			ht.SNI = p.sni
-			tc := tls.Client(c.nc, &tls.Config{
-				ServerName: p.sni,
-				// Certificates are judged below, by the host's policy
-				// (PKIX, DANE or none), after the handshake.
-				InsecureSkipVerify: true,
-				MinVersion:         tls.VersionTLS12,
-			})
-			hctx, hcancel := context.WithTimeout(ctx, o.CommandTimeout)
-			err = tc.HandshakeContext(hctx)
-			hcancel()
 			if err != nil {
-				c.note("TLS handshake failed: " + err.Error())
+				c.Note("TLS handshake failed: " + err.Error())
 				finish(OutcomeDeferred, "TLS handshake failed: "+err.Error(), fmt.Errorf("%w: %w", ErrTLSHandshake, err))
 				retryPlain = p.tls == tlsTry
 				return
 			}
-			cs := tc.ConnectionState()
 			ht.TLS, ht.TLSVersion, ht.TLSCipher = true, tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite)
-			c.setNetConn(tc)
-			c.note(fmt.Sprintf("TLS: %s %s, SNI %q", ht.TLSVersion, ht.TLSCipher, p.sni))
+			c.Note(fmt.Sprintf("TLS: %s %s, SNI %q", ht.TLSVersion, ht.TLSCipher, p.sni))
 			s.judge(&ht, p, cs, h.Name)
 			if p.dane != nil && !ht.DANE.OK {
 				c.quit()
@@ -138,14 +134,14 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 	}
 
 	// The mail transaction (RFC 5321 §3.3).
-	mail := "MAIL FROM:<" + msg.From + ">"
-	if _, ok := ext["SIZE"]; ok {
-		mail += " SIZE=" + strconv.Itoa(len(msg.Data))
+	var params []string
+	if ext.Has("SIZE") {
+		params = append(params, "SIZE="+strconv.Itoa(len(msg.Data))) // RFC 1870
 	}
-	if _, ok := ext["8BITMIME"]; ok && has8bit(msg.Data) {
-		mail += " BODY=8BITMIME" // RFC 6152
+	if ext.Has("8BITMIME") && has8bit(msg.Data) {
+		params = append(params, "BODY=8BITMIME") // RFC 6152
 	}
-	code, text, err = c.cmd(o.CommandTimeout, mail)
+	code, text, err = c.result(c.Mail(o.CommandTimeout, msg.From, params...))
 	if err != nil {
 		finish(OutcomeDeferred, err.Error(), err)
 		return
@@ -165,7 +161,7 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 	var tempReply *ReplyError
 	var lastBounce *ReplyError
 	for _, r := range rcpts {
-		code, text, err := c.cmd(o.CommandTimeout, "RCPT TO:<"+r+">")
+		code, text, err := c.result(c.Rcpt(o.CommandTimeout, r))
 		if err != nil {
 			finish(OutcomeDeferred, err.Error(), err)
 			return
@@ -190,7 +186,7 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 		}
 		return
 	}
-	code, text, err = c.cmd(o.CommandTimeout, "DATA")
+	code, text, err = c.result(c.Data(o.CommandTimeout))
 	if err != nil {
 		finish(OutcomeDeferred, err.Error(), err)
 		return
@@ -206,7 +202,8 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 		}
 		return
 	}
-	if err := c.data(o.DataTimeout, msg.Data); err != nil {
+	if err := c.WriteMessage(o.DataTimeout, msg.Data); err != nil {
+		err = c.err(err)
 		finish(OutcomeDeferred, err.Error(), err)
 		return
 	}
@@ -233,36 +230,28 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 }
 
 // hello sends EHLO, or HELO when EHLO is refused with 5xx (RFC 5321
-// §4.1.4), and returns the extensions offered (keyword in upper case →
-// parameters).
-func (s *Sender) hello(c *conn) (map[string]string, error) {
+// §4.1.4), and returns the extensions offered (none after HELO).
+func (s *Sender) hello(c conn) (smtpclient.EHLO, error) {
 	t := s.opts.CommandTimeout
-	code, text, err := c.cmd(t, "EHLO "+s.opts.Hostname)
+	r, ext, err := c.Ehlo(t, s.opts.Hostname)
 	if err != nil {
-		return nil, err
+		return ext, c.err(err)
 	}
+	code, text := r.Code, r.Text()
 	if code == 250 {
-		ext := map[string]string{}
-		lines := strings.Split(text, "\n")
-		for _, l := range lines[1:] {
-			kw, params, _ := strings.Cut(strings.TrimSpace(l), " ")
-			if kw != "" {
-				ext[strings.ToUpper(kw)] = params
-			}
-		}
 		return ext, nil
 	}
 	if code >= 500 {
-		hcode, htext, err := c.cmd(t, "HELO "+s.opts.Hostname)
+		hcode, htext, err := c.result(c.Helo(t, s.opts.Hostname))
 		if err != nil {
-			return nil, err
+			return ext, err
 		}
 		if hcode == 250 {
-			return map[string]string{}, nil
+			return ext, nil
 		}
-		return nil, &ReplyError{Command: "HELO", Code: hcode, Text: oneLine(hcode, htext)}
+		return ext, &ReplyError{Command: "HELO", Code: hcode, Text: oneLine(hcode, htext)}
 	}
-	return nil, &ReplyError{Command: "EHLO", Code: code, Text: oneLine(code, text)}
+	return ext, &ReplyError{Command: "EHLO", Code: code, Text: oneLine(code, text)}
 }
 
 // judge fills in the certificate verdicts of a TLS session: PKIX always

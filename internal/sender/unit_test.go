@@ -559,7 +559,7 @@ func TestSessions(t *testing.T) {
 					t.Errorf("recipient c via %s; reason %q", r.Recipients[2].Host, r.Reason)
 				}
 			}},
-		{name: "over-long reply line", level: LevelMay, servers: []*fakeSMTP{{greeting: "220 " + strings.Repeat("x", maxLineLength+10)}},
+		{name: "over-long reply line", level: LevelMay, servers: []*fakeSMTP{{greeting: "220 " + strings.Repeat("x", 5000) /* beyond the 4 KiB line limit */}},
 			status: Deferred, err: ErrProtocol, hosts: []Outcome{OutcomeDeferred}},
 		{name: "all hosts fail: limit after two sessions", level: LevelMay,
 			servers: []*fakeSMTP{{mail: "421 bye"}, {mail: "452 full"}, {}}, status: Deferred, err: ErrLimit,

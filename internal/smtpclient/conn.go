@@ -167,7 +167,7 @@ func (c *Conn) ReadReply(timeout time.Duration) (Reply, error) {
 func (c *Conn) Send(timeout time.Duration, line string) error {
 	c.ready220 = false
 	if strings.ContainsAny(line, "\r\n") {
-		return fmt.Errorf("%w: %q", ErrLineBreak, line)
+		return fmt.Errorf("%w %q", ErrLineBreak, line)
 	}
 	c.Note("C: " + line)
 	_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
