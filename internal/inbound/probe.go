@@ -1,7 +1,6 @@
 package inbound
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,10 +8,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/smtpclient"
 )
 
 // Limits on what a server may send.
@@ -23,48 +23,17 @@ const (
 	maxBanner   = 512      // octets of the greeting kept
 )
 
-// errTooLong: the server sent a reply beyond the limits.
-var errTooLong = errors.New("reply line or reply too long")
-
-// limitReader fails once the current reply exceeds its limits, so a
-// hostile server cannot make the probe buffer without bound.
-type limitReader struct {
-	r           io.Reader
-	line, reply int
-}
-
-func (l *limitReader) Read(b []byte) (int, error) {
-	n, err := l.r.Read(b)
-	for _, c := range b[:n] {
-		l.reply++
-		if c == '\n' {
-			l.line = 0
-			continue
-		}
-		l.line++
-		if l.line > maxLine || l.reply > maxReply {
-			return 0, errTooLong
-		}
-	}
-	return n, err
-}
-
 // probe is one SMTP session with one address of an MX host: greeting,
 // EHLO, STARTTLS and the TLS handshake, one handshake per address
-// (RFC 5321 §3.1, §4.1.1.1; RFC 3207 §4).
+// (RFC 5321 §3.1, §4.1.1.1; RFC 3207 §4). It speaks through
+// internal/smtpclient and never sends MAIL.
 type probe struct {
-	c      *checker
-	host   string // MX host name: EHLO target, SNI, name to match
-	ip     netip.Addr
-	a      *Address
-	conn   net.Conn
-	lr     *limitReader
-	tp     *textproto.Reader
-	ctx    context.Context
-	closer func() bool
-	// atCheckDeadline: the current step's deadline is the check's own
-	// (its timeout is then ours, not the server's slowness).
-	atCheckDeadline bool
+	c    *checker
+	host string // MX host name: EHLO target, SNI, name to match
+	ip   netip.Addr
+	a    *Address
+	conn *smtpclient.Conn
+	ctx  context.Context
 	// altName is a second name the certificate may carry: the target of
 	// a DNSSEC-secure CNAME (RFC 7672 §3.2.2 for DANE; the same trust for
 	// PKIX).
@@ -83,10 +52,12 @@ func (c *checker) probe(ctx context.Context, host, altName string, ip netip.Addr
 
 func (p *probe) run() {
 	o := &p.c.opts
+	step := o.StepTimeout
 	start := time.Now()
-	dctx, cancel := context.WithTimeout(p.ctx, o.StepTimeout)
-	conn, err := o.Dial(dctx, "tcp", netip.AddrPortFrom(p.ip, uint16(o.Port)).String())
-	cancel()
+	// The check's context ends whatever is in progress: the client closes
+	// the connection when it is done.
+	conn, err := smtpclient.Dial(p.ctx, smtpclient.DialFunc(o.Dial), netip.AddrPortFrom(p.ip, uint16(o.Port)).String(), step,
+		smtpclient.Options{Limits: smtpclient.Limits{MaxLine: maxLine, MaxReply: maxReply}})
 	p.a.Timings.Connect = ms(time.Since(start))
 	if err != nil {
 		if p.ctx.Err() != nil {
@@ -97,22 +68,17 @@ func (p *probe) run() {
 		return
 	}
 	p.conn = conn
-	// The overall deadline interrupts whatever is in progress.
-	p.closer = context.AfterFunc(p.ctx, func() { _ = conn.Close() })
-	defer func() {
-		p.closer()
-		_ = p.conn.Close()
-	}()
-	p.setReader(conn)
+	defer conn.Close()
 
 	// Greeting (RFC 5321 §4.3.1: 220, or 554 for "no service").
 	t := time.Now()
-	code, text, err := p.reply()
+	r, err := conn.ReadReply(step)
 	p.a.Timings.Banner = ms(time.Since(t))
 	if err != nil {
 		p.ioFailure("waiting for the greeting", err)
 		return
 	}
+	code, text := r.Code, r.Text()
 	p.a.Banner = truncate(strconv.Itoa(code)+" "+firstLine(text), maxBanner)
 	if code != 220 {
 		p.refusal("greeting", code, text)
@@ -121,12 +87,13 @@ func (p *probe) run() {
 
 	// EHLO (RFC 5321 §4.1.1.1); STARTTLS is an EHLO keyword (RFC 3207 §4).
 	t = time.Now()
-	code, text, err = p.cmd("EHLO " + p.c.opts.HELO)
+	r, ehlo, err := conn.Ehlo(step, o.HELO)
 	p.a.Timings.EHLO = ms(time.Since(t))
 	if err != nil {
 		p.ioFailure("waiting for the EHLO reply", err)
 		return
 	}
+	code, text = r.Code, r.Text()
 	switch {
 	case code == 250:
 	case code == 500 || code == 502:
@@ -138,16 +105,14 @@ func (p *probe) run() {
 		p.refusal("EHLO", code, text)
 		return
 	}
-	lines := strings.Split(text, "\n")
-	for i, l := range lines {
-		if i >= maxEHLOKeys {
+	// The first line is the server's name and greeting; the report keeps
+	// the next maxEHLOKeys-1 lines as sent.
+	for i, ext := range ehlo.Extensions {
+		if i+1 >= maxEHLOKeys {
 			break
 		}
-		if i == 0 {
-			continue // the server's name and greeting
-		}
-		p.a.EHLO = append(p.a.EHLO, truncate(l, 200))
-		if kw, _, _ := strings.Cut(strings.TrimSpace(l), " "); strings.EqualFold(kw, "STARTTLS") {
+		p.a.EHLO = append(p.a.EHLO, truncate(ext.Line, 200))
+		if ext.Keyword == "STARTTLS" {
 			p.a.STARTTLS = true
 		}
 	}
@@ -158,12 +123,13 @@ func (p *probe) run() {
 	}
 
 	t = time.Now()
-	code, text, err = p.cmd("STARTTLS")
+	r, err = conn.StartTLS(step)
 	p.a.Timings.STARTTLS = ms(time.Since(t))
 	if err != nil {
 		p.ioFailure("waiting for the STARTTLS reply", err)
 		return
 	}
+	code, text = r.Code, r.Text()
 	switch {
 	case code == 220:
 	case code == 421:
@@ -176,18 +142,16 @@ func (p *probe) run() {
 		p.quit()
 		return
 	}
-	if n := p.tp.R.Buffered(); n > 0 {
-		// RFC 3207 §4.2 (and CVE-2011-0411 the other way round): nothing
-		// may follow the 220 in the clear.
-		p.a.TLSError = fmt.Sprintf("the server sent %d octets in the clear after its 220 to STARTTLS", n)
-		return
-	}
 
 	t = time.Now()
-	tc := tls.Client(p.conn, p.c.tlsConfig(p.host))
-	hctx, cancel := context.WithTimeout(p.ctx, o.StepTimeout)
-	err = tc.HandshakeContext(hctx)
-	cancel()
+	cs, err := conn.Handshake(step, p.c.tlsConfig(p.host))
+	var cleartext *smtpclient.CleartextError
+	if errors.As(err, &cleartext) {
+		// RFC 3207 §4.2 (and CVE-2011-0411 the other way round): nothing
+		// may follow the 220 in the clear.
+		p.a.TLSError = fmt.Sprintf("the server sent %d octets in the clear after its 220 to STARTTLS", cleartext.Octets)
+		return
+	}
 	p.a.Timings.Handshake = ms(time.Since(t))
 	if err != nil {
 		var ne net.Error
@@ -195,14 +159,12 @@ func (p *probe) run() {
 		case p.ctx.Err() != nil:
 			p.deadlineHit("during the TLS handshake")
 		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
-			p.notTestable(fmt.Sprintf("no TLS handshake within %s (tarpit or overload)", o.StepTimeout), "")
+			p.notTestable(fmt.Sprintf("no TLS handshake within %s (tarpit or overload)", step), "")
 		default:
 			p.a.TLSError = "TLS handshake failed: " + truncate(err.Error(), 300)
 		}
 		return
 	}
-	p.conn = tc
-	cs := tc.ConnectionState()
 	p.a.TLS = &TLSInfo{Version: tls.VersionName(cs.Version), Cipher: tls.CipherSuiteName(cs.CipherSuite), KeyExchange: keyExchange(cs)}
 	p.a.peer = cs.PeerCertificates
 	p.a.Cert = analyzeCert(cs.PeerCertificates, p.host, p.c.roots, p.c.now)
@@ -211,47 +173,7 @@ func (p *probe) run() {
 	}
 	// Say goodbye without waiting for the 221: one write, then
 	// close_notify (RFC 5321 §4.1.1.10 lets the client close after QUIT).
-	_ = tc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(tc, "QUIT\r\n")
-}
-
-// setReader (re)builds the reply reader over nc.
-func (p *probe) setReader(nc net.Conn) {
-	p.lr = &limitReader{r: nc}
-	p.tp = textproto.NewReader(bufio.NewReaderSize(p.lr, 4096))
-}
-
-// reply reads one reply (RFC 5321 §4.2) within the step timeout.
-func (p *probe) reply() (int, string, error) {
-	_ = p.conn.SetReadDeadline(p.deadline())
-	p.lr.line, p.lr.reply = 0, 0
-	code, text, err := p.tp.ReadResponse(0)
-	if err != nil {
-		return 0, "", err
-	}
-	if code < 200 || code > 599 {
-		return 0, "", textproto.ProtocolError(fmt.Sprintf("reply code %d", code))
-	}
-	return code, text, nil
-}
-
-// cmd sends one command and reads its reply.
-func (p *probe) cmd(line string) (int, string, error) {
-	_ = p.conn.SetWriteDeadline(p.deadline())
-	if _, err := io.WriteString(p.conn, line+"\r\n"); err != nil {
-		return 0, "", err
-	}
-	return p.reply()
-}
-
-func (p *probe) deadline() time.Time {
-	d := time.Now().Add(p.c.opts.StepTimeout)
-	p.atCheckDeadline = false
-	if cd, ok := p.ctx.Deadline(); ok && !cd.After(d) {
-		p.atCheckDeadline = true
-		return cd
-	}
-	return d
+	p.quit()
 }
 
 // deadlineHit records that the check's own deadline, not the server, ended
@@ -261,11 +183,8 @@ func (p *probe) deadlineHit(step string) {
 	p.notTestable("the check's deadline ended "+step+" (not the server's fault)", "")
 }
 
-// quit ends a plain session politely, without waiting for the 221.
-func (p *probe) quit() {
-	_ = p.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = io.WriteString(p.conn, "QUIT\r\n")
-}
+// quit ends the session politely, without waiting for the 221.
+func (p *probe) quit() { p.conn.SendQuit(time.Second) }
 
 func (p *probe) notTestable(detail, reply string) {
 	p.a.Status, p.a.Detail, p.a.Reply = StatusNotTestable, detail, reply
@@ -288,18 +207,23 @@ func (p *probe) refusal(step string, code int, text string) {
 	}
 }
 
-// ioFailure classifies a failed read of a reply.
+// ioFailure classifies a failed command or reply. The check's own deadline
+// ends the session by closing the connection, so an error with the
+// context done is the check's, not the server's.
 func (p *probe) ioFailure(step string, err error) {
 	var ne net.Error
-	var pe textproto.ProtocolError
+	var ioe *smtpclient.IOError
+	if errors.As(err, &ioe) {
+		err = ioe.Err // the texts name the step themselves
+	}
 	switch {
-	case p.ctx.Err() != nil, errors.As(err, &ne) && ne.Timeout() && p.atCheckDeadline:
+	case p.ctx.Err() != nil:
 		p.deadlineHit(step)
 	case errors.As(err, &ne) && ne.Timeout():
 		p.notTestable(fmt.Sprintf("no answer within %s %s (tarpit or overload)", p.c.opts.StepTimeout, step), "")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isReset(err):
 		p.notTestable("the server closed the connection "+step+" (rate limit or block?)", "")
-	case errors.As(err, &pe), errors.Is(err, errTooLong):
+	case errors.Is(err, smtpclient.ErrMalformed), errors.Is(err, smtpclient.ErrTooLong):
 		p.a.Status, p.a.Detail = StatusError, "not an SMTP server: "+truncate(err.Error(), 200)+" "+step
 	default:
 		p.notTestable(truncate(err.Error(), 200)+" "+step, "")

@@ -22,8 +22,8 @@ const (
 // Errors of the reply parser; errors.Is tells them apart.
 var (
 	// ErrMalformed: the server sent something that is not an SMTP reply
-	// (RFC 5321 §4.2). The error's text says what (e.g. "short response:
-	// HTTP/1.1 400 Bad Request"), in net/textproto's words.
+	// (RFC 5321 §4.2). The error's text says what, in net/textproto's
+	// words: short response: "HTTP/1.1 400 Bad Request".
 	ErrMalformed = errors.New("malformed reply")
 	// ErrTooLong: a reply line or the whole reply exceeds the limits.
 	ErrTooLong = errors.New("reply line or reply too long")
@@ -97,7 +97,7 @@ func ReadReply(r *bufio.Reader, lim Limits) (Reply, error) {
 			return Reply{}, err
 		}
 		if rep.Lines != nil && code != rep.Code {
-			return Reply{}, malformed(fmt.Sprintf("reply code %d in a reply that began with %d: %s", code, rep.Code, line))
+			return Reply{}, malformed(fmt.Sprintf("reply code %d in a reply that began with %d: %q", code, rep.Code, line))
 		}
 		rep.Code = code
 		rep.Lines = append(rep.Lines, text)
@@ -145,17 +145,17 @@ func readLine(r *bufio.Reader, max int) (string, int, error) {
 // read as they did before this package.
 func parseLine(line string) (code int, more bool, text string, err error) {
 	if len(line) < 3 || len(line) > 3 && line[3] != ' ' && line[3] != '-' {
-		return 0, false, "", malformed("short response: " + line)
+		return 0, false, "", malformed(fmt.Sprintf("short response: %q", line))
 	}
 	for i := range 3 {
 		if line[i] < '0' || line[i] > '9' {
-			return 0, false, "", malformed("invalid response code: " + line)
+			return 0, false, "", malformed(fmt.Sprintf("invalid response code: %q", line))
 		}
 	}
 	code, _ = strconv.Atoi(line[:3])
 	switch {
 	case code < 100:
-		return 0, false, "", malformed("invalid response code: " + line)
+		return 0, false, "", malformed(fmt.Sprintf("invalid response code: %q", line))
 	case code < 200 || code > 599:
 		// RFC 5321 §4.2: the first digit is 2 to 5.
 		return 0, false, "", malformed(fmt.Sprintf("reply code %d", code))
