@@ -73,19 +73,15 @@
 //
 // # SMTP client
 //
-// The client speaks SMTP over net/textproto rather than go-smtp's client:
-// go-smtp v0.25 exposes no STARTTLS on an established session (only
-// NewClientStartTLS, which reads the greeting again), does not report the
-// greeting, and performs the handshake lazily inside the next command, so
-// neither the handshake outcome nor the certificates could be judged
-// before the client had sent more. Here every reply is read with a line
-// and size limit and a deadline; a server that sends anything after its
-// 220 to STARTTLS is refused (such data could be an attacker's, injected
-// before TLS; RFC 3207 §4.2 forbids using anything from before TLS); the
-// certificate is judged after the handshake, before EHLO is repeated
-// (RFC 3207 §4.2). TLS 1.2 is the
-// minimum at every level; a server that offers only older versions fails
-// the handshake (at level may: the plaintext retry).
+// The protocol is spoken through internal/smtpclient, the client layer
+// the inbound check's probe uses too (why not go-smtp's client:
+// docs/libraries.md). Every reply is read with a line and size limit and a
+// deadline; a server that sends anything after its 220 to STARTTLS is
+// refused (such data could be an attacker's, injected before TLS; RFC 3207
+// §4.2 forbids using anything from before TLS); the certificate is judged
+// after the handshake, before EHLO is repeated (RFC 3207 §4.2). TLS 1.2 is
+// the minimum at every level; a server that offers only older versions
+// fails the handshake (at level may: the plaintext retry).
 //
 // # Hooks for loopback labs
 //
