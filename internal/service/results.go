@@ -9,12 +9,23 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/web"
 )
+
+// EvidenceRules are the rules of a test's evidence (internal/evidence)
+// under the configuration: the SMTP personas' acknowledgement, the
+// finaliser, the reports and `mailsec verdict` all use these.
+func EvidenceRules(cfg *config.Config) evidence.Rules {
+	return evidence.Rules{
+		PrefixV4: cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6,
+		Quiet: cfg.Timing.AckAfter.Duration, TestExpiry: cfg.Timing.TestExpiry.Duration,
+	}
+}
 
 // ResultSource is how reports are read from the store, with the service's
 // timings (the web UI, the API, the result mails and the CLI share it).
