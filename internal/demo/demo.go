@@ -31,7 +31,6 @@ import (
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/resolver"
-	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/store"
@@ -143,12 +142,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	svcCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	send, err := resultsend.FromConfig(cfg, log.With("side", "service"))
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	run, err := service.Start(svcCtx, cfg, log.With("side", "service"), service.WithResultSender(send))
+	run, err := service.Start(svcCtx, cfg, log.With("side", "service"))
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("starting the service: %w", err)

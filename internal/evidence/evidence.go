@@ -74,7 +74,8 @@ type Rules struct {
 	TestExpiry time.Duration
 }
 
-func (r Rules) withDefaults() Rules {
+// WithDefaults returns r with the defaults in its zero fields.
+func (r Rules) WithDefaults() Rules {
 	if r.FetchWindow <= 0 {
 		r.FetchWindow = DefaultFetchWindow
 	}
@@ -134,7 +135,7 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	r := g.Rules.withDefaults()
+	r := g.Rules.WithDefaults()
 	conns, err := g.Store.Connections(ctx, store.ConnectionFilter{TestID: t.ID})
 	if err != nil {
 		return verdict.Observations{}, fmt.Errorf("evidence: connections of %s: %w", t.ID, err)
@@ -222,7 +223,7 @@ func Clients(conns []store.SMTPConnection) []netip.Addr {
 // verdict is frozen; `mailsec verdict -tie-client` and the demo for a
 // client they know.
 func (g Gatherer) Tie(ctx context.Context, t store.Test, client netip.Addr, now time.Time) (int64, error) {
-	r := g.Rules.withDefaults()
+	r := g.Rules.WithDefaults()
 	since := now.Add(-r.TestExpiry)
 	if t.Kind == store.TestToken && t.Created.After(since) {
 		since = t.Created

@@ -207,11 +207,7 @@ func (r *Running) Wait() error {
 // Start binds every listener — so a busy port fails the start at once —
 // and runs the service until ctx is cancelled. Ports may be 0; the bound
 // addresses are in the returned Running.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...StartOption) (*Running, error) {
-	var so startOptions
-	for _, o := range opts {
-		o(&so)
-	}
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running, error) {
 	st, err := store.Open(ctx, cfg.StorePath())
 	if err != nil {
 		return nil, err
@@ -302,7 +298,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...St
 		r.WebURL = "http://" + r.WebAddrs[0].String()
 	}
 	r.WebURL = strings.TrimSuffix(r.WebURL, "/")
-	mailer, webSrv, err := results(cfg, zones, st, res, so.send, r.WebURL, log)
+	finaliser, deliverer, webSrv, err := results(cfg, zones, st, res, r.WebURL, log)
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
 	}
@@ -324,7 +320,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...St
 	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
 	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
 	g.Go(func() error { return mgr.Run(gctx) })
-	g.Go(func() error { return mailer.Run(gctx) })
+	// Finalising and delivering are separate loops: a slow recipient
+	// delays only its own mail, never a verdict.
+	g.Go(func() error { return finaliser.Run(gctx) })
+	g.Go(func() error { return deliverer.Run(gctx) })
 	if senderChecks != nil {
 		g.Go(func() error { return senderChecks.Run(gctx) })
 	}
