@@ -18,7 +18,6 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/mailsec/mailsec/internal/config"
-	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/service"
 )
 
@@ -175,11 +174,7 @@ func runServe(e *env, args []string) error {
 	}
 	log := e.logger(&cfg)
 	// Start once: the keys, zones and listeners are what is printed.
-	send, err := resultsend.FromConfig(&cfg, log)
-	if err != nil {
-		return err
-	}
-	run, err := service.Start(e.ctx, &cfg, log, service.WithResultSender(send))
+	run, err := service.Start(e.ctx, &cfg, log)
 	if err != nil {
 		return err
 	}

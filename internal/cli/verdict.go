@@ -7,7 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
 
@@ -19,48 +20,41 @@ func runVerdict(e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	done := fs.Bool("done", false, "the sender is known to have finished (its queue is empty)")
 	sentToB := fs.Bool("sent-to-b", false, "the sender is known to have had a mail for the B address (the service knows it by itself when a test mail names B in To or Cc)")
-	tieClient := fs.String("tie-client", "", "first tie to the test the connections of this client address (IP) since the test was created that no test claimed (refused before RCPT TO), as smtpd does at the sender's next RCPT; for a sender known to use only this address")
+	tieClient := fs.String("tie-client", "", "first tie to the test the connections of this client address (IP) that no test claimed (refused before RCPT TO), by the rule smtpd applies at the sender's next RCPT (docs/smtp.md); for a sender known to use only this address")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *id == "" {
 		return fmt.Errorf("%w: -test ID is required", errUsage)
 	}
-	cfg, st, t, conns, err := e.openTest(*id)
+	cfg, st, t, _, err := e.openTest(*id)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	// The evidence of the service's own verdicts (internal/evidence).
+	ev := evidence.Gatherer{Store: st, Rules: service.EvidenceRules(&cfg)}
 	now := time.Now()
 	if *tieClient != "" {
 		addr, err := netip.ParseAddr(*tieClient)
 		if err != nil {
 			return fmt.Errorf("%w: -tie-client: %v", errUsage, err)
 		}
-		n, err := st.TieConnections(e.ctx, t.ID, addr.Unmap(), t.Created, now.Add(time.Second))
-		if err != nil {
+		if _, err := ev.Tie(e.ctx, t, addr, now); err != nil {
 			return err
 		}
-		if n > 0 {
-			if conns, err = st.Connections(e.ctx, store.ConnectionFilter{TestID: t.ID}); err != nil {
-				return err
-			}
-		}
 	}
-	// The same evidence rule as the SMTP personas' acknowledgement: policy
-	// fetches from the sender's network, up to a week before the test.
-	all, err := st.PolicyFetches(e.ctx, t.Created.Add(-7*24*time.Hour), now.Add(time.Second), 10000)
+	var opts []evidence.Option
+	if *done {
+		opts = append(opts, evidence.SenderDone())
+	}
+	if *sentToB {
+		opts = append(opts, evidence.SentToB())
+	}
+	v, _, err := ev.Judge(e.ctx, t, now, opts...)
 	if err != nil {
 		return err
 	}
-	var fetches []store.PolicyFetch
-	for _, f := range all {
-		if f.Status == 200 && verdict.ClientMatches(f.Client.Addr(), conns, cfg.SMTP.ClientPrefixV4, cfg.SMTP.ClientPrefixV6) {
-			fetches = append(fetches, f)
-		}
-	}
-	v := verdict.Judge(verdict.Observations{Connections: conns, PolicyFetches: fetches, Now: now,
-		Quiet: cfg.Timing.AckAfter.Duration, SenderDone: *done, SentToB: *sentToB || !t.AddressedB.IsZero()})
 	if *asJSON {
 		return json.NewEncoder(e.stdout).Encode(struct {
 			Test    string          `json:"test"`

@@ -131,7 +131,10 @@ type ResultMail struct {
 	RetryBase   Duration `toml:"retry_base"`
 	RetryMax    Duration `toml:"retry_max"`
 	MaxAttempts int      `toml:"max_attempts"`
-	// Interval of the loop that finalises tests and sends mails.
+	// AttemptTimeout bounds one delivery attempt as a whole, so that a
+	// recipient MX that never answers (a tarpit) holds up nothing else.
+	AttemptTimeout Duration `toml:"attempt_timeout"`
+	// Interval of the loops that finalise tests and send mails.
 	Interval Duration `toml:"interval"`
 }
 
@@ -347,7 +350,7 @@ func Default() Config {
 		Web:        Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10},
 		ResultMail: ResultMail{Enabled: true, Name: "mailsec", Selector: "mailsec1", Port: 25, RateLimit: 10,
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
-			MaxAttempts: 12, Interval: Duration{5 * time.Second}},
+			MaxAttempts: 12, AttemptTimeout: Duration{10 * time.Minute}, Interval: Duration{5 * time.Second}},
 		Inbound: Inbound{Timeout: Duration{30 * time.Second}, Concurrency: 8, CheckSenders: true,
 			CacheTTL: Duration{time.Hour}, ParallelChecks: 2},
 		Timing: Timing{
@@ -716,6 +719,9 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 	}
 	if rm.MaxAttempts < 1 {
 		bad("result_mail.max_attempts", "must be at least 1")
+	}
+	if rm.AttemptTimeout.Duration < time.Second {
+		bad("result_mail.attempt_timeout", "must be at least 1s")
 	}
 }
 

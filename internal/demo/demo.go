@@ -29,8 +29,8 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/resolver"
-	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/store"
@@ -142,12 +142,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, err
 	}
 	svcCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	send, err := resultsend.FromConfig(cfg, log.With("side", "service"))
-	if err != nil {
-		stop()
-		return nil, err
-	}
-	run, err := service.Start(svcCtx, cfg, log.With("side", "service"), service.WithResultSender(send))
+	run, err := service.Start(svcCtx, cfg, log.With("side", "service"))
 	if err != nil {
 		stop()
 		return nil, fmt.Errorf("starting the service: %w", err)
@@ -203,7 +198,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 // demoConfig is the service's configuration for the demo: loopback, port 0
 // everywhere (the bound ports are read back), a local CA, short timings,
-// one client per address (each reference sender has its own).
+// one client per address: each reference sender has its own address on
+// 127.0.0.0/8, and smtp.client_prefix_v4 = 32 keeps their downgrade
+// windows and their policy fetches (evidence) apart.
 func demoConfig(dir string) (*config.Config, error) {
 	cfg := config.Default()
 	cfg.DataDir = dir
@@ -323,34 +320,27 @@ func runReference(ctx context.Context, run *service.Running, cfg *config.Config,
 	go queue(rcptB, &out.AttemptsB, &out.DeliveredB)
 	wg.Wait()
 
-	// The queue is empty: judge. Connections that never reached RCPT TO
-	// (refused certificates) are tied to the test by client address and
-	// time, the rule smtpd applies at the next RCPT (docs/smtp.md).
+	// The queue is empty: judge, from the evidence the service's own
+	// verdicts use. Connections that never reached RCPT TO (refused
+	// certificates) are tied to the test first (evidence.Tie, the rule
+	// smtpd applies at the next RCPT: docs/smtp.md).
 	jctx, jcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer jcancel()
 	now := time.Now()
-	if _, err := run.Store.TieConnections(jctx, id, src, created, now.Add(time.Second)); err != nil {
-		out.Why = err.Error()
-		return out
-	}
-	conns, err := run.Store.Connections(jctx, store.ConnectionFilter{TestID: id})
+	t, err := run.Store.Test(jctx, id)
 	if err != nil {
 		out.Why = err.Error()
 		return out
 	}
-	all, err := run.Store.PolicyFetches(jctx, created, now.Add(time.Second), 1000)
+	if _, err := run.Evidence.Tie(jctx, t, src, now); err != nil {
+		out.Why = err.Error()
+		return out
+	}
+	v, _, err := run.Evidence.Judge(jctx, t, now, evidence.SenderDone(), evidence.SentToB())
 	if err != nil {
 		out.Why = err.Error()
 		return out
 	}
-	var fetches []store.PolicyFetch
-	for _, f := range all {
-		if f.Client.Addr() == src {
-			fetches = append(fetches, f)
-		}
-	}
-	v := verdict.Judge(verdict.Observations{Connections: conns, PolicyFetches: fetches, Now: now,
-		SenderDone: true, SentToB: true})
 	out.Verdict, out.Why, out.Complete = string(v.Policy), v.Why, v.Complete
 	out.Facts, out.ZoneB, out.Seen = v.Facts, v.ZoneB, v.Seen
 	out.Seconds = time.Since(start).Seconds()

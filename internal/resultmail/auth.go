@@ -41,7 +41,7 @@ type Auth struct {
 // gives today's answer. DNS failures are temporary: Authenticate then
 // returns an error and the caller tries again later.
 func Authenticate(ctx context.Context, dnsc DNS, sender string, conns []store.SMTPConnection) (Auth, error) {
-	domain := domainOf(sender)
+	domain := SenderDomain(sender)
 	if domain == "" {
 		return Auth{Reason: "the test mail had no envelope sender"}, nil
 	}
@@ -52,7 +52,7 @@ func Authenticate(ctx context.Context, dnsc DNS, sender string, conns []store.SM
 		tried      = map[string]bool{}
 	)
 	for _, c := range conns {
-		if c.State.Rank() < store.StateMail.Rank() || domainOf(c.MailFrom) != domain {
+		if c.State.Rank() < store.StateMail.Rank() || SenderDomain(c.MailFrom) != domain {
 			continue
 		}
 		for _, sig := range c.Signatures {
@@ -96,7 +96,10 @@ func orgDomain(d string) string {
 	return d
 }
 
-func domainOf(addr string) string {
+// SenderDomain is the lower-case domain of an envelope address, without
+// angle brackets or a trailing dot; "" for the null sender or an address
+// without a domain.
+func SenderDomain(addr string) string {
 	addr = strings.Trim(addr, "<> ")
 	if at := strings.LastIndexByte(addr, '@'); at >= 0 && at < len(addr)-1 {
 		return strings.TrimSuffix(strings.ToLower(addr[at+1:]), ".")

@@ -1,10 +1,10 @@
-package sender
+package sender_test
 
 import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
+	"github.com/mailsec/mailsec/internal/sender"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -156,7 +156,7 @@ func startLab(t *testing.T, lo labOptions) *lab {
 			ap := ln.Addr().(*net.TCPAddr).AddrPort()
 			ps.ports[ap.Addr().Unmap()] = ap.Port()
 		}
-		opts := service.SMTPOptions(&cfg, zones, mgr, st, l.res, testLogger(t).With("part", name))
+		opts := service.SMTPOptions(&cfg, zones, mgr, st, l.res, sender.TestLogger(t).With("part", name))
 		opts.CommandTimeout, opts.DataTimeout = 10*time.Second, 10*time.Second
 		tweak(&opts)
 		srv, err := smtpd.New(opts)
@@ -194,10 +194,10 @@ func (l *lab) mx(n int) string {
 	return fmt.Sprintf("mx%d.%s", n, l.zoneA)
 }
 
-// labSender is a Sender of the lab with its own source address and a
+// labSender is a sender.Sender of the lab with its own source address and a
 // record of where it connected.
 type labSender struct {
-	*Sender
+	*sender.Sender
 	local netip.Addr
 	mu    sync.Mutex
 	smtp  []netip.Addr // MX addresses dialed (port 25 asked for)
@@ -212,7 +212,7 @@ func (ls *labSender) dialed() []netip.Addr {
 
 // newSender makes a sender at level; window picks the persona server
 // whose downgrade window never ends.
-func (l *lab) newSender(t *testing.T, level Level, window bool, tweak func(*Options)) *labSender {
+func (l *lab) newSender(t *testing.T, level sender.Level, window bool, tweak func(*sender.Options)) *labSender {
 	t.Helper()
 	n := l.nextLocal.Add(1)
 	ls := &labSender{local: netip.AddrFrom4([4]byte{127, 0, 1, byte(n)})}
@@ -224,7 +224,7 @@ func (l *lab) newSender(t *testing.T, level Level, window bool, tweak func(*Opti
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: ls.local.AsSlice()}, Timeout: 5 * time.Second}
 		return d.DialContext(ctx, "tcp", to.String())
 	}
-	opts := Options{
+	opts := sender.Options{
 		Hostname: fmt.Sprintf("sender%d.lab.example", n), Level: level, Resolver: l.res, Roots: l.roots,
 		LocalAddr: ls.local, SMTPPort: 25,
 		// The lab's port mapping: MX host port 25 → the persona
@@ -256,12 +256,12 @@ func (l *lab) newSender(t *testing.T, level Level, window bool, tweak func(*Opti
 		ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second,
 		PolicyTimeout: 10 * time.Second,
 		Shuffle:       func(int, func(i, j int)) {}, // keep the zone's order
-		Logger:        testLogger(t).With("sender", string(level)),
+		Logger:        sender.TestLogger(t).With("sender", string(level)),
 	}
 	if tweak != nil {
 		tweak(&opts)
 	}
-	s, err := New(opts)
+	s, err := sender.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,8 +270,8 @@ func (l *lab) newSender(t *testing.T, level Level, window bool, tweak func(*Opti
 }
 
 // message is a test mail to local@zone.
-func (l *lab) message(to string, only ...string) Message {
-	return Message{
+func (l *lab) message(to string, only ...string) sender.Message {
+	return sender.Message{
 		From:   "postmaster@sender.lab.example",
 		To:     []string{to},
 		Data:   []byte("From: postmaster@sender.lab.example\nTo: " + to + "\nSubject: lab\n\nHello.\n.leading dot\n"),
@@ -300,19 +300,4 @@ func (ps *personaServer) connections(t *testing.T, client netip.Addr) []store.SM
 		time.Sleep(20 * time.Millisecond)
 	}
 	return cs
-}
-
-// testLogger logs to the test at debug level with -v, else discards.
-func testLogger(t testing.TB) *slog.Logger {
-	if !testing.Verbose() {
-		return slog.New(slog.DiscardHandler)
-	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
 }

@@ -1,9 +1,10 @@
-package sender
+package sender_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mailsec/mailsec/internal/sender"
 	"net/netip"
 	"slices"
 	"strings"
@@ -15,23 +16,23 @@ import (
 
 // hostWant is what one host of an attempt must show.
 type hostWant struct {
-	mx      int     // persona number of the MX host
-	outcome Outcome // delivered, deferred, skipped, bounced
-	err     error   // sentinel the host's Err must wrap (nil: none)
-	tls     bool    // a TLS session was established
-	sni     bool    // the MX host name was sent as SNI
+	mx      int            // persona number of the MX host
+	outcome sender.Outcome // delivered, deferred, skipped, bounced
+	err     error          // sentinel the host's Err must wrap (nil: none)
+	tls     bool           // a TLS session was established
+	sni     bool           // the MX host name was sent as SNI
 }
 
 type matrixCase struct {
 	name    string
-	level   Level
+	level   sender.Level
 	mtaSTS  bool
 	sendSNI bool
 	window  bool   // persona server inside the downgrade window (no STARTTLS)
 	rcpt    string // local part @ zone ("A" or "B")
 	only    []int  // MX hosts to try, in order
-	tweak   func(*Options)
-	status  Status
+	tweak   func(*sender.Options)
+	status  sender.Status
 	err     error // sentinel the Result's Err must wrap
 	hosts   []hostWant
 }
@@ -42,16 +43,16 @@ type matrixCase struct {
 func TestPolicyMatrix(t *testing.T) {
 	l := startLab(t, labOptions{signB: true})
 	del := func(mx int, tls, sni bool) hostWant {
-		return hostWant{mx: mx, outcome: OutcomeDelivered, tls: tls, sni: sni}
+		return hostWant{mx: mx, outcome: sender.OutcomeDelivered, tls: tls, sni: sni}
 	}
 	refuse := func(mx int, err error, tls, sni bool) hostWant {
-		return hostWant{mx: mx, outcome: OutcomeDeferred, err: err, tls: tls, sni: sni}
+		return hostWant{mx: mx, outcome: sender.OutcomeDeferred, err: err, tls: tls, sni: sni}
 	}
-	skip := func(mx int, err error) hostWant { return hostWant{mx: mx, outcome: OutcomeSkipped, err: err} }
-	one := func(name string, level Level, mta bool, mx int, want hostWant) matrixCase {
-		status := Delivered
-		if want.outcome != OutcomeDelivered {
-			status = Deferred
+	skip := func(mx int, err error) hostWant { return hostWant{mx: mx, outcome: sender.OutcomeSkipped, err: err} }
+	one := func(name string, level sender.Level, mta bool, mx int, want hostWant) matrixCase {
+		status := sender.Delivered
+		if want.outcome != sender.OutcomeDelivered {
+			status = sender.Deferred
 		}
 		rcpt := "user@A"
 		if mx == 7 {
@@ -64,89 +65,89 @@ func TestPolicyMatrix(t *testing.T) {
 	// One host at a time: the columns 3..7 of DESIGN.md §2.
 	for _, mx := range []int{3, 4, 5, 6, 7} {
 		cases = append(cases,
-			one("none", LevelNone, false, mx, del(mx, false, false)),
-			one("may", LevelMay, false, mx, del(mx, true, false)),
-			one("encrypt", LevelEncrypt, false, mx, del(mx, true, false)),
+			one("none", sender.LevelNone, false, mx, del(mx, false, false)),
+			one("may", sender.LevelMay, false, mx, del(mx, true, false)),
+			one("encrypt", sender.LevelEncrypt, false, mx, del(mx, true, false)),
 		)
 	}
 	cases = append(cases,
-		one("verify", LevelVerify, false, 3, refuse(3, ErrCertificate, true, false)),
-		one("verify", LevelVerify, false, 4, refuse(4, ErrCertificate, true, false)),
-		one("verify", LevelVerify, false, 5, del(5, true, false)),
-		one("verify", LevelVerify, false, 6, del(6, true, false)),
-		one("verify", LevelVerify, false, 7, del(7, true, false)),
+		one("verify", sender.LevelVerify, false, 3, refuse(3, sender.ErrCertificate, true, false)),
+		one("verify", sender.LevelVerify, false, 4, refuse(4, sender.ErrCertificate, true, false)),
+		one("verify", sender.LevelVerify, false, 5, del(5, true, false)),
+		one("verify", sender.LevelVerify, false, 6, del(6, true, false)),
+		one("verify", sender.LevelVerify, false, 7, del(7, true, false)),
 
-		one("dane", LevelDANE, false, 3, refuse(3, ErrDANE, true, true)),
-		one("dane", LevelDANE, false, 4, del(4, true, true)),
-		one("dane", LevelDANE, false, 5, refuse(5, ErrDANE, true, true)),
-		one("dane", LevelDANE, false, 6, del(6, true, true)),
-		one("dane", LevelDANE, false, 7, del(7, true, false)), // B: secure, no TLSA → may
+		one("dane", sender.LevelDANE, false, 3, refuse(3, sender.ErrDANE, true, true)),
+		one("dane", sender.LevelDANE, false, 4, del(4, true, true)),
+		one("dane", sender.LevelDANE, false, 5, refuse(5, sender.ErrDANE, true, true)),
+		one("dane", sender.LevelDANE, false, 6, del(6, true, true)),
+		one("dane", sender.LevelDANE, false, 7, del(7, true, false)), // B: secure, no TLSA → may
 
-		one("dane-only", LevelDANEOnly, false, 3, refuse(3, ErrDANE, true, true)),
-		one("dane-only", LevelDANEOnly, false, 4, del(4, true, true)),
-		one("dane-only", LevelDANEOnly, false, 5, refuse(5, ErrDANE, true, true)),
-		one("dane-only", LevelDANEOnly, false, 6, del(6, true, true)),
-		one("dane-only", LevelDANEOnly, false, 7, skip(7, ErrNoDANE)),
+		one("dane-only", sender.LevelDANEOnly, false, 3, refuse(3, sender.ErrDANE, true, true)),
+		one("dane-only", sender.LevelDANEOnly, false, 4, del(4, true, true)),
+		one("dane-only", sender.LevelDANEOnly, false, 5, refuse(5, sender.ErrDANE, true, true)),
+		one("dane-only", sender.LevelDANEOnly, false, 6, del(6, true, true)),
+		one("dane-only", sender.LevelDANEOnly, false, 7, skip(7, sender.ErrNoDANE)),
 
-		one("mta-sts", LevelMay, true, 3, skip(3, ErrSTSMismatch)), // never contacted
-		one("mta-sts", LevelMay, true, 4, refuse(4, ErrCertificate, true, true)),
-		one("mta-sts", LevelMay, true, 5, del(5, true, true)),
-		one("mta-sts", LevelMay, true, 6, del(6, true, true)),
-		one("mta-sts", LevelMay, true, 7, del(7, true, false)), // B has no policy: may
+		one("mta-sts", sender.LevelMay, true, 3, skip(3, sender.ErrSTSMismatch)), // never contacted
+		one("mta-sts", sender.LevelMay, true, 4, refuse(4, sender.ErrCertificate, true, true)),
+		one("mta-sts", sender.LevelMay, true, 5, del(5, true, true)),
+		one("mta-sts", sender.LevelMay, true, 6, del(6, true, true)),
+		one("mta-sts", sender.LevelMay, true, 7, del(7, true, false)), // B has no policy: may
 
 		// RFC 8461 §2: with usable TLSA, DANE decides; MTA-STS cannot
 		// rescue mx5 (CA-signed, wrong TLSA).
-		one("dane+mta-sts", LevelDANE, true, 3, refuse(3, ErrDANE, true, true)),
-		one("dane+mta-sts", LevelDANE, true, 4, del(4, true, true)),
-		one("dane+mta-sts", LevelDANE, true, 5, refuse(5, ErrDANE, true, true)),
-		one("dane+mta-sts", LevelDANE, true, 6, del(6, true, true)),
-		one("dane+mta-sts", LevelDANE, true, 7, del(7, true, false)),
+		one("dane+mta-sts", sender.LevelDANE, true, 3, refuse(3, sender.ErrDANE, true, true)),
+		one("dane+mta-sts", sender.LevelDANE, true, 4, del(4, true, true)),
+		one("dane+mta-sts", sender.LevelDANE, true, 5, refuse(5, sender.ErrDANE, true, true)),
+		one("dane+mta-sts", sender.LevelDANE, true, 6, del(6, true, true)),
+		one("dane+mta-sts", sender.LevelDANE, true, 7, del(7, true, false)),
 	)
 	// SNI on request (Postfix smtp_tls_servername = hostname).
-	sni := one("may+SendSNI", LevelMay, false, 3, del(3, true, true))
+	sni := one("may+SendSNI", sender.LevelMay, false, 3, del(3, true, true))
 	sni.sendSNI = true
 	cases = append(cases, sni)
 
 	// Persona 1: inside the downgrade window STARTTLS is not offered.
 	// The window server answers 451 at the end of DATA (the test is not
 	// settled), so "delivers in plaintext" shows as a deferral after DATA.
-	for _, lv := range []Level{LevelEncrypt, LevelVerify, LevelDANE, LevelDANEOnly} {
+	for _, lv := range []sender.Level{sender.LevelEncrypt, sender.LevelVerify, sender.LevelDANE, sender.LevelDANEOnly} {
 		cases = append(cases, matrixCase{name: string(lv) + "/persona1", level: lv, window: true, rcpt: "test@A", only: []int{4},
-			status: Deferred, err: ErrTLSRequired, hosts: []hostWant{refuse(4, ErrTLSRequired, false, false)}})
+			status: sender.Deferred, err: sender.ErrTLSRequired, hosts: []hostWant{refuse(4, sender.ErrTLSRequired, false, false)}})
 	}
-	cases = append(cases, matrixCase{name: "mta-sts/persona1", level: LevelMay, mtaSTS: true, window: true, rcpt: "test@A", only: []int{5},
-		status: Deferred, err: ErrTLSRequired, hosts: []hostWant{refuse(5, ErrTLSRequired, false, false)}})
-	for _, lv := range []Level{LevelNone, LevelMay} {
+	cases = append(cases, matrixCase{name: "mta-sts/persona1", level: sender.LevelMay, mtaSTS: true, window: true, rcpt: "test@A", only: []int{5},
+		status: sender.Deferred, err: sender.ErrTLSRequired, hosts: []hostWant{refuse(5, sender.ErrTLSRequired, false, false)}})
+	for _, lv := range []sender.Level{sender.LevelNone, sender.LevelMay} {
 		cases = append(cases, matrixCase{name: string(lv) + "/persona1", level: lv, window: true, rcpt: "test@A", only: []int{4},
-			status: Deferred, err: ErrTemporary, hosts: []hostWant{refuse(4, ErrTemporary, false, false)}})
+			status: sender.Deferred, err: sender.ErrTemporary, hosts: []hostWant{refuse(4, sender.ErrTemporary, false, false)}})
 	}
 
 	// Walking the MX list (lab-recipes §7).
 	cases = append(cases,
-		matrixCase{name: "verify stops after two sessions", level: LevelVerify, rcpt: "user@A", only: []int{3, 4, 5, 6},
-			status: Deferred, err: ErrLimit,
-			hosts: []hostWant{refuse(3, ErrCertificate, true, false), refuse(4, ErrCertificate, true, false)}},
-		matrixCase{name: "verify with three sessions reaches mx5", level: LevelVerify, rcpt: "user@A", only: []int{3, 4, 5, 6},
-			tweak: func(o *Options) { o.MaxSessions = 3 }, status: Delivered,
-			hosts: []hostWant{refuse(3, ErrCertificate, true, false), refuse(4, ErrCertificate, true, false), del(5, true, false)}},
-		matrixCase{name: "mta-sts skips mx3, refuses mx4, delivers to mx5", level: LevelMay, mtaSTS: true, rcpt: "user@A", only: []int{3, 4, 5},
-			status: Delivered,
-			hosts:  []hostWant{skip(3, ErrSTSMismatch), refuse(4, ErrCertificate, true, true), del(5, true, true)}},
-		matrixCase{name: "dane+mta-sts refuses mx5, delivers to mx6", level: LevelDANE, mtaSTS: true, rcpt: "user@A", only: []int{5, 6},
-			status: Delivered, hosts: []hostWant{refuse(5, ErrDANE, true, true), del(6, true, true)}},
-		matrixCase{name: "address limit", level: LevelDANE, rcpt: "user@A", only: []int{3, 5, 4},
-			tweak: func(o *Options) { o.MaxAddresses = 1 }, status: Deferred, err: ErrLimit,
-			hosts: []hostWant{refuse(3, ErrDANE, true, true)}},
-		matrixCase{name: "dane-only defers zone B", level: LevelDANEOnly, rcpt: "user@B",
-			status: Deferred, err: ErrNoMX, hosts: []hostWant{skip(7, ErrNoDANE)}},
-		matrixCase{name: "5xx on RCPT bounces", level: LevelMay, window: true, rcpt: "nobody@A", only: []int{4, 6},
-			status: Bounced, err: ErrPermanent, hosts: []hostWant{{mx: 4, outcome: OutcomeBounced, err: ErrPermanent}}},
+		matrixCase{name: "verify stops after two sessions", level: sender.LevelVerify, rcpt: "user@A", only: []int{3, 4, 5, 6},
+			status: sender.Deferred, err: sender.ErrLimit,
+			hosts: []hostWant{refuse(3, sender.ErrCertificate, true, false), refuse(4, sender.ErrCertificate, true, false)}},
+		matrixCase{name: "verify with three sessions reaches mx5", level: sender.LevelVerify, rcpt: "user@A", only: []int{3, 4, 5, 6},
+			tweak: func(o *sender.Options) { o.MaxSessions = 3 }, status: sender.Delivered,
+			hosts: []hostWant{refuse(3, sender.ErrCertificate, true, false), refuse(4, sender.ErrCertificate, true, false), del(5, true, false)}},
+		matrixCase{name: "mta-sts skips mx3, refuses mx4, delivers to mx5", level: sender.LevelMay, mtaSTS: true, rcpt: "user@A", only: []int{3, 4, 5},
+			status: sender.Delivered,
+			hosts:  []hostWant{skip(3, sender.ErrSTSMismatch), refuse(4, sender.ErrCertificate, true, true), del(5, true, true)}},
+		matrixCase{name: "dane+mta-sts refuses mx5, delivers to mx6", level: sender.LevelDANE, mtaSTS: true, rcpt: "user@A", only: []int{5, 6},
+			status: sender.Delivered, hosts: []hostWant{refuse(5, sender.ErrDANE, true, true), del(6, true, true)}},
+		matrixCase{name: "address limit", level: sender.LevelDANE, rcpt: "user@A", only: []int{3, 5, 4},
+			tweak: func(o *sender.Options) { o.MaxAddresses = 1 }, status: sender.Deferred, err: sender.ErrLimit,
+			hosts: []hostWant{refuse(3, sender.ErrDANE, true, true)}},
+		matrixCase{name: "dane-only defers zone B", level: sender.LevelDANEOnly, rcpt: "user@B",
+			status: sender.Deferred, err: sender.ErrNoMX, hosts: []hostWant{skip(7, sender.ErrNoDANE)}},
+		matrixCase{name: "5xx on RCPT bounces", level: sender.LevelMay, window: true, rcpt: "nobody@A", only: []int{4, 6},
+			status: sender.Bounced, err: sender.ErrPermanent, hosts: []hostWant{{mx: 4, outcome: sender.OutcomeBounced, err: sender.ErrPermanent}}},
 	)
 
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := l.newSender(t, tc.level, tc.window, func(o *Options) {
+			s := l.newSender(t, tc.level, tc.window, func(o *sender.Options) {
 				o.MTASTS, o.SendSNI = tc.mtaSTS, tc.sendSNI
 				if tc.tweak != nil {
 					tc.tweak(o)
@@ -169,11 +170,11 @@ func TestPolicyMatrix(t *testing.T) {
 	}
 }
 
-func checkResult(t *testing.T, l *lab, s *labSender, tc matrixCase, res Result) {
+func checkResult(t *testing.T, l *lab, s *labSender, tc matrixCase, res sender.Result) {
 	t.Helper()
 	defer func() {
 		if t.Failed() {
-			dumpResult(t, res)
+			sender.DumpResult(t, res)
 		}
 	}()
 	if res.Status != tc.status {
@@ -182,7 +183,7 @@ func checkResult(t *testing.T, l *lab, s *labSender, tc matrixCase, res Result) 
 	if tc.err != nil && !errors.Is(res.Err, tc.err) {
 		t.Errorf("error %v, want %v", res.Err, tc.err)
 	}
-	if res.Status == Delivered && res.Err != nil {
+	if res.Status == sender.Delivered && res.Err != nil {
 		t.Errorf("delivered with error %v", res.Err)
 	}
 	if len(res.Hosts) != len(tc.hosts) {
@@ -207,7 +208,7 @@ func checkResult(t *testing.T, l *lab, s *labSender, tc matrixCase, res Result) 
 		if (h.SNI == name) != want.sni || (!want.sni && h.SNI != "") {
 			t.Errorf("host %d (%s): SNI %q, want sent=%v", i, h.MX, h.SNI, want.sni)
 		}
-		if want.outcome == OutcomeSkipped {
+		if want.outcome == sender.OutcomeSkipped {
 			if h.Addr.IsValid() || h.Greeting != 0 {
 				t.Errorf("host %d (%s): skipped but contacted %v", i, h.MX, h.Addr)
 			}
@@ -220,7 +221,7 @@ func checkResult(t *testing.T, l *lab, s *labSender, tc matrixCase, res Result) 
 		if h.TLS && (!strings.HasPrefix(h.TLSVersion, "TLS 1.") || !h.STARTTLSOffered) {
 			t.Errorf("host %d (%s): TLS %q, offered %v", i, h.MX, h.TLSVersion, h.STARTTLSOffered)
 		}
-		if tc.level == LevelNone && !tc.mtaSTS && h.TLS {
+		if tc.level == sender.LevelNone && !tc.mtaSTS && h.TLS {
 			t.Errorf("level none started TLS with %s", h.MX)
 		}
 	}
@@ -253,20 +254,8 @@ func checkResult(t *testing.T, l *lab, s *labSender, tc matrixCase, res Result) 
 		if c.STARTTLSOffered != h.STARTTLSOffered {
 			t.Errorf("connection %d (%s): STARTTLS offered %v vs %v", i, h.MX, c.STARTTLSOffered, h.STARTTLSOffered)
 		}
-		if h.Outcome == OutcomeDelivered && !strings.HasPrefix(c.Reply, "250") {
+		if h.Outcome == sender.OutcomeDelivered && !strings.HasPrefix(c.Reply, "250") {
 			t.Errorf("connection %d (%s): delivered, but the server's reply was %q", i, h.MX, c.Reply)
-		}
-	}
-}
-
-func dumpResult(t *testing.T, res Result) {
-	t.Helper()
-	t.Logf("result: %s — %s (err %v), MX %+v, STS %+v", res.Status, res.Reason, res.Err, res.MX, res.STS)
-	for _, h := range res.Hosts {
-		t.Logf("  %s %s policy=%q (%s) outcome=%s tls=%q sni=%q pkix=%s dane=%s sts=%s reply=%q err=%v",
-			h.MX, h.Addr, h.Policy, h.PolicyReason, h.Outcome, h.TLSVersion, h.SNI, h.PKIX, h.DANE, h.STS, h.Reply, h.Err)
-		for _, line := range h.Log {
-			t.Logf("    %s", line)
 		}
 	}
 }
@@ -276,10 +265,10 @@ func dumpResult(t *testing.T, res Result) {
 // mx6, and every host before refuses by DANE.
 func TestDANEWalksNaturalMXOrder(t *testing.T) {
 	l := startLab(t, labOptions{signB: true})
-	s := l.newSender(t, LevelDANE, false, nil)
+	s := l.newSender(t, sender.LevelDANE, false, nil)
 	res := s.Attempt(context.Background(), l.message("user@"+l.zoneA))
-	if res.Status != Delivered || !res.MX.Secure || len(res.MX.Hosts) != 4 {
-		dumpResult(t, res)
+	if res.Status != sender.Delivered || !res.MX.Secure || len(res.MX.Hosts) != 4 {
+		sender.DumpResult(t, res)
 		t.Fatalf("status %v, MX %+v", res.Status, res.MX)
 	}
 	last := res.Hosts[len(res.Hosts)-1]
@@ -287,8 +276,8 @@ func TestDANEWalksNaturalMXOrder(t *testing.T) {
 		t.Fatalf("delivered to %s (DANE %s)", last.MX, last.DANE)
 	}
 	for _, h := range res.Hosts[:len(res.Hosts)-1] {
-		if h.MX != l.mx(3) && h.MX != l.mx(5) || !errors.Is(h.Err, ErrDANE) {
-			dumpResult(t, res)
+		if h.MX != l.mx(3) && h.MX != l.mx(5) || !errors.Is(h.Err, sender.ErrDANE) {
+			sender.DumpResult(t, res)
 			t.Fatalf("host %s before the delivery: %v", h.MX, h.Err)
 		}
 	}
@@ -302,24 +291,24 @@ func TestDANEWalksNaturalMXOrder(t *testing.T) {
 // a domain they do not serve with 550: a bounce, no further host.
 func TestImplicitMXAndBounce(t *testing.T) {
 	l := startLab(t, labOptions{signB: true})
-	s := l.newSender(t, LevelDANE, false, nil)
+	s := l.newSender(t, sender.LevelDANE, false, nil)
 	res := s.Attempt(context.Background(), l.message("user@"+l.mx(4)))
-	if res.Status != Bounced || !res.MX.Implicit || !res.MX.Secure || len(res.Hosts) != 1 {
-		dumpResult(t, res)
+	if res.Status != sender.Bounced || !res.MX.Implicit || !res.MX.Secure || len(res.Hosts) != 1 {
+		sender.DumpResult(t, res)
 		t.Fatalf("status %v, MX %+v", res.Status, res.MX)
 	}
 	h := res.Hosts[0]
-	if h.Outcome != OutcomeBounced || !h.DANE.OK || !strings.HasPrefix(h.Reply, "550") || !errors.Is(res.Err, ErrPermanent) {
-		dumpResult(t, res)
+	if h.Outcome != sender.OutcomeBounced || !h.DANE.OK || !strings.HasPrefix(h.Reply, "550") || !errors.Is(res.Err, sender.ErrPermanent) {
+		sender.DumpResult(t, res)
 		t.Fatalf("host %+v", h)
 	}
-	if r := res.Recipients[0]; r.Status != Bounced || r.Host != l.mx(4) {
+	if r := res.Recipients[0]; r.Status != sender.Bounced || r.Host != l.mx(4) {
 		t.Fatalf("recipient %+v", r)
 	}
 
 	res = s.Attempt(context.Background(), l.message("user@nonexistent."+l.zoneA))
-	if res.Status != Bounced || !errors.Is(res.Err, ErrNoSuchDomain) || len(res.Hosts) != 0 {
-		dumpResult(t, res)
+	if res.Status != sender.Bounced || !errors.Is(res.Err, sender.ErrNoSuchDomain) || len(res.Hosts) != 0 {
+		sender.DumpResult(t, res)
 		t.Fatalf("NXDOMAIN: status %v, err %v", res.Status, res.Err)
 	}
 }
@@ -328,23 +317,23 @@ func TestImplicitMXAndBounce(t *testing.T) {
 // back to may (RFC 7672 §2.2), dane-only defers.
 func TestInsecureZoneB(t *testing.T) {
 	l := startLab(t, labOptions{signB: false})
-	dane := l.newSender(t, LevelDANE, false, nil)
+	dane := l.newSender(t, sender.LevelDANE, false, nil)
 	res := dane.Attempt(context.Background(), l.message("user@"+l.zoneB))
-	if res.Status != Delivered || res.MX.Secure || len(res.Hosts) != 1 || res.Hosts[0].Policy != "may (dane)" ||
+	if res.Status != sender.Delivered || res.MX.Secure || len(res.Hosts) != 1 || res.Hosts[0].Policy != "may (dane)" ||
 		!res.Hosts[0].TLS || res.Hosts[0].SNI != "" || !strings.Contains(res.Hosts[0].PolicyReason, "MX RRset is not DNSSEC-secure") {
-		dumpResult(t, res)
+		sender.DumpResult(t, res)
 		t.Fatal("dane on an insecure zone: want may")
 	}
-	only := l.newSender(t, LevelDANEOnly, false, nil)
+	only := l.newSender(t, sender.LevelDANEOnly, false, nil)
 	res = only.Attempt(context.Background(), l.message("user@"+l.zoneB))
-	if res.Status != Deferred || !errors.Is(res.Err, ErrNoDANE) || len(only.dialed()) != 0 {
-		dumpResult(t, res)
+	if res.Status != sender.Deferred || !errors.Is(res.Err, sender.ErrNoDANE) || len(only.dialed()) != 0 {
+		sender.DumpResult(t, res)
 		t.Fatal("dane-only on an insecure zone: want deferred without a connection")
 	}
 	// Zone A stays secure.
 	res = dane.Attempt(context.Background(), l.message("user@"+l.zoneA, l.mx(4)))
-	if res.Status != Delivered || !res.Hosts[0].DANE.OK {
-		dumpResult(t, res)
+	if res.Status != sender.Delivered || !res.Hosts[0].DANE.OK {
+		sender.DumpResult(t, res)
 		t.Fatal("zone A must still be DANE-verified")
 	}
 }
@@ -354,12 +343,12 @@ func TestInsecureZoneB(t *testing.T) {
 // id stays the same (RFC 8461 §5.1).
 func TestMTASTSFetchAndCache(t *testing.T) {
 	l := startLab(t, labOptions{signB: true})
-	s := l.newSender(t, LevelMay, false, func(o *Options) { o.MTASTS = true })
+	s := l.newSender(t, sender.LevelMay, false, func(o *sender.Options) { o.MTASTS = true })
 	for i, want := range []string{"fetched", "cache"} {
 		res := s.Attempt(context.Background(), l.message("user@"+l.zoneA, l.mx(6)))
-		if res.Status != Delivered || res.STS == nil || res.STS.Source != want || res.STS.Mode != "enforce" ||
+		if res.Status != sender.Delivered || res.STS == nil || res.STS.Source != want || res.STS.Mode != "enforce" ||
 			len(res.STS.MX) != 3 || !res.Hosts[0].STS.OK {
-			dumpResult(t, res)
+			sender.DumpResult(t, res)
 			t.Fatalf("attempt %d: STS %+v, want source %s", i, res.STS, want)
 		}
 	}
@@ -372,8 +361,8 @@ func TestMTASTSFetchAndCache(t *testing.T) {
 	}
 	// Zone B has no record: no policy, no fetch.
 	res := s.Attempt(context.Background(), l.message("user@"+l.zoneB))
-	if res.Status != Delivered || res.STS.Source != "none" || !strings.Contains(res.STS.Error, "no MTA-STS record") {
-		dumpResult(t, res)
+	if res.Status != sender.Delivered || res.STS.Source != "none" || !strings.Contains(res.STS.Error, "no MTA-STS record") {
+		sender.DumpResult(t, res)
 		t.Fatalf("zone B: STS %+v", res.STS)
 	}
 }
@@ -382,7 +371,7 @@ func TestMTASTSFetchAndCache(t *testing.T) {
 // fail the policy and reports the failure.
 func TestMTASTSTesting(t *testing.T) {
 	l := startLab(t, labOptions{signB: true, policy: "version: STSv1\r\nmode: testing\r\nmx: mx4.a.mailtest.example\r\nmx: mx5.a.mailtest.example\r\nmx: mx6.a.mailtest.example\r\nmax_age: 600\r\n"})
-	s := l.newSender(t, LevelMay, false, func(o *Options) { o.MTASTS = true })
+	s := l.newSender(t, sender.LevelMay, false, func(o *sender.Options) { o.MTASTS = true })
 	for _, tc := range []struct {
 		mx     int
 		stsOK  bool
@@ -394,9 +383,9 @@ func TestMTASTSTesting(t *testing.T) {
 	} {
 		res := s.Attempt(context.Background(), l.message("user@"+l.zoneA, l.mx(tc.mx)))
 		h := res.Hosts[0]
-		if res.Status != Delivered || res.STS.Mode != string(mtasts.ModeTesting) || !h.STS.Checked || h.STS.OK != tc.stsOK ||
+		if res.Status != sender.Delivered || res.STS.Mode != string(mtasts.ModeTesting) || !h.STS.Checked || h.STS.OK != tc.stsOK ||
 			!strings.Contains(h.STS.Detail, tc.detail) || h.SNI != l.mx(tc.mx) || !strings.Contains(h.Policy, "mta-sts testing") {
-			dumpResult(t, res)
+			sender.DumpResult(t, res)
 			t.Fatalf("mx%d: status %v, STS verdict %s", tc.mx, res.Status, h.STS)
 		}
 	}

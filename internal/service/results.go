@@ -9,32 +9,47 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/delivery"
+	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/finalise"
 	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/web"
 )
 
+// EvidenceRules are the rules of a test's evidence (internal/evidence)
+// under the configuration: the SMTP personas' acknowledgement, the
+// finaliser, the reports and `mailsec verdict` all use these.
+func EvidenceRules(cfg *config.Config) evidence.Rules {
+	return evidence.Rules{
+		PrefixV4: cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6,
+		Quiet: cfg.Timing.AckAfter.Duration, TestExpiry: cfg.Timing.TestExpiry.Duration,
+	}
+}
+
 // ResultSource is how reports are read from the store, with the service's
-// timings (the web UI, the API, the result mails and the CLI share it).
-func ResultSource(cfg *config.Config, st *store.Store, baseURL string) resultmail.Source {
-	return resultmail.Source{
-		Store: st, ZoneA: strings.TrimSuffix(cfg.Zones.A, "."), ZoneB: strings.TrimSuffix(cfg.Zones.B, "."),
-		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, Quiet: cfg.Timing.AckAfter.Duration,
-		PrefixV4: cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6, BaseURL: baseURL,
+// timings and evidence rules (the web UI, the API and the result mails
+// share it).
+func ResultSource(cfg *config.Config, st *store.Store, baseURL string) reportsource.Source {
+	return reportsource.Source{
+		Store: st, Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)},
+		ZoneA: strings.TrimSuffix(cfg.Zones.A, "."), ZoneB: strings.TrimSuffix(cfg.Zones.B, "."),
+		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, BaseURL: baseURL,
 		Inbound: storedInbound(cfg, st),
 	}
 }
 
 // storedInbound reads the inbound check that internal/inbound's runner
 // stored with a test (inbound.check_senders): pending until it is there.
-func storedInbound(cfg *config.Config, st *store.Store) resultmail.InboundFunc {
+func storedInbound(cfg *config.Config, st *store.Store) reportsource.InboundFunc {
 	return func(ctx context.Context, testID, domain string) ([]byte, error) {
 		c, err := st.InboundCheckOfTest(ctx, testID)
 		switch {
 		case errors.Is(err, store.ErrNotFound) && testID == "":
-			return nil, resultmail.ErrNoInbound
+			return nil, reportsource.ErrNoInbound
 		case errors.Is(err, store.ErrNotFound):
 			// A provider's row, or a test from before the runner: the
 			// latest check of the domain, if any.
@@ -44,7 +59,7 @@ func storedInbound(cfg *config.Config, st *store.Store) resultmail.InboundFunc {
 			if cfg.Inbound.CheckSenders {
 				return nil, nil // pending
 			}
-			return nil, resultmail.ErrNoInbound
+			return nil, reportsource.ErrNoInbound
 		case err != nil:
 			return nil, err
 		}
@@ -69,52 +84,47 @@ func inboundCheck(cfg *config.Config) (web.CheckFunc, error) {
 	}, nil
 }
 
-// results builds the loop that finalises tests and sends result mails, and
-// the web server.
-func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Resolver, send resultmail.SendFunc, baseURL string, log *slog.Logger) (*resultmail.Mailer, *web.Server, error) {
+// results builds the two loops of the results — finalising tests, and
+// delivering their result mails — and the web server.
+func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Resolver, baseURL string, log *slog.Logger) (*finalise.Finaliser, *delivery.Deliverer, *web.Server, error) {
 	src := ResultSource(cfg, st, baseURL)
 	rm := cfg.ResultMail
-	o := resultmail.Options{
-		Source: src, Expiry: cfg.Timing.TestExpiry.Duration,
+	fo := finalise.Options{Store: st, Evidence: src.Evidence, Interval: rm.Interval.Duration, Logger: log.With("part", "finalise")}
+	do := delivery.Options{
+		Store: st, Source: src,
 		RateLimit: rm.RateLimit, RateWindow: rm.RateWindow.Duration,
 		RetryBase: rm.RetryBase.Duration, RetryMax: rm.RetryMax.Duration, MaxAttempts: rm.MaxAttempts,
-		Interval: rm.Interval.Duration, Logger: log.With("part", "results"),
+		AttemptTimeout: rm.AttemptTimeout.Duration, Interval: rm.Interval.Duration, Logger: log.With("part", "delivery"),
+	}
+	send, err := delivery.SenderFromConfig(cfg, log)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	switch {
 	case !rm.Enabled || zones.DKIMKey == nil:
 		log.Info("result mails are off (result_mail.enabled)")
-	case send == nil:
-		log.Warn("result mails are off: no sender given to service.Start (resultsend.FromConfig)")
 	case res == nil:
 		log.Warn("result mails are off: no resolver for SPF")
 	default:
-		o.Send, o.DNS = send, res
-		o.Identity = resultmail.Identity{From: cfg.ResultMailFrom(), Name: rm.Name,
+		fo.MailEnabled, fo.DNS = true, res
+		do.Send = send
+		do.Identity = resultmail.Identity{From: cfg.ResultMailFrom(), Name: rm.Name,
 			Domain: strings.TrimSuffix(cfg.Zones.A, "."), Selector: rm.Selector, Key: zones.DKIMKey}
 	}
-	mailer, err := resultmail.New(o)
+	fin, err := finalise.New(fo)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	deliv, err := delivery.New(do)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	check, err := inboundCheck(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	w := web.New(web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Providers: cfg.Web.Providers,
 		Retention: cfg.Web.Retention.Duration, StartLimit: cfg.Web.StartLimit, CheckLimit: cfg.Web.CheckLimit,
 		Check: check, Logger: log.With("part", "web")})
-	return mailer, w, nil
-}
-
-// StartOption adds to what Start builds from the configuration.
-type StartOption func(*startOptions)
-
-type startOptions struct {
-	send resultmail.SendFunc
-}
-
-// WithResultSender gives the service the way out for result mails
-// (resultsend.FromConfig); without it result mails are off.
-func WithResultSender(send resultmail.SendFunc) StartOption {
-	return func(o *startOptions) { o.send = send }
+	return fin, deliv, w, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/mailsec/mailsec/internal/dnssec"
 	"github.com/mailsec/mailsec/internal/dnsserver"
 	"github.com/mailsec/mailsec/internal/dnszone"
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/policyhost"
@@ -188,8 +189,11 @@ type Running struct {
 	PolicyAddrs []netip.AddrPort
 	WebAddrs    []netip.AddrPort // bound web UI addresses (none if web.listen is empty)
 	WebURL      string           // web.base_url, or http:// the first bound address
-	done        chan error
-	closeStore  func() error
+	// Evidence reads tests' evidence under the service's rules, as the
+	// SMTP personas, the finaliser and the reports do.
+	Evidence   evidence.Gatherer
+	done       chan error
+	closeStore func() error
 }
 
 // Wait blocks until the service has stopped (its context was cancelled or
@@ -203,11 +207,7 @@ func (r *Running) Wait() error {
 // Start binds every listener — so a busy port fails the start at once —
 // and runs the service until ctx is cancelled. Ports may be 0; the bound
 // addresses are in the returned Running.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...StartOption) (*Running, error) {
-	var so startOptions
-	for _, o := range opts {
-		o(&so)
-	}
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running, error) {
 	st, err := store.Open(ctx, cfg.StorePath())
 	if err != nil {
 		return nil, err
@@ -277,7 +277,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...St
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost")})
 
-	r := &Running{Zones: zones, Store: st, Certs: mgr, done: make(chan error, 1)}
+	r := &Running{Zones: zones, Store: st, Certs: mgr, Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)}, done: make(chan error, 1)}
 	for _, l := range dnsListeners {
 		r.DNSAddrs = append(r.DNSAddrs, l.Addr().(*net.UDPAddr).AddrPort())
 		log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", len(l.UDP))
@@ -298,7 +298,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...St
 		r.WebURL = "http://" + r.WebAddrs[0].String()
 	}
 	r.WebURL = strings.TrimSuffix(r.WebURL, "/")
-	mailer, webSrv, err := results(cfg, zones, st, res, so.send, r.WebURL, log)
+	finaliser, deliverer, webSrv, err := results(cfg, zones, st, res, r.WebURL, log)
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
 	}
@@ -320,7 +320,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...St
 	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
 	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
 	g.Go(func() error { return mgr.Run(gctx) })
-	g.Go(func() error { return mailer.Run(gctx) })
+	// Finalising and delivering are separate loops: a slow recipient
+	// delays only its own mail, never a verdict.
+	g.Go(func() error { return finaliser.Run(gctx) })
+	g.Go(func() error { return deliverer.Run(gctx) })
 	if senderChecks != nil {
 		g.Go(func() error { return senderChecks.Run(gctx) })
 	}
@@ -375,7 +378,7 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Hostname: cfg.SMTP.Hostname,
 		Certificates: certificates, LocalPersonas: local, Store: st,
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
-		TestExpiry: cfg.Timing.TestExpiry.Duration, CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration,
+		Evidence: EvidenceRules(cfg), CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration,
 		DataTimeout: cfg.Timing.SMTPDataTimeout.Duration, MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients: cfg.SMTP.MaxRecipients, MaxConnectionsPerClient: cfg.SMTP.MaxConnectionsPerClient,
 		ClientPrefixV4: cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6,

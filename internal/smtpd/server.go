@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -54,9 +55,12 @@ type Options struct {
 	DowngradeWindow time.Duration
 	// AckAfter is timing.ack_after, passed to verdict.Acknowledge.
 	AckAfter time.Duration
-	// TestExpiry bounds how far back connections without a test are tied
-	// to a test (timing.test_expiry); 0 means 48h.
-	TestExpiry time.Duration
+	// Evidence are the rules of a test's evidence, shared with the
+	// finaliser and the reports (service.EvidenceRules): which policy
+	// fetches the acknowledgement sees, and timing.test_expiry for the tie
+	// rule. Zero fields take evidence's defaults; zero prefixes take
+	// ClientPrefixV4 and ClientPrefixV6.
+	Evidence evidence.Rules
 	// CommandTimeout bounds the wait for each command line and each reply
 	// write (timing.smtp_command_timeout; RFC 5321 §4.5.3.2 suggests 5
 	// minutes); 0 means 5m.
@@ -118,7 +122,6 @@ type Options struct {
 
 // Defaults.
 const (
-	defaultTestExpiry     = 48 * time.Hour
 	defaultCommandTimeout = 5 * time.Minute
 	defaultDataTimeout    = 10 * time.Minute
 	defaultShutdownGrace  = 5 * time.Second
@@ -161,6 +164,9 @@ type Server struct {
 	// tlsConfig is the configuration of the STARTTLS server; the persona's
 	// own configuration comes from GetConfigForClient.
 	tlsConfig *tls.Config
+	// evidence reads a test's evidence for the acknowledgement and ties
+	// connections to tests.
+	evidence evidence.Gatherer
 	// recorder writes the connection rows (prepared statements); set by
 	// Serve.
 	recorder *store.ConnectionRecorder
@@ -208,7 +214,6 @@ func New(opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	o := &s.opts
-	setDefault(&o.TestExpiry, defaultTestExpiry)
 	setDefault(&o.CommandTimeout, defaultCommandTimeout)
 	setDefault(&o.DataTimeout, defaultDataTimeout)
 	setDefault(&o.ShutdownGrace, defaultShutdownGrace)
@@ -222,6 +227,9 @@ func New(opts Options) (*Server, error) {
 	if o.ClientPrefixV4 < 0 || o.ClientPrefixV4 > 32 || o.ClientPrefixV6 < 0 || o.ClientPrefixV6 > 128 {
 		return nil, fmt.Errorf("smtpd: client prefixes /%d, /%d out of range", o.ClientPrefixV4, o.ClientPrefixV6)
 	}
+	setDefault(&o.Evidence.PrefixV4, o.ClientPrefixV4)
+	setDefault(&o.Evidence.PrefixV6, o.ClientPrefixV6)
+	s.evidence = evidence.Gatherer{Store: o.Store, Rules: o.Evidence}
 	if o.Hostname == "" {
 		o.Hostname = s.zoneA
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -237,15 +238,9 @@ func (ss *session) accept(to string, cls rcptClass, test store.Test) error {
 			}
 			ss.tx.test = test
 		}
-		// The tie rule (docs/smtp.md): untied connections of this client
-		// address since the test was created (token tests; a fixed test
-		// is created by its first mail, so earlier attempts count), at
-		// most timing.test_expiry back.
-		since := now.Add(-ss.s.opts.TestExpiry)
-		if test.Kind == store.TestToken && test.Created.After(since) {
-			since = test.Created
-		}
-		n, err := ss.s.opts.Store.TieConnections(ctx, test.ID, client, since, now.Add(time.Nanosecond))
+		// The tie rule (evidence.Tie, docs/smtp.md): connections of this
+		// client address that ended before naming a test.
+		n, err := ss.s.evidence.Tie(ctx, test, client, now)
 		if n > 0 {
 			r.log.Debug("smtp: tied connections to test", "test", test.ID, "n", n)
 		}
@@ -360,37 +355,25 @@ func (ss *session) acknowledge() error {
 	now := ss.s.now()
 	r := ss.rec
 	var (
-		test    store.Test
-		history []store.SMTPConnection
-		fetches []store.PolicyFetch
+		test store.Test
+		obs  verdict.Observations
 	)
+	// The history holds this connection as last saved; its current state
+	// (signatures, recipients) is the evidence.
+	self := r.snapshot()
 	err := ss.s.storeOp(func(ctx context.Context) error {
 		var err error
 		if test, err = ss.s.opts.Store.Test(ctx, ss.tx.test.ID); err != nil {
 			return err
 		}
-		if history, err = ss.s.opts.Store.Connections(ctx, store.ConnectionFilter{TestID: test.ID}); err != nil {
-			return err
-		}
-		fetches, err = ss.s.senderFetches(ctx, now, append(history, r.snapshot()))
+		obs, err = ss.s.evidence.Gather(ctx, test, now, evidence.InFlight(self))
 		return err
 	})
 	if err != nil {
 		r.log.Error("smtp: loading the test", "test", ss.tx.test.ID, "err", err)
 		return ss.answer(errTempFailure, false)
 	}
-	// The history holds this connection as last saved; use its current
-	// state (signatures, recipients).
-	self := r.snapshot()
-	found := false
-	for i := range history {
-		if history[i].ID == self.ID {
-			history[i], found = self, true
-		}
-	}
-	if !found {
-		history = append(history, self)
-	}
+	history, fetches := obs.Connections, obs.PolicyFetches
 	zone := persona.ZoneB
 	if ss.tx.hasA {
 		// One decision per mail; with recipients in A and B, A's rule.
@@ -486,26 +469,4 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
-}
-
-// fetchEvidenceWindow is how far back a policy fetch counts as evidence
-// that a sender does MTA-STS: a week, the usual max_age, during which it
-// may rely on its cached policy without fetching again (RFC 8461 §5).
-const fetchEvidenceWindow = 7 * 24 * time.Hour
-
-// senderFetches returns the MTA-STS policy fetches that came from the
-// sender's network (the client prefix of one of its connections): an
-// MTA-STS resolver fetches from the MTA or a neighbour.
-func (s *Server) senderFetches(ctx context.Context, now time.Time, conns []store.SMTPConnection) ([]store.PolicyFetch, error) {
-	all, err := s.opts.Store.PolicyFetches(ctx, now.Add(-fetchEvidenceWindow), now.Add(time.Second), 1000)
-	if err != nil {
-		return nil, err
-	}
-	var out []store.PolicyFetch
-	for _, f := range all {
-		if f.Status == 200 && verdict.ClientMatches(f.Client.Addr(), conns, s.opts.ClientPrefixV4, s.opts.ClientPrefixV6) {
-			out = append(out, f)
-		}
-	}
-	return out, nil
 }

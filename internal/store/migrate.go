@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"path"
 	"slices"
 	"strconv"
@@ -180,6 +181,9 @@ func (s *Store) applyMigration(ctx context.Context, m migration, latest int64) (
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return fmt.Errorf("migration %s: %w", m.name, err)
 	}
+	if err := s.backfill(ctx, tx, m.version); err != nil {
+		return fmt.Errorf("migration %s: backfill: %w", m.name, err)
+	}
 	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)`),
 		m.version, m.name, time.Now().UnixNano()); err != nil {
 		return fmt.Errorf("migration %s: record: %w", m.name, err)
@@ -188,4 +192,63 @@ func (s *Store) applyMigration(ctx context.Context, m migration, latest int64) (
 		return fmt.Errorf("migration %s: commit: %w", m.name, err)
 	}
 	return nil
+}
+
+// backfill runs the part of migration version that SQL cannot do portably,
+// in the migration's transaction, after its script.
+func (s *Store) backfill(ctx context.Context, tx *sql.Tx, version int64) error {
+	switch version {
+	case 9:
+		return s.backfillPolicyFetchIP(ctx, tx)
+	}
+	return nil
+}
+
+// backfillBatch is how many rows a backfill reads per query: the rows are
+// read, then updated, on the transaction's one connection.
+const backfillBatch = 1000
+
+// backfillPolicyFetchIP fills policy_fetches.client_ip (migration 0009)
+// from the text column client_addr.
+func (s *Store) backfillPolicyFetchIP(ctx context.Context, tx *sql.Tx) error {
+	type row struct {
+		id   int64
+		addr string
+	}
+	last := int64(-1 << 63)
+	for {
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT id, client_addr FROM policy_fetches
+WHERE id > ? AND client_ip IS NULL AND client_addr <> ''
+ORDER BY id
+LIMIT ?`), last, backfillBatch)
+		if err != nil {
+			return err
+		}
+		var batch []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.addr); err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range batch {
+			a, err := netip.ParseAddr(r.addr)
+			if err != nil {
+				return fmt.Errorf("policy fetch %d: client address %q: %w", r.id, r.addr, err)
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE policy_fetches SET client_ip = ? WHERE id = ?`), addrKey(a), r.id); err != nil {
+				return err
+			}
+			last = r.id
+		}
+		if len(batch) < backfillBatch {
+			return nil
+		}
+	}
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/resolver"
-	"github.com/mailsec/mailsec/internal/resultsend"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/store"
@@ -58,12 +57,7 @@ func TestBrowser(t *testing.T) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	svcCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	send, err := resultsend.FromConfig(cfg, log)
-	if err != nil {
-		stop()
-		t.Fatal(err)
-	}
-	run, err := service.Start(svcCtx, cfg, log, service.WithResultSender(send))
+	run, err := service.Start(svcCtx, cfg, log)
 	if err != nil {
 		stop()
 		t.Fatal(err)

@@ -6,7 +6,7 @@
 // a test (connections as they happen, by server-sent events), the report
 // page (the result mail's content), the inbound check form, and the public
 // provider table. Every page and API answer reads the store through
-// resultmail.Source, so the web, the API and the result mail agree.
+// reportsource.Source, so the web, the API and the result mail agree.
 //
 // Privacy (GDPR): the private link is the test id (80 random bits); every
 // address on a page is redacted by internal/report; logs name tests, not
@@ -32,7 +32,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/report"
-	"github.com/mailsec/mailsec/internal/resultmail"
+	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -50,7 +50,7 @@ type CheckFunc func(ctx context.Context, domain string) ([]byte, error)
 
 // Options configure the web server.
 type Options struct {
-	Source       resultmail.Source
+	Source       reportsource.Source
 	ZoneA, ZoneB string // without trailing dot
 	Providers    []string
 	Retention    time.Duration

@@ -16,7 +16,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"github.com/mailsec/mailsec/internal/resultmail"
+	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
@@ -69,8 +70,9 @@ func newEnv(t *testing.T, tweak func(*Options)) *env {
 	t.Cleanup(func() { st.Close() })
 	e := &env{st: st, now: time.Now().UTC()}
 	o := Options{
-		Source: resultmail.Source{Store: st, ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example",
-			DowngradeWindow: 3 * time.Minute, Quiet: 10 * time.Minute, PrefixV4: 24, PrefixV6: 48},
+		Source: reportsource.Source{Store: st, ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example",
+			DowngradeWindow: 3 * time.Minute,
+			Evidence:        evidence.Gatherer{Store: st, Rules: evidence.Rules{Quiet: 10 * time.Minute, PrefixV4: 24, PrefixV6: 48}}},
 		ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example", Providers: []string{"example.org", "untested.example"},
 		Retention: 24 * time.Hour, StartLimit: 3, CheckLimit: 2, EventInterval: 20 * time.Millisecond,
 		Now: func() time.Time { return e.now },

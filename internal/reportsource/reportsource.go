@@ -1,4 +1,9 @@
-package resultmail
+// Package reportsource reads tests and makes their reports: the one place
+// the web pages, the API, the CLI and the result mail get a report from,
+// so they agree. A final test shows its frozen verdict (internal/finalise
+// stored it); an unfinished one the live verdict from its evidence
+// (internal/evidence), as the finaliser would judge it now.
+package reportsource
 
 import (
 	"context"
@@ -8,35 +13,34 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/report"
+	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/store"
-	"github.com/mailsec/mailsec/internal/verdict"
 )
 
 // ErrNoInbound is returned by an InboundFunc when there is no inbound check
 // to show (none was run and none will be: the domain is missing, or the
 // service has no inbound checker).
-var ErrNoInbound = errors.New("resultmail: no inbound check")
+var ErrNoInbound = errors.New("reportsource: no inbound check")
 
 // InboundFunc returns the stored inbound check of a test's sender domain
 // (JSON, schema mailsec.check.v1; internal/inbound writes it): nil and no
 // error while it is pending, ErrNoInbound when there is none.
 type InboundFunc func(ctx context.Context, testID, domain string) ([]byte, error)
 
-// Source reads tests and makes their reports: the one place the result
-// mail, the web pages and the API get a report from, so they agree.
+// Source reads tests and makes their reports.
 type Source struct {
-	Store        *store.Store
+	Store *store.Store
+	// Evidence gathers an unfinished test's observations for its live
+	// verdict.
+	Evidence     evidence.Gatherer
 	ZoneA, ZoneB string // without trailing dot
-	// DowngradeWindow, Quiet (timing.ack_after) and the client prefixes
-	// are the service's timing and smtp settings, as the verdict needs them.
-	DowngradeWindow  time.Duration
-	Quiet            time.Duration
-	PrefixV4         int
-	PrefixV6         int
-	BaseURL          string // the web UI, e.g. "https://mailsec.example"; "" for none
-	Inbound          InboundFunc
-	FetchEvidenceAge time.Duration // how far back policy fetches count (0: a week)
+	// DowngradeWindow is timing.downgrade_window, which the report
+	// explains.
+	DowngradeWindow time.Duration
+	BaseURL         string // the web UI, e.g. "https://mailsec.example"; "" for none
+	Inbound         InboundFunc
 }
 
 // URL is the private link of a test's report ("" without a web UI).
@@ -45,34 +49,6 @@ func (s Source) URL(testID string) string {
 		return ""
 	}
 	return strings.TrimSuffix(s.BaseURL, "/") + "/t/" + testID
-}
-
-// Judge computes the live verdict of a test from its recorded history, as
-// mailsec verdict does: policy fetches from the sender's network count.
-func (s Source) Judge(ctx context.Context, t store.Test, now time.Time) (verdict.Verdict, []store.SMTPConnection, error) {
-	conns, err := s.Store.Connections(ctx, store.ConnectionFilter{TestID: t.ID})
-	if err != nil {
-		return verdict.Verdict{}, nil, err
-	}
-	age := s.FetchEvidenceAge
-	if age == 0 {
-		age = 7 * 24 * time.Hour
-	}
-	var fetches []store.PolicyFetch
-	if len(conns) > 0 {
-		all, err := s.Store.PolicyFetches(ctx, t.Created.Add(-age), now.Add(time.Second), 10000)
-		if err != nil {
-			return verdict.Verdict{}, nil, err
-		}
-		for _, f := range all {
-			if f.Status == 200 && verdict.ClientMatches(f.Client.Addr(), conns, s.PrefixV4, s.PrefixV6) {
-				fetches = append(fetches, f)
-			}
-		}
-	}
-	v := verdict.Judge(verdict.Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: s.Quiet,
-		SentToB: !t.AddressedB.IsZero()})
-	return v, conns, nil
 }
 
 // Load makes the report input of a test: the frozen verdict of a final
@@ -93,17 +69,19 @@ func (s Source) Load(ctx context.Context, id string, now time.Time) (report.Inpu
 		}
 		in.Connections, in.Final = conns, true
 		if err := json.Unmarshal(res.Verdict, &in.Verdict); err != nil {
-			return in, fmt.Errorf("resultmail: stored verdict of %s: %w", t.ID, err)
+			return in, fmt.Errorf("reportsource: stored verdict of %s: %w", t.ID, err)
 		}
 		in.Mail = &report.MailStatus{State: res.MailState, Reason: res.MailReason, To: res.Recipient, SentAt: res.Sent, Attempts: res.Attempts}
 	case errors.Is(rerr, store.ErrNotFound):
-		if in.Verdict, in.Connections, err = s.Judge(ctx, t, now); err != nil {
+		v, obs, err := s.Evidence.Judge(ctx, t, now)
+		if err != nil {
 			return in, err
 		}
+		in.Verdict, in.Connections = v, obs.Connections
 	default:
 		return in, rerr
 	}
-	in.Inbound, in.InboundNote = s.inbound(ctx, t.ID, domainOf(t.Sender))
+	in.Inbound, in.InboundNote = s.inbound(ctx, t.ID, resultmail.SenderDomain(t.Sender))
 	return in, nil
 }
 

@@ -1,0 +1,303 @@
+// Package delivery gets result mails to their recipients (DESIGN.md §1.3):
+// a loop picks the due mails that internal/finalise decided, and a pool of
+// workers makes one attempt each, through internal/sender at level dane
+// with MTA-STS (NewSender). Every attempt has an overall deadline, so a
+// recipient MX that accepts and never answers (a tarpit) holds one worker
+// for that long at most, and only mails to its own domain wait behind it:
+// one attempt per recipient domain is in flight at a time, which also
+// keeps the per-domain rate limit exact. Failures are retried with
+// backoff; everything is in the store, so nothing is lost across restarts.
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/report"
+	"github.com/mailsec/mailsec/internal/reportsource"
+	"github.com/mailsec/mailsec/internal/resultmail"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// Defaults of the Options.
+const (
+	DefaultAttemptTimeout = 10 * time.Minute
+	DefaultWorkers        = 4
+)
+
+// Options configure a Deliverer.
+type Options struct {
+	Store *store.Store
+	// Source makes the report the mail carries, composed at the first
+	// attempt.
+	Source reportsource.Source
+	// Identity signs and sends; a nil Identity.Key turns delivery off.
+	Identity resultmail.Identity
+	Send     SendFunc
+	// RateLimit result mails per recipient domain per RateWindow (0: no
+	// limit). Over it, a mail waits; it is not dropped.
+	RateLimit  int
+	RateWindow time.Duration
+	// RetryBase is the first retry delay, doubled per attempt up to
+	// RetryMax; MaxAttempts ends the retries (mail state failed).
+	RetryBase   time.Duration
+	RetryMax    time.Duration
+	MaxAttempts int
+	// AttemptTimeout bounds one attempt as a whole, every MX host tried
+	// (result_mail.attempt_timeout); 0 means DefaultAttemptTimeout.
+	AttemptTimeout time.Duration
+	// Workers is the number of attempts in flight at most; 0 means
+	// DefaultWorkers.
+	Workers int
+	// Interval is the loop's period.
+	Interval time.Duration
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Deliverer sends due result mails.
+type Deliverer struct {
+	o    Options
+	log  *slog.Logger
+	slot chan struct{} // one token per worker
+
+	mu   sync.Mutex
+	busy map[string]bool // recipient domains with an attempt in flight
+}
+
+// New returns a Deliverer, with defaults for unset options.
+func New(o Options) (*Deliverer, error) {
+	if o.Store == nil {
+		return nil, errors.New("delivery: no store")
+	}
+	if o.Identity.Key != nil && (o.Send == nil || o.Identity.From == "" || o.Identity.Domain == "" || o.Identity.Selector == "") {
+		return nil, errors.New("delivery: a signing key needs From, Domain, Selector and a sender")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.RateWindow, time.Hour)
+	def(&o.RetryBase, time.Minute)
+	def(&o.RetryMax, 4*time.Hour)
+	def(&o.Interval, 10*time.Second)
+	def(&o.AttemptTimeout, DefaultAttemptTimeout)
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 12
+	}
+	if o.Workers <= 0 {
+		o.Workers = DefaultWorkers
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Deliverer{o: o, log: o.Logger, slot: make(chan struct{}, o.Workers), busy: map[string]bool{}}, nil
+}
+
+// Run starts the due attempts every Interval until ctx ends, without
+// waiting for them: an attempt still in flight at the next tick goes on,
+// and its domain is skipped. When ctx ends, Run waits for the attempts in
+// flight (ending with ctx) and returns.
+func (d *Deliverer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(d.o.Interval)
+	defer t.Stop()
+	for {
+		if _, err := d.start(ctx, &wg, nil, nil); err != nil && ctx.Err() == nil {
+			d.log.Error("results: sending result mails", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// SendDue makes one attempt for every due result mail, as far as workers
+// and domains allow, waits for them and returns how many were delivered.
+// A mail to a domain with an attempt in flight waits for it, so this
+// repeats until nothing due is left that has not had its attempt.
+func (d *Deliverer) SendDue(ctx context.Context) (int, error) {
+	tried := map[string]bool{}
+	delivered := 0
+	var mu sync.Mutex
+	count := func(ok bool) {
+		if ok {
+			mu.Lock()
+			delivered++
+			mu.Unlock()
+		}
+	}
+	var errs []error
+	for {
+		var wg sync.WaitGroup
+		n, err := d.start(ctx, &wg, func(id string) bool {
+			if tried[id] {
+				return false
+			}
+			tried[id] = true
+			return true
+		}, count)
+		wg.Wait()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if n == 0 || err != nil {
+			return delivered, errors.Join(errs...)
+		}
+	}
+}
+
+// start starts an attempt for each due mail that want accepts (nil: all)
+// whose domain is idle, while workers are free, and returns how many it
+// started. Each attempt runs in its own goroutine under wg; done (nil:
+// none) learns whether it delivered.
+func (d *Deliverer) start(ctx context.Context, wg *sync.WaitGroup, want func(testID string) bool, done func(delivered bool)) (int, error) {
+	if d.o.Identity.Key == nil {
+		return 0, nil
+	}
+	due, err := d.o.Store.DueResultMails(ctx, d.o.Now(), 0)
+	if err != nil {
+		return 0, err
+	}
+	started := 0
+	for _, r := range due {
+		if !d.claim(r.SenderDomain) {
+			continue
+		}
+		if want != nil && !want(r.TestID) {
+			d.release(r.SenderDomain)
+			continue
+		}
+		select {
+		case d.slot <- struct{}{}:
+		default:
+			d.release(r.SenderDomain)
+			return started, nil // every worker is busy: the next round
+		}
+		started++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-d.slot }()
+			defer d.release(r.SenderDomain)
+			ok, err := d.attempt(ctx, r)
+			if err != nil && ctx.Err() == nil {
+				d.log.Error("results: result mail attempt", "test", r.TestID, "err", err)
+			}
+			if done != nil {
+				done(ok)
+			}
+		}()
+	}
+	return started, nil
+}
+
+// claim marks domain busy; false if it already was.
+func (d *Deliverer) claim(domain string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.busy[domain] {
+		return false
+	}
+	d.busy[domain] = true
+	return true
+}
+
+func (d *Deliverer) release(domain string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.busy, domain)
+}
+
+// attempt makes one delivery attempt of r, within AttemptTimeout, and
+// records it.
+func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (bool, error) {
+	st := d.o.Store
+	now := d.o.Now()
+	if len(r.Message) == 0 {
+		// Composed once, at the first attempt (the inbound check has had
+		// the most time by then); retries send the same signed message.
+		in, err := d.o.Source.Load(ctx, r.TestID, now)
+		if err != nil {
+			return false, err
+		}
+		in.Mail = nil // the mail does not describe its own fate
+		msg, id, err := resultmail.Compose(d.o.Identity, report.Build(in), r.Recipient, now)
+		if err != nil {
+			return false, err
+		}
+		r.Message, r.MessageID = msg, id
+		if err := st.UpdateResultMail(ctx, r, nil); err != nil {
+			return false, err
+		}
+	}
+	if d.o.RateLimit > 0 {
+		sent, err := st.MailsSentSince(ctx, r.SenderDomain, now.Add(-d.o.RateWindow))
+		if err != nil {
+			return false, err
+		}
+		if sent >= d.o.RateLimit {
+			r.Next = now.Add(d.o.RateWindow / time.Duration(d.o.RateLimit))
+			r.MailReason = fmt.Sprintf("waiting: %d result mails went to %s in the last %s", sent, r.SenderDomain, d.o.RateWindow)
+			return false, st.UpdateResultMail(ctx, r, nil)
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, d.o.AttemptTimeout)
+	res := d.o.Send(actx, d.o.Identity.From, r.Recipient, r.Message)
+	timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
+	cancel()
+	if ctx.Err() != nil {
+		// Shutting down: the attempt was cut short by us, not by the
+		// recipient; it is made again after the restart.
+		return false, ctx.Err()
+	}
+	if timedOut && res.Status != Delivered {
+		res.Status = Deferred
+		res.Reason = fmt.Sprintf("no answer within the attempt deadline (%s): %s", d.o.AttemptTimeout, res.Reason)
+	}
+	detail := report.RedactText(res.Summary)
+	r.Attempts++
+	a := &store.MailAttempt{Time: now, Status: res.Status, Detail: detail}
+	switch res.Status {
+	case Delivered:
+		r.MailState, r.Sent, r.DeliveredTo, r.Recipient = store.MailSent, now, res.DeliveredTo, ""
+		r.MailReason = "delivered to " + res.DeliveredTo
+	case Bounced:
+		r.MailState, r.Recipient = store.MailFailed, ""
+		r.MailReason = "refused: " + report.RedactText(res.Reason)
+	default:
+		if r.Attempts >= d.o.MaxAttempts {
+			r.MailState, r.Recipient = store.MailFailed, ""
+			r.MailReason = fmt.Sprintf("given up after %d attempts: %s", r.Attempts, report.RedactText(res.Reason))
+		} else {
+			r.Next = now.Add(d.backoff(r.Attempts))
+			r.MailReason = fmt.Sprintf("deferred (attempt %d, next %s): %s", r.Attempts, r.Next.UTC().Format(time.RFC3339), report.RedactText(res.Reason))
+		}
+	}
+	if err := st.UpdateResultMail(ctx, r, a); err != nil {
+		return false, err
+	}
+	d.log.Info("results: result mail attempt", "test", r.TestID, "domain", r.SenderDomain, "status", a.Status, "detail", detail)
+	return res.Status == Delivered, nil
+}
+
+// backoff is the delay after attempt n (1-based): RetryBase doubled per
+// attempt, at most RetryMax.
+func (d *Deliverer) backoff(n int) time.Duration {
+	b := d.o.RetryBase
+	for i := 1; i < n && b < d.o.RetryMax; i++ {
+		b *= 2
+	}
+	return min(b, d.o.RetryMax)
+}

@@ -1,0 +1,236 @@
+// Package evidence gathers a test's observations for the verdict: the one
+// place that decides which stored rows are evidence about a test, with one
+// set of windows and limits, so that the 451/250 answer in flight
+// (internal/smtpd), the final verdict (internal/finalise), the live report
+// (internal/reportsource: web, API, CLI), `mailsec verdict` and the demo
+// all see the same evidence.
+//
+// A test's evidence is
+//   - its SMTP connections, those tied to it by client address included
+//     (Tie; the rule is documented in docs/smtp.md, "Tying connections to a
+//     test");
+//   - the fetches of zone A's MTA-STS policy (status 200) from the client
+//     prefixes of those connections (an MTA-STS resolver fetches from the
+//     MTA or a neighbour), from FetchWindow before the test was created
+//     until now;
+//   - whether the sender had a mail for the B address (store.Test.AddressedB).
+//
+// The DNS queries of the sender's resolver (store.DNSQuery) and its
+// TLS-RPT reports are evidence a later issue adds here, in Gather, beside
+// the policy fetches and with their own rules.
+package evidence
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/verdict"
+)
+
+// Defaults of the Rules.
+const (
+	// DefaultFetchWindow is how long before a test a policy fetch still
+	// counts: an MTA-STS sender may apply a cached policy for its max_age
+	// without fetching it again (RFC 8461 §5); a week is the usual
+	// max_age (zone A's own, zones.mta_sts_max_age, by default).
+	DefaultFetchWindow = 7 * 24 * time.Hour
+	// DefaultFetchLimit bounds the policy fetches read per test. The
+	// verdict only needs to know whether there is one; the newest are read.
+	DefaultFetchLimit = 1000
+	// DefaultPrefixV4 and DefaultPrefixV6 are the client prefixes
+	// (smtp.client_prefix_v4/v6).
+	DefaultPrefixV4 = 24
+	DefaultPrefixV6 = 48
+	// DefaultTestExpiry is timing.test_expiry.
+	DefaultTestExpiry = 48 * time.Hour
+)
+
+// fetchSlack is how far past now a policy fetch is still read: the policy
+// host records a fetch with its own reading of the clock, which may come a
+// little after the caller's now.
+const fetchSlack = time.Second
+
+// Rules are the windows and limits of the evidence. Zero fields take the
+// defaults above; the service builds them from its configuration once
+// (service.EvidenceRules) and gives the same to every part.
+type Rules struct {
+	// FetchWindow: policy fetches from this long before the test's
+	// creation on count.
+	FetchWindow time.Duration
+	// FetchLimit: at most this many policy fetches, the newest.
+	FetchLimit int
+	// PrefixV4 and PrefixV6 make a connection's client address into the
+	// network a policy fetch may come from (smtp.client_prefix_v4/v6).
+	PrefixV4, PrefixV6 int
+	// Quiet is timing.ack_after: the verdict takes what has not happened
+	// for this long as not going to happen (verdict.Observations.Quiet).
+	Quiet time.Duration
+	// TestExpiry is timing.test_expiry: connections at most this old are
+	// tied to a test (Tie).
+	TestExpiry time.Duration
+}
+
+// WithDefaults returns r with the defaults in its zero fields.
+func (r Rules) WithDefaults() Rules {
+	if r.FetchWindow <= 0 {
+		r.FetchWindow = DefaultFetchWindow
+	}
+	if r.FetchLimit <= 0 {
+		r.FetchLimit = DefaultFetchLimit
+	}
+	if r.PrefixV4 <= 0 {
+		r.PrefixV4 = DefaultPrefixV4
+	}
+	if r.PrefixV6 <= 0 {
+		r.PrefixV6 = DefaultPrefixV6
+	}
+	if r.TestExpiry <= 0 {
+		r.TestExpiry = DefaultTestExpiry
+	}
+	return r
+}
+
+// Gatherer reads a test's evidence from the store under its Rules.
+type Gatherer struct {
+	Store *store.Store
+	Rules Rules
+}
+
+// Option adds what a caller knows beyond the store to Gather.
+type Option func(*options)
+
+type options struct {
+	inFlight   *store.SMTPConnection
+	senderDone bool
+	sentToB    bool
+}
+
+// InFlight gives the current state of a connection still in progress (the
+// mail being acknowledged): it replaces the connection's stored row, or is
+// added if it has none yet, and its client prefix counts for the policy
+// fetches.
+func InFlight(c store.SMTPConnection) Option {
+	return func(o *options) { o.inFlight = &c }
+}
+
+// SenderDone tells that the sender is known to have finished (its queue is
+// empty: the demo's reference senders, `mailsec verdict -done`).
+func SenderDone() Option {
+	return func(o *options) { o.senderDone = true }
+}
+
+// SentToB tells that the sender is known to have had a mail for the B
+// address, besides what the store knows (store.Test.AddressedB).
+func SentToB() Option {
+	return func(o *options) { o.sentToB = true }
+}
+
+// Gather returns the observations of test t at now.
+func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts ...Option) (verdict.Observations, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r := g.Rules.WithDefaults()
+	conns, err := g.Store.Connections(ctx, store.ConnectionFilter{TestID: t.ID})
+	if err != nil {
+		return verdict.Observations{}, fmt.Errorf("evidence: connections of %s: %w", t.ID, err)
+	}
+	if c := o.inFlight; c != nil {
+		i := slices.IndexFunc(conns, func(s store.SMTPConnection) bool { return c.ID != 0 && s.ID == c.ID })
+		if i >= 0 {
+			conns[i] = *c
+		} else {
+			conns = append(conns, *c)
+		}
+	}
+	fetches, err := g.Store.PolicyFetchesFrom(ctx, store.PolicyFetchFilter{
+		Clients: ClientPrefixes(conns, r.PrefixV4, r.PrefixV6),
+		Status:  200, // a policy was served (RFC 8461 §3.3); a 404 is no policy
+		Since:   t.Created.Add(-r.FetchWindow),
+		Until:   now.Add(fetchSlack),
+		Limit:   r.FetchLimit,
+	})
+	if err != nil {
+		return verdict.Observations{}, fmt.Errorf("evidence: policy fetches of %s: %w", t.ID, err)
+	}
+	// Later issues: the sender resolver's DNS queries and its TLS-RPT
+	// reports are read here, with their own windows in Rules.
+	return verdict.Observations{
+		Connections:   conns,
+		PolicyFetches: fetches,
+		Now:           now,
+		Quiet:         r.Quiet,
+		SenderDone:    o.senderDone,
+		SentToB:       o.sentToB || !t.AddressedB.IsZero(),
+	}, nil
+}
+
+// Judge gathers t's observations and judges them: the live verdict.
+func (g Gatherer) Judge(ctx context.Context, t store.Test, now time.Time, opts ...Option) (verdict.Verdict, verdict.Observations, error) {
+	obs, err := g.Gather(ctx, t, now, opts...)
+	if err != nil {
+		return verdict.Verdict{}, obs, err
+	}
+	return verdict.Judge(obs), obs, nil
+}
+
+// ClientPrefixes returns the distinct networks of the connections' client
+// addresses: bitsV4 or bitsV6 long, IPv4-mapped addresses as IPv4.
+func ClientPrefixes(conns []store.SMTPConnection, bitsV4, bitsV6 int) []netip.Prefix {
+	var out []netip.Prefix
+	for _, c := range conns {
+		a := c.Client.Addr().Unmap()
+		if !a.IsValid() {
+			continue
+		}
+		bits := bitsV6
+		if a.Is4() {
+			bits = bitsV4
+		}
+		p, err := a.Prefix(bits)
+		if err == nil && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Clients returns the distinct client addresses of the connections,
+// unmapped.
+func Clients(conns []store.SMTPConnection) []netip.Addr {
+	var out []netip.Addr
+	for _, c := range conns {
+		if a := c.Client.Addr().Unmap(); a.IsValid() && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Tie ties to test t the connections of client that no test claimed (they
+// ended before RCPT TO named one: a refused certificate), and returns how
+// many. The rule (docs/smtp.md, "Tying connections to a test"): connections
+// of the same client address that started at most TestExpiry before now
+// and, for a token test, not before the test was created (a fixed-address
+// test is created by its first mail, so the attempts before it count).
+// Rows already tied keep their test. smtpd applies it at every accepted
+// RCPT; the finaliser once more for every client of the test before the
+// verdict is frozen; `mailsec verdict -tie-client` and the demo for a
+// client they know.
+func (g Gatherer) Tie(ctx context.Context, t store.Test, client netip.Addr, now time.Time) (int64, error) {
+	r := g.Rules.WithDefaults()
+	since := now.Add(-r.TestExpiry)
+	if t.Kind == store.TestToken && t.Created.After(since) {
+		since = t.Created
+	}
+	n, err := g.Store.TieConnections(ctx, t.ID, client.Unmap(), since, now.Add(time.Nanosecond))
+	if err != nil {
+		return 0, fmt.Errorf("evidence: %w", err)
+	}
+	return n, nil
+}
