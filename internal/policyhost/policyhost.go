@@ -32,10 +32,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -105,7 +105,7 @@ func New(opt Options) *Server {
 	def(&opt.WriteTimeout, defaultWriteTimeout)
 	def(&opt.IdleTimeout, defaultIdleTimeout)
 	def(&opt.RecordTimeout, defaultRecordTimeout)
-	s := &Server{host: canonicalHost(opt.Host), policy: []byte(opt.Policy), opt: opt, log: opt.Logger, now: opt.Now}
+	s := &Server{host: dnsname.Canonical(opt.Host), policy: []byte(opt.Policy), opt: opt, log: opt.Logger, now: opt.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -223,7 +223,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // status decides the answer to r.
 func (s *Server) status(r *http.Request) int {
 	switch {
-	case canonicalHost(hostOnly(r.Host)) != s.host:
+	case dnsname.Canonical(hostOnly(r.Host)) != s.host:
 		return http.StatusMisdirectedRequest
 	case r.URL.Path != WellKnownPath:
 		return http.StatusNotFound
@@ -268,6 +268,3 @@ func hostOnly(h string) string {
 	}
 	return h
 }
-
-// canonicalHost lower-cases a host name and drops a trailing dot.
-func canonicalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -190,8 +191,8 @@ func New(opts Options) (*Server, error) {
 		opts:       opts,
 		log:        opts.Logger,
 		now:        opts.Now,
-		zoneA:      canonDomain(opts.ZoneA),
-		zoneB:      canonDomain(opts.ZoneB),
+		zoneA:      dnsname.Canonical(opts.ZoneA),
+		zoneB:      dnsname.Canonical(opts.ZoneB),
 		fixed:      map[string]bool{},
 		sni:        map[string]int{},
 		locals:     map[netip.Addr]int{},
@@ -284,11 +285,6 @@ func setDefault[T comparable](v *T, def T) {
 	if *v == zero {
 		*v = def
 	}
-}
-
-// canonDomain returns a domain lower-case without the trailing dot.
-func canonDomain(d string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
 }
 
 // Listen opens TCP listeners on addrs (host:port). On error it closes the

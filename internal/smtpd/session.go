@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -187,7 +188,7 @@ func canonSender(from string) string {
 	if at < 0 {
 		return from
 	}
-	return from[:at] + "@" + canonDomain(from[at+1:])
+	return from[:at] + "@" + dnsname.Canonical(from[at+1:])
 }
 
 // accept records an accepted recipient, decides the persona again, gives
