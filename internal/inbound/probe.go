@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Limits on what a server may send.
@@ -113,7 +115,7 @@ func (p *probe) run() {
 		p.ioFailure("waiting for the greeting", err)
 		return
 	}
-	p.a.Banner = truncate(strconv.Itoa(code)+" "+firstLine(text), maxBanner)
+	p.a.Banner = untrusted.Printable(strconv.Itoa(code)+" "+firstLine(text), maxBanner)
 	if code != 220 {
 		p.refusal("greeting", code, text)
 		return
@@ -146,7 +148,7 @@ func (p *probe) run() {
 		if i == 0 {
 			continue // the server's name and greeting
 		}
-		p.a.EHLO = append(p.a.EHLO, truncate(l, 200))
+		p.a.EHLO = append(p.a.EHLO, untrusted.Printable(l, 200))
 		if kw, _, _ := strings.Cut(strings.TrimSpace(l), " "); strings.EqualFold(kw, "STARTTLS") {
 			p.a.STARTTLS = true
 		}
@@ -197,7 +199,7 @@ func (p *probe) run() {
 		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 			p.notTestable(fmt.Sprintf("no TLS handshake within %s (tarpit or overload)", o.StepTimeout), "")
 		default:
-			p.a.TLSError = "TLS handshake failed: " + truncate(err.Error(), 300)
+			p.a.TLSError = "TLS handshake failed: " + untrusted.Printable(err.Error(), 300)
 		}
 		return
 	}
@@ -300,9 +302,9 @@ func (p *probe) ioFailure(step string, err error) {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isReset(err):
 		p.notTestable("the server closed the connection "+step+" (rate limit or block?)", "")
 	case errors.As(err, &pe), errors.Is(err, errTooLong):
-		p.a.Status, p.a.Detail = StatusError, "not an SMTP server: "+truncate(err.Error(), 200)+" "+step
+		p.a.Status, p.a.Detail = StatusError, "not an SMTP server: "+untrusted.Printable(err.Error(), 200)+" "+step
 	default:
-		p.notTestable(truncate(err.Error(), 200)+" "+step, "")
+		p.notTestable(untrusted.Printable(err.Error(), 200)+" "+step, "")
 	}
 }
 
@@ -323,7 +325,7 @@ func describeNetErr(err error, what string) string {
 	case strings.Contains(s, "no route to host"), strings.Contains(s, "network is unreachable"):
 		return what + ": no route to host"
 	}
-	return what + ": " + truncate(s, 200)
+	return what + ": " + untrusted.Printable(s, 200)
 }
 
 // tlsConfig is the client configuration of one handshake: SNI with the MX
@@ -384,31 +386,10 @@ func keyExchange(cs tls.ConnectionState) string {
 
 // oneLine joins a reply's lines for texts: "421 4.7.0 too busy / try later".
 func oneLine(code int, text string) string {
-	return truncate(strconv.Itoa(code)+" "+strings.ReplaceAll(text, "\n", " / "), 300)
+	return untrusted.Printable(strconv.Itoa(code)+" "+strings.ReplaceAll(text, "\n", " / "), 300)
 }
 
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
 }
-
-// truncate cuts s to n octets (on a rune boundary) with an ellipsis, and
-// replaces control characters, so server text is safe to print.
-func truncate(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !isRuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-func isRuneStart(b byte) bool { return b&0xc0 != 0x80 }

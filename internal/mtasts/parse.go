@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/mailsec/mailsec/internal/kvrecord"
+	"github.com/mailsec/mailsec/internal/untrusted"
 	"strconv"
 	"strings"
 	"time"
@@ -79,7 +80,7 @@ func (r Record) String() string {
 // ErrRecordSyntax.
 func ParseRecord(txt string) (Record, error) {
 	fail := func(format string, args ...any) (Record, error) {
-		return Record{}, fmt.Errorf("%w: %s in %q", ErrRecordSyntax, fmt.Sprintf(format, args...), truncate(txt, 100))
+		return Record{}, fmt.Errorf("%w: %s in %q", ErrRecordSyntax, fmt.Sprintf(format, args...), untrusted.Truncate(txt, 100))
 	}
 	rest, ok := strings.CutPrefix(txt, "v=STSv1")
 	if !ok {
@@ -93,7 +94,7 @@ func ParseRecord(txt string) (Record, error) {
 			if rest == "" {
 				break
 			}
-			return fail("expected ';' before %q", truncate(rest, 20))
+			return fail("expected ';' before %q", untrusted.Truncate(rest, 20))
 		}
 		rest = after
 		if rest == "" {
@@ -109,7 +110,7 @@ func ParseRecord(txt string) (Record, error) {
 		name := rest[:eq]
 		rest = rest[eq+1:]
 		if !kvrecord.ValidExtName(name) {
-			return fail("bad field name %q", truncate(name, 40))
+			return fail("bad field name %q", untrusted.Truncate(name, 40))
 		}
 		n := 0
 		for n < len(rest) && kvrecord.ValueChar(rest[n]) {
@@ -122,7 +123,7 @@ func ParseRecord(txt string) (Record, error) {
 		}
 		if name == "id" {
 			if len(value) > maxIDLength || !isAlnum(value) {
-				return fail("id %q is not 1–32 letters and digits", truncate(value, 40))
+				return fail("id %q is not 1–32 letters and digits", untrusted.Truncate(value, 40))
 			}
 			if !haveID {
 				r.ID, haveID = value, true
@@ -200,10 +201,10 @@ func ParsePolicy(text string) (Policy, error) {
 		}
 		key, value, ok := strings.Cut(line, ":")
 		if !ok {
-			return fail("no ':' in %q", truncate(line, 40))
+			return fail("no ':' in %q", untrusted.Truncate(line, 40))
 		}
 		if !kvrecord.ValidExtName(key) {
-			return fail("bad key %q", truncate(key, 40))
+			return fail("bad key %q", untrusted.Truncate(key, 40))
 		}
 		value = strings.Trim(value, " \t")
 		if lineNo == 1 && key != "version" {
@@ -216,18 +217,18 @@ func ParsePolicy(text string) (Policy, error) {
 		switch key {
 		case "version":
 			if value != "STSv1" {
-				return fail("version %q, want STSv1", truncate(value, 20))
+				return fail("version %q, want STSv1", untrusted.Truncate(value, 20))
 			}
 		case "mode":
 			m := Mode(value)
 			if m != ModeEnforce && m != ModeTesting && m != ModeNone {
-				return fail("mode %q, want enforce, testing or none", truncate(value, 20))
+				return fail("mode %q, want enforce, testing or none", untrusted.Truncate(value, 20))
 			}
 			p.Mode = m
 		case "max_age":
 			// sts-policy-max-age-value = 1*10(DIGIT)
 			if len(value) == 0 || len(value) > 10 || strings.Trim(value, "0123456789") != "" {
-				return fail("max_age %q is not 1–10 digits", truncate(value, 20))
+				return fail("max_age %q is not 1–10 digits", untrusted.Truncate(value, 20))
 			}
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || time.Duration(n)*time.Second > MaxMaxAge {
@@ -262,7 +263,7 @@ func parseMXPattern(v string) (string, error) {
 	name := strings.ToLower(strings.TrimSuffix(v, "."))
 	host, wildcard := strings.CutPrefix(name, "*.")
 	if !validHostname(host) {
-		return "", fmt.Errorf("mx %q is not a host name or *.pattern", truncate(v, 80))
+		return "", fmt.Errorf("mx %q is not a host name or *.pattern", untrusted.Truncate(v, 80))
 	}
 	if wildcard {
 		return "*." + host, nil
@@ -314,11 +315,4 @@ func (p Policy) Matches(host string) bool {
 		}
 	}
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

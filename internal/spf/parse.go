@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Errors of parsing and selection. Syntax errors are what RFC 7208 §4.6
@@ -206,7 +208,7 @@ func IsSPF(txt string) bool {
 // once each (§6). Macros are validated (§7.1) but not expanded.
 func Parse(txt string) (*Record, error) {
 	if !IsSPF(txt) {
-		return nil, fmt.Errorf("%w: %q", ErrNotSPF, truncate(txt, 40))
+		return nil, fmt.Errorf("%w: %q", ErrNotSPF, untrusted.Truncate(txt, 40))
 	}
 	r := &Record{}
 	for _, term := range strings.Split(txt[6:], " ") {
@@ -214,7 +216,7 @@ func Parse(txt string) (*Record, error) {
 			continue // 1*SP between terms, *SP at the end
 		}
 		if err := r.addTerm(term); err != nil {
-			return nil, fmt.Errorf("%w in term %q: %s", ErrSyntax, truncate(term, 80), err)
+			return nil, fmt.Errorf("%w in term %q: %s", ErrSyntax, untrusted.Truncate(term, 80), err)
 		}
 	}
 	return r, nil
@@ -324,7 +326,7 @@ func (r *Record) addTerm(term string) error {
 		if name == "" {
 			return errors.New("qualifier without a mechanism")
 		}
-		return fmt.Errorf("unknown mechanism %q (RFC 7208 §4.6.1: permerror)", truncate(name, 30))
+		return fmt.Errorf("unknown mechanism %q (RFC 7208 §4.6.1: permerror)", untrusted.Truncate(name, 30))
 	}
 	r.Mechanisms = append(r.Mechanisms, m)
 	return nil
@@ -426,11 +428,11 @@ func parseNet(kind Kind, arg string) (netip.Prefix, error) {
 	addr, err := netip.ParseAddr(s)
 	switch {
 	case err != nil:
-		return netip.Prefix{}, fmt.Errorf("bad %s address %q", kind, truncate(s, 50))
+		return netip.Prefix{}, fmt.Errorf("bad %s address %q", kind, untrusted.Truncate(s, 50))
 	case kind == IP4 && !addr.Is4():
-		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 address", truncate(s, 50))
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 address", untrusted.Truncate(s, 50))
 	case kind == IP6 && (!addr.Is6() || addr.Zone() != ""):
-		return netip.Prefix{}, fmt.Errorf("%q is not an IPv6 address", truncate(s, 50))
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv6 address", untrusted.Truncate(s, 50))
 	}
 	return netip.PrefixFrom(addr, bits), nil
 }
@@ -455,10 +457,10 @@ func checkDomainSpec(s string) error {
 	tail := strings.TrimSuffix(s[lastMacroEnd:], ".")
 	dot := strings.LastIndexByte(tail, '.')
 	if dot < 0 {
-		return fmt.Errorf("domain-spec %q does not end in '.' and a top-level label (RFC 7208 §7.1)", truncate(s, 60))
+		return fmt.Errorf("domain-spec %q does not end in '.' and a top-level label (RFC 7208 §7.1)", untrusted.Truncate(s, 60))
 	}
 	if !validTopLabel(tail[dot+1:]) {
-		return fmt.Errorf("bad top-level label %q in %q (RFC 7208 §7.1)", truncate(tail[dot+1:], 30), truncate(s, 60))
+		return fmt.Errorf("bad top-level label %q in %q (RFC 7208 §7.1)", untrusted.Truncate(tail[dot+1:], 30), untrusted.Truncate(s, 60))
 	}
 	return nil
 }
@@ -570,12 +572,4 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// truncate shortens s for error messages.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
