@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -118,19 +119,11 @@ func New(opt Options) *Server {
 // Listen binds TCP on every address (host:port; port 0 picks one). Binding
 // happens before serving, so a busy port is reported at once.
 func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
-	var out []net.Listener
-	var lc net.ListenConfig
-	for _, a := range addrs {
-		l, err := lc.Listen(ctx, "tcp", a)
-		if err != nil {
-			for _, o := range out {
-				o.Close()
-			}
-			return nil, fmt.Errorf("policy host listen %s: %w", a, err)
-		}
-		out = append(out, l)
+	ls, err := listen.TCP(ctx, addrs)
+	if err != nil {
+		return nil, fmt.Errorf("policy host: %w", err)
 	}
-	return out, nil
+	return ls, nil
 }
 
 // Serve answers HTTPS on the listeners until ctx ends, then shuts down

@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -290,17 +291,9 @@ func setDefault[T comparable](v *T, def T) {
 // Listen opens TCP listeners on addrs (host:port). On error it closes the
 // ones already opened.
 func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
-	var lc net.ListenConfig
-	var ls []net.Listener
-	for _, a := range addrs {
-		l, err := lc.Listen(ctx, "tcp", a)
-		if err != nil {
-			for _, l := range ls {
-				l.Close()
-			}
-			return nil, fmt.Errorf("smtpd: listen %s: %w", a, err)
-		}
-		ls = append(ls, l)
+	ls, err := listen.TCP(ctx, addrs)
+	if err != nil {
+		return nil, fmt.Errorf("smtpd: %w", err)
 	}
 	return ls, nil
 }
