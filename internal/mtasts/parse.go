@@ -3,11 +3,12 @@ package mtasts
 import (
 	"errors"
 	"fmt"
-	"github.com/mailsec/mailsec/internal/kvrecord"
-	"github.com/mailsec/mailsec/internal/untrusted"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/kvrecord"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Limits of RFC 8461.
@@ -48,22 +49,11 @@ type Record struct {
 }
 
 // Extension is one name=value field of a record that is not "id".
-type Extension struct {
-	Name, Value string
-}
+type Extension = kvrecord.Field
 
 // String formats the record as it would be published.
 func (r Record) String() string {
-	var b strings.Builder
-	b.WriteString("v=STSv1; id=")
-	b.WriteString(r.ID)
-	for _, e := range r.Extensions {
-		b.WriteString("; ")
-		b.WriteString(e.Name)
-		b.WriteByte('=')
-		b.WriteString(e.Value)
-	}
-	return b.String()
+	return kvrecord.Format(append([]kvrecord.Field{{Name: "v", Value: "STSv1"}, {Name: "id", Value: r.ID}}, r.Extensions...)...)
 }
 
 // ParseRecord parses the text of one TXT record (its strings already
@@ -112,12 +102,8 @@ func ParseRecord(txt string) (Record, error) {
 		if !kvrecord.ValidExtName(name) {
 			return fail("bad field name %q", untrusted.Truncate(name, 40))
 		}
-		n := 0
-		for n < len(rest) && kvrecord.ValueChar(rest[n]) {
-			n++
-		}
-		value := rest[:n]
-		rest = rest[n:]
+		var value string
+		value, rest = kvrecord.CutValue(rest)
 		if value == "" {
 			return fail("empty value of %q", name)
 		}

@@ -9,12 +9,13 @@ package tlsrpt
 import (
 	"errors"
 	"fmt"
-	"github.com/mailsec/mailsec/internal/kvrecord"
-	"github.com/mailsec/mailsec/internal/untrusted"
 	"net/mail"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/mailsec/mailsec/internal/kvrecord"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Errors of record parsing and selection.
@@ -42,23 +43,11 @@ type Record struct {
 }
 
 // Extension is one tlsrpt-ext-name=tlsrpt-ext-value field.
-type Extension struct {
-	Name, Value string
-}
+type Extension = kvrecord.Field
 
 // String formats the record as it would be published.
 func (r *Record) String() string {
-	var b strings.Builder
-	b.WriteString(version)
-	b.WriteString("; rua=")
-	b.WriteString(strings.Join(r.RUA, ","))
-	for _, e := range r.Extensions {
-		b.WriteString("; ")
-		b.WriteString(e.Name)
-		b.WriteByte('=')
-		b.WriteString(e.Value)
-	}
-	return b.String()
+	return kvrecord.Format(append([]kvrecord.Field{{Name: "v", Value: "TLSRPTv1"}, {Name: "rua", Value: strings.Join(r.RUA, ",")}}, r.Extensions...)...)
 }
 
 // IsTLSRPT reports whether a TXT record starts with "v=TLSRPTv1" followed
@@ -125,15 +114,12 @@ func ParseRecord(txt string) (*Record, error) {
 		if name == "v" {
 			return fail("version field repeated")
 		}
-		n := 0
-		for n < len(rest) && kvrecord.ValueChar(rest[n]) {
-			n++
-		}
-		if n == 0 {
+		var value string
+		value, rest = kvrecord.CutValue(rest)
+		if value == "" {
 			return fail("empty value of %q", name)
 		}
-		r.Extensions = append(r.Extensions, Extension{Name: name, Value: rest[:n]})
-		rest = rest[n:]
+		r.Extensions = append(r.Extensions, Extension{Name: name, Value: value})
 	}
 	if !haveRUA {
 		return fail("no rua field (RFC 8460 §3: required)")
