@@ -31,13 +31,14 @@ func All[L io.Closer](ctx context.Context, addrs []string, open func(ctx context
 // TCP binds TCP on every address (host:port). Port 0 lets the kernel pick
 // one (the listener's Addr tells which); an empty host or "[::]" listens
 // on every local address of both families (the net package's dual-stack
-// socket). The error names the address.
-func TCP(ctx context.Context, addrs []string) ([]net.Listener, error) {
+// socket). The error names the listeners' owner (e.g. "smtpd") and the
+// address: "smtpd: listen 127.0.0.1:25: ...".
+func TCP(ctx context.Context, owner string, addrs []string) ([]net.Listener, error) {
 	var lc net.ListenConfig
 	return All(ctx, addrs, func(ctx context.Context, addr string) (net.Listener, error) {
 		l, err := lc.Listen(ctx, "tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("listen %s: %w", addr, err)
+			return nil, fmt.Errorf("%s: listen %s: %w", owner, addr, err)
 		}
 		return l, nil
 	})

@@ -21,7 +21,7 @@ func closeAll(t *testing.T, ls []net.Listener) {
 
 func TestTCP(t *testing.T) {
 	ctx := t.Context()
-	ls, err := TCP(ctx, []string{"127.0.0.1:0", "127.0.0.1:0"})
+	ls, err := TCP(ctx, "test", []string{"127.0.0.1:0", "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,13 +54,13 @@ func TestTCPBusy(t *testing.T) {
 	freeAddr := free.Addr().String()
 	free.Close()
 
-	ls, err := TCP(ctx, []string{freeAddr, busy.Addr().String()})
+	ls, err := TCP(ctx, "test", []string{freeAddr, busy.Addr().String()})
 	if err == nil {
 		closeAll(t, ls)
 		t.Fatal("no error for a busy port")
 	}
-	if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), busy.Addr().String()) {
-		t.Errorf("error %q: want EADDRINUSE naming %s", err, busy.Addr())
+	if want := "test: listen " + busy.Addr().String() + ": "; !errors.Is(err, syscall.EADDRINUSE) || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("error %q: want EADDRINUSE starting %q", err, want)
 	}
 	again, err := net.Listen("tcp", freeAddr)
 	if err != nil {
@@ -77,7 +77,7 @@ func TestTCPDualStack(t *testing.T) {
 	} else {
 		l.Close()
 	}
-	ls, err := TCP(t.Context(), []string{":0"})
+	ls, err := TCP(t.Context(), "test", []string{":0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -119,11 +119,7 @@ func New(opt Options) *Server {
 // Listen binds TCP on every address (host:port; port 0 picks one). Binding
 // happens before serving, so a busy port is reported at once.
 func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
-	ls, err := listen.TCP(ctx, addrs)
-	if err != nil {
-		return nil, fmt.Errorf("policy host: %w", err)
-	}
-	return ls, nil
+	return listen.TCP(ctx, "policy host", addrs)
 }
 
 // Serve answers HTTPS on the listeners until ctx ends, then shuts down

@@ -291,11 +291,7 @@ func setDefault[T comparable](v *T, def T) {
 // Listen opens TCP listeners on addrs (host:port). On error it closes the
 // ones already opened.
 func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
-	ls, err := listen.TCP(ctx, addrs)
-	if err != nil {
-		return nil, fmt.Errorf("smtpd: %w", err)
-	}
-	return ls, nil
+	return listen.TCP(ctx, "smtpd", addrs)
 }
 
 // Serve accepts connections on ls until ctx ends, then stops accepting,

@@ -153,11 +153,7 @@ func sameOrigin(r *http.Request) bool {
 // Listen binds the web listeners (host:port). On error it closes the ones
 // already opened.
 func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
-	ls, err := listen.TCP(ctx, addrs)
-	if err != nil {
-		return nil, fmt.Errorf("web: %w", err)
-	}
-	return ls, nil
+	return listen.TCP(ctx, "web", addrs)
 }
 
 // Serve serves on the listeners until ctx ends, and runs the retention
