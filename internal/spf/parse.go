@@ -281,40 +281,25 @@ func (r *Record) addTerm(term string) error {
 			return errors.New("all takes no argument")
 		}
 	case Include, Exists:
-		d, ok := strings.CutPrefix(arg, ":")
-		if !ok {
-			return fmt.Errorf("%s needs ':' and a domain", m.Kind)
-		}
-		if err := checkDomainSpec(d); err != nil {
+		d, err := domainArg(arg, true, string(m.Kind)+" needs ':' and a domain")
+		if err != nil {
 			return err
 		}
 		m.Domain = d
 	case PTR:
-		if arg != "" {
-			d, ok := strings.CutPrefix(arg, ":")
-			if !ok {
-				return errors.New("ptr takes no CIDR length")
-			}
-			if err := checkDomainSpec(d); err != nil {
-				return err
-			}
-			m.Domain = d
+		d, err := domainArg(arg, false, "ptr takes no CIDR length")
+		if err != nil {
+			return err
 		}
+		m.Domain = d
 	case A, MX:
-		d, p4, p6, err := cutDualCIDR(arg)
+		rest, p4, p6, err := cutDualCIDR(arg)
 		if err != nil {
 			return err
 		}
 		m.Prefix4, m.Prefix6 = p4, p6
-		if d != "" {
-			d, ok := strings.CutPrefix(d, ":")
-			if !ok {
-				return errors.New("bad CIDR length")
-			}
-			if err := checkDomainSpec(d); err != nil {
-				return err
-			}
-			m.Domain = d
+		if m.Domain, err = domainArg(rest, false, "bad CIDR length"); err != nil {
+			return err
 		}
 	case IP4, IP6:
 		p, err := parseNet(m.Kind, arg)
@@ -330,6 +315,24 @@ func (r *Record) addTerm(term string) error {
 	}
 	r.Mechanisms = append(r.Mechanisms, m)
 	return nil
+}
+
+// domainArg reads a mechanism's ":" domain-spec argument, required for
+// include and exists (RFC 7208 §5.2, §5.7), optional for a, mx and ptr
+// (§5.3, §5.4, §5.5: "" then gives ""). noColon is the error text for an
+// argument that does not start with ':'.
+func domainArg(arg string, required bool, noColon string) (string, error) {
+	if arg == "" && !required {
+		return "", nil
+	}
+	d, ok := strings.CutPrefix(arg, ":")
+	if !ok {
+		return "", errors.New(noColon)
+	}
+	if err := checkDomainSpec(d); err != nil {
+		return "", err
+	}
+	return d, nil
 }
 
 func (r *Record) addModifier(name, value string) error {
