@@ -110,13 +110,9 @@ func LoadOrCreate(path string, generate func() (crypto.Signer, error)) (crypto.S
 			return nil, err
 		}
 	}
-	b, err := os.ReadFile(path)
+	block, err := ReadPEM(path)
 	if err != nil {
 		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
 	}
 	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
@@ -127,4 +123,18 @@ func LoadOrCreate(path string, generate func() (crypto.Signer, error)) (crypto.S
 		return nil, fmt.Errorf("%s: %T is not a signing key", path, parsed)
 	}
 	return signer, nil
+}
+
+// ReadPEM returns the first PEM block of the file at path; a file without
+// one is an error naming the path.
+func ReadPEM(path string) (*pem.Block, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	return block, nil
 }

@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/keyfile"
 )
 
 // The servers of the world (bench/scan/run starts them on these addresses,
@@ -163,14 +165,11 @@ func writeKey(path string, k *ecdsa.PrivateKey) error {
 	return writePEM(path, "PRIVATE KEY", der, 0o600)
 }
 
+// readPEM returns the bytes of the first PEM block of a file.
 func readPEM(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	blk, err := keyfile.ReadPEM(path)
 	if err != nil {
 		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM", path)
 	}
 	return blk.Bytes, nil
 }
