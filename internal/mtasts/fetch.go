@@ -9,9 +9,9 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
@@ -154,7 +154,7 @@ func Fetch(ctx context.Context, client *http.Client, domain string) (Policy, err
 // normalDomain lower-cases domain, drops a trailing dot and checks that it
 // is a host name (so that it cannot change the URL built from it).
 func normalDomain(domain string) (string, error) {
-	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	d := dnsname.Canonical(domain)
 	if !validHostname(d) {
 		return "", fmt.Errorf("mtasts: %q is not a domain name", untrusted.Truncate(domain, 80))
 	}

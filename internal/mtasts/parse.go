@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/kvrecord"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
@@ -246,7 +247,7 @@ func ParsePolicy(text string) (Policy, error) {
 // (RFC 8461 §3.2; RFC 5321 §4.1.2). It returns it lower case without a
 // trailing dot.
 func parseMXPattern(v string) (string, error) {
-	name := strings.ToLower(strings.TrimSuffix(v, "."))
+	name := dnsname.Canonical(v)
 	host, wildcard := strings.CutPrefix(name, "*.")
 	if !validHostname(host) {
 		return "", fmt.Errorf("mx %q is not a host name or *.pattern", untrusted.Truncate(v, 80))
@@ -283,12 +284,12 @@ func validHostname(s string) bool {
 // "example.com" nor "a.mx.example.com"). The comparison ignores case and
 // trailing dots.
 func (p Policy) Matches(host string) bool {
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	h := dnsname.Canonical(host)
 	if h == "" {
 		return false
 	}
 	for _, pat := range p.MX {
-		pat = strings.ToLower(strings.TrimSuffix(pat, "."))
+		pat = dnsname.Canonical(pat)
 		if suffix, ok := strings.CutPrefix(pat, "*."); ok {
 			first, rest, ok := strings.Cut(h, ".")
 			if ok && first != "" && rest == suffix {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
@@ -296,7 +297,7 @@ func (w *walker) follow(from, term, target string, path []string) {
 // normalizeDomain lower-cases a domain, drops one trailing dot and checks
 // it is a DNS name: ASCII, labels of 1–63 octets, at most 253 octets.
 func normalizeDomain(d string) (string, error) {
-	s := strings.ToLower(strings.TrimSuffix(d, "."))
+	s := dnsname.Canonical(d)
 	if s == "" || len(s) > 253 {
 		return s, fmt.Errorf("%w: %q", ErrInvalidDomain, untrusted.Truncate(d, 80))
 	}

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/keyfile"
 )
 
@@ -118,7 +119,7 @@ func plan(i int) domain {
 
 // parseDomain is the inverse of the naming: "d00042.s1.example" → 42.
 func parseDomain(name string) (int, bool) {
-	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	name = dnsname.Canonical(name)
 	first, zone, ok := strings.Cut(name, ".")
 	if !ok || len(first) != 6 || first[0] != 'd' {
 		return 0, false
