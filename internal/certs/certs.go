@@ -47,11 +47,11 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/persona"
 )
 
@@ -239,9 +239,9 @@ func New(opt Options) (*Manager, error) {
 	m := &Manager{opt: opt, log: opt.Logger, now: opt.Now, byNum: map[int]*slot{}}
 	zoneName := func(z persona.Zone) string {
 		if z == persona.ZoneB {
-			return hostName(opt.ZoneB)
+			return dnsname.Canonical(opt.ZoneB)
 		}
-		return hostName(opt.ZoneA)
+		return dnsname.Canonical(opt.ZoneA)
 	}
 	for _, p := range persona.Table() {
 		if !p.HasKey() {
@@ -263,7 +263,7 @@ func New(opt Options) (*Manager, error) {
 		m.slots = append(m.slots, s)
 		m.byNum[p.Number] = s
 	}
-	m.host = &slot{name: PolicyHostLabel, label: PolicyHostLabel, host: PolicyHostLabel + "." + hostName(opt.ZoneA)}
+	m.host = &slot{name: PolicyHostLabel, label: PolicyHostLabel, host: PolicyHostLabel + "." + dnsname.Canonical(opt.ZoneA)}
 	m.slots = append(m.slots, m.host)
 
 	keyDir := filepath.Join(opt.DataDir, "keys")
@@ -271,7 +271,7 @@ func New(opt Options) (*Manager, error) {
 	switch opt.Issuer {
 	case IssuerLocal:
 		m.certDir = filepath.Join(certRoot, "local")
-		ca, err := loadOrCreateLocalCA(filepath.Join(keyDir, "local-ca.key"), filepath.Join(certRoot, "local-ca.pem"), hostName(opt.ZoneA), opt.Now())
+		ca, err := loadOrCreateLocalCA(filepath.Join(keyDir, "local-ca.key"), filepath.Join(certRoot, "local-ca.pem"), dnsname.Canonical(opt.ZoneA), opt.Now())
 		if err != nil {
 			return nil, err
 		}
@@ -544,6 +544,3 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return a
 }
-
-// hostName returns name without its trailing dot, lower-case.
-func hostName(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }

@@ -6,10 +6,9 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
+	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/keyfile"
@@ -47,54 +46,10 @@ func readChain(path string) ([][]byte, error) {
 // writeChain stores a chain as PEM, replacing the file atomically (a
 // reader sees the old or the new chain, never part of one).
 func writeChain(path string, chain [][]byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	return keyfile.Replace(path, 0o644, func(w io.Writer) error {
+		_, err := w.Write(chainPEM(chain))
 		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := writeAndClose(tmp, chainPEM(chain), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// writeFileNew writes data to path unless it exists (then the existing
-// file wins, as in keyfile.WriteNew), with the given mode.
-func writeFileNew(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := writeAndClose(tmp, data, mode); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	return nil
-}
-
-func writeAndClose(f *os.File, data []byte, mode os.FileMode) error {
-	err := f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	})
 }
 
 // directoryID names the storage directory of an ACME CA: certificates of

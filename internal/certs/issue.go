@@ -13,6 +13,8 @@ import (
 	"math/big"
 	"os"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/keyfile"
 )
 
 // backdate is how far before "now" new certificates start, so that a
@@ -106,7 +108,7 @@ func loadOrCreateLocalCA(keyPath, rootPath, zone string, now time.Time) (*localC
 		if err != nil {
 			return nil, fmt.Errorf("local CA root: %w", err)
 		}
-		if err := writeFileNew(rootPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		if err := keyfile.WriteNewMode(rootPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 			return nil, fmt.Errorf("local CA root: %w", err)
 		}
 	}

@@ -3,7 +3,6 @@ package cli
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/mailsec/mailsec/internal/inbound"
@@ -19,19 +18,9 @@ func runCheck(e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print the report as JSON (schema mailsec.check.v1)")
 	inf := addInboundFlags(fs, "one deadline for the whole check (default: inbound.timeout)")
 	// DOMAIN may come before or after the flags.
-	var domains []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		domains = append(domains, fs.Arg(0))
-		args = fs.Args()[1:]
+	domains, err := parseArgs(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(domains) != 1 {
 		fs.Usage()

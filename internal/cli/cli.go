@@ -150,12 +150,22 @@ func newFlags(e *env, name, args string) *flag.FlagSet {
 	return fs
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
+// parseFlags parses fs from args; a bad flag is a usage error, -h is
+// flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+// parse parses the flags of a command that takes no other arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
@@ -163,12 +173,34 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-func runServe(e *env, args []string) error {
-	fs := newFlags(e, "serve", "")
-	if err := parse(fs, args); err != nil {
-		return err
+// parseArgs parses the flags of a command whose arguments may come before,
+// between or after them (the flag package stops at the first argument),
+// and returns the arguments in order.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var operands []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return operands, nil
+		}
+		operands = append(operands, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	cfg, err := e.load()
+}
+
+// parseLoad parses the flags of a command that takes no other arguments,
+// then loads the configuration: how most commands start.
+func (e *env) parseLoad(fs *flag.FlagSet, args []string) (config.Config, error) {
+	if err := parse(fs, args); err != nil {
+		return config.Config{}, err
+	}
+	return e.load()
+}
+
+func runServe(e *env, args []string) error {
+	cfg, err := e.parseLoad(newFlags(e, "serve", ""), args)
 	if err != nil {
 		return err
 	}
@@ -209,10 +241,7 @@ func runDNS(e *env, args []string) error {
 	case "ds":
 		fs := newFlags(e, "dns ds", "[-zone a|b]")
 		zone := fs.String("zone", "", "only this zone (a or b); default: every signed zone")
-		if err := parse(fs, args[1:]); err != nil {
-			return err
-		}
-		cfg, err := e.load()
+		cfg, err := e.parseLoad(fs, args[1:])
 		if err != nil {
 			return err
 		}
@@ -270,11 +299,7 @@ func runDNS(e *env, args []string) error {
 }
 
 func runConfig(e *env, args []string) error {
-	fs := newFlags(e, "config", "")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	cfg, err := e.load()
+	cfg, err := e.parseLoad(newFlags(e, "config", ""), args)
 	if err != nil {
 		return err
 	}

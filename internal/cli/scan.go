@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/keyfile"
 	"github.com/mailsec/mailsec/internal/scan"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -39,19 +39,9 @@ func runScan(e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print a JSON summary on stdout at the end")
 	quiet := fs.Bool("quiet", false, "no progress output")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scan to `FILE` (go tool pprof)")
-	var files []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		files = append(files, fs.Arg(0))
-		args = fs.Args()[1:]
+	files, err := parseArgs(fs, args)
+	if err != nil {
+		return err
 	}
 	switch {
 	case len(files) > 1:
@@ -249,34 +239,12 @@ func writeScanOutputs(ctx context.Context, st *store.Store, id, dir, jsonlPath, 
 		if o.path == "" {
 			continue
 		}
-		if err := writeFileAtomic(o.path, o.write); err != nil {
+		if err := keyfile.Replace(o.path, 0o644, o.write); err != nil {
 			return paths, err
 		}
 		paths = append(paths, o.path)
 	}
 	return paths, nil
-}
-
-// writeFileAtomic writes through a temporary file renamed into place, so a
-// reader never sees half an output.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // spool copies r to a temporary file and returns its name.

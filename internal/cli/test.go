@@ -34,10 +34,7 @@ func runTest(e *env, args []string) error {
 	case "new":
 		fs := newFlags(e, "test new", "[-json]")
 		asJSON := fs.Bool("json", false, "print JSON")
-		if err := parse(fs, args[1:]); err != nil {
-			return err
-		}
-		cfg, err := e.load()
+		cfg, err := e.parseLoad(fs, args[1:])
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -444,16 +445,8 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir", "must not be empty")
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
-	}
-	switch c.Log.Format {
-	case "text", "json":
-	default:
-		bad("log.format", "%q is not one of text, json", c.Log.Format)
-	}
+	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(bad, "log.format", c.Log.Format, "text", "json")
 	if c.Store.Driver != "sqlite" {
 		bad("store.driver", "%q is not supported (sqlite)", c.Store.Driver)
 	}
@@ -569,6 +562,13 @@ func (c *Config) TLSIssuer() string {
 // TLSHosts are the hosts that may have static certificates.
 var TLSHosts = []string{"mx5", "mx6", "mx7", "mta-sts"}
 
+// oneOf reports key as bad unless value is one of allowed.
+func oneOf(bad func(key, format string, args ...any), key, value string, allowed ...string) {
+	if !slices.Contains(allowed, value) {
+		bad(key, "%q is not one of %s", value, strings.Join(allowed, ", "))
+	}
+}
+
 func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	listen := func(key string, list []string) {
 		if len(list) == 0 {
@@ -636,11 +636,7 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	if c.ACME.Directory != "" && !strings.HasPrefix(c.ACME.Directory, "https://") {
 		bad("acme.directory", "%q is not an https:// URL", c.ACME.Directory)
 	}
-	switch c.ACME.Challenge {
-	case "dns-01", "http-01":
-	default:
-		bad("acme.challenge", "%q is not one of dns-01, http-01", c.ACME.Challenge)
-	}
+	oneOf(bad, "acme.challenge", c.ACME.Challenge, "dns-01", "http-01")
 	if c.Resolver.Address != "" {
 		if _, err := netip.ParseAddrPort(c.Resolver.Address); err != nil {
 			bad("resolver.address", "%q is not an ip:port (%v)", c.Resolver.Address, err)

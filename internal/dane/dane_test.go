@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"reflect"
@@ -261,5 +262,23 @@ func TestRecordForms(t *testing.T) {
 	}
 	if s := r.Short(); !strings.HasPrefix(s, "3 1 1 0123456789abcdef") || !strings.HasSuffix(s, "…") {
 		t.Fatalf("Short = %q", s)
+	}
+}
+
+// TestMnemonics: the field values print as RFC 7218 names them, and a
+// value without a name prints as its number.
+func TestMnemonics(t *testing.T) {
+	for _, tc := range []struct {
+		v    fmt.Stringer
+		want string
+	}{
+		{UsagePKIXTA, "PKIX-TA"}, {UsagePKIXEE, "PKIX-EE"}, {UsageDANETA, "DANE-TA"}, {UsageDANEEE, "DANE-EE"},
+		{Usage(4), "usage 4"}, {Usage(255), "usage 255"},
+		{SelectorCert, "Cert"}, {SelectorSPKI, "SPKI"}, {Selector(2), "selector 2"},
+		{MatchFull, "Full"}, {MatchSHA256, "SHA2-256"}, {MatchSHA512, "SHA2-512"}, {MatchingType(3), "matching type 3"},
+	} {
+		if got := tc.v.String(); got != tc.want {
+			t.Errorf("%T(%d).String() = %q, want %q", tc.v, tc.v, got, tc.want)
+		}
 	}
 }

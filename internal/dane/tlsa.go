@@ -74,19 +74,10 @@ const (
 	UsageDANEEE Usage = 3
 )
 
-func (u Usage) String() string {
-	switch u {
-	case UsagePKIXTA:
-		return "PKIX-TA"
-	case UsagePKIXEE:
-		return "PKIX-EE"
-	case UsageDANETA:
-		return "DANE-TA"
-	case UsageDANEEE:
-		return "DANE-EE"
-	}
-	return "usage " + strconv.Itoa(int(u))
-}
+// usageNames are the mnemonics of RFC 7218 §2.1.
+var usageNames = [...]string{UsagePKIXTA: "PKIX-TA", UsagePKIXEE: "PKIX-EE", UsageDANETA: "DANE-TA", UsageDANEEE: "DANE-EE"}
+
+func (u Usage) String() string { return mnemonic(usageNames[:], uint8(u), "usage") }
 
 // Selector says what part of a certificate is matched (RFC 6698 §2.1.2).
 type Selector uint8
@@ -97,15 +88,10 @@ const (
 	SelectorSPKI Selector = 1 // the SubjectPublicKeyInfo (DER)
 )
 
-func (s Selector) String() string {
-	switch s {
-	case SelectorCert:
-		return "Cert"
-	case SelectorSPKI:
-		return "SPKI"
-	}
-	return "selector " + strconv.Itoa(int(s))
-}
+// selectorNames are the mnemonics of RFC 7218 §2.2.
+var selectorNames = [...]string{SelectorCert: "Cert", SelectorSPKI: "SPKI"}
+
+func (s Selector) String() string { return mnemonic(selectorNames[:], uint8(s), "selector") }
 
 // MatchingType says how the selected data is compared (RFC 6698 §2.1.3).
 type MatchingType uint8
@@ -117,16 +103,20 @@ const (
 	MatchSHA512 MatchingType = 2 // SHA2-512 of the selected data
 )
 
+// matchingTypeNames are the mnemonics of RFC 7218 §2.3.
+var matchingTypeNames = [...]string{MatchFull: "Full", MatchSHA256: "SHA2-256", MatchSHA512: "SHA2-512"}
+
 func (m MatchingType) String() string {
-	switch m {
-	case MatchFull:
-		return "Full"
-	case MatchSHA256:
-		return "SHA2-256"
-	case MatchSHA512:
-		return "SHA2-512"
+	return mnemonic(matchingTypeNames[:], uint8(m), "matching type")
+}
+
+// mnemonic names field value v by names, or as "<field> <number>" when
+// it has no name (a value unassigned in the IANA registry).
+func mnemonic(names []string, v uint8, field string) string {
+	if int(v) < len(names) {
+		return names[v]
 	}
-	return "matching type " + strconv.Itoa(int(m))
+	return field + " " + strconv.Itoa(int(v))
 }
 
 // TLSA is one TLSA record's data (RFC 6698 §2.1).

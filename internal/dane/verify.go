@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/dnsname"
 )
 
 // Errors of Verify.
@@ -83,7 +85,7 @@ func Verify(cs tls.ConnectionState, records []TLSA, host string, now time.Time) 
 		}
 		return res, ErrNoCertificate
 	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	host = dnsname.Canonical(host)
 	usable := 0
 	for _, r := range records {
 		c := Check{Record: r, Depth: -1}

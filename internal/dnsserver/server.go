@@ -23,6 +23,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/dnszone"
+	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -343,18 +344,7 @@ func (l Listener) Addr() net.Addr { return l.UDP[0].LocalAddr() }
 // serving starts, so that a busy port is reported at once; ports may be 0
 // (tests), the bound addresses are in the returned listeners.
 func Listen(ctx context.Context, addrs []string) ([]Listener, error) {
-	var out []Listener
-	for _, a := range addrs {
-		l, err := listenOne(ctx, a)
-		if err != nil {
-			for _, l := range out {
-				l.Close()
-			}
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, nil
+	return listen.All(ctx, addrs, listenOne)
 }
 
 // listenOne binds one address. With port 0 the kernel picks a UDP port
@@ -397,14 +387,17 @@ func listenOne(ctx context.Context, addr string) (Listener, error) {
 	}
 }
 
-// Close closes the listener's sockets (Serve closes them itself).
-func (l Listener) Close() {
+// Close closes the listener's sockets (Serve closes them itself) and
+// returns their errors, joined.
+func (l Listener) Close() error {
+	var errs []error
 	for _, pc := range l.UDP {
-		pc.Close()
+		errs = append(errs, pc.Close())
 	}
 	if l.TCP != nil {
-		l.TCP.Close()
+		errs = append(errs, l.TCP.Close())
 	}
+	return errors.Join(errs...)
 }
 
 // Serve answers on the listeners until ctx is cancelled, then shuts down.

@@ -276,20 +276,18 @@ func parseECS(b []byte) (string, bool) {
 			return "", false
 		}
 		a = netip.IPv4Unspecified()
-	case 1:
-		if bits > 32 || scope > 32 {
+	case 1, 2: // IPv4, IPv6 (the address family numbers of IANA)
+		size := 4
+		if family == 2 {
+			size = 16
+		}
+		if bits > 8*size || scope > 8*size {
 			return "", false
 		}
-		var v [4]byte
-		copy(v[:], b[4:])
-		a = netip.AddrFrom4(v)
-	case 2:
-		if bits > 128 || scope > 128 {
-			return "", false
-		}
+		// The address is sent cut to the prefix; the rest is zero.
 		var v [16]byte
-		copy(v[:], b[4:])
-		a = netip.AddrFrom16(v)
+		copy(v[:size], b[4:])
+		a, _ = netip.AddrFromSlice(v[:size])
 	default:
 		return "", false
 	}

@@ -9,6 +9,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // analyzeCert describes the chain a server sent and checks it: PKIX
@@ -22,8 +24,8 @@ func analyzeCert(chain []*x509.Certificate, host string, roots *x509.CertPool, n
 	}
 	leaf := chain[0]
 	ci := &CertInfo{
-		Subject:     truncate(leaf.Subject.String(), 300),
-		Issuer:      truncate(leaf.Issuer.String(), 300),
+		Subject:     untrusted.Printable(leaf.Subject.String(), 300),
+		Issuer:      untrusted.Printable(leaf.Issuer.String(), 300),
 		Names:       []string{},
 		NotBefore:   leaf.NotBefore.UTC(),
 		NotAfter:    leaf.NotAfter.UTC(),
@@ -34,7 +36,7 @@ func analyzeCert(chain []*x509.Certificate, host string, roots *x509.CertPool, n
 		if i == 50 {
 			break
 		}
-		ci.Names = append(ci.Names, truncate(n, 253))
+		ci.Names = append(ci.Names, untrusted.Printable(n, 253))
 	}
 	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
 	ci.SPKISHA256 = hex.EncodeToString(sum[:])
@@ -62,9 +64,9 @@ func pkixReason(err error, ci *CertInfo) string {
 	case ci.SelfSigned:
 		return "self-signed"
 	case errors.As(err, &ua):
-		return "issuer not trusted (" + truncate(ci.Issuer, 200) + ")"
+		return "issuer not trusted (" + untrusted.Printable(ci.Issuer, 200) + ")"
 	case errors.As(err, &inv) && inv.Reason == x509.Expired:
-		return "expired or not yet valid: " + truncate(err.Error(), 200)
+		return "expired or not yet valid: " + untrusted.Printable(err.Error(), 200)
 	}
-	return truncate(err.Error(), 300)
+	return untrusted.Printable(err.Error(), 300)
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/dane"
 	"github.com/mailsec/mailsec/internal/resolver"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // checker is one run of Check.
@@ -160,7 +161,7 @@ func (c *checker) checkMX(ctx context.Context) (info MXInfo, resolverDown bool, 
 	info = MXInfo{Hosts: []Host{}, DNSSEC: l.state}
 	switch {
 	case l.err != nil:
-		info.Kind, info.Error = MXKindNone, truncate(l.err.Error(), 300)
+		info.Kind, info.Error = MXKindNone, untrusted.Printable(l.err.Error(), 300)
 		c.errorf("MX look-up: %v", l.err)
 		return info, l.resolverDown, tMX, 0
 	case l.nx:
@@ -241,7 +242,7 @@ func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
 	h.CNAMETarget = al.cname
 	switch {
 	case al.err != nil:
-		h.AddressError = truncate(al.err.Error(), 300)
+		h.AddressError = untrusted.Printable(al.err.Error(), 300)
 		c.errorf("addresses of %s: %v", h.Name, al.err)
 	case al.nx:
 		h.AddressError = h.Name + " does not exist (NXDOMAIN)"
@@ -289,7 +290,7 @@ func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
 	h.TLSA.Name = tlsaName
 	h.TLSA.DNSSEC = tl.state
 	if tl.err != nil {
-		h.TLSA.Error = truncate(tl.err.Error(), 300)
+		h.TLSA.Error = untrusted.Printable(tl.err.Error(), 300)
 	}
 	records, malformed := dane.FromRRs(tl.rrs)
 	for _, rec := range records {
@@ -334,7 +335,7 @@ func (c *checker) daneVerdict(mxState DNSSEC, h *Host, records []dane.TLSA, base
 			}
 		}
 		if err != nil {
-			info.State, info.Detail = DANEMismatch, truncate(res.Summary(), 500)
+			info.State, info.Detail = DANEMismatch, untrusted.Printable(res.Summary(), 500)
 			break
 		}
 		info.State = DANEValid

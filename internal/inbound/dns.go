@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/resolver"
 )
 
@@ -44,7 +45,7 @@ func (l lookup) target(name string) string {
 }
 
 // canon lower-cases a name and drops the trailing dot.
-func canon(name string) string { return strings.TrimSuffix(strings.ToLower(name), ".") }
+func canon(name string) string { return dnsname.Canonical(name) }
 
 // dnsClient asks the resolver and grades the DNSSEC state of answers.
 type dnsClient struct {

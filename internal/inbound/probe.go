@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/smtpclient"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Limits on what a server may send.
@@ -79,7 +80,7 @@ func (p *probe) run() {
 		return
 	}
 	code, text := r.Code, r.Text()
-	p.a.Banner = truncate(strconv.Itoa(code)+" "+firstLine(text), maxBanner)
+	p.a.Banner = untrusted.Printable(strconv.Itoa(code)+" "+firstLine(text), maxBanner)
 	if code != 220 {
 		p.refusal("greeting", code, text)
 		return
@@ -111,7 +112,7 @@ func (p *probe) run() {
 		if i+1 >= maxEHLOKeys {
 			break
 		}
-		p.a.EHLO = append(p.a.EHLO, truncate(ext.Line, 200))
+		p.a.EHLO = append(p.a.EHLO, untrusted.Printable(ext.Line, 200))
 		if ext.Keyword == "STARTTLS" {
 			p.a.STARTTLS = true
 		}
@@ -161,7 +162,7 @@ func (p *probe) run() {
 		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 			p.notTestable(fmt.Sprintf("no TLS handshake within %s (tarpit or overload)", step), "")
 		default:
-			p.a.TLSError = "TLS handshake failed: " + truncate(err.Error(), 300)
+			p.a.TLSError = "TLS handshake failed: " + untrusted.Printable(err.Error(), 300)
 		}
 		return
 	}
@@ -224,9 +225,9 @@ func (p *probe) ioFailure(step string, err error) {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), isReset(err):
 		p.notTestable("the server closed the connection "+step+" (rate limit or block?)", "")
 	case errors.Is(err, smtpclient.ErrMalformed), errors.Is(err, smtpclient.ErrTooLong):
-		p.a.Status, p.a.Detail = StatusError, "not an SMTP server: "+truncate(err.Error(), 200)+" "+step
+		p.a.Status, p.a.Detail = StatusError, "not an SMTP server: "+untrusted.Printable(err.Error(), 200)+" "+step
 	default:
-		p.notTestable(truncate(err.Error(), 200)+" "+step, "")
+		p.notTestable(untrusted.Printable(err.Error(), 200)+" "+step, "")
 	}
 }
 
@@ -247,7 +248,7 @@ func describeNetErr(err error, what string) string {
 	case strings.Contains(s, "no route to host"), strings.Contains(s, "network is unreachable"):
 		return what + ": no route to host"
 	}
-	return what + ": " + truncate(s, 200)
+	return what + ": " + untrusted.Printable(s, 200)
 }
 
 // tlsConfig is the client configuration of one handshake: SNI with the MX
@@ -308,31 +309,10 @@ func keyExchange(cs tls.ConnectionState) string {
 
 // oneLine joins a reply's lines for texts: "421 4.7.0 too busy / try later".
 func oneLine(code int, text string) string {
-	return truncate(strconv.Itoa(code)+" "+strings.ReplaceAll(text, "\n", " / "), 300)
+	return untrusted.Printable(strconv.Itoa(code)+" "+strings.ReplaceAll(text, "\n", " / "), 300)
 }
 
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
 }
-
-// truncate cuts s to n octets (on a rune boundary) with an ellipsis, and
-// replaces control characters, so server text is safe to print.
-func truncate(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, strings.ToValidUTF8(s, "?"))
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !isRuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-func isRuneStart(b byte) bool { return b&0xc0 != 0x80 }

@@ -11,6 +11,7 @@ import (
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/spf"
 	"github.com/mailsec/mailsec/internal/tlsrpt"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // checkTLSRPT reads the TLS-RPT record at _smtp._tls.<domain> (RFC 8460 §3).
@@ -18,7 +19,7 @@ func (c *checker) checkTLSRPT(ctx context.Context) TLSRPTInfo {
 	info := TLSRPTInfo{RUA: []string{}}
 	txts, err := c.dns.txt(ctx, "_smtp._tls."+c.domain)
 	if err != nil {
-		info.Error = "look-up failed: " + truncate(err.Error(), 300)
+		info.Error = "look-up failed: " + untrusted.Printable(err.Error(), 300)
 		c.errorf("TLS-RPT record: %v", err)
 		return info
 	}
@@ -31,7 +32,7 @@ func (c *checker) checkTLSRPT(ctx context.Context) TLSRPTInfo {
 		info.Present = false
 	case err != nil:
 		info.Present = true
-		info.Error = truncate(err.Error(), 300)
+		info.Error = untrusted.Printable(err.Error(), 300)
 	default:
 		info.Present, info.Valid = true, true
 		info.RUA = append(info.RUA, rec.RUA...)
@@ -47,7 +48,7 @@ func (c *checker) checkSPF(ctx context.Context) SPFInfo {
 		NotFound: func(err error) bool { return errors.Is(err, resolver.ErrNXDomain) },
 	})
 	if res != nil {
-		info.Record = truncate(res.Text, 1000)
+		info.Record = untrusted.Printable(res.Text, 1000)
 		info.Lookups = res.Lookups
 	}
 	switch {
@@ -58,13 +59,13 @@ func (c *checker) checkSPF(ctx context.Context) SPFInfo {
 		// The record parses; only the look-up count is over the limit,
 		// which Evaluate reports as spf.too_many_lookups.
 		info.Present, info.Valid = true, true
-		info.Error = truncate(err.Error(), 300)
+		info.Error = untrusted.Printable(err.Error(), 300)
 	case errors.Is(err, spf.ErrDNS) && (res == nil || res.Record == nil):
-		info.Error = "look-up failed: " + truncate(err.Error(), 300)
+		info.Error = "look-up failed: " + untrusted.Printable(err.Error(), 300)
 		c.errorf("SPF record: %v", err)
 	default:
 		info.Present = true
-		info.Error = truncate(err.Error(), 300)
+		info.Error = untrusted.Printable(err.Error(), 300)
 	}
 	return info
 }
@@ -93,7 +94,7 @@ func (c *checker) checkDMARC(ctx context.Context) DMARCInfo {
 	var info DMARCInfo
 	txts, err := c.dns.txt(ctx, "_dmarc."+c.domain)
 	if err != nil {
-		info.Error = "look-up failed: " + truncate(err.Error(), 300)
+		info.Error = "look-up failed: " + untrusted.Printable(err.Error(), 300)
 		c.errorf("DMARC record: %v", err)
 		return info
 	}
@@ -109,15 +110,15 @@ func (c *checker) checkDMARC(ctx context.Context) DMARCInfo {
 	case 1:
 	default:
 		info.Present = true
-		info.Record = truncate(found[0], 1000)
+		info.Record = untrusted.Printable(found[0], 1000)
 		info.Error = fmt.Sprintf("%d DMARC records; RFC 7489 §6.6.3 says to ignore them all", len(found))
 		return info
 	}
 	info.Present = true
-	info.Record = truncate(found[0], 1000)
+	info.Record = untrusted.Printable(found[0], 1000)
 	rec, err := parseDMARC(found[0])
 	if err != nil {
-		info.Error = truncate(err.Error(), 300)
+		info.Error = untrusted.Printable(err.Error(), 300)
 		return info
 	}
 	info.Valid = true

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/mtasts"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // checkMTASTS looks up the _mta-sts record (RFC 8461 §3.1) and, when there
@@ -29,11 +30,11 @@ func (c *checker) checkMTASTS(ctx context.Context) MTASTSInfo {
 	case errors.Is(err, mtasts.ErrNoRecord):
 		return info
 	case errors.Is(err, mtasts.ErrRecordLookup):
-		info.Record.Error = "look-up failed: " + truncate(err.Error(), 300)
+		info.Record.Error = "look-up failed: " + untrusted.Printable(err.Error(), 300)
 		c.errorf("MTA-STS record: %v", err)
 		return info
 	default: // several records, or a malformed one
-		info.Record = MTASTSRecord{Present: true, Error: truncate(err.Error(), 300)}
+		info.Record = MTASTSRecord{Present: true, Error: untrusted.Printable(err.Error(), 300)}
 	}
 
 	info.Policy.URL, _ = mtasts.PolicyURL(c.domain)
@@ -55,13 +56,13 @@ func (c *checker) checkMTASTS(ctx context.Context) MTASTSInfo {
 		info.Policy.Fetched, info.Policy.Valid = true, true
 	case errors.Is(err, mtasts.ErrPolicySyntax), errors.Is(err, mtasts.ErrPolicyTooLarge) && !errors.Is(err, mtasts.ErrPolicyFetch):
 		info.Policy.Fetched = true
-		info.Policy.Error = truncate(err.Error(), 300)
+		info.Policy.Error = untrusted.Printable(err.Error(), 300)
 		return info
 	case errors.Is(err, mtasts.ErrNoPolicy):
 		info.Policy.Error = "no policy at " + info.Policy.URL + " (HTTP 404)"
 		return info
 	default:
-		info.Policy.Error = truncate(err.Error(), 300)
+		info.Policy.Error = untrusted.Printable(err.Error(), 300)
 		return info
 	}
 	info.Policy.Mode = string(p.Mode)

@@ -1,5 +1,7 @@
-// Package keyfile writes secret files safely: private, atomic, and never
-// over an existing file, so that concurrent first starts agree on one key.
+// Package keyfile writes key and certificate files safely: atomically (a
+// reader sees the whole file or none of it, never part of one), with the
+// mode given (private by default), and either never over an existing file,
+// so that concurrent first starts agree on one key, or replacing it whole.
 package keyfile
 
 import (
@@ -11,6 +13,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -18,36 +22,68 @@ import (
 // WriteNew writes data to path with mode 0600 unless path already exists, in
 // which case it returns nil and leaves the existing file alone (the caller
 // reads it back). The file appears complete or not at all.
-func WriteNew(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+func WriteNew(path string, data []byte) error { return WriteNewMode(path, data, 0o600) }
+
+// WriteNewMode is WriteNew with another mode, for files that are not
+// secret (a CA's root certificate: 0644). Missing directories are made
+// with the mode's read bits as search bits (0600 gives 0700, 0644 0755).
+func WriteNewMode(path string, data []byte, mode fs.FileMode) error {
+	tmp, err := writeTemp(path, mode, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
+	defer os.Remove(tmp)
 	// link(2) fails with EEXIST instead of replacing: first writer wins.
-	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := os.Link(tmp, path); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("installing %s: %w", path, err)
 	}
 	return nil
+}
+
+// Replace writes the file at path with write and mode, replacing any file
+// there atomically (rename(2)): a reader sees the old or the new content.
+func Replace(path string, mode fs.FileMode, write func(io.Writer) error) error {
+	tmp, err := writeTemp(path, mode, write)
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("installing %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeTemp writes a temporary file beside path with mode and write, and
+// syncs it, so that linking or renaming it installs a complete file. It
+// returns the temporary file's name; on error it has removed it.
+func writeTemp(path string, mode fs.FileMode, write func(io.Writer) error) (string, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, mode.Perm()|(mode.Perm()&0o444)>>2); err != nil {
+		return "", fmt.Errorf("creating %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return "", err
+	}
+	err = tmp.Chmod(mode)
+	if err == nil {
+		err = write(tmp)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("writing %s: %w", path, err)
+	}
+	return tmp.Name(), nil
 }
 
 // LoadOrCreateSigner reads a PKCS#8 private key from a PEM file, creating an
@@ -74,13 +110,9 @@ func LoadOrCreate(path string, generate func() (crypto.Signer, error)) (crypto.S
 			return nil, err
 		}
 	}
-	b, err := os.ReadFile(path)
+	block, err := ReadPEM(path)
 	if err != nil {
 		return nil, err
-	}
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
 	}
 	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
@@ -91,4 +123,18 @@ func LoadOrCreate(path string, generate func() (crypto.Signer, error)) (crypto.S
 		return nil, fmt.Errorf("%s: %T is not a signing key", path, parsed)
 	}
 	return signer, nil
+}
+
+// ReadPEM returns the first PEM block of the file at path; a file without
+// one is an error naming the path.
+func ReadPEM(path string) (*pem.Block, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	return block, nil
 }

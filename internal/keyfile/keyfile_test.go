@@ -3,6 +3,8 @@ package keyfile
 import (
 	"crypto/ecdsa"
 	"crypto/x509"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -56,5 +58,63 @@ func TestLoadOrCreateSigner(t *testing.T) {
 	os.WriteFile(filepath.Join(filepath.Dir(path), "bad.key"), []byte("not pem"), 0o600)
 	if _, err := LoadOrCreateSigner(filepath.Join(filepath.Dir(path), "bad.key")); err == nil {
 		t.Fatal("a file without a PEM block was accepted")
+	}
+}
+
+// TestWriteNewMode: the mode given is the file's, and a missing directory
+// gets the matching search bits; an existing file still wins.
+func TestWriteNewMode(t *testing.T) {
+	for _, tc := range []struct {
+		mode, dirMode os.FileMode
+	}{
+		{0o600, 0o700},
+		{0o644, 0o755},
+	} {
+		dir := filepath.Join(t.TempDir(), "sub")
+		path := filepath.Join(dir, "file")
+		if err := WriteNewMode(path, []byte("first"), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteNewMode(path, []byte("second"), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		fi, _ := os.Stat(path)
+		di, _ := os.Stat(dir)
+		// The umask may take bits from the directory, never add any.
+		if string(b) != "first" || fi.Mode().Perm() != tc.mode || di.Mode().Perm()&^tc.dirMode != 0 || di.Mode().Perm()&0o700 != 0o700 {
+			t.Errorf("mode %v: content %q, file %v, directory %v; want first, %v, %v", tc.mode, b, fi.Mode().Perm(), di.Mode().Perm(), tc.mode, tc.dirMode)
+		}
+	}
+}
+
+// TestReplace: the new content replaces the old whole; a failed write
+// leaves the old file and no temporary file.
+func TestReplace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "chain.pem")
+	write := func(s string) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := io.WriteString(w, s); return err }
+	}
+	for _, s := range []string{"old", "new"} {
+		if err := Replace(path, 0o644, write(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errWrite := errors.New("disk full")
+	err := Replace(path, 0o644, func(w io.Writer) error {
+		io.WriteString(w, "partial")
+		return errWrite
+	})
+	if !errors.Is(err, errWrite) {
+		t.Errorf("Replace with a failing write: %v, want %v", err, errWrite)
+	}
+	b, _ := os.ReadFile(path)
+	info, _ := os.Stat(path)
+	if string(b) != "new" || info.Mode().Perm() != 0o644 {
+		t.Errorf("content %q mode %v: want new, 0644", b, info.Mode().Perm())
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".tmp-*"))
+	if len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }

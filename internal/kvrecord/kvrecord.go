@@ -11,6 +11,28 @@ import "strings"
 // tlsrpt-ext-name).
 const MaxExtNameLength = 32
 
+// Field is one name "=" value field of a record; the records' extensions
+// (sts-extension, tlsrpt-extension) are Fields.
+type Field struct {
+	Name, Value string
+}
+
+// Format writes fields as a record is published: "name=value" joined by
+// "; " (the field delimiter without optional white space), in order. The
+// version field comes first, as a Field like the others ({"v", "STSv1"}).
+func Format(fields ...Field) string {
+	var b strings.Builder
+	for i, f := range fields {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.Name)
+		b.WriteByte('=')
+		b.WriteString(f.Value)
+	}
+	return b.String()
+}
+
 // CutDelim removes a leading field delimiter (*WSP ";" *WSP) and tells
 // whether there was one.
 func CutDelim(s string) (string, bool) {
@@ -26,6 +48,16 @@ func CutDelim(s string) (string, bool) {
 // %x3C / %x3E-7E), visible ASCII without "=" and ";".
 func ValueChar(c byte) bool {
 	return c >= 0x21 && c <= 0x7e && c != '=' && c != ';'
+}
+
+// CutValue splits s after its longest prefix of ValueChar bytes: an
+// extension value (empty if s does not start with one) and the rest.
+func CutValue(s string) (value, rest string) {
+	n := 0
+	for n < len(s) && ValueChar(s[n]) {
+		n++
+	}
+	return s[:n], s[n:]
 }
 
 // ValidExtName tells whether s is an extension name (see MaxExtNameLength).

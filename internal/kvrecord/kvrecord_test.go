@@ -44,3 +44,34 @@ func TestValueChar(t *testing.T) {
 		}
 	}
 }
+
+func TestFormat(t *testing.T) {
+	for _, tc := range []struct {
+		fields []Field
+		want   string
+	}{
+		{nil, ""},
+		{[]Field{{"v", "STSv1"}}, "v=STSv1"},
+		{[]Field{{"v", "STSv1"}, {"id", "20240101"}, {"x-ext", "a:b"}}, "v=STSv1; id=20240101; x-ext=a:b"},
+	} {
+		if got := Format(tc.fields...); got != tc.want {
+			t.Errorf("Format(%v) = %q, want %q", tc.fields, got, tc.want)
+		}
+	}
+}
+
+func TestCutValue(t *testing.T) {
+	for _, tc := range []struct{ in, value, rest string }{
+		{"abc; id=1", "abc", "; id=1"},
+		{"a:b/c", "a:b/c", ""},
+		{"x=y", "x", "=y"},
+		{" x", "", " x"},
+		{"", "", ""},
+		{"é", "", "é"},
+	} {
+		value, rest := CutValue(tc.in)
+		if value != tc.value || rest != tc.rest {
+			t.Errorf("CutValue(%q) = %q, %q; want %q, %q", tc.in, value, rest, tc.value, tc.rest)
+		}
+	}
+}

@@ -9,10 +9,11 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/resolver"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // FetchTimeout bounds one policy fetch when the caller's context allows
@@ -132,13 +133,13 @@ func Fetch(ctx context.Context, client *http.Client, domain string) (Policy, err
 	case resp.StatusCode == http.StatusNotFound:
 		return Policy{}, ErrNoPolicy
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return Policy{}, fmt.Errorf("%w: %w: %s to %q", ErrPolicyFetch, ErrRedirect, resp.Status, truncate(resp.Header.Get("Location"), 200))
+		return Policy{}, fmt.Errorf("%w: %w: %s to %q", ErrPolicyFetch, ErrRedirect, resp.Status, untrusted.Truncate(resp.Header.Get("Location"), 200))
 	default:
 		return Policy{}, fmt.Errorf("%w: status %s", ErrPolicyFetch, resp.Status)
 	}
 	mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || mt != "text/plain" {
-		return Policy{}, fmt.Errorf("%w: %w: %q", ErrPolicyFetch, ErrContentType, truncate(resp.Header.Get("Content-Type"), 100))
+		return Policy{}, fmt.Errorf("%w: %w: %q", ErrPolicyFetch, ErrContentType, untrusted.Truncate(resp.Header.Get("Content-Type"), 100))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxPolicySize+1))
 	if err != nil {
@@ -153,9 +154,9 @@ func Fetch(ctx context.Context, client *http.Client, domain string) (Policy, err
 // normalDomain lower-cases domain, drops a trailing dot and checks that it
 // is a host name (so that it cannot change the URL built from it).
 func normalDomain(domain string) (string, error) {
-	d := strings.ToLower(strings.TrimSuffix(domain, "."))
+	d := dnsname.Canonical(domain)
 	if !validHostname(d) {
-		return "", fmt.Errorf("mtasts: %q is not a domain name", truncate(domain, 80))
+		return "", fmt.Errorf("mtasts: %q is not a domain name", untrusted.Truncate(domain, 80))
 	}
 	return d, nil
 }

@@ -3,10 +3,13 @@ package mtasts
 import (
 	"errors"
 	"fmt"
-	"github.com/mailsec/mailsec/internal/kvrecord"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/kvrecord"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Limits of RFC 8461.
@@ -47,22 +50,11 @@ type Record struct {
 }
 
 // Extension is one name=value field of a record that is not "id".
-type Extension struct {
-	Name, Value string
-}
+type Extension = kvrecord.Field
 
 // String formats the record as it would be published.
 func (r Record) String() string {
-	var b strings.Builder
-	b.WriteString("v=STSv1; id=")
-	b.WriteString(r.ID)
-	for _, e := range r.Extensions {
-		b.WriteString("; ")
-		b.WriteString(e.Name)
-		b.WriteByte('=')
-		b.WriteString(e.Value)
-	}
-	return b.String()
+	return kvrecord.Format(append([]kvrecord.Field{{Name: "v", Value: "STSv1"}, {Name: "id", Value: r.ID}}, r.Extensions...)...)
 }
 
 // ParseRecord parses the text of one TXT record (its strings already
@@ -79,7 +71,7 @@ func (r Record) String() string {
 // ErrRecordSyntax.
 func ParseRecord(txt string) (Record, error) {
 	fail := func(format string, args ...any) (Record, error) {
-		return Record{}, fmt.Errorf("%w: %s in %q", ErrRecordSyntax, fmt.Sprintf(format, args...), truncate(txt, 100))
+		return Record{}, fmt.Errorf("%w: %s in %q", ErrRecordSyntax, fmt.Sprintf(format, args...), untrusted.Truncate(txt, 100))
 	}
 	rest, ok := strings.CutPrefix(txt, "v=STSv1")
 	if !ok {
@@ -93,7 +85,7 @@ func ParseRecord(txt string) (Record, error) {
 			if rest == "" {
 				break
 			}
-			return fail("expected ';' before %q", truncate(rest, 20))
+			return fail("expected ';' before %q", untrusted.Truncate(rest, 20))
 		}
 		rest = after
 		if rest == "" {
@@ -109,20 +101,16 @@ func ParseRecord(txt string) (Record, error) {
 		name := rest[:eq]
 		rest = rest[eq+1:]
 		if !kvrecord.ValidExtName(name) {
-			return fail("bad field name %q", truncate(name, 40))
+			return fail("bad field name %q", untrusted.Truncate(name, 40))
 		}
-		n := 0
-		for n < len(rest) && kvrecord.ValueChar(rest[n]) {
-			n++
-		}
-		value := rest[:n]
-		rest = rest[n:]
+		var value string
+		value, rest = kvrecord.CutValue(rest)
 		if value == "" {
 			return fail("empty value of %q", name)
 		}
 		if name == "id" {
 			if len(value) > maxIDLength || !isAlnum(value) {
-				return fail("id %q is not 1–32 letters and digits", truncate(value, 40))
+				return fail("id %q is not 1–32 letters and digits", untrusted.Truncate(value, 40))
 			}
 			if !haveID {
 				r.ID, haveID = value, true
@@ -200,10 +188,10 @@ func ParsePolicy(text string) (Policy, error) {
 		}
 		key, value, ok := strings.Cut(line, ":")
 		if !ok {
-			return fail("no ':' in %q", truncate(line, 40))
+			return fail("no ':' in %q", untrusted.Truncate(line, 40))
 		}
 		if !kvrecord.ValidExtName(key) {
-			return fail("bad key %q", truncate(key, 40))
+			return fail("bad key %q", untrusted.Truncate(key, 40))
 		}
 		value = strings.Trim(value, " \t")
 		if lineNo == 1 && key != "version" {
@@ -216,18 +204,18 @@ func ParsePolicy(text string) (Policy, error) {
 		switch key {
 		case "version":
 			if value != "STSv1" {
-				return fail("version %q, want STSv1", truncate(value, 20))
+				return fail("version %q, want STSv1", untrusted.Truncate(value, 20))
 			}
 		case "mode":
 			m := Mode(value)
 			if m != ModeEnforce && m != ModeTesting && m != ModeNone {
-				return fail("mode %q, want enforce, testing or none", truncate(value, 20))
+				return fail("mode %q, want enforce, testing or none", untrusted.Truncate(value, 20))
 			}
 			p.Mode = m
 		case "max_age":
 			// sts-policy-max-age-value = 1*10(DIGIT)
 			if len(value) == 0 || len(value) > 10 || strings.Trim(value, "0123456789") != "" {
-				return fail("max_age %q is not 1–10 digits", truncate(value, 20))
+				return fail("max_age %q is not 1–10 digits", untrusted.Truncate(value, 20))
 			}
 			n, err := strconv.ParseInt(value, 10, 64)
 			if err != nil || time.Duration(n)*time.Second > MaxMaxAge {
@@ -259,10 +247,10 @@ func ParsePolicy(text string) (Policy, error) {
 // (RFC 8461 §3.2; RFC 5321 §4.1.2). It returns it lower case without a
 // trailing dot.
 func parseMXPattern(v string) (string, error) {
-	name := strings.ToLower(strings.TrimSuffix(v, "."))
+	name := dnsname.Canonical(v)
 	host, wildcard := strings.CutPrefix(name, "*.")
 	if !validHostname(host) {
-		return "", fmt.Errorf("mx %q is not a host name or *.pattern", truncate(v, 80))
+		return "", fmt.Errorf("mx %q is not a host name or *.pattern", untrusted.Truncate(v, 80))
 	}
 	if wildcard {
 		return "*." + host, nil
@@ -296,12 +284,12 @@ func validHostname(s string) bool {
 // "example.com" nor "a.mx.example.com"). The comparison ignores case and
 // trailing dots.
 func (p Policy) Matches(host string) bool {
-	h := strings.ToLower(strings.TrimSuffix(host, "."))
+	h := dnsname.Canonical(host)
 	if h == "" {
 		return false
 	}
 	for _, pat := range p.MX {
-		pat = strings.ToLower(strings.TrimSuffix(pat, "."))
+		pat = dnsname.Canonical(pat)
 		if suffix, ok := strings.CutPrefix(pat, "*."); ok {
 			first, rest, ok := strings.Cut(h, ".")
 			if ok && first != "" && rest == suffix {
@@ -314,11 +302,4 @@ func (p Policy) Matches(host string) bool {
 		}
 	}
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -18,9 +18,9 @@ func TestParseRecord(t *testing.T) {
 		{in: "v=STSv1;id=abc;", want: Record{ID: "abc"}},
 		{in: "v=STSv1 ;\tid=abc ; ", want: Record{ID: "abc"}},
 		{in: "v=STSv1; id=" + strings.Repeat("a", 32), want: Record{ID: strings.Repeat("a", 32)}},
-		{in: "v=STSv1; x-ext=a:b/c; id=1; y.z=%41", want: Record{ID: "1", Extensions: []Extension{{"x-ext", "a:b/c"}, {"y.z", "%41"}}}},
+		{in: "v=STSv1; x-ext=a:b/c; id=1; y.z=%41", want: Record{ID: "1", Extensions: []Extension{{Name: "x-ext", Value: "a:b/c"}, {Name: "y.z", Value: "%41"}}}},
 		{in: "v=STSv1; id=first; id=second", want: Record{ID: "first"}},
-		{in: "v=STSv1; ID=x; id=y", want: Record{ID: "y", Extensions: []Extension{{"ID", "x"}}}},
+		{in: "v=STSv1; ID=x; id=y", want: Record{ID: "y", Extensions: []Extension{{Name: "ID", Value: "x"}}}},
 
 		{in: "", err: ErrRecordSyntax},
 		{in: "v=STSv1", err: ErrRecordSyntax},

@@ -49,4 +49,4 @@ func (p Policy) ID() string {
 }
 
 // Record returns the TXT record text announcing the policy (RFC 8461 §3.1).
-func (p Policy) Record() string { return "v=STSv1; id=" + p.ID() }
+func (p Policy) Record() string { return Record{ID: p.ID()}.String() }

@@ -32,10 +32,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -105,7 +106,7 @@ func New(opt Options) *Server {
 	def(&opt.WriteTimeout, defaultWriteTimeout)
 	def(&opt.IdleTimeout, defaultIdleTimeout)
 	def(&opt.RecordTimeout, defaultRecordTimeout)
-	s := &Server{host: canonicalHost(opt.Host), policy: []byte(opt.Policy), opt: opt, log: opt.Logger, now: opt.Now}
+	s := &Server{host: dnsname.Canonical(opt.Host), policy: []byte(opt.Policy), opt: opt, log: opt.Logger, now: opt.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -118,19 +119,7 @@ func New(opt Options) *Server {
 // Listen binds TCP on every address (host:port; port 0 picks one). Binding
 // happens before serving, so a busy port is reported at once.
 func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
-	var out []net.Listener
-	var lc net.ListenConfig
-	for _, a := range addrs {
-		l, err := lc.Listen(ctx, "tcp", a)
-		if err != nil {
-			for _, o := range out {
-				o.Close()
-			}
-			return nil, fmt.Errorf("policy host listen %s: %w", a, err)
-		}
-		out = append(out, l)
-	}
-	return out, nil
+	return listen.TCP(ctx, "policy host", addrs)
 }
 
 // Serve answers HTTPS on the listeners until ctx ends, then shuts down
@@ -223,7 +212,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // status decides the answer to r.
 func (s *Server) status(r *http.Request) int {
 	switch {
-	case canonicalHost(hostOnly(r.Host)) != s.host:
+	case dnsname.Canonical(hostOnly(r.Host)) != s.host:
 		return http.StatusMisdirectedRequest
 	case r.URL.Path != WellKnownPath:
 		return http.StatusNotFound
@@ -268,6 +257,3 @@ func hostOnly(h string) string {
 	}
 	return h
 }
-
-// canonicalHost lower-cases a host name and drops a trailing dot.
-func canonicalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }

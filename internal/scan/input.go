@@ -20,6 +20,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Limits of the input.
@@ -89,7 +91,7 @@ func ParseLine(n int64, raw string, norm Normalizer, defaultLabel string) (l Lin
 		l.Err = "the label contains a control character"
 		return l, false
 	case len(label) > MaxLabelBytes:
-		l.Label = truncate(label, MaxLabelBytes)
+		l.Label = untrusted.Truncate(label, MaxLabelBytes)
 		l.Err = fmt.Sprintf("the label is longer than %d bytes", MaxLabelBytes)
 		return l, false
 	case dom == "":
@@ -150,15 +152,4 @@ func ReadLines(r io.Reader, norm Normalizer, defaultLabel string, fn func(Line) 
 			return n, fmt.Errorf("scan: read line %d: %w", n+1, err)
 		}
 	}
-}
-
-// truncate cuts s to at most n bytes on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

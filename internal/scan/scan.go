@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Checker checks one domain (A-label) and returns the check's JSON
@@ -375,13 +376,13 @@ func (r *runner) checkOne(ctx context.Context, it store.ScanItem) (store.ScanRes
 	}
 	if err != nil && r.opts.Retry != nil && r.opts.Retry(err) && it.Attempts < r.opts.MaxAttempts {
 		r.retried.Add(1)
-		return store.ScanResult{Line: it.Line, State: store.ScanPending, Error: truncate(err.Error(), 500)}, true
+		return store.ScanResult{Line: it.Line, State: store.ScanPending, Error: untrusted.Truncate(err.Error(), 500)}, true
 	}
 	if err != nil || len(res.Result) == 0 {
 		res.State = store.ScanError
 		switch {
 		case err != nil:
-			res.Error = truncate(err.Error(), 500)
+			res.Error = untrusted.Truncate(err.Error(), 500)
 		case timedOut:
 			res.Error = fmt.Sprintf("no result within %s", r.opts.CheckTimeout)
 		default:

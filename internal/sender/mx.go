@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/dane"
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/smtpclient"
 )
@@ -132,6 +132,4 @@ func (s *Sender) lookupTLSA(ctx context.Context, host string) (tlsaAnswer, error
 }
 
 // canonName lower-cases a DNS name and drops the trailing dot ("." gives "").
-func canonName(n string) string {
-	return strings.TrimSuffix(strings.ToLower(n), ".")
-}
+func canonName(n string) string { return dnsname.Canonical(n) }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -40,7 +41,7 @@ func (s *Server) classify(addr string) rcptClass {
 	if at <= 0 {
 		return rcptClass{kind: rcptForeign}
 	}
-	local, domain := strings.ToLower(addr[:at]), canonDomain(addr[at+1:])
+	local, domain := strings.ToLower(addr[:at]), dnsname.Canonical(addr[at+1:])
 	var zone persona.Zone
 	switch domain {
 	case s.zoneA:

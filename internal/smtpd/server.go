@@ -15,7 +15,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -196,8 +198,8 @@ func New(opts Options) (*Server, error) {
 		opts:       opts,
 		log:        opts.Logger,
 		now:        opts.Now,
-		zoneA:      canonDomain(opts.ZoneA),
-		zoneB:      canonDomain(opts.ZoneB),
+		zoneA:      dnsname.Canonical(opts.ZoneA),
+		zoneB:      dnsname.Canonical(opts.ZoneB),
 		fixed:      map[string]bool{},
 		sni:        map[string]int{},
 		locals:     map[netip.Addr]int{},
@@ -294,27 +296,10 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// canonDomain returns a domain lower-case without the trailing dot.
-func canonDomain(d string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-}
-
 // Listen opens TCP listeners on addrs (host:port). On error it closes the
 // ones already opened.
 func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
-	var lc net.ListenConfig
-	var ls []net.Listener
-	for _, a := range addrs {
-		l, err := lc.Listen(ctx, "tcp", a)
-		if err != nil {
-			for _, l := range ls {
-				l.Close()
-			}
-			return nil, fmt.Errorf("smtpd: listen %s: %w", a, err)
-		}
-		ls = append(ls, l)
-	}
-	return ls, nil
+	return listen.TCP(ctx, "smtpd", addrs)
 }
 
 // Serve accepts connections on ls until ctx ends, then stops accepting,

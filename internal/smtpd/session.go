@@ -10,9 +10,11 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/untrusted"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
 
@@ -33,7 +35,7 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	sess := &session{s: b.s, conn: c, tc: tc, rec: tc.rec}
 	tc.rec.mu.Lock()
-	tc.rec.c.EHLO = truncate(c.Hostname(), 255) // written with the next update
+	tc.rec.c.EHLO = untrusted.Truncate(c.Hostname(), 255) // written with the next update
 	tc.rec.mu.Unlock()
 	if err := sess.noteTLS(); err != nil {
 		return nil, errTempFailure
@@ -106,7 +108,7 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many mails in one connection"}
 	}
 	r.inTx = true
-	r.c.MailFrom = truncate(from, 1024)
+	r.c.MailFrom = untrusted.Truncate(from, 1024)
 	r.c.RcptTo = nil
 	r.c.Reply = ""
 	r.c.MessageBytes = 0
@@ -188,7 +190,7 @@ func canonSender(from string) string {
 	if at < 0 {
 		return from
 	}
-	return from[:at] + "@" + canonDomain(from[at+1:])
+	return from[:at] + "@" + dnsname.Canonical(from[at+1:])
 }
 
 // accept records an accepted recipient, decides the persona again, gives
@@ -203,7 +205,7 @@ func (ss *session) accept(to string, cls rcptClass, test store.Test) error {
 	}
 	r := ss.rec
 	r.mu.Lock()
-	r.c.RcptTo = append(r.c.RcptTo, truncate(to, 1024))
+	r.c.RcptTo = append(r.c.RcptTo, untrusted.Truncate(to, 1024))
 	if test.ID != "" {
 		ss.tx.test = test
 		if r.c.TestID == "" {
@@ -461,12 +463,4 @@ func (ss *session) answer(reply *smtp.SMTPError, acked bool) error {
 		}
 	}
 	return reply
-}
-
-// truncate bounds client-supplied text in the record.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

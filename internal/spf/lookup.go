@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Limits of RFC 7208 §4.6.4.
@@ -294,18 +297,18 @@ func (w *walker) follow(from, term, target string, path []string) {
 // normalizeDomain lower-cases a domain, drops one trailing dot and checks
 // it is a DNS name: ASCII, labels of 1–63 octets, at most 253 octets.
 func normalizeDomain(d string) (string, error) {
-	s := strings.ToLower(strings.TrimSuffix(d, "."))
+	s := dnsname.Canonical(d)
 	if s == "" || len(s) > 253 {
-		return s, fmt.Errorf("%w: %q", ErrInvalidDomain, truncate(d, 80))
+		return s, fmt.Errorf("%w: %q", ErrInvalidDomain, untrusted.Truncate(d, 80))
 	}
 	for _, label := range strings.Split(s, ".") {
 		if label == "" || len(label) > 63 {
-			return s, fmt.Errorf("%w: %q", ErrInvalidDomain, truncate(d, 80))
+			return s, fmt.Errorf("%w: %q", ErrInvalidDomain, untrusted.Truncate(d, 80))
 		}
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] <= 0x20 || s[i] >= 0x7f {
-			return s, fmt.Errorf("%w: %q (give IDNs as A-labels)", ErrInvalidDomain, truncate(d, 80))
+			return s, fmt.Errorf("%w: %q (give IDNs as A-labels)", ErrInvalidDomain, untrusted.Truncate(d, 80))
 		}
 	}
 	return s, nil

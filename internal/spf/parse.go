@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Errors of parsing and selection. Syntax errors are what RFC 7208 §4.6
@@ -206,7 +208,7 @@ func IsSPF(txt string) bool {
 // once each (§6). Macros are validated (§7.1) but not expanded.
 func Parse(txt string) (*Record, error) {
 	if !IsSPF(txt) {
-		return nil, fmt.Errorf("%w: %q", ErrNotSPF, truncate(txt, 40))
+		return nil, fmt.Errorf("%w: %q", ErrNotSPF, untrusted.Truncate(txt, 40))
 	}
 	r := &Record{}
 	for _, term := range strings.Split(txt[6:], " ") {
@@ -214,7 +216,7 @@ func Parse(txt string) (*Record, error) {
 			continue // 1*SP between terms, *SP at the end
 		}
 		if err := r.addTerm(term); err != nil {
-			return nil, fmt.Errorf("%w in term %q: %s", ErrSyntax, truncate(term, 80), err)
+			return nil, fmt.Errorf("%w in term %q: %s", ErrSyntax, untrusted.Truncate(term, 80), err)
 		}
 	}
 	return r, nil
@@ -279,40 +281,25 @@ func (r *Record) addTerm(term string) error {
 			return errors.New("all takes no argument")
 		}
 	case Include, Exists:
-		d, ok := strings.CutPrefix(arg, ":")
-		if !ok {
-			return fmt.Errorf("%s needs ':' and a domain", m.Kind)
-		}
-		if err := checkDomainSpec(d); err != nil {
+		d, err := domainArg(arg, true, string(m.Kind)+" needs ':' and a domain")
+		if err != nil {
 			return err
 		}
 		m.Domain = d
 	case PTR:
-		if arg != "" {
-			d, ok := strings.CutPrefix(arg, ":")
-			if !ok {
-				return errors.New("ptr takes no CIDR length")
-			}
-			if err := checkDomainSpec(d); err != nil {
-				return err
-			}
-			m.Domain = d
+		d, err := domainArg(arg, false, "ptr takes no CIDR length")
+		if err != nil {
+			return err
 		}
+		m.Domain = d
 	case A, MX:
-		d, p4, p6, err := cutDualCIDR(arg)
+		rest, p4, p6, err := cutDualCIDR(arg)
 		if err != nil {
 			return err
 		}
 		m.Prefix4, m.Prefix6 = p4, p6
-		if d != "" {
-			d, ok := strings.CutPrefix(d, ":")
-			if !ok {
-				return errors.New("bad CIDR length")
-			}
-			if err := checkDomainSpec(d); err != nil {
-				return err
-			}
-			m.Domain = d
+		if m.Domain, err = domainArg(rest, false, "bad CIDR length"); err != nil {
+			return err
 		}
 	case IP4, IP6:
 		p, err := parseNet(m.Kind, arg)
@@ -324,10 +311,28 @@ func (r *Record) addTerm(term string) error {
 		if name == "" {
 			return errors.New("qualifier without a mechanism")
 		}
-		return fmt.Errorf("unknown mechanism %q (RFC 7208 §4.6.1: permerror)", truncate(name, 30))
+		return fmt.Errorf("unknown mechanism %q (RFC 7208 §4.6.1: permerror)", untrusted.Truncate(name, 30))
 	}
 	r.Mechanisms = append(r.Mechanisms, m)
 	return nil
+}
+
+// domainArg reads a mechanism's ":" domain-spec argument, required for
+// include and exists (RFC 7208 §5.2, §5.7), optional for a, mx and ptr
+// (§5.3, §5.4, §5.5: "" then gives ""). noColon is the error text for an
+// argument that does not start with ':'.
+func domainArg(arg string, required bool, noColon string) (string, error) {
+	if arg == "" && !required {
+		return "", nil
+	}
+	d, ok := strings.CutPrefix(arg, ":")
+	if !ok {
+		return "", errors.New(noColon)
+	}
+	if err := checkDomainSpec(d); err != nil {
+		return "", err
+	}
+	return d, nil
 }
 
 func (r *Record) addModifier(name, value string) error {
@@ -426,11 +431,11 @@ func parseNet(kind Kind, arg string) (netip.Prefix, error) {
 	addr, err := netip.ParseAddr(s)
 	switch {
 	case err != nil:
-		return netip.Prefix{}, fmt.Errorf("bad %s address %q", kind, truncate(s, 50))
+		return netip.Prefix{}, fmt.Errorf("bad %s address %q", kind, untrusted.Truncate(s, 50))
 	case kind == IP4 && !addr.Is4():
-		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 address", truncate(s, 50))
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 address", untrusted.Truncate(s, 50))
 	case kind == IP6 && (!addr.Is6() || addr.Zone() != ""):
-		return netip.Prefix{}, fmt.Errorf("%q is not an IPv6 address", truncate(s, 50))
+		return netip.Prefix{}, fmt.Errorf("%q is not an IPv6 address", untrusted.Truncate(s, 50))
 	}
 	return netip.PrefixFrom(addr, bits), nil
 }
@@ -455,10 +460,10 @@ func checkDomainSpec(s string) error {
 	tail := strings.TrimSuffix(s[lastMacroEnd:], ".")
 	dot := strings.LastIndexByte(tail, '.')
 	if dot < 0 {
-		return fmt.Errorf("domain-spec %q does not end in '.' and a top-level label (RFC 7208 §7.1)", truncate(s, 60))
+		return fmt.Errorf("domain-spec %q does not end in '.' and a top-level label (RFC 7208 §7.1)", untrusted.Truncate(s, 60))
 	}
 	if !validTopLabel(tail[dot+1:]) {
-		return fmt.Errorf("bad top-level label %q in %q (RFC 7208 §7.1)", truncate(tail[dot+1:], 30), truncate(s, 60))
+		return fmt.Errorf("bad top-level label %q in %q (RFC 7208 §7.1)", untrusted.Truncate(tail[dot+1:], 30), untrusted.Truncate(s, 60))
 	}
 	return nil
 }
@@ -570,12 +575,4 @@ func allDigits(s string) bool {
 		}
 	}
 	return true
-}
-
-// truncate shortens s for error messages.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/dnsname"
 )
 
 const (
@@ -212,7 +214,7 @@ func newAggregate() *aggregate {
 func (a *aggregate) add(q DNSQuery) int {
 	n := max(q.Count, 1)
 	a.queries += uint64(n)
-	k := aggregateKey{q.Client.Addr().Unmap(), q.Transport, canonicalName(q.Name), q.Type, q.DO, q.ECS, q.Rcode}
+	k := aggregateKey{q.Client.Addr().Unmap(), q.Transport, dnsname.CanonicalFQDN(q.Name), q.Type, q.DO, q.ECS, q.Rcode}
 	if i, ok := a.index[k]; ok {
 		r := &a.rows[i]
 		r.Count = max(r.Count, 1) + n

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/dnsname"
 )
 
 // DNSQuery is one query answered by mailsec's authoritative DNS server. The
@@ -58,41 +60,6 @@ const defaultDNSQueryLimit = 1000
 // other writers in between, and keeps the WAL from growing by the size of
 // the whole deletion.
 const pruneChunk = 5000
-
-// canonicalName returns name in the stored form: lower-case and fully
-// qualified. DNS names compare case-insensitively in ASCII only (RFC 4343),
-// and names in presentation format may carry arbitrary bytes, so this folds
-// A-Z by hand rather than using strings.ToLower, which would rewrite
-// non-UTF-8 bytes.
-func canonicalName(name string) string {
-	if name == "" {
-		return ""
-	}
-	b := []byte(name)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + ('a' - 'A')
-		}
-	}
-	if !isFQDN(name) {
-		b = append(b, '.')
-	}
-	return string(b)
-}
-
-// isFQDN reports whether name ends in an unescaped dot. In presentation
-// format "a\." is the one-label name "a." (not fully qualified) while
-// "a\\." ends in an escaped backslash and then the root dot.
-func isFQDN(name string) bool {
-	if !strings.HasSuffix(name, ".") {
-		return false
-	}
-	backslashes := 0
-	for i := len(name) - 2; i >= 0 && name[i] == '\\'; i-- {
-		backslashes++
-	}
-	return backslashes%2 == 0
-}
 
 // storedClient splits a client address into the stored columns. IPv4-mapped
 // IPv6 addresses (what a dual-stack socket reports for IPv4 clients) are
@@ -147,7 +114,7 @@ func (s *Store) AddDNSQueries(ctx context.Context, qs []DNSQuery) (err error) {
 	for i, q := range qs {
 		addr, port := storedClient(q.Client)
 		if _, err := stmt.ExecContext(ctx, times[i], addr, port, q.Transport,
-			canonicalName(q.Name), int64(q.Type), boolToInt(q.DO), q.ECS, int64(q.Rcode), int64(max(q.Count, 1)), lasts[i]); err != nil {
+			dnsname.CanonicalFQDN(q.Name), int64(q.Type), boolToInt(q.DO), q.ECS, int64(q.Rcode), int64(max(q.Count, 1)), lasts[i]); err != nil {
 			return fmt.Errorf("store: add DNS queries: insert: %w", err)
 		}
 	}
@@ -180,7 +147,7 @@ func (s *Store) DNSQueries(ctx context.Context, f DNSQueryFilter) ([]DNSQuery, e
 	}
 	if f.Name != "" {
 		where = append(where, "name = ?")
-		args = append(args, canonicalName(f.Name))
+		args = append(args, dnsname.CanonicalFQDN(f.Name))
 	}
 	if f.Type != 0 {
 		where = append(where, "qtype = ?")

@@ -255,22 +255,6 @@ func TestPruneDNSQueries(t *testing.T) {
 	}
 }
 
-func TestCanonicalName(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{"", ""},
-		{".", "."},
-		{"example", "example."},
-		{"MX4.A.Example.", "mx4.a.example."},
-		{`a\.`, `a\..`},  // escaped dot is part of the label
-		{`a\\.`, `a\\.`}, // escaped backslash, then the root
-		{"\xff\xfeA", "\xff\xfea."},
-	} {
-		if got := canonicalName(tc.in); got != tc.want {
-			t.Errorf("canonicalName(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
 // BenchmarkAddDNSQueries measures batch insert throughput in the shape the
 // DNS log writes: batches of 1000 in one transaction each.
 func BenchmarkAddDNSQueries(b *testing.B) {

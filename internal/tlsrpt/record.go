@@ -9,11 +9,13 @@ package tlsrpt
 import (
 	"errors"
 	"fmt"
-	"github.com/mailsec/mailsec/internal/kvrecord"
 	"net/mail"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/mailsec/mailsec/internal/kvrecord"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Errors of record parsing and selection.
@@ -41,23 +43,11 @@ type Record struct {
 }
 
 // Extension is one tlsrpt-ext-name=tlsrpt-ext-value field.
-type Extension struct {
-	Name, Value string
-}
+type Extension = kvrecord.Field
 
 // String formats the record as it would be published.
 func (r *Record) String() string {
-	var b strings.Builder
-	b.WriteString(version)
-	b.WriteString("; rua=")
-	b.WriteString(strings.Join(r.RUA, ","))
-	for _, e := range r.Extensions {
-		b.WriteString("; ")
-		b.WriteString(e.Name)
-		b.WriteByte('=')
-		b.WriteString(e.Value)
-	}
-	return b.String()
+	return kvrecord.Format(append([]kvrecord.Field{{Name: "v", Value: "TLSRPTv1"}, {Name: "rua", Value: strings.Join(r.RUA, ",")}}, r.Extensions...)...)
 }
 
 // IsTLSRPT reports whether a TXT record starts with "v=TLSRPTv1" followed
@@ -81,7 +71,7 @@ func IsTLSRPT(txt string) bool {
 // space is tolerated. Errors wrap ErrSyntax.
 func ParseRecord(txt string) (*Record, error) {
 	fail := func(format string, args ...any) (*Record, error) {
-		return nil, fmt.Errorf("%w: %s in %q", ErrSyntax, fmt.Sprintf(format, args...), truncate(txt, 100))
+		return nil, fmt.Errorf("%w: %s in %q", ErrSyntax, fmt.Sprintf(format, args...), untrusted.Truncate(txt, 100))
 	}
 	rest, ok := strings.CutPrefix(txt, version)
 	if !ok {
@@ -95,7 +85,7 @@ func ParseRecord(txt string) (*Record, error) {
 			if strings.TrimLeft(rest, " \t") == "" {
 				break
 			}
-			return fail("expected ';' before %q", truncate(rest, 30))
+			return fail("expected ';' before %q", untrusted.Truncate(rest, 30))
 		}
 		rest = after
 		if rest == "" {
@@ -103,12 +93,12 @@ func ParseRecord(txt string) (*Record, error) {
 		}
 		eq := strings.IndexByte(rest, '=')
 		if eq < 0 {
-			return fail("field %q without '='", truncate(rest, 30))
+			return fail("field %q without '='", untrusted.Truncate(rest, 30))
 		}
 		name := rest[:eq]
 		rest = rest[eq+1:]
 		if !kvrecord.ValidExtName(name) {
-			return fail("bad field name %q", truncate(name, 40))
+			return fail("bad field name %q", untrusted.Truncate(name, 40))
 		}
 		if name == "rua" {
 			if haveRUA {
@@ -124,15 +114,12 @@ func ParseRecord(txt string) (*Record, error) {
 		if name == "v" {
 			return fail("version field repeated")
 		}
-		n := 0
-		for n < len(rest) && kvrecord.ValueChar(rest[n]) {
-			n++
-		}
-		if n == 0 {
+		var value string
+		value, rest = kvrecord.CutValue(rest)
+		if value == "" {
 			return fail("empty value of %q", name)
 		}
-		r.Extensions = append(r.Extensions, Extension{Name: name, Value: rest[:n]})
-		rest = rest[n:]
+		r.Extensions = append(r.Extensions, Extension{Name: name, Value: value})
 	}
 	if !haveRUA {
 		return fail("no rua field (RFC 8460 §3: required)")
@@ -171,49 +158,49 @@ func checkURI(s string) error {
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= 0x20 || c >= 0x7f {
-			return fmt.Errorf("rua URI %q contains %q (RFC 3986: %%-encode it)", truncate(s, 60), c)
+			return fmt.Errorf("rua URI %q contains %q (RFC 3986: %%-encode it)", untrusted.Truncate(s, 60), c)
 		}
 	}
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("rua URI %q: %v", truncate(s, 60), err)
+		return fmt.Errorf("rua URI %q: %v", untrusted.Truncate(s, 60), err)
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "mailto":
 		if u.Opaque == "" {
-			return fmt.Errorf("rua URI %q: no address after mailto:", truncate(s, 60))
+			return fmt.Errorf("rua URI %q: no address after mailto:", untrusted.Truncate(s, 60))
 		}
 		addr, err := url.PathUnescape(u.Opaque)
 		if err != nil {
-			return fmt.Errorf("rua URI %q: bad %%-encoding", truncate(s, 60))
+			return fmt.Errorf("rua URI %q: bad %%-encoding", untrusted.Truncate(s, 60))
 		}
 		a, err := mail.ParseAddress(addr)
 		if err != nil || a.Address != addr || a.Name != "" {
-			return fmt.Errorf("rua URI %q: %q is not one e-mail address", truncate(s, 60), truncate(addr, 60))
+			return fmt.Errorf("rua URI %q: %q is not one e-mail address", untrusted.Truncate(s, 60), untrusted.Truncate(addr, 60))
 		}
 		at := strings.LastIndexByte(addr, '@')
 		if !validHost(addr[at+1:]) {
-			return fmt.Errorf("rua URI %q: bad domain %q", truncate(s, 60), truncate(addr[at+1:], 60))
+			return fmt.Errorf("rua URI %q: bad domain %q", untrusted.Truncate(s, 60), untrusted.Truncate(addr[at+1:], 60))
 		}
 	case "https":
 		if u.Opaque != "" || u.Host == "" {
-			return fmt.Errorf("rua URI %q: https URI without a host", truncate(s, 60))
+			return fmt.Errorf("rua URI %q: https URI without a host", untrusted.Truncate(s, 60))
 		}
 		if u.User != nil {
-			return fmt.Errorf("rua URI %q: user information not allowed", truncate(s, 60))
+			return fmt.Errorf("rua URI %q: user information not allowed", untrusted.Truncate(s, 60))
 		}
 		if !validHost(u.Hostname()) {
-			return fmt.Errorf("rua URI %q: bad host %q", truncate(s, 60), truncate(u.Hostname(), 60))
+			return fmt.Errorf("rua URI %q: bad host %q", untrusted.Truncate(s, 60), untrusted.Truncate(u.Hostname(), 60))
 		}
 		if p := u.Port(); p != "" {
 			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-				return fmt.Errorf("rua URI %q: invalid port %q", truncate(s, 60), truncate(p, 10))
+				return fmt.Errorf("rua URI %q: invalid port %q", untrusted.Truncate(s, 60), untrusted.Truncate(p, 10))
 			}
 		}
 	case "":
-		return fmt.Errorf("rua URI %q has no scheme (commas inside a URI must be %%-encoded, RFC 8460 §3)", truncate(s, 60))
+		return fmt.Errorf("rua URI %q has no scheme (commas inside a URI must be %%-encoded, RFC 8460 §3)", untrusted.Truncate(s, 60))
 	default:
-		return fmt.Errorf("rua URI %q: scheme %q not supported (RFC 8460 §3: mailto or https)", truncate(s, 60), u.Scheme)
+		return fmt.Errorf("rua URI %q: scheme %q not supported (RFC 8460 §3: mailto or https)", untrusted.Truncate(s, 60), u.Scheme)
 	}
 	return nil
 }
@@ -262,11 +249,4 @@ func Select(txts []string) (*Record, error) {
 		return ParseRecord(found[0])
 	}
 	return nil, fmt.Errorf("%w (%d; RFC 8460 §3: no reports are sent)", ErrMultipleRecords, len(found))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -26,7 +26,7 @@ func TestParseRecord(t *testing.T) {
 			txt: "v=TLSRPTv1; x-ext=1.2; rua=https://r.example:8443/a%2Cb%3Bc?x=1,mailto:a%2Bb@r.example?subject=tls,https://[2001:db8::1]/r; Foo.bar_1=x/y ",
 			want: &Record{
 				RUA:        []string{"https://r.example:8443/a%2Cb%3Bc?x=1", "mailto:a%2Bb@r.example?subject=tls", "https://[2001:db8::1]/r"},
-				Extensions: []Extension{{"x-ext", "1.2"}, {"Foo.bar_1", "x/y"}},
+				Extensions: []Extension{{Name: "x-ext", Value: "1.2"}, {Name: "Foo.bar_1", Value: "x/y"}},
 			},
 			canon: "v=TLSRPTv1; rua=https://r.example:8443/a%2Cb%3Bc?x=1,mailto:a%2Bb@r.example?subject=tls,https://[2001:db8::1]/r; x-ext=1.2; Foo.bar_1=x/y",
 		},

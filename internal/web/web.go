@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/store"
@@ -149,21 +150,10 @@ func sameOrigin(r *http.Request) bool {
 	return strings.TrimPrefix(strings.TrimPrefix(o, "http://"), "https://") == r.Host
 }
 
-// Listen binds the web listeners.
+// Listen binds the web listeners (host:port). On error it closes the ones
+// already opened.
 func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
-	var ls []net.Listener
-	var lc net.ListenConfig
-	for _, a := range addrs {
-		l, err := lc.Listen(ctx, "tcp", a)
-		if err != nil {
-			for _, o := range ls {
-				o.Close()
-			}
-			return nil, fmt.Errorf("web: listen %s: %w", a, err)
-		}
-		ls = append(ls, l)
-	}
-	return ls, nil
+	return listen.TCP(ctx, "web", addrs)
 }
 
 // Serve serves on the listeners until ctx ends, and runs the retention

@@ -19,6 +19,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/keyfile"
 )
 
 // The servers of the world (bench/scan/run starts them on these addresses,
@@ -116,7 +119,7 @@ func plan(i int) domain {
 
 // parseDomain is the inverse of the naming: "d00042.s1.example" → 42.
 func parseDomain(name string) (int, bool) {
-	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	name = dnsname.Canonical(name)
 	first, zone, ok := strings.Cut(name, ".")
 	if !ok || len(first) != 6 || first[0] != 'd' {
 		return 0, false
@@ -163,14 +166,11 @@ func writeKey(path string, k *ecdsa.PrivateKey) error {
 	return writePEM(path, "PRIVATE KEY", der, 0o600)
 }
 
+// readPEM returns the bytes of the first PEM block of a file.
 func readPEM(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	blk, err := keyfile.ReadPEM(path)
 	if err != nil {
 		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM", path)
 	}
 	return blk.Bytes, nil
 }
