@@ -58,15 +58,21 @@ func goodAddr(ip string) Address {
 func host0(r *Report) *Host    { return &r.MX.Hosts[0] }
 func addr0(r *Report) *Address { return &r.MX.Hosts[0].Addresses[0] }
 
-func TestColourAndFindings(t *testing.T) {
-	tests := []struct {
-		name    string
-		r       *Report
-		colour  Colour
-		want    []string // codes that must be present
-		absent  []string // codes that must not be
-		qualify bool
-	}{
+// ruleCase is one synthesized observation and what the rules must make
+// of it.
+type ruleCase struct {
+	name    string
+	r       *Report
+	colour  Colour
+	want    []string // codes that must be present
+	absent  []string // codes that must not be
+	qualify bool
+}
+
+// ruleCases are the observations TestColourAndFindings grades and
+// TestRenderGolden renders; each call builds them afresh.
+func ruleCases() []ruleCase {
+	return []ruleCase{
 		{"all good: DANE", obs(), Green,
 			[]string{CodeMXPresent, CodeDNSSECMXSecure, CodeDNSSECAddressSecure, CodeDNSSECTLSASecure, CodeSTARTTLSOffered,
 				CodeCertTrusted, CodeDANEValid, CodeDANENoRollover, CodeMTASTSEnforce, CodeMTASTSMXMatch, CodeTLSRPTValid,
@@ -238,7 +244,10 @@ func TestColourAndFindings(t *testing.T) {
 		}), Green, []string{CodeSPFTooManyLookups}, []string{CodeSPFValid}, true},
 		{"deadline", obs(func(r *Report) { r.Incomplete = true }), Green, []string{CodeDeadline}, nil, true},
 	}
-	for _, tc := range tests {
+}
+
+func TestColourAndFindings(t *testing.T) {
+	for _, tc := range ruleCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			Evaluate(tc.r)
 			if tc.r.Colour != tc.colour {

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/json"
 	"flag"
 	"net/netip"
 	"os"
@@ -310,4 +311,43 @@ func FuzzRedactText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStoredInbound decodes inbound checks as the store keeps them
+// (mailsec.check.v1, compact JSON): one written by the current check and
+// one by an older version without the keys added since. Both must keep
+// rendering the same.
+func TestStoredInbound(t *testing.T) {
+	for _, name := range []string{"inbound-v1", "inbound-v1-old"} {
+		t.Run(name, func(t *testing.T) {
+			js, err := os.ReadFile(filepath.Join("testdata", name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ib Inbound
+			if err := json.Unmarshal(js, &ib); err != nil {
+				t.Fatalf("decoding the stored check: %v", err)
+			}
+			r := Build(Input{Test: testOf(from, store.TestFinal), Verdict: judge(nil, true), Final: true, Now: t0, Inbound: &ib})
+			if !r.Inbound.Available || r.Inbound.Domain != ib.Domain || r.Inbound.Colour != ib.Colour || len(r.Inbound.Bad) == 0 {
+				t.Errorf("inbound section %+v", r.Inbound)
+			}
+			txt, err := Text(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			html, err := HTML(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, name+".txt", txt)
+			checkGolden(t, name+".html", html)
+			if strings.Contains(txt+html, "postmaster@") {
+				t.Errorf("unredacted address in the output")
+			}
+			if row := Provider("old.example", t0, verdict.Verdict{}, true, &ib); row.InboundColour != ib.Colour {
+				t.Errorf("provider row inbound colour %q, want %q", row.InboundColour, ib.Colour)
+			}
+		})
+	}
 }
