@@ -57,7 +57,7 @@ func (c *checker) checkSPF(ctx context.Context) checkreport.SPFInfo {
 	case errors.Is(err, spf.ErrNoRecord):
 	case res != nil && res.Record != nil && onlyLimitErrors(err):
 		// The record parses; only the look-up count is over the limit,
-		// which Evaluate reports as spf.too_many_lookups.
+		// which checkreport.Evaluate reports as spf.too_many_lookups.
 		info.Present, info.Valid = true, true
 		info.Error = truncate(err.Error(), 300)
 	case errors.Is(err, spf.ErrDNS) && (res == nil || res.Record == nil):
