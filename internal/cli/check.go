@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 )
 
 // runCheck is `mailsec check DOMAIN`: the inbound analysis of a receiving
@@ -57,7 +58,7 @@ func runCheck(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if r.Has(inbound.CodePrivateRefused) {
+	if r.Has(checkreport.CodePrivateRefused) {
 		return fmt.Errorf("%w: private or reserved addresses were not contacted (--allow-private)", inbound.ErrRefused)
 	}
 	return nil

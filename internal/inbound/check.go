@@ -3,7 +3,6 @@ package inbound
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/dane"
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
@@ -48,19 +48,19 @@ func (c *checker) errorf(format string, args ...any) {
 // Check analyses how well domain is protected when others send mail to
 // it (DESIGN.md §1.2): MX, DNSSEC, STARTTLS, certificates, DANE, MTA-STS,
 // TLS-RPT, SPF and DMARC, all in parallel under one deadline
-// (Options.Timeout), and grades it (Evaluate).
+// (Options.Timeout), and grades it (checkreport.Evaluate).
 //
 // The error is non-nil only when there is nothing to report: the input is
 // not a domain name (ErrBadDomain) or the resolver does not answer at all
 // (ErrResolver; the report is returned too, with the reason in Errors).
 // Everything about the domain itself, however broken, is in the report.
-func Check(ctx context.Context, domain string, opts Options) (*Report, error) {
+func Check(ctx context.Context, domain string, opts Options) (*checkreport.Report, error) {
 	opts.defaults()
 	start := time.Now()
-	r := &Report{
-		Schema: Schema, Input: domain, CheckedAt: opts.Now().UTC(),
-		Findings: []Finding{}, Sentences: []string{}, Errors: []string{},
-		MX: MXInfo{Hosts: []Host{}, DNSSEC: Indeterminate},
+	r := &checkreport.Report{
+		Schema: checkreport.Schema, Input: domain, CheckedAt: opts.Now().UTC(),
+		Findings: []checkreport.Finding{}, Sentences: []string{}, Errors: []string{},
+		MX: checkreport.MXInfo{Hosts: []checkreport.Host{}, DNSSEC: checkreport.Indeterminate},
 	}
 	d, err := NormalizeDomain(domain)
 	if err != nil {
@@ -81,7 +81,7 @@ func Check(ctx context.Context, domain string, opts Options) (*Report, error) {
 		suites: allSuites(),
 		sem:    make(chan struct{}, opts.Concurrency),
 	}
-	r.Resolver = ResolverInfo{Address: addr.String(), TrustsAD: c.dns.trustsAD}
+	r.Resolver = checkreport.ResolverInfo{Address: addr.String(), TrustsAD: c.dns.trustsAD}
 	if !c.dns.trustsAD {
 		opts.Logger.Warn("inbound: the resolver is not on loopback; its AD bit is not trusted and no DNSSEC state can be given", "resolver", addr)
 	}
@@ -97,12 +97,12 @@ func Check(ctx context.Context, domain string, opts Options) (*Report, error) {
 	defer cancel()
 	var (
 		wg           sync.WaitGroup
-		mx           MXInfo
+		mx           checkreport.MXInfo
 		resolverDown bool
-		sts          MTASTSInfo
-		tlsrpt       TLSRPTInfo
-		spfInfo      SPFInfo
-		dmarcInfo    DMARCInfo
+		sts          checkreport.MTASTSInfo
+		tlsrpt       checkreport.TLSRPTInfo
+		spfInfo      checkreport.SPFInfo
+		dmarcInfo    checkreport.DMARCInfo
 		zoneSigned   bool
 		tMX, tHosts  time.Duration
 		tSTS, tRec   time.Duration
@@ -143,9 +143,9 @@ func Check(ctx context.Context, domain string, opts Options) (*Report, error) {
 	}
 	r.Errors = append(r.Errors, c.errs...)
 	total := time.Since(start)
-	r.Timings = Timings{MX: ms(tMX), Hosts: ms(tHosts), MTASTS: ms(tSTS), Records: ms(tRec), Total: ms(total)}
+	r.Timings = checkreport.Timings{MX: ms(tMX), Hosts: ms(tHosts), MTASTS: ms(tSTS), Records: ms(tRec), Total: ms(total)}
 	r.Seconds = total.Seconds()
-	Evaluate(r)
+	checkreport.Evaluate(r)
 	if resolverDown {
 		return r, fmt.Errorf("%w: %s does not answer: %s", ErrResolver, addr, r.MX.Error)
 	}
@@ -154,18 +154,18 @@ func Check(ctx context.Context, domain string, opts Options) (*Report, error) {
 
 // checkMX looks up the MX RRset (RFC 5321 §5.1, RFC 7505) and checks every
 // host in parallel.
-func (c *checker) checkMX(ctx context.Context) (info MXInfo, resolverDown bool, tMX, tHosts time.Duration) {
+func (c *checker) checkMX(ctx context.Context) (info checkreport.MXInfo, resolverDown bool, tMX, tHosts time.Duration) {
 	t := time.Now()
 	l := c.dns.query(ctx, c.domain, dns.TypeMX)
 	tMX = time.Since(t)
-	info = MXInfo{Hosts: []Host{}, DNSSEC: l.state}
+	info = checkreport.MXInfo{Hosts: []checkreport.Host{}, DNSSEC: l.state}
 	switch {
 	case l.err != nil:
-		info.Kind, info.Error = MXKindNone, untrusted.Printable(l.err.Error(), 300)
+		info.Kind, info.Error = checkreport.MXKindNone, untrusted.Printable(l.err.Error(), 300)
 		c.errorf("MX look-up: %v", l.err)
 		return info, l.resolverDown, tMX, 0
 	case l.nx:
-		info.Kind, info.Error = MXKindNone, c.domain+" does not exist (NXDOMAIN)"
+		info.Kind, info.Error = checkreport.MXKindNone, c.domain+" does not exist (NXDOMAIN)"
 		return info, false, tMX, 0
 	}
 	null := false
@@ -179,25 +179,25 @@ func (c *checker) checkMX(ctx context.Context) (info MXInfo, resolverDown bool, 
 		}
 		if !seen[name] {
 			seen[name] = true
-			info.Hosts = append(info.Hosts, Host{Name: name, Preference: m.Preference})
+			info.Hosts = append(info.Hosts, checkreport.Host{Name: name, Preference: m.Preference})
 		}
 	}
 	switch {
 	case null && len(info.Hosts) == 0:
-		info.Kind = MXKindNull
+		info.Kind = checkreport.MXKindNull
 		return info, false, tMX, 0
 	case null:
 		// RFC 7505 §3: a null MX must be the only MX; senders use the
 		// others.
 		c.errorf("a null MX (\".\") beside real MX hosts breaks RFC 7505 §3; the other hosts are tested")
-		info.Kind = MXKindMX
+		info.Kind = checkreport.MXKindMX
 	case len(info.Hosts) == 0:
-		info.Kind = MXKindImplicit
-		info.Hosts = append(info.Hosts, Host{Name: c.domain})
+		info.Kind = checkreport.MXKindImplicit
+		info.Hosts = append(info.Hosts, checkreport.Host{Name: c.domain})
 	default:
-		info.Kind = MXKindMX
+		info.Kind = checkreport.MXKindMX
 	}
-	slices.SortStableFunc(info.Hosts, func(a, b Host) int {
+	slices.SortStableFunc(info.Hosts, func(a, b checkreport.Host) int {
 		return cmp.Or(cmp.Compare(a.Preference, b.Preference), strings.Compare(a.Name, b.Name))
 	})
 	if len(info.Hosts) > c.opts.MaxHosts {
@@ -212,11 +212,11 @@ func (c *checker) checkMX(ctx context.Context) (info MXInfo, resolverDown bool, 
 	}
 	wg.Wait()
 	tHosts = time.Since(t)
-	if info.Kind == MXKindImplicit {
+	if info.Kind == checkreport.MXKindImplicit {
 		h := info.Hosts[0]
 		if len(h.Addresses) == 0 && (h.AddressError == "" || strings.Contains(h.AddressError, "no A or AAAA")) {
 			// RFC 5321 §5.1: no MX and no address: no mail.
-			info.Kind, info.Hosts = MXKindNone, []Host{}
+			info.Kind, info.Hosts = checkreport.MXKindNone, []checkreport.Host{}
 		}
 	}
 	return info, false, tMX, tHosts
@@ -224,9 +224,9 @@ func (c *checker) checkMX(ctx context.Context) (info MXInfo, resolverDown bool, 
 
 // checkHost resolves one MX host, looks up its TLSA records and probes
 // each address, all at once; DANE is judged when both are in.
-func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
+func (c *checker) checkHost(ctx context.Context, mxState checkreport.DNSSEC, h *checkreport.Host) {
 	h.Addresses = []Address{}
-	h.TLSA = TLSAInfo{Records: []string{}, DNSSEC: Indeterminate}
+	h.TLSA = checkreport.TLSAInfo{Records: []string{}, DNSSEC: checkreport.Indeterminate}
 	var (
 		tl       lookup
 		tlsaName = "_25._tcp." + h.Name
@@ -250,7 +250,7 @@ func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
 		h.AddressError = "no A or AAAA records"
 	}
 	altName := ""
-	if al.cname != "" && al.state == Secure {
+	if al.cname != "" && al.state == checkreport.Secure {
 		altName = al.final
 	}
 	addrs := al.addrs
@@ -281,7 +281,7 @@ func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
 	<-tlDone
 	// RFC 7672 §2.2.2: behind a secure CNAME the TLSA records of the
 	// target come first, then those of the MX host name.
-	if al.cname != "" && al.state == Secure {
+	if al.cname != "" && al.state == checkreport.Secure {
 		tn := "_25._tcp." + al.final
 		if t2 := c.dns.query(ctx, tn, dns.TypeTLSA); t2.err != nil || len(t2.rrs) > 0 {
 			tl, tlsaName = t2, tn
@@ -305,47 +305,6 @@ func (c *checker) checkHost(ctx context.Context, mxState DNSSEC, h *Host) {
 	for i := range h.Addresses {
 		h.Addresses[i].DANE = c.daneVerdict(mxState, h, records, base, &h.Addresses[i])
 	}
-}
-
-// daneVerdict judges one address by the host's TLSA records (RFC 7672 §3).
-func (c *checker) daneVerdict(mxState DNSSEC, h *Host, records []dane.TLSA, base string, a *Address) DANEInfo {
-	info := DANEInfo{Matched: []string{}}
-	r := &Report{MX: MXInfo{DNSSEC: mxState}}
-	secure, why := tlsaSecurePath(r, h)
-	switch {
-	case h.TLSA.DNSSEC == Bogus || h.TLSA.Error != "":
-		info.Detail = "TLSA look-up failed: " + h.TLSA.Error
-	case len(records) == 0:
-		info.State = DANENone
-	case !secure:
-		info.State, info.Detail = DANENotSecure, why
-	case h.TLSA.Usable == 0:
-		info.State, info.Detail = DANEUnusable, "only usages 0 and 1, or unknown parameters (RFC 7672 §3.1.3)"
-	case a.Status != StatusOK:
-		info.Detail = "address not tested"
-	case len(a.peer) == 0:
-		info.State, info.Detail = DANEMismatch, "no TLS session (STARTTLS missing or failed): DANE senders defer"
-	default:
-		cs := tls.ConnectionState{PeerCertificates: a.peer}
-		res, err := dane.Verify(cs, records, base, c.now)
-		if err != nil && base != h.Name {
-			// RFC 7672 §3.2.2: the MX host name is a reference identifier too.
-			if r2, err2 := dane.Verify(cs, records, h.Name, c.now); err2 == nil {
-				res, err = r2, nil
-			}
-		}
-		if err != nil {
-			info.State, info.Detail = DANEMismatch, untrusted.Printable(res.Summary(), 500)
-			break
-		}
-		info.State = DANEValid
-		for _, ch := range res.Checks {
-			if ch.Matched {
-				info.Matched = append(info.Matched, ch.Record.String())
-			}
-		}
-	}
-	return info
 }
 
 // probeVia probes host at ip, through Options.ProbeCache when it is set.

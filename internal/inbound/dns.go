@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/resolver"
 )
 
@@ -27,7 +28,7 @@ const maxCNAMEs = 12
 type lookup struct {
 	rrs    []dns.RR // records of the asked type at the end of the chain
 	cnames []string // the alias chain from the name asked, targets in order
-	state  DNSSEC
+	state  checkreport.DNSSEC
 	nx     bool  // NXDOMAIN (at the end of the chain)
 	err    error // a failure other than NXDOMAIN or NODATA
 	// resolverDown: the resolver did not answer at all.
@@ -61,12 +62,12 @@ func (d *dnsClient) query(ctx context.Context, name string, qtype uint16) lookup
 	var l lookup
 	cur := canon(name)
 	seen := map[string]bool{cur: true}
-	state := Secure
+	state := checkreport.Secure
 	for round := 0; ; round++ {
 		a, err := d.res.Query(ctx, cur, qtype)
 		st := d.grade(a, err)
-		if st == Insecure && state == Secure {
-			state = Insecure
+		if st == checkreport.Insecure && state == checkreport.Secure {
+			state = checkreport.Insecure
 		}
 		switch {
 		case err != nil && errors.Is(err, resolver.ErrNXDomain):
@@ -75,11 +76,11 @@ func (d *dnsClient) query(ctx context.Context, name string, qtype uint16) lookup
 			l.state, l.err = d.servfail(ctx, cur, qtype, a.Msg)
 			return l
 		case err != nil:
-			l.state, l.err, l.resolverDown = Indeterminate, err, ctx.Err() == nil
+			l.state, l.err, l.resolverDown = checkreport.Indeterminate, err, ctx.Err() == nil
 			return l
 		}
 		if a.Msg == nil {
-			l.state, l.err = Indeterminate, fmt.Errorf("%s %s: no answer", cur, dns.TypeToString[qtype])
+			l.state, l.err = checkreport.Indeterminate, fmt.Errorf("%s %s: no answer", cur, dns.TypeToString[qtype])
 			return l
 		}
 		// Walk the chain inside this answer.
@@ -96,11 +97,11 @@ func (d *dnsClient) query(ctx context.Context, name string, qtype uint16) lookup
 			}
 			l.cnames = append(l.cnames, next)
 			if seen[next] {
-				l.state, l.err = Indeterminate, fmt.Errorf("CNAME loop: %s → %s", canon(name), strings.Join(l.cnames, " → "))
+				l.state, l.err = checkreport.Indeterminate, fmt.Errorf("CNAME loop: %s → %s", canon(name), strings.Join(l.cnames, " → "))
 				return l
 			}
 			if len(l.cnames) > maxCNAMEs {
-				l.state, l.err = Indeterminate, fmt.Errorf("CNAME chain of %s longer than %d", canon(name), maxCNAMEs)
+				l.state, l.err = checkreport.Indeterminate, fmt.Errorf("CNAME chain of %s longer than %d", canon(name), maxCNAMEs)
 				return l
 			}
 			seen[next] = true
@@ -125,7 +126,7 @@ func (d *dnsClient) query(ctx context.Context, name string, qtype uint16) lookup
 		}
 	}
 	if !d.trustsAD {
-		state = Indeterminate
+		state = checkreport.Indeterminate
 	}
 	l.state = state
 	return l
@@ -142,14 +143,14 @@ func endsUnanswered(m *dns.Msg, cur string) bool {
 }
 
 // grade is the DNSSEC state of one answer that did not fail.
-func (d *dnsClient) grade(a resolver.Answer, err error) DNSSEC {
+func (d *dnsClient) grade(a resolver.Answer, err error) checkreport.DNSSEC {
 	if err != nil && !errors.Is(err, resolver.ErrNXDomain) {
-		return Indeterminate
+		return checkreport.Indeterminate
 	}
 	if a.Secure {
-		return Secure
+		return checkreport.Secure
 	}
-	return Insecure
+	return checkreport.Insecure
 }
 
 // Extended DNS Error codes that mean a validation failure (RFC 8914 §4):
@@ -163,7 +164,7 @@ var bogusEDE = map[uint16]bool{6: true, 7: true, 8: true, 9: true, 10: true, 11:
 // Error (RFC 8914) may say which, and otherwise the same question with
 // Checking Disabled (RFC 4035 §3.2.2) succeeds only when the data is there
 // and fails validation.
-func (d *dnsClient) servfail(ctx context.Context, name string, qtype uint16, m *dns.Msg) (DNSSEC, error) {
+func (d *dnsClient) servfail(ctx context.Context, name string, qtype uint16, m *dns.Msg) (checkreport.DNSSEC, error) {
 	what := fmt.Sprintf("%s %s", name, dns.TypeToString[qtype])
 	if info, ok := ede(m); ok {
 		if bogusEDE[info.InfoCode] {
@@ -182,25 +183,25 @@ func (d *dnsClient) servfail(ctx context.Context, name string, qtype uint16, m *
 	}
 	if err == nil && (in.Rcode == dns.RcodeSuccess || in.Rcode == dns.RcodeNameError) {
 		if loop := cnameLoop(in, name); loop != "" {
-			return Indeterminate, fmt.Errorf("%s: SERVFAIL: CNAME loop: %s", what, loop)
+			return checkreport.Indeterminate, fmt.Errorf("%s: SERVFAIL: CNAME loop: %s", what, loop)
 		}
 		return d.bogus(fmt.Errorf("%s: DNSSEC validation fails (SERVFAIL; with checking disabled the answer is %s)", what, dns.RcodeToString[in.Rcode]))
 	}
 	if err == nil {
 		if loop := cnameLoop(in, name); loop != "" {
-			return Indeterminate, fmt.Errorf("%s: SERVFAIL: CNAME loop: %s", what, loop)
+			return checkreport.Indeterminate, fmt.Errorf("%s: SERVFAIL: CNAME loop: %s", what, loop)
 		}
 	}
-	return Indeterminate, fmt.Errorf("%s: SERVFAIL: the domain's name servers fail or cannot be reached", what)
+	return checkreport.Indeterminate, fmt.Errorf("%s: SERVFAIL: the domain's name servers fail or cannot be reached", what)
 }
 
 // bogus is Bogus from a trusted resolver; an untrusted one may lie, so
 // its verdict stays indeterminate.
-func (d *dnsClient) bogus(err error) (DNSSEC, error) {
+func (d *dnsClient) bogus(err error) (checkreport.DNSSEC, error) {
 	if !d.trustsAD {
-		return Indeterminate, err
+		return checkreport.Indeterminate, err
 	}
-	return Bogus, err
+	return checkreport.Bogus, err
 }
 
 func ede(m *dns.Msg) (*dns.EDNS0_EDE, bool) {
@@ -295,7 +296,7 @@ func (d *dnsClient) lookupTXT(ctx context.Context, name string) ([]string, error
 // addresses asks A and AAAA of host in parallel and combines them.
 type addrLookup struct {
 	addrs []netip.Addr
-	state DNSSEC
+	state checkreport.DNSSEC
 	cname string // first alias target, "" if host is no alias
 	final string // the name the addresses are at
 	nx    bool
@@ -339,8 +340,8 @@ func (d *dnsClient) addresses(ctx context.Context, host string) addrLookup {
 }
 
 // combine is the state of two answers together: the worst of them.
-func combine(a, b DNSSEC) DNSSEC {
-	rank := map[DNSSEC]int{Secure: 0, Insecure: 1, Indeterminate: 2, Bogus: 3}
+func combine(a, b checkreport.DNSSEC) checkreport.DNSSEC {
+	rank := map[checkreport.DNSSEC]int{checkreport.Secure: 0, checkreport.Insecure: 1, checkreport.Indeterminate: 2, checkreport.Bogus: 3}
 	if rank[b] > rank[a] {
 		return b
 	}

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -19,10 +21,10 @@ import (
 // labCase is one domain of the lab with what its check must show.
 type labCase struct {
 	domain string
-	colour inbound.Colour
+	colour colour.Colour
 	want   []string // finding codes that must be present
 	absent []string // codes that must not be
-	check  func(t *testing.T, r *inbound.Report)
+	check  func(t *testing.T, r *checkreport.Report)
 	tweak  func(o *inbound.Options)
 }
 
@@ -30,13 +32,13 @@ func TestCheckLab(t *testing.T) {
 	l := startLab(t)
 	mx := func(n string) string { return n + "." + labZoneA }
 	cases := []labCase{
-		{domain: labZoneA, colour: inbound.Grey, // mx3 and mx5: wrong TLSA
-			want: []string{inbound.CodeMXPresent, inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeDNSSECTLSASecure, inbound.CodeSTARTTLSOffered,
-				inbound.CodeDANEValid, inbound.CodeDANEMismatch, inbound.CodeCertSelfSigned, inbound.CodeCertTrusted, inbound.CodeCertUntrusted, inbound.CodeDANENoRollover,
-				inbound.CodeMTASTSEnforce, inbound.CodeMTASTSMXMismatch, inbound.CodeTLSRPTValid, inbound.CodeSPFValid, inbound.CodeNotQualified},
-			absent: []string{inbound.CodeSTARTTLSMissing, inbound.CodeNotTestable, inbound.CodeMTASTSFetchFailed, inbound.CodeDANENotSecure},
-			check: func(t *testing.T, r *inbound.Report) {
-				want := map[string]string{mx("mx3"): inbound.DANEMismatch, mx("mx4"): inbound.DANEValid, mx("mx5"): inbound.DANEMismatch, mx("mx6"): inbound.DANEValid}
+		{domain: labZoneA, colour: colour.Grey, // mx3 and mx5: wrong TLSA
+			want: []string{checkreport.CodeMXPresent, checkreport.CodeDNSSECMXSecure, checkreport.CodeDNSSECAddressSecure, checkreport.CodeDNSSECTLSASecure, checkreport.CodeSTARTTLSOffered,
+				checkreport.CodeDANEValid, checkreport.CodeDANEMismatch, checkreport.CodeCertSelfSigned, checkreport.CodeCertTrusted, checkreport.CodeCertUntrusted, checkreport.CodeDANENoRollover,
+				checkreport.CodeMTASTSEnforce, checkreport.CodeMTASTSMXMismatch, checkreport.CodeTLSRPTValid, checkreport.CodeSPFValid, checkreport.CodeNotQualified},
+			absent: []string{checkreport.CodeSTARTTLSMissing, checkreport.CodeNotTestable, checkreport.CodeMTASTSFetchFailed, checkreport.CodeDANENotSecure},
+			check: func(t *testing.T, r *checkreport.Report) {
+				want := map[string]string{mx("mx3"): checkreport.DANEMismatch, mx("mx4"): checkreport.DANEValid, mx("mx5"): checkreport.DANEMismatch, mx("mx6"): checkreport.DANEValid}
 				if len(r.MX.Hosts) != 4 {
 					t.Fatalf("hosts %+v", r.MX.Hosts)
 				}
@@ -55,7 +57,7 @@ func TestCheckLab(t *testing.T) {
 					if a.TLS == nil || a.TLS.Version != "TLS 1.3" || a.TLS.KeyExchange == "" || a.TLS.Cipher == "" {
 						t.Errorf("%s: TLS %+v", h.Name, a.TLS)
 					}
-					if h.TLSA.DNSSEC != inbound.Secure || len(h.TLSA.Records) != 1 || h.TLSA.Usable != 1 {
+					if h.TLSA.DNSSEC != checkreport.Secure || len(h.TLSA.Records) != 1 || h.TLSA.Usable != 1 {
 						t.Errorf("%s: TLSA %+v", h.Name, h.TLSA)
 					}
 					if a.Timings.Connect <= 0 || a.Timings.Handshake <= 0 {
@@ -66,14 +68,14 @@ func TestCheckLab(t *testing.T) {
 					t.Errorf("unmatched MX %v", r.MTASTS.UnmatchedMX)
 				}
 			}},
-		{domain: labZoneB, colour: inbound.Green,
-			want:   []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeCertTrusted, inbound.CodeDANENone, inbound.CodeQualified, inbound.CodeMTASTSNone, inbound.CodeTLSRPTNone},
-			absent: []string{inbound.CodeDANEValid, inbound.CodeCertNameMismatch}},
-		{domain: "good.user.example", colour: inbound.Green,
-			want: []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressSecure, inbound.CodeDNSSECTLSASecure, inbound.CodeDANEValid, inbound.CodeCertTrusted,
-				inbound.CodeQualified, inbound.CodeMTASTSEnforce, inbound.CodeMTASTSMXMatch, inbound.CodeTLSRPTValid, inbound.CodeSPFValid, inbound.CodeDMARCValid},
-			absent: []string{inbound.CodeCertUntrusted, inbound.CodeDANEMismatch, inbound.CodeMTASTSMXMismatch},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: labZoneB, colour: colour.Green,
+			want:   []string{checkreport.CodeDNSSECMXSecure, checkreport.CodeDNSSECAddressSecure, checkreport.CodeCertTrusted, checkreport.CodeDANENone, checkreport.CodeQualified, checkreport.CodeMTASTSNone, checkreport.CodeTLSRPTNone},
+			absent: []string{checkreport.CodeDANEValid, checkreport.CodeCertNameMismatch}},
+		{domain: "good.user.example", colour: colour.Green,
+			want: []string{checkreport.CodeDNSSECMXSecure, checkreport.CodeDNSSECAddressSecure, checkreport.CodeDNSSECTLSASecure, checkreport.CodeDANEValid, checkreport.CodeCertTrusted,
+				checkreport.CodeQualified, checkreport.CodeMTASTSEnforce, checkreport.CodeMTASTSMXMatch, checkreport.CodeTLSRPTValid, checkreport.CodeSPFValid, checkreport.CodeDMARCValid},
+			absent: []string{checkreport.CodeCertUntrusted, checkreport.CodeDANEMismatch, checkreport.CodeMTASTSMXMismatch},
+			check: func(t *testing.T, r *checkreport.Report) {
 				for _, s := range []string{"Domain does use DNSSEC with MX-Records (good).", "Domain does support RFC 7672 SMTP-DANE (good).",
 					"Domain does support qualified transport encryption (good).", "Domain does support RFC 8461 MTA-STS (good)."} {
 					if !slices.Contains(r.Sentences, s) {
@@ -84,93 +86,93 @@ func TestCheckLab(t *testing.T) {
 					t.Errorf("records %+v %+v", r.DMARC, r.TLSRPT)
 				}
 			}},
-		{domain: "daneee.user.example", colour: inbound.Green,
-			want:   []string{inbound.CodeDANEValid, inbound.CodeCertSelfSigned, inbound.CodeNotQualified, inbound.CodeMTASTSNone},
-			absent: []string{inbound.CodeQualified}},
-		{domain: "roll.user.example", colour: inbound.Green,
-			want: []string{inbound.CodeDANEValid, inbound.CodeDANERolloverReady, inbound.CodeCertNameMismatch}},
-		{domain: "pkix.user.example", colour: inbound.Yellow,
-			want: []string{inbound.CodeDANEUnusable, inbound.CodeCertSelfSigned, inbound.CodeDNSSECTLSASecure}, absent: []string{inbound.CodeDANEValid, inbound.CodeDANEMismatch}},
-		{domain: "bogus.user.example", colour: inbound.Grey,
-			want: []string{inbound.CodeDNSSECMXSecure, inbound.CodeDNSSECAddressBogus}, absent: []string{inbound.CodeSTARTTLSMissing, inbound.CodeSTARTTLSOffered},
-			check: func(t *testing.T, r *inbound.Report) {
-				if r.MX.Hosts[0].AddressDNSSEC != inbound.Bogus {
+		{domain: "daneee.user.example", colour: colour.Green,
+			want:   []string{checkreport.CodeDANEValid, checkreport.CodeCertSelfSigned, checkreport.CodeNotQualified, checkreport.CodeMTASTSNone},
+			absent: []string{checkreport.CodeQualified}},
+		{domain: "roll.user.example", colour: colour.Green,
+			want: []string{checkreport.CodeDANEValid, checkreport.CodeDANERolloverReady, checkreport.CodeCertNameMismatch}},
+		{domain: "pkix.user.example", colour: colour.Yellow,
+			want: []string{checkreport.CodeDANEUnusable, checkreport.CodeCertSelfSigned, checkreport.CodeDNSSECTLSASecure}, absent: []string{checkreport.CodeDANEValid, checkreport.CodeDANEMismatch}},
+		{domain: "bogus.user.example", colour: colour.Grey,
+			want: []string{checkreport.CodeDNSSECMXSecure, checkreport.CodeDNSSECAddressBogus}, absent: []string{checkreport.CodeSTARTTLSMissing, checkreport.CodeSTARTTLSOffered},
+			check: func(t *testing.T, r *checkreport.Report) {
+				if r.MX.Hosts[0].AddressDNSSEC != checkreport.Bogus {
 					t.Errorf("address DNSSEC %s (%s)", r.MX.Hosts[0].AddressDNSSEC, r.MX.Hosts[0].AddressError)
 				}
 			}},
-		{domain: "plain.example", colour: inbound.White,
-			want:   []string{inbound.CodeDNSSECMXInsecure, inbound.CodeDNSSECAddressSecure, inbound.CodeCertTrusted, inbound.CodeNotQualified, inbound.CodeSPFNone},
-			absent: []string{inbound.CodeDNSSECMXSecure, inbound.CodeQualified}},
-		{domain: "selfsigned.plain.example", colour: inbound.Yellow,
-			want:   []string{inbound.CodeDNSSECMXInsecure, inbound.CodeSTARTTLSOffered, inbound.CodeCertSelfSigned, inbound.CodeCertUntrusted, inbound.CodeCertNameMismatch, inbound.CodeDANENone},
-			absent: []string{inbound.CodeCertTrusted}},
-		{domain: "nostarttls.plain.example", colour: inbound.Red,
-			want:   []string{inbound.CodeSTARTTLSMissing},
-			absent: []string{inbound.CodeSTARTTLSOffered, inbound.CodeNotTestable, inbound.CodeHandshakeFailed}},
-		{domain: "null.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNull}, absent: []string{inbound.CodeMXPresent, inbound.CodeSTARTTLSMissing}},
-		{domain: "nomx.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeMXImplicit, inbound.CodeCertSelfSigned}},
-		{domain: "empty.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone}},
-		{domain: "missing.plain.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: "plain.example", colour: colour.White,
+			want:   []string{checkreport.CodeDNSSECMXInsecure, checkreport.CodeDNSSECAddressSecure, checkreport.CodeCertTrusted, checkreport.CodeNotQualified, checkreport.CodeSPFNone},
+			absent: []string{checkreport.CodeDNSSECMXSecure, checkreport.CodeQualified}},
+		{domain: "selfsigned.plain.example", colour: colour.Yellow,
+			want:   []string{checkreport.CodeDNSSECMXInsecure, checkreport.CodeSTARTTLSOffered, checkreport.CodeCertSelfSigned, checkreport.CodeCertUntrusted, checkreport.CodeCertNameMismatch, checkreport.CodeDANENone},
+			absent: []string{checkreport.CodeCertTrusted}},
+		{domain: "nostarttls.plain.example", colour: colour.Red,
+			want:   []string{checkreport.CodeSTARTTLSMissing},
+			absent: []string{checkreport.CodeSTARTTLSOffered, checkreport.CodeNotTestable, checkreport.CodeHandshakeFailed}},
+		{domain: "null.plain.example", colour: colour.Grey, want: []string{checkreport.CodeMXNull}, absent: []string{checkreport.CodeMXPresent, checkreport.CodeSTARTTLSMissing}},
+		{domain: "nomx.plain.example", colour: colour.Yellow, want: []string{checkreport.CodeMXImplicit, checkreport.CodeCertSelfSigned}},
+		{domain: "empty.plain.example", colour: colour.Grey, want: []string{checkreport.CodeMXNone}},
+		{domain: "missing.plain.example", colour: colour.Grey, want: []string{checkreport.CodeMXNone},
+			check: func(t *testing.T, r *checkreport.Report) {
 				if !strings.Contains(r.MX.Error, "NXDOMAIN") {
 					t.Errorf("MX error %q", r.MX.Error)
 				}
 			}},
 		// The alias is insecure: the certificate must name the MX host
 		// itself, and mx7's does not.
-		{domain: "cname.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeMXCNAME, inbound.CodeCertTrusted, inbound.CodeCertNameMismatch},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: "cname.plain.example", colour: colour.Yellow, want: []string{checkreport.CodeMXCNAME, checkreport.CodeCertTrusted, checkreport.CodeCertNameMismatch},
+			check: func(t *testing.T, r *checkreport.Report) {
 				if got := r.MX.Hosts[0].CNAMETarget; got != "mx7."+labZoneB {
 					t.Errorf("CNAME target %q", got)
 				}
 			}},
-		{domain: "loop.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: "loop.plain.example", colour: colour.Grey, want: []string{checkreport.CodeUnreachable},
+			check: func(t *testing.T, r *checkreport.Report) {
 				if !strings.Contains(r.MX.Hosts[0].AddressError, "loop") {
 					t.Errorf("address error %q", r.MX.Hosts[0].AddressError)
 				}
 			}},
-		{domain: "tarpit.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing},
+		{domain: "tarpit.plain.example", colour: colour.Grey, want: []string{checkreport.CodeNotTestable}, absent: []string{checkreport.CodeSTARTTLSMissing},
 			tweak: func(o *inbound.Options) { o.StepTimeout = 500 * time.Millisecond }},
-		{domain: "busy.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: "busy.plain.example", colour: colour.Grey, want: []string{checkreport.CodeNotTestable}, absent: []string{checkreport.CodeSTARTTLSMissing},
+			check: func(t *testing.T, r *checkreport.Report) {
 				if a := r.MX.Hosts[0].Addresses[0]; !strings.HasPrefix(a.Reply, "421") {
 					t.Errorf("reply %q", a.Reply)
 				}
 			}},
-		{domain: "brokentls.plain.example", colour: inbound.Red, want: []string{inbound.CodeSTARTTLSOffered, inbound.CodeHandshakeFailed}},
-		{domain: "closed.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable}, absent: []string{inbound.CodeNotTestable}},
-		{domain: "notsmtp.plain.example", colour: inbound.Grey, want: []string{inbound.CodeNotTestable}, absent: []string{inbound.CodeSTARTTLSMissing}},
-		{domain: "insecuretlsa.plain.example", colour: inbound.Yellow, want: []string{inbound.CodeDANENotSecure, inbound.CodeDNSSECTLSAInsecure}},
-		{domain: "servfail.plain.example", colour: inbound.Grey, want: []string{inbound.CodeUnreachable},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: "brokentls.plain.example", colour: colour.Red, want: []string{checkreport.CodeSTARTTLSOffered, checkreport.CodeHandshakeFailed}},
+		{domain: "closed.plain.example", colour: colour.Grey, want: []string{checkreport.CodeUnreachable}, absent: []string{checkreport.CodeNotTestable}},
+		{domain: "notsmtp.plain.example", colour: colour.Grey, want: []string{checkreport.CodeNotTestable}, absent: []string{checkreport.CodeSTARTTLSMissing}},
+		{domain: "insecuretlsa.plain.example", colour: colour.Yellow, want: []string{checkreport.CodeDANENotSecure, checkreport.CodeDNSSECTLSAInsecure}},
+		{domain: "servfail.plain.example", colour: colour.Grey, want: []string{checkreport.CodeUnreachable},
+			check: func(t *testing.T, r *checkreport.Report) {
 				h := r.MX.Hosts[0]
-				if h.AddressDNSSEC != inbound.Indeterminate || !strings.Contains(h.AddressError, "SERVFAIL") {
+				if h.AddressDNSSEC != checkreport.Indeterminate || !strings.Contains(h.AddressError, "SERVFAIL") {
 					t.Errorf("address %s %q", h.AddressDNSSEC, h.AddressError)
 				}
 			}},
-		{domain: "fail.example", colour: inbound.Grey, want: []string{inbound.CodeMXNone},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: "fail.example", colour: colour.Grey, want: []string{checkreport.CodeMXNone},
+			check: func(t *testing.T, r *checkreport.Report) {
 				if !strings.Contains(r.MX.Error, "SERVFAIL") {
 					t.Errorf("MX error %q", r.MX.Error)
 				}
 			}},
-		{domain: "Bücher.Plain.Example.", colour: inbound.White, want: []string{inbound.CodeCertTrusted},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: "Bücher.Plain.Example.", colour: colour.White, want: []string{checkreport.CodeCertTrusted},
+			check: func(t *testing.T, r *checkreport.Report) {
 				if r.Domain != "xn--bcher-kva.plain.example" || r.Input != "Bücher.Plain.Example." {
 					t.Errorf("domain %q input %q", r.Domain, r.Input)
 				}
 			}},
-		{domain: "bigtxt.plain.example", colour: inbound.White, want: []string{inbound.CodeSPFTooManyLookups},
-			check: func(t *testing.T, r *inbound.Report) {
+		{domain: "bigtxt.plain.example", colour: colour.White, want: []string{checkreport.CodeSPFTooManyLookups},
+			check: func(t *testing.T, r *checkreport.Report) {
 				if r.SPF.Lookups != 11 || !strings.HasPrefix(r.SPF.Record, "v=spf1 include:i0.plain.example") {
 					t.Errorf("SPF %+v", r.SPF)
 				}
 			}},
-		{domain: "stsbad.plain.example", colour: inbound.White, want: []string{inbound.CodeMTASTSRecordInvalid}},
-		{domain: "good.user.example", colour: inbound.Grey, want: []string{inbound.CodePrivateRefused}, absent: []string{inbound.CodeSTARTTLSOffered},
+		{domain: "stsbad.plain.example", colour: colour.White, want: []string{checkreport.CodeMTASTSRecordInvalid}},
+		{domain: "good.user.example", colour: colour.Grey, want: []string{checkreport.CodePrivateRefused}, absent: []string{checkreport.CodeSTARTTLSOffered},
 			tweak: func(o *inbound.Options) { o.AllowPrivate = false },
-			check: func(t *testing.T, r *inbound.Report) {
+			check: func(t *testing.T, r *checkreport.Report) {
 				for _, d := range l.dialedAddrs() {
 					if strings.HasPrefix(d, "127.0.3.6:") || strings.HasPrefix(d, labPolicyU.String()) {
 						t.Errorf("dialed %s although private addresses are refused", d)
@@ -262,11 +264,11 @@ func TestCheckLab(t *testing.T) {
 		if err != nil {
 			t.Fatalf("no inbound check stored with the test: %v", err)
 		}
-		var r inbound.Report
+		var r checkreport.Report
 		if err := json.Unmarshal(got.Report, &r); err != nil {
 			t.Fatal(err)
 		}
-		if got.Domain != "good.user.example" || got.Colour != "green" || r.Schema != inbound.Schema || r.Colour != inbound.Green {
+		if got.Domain != "good.user.example" || got.Colour != "green" || r.Schema != checkreport.Schema || r.Colour != colour.Green {
 			t.Fatalf("stored %s %s: %s %s", got.Domain, got.Colour, r.Schema, r.Colour)
 		}
 	})
@@ -280,7 +282,7 @@ func TestCheckLab(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !r.Resolver.ZoneSigned || r.MX.DNSSEC != inbound.Insecure || !r.Has(inbound.CodeDNSSECUnvalidated) || r.Has(inbound.CodeDANEValid) {
+		if !r.Resolver.ZoneSigned || r.MX.DNSSEC != checkreport.Insecure || !r.Has(checkreport.CodeDNSSECUnvalidated) || r.Has(checkreport.CodeDANEValid) {
 			t.Fatalf("signed %v, MX %s, findings %+v", r.Resolver.ZoneSigned, r.MX.DNSSEC, r.Findings)
 		}
 	})
@@ -297,7 +299,7 @@ func TestCheckLab(t *testing.T) {
 		if took > 3*time.Second {
 			t.Errorf("took %s with a 1s deadline", took)
 		}
-		if !r.Incomplete || !r.Has(inbound.CodeDeadline) || r.Colour != inbound.Grey || r.Has(inbound.CodeSTARTTLSMissing) {
+		if !r.Incomplete || !r.Has(checkreport.CodeDeadline) || r.Colour != colour.Grey || r.Has(checkreport.CodeSTARTTLSMissing) {
 			t.Errorf("incomplete %v colour %s findings %+v", r.Incomplete, r.Colour, r.Findings)
 		}
 	})
@@ -313,7 +315,7 @@ func TestCheckLab(t *testing.T) {
 		o.Resolver = peertest.FreeAddr(t).String() // nothing answers there
 		o.Timeout = 3 * time.Second
 		r, err := inbound.Check(context.Background(), "plain.example", o)
-		if !errors.Is(err, inbound.ErrResolver) || r == nil || r.Colour != inbound.Grey {
+		if !errors.Is(err, inbound.ErrResolver) || r == nil || r.Colour != colour.Grey {
 			t.Fatalf("%v, %+v", err, r)
 		}
 	})
@@ -327,7 +329,7 @@ func BenchmarkCheck(b *testing.B) {
 	o := l.options()
 	for b.Loop() {
 		r, err := inbound.Check(context.Background(), "good.user.example", o)
-		if err != nil || r.Colour != inbound.Green {
+		if err != nil || r.Colour != colour.Green {
 			b.Fatalf("%v %v", err, r)
 		}
 	}

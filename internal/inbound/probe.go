@@ -167,7 +167,7 @@ func (p *probe) run() {
 		return
 	}
 	p.a.TLS = &TLSInfo{Version: tls.VersionName(cs.Version), Cipher: tls.CipherSuiteName(cs.CipherSuite), KeyExchange: keyExchange(cs)}
-	p.a.peer = cs.PeerCertificates
+	p.a.Peer = cs.PeerCertificates
 	p.a.Cert = analyzeCert(cs.PeerCertificates, p.host, p.c.roots, p.c.now)
 	if p.a.Cert != nil && !p.a.Cert.NameMatch && p.altName != "" && cs.PeerCertificates[0].VerifyHostname(p.altName) == nil {
 		p.a.Cert.NameMatch = true

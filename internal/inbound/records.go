@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/spf"
 	"github.com/mailsec/mailsec/internal/tlsrpt"
@@ -15,8 +16,8 @@ import (
 )
 
 // checkTLSRPT reads the TLS-RPT record at _smtp._tls.<domain> (RFC 8460 §3).
-func (c *checker) checkTLSRPT(ctx context.Context) TLSRPTInfo {
-	info := TLSRPTInfo{RUA: []string{}}
+func (c *checker) checkTLSRPT(ctx context.Context) checkreport.TLSRPTInfo {
+	info := checkreport.TLSRPTInfo{RUA: []string{}}
 	txts, err := c.dns.txt(ctx, "_smtp._tls."+c.domain)
 	if err != nil {
 		info.Error = "look-up failed: " + untrusted.Printable(err.Error(), 300)
@@ -42,8 +43,8 @@ func (c *checker) checkTLSRPT(ctx context.Context) TLSRPTInfo {
 
 // checkSPF parses the domain's SPF record and counts the DNS look-ups its
 // include/redirect tree costs a receiver (RFC 7208 §4.6.4: at most 10).
-func (c *checker) checkSPF(ctx context.Context) SPFInfo {
-	var info SPFInfo
+func (c *checker) checkSPF(ctx context.Context) checkreport.SPFInfo {
+	var info checkreport.SPFInfo
 	res, err := spf.Lookup(ctx, c.dns.lookupTXT, c.domain, spf.Options{
 		NotFound: func(err error) bool { return errors.Is(err, resolver.ErrNXDomain) },
 	})
@@ -57,7 +58,7 @@ func (c *checker) checkSPF(ctx context.Context) SPFInfo {
 	case errors.Is(err, spf.ErrNoRecord):
 	case res != nil && res.Record != nil && onlyLimitErrors(err):
 		// The record parses; only the look-up count is over the limit,
-		// which Evaluate reports as spf.too_many_lookups.
+		// which checkreport.Evaluate reports as spf.too_many_lookups.
 		info.Present, info.Valid = true, true
 		info.Error = untrusted.Printable(err.Error(), 300)
 	case errors.Is(err, spf.ErrDNS) && (res == nil || res.Record == nil):
@@ -90,8 +91,8 @@ func onlyLimitErrors(err error) bool {
 // §6.6.3: exactly one record starting with "v=DMARC1"). The
 // organizational-domain fallback of §6.6.3 needs the public suffix list
 // and is not done: a subdomain without its own record shows "none".
-func (c *checker) checkDMARC(ctx context.Context) DMARCInfo {
-	var info DMARCInfo
+func (c *checker) checkDMARC(ctx context.Context) checkreport.DMARCInfo {
+	var info checkreport.DMARCInfo
 	txts, err := c.dns.txt(ctx, "_dmarc."+c.domain)
 	if err != nil {
 		info.Error = "look-up failed: " + untrusted.Printable(err.Error(), 300)

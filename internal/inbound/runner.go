@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 )
 
 // Runner checks the sender domain of every outbound test in the
@@ -55,14 +58,14 @@ type RunnerOptions struct {
 	Logger *slog.Logger     // nil: discard
 	Now    func() time.Time // nil: time.Now
 	// check replaces Check in tests of this package.
-	check func(ctx context.Context, domain string, o Options) (*Report, error)
+	check func(ctx context.Context, domain string, o Options) (*checkreport.Report, error)
 }
 
 // Stored is a report in the form it is stored: JSON with its domain,
 // colour and time.
 type Stored struct {
 	Domain  string
-	Colour  Colour
+	Colour  colour.Colour
 	Checked time.Time
 	JSON    []byte
 }

@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 )
 
 // fakeChecks is a unit-test stand-in for Check: it counts calls per
@@ -16,7 +19,7 @@ type fakeChecks struct {
 	release chan struct{} // nil: return at once
 }
 
-func (f *fakeChecks) check(ctx context.Context, domain string, _ Options) (*Report, error) {
+func (f *fakeChecks) check(ctx context.Context, domain string, _ Options) (*checkreport.Report, error) {
 	f.mu.Lock()
 	f.calls[domain]++
 	f.mu.Unlock()
@@ -27,7 +30,7 @@ func (f *fakeChecks) check(ctx context.Context, domain string, _ Options) (*Repo
 			return nil, ctx.Err()
 		}
 	}
-	r := &Report{Schema: Schema, Domain: domain, CheckedAt: time.Now().UTC(), Colour: Green}
+	r := &checkreport.Report{Schema: checkreport.Schema, Domain: domain, CheckedAt: time.Now().UTC(), Colour: colour.Green}
 	return r, nil
 }
 
@@ -94,7 +97,7 @@ func TestRunnerDeduplicates(t *testing.T) {
 	if n := f.count("example.org"); n != 1 {
 		t.Errorf("%d checks of example.org, want 1", n)
 	}
-	if s.n.Load() != 2 || s.byID["t1"].Domain != "example.org" || s.byID["t2"].Colour != Green || len(s.byID["t2"].JSON) == 0 {
+	if s.n.Load() != 2 || s.byID["t1"].Domain != "example.org" || s.byID["t2"].Colour != colour.Green || len(s.byID["t2"].JSON) == 0 {
 		t.Errorf("saved %+v", s.byID)
 	}
 	// Later tests reuse the cached result.
@@ -110,7 +113,7 @@ func TestRunnerLimits(t *testing.T) {
 	s := &saved{byID: map[string]Stored{}}
 	recent := func(_ context.Context, domain string, since time.Time) (Stored, bool, error) {
 		if domain == "stored.example" {
-			return Stored{Domain: domain, Colour: White, Checked: time.Now(), JSON: []byte("{}")}, true, nil
+			return Stored{Domain: domain, Colour: colour.White, Checked: time.Now(), JSON: []byte("{}")}, true, nil
 		}
 		return Stored{}, false, nil
 	}
@@ -135,7 +138,7 @@ func TestRunnerLimits(t *testing.T) {
 	// A stored recent result is reused without a check or a start.
 	r.Submit("s1", "x@stored.example")
 	s.wait(t, 3)
-	if f.count("stored.example") != 0 || s.byID["s1"].Colour != White {
+	if f.count("stored.example") != 0 || s.byID["s1"].Colour != colour.White {
 		t.Errorf("stored result not reused: %d checks, %+v", f.count("stored.example"), s.byID["s1"])
 	}
 }

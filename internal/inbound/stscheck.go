@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
@@ -21,12 +22,12 @@ import (
 // at most 64 KiB) through internal/mtasts. The policy host's addresses
 // are resolved through the check's resolver and refused like MX
 // addresses when private.
-func (c *checker) checkMTASTS(ctx context.Context) MTASTSInfo {
-	info := MTASTSInfo{UnmatchedMX: []string{}, Policy: MTASTSPolicy{MX: []string{}}}
+func (c *checker) checkMTASTS(ctx context.Context) checkreport.MTASTSInfo {
+	info := checkreport.MTASTSInfo{UnmatchedMX: []string{}, Policy: checkreport.MTASTSPolicy{MX: []string{}}}
 	rec, err := mtasts.LookupRecord(ctx, c.dns.lookupTXT, c.domain)
 	switch {
 	case err == nil:
-		info.Record = MTASTSRecord{Present: true, Valid: true, ID: rec.ID}
+		info.Record = checkreport.MTASTSRecord{Present: true, Valid: true, ID: rec.ID}
 	case errors.Is(err, mtasts.ErrNoRecord):
 		return info
 	case errors.Is(err, mtasts.ErrRecordLookup):
@@ -34,7 +35,7 @@ func (c *checker) checkMTASTS(ctx context.Context) MTASTSInfo {
 		c.errorf("MTA-STS record: %v", err)
 		return info
 	default: // several records, or a malformed one
-		info.Record = MTASTSRecord{Present: true, Error: untrusted.Printable(err.Error(), 300)}
+		info.Record = checkreport.MTASTSRecord{Present: true, Error: untrusted.Printable(err.Error(), 300)}
 	}
 
 	info.Policy.URL, _ = mtasts.PolicyURL(c.domain)
@@ -74,7 +75,7 @@ func (c *checker) checkMTASTS(ctx context.Context) MTASTSInfo {
 // matchMTASTS compares the policy's mx patterns with the real MX hosts
 // (RFC 8461 §4.1): a sender in enforce mode delivers only to matching
 // hosts.
-func matchMTASTS(r *Report) {
+func matchMTASTS(r *checkreport.Report) {
 	m := &r.MTASTS
 	m.UnmatchedMX = []string{}
 	if !m.Policy.Valid || m.Policy.Mode == string(mtasts.ModeNone) {

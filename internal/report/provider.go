@@ -3,41 +3,42 @@ package report
 import (
 	"time"
 
+	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
 
 // Cell is one cell of the provider table: "yes", "no" or "?" with its
 // colour.
 type Cell struct {
-	Value  string `json:"value"`
-	Colour Colour `json:"colour"`
+	Value  string        `json:"value"`
+	Colour colour.Colour `json:"colour"`
 }
 
 // ProviderRow is one line of the public provider table, in the seed's
 // columns (Encryption, Adequate Certificates, RFC 7672, Encryption
 // mandatory, DKIM, ARC, Comments).
 type ProviderRow struct {
-	Domain              string    `json:"domain"`
-	Tested              time.Time `json:"tested,omitzero"`
-	Policy              string    `json:"policy"`
-	Colour              Colour    `json:"colour"`
-	Encryption          Cell      `json:"encryption"`
-	AdequateCertificate Cell      `json:"adequate_certificates"`
-	RFC7672             Cell      `json:"rfc7672"`
-	EncryptionMandatory Cell      `json:"encryption_mandatory"`
-	DKIM                Cell      `json:"dkim"`
-	ARC                 Cell      `json:"arc"`
-	InboundColour       Colour    `json:"inbound_colour,omitempty"`
-	Comments            string    `json:"comments"`
+	Domain              string        `json:"domain"`
+	Tested              time.Time     `json:"tested,omitzero"`
+	Policy              string        `json:"policy"`
+	Colour              colour.Colour `json:"colour"`
+	Encryption          Cell          `json:"encryption"`
+	AdequateCertificate Cell          `json:"adequate_certificates"`
+	RFC7672             Cell          `json:"rfc7672"`
+	EncryptionMandatory Cell          `json:"encryption_mandatory"`
+	DKIM                Cell          `json:"dkim"`
+	ARC                 Cell          `json:"arc"`
+	InboundColour       colour.Colour `json:"inbound_colour,omitempty"`
+	Comments            string        `json:"comments"`
 }
 
 // Provider builds a provider's row from its latest final verdict; ok is
 // false for a provider without a test yet (the row then says so).
 func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbound *Inbound) ProviderRow {
 	row := ProviderRow{Domain: domain, Tested: tested, Policy: string(v.Policy), Colour: PolicyColour(v.Policy)}
-	unknown := Cell{"?", Grey}
+	unknown := Cell{"?", colour.Grey}
 	if !ok {
-		row.Policy, row.Colour = "", Grey
+		row.Policy, row.Colour = "", colour.Grey
 		row.Encryption, row.AdequateCertificate, row.RFC7672 = unknown, unknown, unknown
 		row.EncryptionMandatory, row.DKIM, row.ARC = unknown, unknown, unknown
 		row.Comments = "not tested yet"
@@ -51,7 +52,7 @@ func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbou
 		}
 		return verdict.Fact{}, false
 	}
-	cell := func(name string, yes, no Colour) Cell {
+	cell := func(name string, yes, no colour.Colour) Cell {
 		f, known := fact(name)
 		switch {
 		case !known:
@@ -63,26 +64,26 @@ func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbou
 	}
 	switch v.Policy {
 	case verdict.PolicyNone:
-		row.Encryption = Cell{"no", Red}
+		row.Encryption = Cell{"no", colour.Red}
 	case verdict.PolicyUnknown, verdict.PolicyInconsistent:
 		row.Encryption = unknown
 	default:
-		row.Encryption = Cell{"yes", Green}
+		row.Encryption = Cell{"yes", colour.Green}
 	}
 	pkix, _ := fact(verdict.FactValidatesPKIX)
 	dane, _ := fact(verdict.FactValidatesDANE)
 	switch {
 	case pkix.Confidence != verdict.Unknown && pkix.Value, dane.Confidence != verdict.Unknown && dane.Value:
-		row.AdequateCertificate = Cell{"yes", Green}
+		row.AdequateCertificate = Cell{"yes", colour.Green}
 	case pkix.Confidence == verdict.Unknown && dane.Confidence == verdict.Unknown:
 		row.AdequateCertificate = unknown
 	default:
-		row.AdequateCertificate = Cell{"no", Yellow}
+		row.AdequateCertificate = Cell{"no", colour.Yellow}
 	}
-	row.RFC7672 = cell(verdict.FactValidatesDANE, Green, White)
-	row.EncryptionMandatory = cell(verdict.FactEnforcesEncryption, Green, Red)
-	row.DKIM = cell(verdict.FactSignsDKIM, Green, White)
-	row.ARC = cell(verdict.FactSignsARC, Green, White)
+	row.RFC7672 = cell(verdict.FactValidatesDANE, colour.Green, colour.White)
+	row.EncryptionMandatory = cell(verdict.FactEnforcesEncryption, colour.Green, colour.Red)
+	row.DKIM = cell(verdict.FactSignsDKIM, colour.Green, colour.White)
+	row.ARC = cell(verdict.FactSignsARC, colour.Green, colour.White)
 	if inbound != nil {
 		row.InboundColour = inbound.Colour
 	}

@@ -15,22 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
-)
-
-// Colour is the seed's colour code (DESIGN.md §1.3).
-type Colour string
-
-// Colours. For a sender: red = sends in plain text, yellow = encrypts but
-// accepts any certificate, white = enforces valid certificates, green =
-// RFC 7672 DANE, grey = see comments (not settled, or no policy fits).
-const (
-	Red    Colour = "red"
-	Yellow Colour = "yellow"
-	White  Colour = "white"
-	Green  Colour = "green"
-	Grey   Colour = "grey"
 )
 
 // Rating is how good one diagnosis sentence is for the user.
@@ -74,28 +62,11 @@ const (
 	PhaseDone      Phase = "done"      // the verdict is final
 )
 
-// Inbound is the part of an inbound check report (schema mailsec.check.v1,
-// written by internal/inbound) that the report shows. Unknown keys are
-// ignored: the schema only ever adds keys.
-type Inbound struct {
-	Schema       string           `json:"schema"`
-	Domain       string           `json:"domain"`
-	CheckedAt    time.Time        `json:"checked_at"`
-	Colour       Colour           `json:"colour"`
-	ColourReason string           `json:"colour_reason"`
-	Qualified    bool             `json:"qualified_encryption"`
-	Sentences    []string         `json:"sentences"`
-	Findings     []InboundFinding `json:"findings"`
-}
-
-// InboundFinding is one finding of the inbound check.
-type InboundFinding struct {
-	Code     string `json:"code"`
-	Severity string `json:"severity"`
-	Text     string `json:"text"`
-	Host     string `json:"host"`
-	Address  string `json:"address"`
-}
+// Inbound is the inbound check of the sender's domain as the store keeps
+// it: the check's own report type (schema mailsec.check.v1), decoded from
+// the stored JSON whatever version wrote it (keys are only ever added).
+// The report shows its colour, reason, sentences and bad findings.
+type Inbound = checkreport.Report
 
 // MailStatus is what became of the result mail, for the web page.
 type MailStatus struct {
@@ -138,7 +109,7 @@ type Report struct {
 	PhaseText   string         `json:"phase_text"`
 	Policy      string         `json:"policy"`
 	Complete    bool           `json:"complete"`
-	Colour      Colour         `json:"colour"`
+	Colour      colour.Colour  `json:"colour"`
 	Headline    Sentence       `json:"headline"`
 	Why         string         `json:"why"`
 	Candidates  []string       `json:"candidates"`
@@ -155,31 +126,31 @@ type Report struct {
 
 // HistoryLine is one connection in the seed's form.
 type HistoryLine struct {
-	ID         int64    `json:"id"`
-	Start      string   `json:"start"` // "27.08.2022 22:51:04"
-	End        string   `json:"end"`   // "22:51:08", "" while open
-	Server     int      `json:"server"`
-	Encrypted  bool     `json:"encrypted"`
-	State      string   `json:"state"`
-	From       string   `json:"from,omitempty"` // redacted
-	To         []string `json:"to,omitempty"`   // redacted
-	Signatures []string `json:"signatures,omitempty"`
-	EHLO       string   `json:"ehlo,omitempty"`
-	SNI        string   `json:"sni,omitempty"`
-	Reply      string   `json:"reply,omitempty"`
-	Colour     Colour   `json:"colour"`
-	Text       string   `json:"text"` // the whole line
+	ID         int64         `json:"id"`
+	Start      string        `json:"start"` // "27.08.2022 22:51:04"
+	End        string        `json:"end"`   // "22:51:08", "" while open
+	Server     int           `json:"server"`
+	Encrypted  bool          `json:"encrypted"`
+	State      string        `json:"state"`
+	From       string        `json:"from,omitempty"` // redacted
+	To         []string      `json:"to,omitempty"`   // redacted
+	Signatures []string      `json:"signatures,omitempty"`
+	EHLO       string        `json:"ehlo,omitempty"`
+	SNI        string        `json:"sni,omitempty"`
+	Reply      string        `json:"reply,omitempty"`
+	Colour     colour.Colour `json:"colour"`
+	Text       string        `json:"text"` // the whole line
 }
 
 // InboundSection is the inbound diagnosis.
 type InboundSection struct {
-	Available bool     `json:"available"`
-	Note      string   `json:"note,omitempty"` // "inbound check pending" and the like
-	Domain    string   `json:"domain,omitempty"`
-	Colour    Colour   `json:"colour,omitempty"`
-	Reason    string   `json:"reason,omitempty"`
-	Sentences []string `json:"sentences,omitempty"`
-	Bad       []string `json:"bad,omitempty"` // texts of bad/error findings
+	Available bool          `json:"available"`
+	Note      string        `json:"note,omitempty"` // "inbound check pending" and the like
+	Domain    string        `json:"domain,omitempty"`
+	Colour    colour.Colour `json:"colour,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Sentences []string      `json:"sentences,omitempty"`
+	Bad       []string      `json:"bad,omitempty"` // texts of bad/error findings
 }
 
 // timeLayout is the seed's date form (day first, as in the issue).
@@ -220,22 +191,22 @@ func Build(in Input) Report {
 }
 
 // PolicyColour is the colour of a sender policy.
-func PolicyColour(p verdict.Policy) Colour {
+func PolicyColour(p verdict.Policy) colour.Colour {
 	switch p {
 	case verdict.PolicyNone:
-		return Red
+		return colour.Red
 	case verdict.PolicyMay:
 		// It encrypts where STARTTLS is offered, but an attacker who
 		// strips STARTTLS reads everything: no encryption to rely on.
-		return Red
+		return colour.Red
 	case verdict.PolicyEncrypt:
-		return Yellow
+		return colour.Yellow
 	case verdict.PolicyVerify, verdict.PolicyMTASTS:
-		return White
+		return colour.White
 	case verdict.PolicyDANE, verdict.PolicyDANEOnly, verdict.PolicyDANEMTASTS:
-		return Green
+		return colour.Green
 	}
-	return Grey
+	return colour.Grey
 }
 
 // phase tells where the test stands.
@@ -435,11 +406,11 @@ func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 	h.Signatures = sigs
 	switch {
 	case mail && !enc:
-		h.Colour = Red
+		h.Colour = colour.Red
 	case mail:
-		h.Colour = Green
+		h.Colour = colour.Green
 	default:
-		h.Colour = Grey
+		h.Colour = colour.Grey
 	}
 	server := "?"
 	if c.Persona > 0 {
@@ -484,7 +455,7 @@ func inboundSection(in Input) InboundSection {
 		s.Sentences = append(s.Sentences, redactText(t))
 	}
 	for _, f := range ib.Findings {
-		if f.Severity == "bad" || f.Severity == "error" {
+		if f.Severity == checkreport.SevBad || f.Severity == checkreport.SevError {
 			t := f.Text
 			if f.Host != "" {
 				t = f.Host + ": " + t
@@ -492,10 +463,8 @@ func inboundSection(in Input) InboundSection {
 			s.Bad = append(s.Bad, redactText(t))
 		}
 	}
-	switch s.Colour {
-	case Red, Yellow, White, Green, Grey:
-	default:
-		s.Colour = Grey
+	if !s.Colour.Known() {
+		s.Colour = colour.Grey
 	}
 	return s
 }

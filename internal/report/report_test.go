@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/json"
 	"flag"
 	"net/netip"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
@@ -93,9 +96,9 @@ func daneOnlyHistory() []store.SMTPConnection {
 }
 
 func inboundGreen() *Inbound {
-	return &Inbound{Schema: "mailsec.check.v1", Domain: "example.org", Colour: Green, ColourReason: "every MX is DANE-valid",
+	return &Inbound{Schema: "mailsec.check.v1", Domain: "example.org", Colour: colour.Green, ColourReason: "every MX is DANE-valid",
 		Sentences: []string{"Domain does use DNSSEC with MX-Records (good).", "Domain does support RFC 7672 SMTP-DANE (good)."},
-		Findings:  []InboundFinding{{Code: "dnssec.mx.secure", Severity: "good", Text: "MX is DNSSEC-signed"}}}
+		Findings:  []checkreport.Finding{{Code: "dnssec.mx.secure", Severity: checkreport.SevGood, Text: "MX is DNSSEC-signed"}}}
 }
 
 func testOf(sender string, state string) store.Test {
@@ -184,7 +187,7 @@ func TestSeedForms(t *testing.T) {
 	if !found {
 		t.Errorf("no history line %q in %+v", wantLine, r.History)
 	}
-	if r.Policy != "dane-only" || r.Colour != Green {
+	if r.Policy != "dane-only" || r.Colour != colour.Green {
 		t.Errorf("policy %s colour %s, want dane-only green", r.Policy, r.Colour)
 	}
 	if got, want := r.Headline.String(), "Looks like your mail server uses RFC 7672 (Postfix: dane-only) (very good)."; !strings.HasSuffix(got, want) {
@@ -194,7 +197,7 @@ func TestSeedForms(t *testing.T) {
 		t.Errorf("phase %s, want done", r.Phase)
 	}
 	// Plain-text attempts are red, encrypted mail green, refusals grey.
-	if r.History[0].Colour != Grey || r.History[3].Colour != Green {
+	if r.History[0].Colour != colour.Grey || r.History[3].Colour != colour.Green {
 		t.Errorf("colours %s %s", r.History[0].Colour, r.History[3].Colour)
 	}
 }
@@ -265,10 +268,10 @@ func TestPhase(t *testing.T) {
 }
 
 func TestPolicyColours(t *testing.T) {
-	want := map[verdict.Policy]Colour{
-		verdict.PolicyNone: Red, verdict.PolicyMay: Red, verdict.PolicyEncrypt: Yellow, verdict.PolicyVerify: White,
-		verdict.PolicyMTASTS: White, verdict.PolicyDANE: Green, verdict.PolicyDANEOnly: Green, verdict.PolicyDANEMTASTS: Green,
-		verdict.PolicyUnknown: Grey, verdict.PolicyInconsistent: Grey,
+	want := map[verdict.Policy]colour.Colour{
+		verdict.PolicyNone: colour.Red, verdict.PolicyMay: colour.Red, verdict.PolicyEncrypt: colour.Yellow, verdict.PolicyVerify: colour.White,
+		verdict.PolicyMTASTS: colour.White, verdict.PolicyDANE: colour.Green, verdict.PolicyDANEOnly: colour.Green, verdict.PolicyDANEMTASTS: colour.Green,
+		verdict.PolicyUnknown: colour.Grey, verdict.PolicyInconsistent: colour.Grey,
 	}
 	for p, c := range want {
 		if got := PolicyColour(p); got != c {
@@ -280,15 +283,15 @@ func TestPolicyColours(t *testing.T) {
 func TestProviderRow(t *testing.T) {
 	v := judge(daneOnlyHistory(), true)
 	row := Provider("example.org", t0, v, true, inboundGreen())
-	if row.RFC7672.Value != "yes" || row.RFC7672.Colour != Green || row.EncryptionMandatory.Value != "yes" ||
+	if row.RFC7672.Value != "yes" || row.RFC7672.Colour != colour.Green || row.EncryptionMandatory.Value != "yes" ||
 		row.DKIM.Value != "yes" || row.ARC.Value != "no" || row.Encryption.Value != "yes" || row.AdequateCertificate.Value != "yes" {
 		t.Errorf("dane-only row: %+v", row)
 	}
-	if row.InboundColour != Green {
+	if row.InboundColour != colour.Green {
 		t.Errorf("inbound colour %s", row.InboundColour)
 	}
 	none := Provider("plain.example", t0, judge(goldenCases()[1].in.Connections, true), true, nil)
-	if none.Encryption.Value != "no" || none.Encryption.Colour != Red || none.EncryptionMandatory.Value != "no" || none.Colour != Red {
+	if none.Encryption.Value != "no" || none.Encryption.Colour != colour.Red || none.EncryptionMandatory.Value != "no" || none.Colour != colour.Red {
 		t.Errorf("none row: %+v", none)
 	}
 	empty := Provider("new.example", time.Time{}, verdict.Verdict{}, false, nil)
@@ -310,4 +313,43 @@ func FuzzRedactText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestStoredInbound decodes inbound checks as the store keeps them
+// (mailsec.check.v1, compact JSON): one written by the current check and
+// one by an older version without the keys added since. Both must keep
+// rendering the same.
+func TestStoredInbound(t *testing.T) {
+	for _, name := range []string{"inbound-v1", "inbound-v1-old"} {
+		t.Run(name, func(t *testing.T) {
+			js, err := os.ReadFile(filepath.Join("testdata", name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ib Inbound
+			if err := json.Unmarshal(js, &ib); err != nil {
+				t.Fatalf("decoding the stored check: %v", err)
+			}
+			r := Build(Input{Test: testOf(from, store.TestFinal), Verdict: judge(nil, true), Final: true, Now: t0, Inbound: &ib})
+			if !r.Inbound.Available || r.Inbound.Domain != ib.Domain || r.Inbound.Colour != ib.Colour || len(r.Inbound.Bad) == 0 {
+				t.Errorf("inbound section %+v", r.Inbound)
+			}
+			txt, err := Text(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			html, err := HTML(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, name+".txt", txt)
+			checkGolden(t, name+".html", html)
+			if strings.Contains(txt+html, "postmaster@") {
+				t.Errorf("unredacted address in the output")
+			}
+			if row := Provider("old.example", t0, verdict.Verdict{}, true, &ib); row.InboundColour != ib.Colour {
+				t.Errorf("provider row inbound colour %q, want %q", row.InboundColour, ib.Colour)
+			}
+		})
+	}
 }

@@ -10,17 +10,18 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
 // Categories of the colour chart, in drawing order: the colours of the
 // check (DESIGN.md §1), then items without a result.
 var categories = []struct{ Key, Name, Fill string }{
-	{"green", "green: DANE or qualified", "#2e9e44"},
-	{"white", "white: valid certificates", "#ffffff"},
-	{"yellow", "yellow: untrusted certificates", "#f0c419"},
-	{"red", "red: no encryption", "#d9342b"},
-	{"grey", "grey: see comments", "#9a9a9a"},
+	{string(colour.Green), "green: DANE or qualified", "#2e9e44"},
+	{string(colour.White), "white: valid certificates", "#ffffff"},
+	{string(colour.Yellow), "yellow: untrusted certificates", "#f0c419"},
+	{string(colour.Red), "red: no encryption", "#d9342b"},
+	{string(colour.Grey), "grey: see comments", "#9a9a9a"},
 	{"error", "no result (error)", "#4a4a4a"},
 	{"pending", "not checked yet", "#d8d8ff"},
 }
@@ -120,7 +121,8 @@ type (
 	}
 	htmlRow struct {
 		Line                                        int64
-		Domain, Label, Colour, Cat, Error, Input    string
+		Domain, Label, Cat, Error, Input            string
+		Colour                                      colour.Colour
 		Qualified, DNSSEC, DANE, MTASTS, Cert, STLS string
 	}
 )

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -23,7 +24,7 @@ type Record struct {
 	Label     string          `json:"label"`
 	Kind      string          `json:"kind"`  // domain, invalid, duplicate
 	State     string          `json:"state"` // done, error, pending, running
-	Colour    string          `json:"colour"`
+	Colour    colour.Colour   `json:"colour"`
 	Qualified *bool           `json:"qualified"`
 	DNSSEC    *bool           `json:"dnssec"`
 	DANE      *bool           `json:"dane"`
@@ -39,7 +40,7 @@ const RecordSchema = "mailsec.scan.v1"
 
 func newRecord(it store.ScanItem) Record {
 	r := Record{Line: it.Line, Input: it.Input, Domain: it.Domain, Label: it.Label, Kind: it.Kind, State: it.State,
-		Colour: it.Summary.Colour, Error: it.Error}
+		Colour: colour.Colour(it.Summary.Colour), Error: it.Error}
 	if it.State == store.ScanPending || it.State == store.ScanRunning {
 		r.Error = "not checked yet (the scan was interrupted; resume it)"
 	}
@@ -87,7 +88,7 @@ func WriteCSV(ctx context.Context, st *store.Store, id string, w io.Writer) erro
 			}
 			return strconv.FormatBool(*v)
 		}
-		return cw.Write([]string{cell(r.Domain), cell(r.Label), r.Colour, b(r.Qualified), b(r.DNSSEC), b(r.DANE), b(r.MTASTS),
+		return cw.Write([]string{cell(r.Domain), cell(r.Label), string(r.Colour), b(r.Qualified), b(r.DNSSEC), b(r.DANE), b(r.MTASTS),
 			b(r.ValidCert), b(r.STARTTLS), cell(r.Error), strconv.FormatInt(r.Line, 10), cell(r.Input), r.State})
 	})
 	if err != nil {

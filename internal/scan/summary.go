@@ -4,46 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/store"
 )
-
-// CheckSchema is the schema of the check's JSON that Summarize reads.
-const CheckSchema = "mailsec.check.v1"
-
-// report is the part of the check's JSON (contract "mailsec.check.v1":
-// keys are only ever added) that the scan summarises.
-type report struct {
-	Schema    string `json:"schema"`
-	Colour    string `json:"colour"`
-	Qualified bool   `json:"qualified_encryption"`
-	MX        struct {
-		Kind   string `json:"kind"`
-		DNSSEC string `json:"dnssec"`
-		Hosts  []struct {
-			Addresses []struct {
-				Status   string           `json:"status"`
-				STARTTLS bool             `json:"starttls"`
-				TLS      *json.RawMessage `json:"tls"`
-				Cert     *struct {
-					PKIXValid bool `json:"pkix_valid"`
-					NameMatch bool `json:"name_match"`
-				} `json:"certificate"`
-				DANE struct {
-					State string `json:"state"`
-				} `json:"dane"`
-			} `json:"addresses"`
-		} `json:"hosts"`
-	} `json:"mx"`
-	MTASTS struct {
-		Record struct {
-			Valid bool `json:"valid"`
-		} `json:"record"`
-		Policy struct {
-			Valid bool   `json:"valid"`
-			Mode  string `json:"mode"`
-		} `json:"policy"`
-	} `json:"mta_sts"`
-}
 
 // Summarize reads the key facts of one check's JSON (docs/scan.md):
 //
@@ -57,23 +20,26 @@ type report struct {
 //   - mta_sts: a valid record and a valid policy in mode enforce or testing
 //     (RFC 8461);
 //   - colour and qualified as the check graded them.
+//
+// The check's JSON decodes into the check's own type (checkreport.Report),
+// whatever version of mailsec wrote it: keys are only ever added.
 func Summarize(result []byte) (store.ScanSummary, error) {
-	var r report
+	var r checkreport.Report
 	if err := json.Unmarshal(result, &r); err != nil {
 		return store.ScanSummary{}, fmt.Errorf("scan: the check's JSON: %w", err)
 	}
-	if r.Schema != CheckSchema {
-		return store.ScanSummary{}, fmt.Errorf("scan: the check's JSON has schema %q, want %q", r.Schema, CheckSchema)
+	if r.Schema != checkreport.Schema {
+		return store.ScanSummary{}, fmt.Errorf("scan: the check's JSON has schema %q, want %q", r.Schema, checkreport.Schema)
 	}
-	s := store.ScanSummary{Colour: r.Colour, Qualified: r.Qualified, DNSSEC: r.MX.DNSSEC == "secure"}
+	s := store.ScanSummary{Colour: string(r.Colour), Qualified: r.QualifiedEncryption, DNSSEC: r.MX.DNSSEC == checkreport.Secure}
 	answered, tlsAll, certAll, daneAll, certs := 0, true, true, true, 0
 	for _, h := range r.MX.Hosts {
 		for _, a := range h.Addresses {
-			if a.Status != "ok" {
+			if a.Status != checkreport.StatusOK {
 				continue
 			}
 			answered++
-			if !a.STARTTLS || a.TLS == nil || string(*a.TLS) == "null" {
+			if !a.STARTTLS || a.TLS == nil {
 				tlsAll = false
 			}
 			if a.Cert == nil {
@@ -84,7 +50,7 @@ func Summarize(result []byte) (store.ScanSummary, error) {
 					certAll = false
 				}
 			}
-			if a.DANE.State != "valid" {
+			if a.DANE.State != checkreport.DANEValid {
 				daneAll = false
 			}
 		}

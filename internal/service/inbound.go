@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/store"
@@ -60,7 +61,7 @@ func SenderChecks(cfg *config.Config, st *store.Store, log *slog.Logger) (*inbou
 			if err != nil {
 				return inbound.Stored{}, false, err
 			}
-			return inbound.Stored{Domain: c.Domain, Colour: inbound.Colour(c.Colour), Checked: c.Checked, JSON: c.Report}, true, nil
+			return inbound.Stored{Domain: c.Domain, Colour: colour.Colour(c.Colour), Checked: c.Checked, JSON: c.Report}, true, nil
 		},
 		Save: func(ctx context.Context, testID string, rep inbound.Stored) error {
 			err := st.AddInboundCheck(ctx, store.InboundCheck{TestID: testID, Domain: rep.Domain, Checked: rep.Checked,

@@ -1,4 +1,4 @@
-package inbound
+package checkreport
 
 import (
 	"encoding/json"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/colour"
 )
 
 // The rules are a pure function of the observations: these tests build
@@ -58,16 +60,22 @@ func goodAddr(ip string) Address {
 func host0(r *Report) *Host    { return &r.MX.Hosts[0] }
 func addr0(r *Report) *Address { return &r.MX.Hosts[0].Addresses[0] }
 
-func TestColourAndFindings(t *testing.T) {
-	tests := []struct {
-		name    string
-		r       *Report
-		colour  Colour
-		want    []string // codes that must be present
-		absent  []string // codes that must not be
-		qualify bool
-	}{
-		{"all good: DANE", obs(), Green,
+// ruleCase is one synthesized observation and what the rules must make
+// of it.
+type ruleCase struct {
+	name    string
+	r       *Report
+	colour  colour.Colour
+	want    []string // codes that must be present
+	absent  []string // codes that must not be
+	qualify bool
+}
+
+// ruleCases are the observations TestColourAndFindings grades and
+// TestRenderGolden renders; each call builds them afresh.
+func ruleCases() []ruleCase {
+	return []ruleCase{
+		{"all good: DANE", obs(), colour.Green,
 			[]string{CodeMXPresent, CodeDNSSECMXSecure, CodeDNSSECAddressSecure, CodeDNSSECTLSASecure, CodeSTARTTLSOffered,
 				CodeCertTrusted, CodeDANEValid, CodeDANENoRollover, CodeMTASTSEnforce, CodeMTASTSMXMatch, CodeTLSRPTValid,
 				CodeSPFValid, CodeDMARCValid, CodeQualified},
@@ -75,170 +83,173 @@ func TestColourAndFindings(t *testing.T) {
 		{"DANE with a self-signed certificate is still green", obs(func(r *Report) {
 			c := addr0(r).Cert
 			c.PKIXValid, c.SelfSigned, c.PKIXError = false, true, "self-signed"
-		}), Green, []string{CodeDANEValid, CodeCertSelfSigned, CodeCertUntrusted, CodeNotQualified}, []string{CodeCertTrusted}, false},
+		}), colour.Green, []string{CodeDANEValid, CodeCertSelfSigned, CodeCertUntrusted, CodeNotQualified}, []string{CodeCertTrusted}, false},
 		{"qualified without TLSA", obs(func(r *Report) {
 			host0(r).TLSA = TLSAInfo{Name: "_25._tcp.mx.example.org", DNSSEC: Secure, Records: []string{}}
 			addr0(r).DANE = DANEInfo{State: DANENone, Matched: []string{}}
-		}), Green, []string{CodeDANENone, CodeQualified}, []string{CodeDANEValid}, true},
+		}), colour.Green, []string{CodeDANENone, CodeQualified}, []string{CodeDANEValid}, true},
 		{"insecure zone, valid certificate: white", obs(func(r *Report) {
 			r.MX.DNSSEC = Insecure
 			host0(r).AddressDNSSEC = Insecure
 			host0(r).TLSA = TLSAInfo{DNSSEC: Insecure, Records: []string{}}
 			addr0(r).DANE = DANEInfo{State: DANENone, Matched: []string{}}
-		}), White, []string{CodeDNSSECMXInsecure, CodeDNSSECAddressInsecure, CodeDNSSECTLSAInsecure, CodeDANENone, CodeNotQualified},
+		}), colour.White, []string{CodeDNSSECMXInsecure, CodeDNSSECAddressInsecure, CodeDNSSECTLSAInsecure, CodeDANENone, CodeNotQualified},
 			[]string{CodeDNSSECMXSecure, CodeQualified}, false},
 		{"TLSA in an insecure zone", obs(func(r *Report) {
 			r.MX.DNSSEC = Insecure
 			host0(r).AddressDNSSEC = Insecure
 			host0(r).TLSA.DNSSEC = Insecure
 			addr0(r).DANE = DANEInfo{State: DANENotSecure, Matched: []string{}}
-		}), White, []string{CodeDANENotSecure}, []string{CodeDANEValid, CodeDANEMismatch}, false},
+		}), colour.White, []string{CodeDANENotSecure}, []string{CodeDANEValid, CodeDANEMismatch}, false},
 		{"self-signed, no TLSA: yellow", obs(func(r *Report) {
 			host0(r).TLSA.Records = []string{}
 			a := addr0(r)
 			a.DANE = DANEInfo{State: DANENone, Matched: []string{}}
 			a.Cert.PKIXValid, a.Cert.SelfSigned, a.Cert.PKIXError = false, true, "self-signed"
-		}), Yellow, []string{CodeCertSelfSigned, CodeCertUntrusted, CodeNotQualified}, []string{CodeCertTrusted}, false},
+		}), colour.Yellow, []string{CodeCertSelfSigned, CodeCertUntrusted, CodeNotQualified}, []string{CodeCertTrusted}, false},
 		{"name mismatch: yellow", obs(func(r *Report) {
 			host0(r).TLSA.Records = []string{}
 			a := addr0(r)
 			a.DANE = DANEInfo{State: DANENone, Matched: []string{}}
 			a.Cert.NameMatch = false
-		}), Yellow, []string{CodeCertNameMismatch, CodeCertTrusted}, nil, false},
+		}), colour.Yellow, []string{CodeCertNameMismatch, CodeCertTrusted}, nil, false},
 		// RFC 7672 §2.2: DANE senders refuse the server, whatever its
 		// certificate: grey ("see comments"), though still qualified.
 		{"wrong TLSA, trusted certificate: qualified, but grey", obs(func(r *Report) {
 			addr0(r).DANE = DANEInfo{State: DANEMismatch, Matched: []string{}, Detail: "no match"}
-		}), Grey, []string{CodeDANEMismatch, CodeQualified}, []string{CodeDANEValid}, true},
+		}), colour.Grey, []string{CodeDANEMismatch, CodeQualified}, []string{CodeDANEValid}, true},
 		{"wrong TLSA, self-signed: grey", obs(func(r *Report) {
 			a := addr0(r)
 			a.DANE = DANEInfo{State: DANEMismatch, Matched: []string{}, Detail: "no match"}
 			a.Cert.PKIXValid, a.Cert.SelfSigned = false, true
-		}), Grey, []string{CodeDANEMismatch, CodeCertSelfSigned}, nil, false},
+		}), colour.Grey, []string{CodeDANEMismatch, CodeCertSelfSigned}, nil, false},
 		{"no STARTTLS: red", obs(func(r *Report) {
 			a := addr0(r)
 			a.STARTTLS, a.TLS, a.Cert = false, nil, nil
 			a.DANE = DANEInfo{State: DANEMismatch, Matched: []string{}}
-		}), Red, []string{CodeSTARTTLSMissing, CodeDANEMismatch}, []string{CodeSTARTTLSOffered, CodeHandshakeFailed}, false},
+		}), colour.Red, []string{CodeSTARTTLSMissing, CodeDANEMismatch}, []string{CodeSTARTTLSOffered, CodeHandshakeFailed}, false},
 		{"handshake fails: red", obs(func(r *Report) {
 			a := addr0(r)
 			a.TLS, a.Cert, a.TLSError = nil, nil, "TLS handshake failed: EOF"
-		}), Red, []string{CodeSTARTTLSOffered, CodeHandshakeFailed}, []string{CodeSTARTTLSMissing}, false},
+		}), colour.Red, []string{CodeSTARTTLSOffered, CodeHandshakeFailed}, []string{CodeSTARTTLSMissing}, false},
 		{"one of two without STARTTLS: red", obs(func(r *Report) {
 			b := goodAddr("192.0.2.2")
 			b.STARTTLS, b.TLS, b.Cert = false, nil, nil
 			host0(r).Addresses = append(host0(r).Addresses, b)
-		}), Red, []string{CodeSTARTTLSMissing, CodeSTARTTLSOffered}, nil, false},
+		}), colour.Red, []string{CodeSTARTTLSMissing, CodeSTARTTLSOffered}, nil, false},
 		{"421: grey, never no STARTTLS", obs(func(r *Report) {
 			*addr0(r) = Address{IP: "192.0.2.1", Status: StatusNotTestable, Detail: "421 busy", EHLO: []string{}}
-		}), Grey, []string{CodeNotTestable}, []string{CodeSTARTTLSMissing, CodeSTARTTLSOffered}, false},
+		}), colour.Grey, []string{CodeNotTestable}, []string{CodeSTARTTLSMissing, CodeSTARTTLSOffered}, false},
 		{"not testable beats no STARTTLS elsewhere", obs(func(r *Report) {
 			b := goodAddr("192.0.2.2")
 			b.STARTTLS, b.TLS, b.Cert = false, nil, nil
 			host0(r).Addresses = append(host0(r).Addresses, b)
 			r.MX.Hosts = append(r.MX.Hosts, Host{Name: "mx2.example.org", AddressDNSSEC: Secure,
 				Addresses: []Address{{IP: "192.0.2.9", Status: StatusNotTestable, Detail: "tarpit"}}})
-		}), Grey, []string{CodeNotTestable, CodeSTARTTLSMissing}, nil, false},
+		}), colour.Grey, []string{CodeNotTestable, CodeSTARTTLSMissing}, nil, false},
 		{"unreachable address beside a good one", obs(func(r *Report) {
 			host0(r).Addresses = append(host0(r).Addresses, Address{IP: "192.0.2.2", Status: StatusUnreachable, Detail: "connect refused"})
-		}), Green, []string{CodeUnreachable}, nil, true},
+		}), colour.Green, []string{CodeUnreachable}, nil, true},
 		{"nothing reachable: grey", obs(func(r *Report) {
 			*addr0(r) = Address{IP: "192.0.2.1", Status: StatusUnreachable, Detail: "connect timed out"}
-		}), Grey, []string{CodeUnreachable}, []string{CodeSTARTTLSMissing}, false},
+		}), colour.Grey, []string{CodeUnreachable}, []string{CodeSTARTTLSMissing}, false},
 		{"refused private address: grey", obs(func(r *Report) {
 			*addr0(r) = Address{IP: "10.0.0.1", Status: StatusRefused}
-		}), Grey, []string{CodePrivateRefused}, nil, false},
+		}), colour.Grey, []string{CodePrivateRefused}, nil, false},
 		{"null MX: grey", obs(func(r *Report) {
 			r.MX.Kind, r.MX.Hosts = MXKindNull, []Host{}
-		}), Grey, []string{CodeMXNull}, []string{CodeMXPresent}, false},
+		}), colour.Grey, []string{CodeMXNull}, []string{CodeMXPresent}, false},
 		{"no MX, no address: grey", obs(func(r *Report) {
 			r.MX.Kind, r.MX.Hosts = MXKindNone, []Host{}
-		}), Grey, []string{CodeMXNone}, nil, false},
+		}), colour.Grey, []string{CodeMXNone}, nil, false},
 		{"implicit MX", obs(func(r *Report) {
 			r.MX.Kind = MXKindImplicit
 			host0(r).Name = "example.org"
-		}), Green, []string{CodeMXImplicit}, []string{CodeMXPresent}, true},
-		{"MX bogus: grey", obs(func(r *Report) { r.MX.DNSSEC = Bogus }), Grey, []string{CodeDNSSECMXBogus}, nil, false},
-		{"addresses bogus: grey", obs(func(r *Report) { host0(r).AddressDNSSEC = Bogus }), Grey, []string{CodeDNSSECAddressBogus}, nil, false},
+		}), colour.Green, []string{CodeMXImplicit}, []string{CodeMXPresent}, true},
+		{"MX bogus: grey", obs(func(r *Report) { r.MX.DNSSEC = Bogus }), colour.Grey, []string{CodeDNSSECMXBogus}, nil, false},
+		{"addresses bogus: grey", obs(func(r *Report) { host0(r).AddressDNSSEC = Bogus }), colour.Grey, []string{CodeDNSSECAddressBogus}, nil, false},
 		{"TLSA bogus: grey", obs(func(r *Report) {
 			host0(r).TLSA = TLSAInfo{DNSSEC: Bogus, Records: []string{}, Error: "SERVFAIL"}
 			addr0(r).DANE = DANEInfo{Matched: []string{}}
-		}), Grey, []string{CodeDNSSECTLSABogus}, []string{CodeDANENone}, true},
+		}), colour.Grey, []string{CodeDNSSECTLSABogus}, []string{CodeDANENone}, true},
 		{"TLSA look-up fails on a secure path: grey", obs(func(r *Report) {
 			host0(r).TLSA = TLSAInfo{DNSSEC: Indeterminate, Records: []string{}, Error: "SERVFAIL"}
 			addr0(r).DANE = DANEInfo{Matched: []string{}}
-		}), Grey, []string{CodeDANELookupFailed}, nil, true},
+		}), colour.Grey, []string{CodeDANELookupFailed}, nil, true},
 		{"only PKIX usages: unusable", obs(func(r *Report) {
 			host0(r).TLSA = TLSAInfo{DNSSEC: Secure, Records: []string{rec111}, Usable: 0}
 			addr0(r).DANE = DANEInfo{State: DANEUnusable, Matched: []string{}}
-		}), Green, []string{CodeDANEUnusable, CodeQualified}, []string{CodeDANEValid}, true},
+		}), colour.Green, []string{CodeDANEUnusable, CodeQualified}, []string{CodeDANEValid}, true},
 		{"rollover: EE and TA", obs(func(r *Report) {
 			host0(r).TLSA.Records = []string{rec311a, rec211}
 			host0(r).TLSA.Usable = 2
-		}), Green, []string{CodeDANERolloverReady}, []string{CodeDANENoRollover}, true},
+		}), colour.Green, []string{CodeDANERolloverReady}, []string{CodeDANENoRollover}, true},
 		{"rollover: two keys", obs(func(r *Report) {
 			host0(r).TLSA.Records = []string{rec311a, rec311b}
 			host0(r).TLSA.Usable = 2
-		}), Green, []string{CodeDANERolloverReady}, nil, true},
-		{"old TLS", obs(func(r *Report) { addr0(r).TLS.Version = "TLS 1.0" }), Green, []string{CodeProtocolOld}, nil, true},
+		}), colour.Green, []string{CodeDANERolloverReady}, nil, true},
+		{"old TLS", obs(func(r *Report) { addr0(r).TLS.Version = "TLS 1.0" }), colour.Green, []string{CodeProtocolOld}, nil, true},
 		{"expired", obs(func(r *Report) {
 			c := addr0(r).Cert
 			c.DaysLeft, c.PKIXValid, c.PKIXError = -3, false, "expired"
 			addr0(r).DANE = DANEInfo{State: DANENone, Matched: []string{}}
 			host0(r).TLSA.Records = []string{}
-		}), Yellow, []string{CodeCertExpired, CodeCertUntrusted}, []string{CodeCertExpiresSoon}, false},
-		{"expires soon", obs(func(r *Report) { addr0(r).Cert.DaysLeft = 5 }), Green, []string{CodeCertExpiresSoon}, []string{CodeCertExpired}, true},
-		{"MX is an alias", obs(func(r *Report) { host0(r).CNAMETarget = "real.example.net" }), Green, []string{CodeMXCNAME}, nil, true},
+		}), colour.Yellow, []string{CodeCertExpired, CodeCertUntrusted}, []string{CodeCertExpiresSoon}, false},
+		{"expires soon", obs(func(r *Report) { addr0(r).Cert.DaysLeft = 5 }), colour.Green, []string{CodeCertExpiresSoon}, []string{CodeCertExpired}, true},
+		{"MX is an alias", obs(func(r *Report) { host0(r).CNAMETarget = "real.example.net" }), colour.Green, []string{CodeMXCNAME}, nil, true},
 		{"untrusted resolver", obs(func(r *Report) {
 			r.Resolver.TrustsAD = false
 			r.MX.DNSSEC, host0(r).AddressDNSSEC, host0(r).TLSA.DNSSEC = Indeterminate, Indeterminate, Indeterminate
 			addr0(r).DANE = DANEInfo{State: DANENotSecure, Matched: []string{}}
-		}), White, []string{CodeDNSSECResolverUntrusted, CodeDANENotSecure},
+		}), colour.White, []string{CodeDNSSECResolverUntrusted, CodeDANENotSecure},
 			[]string{CodeDNSSECMXInsecure, CodeDNSSECMXSecure, CodeQualified}, false},
 		{"signed zone, unvalidated answers", obs(func(r *Report) {
 			r.Resolver.ZoneSigned = true
 			r.MX.DNSSEC = Insecure
-		}), White, []string{CodeDNSSECUnvalidated}, nil, false},
+		}), colour.White, []string{CodeDNSSECUnvalidated}, nil, false},
 		{"MTA-STS mx mismatch", obs(func(r *Report) {
 			r.MTASTS.MXMatch, r.MTASTS.UnmatchedMX = false, []string{"mx.example.org"}
-		}), Green, []string{CodeMTASTSMXMismatch, CodeMTASTSEnforce}, []string{CodeMTASTSMXMatch}, true},
+		}), colour.Green, []string{CodeMTASTSMXMismatch, CodeMTASTSEnforce}, []string{CodeMTASTSMXMatch}, true},
 		{"MTA-STS testing, short max_age", obs(func(r *Report) {
 			r.MTASTS.Policy.Mode, r.MTASTS.Policy.MaxAge = "testing", 300
-		}), Green, []string{CodeMTASTSTesting, CodeMTASTSMaxAgeShort}, nil, true},
+		}), colour.Green, []string{CodeMTASTSTesting, CodeMTASTSMaxAgeShort}, nil, true},
 		{"MTA-STS mode none", obs(func(r *Report) {
 			r.MTASTS.Policy.Mode, r.MTASTS.MXMatch = "none", false
-		}), Green, []string{CodeMTASTSModeNone}, []string{CodeMTASTSMXMismatch, CodeMTASTSMXMatch}, true},
-		{"MTA-STS absent", obs(func(r *Report) { r.MTASTS = MTASTSInfo{} }), Green, []string{CodeMTASTSNone}, []string{CodeMTASTSFetchFailed}, true},
+		}), colour.Green, []string{CodeMTASTSModeNone}, []string{CodeMTASTSMXMismatch, CodeMTASTSMXMatch}, true},
+		{"MTA-STS absent", obs(func(r *Report) { r.MTASTS = MTASTSInfo{} }), colour.Green, []string{CodeMTASTSNone}, []string{CodeMTASTSFetchFailed}, true},
 		{"MTA-STS record bad", obs(func(r *Report) {
 			r.MTASTS = MTASTSInfo{Record: MTASTSRecord{Present: true, Error: "no id"}, Policy: MTASTSPolicy{Error: "404"}}
-		}), Green, []string{CodeMTASTSRecordInvalid, CodeMTASTSFetchFailed}, nil, true},
+		}), colour.Green, []string{CodeMTASTSRecordInvalid, CodeMTASTSFetchFailed}, nil, true},
 		{"MTA-STS policy bad", obs(func(r *Report) {
 			r.MTASTS.Policy = MTASTSPolicy{Fetched: true, Error: "line 1"}
-		}), Green, []string{CodeMTASTSPolicyInvalid}, []string{CodeMTASTSEnforce}, true},
+		}), colour.Green, []string{CodeMTASTSPolicyInvalid}, []string{CodeMTASTSEnforce}, true},
 		{"MTA-STS host private", obs(func(r *Report) {
 			r.MTASTS.Policy = MTASTSPolicy{Error: "refused", RefusedAddresses: []string{"10.1.1.1"}}
-		}), Green, []string{CodePrivateRefused, CodeMTASTSFetchFailed}, nil, true},
+		}), colour.Green, []string{CodePrivateRefused, CodeMTASTSFetchFailed}, nil, true},
 		{"records absent", obs(func(r *Report) {
 			r.TLSRPT, r.SPF, r.DMARC = TLSRPTInfo{}, SPFInfo{}, DMARCInfo{}
-		}), Green, []string{CodeTLSRPTNone, CodeSPFNone, CodeDMARCNone}, nil, true},
+		}), colour.Green, []string{CodeTLSRPTNone, CodeSPFNone, CodeDMARCNone}, nil, true},
 		{"records invalid", obs(func(r *Report) {
 			r.TLSRPT = TLSRPTInfo{Present: true, Error: "no rua"}
 			r.SPF = SPFInfo{Present: true, Error: "syntax"}
 			r.DMARC = DMARCInfo{Present: true, Error: "bad p"}
-		}), Green, []string{CodeTLSRPTInvalid, CodeSPFInvalid, CodeDMARCInvalid}, nil, true},
+		}), colour.Green, []string{CodeTLSRPTInvalid, CodeSPFInvalid, CodeDMARCInvalid}, nil, true},
 		{"record look-ups failed: no finding either way", obs(func(r *Report) {
 			r.MTASTS = MTASTSInfo{Record: MTASTSRecord{Error: "look-up failed: SERVFAIL"}}
 			r.TLSRPT = TLSRPTInfo{Error: "look-up failed: SERVFAIL"}
 			r.SPF = SPFInfo{Error: "look-up failed: SERVFAIL"}
 			r.DMARC = DMARCInfo{Error: "look-up failed: SERVFAIL"}
-		}), Green, nil, []string{CodeMTASTSNone, CodeMTASTSRecordInvalid, CodeTLSRPTNone, CodeTLSRPTInvalid,
+		}), colour.Green, nil, []string{CodeMTASTSNone, CodeMTASTSRecordInvalid, CodeTLSRPTNone, CodeTLSRPTInvalid,
 			CodeSPFNone, CodeSPFInvalid, CodeDMARCNone, CodeDMARCInvalid}, true},
 		{"SPF over the lookup limit", obs(func(r *Report) {
 			r.SPF.Lookups = 11
-		}), Green, []string{CodeSPFTooManyLookups}, []string{CodeSPFValid}, true},
-		{"deadline", obs(func(r *Report) { r.Incomplete = true }), Green, []string{CodeDeadline}, nil, true},
+		}), colour.Green, []string{CodeSPFTooManyLookups}, []string{CodeSPFValid}, true},
+		{"deadline", obs(func(r *Report) { r.Incomplete = true }), colour.Green, []string{CodeDeadline}, nil, true},
 	}
-	for _, tc := range tests {
+}
+
+func TestColourAndFindings(t *testing.T) {
+	for _, tc := range ruleCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			Evaluate(tc.r)
 			if tc.r.Colour != tc.colour {

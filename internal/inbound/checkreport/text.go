@@ -1,10 +1,12 @@
-package inbound
+package checkreport
 
 import (
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/mailsec/mailsec/internal/dane"
 )
 
 // WriteText writes the report for people: the colour and its reason, the
@@ -96,4 +98,17 @@ func (r *Report) WriteText(w io.Writer) error {
 		r.CheckedAt.Format("2006-01-02 15:04:05 MST"), r.Seconds, r.Timings.MX, r.Timings.Hosts, r.Timings.MTASTS, r.Timings.Records, r.Resolver.Address)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// shortRecords cuts the data of TLSA records for texts.
+func shortRecords(rs []string) []string {
+	out := make([]string, 0, len(rs))
+	for _, s := range rs {
+		if t, err := dane.ParseTLSA(s); err == nil {
+			out = append(out, t.Short())
+		} else {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -1,8 +1,10 @@
-package inbound
+package checkreport
 
 import (
 	"crypto/x509"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/colour"
 )
 
 // Schema names the JSON document a Report encodes to. Keys are only ever
@@ -19,21 +21,6 @@ const (
 	SevWarning Severity = "warning"
 	SevBad     Severity = "bad"
 	SevError   Severity = "error"
-)
-
-// Colour is the summary of DESIGN.md §1: red = no encryption, yellow =
-// encryption without trusted certificates, white = encryption with valid
-// certificates, green = RFC 7672 DANE or qualified transport encryption,
-// grey = see the comments (not testable, no mail, DNSSEC bogus).
-type Colour string
-
-// Colours.
-const (
-	Red    Colour = "red"
-	Yellow Colour = "yellow"
-	White  Colour = "white"
-	Green  Colour = "green"
-	Grey   Colour = "grey"
 )
 
 // DNSSEC is the validation state of an answer (RFC 4033 §5, RFC 4035
@@ -76,9 +63,12 @@ const (
 	DANEUnusable  = "unusable"   // secure TLSA records, but none usable for SMTP
 )
 
-// Report is the result of one check: the observations (mx, mta_sts, tls_rpt,
-// spf, dmarc) and what Evaluate concluded from them (colour, findings,
-// sentences).
+// Report is the result of one check, the mailsec.check.v1 document: the
+// observations (mx, mta_sts, tls_rpt, spf, dmarc, resolver, incomplete,
+// errors, timings) and what Evaluate concluded from them (colour,
+// colour_reason, qualified_encryption, findings, sentences). Reports read
+// back from the store decode into it whatever version wrote them: keys are
+// only ever added.
 type Report struct {
 	Schema    string    `json:"schema"`
 	Domain    string    `json:"domain"` // A-label, no trailing dot
@@ -86,11 +76,11 @@ type Report struct {
 	CheckedAt time.Time `json:"checked_at"`
 	Seconds   float64   `json:"seconds"`
 
-	Colour              Colour    `json:"colour"`
-	ColourReason        string    `json:"colour_reason"`
-	QualifiedEncryption bool      `json:"qualified_encryption"`
-	Findings            []Finding `json:"findings"`
-	Sentences           []string  `json:"sentences"`
+	Colour              colour.Colour `json:"colour"`
+	ColourReason        string        `json:"colour_reason"`
+	QualifiedEncryption bool          `json:"qualified_encryption"`
+	Findings            []Finding     `json:"findings"`
+	Sentences           []string      `json:"sentences"`
 
 	MX     MXInfo     `json:"mx"`
 	MTASTS MTASTSInfo `json:"mta_sts"`
@@ -179,8 +169,10 @@ type Address struct {
 	TLSError string      `json:"tls_error,omitempty"` // why STARTTLS or the handshake failed
 	Reply    string      `json:"reply,omitempty"`     // the reply that made it not testable
 
-	// peer is the chain the server sent, kept for DANE (not encoded).
-	peer []*x509.Certificate
+	// Peer is the chain the server sent in the TLS handshake, kept so that
+	// internal/inbound can judge DANE once the TLSA records are in. It is
+	// not part of the document (not encoded, nil when decoded).
+	Peer []*x509.Certificate `json:"-"`
 }
 
 // TLSInfo is the negotiated TLS session.
@@ -289,9 +281,4 @@ type Timings struct {
 	MTASTS  float64 `json:"mta_sts"` // record and policy fetch
 	Records float64 `json:"records"` // TLS-RPT, SPF, DMARC
 	Total   float64 `json:"total"`
-}
-
-// ms converts a duration to milliseconds with 0.01 ms resolution.
-func ms(d time.Duration) float64 {
-	return float64(d.Round(10*time.Microsecond)) / float64(time.Millisecond)
 }
