@@ -2,9 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
@@ -75,7 +75,7 @@ func storedClient(ap netip.AddrPort) (addr string, port int64) {
 // AddDNSQueries stores qs in one transaction. Names are stored in canonical
 // form (see DNSQueryFilter.Name) and IPv4-mapped client addresses unmapped.
 // Either all queries are stored or, on error, none.
-func (s *Store) AddDNSQueries(ctx context.Context, qs []DNSQuery) (err error) {
+func (s *Store) AddDNSQueries(ctx context.Context, qs []DNSQuery) error {
 	if len(qs) == 0 {
 		return nil
 	}
@@ -95,71 +95,43 @@ func (s *Store) AddDNSQueries(ctx context.Context, qs []DNSQuery) (err error) {
 		}
 	}
 
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: add DNS queries: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback() // the original error is the one worth reporting
-		}
-	}()
-	stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO dns_queries
+	return s.inTx(ctx, "add DNS queries", func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, s.q(`INSERT INTO dns_queries
     (time_ns, client_addr, client_port, transport, name, qtype, dnssec_ok, ecs, rcode, count, last_ns)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
-	if err != nil {
-		return fmt.Errorf("store: add DNS queries: prepare: %w", err)
-	}
-	defer stmt.Close()
-	for i, q := range qs {
-		addr, port := storedClient(q.Client)
-		if _, err := stmt.ExecContext(ctx, times[i], addr, port, q.Transport,
-			dnsname.CanonicalFQDN(q.Name), int64(q.Type), boolToInt(q.DO), q.ECS, int64(q.Rcode), int64(max(q.Count, 1)), lasts[i]); err != nil {
-			return fmt.Errorf("store: add DNS queries: insert: %w", err)
+		if err != nil {
+			return fmt.Errorf("store: add DNS queries: prepare: %w", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: add DNS queries: commit: %w", err)
-	}
-	return nil
+		defer stmt.Close()
+		for i, q := range qs {
+			addr, port := storedClient(q.Client)
+			if _, err := stmt.ExecContext(ctx, times[i], addr, port, q.Transport,
+				dnsname.CanonicalFQDN(q.Name), int64(q.Type), boolToInt(q.DO), q.ECS, int64(q.Rcode), int64(max(q.Count, 1)), lasts[i]); err != nil {
+				return fmt.Errorf("store: add DNS queries: insert: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // DNSQueries returns the queries matching f, ordered by time ascending
 // (queries with equal times in insertion order).
 func (s *Store) DNSQueries(ctx context.Context, f DNSQueryFilter) ([]DNSQuery, error) {
-	limit := f.Limit
-	switch {
-	case limit < 0:
-		return nil, fmt.Errorf("store: DNS queries: negative limit %d", limit)
-	case limit == 0:
-		limit = defaultDNSQueryLimit
+	limit, err := limitOrDefault("DNS queries", f.Limit, defaultDNSQueryLimit)
+	if err != nil {
+		return nil, err
 	}
-
-	var where []string
-	var args []any
-	if !f.Since.IsZero() {
-		where = append(where, "time_ns >= ?")
-		args = append(args, clampToNanos(f.Since))
-	}
-	if !f.Until.IsZero() {
-		where = append(where, "time_ns < ?")
-		args = append(args, clampToNanos(f.Until))
-	}
+	var w filter
+	w.timeRange("time_ns", f.Since, f.Until)
 	if f.Name != "" {
-		where = append(where, "name = ?")
-		args = append(args, dnsname.CanonicalFQDN(f.Name))
+		w.add("name = ?", dnsname.CanonicalFQDN(f.Name))
 	}
 	if f.Type != 0 {
-		where = append(where, "qtype = ?")
-		args = append(args, int64(f.Type))
+		w.add("qtype = ?", int64(f.Type))
 	}
-
 	query := `SELECT time_ns, client_addr, client_port, transport, name, qtype, dnssec_ok, ecs, rcode, count, last_ns
-FROM dns_queries`
-	if len(where) > 0 {
-		query += "\nWHERE " + strings.Join(where, " AND ")
-	}
-	query += "\nORDER BY time_ns, id"
+FROM dns_queries` + w.where() + "\nORDER BY time_ns, id"
+	args := w.args
 
 	// The client prefix is matched in Go: address containment has no
 	// portable SQL form over text addresses. The limit must then count
@@ -241,13 +213,9 @@ func (s *Store) PruneDNSQueries(ctx context.Context, before time.Time) (int64, e
 		if err := ctx.Err(); err != nil {
 			return total, fmt.Errorf("store: prune DNS queries: %w", err)
 		}
-		res, err := s.db.ExecContext(ctx, query, cutoff, pruneChunk)
+		n, err := execCount(ctx, s.db, "prune DNS queries", query, cutoff, pruneChunk)
 		if err != nil {
-			return total, fmt.Errorf("store: prune DNS queries: %w", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, fmt.Errorf("store: prune DNS queries: %w", err)
+			return total, err
 		}
 		total += n
 		if n < pruneChunk {

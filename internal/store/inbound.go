@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
@@ -42,25 +41,22 @@ func (s *Store) AddInboundCheck(ctx context.Context, c InboundCheck) error {
 	if err != nil {
 		return fmt.Errorf("store: add inbound check: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO inbound_checks
+	what := "add inbound check " + c.Domain
+	if c.TestID != "" {
+		what += " of test " + c.TestID
+	}
+	// A test has one check: the unique index on test_id makes a second one
+	// a conflict.
+	return insertNew(ctx, s.db, what, s.q(`INSERT INTO inbound_checks
     (test_id, domain, checked_ns, stored_ns, colour, report)
     VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT DO NOTHING`),
 		strings.ToLower(c.TestID), strings.ToLower(c.Domain), checked, stored, c.Colour, string(c.Report))
-	if err != nil {
-		return fmt.Errorf("store: add inbound check %s: %w", c.Domain, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store: add inbound check %s: %w", c.Domain, err)
-	} else if n == 0 {
-		return fmt.Errorf("store: inbound check of test %s: %w", c.TestID, ErrExists)
-	}
-	return nil
 }
 
 const inboundColumns = `id, test_id, domain, checked_ns, stored_ns, colour, report`
 
-func scanInbound(row interface{ Scan(...any) error }) (InboundCheck, error) {
+func scanInbound(row rowScanner) (InboundCheck, error) {
 	var (
 		c               InboundCheck
 		checked, stored int64
@@ -76,28 +72,15 @@ func scanInbound(row interface{ Scan(...any) error }) (InboundCheck, error) {
 // InboundCheckOfTest returns the check stored with a test, or an error
 // wrapping ErrNotFound.
 func (s *Store) InboundCheckOfTest(ctx context.Context, testID string) (InboundCheck, error) {
-	c, err := scanInbound(s.db.QueryRowContext(ctx, s.q(`SELECT `+inboundColumns+` FROM inbound_checks WHERE test_id = ?`), strings.ToLower(testID)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return InboundCheck{}, fmt.Errorf("store: inbound check of test %s: %w", testID, ErrNotFound)
-	}
-	if err != nil {
-		return InboundCheck{}, fmt.Errorf("store: inbound check of test %s: %w", testID, err)
-	}
-	return c, nil
+	return queryOne(ctx, s.db, "inbound check of test "+testID, scanInbound,
+		s.q(`SELECT `+inboundColumns+` FROM inbound_checks WHERE test_id = ?`), strings.ToLower(testID))
 }
 
 // LatestInboundCheck returns the newest check of domain run at or after
 // since, or an error wrapping ErrNotFound.
 func (s *Store) LatestInboundCheck(ctx context.Context, domain string, since time.Time) (InboundCheck, error) {
-	c, err := scanInbound(s.db.QueryRowContext(ctx, s.q(`SELECT `+inboundColumns+` FROM inbound_checks
+	return queryOne(ctx, s.db, "inbound check of "+domain, scanInbound, s.q(`SELECT `+inboundColumns+` FROM inbound_checks
 WHERE domain = ? AND checked_ns >= ?
 ORDER BY checked_ns DESC, id DESC
-LIMIT 1`), strings.ToLower(domain), clampToNanos(since)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return InboundCheck{}, fmt.Errorf("store: inbound check of %s: %w", domain, ErrNotFound)
-	}
-	if err != nil {
-		return InboundCheck{}, fmt.Errorf("store: inbound check of %s: %w", domain, err)
-	}
-	return c, nil
+LIMIT 1`), strings.ToLower(domain), clampToNanos(since))
 }

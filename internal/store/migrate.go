@@ -118,32 +118,19 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // appliedVersions returns the set of recorded migration versions.
 func (s *Store) appliedVersions(ctx context.Context) (map[int64]bool, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT version FROM schema_migrations`))
+	versions, err := queryRows(ctx, s.db, "read applied migrations", scanValue[int64], s.q(`SELECT version FROM schema_migrations`))
 	if err != nil {
-		return nil, fmt.Errorf("read applied migrations: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	applied := make(map[int64]bool)
-	for rows.Next() {
-		var v int64
-		if err := rows.Scan(&v); err != nil {
-			return nil, fmt.Errorf("read applied migrations: %w", err)
-		}
+	applied := make(map[int64]bool, len(versions))
+	for _, v := range versions {
 		applied[v] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read applied migrations: %w", err)
 	}
 	return applied, nil
 }
 
-// queryer is what schemaVersion needs from either a *sql.DB or a *sql.Tx.
-type queryer interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // schemaVersion returns the highest applied migration version, 0 if none.
-func (s *Store) schemaVersion(ctx context.Context, db queryer) (int64, error) {
+func (s *Store) schemaVersion(ctx context.Context, db querier) (int64, error) {
 	var v sql.NullInt64
 	if err := db.QueryRowContext(ctx, s.q(`SELECT MAX(version) FROM schema_migrations`)).Scan(&v); err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
@@ -152,46 +139,35 @@ func (s *Store) schemaVersion(ctx context.Context, db queryer) (int64, error) {
 }
 
 // applyMigration applies m unless it is already recorded.
-func (s *Store) applyMigration(ctx context.Context, m migration, latest int64) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migration %s: begin: %w", m.name, err)
-	}
-	defer func() {
+func (s *Store) applyMigration(ctx context.Context, m migration, latest int64) error {
+	return s.inTx(ctx, "migration "+m.name, func(tx *sql.Tx) error {
+		cur, err := s.schemaVersion(ctx, tx)
 		if err != nil {
-			_ = tx.Rollback() // the original error is the one worth reporting
+			return err
 		}
-	}()
+		if cur > latest {
+			return fmt.Errorf("%w: database is at version %d, this binary knows up to %d", ErrSchemaTooNew, cur, latest)
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.version).Scan(&n); err != nil {
+			return fmt.Errorf("migration %s: check applied: %w", m.name, err)
+		}
+		if n > 0 {
+			return nil // another process applied it meanwhile: nothing to commit
+		}
 
-	cur, err := s.schemaVersion(ctx, tx)
-	if err != nil {
-		return err
-	}
-	if cur > latest {
-		return fmt.Errorf("%w: database is at version %d, this binary knows up to %d", ErrSchemaTooNew, cur, latest)
-	}
-	var n int
-	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), m.version).Scan(&n); err != nil {
-		return fmt.Errorf("migration %s: check applied: %w", m.name, err)
-	}
-	if n > 0 {
-		return tx.Rollback()
-	}
-
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %s: %w", m.name, err)
-	}
-	if err := s.backfill(ctx, tx, m.version); err != nil {
-		return fmt.Errorf("migration %s: backfill: %w", m.name, err)
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)`),
-		m.version, m.name, time.Now().UnixNano()); err != nil {
-		return fmt.Errorf("migration %s: record: %w", m.name, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migration %s: commit: %w", m.name, err)
-	}
-	return nil
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+		if err := s.backfill(ctx, tx, m.version); err != nil {
+			return fmt.Errorf("migration %s: backfill: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)`),
+			m.version, m.name, time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("migration %s: record: %w", m.name, err)
+		}
+		return nil
+	})
 }
 
 // backfill runs the part of migration version that SQL cannot do portably,
@@ -215,26 +191,17 @@ func (s *Store) backfillPolicyFetchIP(ctx context.Context, tx *sql.Tx) error {
 		id   int64
 		addr string
 	}
+	scanRow := func(rs rowScanner) (r row, err error) {
+		err = rs.Scan(&r.id, &r.addr)
+		return r, err
+	}
 	last := int64(-1 << 63)
 	for {
-		rows, err := tx.QueryContext(ctx, s.q(`SELECT id, client_addr FROM policy_fetches
+		batch, err := queryRows(ctx, tx, "backfill policy_fetches.client_ip", scanRow, s.q(`SELECT id, client_addr FROM policy_fetches
 WHERE id > ? AND client_ip IS NULL AND client_addr <> ''
 ORDER BY id
 LIMIT ?`), last, backfillBatch)
 		if err != nil {
-			return err
-		}
-		var batch []row
-		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.id, &r.addr); err != nil {
-				rows.Close()
-				return err
-			}
-			batch = append(batch, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		for _, r := range batch {

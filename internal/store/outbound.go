@@ -80,30 +80,17 @@ func (s *Store) CreateTest(ctx context.Context, t Test) error {
 	if err != nil {
 		return fmt.Errorf("store: create test %s: %w", t.ID, err)
 	}
-	// ON CONFLICT DO NOTHING and a row count tell a duplicate apart without
-	// parsing driver-specific constraint errors (SQLite and PostgreSQL).
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO tests
+	return insertNew(ctx, s.db, "create test "+t.ID, s.q(`INSERT INTO tests
     (id, created_ns, kind, sender, state, acked_ns, updated_ns)
     VALUES (?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING`),
 		t.ID, created, t.Kind, t.Sender, t.State, acked, updated)
-	if err != nil {
-		return fmt.Errorf("store: create test %s: %w", t.ID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("store: create test %s: %w", t.ID, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("store: create test %s: %w", t.ID, ErrExists)
-	}
-	return nil
 }
 
 const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns, addressed_b_ns`
 
 // scanTest reads one row of testColumns.
-func scanTest(row interface{ Scan(...any) error }) (Test, error) {
+func scanTest(row rowScanner) (Test, error) {
 	var (
 		t                                   Test
 		created, acked, updated, addressedB int64
@@ -132,14 +119,7 @@ func (s *Store) MarkAddressedB(ctx context.Context, id string, at time.Time) err
 // Test returns the test with the given id (compared lower-case). It returns
 // an error wrapping ErrNotFound if there is none.
 func (s *Store) Test(ctx context.Context, id string) (Test, error) {
-	t, err := scanTest(s.db.QueryRowContext(ctx, s.q(`SELECT `+testColumns+` FROM tests WHERE id = ?`), strings.ToLower(id)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Test{}, fmt.Errorf("store: test %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Test{}, fmt.Errorf("store: test %s: %w", id, err)
-	}
-	return t, nil
+	return queryOne(ctx, s.db, "test "+id, scanTest, s.q(`SELECT `+testColumns+` FROM tests WHERE id = ?`), strings.ToLower(id))
 }
 
 // OpenTestBySender returns the newest test of the given kind and envelope
@@ -147,17 +127,10 @@ func (s *Store) Test(ctx context.Context, id string) (Test, error) {
 // wrapping ErrNotFound if there is none. The sender is compared exactly;
 // callers normalize it.
 func (s *Store) OpenTestBySender(ctx context.Context, kind, sender string) (Test, error) {
-	t, err := scanTest(s.db.QueryRowContext(ctx, s.q(`SELECT `+testColumns+` FROM tests
+	return queryOne(ctx, s.db, fmt.Sprintf("open %s test of %q", kind, sender), scanTest, s.q(`SELECT `+testColumns+` FROM tests
 WHERE sender = ? AND kind = ? AND state <> ?
 ORDER BY created_ns DESC, id DESC
-LIMIT 1`), sender, kind, TestFinal))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Test{}, fmt.Errorf("store: open %s test of %q: %w", kind, sender, ErrNotFound)
-	}
-	if err != nil {
-		return Test{}, fmt.Errorf("store: open %s test of %q: %w", kind, sender, err)
-	}
-	return t, nil
+LIMIT 1`), sender, kind, TestFinal)
 }
 
 // UpdateTest stores the mutable fields of t (Sender, State, Acked,
@@ -169,13 +142,7 @@ func (s *Store) UpdateTest(ctx context.Context, t Test) error {
 	return s.updateTest(ctx, s.db, t)
 }
 
-// execer is what both *sql.DB and *sql.Tx offer, so one statement serves
-// plain calls and transactions.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func (s *Store) updateTest(ctx context.Context, db execer, t Test) error {
+func (s *Store) updateTest(ctx context.Context, db querier, t Test) error {
 	if err := validTest(t); err != nil {
 		return fmt.Errorf("store: update test: %w", err)
 	}
@@ -189,7 +156,7 @@ func (s *Store) updateTest(ctx context.Context, db execer, t Test) error {
 	// (the lost update made a test stay open, unacknowledged, for good).
 	// So the state only moves forward (open < acked < final), a sender and
 	// an acknowledgement time once set stay, and updated_ns only grows.
-	res, err := db.ExecContext(ctx, s.q(`UPDATE tests SET
+	return execOne(ctx, db, "update test "+t.ID, s.q(`UPDATE tests SET
     sender = CASE WHEN sender = '' THEN ? ELSE sender END,
     state = CASE
         WHEN state = ? THEN state
@@ -205,22 +172,6 @@ WHERE id = ?`),
 		acked,
 		updated, updated,
 		t.ID)
-	if err != nil {
-		return fmt.Errorf("store: update test %s: %w", t.ID, err)
-	}
-	return expectOneRow(res, "update test "+t.ID)
-}
-
-// expectOneRow turns "no row matched" into ErrNotFound.
-func expectOneRow(res sql.Result, what string) error {
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("store: %s: %w", what, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("store: %s: %w", what, ErrNotFound)
-	}
-	return nil
 }
 
 // ClientFirstSeen returns when the downgrade-window client (an address
@@ -362,20 +313,16 @@ func (s *Store) UpdateConnection(ctx context.Context, c *SMTPConnection) error {
 	return s.updateConnection(ctx, s.db, c)
 }
 
-func (s *Store) updateConnection(ctx context.Context, db execer, c *SMTPConnection) error {
+func (s *Store) updateConnection(ctx context.Context, db querier, c *SMTPConnection) error {
 	r, err := toRow(c)
 	if err != nil {
 		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
 	}
-	res, err := db.ExecContext(ctx, s.q(`UPDATE smtp_connections SET
+	return execOne(ctx, db, fmt.Sprintf("update connection %d", c.ID), s.q(`UPDATE smtp_connections SET
     test_id = ?, started_ns = ?, ended_ns = ?, client_addr = ?, client_port = ?, local_addr = ?, client_key = ?, ehlo = ?,
     starttls_offered = ?, persona = ?, sni = ?, tls_version = ?, tls_cipher = ?, state = ?, mail_from = ?, rcpt_to = ?,
     reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?
 WHERE id = ?`), append(r.args(), c.ID)...)
-	if err != nil {
-		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
-	}
-	return expectOneRow(res, fmt.Sprintf("update connection %d", c.ID))
 }
 
 // ConnectionRecorder writes the rows of live connections with prepared
@@ -435,87 +382,48 @@ func (r *ConnectionRecorder) Close() error {
 // AckConnection stores the test t and the connection c in one transaction:
 // the acknowledgement of a mail (test state and Acked time, connection state
 // and reply) is recorded entirely or not at all.
-func (s *Store) AckConnection(ctx context.Context, t Test, c *SMTPConnection) (err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: ack connection %d: begin: %w", c.ID, err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback() // the original error is the one worth reporting
+func (s *Store) AckConnection(ctx context.Context, t Test, c *SMTPConnection) error {
+	return s.inTx(ctx, fmt.Sprintf("ack connection %d", c.ID), func(tx *sql.Tx) error {
+		if err := s.updateTest(ctx, tx, t); err != nil {
+			return err
 		}
-	}()
-	if err := s.updateTest(ctx, tx, t); err != nil {
-		return err
-	}
-	if err := s.updateConnection(ctx, tx, c); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: ack connection %d: commit: %w", c.ID, err)
-	}
-	return nil
+		return s.updateConnection(ctx, tx, c)
+	})
 }
 
 // Connections returns the connections matching f, ordered by start time
 // (equal times in insertion order).
 func (s *Store) Connections(ctx context.Context, f ConnectionFilter) ([]SMTPConnection, error) {
-	limit := f.Limit
-	switch {
-	case limit < 0:
-		return nil, fmt.Errorf("store: connections: negative limit %d", limit)
-	case limit == 0:
-		limit = defaultConnectionLimit
+	limit, err := limitOrDefault("connections", f.Limit, defaultConnectionLimit)
+	if err != nil {
+		return nil, err
 	}
-	var where []string
-	var args []any
+	var w filter
 	if f.TestID != "" {
-		where = append(where, "test_id = ?")
-		args = append(args, f.TestID)
+		w.add("test_id = ?", f.TestID)
 	}
 	if f.ClientAddr.IsValid() {
-		where = append(where, "client_addr = ?")
-		args = append(args, f.ClientAddr.Unmap().String())
+		w.add("client_addr = ?", f.ClientAddr.Unmap().String())
 	}
-	if !f.Since.IsZero() {
-		where = append(where, "started_ns >= ?")
-		args = append(args, clampToNanos(f.Since))
-	}
-	if !f.Until.IsZero() {
-		where = append(where, "started_ns < ?")
-		args = append(args, clampToNanos(f.Until))
-	}
-	query := `SELECT id, ` + connColumns + ` FROM smtp_connections`
-	if len(where) > 0 {
-		query += "\nWHERE " + strings.Join(where, " AND ")
-	}
-	query += "\nORDER BY started_ns, id\nLIMIT ?"
-	args = append(args, int64(limit))
+	w.timeRange("started_ns", f.Since, f.Until)
+	query := `SELECT id, ` + connColumns + ` FROM smtp_connections` + w.where() + "\nORDER BY started_ns, id\nLIMIT ?"
+	return queryRows(ctx, s.db, "connections", scanConnection, s.q(query), append(w.args, int64(limit))...)
+}
 
-	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: connections: %w", err)
+// scanConnection reads one row of "id, " + connColumns.
+func scanConnection(row rowScanner) (SMTPConnection, error) {
+	var (
+		c SMTPConnection
+		r connRow
+	)
+	if err := row.Scan(&c.ID, &r.testID, &r.started, &r.ended, &r.clientAddr, &r.clientPort, &r.local, &r.key, &r.ehlo,
+		&r.offered, &r.persona, &r.sni, &r.ver, &r.cipher, &r.state, &r.mailFrom, &r.rcpt, &r.reply, &r.msgBytes, &r.sigs, &r.e, &r.certPersona); err != nil {
+		return SMTPConnection{}, err
 	}
-	defer rows.Close()
-	var out []SMTPConnection
-	for rows.Next() {
-		var (
-			c SMTPConnection
-			r connRow
-		)
-		if err := rows.Scan(&c.ID, &r.testID, &r.started, &r.ended, &r.clientAddr, &r.clientPort, &r.local, &r.key, &r.ehlo,
-			&r.offered, &r.persona, &r.sni, &r.ver, &r.cipher, &r.state, &r.mailFrom, &r.rcpt, &r.reply, &r.msgBytes, &r.sigs, &r.e, &r.certPersona); err != nil {
-			return nil, fmt.Errorf("store: connections: scan: %w", err)
-		}
-		if err := fromRow(&c, r); err != nil {
-			return nil, fmt.Errorf("store: connection %d: %w", c.ID, err)
-		}
-		out = append(out, c)
+	if err := fromRow(&c, r); err != nil {
+		return SMTPConnection{}, fmt.Errorf("connection %d: %w", c.ID, err)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: connections: %w", err)
-	}
-	return out, nil
+	return c, nil
 }
 
 // fromRow fills c from its stored form.
@@ -574,17 +482,9 @@ func (s *Store) TieConnections(ctx context.Context, testID string, client netip.
 	if !client.IsValid() {
 		return 0, errors.New("store: tie connections: invalid client address")
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE smtp_connections SET test_id = ?
+	return execCount(ctx, s.db, "tie connections to "+testID, s.q(`UPDATE smtp_connections SET test_id = ?
 WHERE test_id = '' AND client_addr = ? AND started_ns >= ? AND started_ns < ?`),
 		testID, client.Unmap().String(), clampToNanos(since), clampToNanos(until))
-	if err != nil {
-		return 0, fmt.Errorf("store: tie connections to %s: %w", testID, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: tie connections to %s: %w", testID, err)
-	}
-	return n, nil
 }
 
 // AddTLSRPTReport stores a TLS-RPT report mail (raw) and sets r.ID.
@@ -613,42 +513,32 @@ func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport) error {
 // TLSRPTReports returns the reports received at or after since, oldest
 // first, at most limit of them (0 means 1000; negative is an error).
 func (s *Store) TLSRPTReports(ctx context.Context, since time.Time, limit int) ([]TLSRPTReport, error) {
-	switch {
-	case limit < 0:
-		return nil, fmt.Errorf("store: TLS-RPT reports: negative limit %d", limit)
-	case limit == 0:
-		limit = defaultTLSRPTLimit
+	limit, err := limitOrDefault("TLS-RPT reports", limit, defaultTLSRPTLimit)
+	if err != nil {
+		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, received_ns, client_addr, mail_from, raw FROM tlsrpt_reports
+	return queryRows(ctx, s.db, "TLS-RPT reports", scanTLSRPTReport, s.q(`SELECT id, received_ns, client_addr, mail_from, raw FROM tlsrpt_reports
 WHERE received_ns >= ?
 ORDER BY received_ns, id
 LIMIT ?`), clampToNanos(since), int64(limit))
-	if err != nil {
-		return nil, fmt.Errorf("store: TLS-RPT reports: %w", err)
+}
+
+func scanTLSRPTReport(row rowScanner) (TLSRPTReport, error) {
+	var (
+		r      TLSRPTReport
+		ns     int64
+		client string
+	)
+	if err := row.Scan(&r.ID, &ns, &client, &r.MailFrom, &r.Raw); err != nil {
+		return TLSRPTReport{}, err
 	}
-	defer rows.Close()
-	var out []TLSRPTReport
-	for rows.Next() {
-		var (
-			r      TLSRPTReport
-			ns     int64
-			client string
-		)
-		if err := rows.Scan(&r.ID, &ns, &client, &r.MailFrom, &r.Raw); err != nil {
-			return nil, fmt.Errorf("store: TLS-RPT reports: scan: %w", err)
+	r.Received = nanosToTime(ns)
+	if client != "" {
+		a, err := netip.ParseAddr(client)
+		if err != nil {
+			return TLSRPTReport{}, fmt.Errorf("report %d: stored client address: %w", r.ID, err)
 		}
-		r.Received = nanosToTime(ns)
-		if client != "" {
-			a, err := netip.ParseAddr(client)
-			if err != nil {
-				return nil, fmt.Errorf("store: TLS-RPT report %d: stored client address: %w", r.ID, err)
-			}
-			r.Client = a
-		}
-		out = append(out, r)
+		r.Client = a
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: TLS-RPT reports: %w", err)
-	}
-	return out, nil
+	return r, nil
 }

@@ -49,31 +49,15 @@ func (s *Store) AddPolicyFetch(ctx context.Context, f PolicyFetch) error {
 // restrict; limit 0 means 1000. It lists the log (tests, the policy host's
 // own checks); evidence about a sender is read with PolicyFetchesFrom.
 func (s *Store) PolicyFetches(ctx context.Context, since, until time.Time, limit int) ([]PolicyFetch, error) {
-	switch {
-	case limit < 0:
-		return nil, fmt.Errorf("store: policy fetches: negative limit %d", limit)
-	case limit == 0:
-		limit = defaultPolicyFetchLimit
+	limit, err := limitOrDefault("policy fetches", limit, defaultPolicyFetchLimit)
+	if err != nil {
+		return nil, err
 	}
-	var where []string
-	var args []any
-	if !since.IsZero() {
-		where = append(where, "time_ns >= ?")
-		args = append(args, clampToNanos(since))
-	}
-	if !until.IsZero() {
-		where = append(where, "time_ns < ?")
-		args = append(args, clampToNanos(until))
-	}
+	var w filter
+	w.timeRange("time_ns", since, until)
 	query := `SELECT time_ns, client_addr, client_port, sni, user_agent, path, status
-FROM policy_fetches`
-	if len(where) > 0 {
-		query += "\nWHERE " + strings.Join(where, " AND ")
-	}
-	query += "\nORDER BY time_ns, id\nLIMIT ?"
-	args = append(args, int64(limit))
-
-	return s.queryPolicyFetches(ctx, query, args)
+FROM policy_fetches` + w.where() + "\nORDER BY time_ns, id\nLIMIT ?"
+	return s.queryPolicyFetches(ctx, query, append(w.args, int64(limit)))
 }
 
 // PolicyFetchFilter selects the policy fetches that are evidence about one
@@ -108,29 +92,18 @@ func (s *Store) PolicyFetchesFrom(ctx context.Context, f PolicyFetchFilter) ([]P
 // policyFetchesFromQuery is PolicyFetchesFrom's query; "" when f selects
 // nothing.
 func policyFetchesFromQuery(f PolicyFetchFilter) (string, []any, error) {
-	switch {
-	case f.Limit < 0:
-		return "", nil, fmt.Errorf("store: policy fetches: negative limit %d", f.Limit)
-	case f.Limit == 0:
-		f.Limit = defaultPolicyFetchLimit
+	limit, err := limitOrDefault("policy fetches", f.Limit, defaultPolicyFetchLimit)
+	if err != nil {
+		return "", nil, err
 	}
 	// One index range per prefix, each newest first and limited on its
 	// own, then merged: SQLite does not use the index for an OR of
 	// ranges. UNION drops the duplicates of overlapping prefixes.
-	var cond []string
-	var condArgs []any
+	var common filter
 	if f.Status != 0 {
-		cond = append(cond, "status = ?")
-		condArgs = append(condArgs, int64(f.Status))
+		common.add("status = ?", int64(f.Status))
 	}
-	if !f.Since.IsZero() {
-		cond = append(cond, "time_ns >= ?")
-		condArgs = append(condArgs, clampToNanos(f.Since))
-	}
-	if !f.Until.IsZero() {
-		cond = append(cond, "time_ns < ?")
-		condArgs = append(condArgs, clampToNanos(f.Until))
-	}
+	common.timeRange("time_ns", f.Since, f.Until)
 	const columns = "id, time_ns, client_addr, client_port, sni, user_agent, path, status"
 	var parts []string
 	var args []any
@@ -139,12 +112,13 @@ func policyFetchesFromQuery(f PolicyFetchFilter) (string, []any, error) {
 			return "", nil, fmt.Errorf("store: policy fetches: invalid prefix %v", p)
 		}
 		for _, r := range prefixRanges(p) {
-			where := append([]string{"client_ip BETWEEN ? AND ?"}, cond...)
-			parts = append(parts, fmt.Sprintf(`SELECT * FROM (SELECT %s FROM policy_fetches WHERE %s ORDER BY time_ns DESC, id DESC LIMIT ?) AS r%d`,
-				columns, strings.Join(where, " AND "), len(parts)))
-			args = append(args, r[0], r[1])
-			args = append(args, condArgs...)
-			args = append(args, int64(f.Limit))
+			var w filter
+			w.add("client_ip BETWEEN ? AND ?", r[0], r[1])
+			w.and(common)
+			parts = append(parts, fmt.Sprintf(`SELECT * FROM (SELECT %s FROM policy_fetches%s ORDER BY time_ns DESC, id DESC LIMIT ?) AS r%d`,
+				columns, w.where(), len(parts)))
+			args = append(args, w.args...)
+			args = append(args, int64(limit))
 		}
 	}
 	if len(parts) == 0 {
@@ -154,41 +128,35 @@ func policyFetchesFromQuery(f PolicyFetchFilter) (string, []any, error) {
 FROM (` + strings.Join(parts, "\nUNION\n") + `) AS u
 ORDER BY time_ns DESC, id DESC
 LIMIT ?`
-	args = append(args, int64(f.Limit))
+	args = append(args, int64(limit))
 	return query, args, nil
 }
 
 func (s *Store) queryPolicyFetches(ctx context.Context, query string, args []any) ([]PolicyFetch, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: policy fetches: %w", err)
+	return queryRows(ctx, s.db, "policy fetches", scanPolicyFetch, s.q(query), args...)
+}
+
+// scanPolicyFetch reads one row of "time_ns, client_addr, client_port,
+// sni, user_agent, path, status".
+func scanPolicyFetch(row rowScanner) (PolicyFetch, error) {
+	var (
+		ns, port, status int64
+		addr             string
+		f                PolicyFetch
+	)
+	if err := row.Scan(&ns, &addr, &port, &f.SNI, &f.UserAgent, &f.Path, &status); err != nil {
+		return PolicyFetch{}, err
 	}
-	defer rows.Close()
-	var out []PolicyFetch
-	for rows.Next() {
-		var (
-			ns, port, status int64
-			addr             string
-			f                PolicyFetch
-		)
-		if err := rows.Scan(&ns, &addr, &port, &f.SNI, &f.UserAgent, &f.Path, &status); err != nil {
-			return nil, fmt.Errorf("store: policy fetches: scan: %w", err)
+	if addr != "" {
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			return PolicyFetch{}, fmt.Errorf("stored client address: %w", err)
 		}
-		if addr != "" {
-			a, err := netip.ParseAddr(addr)
-			if err != nil {
-				return nil, fmt.Errorf("store: policy fetches: stored client address: %w", err)
-			}
-			f.Client = netip.AddrPortFrom(a, uint16(port))
-		}
-		f.Time = nanosToTime(ns)
-		f.Status = int(status)
-		out = append(out, f)
+		f.Client = netip.AddrPortFrom(a, uint16(port))
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: policy fetches: %w", err)
-	}
-	return out, nil
+	f.Time = nanosToTime(ns)
+	f.Status = int(status)
+	return f, nil
 }
 
 // addrKey is the stored key of a client address (policy_fetches.client_ip):

@@ -112,33 +112,24 @@ func (s *Store) CreateScan(ctx context.Context, sc Scan) error {
 	if sc.ID == "" || sc.Created.IsZero() {
 		return errors.New("store: create scan: ID and creation time are required")
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO scans (id, created_ns, source, input_sha256, options, loaded_ns, input_lines)
+	return insertNew(ctx, s.db, "create scan "+sc.ID, s.q(`INSERT INTO scans (id, created_ns, source, input_sha256, options, loaded_ns, input_lines)
     VALUES (?, ?, ?, ?, ?, 0, 0) ON CONFLICT (id) DO NOTHING`),
 		sc.ID, clampToNanos(sc.Created), sc.Source, sc.InputSHA256, sc.Options)
-	if err != nil {
-		return fmt.Errorf("store: create scan %s: %w", sc.ID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("store: create scan %s: %w", sc.ID, err)
-	} else if n == 0 {
-		return fmt.Errorf("store: create scan %s: %w", sc.ID, ErrExists)
-	}
-	return nil
 }
 
 // Scan returns the scan id; an error wrapping ErrNotFound if there is none.
 func (s *Store) Scan(ctx context.Context, id string) (Scan, error) {
+	return queryOne(ctx, s.db, "scan "+id, scanScan,
+		s.q(`SELECT id, created_ns, source, input_sha256, options, loaded_ns, input_lines FROM scans WHERE id = ?`), id)
+}
+
+func scanScan(row rowScanner) (Scan, error) {
 	var (
 		sc              Scan
 		created, loaded int64
 	)
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT id, created_ns, source, input_sha256, options, loaded_ns, input_lines FROM scans WHERE id = ?`), id).
-		Scan(&sc.ID, &created, &sc.Source, &sc.InputSHA256, &sc.Options, &loaded, &sc.InputLines)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Scan{}, fmt.Errorf("store: scan %s: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Scan{}, fmt.Errorf("store: scan %s: %w", id, err)
+	if err := row.Scan(&sc.ID, &created, &sc.Source, &sc.InputSHA256, &sc.Options, &loaded, &sc.InputLines); err != nil {
+		return Scan{}, err
 	}
 	sc.Created, sc.Loaded = nanosToTime(created), optNanosToTime(loaded)
 	return sc, nil
@@ -146,11 +137,7 @@ func (s *Store) Scan(ctx context.Context, id string) (Scan, error) {
 
 // MarkScanLoaded records that every input line of the scan is stored.
 func (s *Store) MarkScanLoaded(ctx context.Context, id string, at time.Time, lines int64) error {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE scans SET loaded_ns = ?, input_lines = ? WHERE id = ?`), clampToNanos(at), lines, id)
-	if err != nil {
-		return fmt.Errorf("store: mark scan %s loaded: %w", id, err)
-	}
-	return expectOneRow(res, "mark scan "+id+" loaded")
+	return execOne(ctx, s.db, "mark scan "+id+" loaded", s.q(`UPDATE scans SET loaded_ns = ?, input_lines = ? WHERE id = ?`), clampToNanos(at), lines, id)
 }
 
 // AddScanLines stores parsed input lines in one transaction. It is
@@ -158,19 +145,21 @@ func (s *Store) MarkScanLoaded(ctx context.Context, id string, at time.Time, lin
 // is left as it is. A domain already stored under an earlier line becomes
 // a 'duplicate' row naming that line; an invalid line an 'invalid' row. So
 // every line that is not blank or a comment has exactly one row.
-func (s *Store) AddScanLines(ctx context.Context, scanID string, lines []ScanLine) (st AddStats, err error) {
+func (s *Store) AddScanLines(ctx context.Context, scanID string, lines []ScanLine) (AddStats, error) {
+	var st AddStats
 	if len(lines) == 0 {
 		return st, nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return st, fmt.Errorf("store: add scan lines: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+	err := s.inTx(ctx, "add scan lines", func(tx *sql.Tx) error {
+		var err error
+		st, err = s.addScanLines(ctx, tx, scanID, lines)
+		return err
+	})
+	return st, err
+}
+
+// addScanLines is AddScanLines in the transaction tx.
+func (s *Store) addScanLines(ctx context.Context, tx *sql.Tx, scanID string, lines []ScanLine) (st AddStats, err error) {
 	const cols = `(scan_id, line, kind, input, domain, label, state, lease_owner, lease_until_ns, attempts, started_ns, finished_ns, error,
     colour, qualified, dnssec, dane, mta_sts, valid_cert, starttls, result)
     VALUES (?, ?, ?, ?, ?, ?, ?, '', 0, 0, 0, 0, ?, '', 0, 0, 0, 0, 0, 0, '') ON CONFLICT DO NOTHING`
@@ -185,57 +174,60 @@ func (s *Store) AddScanLines(ctx context.Context, scanID string, lines []ScanLin
 	}
 	defer first.Close()
 	for _, l := range lines {
-		if l.Err != "" {
-			res, err := ins.ExecContext(ctx, scanID, l.Line, ScanKindInvalid, l.Input, "", l.Label, ScanError, l.Err)
-			if err != nil {
-				return st, fmt.Errorf("store: add scan line %d: %w", l.Line, err)
-			}
-			if n, _ := res.RowsAffected(); n > 0 {
-				st.Invalid++
-			} else {
-				st.Known++
-			}
-			continue
-		}
-		// ON CONFLICT DO NOTHING without a target covers both the primary
-		// key (line already stored) and the domain index (duplicate).
-		res, err := ins.ExecContext(ctx, scanID, l.Line, ScanKindDomain, l.Input, l.Domain, l.Label, ScanPending, "")
+		kind, err := addScanLine(ctx, ins, first, scanID, l)
 		if err != nil {
-			return st, fmt.Errorf("store: add scan line %d: %w", l.Line, err)
+			return st, err
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
+		switch kind {
+		case ScanKindDomain:
 			st.Domains++
-			continue
-		}
-		var at int64
-		if err := first.QueryRowContext(ctx, scanID, l.Domain).Scan(&at); err != nil {
-			return st, fmt.Errorf("store: add scan line %d: first line of %s: %w", l.Line, l.Domain, err)
-		}
-		if at == l.Line {
-			st.Known++
-			continue
-		}
-		res, err = ins.ExecContext(ctx, scanID, l.Line, ScanKindDuplicate, l.Input, l.Domain, l.Label, ScanError,
-			fmt.Sprintf("duplicate of line %d (%s is checked once)", at, l.Domain))
-		if err != nil {
-			return st, fmt.Errorf("store: add scan line %d: %w", l.Line, err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
+		case ScanKindInvalid:
+			st.Invalid++
+		case ScanKindDuplicate:
 			st.Duplicates++
-		} else {
+		default:
 			st.Known++
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return st, fmt.Errorf("store: add scan lines: commit: %w", err)
 	}
 	return st, nil
+}
+
+// addScanLine stores l with the statements of addScanLines and returns the
+// kind of the row it added; "" if the line was stored before.
+func addScanLine(ctx context.Context, ins, first *sql.Stmt, scanID string, l ScanLine) (string, error) {
+	// insert adds l as a row of kind; "" if its row was there already.
+	insert := func(kind, domain, state, errText string) (string, error) {
+		res, err := ins.ExecContext(ctx, scanID, l.Line, kind, l.Input, domain, l.Label, state, errText)
+		if err != nil {
+			return "", fmt.Errorf("store: add scan line %d: %w", l.Line, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return "", nil
+		}
+		return kind, nil
+	}
+	if l.Err != "" {
+		return insert(ScanKindInvalid, "", ScanError, l.Err)
+	}
+	// ON CONFLICT DO NOTHING without a target covers both the primary
+	// key (line already stored) and the domain index (duplicate).
+	if kind, err := insert(ScanKindDomain, l.Domain, ScanPending, ""); kind != "" || err != nil {
+		return kind, err
+	}
+	var at int64
+	if err := first.QueryRowContext(ctx, scanID, l.Domain).Scan(&at); err != nil {
+		return "", fmt.Errorf("store: add scan line %d: first line of %s: %w", l.Line, l.Domain, err)
+	}
+	if at == l.Line {
+		return "", nil // this line's own domain row, stored before
+	}
+	return insert(ScanKindDuplicate, l.Domain, ScanError, fmt.Sprintf("duplicate of line %d (%s is checked once)", at, l.Domain))
 }
 
 const scanItemColumns = `scan_id, line, kind, input, domain, label, state, lease_owner, lease_until_ns, attempts, started_ns, finished_ns, error,
     colour, qualified, dnssec, dane, mta_sts, valid_cert, starttls, result`
 
-func scanItem(row interface{ Scan(...any) error }) (ScanItem, error) {
+func scanItem(row rowScanner) (ScanItem, error) {
 	var (
 		it                       ScanItem
 		until, started, finished int64
@@ -268,22 +260,25 @@ func scanItem(row interface{ Scan(...any) error }) (ScanItem, error) {
 // With SQLite the transaction holds the write lock from its start
 // (BEGIN IMMEDIATE), so two workers never claim the same item; with
 // PostgreSQL the SELECT takes FOR UPDATE SKIP LOCKED (docs/scan.md).
-func (s *Store) LeaseScanItems(ctx context.Context, scanID, owner string, n int, now, until time.Time, maxAttempts int) (items []ScanItem, err error) {
+func (s *Store) LeaseScanItems(ctx context.Context, scanID, owner string, n int, now, until time.Time, maxAttempts int) ([]ScanItem, error) {
 	if n <= 0 {
 		return nil, nil
 	}
 	if owner == "" {
 		return nil, errors.New("store: lease scan items: empty owner")
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("store: lease scan items: begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+	var items []ScanItem
+	err := s.inTx(ctx, "lease scan items", func(tx *sql.Tx) error {
+		var err error
+		items, err = s.leaseScanItems(ctx, tx, scanID, owner, n, now, until, maxAttempts)
+		return err
+	})
+	return items, err
+}
+
+// leaseScanItems is LeaseScanItems in the transaction tx.
+func (s *Store) leaseScanItems(ctx context.Context, tx *sql.Tx, scanID, owner string, n int, now, until time.Time, maxAttempts int) ([]ScanItem, error) {
+	const what = "lease scan items"
 	nowNs := clampToNanos(now)
 	if maxAttempts > 0 {
 		if _, err := tx.ExecContext(ctx, s.q(`UPDATE scan_items SET state = 'error', lease_owner = '', finished_ns = ?,
@@ -298,27 +293,9 @@ func (s *Store) LeaseScanItems(ctx context.Context, scanID, owner string, n int,
 	if s.dialect == dialectPostgres {
 		sel += ` FOR UPDATE SKIP LOCKED`
 	}
-	rows, err := tx.QueryContext(ctx, s.q(sel), scanID, nowNs, n)
-	if err != nil {
-		return nil, fmt.Errorf("store: lease scan items: %w", err)
-	}
-	var lines []int64
-	for rows.Next() {
-		var l int64
-		if err := rows.Scan(&l); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("store: lease scan items: %w", err)
-		}
-		lines = append(lines, l)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("store: lease scan items: %w", err)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: lease scan items: %w", err)
-	}
-	if len(lines) == 0 {
-		return nil, tx.Commit()
+	lines, err := queryRows(ctx, tx, what, scanValue[int64], s.q(sel), scanID, nowNs, n)
+	if err != nil || len(lines) == 0 {
+		return nil, err
 	}
 	args := []any{owner, clampToNanos(until), nowNs, scanID}
 	for _, l := range lines {
@@ -327,46 +304,17 @@ func (s *Store) LeaseScanItems(ctx context.Context, scanID, owner string, n int,
 	in := "?" + strings.Repeat(", ?", len(lines)-1)
 	if _, err := tx.ExecContext(ctx, s.q(`UPDATE scan_items SET state = 'running', lease_owner = ?, lease_until_ns = ?, attempts = attempts + 1,
     started_ns = ? WHERE scan_id = ? AND line IN (`+in+`)`), args...); err != nil {
-		return nil, fmt.Errorf("store: lease scan items: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
-	rows, err = tx.QueryContext(ctx, s.q(`SELECT `+scanItemColumns+` FROM scan_items WHERE scan_id = ? AND line IN (`+in+`) ORDER BY line`),
-		append([]any{scanID}, args[4:]...)...)
-	if err != nil {
-		return nil, fmt.Errorf("store: lease scan items: %w", err)
-	}
-	for rows.Next() {
-		it, err := scanItem(rows)
-		if err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("store: lease scan items: %w", err)
-		}
-		items = append(items, it)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("store: lease scan items: %w", err)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: lease scan items: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("store: lease scan items: commit: %w", err)
-	}
-	return items, nil
+	return queryRows(ctx, tx, what, scanItem, s.q(`SELECT `+scanItemColumns+` FROM scan_items WHERE scan_id = ? AND line IN (`+in+`) ORDER BY line`),
+		args[3:]...)
 }
 
 // RenewScanLeases extends owner's running leases of the scan to until and
 // returns how many it holds.
 func (s *Store) RenewScanLeases(ctx context.Context, scanID, owner string, until time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE scan_items SET lease_until_ns = ? WHERE scan_id = ? AND lease_owner = ? AND state = 'running'`),
+	return execCount(ctx, s.db, "renew scan leases", s.q(`UPDATE scan_items SET lease_until_ns = ? WHERE scan_id = ? AND lease_owner = ? AND state = 'running'`),
 		clampToNanos(until), scanID, owner)
-	if err != nil {
-		return 0, fmt.Errorf("store: renew scan leases: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: renew scan leases: %w", err)
-	}
-	return n, nil
 }
 
 // FinishScanItems stores the outcomes of items owner leased, in one
@@ -374,19 +322,24 @@ func (s *Store) RenewScanLeases(ctx context.Context, scanID, owner string, until
 // another worker took it) is not changed; lost counts those. A result in
 // state pending puts the item back to be checked again later (a
 // transient failure); its attempts stay counted.
-func (s *Store) FinishScanItems(ctx context.Context, scanID, owner string, results []ScanResult) (lost int, err error) {
+func (s *Store) FinishScanItems(ctx context.Context, scanID, owner string, results []ScanResult) (int, error) {
 	if len(results) == 0 {
 		return 0, nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	var lost int
+	err := s.inTx(ctx, "finish scan items", func(tx *sql.Tx) error {
+		var err error
+		lost, err = s.finishScanItems(ctx, tx, scanID, owner, results)
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("store: finish scan items: begin: %w", err)
+		return 0, err
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+	return lost, nil
+}
+
+// finishScanItems is FinishScanItems in the transaction tx.
+func (s *Store) finishScanItems(ctx context.Context, tx *sql.Tx, scanID, owner string, results []ScanResult) (lost int, err error) {
 	up, err := tx.PrepareContext(ctx, s.q(`UPDATE scan_items SET state = ?, lease_owner = '', lease_until_ns = 0, started_ns = ?, finished_ns = ?,
     error = ?, colour = ?, qualified = ?, dnssec = ?, dane = ?, mta_sts = ?, valid_cert = ?, starttls = ?, result = ?
     WHERE scan_id = ? AND line = ? AND lease_owner = ? AND state = 'running'`))
@@ -409,56 +362,27 @@ func (s *Store) FinishScanItems(ctx context.Context, scanID, owner string, resul
 			lost++
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("store: finish scan items: commit: %w", err)
-	}
 	return lost, nil
 }
 
 // ReleaseScanItems puts owner's running items of the scan back to pending
 // (an interrupted worker loses nothing) and returns how many.
 func (s *Store) ReleaseScanItems(ctx context.Context, scanID, owner string) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE scan_items SET state = 'pending', lease_owner = '', lease_until_ns = 0,
+	return execCount(ctx, s.db, "release scan items", s.q(`UPDATE scan_items SET state = 'pending', lease_owner = '', lease_until_ns = 0,
     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
     WHERE scan_id = ? AND lease_owner = ? AND state = 'running'`), scanID, owner)
-	if err != nil {
-		return 0, fmt.Errorf("store: release scan items: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: release scan items: %w", err)
-	}
-	return n, nil
 }
 
 // ScanCounts counts the scan's items by state.
 func (s *Store) ScanCounts(ctx context.Context, scanID string) (ScanCounts, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT state, COUNT(*) FROM scan_items WHERE scan_id = ? GROUP BY state`), scanID)
-	if err != nil {
-		return ScanCounts{}, fmt.Errorf("store: scan counts: %w", err)
-	}
-	defer rows.Close()
 	var c ScanCounts
-	for rows.Next() {
-		var (
-			state string
-			n     int64
-		)
-		if err := rows.Scan(&state, &n); err != nil {
-			return ScanCounts{}, fmt.Errorf("store: scan counts: %w", err)
-		}
-		switch state {
-		case ScanPending:
-			c.Pending = n
-		case ScanRunning:
-			c.Running = n
-		case ScanDone:
-			c.Done = n
-		case ScanError:
-			c.Error = n
-		}
-	}
-	if err := rows.Err(); err != nil {
+	// One row of counts: states other than these four are not counted.
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT
+    COUNT(CASE WHEN state = ? THEN 1 END), COUNT(CASE WHEN state = ? THEN 1 END),
+    COUNT(CASE WHEN state = ? THEN 1 END), COUNT(CASE WHEN state = ? THEN 1 END)
+    FROM scan_items WHERE scan_id = ?`), ScanPending, ScanRunning, ScanDone, ScanError, scanID).
+		Scan(&c.Pending, &c.Running, &c.Done, &c.Error)
+	if err != nil {
 		return ScanCounts{}, fmt.Errorf("store: scan counts: %w", err)
 	}
 	return c, nil
@@ -475,25 +399,10 @@ func (s *Store) EachScanItem(ctx context.Context, scanID string, withResult bool
 	}
 	after := int64(-1)
 	for {
-		rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+cols+` FROM scan_items WHERE scan_id = ? AND line > ? ORDER BY line LIMIT ?`),
-			scanID, after, page)
+		items, err := queryRows(ctx, s.db, "scan items", scanItem,
+			s.q(`SELECT `+cols+` FROM scan_items WHERE scan_id = ? AND line > ? ORDER BY line LIMIT ?`), scanID, after, page)
 		if err != nil {
-			return fmt.Errorf("store: scan items: %w", err)
-		}
-		var items []ScanItem
-		for rows.Next() {
-			it, err := scanItem(rows)
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("store: scan items: %w", err)
-			}
-			items = append(items, it)
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("store: scan items: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("store: scan items: %w", err)
+			return err
 		}
 		// The rows are closed before fn runs: fn may write to the store.
 		for _, it := range items {

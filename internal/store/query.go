@@ -1,0 +1,141 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// This file holds how every table's code runs its statements: reading
+// rows, changing them, transactions. Callers pass queries through Store.q
+// first, as everywhere else. Every error is "store: <what>: ..." with what
+// naming the operation, so the call sites only say what they do; the
+// sentinels ErrNotFound and ErrExists are wrapped where the statement
+// shows them. Optional filters and limits are in filter.go.
+
+// querier is what both *sql.DB and *sql.Tx offer, so one statement serves
+// plain calls and transactions.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// rowScanner is one row of a result: *sql.Row or *sql.Rows.
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+// scanValue reads a row of one column.
+func scanValue[T any](row rowScanner) (T, error) {
+	var v T
+	err := row.Scan(&v)
+	return v, err
+}
+
+// queryRows runs query and converts each row with scan. The rows are closed
+// when it returns, so the caller may run the next statement on the same
+// connection (a transaction's) or write to the store.
+func queryRows[T any](ctx context.Context, db querier, what string, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// queryOne reads the first row query selects with scan; an error wrapping
+// ErrNotFound if it selects none.
+func queryOne[T any](ctx context.Context, db querier, what string, scan func(rowScanner) (T, error), query string, args ...any) (T, error) {
+	v, err := scan(db.QueryRowContext(ctx, query, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		err = ErrNotFound
+	}
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return v, nil
+}
+
+// execCount runs a statement and returns how many rows it changed.
+func execCount(ctx context.Context, db querier, what, query string, args ...any) (int64, error) {
+	res, err := db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("store: %s: %w", what, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return n, nil
+}
+
+// execOne runs a statement that must change a row: an UPDATE or DELETE of
+// one key. No row changed is an error wrapping ErrNotFound.
+func execOne(ctx context.Context, db querier, what, query string, args ...any) error {
+	res, err := db.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	return expectOneRow(res, what)
+}
+
+// expectOneRow turns "no row matched" into ErrNotFound.
+func expectOneRow(res sql.Result, what string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("store: %s: %w", what, ErrNotFound)
+	}
+	return nil
+}
+
+// insertNew runs an INSERT ... ON CONFLICT DO NOTHING; a row that was there
+// already (no row inserted) is an error wrapping ErrExists. The row count
+// tells a duplicate apart without parsing driver-specific constraint
+// errors (SQLite and PostgreSQL).
+func insertNew(ctx context.Context, db querier, what, query string, args ...any) error {
+	n, err := execCount(ctx, db, what, query, args...)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("store: %s: %w", what, ErrExists)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction and commits it if fn returns nil; on an
+// error (returned as it is) or a panic in fn, nothing fn did is kept.
+// Transactions begin IMMEDIATE (see dsn), so they are for writes only.
+func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: %s: begin: %w", what, err)
+	}
+	// After a Commit, Rollback does nothing (sql.ErrTxDone).
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: %s: commit: %w", what, err)
+	}
+	return nil
+}
