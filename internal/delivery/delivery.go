@@ -171,12 +171,20 @@ func (d *Deliverer) start(ctx context.Context, wg *sync.WaitGroup, want func(tes
 		return 0, err
 	}
 	started := 0
-	for _, r := range due {
-		if !d.claim(r.SenderDomain) {
+	for _, listed := range due {
+		if !d.claim(listed.SenderDomain) {
 			continue
 		}
-		if want != nil && !want(r.TestID) {
-			d.release(r.SenderDomain)
+		// The list was read before the claim: an attempt for this domain
+		// may have finished in between and recorded this very mail as
+		// sent (or deferred it). Only the row as it is now, read after
+		// the claim, may be attempted; else the mail would go twice.
+		r, ok, err := d.stillDue(ctx, listed)
+		if err != nil || !ok || want != nil && !want(r.TestID) {
+			d.release(listed.SenderDomain)
+			if err != nil {
+				return started, err
+			}
 			continue
 		}
 		select {
@@ -201,6 +209,20 @@ func (d *Deliverer) start(ctx context.Context, wg *sync.WaitGroup, want func(tes
 		}()
 	}
 	return started, nil
+}
+
+// stillDue re-reads listed's row and tells whether it is still due and
+// unchanged since the list was read (same number of attempts).
+func (d *Deliverer) stillDue(ctx context.Context, listed store.TestResult) (store.TestResult, bool, error) {
+	r, err := d.o.Store.Result(ctx, listed.TestID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return r, false, nil // deleted by its owner meanwhile
+	case err != nil:
+		return r, false, err
+	}
+	due := r.MailState == store.MailPending && !r.Next.After(d.o.Now()) && r.Attempts == listed.Attempts
+	return r, due, nil
 }
 
 // claim marks domain busy; false if it already was.
