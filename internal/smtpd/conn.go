@@ -215,14 +215,14 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 			r.dirty = true
 		}
 		r.mu.Unlock()
-		c.halfClose("")
+		c.halfClose()
 		return len(b), nil
 	}
 	closeAfter := c.closeAfterWrite
 	r.mu.Unlock()
 	n, err := c.Conn.Write(b)
 	if closeAfter {
-		c.halfClose("")
+		c.halfClose()
 	}
 	return n, err
 }
@@ -296,12 +296,12 @@ func (c *trackedConn) abort(reason string) {
 // halfClose ends the session from the server side after a final reply: it
 // sends FIN after the queued replies and makes further reads return EOF,
 // so go-smtp closes the connection; Close then lingers (closeGracefully).
-func (c *trackedConn) halfClose(reason string) {
-	r := c.rec
-	r.mu.Lock()
-	r.setCloseReason(reason)
-	r.eof = true
-	r.mu.Unlock()
+// Why the session ends was recorded before the reply (setCloseAfterWrite,
+// or the failed handshake).
+func (c *trackedConn) halfClose() {
+	c.rec.mu.Lock()
+	c.rec.eof = true
+	c.rec.mu.Unlock()
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
