@@ -11,15 +11,15 @@ import (
 )
 
 func runDemo(e *env, args []string) error {
+	var opts demo.Options
 	fs := newFlags(e, "demo", "[-json] [-v] [-hold D]")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
 	verbose := fs.Bool("v", false, "log the service and the senders to standard error")
-	deadline := fs.Duration("deadline", 110*time.Second, "bound on the whole run")
-	hold := fs.Duration("hold", 0, "keep the service and its web UI running this long after the senders are done")
+	fs.DurationVar(&opts.Deadline, "deadline", 110*time.Second, "bound on the whole run")
+	fs.DurationVar(&opts.Hold, "hold", 0, "keep the service and its web UI running this long after the senders are done")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	opts := demo.Options{Deadline: *deadline, Hold: *hold}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -19,54 +19,82 @@ import (
 	"github.com/mailsec/mailsec/internal/store"
 )
 
+// scanFlags is the command line of `mailsec scan`.
+type scanFlags struct {
+	files                 []string // FILE or "-"; none to resume a loaded scan
+	out, jsonl, csv, html string   // where the outputs go
+	concurrency, perDest  int
+	hostTTL               time.Duration
+	rate                  float64
+	scanID                string
+	resume                bool
+	inbound               inboundFlags
+	labelDefault          string
+	json, quiet           bool
+	cpuProfile            string
+}
+
+// parseScanFlags parses the command line of `mailsec scan` and rejects
+// what cannot run (usage errors).
+func parseScanFlags(e *env, args []string) (scanFlags, error) {
+	var f scanFlags
+	fs := newFlags(e, "scan", "FILE|- [--out DIR] [--jsonl F] [--csv F] [--html F] [--concurrency N] [--per-destination N] [--host-cache-ttl D] [--rate R] [--scan-id ID] [--resume] [--allow-private] [--resolver IP:PORT] [--roots FILE] [--timeout D] [--label-default L] [--json]")
+	fs.StringVar(&f.out, "out", "", "write results.jsonl, results.csv and report.html into `DIR` (default: scan-<ID> unless --jsonl/--csv/--html are given)")
+	fs.StringVar(&f.jsonl, "jsonl", "", "write the JSON Lines results to `FILE`")
+	fs.StringVar(&f.csv, "csv", "", "write the CSV results to `FILE`")
+	fs.StringVar(&f.html, "html", "", "write the HTML report to `FILE`")
+	fs.IntVar(&f.concurrency, "concurrency", 32, "domains checked at once")
+	fs.IntVar(&f.perDest, "per-destination", 2, "connections open at once to one destination address (MX, policy host); 0: no cap")
+	fs.DurationVar(&f.hostTTL, "host-cache-ttl", time.Hour, "reuse the result of an MX host at an address for this long across domains (0: probe every time)")
+	fs.Float64Var(&f.rate, "rate", 0, "domains started per second at most (0: no limit)")
+	fs.StringVar(&f.scanID, "scan-id", "", "name of the scan in the store (default: scan-<digest of the input>; rerunning the same input resumes it)")
+	fs.BoolVar(&f.resume, "resume", false, "resume the scan --scan-id (FILE may be omitted once its input is loaded); also how a second worker joins it")
+	f.inbound = addInboundFlags(fs, "deadline of one domain's check (default: inbound.timeout)")
+	fs.StringVar(&f.labelDefault, "label-default", "", "label of lines that have none")
+	fs.BoolVar(&f.json, "json", false, "print a JSON summary on stdout at the end")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress output")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the scan to `FILE` (go tool pprof)")
+	files, err := parseArgs(fs, args)
+	if err != nil {
+		return f, err
+	}
+	f.files = files
+	switch {
+	case len(files) > 1:
+		return f, fmt.Errorf("%w: give one FILE (or - for standard input)", errUsage)
+	case len(files) == 0 && !f.resume:
+		fs.Usage()
+		return f, fmt.Errorf("%w: give a FILE (or -), or --resume --scan-id ID", errUsage)
+	case len(files) == 0 && f.scanID == "":
+		return f, fmt.Errorf("%w: --resume without FILE needs --scan-id", errUsage)
+	case f.concurrency < 1 || f.concurrency > 10000:
+		return f, fmt.Errorf("%w: --concurrency %d is outside 1..10000", errUsage, f.concurrency)
+	case f.perDest < 0:
+		return f, fmt.Errorf("%w: --per-destination must not be negative", errUsage)
+	case f.rate < 0:
+		return f, fmt.Errorf("%w: --rate must not be negative", errUsage)
+	case f.hostTTL < 0:
+		return f, fmt.Errorf("%w: --host-cache-ttl must not be negative", errUsage)
+	}
+	return f, nil
+}
+
 // runScan is `mailsec scan FILE|-`: the inbound check of every domain of
 // a list, resumable, polite per destination, with JSON Lines, CSV and
 // HTML outputs (docs/scan.md).
 func runScan(e *env, args []string) error {
-	fs := newFlags(e, "scan", "FILE|- [--out DIR] [--jsonl F] [--csv F] [--html F] [--concurrency N] [--per-destination N] [--host-cache-ttl D] [--rate R] [--scan-id ID] [--resume] [--allow-private] [--resolver IP:PORT] [--roots FILE] [--timeout D] [--label-default L] [--json]")
-	out := fs.String("out", "", "write results.jsonl, results.csv and report.html into `DIR` (default: scan-<ID> unless --jsonl/--csv/--html are given)")
-	jsonlPath := fs.String("jsonl", "", "write the JSON Lines results to `FILE`")
-	csvPath := fs.String("csv", "", "write the CSV results to `FILE`")
-	htmlPath := fs.String("html", "", "write the HTML report to `FILE`")
-	concurrency := fs.Int("concurrency", 32, "domains checked at once")
-	perDest := fs.Int("per-destination", 2, "connections open at once to one destination address (MX, policy host); 0: no cap")
-	hostTTL := fs.Duration("host-cache-ttl", time.Hour, "reuse the result of an MX host at an address for this long across domains (0: probe every time)")
-	rateFlag := fs.Float64("rate", 0, "domains started per second at most (0: no limit)")
-	scanID := fs.String("scan-id", "", "name of the scan in the store (default: scan-<digest of the input>; rerunning the same input resumes it)")
-	resume := fs.Bool("resume", false, "resume the scan --scan-id (FILE may be omitted once its input is loaded); also how a second worker joins it")
-	inf := addInboundFlags(fs, "deadline of one domain's check (default: inbound.timeout)")
-	labelDefault := fs.String("label-default", "", "label of lines that have none")
-	asJSON := fs.Bool("json", false, "print a JSON summary on stdout at the end")
-	quiet := fs.Bool("quiet", false, "no progress output")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scan to `FILE` (go tool pprof)")
-	files, err := parseArgs(fs, args)
+	flags, err := parseScanFlags(e, args)
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(files) > 1:
-		return fmt.Errorf("%w: give one FILE (or - for standard input)", errUsage)
-	case len(files) == 0 && !*resume:
-		fs.Usage()
-		return fmt.Errorf("%w: give a FILE (or -), or --resume --scan-id ID", errUsage)
-	case len(files) == 0 && *scanID == "":
-		return fmt.Errorf("%w: --resume without FILE needs --scan-id", errUsage)
-	case *concurrency < 1 || *concurrency > 10000:
-		return fmt.Errorf("%w: --concurrency %d is outside 1..10000", errUsage, *concurrency)
-	case *perDest < 0:
-		return fmt.Errorf("%w: --per-destination must not be negative", errUsage)
-	case *rateFlag < 0:
-		return fmt.Errorf("%w: --rate must not be negative", errUsage)
-	case *hostTTL < 0:
-		return fmt.Errorf("%w: --host-cache-ttl must not be negative", errUsage)
-	}
+	files := flags.files
 
 	cfg, err := e.load()
 	if err != nil {
 		return err
 	}
 	log := e.logger(&cfg)
-	opts, err := inf.options(&cfg)
+	opts, err := flags.inbound.options(&cfg)
 	if err != nil {
 		return err
 	}
@@ -95,7 +123,7 @@ func runScan(e *env, args []string) error {
 			input = tmp
 		}
 	}
-	id := *scanID
+	id := flags.scanID
 	var digest string
 	if input != "" {
 		if digest, err = fileDigest(input); err != nil {
@@ -107,12 +135,12 @@ func runScan(e *env, args []string) error {
 	}
 	sc, err := st.Scan(e.ctx, id)
 	switch {
-	case errors.Is(err, store.ErrNotFound) && *resume:
+	case errors.Is(err, store.ErrNotFound) && flags.resume:
 		return fmt.Errorf("%w: no scan %q in %s to resume", errUsage, id, cfg.StorePath())
 	case errors.Is(err, store.ErrNotFound):
-		o, _ := json.Marshal(map[string]any{"concurrency": *concurrency, "per_destination": *perDest, "host_cache_ttl": hostTTL.String(),
-			"rate": *rateFlag, "timeout": opts.Timeout.String(), "resolver": opts.Resolver, "allow_private": opts.AllowPrivate,
-			"label_default": *labelDefault})
+		o, _ := json.Marshal(map[string]any{"concurrency": flags.concurrency, "per_destination": flags.perDest, "host_cache_ttl": flags.hostTTL.String(),
+			"rate": flags.rate, "timeout": opts.Timeout.String(), "resolver": opts.Resolver, "allow_private": opts.AllowPrivate,
+			"label_default": flags.labelDefault})
 		sc = store.Scan{ID: id, Created: time.Now(), Source: files[0], InputSHA256: digest, Options: string(o)}
 		if err := st.CreateScan(e.ctx, sc); err != nil {
 			return err
@@ -130,7 +158,7 @@ func runScan(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		ls, err := scan.Load(e.ctx, st, id, f, inbound.NormalizeDomain, *labelDefault)
+		ls, err := scan.Load(e.ctx, st, id, f, inbound.NormalizeDomain, flags.labelDefault)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("loading %s: %w", files[0], err)
@@ -142,16 +170,16 @@ func runScan(e *env, args []string) error {
 
 	// Politeness: every connection of every check goes through one cap per
 	// destination address, and MX hosts are probed once per TTL.
-	hosts := scan.NewHostCache[inbound.Address](e.ctx, *hostTTL, opts.Timeout)
-	check := scan.InboundChecker(opts, scan.NewDestinations(*perDest), hosts)
-	ropts := scan.Options{Concurrency: *concurrency, Rate: *rateFlag, CheckTimeout: opts.Timeout + 15*time.Second, Logger: log,
+	hosts := scan.NewHostCache[inbound.Address](e.ctx, flags.hostTTL, opts.Timeout)
+	check := scan.InboundChecker(opts, scan.NewDestinations(flags.perDest), hosts)
+	ropts := scan.Options{Concurrency: flags.concurrency, Rate: flags.rate, CheckTimeout: opts.Timeout + 15*time.Second, Logger: log,
 		Retry: scan.TransientCheckError}
-	if !*quiet {
+	if !flags.quiet {
 		pp := &scan.ProgressPrinter{W: e.stderr, TTY: e.stderr == os.Stderr && scan.IsTerminal(os.Stderr)}
 		ropts.Progress = pp.Print
 	}
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if flags.cpuProfile != "" {
+		f, err := os.Create(flags.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -162,7 +190,7 @@ func runScan(e *env, args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 	stats, runErr := scan.Run(e.ctx, st, id, check, ropts)
-	if *cpuProfile != "" {
+	if flags.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	if runErr != nil && e.ctx.Err() == nil {
@@ -174,14 +202,14 @@ func runScan(e *env, args []string) error {
 
 	// Outputs, also after an interruption (rows not checked yet say so).
 	octx := context.WithoutCancel(e.ctx)
-	paths, err := writeScanOutputs(octx, st, id, *out, *jsonlPath, *csvPath, *htmlPath)
+	paths, err := writeScanOutputs(octx, st, id, flags.out, flags.jsonl, flags.csv, flags.html)
 	if err != nil {
 		return err
 	}
 	for _, p := range paths {
 		fmt.Fprintf(e.stderr, "scan %s: wrote %s\n", id, p)
 	}
-	if *asJSON {
+	if flags.json {
 		enc := json.NewEncoder(e.stdout)
 		if err := enc.Encode(map[string]any{
 			"scan": id, "items": stats.Counts.Total(), "done": stats.Counts.Done, "errors": stats.Counts.Error,

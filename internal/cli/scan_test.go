@@ -1,12 +1,16 @@
 package cli
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailsec/mailsec/internal/peertest"
 )
@@ -23,6 +27,36 @@ func TestScanUsage(t *testing.T) {
 		if code, _, errOut := run(t, args...); code != exitUsage {
 			t.Errorf("%q: exit %d, want %d\n%s", args, code, exitUsage, errOut)
 		}
+	}
+}
+
+func TestParseScanFlags(t *testing.T) {
+	e := &env{ctx: context.Background(), stdout: io.Discard, stderr: io.Discard}
+	tests := []struct {
+		name string
+		args []string
+		want func(scanFlags) bool
+	}{
+		{"defaults", []string{"list.txt"}, func(f scanFlags) bool {
+			return slices.Equal(f.files, []string{"list.txt"}) && f.concurrency == 32 && f.perDest == 2 && f.hostTTL == time.Hour && f.rate == 0 && !f.json && !f.quiet
+		}},
+		{"flags after FILE", []string{"-", "--concurrency", "5", "--rate", "2.5", "--json", "--out", "d", "--label-default", "x"}, func(f scanFlags) bool {
+			return slices.Equal(f.files, []string{"-"}) && f.concurrency == 5 && f.rate == 2.5 && f.json && f.out == "d" && f.labelDefault == "x"
+		}},
+		{"resume without FILE", []string{"--resume", "--scan-id", "s1", "--quiet"}, func(f scanFlags) bool {
+			return len(f.files) == 0 && f.resume && f.scanID == "s1" && f.quiet
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := parseScanFlags(e, tc.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.want(f) {
+				t.Errorf("%q: parsed %+v", tc.args, f)
+			}
+		})
 	}
 }
 

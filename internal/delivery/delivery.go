@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/periodic"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/resultmail"
@@ -109,18 +110,11 @@ func New(o Options) (*Deliverer, error) {
 func (d *Deliverer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(d.o.Interval)
-	defer t.Stop()
-	for {
-		if _, err := d.start(ctx, &wg, nil, nil); err != nil && ctx.Err() == nil {
-			d.log.Error("results: sending result mails", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	periodic.Run(ctx, d.o.Interval, d.log, "results: sending result mails", func(ctx context.Context) error {
+		_, err := d.start(ctx, &wg, nil, nil)
+		return err
+	})
+	return nil
 }
 
 // SendDue makes one attempt for every due result mail, as far as workers

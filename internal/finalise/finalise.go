@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/periodic"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/store"
@@ -71,18 +72,11 @@ func New(o Options) (*Finaliser, error) {
 // are logged and retried at the next tick: a passing outage must not stop
 // the loop.
 func (f *Finaliser) Run(ctx context.Context) error {
-	t := time.NewTicker(f.o.Interval)
-	defer t.Stop()
-	for {
-		if _, err := f.FinaliseDue(ctx); err != nil && ctx.Err() == nil {
-			f.log.Error("results: finalising tests", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	periodic.Run(ctx, f.o.Interval, f.log, "results: finalising tests", func(ctx context.Context) error {
+		_, err := f.FinaliseDue(ctx)
+		return err
+	})
+	return nil
 }
 
 // FinaliseDue finalises the unfinished tests that are final now and

@@ -12,11 +12,10 @@ import (
 // the dialogue it is, and so that the probe's cache (Options.ProbeCache,
 // internal/scan) can name what it keeps.
 type (
-	Address     = checkreport.Address
-	AddrTimings = checkreport.AddrTimings
-	TLSInfo     = checkreport.TLSInfo
-	CertInfo    = checkreport.CertInfo
-	DANEInfo    = checkreport.DANEInfo
+	Address  = checkreport.Address
+	TLSInfo  = checkreport.TLSInfo
+	CertInfo = checkreport.CertInfo
+	DANEInfo = checkreport.DANEInfo
 )
 
 // Statuses of an address (checkreport.StatusOK, …).

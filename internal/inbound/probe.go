@@ -72,14 +72,12 @@ func (p *probe) run() {
 	defer conn.Close()
 
 	// Greeting (RFC 5321 §4.3.1: 220, or 554 for "no service").
-	t := time.Now()
-	r, err := conn.ReadReply(step)
-	p.a.Timings.Banner = ms(time.Since(t))
-	if err != nil {
-		p.ioFailure("waiting for the greeting", err)
+	code, text, ok := p.exchange(&p.a.Timings.Banner, "waiting for the greeting", func() (smtpclient.Reply, error) {
+		return conn.ReadReply(step)
+	})
+	if !ok {
 		return
 	}
-	code, text := r.Code, r.Text()
 	p.a.Banner = untrusted.Printable(strconv.Itoa(code)+" "+firstLine(text), maxBanner)
 	if code != 220 {
 		p.refusal("greeting", code, text)
@@ -87,14 +85,14 @@ func (p *probe) run() {
 	}
 
 	// EHLO (RFC 5321 §4.1.1.1); STARTTLS is an EHLO keyword (RFC 3207 §4).
-	t = time.Now()
-	r, ehlo, err := conn.Ehlo(step, o.HELO)
-	p.a.Timings.EHLO = ms(time.Since(t))
-	if err != nil {
-		p.ioFailure("waiting for the EHLO reply", err)
+	var ehlo smtpclient.EHLO
+	code, text, ok = p.exchange(&p.a.Timings.EHLO, "waiting for the EHLO reply", func() (r smtpclient.Reply, err error) {
+		r, ehlo, err = conn.Ehlo(step, o.HELO)
+		return r, err
+	})
+	if !ok {
 		return
 	}
-	code, text = r.Code, r.Text()
 	switch {
 	case code == 250:
 	case code == 500 || code == 502:
@@ -123,14 +121,12 @@ func (p *probe) run() {
 		return
 	}
 
-	t = time.Now()
-	r, err = conn.StartTLS(step)
-	p.a.Timings.STARTTLS = ms(time.Since(t))
-	if err != nil {
-		p.ioFailure("waiting for the STARTTLS reply", err)
+	code, text, ok = p.exchange(&p.a.Timings.STARTTLS, "waiting for the STARTTLS reply", func() (smtpclient.Reply, error) {
+		return conn.StartTLS(step)
+	})
+	if !ok {
 		return
 	}
-	code, text = r.Code, r.Text()
 	switch {
 	case code == 220:
 	case code == 421:
@@ -144,7 +140,7 @@ func (p *probe) run() {
 		return
 	}
 
-	t = time.Now()
+	t := time.Now()
 	cs, err := conn.Handshake(step, p.c.tlsConfig(p.host))
 	var cleartext *smtpclient.CleartextError
 	if errors.As(err, &cleartext) {
@@ -175,6 +171,21 @@ func (p *probe) run() {
 	// Say goodbye without waiting for the 221: one write, then
 	// close_notify (RFC 5321 §4.1.1.10 lets the client close after QUIT).
 	p.quit()
+}
+
+// exchange runs one step of the dialogue that ends in a reply (do),
+// records how long it took in *took (milliseconds, as the report's
+// timings_ms) and classifies a failure to get the reply (ioFailure); ok
+// is false when the probe ends there.
+func (p *probe) exchange(took *float64, step string, do func() (smtpclient.Reply, error)) (code int, text string, ok bool) {
+	start := time.Now()
+	r, err := do()
+	*took = ms(time.Since(start))
+	if err != nil {
+		p.ioFailure(step, err)
+		return 0, "", false
+	}
+	return r.Code, r.Text(), true
 }
 
 // deadlineHit records that the check's own deadline, not the server, ended

@@ -233,26 +233,22 @@ func phase(in Input) (Phase, string) {
 	return PhaseRotating, "STARTTLS is offered; the MX priorities rotate and your server is asked to retry until enough servers were tried."
 }
 
+// headlines are the headline of each policy the verdict can settle on.
+var headlines = map[verdict.Policy]Sentence{
+	verdict.PolicyDANEOnly:     {"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 (Postfix: dane-only)", VeryGood},
+	verdict.PolicyDANE:         {"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 where the receiver publishes TLSA records (Postfix: dane)", VeryGood},
+	verdict.PolicyDANEMTASTS:   {"Looks like your mail server uses RFC 7672 and RFC 8461 MTA-STS, with DANE deciding where both apply (Postfix: dane with an MTA-STS resolver)", VeryGood},
+	verdict.PolicyMTASTS:       {"Looks like your mail server uses RFC 8461 MTA-STS, not RFC 7672 DANE", Good},
+	verdict.PolicyVerify:       {"Looks like your mail server enforces encryption with certificates trusted by a CA (Postfix: verify), not RFC 7672 DANE", Good},
+	verdict.PolicyEncrypt:      {"Looks like your mail server enforces encryption but accepts any certificate (Postfix: encrypt): an attacker with a certificate of his own can read along", Weak},
+	verdict.PolicyMay:          {"Looks like your mail server encrypts only when the receiver offers STARTTLS (Postfix: may): an attacker who strips STARTTLS reads your mail", Bad},
+	verdict.PolicyNone:         {"Looks like your mail server never encrypts (Postfix: none)", VeryBad},
+	verdict.PolicyInconsistent: {"Your mail server's behaviour fits no policy of the table; see the connection history", Unknown},
+}
+
 func headline(v verdict.Verdict, final bool) Sentence {
-	switch v.Policy {
-	case verdict.PolicyDANEOnly:
-		return Sentence{"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 (Postfix: dane-only)", VeryGood}
-	case verdict.PolicyDANE:
-		return Sentence{"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 where the receiver publishes TLSA records (Postfix: dane)", VeryGood}
-	case verdict.PolicyDANEMTASTS:
-		return Sentence{"Looks like your mail server uses RFC 7672 and RFC 8461 MTA-STS, with DANE deciding where both apply (Postfix: dane with an MTA-STS resolver)", VeryGood}
-	case verdict.PolicyMTASTS:
-		return Sentence{"Looks like your mail server uses RFC 8461 MTA-STS, not RFC 7672 DANE", Good}
-	case verdict.PolicyVerify:
-		return Sentence{"Looks like your mail server enforces encryption with certificates trusted by a CA (Postfix: verify), not RFC 7672 DANE", Good}
-	case verdict.PolicyEncrypt:
-		return Sentence{"Looks like your mail server enforces encryption but accepts any certificate (Postfix: encrypt): an attacker with a certificate of his own can read along", Weak}
-	case verdict.PolicyMay:
-		return Sentence{"Looks like your mail server encrypts only when the receiver offers STARTTLS (Postfix: may): an attacker who strips STARTTLS reads your mail", Bad}
-	case verdict.PolicyNone:
-		return Sentence{"Looks like your mail server never encrypts (Postfix: none)", VeryBad}
-	case verdict.PolicyInconsistent:
-		return Sentence{"Your mail server's behaviour fits no policy of the table; see the connection history", Unknown}
+	if h, ok := headlines[v.Policy]; ok {
+		return h
 	}
 	if len(v.Candidates) > 0 && (final || v.Complete) {
 		return Sentence{"The test could not tell apart: " + joinCands(v.Candidates), Unknown}
@@ -329,14 +325,25 @@ func verbOf(name string) string {
 	return name
 }
 
+// factWording is what a settled fact says when its sentence has the one
+// form "yes", or "no: why": the sentence if the fact holds, if not, and
+// their ratings.
+var factWording = map[string]struct {
+	yes, no   string
+	good, bad Rating
+}{
+	verdict.FactValidatesPKIX:     {"It validates certificates (trusted CA and host name)", "It does not validate certificates", Good, Bad},
+	verdict.FactValidatesDANE:     {"It validates RFC 7672 DANE TLSA records", "It does not use RFC 7672 DANE", VeryGood, Bad},
+	verdict.FactAppliesMTASTS:     {"It applies the receiver's RFC 8461 MTA-STS policy", "It does not apply RFC 8461 MTA-STS", Good, Info},
+	verdict.FactRespectsRFC8461S2: {"MTA-STS does not override a failed DANE validation (RFC 8461 §2)", "MTA-STS overrides a failed DANE validation, against RFC 8461 §2", Good, Bad},
+	verdict.FactRetries:           {"It came back after the refused STARTTLS instead of giving up", "It did not retry after the refused STARTTLS", Good, Weak},
+	verdict.FactUsesIPv6:          {"It delivers over IPv6", "It does not deliver over IPv6", Info, Info},
+	verdict.FactSignsDKIM:         {"Your mails are DKIM-signed", "Your mails are not DKIM-signed", Good, Bad},
+	verdict.FactSignsARC:          {"Your mails carry an ARC seal", "Your mails carry no ARC seal", Info, Info},
+}
+
 func factSentence(f verdict.Fact, dane bool) Sentence {
 	why := redactText(f.Why)
-	pick := func(yes, no string, good, bad Rating) Sentence {
-		if f.Value {
-			return Sentence{yes, good}
-		}
-		return Sentence{no + ": " + why, bad}
-	}
 	switch f.Name {
 	case verdict.FactEnforcesEncryption:
 		if f.Value {
@@ -347,13 +354,6 @@ func factSentence(f verdict.Fact, dane bool) Sentence {
 		if !f.Value && dane {
 			return Sentence{"Certificates are checked by DANE, not by a CA: " + why, Info}
 		}
-		return pick("It validates certificates (trusted CA and host name)", "It does not validate certificates", Good, Bad)
-	case verdict.FactValidatesDANE:
-		return pick("It validates RFC 7672 DANE TLSA records", "It does not use RFC 7672 DANE", VeryGood, Bad)
-	case verdict.FactAppliesMTASTS:
-		return pick("It applies the receiver's RFC 8461 MTA-STS policy", "It does not apply RFC 8461 MTA-STS", Good, Info)
-	case verdict.FactRespectsRFC8461S2:
-		return pick("MTA-STS does not override a failed DANE validation (RFC 8461 §2)", "MTA-STS overrides a failed DANE validation, against RFC 8461 §2", Good, Bad)
 	case verdict.FactSendsSNI:
 		if f.Value {
 			return Sentence{"It sends SNI (the server name) in the TLS handshake", Info}
@@ -362,14 +362,12 @@ func factSentence(f verdict.Fact, dane bool) Sentence {
 			return Sentence{"It " + why, Bad}
 		}
 		return Sentence{"It sends no SNI in the TLS handshake", Info}
-	case verdict.FactRetries:
-		return pick("It came back after the refused STARTTLS instead of giving up", "It did not retry after the refused STARTTLS", Good, Weak)
-	case verdict.FactUsesIPv6:
-		return pick("It delivers over IPv6", "It does not deliver over IPv6", Info, Info)
-	case verdict.FactSignsDKIM:
-		return pick("Your mails are DKIM-signed", "Your mails are not DKIM-signed", Good, Bad)
-	case verdict.FactSignsARC:
-		return pick("Your mails carry an ARC seal", "Your mails carry no ARC seal", Info, Info)
+	}
+	if w, ok := factWording[f.Name]; ok {
+		if f.Value {
+			return Sentence{w.yes, w.good}
+		}
+		return Sentence{w.no + ": " + why, w.bad}
 	}
 	if f.Value {
 		return Sentence{f.Name + ": yes (" + why + ")", Info}

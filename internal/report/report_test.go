@@ -353,3 +353,86 @@ func TestStoredInbound(t *testing.T) {
 		})
 	}
 }
+
+func TestHeadline(t *testing.T) {
+	tests := []struct {
+		name string
+		v    verdict.Verdict
+		want Sentence
+	}{
+		{"dane-only", verdict.Verdict{Policy: verdict.PolicyDANEOnly}, Sentence{"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 (Postfix: dane-only)", VeryGood}},
+		{"mta-sts", verdict.Verdict{Policy: verdict.PolicyMTASTS}, Sentence{"Looks like your mail server uses RFC 8461 MTA-STS, not RFC 7672 DANE", Good}},
+		{"encrypt", verdict.Verdict{Policy: verdict.PolicyEncrypt}, Sentence{"Looks like your mail server enforces encryption but accepts any certificate (Postfix: encrypt): an attacker with a certificate of his own can read along", Weak}},
+		{"may", verdict.Verdict{Policy: verdict.PolicyMay}, Sentence{"Looks like your mail server encrypts only when the receiver offers STARTTLS (Postfix: may): an attacker who strips STARTTLS reads your mail", Bad}},
+		{"none", verdict.Verdict{Policy: verdict.PolicyNone}, Sentence{"Looks like your mail server never encrypts (Postfix: none)", VeryBad}},
+		{"inconsistent", verdict.Verdict{Policy: verdict.PolicyInconsistent}, Sentence{"Your mail server's behaviour fits no policy of the table; see the connection history", Unknown}},
+		{"undecided, final", verdict.Verdict{Policy: verdict.PolicyUnknown, Candidates: []verdict.Policy{verdict.PolicyVerify, verdict.PolicyMTASTS}},
+			Sentence{"The test could not tell apart: verify, mta-sts", Unknown}},
+		{"undecided, running", verdict.Verdict{Policy: verdict.PolicyUnknown, Candidates: []verdict.Policy{verdict.PolicyNone, verdict.PolicyMay}, Attempts: 1},
+			Sentence{"The test is still running; still possible: none, may", Unknown}},
+		{"nothing seen", verdict.Verdict{Policy: verdict.PolicyUnknown}, Sentence{"No connection from your mail server yet", Unknown}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			final := tc.name == "undecided, final"
+			if got := headline(tc.v, final); got != tc.want {
+				t.Errorf("headline = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	// Every policy the verdict can settle on has its own headline.
+	for _, p := range append(verdict.Candidates, verdict.PolicyInconsistent) {
+		if h := headline(verdict.Verdict{Policy: p}, true); h.Rating == Unknown && p != verdict.PolicyInconsistent {
+			t.Errorf("%s: no headline of its own: %+v", p, h)
+		}
+	}
+}
+
+func TestFactSentence(t *testing.T) {
+	tests := []struct {
+		name string
+		f    verdict.Fact
+		dane bool
+		want Sentence
+	}{
+		{"downgrade refused", verdict.Fact{Name: verdict.FactEnforcesEncryption, Value: true}, false,
+			Sentence{"Your mail server refused to send in plain text while STARTTLS was withheld (a simulated downgrade attack)", Good}},
+		{"downgrade accepted", verdict.Fact{Name: verdict.FactEnforcesEncryption, Why: "sent in plain text"}, false,
+			Sentence{"Your mail server sent in plain text while STARTTLS was withheld: a downgrade attack would succeed", Bad}},
+		{"PKIX, yes", verdict.Fact{Name: verdict.FactValidatesPKIX, Value: true}, true,
+			Sentence{"It validates certificates (trusted CA and host name)", Good}},
+		{"PKIX, no", verdict.Fact{Name: verdict.FactValidatesPKIX, Why: "delivered to persona 2"}, false,
+			Sentence{"It does not validate certificates: delivered to persona 2", Bad}},
+		{"PKIX, no, under DANE", verdict.Fact{Name: verdict.FactValidatesPKIX, Why: "delivered to persona 4"}, true,
+			Sentence{"Certificates are checked by DANE, not by a CA: delivered to persona 4", Info}},
+		{"DANE, yes", verdict.Fact{Name: verdict.FactValidatesDANE, Value: true}, false,
+			Sentence{"It validates RFC 7672 DANE TLSA records", VeryGood}},
+		{"MTA-STS, no", verdict.Fact{Name: verdict.FactAppliesMTASTS, Why: "no fetch"}, false,
+			Sentence{"It does not apply RFC 8461 MTA-STS: no fetch", Info}},
+		{"RFC 8461 §2, no", verdict.Fact{Name: verdict.FactRespectsRFC8461S2, Why: "persona 5"}, false,
+			Sentence{"MTA-STS overrides a failed DANE validation, against RFC 8461 §2: persona 5", Bad}},
+		{"retries, no", verdict.Fact{Name: verdict.FactRetries, Why: "gave up"}, false,
+			Sentence{"It did not retry after the refused STARTTLS: gave up", Weak}},
+		{"IPv6, yes", verdict.Fact{Name: verdict.FactUsesIPv6, Value: true}, false,
+			Sentence{"It delivers over IPv6", Info}},
+		{"DKIM, no", verdict.Fact{Name: verdict.FactSignsDKIM, Why: "no signature"}, false,
+			Sentence{"Your mails are not DKIM-signed: no signature", Bad}},
+		{"ARC, yes", verdict.Fact{Name: verdict.FactSignsARC, Value: true}, false,
+			Sentence{"Your mails carry an ARC seal", Info}},
+		{"SNI, yes", verdict.Fact{Name: verdict.FactSendsSNI, Value: true}, false,
+			Sentence{"It sends SNI (the server name) in the TLS handshake", Info}},
+		{"SNI, no, although it verifies", verdict.Fact{Name: verdict.FactSendsSNI, Why: "verifies certificates without SNI"}, false,
+			Sentence{"It verifies certificates without SNI", Bad}},
+		{"SNI, no", verdict.Fact{Name: verdict.FactSendsSNI, Why: "no SNI"}, false,
+			Sentence{"It sends no SNI in the TLS handshake", Info}},
+		{"a fact without wording", verdict.Fact{Name: "new_fact", Value: true, Why: "seen"}, false,
+			Sentence{"new_fact: yes (seen)", Info}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := factSentence(tc.f, tc.dane); got != tc.want {
+				t.Errorf("factSentence = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

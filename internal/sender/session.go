@@ -46,6 +46,20 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 	}
 	c := conn{Conn: sc, ctx: ctx}
 	defer c.Close()
+	// refused ends the session after a reply that refuses the whole
+	// transaction (to MAIL or DATA): a permanent one (5xx) bounces the
+	// recipients of the transaction, any other defers them (RFC 5321
+	// §4.2.1).
+	refused := func(command string, code int, text string, list []string) {
+		c.quit()
+		re := &ReplyError{Command: command, Code: code, Text: oneLine(code, text)}
+		if code >= 500 {
+			settle(list, Bounced, re.Text)
+			finish(OutcomeBounced, re.Text, re)
+		} else {
+			finish(OutcomeDeferred, re.Text, re)
+		}
+	}
 
 	// Greeting (RFC 5321 §4.2, §3.1). Only a 220 opens a session that
 	// counts against MaxSessions.
@@ -147,14 +161,7 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 		return
 	}
 	if code/100 != 2 {
-		c.quit()
-		re := &ReplyError{Command: "MAIL", Code: code, Text: oneLine(code, text)}
-		if code >= 500 {
-			settle(rcpts, Bounced, re.Text)
-			finish(OutcomeBounced, re.Text, re)
-		} else {
-			finish(OutcomeDeferred, re.Text, re)
-		}
+		refused("MAIL", code, text, rcpts)
 		return
 	}
 	var accepted []string
@@ -192,14 +199,7 @@ func (s *Sender) session(ctx context.Context, h MXHost, addr netip.Addr, p hostP
 		return
 	}
 	if code != 354 {
-		c.quit()
-		re := &ReplyError{Command: "DATA", Code: code, Text: oneLine(code, text)}
-		if code >= 500 {
-			settle(accepted, Bounced, re.Text)
-			finish(OutcomeBounced, re.Text, re)
-		} else {
-			finish(OutcomeDeferred, re.Text, re)
-		}
+		refused("DATA", code, text, accepted)
 		return
 	}
 	if err := c.WriteMessage(o.DataTimeout, msg.Data); err != nil {

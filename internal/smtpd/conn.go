@@ -54,6 +54,15 @@ type record struct {
 	rejected int
 }
 
+// setCloseReason records why the server ends the connection. The first
+// reason stays: it is the cause, what follows is its consequence. The
+// caller holds r.mu.
+func (r *record) setCloseReason(reason string) {
+	if reason != "" && r.closeReason == "" {
+		r.closeReason = reason
+	}
+}
+
 func (r *record) busy() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -191,8 +200,8 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 			r.tlsStarting = true
 		}
 		for _, e := range goSMTPEndings {
-			if bytes.HasPrefix(b, []byte(e.prefix)) && r.closeReason == "" {
-				r.closeReason = e.reason
+			if bytes.HasPrefix(b, []byte(e.prefix)) {
+				r.setCloseReason(e.reason)
 			}
 		}
 	case !r.tlsDone && !r.hsFailed && len(b) > 0 && '0' <= b[0] && b[0] <= '9':
@@ -206,14 +215,14 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 			r.dirty = true
 		}
 		r.mu.Unlock()
-		c.halfClose("")
+		c.halfClose()
 		return len(b), nil
 	}
 	closeAfter := c.closeAfterWrite
 	r.mu.Unlock()
 	n, err := c.Conn.Write(b)
 	if closeAfter {
-		c.halfClose("")
+		c.halfClose()
 	}
 	return n, err
 }
@@ -278,9 +287,7 @@ func readErrText(err error) string {
 func (c *trackedConn) abort(reason string) {
 	r := c.rec
 	r.mu.Lock()
-	if reason != "" && r.closeReason == "" {
-		r.closeReason = reason
-	}
+	r.setCloseReason(reason)
 	r.hardClosed = true
 	r.mu.Unlock()
 	_ = c.Conn.Close()
@@ -289,14 +296,12 @@ func (c *trackedConn) abort(reason string) {
 // halfClose ends the session from the server side after a final reply: it
 // sends FIN after the queued replies and makes further reads return EOF,
 // so go-smtp closes the connection; Close then lingers (closeGracefully).
-func (c *trackedConn) halfClose(reason string) {
-	r := c.rec
-	r.mu.Lock()
-	if reason != "" && r.closeReason == "" {
-		r.closeReason = reason
-	}
-	r.eof = true
-	r.mu.Unlock()
+// Why the session ends was recorded before the reply (setCloseAfterWrite,
+// or the failed handshake).
+func (c *trackedConn) halfClose() {
+	c.rec.mu.Lock()
+	c.rec.eof = true
+	c.rec.mu.Unlock()
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
@@ -326,9 +331,7 @@ func (c *trackedConn) setCloseAfterWrite(reason string) {
 	r := c.rec
 	r.mu.Lock()
 	c.closeAfterWrite = true
-	if r.closeReason == "" {
-		r.closeReason = reason
-	}
+	r.setCloseReason(reason)
 	r.mu.Unlock()
 }
 

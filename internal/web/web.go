@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/listen"
+	"github.com/mailsec/mailsec/internal/periodic"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/store"
@@ -182,20 +183,15 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 
 // RunPurge deletes expired tests every interval until ctx ends.
 func (s *Server) RunPurge(ctx context.Context, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		if n, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("web: retention purge", "err", err)
-		} else if n > 0 {
+	periodic.Run(ctx, every, s.log, "web: retention purge", func(ctx context.Context) error {
+		// What was deleted is said even when the round then failed.
+		n, err := s.Purge(ctx)
+		if n > 0 {
 			s.log.Info("web: retention purge", "deleted_tests", n)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+		return err
+	})
+	return nil
 }
 
 // Purge deletes the tests older than the retention period, with

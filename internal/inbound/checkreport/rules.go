@@ -335,36 +335,34 @@ func (e *evaluation) mtastsFindings() {
 
 func (e *evaluation) recordFindings() {
 	r := e.r
-	t := &r.TLSRPT
-	switch {
-	case !t.Present && t.Error == "":
-		e.add(CodeTLSRPTNone, "", "", "No TLS-RPT record (_smtp._tls TXT, RFC 8460 §3): senders cannot report TLS failures.")
-	case !t.Present:
-	case t.Valid:
+	if t := &r.TLSRPT; e.validRecord("TLS-RPT", t.Present, t.Valid, t.Error, CodeTLSRPTNone, CodeTLSRPTInvalid,
+		"No TLS-RPT record (_smtp._tls TXT, RFC 8460 §3): senders cannot report TLS failures.") {
 		e.add(CodeTLSRPTValid, "", "", "TLS-RPT reports go to %s.", strings.Join(t.RUA, ", "))
-	default:
-		e.add(CodeTLSRPTInvalid, "", "", "The TLS-RPT record is invalid: %s.", t.Error)
 	}
-	s := &r.SPF
-	switch {
-	case !s.Present && s.Error == "":
-		e.add(CodeSPFNone, "", "", "No SPF record (RFC 7208).")
-	case !s.Present:
-	case !s.Valid:
-		e.add(CodeSPFInvalid, "", "", "The SPF record is invalid: %s.", s.Error)
-	case s.Lookups > maxSPFLookups:
-		e.add(CodeSPFTooManyLookups, "", "", "The SPF record needs %d DNS look-ups; more than %d is a permanent error (RFC 7208 §4.6.4).", s.Lookups, maxSPFLookups)
-	default:
-		e.add(CodeSPFValid, "", "", "SPF record valid (%d DNS look-ups of at most %d): %s", s.Lookups, maxSPFLookups, s.Record)
+	if s := &r.SPF; e.validRecord("SPF", s.Present, s.Valid, s.Error, CodeSPFNone, CodeSPFInvalid, "No SPF record (RFC 7208).") {
+		if s.Lookups > maxSPFLookups {
+			e.add(CodeSPFTooManyLookups, "", "", "The SPF record needs %d DNS look-ups; more than %d is a permanent error (RFC 7208 §4.6.4).", s.Lookups, maxSPFLookups)
+		} else {
+			e.add(CodeSPFValid, "", "", "SPF record valid (%d DNS look-ups of at most %d): %s", s.Lookups, maxSPFLookups, s.Record)
+		}
 	}
-	d := &r.DMARC
-	switch {
-	case !d.Present && d.Error == "":
-		e.add(CodeDMARCNone, "", "", "No DMARC record (_dmarc TXT, RFC 7489 §6.1).")
-	case !d.Present:
-	case !d.Valid:
-		e.add(CodeDMARCInvalid, "", "", "The DMARC record is invalid: %s.", d.Error)
-	default:
+	if d := &r.DMARC; e.validRecord("DMARC", d.Present, d.Valid, d.Error, CodeDMARCNone, CodeDMARCInvalid, "No DMARC record (_dmarc TXT, RFC 7489 §6.1).") {
 		e.add(CodeDMARCValid, "", "", "DMARC policy p=%s.", d.Policy)
 	}
+}
+
+// validRecord tells whether one of the domain's TXT records (TLS-RPT,
+// SPF, DMARC) is there and valid, so that the caller adds what it says;
+// otherwise it adds the finding that the domain has none (code none,
+// text noneText) or that the record is invalid (code invalid, with the
+// parse error). A failed look-up (not present, with an error) gives no
+// finding: it is among the report's errors.
+func (e *evaluation) validRecord(name string, present, valid bool, errText, none, invalid, noneText string) bool {
+	switch {
+	case !present && errText == "":
+		e.add(none, "", "", "%s", noneText)
+	case present && !valid:
+		e.add(invalid, "", "", "The %s record is invalid: %s.", name, errText)
+	}
+	return present && valid
 }
