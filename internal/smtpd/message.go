@@ -13,6 +13,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // signatures lists the message's DKIM signatures (RFC 6376), verified, and
@@ -32,7 +33,7 @@ func (s *Server) signatures(msg []byte) []store.Signature {
 		case strings.EqualFold(name, "DKIM-Signature"):
 			tags := tagList(value)
 			dkimIdx = append(dkimIdx, len(sigs))
-			sigs = append(sigs, store.Signature{Type: "dkim", Domain: strings.ToLower(tags["d"]), Selector: tags["s"]})
+			sigs = append(sigs, store.Signature{Type: "dkim", Domain: signatureText(strings.ToLower(tags["d"])), Selector: signatureText(tags["s"])})
 		case strings.EqualFold(name, "ARC-Seal"):
 			i, _ := strconv.Atoi(tagList(value)["i"])
 			sigs = append(sigs, store.Signature{Type: "arc", Instance: i})
@@ -71,11 +72,18 @@ func (s *Server) signatures(msg []byte) []store.Signature {
 		case k < len(verifs):
 			sigs[at].Result = dkimResult(verifs[k].Err)
 			if sigs[at].Domain == "" {
-				sigs[at].Domain = strings.ToLower(verifs[k].Domain)
+				sigs[at].Domain = signatureText(strings.ToLower(verifs[k].Domain))
 			}
 		}
 	}
 	return sigs
+}
+
+// signatureText bounds a tag value for the store and the report: it is
+// the sender's text, which may be anything (a DKIM-Signature field is not
+// checked before it is recorded).
+func signatureText(s string) string {
+	return untrusted.Printable(s, maxSignatureText)
 }
 
 // verifyDKIM runs go-msgauth on hostile input. A panic there must not

@@ -140,6 +140,9 @@ const (
 	maxDKIMVerifications = 8
 	// maxRecordedSignatures bounds the signatures recorded per message.
 	maxRecordedSignatures = 32
+	// maxSignatureText bounds the d= and s= recorded of a signature: a
+	// domain name is at most 253 octets in text (RFC 1035 §2.3.4).
+	maxSignatureText = 253
 	// maxMailsPerConnection and the rejected-recipient limit (twice
 	// MaxRecipients, at least 10) bound the store work one connection can
 	// cause; past them the connection is answered 421 and closed.

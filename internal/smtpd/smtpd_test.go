@@ -737,6 +737,9 @@ func TestSignatures(t *testing.T) {
 			{Type: "dkim", Domain: "example.org", Selector: "sel1", Result: "permerror"}, {Type: "arc", Instance: 2}}},
 		{"key lookup timeout", "DKIM-Signature: v=1; a=rsa-sha256; d=x.example; s=slow; h=from; bh=x; b=y\r\nFrom: a@x.example\r\n\r\nbody\r\n", []store.Signature{
 			{Type: "dkim", Domain: "x.example", Selector: "slow", Result: "temperror"}}},
+		{"control characters and an over-long d=", "DKIM-Signature: v=1; d=A\x00b\x1b[2J; s=x\x7fy\r\nDKIM-Signature: v=1; d=" + strings.Repeat("a", 300) + "; s=" + strings.Repeat("s", 300) + "\r\n\r\nbody\r\n", []store.Signature{
+			{Type: "dkim", Domain: "a?b?[2j", Selector: "x?y", Result: "permerror"},
+			{Type: "dkim", Domain: strings.Repeat("a", maxSignatureText) + "…", Selector: strings.Repeat("s", maxSignatureText) + "…", Result: "permerror"}}},
 		{"body in the header only", "dkim-signature: v=1\n\nDKIM-Signature: v=1; d=late.example\n", []store.Signature{
 			{Type: "dkim", Result: "permerror"}}},
 	} {
