@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +68,9 @@ func (r *Resolver) validate(ctx context.Context, a *anchor, name string, qtype u
 	}
 	if err := verifySection(m.Ns, keys, a.zone, now); err != nil {
 		return fmt.Errorf("%w: authority: %v", ErrBogus, err)
+	}
+	if err := provenExpansions(m.Answer, m.Ns); err != nil {
+		return fmt.Errorf("%w: answer: %v", ErrBogus, err)
 	}
 	name = dns.CanonicalName(name)
 	hasAnswer := false
@@ -176,6 +180,31 @@ func verifySection(rrs []dns.RR, keys []*dns.DNSKEY, zone string, now time.Time)
 		}
 		if !ok {
 			return fmt.Errorf("%s/%s has no valid signature", k.name, dns.TypeToString[k.t])
+		}
+	}
+	return nil
+}
+
+// provenExpansions checks the RRsets signed as a wildcard's expansion
+// (the RRSIG has fewer labels than its owner name, RFC 4034 §3.1.3): one
+// is valid only with an NSEC, in the verified authority section, proving
+// that its owner name does not exist (RFC 4035 §5.3.4). Without that
+// check a signed wildcard record could be replayed as the data of any
+// name below the wildcard's parent, names that exist included. (With no
+// delegations below the anchor, the covering NSEC is the whole proof.)
+func provenExpansions(answer, auth []dns.RR) error {
+	for _, rr := range answer {
+		sig, ok := rr.(*dns.RRSIG)
+		if !ok {
+			continue
+		}
+		owner := dns.CanonicalName(sig.Hdr.Name)
+		if int(sig.Labels) >= dns.CountLabel(owner) {
+			continue
+		}
+		if !slices.ContainsFunc(nsecs(auth), func(n *dns.NSEC) bool { return covers(n, owner) }) {
+			return fmt.Errorf("%s/%s is a wildcard expansion without proof that the name does not exist",
+				owner, dns.TypeToString[sig.TypeCovered])
 		}
 	}
 	return nil
