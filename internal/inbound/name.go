@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/net/idna"
+
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // ErrBadDomain is wrapped by the error for an input that is not a domain
@@ -32,12 +34,11 @@ var lookupProfile = idna.New(
 // ErrBadDomain.
 func NormalizeDomain(input string) (string, error) {
 	s := strings.TrimSpace(input)
-	show := s
-	if len(show) > 80 {
-		show = show[:80] + "…"
-	}
+	show := untrusted.Truncate(s, 80)
 	fail := func(why string) (string, error) {
-		return "", fmt.Errorf("%w: %q: %s", ErrBadDomain, show, why)
+		// why may quote the input (the idna errors do): bounded too, so
+		// that the error a web page or API shows stays short.
+		return "", fmt.Errorf("%w: %q: %s", ErrBadDomain, show, untrusted.Printable(why, 120))
 	}
 	switch {
 	case s == "":

@@ -9,8 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/miekg/dns"
-
+	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -153,21 +152,15 @@ func (s *Server) delete(r *http.Request) (int, string) {
 	return http.StatusNoContent, ""
 }
 
-// checkDomain validates a domain typed by a user.
-func checkDomain(d string) (string, error) {
-	d = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-	if _, ok := dns.IsDomainName(d); !ok || d == "" || !strings.Contains(d, ".") || strings.ContainsAny(d, "@/ ") || len(d) > 253 {
-		return "", fmt.Errorf("%q is not a domain name", d)
-	}
-	return d, nil
-}
-
 // runCheck validates, rate-limits and runs one inbound check.
 func (s *Server) runCheck(r *http.Request, domain string) ([]byte, int, error) {
 	if s.o.Check == nil {
 		return nil, http.StatusServiceUnavailable, errors.New("the inbound check is not available on this service")
 	}
-	d, err := checkDomain(domain)
+	// The check's own normalisation (IDN to A-labels, case, one trailing
+	// dot), so that what the check would refuse is refused here as bad
+	// input (400), not reported as a failed check (502).
+	d, err := inbound.NormalizeDomain(domain)
 	if err != nil {
 		return nil, http.StatusBadRequest, err
 	}
