@@ -199,6 +199,26 @@ func sameRR(a, b dns.RR) bool {
 	return strings.EqualFold(a.String(), b.String())
 }
 
+// zoneQuestions are questions to the signed zone with every kind of
+// answer: data, a CNAME, the apex, NODATA, an empty non-terminal,
+// NXDOMAIN, wildcard expansions one and two labels deep, and the name
+// beside the wildcard.
+var zoneQuestions = []struct {
+	name  string
+	qtype uint16
+}{
+	{"mx.zone.example.", dns.TypeA},
+	{"_25._tcp.mx.zone.example.", dns.TypeTLSA},
+	{"zone.example.", dns.TypeMX},
+	{"www.zone.example.", dns.TypeA},
+	{"mx.zone.example.", dns.TypeMX},
+	{"b.zone.example.", dns.TypeTXT},
+	{"nope.zone.example.", dns.TypeTLSA},
+	{"y.w.zone.example.", dns.TypeTXT},
+	{"x.w.zone.example.", dns.TypeTXT},
+	{"deep.y.w.zone.example.", dns.TypeTXT},
+}
+
 // maxFuzzMessage bounds a fuzzed answer (a UDP answer is at most 1232
 // octets as the resolver asks; over TCP more, but size is no property).
 const maxFuzzMessage = 4 << 10
@@ -212,21 +232,7 @@ const maxFuzzMessage = 4 << 10
 // does not exist, and a type called absent is absent.
 func FuzzValidate(f *testing.F) {
 	z := newSignedZone(f)
-	for _, q := range []struct {
-		name  string
-		qtype uint16
-	}{
-		{"mx.zone.example.", dns.TypeA},
-		{"_25._tcp.mx.zone.example.", dns.TypeTLSA},
-		{"zone.example.", dns.TypeMX},
-		{"www.zone.example.", dns.TypeA},
-		{"mx.zone.example.", dns.TypeMX},
-		{"b.zone.example.", dns.TypeTXT},
-		{"nope.zone.example.", dns.TypeTLSA},
-		{"y.w.zone.example.", dns.TypeTXT},
-		{"x.w.zone.example.", dns.TypeTXT},
-		{"deep.y.w.zone.example.", dns.TypeTXT},
-	} {
+	for _, q := range zoneQuestions {
 		wire, err := z.answer(q.name, q.qtype).Pack()
 		if err != nil {
 			f.Fatal(err)
@@ -299,20 +305,7 @@ func TestValidateSignedZone(t *testing.T) {
 	z := newSignedZone(t)
 	a := &anchor{zone: fuzzZone, ds: z.key.ToDS(dns.SHA256), keys: []*dns.DNSKEY{z.key}, exp: fuzzNow.Add(time.Hour)}
 	r := &Resolver{}
-	for _, tc := range []struct {
-		name  string
-		qtype uint16
-	}{
-		{"mx.zone.example.", dns.TypeA},
-		{"_25._tcp.mx.zone.example.", dns.TypeTLSA},
-		{"www.zone.example.", dns.TypeA},
-		{"mx.zone.example.", dns.TypeMX},
-		{"b.zone.example.", dns.TypeTXT},
-		{"nope.zone.example.", dns.TypeTLSA},
-		{"y.w.zone.example.", dns.TypeTXT},
-		{"x.w.zone.example.", dns.TypeTXT},
-		{"deep.y.w.zone.example.", dns.TypeTXT},
-	} {
+	for _, tc := range zoneQuestions {
 		m := z.answer(tc.name, tc.qtype)
 		if err := r.validate(context.Background(), a, tc.name, tc.qtype, m, fuzzNow); err != nil {
 			t.Errorf("%s %s: %v\n%v", tc.name, dns.TypeToString[tc.qtype], err, m)
