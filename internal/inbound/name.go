@@ -34,7 +34,9 @@ var lookupProfile = idna.New(
 // ErrBadDomain.
 func NormalizeDomain(input string) (string, error) {
 	s := strings.TrimSpace(input)
-	show := untrusted.Truncate(s, 80)
+	// The input quoted in the error is bounded and printable (%q alone
+	// would turn 80 bytes of garbage into 320 characters).
+	show := untrusted.Printable(s, 60)
 	fail := func(why string) (string, error) {
 		// why may quote the input (the idna errors do): bounded too, so
 		// that the error a web page or API shows stays short.
