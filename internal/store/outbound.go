@@ -189,6 +189,11 @@ func (s *Store) ClientWindowStart(ctx context.Context, client string, now time.T
 	if err != nil {
 		return time.Time{}, fmt.Errorf("store: %s: %w", what, err)
 	}
+	// Read first: a known client (every connection after its window asks)
+	// costs no write.
+	if start, err := s.clientWindowStart(ctx, client); !errors.Is(err, ErrNotFound) {
+		return start, err
+	}
 	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO smtp_clients (client, first_seen_ns, window_start_ns) VALUES (?, ?, ?)
     ON CONFLICT (client) DO NOTHING`), client, ns, ns); err != nil {
 		return time.Time{}, fmt.Errorf("store: %s: %w", what, err)
