@@ -28,8 +28,14 @@ type episodeService struct {
 	roots *x509.CertPool
 }
 
-func startEpisodeService(t *testing.T, prefixV4 int) *episodeService {
+// startEpisodeService starts the service with clients of prefixV4 bits, or
+// skips the test in -short mode (it takes about the given time). The
+// context bounds the test's senders.
+func startEpisodeService(t *testing.T, prefixV4 int, takes string) (*episodeService, context.Context) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the service and real senders (" + takes + ")")
+	}
 	cfg, err := demoConfig(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -55,22 +61,27 @@ func startEpisodeService(t *testing.T, prefixV4 int) *episodeService {
 	if !roots.AppendCertsFromPEM(run.Certs.RootsPEM()) {
 		t.Fatal("no local CA root")
 	}
-	return &episodeService{run: run, cfg: cfg, dns: res.WithTrustAnchors(run.Zones.KeyA.DS(), run.Zones.KeyB.DS()), roots: roots}
+	sendCtx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return &episodeService{run: run, cfg: cfg, dns: res.WithTrustAnchors(run.Zones.KeyA.DS(), run.Zones.KeyB.DS()), roots: roots}, sendCtx
 }
 
 // send runs one test of the reference sender ref from src (its queue to A
-// and B until delivered or given up) and returns the result.
-func (s *episodeService) send(ctx context.Context, t *testing.T, ref Reference, src netip.Addr) Result {
+// and B until delivered or given up) and returns the result; false (the
+// failure reported) if no test was made. The helpers of these tests run in
+// the senders' goroutines too, so they report with Errorf, not Fatalf.
+func (s *episodeService) send(ctx context.Context, t *testing.T, ref Reference, src netip.Addr) (Result, bool) {
 	t.Helper()
 	r := runReference(ctx, s.run, s.cfg, ref, src, s.dns, s.roots, slog.New(slog.DiscardHandler))
 	if r.Test == "" {
-		t.Fatalf("%s from %s: no test: %s", ref.Name, src, r.Why)
+		t.Errorf("%s from %s: no test: %s", ref.Name, src, r.Why)
+		return r, false
 	}
-	return r
+	return r, true
 }
 
 // waitFinal polls until the finaliser has frozen the test's verdict and
-// returns it.
+// returns it ("" and the failure reported if it was not frozen in time).
 func (s *episodeService) waitFinal(t *testing.T, id string) verdict.Policy {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -79,12 +90,13 @@ func (s *episodeService) waitFinal(t *testing.T, id string) verdict.Policy {
 		if err == nil {
 			var v verdict.Verdict
 			if err := json.Unmarshal(res.Verdict, &v); err != nil {
-				t.Fatalf("test %s: frozen verdict: %v", id, err)
+				t.Errorf("test %s: frozen verdict: %v", id, err)
 			}
 			return v.Policy
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("test %s: not final after 60 s: %v", id, err)
+			t.Errorf("test %s: not final after 60 s: %v", id, err)
+			return ""
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -94,7 +106,7 @@ func (s *episodeService) conns(t *testing.T, f store.ConnectionFilter) []store.S
 	t.Helper()
 	cs, err := s.run.Store.Connections(t.Context(), f)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("connections: %v", err)
 	}
 	return cs
 }
@@ -117,19 +129,17 @@ func reference(t *testing.T, name string) Reference {
 // plain text (may) and one that refuses it (encrypt), whose verdicts only
 // the window tells apart.
 func TestRetestGetsItsOwnWindow(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the service and two tests per sender one after the other (about 40 s)")
-	}
-	s := startEpisodeService(t, 32)
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
+	s, ctx := startEpisodeService(t, 32, "two tests per sender one after the other: about 40 s")
 	var wg sync.WaitGroup
 	for i, name := range []string{"may", "encrypt"} {
 		ref := reference(t, name)
 		src := netip.AddrFrom4([4]byte{127, 0, 0, byte(60 + i)})
 		wg.Go(func() {
 			for n := 1; n <= 2; n++ {
-				r := s.send(ctx, t, ref, src)
+				r, ok := s.send(ctx, t, ref, src)
+				if !ok {
+					return
+				}
 				cs := s.conns(t, store.ConnectionFilter{TestID: r.Test})
 				if len(cs) == 0 {
 					t.Errorf("%s test %d: no connection recorded", name, n)
@@ -155,15 +165,14 @@ func TestRetestGetsItsOwnWindow(t *testing.T) {
 // reopened mid-episode, so test 1's sender keeps seeing STARTTLS and gets
 // its verdict, and test 2 is offered STARTTLS from its first connection.
 func TestConcurrentTestKeepsEpisode(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs the service and two senders (about 20 s)")
-	}
-	s := startEpisodeService(t, 24)
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
+	s, ctx := startEpisodeService(t, 24, "two senders at once: about 10 s")
 	src1, src2 := netip.MustParseAddr("127.0.0.70"), netip.MustParseAddr("127.0.0.71")
+	encrypt, may := reference(t, "encrypt"), reference(t, "may")
 	first := make(chan Result, 1)
-	go func() { first <- s.send(ctx, t, reference(t, "encrypt"), src1) }()
+	go func() {
+		r, _ := s.send(ctx, t, encrypt, src1)
+		first <- r
+	}()
 
 	// Wait until test 1 has a connection tied to it after its window
 	// (STARTTLS offered): the episode is past its window and test 1 open.
@@ -183,7 +192,7 @@ func TestConcurrentTestKeepsEpisode(t *testing.T) {
 	if tt, err := s.run.Store.Test(t.Context(), test1); err != nil || tt.State == store.TestFinal {
 		t.Fatalf("test 1 (%s) final before test 2 started (%v): nothing concurrent to check", test1, err)
 	}
-	r2 := s.send(ctx, t, reference(t, "may"), src2)
+	r2, _ := s.send(ctx, t, may, src2)
 	r1 := <-first
 
 	for _, c := range s.conns(t, store.ConnectionFilter{ClientAddr: src2}) {
