@@ -294,8 +294,12 @@ type DNSSEC struct {
 // seconds. Production defaults follow the seed.
 type Timing struct {
 	// DowngradeWindow: STARTTLS is not offered to a client for this long
-	// after its first connection.
+	// after the first connection of each of its test episodes.
 	DowngradeWindow Duration `toml:"downgrade_window"`
+	// EpisodeQuiet: a client past its window, with no open test, that made
+	// no connection for this long starts a new test episode (a new
+	// downgrade window) at its next connection (docs/smtp.md).
+	EpisodeQuiet Duration `toml:"episode_quiet"`
 	// MXRotation: the MX priority order of zone A changes this often.
 	MXRotation Duration `toml:"mx_rotation"`
 	// AckAfter: personas 4–6 hit for this long settle the acknowledgement.
@@ -356,6 +360,7 @@ func Default() Config {
 			CacheTTL: Duration{time.Hour}, ParallelChecks: 2},
 		Timing: Timing{
 			DowngradeWindow:    Duration{3 * time.Minute},
+			EpisodeQuiet:       Duration{10 * time.Minute},
 			MXRotation:         Duration{5 * time.Minute},
 			AckAfter:           Duration{10 * time.Minute},
 			SMTPCommandTimeout: Duration{5 * time.Minute},
@@ -533,6 +538,7 @@ func (c *Config) Validate() error {
 	}
 
 	positive("timing.downgrade_window", c.Timing.DowngradeWindow, 0)
+	positive("timing.episode_quiet", c.Timing.EpisodeQuiet, time.Second)
 	positive("timing.mx_rotation", c.Timing.MXRotation, time.Second)
 	positive("timing.ack_after", c.Timing.AckAfter, 0)
 	positive("timing.smtp_command_timeout", c.Timing.SMTPCommandTimeout, time.Second)

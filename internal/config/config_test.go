@@ -14,7 +14,8 @@ func TestDefaultsAreValid(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("defaults invalid: %v", err)
 	}
-	if cfg.Timing.DowngradeWindow.Duration != 3*time.Minute || cfg.Timing.MXRotation.Duration != 5*time.Minute {
+	if cfg.Timing.DowngradeWindow.Duration != 3*time.Minute || cfg.Timing.MXRotation.Duration != 5*time.Minute ||
+		cfg.Timing.EpisodeQuiet.Duration != 10*time.Minute {
 		t.Fatal("DESIGN.md §3 defaults changed")
 	}
 }
@@ -27,6 +28,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"unknown section", "[smpt]\nx = 1", "unknown key smpt"},
 		{"bad duration", "[timing]\nmx_rotation = \"5 minutes\"", "not a duration"},
 		{"too short", "[timing]\nmx_rotation = \"100ms\"", "timing.mx_rotation"},
+		{"episode quiet zero", "[timing]\nepisode_quiet = \"0s\"", "timing.episode_quiet: 0s is too short"},
 		{"bad address", "[zones]\nmx_addresses = [\"mx.example\"]", "zones.mx_addresses: \"mx.example\" is not an IP address"},
 		{"no mx address", "[zones]\nmx_addresses = []", "zones.mx_addresses: needs at least one address"},
 		{"bad listen", "[dns]\nlisten = [\"localhost:53\"]", "dns.listen"},

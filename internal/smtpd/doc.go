@@ -22,11 +22,15 @@
 //
 // # Downgrade window
 //
-// For the first minutes of a client (timing.downgrade_window from its first
-// connection) STARTTLS is not offered at all, simulating an attacker who
-// strips it (RFC 3207 §6). A "client" is an address prefix (a /24 or /48 by
-// default): a provider's MTAs share a network, and the window must not
-// start afresh for each of them. go-smtp offers STARTTLS per server, so one
+// For the first minutes of each test episode of a client
+// (timing.downgrade_window from the episode's first connection) STARTTLS is
+// not offered at all, simulating an attacker who strips it (RFC 3207 §6). A
+// "client" is an address prefix (a /24 or /48 by default): a provider's MTAs
+// share a network, and the window must not start afresh for each of them.
+// A client past its window starts a new episode when it has no open test
+// and its connections since the window all belong to final tests, or it has
+// been quiet for timing.episode_quiet (newEpisode; docs/smtp.md), so a
+// sender's retest is tested with a window again. go-smtp offers STARTTLS per server, so one
 // accept loop hands each connection to one of two smtp.Servers, with and
 // without a TLS configuration, through in-memory listeners.
 //

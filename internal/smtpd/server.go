@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -52,9 +53,14 @@ type Options struct {
 	Store *store.Store
 
 	// DowngradeWindow: STARTTLS is not offered to a client for this long
-	// after its first connection (timing.downgrade_window). 0 disables the
-	// window.
+	// after the first connection of each of its test episodes
+	// (timing.downgrade_window). 0 disables the window.
 	DowngradeWindow time.Duration
+	// EpisodeQuiet: a client whose window is over, that has no open test
+	// and has made no connection for this long starts a new episode at its
+	// next connection, even with connections that belong to no test
+	// (timing.episode_quiet; docs/smtp.md); 0 means 10m.
+	EpisodeQuiet time.Duration
 	// AckAfter is timing.ack_after, passed to verdict.Acknowledge.
 	AckAfter time.Duration
 	// Evidence are the rules of a test's evidence, shared with the
@@ -134,6 +140,7 @@ const (
 	defaultPrefixV4       = 24
 	defaultPrefixV6       = 48
 	defaultDKIMTimeout    = 10 * time.Second
+	defaultEpisodeQuiet   = 10 * time.Minute
 
 	// maxDKIMVerifications bounds the signatures verified per message
 	// (each costs a key lookup and a body hash).
@@ -148,8 +155,8 @@ const (
 	// cause; past them the connection is answered 421 and closed.
 	maxMailsPerConnection = 50
 	minRejectedRecipients = 10
-	// firstSeenCacheSize bounds the cache of downgrade-window start times.
-	firstSeenCacheSize = 100000
+	// windowStartCacheSize bounds the cache of downgrade-window start times.
+	windowStartCacheSize = 100000
 )
 
 // Server runs the SMTP personas. Create it with New and run it with Serve.
@@ -176,17 +183,18 @@ type Server struct {
 	// Serve.
 	recorder *store.ConnectionRecorder
 
-	clients    clientTable
-	firstSeen  firstSeenCache
-	fixedMu    sync.Mutex             // serializes find-or-create of fixed-address tests
-	panics     atomic.Int64           // recovered panics in this package's code
-	lastPanic  atomic.Pointer[string] // the last of them, with its stack
-	libPanics  atomic.Int64           // recovered panics inside go-smtp
-	serving    atomic.Bool
-	activeMu   sync.Mutex
-	active     map[*trackedConn]struct{}
-	activeWG   sync.WaitGroup
-	shutdownCh chan struct{} // closed when Serve starts shutting down
+	clients      clientTable
+	windowStarts windowStartCache
+	episodeLocks keyLocks
+	fixedMu      sync.Mutex             // serializes find-or-create of fixed-address tests
+	panics       atomic.Int64           // recovered panics in this package's code
+	lastPanic    atomic.Pointer[string] // the last of them, with its stack
+	libPanics    atomic.Int64           // recovered panics inside go-smtp
+	serving      atomic.Bool
+	activeMu     sync.Mutex
+	active       map[*trackedConn]struct{}
+	activeWG     sync.WaitGroup
+	shutdownCh   chan struct{} // closed when Serve starts shutting down
 }
 
 // New checks opts and returns a server.
@@ -224,6 +232,7 @@ func New(opts Options) (*Server, error) {
 	setDefault(&o.ShutdownGrace, defaultShutdownGrace)
 	setDefault(&o.StoreTimeout, defaultStoreTimeout)
 	setDefault(&o.DKIMTimeout, defaultDKIMTimeout)
+	setDefault(&o.EpisodeQuiet, defaultEpisodeQuiet)
 	setDefault(&o.MaxMessageBytes, defaultMaxMessage)
 	setDefault(&o.MaxRecipients, defaultMaxRecipients)
 	setDefault(&o.MaxLineLength, defaultMaxLineLength)
@@ -283,7 +292,7 @@ func New(opts Options) (*Server, error) {
 		s.locals[a.Unmap()] = n
 	}
 	s.clients = clientTable{n: map[string]int{}}
-	s.firstSeen = firstSeenCache{m: map[string]time.Time{}}
+	s.windowStarts = windowStartCache{m: map[string]time.Time{}}
 	s.tlsConfig = &tls.Config{
 		GetConfigForClient: s.configForClient,
 		// Observe old senders too: what they negotiate is evidence.
@@ -482,13 +491,13 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 	tc.acquired = true
 
 	if !s.opts.AcceptAll && s.opts.DowngradeWindow > 0 {
-		first, err := s.clientFirstSeen(key, now)
+		start, err := s.windowStart(key, now)
 		if err != nil {
 			log.Error("smtp: downgrade window", "err", err)
 			s.refuseUnrecorded(tc, "421 4.3.0 temporary failure, try again later")
 			return
 		}
-		rec.inWindow = now.Before(first.Add(s.opts.DowngradeWindow))
+		rec.inWindow = now.Before(start.Add(s.opts.DowngradeWindow))
 	}
 	rec.c.STARTTLSOffered = !rec.inWindow
 	if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
@@ -539,23 +548,67 @@ func (s *Server) storeOp(f func(ctx context.Context) error) error {
 	return f(ctx)
 }
 
-// clientFirstSeen returns the start of the client's downgrade window. The
-// stored time never changes once written, so it is cached.
-func (s *Server) clientFirstSeen(key string, now time.Time) (time.Time, error) {
-	if t, ok := s.firstSeen.get(key); ok {
-		return t, nil
+// windowStart returns the start of the client's downgrade window, starting
+// a new episode of the client at now if its last one is over
+// (newEpisode). While a window runs its start cannot move (an episode
+// ends only after its window), so a cached start inside its window is
+// answered from memory; after the window every connection asks the store,
+// where every node sees the same facts.
+func (s *Server) windowStart(key string, now time.Time) (time.Time, error) {
+	if w, ok := s.windowStarts.get(key); ok && now.Before(w.Add(s.opts.DowngradeWindow)) {
+		return w, nil
 	}
-	var first time.Time
+	// Connections of one client accepted at once decide one after the
+	// other, so that all of them see the restart one of them makes.
+	mu := s.episodeLocks.of(key)
+	mu.Lock()
+	defer mu.Unlock()
+	var w time.Time
 	err := s.storeOp(func(ctx context.Context) error {
 		var err error
-		first, err = s.opts.Store.ClientFirstSeen(ctx, key, now)
-		return err
+		if w, err = s.opts.Store.ClientWindowStart(ctx, key, now); err != nil {
+			return err
+		}
+		if now.Before(w.Add(s.opts.DowngradeWindow)) {
+			return nil
+		}
+		ep, err := s.opts.Store.ClientEpisodeSince(ctx, key, w)
+		if err != nil {
+			return err
+		}
+		if !newEpisode(ep, now, s.opts.EpisodeQuiet) {
+			return nil
+		}
+		from := w
+		if w, err = s.opts.Store.RestartClientWindow(ctx, key, from, now); err != nil {
+			return err
+		}
+		s.log.Info("smtp: new test episode: downgrade window restarted", "client", key, "previous", from)
+		return nil
 	})
 	if err != nil {
 		return time.Time{}, err
 	}
-	s.firstSeen.put(key, first)
-	return first, nil
+	s.windowStarts.put(key, w)
+	return w, nil
+}
+
+// newEpisode tells whether a client whose window is over starts a new test
+// episode at now: its window restarts. The client must have been offered
+// STARTTLS in this episode (else a sender that refuses plain text and
+// retries slowly would see only windows), no test of its connections since
+// the window started may be open, and either every such connection belongs
+// to a test (all of them final: the client's tests are done) or the client
+// has been quiet for at least quiet (what it left untied, such as aborted
+// attempts of a pool's other MTAs, is over).
+func newEpisode(ep store.ClientEpisode, now time.Time, quiet time.Duration) bool {
+	switch {
+	case !ep.Offered, ep.OpenTest:
+		return false
+	case !ep.Untied:
+		return true
+	}
+	return now.Sub(ep.LastStart) >= quiet
 }
 
 // clientKey is the downgrade-window client of addr: its prefix of
@@ -632,27 +685,38 @@ func (t *clientTable) releaseGlobal(limit int) {
 	t.total--
 }
 
-// firstSeenCache holds downgrade-window start times; it forgets everything
+// windowStartCache holds downgrade-window start times; it forgets everything
 // when full (the store keeps the truth).
-type firstSeenCache struct {
+type windowStartCache struct {
 	mu sync.Mutex
 	m  map[string]time.Time
 }
 
-func (c *firstSeenCache) get(key string) (time.Time, bool) {
+func (c *windowStartCache) get(key string) (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t, ok := c.m[key]
 	return t, ok
 }
 
-func (c *firstSeenCache) put(key string, t time.Time) {
+func (c *windowStartCache) put(key string, t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.m) >= firstSeenCacheSize {
+	if len(c.m) >= windowStartCacheSize {
 		clear(c.m)
 	}
 	c.m[key] = t
+}
+
+// keyLocks is a fixed set of mutexes a key is hashed to: one key always
+// gets the same mutex, different keys rarely wait for each other, and the
+// memory does not grow with the number of clients.
+type keyLocks [64]sync.Mutex
+
+func (l *keyLocks) of(key string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return &l[h.Sum32()%uint32(len(l))]
 }
 
 // chanListener is a net.Listener fed through a channel: the accept loop

@@ -174,28 +174,110 @@ WHERE id = ?`),
 		t.ID)
 }
 
-// ClientFirstSeen returns when the downgrade-window client (an address
-// prefix in text form) was first seen, recording now as that time if it is
-// new. The first writer wins, also between several processes or nodes:
-// INSERT ... ON CONFLICT DO NOTHING followed by a SELECT (portable to
-// PostgreSQL). The answer never changes once given, so callers may cache it.
-func (s *Store) ClientFirstSeen(ctx context.Context, client string, now time.Time) (time.Time, error) {
+// ClientWindowStart returns the start of the downgrade window of the
+// client (an address prefix in text form) in its current episode. A client
+// never seen before is recorded with now as its first connection and as its
+// window start; the first writer wins, also between several processes or
+// nodes: INSERT ... ON CONFLICT DO NOTHING followed by a SELECT (portable to
+// PostgreSQL). The start moves only through RestartClientWindow.
+func (s *Store) ClientWindowStart(ctx context.Context, client string, now time.Time) (time.Time, error) {
+	what := "client window start " + client
 	if client == "" {
-		return time.Time{}, errors.New("store: client first seen: empty client")
+		return time.Time{}, errors.New("store: client window start: empty client")
 	}
 	ns, err := timeToNanos(now)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("store: client first seen %s: %w", client, err)
+		return time.Time{}, fmt.Errorf("store: %s: %w", what, err)
 	}
-	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO smtp_clients (client, first_seen_ns) VALUES (?, ?)
-    ON CONFLICT (client) DO NOTHING`), client, ns); err != nil {
-		return time.Time{}, fmt.Errorf("store: client first seen %s: %w", client, err)
+	// Read first: a known client (every connection after its window asks)
+	// costs no write.
+	if start, err := s.clientWindowStart(ctx, client); !errors.Is(err, ErrNotFound) {
+		return start, err
 	}
-	var first int64
-	if err := s.db.QueryRowContext(ctx, s.q(`SELECT first_seen_ns FROM smtp_clients WHERE client = ?`), client).Scan(&first); err != nil {
-		return time.Time{}, fmt.Errorf("store: client first seen %s: %w", client, err)
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO smtp_clients (client, first_seen_ns, window_start_ns) VALUES (?, ?, ?)
+    ON CONFLICT (client) DO NOTHING`), client, ns, ns); err != nil {
+		return time.Time{}, fmt.Errorf("store: %s: %w", what, err)
 	}
-	return nanosToTime(first), nil
+	return s.clientWindowStart(ctx, client)
+}
+
+func (s *Store) clientWindowStart(ctx context.Context, client string) (time.Time, error) {
+	ns, err := queryOne(ctx, s.db, "client window start "+client, scanValue[int64],
+		s.q(`SELECT window_start_ns FROM smtp_clients WHERE client = ?`), client)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return nanosToTime(ns), nil
+}
+
+// RestartClientWindow starts a new episode of the client at now, if its
+// window still starts at from, and returns the window start the store holds
+// afterwards. It is a compare-and-swap: of several connections (on one node
+// or several) that decide at once that the client's episode is over, one
+// restarts the window and the others read that start, so they all share the
+// new window.
+func (s *Store) RestartClientWindow(ctx context.Context, client string, from, now time.Time) (time.Time, error) {
+	what := "restart client window " + client
+	fromNS, err := timeToNanos(from)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: %s: %w", what, err)
+	}
+	nowNS, err := timeToNanos(now)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: %s: %w", what, err)
+	}
+	if _, err := s.db.ExecContext(ctx, s.q(`UPDATE smtp_clients SET window_start_ns = ? WHERE client = ? AND window_start_ns = ?`),
+		nowNS, client, fromNS); err != nil {
+		return time.Time{}, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return s.clientWindowStart(ctx, client)
+}
+
+// ClientEpisode is what the store knows of a client's connections since
+// its window started: the facts the rule of a new episode reads
+// (docs/smtp.md). All of it is in the store, so every node decides alike.
+type ClientEpisode struct {
+	// LastStart is the start of the client's newest connection (zero if it
+	// has none).
+	LastStart time.Time
+	// Offered: a connection since the window start was offered STARTTLS
+	// (the client has been past the window in this episode).
+	Offered bool
+	// Untied: a connection since the window start belongs to no test (yet).
+	Untied bool
+	// OpenTest: a connection since the window start belongs to a test that
+	// is not final.
+	OpenTest bool
+}
+
+// ClientEpisodeSince returns the facts of the client's connections that
+// started at or after since (its window start). The lookups use the index
+// on (client_key, started_ns); each EXISTS stops at its first row.
+func (s *Store) ClientEpisodeSince(ctx context.Context, client string, since time.Time) (ClientEpisode, error) {
+	what := "client episode " + client
+	sinceNS, err := timeToNanos(since)
+	if err != nil {
+		return ClientEpisode{}, fmt.Errorf("store: %s: %w", what, err)
+	}
+	const conns = `SELECT 1 FROM smtp_connections c WHERE c.client_key = ? AND c.started_ns >= ?`
+	return queryOne(ctx, s.db, what, func(row rowScanner) (ClientEpisode, error) {
+		var (
+			e                        ClientEpisode
+			last                     int64
+			offered, untied, openTst int64
+		)
+		if err := row.Scan(&last, &offered, &untied, &openTst); err != nil {
+			return e, err
+		}
+		e.LastStart = optNanosToTime(last)
+		e.Offered, e.Untied, e.OpenTest = offered != 0, untied != 0, openTst != 0
+		return e, nil
+	}, s.q(`SELECT
+    COALESCE((SELECT MAX(started_ns) FROM smtp_connections WHERE client_key = ?), 0),
+    EXISTS (`+conns+` AND c.starttls_offered = 1),
+    EXISTS (`+conns+` AND c.test_id = ''),
+    EXISTS (`+conns+` AND EXISTS (SELECT 1 FROM tests t WHERE t.id = c.test_id AND t.state <> ?))`),
+		client, client, sinceNS, client, sinceNS, client, sinceNS, TestFinal)
 }
 
 // connRow is an SMTPConnection in its stored form.

@@ -108,7 +108,7 @@ func TestTestsRoundTripAndErrors(t *testing.T) {
 	}
 }
 
-func TestClientFirstSeen(t *testing.T) {
+func TestClientWindowStart(t *testing.T) {
 	s := openTestStore(t)
 	ctx := t.Context()
 	t0 := testEpoch()
@@ -122,16 +122,110 @@ func TestClientFirstSeen(t *testing.T) {
 		{"2001:db8::/48", t0.Add(time.Hour), t0.Add(time.Hour)},
 		{"192.0.2.0/24", t0.Add(-time.Minute), t0}, // even an earlier clock does not move it
 	} {
-		got, err := s.ClientFirstSeen(ctx, tc.client, tc.now)
+		got, err := s.ClientWindowStart(ctx, tc.client, tc.now)
 		if err != nil {
-			t.Fatalf("ClientFirstSeen(%s): %v", tc.client, err)
+			t.Fatalf("ClientWindowStart(%s): %v", tc.client, err)
 		}
 		if !got.Equal(tc.want) {
-			t.Errorf("ClientFirstSeen(%s, %v) = %v, want %v", tc.client, tc.now, got, tc.want)
+			t.Errorf("ClientWindowStart(%s, %v) = %v, want %v", tc.client, tc.now, got, tc.want)
 		}
 	}
-	if _, err := s.ClientFirstSeen(ctx, "", t0); err == nil {
-		t.Error("ClientFirstSeen(\"\") succeeded")
+	if _, err := s.ClientWindowStart(ctx, "", t0); err == nil {
+		t.Error("ClientWindowStart(\"\") succeeded")
+	}
+}
+
+// TestRestartClientWindow: the restart is a compare-and-swap, so of two
+// deciders that read the same start only the first moves it, and both end
+// up with the new start.
+func TestRestartClientWindow(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	t0 := testEpoch()
+	const client = "192.0.2.0/24"
+	if _, err := s.ClientWindowStart(ctx, client, t0); err != nil {
+		t.Fatal(err)
+	}
+	t1, t2 := t0.Add(time.Hour), t0.Add(time.Hour+time.Second)
+	for _, tc := range []struct {
+		from, now, want time.Time
+	}{
+		{t0, t1, t1}, // the first decider restarts the window
+		{t0, t2, t1}, // the second read the old start: it gets the first's
+		{t1, t2, t2}, // a later episode
+	} {
+		got, err := s.RestartClientWindow(ctx, client, tc.from, tc.now)
+		if err != nil {
+			t.Fatalf("RestartClientWindow(%v, %v): %v", tc.from, tc.now, err)
+		}
+		if !got.Equal(tc.want) {
+			t.Errorf("RestartClientWindow(%v, %v) = %v, want %v", tc.from, tc.now, got, tc.want)
+		}
+	}
+	if got, err := s.ClientWindowStart(ctx, client, t2.Add(time.Hour)); err != nil || !got.Equal(t2) {
+		t.Errorf("ClientWindowStart after restarts = %v, %v; want %v", got, err, t2)
+	}
+	if _, err := s.RestartClientWindow(ctx, "198.51.100.0/24", t0, t1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RestartClientWindow(unknown client): err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestClientEpisodeSince(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	t0 := testEpoch()
+	for _, tt := range []Test{
+		{ID: "open", Created: t0, Kind: TestToken, State: TestOpen},
+		{ID: "acked", Created: t0, Kind: TestToken, State: TestAcked},
+		{ID: "final", Created: t0, Kind: TestToken, State: TestFinal},
+	} {
+		if err := s.CreateTest(ctx, tt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := func(i int, test string, offered bool) *SMTPConnection {
+		c := testConn(i, "192.0.2.7:4000")
+		c.TestID, c.STARTTLSOffered = test, offered
+		return &c
+	}
+	insertConns(t, s,
+		conn(0, "open", false),   // before the window start below: not counted
+		conn(10, "final", false), // in the window
+		conn(20, "final", true),  // after it
+		conn(30, "", false),      // over the connection cap, no test
+		conn(40, "acked", true),  // acknowledged is not final
+		conn(50, "final", true),  // the newest
+	)
+	other := conn(60, "open", true) // another client
+	other.ClientKey = "198.51.100.0/24"
+	insertConns(t, s, other)
+
+	for _, tc := range []struct {
+		name   string
+		client string
+		since  time.Time
+		want   ClientEpisode
+	}{
+		{"whole episode", "192.0.2.0/24", t0.Add(10 * time.Second),
+			ClientEpisode{LastStart: t0.Add(50 * time.Second), Offered: true, Untied: true, OpenTest: true}},
+		{"only the newest", "192.0.2.0/24", t0.Add(50 * time.Second),
+			ClientEpisode{LastStart: t0.Add(50 * time.Second), Offered: true}},
+		{"after the acknowledged test", "192.0.2.0/24", t0.Add(41 * time.Second),
+			ClientEpisode{LastStart: t0.Add(50 * time.Second), Offered: true}},
+		{"nothing since", "192.0.2.0/24", t0.Add(time.Minute),
+			ClientEpisode{LastStart: t0.Add(50 * time.Second)}},
+		{"unknown client", "203.0.113.0/24", t0, ClientEpisode{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.ClientEpisodeSince(ctx, tc.client, tc.since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.LastStart.Equal(tc.want.LastStart) || got.Offered != tc.want.Offered ||
+				got.Untied != tc.want.Untied || got.OpenTest != tc.want.OpenTest {
+				t.Errorf("ClientEpisodeSince(%s, %v) = %+v, want %+v", tc.client, tc.since, got, tc.want)
+			}
+		})
 	}
 }
 
