@@ -28,11 +28,11 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/periodic"
+	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/store"
@@ -72,8 +72,8 @@ type Options struct {
 type Server struct {
 	o      Options
 	log    *slog.Logger
-	starts *limiter
-	checks *limiter
+	starts *ratelimit.Window
+	checks *ratelimit.Window
 	mux    *http.ServeMux
 }
 
@@ -94,8 +94,8 @@ func New(o Options) *Server {
 	if o.Retention <= 0 {
 		o.Retention = 30 * 24 * time.Hour
 	}
-	s := &Server{o: o, log: o.Logger, starts: newLimiter(max(o.StartLimit, 1), time.Hour, o.Now),
-		checks: newLimiter(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux()}
+	s := &Server{o: o, log: o.Logger, starts: ratelimit.New(max(o.StartLimit, 1), time.Hour, o.Now),
+		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux()}
 	static, _ := fs.Sub(staticFS, "static")
 	m := s.mux
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -237,35 +237,6 @@ func clientIP(r *http.Request) string {
 	return a.String()
 }
 
-// limiter is a fixed-window counter per key, bounded in keys.
-type limiter struct {
-	mu     sync.Mutex
-	n      int
-	window time.Duration
-	now    func() time.Time
-	start  time.Time
-	counts map[string]int
-}
-
-func newLimiter(n int, window time.Duration, now func() time.Time) *limiter {
-	return &limiter{n: n, window: window, now: now, counts: map[string]int{}}
-}
-
-// allow counts one use by key and tells whether it is within the limit.
-func (l *limiter) allow(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if now.Sub(l.start) >= l.window || len(l.counts) > 100000 {
-		l.start, l.counts = now, map[string]int{}
-	}
-	if l.counts[key] >= l.n {
-		return false
-	}
-	l.counts[key]++
-	return true
-}
-
 type addresses struct {
 	ID       string    `json:"id"`
 	AddressA string    `json:"address_a"`
@@ -286,7 +257,7 @@ func (s *Server) addressesOf(t store.Test) addresses {
 var errRateLimited = errors.New("too many requests from your address; try again in an hour")
 
 func (s *Server) newTest(r *http.Request) (store.Test, error) {
-	if !s.starts.allow(clientIP(r)) {
+	if !s.starts.Allow(clientIP(r)) {
 		return store.Test{}, errRateLimited
 	}
 	id, err := store.NewTestID()
