@@ -19,6 +19,7 @@ import (
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -103,6 +104,21 @@ type Options struct {
 	// TLSRPTAddress receives TLS-RPT reports (RFC 8460); "" means
 	// tlsrpt@ZoneA.
 	TLSRPTAddress string
+	// TLSRPTMaxBytes is the size limit of a mail to TLSRPTAddress; larger
+	// ones are refused with 552 5.3.4 while DATA is read (or at RCPT when
+	// MAIL announced the size, RFC 1870). RFC 8460 §5.3 reports are a
+	// JSON document, optionally gzip-compressed, as an attachment: a few
+	// KiB. 0 means 1 MiB.
+	TLSRPTMaxBytes int64
+	// TLSRPTPerClient is how many TLS-RPT mails one client
+	// (ClientPrefixV4/V6) may send per hour; more are answered 450 4.7.1
+	// at RCPT. A reporter sends one report a day per policy domain
+	// (RFC 8460 §4.1). 0 means 10.
+	TLSRPTPerClient int
+	// TLSRPTQuota bounds the TLS-RPT mails stored; past it new ones are
+	// answered 452 4.3.1 (the retention purge makes room). Zero fields
+	// take 10,000 reports and 256 MiB.
+	TLSRPTQuota store.TLSRPTQuota
 	// AcceptAll answers 250 to every mail for A and B with no test logic
 	// and no downgrade window (bench mode). History is still recorded.
 	AcceptAll bool
@@ -134,6 +150,10 @@ const (
 	defaultPrefixV4       = 24
 	defaultPrefixV6       = 48
 	defaultDKIMTimeout    = 10 * time.Second
+	defaultTLSRPTMaxBytes = 1 << 20
+	defaultTLSRPTPerHour  = 10
+	defaultTLSRPTReports  = 10000
+	defaultTLSRPTStored   = 256 << 20
 
 	// maxDKIMVerifications bounds the signatures verified per message
 	// (each costs a key lookup and a body hash).
@@ -174,6 +194,7 @@ type Server struct {
 	recorder *store.ConnectionRecorder
 
 	clients    clientTable
+	tlsrptRate *ratelimit.Window // TLS-RPT mails per client per hour
 	firstSeen  firstSeenCache
 	fixedMu    sync.Mutex             // serializes find-or-create of fixed-address tests
 	panics     atomic.Int64           // recovered panics in this package's code
@@ -224,6 +245,10 @@ func New(opts Options) (*Server, error) {
 	setDefault(&o.MaxMessageBytes, defaultMaxMessage)
 	setDefault(&o.MaxRecipients, defaultMaxRecipients)
 	setDefault(&o.MaxLineLength, defaultMaxLineLength)
+	setDefault(&o.TLSRPTMaxBytes, defaultTLSRPTMaxBytes)
+	setDefault(&o.TLSRPTPerClient, defaultTLSRPTPerHour)
+	setDefault(&o.TLSRPTQuota.MaxReports, defaultTLSRPTReports)
+	setDefault(&o.TLSRPTQuota.MaxBytes, defaultTLSRPTStored)
 	setDefault(&o.ClientPrefixV4, defaultPrefixV4)
 	setDefault(&o.ClientPrefixV6, defaultPrefixV6)
 	if o.ClientPrefixV4 < 0 || o.ClientPrefixV4 > 32 || o.ClientPrefixV6 < 0 || o.ClientPrefixV6 > 128 {
@@ -280,6 +305,7 @@ func New(opts Options) (*Server, error) {
 		s.locals[a.Unmap()] = n
 	}
 	s.clients = clientTable{n: map[string]int{}}
+	s.tlsrptRate = ratelimit.New(o.TLSRPTPerClient, time.Hour, s.now)
 	s.firstSeen = firstSeenCache{m: map[string]time.Time{}}
 	s.tlsConfig = &tls.Config{
 		GetConfigForClient: s.configForClient,
