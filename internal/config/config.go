@@ -165,6 +165,18 @@ type SMTP struct {
 	// AcceptAll answers 250 to every mail for A and B without test logic.
 	// For load tests (bench/smtp) only.
 	AcceptAll bool `toml:"accept_all"`
+	// TLSRPTMaxBytes is the size limit of a mail to the TLS-RPT address
+	// (RFC 8460 §5.3: reports are a few KiB of JSON, maybe gzipped).
+	TLSRPTMaxBytes int64 `toml:"tlsrpt_max_bytes"`
+	// TLSRPTPerClientPerHour is how many TLS-RPT mails one client
+	// (client_prefix_v4/v6) may send per hour.
+	TLSRPTPerClientPerHour int `toml:"tlsrpt_per_client_per_hour"`
+	// TLSRPTMaxReports and TLSRPTMaxStoredBytes cap the TLS-RPT mails
+	// stored; past them new ones are answered 452.
+	TLSRPTMaxReports     int   `toml:"tlsrpt_max_reports"`
+	TLSRPTMaxStoredBytes int64 `toml:"tlsrpt_max_stored_bytes"`
+	// TLSRPTRetention: TLS-RPT mails received longer ago are deleted.
+	TLSRPTRetention Duration `toml:"tlsrpt_retention"`
 }
 
 // TLS chooses where the CA-signed certificates (personas 5, 6, 7 and the
@@ -203,6 +215,10 @@ type ACME struct {
 type PolicyHost struct {
 	// Listen addresses (host:port); port 443 in production.
 	Listen []string `toml:"listen"`
+	// MaxFetchesPerClientPerHour bounds the policy fetches stored per
+	// client network (smtp.client_prefix_v4/v6) and hour; more are
+	// answered, counted and logged, not stored.
+	MaxFetchesPerClientPerHour int `toml:"max_fetches_per_client_per_hour"`
 }
 
 // Resolver is the DNS resolver mailsec itself uses (DKIM keys, the
@@ -343,11 +359,16 @@ func Default() Config {
 			MaxConnectionsPerClient: 20,
 			ClientPrefixV4:          24,
 			ClientPrefixV6:          48,
+			TLSRPTMaxBytes:          1 << 20,
+			TLSRPTPerClientPerHour:  10,
+			TLSRPTMaxReports:        10000,
+			TLSRPTMaxStoredBytes:    256 << 20,
+			TLSRPTRetention:         Duration{30 * 24 * time.Hour},
 			FixedLocalParts:         []string{"test"},
 		},
 		TLS:        TLS{RenewBefore: Duration{30 * 24 * time.Hour}},
 		ACME:       ACME{Challenge: "dns-01"},
-		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}},
+		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}, MaxFetchesPerClientPerHour: 100},
 		Web:        Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10},
 		ResultMail: ResultMail{Enabled: true, Name: "mailsec", Selector: "mailsec1", Port: 25, RateLimit: 10,
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
@@ -582,6 +603,9 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	listen("smtp.listen", c.SMTP.Listen)
 	listen("policy_host.listen", c.PolicyHost.Listen)
+	if c.PolicyHost.MaxFetchesPerClientPerHour < 1 {
+		bad("policy_host.max_fetches_per_client_per_hour", "must be at least 1")
+	}
 	if c.SMTP.Hostname != "" {
 		if _, ok := dns.IsDomainName(c.SMTP.Hostname); !ok {
 			bad("smtp.hostname", "%q is not a host name", c.SMTP.Hostname)
@@ -592,6 +616,21 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	if c.SMTP.MaxRecipients < 1 {
 		bad("smtp.max_recipients", "must be at least 1")
+	}
+	if c.SMTP.TLSRPTMaxBytes < 1024 || c.SMTP.TLSRPTMaxBytes > c.SMTP.MaxMessageBytes {
+		bad("smtp.tlsrpt_max_bytes", "%d is outside 1024..smtp.max_message_bytes", c.SMTP.TLSRPTMaxBytes)
+	}
+	if c.SMTP.TLSRPTPerClientPerHour < 1 {
+		bad("smtp.tlsrpt_per_client_per_hour", "must be at least 1")
+	}
+	if c.SMTP.TLSRPTMaxReports < 1 {
+		bad("smtp.tlsrpt_max_reports", "must be at least 1")
+	}
+	if c.SMTP.TLSRPTMaxStoredBytes < c.SMTP.TLSRPTMaxBytes {
+		bad("smtp.tlsrpt_max_stored_bytes", "%d is less than smtp.tlsrpt_max_bytes", c.SMTP.TLSRPTMaxStoredBytes)
+	}
+	if c.SMTP.TLSRPTRetention.Duration < time.Hour {
+		bad("smtp.tlsrpt_retention", "%s is too short (at least 1h)", c.SMTP.TLSRPTRetention.Duration)
 	}
 	if c.SMTP.MaxConnectionsPerClient < 1 {
 		bad("smtp.max_connections_per_client", "must be at least 1")

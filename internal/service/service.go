@@ -275,7 +275,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	qlog := store.NewDNSQueryLog(st, log.With("part", "querylog"), cfg.DNS.QueryLogBuffer, cfg.DNS.QueryLogRetention.Duration)
 	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
-		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost")})
+		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),
+		MaxFetchesPerClient: cfg.PolicyHost.MaxFetchesPerClientPerHour,
+		ClientPrefixV4:      cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6})
 
 	r := &Running{Zones: zones, Store: st, Certs: mgr, Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)}, done: make(chan error, 1)}
 	for _, l := range dnsListeners {
@@ -327,6 +329,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	if senderChecks != nil {
 		g.Go(func() error { return senderChecks.Run(gctx) })
 	}
+	// The retention purge runs whether or not the web server does: the
+	// tables it prunes grow with what the Internet sends.
+	g.Go(func() error { return Purger(cfg, st, log.With("part", "retention")).Run(gctx) })
 	if len(webListeners) > 0 {
 		g.Go(func() error { return webSrv.Serve(gctx, webListeners) })
 	}
@@ -384,6 +389,8 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		ClientPrefixV4: cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6,
 		FixedLocalParts: append([]string{}, cfg.SMTP.FixedLocalParts...), TLSRPTAddress: cfg.Zones.TLSRPTAddress,
 		AcceptAll: cfg.SMTP.AcceptAll, Logger: log,
+		TLSRPTMaxBytes: cfg.SMTP.TLSRPTMaxBytes, TLSRPTPerClient: cfg.SMTP.TLSRPTPerClientPerHour,
+		TLSRPTQuota: store.TLSRPTQuota{MaxReports: cfg.SMTP.TLSRPTMaxReports, MaxBytes: cfg.SMTP.TLSRPTMaxStoredBytes},
 	}
 	if res != nil {
 		o.LookupTXT = res.LookupTXT

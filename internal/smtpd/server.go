@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/clientnet"
 	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/listen"
@@ -584,18 +585,7 @@ func (s *Server) clientFirstSeen(key string, now time.Time) (time.Time, error) {
 // clientKey is the downgrade-window client of addr: its prefix of
 // ClientPrefixV4/V6 bits, in text form ("192.0.2.0/24").
 func (s *Server) clientKey(addr netip.Addr) string {
-	if !addr.IsValid() {
-		return "unknown"
-	}
-	bits := s.opts.ClientPrefixV6
-	if addr.Is4() {
-		bits = s.opts.ClientPrefixV4
-	}
-	p, err := addr.Prefix(bits)
-	if err != nil {
-		return addr.String()
-	}
-	return p.String()
+	return clientnet.Key(addr, s.opts.ClientPrefixV4, s.opts.ClientPrefixV6)
 }
 
 // addrPortOf returns the unmapped address and port of a TCP address.

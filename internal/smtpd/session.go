@@ -85,6 +85,7 @@ func (ss *session) Reset() {
 	ss.tx = transaction{}
 	ss.rec.mu.Lock()
 	ss.rec.inTx = false
+	ss.rec.dataLimit = 0
 	ss.rec.mu.Unlock()
 }
 
@@ -112,6 +113,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many mails in one connection"}
 	}
 	r.inTx = true
+	r.dataLimit = 0
 	r.c.MailFrom = untrusted.Truncate(from, 1024)
 	r.c.RcptTo = nil
 	r.c.Reply = ""
@@ -159,6 +161,9 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			return ss.reject(450, smtp.EnhancedCode{4, 7, 1}, "too many TLS-RPT reports from your network, try again later")
 		}
 		ss.tx.tlsrpt = true
+		ss.rec.mu.Lock()
+		ss.rec.dataLimit = ss.s.opts.TLSRPTMaxBytes
+		ss.rec.mu.Unlock()
 		return ss.accept(to, cls, store.Test{})
 	}
 
@@ -309,10 +314,13 @@ func (ss *session) Data(rd io.Reader) error {
 	_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.s.opts.DataTimeout))
 	limit := ss.s.opts.MaxMessageBytes
 	tooLarge := smtp.ErrDataTooLarge
-	if ss.tx.tlsrpt && !ss.s.opts.AcceptAll {
-		// Reports are small (RFC 8460 §5.3); the rest of a larger mail
-		// is discarded by go-smtp as it arrives, never held.
-		limit = min(limit, ss.s.opts.TLSRPTMaxBytes)
+	ss.rec.mu.Lock()
+	small := ss.rec.dataLimit
+	ss.rec.mu.Unlock()
+	if small > 0 && small < limit {
+		// TLS-RPT reports are small (RFC 8460 §5.3); the rest of a
+		// larger mail is discarded by go-smtp as it arrives, never held.
+		limit = small
 		tooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: tlsrptTooLarge(limit)}
 	}
 	body, err := io.ReadAll(io.LimitReader(rd, limit+1))
