@@ -289,6 +289,13 @@ type DNS struct {
 	QueryLogRetention Duration `toml:"query_log_retention"`
 	// QueryLogBuffer is how many queries may wait to be written to the store.
 	QueryLogBuffer int `toml:"query_log_buffer"`
+	// QueryLogRowsPerSecond bounds the query log rows written per second,
+	// all clients together; repeats within a flush window fold into one
+	// row and do not count.
+	QueryLogRowsPerSecond int `toml:"query_log_rows_per_second"`
+	// QueryLogRowsPerClientPerSecond bounds them per client network
+	// (smtp.client_prefix_v4/v6).
+	QueryLogRowsPerClientPerSecond int `toml:"query_log_rows_per_client_per_second"`
 }
 
 // DNSSEC configures online signing.
@@ -342,10 +349,12 @@ func Default() Config {
 			MTASTSMaxAge: Duration{7 * 24 * time.Hour},
 		},
 		DNS: DNS{
-			Listen:            []string{"127.0.0.1:5353"},
-			UDPSize:           1232,
-			QueryLogRetention: Duration{7 * 24 * time.Hour},
-			QueryLogBuffer:    65536,
+			Listen:                         []string{"127.0.0.1:5353"},
+			UDPSize:                        1232,
+			QueryLogRetention:              Duration{7 * 24 * time.Hour},
+			QueryLogRowsPerSecond:          1000,
+			QueryLogRowsPerClientPerSecond: 100,
+			QueryLogBuffer:                 65536,
 		},
 		DNSSEC: DNSSEC{
 			SignatureValidity: Duration{14 * 24 * time.Hour},
@@ -537,6 +546,12 @@ func (c *Config) Validate() error {
 	positive("dns.query_log_retention", c.DNS.QueryLogRetention, time.Minute)
 	if c.DNS.QueryLogBuffer < 1 {
 		bad("dns.query_log_buffer", "must be at least 1")
+	}
+	if c.DNS.QueryLogRowsPerSecond < 1 {
+		bad("dns.query_log_rows_per_second", "must be at least 1")
+	}
+	if c.DNS.QueryLogRowsPerClientPerSecond < 1 || c.DNS.QueryLogRowsPerClientPerSecond > c.DNS.QueryLogRowsPerSecond {
+		bad("dns.query_log_rows_per_client_per_second", "%d is outside 1..dns.query_log_rows_per_second", c.DNS.QueryLogRowsPerClientPerSecond)
 	}
 
 	positive("dnssec.signature_validity", c.DNSSEC.SignatureValidity, time.Hour)

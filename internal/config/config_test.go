@@ -52,6 +52,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"tlsrpt stored bytes", "[smtp]\ntlsrpt_max_stored_bytes = 1000", "smtp.tlsrpt_max_stored_bytes"},
 		{"tlsrpt retention", "[smtp]\ntlsrpt_retention = \"10m\"", "smtp.tlsrpt_retention"},
 		{"policy fetches per client", "[policy_host]\nmax_fetches_per_client_per_hour = 0", "policy_host.max_fetches_per_client_per_hour"},
+		{"query log rows", "[dns]\nquery_log_rows_per_second = 0", "dns.query_log_rows_per_second"},
+		{"query log rows per client", "[dns]\nquery_log_rows_per_client_per_second = 5000", "dns.query_log_rows_per_client_per_second"},
 		{"inbound unknown key", "[inbound]\nallow_privat = true", "unknown key inbound.allow_privat"},
 	}
 	for _, tc := range tests {

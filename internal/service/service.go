@@ -273,6 +273,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD, closeP, closeS, closeW)
 	}
 	qlog := store.NewDNSQueryLog(st, log.With("part", "querylog"), cfg.DNS.QueryLogBuffer, cfg.DNS.QueryLogRetention.Duration)
+	qlog.SetLimits(store.DNSQueryLogLimits{RowsPerSecond: cfg.DNS.QueryLogRowsPerSecond,
+		RowsPerClientPerSecond: cfg.DNS.QueryLogRowsPerClientPerSecond,
+		PrefixV4:               cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6})
 	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),
@@ -341,7 +344,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		if qerr := <-qlogDone; qerr != nil && err == nil {
 			err = fmt.Errorf("query log: %w", qerr)
 		}
-		log.Info("query log closed", "written", qlog.Written(), "dropped", qlog.Dropped())
+		log.Info("query log closed", "written", qlog.Written(), "dropped", qlog.Dropped(), "limited", qlog.Limited())
 		if cerr := st.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
