@@ -24,27 +24,12 @@ func TestQueryLogUnderFlood(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	qlog := store.NewDNSQueryLog(st, nil, 20000, 0)
 	qlog.SetLimits(store.DNSQueryLogLimits{RowsPerSecond: perSecond})
-	srv := New(testAuthority(t), Options{UDPSize: 1232, Recorder: qlog})
-
-	ctx, cancel := context.WithCancel(context.Background())
-	ls, err := Listen(ctx, []string{"127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ls) }()
 	logCtx, stopLog := context.WithCancel(context.Background())
 	logged := make(chan error, 1)
 	go func() { logged <- qlog.Run(logCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-		stopLog()
-		<-logged
-	})
-	addr := ls[0].Addr().String()
+	// Cleanups run last first: the server stops before the log.
+	t.Cleanup(func() { stopLog(); <-logged })
+	addr := startServerWith(t, qlog)
 
 	// handled waits until the log has taken n queries in (stored, limited
 	// or dropped): the answer goes out before the query is recorded.

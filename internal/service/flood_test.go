@@ -1,10 +1,8 @@
 package service
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,8 +12,6 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
-	"github.com/mailsec/mailsec/internal/config"
-	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -25,23 +21,9 @@ import (
 // acknowledgement's answer — the verdict's 250 or 451 4.7.1, not the 451
 // 4.3.0 of a store that timed out — and its connection is recorded.
 func TestAcknowledgementDuringDNSFlood(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.DNS.Listen = []string{peertest.FreeAddr(t).String()}
-	cfg.SMTP.Listen = []string{"127.0.0.1:0"}
-	cfg.PolicyHost.Listen = []string{"127.0.0.1:0"}
+	cfg := loopbackConfig(t)
 	cfg.Web.Listen = nil
-	cfg.TLS.Issuer = "local"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	run, err := Start(ctx, &cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = run.Wait() })
+	run := startLoopback(t, cfg)
 
 	now := time.Now()
 	test := store.Test{ID: "floodtestaaaaaaa", Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}

@@ -11,20 +11,42 @@ import (
 	"github.com/mailsec/mailsec/internal/store"
 )
 
-// TestRetentionWithoutWeb: the retention purge runs when the web server is
-// not enabled (web.listen empty): an old test and an old TLS-RPT report,
-// stored before the start, are deleted by the running service.
-func TestRetentionWithoutWeb(t *testing.T) {
+// loopbackConfig is the default configuration with every listener on a
+// free loopback port and the local CA.
+func loopbackConfig(t *testing.T) config.Config {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.DNS.Listen = []string{peertest.FreeAddr(t).String()}
 	cfg.SMTP.Listen = []string{"127.0.0.1:0"}
 	cfg.PolicyHost.Listen = []string{"127.0.0.1:0"}
-	cfg.Web.Listen = nil
+	cfg.Web.Listen = []string{"127.0.0.1:0"}
 	cfg.TLS.Issuer = "local"
+	return cfg
+}
+
+// startLoopback validates cfg and runs the service until the test ends.
+func startLoopback(t *testing.T, cfg config.Config) *Running {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(t.Context())
+	run, err := Start(ctx, &cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = run.Wait() })
+	return run
+}
+
+// TestRetentionWithoutWeb: the retention purge runs when the web server is
+// not enabled (web.listen empty): an old test and an old TLS-RPT report,
+// stored before the start, are deleted by the running service.
+func TestRetentionWithoutWeb(t *testing.T) {
+	cfg := loopbackConfig(t)
+	cfg.Web.Listen = nil
 
 	st, err := store.Open(t.Context(), cfg.StorePath())
 	if err != nil {
@@ -41,13 +63,7 @@ func TestRetentionWithoutWeb(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(t.Context())
-	run, err := Start(ctx, &cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = run.Wait() })
+	run := startLoopback(t, cfg)
 	if len(run.WebAddrs) != 0 {
 		t.Fatalf("web listening on %v", run.WebAddrs)
 	}
