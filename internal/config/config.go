@@ -165,6 +165,18 @@ type SMTP struct {
 	// AcceptAll answers 250 to every mail for A and B without test logic.
 	// For load tests (bench/smtp) only.
 	AcceptAll bool `toml:"accept_all"`
+	// TLSRPTMaxBytes is the size limit of a mail to the TLS-RPT address
+	// (RFC 8460 §5.3: reports are a few KiB of JSON, maybe gzipped).
+	TLSRPTMaxBytes int64 `toml:"tlsrpt_max_bytes"`
+	// TLSRPTPerClientPerHour is how many TLS-RPT mails one client
+	// (client_prefix_v4/v6) may send per hour.
+	TLSRPTPerClientPerHour int `toml:"tlsrpt_per_client_per_hour"`
+	// TLSRPTMaxReports and TLSRPTMaxStoredBytes cap the TLS-RPT mails
+	// stored; past them new ones are answered 452.
+	TLSRPTMaxReports     int   `toml:"tlsrpt_max_reports"`
+	TLSRPTMaxStoredBytes int64 `toml:"tlsrpt_max_stored_bytes"`
+	// TLSRPTRetention: TLS-RPT mails received longer ago are deleted.
+	TLSRPTRetention Duration `toml:"tlsrpt_retention"`
 }
 
 // TLS chooses where the CA-signed certificates (personas 5, 6, 7 and the
@@ -203,6 +215,10 @@ type ACME struct {
 type PolicyHost struct {
 	// Listen addresses (host:port); port 443 in production.
 	Listen []string `toml:"listen"`
+	// MaxFetchesPerClientPerHour bounds the policy fetches stored per
+	// client network (smtp.client_prefix_v4/v6) and hour; more are
+	// answered, counted and logged, not stored.
+	MaxFetchesPerClientPerHour int `toml:"max_fetches_per_client_per_hour"`
 }
 
 // Resolver is the DNS resolver mailsec itself uses (DKIM keys, the
@@ -273,6 +289,13 @@ type DNS struct {
 	QueryLogRetention Duration `toml:"query_log_retention"`
 	// QueryLogBuffer is how many queries may wait to be written to the store.
 	QueryLogBuffer int `toml:"query_log_buffer"`
+	// QueryLogRowsPerSecond bounds the query log rows written per second,
+	// all clients together; repeats within a flush window fold into one
+	// row and do not count.
+	QueryLogRowsPerSecond int `toml:"query_log_rows_per_second"`
+	// QueryLogRowsPerClientPerSecond bounds them per client network
+	// (smtp.client_prefix_v4/v6).
+	QueryLogRowsPerClientPerSecond int `toml:"query_log_rows_per_client_per_second"`
 }
 
 // DNSSEC configures online signing.
@@ -330,10 +353,12 @@ func Default() Config {
 			MTASTSMaxAge: Duration{7 * 24 * time.Hour},
 		},
 		DNS: DNS{
-			Listen:            []string{"127.0.0.1:5353"},
-			UDPSize:           1232,
-			QueryLogRetention: Duration{7 * 24 * time.Hour},
-			QueryLogBuffer:    65536,
+			Listen:                         []string{"127.0.0.1:5353"},
+			UDPSize:                        1232,
+			QueryLogRetention:              Duration{7 * 24 * time.Hour},
+			QueryLogRowsPerSecond:          1000,
+			QueryLogRowsPerClientPerSecond: 100,
+			QueryLogBuffer:                 65536,
 		},
 		DNSSEC: DNSSEC{
 			SignatureValidity: Duration{14 * 24 * time.Hour},
@@ -347,11 +372,16 @@ func Default() Config {
 			MaxConnectionsPerClient: 20,
 			ClientPrefixV4:          24,
 			ClientPrefixV6:          48,
+			TLSRPTMaxBytes:          1 << 20,
+			TLSRPTPerClientPerHour:  10,
+			TLSRPTMaxReports:        10000,
+			TLSRPTMaxStoredBytes:    256 << 20,
+			TLSRPTRetention:         Duration{30 * 24 * time.Hour},
 			FixedLocalParts:         []string{"test"},
 		},
 		TLS:        TLS{RenewBefore: Duration{30 * 24 * time.Hour}},
 		ACME:       ACME{Challenge: "dns-01"},
-		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}},
+		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}, MaxFetchesPerClientPerHour: 100},
 		Web:        Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10},
 		ResultMail: ResultMail{Enabled: true, Name: "mailsec", Selector: "mailsec1", Port: 25, RateLimit: 10,
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
@@ -522,6 +552,12 @@ func (c *Config) Validate() error {
 	if c.DNS.QueryLogBuffer < 1 {
 		bad("dns.query_log_buffer", "must be at least 1")
 	}
+	if c.DNS.QueryLogRowsPerSecond < 1 {
+		bad("dns.query_log_rows_per_second", "must be at least 1")
+	}
+	if c.DNS.QueryLogRowsPerClientPerSecond < 1 || c.DNS.QueryLogRowsPerClientPerSecond > c.DNS.QueryLogRowsPerSecond {
+		bad("dns.query_log_rows_per_client_per_second", "%d is outside 1..dns.query_log_rows_per_second", c.DNS.QueryLogRowsPerClientPerSecond)
+	}
 
 	positive("dnssec.signature_validity", c.DNSSEC.SignatureValidity, time.Hour)
 	positive("dnssec.refresh_before", c.DNSSEC.RefreshBefore, time.Minute)
@@ -588,6 +624,9 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	listen("smtp.listen", c.SMTP.Listen)
 	listen("policy_host.listen", c.PolicyHost.Listen)
+	if c.PolicyHost.MaxFetchesPerClientPerHour < 1 {
+		bad("policy_host.max_fetches_per_client_per_hour", "must be at least 1")
+	}
 	if c.SMTP.Hostname != "" {
 		if _, ok := dns.IsDomainName(c.SMTP.Hostname); !ok {
 			bad("smtp.hostname", "%q is not a host name", c.SMTP.Hostname)
@@ -598,6 +637,21 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	if c.SMTP.MaxRecipients < 1 {
 		bad("smtp.max_recipients", "must be at least 1")
+	}
+	if c.SMTP.TLSRPTMaxBytes < 1024 || c.SMTP.TLSRPTMaxBytes > c.SMTP.MaxMessageBytes {
+		bad("smtp.tlsrpt_max_bytes", "%d is outside 1024..smtp.max_message_bytes", c.SMTP.TLSRPTMaxBytes)
+	}
+	if c.SMTP.TLSRPTPerClientPerHour < 1 {
+		bad("smtp.tlsrpt_per_client_per_hour", "must be at least 1")
+	}
+	if c.SMTP.TLSRPTMaxReports < 1 {
+		bad("smtp.tlsrpt_max_reports", "must be at least 1")
+	}
+	if c.SMTP.TLSRPTMaxStoredBytes < c.SMTP.TLSRPTMaxBytes {
+		bad("smtp.tlsrpt_max_stored_bytes", "%d is less than smtp.tlsrpt_max_bytes", c.SMTP.TLSRPTMaxStoredBytes)
+	}
+	if c.SMTP.TLSRPTRetention.Duration < time.Hour {
+		bad("smtp.tlsrpt_retention", "%s is too short (at least 1h)", c.SMTP.TLSRPTRetention.Duration)
 	}
 	if c.SMTP.MaxConnectionsPerClient < 1 {
 		bad("smtp.max_connections_per_client", "must be at least 1")

@@ -48,6 +48,14 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"inbound timeout", "[inbound]\ntimeout = \"0s\"", "inbound.timeout"},
 		{"inbound concurrency", "[inbound]\nconcurrency = 0", "inbound.concurrency"},
 		{"inbound parallel checks", "[inbound]\nparallel_checks = 1000", "inbound.parallel_checks"},
+		{"tlsrpt size above the message limit", "[smtp]\nmax_message_bytes = 100000\ntlsrpt_max_bytes = 200000", "smtp.tlsrpt_max_bytes"},
+		{"tlsrpt rate", "[smtp]\ntlsrpt_per_client_per_hour = 0", "smtp.tlsrpt_per_client_per_hour"},
+		{"tlsrpt reports", "[smtp]\ntlsrpt_max_reports = 0", "smtp.tlsrpt_max_reports"},
+		{"tlsrpt stored bytes", "[smtp]\ntlsrpt_max_stored_bytes = 1000", "smtp.tlsrpt_max_stored_bytes"},
+		{"tlsrpt retention", "[smtp]\ntlsrpt_retention = \"10m\"", "smtp.tlsrpt_retention"},
+		{"policy fetches per client", "[policy_host]\nmax_fetches_per_client_per_hour = 0", "policy_host.max_fetches_per_client_per_hour"},
+		{"query log rows", "[dns]\nquery_log_rows_per_second = 0", "dns.query_log_rows_per_second"},
+		{"query log rows per client", "[dns]\nquery_log_rows_per_client_per_second = 5000", "dns.query_log_rows_per_client_per_second"},
 		{"inbound unknown key", "[inbound]\nallow_privat = true", "unknown key inbound.allow_privat"},
 	}
 	for _, tc := range tests {

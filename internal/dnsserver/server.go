@@ -1,7 +1,8 @@
 // Package dnsserver is the authoritative DNS server of the test zones: it
 // answers over UDP and TCP from dnszone snapshots, signs on the way out when
-// the query sets DO, and records every query as evidence for the tests
-// (DESIGN.md §4: "your resolver looked up TLSA for mx4.A").
+// the query sets DO, and records every query for a name in its zones as
+// evidence for the tests (DESIGN.md §4: "your resolver looked up TLSA for
+// mx4.A"); queries for other names are answered REFUSED and not recorded.
 //
 // It is not a resolver: no recursion, REFUSED outside its zones.
 package dnsserver
@@ -27,8 +28,9 @@ import (
 	"github.com/mailsec/mailsec/internal/store"
 )
 
-// QueryRecorder receives one record per answered query. Record must not
-// block (store.DNSQueryLog buffers and drops under overload).
+// QueryRecorder receives one record per answered query for a name in our
+// zones. Record must not block (store.DNSQueryLog buffers and drops under
+// overload, and bounds the rows it writes).
 type QueryRecorder interface {
 	Record(store.DNSQuery)
 }
@@ -100,9 +102,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-// record hands one answered query to the query log.
+// record hands one answered query for a name in our zones to the query
+// log. Queries for other names (answered REFUSED: not ours, and we do not
+// recurse) are evidence of nothing a test asks about, and random names
+// from spoofed sources would otherwise cost a row each.
 func (s *Server) record(now time.Time, client netip.AddrPort, tcp bool, name string, qtype uint16, do bool, ecs string, rcode int) {
-	if s.rec == nil {
+	if s.rec == nil || s.auth.Snapshot(now).Find(name) == nil {
 		return
 	}
 	transport := "udp"

@@ -76,6 +76,13 @@ func testAuthority(t testing.TB) *dnszone.Authority {
 func startServer(t *testing.T) (string, *recorder) {
 	t.Helper()
 	rec := &recorder{}
+	return startServerWith(t, rec), rec
+}
+
+// startServerWith runs a server recording to rec on a free loopback port
+// for the test and returns its address.
+func startServerWith(t *testing.T, rec QueryRecorder) string {
+	t.Helper()
 	srv := New(testAuthority(t), Options{UDPSize: 1232, Recorder: rec})
 	ctx, cancel := context.WithCancel(context.Background())
 	ls, err := Listen(ctx, []string{"127.0.0.1:0"})
@@ -90,7 +97,7 @@ func startServer(t *testing.T) (string, *recorder) {
 			t.Error(err)
 		}
 	})
-	return ls[0].Addr().String(), rec
+	return ls[0].Addr().String()
 }
 
 func exchange(t *testing.T, addr, net string, m *dns.Msg) *dns.Msg {

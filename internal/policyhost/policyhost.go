@@ -5,9 +5,17 @@
 // zone A (§3.1), fetches https://mta-sts.A/.well-known/mta-sts.txt and
 // then accepts only MX hosts the policy lists, with PKIX-valid
 // certificates. The fetch itself tells the outbound test that the sender
-// does MTA-STS at all (DESIGN.md §4), so each request is written to the
+// does MTA-STS at all (DESIGN.md §4), so each such fetch is written to the
 // store — time, client address, User-Agent, SNI, path and status — before
 // the answer is sent.
+//
+// Only fetches of the policy are evidence: GET or HEAD of exactly the
+// policy path on our host, answered 200. Every other request (scanners,
+// other paths, other hosts, other methods) is counted (Strays) and logged
+// in a summary at most once a minute, never stored: a row per request
+// would let anyone fill the disk. Fetches of the policy are stored at most
+// MaxFetchesPerClient an hour per client network; the evidence reader
+// needs one fetch of a network in its window, not thousands.
 //
 // The server follows what §3.3 asks of a policy host and what senders
 // check: TLS only, with the CA-signed certificate of mta-sts.A (§3.3: "the
@@ -33,11 +41,15 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/clientnet"
 	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/listen"
+	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // WellKnownPath is where the policy is served (RFC 8461 §3.3).
@@ -53,6 +65,12 @@ const (
 	defaultRecordTimeout     = 5 * time.Second
 	defaultShutdownTimeout   = 5 * time.Second
 	maxHeaderBytes           = 16 << 10
+
+	defaultMaxFetchesPerClient = 100
+	defaultPrefixV4            = 24
+	defaultPrefixV6            = 48
+	// straySummaryEvery rate-limits the log line about stray requests.
+	straySummaryEvery = time.Minute
 )
 
 // ErrNoCertificate is wrapped when the policy host has no certificate yet;
@@ -74,10 +92,17 @@ type Options struct {
 	// Certificate returns the policy host's current certificate
 	// (certs.Manager.PolicyHost); called for every handshake.
 	Certificate func() (*tls.Certificate, error)
-	// Recorder receives every request; nil records nothing.
+	// Recorder receives the policy fetches; nil records nothing.
 	Recorder Recorder
-	Logger   *slog.Logger     // nil: discard
-	Now      func() time.Time // nil: time.Now
+	// MaxFetchesPerClient bounds the fetches stored per client network
+	// (ClientPrefixV4/V6) and hour; more are answered and counted, not
+	// stored. 0 means 100.
+	MaxFetchesPerClient int
+	// ClientPrefixV4 and ClientPrefixV6 make a client address its
+	// network (smtp.client_prefix_v4/v6); 0 means 24 and 48.
+	ClientPrefixV4, ClientPrefixV6 int
+	Logger                         *slog.Logger     // nil: discard
+	Now                            func() time.Time // nil: time.Now
 
 	// Timeouts; zero takes the defaults above.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
@@ -87,11 +112,18 @@ type Options struct {
 
 // Server is the HTTPS server of the policy host.
 type Server struct {
-	host   string
-	policy []byte
-	opt    Options
-	log    *slog.Logger
-	now    func() time.Time
+	host    string
+	policy  []byte
+	opt     Options
+	log     *slog.Logger
+	now     func() time.Time
+	fetches *ratelimit.Window // stored fetches per client network
+
+	strays      atomic.Uint64 // requests that were not policy fetches
+	unstored    atomic.Uint64 // policy fetches over MaxFetchesPerClient
+	summaryMu   sync.Mutex
+	summaryAt   time.Time // last summary log line
+	summarySent [2]uint64 // strays and unstored at that line
 }
 
 // New returns a server for opt.
@@ -106,6 +138,15 @@ func New(opt Options) *Server {
 	def(&opt.WriteTimeout, defaultWriteTimeout)
 	def(&opt.IdleTimeout, defaultIdleTimeout)
 	def(&opt.RecordTimeout, defaultRecordTimeout)
+	if opt.MaxFetchesPerClient <= 0 {
+		opt.MaxFetchesPerClient = defaultMaxFetchesPerClient
+	}
+	if opt.ClientPrefixV4 <= 0 || opt.ClientPrefixV4 > 32 {
+		opt.ClientPrefixV4 = defaultPrefixV4
+	}
+	if opt.ClientPrefixV6 <= 0 || opt.ClientPrefixV6 > 128 {
+		opt.ClientPrefixV6 = defaultPrefixV6
+	}
 	s := &Server{host: dnsname.Canonical(opt.Host), policy: []byte(opt.Policy), opt: opt, log: opt.Logger, now: opt.Now}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -113,6 +154,7 @@ func New(opt Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.fetches = ratelimit.New(opt.MaxFetchesPerClient, time.Hour, s.now)
 	return s
 }
 
@@ -222,10 +264,33 @@ func (s *Server) status(r *http.Request) int {
 	return http.StatusOK
 }
 
-// record writes the fetch to the store before the answer goes out.
+// Strays returns how many requests were not policy fetches (and so were
+// not stored).
+func (s *Server) Strays() uint64 { return s.strays.Load() }
+
+// Unstored returns how many policy fetches were answered but not stored,
+// their client network being over MaxFetchesPerClient.
+func (s *Server) Unstored() uint64 { return s.unstored.Load() }
+
+// record writes a policy fetch to the store before the answer goes out;
+// other requests are only counted.
 func (s *Server) record(r *http.Request, status int) {
+	client, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if status != http.StatusOK {
+		s.strays.Add(1)
+		s.log.Debug("policy host: stray request", "client", r.RemoteAddr, "host", untrusted.Printable(r.Host, 255),
+			"path", untrusted.Printable(r.URL.Path, 255), "status", status)
+		s.summarise()
+		return
+	}
+	if !s.fetches.Allow(clientnet.Key(client.Addr(), s.opt.ClientPrefixV4, s.opt.ClientPrefixV6)) {
+		s.unstored.Add(1)
+		s.summarise()
+		return
+	}
 	f := store.PolicyFetch{
 		Time:      s.now(),
+		Client:    client,
 		UserAgent: r.UserAgent(),
 		Path:      r.URL.Path,
 		Status:    status,
@@ -233,13 +298,11 @@ func (s *Server) record(r *http.Request, status int) {
 	if r.URL.RawQuery != "" {
 		f.Path += "?" + r.URL.RawQuery
 	}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		f.Client = ap
-	}
 	if r.TLS != nil {
 		f.SNI = r.TLS.ServerName
 	}
-	s.log.Info("policy fetch", "client", r.RemoteAddr, "sni", f.SNI, "host", r.Host, "path", f.Path, "ua", f.UserAgent, "status", status)
+	s.log.Info("policy fetch", "client", r.RemoteAddr, "sni", untrusted.Printable(f.SNI, 255),
+		"ua", untrusted.Printable(f.UserAgent, 255), "path", untrusted.Printable(f.Path, 255))
 	if s.opt.Recorder == nil {
 		return
 	}
@@ -248,6 +311,22 @@ func (s *Server) record(r *http.Request, status int) {
 	if err := s.opt.Recorder.AddPolicyFetch(ctx, f); err != nil {
 		s.log.Error("recording policy fetch failed; answering anyway", "client", r.RemoteAddr, "err", err)
 	}
+}
+
+// summarise logs how many requests were not stored since the last summary,
+// at most once every straySummaryEvery: a flood of them must not become a
+// flood of log lines.
+func (s *Server) summarise() {
+	now := s.now()
+	s.summaryMu.Lock()
+	defer s.summaryMu.Unlock()
+	if !s.summaryAt.IsZero() && now.Sub(s.summaryAt) < straySummaryEvery {
+		return
+	}
+	strays, unstored := s.strays.Load(), s.unstored.Load()
+	s.log.Info("policy host: requests not stored", "strays", strays-s.summarySent[0], "fetches_over_limit", unstored-s.summarySent[1],
+		"strays_total", strays, "fetches_over_limit_total", unstored)
+	s.summaryAt, s.summarySent = now, [2]uint64{strays, unstored}
 }
 
 // hostOnly strips a port from a Host header value.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -35,11 +36,13 @@ type fixture struct {
 	addr  string
 	roots *x509.CertPool
 	st    *store.Store
+	srv   *policyhost.Server
 }
 
 type options struct {
 	recorder    func(*store.Store) policyhost.Recorder
 	certificate func(*certs.Manager) func() (*tls.Certificate, error)
+	perClient   int // MaxFetchesPerClient
 }
 
 func start(t *testing.T, o options) *fixture {
@@ -69,7 +72,8 @@ func start(t *testing.T, o options) *fixture {
 	if o.certificate != nil {
 		cert = o.certificate(m)
 	}
-	srv := policyhost.New(policyhost.Options{Host: m.PolicyHostName() + ".", Policy: policy.String(), Certificate: cert, Recorder: rec})
+	srv := policyhost.New(policyhost.Options{Host: m.PolicyHostName() + ".", Policy: policy.String(), Certificate: cert, Recorder: rec,
+		MaxFetchesPerClient: o.perClient})
 	ctx, cancel := context.WithCancel(context.Background())
 	ls, err := policyhost.Listen(ctx, []string{"127.0.0.1:0"})
 	if err != nil {
@@ -88,7 +92,7 @@ func start(t *testing.T, o options) *fixture {
 			t.Error("Serve did not return after cancel")
 		}
 	})
-	return &fixture{addr: ls[0].Addr().String(), roots: roots, st: st}
+	return &fixture{addr: ls[0].Addr().String(), roots: roots, st: st, srv: srv}
 }
 
 // client connects every request to the fixture, whatever the URL's host,
@@ -175,25 +179,82 @@ func TestPolicyHost(t *testing.T) {
 		})
 	}
 
-	// Every request was recorded, with User-Agent and SNI.
+	// Every fetch of the policy was recorded, with User-Agent and SNI;
+	// the other requests were counted, not stored.
 	fetches, err := f.st.PolicyFetches(t.Context(), time.Time{}, time.Time{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fetches) != len(tests) {
-		t.Fatalf("%d fetches recorded, want %d: %+v", len(fetches), len(tests), fetches)
+	var want []string
+	for _, tc := range tests {
+		if tc.status == http.StatusOK {
+			want = append(want, tc.name)
+		}
+	}
+	if len(fetches) != len(want) {
+		t.Fatalf("%d fetches recorded, want %d (%v): %+v", len(fetches), len(want), want, fetches)
 	}
 	for i, fe := range fetches {
-		tc := tests[i]
-		if fe.Status != tc.status || fe.UserAgent != "policy-test/1.0" || !fe.Client.Addr().IsLoopback() || fe.Time.IsZero() {
-			t.Errorf("fetch %d (%s): %+v", i, tc.name, fe)
+		if fe.Status != http.StatusOK || fe.Path != policyhost.WellKnownPath || fe.UserAgent != "policy-test/1.0" || !fe.Client.Addr().IsLoopback() || fe.Time.IsZero() {
+			t.Errorf("fetch %d (%s): %+v", i, want[i], fe)
 		}
-		if !strings.EqualFold(fe.SNI, host) { // the URL's host, whatever the Host header said
-			t.Errorf("fetch %d (%s): SNI %q", i, tc.name, fe.SNI)
+		if !strings.EqualFold(fe.SNI, host) {
+			t.Errorf("fetch %d (%s): SNI %q", i, want[i], fe.SNI)
 		}
 	}
-	if fetches[0].Path != policyhost.WellKnownPath || fetches[3].Path != "/" {
-		t.Errorf("paths %q %q", fetches[0].Path, fetches[3].Path)
+	if n := f.srv.Strays(); n != uint64(len(tests)-len(want)) {
+		t.Errorf("Strays() = %d, want %d", n, len(tests)-len(want))
+	}
+}
+
+// TestStraysNotStored: a flood of requests that are not policy fetches
+// (scanners' paths, other hosts, other methods) adds no row, and fetches
+// of the policy are stored at most MaxFetchesPerClient per network; all
+// of them are answered.
+func TestStraysNotStored(t *testing.T) {
+	f := start(t, options{perClient: 3})
+	c := f.client(false)
+	const strays = 300
+	for i := range strays {
+		url := fmt.Sprintf("https://%s/wp-login-%d.php", host, i)
+		method := http.MethodGet
+		switch i % 3 {
+		case 1:
+			url, method = "https://"+host+policyhost.WellKnownPath, http.MethodPost
+		case 2:
+			url = "https://" + host + policyhost.WellKnownPath + fmt.Sprintf("?x=%d", i)
+		}
+		req, err := http.NewRequest(method, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 2 {
+			req.Host = "mx6.a.mailtest.example" // another host: 421
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK {
+			t.Fatalf("stray %d (%s %s) answered 200", i, method, url)
+		}
+	}
+	for i := range 5 {
+		if r := f.do(t, http.MethodGet, "https://"+host+policyhost.WellKnownPath, ""); r.status != http.StatusOK {
+			t.Fatalf("fetch %d: %d", i, r.status)
+		}
+	}
+	fetches, err := f.st.PolicyFetches(t.Context(), time.Time{}, time.Time{}, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fetches) != 3 {
+		t.Fatalf("%d rows stored, want 3 (the policy fetches within the per-client limit)", len(fetches))
+	}
+	if f.srv.Strays() != strays || f.srv.Unstored() != 2 {
+		t.Errorf("Strays() = %d, Unstored() = %d; want %d, 2", f.srv.Strays(), f.srv.Unstored(), strays)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/resultmail"
+	"github.com/mailsec/mailsec/internal/retention"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/web"
 )
@@ -28,6 +29,18 @@ func EvidenceRules(cfg *config.Config) evidence.Rules {
 		PrefixV4: cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6,
 		Quiet: cfg.Timing.AckAfter.Duration, TestExpiry: cfg.Timing.TestExpiry.Duration,
 	}
+}
+
+// Purger is the service's retention purge (internal/retention): tests after
+// web.retention, policy fetches once no stored test can count them
+// (web.retention plus the evidence's fetch window), TLS-RPT mails after
+// smtp.tlsrpt_retention.
+func Purger(cfg *config.Config, st *store.Store, log *slog.Logger) *retention.Purger {
+	return retention.New(retention.Options{
+		Store: st, Tests: cfg.Web.Retention.Duration,
+		FetchWindow: EvidenceRules(cfg).WithDefaults().FetchWindow,
+		TLSRPT:      cfg.SMTP.TLSRPTRetention.Duration, Logger: log,
+	})
 }
 
 // ResultSource is how reports are read from the store, with the service's

@@ -3,7 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 
-	"github.com/mailsec/mailsec/internal/config"
-	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/resultmail"
@@ -26,26 +23,10 @@ import (
 // DMARC — checked through mailsec's own DNS server with go-msgauth and the
 // SPF evaluation the result mailer itself uses.
 func TestResultMailIdentity(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	dnsAddr := peertest.FreeAddr(t).String()
-	cfg.DNS.Listen = []string{dnsAddr}
-	cfg.Resolver.Address = dnsAddr
-	cfg.SMTP.Listen = []string{"127.0.0.1:0"}
-	cfg.PolicyHost.Listen = []string{"127.0.0.1:0"}
-	cfg.Web.Listen = []string{"127.0.0.1:0"}
-	cfg.TLS.Issuer = "local"
+	cfg := loopbackConfig(t)
+	cfg.Resolver.Address = cfg.DNS.Listen[0]
 	cfg.ResultMail.SourceAddress = "127.0.0.77"
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	run, err := Start(ctx, &cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = run.Wait() })
+	run := startLoopback(t, cfg)
 	if run.Zones.DKIMKey == nil || !strings.HasPrefix(run.WebURL, "http://127.0.0.1:") {
 		t.Fatalf("DKIM key %v, web %q", run.Zones.DKIMKey, run.WebURL)
 	}

@@ -273,9 +273,14 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD, closeP, closeS, closeW)
 	}
 	qlog := store.NewDNSQueryLog(st, log.With("part", "querylog"), cfg.DNS.QueryLogBuffer, cfg.DNS.QueryLogRetention.Duration)
+	qlog.SetLimits(store.DNSQueryLogLimits{RowsPerSecond: cfg.DNS.QueryLogRowsPerSecond,
+		RowsPerClientPerSecond: cfg.DNS.QueryLogRowsPerClientPerSecond,
+		PrefixV4:               cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6})
 	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
-		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost")})
+		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),
+		MaxFetchesPerClient: cfg.PolicyHost.MaxFetchesPerClientPerHour,
+		ClientPrefixV4:      cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6})
 
 	r := &Running{Zones: zones, Store: st, Certs: mgr, Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)}, done: make(chan error, 1)}
 	for _, l := range dnsListeners {
@@ -327,6 +332,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	if senderChecks != nil {
 		g.Go(func() error { return senderChecks.Run(gctx) })
 	}
+	// The retention purge runs whether or not the web server does: the
+	// tables it prunes grow with what the Internet sends.
+	g.Go(func() error { return Purger(cfg, st, log.With("part", "retention")).Run(gctx) })
 	if len(webListeners) > 0 {
 		g.Go(func() error { return webSrv.Serve(gctx, webListeners) })
 	}
@@ -336,7 +344,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		if qerr := <-qlogDone; qerr != nil && err == nil {
 			err = fmt.Errorf("query log: %w", qerr)
 		}
-		log.Info("query log closed", "written", qlog.Written(), "dropped", qlog.Dropped())
+		log.Info("query log closed", "written", qlog.Written(), "dropped", qlog.Dropped(), "limited", qlog.Limited())
 		if cerr := st.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
@@ -385,6 +393,8 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		ClientPrefixV4: cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6,
 		FixedLocalParts: append([]string{}, cfg.SMTP.FixedLocalParts...), TLSRPTAddress: cfg.Zones.TLSRPTAddress,
 		AcceptAll: cfg.SMTP.AcceptAll, Logger: log,
+		TLSRPTMaxBytes: cfg.SMTP.TLSRPTMaxBytes, TLSRPTPerClient: cfg.SMTP.TLSRPTPerClientPerHour,
+		TLSRPTQuota: store.TLSRPTQuota{MaxReports: cfg.SMTP.TLSRPTMaxReports, MaxBytes: cfg.SMTP.TLSRPTMaxStoredBytes},
 	}
 	if res != nil {
 		o.LookupTXT = res.LookupTXT

@@ -28,7 +28,12 @@ type record struct {
 
 	dirty    bool // c changed since the last successful save
 	inWindow bool // inside the client's downgrade window (no STARTTLS)
-	local    int  // persona of the local address, 0 if none
+	// dataLimit is the size limit of the mail in progress when it is
+	// smaller than MaxMessageBytes (TLS-RPT mail); 0 otherwise. It lives
+	// here, under mu, because go-smtp may call Data from its BDAT
+	// goroutine while the connection is being closed.
+	dataLimit int64
+	local     int // persona of the local address, 0 if none
 
 	// base is the persona before the recipients are known: plain text,
 	// or the one chosen from SNI or the local address. byDefault tells

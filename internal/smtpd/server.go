@@ -16,10 +16,12 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/clientnet"
 	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -109,6 +111,21 @@ type Options struct {
 	// TLSRPTAddress receives TLS-RPT reports (RFC 8460); "" means
 	// tlsrpt@ZoneA.
 	TLSRPTAddress string
+	// TLSRPTMaxBytes is the size limit of a mail to TLSRPTAddress; larger
+	// ones are refused with 552 5.3.4 while DATA is read (or at RCPT when
+	// MAIL announced the size, RFC 1870). RFC 8460 §5.3 reports are a
+	// JSON document, optionally gzip-compressed, as an attachment: a few
+	// KiB. 0 means 1 MiB.
+	TLSRPTMaxBytes int64
+	// TLSRPTPerClient is how many TLS-RPT mails one client
+	// (ClientPrefixV4/V6) may send per hour; more are answered 450 4.7.1
+	// at RCPT. A reporter sends one report a day per policy domain
+	// (RFC 8460 §4.1). 0 means 10.
+	TLSRPTPerClient int
+	// TLSRPTQuota bounds the TLS-RPT mails stored; past it new ones are
+	// answered 452 4.3.1 (the retention purge makes room). Zero fields
+	// take 10,000 reports and 256 MiB.
+	TLSRPTQuota store.TLSRPTQuota
 	// AcceptAll answers 250 to every mail for A and B with no test logic
 	// and no downgrade window (bench mode). History is still recorded.
 	AcceptAll bool
@@ -141,6 +158,10 @@ const (
 	defaultPrefixV6       = 48
 	defaultDKIMTimeout    = 10 * time.Second
 	defaultEpisodeQuiet   = 10 * time.Minute
+	defaultTLSRPTMaxBytes = 1 << 20
+	defaultTLSRPTPerHour  = 10
+	defaultTLSRPTReports  = 10000
+	defaultTLSRPTStored   = 256 << 20
 
 	// maxDKIMVerifications bounds the signatures verified per message
 	// (each costs a key lookup and a body hash).
@@ -186,6 +207,7 @@ type Server struct {
 	clients      clientTable
 	windowStarts windowStartCache
 	episodeLocks keyLocks
+	tlsrptRate   *ratelimit.Window      // TLS-RPT mails per client per hour
 	fixedMu      sync.Mutex             // serializes find-or-create of fixed-address tests
 	panics       atomic.Int64           // recovered panics in this package's code
 	lastPanic    atomic.Pointer[string] // the last of them, with its stack
@@ -236,6 +258,10 @@ func New(opts Options) (*Server, error) {
 	setDefault(&o.MaxMessageBytes, defaultMaxMessage)
 	setDefault(&o.MaxRecipients, defaultMaxRecipients)
 	setDefault(&o.MaxLineLength, defaultMaxLineLength)
+	setDefault(&o.TLSRPTMaxBytes, defaultTLSRPTMaxBytes)
+	setDefault(&o.TLSRPTPerClient, defaultTLSRPTPerHour)
+	setDefault(&o.TLSRPTQuota.MaxReports, defaultTLSRPTReports)
+	setDefault(&o.TLSRPTQuota.MaxBytes, defaultTLSRPTStored)
 	setDefault(&o.ClientPrefixV4, defaultPrefixV4)
 	setDefault(&o.ClientPrefixV6, defaultPrefixV6)
 	if o.ClientPrefixV4 < 0 || o.ClientPrefixV4 > 32 || o.ClientPrefixV6 < 0 || o.ClientPrefixV6 > 128 {
@@ -293,6 +319,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.clients = clientTable{n: map[string]int{}}
 	s.windowStarts = windowStartCache{m: map[string]time.Time{}}
+	s.tlsrptRate = ratelimit.New(o.TLSRPTPerClient, time.Hour, s.now)
 	s.tlsConfig = &tls.Config{
 		GetConfigForClient: s.configForClient,
 		// Observe old senders too: what they negotiate is evidence.
@@ -614,18 +641,7 @@ func newEpisode(ep store.ClientEpisode, now time.Time, quiet time.Duration) bool
 // clientKey is the downgrade-window client of addr: its prefix of
 // ClientPrefixV4/V6 bits, in text form ("192.0.2.0/24").
 func (s *Server) clientKey(addr netip.Addr) string {
-	if !addr.IsValid() {
-		return "unknown"
-	}
-	bits := s.opts.ClientPrefixV6
-	if addr.Is4() {
-		bits = s.opts.ClientPrefixV4
-	}
-	p, err := addr.Prefix(bits)
-	if err != nil {
-		return addr.String()
-	}
-	return p.String()
+	return clientnet.Key(addr, s.opts.ClientPrefixV4, s.opts.ClientPrefixV6)
 }
 
 // addrPortOf returns the unmapped address and port of a TCP address.

@@ -55,6 +55,7 @@ type session struct {
 // transaction is the mail in progress (RFC 5321 §3.3).
 type transaction struct {
 	from       string
+	size       int64      // the SIZE parameter of MAIL (RFC 1870); 0 if none
 	test       store.Test // ID "" while no recipient named a test
 	tlsrpt     bool
 	hasA, hasB bool
@@ -84,6 +85,7 @@ func (ss *session) Reset() {
 	ss.tx = transaction{}
 	ss.rec.mu.Lock()
 	ss.rec.inTx = false
+	ss.rec.dataLimit = 0
 	ss.rec.mu.Unlock()
 }
 
@@ -94,11 +96,14 @@ func (ss *session) Logout() error {
 }
 
 // Mail starts a transaction: state Mail, the sender recorded.
-func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.tc.closing() {
 		return errClosing
 	}
 	ss.tx = transaction{from: from}
+	if opts != nil {
+		ss.tx.size = opts.Size
+	}
 	r := ss.rec
 	r.mu.Lock()
 	r.mails++
@@ -108,6 +113,7 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "too many mails in one connection"}
 	}
 	r.inTx = true
+	r.dataLimit = 0
 	r.c.MailFrom = untrusted.Truncate(from, 1024)
 	r.c.RcptTo = nil
 	r.c.Reply = ""
@@ -147,7 +153,17 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if ss.tx.test.ID != "" {
 			return separately()
 		}
+		if ss.tx.size > ss.s.opts.TLSRPTMaxBytes {
+			return ss.reject(552, smtp.EnhancedCode{5, 3, 4}, tlsrptTooLarge(ss.s.opts.TLSRPTMaxBytes))
+		}
+		if !ss.tx.tlsrpt && !ss.s.tlsrptRate.Allow(ss.rec.snapshot().ClientKey) {
+			// RFC 5321 §4.2.5: 450 asks the reporter to retry later.
+			return ss.reject(450, smtp.EnhancedCode{4, 7, 1}, "too many TLS-RPT reports from your network, try again later")
+		}
 		ss.tx.tlsrpt = true
+		ss.rec.mu.Lock()
+		ss.rec.dataLimit = ss.s.opts.TLSRPTMaxBytes
+		ss.rec.mu.Unlock()
 		return ss.accept(to, cls, store.Test{})
 	}
 
@@ -297,9 +313,19 @@ func (ss *session) Data(rd io.Reader) error {
 	// (go-smtp only sets the per-command one).
 	_ = ss.conn.Conn().SetReadDeadline(time.Now().Add(ss.s.opts.DataTimeout))
 	limit := ss.s.opts.MaxMessageBytes
+	tooLarge := smtp.ErrDataTooLarge
+	ss.rec.mu.Lock()
+	small := ss.rec.dataLimit
+	ss.rec.mu.Unlock()
+	if small > 0 && small < limit {
+		// TLS-RPT reports are small (RFC 8460 §5.3); the rest of a
+		// larger mail is discarded by go-smtp as it arrives, never held.
+		limit = small
+		tooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: tlsrptTooLarge(limit)}
+	}
 	body, err := io.ReadAll(io.LimitReader(rd, limit+1))
 	if err == nil && int64(len(body)) > limit {
-		err = smtp.ErrDataTooLarge
+		err = tooLarge
 	}
 	if err != nil {
 		var serr *smtp.SMTPError
@@ -340,12 +366,25 @@ func (ss *session) Data(rd io.Reader) error {
 	return ss.acknowledge()
 }
 
-// tlsrptReport stores a TLS-RPT report mail raw (RFC 8460 §3); it is
-// parsed later.
+// tlsrptTooLarge is the text of the 552 for a TLS-RPT mail over limit.
+func tlsrptTooLarge(limit int64) string {
+	return fmt.Sprintf("TLS-RPT report larger than %d octets", limit)
+}
+
+// tlsrptReport stores a TLS-RPT report mail raw (RFC 8460 §3), whole, so
+// that it can be parsed later; within the quota (TLSRPTQuota).
 func (ss *session) tlsrptReport(body []byte) error {
 	c := ss.rec.snapshot()
 	rep := &store.TLSRPTReport{Received: ss.s.now(), Client: c.Client.Addr(), MailFrom: ss.tx.from, Raw: body}
-	if err := ss.s.storeOp(func(ctx context.Context) error { return ss.s.opts.Store.AddTLSRPTReport(ctx, rep) }); err != nil {
+	err := ss.s.storeOp(func(ctx context.Context) error {
+		return ss.s.opts.Store.AddTLSRPTReport(ctx, rep, ss.s.opts.TLSRPTQuota)
+	})
+	if errors.Is(err, store.ErrTLSRPTFull) {
+		ss.rec.log.Warn("smtp: TLS-RPT report refused, storage full", "err", err)
+		// RFC 3463 4.3.1: mail system full; the reporter retries later.
+		return ss.answer(&smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "TLS-RPT report storage full, try again later"}, false)
+	}
+	if err != nil {
 		ss.rec.log.Error("smtp: storing a TLS-RPT report", "err", err)
 		return ss.answer(errTempFailure, false)
 	}

@@ -8,7 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/clientnet"
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/ratelimit"
 )
 
 const (
@@ -46,15 +48,42 @@ const (
 // queries are dropped and counted rather than slowing down answers: a
 // missing log line costs a test its evidence, a late DNS answer costs the
 // test itself.
+//
+// The rows written are bounded too (SetLimits): in total and per client
+// network, per second. Repeats of a query within a flush window fold into
+// one row and cost nothing; a query that would need a new row past a limit
+// is counted (Limited) and not stored. A flood of random names then costs
+// at most the limit's rows, and the write lock the SMTP acknowledgements
+// share stays available.
 type DNSQueryLog struct {
 	store     *Store
 	logger    *slog.Logger
 	retention time.Duration
 	queue     chan DNSQuery
+	now       func() time.Time // the limits' clock
+
+	// Set before Run, read by Run only.
+	limits    DNSQueryLogLimits
+	allRows   *ratelimit.Window // nil: no limit
+	perClient *ratelimit.Window // nil: no limit
 
 	dropped atomic.Uint64
+	limited atomic.Uint64
 	written atomic.Uint64
 	running atomic.Bool
+}
+
+// DNSQueryLogLimits bound the rows the query log writes. Zero fields do
+// not restrict (prefixes: 24 and 48).
+type DNSQueryLogLimits struct {
+	// RowsPerSecond bounds the rows written per second, all clients
+	// together.
+	RowsPerSecond int
+	// RowsPerClientPerSecond bounds the rows written per second for one
+	// client network (PrefixV4/PrefixV6 bits), so that one flooding
+	// network cannot take the whole of RowsPerSecond.
+	RowsPerClientPerSecond int
+	PrefixV4, PrefixV6     int
 }
 
 // NewDNSQueryLog returns a log writing to s that queues up to buffer queries
@@ -73,7 +102,49 @@ func NewDNSQueryLog(s *Store, logger *slog.Logger, buffer int, retention time.Du
 		logger:    logger,
 		retention: retention,
 		queue:     make(chan DNSQuery, buffer),
+		now:       time.Now,
 	}
+}
+
+// SetLimits sets the row limits. Call it before Run.
+func (l *DNSQueryLog) SetLimits(lim DNSQueryLogLimits) {
+	if lim.PrefixV4 <= 0 {
+		lim.PrefixV4 = 24
+	}
+	if lim.PrefixV6 <= 0 {
+		lim.PrefixV6 = 48
+	}
+	l.limits, l.allRows, l.perClient = lim, nil, nil
+	if lim.RowsPerSecond > 0 {
+		l.allRows = ratelimit.New(lim.RowsPerSecond, time.Second, l.now)
+	}
+	if lim.RowsPerClientPerSecond > 0 {
+		l.perClient = ratelimit.New(lim.RowsPerClientPerSecond, time.Second, l.now)
+	}
+}
+
+// Limited returns how many queries were not stored because they needed a
+// new row past the limits (SetLimits).
+func (l *DNSQueryLog) Limited() uint64 { return l.limited.Load() }
+
+// add folds q into batch if it repeats a row there or the limits allow a
+// new row, and returns the number of rows in batch.
+func (l *DNSQueryLog) add(batch *aggregate, q DNSQuery) int {
+	if !batch.has(q) && !l.admit(q) {
+		l.limited.Add(uint64(max(q.Count, 1)))
+		return len(batch.rows)
+	}
+	return batch.add(q)
+}
+
+// admit counts a new row against the limits and tells whether it is
+// within them. The client's own limit is asked first, so a network over
+// its share does not use up the total.
+func (l *DNSQueryLog) admit(q DNSQuery) bool {
+	if l.perClient != nil && !l.perClient.Allow(clientnet.Key(q.Client.Addr(), l.limits.PrefixV4, l.limits.PrefixV6)) {
+		return false
+	}
+	return l.allRows == nil || l.allRows.Allow("")
 }
 
 // Record queues q for writing. It never blocks: if the queue is full, q is
@@ -120,22 +191,26 @@ func (l *DNSQueryLog) Run(ctx context.Context) error {
 	prune := time.NewTicker(dnsLogPruneEvery)
 	defer prune.Stop()
 
-	var w dropWarner
+	dropped := dropWarner{what: "DNS query log: queries dropped"}
+	limited := dropWarner{what: "DNS query log: queries over the row limits not stored"}
 	batch := newAggregate()
 	for {
 		select {
 		case q := <-l.queue:
-			if batch.add(q) >= dnsLogBatch {
+			if l.add(batch, q) >= dnsLogBatch {
 				batch = l.flush(ctx, batch)
 			}
 		case <-flush.C:
 			batch = l.flush(ctx, batch)
-			w.maybeWarn(l.logger, l.dropped.Load(), time.Now())
+			now := time.Now()
+			dropped.maybeWarn(l.logger, l.dropped.Load(), now)
+			limited.maybeWarn(l.logger, l.limited.Load(), now)
 		case <-prune.C:
 			l.prune(ctx)
 		case <-ctx.Done():
 			l.drain(ctx, batch)
-			w.final(l.logger, l.dropped.Load())
+			dropped.final(l.logger, l.dropped.Load())
+			limited.final(l.logger, l.limited.Load())
 			return nil
 		}
 	}
@@ -147,7 +222,7 @@ func (l *DNSQueryLog) drain(ctx context.Context, batch *aggregate) {
 	for {
 		select {
 		case q := <-l.queue:
-			if batch.add(q) >= dnsLogBatch {
+			if l.add(batch, q) >= dnsLogBatch {
 				batch = l.flush(ctx, batch)
 			}
 		default:
@@ -210,11 +285,21 @@ func newAggregate() *aggregate {
 	return &aggregate{rows: make([]DNSQuery, 0, dnsLogBatch), index: make(map[aggregateKey]int, dnsLogBatch)}
 }
 
+func keyOf(q DNSQuery) aggregateKey {
+	return aggregateKey{q.Client.Addr().Unmap(), q.Transport, dnsname.CanonicalFQDN(q.Name), q.Type, q.DO, q.ECS, q.Rcode}
+}
+
+// has tells whether q would fold into a record already in a.
+func (a *aggregate) has(q DNSQuery) bool {
+	_, ok := a.index[keyOf(q)]
+	return ok
+}
+
 // add folds q in and returns the number of distinct records.
 func (a *aggregate) add(q DNSQuery) int {
 	n := max(q.Count, 1)
 	a.queries += uint64(n)
-	k := aggregateKey{q.Client.Addr().Unmap(), q.Transport, dnsname.CanonicalFQDN(q.Name), q.Type, q.DO, q.ECS, q.Rcode}
+	k := keyOf(q)
 	if i, ok := a.index[k]; ok {
 		r := &a.rows[i]
 		r.Count = max(r.Count, 1) + n
@@ -265,6 +350,7 @@ func (l *DNSQueryLog) prune(ctx context.Context) {
 // dropWarner rate-limits the dropped-queries warning. It lives in Run's
 // goroutine, so it needs no locking, and keeps Record free of logging.
 type dropWarner struct {
+	what     string    // the warning's message
 	reported uint64    // Dropped() at the last warning
 	last     time.Time // time of the last warning
 }
@@ -275,7 +361,7 @@ func (w *dropWarner) maybeWarn(logger *slog.Logger, dropped uint64, now time.Tim
 	if dropped <= w.reported || (!w.last.IsZero() && now.Sub(w.last) < dnsLogDropWarnEvery) {
 		return
 	}
-	logger.Warn("DNS query log: queries dropped", "count", dropped-w.reported, "total", dropped)
+	logger.Warn(w.what, "count", dropped-w.reported, "total", dropped)
 	w.reported, w.last = dropped, now
 }
 
@@ -283,7 +369,7 @@ func (w *dropWarner) maybeWarn(logger *slog.Logger, dropped uint64, now time.Tim
 // right after an overload does not hide it.
 func (w *dropWarner) final(logger *slog.Logger, dropped uint64) {
 	if dropped > w.reported {
-		logger.Warn("DNS query log: queries dropped", "count", dropped-w.reported, "total", dropped)
+		logger.Warn(w.what, "count", dropped-w.reported, "total", dropped)
 		w.reported = dropped
 	}
 }

@@ -203,23 +203,5 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 // deleted. It deletes in chunks (see pruneChunk); if ctx ends part way, the
 // rows deleted so far stay deleted and are counted.
 func (s *Store) PruneDNSQueries(ctx context.Context, before time.Time) (int64, error) {
-	cutoff := clampToNanos(before)
-	// DELETE ... LIMIT is not portable (SQLite needs a compile option,
-	// PostgreSQL has none), so the chunk is chosen by a subquery on id.
-	query := s.q(`DELETE FROM dns_queries WHERE id IN
-    (SELECT id FROM dns_queries WHERE time_ns < ? ORDER BY time_ns LIMIT ?)`)
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, fmt.Errorf("store: prune DNS queries: %w", err)
-		}
-		n, err := execCount(ctx, s.db, "prune DNS queries", query, cutoff, pruneChunk)
-		if err != nil {
-			return total, err
-		}
-		total += n
-		if n < pruneChunk {
-			return total, nil
-		}
-	}
+	return s.pruneBefore(ctx, "prune DNS queries", "dns_queries", "time_ns", before)
 }

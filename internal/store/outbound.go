@@ -569,8 +569,19 @@ WHERE test_id = '' AND client_addr = ? AND started_ns >= ? AND started_ns < ?`),
 		testID, client.Unmap().String(), clampToNanos(since), clampToNanos(until))
 }
 
-// AddTLSRPTReport stores a TLS-RPT report mail (raw) and sets r.ID.
-func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport) error {
+// TLSRPTQuota bounds the stored TLS-RPT report mails: anyone may send
+// mail to tlsrpt@A, so what is kept of it must be bounded. Zero fields do
+// not restrict.
+type TLSRPTQuota struct {
+	MaxReports int   // rows
+	MaxBytes   int64 // sum of the raw mails' sizes
+}
+
+// AddTLSRPTReport stores a TLS-RPT report mail (raw) and sets r.ID. If
+// storing it would take the table past q, nothing is stored and the error
+// wraps ErrTLSRPTFull: the reports already stored are kept (the retention
+// purge makes room), and the sender is asked to retry later.
+func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport, q TLSRPTQuota) error {
 	ns, err := timeToNanos(r.Received)
 	if err != nil {
 		return fmt.Errorf("store: add TLS-RPT report: %w", err)
@@ -583,13 +594,24 @@ func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport) error {
 	if raw == nil {
 		raw = []byte{} // NOT NULL
 	}
-	var id int64
-	if err := s.db.QueryRowContext(ctx, s.q(`INSERT INTO tlsrpt_reports (received_ns, client_addr, mail_from, raw)
-    VALUES (?, ?, ?, ?) RETURNING id`), ns, client, r.MailFrom, raw).Scan(&id); err != nil {
-		return fmt.Errorf("store: add TLS-RPT report: %w", err)
-	}
-	r.ID = id
-	return nil
+	size := int64(len(raw))
+	return s.inTx(ctx, "add TLS-RPT report", func(tx *sql.Tx) error {
+		if q.MaxReports > 0 || q.MaxBytes > 0 {
+			var n, bytes int64
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(size), 0) FROM tlsrpt_reports`)).Scan(&n, &bytes); err != nil {
+				return fmt.Errorf("store: add TLS-RPT report: usage: %w", err)
+			}
+			if q.MaxReports > 0 && n+1 > int64(q.MaxReports) || q.MaxBytes > 0 && bytes+size > q.MaxBytes {
+				return fmt.Errorf("store: add TLS-RPT report: %w (%d reports, %d bytes stored; limits %d, %d)",
+					ErrTLSRPTFull, n, bytes, q.MaxReports, q.MaxBytes)
+			}
+		}
+		if err := tx.QueryRowContext(ctx, s.q(`INSERT INTO tlsrpt_reports (received_ns, client_addr, mail_from, raw, size)
+    VALUES (?, ?, ?, ?, ?) RETURNING id`), ns, client, r.MailFrom, raw, size).Scan(&r.ID); err != nil {
+			return fmt.Errorf("store: add TLS-RPT report: %w", err)
+		}
+		return nil
+	})
 }
 
 // TLSRPTReports returns the reports received at or after since, oldest

@@ -449,7 +449,7 @@ func TestTLSRPTReports(t *testing.T) {
 		{Received: testEpoch().Add(time.Second)},
 	}
 	for i := range in {
-		if err := s.AddTLSRPTReport(ctx, &in[i]); err != nil {
+		if err := s.AddTLSRPTReport(ctx, &in[i], TLSRPTQuota{}); err != nil {
 			t.Fatalf("AddTLSRPTReport: %v", err)
 		}
 		if in[i].ID == 0 {

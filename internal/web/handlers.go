@@ -164,7 +164,7 @@ func (s *Server) runCheck(r *http.Request, domain string) ([]byte, int, error) {
 	if err != nil {
 		return nil, http.StatusBadRequest, err
 	}
-	if !s.checks.allow(clientIP(r)) {
+	if !s.checks.Allow(clientIP(r)) {
 		return nil, http.StatusTooManyRequests, errRateLimited
 	}
 	js, err := s.o.Check(r.Context(), d)

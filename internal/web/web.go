@@ -10,8 +10,9 @@
 //
 // Privacy (GDPR): the private link is the test id (80 random bits); every
 // address on a page is redacted by internal/report; logs name tests, not
-// people; tests are deleted after web.retention (Purge) or at once with the
-// delete button.
+// people; tests are deleted after web.retention by the service's retention
+// purge (internal/retention; Options.Retention is what the home page says)
+// or at once with the delete button.
 package web
 
 import (
@@ -28,11 +29,10 @@ import (
 	"net/netip"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/listen"
-	"github.com/mailsec/mailsec/internal/periodic"
+	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/store"
@@ -55,9 +55,9 @@ type Options struct {
 	Source       reportsource.Source
 	ZoneA, ZoneB string // without trailing dot
 	Providers    []string
-	Retention    time.Duration
-	StartLimit   int // new tests per client address and hour
-	CheckLimit   int // inbound checks per client address and hour
+	Retention    time.Duration // shown on the home page; internal/retention deletes
+	StartLimit   int           // new tests per client address and hour
+	CheckLimit   int           // inbound checks per client address and hour
 	Check        CheckFunc
 	// EventInterval is how often the live page's event stream looks at
 	// the store (default 1s); EventMax ends a stream (default 30 min; the
@@ -72,8 +72,8 @@ type Options struct {
 type Server struct {
 	o      Options
 	log    *slog.Logger
-	starts *limiter
-	checks *limiter
+	starts *ratelimit.Window
+	checks *ratelimit.Window
 	mux    *http.ServeMux
 }
 
@@ -94,8 +94,8 @@ func New(o Options) *Server {
 	if o.Retention <= 0 {
 		o.Retention = 30 * 24 * time.Hour
 	}
-	s := &Server{o: o, log: o.Logger, starts: newLimiter(max(o.StartLimit, 1), time.Hour, o.Now),
-		checks: newLimiter(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux()}
+	s := &Server{o: o, log: o.Logger, starts: ratelimit.New(max(o.StartLimit, 1), time.Hour, o.Now),
+		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux()}
 	static, _ := fs.Sub(staticFS, "static")
 	m := s.mux
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -157,16 +157,15 @@ func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 	return listen.TCP(ctx, "web", addrs)
 }
 
-// Serve serves on the listeners until ctx ends, and runs the retention
-// purge.
+// Serve serves on the listeners until ctx ends. (The retention purge is
+// the service's, internal/retention: it runs without the web server too.)
 func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
 		BaseContext: func(net.Listener) context.Context { return ctx }, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, len(ls)+1)
+	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		go func() { errc <- srv.Serve(l) }()
 	}
-	go func() { errc <- s.RunPurge(ctx, time.Hour) }()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -179,44 +178,6 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 	defer cancel()
 	_ = srv.Shutdown(sctx) // event streams end with ctx
 	return nil
-}
-
-// RunPurge deletes expired tests every interval until ctx ends.
-func (s *Server) RunPurge(ctx context.Context, every time.Duration) error {
-	periodic.Run(ctx, every, s.log, "web: retention purge", func(ctx context.Context) error {
-		// What was deleted is said even when the round then failed.
-		n, err := s.Purge(ctx)
-		if n > 0 {
-			s.log.Info("web: retention purge", "deleted_tests", n)
-		}
-		return err
-	})
-	return nil
-}
-
-// Purge deletes the tests older than the retention period, with
-// everything recorded for them, and the untied connections as old.
-func (s *Server) Purge(ctx context.Context) (int, error) {
-	before := s.o.Now().Add(-s.o.Retention)
-	st := s.o.Source.Store
-	n := 0
-	for range 100 { // bounded: at most 100 000 tests per round
-		ids, err := st.TestsCreatedBefore(ctx, before, 1000)
-		if err != nil {
-			return n, err
-		}
-		for _, id := range ids {
-			if err := st.DeleteTest(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return n, err
-			}
-			n++
-		}
-		if len(ids) < 1000 {
-			break
-		}
-	}
-	_, err := st.PurgeUntiedConnections(ctx, before)
-	return n, err
 }
 
 // idRe is the form of test ids (store.NewTestID).
@@ -235,35 +196,6 @@ func clientIP(r *http.Request) string {
 		return p.String()
 	}
 	return a.String()
-}
-
-// limiter is a fixed-window counter per key, bounded in keys.
-type limiter struct {
-	mu     sync.Mutex
-	n      int
-	window time.Duration
-	now    func() time.Time
-	start  time.Time
-	counts map[string]int
-}
-
-func newLimiter(n int, window time.Duration, now func() time.Time) *limiter {
-	return &limiter{n: n, window: window, now: now, counts: map[string]int{}}
-}
-
-// allow counts one use by key and tells whether it is within the limit.
-func (l *limiter) allow(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if now.Sub(l.start) >= l.window || len(l.counts) > 100000 {
-		l.start, l.counts = now, map[string]int{}
-	}
-	if l.counts[key] >= l.n {
-		return false
-	}
-	l.counts[key]++
-	return true
 }
 
 type addresses struct {
@@ -286,7 +218,7 @@ func (s *Server) addressesOf(t store.Test) addresses {
 var errRateLimited = errors.New("too many requests from your address; try again in an hour")
 
 func (s *Server) newTest(r *http.Request) (store.Test, error) {
-	if !s.starts.allow(clientIP(r)) {
+	if !s.starts.Allow(clientIP(r)) {
 		return store.Test{}, errRateLimited
 	}
 	id, err := store.NewTestID()

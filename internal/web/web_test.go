@@ -338,24 +338,3 @@ func TestCheck(t *testing.T) {
 		t.Errorf("bad domain: %d", resp.StatusCode)
 	}
 }
-
-func TestPurge(t *testing.T) {
-	e := newEnv(t, nil)
-	old, fresh := e.now.Add(-25*time.Hour), e.now.Add(-time.Hour)
-	for id, at := range map[string]time.Time{"oldtestaaaaaaaaa": old, "freshtestaaaaaaa": fresh} {
-		if err := e.st.CreateTest(t.Context(), store.Test{ID: id, Created: at, Updated: at, Kind: store.TestToken, State: store.TestOpen}); err != nil {
-			t.Fatal(err)
-		}
-		e.addConn(t, id, store.SMTPConnection{Started: at, Ended: at, Persona: 1, State: store.StateNone})
-	}
-	n, err := e.srv.Purge(t.Context())
-	if err != nil || n != 1 {
-		t.Fatalf("purged %d, %v", n, err)
-	}
-	if _, err := e.st.Test(t.Context(), "oldtestaaaaaaaaa"); err == nil {
-		t.Error("the old test survived")
-	}
-	if _, err := e.st.Test(t.Context(), "freshtestaaaaaaa"); err != nil {
-		t.Error("the fresh test was purged")
-	}
-}

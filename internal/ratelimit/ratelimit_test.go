@@ -1,0 +1,59 @@
+package ratelimit
+
+import (
+	"testing"
+	"time"
+)
+
+func TestWindow(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := New(2, time.Minute, func() time.Time { return now })
+	steps := []struct {
+		advance time.Duration
+		key     string
+		want    bool
+	}{
+		{0, "a", true},
+		{0, "a", true},
+		{0, "a", false}, // third in the window
+		{0, "b", true},  // another key has its own count
+		{59 * time.Second, "a", false},
+		{time.Second, "a", true}, // a new window
+		{0, "a", true},
+		{0, "a", false},
+	}
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		if got := w.Allow(s.key); got != s.want {
+			t.Errorf("step %d: Allow(%q) = %v, want %v", i, s.key, got, s.want)
+		}
+	}
+}
+
+func TestWindowBoundedKeys(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := New(1, time.Hour, func() time.Time { return now })
+	w.maxKeys = 3
+	for _, k := range []string{"a", "b", "c"} {
+		if !w.Allow(k) {
+			t.Fatalf("first use of %q refused", k)
+		}
+	}
+	if w.Allow("a") {
+		t.Fatal("second use of a allowed in the same window")
+	}
+	// A fourth key: the table is full, a new window starts for everyone.
+	if !w.Allow("d") {
+		t.Fatal("d refused")
+	}
+	if len(w.counts) != 1 {
+		t.Fatalf("table holds %d keys after the reset, want 1", len(w.counts))
+	}
+}
+
+func TestWindowZeroAllowsNothing(t *testing.T) {
+	w := New(0, time.Hour, nil)
+	if w.Allow("a") {
+		t.Fatal("a limit of 0 allowed a use")
+	}
+}

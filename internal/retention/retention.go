@@ -1,0 +1,142 @@
+// Package retention deletes what the service no longer needs to keep: tests
+// past their retention with everything recorded for them, connections no
+// test claimed, policy fetches too old to be any test's evidence, and
+// TLS-RPT report mails past theirs.
+//
+// It runs in its own loop whenever the service runs, whether or not the
+// web server is enabled: the tables it prunes are written by the SMTP
+// personas and the policy host, which face the Internet either way. (The
+// DNS query log prunes itself: store.DNSQueryLog.)
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/periodic"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// Defaults.
+const (
+	DefaultTests  = 30 * 24 * time.Hour
+	DefaultTLSRPT = 30 * 24 * time.Hour
+	DefaultEvery  = time.Hour
+
+	// purgeBatch and maxPurgeBatches bound one round's test deletions
+	// (100,000 tests); the next round goes on.
+	purgeBatch      = 1000
+	maxPurgeBatches = 100
+)
+
+// Options configures a Purger. Zero durations take the defaults.
+type Options struct {
+	Store *store.Store
+	// Tests: tests created longer ago are deleted with their connections,
+	// results and checks (web.retention); so are connections as old that
+	// no test claimed.
+	Tests time.Duration
+	// FetchWindow is how far before a test's creation policy fetches are
+	// its evidence (evidence.Rules.FetchWindow). A fetch older than
+	// Tests+FetchWindow is no longer evidence of any stored test and is
+	// deleted.
+	FetchWindow time.Duration
+	// TLSRPT: TLS-RPT report mails received longer ago are deleted
+	// (smtp.tlsrpt_retention).
+	TLSRPT time.Duration
+	// Every is the interval between purges (default 1h).
+	Every  time.Duration
+	Logger *slog.Logger     // nil: discard
+	Now    func() time.Time // nil: time.Now
+}
+
+// Purger deletes expired rows; see the package documentation.
+type Purger struct{ o Options }
+
+// Counts says what one purge deleted.
+type Counts struct {
+	Tests, UntiedConnections, PolicyFetches, TLSRPTReports int64
+}
+
+// New returns a Purger for o.
+func New(o Options) *Purger {
+	if o.Tests <= 0 {
+		o.Tests = DefaultTests
+	}
+	if o.TLSRPT <= 0 {
+		o.TLSRPT = DefaultTLSRPT
+	}
+	if o.FetchWindow < 0 {
+		o.FetchWindow = 0
+	}
+	if o.Every <= 0 {
+		o.Every = DefaultEvery
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Purger{o: o}
+}
+
+// Run purges at once and then every interval until ctx ends; a failed
+// round is logged and retried at the next.
+func (p *Purger) Run(ctx context.Context) error {
+	periodic.Run(ctx, p.o.Every, p.o.Logger, "retention purge", func(ctx context.Context) error {
+		// What was deleted is said even when the round then failed.
+		c, err := p.Purge(ctx)
+		if c != (Counts{}) {
+			p.o.Logger.Info("retention purge", "tests", c.Tests, "untied_connections", c.UntiedConnections,
+				"policy_fetches", c.PolicyFetches, "tlsrpt_reports", c.TLSRPTReports)
+		}
+		return err
+	})
+	return nil
+}
+
+// Purge deletes, once, everything past its retention. Each kind is tried
+// even if another failed; the errors are joined.
+func (p *Purger) Purge(ctx context.Context) (Counts, error) {
+	now := p.o.Now()
+	var c Counts
+	testsBefore := now.Add(-p.o.Tests)
+	var errs []error
+	n, err := p.purgeTests(ctx, testsBefore)
+	c.Tests = n
+	errs = append(errs, err)
+	c.UntiedConnections, err = p.o.Store.PurgeUntiedConnections(ctx, testsBefore)
+	errs = append(errs, err)
+	c.PolicyFetches, err = p.o.Store.PrunePolicyFetches(ctx, testsBefore.Add(-p.o.FetchWindow))
+	errs = append(errs, err)
+	c.TLSRPTReports, err = p.o.Store.PruneTLSRPTReports(ctx, now.Add(-p.o.TLSRPT))
+	errs = append(errs, err)
+	return c, errors.Join(errs...)
+}
+
+// purgeTests deletes the tests created before t, with everything recorded
+// for them.
+func (p *Purger) purgeTests(ctx context.Context, t time.Time) (int64, error) {
+	st := p.o.Store
+	var n int64
+	for range maxPurgeBatches {
+		ids, err := st.TestsCreatedBefore(ctx, t, purgeBatch)
+		if err != nil {
+			return n, err
+		}
+		for _, id := range ids {
+			if err := st.DeleteTest(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return n, fmt.Errorf("retention: test %s: %w", id, err)
+			}
+			n++
+		}
+		if len(ids) < purgeBatch {
+			break
+		}
+	}
+	return n, nil
+}

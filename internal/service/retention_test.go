@@ -1,0 +1,82 @@
+package service
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/peertest"
+	"github.com/mailsec/mailsec/internal/store"
+)
+
+// loopbackConfig is the default configuration with every listener on a
+// free loopback port and the local CA.
+func loopbackConfig(t *testing.T) config.Config {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.DNS.Listen = []string{peertest.FreeAddr(t).String()}
+	cfg.SMTP.Listen = []string{"127.0.0.1:0"}
+	cfg.PolicyHost.Listen = []string{"127.0.0.1:0"}
+	cfg.Web.Listen = []string{"127.0.0.1:0"}
+	cfg.TLS.Issuer = "local"
+	return cfg
+}
+
+// startLoopback validates cfg and runs the service until the test ends.
+func startLoopback(t *testing.T, cfg config.Config) *Running {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	run, err := Start(ctx, &cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = run.Wait() })
+	return run
+}
+
+// TestRetentionWithoutWeb: the retention purge runs when the web server is
+// not enabled (web.listen empty): an old test and an old TLS-RPT report,
+// stored before the start, are deleted by the running service.
+func TestRetentionWithoutWeb(t *testing.T) {
+	cfg := loopbackConfig(t)
+	cfg.Web.Listen = nil
+
+	st, err := store.Open(t.Context(), cfg.StorePath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-cfg.Web.Retention.Duration - cfg.SMTP.TLSRPTRetention.Duration - time.Hour)
+	if err := st.CreateTest(t.Context(), store.Test{ID: "oldtestaaaaaaaaa", Created: old, Updated: old, Kind: store.TestToken, State: store.TestOpen}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddTLSRPTReport(t.Context(), &store.TLSRPTReport{Received: old, Raw: []byte("r")}, store.TLSRPTQuota{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	run := startLoopback(t, cfg)
+	if len(run.WebAddrs) != 0 {
+		t.Fatalf("web listening on %v", run.WebAddrs)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, terr := run.Store.Test(t.Context(), "oldtestaaaaaaaaa")
+		reps, rerr := run.Store.TLSRPTReports(t.Context(), time.Time{}, 0)
+		if terr != nil && rerr == nil && len(reps) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not purged: test lookup %v, reports %d (%v)", terr, len(reps), rerr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
