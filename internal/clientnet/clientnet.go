@@ -6,6 +6,14 @@ package clientnet
 
 import "net/netip"
 
+// The default client network sizes (smtp.client_prefix_v4/v6): a /24 is
+// the smallest IPv4 block routed on the Internet, a /48 the usual IPv6
+// site assignment (RFC 6177).
+const (
+	DefaultBitsV4 = 24
+	DefaultBitsV6 = 48
+)
+
 // Prefix returns the network of a: its first bitsV4 bits for IPv4 (an
 // IPv4-mapped IPv6 address counts as IPv4), bitsV6 for IPv6. ok is false
 // for an invalid address or a bit count out of range.

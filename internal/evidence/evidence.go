@@ -27,6 +27,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/clientnet"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
@@ -41,10 +42,6 @@ const (
 	// DefaultFetchLimit bounds the policy fetches read per test. The
 	// verdict only needs to know whether there is one; the newest are read.
 	DefaultFetchLimit = 1000
-	// DefaultPrefixV4 and DefaultPrefixV6 are the client prefixes
-	// (smtp.client_prefix_v4/v6).
-	DefaultPrefixV4 = 24
-	DefaultPrefixV6 = 48
 	// DefaultTestExpiry is timing.test_expiry.
 	DefaultTestExpiry = 48 * time.Hour
 )
@@ -83,10 +80,10 @@ func (r Rules) WithDefaults() Rules {
 		r.FetchLimit = DefaultFetchLimit
 	}
 	if r.PrefixV4 <= 0 {
-		r.PrefixV4 = DefaultPrefixV4
+		r.PrefixV4 = clientnet.DefaultBitsV4
 	}
 	if r.PrefixV6 <= 0 {
-		r.PrefixV6 = DefaultPrefixV6
+		r.PrefixV6 = clientnet.DefaultBitsV6
 	}
 	if r.TestExpiry <= 0 {
 		r.TestExpiry = DefaultTestExpiry
@@ -184,16 +181,7 @@ func (g Gatherer) Judge(ctx context.Context, t store.Test, now time.Time, opts .
 func ClientPrefixes(conns []store.SMTPConnection, bitsV4, bitsV6 int) []netip.Prefix {
 	var out []netip.Prefix
 	for _, c := range conns {
-		a := c.Client.Addr().Unmap()
-		if !a.IsValid() {
-			continue
-		}
-		bits := bitsV6
-		if a.Is4() {
-			bits = bitsV4
-		}
-		p, err := a.Prefix(bits)
-		if err == nil && !slices.Contains(out, p) {
+		if p, ok := clientnet.Prefix(c.Client.Addr(), bitsV4, bitsV6); ok && !slices.Contains(out, p) {
 			out = append(out, p)
 		}
 	}

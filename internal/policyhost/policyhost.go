@@ -67,8 +67,6 @@ const (
 	maxHeaderBytes           = 16 << 10
 
 	defaultMaxFetchesPerClient = 100
-	defaultPrefixV4            = 24
-	defaultPrefixV6            = 48
 	// straySummaryEvery rate-limits the log line about stray requests.
 	straySummaryEvery = time.Minute
 )
@@ -142,10 +140,10 @@ func New(opt Options) *Server {
 		opt.MaxFetchesPerClient = defaultMaxFetchesPerClient
 	}
 	if opt.ClientPrefixV4 <= 0 || opt.ClientPrefixV4 > 32 {
-		opt.ClientPrefixV4 = defaultPrefixV4
+		opt.ClientPrefixV4 = clientnet.DefaultBitsV4
 	}
 	if opt.ClientPrefixV6 <= 0 || opt.ClientPrefixV6 > 128 {
-		opt.ClientPrefixV6 = defaultPrefixV6
+		opt.ClientPrefixV6 = clientnet.DefaultBitsV6
 	}
 	s := &Server{host: dnsname.Canonical(opt.Host), policy: []byte(opt.Policy), opt: opt, log: opt.Logger, now: opt.Now}
 	if s.log == nil {

@@ -154,8 +154,6 @@ const (
 	defaultMaxMessage     = 10 << 20
 	defaultMaxRecipients  = 20
 	defaultMaxLineLength  = 2000
-	defaultPrefixV4       = 24
-	defaultPrefixV6       = 48
 	defaultDKIMTimeout    = 10 * time.Second
 	defaultEpisodeQuiet   = 10 * time.Minute
 	defaultTLSRPTMaxBytes = 1 << 20
@@ -262,8 +260,8 @@ func New(opts Options) (*Server, error) {
 	setDefault(&o.TLSRPTPerClient, defaultTLSRPTPerHour)
 	setDefault(&o.TLSRPTQuota.MaxReports, defaultTLSRPTReports)
 	setDefault(&o.TLSRPTQuota.MaxBytes, defaultTLSRPTStored)
-	setDefault(&o.ClientPrefixV4, defaultPrefixV4)
-	setDefault(&o.ClientPrefixV6, defaultPrefixV6)
+	setDefault(&o.ClientPrefixV4, clientnet.DefaultBitsV4)
+	setDefault(&o.ClientPrefixV6, clientnet.DefaultBitsV6)
 	if o.ClientPrefixV4 < 0 || o.ClientPrefixV4 > 32 || o.ClientPrefixV6 < 0 || o.ClientPrefixV6 > 128 {
 		return nil, fmt.Errorf("smtpd: client prefixes /%d, /%d out of range", o.ClientPrefixV4, o.ClientPrefixV6)
 	}

@@ -569,6 +569,10 @@ WHERE test_id = '' AND client_addr = ? AND started_ns >= ? AND started_ns < ?`),
 		testID, client.Unmap().String(), clampToNanos(since), clampToNanos(until))
 }
 
+// ErrTLSRPTFull is returned by AddTLSRPTReport when the stored reports have
+// reached their quota.
+var ErrTLSRPTFull = errors.New("store: TLS-RPT report storage full")
+
 // TLSRPTQuota bounds the stored TLS-RPT report mails: anyone may send
 // mail to tlsrpt@A, so what is kept of it must be bounded. Zero fields do
 // not restrict.

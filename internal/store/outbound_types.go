@@ -14,9 +14,6 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrExists   = errors.New("store: already exists")
-	// ErrTLSRPTFull: the TLS-RPT reports stored have reached their quota
-	// (TLSRPTQuota).
-	ErrTLSRPTFull = errors.New("store: TLS-RPT report storage full")
 )
 
 // Test kinds.
