@@ -116,6 +116,16 @@ func checkFromRRs(t *testing.T, rrs []dns.RR) {
 // checkRoundTrip checks that r's presentation form parses back to r.
 func checkRoundTrip(t *testing.T, r TLSA) {
 	t.Helper()
+	if len(r.Data) == 0 {
+		// A record from the wire may end after its matching type; the
+		// presentation form has no way to write empty data (RFC 6698
+		// §2.2: a string of hex digits), so its String is refused, never
+		// read as another record.
+		if _, err := ParseTLSA(r.String()); !errors.Is(err, ErrBadRecord) {
+			t.Fatalf("%q (empty data) parsed: %v", r.String(), err)
+		}
+		return
+	}
 	again, err := ParseTLSA(r.String())
 	if err != nil || !equalTLSA(again, r) {
 		t.Fatalf("%v → %q → %v, %v", r, r.String(), again, err)
