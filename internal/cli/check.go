@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 )
@@ -38,7 +39,7 @@ func runCheck(e *env, args []string) error {
 	opts.Logger = e.logger(&cfg)
 
 	r, err := inbound.Check(e.ctx, domains[0], opts)
-	if errors.Is(err, inbound.ErrBadDomain) {
+	if errors.Is(err, dnsname.ErrBadDomain) {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if r != nil {

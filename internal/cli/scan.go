@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/keyfile"
 	"github.com/mailsec/mailsec/internal/scan"
@@ -158,7 +159,7 @@ func runScan(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		ls, err := scan.Load(e.ctx, st, id, f, inbound.NormalizeDomain, flags.labelDefault)
+		ls, err := scan.Load(e.ctx, st, id, f, dnsname.NormalizeDomain, flags.labelDefault)
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("loading %s: %w", files[0], err)

@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/dane"
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/untrusted"
@@ -51,7 +52,7 @@ func (c *checker) errorf(format string, args ...any) {
 // (Options.Timeout), and grades it (checkreport.Evaluate).
 //
 // The error is non-nil only when there is nothing to report: the input is
-// not a domain name (ErrBadDomain) or the resolver does not answer at all
+// not a domain name (dnsname.ErrBadDomain) or the resolver does not answer at all
 // (ErrResolver; the report is returned too, with the reason in Errors).
 // Everything about the domain itself, however broken, is in the report.
 func Check(ctx context.Context, domain string, opts Options) (*checkreport.Report, error) {
@@ -62,7 +63,7 @@ func Check(ctx context.Context, domain string, opts Options) (*checkreport.Repor
 		Findings: []checkreport.Finding{}, Sentences: []string{}, Errors: []string{},
 		MX: checkreport.MXInfo{Hosts: []checkreport.Host{}, DNSSEC: checkreport.Indeterminate},
 	}
-	d, err := NormalizeDomain(domain)
+	d, err := dnsname.NormalizeDomain(domain)
 	if err != nil {
 		return nil, err
 	}

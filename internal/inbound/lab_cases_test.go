@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/peertest"
@@ -305,7 +306,7 @@ func TestCheckLab(t *testing.T) {
 	})
 	t.Run("bad input", func(t *testing.T) {
 		for _, in := range []string{"", "a..b", "user@example.org", "192.0.2.1", strings.Repeat("x", 300)} {
-			if _, err := inbound.Check(context.Background(), in, l.options()); !errors.Is(err, inbound.ErrBadDomain) {
+			if _, err := inbound.Check(context.Background(), in, l.options()); !errors.Is(err, dnsname.ErrBadDomain) {
 				t.Errorf("%q: %v", in, err)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 )
 
@@ -126,7 +127,7 @@ func SenderDomain(sender string) string {
 	if at < 0 || at == len(sender)-1 {
 		return ""
 	}
-	d, err := NormalizeDomain(sender[at+1:])
+	d, err := dnsname.NormalizeDomain(sender[at+1:])
 	if err != nil {
 		return ""
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/store"
@@ -277,7 +278,7 @@ func newScanNorm(t *testing.T, st *store.Store, id, input string) LoadStats {
 	if err := st.CreateScan(t.Context(), store.Scan{ID: id, Created: time.Now(), Source: "test", Options: "{}"}); err != nil {
 		t.Fatal(err)
 	}
-	ls, err := Load(t.Context(), st, id, strings.NewReader(input), inbound.NormalizeDomain, "")
+	ls, err := Load(t.Context(), st, id, strings.NewReader(input), dnsname.NormalizeDomain, "")
 	if err != nil {
 		t.Fatal(err)
 	}

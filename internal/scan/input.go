@@ -40,7 +40,7 @@ type Line struct {
 }
 
 // Normalizer turns a domain as a person typed it into its A-label form
-// (inbound.NormalizeDomain).
+// (dnsname.NormalizeDomain).
 type Normalizer func(string) (string, error)
 
 // ParseLine splits one input line into domain and label. The label is

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/net/idna"
 )
 
-// testNorm stands in for inbound.NormalizeDomain in this package's unit
+// testNorm stands in for dnsname.NormalizeDomain in this package's unit
 // tests: UTS #46 lookup mapping to A-labels, one trailing dot allowed.
 func testNorm(s string) (string, error) {
 	s = strings.TrimSuffix(s, ".")

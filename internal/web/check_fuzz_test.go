@@ -10,7 +10,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/dnsname"
 )
 
 // maxFuzzDomain bounds the fuzzed input: longer input than the form's
@@ -42,7 +42,7 @@ func FuzzCheckDomain(f *testing.F) {
 		got = got[:0]
 		w := httptest.NewRecorder()
 		srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/api/v1/check?domain="+url.QueryEscape(in), nil))
-		want, err := inbound.NormalizeDomain(in)
+		want, err := dnsname.NormalizeDomain(in)
 		if err == nil {
 			if w.Code != http.StatusOK || len(got) != 1 || got[0] != want {
 				t.Fatalf("%q: status %d, checked %q; want 200 and a check of %q", in, w.Code, got, want)

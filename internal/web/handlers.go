@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mailsec/mailsec/internal/inbound"
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -160,7 +160,7 @@ func (s *Server) runCheck(r *http.Request, domain string) ([]byte, int, error) {
 	// The check's own normalisation (IDN to A-labels, case, one trailing
 	// dot), so that what the check would refuse is refused here as bad
 	// input (400), not reported as a failed check (502).
-	d, err := inbound.NormalizeDomain(domain)
+	d, err := dnsname.NormalizeDomain(domain)
 	if err != nil {
 		return nil, http.StatusBadRequest, err
 	}

@@ -1,4 +1,4 @@
-package inbound
+package dnsname
 
 import (
 	"errors"
@@ -13,8 +13,9 @@ import (
 )
 
 // ErrBadDomain is wrapped by the error for an input that is not a domain
-// name the check can look up.
-var ErrBadDomain = errors.New("inbound: not a domain name")
+// name that can be looked up (the inbound check, the web form and API,
+// scan lists).
+var ErrBadDomain = errors.New("dnsname: not a domain name")
 
 // lookupProfile converts user input to the A-label form used in DNS
 // (RFC 5890 §2.3.2.1, UTS #46 mapping as browsers do): case folded,
