@@ -78,7 +78,7 @@ func checkTagList(t *testing.T, value string) {
 	tags := tagList(value)
 	var b strings.Builder
 	for k, v := range tags {
-		if k == "" || k != strings.TrimSpace(k) || strings.ContainsAny(k, ";=") {
+		if k == "" || k != strings.Trim(k, tagWhiteSpace) || strings.ContainsAny(k, ";=") {
 			t.Fatalf("%q: tag name %q", value, k)
 		}
 		if strings.ContainsAny(v, " \t\r\n;") {

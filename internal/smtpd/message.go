@@ -151,8 +151,30 @@ func headerFields(msg []byte) []string {
 	return fields
 }
 
+// tagWhiteSpace is the white space of a tag list: WSP and the line
+// breaks of FWS (RFC 6376 §2.8, §3.2). It is ASCII only: a value made of
+// invalid UTF-8 bytes must not turn into a Unicode space (U+0085) when
+// the bytes around a space are joined, and so change on a second read.
+const tagWhiteSpace = " \t\r\n"
+
+// withoutTagWhiteSpace removes tagWhiteSpace bytes from v, and keeps
+// every other byte as it is (strings.Map would turn invalid UTF-8 into
+// U+FFFD).
+func withoutTagWhiteSpace(v string) string {
+	if !strings.ContainsAny(v, tagWhiteSpace) {
+		return v
+	}
+	b := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
+		if strings.IndexByte(tagWhiteSpace, v[i]) < 0 {
+			b = append(b, v[i])
+		}
+	}
+	return string(b)
+}
+
 // tagList parses a DKIM/ARC tag list (RFC 6376 §3.2): "t=v; t=v".
-// Whitespace inside values (folding) is removed.
+// White space inside values (folding) is removed.
 func tagList(s string) map[string]string {
 	tags := map[string]string{}
 	for part := range strings.SplitSeq(s, ";") {
@@ -160,11 +182,11 @@ func tagList(s string) map[string]string {
 		if !ok {
 			continue
 		}
-		k = strings.TrimSpace(k)
+		k = strings.Trim(k, tagWhiteSpace)
 		if _, dup := tags[k]; dup || k == "" {
 			continue
 		}
-		tags[k] = strings.Join(strings.Fields(v), "")
+		tags[k] = withoutTagWhiteSpace(v)
 	}
 	return tags
 }
