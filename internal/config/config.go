@@ -296,6 +296,25 @@ type DNS struct {
 	// QueryLogRowsPerClientPerSecond bounds them per client network
 	// (smtp.client_prefix_v4/v6).
 	QueryLogRowsPerClientPerSecond int `toml:"query_log_rows_per_client_per_second"`
+	// RRLResponsesPerSecond limits the UDP answers of one kind (a name and
+	// type; all NXDOMAIN; all REFUSED) to one client network per second,
+	// after one second of credit; 0 turns response rate limiting off.
+	RRLResponsesPerSecond int `toml:"rrl_responses_per_second"`
+	// RRLSlip: every RRLSlip-th limited answer goes out truncated (TC=1,
+	// no records) so a real resolver retries over TCP; the rest are
+	// dropped. 0 drops all, 1 truncates all.
+	RRLSlip int `toml:"rrl_slip"`
+	// RRLPrefixV4 and RRLPrefixV6 are the client network sizes of RRL and
+	// of the TCP per-client cap.
+	RRLPrefixV4 int `toml:"rrl_prefix_v4"`
+	RRLPrefixV6 int `toml:"rrl_prefix_v6"`
+	// TCPMaxConnections bounds the open DNS TCP connections; past it new
+	// ones are closed at once.
+	TCPMaxConnections int `toml:"tcp_max_connections"`
+	// TCPMaxConnectionsPerClient bounds them per client network.
+	TCPMaxConnectionsPerClient int `toml:"tcp_max_connections_per_client"`
+	// TCPIdleTimeout closes a TCP connection without a query for this long.
+	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"`
 }
 
 // DNSSEC configures online signing.
@@ -359,6 +378,13 @@ func Default() Config {
 			QueryLogRowsPerSecond:          1000,
 			QueryLogRowsPerClientPerSecond: 100,
 			QueryLogBuffer:                 65536,
+			RRLResponsesPerSecond:          20,
+			RRLSlip:                        2,
+			RRLPrefixV4:                    24,
+			RRLPrefixV6:                    56,
+			TCPMaxConnections:              256,
+			TCPMaxConnectionsPerClient:     16,
+			TCPIdleTimeout:                 Duration{10 * time.Second},
 		},
 		DNSSEC: DNSSEC{
 			SignatureValidity: Duration{14 * 24 * time.Hour},
@@ -558,6 +584,25 @@ func (c *Config) Validate() error {
 	if c.DNS.QueryLogRowsPerClientPerSecond < 1 || c.DNS.QueryLogRowsPerClientPerSecond > c.DNS.QueryLogRowsPerSecond {
 		bad("dns.query_log_rows_per_client_per_second", "%d is outside 1..dns.query_log_rows_per_second", c.DNS.QueryLogRowsPerClientPerSecond)
 	}
+	if c.DNS.RRLResponsesPerSecond < 0 || c.DNS.RRLResponsesPerSecond > 1_000_000 {
+		bad("dns.rrl_responses_per_second", "%d is outside 0..1000000 (0: off)", c.DNS.RRLResponsesPerSecond)
+	}
+	if c.DNS.RRLSlip < 0 || c.DNS.RRLSlip > 10 {
+		bad("dns.rrl_slip", "%d is outside 0..10", c.DNS.RRLSlip)
+	}
+	if c.DNS.RRLPrefixV4 < 8 || c.DNS.RRLPrefixV4 > 32 {
+		bad("dns.rrl_prefix_v4", "%d is outside 8..32", c.DNS.RRLPrefixV4)
+	}
+	if c.DNS.RRLPrefixV6 < 16 || c.DNS.RRLPrefixV6 > 128 {
+		bad("dns.rrl_prefix_v6", "%d is outside 16..128", c.DNS.RRLPrefixV6)
+	}
+	if c.DNS.TCPMaxConnections < 1 {
+		bad("dns.tcp_max_connections", "must be at least 1")
+	}
+	if c.DNS.TCPMaxConnectionsPerClient < 1 || c.DNS.TCPMaxConnectionsPerClient > c.DNS.TCPMaxConnections {
+		bad("dns.tcp_max_connections_per_client", "%d is outside 1..dns.tcp_max_connections", c.DNS.TCPMaxConnectionsPerClient)
+	}
+	positive("dns.tcp_idle_timeout", c.DNS.TCPIdleTimeout, time.Second)
 
 	positive("dnssec.signature_validity", c.DNSSEC.SignatureValidity, time.Hour)
 	positive("dnssec.refresh_before", c.DNSSEC.RefreshBefore, time.Minute)

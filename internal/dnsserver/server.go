@@ -43,6 +43,10 @@ type Options struct {
 	Recorder QueryRecorder // nil: queries are not recorded
 	Logger   *slog.Logger
 	Now      func() time.Time // nil: time.Now
+	// RRL limits the UDP answers per client network (zero: off).
+	RRL RRL
+	// TCP bounds the TCP connections (zero: defaults).
+	TCP TCPLimits
 }
 
 // Server answers queries for the zones of an Authority.
@@ -53,11 +57,28 @@ type Server struct {
 	rec     QueryRecorder
 	log     *slog.Logger
 	now     func() time.Time
+	rrl     *rateLimiter // nil: no response rate limiting
+	tcp     TCPLimits
+
+	rrlSlipped, rrlDropped, tcpRefused atomic.Int64
+}
+
+// Limited counts what the server's limits withheld since it started: UDP
+// answers sent truncated and dropped by RRL, and TCP connections closed at
+// accept because of the connection caps.
+type Limited struct {
+	RRLSlipped, RRLDropped, TCPRefused int64
+}
+
+// Limited returns the counts of withheld answers and connections.
+func (s *Server) Limited() Limited {
+	return Limited{RRLSlipped: s.rrlSlipped.Load(), RRLDropped: s.rrlDropped.Load(), TCPRefused: s.tcpRefused.Load()}
 }
 
 // New returns a server for auth.
 func New(auth *dnszone.Authority, opt Options) *Server {
-	s := &Server{auth: auth, udpSize: uint16(opt.UDPSize), rec: opt.Recorder, log: opt.Logger, now: opt.Now}
+	s := &Server{auth: auth, udpSize: uint16(opt.UDPSize), rec: opt.Recorder, log: opt.Logger, now: opt.Now,
+		rrl: newRateLimiter(opt.RRL), tcp: opt.TCP.withDefaults()}
 	if s.udpSize < dns.MinMsgSize {
 		s.udpSize = 1232
 	}
@@ -412,10 +433,10 @@ func (s *Server) Serve(ctx context.Context, listeners []Listener) error {
 	for _, l := range listeners {
 		udp = append(udp, l.UDP...)
 		servers = append(servers,
-			&dns.Server{Listener: l.TCP, Handler: s,
+			&dns.Server{Listener: newLimitListener(l.TCP, s.tcp, &s.tcpRefused), Handler: s,
 				// RFC 7766 §6.2.3: idle TCP connections are closed
 				// after a few seconds so they cannot pile up.
-				IdleTimeout: func() time.Duration { return 10 * time.Second }, MaxTCPQueries: 1000},
+				IdleTimeout: func() time.Duration { return s.tcp.IdleTimeout }, MaxTCPQueries: 1000},
 		)
 	}
 	var wg sync.WaitGroup

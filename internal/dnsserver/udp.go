@@ -103,7 +103,7 @@ func (s *Server) handleUDP(now time.Time, pkt []byte, client netip.AddrPort, buf
 		key = appendKey(key[:0], q.name, q.qtype, q.edns, q.do)
 		if e, hit := s.cacheFor(s.auth.Snapshot(now)).get(key, now); hit && len(e.wire) <= q.udpLimit(s.udpSize) {
 			s.record(now, client, false, e.name, q.qtype, q.do, q.ecs, e.rcode)
-			return e.forQuery(buf, q.id, q.rd, q.cd), key
+			return s.limit(now, client, e.forQuery(buf, q.id, q.rd, q.cd), e.rcode, e.name, q.qtype), key
 		}
 	}
 	r := new(dns.Msg)
@@ -121,8 +121,27 @@ func (s *Server) handleUDP(now time.Time, pkt []byte, client netip.AddrPort, buf
 			do, ecs = opt.Do(), clientSubnet(opt)
 		}
 		s.record(now, client, false, name, r.Question[0].Qtype, do, ecs, rcode)
+		return s.limit(now, client, wire, rcode, name, r.Question[0].Qtype), key
 	}
 	return wire, key
+}
+
+// limit applies response rate limiting to one UDP answer: the answer, a
+// bare truncated reply, or nil (dropped). The query is still recorded
+// (the query log has its own bounds): a limited query was asked.
+func (s *Server) limit(now time.Time, client netip.AddrPort, wire []byte, rcode int, name string, qtype uint16) []byte {
+	if s.rrl == nil {
+		return wire
+	}
+	switch s.rrl.decide(now, client.Addr(), rcode, name, qtype) {
+	case rrlTruncate:
+		s.rrlSlipped.Add(1)
+		return truncatedReply(wire)
+	case rrlDrop:
+		s.rrlDropped.Add(1)
+		return nil
+	}
+	return wire
 }
 
 // formErr answers a query that does not parse with a bare FORMERR header

@@ -276,7 +276,12 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	qlog.SetLimits(store.DNSQueryLogLimits{RowsPerSecond: cfg.DNS.QueryLogRowsPerSecond,
 		RowsPerClientPerSecond: cfg.DNS.QueryLogRowsPerClientPerSecond,
 		PrefixV4:               cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6})
-	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns")})
+	dns := dnsserver.New(zones.Authority, dnsserver.Options{UDPSize: cfg.DNS.UDPSize, Recorder: qlog, Logger: log.With("part", "dns"),
+		RRL: dnsserver.RRL{ResponsesPerSecond: cfg.DNS.RRLResponsesPerSecond, Slip: cfg.DNS.RRLSlip,
+			PrefixV4: cfg.DNS.RRLPrefixV4, PrefixV6: cfg.DNS.RRLPrefixV6},
+		TCP: dnsserver.TCPLimits{MaxConnections: cfg.DNS.TCPMaxConnections, MaxPerClient: cfg.DNS.TCPMaxConnectionsPerClient,
+			IdleTimeout: cfg.DNS.TCPIdleTimeout.Duration, PrefixV4: cfg.DNS.RRLPrefixV4, PrefixV6: cfg.DNS.RRLPrefixV6},
+	})
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),
 		MaxFetchesPerClient: cfg.PolicyHost.MaxFetchesPerClientPerHour,
