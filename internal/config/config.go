@@ -315,6 +315,10 @@ type DNS struct {
 	TCPMaxConnectionsPerClient int `toml:"tcp_max_connections_per_client"`
 	// TCPIdleTimeout closes a TCP connection without a query for this long.
 	TCPIdleTimeout Duration `toml:"tcp_idle_timeout"`
+	// MaxUDPAmplification: a UDP answer more than this many times the size
+	// of its question goes out truncated (the client asks over TCP); 0:
+	// no cap.
+	MaxUDPAmplification int `toml:"max_udp_amplification"`
 }
 
 // DNSSEC configures online signing.
@@ -385,6 +389,7 @@ func Default() Config {
 			TCPMaxConnections:              256,
 			TCPMaxConnectionsPerClient:     16,
 			TCPIdleTimeout:                 Duration{10 * time.Second},
+			MaxUDPAmplification:            10,
 		},
 		DNSSEC: DNSSEC{
 			SignatureValidity: Duration{14 * 24 * time.Hour},
@@ -603,6 +608,9 @@ func (c *Config) Validate() error {
 		bad("dns.tcp_max_connections_per_client", "%d is outside 1..dns.tcp_max_connections", c.DNS.TCPMaxConnectionsPerClient)
 	}
 	positive("dns.tcp_idle_timeout", c.DNS.TCPIdleTimeout, time.Second)
+	if c.DNS.MaxUDPAmplification != 0 && (c.DNS.MaxUDPAmplification < 2 || c.DNS.MaxUDPAmplification > 100) {
+		bad("dns.max_udp_amplification", "%d is outside 2..100 (0: no cap)", c.DNS.MaxUDPAmplification)
+	}
 
 	positive("dnssec.signature_validity", c.DNSSEC.SignatureValidity, time.Hour)
 	positive("dnssec.refresh_before", c.DNSSEC.RefreshBefore, time.Minute)

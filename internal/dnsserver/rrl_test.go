@@ -235,3 +235,30 @@ func TestTCPConnectionCaps(t *testing.T) {
 		t.Errorf("TCPRefused = %d, want at least 2", got)
 	}
 }
+
+// TestAmplificationCap: a signed NXDOMAIN for a short name is ~11 times
+// its question; with the cap at 10 it goes out truncated over UDP and
+// whole over TCP, and a small answer is untouched.
+func TestAmplificationCap(t *testing.T) {
+	addr, srv := startLimitedServer(t, Options{MaxAmplification: 10})
+	nx := new(dns.Msg)
+	nx.SetQuestion("x."+zoneA, dns.TypeA)
+	nx.SetEdns0(4096, true)
+	qlen := nx.Len()
+	r := exchange(t, addr, "udp", nx)
+	if !r.Truncated || len(r.Ns)+len(r.Answer) != 0 {
+		t.Fatalf("NXDOMAIN of %d-octet question over UDP: TC=%v, %d records", qlen, r.Truncated, len(r.Ns)+len(r.Answer))
+	}
+	full := exchange(t, addr, "tcp", nx)
+	if full.Rcode != dns.RcodeNameError || full.Len() <= 10*qlen {
+		t.Fatalf("over TCP: %s, %d octets for a %d-octet question (the test needs an answer over 10×)", dns.RcodeToString[full.Rcode], full.Len(), qlen)
+	}
+	small := new(dns.Msg)
+	small.SetQuestion(zoneA, dns.TypeSOA)
+	if r := exchange(t, addr, "udp", small); r.Truncated || len(r.Answer) != 1 {
+		t.Fatalf("SOA without DO: TC=%v, %d answers", r.Truncated, len(r.Answer))
+	}
+	if got := srv.Limited().AmplificationCut; got != 1 {
+		t.Fatalf("AmplificationCut = %d, want 1", got)
+	}
+}

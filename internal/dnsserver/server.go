@@ -47,6 +47,9 @@ type Options struct {
 	RRL RRL
 	// TCP bounds the TCP connections (zero: defaults).
 	TCP TCPLimits
+	// MaxAmplification: a UDP answer more than this many times the size of
+	// its question is sent truncated (TC=1) instead; 0: no cap.
+	MaxAmplification int
 }
 
 // Server answers queries for the zones of an Authority.
@@ -60,25 +63,28 @@ type Server struct {
 	rrl     *rateLimiter // nil: no response rate limiting
 	tcp     TCPLimits
 
-	rrlSlipped, rrlDropped, tcpRefused atomic.Int64
+	maxAmplification int
+
+	rrlSlipped, rrlDropped, tcpRefused, amplificationCut atomic.Int64
 }
 
 // Limited counts what the server's limits withheld since it started: UDP
-// answers sent truncated and dropped by RRL, and TCP connections closed at
-// accept because of the connection caps.
+// answers sent truncated and dropped by RRL, UDP answers truncated by the
+// amplification cap, and TCP connections closed at accept because of the
+// connection caps.
 type Limited struct {
-	RRLSlipped, RRLDropped, TCPRefused int64
+	RRLSlipped, RRLDropped, AmplificationCut, TCPRefused int64
 }
 
 // Limited returns the counts of withheld answers and connections.
 func (s *Server) Limited() Limited {
-	return Limited{RRLSlipped: s.rrlSlipped.Load(), RRLDropped: s.rrlDropped.Load(), TCPRefused: s.tcpRefused.Load()}
+	return Limited{RRLSlipped: s.rrlSlipped.Load(), RRLDropped: s.rrlDropped.Load(), AmplificationCut: s.amplificationCut.Load(), TCPRefused: s.tcpRefused.Load()}
 }
 
 // New returns a server for auth.
 func New(auth *dnszone.Authority, opt Options) *Server {
 	s := &Server{auth: auth, udpSize: uint16(opt.UDPSize), rec: opt.Recorder, log: opt.Logger, now: opt.Now,
-		rrl: newRateLimiter(opt.RRL), tcp: opt.TCP.withDefaults()}
+		rrl: newRateLimiter(opt.RRL), tcp: opt.TCP.withDefaults(), maxAmplification: opt.MaxAmplification}
 	if s.udpSize < dns.MinMsgSize {
 		s.udpSize = 1232
 	}

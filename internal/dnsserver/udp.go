@@ -103,7 +103,7 @@ func (s *Server) handleUDP(now time.Time, pkt []byte, client netip.AddrPort, buf
 		key = appendKey(key[:0], q.name, q.qtype, q.edns, q.do)
 		if e, hit := s.cacheFor(s.auth.Snapshot(now)).get(key, now); hit && len(e.wire) <= q.udpLimit(s.udpSize) {
 			s.record(now, client, false, e.name, q.qtype, q.do, q.ecs, e.rcode)
-			return s.limit(now, client, e.forQuery(buf, q.id, q.rd, q.cd), e.rcode, e.name, q.qtype), key
+			return s.limit(now, client, len(pkt), e.forQuery(buf, q.id, q.rd, q.cd), e.rcode, e.name, q.qtype), key
 		}
 	}
 	r := new(dns.Msg)
@@ -121,15 +121,26 @@ func (s *Server) handleUDP(now time.Time, pkt []byte, client netip.AddrPort, buf
 			do, ecs = opt.Do(), clientSubnet(opt)
 		}
 		s.record(now, client, false, name, r.Question[0].Qtype, do, ecs, rcode)
-		return s.limit(now, client, wire, rcode, name, r.Question[0].Qtype), key
+		return s.limit(now, client, len(pkt), wire, rcode, name, r.Question[0].Qtype), key
 	}
 	return wire, key
 }
 
-// limit applies response rate limiting to one UDP answer: the answer, a
-// bare truncated reply, or nil (dropped). The query is still recorded
-// (the query log has its own bounds): a limited query was asked.
-func (s *Server) limit(now time.Time, client netip.AddrPort, wire []byte, rcode int, name string, qtype uint16) []byte {
+// limit applies the amplification cap and response rate limiting to one
+// UDP answer to a query of qlen octets: the answer, a bare truncated
+// reply, or nil (dropped). The query is still recorded (the query log has
+// its own bounds): a limited query was asked.
+func (s *Server) limit(now time.Time, client netip.AddrPort, qlen int, wire []byte, rcode int, name string, qtype uint16) []byte {
+	if s.maxAmplification > 0 && len(wire) > s.maxAmplification*qlen {
+		// An answer this much larger than its question is what a spoofer
+		// wants (a short name's signed NXDOMAIN is ~11×): over UDP it
+		// becomes a truncated reply, and a real resolver asks again over
+		// TCP, whose handshake cannot be spoofed (RFC 7766 §5).
+		if t := truncatedReply(wire); t != nil {
+			s.amplificationCut.Add(1)
+			wire = t
+		}
+	}
 	if s.rrl == nil {
 		return wire
 	}

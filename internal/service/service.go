@@ -281,6 +281,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 			PrefixV4: cfg.DNS.RRLPrefixV4, PrefixV6: cfg.DNS.RRLPrefixV6},
 		TCP: dnsserver.TCPLimits{MaxConnections: cfg.DNS.TCPMaxConnections, MaxPerClient: cfg.DNS.TCPMaxConnectionsPerClient,
 			IdleTimeout: cfg.DNS.TCPIdleTimeout.Duration, PrefixV4: cfg.DNS.RRLPrefixV4, PrefixV6: cfg.DNS.RRLPrefixV6},
+		MaxAmplification: cfg.DNS.MaxUDPAmplification,
 	})
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),

@@ -1,0 +1,166 @@
+package hardening
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// floodNames sends rate queries a second for Sizes.FloodSeconds,
+// each for a fresh name made by name, from the sources in conns in turn,
+// and returns how many it sent.
+func (s *Suite) floodNames(ctx context.Context, conns []*net.UDPConn, rate int, name func(r *rand.Rand) string) int {
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	m := new(dns.Msg)
+	return pace(ctx, rate, time.Duration(s.Sizes.FloodSeconds)*time.Second, func(i int) {
+		m.SetQuestion(name(r), dns.TypeA)
+		m.Id = uint16(i)
+		if wire, err := m.Pack(); err == nil {
+			_, _ = conns[i%len(conns)].Write(wire)
+		}
+	})
+}
+
+// floodConns opens n UDP sockets from n networks 127.a.x.1, draining
+// their answers so the kernel does not refuse the server's writes.
+func (s *Suite) floodConns(a, n int) ([]*net.UDPConn, func(), error) {
+	var conns []*net.UDPConn
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for i := range n {
+		c, err := udpFrom(source(a, i%250, 1+i/250), s.Env.DNS)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		conns = append(conns, c)
+		go func() {
+			buf := make([]byte, 4096)
+			for {
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return conns, closeAll, nil
+}
+
+// settle waits for the query log's writer to flush what it buffered.
+func settle() { time.Sleep(2 * time.Second) }
+
+// outOfZoneFlood: random names outside the zones, from many networks —
+// answered REFUSED and never stored: the query log gains no row.
+func (s *Suite) outOfZoneFlood(ctx context.Context) Check {
+	before, bytesBefore, err := s.storeStats(ctx)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	conns, closeAll, err := s.floodConns(71, 64)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	sent := s.floodNames(ctx, conns, s.Sizes.FloodRate, func(r *rand.Rand) string { return randomLabel(r) + ".flood-target.example." })
+	closeAll()
+	settle()
+	after, bytesAfter, err := s.storeStats(ctx)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	rows := after["dns_queries"] - before["dns_queries"]
+	var bad []string
+	if rows != 0 {
+		bad = append(bad, fmt.Sprintf("%d query log rows added", rows))
+	}
+	return result(bad, map[string]any{"queries": sent, "seconds_flooded": s.Sizes.FloodSeconds, "rows_added": rows, "bytes_added": bytesAfter - bytesBefore},
+		fmt.Sprintf("%d out-of-zone queries in %d s: %d rows added", sent, s.Sizes.FloodSeconds, rows))
+}
+
+// inZoneFlood: random names inside zone A, first from one client address,
+// then from many networks: the rows added stay within the query log's
+// per-client and total rates (dns.query_log_rows_per_client_per_second,
+// dns.query_log_rows_per_second, read from the service's configuration).
+func (s *Suite) inZoneFlood(ctx context.Context) Check {
+	perClient, total, err := s.queryLogLimits(ctx)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	secs := int64(s.Sizes.FloodSeconds)
+	var bad []string
+	figures := map[string]any{"seconds_flooded": secs, "limit_per_client_per_second": perClient, "limit_per_second": total}
+	inZone := func(r *rand.Rand) string { return randomLabel(r) + "." + s.Env.ZoneA }
+	for _, phase := range []struct {
+		name     string
+		networks int
+		rate     int
+		limit    int64
+	}{
+		// One address: within the per-client rate. The lab counts clients
+		// by address (smtp.client_prefix_v4 = 32) or by /24; one address is
+		// one client either way. The writer folds and flushes every 100 ms,
+		// so allow one extra second of rows.
+		{"one_client", 1, s.Sizes.FloodRate, perClient * (secs + 1)},
+		// Many networks, faster than the total rate: within it.
+		{"many_networks", 64, 3 * s.Sizes.FloodRate, total * (secs + 1)},
+	} {
+		before, bytesBefore, err := s.storeStats(ctx)
+		if err != nil {
+			return result([]string{err.Error()}, nil, "")
+		}
+		conns, closeAll, err := s.floodConns(72+phase.networks%2, phase.networks)
+		if err != nil {
+			return result([]string{err.Error()}, nil, "")
+		}
+		sent := s.floodNames(ctx, conns, phase.rate, inZone)
+		closeAll()
+		settle()
+		after, bytesAfter, err := s.storeStats(ctx)
+		if err != nil {
+			return result([]string{err.Error()}, nil, "")
+		}
+		rows := after["dns_queries"] - before["dns_queries"]
+		figures[phase.name+"_queries"] = sent
+		figures[phase.name+"_rows_added"] = rows
+		figures[phase.name+"_bytes_added"] = bytesAfter - bytesBefore
+		if rows > phase.limit {
+			bad = append(bad, fmt.Sprintf("%s: %d rows for %d queries in %d s, limit %d", phase.name, rows, sent, secs, phase.limit))
+		}
+		if rows > 0 {
+			figures[phase.name+"_bytes_per_row"] = (bytesAfter - bytesBefore) / rows
+		}
+	}
+	return result(bad, figures, fmt.Sprintf("in-zone random names for %d s: one client added %v rows (limit %d/s), 64 networks %v rows (limit %d/s)",
+		secs, figures["one_client_rows_added"], perClient, figures["many_networks_rows_added"], total))
+}
+
+var (
+	reRowsPerClient = regexp.MustCompile(`(?m)^query_log_rows_per_client_per_second\s*=\s*(\d+)`)
+	reRowsTotal     = regexp.MustCompile(`(?m)^query_log_rows_per_second\s*=\s*(\d+)`)
+)
+
+// queryLogLimits reads the query log's rates from `mailsec config`, the
+// service's effective configuration.
+func (s *Suite) queryLogLimits(ctx context.Context) (perClient, total int64, err error) {
+	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
+	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("mailsec config: %w", err)
+	}
+	pc, t := reRowsPerClient.FindSubmatch(out), reRowsTotal.FindSubmatch(out)
+	if pc == nil || t == nil {
+		return 0, 0, fmt.Errorf("mailsec config: no query_log_rows_per_second keys")
+	}
+	perClient, _ = strconv.ParseInt(string(pc[1]), 10, 64)
+	total, _ = strconv.ParseInt(string(t[1]), 10, 64)
+	return perClient, total, nil
+}

@@ -1,0 +1,242 @@
+// Package hardening is the attack suite of lab/hardening: it attacks a
+// running service (the lab's, inside its network namespace) the way
+// Internet noise and hostile clients would, and records each check's
+// figures. The checks are named R1 ... R6 after issue 16: R1 abuse (relay
+// tricks), R3 store growth (floods of DNS names, oversize TLS-RPT mail), R6
+// DNS (refusal, ANY, AXFR, answer sizes, amplification, response rate
+// limiting, idle TCP connections). It only talks to the addresses the lab's
+// environment file names, and binds its own sources in 127.0.0.0/8, so it
+// must run inside the lab's namespace (lab/hardening does that).
+package hardening
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Env is what the suite knows of the service: lab/state/env's keys.
+type Env struct {
+	DNS      netip.AddrPort // the authoritative server
+	SMTP     netip.AddrPort // the personas' SMTP listener
+	Web      string         // base URL of the web UI and API
+	ZoneA    string         // FQDN
+	ZoneB    string         // FQDN
+	Resolver netip.AddrPort
+	// Command runs the operator CLI: the binary and "-config FILE".
+	Command []string
+}
+
+// ErrEnv: the environment file lacks a key the suite needs.
+var ErrEnv = errors.New("hardening: environment file")
+
+// LoadEnv reads lab/state/env (KEY=VALUE lines, values optionally
+// double-quoted, as lab/up writes them).
+func LoadEnv(path string) (Env, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Env{}, fmt.Errorf("%w: %v", ErrEnv, err)
+	}
+	defer f.Close()
+	kv := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if uq, err := strconv.Unquote(v); err == nil {
+			v = uq
+		}
+		kv[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return Env{}, fmt.Errorf("%w: %v", ErrEnv, err)
+	}
+	var e Env
+	need := func(k string) string {
+		if kv[k] == "" && err == nil {
+			err = fmt.Errorf("%w %s: no %s", ErrEnv, path, k)
+		}
+		return kv[k]
+	}
+	addr := func(k string) netip.AddrPort {
+		s := need(k)
+		if s == "" {
+			return netip.AddrPort{}
+		}
+		ap, perr := netip.ParseAddrPort(s)
+		if perr != nil && err == nil {
+			err = fmt.Errorf("%w %s: %s=%q: %v", ErrEnv, path, k, s, perr)
+		}
+		return ap
+	}
+	e.DNS, e.SMTP, e.Resolver = addr("MAILSEC_DNS"), addr("MAILSEC_SMTP"), addr("RESOLVER")
+	e.Web, e.ZoneA, e.ZoneB = need("MAILSEC_WEB"), need("ZONE_A"), need("ZONE_B")
+	e.Command = strings.Fields(need("MAILSEC_CMD"))
+	return e, err
+}
+
+// Sizes are the load of one run: reduced in CI, full by hand (--full).
+type Sizes struct {
+	Full bool
+	// FloodSeconds: the DNS floods' length (R3, R6).
+	FloodSeconds int
+	// FloodRate: queries per second of a flood.
+	FloodRate int
+	// IdleTCP: idle DNS TCP connections held open (R6).
+	IdleTCP int
+}
+
+// ReducedSizes are CI's; FullSizes the issue's.
+var (
+	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000}
+	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000}
+)
+
+// Check is one named result with its figures.
+type Check struct {
+	Name    string
+	OK      bool
+	Detail  string
+	Figures map[string]any
+}
+
+// MarshalJSON writes the check flat: name, ok, detail and the figures.
+func (c Check) MarshalJSON() ([]byte, error) {
+	m := map[string]any{}
+	for k, v := range c.Figures {
+		m[k] = v
+	}
+	m["name"], m["ok"] = c.Name, c.OK
+	if c.Detail != "" {
+		m["detail"] = c.Detail
+	}
+	return json.Marshal(m)
+}
+
+// Report is lab/state/hardening.json.
+type Report struct {
+	Started time.Time `json:"started"`
+	Full    bool      `json:"full"`
+	Checks  []Check   `json:"checks"`
+}
+
+// OK tells whether every check passed.
+func (r Report) OK() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return len(r.Checks) > 0
+}
+
+// Suite is one run against a service.
+type Suite struct {
+	Env   Env
+	Sizes Sizes
+	// Log receives progress lines.
+	Log func(format string, args ...any)
+}
+
+// check is one named function of the suite.
+type check struct {
+	name string
+	run  func(s *Suite, ctx context.Context) Check
+}
+
+// checks lists the suite in order.
+func checks() []check {
+	return []check{
+		{"R1 relay", (*Suite).relay},
+		{"R3 out-of-zone flood", (*Suite).outOfZoneFlood},
+		{"R3 in-zone flood", (*Suite).inZoneFlood},
+		{"R3 oversize TLS-RPT", (*Suite).oversizeTLSRPT},
+		{"R6 refusals", (*Suite).dnsRefusals},
+		{"R6 answer sizes", (*Suite).dnsSizes},
+		{"R6 rate limiting", (*Suite).dnsRateLimit},
+		{"R6 idle TCP", (*Suite).idleTCP},
+	}
+}
+
+// Names lists the checks' names.
+func Names() []string {
+	var out []string
+	for _, c := range checks() {
+		out = append(out, c.name)
+	}
+	return out
+}
+
+// Run runs the checks whose name starts with one of only (all if empty).
+func (s *Suite) Run(ctx context.Context, only []string) Report {
+	rep := Report{Started: time.Now().UTC(), Full: s.Sizes.Full}
+	for _, c := range checks() {
+		if len(only) > 0 && !hasPrefix(c.name, only) {
+			continue
+		}
+		s.logf("%s ...", c.name)
+		start := time.Now()
+		res := c.run(s, ctx)
+		res.Name = c.name
+		if res.Figures == nil {
+			res.Figures = map[string]any{}
+		}
+		res.Figures["seconds"] = round1(time.Since(start).Seconds())
+		word := "PASS"
+		if !res.OK {
+			word = "FAIL"
+		}
+		s.logf("%s  %s: %s", word, c.name, res.Detail)
+		rep.Checks = append(rep.Checks, res)
+	}
+	return rep
+}
+
+func hasPrefix(name string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Suite) logf(format string, args ...any) {
+	if s.Log != nil {
+		s.Log(format, args...)
+	}
+}
+
+func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }
+
+// storeStats runs `mailsec store stats -json`: what the store holds, as
+// the service's own operator tool counts it.
+func (s *Suite) storeStats(ctx context.Context) (tables map[string]int64, bytes int64, err error) {
+	if len(s.Env.Command) == 0 {
+		return nil, 0, fmt.Errorf("%w: no MAILSEC_CMD", ErrEnv)
+	}
+	args := append(append([]string(nil), s.Env.Command[1:]...), "store", "stats", "-json")
+	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
+	if err != nil {
+		return nil, 0, fmt.Errorf("mailsec store stats: %w", err)
+	}
+	var st struct {
+		Tables map[string]int64 `json:"tables"`
+		Bytes  int64            `json:"bytes"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return nil, 0, fmt.Errorf("mailsec store stats: %w", err)
+	}
+	return st.Tables, st.Bytes, nil
+}

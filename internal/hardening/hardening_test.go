@@ -1,0 +1,65 @@
+package hardening
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestLoadEnv(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) string {
+		t.Helper()
+		p := filepath.Join(dir, "env")
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := "# written by lab/up\nMAILSEC_DNS=127.0.0.10:53\nMAILSEC_SMTP=127.0.0.20:25\nRESOLVER=127.0.0.53:53\n" +
+		"MAILSEC_WEB=http://127.0.0.20:8080\nZONE_A=a.mailtest.example.\nZONE_B=b.mailtest.example.\n" +
+		"MAILSEC_CMD=\"/x/mailsec -config /x/lab/mailsec.toml\"\n"
+	e, err := LoadEnv(write(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.DNS.String() != "127.0.0.10:53" || e.ZoneA != "a.mailtest.example." || len(e.Command) != 3 || e.Command[2] != "/x/lab/mailsec.toml" {
+		t.Fatalf("%+v", e)
+	}
+	for _, bad := range []string{"", "MAILSEC_DNS=127.0.0.10\n", good[:40]} {
+		if _, err := LoadEnv(write(bad)); !errors.Is(err, ErrEnv) {
+			t.Errorf("%q: err %v, want ErrEnv", bad, err)
+		}
+	}
+	if _, err := LoadEnv(filepath.Join(dir, "missing")); !errors.Is(err, ErrEnv) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	rep := Report{Checks: []Check{
+		{Name: "R6 refusals", OK: true, Figures: map[string]any{"any_rrsets": 1}},
+		{Name: "R1 relay", OK: false, Detail: "RCPT TO:<x>: 250"},
+	}}
+	if rep.OK() {
+		t.Fatal("a failed check: the report is not OK")
+	}
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Checks []map[string]any `json:"checks"`
+	}
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Checks[0]["name"] != "R6 refusals" || back.Checks[0]["ok"] != true || back.Checks[0]["any_rrsets"] != 1.0 || back.Checks[1]["detail"] != "RCPT TO:<x>: 250" {
+		t.Fatalf("%s", js)
+	}
+	if (Report{}).OK() {
+		t.Fatal("no checks: not OK")
+	}
+}
