@@ -153,6 +153,11 @@ type SMTP struct {
 	// MaxConnectionsPerClient caps concurrent connections of one client
 	// (ClientPrefixV4/V6); more get 421.
 	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
+	// MaxConnections caps all concurrent connections; more get 421.
+	MaxConnections int `toml:"max_connections"`
+	// DataMemoryBudget bounds the bytes all DATA phases hold in memory
+	// together; a message past it is answered 452 4.3.1 (try later).
+	DataMemoryBudget int64 `toml:"data_memory_budget"`
 	// ClientPrefixV4 and ClientPrefixV6 define "one client" for the
 	// downgrade window and the connection cap: a provider's MTAs share a
 	// network, and the window must not restart for each of them.
@@ -401,6 +406,8 @@ func Default() Config {
 			MaxMessageBytes:         10 << 20,
 			MaxRecipients:           20,
 			MaxConnectionsPerClient: 20,
+			MaxConnections:          1000,
+			DataMemoryBudget:        256 << 20,
 			ClientPrefixV4:          24,
 			ClientPrefixV6:          48,
 			TLSRPTMaxBytes:          1 << 20,
@@ -708,6 +715,12 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	if c.SMTP.MaxConnectionsPerClient < 1 {
 		bad("smtp.max_connections_per_client", "must be at least 1")
+	}
+	if c.SMTP.MaxConnections < c.SMTP.MaxConnectionsPerClient {
+		bad("smtp.max_connections", "%d is less than smtp.max_connections_per_client", c.SMTP.MaxConnections)
+	}
+	if c.SMTP.DataMemoryBudget < c.SMTP.MaxMessageBytes {
+		bad("smtp.data_memory_budget", "%d is less than smtp.max_message_bytes (not even one message would fit)", c.SMTP.DataMemoryBudget)
 	}
 	if c.SMTP.ClientPrefixV4 < 8 || c.SMTP.ClientPrefixV4 > 32 {
 		bad("smtp.client_prefix_v4", "%d is outside 8..32", c.SMTP.ClientPrefixV4)

@@ -396,6 +396,7 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration, DataTimeout: cfg.Timing.SMTPDataTimeout.Duration,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients, MaxConnectionsPerClient: cfg.SMTP.MaxConnectionsPerClient,
+		MaxConnections: cfg.SMTP.MaxConnections, DataMemoryBudget: cfg.SMTP.DataMemoryBudget,
 		ClientPrefixV4: cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6,
 		FixedLocalParts: append([]string{}, cfg.SMTP.FixedLocalParts...), TLSRPTAddress: cfg.Zones.TLSRPTAddress,
 		AcceptAll: cfg.SMTP.AcceptAll, Logger: log,

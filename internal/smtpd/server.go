@@ -100,6 +100,10 @@ type Options struct {
 	MaxConnectionsPerClient int
 	// MaxConnections caps all concurrent connections; 0 means no cap.
 	MaxConnections int
+	// DataMemoryBudget bounds the bytes all DATA phases hold in memory
+	// together; a message that does not fit is answered 452 4.3.1. 0
+	// means no budget.
+	DataMemoryBudget int64
 	// ClientPrefixV4 and ClientPrefixV6 define "one client" for the
 	// downgrade window and the connection cap; 0 means 24 and 48.
 	ClientPrefixV4, ClientPrefixV6 int
@@ -206,6 +210,7 @@ type Server struct {
 	windowStarts windowStartCache
 	episodeLocks keyLocks
 	tlsrptRate   *ratelimit.Window      // TLS-RPT mails per client per hour
+	dataBudget   dataBudget             // memory of the DATA phases
 	fixedMu      sync.Mutex             // serializes find-or-create of fixed-address tests
 	panics       atomic.Int64           // recovered panics in this package's code
 	lastPanic    atomic.Pointer[string] // the last of them, with its stack
@@ -236,6 +241,7 @@ func New(opts Options) (*Server, error) {
 		locals:     map[netip.Addr]int{},
 		active:     map[*trackedConn]struct{}{},
 		shutdownCh: make(chan struct{}),
+		dataBudget: dataBudget{limit: opts.DataMemoryBudget},
 	}
 	if s.zoneA == "" || s.zoneB == "" || s.zoneA == s.zoneB {
 		return nil, fmt.Errorf("smtpd: zones %q and %q must be two different domains", opts.ZoneA, opts.ZoneB)

@@ -323,9 +323,14 @@ func (ss *session) Data(rd io.Reader) error {
 		limit = small
 		tooLarge = &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: tlsrptTooLarge(limit)}
 	}
-	body, err := io.ReadAll(io.LimitReader(rd, limit+1))
+	body, release, err := ss.s.dataBudget.readData(rd, limit)
+	defer release()
 	if err == nil && int64(len(body)) > limit {
 		err = tooLarge
+	}
+	if errors.Is(err, errOverBudget) {
+		ss.s.log.Warn("smtpd: DATA memory budget exhausted; answered 452", "budget", ss.s.dataBudget.limit)
+		return ss.answer(&smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "insufficient system storage: try again later"}, false)
 	}
 	if err != nil {
 		var serr *smtp.SMTPError
