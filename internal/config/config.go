@@ -61,6 +61,7 @@ type Config struct {
 	Web        Web        `toml:"web"`
 	ResultMail ResultMail `toml:"result_mail"`
 	Inbound    Inbound    `toml:"inbound"`
+	Metrics    Metrics    `toml:"metrics"`
 }
 
 // Inbound configures the inbound check (`mailsec check`, and the check of
@@ -224,6 +225,13 @@ type PolicyHost struct {
 	// client network (smtp.client_prefix_v4/v6) and hour; more are
 	// answered, counted and logged, not stored.
 	MaxFetchesPerClientPerHour int `toml:"max_fetches_per_client_per_hour"`
+}
+
+// Metrics configures the operator's Prometheus endpoint.
+type Metrics struct {
+	// Listen addresses (host:port) of GET /metrics; none by default. Keep
+	// it off the public interfaces: the figures tell how close a cap is.
+	Listen []string `toml:"listen"`
 }
 
 // Resolver is the DNS resolver mailsec itself uses (DKIM keys, the
@@ -793,6 +801,11 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 	for _, l := range c.Web.Listen {
 		if _, err := netip.ParseAddrPort(l); err != nil {
 			bad("web.listen", "%q is not an ip:port (%v)", l, err)
+		}
+	}
+	for _, l := range c.Metrics.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			bad("metrics.listen", "%q is not an ip:port (%v)", l, err)
 		}
 	}
 	if c.Web.BaseURL != "" && !strings.HasPrefix(c.Web.BaseURL, "http://") && !strings.HasPrefix(c.Web.BaseURL, "https://") {

@@ -23,6 +23,8 @@ import (
 	"github.com/mailsec/mailsec/internal/dnsserver"
 	"github.com/mailsec/mailsec/internal/dnszone"
 	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/listen"
+	"github.com/mailsec/mailsec/internal/metrics"
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/policyhost"
@@ -243,6 +245,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD, closeP, closeS)
 	}
 	closeW := func() { closeAll(webListeners) }
+	metricsListeners, err := listen.TCP(ctx, "metrics", cfg.Metrics.Listen)
+	if err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
+	}
+	closeW = func() { closeAll(webListeners); closeAll(metricsListeners) }
 	mgr, err := certs.New(certs.Options{
 		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
@@ -343,6 +350,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	g.Go(func() error { return Purger(cfg, st, log.With("part", "retention")).Run(gctx) })
 	if len(webListeners) > 0 {
 		g.Go(func() error { return webSrv.Serve(gctx, webListeners) })
+	}
+	if len(metricsListeners) > 0 {
+		reg := metrics.NewRegistry(metrics.Sources{SMTP: smtp, DNS: dns})
+		g.Go(func() error { return metrics.Serve(gctx, reg, metricsListeners, log.With("part", "metrics")) })
+		log.Info("metrics listening", "addr", metricsListeners[0].Addr().String())
 	}
 	go func() {
 		err := g.Wait()

@@ -146,6 +146,9 @@ func TestGlobalConnectionCap(t *testing.T) {
 	if code, msg := b.read(); code != 421 || !strings.Contains(msg, "too busy") {
 		t.Fatalf("a third connection past max 2: %d %s, want 421 too busy", code, msg)
 	}
+	if st := ts.srv.Stats(); st.Open != 2 || st.MaxOpenPerClient != 1 || st.Refused != 1 {
+		t.Fatalf("Stats: %+v, want 2 open, at most 1 per client, 1 refused", st)
+	}
 	a1.quit()
 	for i := 0; ; i++ {
 		c := dialNoGreeting(t, "127.0.0.4", ts.addr())

@@ -211,6 +211,7 @@ type Server struct {
 	episodeLocks keyLocks
 	tlsrptRate   *ratelimit.Window      // TLS-RPT mails per client per hour
 	dataBudget   dataBudget             // memory of the DATA phases
+	refused      atomic.Int64           // connections answered 421 at the caps
 	fixedMu      sync.Mutex             // serializes find-or-create of fixed-address tests
 	panics       atomic.Int64           // recovered panics in this package's code
 	lastPanic    atomic.Pointer[string] // the last of them, with its stack
@@ -507,6 +508,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 	if over != "" {
 		// Recorded, then refused (RFC 5321 §3.1: 421 instead of the
 		// greeting); the record is final at once.
+		s.refused.Add(1)
 		rec.c.Ended = now
 		rec.c.Reply = over
 		rec.c.Error = why
