@@ -158,3 +158,44 @@ func TestFinaliseDefers(t *testing.T) {
 		}
 	}
 }
+
+// TestFinaliseRecordsAuthentication: whether the test mail authenticated
+// its sender is stored with the result, also when result mails are off,
+// and only authenticated tests feed the provider table: a plain-text mail
+// with a forged MAIL FROM x@provider.example leaves the provider's row.
+func TestFinaliseRecordsAuthentication(t *testing.T) {
+	f := newFixture(t)
+	f.dns.Set(t, `provider.example. 60 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"`)
+	fin := f.finaliserWith(t, 0)
+	const sender = "x@provider.example"
+	// The provider's own mail, from its network: SPF pass.
+	f.addTest(t, store.Test{ID: "genuine", Created: t0, Updated: t0, Kind: store.TestToken, Sender: sender, State: store.TestAcked, Acked: t0.Add(2 * time.Minute)})
+	c := delivered("genuine", 4, t0.Add(time.Minute))
+	c.MailFrom = sender
+	f.addConn(t, c)
+	if n, err := fin.FinaliseDue(t.Context()); err != nil || n != 1 {
+		t.Fatalf("finalised %d (%v)", n, err)
+	}
+	// Later, a plain-text mail from elsewhere with the provider's MAIL FROM.
+	f.now = f.now.Add(time.Hour)
+	f.addTest(t, store.Test{ID: "forged", Created: f.now.Add(-30 * time.Minute), Updated: f.now.Add(-30 * time.Minute), Kind: store.TestFixed, Sender: sender,
+		State: store.TestAcked, Acked: f.now.Add(-29 * time.Minute)})
+	f.addConn(t, store.SMTPConnection{TestID: "forged", Started: f.now.Add(-29 * time.Minute), Persona: 1, STARTTLSOffered: true, State: store.StateAcked,
+		MailFrom: sender, RcptTo: []string{"test@a.mailtest.example"}, Client: netip.MustParseAddrPort("198.51.100.9:2525")})
+	if n, err := fin.FinaliseDue(t.Context()); err != nil || n != 1 {
+		t.Fatalf("finalised %d (%v)", n, err)
+	}
+	for id, want := range map[string]bool{"genuine": true, "forged": false} {
+		r, err := f.st.Result(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.SenderAuthenticated != want || r.MailState != store.MailNone {
+			t.Errorf("%s: authenticated %v, mail %s, want %v with mails off", id, r.SenderAuthenticated, r.MailState, want)
+		}
+	}
+	r, err := f.st.LatestAuthenticatedResult(t.Context(), "provider.example")
+	if err != nil || r.TestID != "genuine" {
+		t.Errorf("the provider's row comes from %+v (%v), want the genuine test", r.TestID, err)
+	}
+}

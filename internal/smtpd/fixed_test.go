@@ -2,9 +2,9 @@ package smtpd
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -39,28 +39,35 @@ func TestFixedTestsKeyedByClientAndCapped(t *testing.T) {
 	if code, msg := rcpt("127.0.0.1", victim); code != 250 {
 		t.Fatalf("the victim's first mail: %d %s", code, msg)
 	}
-	own, err := ts.st.OpenFixedTest(ctx, victim, victimNet)
-	if err != nil {
-		t.Fatalf("the victim's test: %v", err)
-	}
 	// The same MAIL FROM from another network: a test of its own.
 	if code, msg := rcpt("127.0.1.1", victim); code != 250 {
 		t.Fatalf("the forged mail: %d %s", code, msg)
 	}
-	forged, err := ts.st.OpenFixedTest(ctx, victim, attackerNet)
-	if err != nil {
-		t.Fatalf("the forged sender's test: %v", err)
+	cs := ts.waitEnded(t, 2)
+	own, forged := cs[0].TestID, cs[1].TestID
+	if own == "" || forged == "" || own == forged {
+		t.Fatalf("the forged MAIL FROM joined the victim's test:\n%s", fmtConns(cs))
 	}
-	if forged.ID == own.ID {
-		t.Fatalf("the forged MAIL FROM joined the victim's test %s", own.ID)
-	}
-	ts.waitEnded(t, 2)
-	conns, err := ts.st.Connections(ctx, store.ConnectionFilter{TestID: own.ID})
+	conns, err := ts.st.Connections(ctx, store.ConnectionFilter{TestID: own})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(conns) != 1 || conns[0].Client.Addr().String() != "127.0.0.1" {
 		t.Errorf("the victim's test has connections of others (its verdict would judge them):\n%s", fmtConns(conns))
+	}
+	if got, err := ts.st.OpenFixedTest(ctx, victim, victimNet); err != nil || got.ID != own {
+		t.Errorf("the victim's test from its network: %+v %v, want %s", got, err, own)
+	}
+	if got, err := ts.st.OpenFixedTest(ctx, victim, attackerNet); err != nil || got.ID != forged {
+		t.Errorf("the forged sender's test from its network: %+v %v, want %s", got, err, forged)
+	}
+	openTests := func() int {
+		t.Helper()
+		due, err := ts.st.DueTests(ctx, ts.clock.Now().Add(1000*time.Hour), store.DueCursor{}, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(due)
 	}
 
 	// The cap per client network: the attacker's second sender is its
@@ -68,20 +75,21 @@ func TestFixedTestsKeyedByClientAndCapped(t *testing.T) {
 	if code, msg := rcpt("127.0.1.1", "x1@example.net"); code != 250 {
 		t.Fatalf("a second sender of the network: %d %s", code, msg)
 	}
+	before := openTests()
 	code, msg := rcpt("127.0.1.1", "x2@example.net")
 	if code != 452 || !strings.Contains(msg, "from your network") {
 		t.Errorf("past the cap per client: %d %q, want 452 ... from your network", code, msg)
 	}
-	if _, err := ts.st.OpenFixedTest(ctx, "x2@example.net", attackerNet); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("a test was stored past the cap per client: %v", err)
+	if n := openTests(); n != before {
+		t.Errorf("a test was stored past the cap per client: %d open tests, were %d", n, before)
 	}
 	// The cap overall (3 open): another network's new sender is refused.
 	code, msg = rcpt("127.0.2.1", "y1@example.com")
 	if code != 452 || !strings.Contains(msg, "too many open tests") || strings.Contains(msg, "your network") {
 		t.Errorf("past the overall cap: %d %q, want 452 too many open tests", code, msg)
 	}
-	if _, err := ts.st.OpenFixedTest(ctx, "y1@example.com", "127.0.2.0/24"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("a test was stored past the overall cap: %v", err)
+	if n := openTests(); n != before {
+		t.Errorf("a test was stored past the overall cap: %d open tests, were %d", n, before)
 	}
 	// An open test is still joined at the caps.
 	if code, msg := rcpt("127.0.0.1", victim); code != 250 {
