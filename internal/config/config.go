@@ -168,6 +168,13 @@ type SMTP struct {
 	// per-test t-<token> addresses (the seed's fixed addresses); such tests
 	// are keyed by the envelope sender.
 	FixedLocalParts []string `toml:"fixed_local_parts"`
+	// FixedTestsPerClient caps the open tests of the fixed addresses one
+	// client network (client_prefix_v4/v6) may have, FixedTestsOpenMax all
+	// of them: anyone can write any MAIL FROM, and each new one would
+	// otherwise be a new test open until test_expiry. Past a cap a new
+	// sender's RCPT is answered 452 and nothing is stored.
+	FixedTestsPerClient int `toml:"fixed_tests_per_client"`
+	FixedTestsOpenMax   int `toml:"fixed_tests_open_max"`
 	// AcceptAll answers 250 to every mail for A and B without test logic.
 	// For load tests (bench/smtp) only.
 	AcceptAll bool `toml:"accept_all"`
@@ -424,6 +431,8 @@ func Default() Config {
 			TLSRPTMaxStoredBytes:    256 << 20,
 			TLSRPTRetention:         Duration{30 * 24 * time.Hour},
 			FixedLocalParts:         []string{"test"},
+			FixedTestsPerClient:     20,
+			FixedTestsOpenMax:       10000,
 		},
 		TLS:        TLS{RenewBefore: Duration{30 * 24 * time.Hour}},
 		ACME:       ACME{Challenge: "dns-01"},
@@ -735,6 +744,12 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	if c.SMTP.ClientPrefixV6 < 16 || c.SMTP.ClientPrefixV6 > 128 {
 		bad("smtp.client_prefix_v6", "%d is outside 16..128", c.SMTP.ClientPrefixV6)
+	}
+	if c.SMTP.FixedTestsPerClient < 1 {
+		bad("smtp.fixed_tests_per_client", "%d: must be at least 1", c.SMTP.FixedTestsPerClient)
+	}
+	if c.SMTP.FixedTestsOpenMax < c.SMTP.FixedTestsPerClient {
+		bad("smtp.fixed_tests_open_max", "%d is less than smtp.fixed_tests_per_client (%d)", c.SMTP.FixedTestsOpenMax, c.SMTP.FixedTestsPerClient)
 	}
 	for _, lp := range c.SMTP.FixedLocalParts {
 		if lp == "" || strings.ContainsAny(lp, "@ \t<>\"") || strings.HasPrefix(strings.ToLower(lp), "t-") {

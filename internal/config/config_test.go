@@ -50,6 +50,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"inbound parallel checks", "[inbound]\nparallel_checks = 1000", "inbound.parallel_checks"},
 		{"tlsrpt size above the message limit", "[smtp]\nmax_message_bytes = 100000\ntlsrpt_max_bytes = 200000", "smtp.tlsrpt_max_bytes"},
 		{"tlsrpt rate", "[smtp]\ntlsrpt_per_client_per_hour = 0", "smtp.tlsrpt_per_client_per_hour"},
+		{"fixed tests per client", "[smtp]\nfixed_tests_per_client = 0", "smtp.fixed_tests_per_client"},
+		{"fixed tests open", "[smtp]\nfixed_tests_per_client = 30\nfixed_tests_open_max = 20", "smtp.fixed_tests_open_max"},
 		{"tlsrpt reports", "[smtp]\ntlsrpt_max_reports = 0", "smtp.tlsrpt_max_reports"},
 		{"tlsrpt stored bytes", "[smtp]\ntlsrpt_max_stored_bytes = 1000", "smtp.tlsrpt_max_stored_bytes"},
 		{"tlsrpt retention", "[smtp]\ntlsrpt_retention = \"10m\"", "smtp.tlsrpt_retention"},

@@ -1,6 +1,8 @@
 // Package finalise finishes tests (DESIGN.md §1.3): a loop finds the
-// unfinished tests, gathers each one's evidence (internal/evidence) and
-// judges it; once the verdict is final (verdict.Final) it ties the test's
+// tests that are due (store.DueTests), gathers each one's evidence
+// (internal/evidence) and judges it; a test that is not final yet is
+// deferred to the earliest moment it may be (nextLook); once the verdict is
+// final (verdict.Final) it ties the test's
 // last untied connections (evidence.Tie), judges again, decides the result
 // mail (resultmail.Decide: no backscatter) and freezes verdict and decision
 // in the store. The mail itself is internal/delivery's job, in a loop of
@@ -33,12 +35,19 @@ type Options struct {
 	// otherwise tests are still finalised and the page says why no mail
 	// came.
 	MailEnabled bool
-	// DNS answers the SPF look-ups of the mail decision.
+	// DNS answers the SPF look-ups of the mail decision and of whether the
+	// test authenticated its sender (only such tests feed the provider
+	// table). Required when MailEnabled; without it only DKIM counts.
 	DNS resultmail.DNS
 	// Interval is the loop's period; 0 means 10s.
 	Interval time.Duration
-	Logger   *slog.Logger     // nil: discard
-	Now      func() time.Time // nil: time.Now
+	// PassLimit bounds the tests one pass looks at (0: 1,000) and PassTime
+	// the time it takes (0: 30s, checked between tests); the next pass
+	// continues with the tests still due.
+	PassLimit int
+	PassTime  time.Duration
+	Logger    *slog.Logger     // nil: discard
+	Now       func() time.Time // nil: time.Now
 }
 
 // Finaliser finalises tests.
@@ -58,6 +67,12 @@ func New(o Options) (*Finaliser, error) {
 	}
 	if o.Interval <= 0 {
 		o.Interval = 10 * time.Second
+	}
+	if o.PassLimit <= 0 {
+		o.PassLimit = defaultPassLimit
+	}
+	if o.PassTime <= 0 {
+		o.PassTime = defaultPassTime
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -79,23 +94,61 @@ func (f *Finaliser) Run(ctx context.Context) error {
 	return nil
 }
 
-// FinaliseDue finalises the unfinished tests that are final now and
-// returns how many.
+// Bounds of one pass of FinaliseDue.
+const (
+	defaultPassLimit = 1000
+	defaultPassTime  = 30 * time.Second
+	duePageSize      = 100
+)
+
+// FinaliseDue looks at the tests that are due now, oldest due first, and
+// returns how many it finalised. It pages through them on the store's
+// index until none is due or the pass has looked at PassLimit tests or
+// taken PassTime; the next pass continues. Each test it looks at is either
+// finalised or deferred (store.DeferTest) to the earliest moment it may
+// become final, so tests that are not final (junk that will only expire)
+// go to the back of the queue and cannot hold up one that is. A test that
+// failed stays due and is tried again at the next pass.
 func (f *Finaliser) FinaliseDue(ctx context.Context) (int, error) {
-	tests, err := f.o.Store.UnfinishedTests(ctx, 0)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	var errs []error
-	for _, t := range tests {
-		ok, err := f.Finalise(ctx, t, false)
+	now := f.o.Now()
+	deadline := time.Now().Add(f.o.PassTime)
+	var (
+		cursor store.DueCursor
+		errs   []error
+	)
+	n, looked := 0, 0
+	for looked < f.o.PassLimit && time.Now().Before(deadline) {
+		page, err := f.o.Store.DueTests(ctx, now, cursor, min(duePageSize, f.o.PassLimit-looked))
 		if err != nil {
-			errs = append(errs, err)
+			return n, errors.Join(append(errs, err)...)
 		}
-		if ok {
-			n++
+		if len(page) == 0 {
+			break
 		}
+		for _, t := range page {
+			if looked >= f.o.PassLimit || !time.Now().Before(deadline) || ctx.Err() != nil {
+				break
+			}
+			looked++
+			cursor = t.After()
+			done, next, err := f.finalise(ctx, t.Test, false)
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case done:
+				n++
+			case !next.IsZero():
+				if err := f.o.Store.DeferTest(ctx, t.ID, next); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return n, errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+	if looked >= f.o.PassLimit || !time.Now().Before(deadline) {
+		f.log.Info("results: finalising pass bounded; the next pass continues", "looked", looked, "finalised", n)
 	}
 	return n, errors.Join(errs...)
 }
@@ -104,16 +157,46 @@ func (f *Finaliser) FinaliseDue(ctx context.Context) (int, error) {
 // whether it did. The verdict is frozen; the mail decision is stored with
 // it.
 func (f *Finaliser) Finalise(ctx context.Context, t store.Test, force bool) (bool, error) {
+	done, _, err := f.finalise(ctx, t, force)
+	return done, err
+}
+
+// nextLook is when a test that is not final at now may become final
+// without anything new arriving on it: its quiet time after its last
+// activity if that is still to come, else one quiet time from now (the
+// verdict may still be incomplete, or a connection still open), and never
+// later than its expiry (verdict.Final). A new connection of the test only
+// moves its last activity later, so its quiet time ends after this look:
+// no test is looked at late.
+func (f *Finaliser) nextLook(t store.Test, conns []store.SMTPConnection, now time.Time) time.Time {
+	last := verdict.LastActivity(t, conns)
+	next := last.Add(f.rules.Quiet)
+	if !next.After(now) {
+		next = now.Add(f.rules.Quiet)
+	}
+	return minTime(next, last.Add(f.rules.TestExpiry))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// finalise is Finalise that also returns, for a test it did not finalise,
+// when to look at it again (zero: at the next pass).
+func (f *Finaliser) finalise(ctx context.Context, t store.Test, force bool) (done bool, next time.Time, err error) {
 	now := f.o.Now()
 	ev := f.o.Evidence
 	v, obs, err := ev.Judge(ctx, t, now)
 	if err != nil {
-		return false, err
+		return false, time.Time{}, err
 	}
 	final := verdict.Final(verdict.FinalInput{Test: t, Connections: obs.Connections, Verdict: v, Now: now,
 		Quiet: f.rules.Quiet, Expiry: f.rules.TestExpiry})
 	if !force && !final {
-		return false, nil
+		return false, f.nextLook(t, obs.Connections, now), nil
 	}
 	// Connections the sender aborted before naming the test (a refused
 	// certificate) and that no later RCPT of theirs tied.
@@ -121,40 +204,40 @@ func (f *Finaliser) Finalise(ctx context.Context, t store.Test, force bool) (boo
 	for _, client := range evidence.Clients(obs.Connections) {
 		n, err := ev.Tie(ctx, t, client, now)
 		if err != nil {
-			return false, err
+			return false, time.Time{}, err
 		}
 		tied += n
 	}
 	if tied > 0 {
 		if v, obs, err = ev.Judge(ctx, t, now); err != nil {
-			return false, err
+			return false, time.Time{}, err
 		}
 	}
 	d, err := resultmail.Decide(ctx, resultmail.DecideInput{Enabled: f.o.MailEnabled, DNS: f.o.DNS, Test: t,
 		Connections: obs.Connections, Now: now, RetryFor: 2 * f.rules.Quiet})
 	if errors.Is(err, resultmail.ErrUndecided) {
 		f.log.Debug("results: SPF temporarily failed; retrying", "test", t.ID, "err", err)
-		return false, nil
+		return false, now.Add(f.o.Interval), nil
 	}
 	if err != nil {
-		return false, err
+		return false, time.Time{}, err
 	}
 	vj, err := json.Marshal(v)
 	if err != nil {
-		return false, err
+		return false, time.Time{}, err
 	}
 	r := store.TestResult{TestID: t.ID, Final: now, Verdict: vj, SenderDomain: resultmail.SenderDomain(t.Sender),
-		MailState: d.State, MailReason: d.Reason, Recipient: d.Recipient}
+		SenderAuthenticated: d.SenderAuthenticated, MailState: d.State, MailReason: d.Reason, Recipient: d.Recipient}
 	if d.State == store.MailPending {
 		r.Next = now
 	}
 	t.State, t.Updated = store.TestFinal, now
 	if err := f.o.Store.FinalizeTest(ctx, t, r); err != nil {
 		if errors.Is(err, store.ErrExists) {
-			return false, nil // another node or loop was first
+			return false, time.Time{}, nil // another node or loop was first: no longer due
 		}
-		return false, err
+		return false, time.Time{}, err
 	}
 	f.log.Info("results: test final", "test", t.ID, "policy", v.Policy, "mail", r.MailState, "reason", report.RedactText(r.MailReason))
-	return true, nil
+	return true, time.Time{}, nil
 }

@@ -19,7 +19,8 @@ var ErrUndecided = errors.New("resultmail: SPF temporarily failed; decide later"
 type DecideInput struct {
 	// Enabled: result mails are on (a signing key and a way out).
 	Enabled bool
-	// DNS answers the SPF look-ups.
+	// DNS answers the SPF look-ups; nil: only DKIM can authenticate the
+	// sender (allowed only when mails are off).
 	DNS         DNS
 	Test        store.Test
 	Connections []store.SMTPConnection // the test's, as frozen with its verdict
@@ -36,19 +37,26 @@ type Decision struct {
 	State     string // store.MailPending, store.MailWithheld or store.MailNone
 	Reason    string // why, one line, no full address
 	Recipient string // the envelope sender when State is MailPending
+	// SenderAuthenticated: the test mail authenticated its envelope sender
+	// (Authenticate), whether or not a mail goes out; only such tests feed
+	// the public provider table.
+	SenderAuthenticated bool
 }
 
 // Decide decides whether the result mail of a final test goes out: only to
 // the test's envelope sender, and only when the test mail authenticated it
 // (Authenticate), so that nobody can have mailsec mail a forged address
 // (backscatter, DESIGN.md §4).
+//
+// The sender is authenticated also when mails are off, for the decision's
+// SenderAuthenticated.
 func Decide(ctx context.Context, in DecideInput) (Decision, error) {
 	t := in.Test
-	switch {
-	case t.Sender == "" || SenderDomain(t.Sender) == "":
+	if t.Sender == "" || SenderDomain(t.Sender) == "" {
 		return Decision{State: store.MailNone, Reason: "no envelope sender to send the result to"}, nil
-	case !in.Enabled:
-		return Decision{State: store.MailNone, Reason: "result mails are turned off on this service"}, nil
+	}
+	if in.Enabled && in.DNS == nil {
+		return Decision{}, errors.New("resultmail: result mails need DNS for SPF")
 	}
 	auth, err := Authenticate(ctx, in.DNS, t.Sender, in.Connections)
 	if err != nil {
@@ -57,8 +65,11 @@ func Decide(ctx context.Context, in DecideInput) (Decision, error) {
 		}
 		auth.Reason = "SPF of the sender's domain could not be evaluated (temperror: " + err.Error() + ")"
 	}
-	if !auth.OK {
+	switch {
+	case !in.Enabled:
+		return Decision{State: store.MailNone, Reason: "result mails are turned off on this service", SenderAuthenticated: auth.OK}, nil
+	case !auth.OK:
 		return Decision{State: store.MailWithheld, Reason: "not sent, to prevent backscatter: " + auth.Reason}, nil
 	}
-	return Decision{State: store.MailPending, Reason: "sender authenticated: " + auth.Reason, Recipient: t.Sender}, nil
+	return Decision{State: store.MailPending, Reason: "sender authenticated: " + auth.Reason, Recipient: t.Sender, SenderAuthenticated: true}, nil
 }

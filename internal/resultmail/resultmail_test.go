@@ -72,6 +72,8 @@ func TestDecide(t *testing.T) {
 			store.MailNone, "turned off", "", nil},
 		{"temperror, recent: later", resultmail.DecideInput{Test: brokenTest, Connections: []store.SMTPConnection{brokenConn}, RetryFor: time.Hour},
 			"", "", "", resultmail.ErrUndecided},
+		{"mails off, DKIM only", resultmail.DecideInput{Test: test, Connections: []store.SMTPConnection{mailConn("127.0.0.9", "")}, Enabled: false},
+			store.MailNone, "turned off", "", nil},
 		{"temperror, old: withheld", resultmail.DecideInput{Test: brokenTest, Connections: []store.SMTPConnection{brokenConn}, RetryFor: time.Minute},
 			store.MailWithheld, "could not be evaluated (temperror", "", nil},
 	}
@@ -79,7 +81,11 @@ func TestDecide(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := tc.in
 			in.DNS, in.Now = res, t0.Add(10*time.Minute)
-			if tc.name != "mails off" {
+			switch tc.name {
+			case "mails off":
+			case "mails off, DKIM only": // no resolver: SPF is not evaluated
+				in.DNS = nil
+			default:
 				in.Enabled = true
 			}
 			d, err := resultmail.Decide(t.Context(), in)
@@ -88,6 +94,12 @@ func TestDecide(t *testing.T) {
 			}
 			if d.State != tc.state || !strings.Contains(d.Reason, tc.reason) || d.Recipient != tc.recipient {
 				t.Fatalf("decision %+v, want state %q, reason with %q, recipient %q", d, tc.state, tc.reason, tc.recipient)
+			}
+			// Mails off or not, the decision says whether the sender was
+			// authenticated: only then does the test feed the provider table.
+			wantAuth := tc.name == "SPF pass" || tc.name == "SPF fail, aligned DKIM" || tc.name == "mails off"
+			if d.SenderAuthenticated != wantAuth {
+				t.Errorf("sender authenticated %v, want %v", d.SenderAuthenticated, wantAuth)
 			}
 			if d.State != store.MailPending && strings.Contains(d.Reason, "jane") {
 				t.Errorf("the reason names the person: %q", d.Reason)

@@ -103,6 +103,10 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	src := ResultSource(cfg, st, baseURL)
 	rm := cfg.ResultMail
 	fo := finalise.Options{Store: st, Evidence: src.Evidence, Interval: rm.Interval.Duration, Logger: log.With("part", "finalise")}
+	if res != nil {
+		// SPF decides whether a test feeds the provider table, mails or not.
+		fo.DNS = res
+	}
 	do := delivery.Options{
 		Store: st, Source: src,
 		RateLimit: rm.RateLimit, RateWindow: rm.RateWindow.Duration,
@@ -119,7 +123,7 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	case res == nil:
 		log.Warn("result mails are off: no resolver for SPF")
 	default:
-		fo.MailEnabled, fo.DNS = true, res
+		fo.MailEnabled = true
 		do.Send = send
 		do.Identity = resultmail.Identity{From: cfg.ResultMailFrom(), Name: rm.Name,
 			Domain: strings.TrimSuffix(cfg.Zones.A, "."), Selector: rm.Selector, Key: zones.DKIMKey}

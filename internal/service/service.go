@@ -414,6 +414,7 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		AcceptAll: cfg.SMTP.AcceptAll, Logger: log,
 		TLSRPTMaxBytes: cfg.SMTP.TLSRPTMaxBytes, TLSRPTPerClient: cfg.SMTP.TLSRPTPerClientPerHour,
 		TLSRPTQuota: store.TLSRPTQuota{MaxReports: cfg.SMTP.TLSRPTMaxReports, MaxBytes: cfg.SMTP.TLSRPTMaxStoredBytes},
+		FixedTests:  store.FixedTestLimits{PerClient: cfg.SMTP.FixedTestsPerClient, Open: cfg.SMTP.FixedTestsOpenMax},
 	}
 	if res != nil {
 		o.LookupTXT = res.LookupTXT

@@ -83,13 +83,19 @@ func validToken(tok string) bool {
 	return true
 }
 
-// fixedTest returns the open test of a sender writing to a fixed address,
-// creating it if there is none. It is serialized so that two concurrent
-// first mails of one sender make one test.
-func (s *Server) fixedTest(ctx context.Context, sender string, now time.Time) (store.Test, error) {
+// fixedTest returns the open test of a sender writing to a fixed address
+// from the client network client (clientKey), creating it if there is
+// none. The key is sender and client: MAIL FROM is anyone's to write, so a
+// forged sender from another network gets a test of its own instead of
+// joining (and judging) the real sender's (issue 16). New tests are capped
+// per client network and overall (Options.FixedTests): past a cap the
+// error wraps store.ErrFixedTestsPerClient or store.ErrFixedTestsFull. It
+// is serialized so that two concurrent first mails of one sender make one
+// test.
+func (s *Server) fixedTest(ctx context.Context, sender, client string, now time.Time) (store.Test, error) {
 	s.fixedMu.Lock()
 	defer s.fixedMu.Unlock()
-	t, err := s.opts.Store.OpenTestBySender(ctx, store.TestFixed, sender)
+	t, err := s.opts.Store.OpenFixedTest(ctx, sender, client)
 	if err == nil || !errors.Is(err, store.ErrNotFound) {
 		return t, err
 	}
@@ -99,7 +105,7 @@ func (s *Server) fixedTest(ctx context.Context, sender string, now time.Time) (s
 			return store.Test{}, err
 		}
 		t = store.Test{ID: id, Created: now, Kind: store.TestFixed, Sender: sender, State: store.TestOpen, Updated: now}
-		err = s.opts.Store.CreateTest(ctx, t)
+		err = s.opts.Store.CreateFixedTest(ctx, t, client, s.opts.FixedTests)
 		if err == nil {
 			return t, nil
 		}

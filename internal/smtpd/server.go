@@ -112,6 +112,10 @@ type Options struct {
 	// t-<token>; such tests are keyed by the envelope sender. nil means
 	// ["test"]; an empty non-nil slice means none.
 	FixedLocalParts []string
+	// FixedTests caps the open tests of the fixed addresses per client
+	// network and overall (docs/smtp.md); past a cap a new sender's RCPT
+	// is answered 452. Zero fields mean 20 and 10,000.
+	FixedTests store.FixedTestLimits
 	// TLSRPTAddress receives TLS-RPT reports (RFC 8460); "" means
 	// tlsrpt@ZoneA.
 	TLSRPTAddress string
@@ -223,6 +227,13 @@ type Server struct {
 	shutdownCh   chan struct{} // closed when Serve starts shutting down
 }
 
+// The caps of the open fixed-address tests (smtp.fixed_tests_per_client
+// and smtp.fixed_tests_open_max).
+const (
+	defaultFixedTestsPerClient = 20
+	defaultFixedTestsOpen      = 10000
+)
+
 // New checks opts and returns a server.
 func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
@@ -265,6 +276,8 @@ func New(opts Options) (*Server, error) {
 	setDefault(&o.MaxLineLength, defaultMaxLineLength)
 	setDefault(&o.TLSRPTMaxBytes, defaultTLSRPTMaxBytes)
 	setDefault(&o.TLSRPTPerClient, defaultTLSRPTPerHour)
+	setDefault(&o.FixedTests.PerClient, defaultFixedTestsPerClient)
+	setDefault(&o.FixedTests.Open, defaultFixedTestsOpen)
 	setDefault(&o.TLSRPTQuota.MaxReports, defaultTLSRPTReports)
 	setDefault(&o.TLSRPTQuota.MaxBytes, defaultTLSRPTStored)
 	setDefault(&o.ClientPrefixV4, clientnet.DefaultBitsV4)

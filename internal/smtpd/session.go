@@ -180,7 +180,13 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if ss.tx.from == "" {
 			return ss.reject(550, smtp.EnhancedCode{5, 7, 1}, "a fixed test address needs a sender address")
 		}
-		test, err = ss.s.fixedTest(ctx, canonSender(ss.tx.from), ss.s.now())
+		test, err = ss.s.fixedTest(ctx, canonSender(ss.tx.from), ss.rec.snapshot().ClientKey, ss.s.now())
+		if errors.Is(err, store.ErrFixedTestsPerClient) || errors.Is(err, store.ErrFixedTestsFull) {
+			ss.rec.log.Warn("smtp: fixed-address test refused", "err", err)
+			// RFC 5321 §4.5.3.1.10: 452, the client may retry later, when
+			// open tests have become final.
+			return ss.reject(452, smtp.EnhancedCode{4, 5, 3}, fixedTestsFull(err))
+		}
 	}
 	if err != nil {
 		ss.rec.log.Error("smtp: looking up the test", "err", err)
@@ -190,6 +196,15 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return separately()
 	}
 	return ss.accept(to, cls, test)
+}
+
+// fixedTestsFull is the text of the 452 past a cap of the open
+// fixed-address tests.
+func fixedTestsFull(err error) string {
+	if errors.Is(err, store.ErrFixedTestsPerClient) {
+		return "too many open tests of the fixed address from your network; use a t-<token> address from the web page, or try again later"
+	}
+	return "too many open tests of the fixed address; use a t-<token> address from the web page, or try again later"
 }
 
 // separately answers 452 for a recipient that belongs to another test (or

@@ -317,7 +317,7 @@ func TestRecipients(t *testing.T) {
 		t.Errorf("fixed address with a null sender: %d %s, want 550", code, msg)
 	}
 	c.quit()
-	fixed, err := ts.st.OpenTestBySender(context.Background(), store.TestFixed, "Sender@example.org")
+	fixed, err := ts.st.OpenFixedTest(context.Background(), "Sender@example.org", "127.0.0.0/24")
 	if err != nil {
 		t.Fatalf("fixed test not created: %v", err)
 	}

@@ -71,8 +71,16 @@ func testTimes(t Test) (created, acked, updated int64, err error) {
 }
 
 // CreateTest stores a new test. It returns an error wrapping ErrExists if a
-// test with the same id exists.
+// test with the same id exists. Fixed-address tests are created with
+// CreateFixedTest, which records their client and applies the caps.
 func (s *Store) CreateTest(ctx context.Context, t Test) error {
+	return s.createTest(ctx, s.db, t, "")
+}
+
+// createTest inserts t; fixedClient is the client network of a fixed test
+// ("" for others). The test is due for the finaliser's first look at its
+// creation (DueTests).
+func (s *Store) createTest(ctx context.Context, db querier, t Test, fixedClient string) error {
 	if err := validTest(t); err != nil {
 		return fmt.Errorf("store: create test: %w", err)
 	}
@@ -80,22 +88,26 @@ func (s *Store) CreateTest(ctx context.Context, t Test) error {
 	if err != nil {
 		return fmt.Errorf("store: create test %s: %w", t.ID, err)
 	}
-	return insertNew(ctx, s.db, "create test "+t.ID, s.q(`INSERT INTO tests
-    (id, created_ns, kind, sender, state, acked_ns, updated_ns)
-    VALUES (?, ?, ?, ?, ?, ?, ?)
+	return insertNew(ctx, db, "create test "+t.ID, s.q(`INSERT INTO tests
+    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING`),
-		t.ID, created, t.Kind, t.Sender, t.State, acked, updated)
+		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient)
 }
 
 const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns, addressed_b_ns`
 
 // scanTest reads one row of testColumns.
-func scanTest(row rowScanner) (Test, error) {
+func scanTest(row rowScanner) (Test, error) { return scanTestAnd(row) }
+
+// scanTestAnd reads one row of testColumns followed by the columns of extra.
+func scanTestAnd(row rowScanner, extra ...any) (Test, error) {
 	var (
 		t                                   Test
 		created, acked, updated, addressedB int64
 	)
-	if err := row.Scan(&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated, &addressedB); err != nil {
+	dest := append([]any{&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated, &addressedB}, extra...)
+	if err := row.Scan(dest...); err != nil {
 		return Test{}, err
 	}
 	t.Created = nanosToTime(created)
@@ -120,17 +132,6 @@ func (s *Store) MarkAddressedB(ctx context.Context, id string, at time.Time) err
 // an error wrapping ErrNotFound if there is none.
 func (s *Store) Test(ctx context.Context, id string) (Test, error) {
 	return queryOne(ctx, s.db, "test "+id, scanTest, s.q(`SELECT `+testColumns+` FROM tests WHERE id = ?`), strings.ToLower(id))
-}
-
-// OpenTestBySender returns the newest test of the given kind and envelope
-// sender that is not final (state open or acked). It returns an error
-// wrapping ErrNotFound if there is none. The sender is compared exactly;
-// callers normalize it.
-func (s *Store) OpenTestBySender(ctx context.Context, kind, sender string) (Test, error) {
-	return queryOne(ctx, s.db, fmt.Sprintf("open %s test of %q", kind, sender), scanTest, s.q(`SELECT `+testColumns+` FROM tests
-WHERE sender = ? AND kind = ? AND state <> ?
-ORDER BY created_ns DESC, id DESC
-LIMIT 1`), sender, kind, TestFinal)
 }
 
 // UpdateTest stores the mutable fields of t (Sender, State, Acked,

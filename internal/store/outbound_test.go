@@ -20,10 +20,20 @@ func TestTestsRoundTripAndErrors(t *testing.T) {
 	fixedNew := Test{ID: "fixnew", Created: t0.Add(2 * time.Second), Kind: TestFixed, Sender: "a@example.org", State: TestAcked,
 		Acked: t0.Add(3 * time.Second), Updated: t0.Add(3 * time.Second)}
 	fixedFinal := Test{ID: "fixfin", Created: t0.Add(4 * time.Second), Kind: TestFixed, Sender: "a@example.org", State: TestFinal, Updated: t0}
-	for _, tc := range []Test{tok, fixedOld, fixedNew, fixedFinal} {
-		if err := s.CreateTest(ctx, tc); err != nil {
-			t.Fatalf("CreateTest(%s): %v", tc.ID, err)
+	if err := s.CreateTest(ctx, tok); err != nil {
+		t.Fatalf("CreateTest(%s): %v", tok.ID, err)
+	}
+	const client = "192.0.2.0/24"
+	for _, tc := range []Test{fixedOld, fixedNew, fixedFinal} {
+		if err := s.CreateFixedTest(ctx, tc, client, FixedTestLimits{}); err != nil {
+			t.Fatalf("CreateFixedTest(%s): %v", tc.ID, err)
 		}
+	}
+	if err := s.CreateFixedTest(ctx, Test{ID: "tokfix", Created: t0, Kind: TestToken, State: TestOpen}, client, FixedTestLimits{}); err == nil {
+		t.Error("CreateFixedTest of a token test succeeded")
+	}
+	if err := s.CreateFixedTest(ctx, Test{ID: "noclient", Created: t0, Kind: TestFixed, State: TestOpen}, "", FixedTestLimits{}); err == nil {
+		t.Error("CreateFixedTest without a client succeeded")
 	}
 
 	equal := func(a, b Test) bool {
@@ -70,13 +80,13 @@ func TestTestsRoundTripAndErrors(t *testing.T) {
 		}
 	}
 
-	// The newest non-final test of that kind and sender.
-	got, err = s.OpenTestBySender(ctx, TestFixed, "a@example.org")
-	check("OpenTestBySender", got, err, fixedNew, nil)
-	got, err = s.OpenTestBySender(ctx, TestToken, "a@example.org")
-	check("OpenTestBySender(token)", got, err, Test{}, ErrNotFound)
-	got, err = s.OpenTestBySender(ctx, TestFixed, "b@example.org")
-	check("OpenTestBySender(other sender)", got, err, Test{}, ErrNotFound)
+	// The newest non-final fixed test of that sender and client.
+	got, err = s.OpenFixedTest(ctx, "a@example.org", client)
+	check("OpenFixedTest", got, err, fixedNew, nil)
+	got, err = s.OpenFixedTest(ctx, "a@example.org", "198.51.100.0/24")
+	check("OpenFixedTest(other client)", got, err, Test{}, ErrNotFound)
+	got, err = s.OpenFixedTest(ctx, "b@example.org", client)
+	check("OpenFixedTest(other sender)", got, err, Test{}, ErrNotFound)
 
 	// Finalizing the newest makes the older open one current.
 	fixedNew.State = TestFinal
@@ -86,8 +96,8 @@ func TestTestsRoundTripAndErrors(t *testing.T) {
 	}
 	got, err = s.Test(ctx, fixedNew.ID)
 	check("Test after update", got, err, fixedNew, nil)
-	got, err = s.OpenTestBySender(ctx, TestFixed, "a@example.org")
-	check("OpenTestBySender after final", got, err, fixedOld, nil)
+	got, err = s.OpenFixedTest(ctx, "a@example.org", client)
+	check("OpenFixedTest after final", got, err, fixedOld, nil)
 
 	// UpdateTest keeps Created and Kind.
 	changed := tok

@@ -198,6 +198,15 @@ func TestPolicyFetchesFromUsesIndex(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	joined := queryPlan(t, s, query, args...)
+	if strings.Count(joined, "INDEX policy_fetches_client (status=? AND client_ip>? AND client_ip<?)") != 2 || strings.Contains(joined, "SCAN policy_fetches") {
+		t.Fatalf("the query does not use the index for each prefix:\n%s", joined)
+	}
+}
+
+// queryPlan returns SQLite's plan of query, one step a line.
+func queryPlan(t *testing.T, s *Store, query string, args ...any) string {
+	t.Helper()
 	rows, err := s.DB().QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+query, args...)
 	if err != nil {
 		t.Fatal(err)
@@ -212,10 +221,10 @@ func TestPolicyFetchesFromUsesIndex(t *testing.T) {
 		}
 		plan = append(plan, detail)
 	}
-	joined := strings.Join(plan, "\n")
-	if strings.Count(joined, "INDEX policy_fetches_client (status=? AND client_ip>? AND client_ip<?)") != 2 || strings.Contains(joined, "SCAN policy_fetches") {
-		t.Fatalf("the query does not use the index for each prefix:\n%s", joined)
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
+	return strings.Join(plan, "\n")
 }
 
 func TestBackfillPolicyFetchIP(t *testing.T) {

@@ -27,15 +27,20 @@ type TestResult struct {
 	Final        time.Time
 	Verdict      []byte // JSON of verdict.Verdict
 	SenderDomain string
-	MailState    string
-	MailReason   string
-	Recipient    string // the result mail's envelope recipient; "" once sent or given up
-	Attempts     int
-	Next         time.Time
-	Sent         time.Time
-	DeliveredTo  string
-	MessageID    string
-	Message      []byte
+	// SenderAuthenticated: the test mail authenticated its envelope sender
+	// (SPF pass or an aligned DKIM signature that verified,
+	// resultmail.Authenticate). Only such results feed the public provider
+	// table (LatestAuthenticatedResult).
+	SenderAuthenticated bool
+	MailState           string
+	MailReason          string
+	Recipient           string // the result mail's envelope recipient; "" once sent or given up
+	Attempts            int
+	Next                time.Time
+	Sent                time.Time
+	DeliveredTo         string
+	MessageID           string
+	Message             []byte
 }
 
 // MailAttempt is one delivery attempt of a result mail.
@@ -80,8 +85,8 @@ func (s *Store) FinalizeTest(ctx context.Context, t Test, r TestResult) error {
 	what := "finalize test " + t.ID
 	return s.inTx(ctx, what, func(tx *sql.Tx) error {
 		err := insertNew(ctx, tx, what, s.q(`INSERT INTO test_results
-    (test_id, final_ns, verdict, sender_domain, mail_state, mail_reason, recipient, attempts, next_ns, sent_ns, delivered_to, message_id, message)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (`+resultColumns+`)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (test_id) DO NOTHING`), resultArgs(r)...)
 		if err != nil {
 			return err
@@ -96,7 +101,7 @@ func resultArgs(r TestResult) []any {
 		msg = []byte{}
 	}
 	return []any{r.TestID, clampToNanos(r.Final), string(r.Verdict), r.SenderDomain, r.MailState, r.MailReason, r.Recipient,
-		int64(r.Attempts), optNanos(r.Next), optNanos(r.Sent), r.DeliveredTo, r.MessageID, msg}
+		int64(r.Attempts), optNanos(r.Next), optNanos(r.Sent), r.DeliveredTo, r.MessageID, msg, boolToInt(r.SenderAuthenticated)}
 }
 
 // optNanos is optTimeToNanos for times that are always in range.
@@ -107,19 +112,21 @@ func optNanos(t time.Time) int64 {
 	return clampToNanos(t)
 }
 
-const resultColumns = `test_id, final_ns, verdict, sender_domain, mail_state, mail_reason, recipient, attempts, next_ns, sent_ns, delivered_to, message_id, message`
+const resultColumns = `test_id, final_ns, verdict, sender_domain, mail_state, mail_reason, recipient, attempts, next_ns, sent_ns, delivered_to, message_id, message,
+    sender_authenticated`
 
 func scanResult(row rowScanner) (TestResult, error) {
 	var (
 		r                 TestResult
 		final, next, sent int64
 		verdict           string
-		attempts          int64
+		attempts, auth    int64
 	)
 	if err := row.Scan(&r.TestID, &final, &verdict, &r.SenderDomain, &r.MailState, &r.MailReason, &r.Recipient,
-		&attempts, &next, &sent, &r.DeliveredTo, &r.MessageID, &r.Message); err != nil {
+		&attempts, &next, &sent, &r.DeliveredTo, &r.MessageID, &r.Message, &auth); err != nil {
 		return TestResult{}, err
 	}
+	r.SenderAuthenticated = auth != 0
 	r.Final, r.Next, r.Sent = nanosToTime(final), optNanosToTime(next), optNanosToTime(sent)
 	r.Verdict, r.Attempts = []byte(verdict), int(attempts)
 	return r, nil
@@ -173,10 +180,16 @@ func (s *Store) results(ctx context.Context, where string, args ...any) ([]TestR
 	return queryRows(ctx, s.db, "results", scanResult, s.q(`SELECT `+resultColumns+` FROM test_results `+where), args...)
 }
 
-// LatestResult returns the newest result of a test whose envelope sender
-// is in domain (lower-case); an error wrapping ErrNotFound if none.
-func (s *Store) LatestResult(ctx context.Context, domain string) (TestResult, error) {
-	rs, err := s.results(ctx, `WHERE sender_domain = ? ORDER BY final_ns DESC, test_id DESC LIMIT 1`, strings.ToLower(domain))
+// LatestAuthenticatedResult returns the newest result of a test whose
+// envelope sender is in domain (compared lower-case) and was authenticated
+// by the test mail (TestResult.SenderAuthenticated); an error wrapping
+// ErrNotFound if none. It is the public provider table's row: anyone can
+// write any MAIL FROM, so a test that did not prove its sender's domain
+// says nothing about that domain's provider (issue 16). The filter is in
+// the query, on the index test_results_provider, so no number of
+// unauthenticated results can push an authenticated one out.
+func (s *Store) LatestAuthenticatedResult(ctx context.Context, domain string) (TestResult, error) {
+	rs, err := s.results(ctx, latestAuthenticatedWhere, strings.ToLower(domain))
 	if err != nil {
 		return TestResult{}, err
 	}
@@ -185,6 +198,8 @@ func (s *Store) LatestResult(ctx context.Context, domain string) (TestResult, er
 	}
 	return rs[0], nil
 }
+
+const latestAuthenticatedWhere = `WHERE sender_domain = ? AND sender_authenticated = 1 ORDER BY final_ns DESC, test_id DESC LIMIT 1`
 
 // MailsSentSince counts the result mails delivered to domain since t (the
 // per-domain rate limit).
@@ -214,16 +229,6 @@ func scanMailAttempt(row rowScanner) (MailAttempt, error) {
 	}
 	a.Time = nanosToTime(ns)
 	return a, nil
-}
-
-// UnfinishedTests returns tests that are not final, oldest first, at most
-// limit (0: 1000): the candidates for finalisation.
-func (s *Store) UnfinishedTests(ctx context.Context, limit int) ([]Test, error) {
-	if limit <= 0 {
-		limit = 1000
-	}
-	return queryRows(ctx, s.db, "unfinished tests", scanTest, s.q(`SELECT `+testColumns+` FROM tests WHERE state <> ?
-ORDER BY created_ns, id LIMIT ?`), TestFinal, int64(limit))
 }
 
 // DeleteTest removes a test with everything recorded for it: its

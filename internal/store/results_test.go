@@ -22,13 +22,13 @@ func TestResultsLifecycle(t *testing.T) {
 	if _, err := s.Result(ctx, test.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("result before final: %v", err)
 	}
-	unfinished, err := s.UnfinishedTests(ctx, 0)
-	if err != nil || len(unfinished) != 1 {
-		t.Fatalf("unfinished: %v %v", unfinished, err)
+	unfinished, err := s.DueTests(ctx, t0, DueCursor{}, 0)
+	if err != nil || len(unfinished) != 1 || !unfinished[0].Due.Equal(t0) {
+		t.Fatalf("due at creation: %v %v", unfinished, err)
 	}
 
 	r := TestResult{TestID: test.ID, Final: t0.Add(time.Minute), Verdict: []byte(`{"policy":"dane"}`), SenderDomain: "example.org",
-		MailState: MailPending, Recipient: "jane@Example.org", Next: t0.Add(time.Minute)}
+		MailState: MailPending, Recipient: "jane@Example.org", Next: t0.Add(time.Minute), SenderAuthenticated: true}
 	if err := s.FinalizeTest(ctx, test, r); err == nil {
 		t.Fatal("finalised a test whose state is not final")
 	}
@@ -71,7 +71,7 @@ func TestResultsLifecycle(t *testing.T) {
 	if n, err := s.MailsSentSince(ctx, "EXAMPLE.org", t0); err != nil || n != 1 {
 		t.Errorf("sent since: %d %v", n, err)
 	}
-	if lr, err := s.LatestResult(ctx, "example.org"); err != nil || lr.TestID != test.ID {
+	if lr, err := s.LatestAuthenticatedResult(ctx, "example.org"); err != nil || lr.TestID != test.ID || !lr.SenderAuthenticated {
 		t.Errorf("latest: %+v %v", lr, err)
 	}
 	if err := s.UpdateResultMail(ctx, TestResult{TestID: "nope", Final: t0, Verdict: []byte("{}"), MailState: MailSent}, nil); !errors.Is(err, ErrNotFound) {

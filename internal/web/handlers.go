@@ -201,7 +201,7 @@ func (s *Server) providerRows(r *http.Request) ([]report.ProviderRow, error) {
 	var rows []report.ProviderRow
 	for _, d := range s.o.Providers {
 		d = strings.TrimSuffix(strings.ToLower(d), ".")
-		res, err := s.o.Source.Store.LatestResult(r.Context(), d)
+		res, err := s.o.Source.Store.LatestAuthenticatedResult(r.Context(), d)
 		if errors.Is(err, store.ErrNotFound) {
 			rows = append(rows, report.Provider(d, time.Time{}, verdict.Verdict{}, false, nil))
 			continue

@@ -17,6 +17,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -285,7 +286,7 @@ func TestProvidersTable(t *testing.T) {
 	v, _ := json.Marshal(verdict.Verdict{Policy: verdict.PolicyDANEOnly, Complete: true, Why: "only dane-only explains it (from someone@example.org)",
 		Facts: []verdict.Fact{{Name: verdict.FactValidatesDANE, Value: true, Confidence: verdict.Proven}, {Name: verdict.FactSignsDKIM, Value: true, Confidence: verdict.Proven}}})
 	if err := e.st.FinalizeTest(t.Context(), store.Test{ID: "provideraaaaaaaa", Created: created, Kind: store.TestToken, Sender: "someone@example.org", State: store.TestFinal},
-		store.TestResult{TestID: "provideraaaaaaaa", Final: e.now, Verdict: v, SenderDomain: "example.org", MailState: store.MailNone}); err != nil {
+		store.TestResult{TestID: "provideraaaaaaaa", Final: e.now, Verdict: v, SenderDomain: "example.org", MailState: store.MailNone, SenderAuthenticated: true}); err != nil {
 		t.Fatal(err)
 	}
 	resp, body := e.do(t, "GET", "/api/v1/providers", nil)
@@ -301,6 +302,60 @@ func TestProvidersTable(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(page, "example.org") || !strings.Contains(page, "not tested yet") ||
 		!strings.Contains(page, `class="c-green"`) || strings.Contains(page, "someone@") {
 		t.Errorf("provider page: %s", page)
+	}
+}
+
+// TestProvidersTableOnlyAuthenticated: anyone can write MAIL FROM
+// x@provider.example, so a test that did not authenticate its sender's
+// domain leaves the provider's row as it was; an authenticated one updates
+// it (issue 16).
+func TestProvidersTableOnlyAuthenticated(t *testing.T) {
+	e := newEnv(t, nil)
+	final := func(id string, at time.Time, policy verdict.Policy, auth bool) {
+		t.Helper()
+		tt := store.Test{ID: id, Created: at.Add(-time.Hour), Updated: at, Kind: store.TestFixed, Sender: "x@example.org", State: store.TestOpen}
+		if err := e.st.CreateTest(t.Context(), tt); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := json.Marshal(verdict.Verdict{Policy: policy, Complete: true})
+		tt.State = store.TestFinal
+		if err := e.st.FinalizeTest(t.Context(), tt, store.TestResult{TestID: id, Final: at, Verdict: v, SenderDomain: "example.org",
+			MailState: store.MailWithheld, SenderAuthenticated: auth}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := func() string {
+		t.Helper()
+		resp, body := e.do(t, "GET", "/api/v1/providers", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		var got struct {
+			Providers []report.ProviderRow `json:"providers"`
+		}
+		if err := json.Unmarshal(body, &got); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range got.Providers {
+			if r.Domain == "example.org" {
+				return r.Policy
+			}
+		}
+		t.Fatalf("no row of example.org: %s", body)
+		return ""
+	}
+	final("authenticaaaaaaa", e.now.Add(-2*time.Hour), verdict.PolicyDANEOnly, true)
+	if p := policy(); p != string(verdict.PolicyDANEOnly) {
+		t.Fatalf("row %q after the authenticated test", p)
+	}
+	// A plain-text mail with a forged MAIL FROM, newer.
+	final("forgedaaaaaaaaaa", e.now.Add(-time.Hour), verdict.PolicyNone, false)
+	if p := policy(); p != string(verdict.PolicyDANEOnly) {
+		t.Errorf("an unauthenticated test changed the row to %q", p)
+	}
+	final("authenticbbbbbbb", e.now, verdict.PolicyMTASTS, true)
+	if p := policy(); p != string(verdict.PolicyMTASTS) {
+		t.Errorf("row %q after a newer authenticated test, want %q", p, verdict.PolicyMTASTS)
 	}
 }
 
