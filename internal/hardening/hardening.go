@@ -95,12 +95,15 @@ type Sizes struct {
 	FloodRate int
 	// IdleTCP: idle DNS TCP connections held open (R6).
 	IdleTCP int
+	// SlowStreams: concurrent 10 MiB DATA streams (R2), each lasting
+	// SlowSeconds.
+	SlowStreams, SlowSeconds int
 }
 
 // ReducedSizes are CI's; FullSizes the issue's.
 var (
-	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000}
-	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000}
+	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000, SlowStreams: 40, SlowSeconds: 10}
+	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000, SlowStreams: 400, SlowSeconds: 30}
 )
 
 // Check is one named result with its figures.
@@ -159,6 +162,8 @@ type check struct {
 func checks() []check {
 	return []check{
 		{"R1 relay", (*Suite).relay},
+		{"R2 connection caps", (*Suite).connectionCaps},
+		{"R2 slow DATA", (*Suite).slowData},
 		{"R3 out-of-zone flood", (*Suite).outOfZoneFlood},
 		{"R3 in-zone flood", (*Suite).inZoneFlood},
 		{"R3 oversize TLS-RPT", (*Suite).oversizeTLSRPT},

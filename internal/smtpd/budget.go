@@ -61,6 +61,10 @@ func (b *dataBudget) readData(r io.Reader, limit int64) (body []byte, release fu
 			}
 			grow := min(max(int64(cap(buf)), dataChunk), limit+1-int64(cap(buf)))
 			if !b.reserve(grow) {
+				// Give the budget back before discarding the rest, which
+				// lasts as long as the sender takes to send it.
+				release()
+				buf = nil
 				_, _ = io.Copy(io.Discard, r)
 				return nil, release, errOverBudget
 			}

@@ -51,6 +51,9 @@ func TestReadDataBudget(t *testing.T) {
 		if !errors.Is(err, errOverBudget) || body != nil {
 			t.Fatalf("%d bytes, %v; want errOverBudget", len(body), err)
 		}
+		if b.used.Load() != int64(cap(other)) {
+			t.Fatalf("after a refusal, %d bytes held; only the other message's %d may be", b.used.Load(), cap(other))
+		}
 		if rest.Len() != 0 {
 			t.Fatalf("%d bytes left unread: the rest of a refused message must be discarded", rest.Len())
 		}

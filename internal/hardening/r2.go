@@ -1,0 +1,346 @@
+package hardening
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// metricsAddr reads metrics.listen from `mailsec config`: R2 reads what
+// the server counts from its own /metrics.
+func (s *Suite) metricsAddr(ctx context.Context) (string, error) {
+	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
+	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
+	if err != nil {
+		return "", fmt.Errorf("mailsec config: %w", err)
+	}
+	_, after, ok := strings.Cut(string(out), "\n[metrics]\n")
+	if !ok {
+		return "", fmt.Errorf("mailsec config: no [metrics] section: set metrics.listen in the lab's configuration")
+	}
+	m := regexp.MustCompile(`(?m)^\s*listen\s*=\s*\["([^"]+)"`).FindStringSubmatch(after)
+	if m == nil {
+		return "", fmt.Errorf("mailsec config: metrics.listen is empty: set it in the lab's configuration")
+	}
+	return m[1], nil
+}
+
+// scrape reads the named metrics (without labels) from /metrics.
+func scrape(ctx context.Context, addr string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, val, ok := strings.Cut(line, " ")
+		if !ok || strings.Contains(name, "{") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(val, 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out, sc.Err()
+}
+
+// settledGoroutines waits (bounded) until the server's goroutine count is
+// within slack of baseline, and returns the last count.
+func settledGoroutines(ctx context.Context, addr string, baseline, slack float64, wait time.Duration) float64 {
+	var g float64
+	for deadline := time.Now().Add(wait); ; time.Sleep(500 * time.Millisecond) {
+		m, err := scrape(ctx, addr)
+		if err == nil {
+			g = m["go_goroutines"]
+			if g <= baseline+slack {
+				return g
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return g
+		}
+	}
+}
+
+// newTest creates a test through the web API, as a user does, and returns
+// its A address.
+func (s *Suite) newTest(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(s.Env.Web, "/")+"/api/v1/tests", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var t struct {
+		A string `json:"address_a"`
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(body, &t) != nil || t.A == "" {
+		return "", fmt.Errorf("POST /api/v1/tests: %s %.200s", resp.Status, body)
+	}
+	return t.A, nil
+}
+
+// connectionCaps opens more SMTP connections than the per-client cap from
+// one address, then more than the global cap from many: the server's own
+// counts (/metrics) never pass the caps, the extra connections get 421,
+// and its goroutines return to the baseline when they close.
+func (s *Suite) connectionCaps(ctx context.Context) Check {
+	maddr, err := s.metricsAddr(ctx)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	perClient, global, err := s.smtpCaps(ctx)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	base, err := scrape(ctx, maddr)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	var bad []string
+	figures := map[string]any{"cap_per_client": perClient, "cap_global": global, "goroutines_before": base["go_goroutines"]}
+
+	// hold opens n connections from the sources src(i) and sorts them by
+	// their first reply.
+	hold := func(n int, src func(i int) netip.Addr) (open []net.Conn, refused, failed int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
+		for i := range n {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src(i).AsSlice()}, Timeout: 5 * time.Second}
+				c, err := d.DialContext(ctx, "tcp", s.Env.SMTP.String())
+				if err != nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+					return
+				}
+				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				line, err := bufio.NewReader(c).ReadString('\n')
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil && strings.HasPrefix(line, "220"):
+					open = append(open, c)
+				case err == nil && strings.HasPrefix(line, "421"):
+					refused++
+					c.Close()
+				default:
+					failed++
+					c.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		return open, refused, failed
+	}
+	closeAll := func(cs []net.Conn) {
+		for _, c := range cs {
+			c.Close()
+		}
+	}
+
+	// One address, per-client cap + 10.
+	one := source(74, 1, 1)
+	open, refused, failed := hold(perClient+10, func(int) netip.Addr { return one })
+	m, _ := scrape(ctx, maddr)
+	figures["one_client_open"], figures["one_client_refused"], figures["one_client_server_max_per_client"] = len(open), refused, m["mailsec_smtp_connections_open_max_per_client"]
+	if len(open) > perClient || refused < 10 || m["mailsec_smtp_connections_open_max_per_client"] > float64(perClient) {
+		bad = append(bad, fmt.Sprintf("one client: %d open, %d refused (%d failed), server counts at most %v per client; cap %d", len(open), refused, failed, m["mailsec_smtp_connections_open_max_per_client"], perClient))
+	}
+	closeAll(open)
+
+	// Many addresses (each under its cap), global cap + 50.
+	n := global + 50
+	open, refused, failed = hold(n, func(i int) netip.Addr { return source(75, i/200, 1+i%200) })
+	m, _ = scrape(ctx, maddr)
+	figures["many_open"], figures["many_refused"], figures["many_failed"], figures["many_server_open"] = len(open), refused, failed, m["mailsec_smtp_connections_open"]
+	if len(open) > global || m["mailsec_smtp_connections_open"] > float64(global) || refused < 50-failed {
+		bad = append(bad, fmt.Sprintf("%d connections from many clients: %d open, %d refused, %d failed; the server counts %v open; cap %d", n, len(open), refused, failed, m["mailsec_smtp_connections_open"], global))
+	}
+	closeAll(open)
+
+	after := settledGoroutines(ctx, maddr, base["go_goroutines"], 10, 30*time.Second)
+	figures["goroutines_after"] = after
+	if after > base["go_goroutines"]+10 {
+		bad = append(bad, fmt.Sprintf("goroutines %v after the connections closed, baseline %v", after, base["go_goroutines"]))
+	}
+	return result(bad, figures, fmt.Sprintf("per client: %v open of %d tried (cap %d); many clients: %v open, %v refused of %d (cap %d); goroutines %v → %v",
+		figures["one_client_open"], perClient+10, perClient, figures["many_open"], figures["many_refused"], n, global, base["go_goroutines"], after))
+}
+
+var (
+	reMaxPerClient = regexp.MustCompile(`(?m)^max_connections_per_client\s*=\s*(\d+)`)
+	reMaxConns     = regexp.MustCompile(`(?m)^max_connections\s*=\s*(\d+)`)
+	reDataBudget   = regexp.MustCompile(`(?m)^data_memory_budget\s*=\s*(\d+)`)
+)
+
+// smtpCaps reads smtp.max_connections_per_client and max_connections.
+func (s *Suite) smtpCaps(ctx context.Context) (perClient, global int, err error) {
+	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
+	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
+	if err != nil {
+		return 0, 0, fmt.Errorf("mailsec config: %w", err)
+	}
+	a, b := reMaxPerClient.FindSubmatch(out), reMaxConns.FindSubmatch(out)
+	if a == nil || b == nil {
+		return 0, 0, fmt.Errorf("mailsec config: no smtp.max_connections keys")
+	}
+	perClient, _ = strconv.Atoi(string(a[1]))
+	global, _ = strconv.Atoi(string(b[1]))
+	return perClient, global, nil
+}
+
+// slowData sends Sizes.SlowStreams messages of 10 MiB at once, slowly,
+// each from its own address to a test's A address: the server's resident
+// memory stays under the DATA budget plus a stated margin, the messages
+// past the budget get 452, and the goroutines return to the baseline.
+func (s *Suite) slowData(ctx context.Context) Check {
+	maddr, err := s.metricsAddr(ctx)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
+	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	mb := reDataBudget.FindSubmatch(out)
+	if mb == nil {
+		return result([]string{"mailsec config: no smtp.data_memory_budget"}, nil, "")
+	}
+	budget, _ := strconv.ParseFloat(string(mb[1]), 64)
+	rcpt, err := s.newTest(ctx)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	base, err := scrape(ctx, maddr)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	const size = 10 << 20
+	n, secs := s.Sizes.SlowStreams, s.Sizes.SlowSeconds
+	// The stated budget: the service's resident memory at rest, the DATA
+	// budget, and 128 MiB for everything else the streams cost (buffers,
+	// goroutines, the garbage collector's headroom).
+	limit := base["process_resident_memory_bytes"] + budget + 128<<20
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			if m, err := scrape(ctx, maddr); err == nil {
+				for v := int64(m["process_resident_memory_bytes"]); v > peak.Load(); {
+					peak.Store(v)
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	var accepted, tempFailed, other atomic.Int64
+	var wg sync.WaitGroup
+	chunk := []byte(strings.Repeat(strings.Repeat("d", 1022)+"\r\n", 64)) // 64 KiB of lines
+	perChunk := time.Duration(float64(secs) * float64(time.Second) * float64(len(chunk)) / size)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sess, err := dialSMTP(ctx, source(76, i/200, 1+i%200), s.Env.SMTP)
+			if err != nil {
+				other.Add(1)
+				return
+			}
+			defer sess.close()
+			_ = sess.c.SetDeadline(time.Now().Add(time.Duration(secs)*time.Second + 60*time.Second))
+			sess.cmd("EHLO slow%d.example", i)
+			if code, _, _ := sess.cmd("MAIL FROM:<slow%d@slow.example>", i); code != 250 {
+				other.Add(1)
+				return
+			}
+			if code, _, _ := sess.cmd("RCPT TO:<%s>", rcpt); code != 250 {
+				other.Add(1)
+				return
+			}
+			if code, _, _ := sess.cmd("DATA"); code != 354 {
+				other.Add(1)
+				return
+			}
+			w := sess.tp.DotWriter()
+			fmt.Fprintf(w, "From: slow%d@slow.example\r\nTo: %s\r\nSubject: slow\r\n\r\n", i, rcpt)
+			for sent := 0; sent < size-len(chunk); sent += len(chunk) {
+				if _, err := w.Write(chunk); err != nil {
+					break
+				}
+				time.Sleep(perChunk)
+			}
+			w.Close()
+			code, _, _ := sess.tp.ReadResponse(0)
+			switch {
+			case code == 250:
+				accepted.Add(1)
+			case code == 452:
+				tempFailed.Add(1)
+			default:
+				other.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	sampler.Wait()
+	after := settledGoroutines(ctx, maddr, base["go_goroutines"], 10, 30*time.Second)
+	figures := map[string]any{"streams": n, "message_bytes": size, "stream_seconds": secs, "accepted": accepted.Load(), "answered_452": tempFailed.Load(),
+		"other": other.Load(), "rss_before": int64(base["process_resident_memory_bytes"]), "rss_peak": peak.Load(), "rss_limit": int64(limit),
+		"data_budget": int64(budget), "goroutines_before": base["go_goroutines"], "goroutines_after": after}
+	var bad []string
+	if float64(peak.Load()) > limit {
+		bad = append(bad, fmt.Sprintf("peak resident memory %d MiB over the stated %d MiB", peak.Load()>>20, int64(limit)>>20))
+	}
+	if accepted.Load() == 0 {
+		bad = append(bad, "no message accepted")
+	}
+	if after > base["go_goroutines"]+10 {
+		bad = append(bad, fmt.Sprintf("goroutines %v after the streams, baseline %v", after, base["go_goroutines"]))
+	}
+	return result(bad, figures, fmt.Sprintf("%d streams of 10 MiB over %d s: %d accepted, %d answered 452, %d other; peak RSS %d MiB (limit %d MiB = at rest %d + budget %d + 128); goroutines %v → %v",
+		n, secs, accepted.Load(), tempFailed.Load(), other.Load(), peak.Load()>>20, int64(limit)>>20, int64(base["process_resident_memory_bytes"])>>20, int64(budget)>>20, base["go_goroutines"], after))
+}
