@@ -122,6 +122,10 @@ type Report struct {
 	Attempts    int            `json:"attempts"`
 	Connections int            `json:"connections"`
 	TimeZone    string         `json:"time_zone"`
+	// SendingServer is the sending server the user named when creating
+	// the test ("" for none): connections from its addresses count for
+	// the test (docs/smtp.md "Tying connections to a test").
+	SendingServer string `json:"sending_server,omitempty"`
 }
 
 // HistoryLine is one connection in the seed's form.
@@ -139,7 +143,12 @@ type HistoryLine struct {
 	SNI        string        `json:"sni,omitempty"`
 	Reply      string        `json:"reply,omitempty"`
 	Colour     colour.Colour `json:"colour"`
-	Text       string        `json:"text"` // the whole line
+	// TiedBy says why a connection that did not name the test counts for
+	// it (store.SMTPConnection.TiedBy): "client" (a later connection of
+	// the same address named the test), "sending_server" (it came from
+	// the sending server the user named); absent when it named the test.
+	TiedBy string `json:"tied_by,omitempty"`
+	Text   string `json:"text"` // the whole line
 }
 
 // InboundSection is the inbound diagnosis.
@@ -168,7 +177,7 @@ func Build(in Input) Report {
 		Sender: Redact(in.Test.Sender), Domain: domainOf(in.Test.Sender),
 		Final: in.Final, Policy: string(v.Policy), Complete: v.Complete,
 		Why: redactText(v.Why), Attempts: v.Attempts, Connections: len(in.Connections),
-		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(),
+		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(), SendingServer: in.Test.SendingServer,
 	}
 	for _, c := range v.Candidates {
 		r.Candidates = append(r.Candidates, string(c))
@@ -380,7 +389,7 @@ func factSentence(f verdict.Fact, dane bool) Sentence {
 func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 	enc := c.TLSVersion != ""
 	h := HistoryLine{ID: c.ID, Start: c.Started.In(loc).Format(timeLayout), Server: c.Persona, Encrypted: enc,
-		State: string(c.State), EHLO: c.EHLO, SNI: c.SNI, Reply: redactText(c.Reply)}
+		State: string(c.State), EHLO: c.EHLO, SNI: c.SNI, Reply: redactText(c.Reply), TiedBy: c.TiedBy}
 	if !c.Ended.IsZero() {
 		h.End = c.Ended.In(loc).Format("15:04:05")
 	}
@@ -434,6 +443,13 @@ func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 		if len(sigs) > 0 {
 			b.WriteString(" Signatures: " + strings.Join(sigs, ", "))
 		}
+	}
+	switch c.TiedBy {
+	case store.TiedBySendingServer:
+		// The connection never named the test: say why it counts.
+		b.WriteString(" [from your sending server]")
+	case store.TiedByClient:
+		b.WriteString(" [tied: same address as a connection that named this test]")
 	}
 	h.Text = b.String()
 	return h
