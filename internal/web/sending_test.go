@@ -214,6 +214,9 @@ func TestLiveShowsUntiedFromUserNetworks(t *testing.T) {
 	if len(ans.Report.History) != 1 || ans.Report.History[0].ID != fromServer.ID || ans.Report.History[0].TiedBy != store.TiedBySendingServer {
 		t.Errorf("history %+v, want connection %d tied by the sending server", ans.Report.History, fromServer.ID)
 	}
+	if len(ans.Report.Untied) != 3 {
+		t.Fatalf("%d untied connections", len(ans.Report.Untied))
+	}
 	if u := ans.Report.Untied[1]; u.Client != "198.51.100.7" || u.Server != 2 || u.SNI || u.State != "SniSeen" || !strings.Contains(u.Failure, "bad certificate") {
 		t.Errorf("untied line %+v", u)
 	}
