@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/resolver"
+	"github.com/mailsec/mailsec/internal/sendingserver"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -18,12 +21,34 @@ type testAddresses struct {
 	A       string    `json:"address_a"`
 	B       string    `json:"address_b"`
 	Created time.Time `json:"created"`
+	// The sending server named at creation, as the API's answer has them.
+	SendingServer    string       `json:"sending_server"`
+	SendingAddresses []netip.Addr `json:"sending_addresses"`
 }
 
 func addressesOf(cfg *config.Config, t store.Test) testAddresses {
 	zone := func(z string) string { return strings.TrimSuffix(z, ".") }
+	addrs := t.SendingAddrs
+	if addrs == nil {
+		addrs = []netip.Addr{}
+	}
 	return testAddresses{ID: t.ID, Created: t.Created,
-		A: "t-" + t.ID + "@" + zone(cfg.Zones.A), B: "t-" + t.ID + "@" + zone(cfg.Zones.B)}
+		A: "t-" + t.ID + "@" + zone(cfg.Zones.A), B: "t-" + t.ID + "@" + zone(cfg.Zones.B),
+		SendingServer: t.SendingServer, SendingAddresses: addrs}
+}
+
+// resolveSendingServer reads -sending-server: an IP address, or a host
+// name resolved through the service's resolver (resolver.address).
+func resolveSendingServer(e *env, cfg *config.Config, input string) (sendingserver.Server, error) {
+	var q sendingserver.Querier
+	if res, err := resolver.New(cfg.Resolver.Address); err == nil {
+		q = res
+	}
+	srv, err := sendingserver.Resolve(e.ctx, q, input)
+	if errors.Is(err, sendingserver.ErrInvalid) {
+		return srv, fmt.Errorf("%w: -sending-server: %v", errUsage, err)
+	}
+	return srv, err
 }
 
 func runTest(e *env, args []string) error {
@@ -32,9 +57,14 @@ func runTest(e *env, args []string) error {
 	}
 	switch args[0] {
 	case "new":
-		fs := newFlags(e, "test new", "[-json]")
+		fs := newFlags(e, "test new", "[-json] [-sending-server ADDR|HOST]")
 		asJSON := fs.Bool("json", false, "print JSON")
+		sending := fs.String("sending-server", "", "the sending server (IP address or host name, resolved now): its connections that name no test count for this one (docs/smtp.md, \"Tying connections to a test\")")
 		cfg, err := e.parseLoad(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		srv, err := resolveSendingServer(e, &cfg, *sending)
 		if err != nil {
 			return err
 		}
@@ -48,7 +78,8 @@ func runTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}
+		t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
+			SendingServer: srv.Name, SendingAddrs: srv.Addrs}
 		if err := st.CreateTest(e.ctx, t); err != nil {
 			return err
 		}
@@ -57,6 +88,9 @@ func runTest(e *env, args []string) error {
 			return json.NewEncoder(e.stdout).Encode(a)
 		}
 		fmt.Fprintf(e.stdout, "Test %s: send one mail to both addresses:\n  %s\n  %s\n", a.ID, a.A, a.B)
+		if a.SendingServer != "" {
+			fmt.Fprintf(e.stdout, "Sending server %s %v: its connections that name no test count for this one.\n", a.SendingServer, a.SendingAddresses)
+		}
 		return nil
 	case "show":
 		fs := newFlags(e, "test show", "[-json] [-mail] ID")

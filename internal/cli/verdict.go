@@ -20,7 +20,7 @@ func runVerdict(e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	done := fs.Bool("done", false, "the sender is known to have finished (its queue is empty)")
 	sentToB := fs.Bool("sent-to-b", false, "the sender is known to have had a mail for the B address (the service knows it by itself when a test mail names B in To or Cc)")
-	tieClient := fs.String("tie-client", "", "first tie to the test the connections of this client address (IP) that no test claimed (refused before RCPT TO), by the rule smtpd applies at the sender's next RCPT (docs/smtp.md); for a sender known to use only this address")
+	tieClient := fs.String("tie-client", "", "operator tool: first tie to the test, in the store, the connections of this client address (IP) that no test claimed (refused before RCPT TO), by the rule smtpd applies at the sender's next RCPT (docs/smtp.md); a user names the sending server when creating the test instead (test new -sending-server, the web form, the API)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

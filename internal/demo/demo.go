@@ -261,64 +261,15 @@ func runReference(ctx context.Context, run *service.Running, cfg *config.Config,
 		return out
 	}
 	out.Test = id
-	smtpAddr, policyAddr := run.SMTPAddrs[0].String(), run.PolicyAddrs[0].String()
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 5 * time.Second}
-	snd, err := sender.New(sender.Options{
-		Hostname: ref.Name + ".senders.demo.invalid",
-		Level:    ref.Level, MTASTS: ref.MTASTS,
-		Resolver: dns, Roots: roots,
-		// As the lab's Postfix instances: SNI at every level
-		// (smtp_tls_servername = hostname).
-		SendSNI:   true,
-		LocalAddr: src,
-		// Every MX host and the policy host share the service's one
-		// address; ports 25 and 443 are mapped to the demo's ports.
-		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, "tcp", smtpAddr)
-		},
-		DialHTTPS: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, "tcp", policyAddr)
-		},
-		ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second,
-		Logger: log,
-	})
+	// As the lab's Postfix instances: SNI at every level
+	// (smtp_tls_servername = hostname).
+	snd, err := referenceSender(run, ref, src, true, dns, roots, log)
 	if err != nil {
 		out.Why = err.Error()
 		return out
 	}
-	zoneA, zoneB := strings.TrimSuffix(cfg.Zones.A, "."), strings.TrimSuffix(cfg.Zones.B, ".")
-	from := "demo-" + strings.ReplaceAll(ref.Name, "+", "-") + "@senders.demo.invalid"
-	rcptA, rcptB := "t-"+id+"@"+zoneA, "t-"+id+"@"+zoneB
-	data := []byte(fmt.Sprintf("From: <%s>\r\nTo: <%s>, <%s>\r\nSubject: mailsec demo (%s)\r\nDate: %s\r\nMessage-ID: <%s.%s@senders.demo.invalid>\r\n\r\nA test mail from the %s reference sender.\r\n",
-		from, rcptA, rcptB, ref.Name, time.Now().UTC().Format(time.RFC1123Z), id, ref.Name, ref.Name))
-
 	start := time.Now()
-	// The sender's queue: one entry per recipient domain, retried with
-	// backoff until delivered, bounced, or the demo's bound.
-	var wg sync.WaitGroup
-	queue := func(rcpt string, attempts *int, delivered *bool) {
-		defer wg.Done()
-		for *attempts < maxAttempts && ctx.Err() == nil {
-			*attempts++
-			r := snd.Attempt(ctx, sender.Message{From: from, To: []string{rcpt}, Data: data})
-			log.Debug("attempt", "rcpt", rcpt, "n", *attempts, "status", r.Status.String(), "reason", r.Reason)
-			if r.Status == sender.Delivered {
-				*delivered = true
-				return
-			}
-			if r.Status == sender.Bounced {
-				return
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(retryDelay(*attempts)):
-			}
-		}
-	}
-	wg.Add(2)
-	go queue(rcptA, &out.Attempts, &out.DeliveredA)
-	go queue(rcptB, &out.AttemptsB, &out.DeliveredB)
-	wg.Wait()
+	deliver(ctx, cfg, snd, ref, id, &out, log)
 
 	// The queue is empty: judge, from the evidence the service's own
 	// verdicts use. Connections that never reached RCPT TO (refused
@@ -346,4 +297,66 @@ func runReference(ctx context.Context, run *service.Running, cfg *config.Config,
 	out.Seconds = time.Since(start).Seconds()
 	out.OK = v.Policy == ref.Expected
 	return out
+}
+
+// referenceSender is the SMTP client of reference sender ref from src: its
+// policy, the demo's validating resolver and CA roots; every MX host and
+// the policy host share the service's one address (ports 25 and 443 are
+// mapped to the service's). sendSNI: whether it names the server in its
+// TLS handshakes.
+func referenceSender(run *service.Running, ref Reference, src netip.Addr, sendSNI bool, dns sender.DNS, roots *x509.CertPool,
+	log *slog.Logger) (*sender.Sender, error) {
+	smtpAddr, policyAddr := run.SMTPAddrs[0].String(), run.PolicyAddrs[0].String()
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 5 * time.Second}
+	return sender.New(sender.Options{
+		Hostname: ref.Name + ".senders.demo.invalid",
+		Level:    ref.Level, MTASTS: ref.MTASTS,
+		Resolver: dns, Roots: roots,
+		SendSNI:   sendSNI,
+		LocalAddr: src,
+		Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "tcp", smtpAddr)
+		},
+		DialHTTPS: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "tcp", policyAddr)
+		},
+		ConnectTimeout: 5 * time.Second, CommandTimeout: 10 * time.Second, DataTimeout: 10 * time.Second,
+		Logger: log,
+	})
+}
+
+// deliver sends one test mail of test id through snd to both of its
+// addresses: the sender's queue, one entry per recipient domain, retried
+// with backoff until delivered, bounced, or the demo's bound. The attempts
+// and deliveries are recorded in out.
+func deliver(ctx context.Context, cfg *config.Config, snd *sender.Sender, ref Reference, id string, out *Result, log *slog.Logger) {
+	zoneA, zoneB := strings.TrimSuffix(cfg.Zones.A, "."), strings.TrimSuffix(cfg.Zones.B, ".")
+	from := "demo-" + strings.ReplaceAll(ref.Name, "+", "-") + "@senders.demo.invalid"
+	rcptA, rcptB := "t-"+id+"@"+zoneA, "t-"+id+"@"+zoneB
+	data := []byte(fmt.Sprintf("From: <%s>\r\nTo: <%s>, <%s>\r\nSubject: mailsec demo (%s)\r\nDate: %s\r\nMessage-ID: <%s.%s@senders.demo.invalid>\r\n\r\nA test mail from the %s reference sender.\r\n",
+		from, rcptA, rcptB, ref.Name, time.Now().UTC().Format(time.RFC1123Z), id, ref.Name, ref.Name))
+	var wg sync.WaitGroup
+	queue := func(rcpt string, attempts *int, delivered *bool) {
+		defer wg.Done()
+		for *attempts < maxAttempts && ctx.Err() == nil {
+			*attempts++
+			r := snd.Attempt(ctx, sender.Message{From: from, To: []string{rcpt}, Data: data})
+			log.Debug("attempt", "rcpt", rcpt, "n", *attempts, "status", r.Status.String(), "reason", r.Reason)
+			if r.Status == sender.Delivered {
+				*delivered = true
+				return
+			}
+			if r.Status == sender.Bounced {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(retryDelay(*attempts)):
+			}
+		}
+	}
+	wg.Add(2)
+	go queue(rcptA, &out.Attempts, &out.DeliveredA)
+	go queue(rcptB, &out.AttemptsB, &out.DeliveredB)
+	wg.Wait()
 }

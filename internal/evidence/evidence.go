@@ -7,8 +7,9 @@
 //
 // A test's evidence is
 //   - its SMTP connections, those tied to it by client address included
-//     (Tie; the rule is documented in docs/smtp.md, "Tying connections to a
-//     test");
+//     (Tie) and those from the sending server the user named when
+//     creating the test (TieSendingServer, applied by Gather itself); the
+//     rules are documented in docs/smtp.md, "Tying connections to a test";
 //   - the fetches of zone A's MTA-STS policy (status 200) from the client
 //     prefixes of those connections (an MTA-STS resolver fetches from the
 //     MTA or a neighbour), from FetchWindow before the test was created
@@ -133,6 +134,9 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 		opt(&o)
 	}
 	r := g.Rules.WithDefaults()
+	if _, err := g.TieSendingServer(ctx, t, now); err != nil {
+		return verdict.Observations{}, err
+	}
 	conns, err := g.Store.Connections(ctx, store.ConnectionFilter{TestID: t.ID})
 	if err != nil {
 		return verdict.Observations{}, fmt.Errorf("evidence: connections of %s: %w", t.ID, err)
@@ -198,6 +202,48 @@ func Clients(conns []store.SMTPConnection) []netip.Addr {
 		}
 	}
 	return out
+}
+
+// TieSendingServer ties to test t the connections from its sending server
+// (store.Test.SendingAddrs, named by the user at creation) that no test
+// claimed, and returns how many. The rule (docs/smtp.md, "Tying
+// connections to a test"): connections from one of the test's sending
+// addresses that have ended and started in the test's window — not before
+// its creation, at most TestExpiry before now, and not once it is final —
+// unless another test that was open when the connection started names the
+// same address (the connection could be either's: it stays untied, and
+// SharedSendingAddrs tells the report). Gather applies it before it reads
+// the connections, so every reader of the evidence (the 451/250 in
+// flight, the finaliser before it freezes, the live page, `mailsec
+// verdict`) sees the same ties; rows once tied keep their test.
+func (g Gatherer) TieSendingServer(ctx context.Context, t store.Test, now time.Time) (int64, error) {
+	if len(t.SendingAddrs) == 0 || t.State == store.TestFinal {
+		return 0, nil
+	}
+	r := g.Rules.WithDefaults()
+	since := now.Add(-r.TestExpiry)
+	if t.Created.After(since) {
+		since = t.Created
+	}
+	n, err := g.Store.TieSendingServer(ctx, t.ID, since, now.Add(time.Nanosecond))
+	if err != nil {
+		return 0, fmt.Errorf("evidence: %w", err)
+	}
+	return n, nil
+}
+
+// SharedSendingAddrs returns the sending addresses of the unfinished test
+// t that another unfinished test names too: connections from them that no
+// test mail's RCPT TO claims are tied to neither (TieSendingServer).
+func (g Gatherer) SharedSendingAddrs(ctx context.Context, t store.Test) ([]netip.Addr, error) {
+	if len(t.SendingAddrs) == 0 || t.State == store.TestFinal {
+		return nil, nil
+	}
+	addrs, err := g.Store.SharedSendingAddrs(ctx, t.ID)
+	if err != nil {
+		return nil, fmt.Errorf("evidence: %w", err)
+	}
+	return addrs, nil
 }
 
 // Tie ties to test t the connections of client that no test claimed (they

@@ -11,6 +11,7 @@ package report
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/untrusted"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
 
@@ -95,6 +97,16 @@ type Input struct {
 	Mail        *MailStatus // nil: not known (the mail itself)
 	URL         string      // the private web report
 	Location    *time.Location
+	// Untied are the connections no test claimed (yet) from the networks
+	// of the test's sending server and of its creator, newest first: the
+	// live page shows them so that a user sees their server connect (and
+	// refuse a certificate) before anything ties it to the test. The web
+	// fills them for an unfinished test; nil elsewhere.
+	Untied []store.SMTPConnection
+	// SharedSendingAddrs are the test's sending addresses that another
+	// open test names too (evidence.Gatherer.SharedSendingAddrs): their
+	// connections that no RCPT TO claims are tied to neither test.
+	SharedSendingAddrs []netip.Addr
 }
 
 // Report is the model both renderings are made from. The JSON form is the
@@ -122,6 +134,14 @@ type Report struct {
 	Attempts    int            `json:"attempts"`
 	Connections int            `json:"connections"`
 	TimeZone    string         `json:"time_zone"`
+	// Untied lists Input.Untied (live page only), TieNote says why some
+	// connections from the sending server cannot be tied.
+	Untied  []UntiedLine `json:"untied,omitempty"`
+	TieNote string       `json:"tie_note,omitempty"`
+	// SendingServer is the sending server the user named when creating
+	// the test ("" for none): connections from its addresses count for
+	// the test (docs/smtp.md "Tying connections to a test").
+	SendingServer string `json:"sending_server,omitempty"`
 }
 
 // HistoryLine is one connection in the seed's form.
@@ -139,7 +159,26 @@ type HistoryLine struct {
 	SNI        string        `json:"sni,omitempty"`
 	Reply      string        `json:"reply,omitempty"`
 	Colour     colour.Colour `json:"colour"`
-	Text       string        `json:"text"` // the whole line
+	// TiedBy says why a connection that did not name the test counts for
+	// it (store.SMTPConnection.TiedBy): "client" (a later connection of
+	// the same address named the test), "sending_server" (it came from
+	// the sending server the user named); absent when it named the test.
+	TiedBy string `json:"tied_by,omitempty"`
+	Text   string `json:"text"` // the whole line
+}
+
+// UntiedLine is a connection no test claimed (yet) from the user's
+// networks: what the live page shows of it. No envelope or EHLO: the
+// network may be shared with others.
+type UntiedLine struct {
+	ID      int64  `json:"id"`
+	Start   string `json:"start"`  // as HistoryLine.Start
+	Client  string `json:"client"` // the client's IP address
+	Server  int    `json:"server"` // the persona, 0 while unknown
+	SNI     bool   `json:"sni"`    // the client sent a server name (RFC 6066 §3)
+	State   string `json:"state"`  // how far it got
+	Failure string `json:"failure,omitempty"`
+	Text    string `json:"text"` // the whole line
 }
 
 // InboundSection is the inbound diagnosis.
@@ -168,7 +207,7 @@ func Build(in Input) Report {
 		Sender: Redact(in.Test.Sender), Domain: domainOf(in.Test.Sender),
 		Final: in.Final, Policy: string(v.Policy), Complete: v.Complete,
 		Why: redactText(v.Why), Attempts: v.Attempts, Connections: len(in.Connections),
-		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(),
+		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(), SendingServer: in.Test.SendingServer,
 	}
 	for _, c := range v.Candidates {
 		r.Candidates = append(r.Candidates, string(c))
@@ -178,6 +217,18 @@ func Build(in Input) Report {
 	r.Headline = headline(v, in.Final)
 	for _, c := range in.Connections {
 		r.History = append(r.History, historyLine(c, loc))
+	}
+	for _, c := range in.Untied {
+		r.Untied = append(r.Untied, untiedLine(c, loc))
+	}
+	if len(in.SharedSendingAddrs) > 0 {
+		addrs := make([]string, len(in.SharedSendingAddrs))
+		for i, a := range in.SharedSendingAddrs {
+			addrs[i] = a.String()
+		}
+		// The other tests are other users': not named, only counted.
+		r.TieNote = "Connections from " + strings.Join(addrs, ", ") + " could belong to this test or to another open test naming the same sending server; " +
+			"only a test mail's RCPT TO can tell, so those that named no test are not counted."
 	}
 	r.Outbound, r.StillOpen = diagnosis(v)
 	r.Inbound = inboundSection(in)
@@ -380,7 +431,7 @@ func factSentence(f verdict.Fact, dane bool) Sentence {
 func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 	enc := c.TLSVersion != ""
 	h := HistoryLine{ID: c.ID, Start: c.Started.In(loc).Format(timeLayout), Server: c.Persona, Encrypted: enc,
-		State: string(c.State), EHLO: c.EHLO, SNI: c.SNI, Reply: redactText(c.Reply)}
+		State: string(c.State), EHLO: c.EHLO, SNI: c.SNI, Reply: redactText(c.Reply), TiedBy: c.TiedBy}
 	if !c.Ended.IsZero() {
 		h.End = c.Ended.In(loc).Format("15:04:05")
 	}
@@ -435,8 +486,36 @@ func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 			b.WriteString(" Signatures: " + strings.Join(sigs, ", "))
 		}
 	}
+	switch c.TiedBy {
+	case store.TiedBySendingServer:
+		// The connection never named the test: say why it counts.
+		b.WriteString(" [from your sending server]")
+	case store.TiedByClient:
+		b.WriteString(" [tied: same address as a connection that named this test]")
+	}
 	h.Text = b.String()
 	return h
+}
+
+// untiedLine describes a connection not tied to any test.
+func untiedLine(c store.SMTPConnection, loc *time.Location) UntiedLine {
+	server := c.Persona
+	if server == 0 {
+		server = c.CertPersona // the certificate shown says which persona
+	}
+	u := UntiedLine{ID: c.ID, Start: c.Started.In(loc).Format(timeLayout), Client: c.Client.Addr().Unmap().String(),
+		Server: server, SNI: c.SNI != "", State: string(c.State), Failure: untrusted.Printable(redactText(c.Error), 200)}
+	sni := "no SNI"
+	if u.SNI {
+		sni = "SNI " + untrusted.Printable(c.SNI, 80)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s from %s (Server %d, %s, %s)", u.Start, u.Client, u.Server, sni, u.State)
+	if u.Failure != "" {
+		b.WriteString(": " + u.Failure)
+	}
+	u.Text = b.String()
+	return u
 }
 
 func inboundSection(in Input) InboundSection {

@@ -140,8 +140,12 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	w := web.New(web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Providers: cfg.Web.Providers,
+	wo := web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Providers: cfg.Web.Providers,
 		Retention: cfg.Web.Retention.Duration, StartLimit: cfg.Web.StartLimit, CheckLimit: cfg.Web.CheckLimit,
-		Check: check, Logger: log.With("part", "web")})
+		Check: check, Logger: log.With("part", "web")}
+	if res != nil {
+		wo.Resolver = res // a sending server's host name (not a nil *Resolver in the interface)
+	}
+	w := web.New(wo)
 	return fin, deliv, w, nil
 }

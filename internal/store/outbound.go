@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 )
@@ -70,11 +71,16 @@ func testTimes(t Test) (created, acked, updated int64, err error) {
 	return created, acked, updated, nil
 }
 
-// CreateTest stores a new test. It returns an error wrapping ErrExists if a
-// test with the same id exists. Fixed-address tests are created with
-// CreateFixedTest, which records their client and applies the caps.
+// CreateTest stores a new test, with its sending server's addresses. It
+// returns an error wrapping ErrExists if a test with the same id exists.
+// Fixed-address tests are created with CreateFixedTest, which records
+// their client and applies the caps.
 func (s *Store) CreateTest(ctx context.Context, t Test) error {
-	return s.createTest(ctx, s.db, t, "")
+	if len(t.SendingAddrs) == 0 {
+		return s.createTest(ctx, s.db, t, "")
+	}
+	// The test and its addresses in one transaction.
+	return s.inTx(ctx, "create test "+t.ID, func(tx *sql.Tx) error { return s.createTest(ctx, tx, t, "") })
 }
 
 // createTest inserts t; fixedClient is the client network of a fixed test
@@ -88,14 +94,57 @@ func (s *Store) createTest(ctx context.Context, db querier, t Test, fixedClient 
 	if err != nil {
 		return fmt.Errorf("store: create test %s: %w", t.ID, err)
 	}
-	return insertNew(ctx, db, "create test "+t.ID, s.q(`INSERT INTO tests
-    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	addrs, err := sendingAddrs(t)
+	if err != nil {
+		return fmt.Errorf("store: create test %s: %w", t.ID, err)
+	}
+	creator := ""
+	if t.CreatorPrefix.IsValid() {
+		creator = t.CreatorPrefix.Masked().String()
+	}
+	what := "create test " + t.ID
+	if err := insertNew(ctx, db, what, s.q(`INSERT INTO tests
+    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client, sending_server, sending_addrs, creator_prefix)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING`),
-		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient)
+		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient, t.SendingServer, strings.Join(addrs, " "), creator); err != nil {
+		return err
+	}
+	for _, a := range addrs {
+		if _, err := db.ExecContext(ctx, s.q(`INSERT INTO test_sending_addresses (test_id, addr) VALUES (?, ?)`), t.ID, a); err != nil {
+			return fmt.Errorf("store: %s: %w", what, err)
+		}
+	}
+	return nil
 }
 
-const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns, addressed_b_ns`
+// sendingAddrs checks a new test's sending server and returns its
+// addresses in stored form (unmapped text), without repeats.
+func sendingAddrs(t Test) ([]string, error) {
+	switch {
+	case t.SendingServer == "" && len(t.SendingAddrs) > 0:
+		return nil, errors.New("sending addresses without a sending server")
+	case t.SendingServer != "" && len(t.SendingAddrs) == 0:
+		return nil, fmt.Errorf("sending server %q without addresses", t.SendingServer)
+	case len(t.SendingAddrs) > MaxSendingAddrs:
+		return nil, fmt.Errorf("%d sending addresses, more than %d", len(t.SendingAddrs), MaxSendingAddrs)
+	case strings.ContainsAny(t.SendingServer, " \t\r\n"):
+		return nil, fmt.Errorf("sending server %q contains white space", t.SendingServer)
+	}
+	var out []string
+	for _, a := range t.SendingAddrs {
+		if !a.IsValid() {
+			return nil, errors.New("invalid sending address")
+		}
+		if s := a.Unmap().WithZone("").String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns, addressed_b_ns,
+    sending_server, sending_addrs, creator_prefix`
 
 // scanTest reads one row of testColumns.
 func scanTest(row rowScanner) (Test, error) { return scanTestAnd(row) }
@@ -105,10 +154,26 @@ func scanTestAnd(row rowScanner, extra ...any) (Test, error) {
 	var (
 		t                                   Test
 		created, acked, updated, addressedB int64
+		addrs, creator                      string
 	)
-	dest := append([]any{&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated, &addressedB}, extra...)
+	dest := append([]any{&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated, &addressedB,
+		&t.SendingServer, &addrs, &creator}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return Test{}, err
+	}
+	for _, f := range strings.Fields(addrs) {
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return Test{}, fmt.Errorf("test %s: stored sending address: %w", t.ID, err)
+		}
+		t.SendingAddrs = append(t.SendingAddrs, a)
+	}
+	if creator != "" {
+		p, err := netip.ParsePrefix(creator)
+		if err != nil {
+			return Test{}, fmt.Errorf("test %s: stored creator prefix: %w", t.ID, err)
+		}
+		t.CreatorPrefix = p
 	}
 	t.Created = nanosToTime(created)
 	t.Acked = optNanosToTime(acked)
@@ -489,18 +554,23 @@ func (s *Store) Connections(ctx context.Context, f ConnectionFilter) ([]SMTPConn
 		w.add("client_addr = ?", f.ClientAddr.Unmap().String())
 	}
 	w.timeRange("started_ns", f.Since, f.Until)
-	query := `SELECT id, ` + connColumns + ` FROM smtp_connections` + w.where() + "\nORDER BY started_ns, id\nLIMIT ?"
+	query := `SELECT ` + connSelectColumns + ` FROM smtp_connections` + w.where() + "\nORDER BY started_ns, id\nLIMIT ?"
 	return queryRows(ctx, s.db, "connections", scanConnection, s.q(query), append(w.args, int64(limit))...)
 }
 
-// scanConnection reads one row of "id, " + connColumns.
+// connSelectColumns are the columns a connection is read from: its id,
+// connColumns, and tied_by, which only the tie rules write.
+const connSelectColumns = `id, ` + connColumns + `, tied_by`
+
+// scanConnection reads one row of connSelectColumns.
 func scanConnection(row rowScanner) (SMTPConnection, error) {
 	var (
 		c SMTPConnection
 		r connRow
 	)
 	if err := row.Scan(&c.ID, &r.testID, &r.started, &r.ended, &r.clientAddr, &r.clientPort, &r.local, &r.key, &r.ehlo,
-		&r.offered, &r.persona, &r.sni, &r.ver, &r.cipher, &r.state, &r.mailFrom, &r.rcpt, &r.reply, &r.msgBytes, &r.sigs, &r.e, &r.certPersona); err != nil {
+		&r.offered, &r.persona, &r.sni, &r.ver, &r.cipher, &r.state, &r.mailFrom, &r.rcpt, &r.reply, &r.msgBytes, &r.sigs, &r.e, &r.certPersona,
+		&c.TiedBy); err != nil {
 		return SMTPConnection{}, err
 	}
 	if err := fromRow(&c, r); err != nil {
@@ -557,7 +627,7 @@ func fromRow(c *SMTPConnection, r connRow) error {
 // many it tied. It ties connections that never reached RCPT TO (an aborted
 // TLS handshake, a plain connection that was left) to the test a later
 // connection of the same client named; connections already tied keep
-// their test.
+// their test. The rows tied are marked TiedByClient.
 func (s *Store) TieConnections(ctx context.Context, testID string, client netip.Addr, since, until time.Time) (int64, error) {
 	if testID == "" {
 		return 0, errors.New("store: tie connections: empty test id")
@@ -565,10 +635,82 @@ func (s *Store) TieConnections(ctx context.Context, testID string, client netip.
 	if !client.IsValid() {
 		return 0, errors.New("store: tie connections: invalid client address")
 	}
-	return execCount(ctx, s.db, "tie connections to "+testID, s.q(`UPDATE smtp_connections SET test_id = ?
+	return execCount(ctx, s.db, "tie connections to "+testID, s.q(`UPDATE smtp_connections SET test_id = ?, tied_by = ?
 WHERE test_id = '' AND client_addr = ? AND started_ns >= ? AND started_ns < ?`),
-		testID, client.Unmap().String(), clampToNanos(since), clampToNanos(until))
+		testID, TiedByClient, client.Unmap().String(), clampToNanos(since), clampToNanos(until))
 }
+
+// TieSendingServer assigns the test testID to the connections from its
+// sending addresses (Test.SendingAddrs) that are not tied to a test yet,
+// have ended, and started in [since, until), and returns how many it tied;
+// they are marked TiedBySendingServer. A connection is left untied when
+// another test names its address and was open when it started (created at
+// or before its start and not final before it): it could be either test's,
+// and only a test mail's RCPT TO can tell (SharedSendingAddrs). A
+// connection still open is left to name its test itself.
+func (s *Store) TieSendingServer(ctx context.Context, testID string, since, until time.Time) (int64, error) {
+	if testID == "" {
+		return 0, errors.New("store: tie by sending server: empty test id")
+	}
+	return execCount(ctx, s.db, "tie connections by sending server to "+testID, s.q(`UPDATE smtp_connections SET test_id = ?, tied_by = ?
+WHERE test_id = '' AND ended_ns <> 0 AND started_ns >= ? AND started_ns < ?
+    AND client_addr IN (SELECT addr FROM test_sending_addresses WHERE test_id = ?)
+    AND NOT EXISTS (SELECT 1 FROM test_sending_addresses o JOIN tests u ON u.id = o.test_id
+        WHERE o.addr = smtp_connections.client_addr AND o.test_id <> ?
+            AND u.created_ns <= smtp_connections.started_ns
+            AND NOT EXISTS (SELECT 1 FROM test_results r WHERE r.test_id = u.id AND r.final_ns <= smtp_connections.started_ns))`),
+		testID, TiedBySendingServer, clampToNanos(since), clampToNanos(until), testID, testID)
+}
+
+// SharedSendingAddrs returns the sending addresses of test testID that
+// another test not final names too, in text order: the connections from
+// them that no RCPT TO claims are tied to neither (TieSendingServer).
+func (s *Store) SharedSendingAddrs(ctx context.Context, testID string) ([]netip.Addr, error) {
+	return queryRows(ctx, s.db, "shared sending addresses of "+testID, scanAddr, s.q(`SELECT DISTINCT m.addr FROM test_sending_addresses m
+    JOIN test_sending_addresses o ON o.addr = m.addr AND o.test_id <> m.test_id
+    JOIN tests u ON u.id = o.test_id
+WHERE m.test_id = ? AND u.state <> ?
+ORDER BY m.addr`), testID, TestFinal)
+}
+
+// scanAddr reads one IP address in text form.
+func scanAddr(row rowScanner) (netip.Addr, error) {
+	var s string
+	if err := row.Scan(&s); err != nil {
+		return netip.Addr{}, err
+	}
+	return netip.ParseAddr(s)
+}
+
+// UntiedConnections returns the newest connections that no test claimed
+// from the client networks nets (compared with the connections' client
+// key, the downgrade-window network: nets must have the same sizes,
+// smtp.client_prefix_v4/v6) that started at or after since, newest
+// first, at most limit (0: 50). No networks select nothing.
+func (s *Store) UntiedConnections(ctx context.Context, nets []netip.Prefix, since time.Time, limit int) ([]SMTPConnection, error) {
+	limit, err := limitOrDefault("untied connections", limit, defaultUntiedLimit)
+	if err != nil {
+		return nil, err
+	}
+	var keys []any
+	for _, p := range nets {
+		if p.IsValid() {
+			keys = append(keys, p.Masked().String())
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	query := `SELECT ` + connSelectColumns + ` FROM smtp_connections
+WHERE test_id = '' AND client_key IN (?` + strings.Repeat(", ?", len(keys)-1) + `) AND started_ns >= ?
+ORDER BY started_ns DESC, id DESC
+LIMIT ?`
+	return queryRows(ctx, s.db, "untied connections", scanConnection, s.q(query), append(keys, clampToNanos(since), int64(limit))...)
+}
+
+// defaultUntiedLimit bounds an UntiedConnections result when the caller
+// does not.
+const defaultUntiedLimit = 50
 
 // ErrTLSRPTFull is returned by AddTLSRPTReport when the stored reports have
 // reached their quota.

@@ -41,7 +41,22 @@ type Test struct {
 	// AddressedB: when a test mail first named the test's B address in its
 	// To or Cc header (zero: never seen). Set by MarkAddressedB only.
 	AddressedB time.Time
+	// SendingServer is the sending server the user named when creating
+	// the test (an IP address or a host name, normalised; "" for none),
+	// and SendingAddrs the addresses it resolved to then (unmapped, at
+	// most MaxSendingAddrs). Untied connections from those addresses are
+	// the test's (docs/smtp.md "Tying connections to a test"). Fixed at
+	// creation.
+	SendingServer string
+	SendingAddrs  []netip.Addr
+	// CreatorPrefix is the network (clientnet.Prefix) of the browser or
+	// API client that created the test; the invalid prefix if unknown.
+	// Only the network is kept, never the address. Fixed at creation.
+	CreatorPrefix netip.Prefix
 }
+
+// MaxSendingAddrs bounds a test's SendingAddrs.
+const MaxSendingAddrs = 10
 
 // ConnState is how far an SMTP connection got (DESIGN.md §3), in order.
 type ConnState string
@@ -109,7 +124,22 @@ type SMTPConnection struct {
 	MessageBytes int64
 	Signatures   []Signature
 	Error        string // why it ended abnormally; "" if it did not
+	// TiedBy tells how the connection came to its test when it did not
+	// name the test itself: TiedByClient or TiedBySendingServer; "" when
+	// it named the test at RCPT TO, or is not tied. Set only by the tie
+	// rules (TieConnections, TieSendingServer).
+	TiedBy string
 }
+
+// How a connection was tied to its test (SMTPConnection.TiedBy).
+const (
+	// TiedByClient: by its exact client address, to the test a later
+	// connection of that address named at RCPT TO.
+	TiedByClient = "client"
+	// TiedBySendingServer: by the sending server the user named when
+	// creating the test.
+	TiedBySendingServer = "sending_server"
+)
 
 // ConnectionFilter selects SMTP connections. Zero fields do not restrict.
 type ConnectionFilter struct {

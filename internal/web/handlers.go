@@ -30,17 +30,22 @@ func humanDuration(d time.Duration) string {
 }
 
 func (s *Server) startPage(w http.ResponseWriter, r *http.Request) {
-	t, err := s.newTest(r)
-	if errors.Is(err, errRateLimited) {
-		s.fail(w, r, false, http.StatusTooManyRequests, err.Error())
-		return
-	}
+	t, code, err := s.newTest(w, r)
 	if err != nil {
-		s.log.Error("web: starting a test", "err", err)
-		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
+		s.fail(w, r, false, code, s.startError(code, err))
 		return
 	}
 	http.Redirect(w, r, "/t/"+t.ID, http.StatusSeeOther)
+}
+
+// startError is what a failed start says: the error itself for what the
+// client can act on, "internal error" (logged) otherwise.
+func (s *Server) startError(code int, err error) string {
+	if code == http.StatusInternalServerError {
+		s.log.Error("web: starting a test", "err", err)
+		return "internal error"
+	}
+	return err.Error()
 }
 
 func (s *Server) live(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +54,8 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := s.addressesOf(in.Test)
-	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "AddressA": a.AddressA, "AddressB": a.AddressB, "Report": rep})
+	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "AddressA": a.AddressA, "AddressB": a.AddressB, "Report": rep,
+		"SendingAddresses": strings.Join(a.SendingAddresses, ", ")})
 }
 
 func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
@@ -119,11 +125,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-tick.C:
 		}
-		in, err := s.o.Source.Load(ctx, rep.Test, s.o.Now())
+		next, _, err := s.build(ctx, rep.Test, s.o.Now())
 		if err != nil {
 			return // deleted, or the store failed: the browser reconnects
 		}
-		rep = report.Build(in)
+		rep = next
 	}
 }
 
@@ -251,14 +257,9 @@ POST   /api/v1/check?domain=D     run the inbound check of a domain (rate-limite
 }
 
 func (s *Server) apiStart(w http.ResponseWriter, r *http.Request) {
-	t, err := s.newTest(r)
-	if errors.Is(err, errRateLimited) {
-		writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": err.Error()})
-		return
-	}
+	t, code, err := s.newTest(w, r)
 	if err != nil {
-		s.log.Error("web: starting a test", "err", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+		writeJSON(w, code, map[string]string{"error": s.startError(code, err)})
 		return
 	}
 	writeJSON(w, http.StatusCreated, s.addressesOf(t))

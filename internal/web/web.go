@@ -35,6 +35,7 @@ import (
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
+	"github.com/mailsec/mailsec/internal/sendingserver"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -59,6 +60,10 @@ type Options struct {
 	StartLimit   int           // new tests per client address and hour
 	CheckLimit   int           // inbound checks per client address and hour
 	Check        CheckFunc
+	// Resolver resolves the host name of a sending server named at the
+	// start of a test (the service's own resolver, internal/resolver);
+	// nil: only IP addresses are taken.
+	Resolver sendingserver.Querier
 	// EventInterval is how often the live page's event stream looks at
 	// the store (default 1s); EventMax ends a stream (default 30 min; the
 	// browser reconnects).
@@ -204,6 +209,10 @@ type addresses struct {
 	AddressB string    `json:"address_b"`
 	URL      string    `json:"url"`
 	Created  time.Time `json:"created"`
+	// SendingServer is the sending server named at the start ("" for
+	// none) and SendingAddresses the addresses it resolved to.
+	SendingServer    string   `json:"sending_server"`
+	SendingAddresses []string `json:"sending_addresses"`
 }
 
 func (s *Server) addressesOf(t store.Test) addresses {
@@ -211,27 +220,44 @@ func (s *Server) addressesOf(t store.Test) addresses {
 	if url == "" {
 		url = "/t/" + t.ID
 	}
-	return addresses{ID: t.ID, AddressA: "t-" + t.ID + "@" + s.o.ZoneA, AddressB: "t-" + t.ID + "@" + s.o.ZoneB, URL: url, Created: t.Created}
+	a := addresses{ID: t.ID, AddressA: "t-" + t.ID + "@" + s.o.ZoneA, AddressB: "t-" + t.ID + "@" + s.o.ZoneB, URL: url, Created: t.Created,
+		SendingServer: t.SendingServer, SendingAddresses: []string{}}
+	for _, ip := range t.SendingAddrs {
+		a.SendingAddresses = append(a.SendingAddresses, ip.String())
+	}
+	return a
 }
 
 // errRateLimited is the answer past a limit.
 var errRateLimited = errors.New("too many requests from your address; try again in an hour")
 
-func (s *Server) newTest(r *http.Request) (store.Test, error) {
+// newTest starts a test for the request, with the sending server its body
+// names (sending_server, optional); on failure it returns the HTTP status
+// and an error to show.
+func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, int, error) {
+	input, err := sendingServerInput(w, r)
+	if err != nil {
+		return store.Test{}, http.StatusBadRequest, err
+	}
 	if !s.starts.Allow(clientIP(r)) {
-		return store.Test{}, errRateLimited
+		return store.Test{}, http.StatusTooManyRequests, errRateLimited
+	}
+	srv, code, err := s.resolveSendingServer(r.Context(), input)
+	if err != nil {
+		return store.Test{}, code, err
 	}
 	id, err := store.NewTestID()
 	if err != nil {
-		return store.Test{}, err
+		return store.Test{}, http.StatusInternalServerError, err
 	}
 	now := s.o.Now().UTC()
-	t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}
+	t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
+		SendingServer: srv.Name, SendingAddrs: srv.Addrs, CreatorPrefix: s.creatorPrefix(r)}
 	if err := s.o.Source.Store.CreateTest(r.Context(), t); err != nil {
-		return store.Test{}, err
+		return store.Test{}, http.StatusInternalServerError, err
 	}
-	s.log.Info("web: test started", "test", id)
-	return t, nil
+	s.log.Info("web: test started", "test", id, "sending_server", srv.Name != "")
+	return t, http.StatusCreated, nil
 }
 
 // load makes the report of the test named in the path; ok false after an
@@ -242,7 +268,7 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request, asJSON bool) (repo
 		s.fail(w, r, asJSON, http.StatusNotFound, "no such test")
 		return report.Report{}, report.Input{}, false
 	}
-	in, err := s.o.Source.Load(r.Context(), id, s.o.Now())
+	rep, in, err := s.build(r.Context(), id, s.o.Now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		s.fail(w, r, asJSON, http.StatusNotFound, "no such test (it may have been deleted)")
@@ -252,7 +278,7 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request, asJSON bool) (repo
 		s.fail(w, r, asJSON, http.StatusInternalServerError, "internal error")
 		return report.Report{}, in, false
 	}
-	return report.Build(in), in, true
+	return rep, in, true
 }
 
 // fail answers an error as a page or as JSON {"error": ...}.

@@ -30,6 +30,21 @@
       ol.appendChild(li);
     });
     text("count", String((r.history || []).length));
+    var note = document.getElementById("tie-note");
+    if (note) { note.textContent = r.tie_note || ""; note.hidden = !r.tie_note; }
+    var ul = document.getElementById("untied");
+    if (ul) {
+      while (ul.firstChild) { ul.removeChild(ul.firstChild); }
+      (r.untied || []).forEach(function (c) {
+        var li = document.createElement("li");
+        li.className = "untied";
+        li.setAttribute("data-id", String(c.id));
+        li.textContent = c.text;
+        ul.appendChild(li);
+      });
+      text("untied-count", String((r.untied || []).length));
+      document.getElementById("untied-box").hidden = !(r.untied && r.untied.length);
+    }
     if (r.mail) { text("mail-line", "Result mail: " + r.mail.state + (r.mail.reason ? " — " + r.mail.reason : "")); }
     if (r.final) { es.close(); }
   });
