@@ -48,6 +48,13 @@ const (
 	textMTASTSOverridesDNE = "lets MTA-STS override a failed DANE validation (RFC 8461 §2 forbids it): delivered to persona 5, whose TLSA record matches nothing, because its CA-signed certificate fits the MTA-STS policy"
 )
 
+// plainCaveats are the caveats the plain-text behaviours put on the facts
+// that would otherwise read as protection.
+var plainCaveats = map[string]string{
+	BehaviourPlainFallback:     "it falls back to plain text when a verification fails, so an active attacker reads the mail anyway",
+	BehaviourVerifyWhenOffered: "it sends in plain text when STARTTLS is not offered, so an active attacker who strips STARTTLS reads the mail anyway",
+}
+
 // plainClass tells whether a behaviour leaves the mail readable by an
 // active attacker: the sender's protection is that of `may`, whatever it
 // checks when all goes well.

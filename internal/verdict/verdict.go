@@ -294,7 +294,7 @@ func Judge(obs Observations) Verdict {
 		for i, b := range v.Behaviours {
 			texts[i] = b.Text
 		}
-		v.Why = "it " + strings.Join(texts, "; it ") + ". " + v.Why
+		v.Why = "it " + strings.Join(texts, "; it ") + "; " + v.Why
 	}
 	v.ZoneB = zoneB(seen)
 	v.Facts = facts(v, obs, conns, seen, fetched, fallbacks)
@@ -637,7 +637,7 @@ func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numC
 		// fact that would otherwise read as protection.
 		for i := range out {
 			if out[i].Value && out[i].Confidence != Unknown && protective(out[i].Name) && out[i].Caveat == "" {
-				out[i].Caveat = "it " + b.Text
+				out[i].Caveat = plainCaveats[b.Name]
 			}
 		}
 	}
