@@ -155,54 +155,33 @@ func overridesDANE(seen [numColumns]observed, fetched bool) bool {
 type variant struct {
 	policy Policy
 	row    [numColumns]expect
-	// withoutFallbacks: the row is compared with what was seen minus the
-	// plain-text fallback sessions (they are the behaviour).
-	withoutFallbacks bool
 }
 
 var variants = []variant{
 	// Verifies certificates when STARTTLS is offered (refuses 2, 3, 4;
-	// delivers to CA-signed 5, 6, 7), sends in plain text when it is not
-	// (1 in the window, 7 in plain text), and may fall back to plain text
-	// on the host whose certificate it refused: `may` (BehaviourPlainFallback,
-	// BehaviourVerifyWhenOffered).
+	// delivers to CA-signed 5, 6, 7) and sends in plain text when it is
+	// not (1 in the window, 7 in plain text): `may`
+	// (BehaviourVerifyWhenOffered). Seen in part, it keeps `may` among the
+	// candidates, so a sender not yet seen in the downgrade window is not
+	// named verify. A plain-text fallback, once seen, needs no row: Judge
+	// judges it `may` whatever else it did.
 	//  1w       1o      2        3        4        5         6         7p        7t
-	{PolicyMay, [numColumns]expect{eDeliver, eNever, eRefuse, eRefuse, eRefuse, eDeliver, eDeliver, eDeliver, eDeliver}, true},
+	{PolicyMay, [numColumns]expect{eDeliver, eNever, eRefuse, eRefuse, eRefuse, eDeliver, eDeliver, eDeliver, eDeliver}},
 	// DANE and MTA-STS, MTA-STS overriding a failed DANE validation at
 	// persona 5 (BehaviourMTASTSOverridesDANE): dane+mta-sts's row with
 	// persona 5 delivered.
-	{PolicyDANEMTASTS, [numColumns]expect{eRefuse, eNever, eNever, eRefuse, eDeliver, eDeliver, eDeliver, eDeliver, eDeliver}, false},
+	{PolicyDANEMTASTS, [numColumns]expect{eRefuse, eNever, eNever, eRefuse, eDeliver, eDeliver, eDeliver, eDeliver, eDeliver}},
 }
 
 // variantFits tells whether one of the variants judged as p explains what
 // was seen.
-func variantFits(p Policy, seen [numColumns]observed, fallbacks []fallbackPair, fetched bool) bool {
+func variantFits(p Policy, seen [numColumns]observed, fetched bool) bool {
 	for _, v := range variants {
-		if v.policy != p || fetched && !usesMTASTS(p) {
-			continue
-		}
-		s := seen
-		if v.withoutFallbacks {
-			s = withoutFallbacks(seen, fallbacks)
-		}
-		if rowContradiction(v.row, s) == "" {
+		if v.policy == p && (!fetched || usesMTASTS(p)) && rowContradiction(v.row, seen) == "" {
 			return true
 		}
 	}
 	return false
-}
-
-// withoutFallbacks is seen minus the plain-text fallback sessions.
-func withoutFallbacks(seen [numColumns]observed, fallbacks []fallbackPair) [numColumns]observed {
-	drop := map[int64]bool{}
-	for _, f := range fallbacks {
-		drop[f.plain] = true
-	}
-	out := seen
-	for col := range numColumns {
-		out[col].delivered = slices.DeleteFunc(slices.Clone(seen[col].delivered), func(id int64) bool { return drop[id] })
-	}
-	return out
 }
 
 func hasBehaviour(bs []Behaviour, name string) bool {

@@ -259,7 +259,7 @@ func Judge(obs Observations) Verdict {
 	// fits what was seen.
 	var why []string
 	for _, p := range Candidates {
-		if reason := contradiction(p, seen, fetched); reason == "" || variantFits(p, seen, fallbacks, fetched) {
+		if reason := contradiction(p, seen, fetched); reason == "" || variantFits(p, seen, fetched) {
 			v.Candidates = append(v.Candidates, p)
 		} else {
 			why = append(why, fmt.Sprintf("not %s: %s", p, reason))
@@ -271,12 +271,14 @@ func Judge(obs Observations) Verdict {
 	case len(conns) == 0:
 		v.Policy, v.Why = PolicyUnknown, "no connection seen yet"
 	case len(v.Candidates) == 0 && slices.ContainsFunc(v.Behaviours, func(b Behaviour) bool { return plainClass(b.Name) }):
-		// A sender that fetched zone A's MTA-STS policy and still sends
-		// in plain text: no row, variant or not, has both. Its mail is
-		// readable by an active attacker, whatever else it does: the
-		// protection of may, the weakest claim.
+		// It sends in plain text where an active attacker can make it:
+		// after a failed handshake, or when STARTTLS is withheld while it
+		// checks certificates otherwise (and perhaps fetched zone A's
+		// MTA-STS policy, or did more no row has). Its mail is readable
+		// whatever else it does: the protection of may, the weakest claim,
+		// never inconsistent and never a stronger policy.
 		v.Policy, v.Candidates, v.Complete = PolicyMay, []Policy{PolicyMay}, true
-		v.Why = "may: what it does in plain text decides (" + strings.Join(why, "; ") + ")"
+		v.Why = "may: it sends in plain text where an active attacker can make it, which no stronger policy does (" + strings.Join(why, "; ") + ")"
 	case len(v.Candidates) == 0:
 		v.Policy = PolicyInconsistent
 		v.Why = "no policy of the table explains the connections: " + strings.Join(why, "; ")

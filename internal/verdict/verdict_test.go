@@ -314,7 +314,8 @@ func checkProperties(t *testing.T, s sim, quiet bool, v Verdict) {
 			if v.Policy != PolicyMay || !v.Complete {
 				t.Fatalf("%+v quiet=%v: %s judged %s (complete %v): %s", s, quiet, b.Name, v.Policy, v.Complete, v.Why)
 			}
-			if f := fact(t, v, FactEnforcesEncryption); f.Confidence != Unknown && f.Value {
+			f := fact(t, v, FactEnforcesEncryption)
+			if f.Confidence != Unknown && f.Value || b.Name == BehaviourPlainFallback && (f.Value || f.Confidence != Proven) {
 				t.Fatalf("%+v: %s beside %+v", s, b.Name, f)
 			}
 		case BehaviourMTASTSOverridesDANE:
@@ -532,6 +533,11 @@ func TestJudgeSpecialSenders(t *testing.T) {
 			{"same address, next second", plain(mx3, at(1)), true},
 			{"another host's address", plain(mx4, at(1)), false},
 			{"a later attempt", plain(mx3, at(600)), false},
+			{"STARTTLS not offered", func() store.SMTPConnection {
+				c := plain(mx3, at(1))
+				c.STARTTLSOffered, c.Persona = false, 7
+				return c
+			}(), false},
 		} {
 			v := Judge(Observations{Connections: []store.SMTPConnection{refused, c.plain}, SenderDone: true})
 			if got := hasBehaviour(v.Behaviours, BehaviourPlainFallback); got != c.want {
@@ -539,6 +545,11 @@ func TestJudgeSpecialSenders(t *testing.T) {
 			}
 			if c.want && v.Policy != PolicyMay {
 				t.Errorf("%s: %s, want may", c.name, v.Policy)
+			}
+			// Not seen in the downgrade window: the fallback alone shows
+			// that it does not enforce encryption.
+			if f := fact(t, v, FactEnforcesEncryption); c.want && (f.Value || f.Confidence != Proven || !slices.Equal(f.Evidence, []int64{2})) {
+				t.Errorf("%s: encryption fact %+v", c.name, f)
 			}
 		}
 	})
