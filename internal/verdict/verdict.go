@@ -278,7 +278,7 @@ func Judge(obs Observations) Verdict {
 		// whatever else it does: the protection of may, the weakest claim,
 		// never inconsistent and never a stronger policy.
 		v.Policy, v.Candidates, v.Complete = PolicyMay, []Policy{PolicyMay}, true
-		v.Why = "may: it sends in plain text where an active attacker can make it, which no stronger policy does (" + strings.Join(why, "; ") + ")"
+		v.Why = "may: it sends in plain text where an active attacker can make it, which no stronger policy does (the table's may row has no certificate checks: " + outcomes(seen, fetched) + ")"
 	case len(v.Candidates) == 0:
 		v.Policy = PolicyInconsistent
 		v.Why = "no policy of the table explains the connections: " + strings.Join(why, "; ")
@@ -372,6 +372,11 @@ func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sent
 }
 
 func explain(p Policy, seen [numColumns]observed, fetched bool) string {
+	return fmt.Sprintf("only %s explains %s", p, outcomes(seen, fetched))
+}
+
+// outcomes lists what was seen, column by column.
+func outcomes(seen [numColumns]observed, fetched bool) string {
 	var parts []string
 	for col := range numColumns {
 		if s := outcomeWord(seen[col]); s != "" {
@@ -381,7 +386,7 @@ func explain(p Policy, seen [numColumns]observed, fetched bool) string {
 	if fetched {
 		parts = append(parts, "MTA-STS policy fetched")
 	}
-	return fmt.Sprintf("only %s explains %s", p, strings.Join(parts, ", "))
+	return strings.Join(parts, ", ")
 }
 
 func outcomeWord(o observed) string {
