@@ -17,7 +17,7 @@ type Behaviour struct {
 
 // Behaviour names. They are part of the verdict's JSON: never rename one.
 const (
-	// BehaviourPlainFallback: a TLS session refused at a certificate, then
+	// BehaviourPlainFallback: a TLS session refused (certificate or TLSA), then
 	// on the same host in the same delivery attempt a plain-text session,
 	// STARTTLS offered and not used, that delivers. Several MTAs do this by
 	// default (Exim's tls_tempfail_tryclear; Haraka with its "TLS NO-GO"
@@ -67,6 +67,13 @@ func plainClass(name string) bool {
 // record that matches nothing (3), or DANE-valid only (4).
 var certificateColumns = []column{col2, col3, col4}
 
+// tlsColumns are the columns of a TLS session. A refusal in any of them is
+// a failed verification: of a certificate (2, 3, 4 self-signed; 7 without
+// SNI shows persona 2's) or of a TLSA record (3, 5; 7 for dane-only), so a
+// plain-text session after it on the same host is a fallback, whichever
+// check failed.
+var tlsColumns = []column{col2, col3, col4, col5, col6, col7TLS}
+
 // fallbackPair is a refused TLS session and the plain-text session that
 // followed it on the same host within the same delivery attempt.
 type fallbackPair struct{ refused, plain int64 }
@@ -94,7 +101,7 @@ func plainFallbacks(conns []store.SMTPConnection, attempt []int) []fallbackPair 
 				break
 			}
 			rcol, rdelivered, rok := classify(r)
-			if rok && !rdelivered && slices.Contains(certificateColumns, rcol) && r.Local == p.Local {
+			if rok && !rdelivered && slices.Contains(tlsColumns, rcol) && r.Local == p.Local {
 				out = append(out, fallbackPair{refused: r.ID, plain: p.ID})
 				break
 			}

@@ -553,6 +553,22 @@ func TestJudgeSpecialSenders(t *testing.T) {
 			}
 		}
 	})
+	t.Run("plain fallback after a failed DANE validation", func(t *testing.T) {
+		// Persona 5's CA certificate passes PKIX; its TLSA record matches
+		// nothing. A DANE sender that then goes on in plain text on the
+		// same host is no better than may.
+		mx5 := netip.MustParseAddrPort("127.0.0.5:25")
+		conns := []store.SMTPConnection{
+			{ID: 1, Local: mx5, Started: t0, Ended: t0.Add(time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 5, CertPersona: 5, SNI: "mx5.a.example", State: store.StateSniSeen},
+			{ID: 2, Local: mx5, Started: t0.Add(time.Second), Ended: t0.Add(2 * time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 1, State: store.StateMail, MailFrom: "a@b"},
+		}
+		v := Judge(Observations{Connections: conns, SenderDone: true})
+		if v.Policy != PolicyMay || !hasBehaviour(v.Behaviours, BehaviourPlainFallback) {
+			t.Fatalf("%s %v: %s", v.Policy, v.Behaviours, v.Why)
+		}
+	})
 	t.Run("plain fallback although it fetched the MTA-STS policy", func(t *testing.T) {
 		conns, _ := sim{policy: PolicyMay, variant: "fallback", toA: true, client: "192.0.2.1"}.history()
 		v := Judge(Observations{Connections: conns, PolicyFetches: []store.PolicyFetch{{Time: t0}}, SenderDone: true})
