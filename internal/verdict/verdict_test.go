@@ -553,6 +553,21 @@ func TestJudgeSpecialSenders(t *testing.T) {
 			}
 		}
 	})
+	t.Run("no fallback after a refused plain session", func(t *testing.T) {
+		// The downgrade window ends between two sessions: the first
+		// refused without STARTTLS, the second offered it and went on in
+		// plain text. No TLS failed; that is none's behaviour, not a
+		// fallback.
+		local := netip.MustParseAddrPort("127.0.0.1:25")
+		conns := []store.SMTPConnection{
+			{ID: 1, Local: local, Started: t0, Ended: t0.Add(time.Second), EHLO: "x", Persona: 1, State: store.StateNone},
+			{ID: 2, Local: local, Started: t0.Add(time.Second), Ended: t0.Add(2 * time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 1, State: store.StateMail, MailFrom: "a@b"},
+		}
+		if v := Judge(Observations{Connections: conns, SenderDone: true}); len(v.Behaviours) > 0 {
+			t.Fatalf("%v: %s", v.Behaviours, v.Why)
+		}
+	})
 	t.Run("plain fallback after a failed DANE validation", func(t *testing.T) {
 		// Persona 5's CA certificate passes PKIX; its TLSA record matches
 		// nothing. A DANE sender that then goes on in plain text on the
