@@ -21,9 +21,10 @@ const (
 	// on the same host in the same delivery attempt a plain-text session,
 	// STARTTLS offered and not used, that delivers. Several MTAs do this by
 	// default (Exim's tls_tempfail_tryclear; Haraka with its "TLS NO-GO"
-	// cache). RFC 3207 §4.1 lets a client go on without TLS only if its
-	// policy allows plain text at all; an attacker who presents any bad
-	// certificate, or who breaks the handshake, reads the mail.
+	// cache). RFC 3207 §4.1: a client that finds the TLS session not good
+	// enough should QUIT; going on in plain text undoes the check, and an
+	// attacker who presents any bad certificate, or who breaks the
+	// handshake, reads the mail.
 	BehaviourPlainFallback = "plain-fallback-after-failed-verification"
 	// BehaviourVerifyWhenOffered: refuses a certificate it cannot verify
 	// when STARTTLS is offered, but sends in plain text when it is not
