@@ -163,7 +163,7 @@ type Verdict struct {
 	// row for (behaviour.go); never nil.
 	Behaviours []Behaviour `json:"behaviours"`
 	Complete   bool        `json:"complete"`
-	Attempts   int         `json:"attempts"` // delivery attempts seen (see attempts)
+	Attempts   int         `json:"attempts"` // delivery attempts seen (see attemptIndex)
 	// Seen lists, per column, what was observed: "D", "R", "DR" or "".
 	Seen map[string]string `json:"seen"`
 }
@@ -488,8 +488,8 @@ func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numC
 	}
 	switch {
 	case len(fallbackPlain) > 0:
-		// Before the window's refusal: an attacker who breaks the
-		// handshake gets plain text whatever the window showed.
+		// Checked before the window: an attacker who breaks the
+		// handshake gets plain text, whatever the window showed.
 		add(FactEnforcesEncryption, known(false, "delivered in plain text on the host whose certificate it had just refused (STARTTLS offered, not used)", uniq(fallbackPlain)))
 	case len(seen[colPlainWindow].delivered) > 0:
 		// Before a refusal: once it sent in plain text, an earlier or
