@@ -70,6 +70,9 @@ func runVerdict(e *env, args []string) error {
 			val = "?"
 		}
 		why := f.Why
+		if f.Caveat != "" {
+			why += "; but " + f.Caveat
+		}
 		if f.Settle != "" {
 			why += " (to settle: " + f.Settle + ")"
 		}

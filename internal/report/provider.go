@@ -35,7 +35,7 @@ type ProviderRow struct {
 // Provider builds a provider's row from its latest final verdict; ok is
 // false for a provider without a test yet (the row then says so).
 func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbound *Inbound) ProviderRow {
-	row := ProviderRow{Domain: domain, Tested: tested, Policy: string(v.Policy), Colour: PolicyColour(v.Policy)}
+	row := ProviderRow{Domain: domain, Tested: tested, Policy: string(v.Policy), Colour: VerdictColour(v)}
 	unknown := Cell{"?", colour.Grey}
 	if !ok {
 		row.Policy, row.Colour = "", colour.Grey
@@ -57,6 +57,11 @@ func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbou
 		switch {
 		case !known:
 			return unknown
+		case f.Value && f.Caveat != "":
+			// It holds, but a named behaviour defeats it: "yes" (the
+			// API's values are yes, no and ?), not in the good colour;
+			// the comments name the behaviour.
+			return Cell{"yes", colour.Yellow}
 		case f.Value:
 			return Cell{"yes", yes}
 		}
@@ -73,8 +78,11 @@ func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbou
 	pkix, _ := fact(verdict.FactValidatesPKIX)
 	dane, _ := fact(verdict.FactValidatesDANE)
 	switch {
-	case pkix.Confidence != verdict.Unknown && pkix.Value, dane.Confidence != verdict.Unknown && dane.Value:
+	case pkix.Confidence != verdict.Unknown && pkix.Value && pkix.Caveat == "", dane.Confidence != verdict.Unknown && dane.Value && dane.Caveat == "":
 		row.AdequateCertificate = Cell{"yes", colour.Green}
+	case pkix.Confidence != verdict.Unknown && pkix.Value, dane.Confidence != verdict.Unknown && dane.Value:
+		// Checked, but a named behaviour defeats the check.
+		row.AdequateCertificate = Cell{"yes", colour.Yellow}
 	case pkix.Confidence == verdict.Unknown && dane.Confidence == verdict.Unknown:
 		row.AdequateCertificate = unknown
 	default:

@@ -213,7 +213,7 @@ func Build(in Input) Report {
 		r.Candidates = append(r.Candidates, string(c))
 	}
 	r.Phase, r.PhaseText = phase(in)
-	r.Colour = PolicyColour(v.Policy)
+	r.Colour = VerdictColour(v)
 	r.Headline = headline(v, in.Final)
 	for _, c := range in.Connections {
 		r.History = append(r.History, historyLine(c, loc))
@@ -260,6 +260,37 @@ func PolicyColour(p verdict.Policy) colour.Colour {
 	return colour.Grey
 }
 
+// VerdictColour is the colour of a verdict: its policy's, lowered where a
+// named behaviour defeats what the policy stands for. A dane+mta-sts sender
+// that lets MTA-STS override a failed DANE validation (RFC 8461 §2) is as
+// safe as its MTA-STS: a CA certificate for the host gets the mail, DANE
+// or not (white, not green). The plain-text behaviours are judged may,
+// red already.
+func VerdictColour(v verdict.Verdict) colour.Colour {
+	c := PolicyColour(v.Policy)
+	for _, b := range v.Behaviours {
+		switch {
+		case b.Name == verdict.BehaviourMTASTSOverridesDANE && c == colour.Green:
+			c = colour.White
+		case b.Name == verdict.BehaviourPlainFallback, b.Name == verdict.BehaviourVerifyWhenOffered:
+			if c != colour.Grey {
+				c = colour.Red
+			}
+		}
+	}
+	return c
+}
+
+// behaviourHeadlines are the headlines of a verdict with a named
+// behaviour: the behaviour is the finding, and the policy's own headline
+// would claim what the behaviour defeats ("with DANE deciding where both
+// apply").
+var behaviourHeadlines = map[string]Sentence{
+	verdict.BehaviourPlainFallback:       {"Looks like your mail server verifies certificates, then falls back to plain text: an attacker who breaks the TLS handshake reads your mail", Bad},
+	verdict.BehaviourVerifyWhenOffered:   {"Looks like your mail server verifies certificates when STARTTLS is offered but sends in plain text when it is not: an attacker who strips STARTTLS reads your mail", Bad},
+	verdict.BehaviourMTASTSOverridesDANE: {"Looks like your mail server uses RFC 7672 DANE and RFC 8461 MTA-STS, but lets MTA-STS override a failed DANE validation, which RFC 8461 §2 forbids: a CA certificate for your receiver's host gets your mail even where its TLSA record says otherwise", Weak},
+}
+
 // phase tells where the test stands.
 func phase(in Input) (Phase, string) {
 	if in.Final {
@@ -298,6 +329,13 @@ var headlines = map[verdict.Policy]Sentence{
 }
 
 func headline(v verdict.Verdict, final bool) Sentence {
+	if v.Policy != verdict.PolicyUnknown {
+		for _, b := range v.Behaviours {
+			if h, ok := behaviourHeadlines[b.Name]; ok {
+				return h
+			}
+		}
+	}
 	if h, ok := headlines[v.Policy]; ok {
 		return h
 	}
@@ -342,6 +380,13 @@ func daneVerdict(v verdict.Verdict) bool {
 // diagnosis turns the verdict's facts into sentences: what is known, with
 // good/bad, and what is still unknown with what would settle it.
 func diagnosis(v verdict.Verdict) (known, open []Sentence) {
+	for _, b := range v.Behaviours {
+		rating := Bad
+		if b.Name == verdict.BehaviourMTASTSOverridesDANE {
+			rating = Weak
+		}
+		known = append(known, Sentence{"Your mail server " + redactText(b.Text), rating})
+	}
 	for _, f := range v.Facts {
 		if f.Confidence == verdict.Unknown {
 			s := "Still unknown whether your mail server " + verbOf(f.Name) + ": " + f.Why
@@ -352,6 +397,13 @@ func diagnosis(v verdict.Verdict) (known, open []Sentence) {
 			continue
 		}
 		s := factSentence(f, daneVerdict(v))
+		if f.Caveat != "" {
+			// A fact that holds but protects less than it says.
+			s.Text += ", but " + redactText(f.Caveat)
+			if s.Rating == VeryGood || s.Rating == Good {
+				s.Rating = Weak
+			}
+		}
 		if f.Confidence == verdict.Likely {
 			s.Text += " (inferred from what did not happen)"
 		}
@@ -399,6 +451,11 @@ func factSentence(f verdict.Fact, dane bool) Sentence {
 	case verdict.FactEnforcesEncryption:
 		if f.Value {
 			return Sentence{"Your mail server refused to send in plain text while STARTTLS was withheld (a simulated downgrade attack)", Good}
+		}
+		if !strings.Contains(f.Why, "withheld") {
+			// Not the downgrade window: a plain-text fallback after a
+			// failed handshake, say.
+			return Sentence{"Your mail server does not enforce encryption: it " + why, Bad}
 		}
 		return Sentence{"Your mail server sent in plain text while STARTTLS was withheld: a downgrade attack would succeed", Bad}
 	case verdict.FactValidatesPKIX:

@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -130,6 +131,70 @@ func goldenCases() []golden {
 			Now: t0.Add(time.Hour), DowngradeWindow: 3 * time.Minute, InboundNote: "Inbound check pending.",
 			Mail: &MailStatus{State: "withheld", Reason: "the test mail's sender was not authenticated: SPF none for example.org, no DKIM signature of example.org"}}},
 		{"waiting", Input{Test: testOf("", store.TestOpen), Verdict: judge(nil, false), Now: t0, DowngradeWindow: 3 * time.Minute}},
+		{"plain-fallback", Input{Test: testOf(from, store.TestFinal), Connections: plainFallbackHistory(), Verdict: judge(plainFallbackHistory(), true),
+			Final: true, Now: t0.Add(time.Hour), DowngradeWindow: 3 * time.Minute, InboundNote: "Inbound check pending."}},
+	}
+}
+
+// plainFallbackHistory is a sender that verifies certificates and falls
+// back to plain text on the same host (Exim's default): may, named.
+func plainFallbackHistory() []store.SMTPConnection {
+	return history(
+		conn{at: 0, dur: time.Second, persona: 1, state: store.StateMail, from: from, to: []string{rcptA}, reply: "451 4.7.1 downgrade test in progress: try again later"},
+		conn{at: 200 * time.Second, dur: time.Second, persona: 3, sni: "mx3.a.mailtest.example", state: store.StateSniSeen, offered: true, certPers: 3},
+		conn{at: 201 * time.Second, dur: time.Second, persona: 1, state: store.StateAcked, from: from, to: []string{rcptA}, offered: true, reply: "250 2.0.0 accepted"},
+	)
+}
+
+// overridesDANEHistory is the sender: dane with an MTA-STS
+// resolver, delivering to personas 4, 5 and 6 and refusing 3.
+func overridesDANEHistory() []store.SMTPConnection {
+	tlsTo := func(at time.Duration, n int) conn {
+		return conn{at: at, dur: time.Second, persona: n, tls: true, sni: fmt.Sprintf("mx%d.a.mailtest.example", n), state: store.StateMail,
+			from: from, to: []string{rcptA}, offered: true}
+	}
+	return history(
+		conn{at: 0, dur: time.Second, persona: 1, state: store.StateNone},
+		conn{at: 200 * time.Second, dur: time.Second, persona: 3, sni: "mx3.a.mailtest.example", state: store.StateSniSeen, offered: true},
+		tlsTo(230*time.Second, 4), tlsTo(260*time.Second, 5), tlsTo(290*time.Second, 6),
+		conn{at: 291 * time.Second, dur: time.Second, persona: 7, state: store.StateMail, from: from, to: []string{rcptB}},
+	)
+}
+
+// TestNamedBehaviours: a behaviour the table cannot name is the headline
+// and the first sentence, lowers the colour where it defeats the policy,
+// and the facts it qualifies say "but".
+func TestNamedBehaviours(t *testing.T) {
+	fb := Build(Input{Connections: plainFallbackHistory(), Verdict: judge(plainFallbackHistory(), true), Final: true})
+	if fb.Policy != "may" || fb.Colour != colour.Red || !strings.Contains(fb.Headline.Text, "falls back to plain text") {
+		t.Fatalf("fallback: %s %s %q", fb.Policy, fb.Colour, fb.Headline.Text)
+	}
+	if len(fb.Outbound) == 0 || !strings.Contains(fb.Outbound[0].Text, "then falls back to plain text") || fb.Outbound[0].Rating != Bad {
+		t.Fatalf("fallback: first sentence %+v", fb.Outbound)
+	}
+
+	od := judge(overridesDANEHistory(), true)
+	r := Build(Input{Connections: overridesDANEHistory(), Verdict: od, Final: true})
+	if r.Policy != "dane+mta-sts" || r.Colour != colour.White || !strings.Contains(r.Headline.Text, "RFC 8461 §2") {
+		t.Fatalf("override: %s %s %q (%s)", r.Policy, r.Colour, r.Headline.Text, r.Why)
+	}
+	var daneSentence *Sentence
+	for i, s := range r.Outbound {
+		if strings.HasPrefix(s.Text, "It validates RFC 7672 DANE") {
+			daneSentence = &r.Outbound[i]
+		}
+	}
+	if daneSentence == nil || !strings.Contains(daneSentence.Text, ", but ") || daneSentence.Rating == VeryGood {
+		t.Fatalf("override: DANE sentence %+v in %+v", daneSentence, r.Outbound)
+	}
+	for _, s := range r.StillOpen {
+		if strings.Contains(s.Text, "applies MTA-STS") && !strings.Contains(s.Text, "does not change the verdict") {
+			t.Fatalf("open question beside the final verdict without a reason: %q", s.Text)
+		}
+	}
+	row := Provider("override.example", t0, od, true, nil)
+	if row.Colour != colour.White || row.RFC7672.Colour == colour.Green || row.RFC7672.Value != "yes" {
+		t.Fatalf("override row: %+v", row)
 	}
 }
 
@@ -397,8 +462,10 @@ func TestFactSentence(t *testing.T) {
 	}{
 		{"downgrade refused", verdict.Fact{Name: verdict.FactEnforcesEncryption, Value: true}, false,
 			Sentence{"Your mail server refused to send in plain text while STARTTLS was withheld (a simulated downgrade attack)", Good}},
-		{"downgrade accepted", verdict.Fact{Name: verdict.FactEnforcesEncryption, Why: "sent in plain text"}, false,
+		{"downgrade accepted", verdict.Fact{Name: verdict.FactEnforcesEncryption, Why: "sent in plain text when STARTTLS was withheld"}, false,
 			Sentence{"Your mail server sent in plain text while STARTTLS was withheld: a downgrade attack would succeed", Bad}},
+		{"plain text after a failed handshake", verdict.Fact{Name: verdict.FactEnforcesEncryption, Why: "delivered in plain text on the host whose certificate it had just refused"}, false,
+			Sentence{"Your mail server does not enforce encryption: it delivered in plain text on the host whose certificate it had just refused", Bad}},
 		{"PKIX, yes", verdict.Fact{Name: verdict.FactValidatesPKIX, Value: true}, true,
 			Sentence{"It validates certificates (trusted CA and host name)", Good}},
 		{"PKIX, no", verdict.Fact{Name: verdict.FactValidatesPKIX, Why: "delivered to persona 2"}, false,

@@ -107,9 +107,11 @@ func TestAcknowledge(t *testing.T) {
 			accept: false},
 		// mta-sts: never contacts 3 (not in the policy); 4-6 for long enough.
 		// TLS toward A in an earlier attempt and still no policy fetch: no
-		// MTA-STS sender (RFC 8461 §5), so verify is left.
+		// MTA-STS sender (RFC 8461 §5), so verify is left. The refusal in
+		// the downgrade window is what tells verify from a may sender that
+		// verifies certificates only when STARTTLS is offered.
 		{name: "4-6 hit over attempts without a policy fetch: verify", zone: persona.ZoneA, now: 8 * time.Minute,
-			history: []store.SMTPConnection{
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0),
 				conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 5*time.Minute),
 				conn(6, store.StateMail, 6*time.Minute)},
 			accept: true, reasonIs: "policy settled: verify"},

@@ -65,3 +65,26 @@ func ExampleJudge() {
 	// complete: true
 	// persona 5: R
 }
+
+// A sender tried STARTTLS with persona 3, refused its self-signed
+// certificate, and at once delivered on the same host in plain text
+// although STARTTLS was offered. No policy of the table does that; the
+// verdict names it and judges it may, the protection it gives.
+func ExampleJudge_plainFallback() {
+	start := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	mx3 := netip.MustParseAddrPort("192.0.2.3:25") // one address per MX host
+	history := []store.SMTPConnection{
+		{ID: 1, Local: mx3, Started: start, Ended: start.Add(time.Second), EHLO: "mta.example.org",
+			STARTTLSOffered: true, Persona: 3, CertPersona: 3, SNI: "mx3.a.example", State: store.StateSniSeen},
+		{ID: 2, Local: mx3, Started: start.Add(time.Second), Ended: start.Add(3 * time.Second), EHLO: "mta.example.org",
+			STARTTLSOffered: true, Persona: 1, State: store.StateMail, MailFrom: "sender@example.org"},
+	}
+	v := verdict.Judge(verdict.Observations{Connections: history, SenderDone: true})
+	fmt.Println("policy:", v.Policy)
+	for _, b := range v.Behaviours {
+		fmt.Println(b.Name, b.Evidence)
+	}
+	// Output:
+	// policy: may
+	// plain-fallback-after-failed-verification [1 2]
+}

@@ -112,6 +112,10 @@ type Fact struct {
 	Evidence   []int64    `json:"evidence,omitempty"` // connection IDs
 	Why        string     `json:"why"`
 	Settle     string     `json:"settle,omitempty"` // what would settle an unknown fact
+	// Caveat limits a fact that holds: what it does not protect against
+	// (a sender that validates certificates and then falls back to plain
+	// text validates them, to no avail).
+	Caveat string `json:"caveat,omitempty"`
 }
 
 // Fact names.
@@ -155,8 +159,11 @@ type Verdict struct {
 	Candidates []Policy `json:"candidates"` // still consistent with what was seen
 	ZoneB      string   `json:"zone_b"`     // behaviour toward B
 	Facts      []Fact   `json:"facts"`
-	Complete   bool     `json:"complete"`
-	Attempts   int      `json:"attempts"` // delivery attempts seen (see attempts)
+	// Behaviours names what the sender did that the policy table has no
+	// row for (behaviour.go); never nil.
+	Behaviours []Behaviour `json:"behaviours"`
+	Complete   bool        `json:"complete"`
+	Attempts   int         `json:"attempts"` // delivery attempts seen (see attemptIndex)
 	// Seen lists, per column, what was observed: "D", "R", "DR" or "".
 	Seen map[string]string `json:"seen"`
 }
@@ -229,8 +236,11 @@ func Judge(obs Observations) Verdict {
 		}
 	}
 	fetched := len(obs.PolicyFetches) > 0
+	attempt := attemptIndex(conns)
+	fallbacks := plainFallbacks(conns, attempt)
 
-	v := Verdict{Seen: map[string]string{}, Attempts: attempts(conns)}
+	v := Verdict{Seen: map[string]string{}, Attempts: slices.Max(append([]int{-1}, attempt...)) + 1}
+	v.Behaviours = behaviours(seen, fallbacks, fetched)
 	for col := range numColumns {
 		s := ""
 		if len(seen[col].delivered) > 0 {
@@ -244,10 +254,12 @@ func Judge(obs Observations) Verdict {
 		}
 	}
 
-	// Eliminate the candidates that contradict an observation.
+	// Eliminate the candidates that contradict an observation. A
+	// candidate stays while its row, or a variant of it (behaviour.go),
+	// fits what was seen.
 	var why []string
 	for _, p := range Candidates {
-		if reason := contradiction(p, seen, fetched); reason == "" {
+		if reason := contradiction(p, seen, fetched); reason == "" || variantFits(p, seen, fetched) {
 			v.Candidates = append(v.Candidates, p)
 		} else {
 			why = append(why, fmt.Sprintf("not %s: %s", p, reason))
@@ -258,6 +270,15 @@ func Judge(obs Observations) Verdict {
 	switch {
 	case len(conns) == 0:
 		v.Policy, v.Why = PolicyUnknown, "no connection seen yet"
+	case len(v.Candidates) == 0 && slices.ContainsFunc(v.Behaviours, func(b Behaviour) bool { return plainClass(b.Name) }):
+		// It sends in plain text where an active attacker can make it:
+		// after a failed handshake, or when STARTTLS is withheld while it
+		// checks certificates otherwise (and perhaps fetched zone A's
+		// MTA-STS policy, or did more no row has). Its mail is readable
+		// whatever else it does: the protection of may, the weakest claim,
+		// never inconsistent and never a stronger policy.
+		v.Policy, v.Candidates, v.Complete = PolicyMay, []Policy{PolicyMay}, true
+		v.Why = "may: it sends in plain text where an active attacker can make it, which no stronger policy does (the table's may row has no certificate checks: " + outcomes(seen, fetched) + ")"
 	case len(v.Candidates) == 0:
 		v.Policy = PolicyInconsistent
 		v.Why = "no policy of the table explains the connections: " + strings.Join(why, "; ")
@@ -269,14 +290,36 @@ func Judge(obs Observations) Verdict {
 	default:
 		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, fetched, quiet, obs.SentToB)
 	}
+	if len(v.Behaviours) > 0 && v.Policy != PolicyUnknown {
+		// The behaviour is the finding; the table's account follows.
+		texts := make([]string, len(v.Behaviours))
+		for i, b := range v.Behaviours {
+			texts[i] = b.Text
+		}
+		v.Why = "it " + strings.Join(texts, "; it ") + "; " + v.Why
+	}
 	v.ZoneB = zoneB(seen)
-	v.Facts = facts(v, conns, seen, fetched)
+	v.Facts = facts(v, obs, conns, seen, fetched, fallbacks)
+	reconcile(&v)
 	return v
 }
 
 // contradiction returns why policy p cannot explain what was seen, or "".
 func contradiction(p Policy, seen [numColumns]observed, fetched bool) string {
-	row := matrix[p]
+	if reason := rowContradiction(matrix[p], seen); reason != "" {
+		return reason
+	}
+	if fetched && !usesMTASTS(p) {
+		// A fetch of zone A's policy means the sender's set-up does
+		// MTA-STS, whatever its default level.
+		return "it fetched the MTA-STS policy"
+	}
+	return ""
+}
+
+// rowContradiction returns the first observation a row of expectations
+// does not allow, or "".
+func rowContradiction(row [numColumns]expect, seen [numColumns]observed) string {
 	for col := range numColumns {
 		e := row[col]
 		d, r := len(seen[col].delivered) > 0, len(seen[col].refused) > 0
@@ -290,11 +333,6 @@ func contradiction(p Policy, seen [numColumns]observed, fetched bool) string {
 		case e == eNoMail && d:
 			return fmt.Sprintf("it delivered to %s", columnNames[col])
 		}
-	}
-	if fetched && !usesMTASTS(p) {
-		// A fetch of zone A's policy means the sender's set-up does
-		// MTA-STS, whatever its default level.
-		return "it fetched the MTA-STS policy"
 	}
 	return ""
 }
@@ -334,6 +372,11 @@ func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sent
 }
 
 func explain(p Policy, seen [numColumns]observed, fetched bool) string {
+	return fmt.Sprintf("only %s explains %s", p, outcomes(seen, fetched))
+}
+
+// outcomes lists what was seen, column by column.
+func outcomes(seen [numColumns]observed, fetched bool) string {
 	var parts []string
 	for col := range numColumns {
 		if s := outcomeWord(seen[col]); s != "" {
@@ -343,7 +386,7 @@ func explain(p Policy, seen [numColumns]observed, fetched bool) string {
 	if fetched {
 		parts = append(parts, "MTA-STS policy fetched")
 	}
-	return fmt.Sprintf("only %s explains %s", p, strings.Join(parts, ", "))
+	return strings.Join(parts, ", ")
 }
 
 func outcomeWord(o observed) string {
@@ -373,24 +416,28 @@ func zoneB(seen [numColumns]observed) string {
 	return "no delivery to B seen"
 }
 
-// attempts counts delivery attempts: connections after a pause of more
-// than a minute start a new attempt (a sender's one attempt may visit
-// several MX hosts in quick succession, lab-recipes §7).
-func attempts(conns []store.SMTPConnection) int {
+// attemptIndex numbers the delivery attempts of conns (sorted by start),
+// from 0; -1 for a connection that says nothing. A connection after a
+// pause of more than attemptGap starts a new attempt (a sender's one
+// attempt may visit several MX hosts in quick succession, lab-recipes §7).
+func attemptIndex(conns []store.SMTPConnection) []int {
+	out := make([]int, len(conns))
 	n := 0
 	var last time.Time
-	for _, c := range conns {
+	for i, c := range conns {
 		if _, _, ok := classify(c); !ok {
+			out[i] = -1
 			continue
 		}
 		if n == 0 || c.Started.Sub(last) > attemptGap {
 			n++
 		}
+		out[i] = n - 1
 		if c.Started.After(last) {
 			last = c.Started
 		}
 	}
-	return n
+	return out
 }
 
 // attemptGap separates two delivery attempts.
@@ -415,7 +462,7 @@ func joinPolicies(ps []Policy) string {
 }
 
 // facts lists what the verdict says about the sender, each with evidence.
-func facts(v Verdict, conns []store.SMTPConnection, seen [numColumns]observed, fetched bool) []Fact {
+func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numColumns]observed, fetched bool, fallbacks []fallbackPair) []Fact {
 	ids := func(cols ...column) []int64 {
 		var out []int64
 		for _, c := range cols {
@@ -435,11 +482,21 @@ func facts(v Verdict, conns []store.SMTPConnection, seen [numColumns]observed, f
 	var out []Fact
 	add := func(name string, f Fact) { f.Name = name; out = append(out, f) }
 
+	var fallbackPlain []int64
+	for _, f := range fallbacks {
+		fallbackPlain = append(fallbackPlain, f.plain)
+	}
 	switch {
+	case len(fallbackPlain) > 0:
+		// Checked before the window: an attacker who breaks the
+		// handshake gets plain text, whatever the window showed.
+		add(FactEnforcesEncryption, known(false, "delivered in plain text on the host whose certificate it had just refused (STARTTLS offered, not used)", uniq(fallbackPlain)))
+	case len(seen[colPlainWindow].delivered) > 0:
+		// Before a refusal: once it sent in plain text, an earlier or
+		// later refusal protects nothing.
+		add(FactEnforcesEncryption, known(false, "sent in plain text when STARTTLS was withheld (downgrade)", seen[colPlainWindow].delivered))
 	case len(seen[colPlainWindow].refused) > 0:
 		add(FactEnforcesEncryption, known(true, "refused to send in plain text when STARTTLS was withheld", seen[colPlainWindow].refused))
-	case len(seen[colPlainWindow].delivered) > 0:
-		add(FactEnforcesEncryption, known(false, "sent in plain text when STARTTLS was withheld (downgrade)", seen[colPlainWindow].delivered))
 	default:
 		add(FactEnforcesEncryption, unknown("no connection inside the downgrade window", "a connection in the first minutes of the test"))
 	}
@@ -456,6 +513,12 @@ func facts(v Verdict, conns []store.SMTPConnection, seen [numColumns]observed, f
 		add(FactValidatesPKIX, unknown("no decisive certificate seen", "a connection to personas 3, 4 or 5"))
 	}
 	switch {
+	case hasBehaviour(v.Behaviours, BehaviourMTASTSOverridesDANE):
+		// DANE is applied, but not enforced where MTA-STS accepts:
+		// "validates DANE" holds only with that caveat.
+		f := known(true, "delivered to persona 4, whose self-signed certificate only its TLSA record vouches for", ids(col3, col4, col5))
+		f.Caveat = "a failed DANE validation does not stop it where MTA-STS accepts the certificate: it delivered to persona 5, whose TLSA record matches nothing (RFC 8461 §2, RFC 7672 §2.2)"
+		add(FactValidatesDANE, f)
 	case len(seen[col4].delivered) > 0 && len(seen[col3].refused)+len(seen[col5].refused) > 0:
 		add(FactValidatesDANE, known(true, "delivered where TLSA matches (persona 4), refused where it does not", ids(col3, col4, col5)))
 	case len(seen[col3].delivered)+len(seen[col5].delivered) > 0:
@@ -479,6 +542,8 @@ func facts(v Verdict, conns []store.SMTPConnection, seen [numColumns]observed, f
 			add(FactRespectsRFC8461S2, known(true, "refused persona 5 (CA-signed, in the MTA-STS policy, TLSA wrong)", seen[col5].refused))
 		case len(seen[col5].delivered) > 0 && len(seen[col4].delivered) > 0:
 			add(FactRespectsRFC8461S2, known(false, "delivered to persona 5 although its TLSA record does not match", seen[col5].delivered))
+		case len(seen[col5].delivered) > 0:
+			add(FactRespectsRFC8461S2, unknown("delivered to persona 5 (TLSA wrong), but no DANE validation seen that MTA-STS could have overridden", "a delivery to persona 4 (DANE-valid, self-signed)"))
 		default:
 			add(FactRespectsRFC8461S2, unknown("persona 5 not seen", "a connection to persona 5"))
 		}
@@ -516,9 +581,19 @@ func facts(v Verdict, conns []store.SMTPConnection, seen [numColumns]observed, f
 				later = true
 			}
 		}
-		if later {
+		refusals := seen[colPlainWindow].refused
+		switch {
+		case later:
 			add(FactRetries, known(true, "came back after the refused STARTTLS", ids(col2, col3, col4, col5, col6, col7TLS)))
-		} else {
+		case obs.SenderDone:
+			// Its queue is empty and nothing came after the refusal:
+			// it gave up at once (an immediate bounce).
+			add(FactRetries, Fact{Value: false, Confidence: Proven, Evidence: refusals,
+				Why: "the sender finished (its queue is empty) with no connection after the refused STARTTLS: it gave up at once"})
+		case !obs.Now.IsZero() && obs.Quiet > 0 && obs.Now.Sub(lastStart(conns)) >= obs.Quiet:
+			add(FactRetries, Fact{Value: false, Confidence: Likely, Evidence: refusals,
+				Why: fmt.Sprintf("no connection for %s after the refused STARTTLS", obs.Now.Sub(lastStart(conns)).Round(time.Second))})
+		default:
 			add(FactRetries, unknown("no connection after the refusal yet", "a retry, or a bounce message to the sender"))
 		}
 	}
@@ -560,7 +635,30 @@ func facts(v Verdict, conns []store.SMTPConnection, seen [numColumns]observed, f
 	}
 	sig(FactSignsDKIM, dkim)
 	sig(FactSignsARC, arc)
+	for _, b := range v.Behaviours {
+		if !plainClass(b.Name) {
+			continue
+		}
+		// What it checks when all goes well protects nothing once an
+		// attacker can make it send in plain text: say so beside every
+		// fact that would otherwise read as protection.
+		for i := range out {
+			if out[i].Value && out[i].Confidence != Unknown && protective(out[i].Name) && out[i].Caveat == "" {
+				out[i].Caveat = plainCaveats[b.Name]
+			}
+		}
+	}
 	return out
+}
+
+// protective: the facts that, when they hold, say the sender protects the
+// mail against an active attacker.
+func protective(name string) bool {
+	switch name {
+	case FactEnforcesEncryption, FactValidatesPKIX, FactValidatesDANE, FactAppliesMTASTS, FactRespectsRFC8461S2:
+		return true
+	}
+	return false
 }
 
 func firstRefusalInWindow(conns []store.SMTPConnection) time.Time {

@@ -27,6 +27,19 @@ var designTable = map[Policy]string{
 	PolicyDANEMTASTS: "R--RDRDDD", // footnote 3: DANE wins over MTA-STS for mx5
 }
 
+// variantTable transcribes the senders the table has no row for (the
+// issue's wording, docs/verdict.md "Named behaviours"), columns as
+// designTable. F: refuses the certificate, then delivers in plain text on
+// the same host in the same attempt.
+var variantTable = map[string]string{
+	"fallback":            "D-FFFDDDD", // verifies, falls back to plain text (Exim's default): may
+	"verify-when-offered": "D-RRRDDDD", // Haraka, rejectUnauthorized=true, no force_tls_hosts: may
+	"overrides-dane":      "R--RDDDDD", // dane+mta-sts, MTA-STS accepting persona 5 (RFC 8461 §2): dane+mta-sts
+}
+
+// variantTruth is the policy each variant is judged as.
+var variantTruth = map[string]Policy{"fallback": PolicyMay, "verify-when-offered": PolicyMay, "overrides-dane": PolicyDANEMTASTS}
+
 // sim builds the connection history of a correct sender of a policy
 // (DESIGN.md §2), or of a variant of it.
 type sim struct {
@@ -39,12 +52,22 @@ type sim struct {
 	// refuse3: an MTA-STS sender that connects to persona 3 and refuses
 	// it (Postfix with postfix-mta-sts-resolver) instead of skipping it.
 	refuse3 bool
+	// variant: a key of variantTable (policy is then its truth).
+	variant string
+	// perHost: one address per MX host (the address names the persona);
+	// else one shared address.
+	perHost bool
 }
 
 func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 	var row [numColumns]expect
-	for i, c := range designTable[s.policy] {
-		row[i] = map[rune]expect{'D': eDeliver, 'R': eRefuse, '-': eNever}[c]
+	const eFallback expect = 'F'
+	cells := designTable[s.policy]
+	if s.variant != "" {
+		cells = variantTable[s.variant]
+	}
+	for i, c := range cells {
+		row[i] = map[rune]expect{'D': eDeliver, 'R': eRefuse, '-': eNever, 'F': eFallback}[c]
 	}
 	if s.refuse3 && s.policy == PolicyMTASTS {
 		row[col3] = eRefuse
@@ -86,8 +109,19 @@ func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 			}
 		}
 		id++
-		c := store.SMTPConnection{ID: id, Client: client, Started: at, EHLO: "mta.example.org", State: store.StateNone}
+		c := store.SMTPConnection{ID: id, Client: client, Started: at, EHLO: "mta.example.org", State: store.StateNone,
+			Local: netip.MustParseAddrPort("127.0.0.1:25")}
 		at = at.Add(30 * time.Second)
+		if s.perHost {
+			// The window's plain session lands on whichever host comes
+			// first; B and the TLS personas on their own.
+			host := map[column]byte{colPlainWindow: 4, colPlainOffer: 4, col2: 2, col3: 3, col4: 4, col5: 5, col6: 6, col7Plain: 7, col7TLS: 7}[col]
+			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, host}), 25)
+		}
+		fallback := e == eFallback
+		if fallback {
+			e = eRefuse
+		}
 		switch col {
 		case colPlainWindow:
 			c.Persona = 1
@@ -125,6 +159,13 @@ func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 		}
 		c.Ended = c.Started.Add(time.Second)
 		out = append(out, c)
+		if fallback {
+			// Straight after the refused handshake, on the same host:
+			// plain text, STARTTLS offered and not used, delivered.
+			id++
+			out = append(out, store.SMTPConnection{ID: id, Client: client, Local: c.Local, Started: c.Ended, Ended: c.Ended.Add(time.Second),
+				EHLO: "mta.example.org", STARTTLSOffered: true, Persona: 1, State: store.StateMail, MailFrom: "sender@example.org"})
+		}
 	}
 	if usesMTASTS(s.policy) && s.toA {
 		fetches = append(fetches, store.PolicyFetch{Time: t0, Client: client, Path: "/.well-known/mta-sts.txt", Status: 200})
@@ -181,16 +222,11 @@ func TestJudgeNeverWrong(t *testing.T) {
 						continue
 					}
 					for mask := 0; mask < 1<<numColumns; mask++ {
-						var reached []column
-						for col := range numColumns {
-							if mask&(1<<col) != 0 {
-								reached = append(reached, col)
-							}
-						}
-						s := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reached, client: "192.0.2.1", refuse3: refuse3}
+						s := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1", refuse3: refuse3}
 						for _, quiet := range []bool{false, true} {
 							v := judge(s, quiet)
 							checked++
+							checkProperties(t, s, quiet, v)
 							if !slices.Contains(v.Candidates, p) && v.Policy != PolicyUnknown {
 								t.Fatalf("%+v quiet=%v: true policy %s eliminated (%s)", s, quiet, p, v.Why)
 							}
@@ -212,6 +248,126 @@ func TestJudgeNeverWrong(t *testing.T) {
 	t.Logf("%d histories judged", checked)
 }
 
+func reachedOf(mask int) []column {
+	var reached []column
+	for col := range numColumns {
+		if mask&(1<<col) != 0 {
+			reached = append(reached, col)
+		}
+	}
+	return reached
+}
+
+// expectedBehaviours is the named behaviours a simulated sender's history
+// holds, from how it was generated: the patterns of docs/verdict.md
+// "Named behaviours", written without the production code.
+func expectedBehaviours(s sim) []string {
+	if s.variant == "" || !s.toA {
+		return nil
+	}
+	reached := func(c column) bool { return s.reached == nil || slices.Contains(s.reached, c) }
+	switch s.variant {
+	case "fallback":
+		if reached(col3) || reached(col4) {
+			return []string{BehaviourPlainFallback}
+		}
+	case "verify-when-offered":
+		if reached(colPlainWindow) && (reached(col3) || reached(col4)) {
+			return []string{BehaviourVerifyWhenOffered}
+		}
+	case "overrides-dane":
+		// It fetched the policy (every MTA-STS sender does here): 4 and
+		// 5 delivered are the violation, with or without 3 refused.
+		if reached(col4) && reached(col5) {
+			return []string{BehaviourMTASTSOverridesDANE}
+		}
+	}
+	return nil
+}
+
+// checkProperties holds for every judged history: the facts never
+// contradict the verdict; a named behaviour appears exactly when its
+// pattern is in the history; a plain-text behaviour is judged may (never
+// verify, never inconsistent); the RFC 8461 §2 violation is judged
+// dane+mta-sts with the facts saying so.
+func checkProperties(t *testing.T, s sim, quiet bool, v Verdict) {
+	t.Helper()
+	if c := factConflicts(v); len(c) > 0 {
+		t.Fatalf("%+v quiet=%v: facts disagree with the verdict %s: %v", s, quiet, v.Policy, c)
+	}
+	var names []string
+	for _, b := range v.Behaviours {
+		names = append(names, b.Name)
+		if len(b.Evidence) == 0 || b.Text == "" {
+			t.Fatalf("%+v: behaviour without evidence or text: %+v", s, b)
+		}
+	}
+	if want := expectedBehaviours(s); !slices.Equal(names, want) {
+		t.Fatalf("%+v quiet=%v: behaviours %v, want %v (%s)", s, quiet, names, want, v.Why)
+	}
+	if v.Behaviours == nil {
+		t.Fatalf("%+v: behaviours nil (the JSON key must be a list)", s)
+	}
+	for _, b := range v.Behaviours {
+		switch b.Name {
+		case BehaviourPlainFallback, BehaviourVerifyWhenOffered:
+			if v.Policy != PolicyMay || !v.Complete {
+				t.Fatalf("%+v quiet=%v: %s judged %s (complete %v): %s", s, quiet, b.Name, v.Policy, v.Complete, v.Why)
+			}
+			f := fact(t, v, FactEnforcesEncryption)
+			if f.Confidence != Unknown && f.Value || b.Name == BehaviourPlainFallback && (f.Value || f.Confidence != Proven) {
+				t.Fatalf("%+v: %s beside %+v", s, b.Name, f)
+			}
+		case BehaviourMTASTSOverridesDANE:
+			if v.Policy != PolicyDANEMTASTS {
+				t.Fatalf("%+v quiet=%v: %s judged %s: %s", s, quiet, b.Name, v.Policy, v.Why)
+			}
+			f := fact(t, v, FactRespectsRFC8461S2)
+			if f.Value || f.Confidence != Proven || len(f.Evidence) == 0 {
+				t.Fatalf("%+v: RFC 8461 §2 fact %+v", s, f)
+			}
+			if d := fact(t, v, FactValidatesDANE); d.Value && d.Caveat == "" {
+				t.Fatalf("%+v: unqualified DANE fact beside the violation: %+v", s, d)
+			}
+		}
+	}
+}
+
+// TestJudgeNamedBehaviours is the exhaustive test of the senders the
+// table has no row for: for each, in both layouts (one shared address,
+// one address per MX host), to A and/or B, for every subset of the places
+// it would go, mid-way and once quiet, the verdict is the variant's
+// policy or unknown — never another policy, never inconsistent — and the
+// properties of checkProperties hold.
+func TestJudgeNamedBehaviours(t *testing.T) {
+	checked, named := 0, 0
+	for _, variant := range []string{"fallback", "verify-when-offered", "overrides-dane"} {
+		truth := variantTruth[variant]
+		for _, perHost := range []bool{false, true} {
+			for _, dest := range [][2]bool{{true, true}, {true, false}, {false, true}} {
+				for mask := 0; mask < 1<<numColumns; mask++ {
+					s := sim{policy: truth, variant: variant, perHost: perHost, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1"}
+					for _, quiet := range []bool{false, true} {
+						v := judge(s, quiet)
+						checked++
+						checkProperties(t, s, quiet, v)
+						if len(v.Behaviours) > 0 {
+							named++
+						}
+						if v.Policy != truth && v.Policy != PolicyUnknown {
+							t.Fatalf("%+v quiet=%v: named %s, truth %s: %s\nseen %v", s, quiet, v.Policy, truth, v.Why, v.Seen)
+						}
+						if v.Policy != PolicyUnknown && !slices.Contains(v.Candidates, truth) {
+							t.Fatalf("%+v quiet=%v: truth %s eliminated: %s", s, quiet, truth, v.Why)
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d histories judged, %d with a named behaviour", checked, named)
+}
+
 func TestJudgeSpecialSenders(t *testing.T) {
 	t.Run("verify without SNI", func(t *testing.T) {
 		v := judge(sim{policy: PolicyVerify, noSNI: true, toA: true, toB: true, client: "192.0.2.1"}, true)
@@ -224,15 +380,33 @@ func TestJudgeSpecialSenders(t *testing.T) {
 		}
 	})
 	t.Run("bounces after the first refused STARTTLS", func(t *testing.T) {
-		v := judge(sim{policy: PolicyDANE, toA: true, toB: true, reached: []column{colPlainWindow}, client: "192.0.2.1"}, true)
+		s := sim{policy: PolicyDANE, toA: true, toB: true, reached: []column{colPlainWindow}, client: "192.0.2.1"}
+		v := judge(s, true)
 		if f := fact(t, v, FactEnforcesEncryption); !f.Value || f.Confidence != Proven {
 			t.Fatalf("encryption fact %+v", f)
 		}
-		if f := fact(t, v, FactRetries); f.Confidence != Unknown {
-			t.Fatalf("retry fact %+v", f)
-		}
 		if slices.Contains(v.Candidates, PolicyMay) || slices.Contains(v.Candidates, PolicyNone) {
 			t.Fatalf("candidates %v", v.Candidates)
+		}
+		conns, _ := s.history()
+		refused := []int64{conns[0].ID}
+		// Quiet for obs.Quiet since the refusal: no retry, likely.
+		if f := fact(t, v, FactRetries); f.Value || f.Confidence != Likely || !slices.Equal(f.Evidence, refused) || !contains(f.Why, "after the refused STARTTLS") {
+			t.Fatalf("retry fact once quiet %+v", f)
+		}
+		// Before that: still unknown.
+		if f := fact(t, judge(s, false), FactRetries); f.Confidence != Unknown {
+			t.Fatalf("retry fact mid-way %+v", f)
+		}
+		// The sender is known to be done: no retry, proven.
+		done := Judge(Observations{Connections: conns, Now: lastStart(conns), SenderDone: true})
+		if f := fact(t, done, FactRetries); f.Value || f.Confidence != Proven || !slices.Equal(f.Evidence, refused) || !contains(f.Why, "gave up") {
+			t.Fatalf("retry fact once done %+v", f)
+		}
+		// A retry after all: yes, whatever else is known.
+		retried, _ := sim{policy: PolicyDANE, toA: true, reached: []column{colPlainWindow, col4}, client: "192.0.2.1"}.history()
+		if f := fact(t, Judge(Observations{Connections: retried, SenderDone: true}), FactRetries); !f.Value || f.Confidence != Proven {
+			t.Fatalf("retry fact after a retry %+v", f)
 		}
 	})
 	t.Run("IPv6 and DKIM", func(t *testing.T) {
@@ -293,6 +467,140 @@ func TestJudgeSpecialSenders(t *testing.T) {
 		v := judge(sim{policy: PolicyMTASTS, toA: true, toB: true, client: "192.0.2.1", refuse3: true}, true)
 		if v.Policy != PolicyMTASTS {
 			t.Fatalf("%s: %s", v.Policy, v.Why)
+		}
+	})
+	t.Run("delivers to 4, 5, 6 and refuses 3: MTA-STS overrides DANE", func(t *testing.T) {
+		// The sender, without a policy fetch seen: today's
+		// inconsistent plus an unqualified "validates DANE".
+		conns, _ := sim{policy: PolicyDANEMTASTS, variant: "overrides-dane", toA: true, toB: true, client: "192.0.2.1"}.history()
+		v := Judge(Observations{Connections: conns, SenderDone: true, SentToB: true})
+		if v.Policy != PolicyDANEMTASTS || !v.Complete || !hasBehaviour(v.Behaviours, BehaviourMTASTSOverridesDANE) {
+			t.Fatalf("%s %v %v: %s", v.Policy, v.Candidates, v.Behaviours, v.Why)
+		}
+		var p5 []int64
+		for _, c := range conns {
+			if c.Persona == 5 {
+				p5 = append(p5, c.ID)
+			}
+		}
+		if f := fact(t, v, FactRespectsRFC8461S2); f.Value || f.Confidence != Proven || !slices.Equal(f.Evidence, p5) {
+			t.Fatalf("RFC 8461 §2 fact %+v, want false, proven, persona 5 (%v)", f, p5)
+		}
+		if f := fact(t, v, FactValidatesDANE); !f.Value || f.Caveat == "" || !contains(f.Caveat, "persona 5") {
+			t.Fatalf("DANE fact %+v", f)
+		}
+		if f := fact(t, v, FactAppliesMTASTS); f.Confidence != Unknown || !contains(f.Why, "does not change the verdict dane+mta-sts") {
+			t.Fatalf("MTA-STS fact beside a final dane+mta-sts: %+v", f)
+		}
+		if c := factConflicts(v); c != nil {
+			t.Fatal(c)
+		}
+	})
+	t.Run("plain fallback on B without SNI, one shared address", func(t *testing.T) {
+		// No SNI: B's handshake shows persona 2's certificate and, with no
+		// recipient yet, is recorded as persona 2; the plain session that
+		// follows names B's recipient: persona 7, STARTTLS offered.
+		local := netip.MustParseAddrPort("127.0.0.1:25")
+		conns := []store.SMTPConnection{
+			{ID: 1, Local: local, Started: t0, Ended: t0.Add(time.Second), EHLO: "x", Persona: 1, State: store.StateMail, MailFrom: "a@b"},
+			{ID: 2, Local: local, Started: t0.Add(5 * time.Minute), Ended: t0.Add(5*time.Minute + time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 2, CertPersona: 2, State: store.StateSniSeen},
+			{ID: 3, Local: local, Started: t0.Add(5*time.Minute + time.Second), Ended: t0.Add(5*time.Minute + 2*time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 7, State: store.StateMail, MailFrom: "a@b"},
+		}
+		v := Judge(Observations{Connections: conns, SenderDone: true})
+		if v.Policy != PolicyMay || !hasBehaviour(v.Behaviours, BehaviourPlainFallback) {
+			t.Fatalf("%s %v: %s", v.Policy, v.Behaviours, v.Why)
+		}
+		if b := v.Behaviours[0]; !slices.Equal(b.Evidence, []int64{2, 3}) {
+			t.Fatalf("evidence %v", b.Evidence)
+		}
+	})
+	t.Run("plain fallback: same host, same attempt", func(t *testing.T) {
+		at := func(s int) time.Time { return t0.Add(10*time.Minute + time.Duration(s)*time.Second) }
+		mx3, mx4 := netip.MustParseAddrPort("127.0.0.3:25"), netip.MustParseAddrPort("127.0.0.4:25")
+		refused := store.SMTPConnection{ID: 1, Local: mx3, Started: at(0), Ended: at(1), EHLO: "x", STARTTLSOffered: true,
+			Persona: 3, CertPersona: 3, SNI: "mx3.a.example", State: store.StateSniSeen}
+		plain := func(local netip.AddrPort, start time.Time) store.SMTPConnection {
+			return store.SMTPConnection{ID: 2, Local: local, Started: start, Ended: start.Add(time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 1, State: store.StateMail, MailFrom: "a@b"}
+		}
+		for _, c := range []struct {
+			name  string
+			plain store.SMTPConnection
+			want  bool
+		}{
+			{"same address, next second", plain(mx3, at(1)), true},
+			{"another host's address", plain(mx4, at(1)), false},
+			{"a later attempt", plain(mx3, at(600)), false},
+			{"STARTTLS not offered", func() store.SMTPConnection {
+				c := plain(mx3, at(1))
+				c.STARTTLSOffered, c.Persona = false, 7
+				return c
+			}(), false},
+		} {
+			v := Judge(Observations{Connections: []store.SMTPConnection{refused, c.plain}, SenderDone: true})
+			if got := hasBehaviour(v.Behaviours, BehaviourPlainFallback); got != c.want {
+				t.Errorf("%s: fallback named %v, want %v (%s: %s)", c.name, got, c.want, v.Policy, v.Why)
+			}
+			if c.want && v.Policy != PolicyMay {
+				t.Errorf("%s: %s, want may", c.name, v.Policy)
+			}
+			// Not seen in the downgrade window: the fallback alone shows
+			// that it does not enforce encryption.
+			if f := fact(t, v, FactEnforcesEncryption); c.want && (f.Value || f.Confidence != Proven || !slices.Equal(f.Evidence, []int64{2})) {
+				t.Errorf("%s: encryption fact %+v", c.name, f)
+			}
+		}
+	})
+	t.Run("no fallback after a refused plain session", func(t *testing.T) {
+		// The downgrade window ends between two sessions: the first
+		// refused without STARTTLS, the second offered it and went on in
+		// plain text. No TLS failed; that is none's behaviour, not a
+		// fallback.
+		local := netip.MustParseAddrPort("127.0.0.1:25")
+		conns := []store.SMTPConnection{
+			{ID: 1, Local: local, Started: t0, Ended: t0.Add(time.Second), EHLO: "x", Persona: 1, State: store.StateNone},
+			{ID: 2, Local: local, Started: t0.Add(time.Second), Ended: t0.Add(2 * time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 1, State: store.StateMail, MailFrom: "a@b"},
+		}
+		if v := Judge(Observations{Connections: conns, SenderDone: true}); len(v.Behaviours) > 0 {
+			t.Fatalf("%v: %s", v.Behaviours, v.Why)
+		}
+	})
+	t.Run("plain fallback after a failed DANE validation", func(t *testing.T) {
+		// Persona 5's CA certificate passes PKIX; its TLSA record matches
+		// nothing. A DANE sender that then goes on in plain text on the
+		// same host is no better than may.
+		mx5 := netip.MustParseAddrPort("127.0.0.5:25")
+		conns := []store.SMTPConnection{
+			{ID: 1, Local: mx5, Started: t0, Ended: t0.Add(time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 5, CertPersona: 5, SNI: "mx5.a.example", State: store.StateSniSeen},
+			{ID: 2, Local: mx5, Started: t0.Add(time.Second), Ended: t0.Add(2 * time.Second), EHLO: "x", STARTTLSOffered: true,
+				Persona: 1, State: store.StateMail, MailFrom: "a@b"},
+		}
+		v := Judge(Observations{Connections: conns, SenderDone: true})
+		if v.Policy != PolicyMay || !hasBehaviour(v.Behaviours, BehaviourPlainFallback) {
+			t.Fatalf("%s %v: %s", v.Policy, v.Behaviours, v.Why)
+		}
+	})
+	t.Run("plain fallback although it fetched the MTA-STS policy", func(t *testing.T) {
+		conns, _ := sim{policy: PolicyMay, variant: "fallback", toA: true, client: "192.0.2.1"}.history()
+		v := Judge(Observations{Connections: conns, PolicyFetches: []store.PolicyFetch{{Time: t0}}, SenderDone: true})
+		if v.Policy != PolicyMay || !v.Complete {
+			t.Fatalf("%s: %s", v.Policy, v.Why)
+		}
+		if f := fact(t, v, FactAppliesMTASTS); f.Value && f.Caveat == "" {
+			t.Fatalf("MTA-STS fact without caveat beside plain text: %+v", f)
+		}
+	})
+	t.Run("final dane with DANE not seen directly says why", func(t *testing.T) {
+		v := judge(sim{policy: PolicyDANE, toA: true, toB: true, reached: []column{colPlainWindow, col4, col6, col7Plain}, client: "192.0.2.1"}, true)
+		if v.Policy != PolicyDANE {
+			t.Fatalf("%s: %s", v.Policy, v.Why)
+		}
+		if f := fact(t, v, FactValidatesDANE); f.Confidence != Unknown || !contains(f.Why, "does not change the verdict dane") {
+			t.Fatalf("DANE fact %+v", f)
 		}
 	})
 	t.Run("nothing seen", func(t *testing.T) {
@@ -356,6 +664,8 @@ func FuzzJudge(f *testing.F) {
 			if r.IntN(4) == 0 {
 				c.Client = netip.MustParseAddrPort("[2001:db8::1]:25")
 			}
+			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + r.IntN(2))}), 25)
+			c.Ended = c.Started.Add(time.Duration(r.IntN(3)) * time.Second)
 			conns = append(conns, c)
 		}
 		var fetches []store.PolicyFetch
@@ -372,6 +682,14 @@ func FuzzJudge(f *testing.F) {
 			switch v.Policy {
 			case PolicyDANE, PolicyDANEOnly, PolicyMTASTS, PolicyDANEMTASTS:
 				t.Fatalf("verdict %s for a sender that delivered to persona 3", v.Policy)
+			}
+		}
+		if c := factConflicts(v); c != nil {
+			t.Fatalf("facts disagree with %s: %v", v.Policy, c)
+		}
+		for _, b := range v.Behaviours {
+			if plainClass(b.Name) && v.Policy != PolicyMay {
+				t.Fatalf("%s judged %s", b.Name, v.Policy)
 			}
 		}
 		for _, fct := range v.Facts {
