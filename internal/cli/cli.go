@@ -206,6 +206,13 @@ func runServe(e *env, args []string) error {
 		return err
 	}
 	log := e.logger(&cfg)
+	// The process's soft memory limit: near it the collector works
+	// harder, so the DATA budget is not doubled by the heap's headroom
+	// (lab/hardening "R2 slow DATA"). GOMEMLIMIT in the environment wins.
+	if limit := cfg.EffectiveMemoryLimit(); limit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(limit)
+		log.Info("soft memory limit", "bytes", limit)
+	}
 	// Start once: the keys, zones and listeners are what is printed.
 	run, err := service.Start(e.ctx, &cfg, log)
 	if err != nil {

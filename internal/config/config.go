@@ -47,6 +47,11 @@ type Config struct {
 	// DataDir holds keys, certificates and the SQLite store. Relative paths
 	// are taken relative to the directory of the configuration file.
 	DataDir    string     `toml:"data_dir"`
+	// MemoryLimit is the Go runtime's soft memory limit for `mailsec
+	// serve`, in bytes: near it the garbage collector works harder, so the
+	// DATA memory budget is not doubled by collection headroom. 0: the
+	// DATA budget plus 256 MiB; -1: none (GOMEMLIMIT, if set, wins).
+	MemoryLimit int64 `toml:"memory_limit"`
 	Log        Log        `toml:"log"`
 	Store      Store      `toml:"store"`
 	Zones      Zones      `toml:"zones"`
@@ -511,6 +516,15 @@ func Parse(cfg *Config, text string) error {
 	return cfg.Validate()
 }
 
+// EffectiveMemoryLimit is the soft memory limit serve sets (MemoryLimit
+// with 0 resolved), or -1 for none.
+func (c *Config) EffectiveMemoryLimit() int64 {
+	if c.MemoryLimit == 0 {
+		return c.SMTP.DataMemoryBudget + 256<<20
+	}
+	return c.MemoryLimit
+}
+
 // StorePath is the SQLite file the store opens.
 func (c *Config) StorePath() string {
 	if c.Store.DSN != "" {
@@ -735,6 +749,9 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	if c.SMTP.MaxConnections < c.SMTP.MaxConnectionsPerClient {
 		bad("smtp.max_connections", "%d is less than smtp.max_connections_per_client", c.SMTP.MaxConnections)
+	}
+	if c.MemoryLimit < -1 || c.MemoryLimit > 0 && c.MemoryLimit < 64<<20 {
+		bad("memory_limit", "%d: 0 (automatic), -1 (none) or at least 67108864 (64 MiB)", c.MemoryLimit)
 	}
 	if c.SMTP.DataMemoryBudget < c.SMTP.MaxMessageBytes {
 		bad("smtp.data_memory_budget", "%d is less than smtp.max_message_bytes (not even one message would fit)", c.SMTP.DataMemoryBudget)
