@@ -46,27 +46,27 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 type Config struct {
 	// DataDir holds keys, certificates and the SQLite store. Relative paths
 	// are taken relative to the directory of the configuration file.
-	DataDir    string     `toml:"data_dir"`
+	DataDir string `toml:"data_dir"`
 	// MemoryLimit is the Go runtime's soft memory limit for `mailsec
 	// serve`, in bytes: near it the garbage collector works harder, so the
 	// DATA memory budget is not doubled by collection headroom. 0: the
 	// DATA budget plus 256 MiB; -1: none (GOMEMLIMIT, if set, wins).
-	MemoryLimit int64 `toml:"memory_limit"`
-	Log        Log        `toml:"log"`
-	Store      Store      `toml:"store"`
-	Zones      Zones      `toml:"zones"`
-	DNS        DNS        `toml:"dns"`
-	DNSSEC     DNSSEC     `toml:"dnssec"`
-	Timing     Timing     `toml:"timing"`
-	SMTP       SMTP       `toml:"smtp"`
-	TLS        TLS        `toml:"tls"`
-	ACME       ACME       `toml:"acme"`
-	PolicyHost PolicyHost `toml:"policy_host"`
-	Resolver   Resolver   `toml:"resolver"`
-	Web        Web        `toml:"web"`
-	ResultMail ResultMail `toml:"result_mail"`
-	Inbound    Inbound    `toml:"inbound"`
-	Metrics    Metrics    `toml:"metrics"`
+	MemoryLimit int64      `toml:"memory_limit"`
+	Log         Log        `toml:"log"`
+	Store       Store      `toml:"store"`
+	Zones       Zones      `toml:"zones"`
+	DNS         DNS        `toml:"dns"`
+	DNSSEC      DNSSEC     `toml:"dnssec"`
+	Timing      Timing     `toml:"timing"`
+	SMTP        SMTP       `toml:"smtp"`
+	TLS         TLS        `toml:"tls"`
+	ACME        ACME       `toml:"acme"`
+	PolicyHost  PolicyHost `toml:"policy_host"`
+	Resolver    Resolver   `toml:"resolver"`
+	Web         Web        `toml:"web"`
+	ResultMail  ResultMail `toml:"result_mail"`
+	Inbound     Inbound    `toml:"inbound"`
+	Metrics     Metrics    `toml:"metrics"`
 }
 
 // Inbound configures the inbound check (`mailsec check`, and the check of

@@ -31,6 +31,10 @@ type Env struct {
 	ZoneA    string         // FQDN
 	ZoneB    string         // FQDN
 	Resolver netip.AddrPort
+	// State is the lab's state directory (pids, logs).
+	State string
+	// Downgrade is the service's downgrade window (timing.downgrade_window).
+	Downgrade time.Duration
 	// Command runs the operator CLI: the binary and "-config FILE".
 	Command []string
 }
@@ -82,6 +86,14 @@ func LoadEnv(path string) (Env, error) {
 	}
 	e.DNS, e.SMTP, e.Resolver = addr("MAILSEC_DNS"), addr("MAILSEC_SMTP"), addr("RESOLVER")
 	e.Web, e.ZoneA, e.ZoneB = need("MAILSEC_WEB"), need("ZONE_A"), need("ZONE_B")
+	e.State = need("LAB_STATE")
+	if d := need("DOWNGRADE_SECONDS"); d != "" {
+		secs, perr := strconv.Atoi(d)
+		if perr != nil && err == nil {
+			err = fmt.Errorf("%w %s: DOWNGRADE_SECONDS=%q: %v", ErrEnv, path, d, perr)
+		}
+		e.Downgrade = time.Duration(secs) * time.Second
+	}
 	e.Command = strings.Fields(need("MAILSEC_CMD"))
 	return e, err
 }
@@ -98,12 +110,15 @@ type Sizes struct {
 	// SlowStreams: concurrent 10 MiB DATA streams (R2), each lasting
 	// SlowSeconds.
 	SlowStreams, SlowSeconds int
+	// CrashSessions test sessions to CrashTests tests, while the service
+	// is killed CrashKills times (R4).
+	CrashSessions, CrashTests, CrashKills int
 }
 
 // ReducedSizes are CI's; FullSizes the issue's.
 var (
-	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000, SlowStreams: 40, SlowSeconds: 10}
-	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000, SlowStreams: 400, SlowSeconds: 30}
+	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000, SlowStreams: 40, SlowSeconds: 10, CrashSessions: 60, CrashTests: 6, CrashKills: 3}
+	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000, SlowStreams: 400, SlowSeconds: 30, CrashSessions: 200, CrashTests: 20, CrashKills: 10}
 )
 
 // Check is one named result with its figures.
@@ -162,6 +177,7 @@ type check struct {
 func checks() []check {
 	return []check{
 		{"R1 relay", (*Suite).relay},
+		{"R1 unauthenticated", (*Suite).unauthenticated},
 		{"R2 connection caps", (*Suite).connectionCaps},
 		{"R2 slow DATA", (*Suite).slowData},
 		{"R3 out-of-zone flood", (*Suite).outOfZoneFlood},
@@ -171,6 +187,8 @@ func checks() []check {
 		{"R6 answer sizes", (*Suite).dnsSizes},
 		{"R6 rate limiting", (*Suite).dnsRateLimit},
 		{"R6 idle TCP", (*Suite).idleTCP},
+		// Last: it kills and restarts the service.
+		{"R4 crash", (*Suite).crash},
 	}
 }
 
