@@ -25,12 +25,14 @@ import (
 
 // Env is what the suite knows of the service: lab/state/env's keys.
 type Env struct {
-	DNS      netip.AddrPort // the authoritative server
-	SMTP     netip.AddrPort // the personas' SMTP listener
-	Web      string         // base URL of the web UI and API
-	ZoneA    string         // FQDN
-	ZoneB    string         // FQDN
-	Resolver netip.AddrPort
+	DNS  netip.AddrPort // the authoritative server
+	SMTP netip.AddrPort // the personas' SMTP listener
+	// PolicyHost is the MTA-STS policy host's HTTPS listener.
+	PolicyHost netip.AddrPort
+	Web        string // base URL of the web UI and API
+	ZoneA      string // FQDN
+	ZoneB      string // FQDN
+	Resolver   netip.AddrPort
 	// State is the lab's state directory (pids, logs).
 	State string
 	// Downgrade is the service's downgrade window (timing.downgrade_window).
@@ -84,7 +86,7 @@ func LoadEnv(path string) (Env, error) {
 		}
 		return ap
 	}
-	e.DNS, e.SMTP, e.Resolver = addr("MAILSEC_DNS"), addr("MAILSEC_SMTP"), addr("RESOLVER")
+	e.DNS, e.SMTP, e.Resolver, e.PolicyHost = addr("MAILSEC_DNS"), addr("MAILSEC_SMTP"), addr("RESOLVER"), addr("MAILSEC_HTTPS")
 	e.Web, e.ZoneA, e.ZoneB = need("MAILSEC_WEB"), need("ZONE_A"), need("ZONE_B")
 	e.State = need("LAB_STATE")
 	if d := need("DOWNGRADE_SECONDS"); d != "" {
@@ -113,12 +115,15 @@ type Sizes struct {
 	// CrashSessions test sessions to CrashTests tests, while the service
 	// is killed CrashKills times (R4).
 	CrashSessions, CrashTests, CrashKills int
+	// JunkFetches policy fetches and JunkFixedTests fixed-address test
+	// mails before a real test (R3).
+	JunkFetches, JunkFixedTests int
 }
 
 // ReducedSizes are CI's; FullSizes the issue's.
 var (
-	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000, SlowStreams: 40, SlowSeconds: 10, CrashSessions: 60, CrashTests: 6, CrashKills: 3}
-	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000, SlowStreams: 400, SlowSeconds: 30, CrashSessions: 200, CrashTests: 20, CrashKills: 10}
+	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000, SlowStreams: 40, SlowSeconds: 10, CrashSessions: 60, CrashTests: 6, CrashKills: 3, JunkFetches: 2000, JunkFixedTests: 300}
+	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000, SlowStreams: 400, SlowSeconds: 30, CrashSessions: 200, CrashTests: 20, CrashKills: 10, JunkFetches: 20000, JunkFixedTests: 2000}
 )
 
 // Check is one named result with its figures.
@@ -183,6 +188,7 @@ func checks() []check {
 		{"R3 out-of-zone flood", (*Suite).outOfZoneFlood},
 		{"R3 in-zone flood", (*Suite).inZoneFlood},
 		{"R3 oversize TLS-RPT", (*Suite).oversizeTLSRPT},
+		{"R3 junk, then a real test", (*Suite).junkThenReal},
 		{"R6 refusals", (*Suite).dnsRefusals},
 		{"R6 answer sizes", (*Suite).dnsSizes},
 		{"R6 rate limiting", (*Suite).dnsRateLimit},

@@ -18,7 +18,7 @@ func TestLoadEnv(t *testing.T) {
 		}
 		return p
 	}
-	good := "# written by lab/up\nMAILSEC_DNS=127.0.0.10:53\nMAILSEC_SMTP=127.0.0.20:25\nRESOLVER=127.0.0.53:53\n" +
+	good := "# written by lab/up\nMAILSEC_DNS=127.0.0.10:53\nMAILSEC_SMTP=127.0.0.20:25\nMAILSEC_HTTPS=127.0.0.20:443\nRESOLVER=127.0.0.53:53\n" +
 		"MAILSEC_WEB=http://127.0.0.20:8080\nLAB_STATE=/x/lab/state\nDOWNGRADE_SECONDS=10\nZONE_A=a.mailtest.example.\nZONE_B=b.mailtest.example.\n" +
 		"MAILSEC_CMD=\"/x/mailsec -config /x/lab/mailsec.toml\"\n"
 	e, err := LoadEnv(write(good))
