@@ -61,6 +61,18 @@ type Config struct {
 	Web        Web        `toml:"web"`
 	ResultMail ResultMail `toml:"result_mail"`
 	Inbound    Inbound    `toml:"inbound"`
+	Network    Network    `toml:"network"`
+}
+
+// Network configures the service's own outgoing connections (the result
+// mails, the inbound check).
+type Network struct {
+	// AllowDestinations are address ranges (CIDR, or single addresses)
+	// the service connects to although they are not public. Empty in
+	// production: loopback, RFC 1918, CGNAT, link-local, ULA and the
+	// other special-purpose ranges are refused wherever DNS points
+	// (internal/netguard). A lab on 127.0.0.0/8 lists that.
+	AllowDestinations []string `toml:"allow_destinations"`
 }
 
 // Inbound configures the inbound check (`mailsec check`, and the check of
@@ -583,6 +595,9 @@ func (c *Config) Validate() error {
 	c.validateOutbound(bad)
 	c.validateResults(bad)
 	c.validateInbound(bad)
+	if _, err := c.AllowedDestinations(); err != nil {
+		bad("network.allow_destinations", "%v", err)
+	}
 	if c.Zones.MXTTL.Duration > c.Timing.MXRotation.Duration {
 		bad("zones.mx_ttl", "%s exceeds timing.mx_rotation %s: resolvers would not follow the rotation", c.Zones.MXTTL.Duration, c.Timing.MXRotation.Duration)
 	}
@@ -702,6 +717,27 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 			bad("resolver.address", "%q is not an ip:port (%v)", c.Resolver.Address, err)
 		}
 	}
+}
+
+// AllowedDestinations parses network.allow_destinations: a CIDR range or
+// a single address (its own /32 or /128) each.
+func (c *Config) AllowedDestinations() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.Network.AllowDestinations {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p != p.Masked() {
+				return nil, fmt.Errorf("%q has host bits set (%s)", s, p.Masked())
+			}
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR range nor an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // WebBaseURL is web.base_url, or http://<first listen address>.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,6 +58,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"query log rows", "[dns]\nquery_log_rows_per_second = 0", "dns.query_log_rows_per_second"},
 		{"query log rows per client", "[dns]\nquery_log_rows_per_client_per_second = 5000", "dns.query_log_rows_per_client_per_second"},
 		{"inbound unknown key", "[inbound]\nallow_privat = true", "unknown key inbound.allow_privat"},
+		{"allowed destination", "[network]\nallow_destinations = [\"127.0.0.0/33\"]", "network.allow_destinations: \"127.0.0.0/33\" is neither"},
+		{"allowed destination host bits", "[network]\nallow_destinations = [\"127.0.0.1/8\"]", "network.allow_destinations: \"127.0.0.1/8\" has host bits set"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,4 +114,22 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted an invalid config: %v", err)
 		}
 	})
+}
+
+func TestAllowedDestinations(t *testing.T) {
+	cfg := Default()
+	if err := Parse(&cfg, "[network]\nallow_destinations = [\"127.0.0.0/8\", \"::1\", \"10.1.2.3\"]"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cfg.AllowedDestinations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[127.0.0.0/8 ::1/128 10.1.2.3/32]"; fmt.Sprint(got) != want {
+		t.Errorf("allowed %v, want %s", got, want)
+	}
+	def := Default()
+	if d, _ := def.AllowedDestinations(); len(d) != 0 {
+		t.Errorf("default allows %v", d)
+	}
 }
