@@ -245,7 +245,11 @@ func runDNS(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		zones, err := service.BuildZones(&cfg, time.Now())
+		keys, err := service.ZoneKeysFor(e.ctx, &cfg)
+		if err != nil {
+			return err
+		}
+		zones, err := service.BuildZones(&cfg, time.Now(), keys)
 		if err != nil {
 			return err
 		}
@@ -289,7 +293,11 @@ func runDNS(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		zones, err := service.BuildZones(&cfg, now)
+		keys, err := service.ZoneKeysFor(e.ctx, &cfg)
+		if err != nil {
+			return err
+		}
+		zones, err := service.BuildZones(&cfg, now, keys)
 		if err != nil {
 			return err
 		}
