@@ -189,6 +189,9 @@ type SMTP struct {
 	TLSRPTMaxStoredBytes int64 `toml:"tlsrpt_max_stored_bytes"`
 	// TLSRPTRetention: TLS-RPT mails received longer ago are deleted.
 	TLSRPTRetention Duration `toml:"tlsrpt_retention"`
+	// SessionMax bounds a connection's whole life: past it the client
+	// gets 421 and is disconnected, so NOOPs cannot hold a slot for ever.
+	SessionMax Duration `toml:"session_max"`
 }
 
 // TLS chooses where the CA-signed certificates (personas 5, 6, 7 and the
@@ -390,6 +393,7 @@ func Default() Config {
 			TLSRPTMaxStoredBytes:    256 << 20,
 			TLSRPTRetention:         Duration{30 * 24 * time.Hour},
 			FixedLocalParts:         []string{"test"},
+			SessionMax:              Duration{10 * time.Minute},
 		},
 		TLS:        TLS{RenewBefore: Duration{30 * 24 * time.Hour}},
 		ACME:       ACME{Challenge: "dns-01"},
@@ -667,6 +671,9 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	if c.SMTP.TLSRPTRetention.Duration < time.Hour {
 		bad("smtp.tlsrpt_retention", "%s is too short (at least 1h)", c.SMTP.TLSRPTRetention.Duration)
+	}
+	if c.SMTP.SessionMax.Duration < time.Second {
+		bad("smtp.session_max", "%s is too short (at least 1s)", c.SMTP.SessionMax.Duration)
 	}
 	if c.SMTP.MaxConnectionsPerClient < 1 {
 		bad("smtp.max_connections_per_client", "must be at least 1")

@@ -58,6 +58,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"query log rows", "[dns]\nquery_log_rows_per_second = 0", "dns.query_log_rows_per_second"},
 		{"query log rows per client", "[dns]\nquery_log_rows_per_client_per_second = 5000", "dns.query_log_rows_per_client_per_second"},
 		{"inbound unknown key", "[inbound]\nallow_privat = true", "unknown key inbound.allow_privat"},
+		{"session max", "[smtp]\nsession_max = \"0s\"", "smtp.session_max: 0s is too short"},
 		{"allowed destination", "[network]\nallow_destinations = [\"127.0.0.0/33\"]", "network.allow_destinations: \"127.0.0.0/33\" is neither"},
 		{"allowed destination host bits", "[network]\nallow_destinations = [\"127.0.0.1/8\"]", "network.allow_destinations: \"127.0.0.1/8\" has host bits set"},
 	}

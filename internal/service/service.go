@@ -465,6 +465,7 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
 		EpisodeQuiet: cfg.Timing.EpisodeQuiet.Duration, Evidence: EvidenceRules(cfg),
 		CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration, DataTimeout: cfg.Timing.SMTPDataTimeout.Duration,
+		SessionMax:      cfg.SMTP.SessionMax.Duration,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients, MaxConnectionsPerClient: cfg.SMTP.MaxConnectionsPerClient,
 		ClientPrefixV4: cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6,
