@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -116,6 +117,10 @@ type Web struct {
 	// client address and hour.
 	StartLimit int `toml:"start_limit"`
 	CheckLimit int `toml:"check_limit"`
+	// Hostnames are the host names under which the private pages (a
+	// test's pages and API answers) answer; others get 421. Empty means
+	// the host of base_url and the listen addresses (WebHostnames).
+	Hostnames []string `toml:"hostnames"`
 }
 
 // ResultMail configures the result mails (docs/report.md).
@@ -623,6 +628,12 @@ func (c *Config) TLSIssuer() string {
 // TLSHosts are the hosts that may have static certificates.
 var TLSHosts = []string{"mx5", "mx6", "mx7", "mta-sts"}
 
+// isAddr tells whether s is an IP address, possibly in brackets.
+func isAddr(s string) bool {
+	_, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	return err == nil
+}
+
 // oneOf reports key as bad unless value is one of allowed.
 func oneOf(bad func(key, format string, args ...any), key, value string, allowed ...string) {
 	if !slices.Contains(allowed, value) {
@@ -758,6 +769,31 @@ func (c *Config) WebBaseURL() string {
 	return ""
 }
 
+// WebHostnames is web.hostnames, or the host of web.base_url and the
+// hosts of web.listen (unspecified addresses left out; "localhost" for a
+// loopback one): the names the service is reached by.
+func (c *Config) WebHostnames() []string {
+	if len(c.Web.Hostnames) > 0 {
+		return c.Web.Hostnames
+	}
+	var out []string
+	if u, err := url.Parse(c.WebBaseURL()); err == nil && u.Hostname() != "" {
+		out = append(out, u.Hostname())
+	}
+	for _, l := range c.Web.Listen {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil || ap.Addr().IsUnspecified() {
+			continue
+		}
+		for _, h := range []string{ap.Addr().String(), "localhost"} {
+			if (h != "localhost" || ap.Addr().IsLoopback()) && !slices.Contains(out, h) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
+}
+
 // ResultMailFrom is result_mail.from, or mailsec@<zone A>.
 func (c *Config) ResultMailFrom() string {
 	if c.ResultMail.From != "" {
@@ -782,6 +818,11 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 	}
 	if c.Web.Retention.Duration < time.Hour {
 		bad("web.retention", "%s is too short (at least 1h)", c.Web.Retention.Duration)
+	}
+	for _, h := range c.Web.Hostnames {
+		if _, ok := dns.IsDomainName(h); (!ok || h == "" || strings.ContainsAny(h, "/@ ")) && !isAddr(h) {
+			bad("web.hostnames", "%q is not a host name", h)
+		}
 	}
 	if c.Web.StartLimit < 1 || c.Web.CheckLimit < 1 {
 		bad("web.start_limit", "start_limit and check_limit must be at least 1")

@@ -59,6 +59,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"query log rows per client", "[dns]\nquery_log_rows_per_client_per_second = 5000", "dns.query_log_rows_per_client_per_second"},
 		{"inbound unknown key", "[inbound]\nallow_privat = true", "unknown key inbound.allow_privat"},
 		{"session max", "[smtp]\nsession_max = \"0s\"", "smtp.session_max: 0s is too short"},
+		{"web host name", "[web]\nhostnames = [\"http://x.example\"]", "web.hostnames: \"http://x.example\" is not a host name"},
 		{"allowed destination", "[network]\nallow_destinations = [\"127.0.0.0/33\"]", "network.allow_destinations: \"127.0.0.0/33\" is neither"},
 		{"allowed destination host bits", "[network]\nallow_destinations = [\"127.0.0.1/8\"]", "network.allow_destinations: \"127.0.0.1/8\" has host bits set"},
 	}
@@ -132,5 +133,24 @@ func TestAllowedDestinations(t *testing.T) {
 	def := Default()
 	if d, _ := def.AllowedDestinations(); len(d) != 0 {
 		t.Errorf("default allows %v", d)
+	}
+}
+
+func TestWebHostnames(t *testing.T) {
+	cfg := Default()
+	if got := fmt.Sprint(cfg.WebHostnames()); got != "[127.0.0.1 localhost]" {
+		t.Errorf("default: %s", got)
+	}
+	if err := Parse(&cfg, "[web]\nlisten = [\"[::]:8080\", \"192.0.2.1:80\"]\nbase_url = \"https://MailSec.example/\""); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.WebHostnames()); got != "[MailSec.example 192.0.2.1]" {
+		t.Errorf("derived: %s", got)
+	}
+	if err := Parse(&cfg, "[web]\nhostnames = [\"mailsec.example\", \"[2001:db8::1]\"]"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.WebHostnames()); got != "[mailsec.example [2001:db8::1]]" {
+		t.Errorf("configured: %s", got)
 	}
 }

@@ -64,8 +64,11 @@ type Options struct {
 	// browser reconnects).
 	EventInterval time.Duration
 	EventMax      time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Hostnames are the names (host or host:port; the port is ignored)
+	// under which private pages answer (private.go); empty: any.
+	Hostnames []string
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Server serves the UI and the API.
@@ -75,6 +78,8 @@ type Server struct {
 	starts *ratelimit.Window
 	checks *ratelimit.Window
 	mux    *http.ServeMux
+	// hostnames is Options.Hostnames as a set; nil: any host.
+	hostnames map[string]bool
 }
 
 // New returns a Server.
@@ -95,7 +100,7 @@ func New(o Options) *Server {
 		o.Retention = 30 * 24 * time.Hour
 	}
 	s := &Server{o: o, log: o.Logger, starts: ratelimit.New(max(o.StartLimit, 1), time.Hour, o.Now),
-		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux()}
+		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux(), hostnames: hostSet(o.Hostnames)}
 	static, _ := fs.Sub(staticFS, "static")
 	m := s.mux
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -128,6 +133,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer") // the private link must not leak to other sites
 	if r.Method == http.MethodPost && !sameOrigin(r) {
 		http.Error(w, "cross-site form post refused", http.StatusForbidden)
+		return
+	}
+	if !s.guardPrivate(w, r) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
