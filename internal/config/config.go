@@ -121,6 +121,12 @@ type Web struct {
 	// test's pages and API answers) answer; others get 421. Empty means
 	// the host of base_url and the listen addresses (WebHostnames).
 	Hostnames []string `toml:"hostnames"`
+	// MaxEventStreams and MaxEventStreamsPerClient bound the live pages'
+	// open event streams, in total and per client address (IPv6: /64);
+	// EventStreamMax ends each stream (the browser reconnects).
+	MaxEventStreams          int      `toml:"max_event_streams"`
+	MaxEventStreamsPerClient int      `toml:"max_event_streams_per_client"`
+	EventStreamMax           Duration `toml:"event_stream_max"`
 }
 
 // ResultMail configures the result mails (docs/report.md).
@@ -403,7 +409,8 @@ func Default() Config {
 		TLS:        TLS{RenewBefore: Duration{30 * 24 * time.Hour}},
 		ACME:       ACME{Challenge: "dns-01"},
 		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}, MaxFetchesPerClientPerHour: 100},
-		Web:        Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10},
+		Web: Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10,
+			MaxEventStreams: 200, MaxEventStreamsPerClient: 4, EventStreamMax: Duration{30 * time.Minute}},
 		ResultMail: ResultMail{Enabled: true, Name: "mailsec", Selector: "mailsec1", Port: 25, RateLimit: 10,
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
 			MaxAttempts: 12, AttemptTimeout: Duration{10 * time.Minute}, Interval: Duration{5 * time.Second}},
@@ -823,6 +830,12 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 		if _, ok := dns.IsDomainName(h); (!ok || h == "" || strings.ContainsAny(h, "/@ ")) && !isAddr(h) {
 			bad("web.hostnames", "%q is not a host name", h)
 		}
+	}
+	if c.Web.MaxEventStreams < 1 || c.Web.MaxEventStreamsPerClient < 1 || c.Web.MaxEventStreamsPerClient > c.Web.MaxEventStreams {
+		bad("web.max_event_streams", "max_event_streams and max_event_streams_per_client must be at least 1, the second at most the first")
+	}
+	if c.Web.EventStreamMax.Duration < time.Second {
+		bad("web.event_stream_max", "%s is too short (at least 1s)", c.Web.EventStreamMax.Duration)
 	}
 	if c.Web.StartLimit < 1 || c.Web.CheckLimit < 1 {
 		bad("web.start_limit", "start_limit and check_limit must be at least 1")

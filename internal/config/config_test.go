@@ -60,6 +60,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"inbound unknown key", "[inbound]\nallow_privat = true", "unknown key inbound.allow_privat"},
 		{"session max", "[smtp]\nsession_max = \"0s\"", "smtp.session_max: 0s is too short"},
 		{"web host name", "[web]\nhostnames = [\"http://x.example\"]", "web.hostnames: \"http://x.example\" is not a host name"},
+		{"event streams", "[web]\nmax_event_streams = 2\nmax_event_streams_per_client = 3", "web.max_event_streams"},
+		{"event stream lifetime", "[web]\nevent_stream_max = \"0s\"", "web.event_stream_max"},
 		{"allowed destination", "[network]\nallow_destinations = [\"127.0.0.0/33\"]", "network.allow_destinations: \"127.0.0.0/33\" is neither"},
 		{"allowed destination host bits", "[network]\nallow_destinations = [\"127.0.0.1/8\"]", "network.allow_destinations: \"127.0.0.1/8\" has host bits set"},
 	}

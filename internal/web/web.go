@@ -60,10 +60,18 @@ type Options struct {
 	CheckLimit   int           // inbound checks per client address and hour
 	Check        CheckFunc
 	// EventInterval is how often the live page's event stream looks at
-	// the store (default 1s); EventMax ends a stream (default 30 min; the
-	// browser reconnects).
+	// the store after a change (default 1s); while the report stays the
+	// same the wait doubles up to EventMaxWait (default 10s). EventMax
+	// ends a stream (default 30 min; the browser reconnects).
 	EventInterval time.Duration
+	EventMaxWait  time.Duration
 	EventMax      time.Duration
+	// MaxStreams and MaxStreamsPerClient bound the open event streams
+	// (default 200 and 4; events.go).
+	MaxStreams, MaxStreamsPerClient int
+	// ReadTimeout bounds reading a whole request, body included (default
+	// 30s); the event streams lift it for themselves.
+	ReadTimeout time.Duration
 	// Hostnames are the names (host or host:port; the port is ignored)
 	// under which private pages answer (private.go); empty: any.
 	Hostnames []string
@@ -80,6 +88,7 @@ type Server struct {
 	mux    *http.ServeMux
 	// hostnames is Options.Hostnames as a set; nil: any host.
 	hostnames map[string]bool
+	streams   streamSlots
 }
 
 // New returns a Server.
@@ -95,6 +104,18 @@ func New(o Options) *Server {
 	}
 	if o.EventMax <= 0 {
 		o.EventMax = 30 * time.Minute
+	}
+	if o.EventMaxWait <= 0 {
+		o.EventMaxWait = 10 * time.Second
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = 200
+	}
+	if o.MaxStreamsPerClient <= 0 {
+		o.MaxStreamsPerClient = 4
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 30 * time.Second
 	}
 	if o.Retention <= 0 {
 		o.Retention = 30 * 24 * time.Hour
@@ -168,7 +189,9 @@ func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 // Serve serves on the listeners until ctx ends. (The retention purge is
 // the service's, internal/retention: it runs without the web server too.)
 func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+	// No WriteTimeout: the event streams set a deadline per write
+	// (events.go), and an inbound check may take inbound.timeout.
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: s.o.ReadTimeout, IdleTimeout: time.Minute,
 		BaseContext: func(net.Listener) context.Context { return ctx }, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
