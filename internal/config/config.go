@@ -127,6 +127,11 @@ type Web struct {
 	MaxEventStreams          int      `toml:"max_event_streams"`
 	MaxEventStreamsPerClient int      `toml:"max_event_streams_per_client"`
 	EventStreamMax           Duration `toml:"event_stream_max"`
+	// CheckConcurrency bounds the inbound checks of the web form and the
+	// API running at once, all clients together; CheckCache is how long
+	// a domain's result is reused instead of probing again.
+	CheckConcurrency int      `toml:"check_concurrency"`
+	CheckCache       Duration `toml:"check_cache"`
 }
 
 // ResultMail configures the result mails (docs/report.md).
@@ -410,7 +415,8 @@ func Default() Config {
 		ACME:       ACME{Challenge: "dns-01"},
 		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}, MaxFetchesPerClientPerHour: 100},
 		Web: Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10,
-			MaxEventStreams: 200, MaxEventStreamsPerClient: 4, EventStreamMax: Duration{30 * time.Minute}},
+			MaxEventStreams: 200, MaxEventStreamsPerClient: 4, EventStreamMax: Duration{30 * time.Minute},
+			CheckConcurrency: 8, CheckCache: Duration{5 * time.Minute}},
 		ResultMail: ResultMail{Enabled: true, Name: "mailsec", Selector: "mailsec1", Port: 25, RateLimit: 10,
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
 			MaxAttempts: 12, AttemptTimeout: Duration{10 * time.Minute}, Interval: Duration{5 * time.Second}},
@@ -833,6 +839,12 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 	}
 	if c.Web.MaxEventStreams < 1 || c.Web.MaxEventStreamsPerClient < 1 || c.Web.MaxEventStreamsPerClient > c.Web.MaxEventStreams {
 		bad("web.max_event_streams", "max_event_streams and max_event_streams_per_client must be at least 1, the second at most the first")
+	}
+	if c.Web.CheckConcurrency < 1 || c.Web.CheckConcurrency > 256 {
+		bad("web.check_concurrency", "%d is outside 1..256", c.Web.CheckConcurrency)
+	}
+	if c.Web.CheckCache.Duration < time.Second {
+		bad("web.check_cache", "%s is too short (at least 1s)", c.Web.CheckCache.Duration)
 	}
 	if c.Web.EventStreamMax.Duration < time.Second {
 		bad("web.event_stream_max", "%s is too short (at least 1s)", c.Web.EventStreamMax.Duration)

@@ -62,6 +62,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"web host name", "[web]\nhostnames = [\"http://x.example\"]", "web.hostnames: \"http://x.example\" is not a host name"},
 		{"event streams", "[web]\nmax_event_streams = 2\nmax_event_streams_per_client = 3", "web.max_event_streams"},
 		{"event stream lifetime", "[web]\nevent_stream_max = \"0s\"", "web.event_stream_max"},
+		{"check concurrency", "[web]\ncheck_concurrency = 0", "web.check_concurrency"},
+		{"check cache", "[web]\ncheck_cache = \"0s\"", "web.check_cache"},
 		{"allowed destination", "[network]\nallow_destinations = [\"127.0.0.0/33\"]", "network.allow_destinations: \"127.0.0.0/33\" is neither"},
 		{"allowed destination host bits", "[network]\nallow_destinations = [\"127.0.0.1/8\"]", "network.allow_destinations: \"127.0.0.1/8\" has host bits set"},
 	}

@@ -70,8 +70,13 @@ type Options struct {
 	// (default 200 and 4; events.go).
 	MaxStreams, MaxStreamsPerClient int
 	// ReadTimeout bounds reading a whole request, body included (default
-	// 30s); the event streams lift it for themselves.
+	// 30s).
 	ReadTimeout time.Duration
+	// CheckConcurrency bounds the inbound checks of the form and the API
+	// running at once (default 8); CheckCache is how long a domain's
+	// result is reused (default 5m; checklimit.go).
+	CheckConcurrency int
+	CheckCache       time.Duration
 	// Hostnames are the names (host or host:port; the port is ignored)
 	// under which private pages answer (private.go); empty: any.
 	Hostnames []string
@@ -89,6 +94,8 @@ type Server struct {
 	// hostnames is Options.Hostnames as a set; nil: any host.
 	hostnames map[string]bool
 	streams   streamSlots
+	// checkSlots holds a token per inbound check running.
+	checkSlots chan struct{}
 }
 
 // New returns a Server.
@@ -117,11 +124,21 @@ func New(o Options) *Server {
 	if o.ReadTimeout <= 0 {
 		o.ReadTimeout = 30 * time.Second
 	}
+	if o.CheckConcurrency <= 0 {
+		o.CheckConcurrency = 8
+	}
+	if o.CheckCache <= 0 {
+		o.CheckCache = 5 * time.Minute
+	}
+	if o.Check != nil {
+		o.Check = (&checkCache{check: o.Check, ttl: o.CheckCache, now: o.Now}).run
+	}
 	if o.Retention <= 0 {
 		o.Retention = 30 * 24 * time.Hour
 	}
 	s := &Server{o: o, log: o.Logger, starts: ratelimit.New(max(o.StartLimit, 1), time.Hour, o.Now),
-		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux(), hostnames: hostSet(o.Hostnames)}
+		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux(), hostnames: hostSet(o.Hostnames),
+		checkSlots: make(chan struct{}, o.CheckConcurrency)}
 	static, _ := fs.Sub(staticFS, "static")
 	m := s.mux
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -159,6 +176,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.guardPrivate(w, r) {
 		return
 	}
+	release, ok := s.guardCheck(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	s.mux.ServeHTTP(w, r)
 }
 
