@@ -132,6 +132,9 @@ type Web struct {
 	// a domain's result is reused instead of probing again.
 	CheckConcurrency int      `toml:"check_concurrency"`
 	CheckCache       Duration `toml:"check_cache"`
+	// TrustedProxies are the reverse proxies (CIDR, or addresses) whose
+	// X-Forwarded-For names the client for the per-client limits.
+	TrustedProxies []string `toml:"trusted_proxies"`
 }
 
 // ResultMail configures the result mails (docs/report.md).
@@ -620,6 +623,9 @@ func (c *Config) Validate() error {
 	if _, err := c.AllowedDestinations(); err != nil {
 		bad("network.allow_destinations", "%v", err)
 	}
+	if _, err := c.WebTrustedProxies(); err != nil {
+		bad("web.trusted_proxies", "%v", err)
+	}
 	if c.Zones.MXTTL.Duration > c.Timing.MXRotation.Duration {
 		bad("zones.mx_ttl", "%s exceeds timing.mx_rotation %s: resolvers would not follow the rotation", c.Zones.MXTTL.Duration, c.Timing.MXRotation.Duration)
 	}
@@ -753,8 +759,18 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 // AllowedDestinations parses network.allow_destinations: a CIDR range or
 // a single address (its own /32 or /128) each.
 func (c *Config) AllowedDestinations() ([]netip.Prefix, error) {
+	return parsePrefixes(c.Network.AllowDestinations)
+}
+
+// WebTrustedProxies parses web.trusted_proxies as AllowedDestinations.
+func (c *Config) WebTrustedProxies() ([]netip.Prefix, error) {
+	return parsePrefixes(c.Web.TrustedProxies)
+}
+
+// parsePrefixes reads CIDR ranges or single addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, s := range c.Network.AllowDestinations {
+	for _, s := range list {
 		if p, err := netip.ParsePrefix(s); err == nil {
 			if p != p.Masked() {
 				return nil, fmt.Errorf("%q has host bits set (%s)", s, p.Masked())

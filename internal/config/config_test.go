@@ -64,6 +64,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"event stream lifetime", "[web]\nevent_stream_max = \"0s\"", "web.event_stream_max"},
 		{"check concurrency", "[web]\ncheck_concurrency = 0", "web.check_concurrency"},
 		{"check cache", "[web]\ncheck_cache = \"0s\"", "web.check_cache"},
+		{"trusted proxy", "[web]\ntrusted_proxies = [\"proxy.example\"]", "web.trusted_proxies: \"proxy.example\" is neither"},
 		{"allowed destination", "[network]\nallow_destinations = [\"127.0.0.0/33\"]", "network.allow_destinations: \"127.0.0.0/33\" is neither"},
 		{"allowed destination host bits", "[network]\nallow_destinations = [\"127.0.0.1/8\"]", "network.allow_destinations: \"127.0.0.1/8\" has host bits set"},
 	}

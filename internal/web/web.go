@@ -77,6 +77,9 @@ type Options struct {
 	// result is reused (default 5m; checklimit.go).
 	CheckConcurrency int
 	CheckCache       time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (proxy.go); empty: the peer is the client.
+	TrustedProxies []netip.Prefix
 	// Hostnames are the names (host or host:port; the port is ignored)
 	// under which private pages answer (private.go); empty: any.
 	Hostnames []string
@@ -163,6 +166,7 @@ func New(o Options) *Server {
 
 // ServeHTTP adds the security headers to every answer.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.forwardedClient(r)
 	h := w.Header()
 	// Inline styles are the report's (shared with the mail); scripts only
 	// from our own static files.
@@ -236,8 +240,8 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 // idRe is the form of test ids (store.NewTestID).
 var idRe = regexp.MustCompile(`^[a-z2-7]{1,64}$`)
 
-// clientIP is the rate-limit key: the peer address (X-Forwarded-For is
-// not trusted; docs/web.md), IPv6 by /64.
+// clientIP is the rate-limit key: the peer address, or the client behind
+// a trusted proxy (forwardedClient), IPv6 by /64.
 func clientIP(r *http.Request) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
