@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -37,16 +35,8 @@ func rawControl(s string) rune {
 // `mailsec verdict` print what peers sent (SNI, replies, the result
 // mail's reasons) without their control characters; so does the log.
 func TestTextOutputHasNoControlCharacters(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "mailsec.toml")
-	if err := os.WriteFile(cfg, []byte("data_dir = \"data\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, st := configAndStore(t, "")
 	ctx := t.Context()
-	st, err := store.Open(ctx, filepath.Join(dir, "data", "mailsec.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().UTC()
 	tt := store.Test{ID: "ctl", Created: now.Add(-time.Hour), Updated: now, Kind: store.TestToken, Sender: "j@example.org", State: store.TestFinal}
 	if err := st.CreateTest(ctx, tt); err != nil {
