@@ -78,7 +78,7 @@ func startZoneServer(t *testing.T) *zoneServer {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	zones, err := service.BuildZones(&cfg, time.Now())
+	zones, err := service.BuildZones(&cfg, time.Now(), service.CreateZoneKeys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/service"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // Exit codes.
@@ -93,17 +94,28 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case errors.Is(err, flag.ErrHelp):
 			return exitOK
 		case errors.Is(err, errUsage), errors.Is(err, config.ErrInvalid):
-			fmt.Fprintf(stderr, "mailsec %s: %v\n", c.name, err)
+			fmt.Fprintf(stderr, "mailsec %s: %s\n", c.name, errorText(err))
 			return exitUsage
 		case errors.Is(err, context.Canceled):
 			return exitSignal
 		default:
-			fmt.Fprintf(stderr, "mailsec %s: %v\n", c.name, err)
+			fmt.Fprintf(stderr, "mailsec %s: %s\n", c.name, errorText(err))
 			return exitFail
 		}
 	}
 	fmt.Fprintf(stderr, "mailsec: unknown command %q (see 'mailsec help')\n", rest[0])
 	return exitUsage
+}
+
+// errorText is err's text for the terminal: errors quote peers (a DNS
+// name, a server's reply), so each line is made printable; the line
+// breaks of joined errors stay.
+func errorText(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	for i, l := range lines {
+		lines[i] = untrusted.Terminal(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 func usage(w io.Writer, fs *flag.FlagSet) {
@@ -134,7 +146,9 @@ func (e *env) load() (config.Config, error) {
 func (e *env) logger(cfg *config.Config) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	// Log lines quote peers: untrusted.LogAttr keeps their control
+	// characters off the operator's terminal.
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: untrusted.LogAttr}
 	if cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(e.stderr, opts))
 	}
@@ -253,7 +267,11 @@ func runDNS(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		zones, err := service.BuildZones(&cfg, time.Now())
+		keys, err := service.ZoneKeysFor(e.ctx, &cfg)
+		if err != nil {
+			return err
+		}
+		zones, err := service.BuildZones(&cfg, time.Now(), keys)
 		if err != nil {
 			return err
 		}
@@ -297,7 +315,11 @@ func runDNS(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		zones, err := service.BuildZones(&cfg, now)
+		keys, err := service.ZoneKeysFor(e.ctx, &cfg)
+		if err != nil {
+			return err
+		}
+		zones, err := service.BuildZones(&cfg, now, keys)
 		if err != nil {
 			return err
 		}

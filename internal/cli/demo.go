@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/demo"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 func runDemo(e *env, args []string) error {
@@ -21,7 +22,7 @@ func runDemo(e *env, args []string) error {
 		return err
 	}
 	if *verbose {
-		opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		opts.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: untrusted.LogAttr}))
 	}
 	webURL := ""
 	if !*asJSON {

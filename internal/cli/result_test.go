@@ -14,16 +14,8 @@ import (
 // TestTestShowResult: `mailsec test show` says where and when the result
 // mail went; -mail prints the message as sent.
 func TestTestShowResult(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "mailsec.toml")
-	if err := os.WriteFile(cfg, []byte("data_dir = \"data\"\n[web]\nbase_url = \"https://mailsec.example\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, st := configAndStore(t, "[web]\nbase_url = \"https://mailsec.example\"\n")
 	ctx := t.Context()
-	st, err := store.Open(ctx, filepath.Join(dir, "data", "mailsec.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().UTC()
 	tt := store.Test{ID: "res", Created: now, Updated: now, Kind: store.TestToken, Sender: "j@example.org", State: store.TestFinal}
 	if err := st.CreateTest(ctx, tt); err != nil {
@@ -59,4 +51,20 @@ func TestTestShowResult(t *testing.T) {
 	if code != exitOK || out != "Subject: x\r\n\r\nbody\r\n" {
 		t.Fatalf("-mail: exit %d %q", code, out)
 	}
+}
+
+// configAndStore writes a configuration file (data_dir "data" and extra)
+// and opens its store; the caller closes the store before running mailsec.
+func configAndStore(t *testing.T, extra string) (string, *store.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mailsec.toml")
+	if err := os.WriteFile(cfg, []byte("data_dir = \"data\"\n"+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.Context(), filepath.Join(dir, "data", "mailsec.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, st
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/sendingserver"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // testAddresses are what a user sends the test mail to.
@@ -149,7 +150,11 @@ func runTest(e *env, args []string) error {
 			if c.TLSVersion != "" {
 				tls = c.TLSVersion
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Started.Format("2006-01-02 15:04:05"), end, c.Persona, tls, c.SNI, c.State, c.Reply)
+			// SNI and reply carry what the client sent (a name, an
+			// address): no control character reaches the terminal, no
+			// tab or line break forges a column or a row.
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", c.Started.Format("2006-01-02 15:04:05"), end, c.Persona, tls,
+				untrusted.Terminal(c.SNI), c.State, untrusted.Terminal(c.Reply))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -159,15 +164,19 @@ func runTest(e *env, args []string) error {
 				ColourReason string `json:"colour_reason"`
 			}
 			_ = json.Unmarshal(inboundReport, &r)
-			fmt.Fprintf(e.stdout, "Inbound check of %s (%s): %s — %s\n", ic.Domain, ic.Checked.Format(time.RFC3339), ic.Colour, r.ColourReason)
+			fmt.Fprintf(e.stdout, "Inbound check of %s (%s): %s — %s\n", untrusted.Terminal(ic.Domain), ic.Checked.Format(time.RFC3339), ic.Colour,
+				untrusted.Terminal(r.ColourReason))
 		}
 		if rj := resultOf(&cfg, res); rj != nil {
-			fmt.Fprintf(e.stdout, "Final %s: %s. Result mail: %s — %s\n", rj.Final.Format(time.RFC3339), rj.Policy, rj.MailState, rj.MailReason)
+			// The mail's reason, destination and attempts quote the
+			// recipient's MX (its name, its replies).
+			fmt.Fprintf(e.stdout, "Final %s: %s. Result mail: %s — %s\n", rj.Final.Format(time.RFC3339), rj.Policy, rj.MailState,
+				untrusted.Terminal(rj.MailReason))
 			if !rj.Sent.IsZero() {
-				fmt.Fprintf(e.stdout, "  sent %s to %s, Message-ID %s\n", rj.Sent.Format(time.RFC3339), rj.DeliveredTo, rj.MessageID)
+				fmt.Fprintf(e.stdout, "  sent %s to %s, Message-ID %s\n", rj.Sent.Format(time.RFC3339), untrusted.Terminal(rj.DeliveredTo), rj.MessageID)
 			}
 			for _, a := range attempts {
-				fmt.Fprintf(e.stdout, "  attempt %s: %s: %s\n", a.Time.Format(time.RFC3339), a.Status, a.Detail)
+				fmt.Fprintf(e.stdout, "  attempt %s: %s: %s\n", a.Time.Format(time.RFC3339), a.Status, untrusted.Terminal(a.Detail))
 			}
 			if rj.ReportURL != "" {
 				fmt.Fprintf(e.stdout, "Report: %s\n", rj.ReportURL)

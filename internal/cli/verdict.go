@@ -9,6 +9,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/service"
+	"github.com/mailsec/mailsec/internal/untrusted"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
 
@@ -61,7 +62,10 @@ func runVerdict(e *env, args []string) error {
 			Verdict verdict.Verdict `json:"verdict"`
 		}{t.ID, v})
 	}
-	fmt.Fprintf(e.stdout, "Test %s: %s (complete: %v)\n  %s\n  zone B: %s\n  candidates: %v\n  attempts seen: %d\n\n", t.ID, v.Policy, v.Complete, v.Why, v.ZoneB, v.Candidates, v.Attempts)
+	// The reasons quote observations (names, replies) made from what
+	// senders sent: nothing of it may drive the terminal.
+	fmt.Fprintf(e.stdout, "Test %s: %s (complete: %v)\n  %s\n  zone B: %s\n  candidates: %v\n  attempts seen: %d\n\n", t.ID, v.Policy, v.Complete,
+		untrusted.Terminal(v.Why), untrusted.Terminal(fmt.Sprint(v.ZoneB)), v.Candidates, v.Attempts)
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FACT\tVALUE\tCONFIDENCE\tWHY")
 	for _, f := range v.Facts {
@@ -76,7 +80,7 @@ func runVerdict(e *env, args []string) error {
 		if f.Settle != "" {
 			why += " (to settle: " + f.Settle + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, val, f.Confidence, why)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, untrusted.Terminal(val), f.Confidence, untrusted.Terminal(why))
 	}
 	return tw.Flush()
 }

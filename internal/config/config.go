@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,18 @@ type Config struct {
 	ResultMail  ResultMail `toml:"result_mail"`
 	Inbound     Inbound    `toml:"inbound"`
 	Metrics     Metrics    `toml:"metrics"`
+	Network     Network    `toml:"network"`
+}
+
+// Network configures the service's own outgoing connections (the result
+// mails, the inbound check).
+type Network struct {
+	// AllowDestinations are address ranges (CIDR, or single addresses)
+	// the service connects to although they are not public. Empty in
+	// production: loopback, RFC 1918, CGNAT, link-local, ULA and the
+	// other special-purpose ranges are refused wherever DNS points
+	// (internal/netguard). A lab on 127.0.0.0/8 lists that.
+	AllowDestinations []string `toml:"allow_destinations"`
 }
 
 // Inbound configures the inbound check (`mailsec check`, and the check of
@@ -110,6 +123,24 @@ type Web struct {
 	// client address and hour.
 	StartLimit int `toml:"start_limit"`
 	CheckLimit int `toml:"check_limit"`
+	// Hostnames are the host names under which the private pages (a
+	// test's pages and API answers) answer; others get 421. Empty means
+	// the host of base_url and the listen addresses (WebHostnames).
+	Hostnames []string `toml:"hostnames"`
+	// MaxEventStreams and MaxEventStreamsPerClient bound the live pages'
+	// open event streams, in total and per client address (IPv6: /64);
+	// EventStreamMax ends each stream (the browser reconnects).
+	MaxEventStreams          int      `toml:"max_event_streams"`
+	MaxEventStreamsPerClient int      `toml:"max_event_streams_per_client"`
+	EventStreamMax           Duration `toml:"event_stream_max"`
+	// CheckConcurrency bounds the inbound checks of the web form and the
+	// API running at once, all clients together; CheckCache is how long
+	// a domain's result is reused instead of probing again.
+	CheckConcurrency int      `toml:"check_concurrency"`
+	CheckCache       Duration `toml:"check_cache"`
+	// TrustedProxies are the reverse proxies (CIDR, or addresses) whose
+	// X-Forwarded-For names the client for the per-client limits.
+	TrustedProxies []string `toml:"trusted_proxies"`
 }
 
 // ResultMail configures the result mails (docs/report.md).
@@ -195,6 +226,9 @@ type SMTP struct {
 	TLSRPTMaxStoredBytes int64 `toml:"tlsrpt_max_stored_bytes"`
 	// TLSRPTRetention: TLS-RPT mails received longer ago are deleted.
 	TLSRPTRetention Duration `toml:"tlsrpt_retention"`
+	// SessionMax bounds a connection's whole life: past it the client
+	// gets 421 and is disconnected, so NOOPs cannot hold a slot for ever.
+	SessionMax Duration `toml:"session_max"`
 }
 
 // TLS chooses where the CA-signed certificates (personas 5, 6, 7 and the
@@ -438,11 +472,14 @@ func Default() Config {
 			FixedLocalParts:         []string{"test"},
 			FixedTestsPerClient:     20,
 			FixedTestsOpenMax:       10000,
+			SessionMax:              Duration{10 * time.Minute},
 		},
 		TLS:        TLS{RenewBefore: Duration{30 * 24 * time.Hour}},
 		ACME:       ACME{Challenge: "dns-01"},
 		PolicyHost: PolicyHost{Listen: []string{"127.0.0.1:8443"}, MaxFetchesPerClientPerHour: 100},
-		Web:        Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10},
+		Web: Web{Listen: []string{"127.0.0.1:8080"}, Retention: Duration{30 * 24 * time.Hour}, StartLimit: 20, CheckLimit: 10,
+			MaxEventStreams: 200, MaxEventStreamsPerClient: 4, EventStreamMax: Duration{30 * time.Minute},
+			CheckConcurrency: 8, CheckCache: Duration{5 * time.Minute}},
 		ResultMail: ResultMail{Enabled: true, Name: "mailsec", Selector: "mailsec1", Port: 25, RateLimit: 10,
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
 			MaxAttempts: 12, AttemptTimeout: Duration{10 * time.Minute}, Interval: Duration{5 * time.Second}},
@@ -674,6 +711,12 @@ func (c *Config) Validate() error {
 	c.validateOutbound(bad)
 	c.validateResults(bad)
 	c.validateInbound(bad)
+	if _, err := c.AllowedDestinations(); err != nil {
+		bad("network.allow_destinations", "%v", err)
+	}
+	if _, err := c.WebTrustedProxies(); err != nil {
+		bad("web.trusted_proxies", "%v", err)
+	}
 	if c.Zones.MXTTL.Duration > c.Timing.MXRotation.Duration {
 		bad("zones.mx_ttl", "%s exceeds timing.mx_rotation %s: resolvers would not follow the rotation", c.Zones.MXTTL.Duration, c.Timing.MXRotation.Duration)
 	}
@@ -694,6 +737,12 @@ func (c *Config) TLSIssuer() string {
 
 // TLSHosts are the hosts that may have static certificates.
 var TLSHosts = []string{"mx5", "mx6", "mx7", "mta-sts"}
+
+// isAddr tells whether s is an IP address, possibly in brackets.
+func isAddr(s string) bool {
+	_, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	return err == nil
+}
 
 // oneOf reports key as bad unless value is one of allowed.
 func oneOf(bad func(key, format string, args ...any), key, value string, allowed ...string) {
@@ -743,6 +792,9 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 	if c.SMTP.TLSRPTRetention.Duration < time.Hour {
 		bad("smtp.tlsrpt_retention", "%s is too short (at least 1h)", c.SMTP.TLSRPTRetention.Duration)
+	}
+	if c.SMTP.SessionMax.Duration < time.Second {
+		bad("smtp.session_max", "%s is too short (at least 1s)", c.SMTP.SessionMax.Duration)
 	}
 	if c.SMTP.MaxConnectionsPerClient < 1 {
 		bad("smtp.max_connections_per_client", "must be at least 1")
@@ -810,6 +862,37 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	}
 }
 
+// AllowedDestinations parses network.allow_destinations: a CIDR range or
+// a single address (its own /32 or /128) each.
+func (c *Config) AllowedDestinations() ([]netip.Prefix, error) {
+	return parsePrefixes(c.Network.AllowDestinations)
+}
+
+// WebTrustedProxies parses web.trusted_proxies as AllowedDestinations.
+func (c *Config) WebTrustedProxies() ([]netip.Prefix, error) {
+	return parsePrefixes(c.Web.TrustedProxies)
+}
+
+// parsePrefixes reads CIDR ranges or single addresses.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			if p != p.Masked() {
+				return nil, fmt.Errorf("%q has host bits set (%s)", s, p.Masked())
+			}
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR range nor an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
 // WebBaseURL is web.base_url, or http://<first listen address>.
 func (c *Config) WebBaseURL() string {
 	if c.Web.BaseURL != "" {
@@ -819,6 +902,31 @@ func (c *Config) WebBaseURL() string {
 		return "http://" + c.Web.Listen[0]
 	}
 	return ""
+}
+
+// WebHostnames is web.hostnames, or the host of web.base_url and the
+// hosts of web.listen (unspecified addresses left out; "localhost" for a
+// loopback one): the names the service is reached by.
+func (c *Config) WebHostnames() []string {
+	if len(c.Web.Hostnames) > 0 {
+		return c.Web.Hostnames
+	}
+	var out []string
+	if u, err := url.Parse(c.WebBaseURL()); err == nil && u.Hostname() != "" {
+		out = append(out, u.Hostname())
+	}
+	for _, l := range c.Web.Listen {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil || ap.Addr().IsUnspecified() {
+			continue
+		}
+		for _, h := range []string{ap.Addr().String(), "localhost"} {
+			if (h != "localhost" || ap.Addr().IsLoopback()) && !slices.Contains(out, h) {
+				out = append(out, h)
+			}
+		}
+	}
+	return out
 }
 
 // ResultMailFrom is result_mail.from, or mailsec@<zone A>.
@@ -850,6 +958,23 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 	}
 	if c.Web.Retention.Duration < time.Hour {
 		bad("web.retention", "%s is too short (at least 1h)", c.Web.Retention.Duration)
+	}
+	for _, h := range c.Web.Hostnames {
+		if _, ok := dns.IsDomainName(h); (!ok || h == "" || strings.ContainsAny(h, "/@ ")) && !isAddr(h) {
+			bad("web.hostnames", "%q is not a host name", h)
+		}
+	}
+	if c.Web.MaxEventStreams < 1 || c.Web.MaxEventStreamsPerClient < 1 || c.Web.MaxEventStreamsPerClient > c.Web.MaxEventStreams {
+		bad("web.max_event_streams", "max_event_streams and max_event_streams_per_client must be at least 1, the second at most the first")
+	}
+	if c.Web.CheckConcurrency < 1 || c.Web.CheckConcurrency > 256 {
+		bad("web.check_concurrency", "%d is outside 1..256", c.Web.CheckConcurrency)
+	}
+	if c.Web.CheckCache.Duration < time.Second {
+		bad("web.check_cache", "%s is too short (at least 1s)", c.Web.CheckCache.Duration)
+	}
+	if c.Web.EventStreamMax.Duration < time.Second {
+		bad("web.event_stream_max", "%s is too short (at least 1s)", c.Web.EventStreamMax.Duration)
 	}
 	if c.Web.StartLimit < 1 || c.Web.CheckLimit < 1 {
 		bad("web.start_limit", "start_limit and check_limit must be at least 1")

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,6 +60,15 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"query log rows", "[dns]\nquery_log_rows_per_second = 0", "dns.query_log_rows_per_second"},
 		{"query log rows per client", "[dns]\nquery_log_rows_per_client_per_second = 5000", "dns.query_log_rows_per_client_per_second"},
 		{"inbound unknown key", "[inbound]\nallow_privat = true", "unknown key inbound.allow_privat"},
+		{"session max", "[smtp]\nsession_max = \"0s\"", "smtp.session_max: 0s is too short"},
+		{"web host name", "[web]\nhostnames = [\"http://x.example\"]", "web.hostnames: \"http://x.example\" is not a host name"},
+		{"event streams", "[web]\nmax_event_streams = 2\nmax_event_streams_per_client = 3", "web.max_event_streams"},
+		{"event stream lifetime", "[web]\nevent_stream_max = \"0s\"", "web.event_stream_max"},
+		{"check concurrency", "[web]\ncheck_concurrency = 0", "web.check_concurrency"},
+		{"check cache", "[web]\ncheck_cache = \"0s\"", "web.check_cache"},
+		{"trusted proxy", "[web]\ntrusted_proxies = [\"proxy.example\"]", "web.trusted_proxies: \"proxy.example\" is neither"},
+		{"allowed destination", "[network]\nallow_destinations = [\"127.0.0.0/33\"]", "network.allow_destinations: \"127.0.0.0/33\" is neither"},
+		{"allowed destination host bits", "[network]\nallow_destinations = [\"127.0.0.1/8\"]", "network.allow_destinations: \"127.0.0.1/8\" has host bits set"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,4 +123,41 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted an invalid config: %v", err)
 		}
 	})
+}
+
+func TestAllowedDestinations(t *testing.T) {
+	cfg := Default()
+	if err := Parse(&cfg, "[network]\nallow_destinations = [\"127.0.0.0/8\", \"::1\", \"10.1.2.3\"]"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cfg.AllowedDestinations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[127.0.0.0/8 ::1/128 10.1.2.3/32]"; fmt.Sprint(got) != want {
+		t.Errorf("allowed %v, want %s", got, want)
+	}
+	def := Default()
+	if d, _ := def.AllowedDestinations(); len(d) != 0 {
+		t.Errorf("default allows %v", d)
+	}
+}
+
+func TestWebHostnames(t *testing.T) {
+	cfg := Default()
+	if got := fmt.Sprint(cfg.WebHostnames()); got != "[127.0.0.1 localhost]" {
+		t.Errorf("default: %s", got)
+	}
+	if err := Parse(&cfg, "[web]\nlisten = [\"[::]:8080\", \"192.0.2.1:80\"]\nbase_url = \"https://MailSec.example/\""); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.WebHostnames()); got != "[MailSec.example 192.0.2.1]" {
+		t.Errorf("derived: %s", got)
+	}
+	if err := Parse(&cfg, "[web]\nhostnames = [\"mailsec.example\", \"[2001:db8::1]\"]"); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(cfg.WebHostnames()); got != "[mailsec.example [2001:db8::1]]" {
+		t.Errorf("configured: %s", got)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/netguard"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/sender"
 )
@@ -69,7 +70,8 @@ func NewSender(opts sender.Options) (SendFunc, error) {
 }
 
 // SenderFromConfig makes the SendFunc of the configuration ([result_mail],
-// [resolver], smtp.hostname); nil without error when result mails are off.
+// [resolver], smtp.hostname, network.allow_destinations); nil without
+// error when result mails are off.
 func SenderFromConfig(cfg *config.Config, log *slog.Logger) (SendFunc, error) {
 	rm := cfg.ResultMail
 	if !rm.Enabled {
@@ -97,6 +99,12 @@ func SenderFromConfig(cfg *config.Config, log *slog.Logger) (SendFunc, error) {
 		hostname = strings.TrimSuffix(cfg.Zones.A, ".")
 	}
 	src, _ := netip.ParseAddr(rm.SourceAddress) // validated; zero when unset
+	allow, err := cfg.AllowedDestinations()
+	if err != nil {
+		return nil, fmt.Errorf("network.allow_destinations: %w", err)
+	}
+	// A tester's MX and mta-sts host may point anywhere: the guard keeps
+	// result mails off the operator's own network (issue 16).
 	return NewSender(sender.Options{Hostname: hostname, Resolver: res, Roots: roots, LocalAddr: src, SMTPPort: rm.Port,
-		Logger: log.With("part", "resultmail-sender")})
+		Guard: &netguard.Guard{Allow: allow}, Logger: log.With("part", "resultmail-sender")})
 }

@@ -1,8 +1,10 @@
 package dnssec
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,5 +150,32 @@ func TestCorruptFailsVerification(t *testing.T) {
 	}
 	if err := sig.Verify(key.DNSKEY, set); err != nil {
 		t.Fatal("Corrupt changed the cached original")
+	}
+}
+
+// TestLoadKeyNeverCreates: LoadKey reads an existing key and refuses,
+// naming the path, when either file is gone, making nothing.
+func TestLoadKeyNeverCreates(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadKey(dir, "a.example."); !errors.Is(err, ErrKeyMissing) || !strings.Contains(err.Error(), filepath.Join(dir, "a.example.key")) {
+		t.Fatalf("no key: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("LoadKey made files: %v", entries)
+	}
+	made, err := LoadOrCreateKey(dir, "a.example.", 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := LoadKey(dir, "A.example.")
+	if err != nil || k.KeyTag() != made.KeyTag() {
+		t.Fatalf("LoadKey: %v", err)
+	}
+	priv := filepath.Join(dir, "a.example.private")
+	if err := os.Remove(priv); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKey(dir, "a.example."); !errors.Is(err, ErrKeyMissing) || !strings.Contains(err.Error(), priv) {
+		t.Fatalf("private file gone: %v", err)
 	}
 }

@@ -36,15 +36,40 @@ func (k *Key) KeyTag() uint16 { return k.DNSKEY.KeyTag() }
 // publish in the parent zone or give to a resolver as trust anchor.
 func (k *Key) DS() *dns.DS { return k.DNSKEY.ToDS(dns.SHA256) }
 
+// ErrKeyMissing is wrapped by LoadKey's error when the key files of a zone
+// are not there.
+var ErrKeyMissing = errors.New("dnssec: zone key missing")
+
+// keyPaths are the BIND-style files of zone's key in dir: <zone>.key (the
+// public DNSKEY) and <zone>.private.
+func keyPaths(dir, zone string) (pubPath, privPath string) {
+	base := filepath.Join(dir, strings.TrimSuffix(zone, "."))
+	return base + ".key", base + ".private"
+}
+
 // LoadOrCreateKey reads the key of zone from dir, creating it on first use.
 // The files are BIND-style: <zone>.key (the public DNSKEY) and <zone>.private.
 func LoadOrCreateKey(dir, zone string, ttl uint32) (*Key, error) {
 	zone = dns.CanonicalName(zone)
-	base := filepath.Join(dir, strings.TrimSuffix(zone, "."))
-	pubPath, privPath := base+".key", base+".private"
+	pubPath, privPath := keyPaths(dir, zone)
 	if _, err := os.Stat(pubPath); errors.Is(err, os.ErrNotExist) {
 		if err := createKey(zone, ttl, pubPath, privPath); err != nil {
 			return nil, err
+		}
+	}
+	return readKey(zone, pubPath, privPath)
+}
+
+// LoadKey reads the key of zone from dir and never makes one: a missing
+// key file is an error wrapping ErrKeyMissing that names the path. A zone
+// whose DS is published must keep its key; a new one would make the zone
+// bogus for every validating resolver.
+func LoadKey(dir, zone string) (*Key, error) {
+	zone = dns.CanonicalName(zone)
+	pubPath, privPath := keyPaths(dir, zone)
+	for _, p := range []string{pubPath, privPath} {
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s of %s does not exist", ErrKeyMissing, p, zone)
 		}
 	}
 	return readKey(zone, pubPath, privPath)

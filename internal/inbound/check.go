@@ -262,7 +262,7 @@ func (c *checker) checkHost(ctx context.Context, mxState checkreport.DNSSEC, h *
 	h.Addresses = make([]Address, len(addrs))
 	var wg sync.WaitGroup
 	for i, ip := range addrs {
-		if !c.opts.AllowPrivate && !IsPublic(ip) {
+		if !c.opts.permitted(ip) {
 			h.Addresses[i] = Address{IP: ip.String(), Status: StatusRefused, EHLO: []string{}, DANE: DANEInfo{Matched: []string{}},
 				Detail: "private or reserved address: not contacted"}
 			continue

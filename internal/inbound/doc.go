@@ -27,9 +27,10 @@
 //
 // Safety (safety.go): a domain's MX records may point anywhere, so without
 // Options.AllowPrivate the check contacts no private, loopback, link-local,
-// CGNAT, documentation or other special-purpose address (IsPublic); such an
-// address is reported as refused, never dialled, and so is the MTA-STS
-// policy host's. Runner bounds the checks anyone can cause by sending a test
+// CGNAT, documentation or other special-purpose address (netguard.IsPublic)
+// outside Options.AllowDestinations; such an address is reported as
+// refused, never dialled, and so is the MTA-STS policy host's. The default
+// dialers check the address once more as they connect (netguard's Control). Runner bounds the checks anyone can cause by sending a test
 // mail: one per test, one per domain and cache period, a few at a time,
 // a limit per hour, a bounded queue.
 //

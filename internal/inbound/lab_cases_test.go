@@ -183,6 +183,13 @@ func TestCheckLab(t *testing.T) {
 					t.Errorf("policy host refused %v", r.MTASTS.Policy.RefusedAddresses)
 				}
 			}},
+		// network.allow_destinations: the lab's loopback ranges are
+		// contacted without AllowPrivate, the same as with it.
+		{domain: "good.user.example", colour: colour.Green, want: []string{checkreport.CodeSTARTTLSOffered}, absent: []string{checkreport.CodePrivateRefused},
+			tweak: func(o *inbound.Options) {
+				o.AllowPrivate = false
+				o.AllowDestinations = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+			}},
 	}
 	for _, tc := range cases {
 		name := tc.domain

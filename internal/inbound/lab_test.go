@@ -297,7 +297,7 @@ func startLab(t testing.TB) *lab {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	zones, err := service.BuildZones(&cfg, time.Now())
+	zones, err := service.BuildZones(&cfg, time.Now(), service.CreateZoneKeys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,10 @@ type Options struct {
 	// and other reserved addresses (the lab); without it they are refused
 	// (safety.private_refused).
 	AllowPrivate bool
+	// AllowDestinations are ranges contacted although not public
+	// (network.allow_destinations: a lab on loopback); ignored with
+	// AllowPrivate.
+	AllowDestinations []netip.Prefix
 	// ExtraRoots are trusted besides the system roots for PKIX (the MX
 	// certificates and the MTA-STS policy host): a lab CA.
 	ExtraRoots []*x509.Certificate
@@ -96,7 +100,13 @@ func (o *Options) defaults() {
 	if o.Port == 0 {
 		o.Port = 25
 	}
+	// The default dialers judge the address actually connected to
+	// (netguard: after resolution, so DNS rebinding cannot slip past the
+	// checks made on the resolved addresses).
 	d := &net.Dialer{}
+	if g := o.guard(); g != nil {
+		d = g.Dialer(net.Dialer{})
+	}
 	if o.Dial == nil {
 		o.Dial = d.DialContext
 	}

@@ -127,7 +127,7 @@ func (d *policyDialer) dial(ctx context.Context, network, addr string) (net.Conn
 	}
 	var errs []error
 	for _, ip := range al.addrs {
-		if !d.c.opts.AllowPrivate && !IsPublic(ip) {
+		if !d.c.opts.permitted(ip) {
 			d.mu.Lock()
 			d.refused = append(d.refused, ip.String())
 			d.mu.Unlock()

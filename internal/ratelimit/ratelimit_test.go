@@ -42,12 +42,31 @@ func TestWindowBoundedKeys(t *testing.T) {
 	if w.Allow("a") {
 		t.Fatal("second use of a allowed in the same window")
 	}
-	// A fourth key: the table is full, a new window starts for everyone.
+	// A fourth key: the table is full. The oldest key (a) is evicted; the
+	// others keep their counts (a flood of new keys must not reset
+	// everyone's limit).
 	if !w.Allow("d") {
 		t.Fatal("d refused")
 	}
-	if len(w.counts) != 1 {
-		t.Fatalf("table holds %d keys after the reset, want 1", len(w.counts))
+	if len(w.counts) != 3 {
+		t.Fatalf("table holds %d keys, want 3", len(w.counts))
+	}
+	for _, k := range []string{"b", "c", "d"} {
+		if w.Allow(k) {
+			t.Errorf("second use of %q allowed: its count was reset", k)
+		}
+	}
+	// An expired window goes before a live one: b's window renews (it
+	// moves to the back), so e evicts c, then f evicts d.
+	now = now.Add(time.Hour)
+	if !w.Allow("b") || !w.Allow("e") || !w.Allow("f") {
+		t.Fatal("uses after the window refused")
+	}
+	if _, ok := w.counts["b"]; !ok {
+		t.Error("b was evicted, although its window is the newest")
+	}
+	if w.Allow("b") {
+		t.Error("second use of b in its new window allowed")
 	}
 }
 

@@ -102,7 +102,7 @@ func startLab(t *testing.T, lo labOptions) *lab {
 		})
 	}
 
-	zones, err := service.BuildZones(&cfg, time.Now())
+	zones, err := service.BuildZones(&cfg, time.Now(), service.CreateZoneKeys)
 	if err != nil {
 		t.Fatal(err)
 	}

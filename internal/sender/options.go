@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/mtasts"
+	"github.com/mailsec/mailsec/internal/netguard"
 	"github.com/mailsec/mailsec/internal/resolver"
 )
 
@@ -64,6 +65,13 @@ type Options struct {
 	// PolicyCache keeps MTA-STS policies; nil means a cache of this
 	// Sender. Share one between senders that should share policies.
 	PolicyCache *mtasts.Cache
+	// Guard, when set, refuses connections (SMTP and the policy fetch)
+	// to addresses that are not public unless it allows them: every
+	// dial is checked, and the default dialers check again as they
+	// connect (internal/netguard). nil: no guard (a lab sender). The
+	// result-mail sender sets it: a tester's MX records must not aim
+	// the service at the operator's network.
+	Guard *netguard.Guard
 
 	// MaxSessions bounds the sessions past the greeting per attempt
 	// (Postfix smtp_mx_session_limit); 0 means 2.
@@ -148,10 +156,13 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	o.LocalAddr = o.LocalAddr.Unmap()
 	if o.Dial == nil {
-		o.Dial = netDialer(o.LocalAddr, o.ConnectTimeout)
+		o.Dial = netDialer(o.LocalAddr, o.ConnectTimeout, o.Guard)
 	}
 	if o.DialHTTPS == nil {
-		o.DialHTTPS = netDialer(o.LocalAddr, o.ConnectTimeout)
+		o.DialHTTPS = netDialer(o.LocalAddr, o.ConnectTimeout, o.Guard)
+	}
+	if o.Guard != nil {
+		o.Dial, o.DialHTTPS = o.Guard.Dial(o.Dial), o.Guard.Dial(o.DialHTTPS)
 	}
 	if o.PolicyCache == nil {
 		o.PolicyCache = mtasts.NewCache(0, o.Now)
@@ -159,11 +170,14 @@ func (o Options) withDefaults() (Options, error) {
 	return o, nil
 }
 
-// netDialer dials from local (if valid).
-func netDialer(local netip.Addr, timeout time.Duration) DialFunc {
+// netDialer dials from local (if valid), through guard (if set).
+func netDialer(local netip.Addr, timeout time.Duration, guard *netguard.Guard) DialFunc {
 	d := &net.Dialer{Timeout: timeout}
 	if local.IsValid() {
 		d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+	}
+	if guard != nil {
+		d = guard.Dialer(*d)
 	}
 	return d.DialContext
 }

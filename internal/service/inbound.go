@@ -14,7 +14,8 @@ import (
 )
 
 // InboundOptions maps the configuration onto the inbound check's options
-// ([inbound], resolver.address, the EHLO name of smtp.hostname or zone A).
+// ([inbound], resolver.address, network.allow_destinations, the EHLO name
+// of smtp.hostname or zone A).
 func InboundOptions(cfg *config.Config) (inbound.Options, error) {
 	o := inbound.Options{
 		Resolver:     cfg.Resolver.Address,
@@ -23,6 +24,11 @@ func InboundOptions(cfg *config.Config) (inbound.Options, error) {
 		Concurrency:  cfg.Inbound.Concurrency,
 		HELO:         cfg.SMTP.Hostname,
 	}
+	allow, err := cfg.AllowedDestinations() // validated
+	if err != nil {
+		return o, err
+	}
+	o.AllowDestinations = allow
 	if o.HELO == "" {
 		o.HELO = strings.TrimSuffix(cfg.Zones.A, ".")
 	}

@@ -140,9 +140,16 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	proxies, err := cfg.WebTrustedProxies() // validated
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	wo := web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Providers: cfg.Web.Providers,
 		Retention: cfg.Web.Retention.Duration, StartLimit: cfg.Web.StartLimit, CheckLimit: cfg.Web.CheckLimit,
-		Check: check, Logger: log.With("part", "web")}
+		Check: check, Hostnames: cfg.WebHostnames(), MaxStreams: cfg.Web.MaxEventStreams, MaxStreamsPerClient: cfg.Web.MaxEventStreamsPerClient,
+		EventMax: cfg.Web.EventStreamMax.Duration, CheckConcurrency: cfg.Web.CheckConcurrency, CheckCache: cfg.Web.CheckCache.Duration,
+		TrustedProxies: proxies,
+		Logger:         log.With("part", "web")}
 	if res != nil {
 		wo.Resolver = res // a sending server's host name (not a nil *Resolver in the interface)
 	}

@@ -47,6 +47,11 @@ func startLoopback(t *testing.T, cfg config.Config) *Running {
 func TestRetentionWithoutWeb(t *testing.T) {
 	cfg := loopbackConfig(t)
 	cfg.Web.Listen = nil
+	// A store that holds tests has had its zone keys made (a start
+	// without them refuses: TestMissingZoneKeyRefusesStart).
+	if _, err := BuildZones(&cfg, time.Now(), CreateZoneKeys); err != nil {
+		t.Fatal(err)
+	}
 
 	st, err := store.Open(t.Context(), cfg.StorePath())
 	if err != nil {

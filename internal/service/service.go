@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -50,9 +51,78 @@ type Zones struct {
 	DKIMKey crypto.Signer
 }
 
-// BuildZones loads (or creates) the keys and builds the authority for the
-// configured zones.
-func BuildZones(cfg *config.Config, now time.Time) (*Zones, error) {
+// ZoneKeys says whether BuildZones may make DNSSEC keys that are missing.
+type ZoneKeys int
+
+const (
+	// CreateZoneKeys: a first start (an empty store); missing keys are
+	// made.
+	CreateZoneKeys ZoneKeys = iota
+	// RequireZoneKeys: the store holds history, so the zones' DS records
+	// are out there; a missing key file is an error, never a new key
+	// (which would make both zones bogus for validating resolvers).
+	RequireZoneKeys
+)
+
+// ZoneKeysOf is the ZoneKeys of a store: RequireZoneKeys once it holds
+// history (a zone key recorded, a test).
+func ZoneKeysOf(ctx context.Context, st *store.Store) (ZoneKeys, error) {
+	history, err := st.HoldsHistory(ctx)
+	if err != nil {
+		return RequireZoneKeys, err
+	}
+	if history {
+		return RequireZoneKeys, nil
+	}
+	return CreateZoneKeys, nil
+}
+
+// ZoneKeysFor is ZoneKeysOf the configured store, for commands that build
+// the zones without running the service (`mailsec dns ds`): no store file
+// yet means a first start.
+func ZoneKeysFor(ctx context.Context, cfg *config.Config) (ZoneKeys, error) {
+	path := cfg.StorePath()
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return CreateZoneKeys, nil
+	}
+	st, err := store.Open(ctx, path)
+	if err != nil {
+		return RequireZoneKeys, err
+	}
+	defer st.Close()
+	return ZoneKeysOf(ctx, st)
+}
+
+// recordZoneKeys notes the zones' keys in the store, so that a later start
+// missing their files refuses (ZoneKeysOf).
+func recordZoneKeys(ctx context.Context, st *store.Store, z *Zones, now time.Time) error {
+	for _, k := range []*dnssec.Key{z.KeyA, z.KeyB} {
+		if k == nil {
+			continue
+		}
+		if err := st.RecordZoneKey(ctx, k.DNSKEY.Hdr.Name, k.KeyTag(), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadZoneKey reads zone's key, making it first only with CreateZoneKeys.
+func loadZoneKey(cfg *config.Config, zone string, keys ZoneKeys) (*dnssec.Key, error) {
+	if keys == CreateZoneKeys {
+		return dnssec.LoadOrCreateKey(cfg.KeyDir(), zone, DNSKEYTTL)
+	}
+	k, err := dnssec.LoadKey(cfg.KeyDir(), zone)
+	if errors.Is(err, dnssec.ErrKeyMissing) {
+		return nil, fmt.Errorf("%w; the store %s holds earlier data, so the parent's DS names the lost key and a new one would make the zone bogus: "+
+			"restore the key files into %s (or, to start over, remove the store and publish the new DS)", err, cfg.StorePath(), cfg.KeyDir())
+	}
+	return k, err
+}
+
+// BuildZones loads (or, with CreateZoneKeys, creates) the keys and builds
+// the authority for the configured zones.
+func BuildZones(cfg *config.Config, now time.Time, keys ZoneKeys) (*Zones, error) {
 	keyDir := cfg.KeyDir()
 	// With static certificates, the keys in the files are the personas'
 	// keys: the zones' TLSA records must match what is served.
@@ -67,13 +137,13 @@ func BuildZones(cfg *config.Config, now time.Time) (*Zones, error) {
 	if err != nil {
 		return nil, err
 	}
-	keyA, err := dnssec.LoadOrCreateKey(keyDir, cfg.Zones.A, DNSKEYTTL)
+	keyA, err := loadZoneKey(cfg, cfg.Zones.A, keys)
 	if err != nil {
 		return nil, err
 	}
 	var keyB *dnssec.Key
 	if cfg.Zones.SignB {
-		if keyB, err = dnssec.LoadOrCreateKey(keyDir, cfg.Zones.B, DNSKEYTTL); err != nil {
+		if keyB, err = loadZoneKey(cfg, cfg.Zones.B, keys); err != nil {
 			return nil, err
 		}
 	}
@@ -221,8 +291,15 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		st.Close()
 		return nil, err
 	}
-	zones, err := BuildZones(cfg, time.Now())
+	keys, err := ZoneKeysOf(ctx, st)
 	if err != nil {
+		return fail(err)
+	}
+	zones, err := BuildZones(cfg, time.Now(), keys)
+	if err != nil {
+		return fail(err)
+	}
+	if err := recordZoneKeys(ctx, st, zones, time.Now()); err != nil {
 		return fail(err)
 	}
 	dnsListeners, err := dnsserver.Listen(ctx, cfg.DNS.Listen)
@@ -406,6 +483,7 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
 		EpisodeQuiet: cfg.Timing.EpisodeQuiet.Duration, Evidence: EvidenceRules(cfg),
 		CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration, DataTimeout: cfg.Timing.SMTPDataTimeout.Duration,
+		SessionMax:      cfg.SMTP.SessionMax.Duration,
 		MaxMessageBytes: cfg.SMTP.MaxMessageBytes,
 		MaxRecipients:   cfg.SMTP.MaxRecipients, MaxConnectionsPerClient: cfg.SMTP.MaxConnectionsPerClient,
 		MaxConnections: cfg.SMTP.MaxConnections, DataMemoryBudget: cfg.SMTP.DataMemoryBudget,

@@ -38,7 +38,7 @@ func startZoneServer(t *testing.T, mutate func(*config.Config)) *zoneServer {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	zones, err := BuildZones(&cfg, time.Now())
+	zones, err := BuildZones(&cfg, time.Now(), CreateZoneKeys)
 	if err != nil {
 		t.Fatal(err)
 	}

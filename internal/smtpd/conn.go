@@ -50,9 +50,10 @@ type record struct {
 	readErr     error  // first error reading from the client
 	closeReason string // why the server ended the connection
 
-	eof        bool  // the server ended the session: reads return EOF
-	timedOut   error // a read timed out: later reads fail the same way
-	hardClosed bool  // the socket was closed at once (shutdown)
+	eof         bool  // the server ended the session: reads return EOF
+	timedOut    error // a read timed out: later reads fail the same way
+	sessionOver bool  // the read timed out at the end of Options.SessionMax
+	hardClosed  bool  // the socket was closed at once (shutdown)
 
 	inTx     bool // inside a mail transaction (MAIL given, not finished)
 	mails    int
@@ -139,6 +140,9 @@ type trackedConn struct {
 	srv      *Server
 	rec      *record
 	acquired bool // holds a slot in the client table
+	// sessionEnd caps every read deadline (Options.SessionMax); wall
+	// clock, as the socket's deadlines are.
+	sessionEnd time.Time
 
 	closeOnce       sync.Once
 	closeAfterWrite bool // guarded by rec.mu
@@ -177,6 +181,10 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 	r.mu.Lock()
 	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 		r.timedOut = err
+		if !c.sessionEnd.IsZero() && !time.Now().Before(c.sessionEnd) {
+			r.sessionOver = true
+			r.setCloseReason("session lifetime exceeded")
+		}
 	}
 	if n > 0 && r.tlsStarting && !r.tlsDone && r.alert == "" {
 		r.alert = plainAlert(b[:n])
@@ -196,9 +204,44 @@ var goSMTPEndings = []struct{ prefix, reason string }{
 	{"421 4.0.0 Internal server error", "internal error"},
 }
 
+// SetReadDeadline caps t at the end of the session's lifetime. go-smtp
+// sets a deadline before every command line (CommandTimeout) and the
+// DATA handler one for the message; none reaches past sessionEnd.
+func (c *trackedConn) SetReadDeadline(t time.Time) error {
+	return c.Conn.SetReadDeadline(c.capped(t))
+}
+
+// SetDeadline is SetReadDeadline for reads; the write deadline stays t,
+// so the closing 421 can still be written.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetReadDeadline(c.capped(t)); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *trackedConn) capped(t time.Time) time.Time {
+	if !c.sessionEnd.IsZero() && (t.IsZero() || t.After(c.sessionEnd)) {
+		return c.sessionEnd
+	}
+	return t
+}
+
+// sessionOverReply replaces go-smtp's "421 4.4.2 Idle timeout" when the
+// lifetime, not an idle client, ended the session (plain text only; after
+// STARTTLS the client gets go-smtp's text, still a 421).
+const sessionOverReply = "421 4.4.2 session time limit reached, closing connection\r\n"
+
 func (c *trackedConn) Write(b []byte) (int, error) {
 	r := c.rec
 	r.mu.Lock()
+	if r.sessionOver && !r.tlsStarting && bytes.HasPrefix(b, []byte("421 4.4.2 ")) {
+		r.mu.Unlock()
+		if _, err := c.Conn.Write([]byte(sessionOverReply)); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
 	switch {
 	case !r.tlsStarting:
 		if bytes.HasPrefix(b, []byte("220 2.0.0 Ready to start TLS")) {

@@ -79,6 +79,12 @@ type Options struct {
 	// (timing.smtp_data_timeout; RFC 5321 §4.5.3.2.6: 10 minutes); 0
 	// means 10m.
 	DataTimeout time.Duration
+	// SessionMax bounds a connection's whole life (smtp.session_max):
+	// CommandTimeout alone lets a client that sends NOOP now and then hold
+	// a connection slot for ever. Past it the next read fails, the client
+	// gets 421 and the connection is closed, mid-transaction too. 0 means
+	// 10m.
+	SessionMax time.Duration
 	// ShutdownGrace is how long Serve waits, after its context ends, for
 	// connections in the middle of a mail transaction; idle ones are
 	// closed at once. 0 means 5s.
@@ -156,6 +162,7 @@ type Options struct {
 // Defaults.
 const (
 	defaultCommandTimeout = 5 * time.Minute
+	defaultSessionMax     = 10 * time.Minute
 	defaultDataTimeout    = 10 * time.Minute
 	defaultShutdownGrace  = 5 * time.Second
 	defaultStoreTimeout   = 10 * time.Second
@@ -267,6 +274,7 @@ func New(opts Options) (*Server, error) {
 	o := &s.opts
 	setDefault(&o.CommandTimeout, defaultCommandTimeout)
 	setDefault(&o.DataTimeout, defaultDataTimeout)
+	setDefault(&o.SessionMax, defaultSessionMax)
 	setDefault(&o.ShutdownGrace, defaultShutdownGrace)
 	setDefault(&o.StoreTimeout, defaultStoreTimeout)
 	setDefault(&o.DKIMTimeout, defaultDKIMTimeout)
@@ -507,7 +515,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 		ClientKey: key,
 		State:     store.StateNone,
 	}, local: s.locals[local.Addr()]}
-	tc := &trackedConn{Conn: raw, srv: s, rec: rec}
+	tc := &trackedConn{Conn: raw, srv: s, rec: rec, sessionEnd: time.Now().Add(s.opts.SessionMax)}
 	log := s.log.With("client", client.String())
 
 	over, why := "", ""

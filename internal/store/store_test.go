@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // openTestStore opens a fresh store in a temporary directory and closes it
@@ -86,7 +87,7 @@ func TestOpenCreatesDirAndConfiguresConnection(t *testing.T) {
 			{"journal_mode", "wal"},
 			{"busy_timeout", "5000"},
 			{"foreign_keys", "1"},
-			{"synchronous", "1"}, // NORMAL
+			{"synchronous", "2"}, // FULL: a commit is on disk before the reply that depends on it
 		} {
 			var got string
 			if err := c.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil {
@@ -228,5 +229,42 @@ func TestClosedStore(t *testing.T) {
 	}
 	if err := s.AddDNSQueries(t.Context(), []DNSQuery{testQuery(0, "a.example.")}); err == nil {
 		t.Error("AddDNSQueries on closed store succeeded")
+	}
+}
+
+// TestFileModes: the database and its -wal and -shm files are the
+// service's user's only (0600), also when an older version left the
+// database readable by others.
+func TestFileModes(t *testing.T) {
+	for _, existing := range []bool{false, true} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "mailsec.db")
+		if existing {
+			for _, p := range []string{path, path + "-wal"} {
+				if err := os.WriteFile(p, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(p, 0o644); err != nil { // whatever the umask
+					t.Fatal(err)
+				}
+			}
+		}
+		s, err := Open(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateTest(t.Context(), Test{ID: "t1", Created: time.Now(), Kind: TestToken, State: TestOpen}); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			info, err := os.Stat(p)
+			if err != nil {
+				t.Fatalf("existing %v: %v", existing, err)
+			}
+			if info.Mode().Perm() != 0o600 {
+				t.Errorf("existing %v: %s has mode %v, want 0600", existing, filepath.Base(p), info.Mode().Perm())
+			}
+		}
+		s.Close()
 	}
 }

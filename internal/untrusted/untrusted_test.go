@@ -70,3 +70,20 @@ func FuzzTruncate(f *testing.F) {
 		}
 	})
 }
+
+func TestTerminal(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"mx.example.org", "mx.example.org"},
+		{"grüße €", "grüße €"},
+		{"a\x1b[2Jb", "a?[2Jb"},
+		{"a\u009b31mb", "a?31mb"}, // C1 CSI
+		{"a\u0085b", "a?b"},       // C1 NEL
+		{"line\r\nforged\tcol", "line??forged?col"},
+		{"\x7f\x00", "??"},
+		{"bad\xffutf8", "bad?utf8"},
+	} {
+		if got := Terminal(tc.in); got != tc.want {
+			t.Errorf("Terminal(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

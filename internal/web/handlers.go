@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,67 +69,6 @@ func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.render(w, "report.html", map[string]any{"Title": "Report " + rep.Test, "ID": rep.Test, "Fragment": frag})
-}
-
-// events streams the report as server-sent events (HTML Living Standard
-// §9.2): an event "report" with the report's JSON whenever it changed,
-// until the verdict is final, the client leaves, or EventMax.
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	rep, _, ok := s.load(w, r, true)
-	if !ok {
-		return
-	}
-	flusher, canFlush := w.(http.Flusher)
-	if !canFlush {
-		s.fail(w, r, true, http.StatusInternalServerError, "streaming not supported")
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	ctx := r.Context()
-	deadline := time.NewTimer(s.o.EventMax)
-	defer deadline.Stop()
-	tick := time.NewTicker(s.o.EventInterval)
-	defer tick.Stop()
-	var last []byte
-	idle := 0
-	for {
-		b, err := json.Marshal(rep)
-		if err != nil {
-			return
-		}
-		if !bytes.Equal(b, last) {
-			if _, err := fmt.Fprintf(w, "event: report\ndata: %s\n\n", b); err != nil {
-				return
-			}
-			flusher.Flush()
-			last, idle = b, 0
-		} else if idle++; idle*int(s.o.EventInterval/time.Millisecond) >= 15000 {
-			// A comment keeps proxies from closing an idle stream.
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
-				return
-			}
-			flusher.Flush()
-			idle = 0
-		}
-		if rep.Final {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-deadline.C:
-			return
-		case <-tick.C:
-		}
-		next, _, err := s.build(ctx, rep.Test, s.o.Now())
-		if err != nil {
-			return // deleted, or the store failed: the browser reconnects
-		}
-		rep = next
-	}
 }
 
 func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {

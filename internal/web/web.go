@@ -65,12 +65,31 @@ type Options struct {
 	// nil: only IP addresses are taken.
 	Resolver sendingserver.Querier
 	// EventInterval is how often the live page's event stream looks at
-	// the store (default 1s); EventMax ends a stream (default 30 min; the
-	// browser reconnects).
+	// the store after a change (default 1s); while the report stays the
+	// same the wait doubles up to EventMaxWait (default 10s). EventMax
+	// ends a stream (default 30 min; the browser reconnects).
 	EventInterval time.Duration
+	EventMaxWait  time.Duration
 	EventMax      time.Duration
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// MaxStreams and MaxStreamsPerClient bound the open event streams
+	// (default 200 and 4; events.go).
+	MaxStreams, MaxStreamsPerClient int
+	// ReadTimeout bounds reading a whole request, body included (default
+	// 30s).
+	ReadTimeout time.Duration
+	// CheckConcurrency bounds the inbound checks of the form and the API
+	// running at once (default 8); CheckCache is how long a domain's
+	// result is reused (default 5m; checklimit.go).
+	CheckConcurrency int
+	CheckCache       time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (proxy.go); empty: the peer is the client.
+	TrustedProxies []netip.Prefix
+	// Hostnames are the names (host or host:port; the port is ignored)
+	// under which private pages answer (private.go); empty: any.
+	Hostnames []string
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Server serves the UI and the API.
@@ -80,6 +99,11 @@ type Server struct {
 	starts *ratelimit.Window
 	checks *ratelimit.Window
 	mux    *http.ServeMux
+	// hostnames is Options.Hostnames as a set; nil: any host.
+	hostnames map[string]bool
+	streams   streamSlots
+	// checkSlots holds a token per inbound check running.
+	checkSlots chan struct{}
 }
 
 // New returns a Server.
@@ -96,11 +120,33 @@ func New(o Options) *Server {
 	if o.EventMax <= 0 {
 		o.EventMax = 30 * time.Minute
 	}
+	if o.EventMaxWait <= 0 {
+		o.EventMaxWait = 10 * time.Second
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = 200
+	}
+	if o.MaxStreamsPerClient <= 0 {
+		o.MaxStreamsPerClient = 4
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = 30 * time.Second
+	}
+	if o.CheckConcurrency <= 0 {
+		o.CheckConcurrency = 8
+	}
+	if o.CheckCache <= 0 {
+		o.CheckCache = 5 * time.Minute
+	}
+	if o.Check != nil {
+		o.Check = (&checkCache{check: o.Check, ttl: o.CheckCache, now: o.Now}).run
+	}
 	if o.Retention <= 0 {
 		o.Retention = 30 * 24 * time.Hour
 	}
 	s := &Server{o: o, log: o.Logger, starts: ratelimit.New(max(o.StartLimit, 1), time.Hour, o.Now),
-		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux()}
+		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux(), hostnames: hostSet(o.Hostnames),
+		checkSlots: make(chan struct{}, o.CheckConcurrency)}
 	static, _ := fs.Sub(staticFS, "static")
 	m := s.mux
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -125,6 +171,7 @@ func New(o Options) *Server {
 
 // ServeHTTP adds the security headers to every answer.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.forwardedClient(r)
 	h := w.Header()
 	// Inline styles are the report's (shared with the mail); scripts only
 	// from our own static files.
@@ -135,6 +182,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cross-site form post refused", http.StatusForbidden)
 		return
 	}
+	if !s.guardPrivate(w, r) {
+		return
+	}
+	release, ok := s.guardCheck(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -165,7 +220,9 @@ func Listen(ctx context.Context, addrs []string) ([]net.Listener, error) {
 // Serve serves on the listeners until ctx ends. (The retention purge is
 // the service's, internal/retention: it runs without the web server too.)
 func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+	// No WriteTimeout: the event streams set a deadline per write
+	// (events.go), and an inbound check may take inbound.timeout.
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: s.o.ReadTimeout, IdleTimeout: time.Minute,
 		BaseContext: func(net.Listener) context.Context { return ctx }, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
@@ -188,8 +245,8 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 // idRe is the form of test ids (store.NewTestID).
 var idRe = regexp.MustCompile(`^[a-z2-7]{1,64}$`)
 
-// clientIP is the rate-limit key: the peer address (X-Forwarded-For is
-// not trusted; docs/web.md), IPv6 by /64.
+// clientIP is the rate-limit key: the peer address, or the client behind
+// a trusted proxy (forwardedClient), IPv6 by /64.
 func clientIP(r *http.Request) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
