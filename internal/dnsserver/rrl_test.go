@@ -262,3 +262,24 @@ func TestAmplificationCap(t *testing.T) {
 		t.Fatalf("AmplificationCut = %d, want 1", got)
 	}
 }
+
+// TestServeStopsWhenCancelledAtOnce: a context cancelled before the TCP
+// servers have started still ends Serve (it used to wait for ever).
+func TestServeStopsWhenCancelledAtOnce(t *testing.T) {
+	for range 20 {
+		srv := New(testAuthority(t), Options{})
+		ctx, cancel := context.WithCancel(context.Background())
+		ls, err := Listen(ctx, []string{"127.0.0.1:0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		cancel()
+		go func() { done <- srv.Serve(ctx, ls) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return after its context was cancelled")
+		}
+	}
+}

@@ -475,6 +475,14 @@ func (s *Server) Serve(ctx context.Context, listeners []Listener) error {
 	for _, srv := range servers {
 		_ = srv.ShutdownContext(shutdown)
 	}
+	// A server whose ActivateAndServe had not started yet when the
+	// context ended refuses the shutdown ("server not started") and would
+	// then serve for ever: closing its listener ends its accept loop.
+	for _, l := range listeners {
+		if l.TCP != nil {
+			l.TCP.Close()
+		}
+	}
 	for _, pc := range udp {
 		pc.Close() // ends serveUDP's read
 	}
