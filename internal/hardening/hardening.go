@@ -118,12 +118,14 @@ type Sizes struct {
 	// JunkFetches policy fetches and JunkFixedTests fixed-address test
 	// mails before a real test (R3).
 	JunkFetches, JunkFixedTests int
+	// EventStreams live-page event streams held open at once (R2).
+	EventStreams int
 }
 
 // ReducedSizes are CI's; FullSizes the issue's.
 var (
-	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000, SlowStreams: 40, SlowSeconds: 10, CrashSessions: 60, CrashTests: 6, CrashKills: 3, JunkFetches: 2000, JunkFixedTests: 300}
-	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000, SlowStreams: 400, SlowSeconds: 30, CrashSessions: 200, CrashTests: 20, CrashKills: 10, JunkFetches: 20000, JunkFixedTests: 2000}
+	ReducedSizes = Sizes{FloodSeconds: 5, FloodRate: 1000, IdleTCP: 1000, SlowStreams: 40, SlowSeconds: 10, CrashSessions: 60, CrashTests: 6, CrashKills: 3, JunkFetches: 2000, JunkFixedTests: 300, EventStreams: 300}
+	FullSizes    = Sizes{Full: true, FloodSeconds: 60, FloodRate: 1000, IdleTCP: 5000, SlowStreams: 400, SlowSeconds: 30, CrashSessions: 200, CrashTests: 20, CrashKills: 10, JunkFetches: 20000, JunkFixedTests: 2000, EventStreams: 2000}
 )
 
 // Check is one named result with its figures.
@@ -185,6 +187,8 @@ func checks() []check {
 		{"R1 unauthenticated", (*Suite).unauthenticated},
 		{"R2 connection caps", (*Suite).connectionCaps},
 		{"R2 slow DATA", (*Suite).slowData},
+		{"R2 idle and NOOP holders", (*Suite).holders},
+		{"R2 event streams", (*Suite).eventStreams},
 		{"R3 out-of-zone flood", (*Suite).outOfZoneFlood},
 		{"R3 in-zone flood", (*Suite).inZoneFlood},
 		{"R3 oversize TLS-RPT", (*Suite).oversizeTLSRPT},
