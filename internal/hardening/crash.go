@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -253,63 +255,93 @@ func (s *Suite) crash(ctx context.Context) Check {
 		sent.Load(), kills, acked.Load(), broken.Load(), finals, len(tests), mailsOK, len(dupes), integrity))
 }
 
-// killAndRestart kills the service (SIGKILL) and starts it again with the
-// same command line, environment and directory, its output appended to
-// its log; lab/state/pids is updated so lab/down stops the new process.
-// It returns once SMTP greets again.
-func (s *Suite) killAndRestart(ctx context.Context) error {
-	pidsFile := filepath.Join(s.Env.State, "pids")
-	pids, err := os.ReadFile(pidsFile)
+// serviceProcess is how the running service was started.
+type serviceProcess struct {
+	pid      int
+	argv     []string
+	env      []string
+	dir      string
+	pidsFile string
+	pids     string
+}
+
+// findService reads the service's pid from lab/state/pids and its command
+// line, environment and directory from /proc.
+func (s *Suite) findService() (serviceProcess, error) {
+	sp := serviceProcess{pidsFile: filepath.Join(s.Env.State, "pids")}
+	pids, err := os.ReadFile(sp.pidsFile)
 	if err != nil {
-		return fmt.Errorf("restart: %w", err)
+		return sp, fmt.Errorf("restart: %w", err)
 	}
-	pid := 0
-	for _, line := range strings.Split(string(pids), "\n") {
+	sp.pids = string(pids)
+	for _, line := range strings.Split(sp.pids, "\n") {
 		if f := strings.Fields(line); len(f) == 2 && f[0] == "mailsec" {
-			pid, _ = strconv.Atoi(f[1])
+			sp.pid, _ = strconv.Atoi(f[1])
 		}
 	}
-	if pid == 0 {
-		return fmt.Errorf("restart: no mailsec pid in %s", pidsFile)
+	if sp.pid == 0 {
+		return sp, fmt.Errorf("restart: no mailsec pid in %s", sp.pidsFile)
 	}
-	proc := fmt.Sprintf("/proc/%d", pid)
+	proc := fmt.Sprintf("/proc/%d", sp.pid)
 	cmdline, err1 := os.ReadFile(proc + "/cmdline")
 	environ, err2 := os.ReadFile(proc + "/environ")
 	cwd, err3 := os.Readlink(proc + "/cwd")
 	if err := firstErr(err1, err2, err3); err != nil {
-		return fmt.Errorf("restart: reading pid %d: %w", pid, err)
+		return sp, fmt.Errorf("restart: reading pid %d: %w", sp.pid, err)
 	}
-	argv := splitNul(cmdline)
-	if len(argv) == 0 {
-		return fmt.Errorf("restart: pid %d has no command line", pid)
+	sp.argv, sp.env, sp.dir = splitNul(cmdline), splitNul(environ), cwd
+	if len(sp.argv) == 0 {
+		return sp, fmt.Errorf("restart: pid %d has no command line", sp.pid)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("restart: kill -9 %d: %w", pid, err)
+	return sp, nil
+}
+
+// kill ends the service with SIGKILL and waits until it is gone.
+func (sp serviceProcess) kill() error {
+	if err := syscall.Kill(sp.pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("restart: kill -9 %d: %w", sp.pid, err)
 	}
+	proc := fmt.Sprintf("/proc/%d", sp.pid)
 	for i := 0; ; i++ { // gone (or a zombie of lab/up's shell)
 		st, err := os.ReadFile(proc + "/stat")
 		if err != nil || bytes.Contains(st, []byte(") Z ")) {
-			break
+			return nil
 		}
 		if i > 100 {
-			return fmt.Errorf("restart: pid %d still alive after SIGKILL", pid)
+			return fmt.Errorf("restart: pid %d still alive after SIGKILL", sp.pid)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// start runs the service again as it was started, its output appended to
+// its log and to out (if not nil).
+func (s *Suite) start(sp serviceProcess, out *bytes.Buffer) (*exec.Cmd, <-chan struct{}, error) {
 	logf, err := os.OpenFile(filepath.Join(s.Env.State, "logs", "mailsec.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return fmt.Errorf("restart: %w", err)
+		return nil, nil, fmt.Errorf("restart: %w", err)
 	}
-	defer logf.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = splitNul(environ), cwd, logf, logf
+	cmd := exec.Command(sp.argv[0], sp.argv[1:]...)
+	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = sp.env, sp.dir, logf, logf
+	if out != nil {
+		w := io.MultiWriter(logf, out)
+		cmd.Stdout, cmd.Stderr = w, w
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("restart: %w", err)
+		logf.Close()
+		return nil, nil, fmt.Errorf("restart: %w", err)
 	}
-	go func() { _ = cmd.Wait() }()
-	newPids := strings.ReplaceAll(string(pids), fmt.Sprintf("mailsec %d\n", pid), fmt.Sprintf("mailsec %d\n", cmd.Process.Pid))
-	if err := os.WriteFile(pidsFile, []byte(newPids), 0o644); err != nil {
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+	return cmd, done, nil
+}
+
+// adopt records cmd as the lab's mailsec (lab/down stops it) and waits
+// until SMTP greets.
+func (s *Suite) adopt(ctx context.Context, sp serviceProcess, cmd *exec.Cmd) error {
+	newPids := strings.ReplaceAll(sp.pids, fmt.Sprintf("mailsec %d\n", sp.pid), fmt.Sprintf("mailsec %d\n", cmd.Process.Pid))
+	if err := os.WriteFile(sp.pidsFile, []byte(newPids), 0o644); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
@@ -317,9 +349,107 @@ func (s *Suite) killAndRestart(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("restart: SMTP does not greet 60 s after the restart (log %s)", logf.Name())
+			return fmt.Errorf("restart: SMTP does not greet 60 s after the restart (log %s)", filepath.Join(s.Env.State, "logs", "mailsec.log"))
 		}
 	}
+}
+
+// killAndRestart kills the service (SIGKILL) and starts it again with the
+// same command line, environment and directory; lab/state/pids is updated
+// so lab/down stops the new process. It returns once SMTP greets again.
+func (s *Suite) killAndRestart(ctx context.Context) error {
+	sp, err := s.findService()
+	if err != nil {
+		return err
+	}
+	if err := sp.kill(); err != nil {
+		return err
+	}
+	cmd, _, err := s.start(sp, nil)
+	if err != nil {
+		return err
+	}
+	return s.adopt(ctx, sp, cmd)
+}
+
+var reDataDir = regexp.MustCompile(`(?m)^data_dir\s*=\s*"([^"]+)"`)
+
+// missingKeys stops the service, moves the DNSSEC key directory of its
+// populated store aside and starts it: it must refuse to start (exit
+// non-zero, naming the key), not make new keys that would turn both zones
+// bogus. Then the keys go back and the service starts as before.
+func (s *Suite) missingKeys(ctx context.Context) Check {
+	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
+	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	m := reDataDir.FindSubmatch(out)
+	if m == nil {
+		return result([]string{"mailsec config: no data_dir"}, nil, "")
+	}
+	keys := filepath.Join(string(m[1]), "keys")
+	aside := keys + ".hardening-aside"
+	sp, err := s.findService()
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	if err := sp.kill(); err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	var bad []string
+	if err := os.Rename(keys, aside); err != nil {
+		bad = append(bad, err.Error())
+	}
+	var output bytes.Buffer
+	code, said := -1, ""
+	if len(bad) == 0 {
+		cmd, exited, err := s.start(sp, &output)
+		if err != nil {
+			bad = append(bad, err.Error())
+		} else {
+			select {
+			case <-exited:
+				code = cmd.ProcessState.ExitCode()
+			case <-time.After(30 * time.Second):
+				bad = append(bad, "the service started without its keys (still running after 30 s)")
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+			said = strings.TrimSpace(lastLine(output.String()))
+			if code == 0 || !strings.Contains(strings.ToLower(output.String()), "key") {
+				bad = append(bad, fmt.Sprintf("without its keys: exit %d, %q", code, said))
+			}
+		}
+		// The zones' keys are the ones the parents' DS records name; the
+		// others (personas, DKIM) live in our own signed zone.
+		made, _ := os.ReadDir(keys)
+		for _, f := range made {
+			for _, z := range []string{s.Env.ZoneA, s.Env.ZoneB} {
+				if strings.HasPrefix(f.Name(), strings.TrimSuffix(z, ".")+".") {
+					bad = append(bad, "a new zone key was made: "+f.Name())
+				}
+			}
+		}
+		_ = os.RemoveAll(keys) // what the start made before it refused
+		if err := os.Rename(aside, keys); err != nil {
+			bad = append(bad, "putting the keys back: "+err.Error())
+		}
+	}
+	cmd, _, err := s.start(sp, nil)
+	if err == nil {
+		err = s.adopt(ctx, sp, cmd)
+	}
+	if err != nil {
+		bad = append(bad, "restarting with the keys: "+err.Error())
+	}
+	return result(bad, map[string]any{"exit_code": code, "message": said},
+		fmt.Sprintf("without its key directory the service exits %d: %q; with it back it serves again", code, said))
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
 
 func splitNul(b []byte) []string {

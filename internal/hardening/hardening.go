@@ -199,6 +199,7 @@ func checks() []check {
 		{"R6 idle TCP", (*Suite).idleTCP},
 		// Last: it kills and restarts the service.
 		{"R4 crash", (*Suite).crash},
+		{"R4 missing keys", (*Suite).missingKeys},
 	}
 }
 
