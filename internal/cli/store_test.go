@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +38,54 @@ func TestStoreStats(t *testing.T) {
 	}
 	if code, _, _ := run(t, "-config", cfg, "store", "frob"); code != exitUsage {
 		t.Fatalf("store frob: %d, want usage", code)
+	}
+}
+
+// TestStoreBackupAndPurge: a backup is a copy the purge can work on: as of
+// a year later, the copy's test is gone and the original keeps it.
+func TestStoreBackupAndPurge(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mailsec.toml")
+	os.WriteFile(cfg, []byte("data_dir = \"data\"\n"), 0o600)
+	if code, _, errOut := run(t, "-config", cfg, "test", "new"); code != 0 {
+		t.Fatalf("test new: %d %s", code, errOut)
+	}
+	backup := filepath.Join(dir, "copy.db")
+	if code, _, errOut := run(t, "-config", cfg, "store", "backup", backup); code != 0 {
+		t.Fatalf("backup: %d %s", code, errOut)
+	}
+	if code, _, _ := run(t, "-config", cfg, "store", "backup", backup); code != exitUsage {
+		t.Fatalf("a backup over an existing file: %d, want usage", code)
+	}
+	code, out, errOut := run(t, "-config", cfg, "store", "purge", "-json", "-as-of", "+8760h", "-db", backup)
+	if code != 0 || !strings.Contains(out, `"tests": 1`) {
+		t.Fatalf("purge of the copy: %d %s %s", code, out, errOut)
+	}
+	rows := func(db string) int64 {
+		t.Helper()
+		args := []string{"-config", cfg, "store", "stats", "-json"}
+		if db != "" {
+			args = append(args, "-db", db)
+		}
+		code, out, errOut := run(t, args...)
+		var st struct {
+			Tables map[string]int64 `json:"tables"`
+		}
+		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
+			t.Fatalf("stats: %d %s %s", code, out, errOut)
+		}
+		return st.Tables["tests"]
+	}
+	if got := rows(backup); got != 0 {
+		t.Fatalf("the purged copy holds %d tests", got)
+	}
+	if got := rows(""); got != 1 {
+		t.Fatalf("the original holds %d tests, want 1", got)
+	}
+	if code, _, _ := run(t, "-config", cfg, "store", "purge", "-as-of", "tomorrow"); code != exitUsage {
+		t.Fatalf("-as-of tomorrow: %d, want usage", code)
+	}
+	if code, _, _ := run(t, "-config", cfg, "store", "stats", "-db", filepath.Join(dir, "missing.db")); code != exitUsage {
+		t.Fatalf("-db of a missing file: %d, want usage", code)
 	}
 }

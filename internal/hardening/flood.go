@@ -2,12 +2,16 @@ package hardening
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -163,4 +167,64 @@ func (s *Suite) queryLogLimits(ctx context.Context) (perClient, total int64, err
 	perClient, _ = strconv.ParseInt(string(pc[1]), 10, 64)
 	total, _ = strconv.ParseInt(string(t[1]), 10, 64)
 	return perClient, total, nil
+}
+
+// retentionEmpties copies the store as the suite's floods left it (`mailsec
+// store backup`) and purges the copy as of 100 days later (`mailsec store
+// purge -as-of`): every table that grows with what peers send must be
+// empty; only the schema's bookkeeping, the zones' key record and the
+// operator's own bulk scans stay.
+func (s *Suite) retentionEmpties(ctx context.Context) Check {
+	dir, err := os.MkdirTemp("", "mailsec-hardening-")
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	defer os.RemoveAll(dir)
+	copyDB := filepath.Join(dir, "copy.db")
+	run := func(args ...string) ([]byte, error) {
+		all := append(append([]string(nil), s.Env.Command[1:]...), args...)
+		out, err := exec.CommandContext(ctx, s.Env.Command[0], all...).Output()
+		if err != nil {
+			return out, fmt.Errorf("mailsec %s: %w", strings.Join(args, " "), err)
+		}
+		return out, nil
+	}
+	before, _, err := s.storeStats(ctx)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	if _, err := run("store", "backup", copyDB); err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	purged, err := run("store", "purge", "-json", "-as-of", "+2400h", "-db", copyDB)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	out, err := run("store", "stats", "-json", "-db", copyDB)
+	if err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	var after struct {
+		Tables map[string]int64 `json:"tables"`
+	}
+	if err := json.Unmarshal(out, &after); err != nil {
+		return result([]string{err.Error()}, nil, "")
+	}
+	kept := map[string]bool{"schema_migrations": true, "zone_keys": true, "scans": true, "scan_items": true}
+	var bad []string
+	var rows int64
+	for table, n := range after.Tables {
+		if !kept[table] && n != 0 {
+			bad = append(bad, fmt.Sprintf("%s: %d rows left", table, n))
+		}
+	}
+	for table, n := range before {
+		if !kept[table] {
+			rows += n
+		}
+	}
+	var counts map[string]any
+	_ = json.Unmarshal(purged, &counts)
+	return result(bad, map[string]any{"rows_before": rows, "purged": counts},
+		fmt.Sprintf("a copy of the store (%d rows in the tables peers fill) purged as of 100 days later: %d tables checked", rows, len(after.Tables)))
 }

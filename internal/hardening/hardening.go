@@ -193,6 +193,7 @@ func checks() []check {
 		{"R3 in-zone flood", (*Suite).inZoneFlood},
 		{"R3 oversize TLS-RPT", (*Suite).oversizeTLSRPT},
 		{"R3 junk, then a real test", (*Suite).junkThenReal},
+		{"R3 retention empties the tables", (*Suite).retentionEmpties},
 		{"R6 refusals", (*Suite).dnsRefusals},
 		{"R6 answer sizes", (*Suite).dnsSizes},
 		{"R6 rate limiting", (*Suite).dnsRateLimit},

@@ -1,6 +1,8 @@
 // Package retention deletes what the service no longer needs to keep: tests
 // past their retention with everything recorded for them, connections no
-// test claimed, policy fetches too old to be any test's evidence, and
+// test claimed, policy fetches too old to be any test's evidence, the
+// downgrade-window state of clients with no connection left, inbound
+// checks tied to no test, DNS queries past the query log's retention, and
 // TLS-RPT report mails past theirs.
 //
 // It runs in its own loop whenever the service runs, whether or not the
@@ -47,6 +49,10 @@ type Options struct {
 	// TLSRPT: TLS-RPT report mails received longer ago are deleted
 	// (smtp.tlsrpt_retention).
 	TLSRPT time.Duration
+	// DNSQueries: logged DNS queries older than this are deleted
+	// (dns.query_log_retention; the query log's writer prunes too, but
+	// only while the DNS server runs). 0: left to the query log.
+	DNSQueries time.Duration
 	// Every is the interval between purges (default 1h).
 	Every  time.Duration
 	Logger *slog.Logger     // nil: discard
@@ -58,7 +64,13 @@ type Purger struct{ o Options }
 
 // Counts says what one purge deleted.
 type Counts struct {
-	Tests, UntiedConnections, PolicyFetches, TLSRPTReports int64
+	Tests               int64 `json:"tests"`
+	UntiedConnections   int64 `json:"untied_connections"`
+	PolicyFetches       int64 `json:"policy_fetches"`
+	TLSRPTReports       int64 `json:"tlsrpt_reports"`
+	Clients             int64 `json:"clients"`
+	UntiedInboundChecks int64 `json:"untied_inbound_checks"`
+	DNSQueries          int64 `json:"dns_queries"`
 }
 
 // New returns a Purger for o.
@@ -92,7 +104,8 @@ func (p *Purger) Run(ctx context.Context) error {
 		c, err := p.Purge(ctx)
 		if c != (Counts{}) {
 			p.o.Logger.Info("retention purge", "tests", c.Tests, "untied_connections", c.UntiedConnections,
-				"policy_fetches", c.PolicyFetches, "tlsrpt_reports", c.TLSRPTReports)
+				"policy_fetches", c.PolicyFetches, "tlsrpt_reports", c.TLSRPTReports,
+				"clients", c.Clients, "untied_inbound_checks", c.UntiedInboundChecks, "dns_queries", c.DNSQueries)
 		}
 		return err
 	})
@@ -102,7 +115,12 @@ func (p *Purger) Run(ctx context.Context) error {
 // Purge deletes, once, everything past its retention. Each kind is tried
 // even if another failed; the errors are joined.
 func (p *Purger) Purge(ctx context.Context) (Counts, error) {
-	now := p.o.Now()
+	return p.PurgeAt(ctx, p.o.Now())
+}
+
+// PurgeAt is Purge as if it were now: `mailsec store purge -as-of` shows
+// what would be gone by a later time (on a copy of the store).
+func (p *Purger) PurgeAt(ctx context.Context, now time.Time) (Counts, error) {
 	var c Counts
 	testsBefore := now.Add(-p.o.Tests)
 	var errs []error
@@ -115,6 +133,15 @@ func (p *Purger) Purge(ctx context.Context) (Counts, error) {
 	errs = append(errs, err)
 	c.TLSRPTReports, err = p.o.Store.PruneTLSRPTReports(ctx, now.Add(-p.o.TLSRPT))
 	errs = append(errs, err)
+	// After the connections: a client whose connections are all gone.
+	c.Clients, err = p.o.Store.PruneClients(ctx, testsBefore)
+	errs = append(errs, err)
+	c.UntiedInboundChecks, err = p.o.Store.PruneUntiedInboundChecks(ctx, testsBefore)
+	errs = append(errs, err)
+	if p.o.DNSQueries > 0 {
+		c.DNSQueries, err = p.o.Store.PruneDNSQueries(ctx, now.Add(-p.o.DNSQueries))
+		errs = append(errs, err)
+	}
 	return c, errors.Join(errs...)
 }
 

@@ -39,7 +39,7 @@ func Purger(cfg *config.Config, st *store.Store, log *slog.Logger) *retention.Pu
 	return retention.New(retention.Options{
 		Store: st, Tests: cfg.Web.Retention.Duration,
 		FetchWindow: EvidenceRules(cfg).WithDefaults().FetchWindow,
-		TLSRPT:      cfg.SMTP.TLSRPTRetention.Duration, Logger: log,
+		TLSRPT:      cfg.SMTP.TLSRPTRetention.Duration, DNSQueries: cfg.DNS.QueryLogRetention.Duration, Logger: log,
 	})
 }
 

@@ -46,3 +46,42 @@ func (s *Store) PrunePolicyFetches(ctx context.Context, t time.Time) (int64, err
 func (s *Store) PruneTLSRPTReports(ctx context.Context, t time.Time) (int64, error) {
 	return s.pruneBefore(ctx, "prune TLS-RPT reports", "tlsrpt_reports", "received_ns", t)
 }
+
+// pruneChunked runs a DELETE of at most pruneChunk rows (its last two
+// arguments are the cutoff and the chunk size) until it deletes fewer.
+func (s *Store) pruneChunked(ctx context.Context, what, query string, cutoff int64) (int64, error) {
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("store: %s: %w", what, err)
+		}
+		n, err := execCount(ctx, s.db, what, s.q(query), cutoff, cutoff, pruneChunk)
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < pruneChunk {
+			return total, nil
+		}
+	}
+}
+
+// PruneClients deletes the downgrade-window state of client networks first
+// seen and last given a window before t that have no connection left (the
+// retention purge deletes connections first): a client seen again later
+// starts afresh, as a new client would. Without it, every client network
+// that ever connected would keep a row for ever.
+func (s *Store) PruneClients(ctx context.Context, t time.Time) (int64, error) {
+	return s.pruneChunked(ctx, "prune clients", `DELETE FROM smtp_clients WHERE client IN
+    (SELECT client FROM smtp_clients WHERE first_seen_ns < ? AND window_start_ns < ?
+       AND NOT EXISTS (SELECT 1 FROM smtp_connections c WHERE c.client_key = smtp_clients.client)
+     LIMIT ?)`, clampToNanos(t))
+}
+
+// PruneUntiedInboundChecks deletes the inbound checks tied to no test (web
+// checks, the provider table's) that ran before t; a test's check goes
+// with its test.
+func (s *Store) PruneUntiedInboundChecks(ctx context.Context, t time.Time) (int64, error) {
+	return s.pruneChunked(ctx, "prune untied inbound checks", `DELETE FROM inbound_checks WHERE id IN
+    (SELECT id FROM inbound_checks WHERE test_id = '' AND checked_ns < ? AND stored_ns < ? ORDER BY checked_ns LIMIT ?)`, clampToNanos(t))
+}

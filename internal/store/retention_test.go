@@ -90,3 +90,56 @@ func TestPruneByAge(t *testing.T) {
 		t.Fatalf("reports left: %+v, %v", reports, err)
 	}
 }
+
+// TestPruneClientsAndUntiedChecks: a client network's window state goes
+// once it is old and none of its connections is left; an inbound check tied
+// to no test goes once old; a test's check and a client with a connection
+// stay.
+func TestPruneClientsAndUntiedChecks(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	cut := testEpoch().Add(time.Hour)
+	for _, c := range []struct {
+		key string
+		at  time.Time
+	}{{"192.0.2.0/24", cut.Add(-time.Minute)}, {"198.51.100.0/24", cut.Add(-time.Minute)}, {"203.0.113.0/24", cut.Add(time.Minute)}} {
+		if _, err := s.ClientWindowStart(ctx, c.key, c.at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 198.51.100.0/24 still has a connection (untied, or its test's).
+	conn := SMTPConnection{Started: cut.Add(-time.Minute), Client: netip.MustParseAddrPort("198.51.100.7:4000"),
+		Local: netip.MustParseAddrPort("127.0.0.1:25"), ClientKey: "198.51.100.0/24", State: StateNone}
+	if err := s.InsertConnection(ctx, &conn); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneClients(ctx, cut); err != nil || n != 1 {
+		t.Fatalf("PruneClients: %d, %v; want 1 (the old client without connections)", n, err)
+	}
+	st, err := s.Stats(ctx, false)
+	if err != nil || st.Tables["smtp_clients"] != 2 {
+		t.Fatalf("smtp_clients left: %d (%v), want 2", st.Tables["smtp_clients"], err)
+	}
+
+	now := cut.Add(-time.Minute)
+	for _, c := range []InboundCheck{
+		{Domain: "old.example", Checked: now, Stored: now, Colour: "green", Report: []byte("{}")},
+		{Domain: "new.example", Checked: cut.Add(time.Minute), Stored: cut.Add(time.Minute), Colour: "green", Report: []byte("{}")},
+	} {
+		if err := s.AddInboundCheck(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CreateTest(ctx, Test{ID: "prunetest1", Created: now, Updated: now, Kind: TestToken, State: TestOpen}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddInboundCheck(ctx, InboundCheck{TestID: "prunetest1", Domain: "old.example", Checked: now, Stored: now, Colour: "red", Report: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneUntiedInboundChecks(ctx, cut); err != nil || n != 1 {
+		t.Fatalf("PruneUntiedInboundChecks: %d, %v; want 1", n, err)
+	}
+	if st, err := s.Stats(ctx, false); err != nil || st.Tables["inbound_checks"] != 2 {
+		t.Fatalf("inbound_checks left: %d (%v), want 2 (the new one and the test's)", st.Tables["inbound_checks"], err)
+	}
+}
