@@ -34,6 +34,12 @@ SENDER_DOMAIN_SUFFIX="sender.lab.internal"
 NOAUTH_DOMAIN="noauth.lab.internal"
 SENDER_SPF_RANGE="127.128.0.0/10"
 MAILBOX_HOST="mbox.lab.internal"
+# lab/hardening's SSRF canaries: a sender domain (SPF allows the senders)
+# whose MX and MTA-STS hosts are private addresses outside
+# network.allow_destinations; the suite listens there and counts.
+SSRF_DOMAIN="ssrf.lab.internal"
+SSRF_CANARY1="10.99.0.1"
+SSRF_CANARY2="169.254.99.1"
 MAILBOX_ADDR="127.0.0.30"
 
 # pebble, the lab's ACME CA (lab-recipes §4). Its ACME address comes from

@@ -85,7 +85,8 @@ type apiTest struct {
 			State string `json:"state"`
 		} `json:"history"`
 		Mail *struct {
-			State string `json:"state"`
+			State  string `json:"state"`
+			Reason string `json:"reason"`
 		} `json:"mail"`
 	} `json:"report"`
 }
