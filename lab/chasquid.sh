@@ -79,7 +79,7 @@ EOF
 # chasquid_start NAME: start the instance as its uid; records its pid in
 # lab/state/pids (lab/down stops it) and in DIR/pid.
 chasquid_start() {
-	local name=$1 dir uid roots src pid i
+	local name=$1 dir uid roots src
 	dir=$(chasquid_dir "$name")
 	uid=$(cat "$dir/uid")
 	roots=$(cat "$dir/roots")
@@ -87,31 +87,11 @@ chasquid_start() {
 	ip netns exec "$LAB_NETNS" env SSL_CERT_FILE="$roots" SSL_CERT_DIR=/nonexistent \
 		setpriv --reuid="$uid" --regid="$uid" --clear-groups \
 		chasquid -config_dir "$dir/etc" -logfile "$dir/chasquid.log" -v=1 </dev/null >>"$dir/stderr.log" 2>&1 &
-	pid=$!
-	echo "$pid" >"$dir/pid"
 	date +%s >"$dir/started"
-	printf '%s %s\n' "chasquid-$name" "$pid" >>"$LAB_PIDS"
-	for ((i = 0; i < 40; i++)); do
-		if ns_exec bash -c "exec 3<>/dev/tcp/$src/1587" 2>/dev/null; then return 0; fi
-		pid_alive "$pid" || die "chasquid $name exited (see ${dir#"$REPO_ROOT"/}/stderr.log)"
-		sleep 0.25
-	done
-	die "chasquid $name does not listen on $src:1587"
+	started_listening "chasquid-$name" $! "$dir/pid" "$src" 1587 "$dir/stderr.log"
 }
 
-chasquid_stop() {
-	local dir pid i
-	dir=$(chasquid_dir "$1")
-	pid=$(cat "$dir/pid" 2>/dev/null) || return 0
-	if pid_is_ours "$pid"; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 40; i++)); do
-			pid_alive "$pid" || break
-			sleep 0.1
-		done
-	fi
-	rm -f "$dir/pid"
-}
+chasquid_stop() { stop_pid_file "$(chasquid_dir "$1")/pid"; }
 
 # chasquid_queued NAME: the number of messages in its queue.
 chasquid_queued() {

@@ -64,36 +64,15 @@ haraka_write() {
 }
 
 haraka_start() {
-	local name=$1 dir src pid i
+	local name=$1 dir src
 	dir=$(haraka_dir "$name")
 	src=$(cat "$dir/src")
 	ip netns exec "$LAB_NETNS" env NODE_EXTRA_CA_CERTS="$LAB_CA_FILE" \
 		"$HARAKA_BIN" -c "$dir" </dev/null >>"$dir/haraka.log" 2>&1 &
-	pid=$!
-	echo "$pid" >"$dir/pid"
-	printf '%s %s\n' "haraka-$name" "$pid" >>"$LAB_PIDS"
-	for ((i = 0; i < 80; i++)); do
-		if ns_exec bash -c "exec 3<>/dev/tcp/$src/$HARAKA_PORT" 2>/dev/null; then return 0; fi
-		pid_alive "$pid" || die "haraka $name exited (see ${dir#"$REPO_ROOT"/}/haraka.log)"
-		sleep 0.25
-	done
-	die "haraka $name does not listen on $src:$HARAKA_PORT"
+	started_listening "haraka-$name" $! "$dir/pid" "$src" "$HARAKA_PORT" "$dir/haraka.log"
 }
 
-haraka_stop() {
-	local dir pid i
-	dir=$(haraka_dir "$1")
-	pid=$(cat "$dir/pid" 2>/dev/null) || return 0
-	if pid_is_ours "$pid"; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for ((i = 0; i < 50; i++)); do
-			pid_alive "$pid" || break
-			sleep 0.1
-		done
-		if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
-	fi
-	rm -f "$dir/pid"
-}
+haraka_stop() { stop_pid_file "$(haraka_dir "$1")/pid"; }
 
 # haraka_queued NAME: the number of messages in its queue (one file per
 # message and destination domain).

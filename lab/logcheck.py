@@ -40,6 +40,9 @@ family, test_json = sys.argv[1:3]
 logs = sys.argv[3:]
 
 log = collections.Counter()
+# proof: the log's own words that the sender demanded a verified
+# certificate (beyond refusing one, which refused_cert counts).
+proof = []
 sent_to = collections.Counter()  # recipient -> deliveries in the log
 hosts = collections.defaultdict(list)
 
@@ -60,6 +63,11 @@ def parse_postfix(maillog):
         m = est.search(line)
         if m:
             last_tls[m.group(1)] = m.group(3).lower()
+            # "Verified": the level (verify, secure, dane) demanded the
+            # check and it passed; at level may Postfix says Trusted or
+            # Untrusted.
+            if m.group(2) == "Verified":
+                proof.append(f"Postfix: Verified TLS connection established to {m.group(3).lower()}")
             continue
         m = status.search(line)
         if m:
@@ -130,6 +138,9 @@ def parse_chasquid(_maillog, chasquid_log):
                 log["said_4xx"] += 1
             tls[rcpt] = None
             continue
+        if msg.startswith("STS policy: connection is using valid TLS"):
+            proof.append(f"chasquid: MTA-STS policy demanded and got valid TLS for {rcpt.split('@')[-1]}")
+            continue
         if msg == "done":
             lst = mxs.get(rcpt) or ["?"]
             log["delivered"] += 1
@@ -142,7 +153,7 @@ def parse_haraka(haraka_log):
     # Per outbound session id ("[UUID.1.N]"): "MX from Plugin: D => 0
     # [json]" lists the MXs, each "deliver: ... -> IP" takes the next one.
     sid_re = re.compile(r"\[([0-9A-F-]{36}\.\d+\.\d+)\] \[outbound\] (.*)$")
-    mxs, cur = {}, {}
+    mxs, cur, forced = {}, {}, set()
     for line in open(haraka_log, errors="replace"):
         m = sid_re.search(line.rstrip("\n"))
         if not m:
@@ -154,6 +165,12 @@ def parse_haraka(haraka_log):
         if msg.startswith("deliver:"):
             lst = mxs.get(sid) or ["?"]
             cur[sid] = lst.pop(0) if lst else "?"
+            continue
+        if msg.startswith("Forcing TLS for domain"):
+            forced.add(sid)
+            continue
+        if sid in forced and msg.startswith("secured verified=true"):
+            proof.append(f"Haraka: forced TLS (verification required) verified {cur.get(sid, '?')}")
             continue
         if msg.startswith("Temp fail for: No TLS available but required"):
             log["refused_plain"] += 1
@@ -237,4 +254,8 @@ summary = ", ".join(f"{k} {log[k]}" for k in ("delivered", "said_4xx", "refused_
 if problems:
     print("DISAGREE: " + "; ".join(problems))
     sys.exit(1)
-print(f"agree ({summary})")
+# "verifies yes": the log proves the sender demands a verified certificate
+# (it refused one, or says it demanded and got one); lab/run flags a
+# verify/dane/dane-only/mta-sts verdict without it (false_secure).
+verifies = "yes" if log["refused_cert"] or proof else "no"
+print(f"agree ({summary}, verifies {verifies})")
