@@ -177,6 +177,39 @@ live_pids() {
 	done <"$LAB_PIDS"
 }
 
+# started_listening NAME PID PID_FILE ADDR PORT LOG: a lab sender just
+# started in the background (lab/chasquid.sh, lab/haraka.sh): record its
+# pid (PID_FILE, and lab/state/pids so lab/down stops it) and wait up to
+# 20 s until it listens on ADDR:PORT; die naming LOG if it exits first.
+started_listening() {
+	local name=$1 pid=$2 pid_file=$3 addr=$4 port=$5 logf=$6 i
+	echo "$pid" >"$pid_file"
+	printf '%s %s\n' "$name" "$pid" >>"$LAB_PIDS"
+	for ((i = 0; i < 80; i++)); do
+		if ns_exec bash -c "exec 3<>/dev/tcp/$addr/$port" 2>/dev/null; then return 0; fi
+		pid_alive "$pid" || die "$name exited (see ${logf#"$REPO_ROOT"/})"
+		sleep 0.25
+	done
+	die "$name does not listen on $addr:$port"
+}
+
+# stop_pid_file FILE: stop the process whose pid FILE holds, if it is still
+# ours (SIGTERM, up to 5 s, then SIGKILL), and remove FILE. For the lab
+# senders lab/run starts (lab/chasquid.sh, lab/haraka.sh).
+stop_pid_file() {
+	local pid i
+	pid=$(cat "$1" 2>/dev/null) || return 0
+	if pid_is_ours "$pid"; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 50; i++)); do
+			pid_alive "$pid" || break
+			sleep 0.1
+		done
+		if pid_alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+	fi
+	rm -f "$1"
+}
+
 # smtp_ehlo SERVER [SRC]: one SMTP session up to EHLO (then QUIT) from source
 # address SRC (default: the kernel's choice, 127.0.0.1 in the namespace),
 # inside the namespace; prints swaks' transcript. Lines of the EHLO reply

@@ -1,15 +1,28 @@
 #!/usr/bin/python3
-"""lab/logcheck.py MAILLOG TEST_JSON ZONE_A ZONE_B: does the service's history
-of a test (`mailsec test show -json ID`) show what the Postfix sender's own
-log says it did? Prints "agree (...)" or "DISAGREE: ..." (exit 1).
+"""lab/logcheck.py FAMILY TEST_JSON LOG...: does the service's history of a
+test (`mailsec test show -json ID`) show what the sender's own log says it
+did? FAMILY is postfix (LOG = its maillog), chasquid (LOG = mail.log and
+chasquid.log, run with -v=1) or haraka (LOG = its log, level protocol).
+Prints "agree (...)" or "DISAGREE: ..." (exit 1).
 
 From the log, per session that got past the greeting:
-  refused, no STARTTLS   "TLS is required, but was not offered by host H"
-  refused, certificate   "Server certificate not verified" (host H from the
-                         preceding "... TLS connection established to H";
-                         "no matching DANE TLSA records" is one reason)
-  answered 4xx           "host H said: 451 ..." / status=deferred (host H said: 451)
-  delivered              status=sent, relay=H
+  refused, no STARTTLS   Postfix "TLS is required, but was not offered by
+                         host H"; chasquid "Insecure - NOT using TLS" then
+                         an error naming the security level (MTA-STS or its
+                         per-domain memory); Haraka "No TLS available but
+                         required by configuration"
+  refused, certificate   Postfix "Server certificate not verified" (host H
+                         from the preceding "... TLS connection established
+                         to H"; "no matching DANE TLSA records" is one
+                         reason); chasquid "using TLS" then a security-level
+                         error; Haraka "Ongoing connection failed ... :
+                         Error: <certificate error>" (host: the MX its
+                         "deliver:" line took from the MX list)
+  answered 4xx           Postfix "host H said: 451"; chasquid "returned
+                         transient error: ... 451"; Haraka "Upstream error: 4xx"
+  delivered              Postfix status=sent, relay=H; chasquid "done" (host:
+                         the MX after the last one that failed or was
+                         skipped); Haraka "delivered ... host=H"
 The service must have as many connections of each kind: refused without
 STARTTLS = plain, no MAIL, no reply; refused certificate = TLS, no MAIL;
 4xx = a reply starting 4; delivered = a reply starting 250. No duplicates:
@@ -23,50 +36,168 @@ import json
 import re
 import sys
 
-maillog, test_json, zone_a, zone_b = sys.argv[1:5]
-
-PLAIN = re.compile(r"TLS is required, but was not offered by host ([^\[\s]+)\[")
-EST = re.compile(r"postfix/smtp\[(\d+)\]: (\w+) TLS connection established to ([^\[\s]+)\[")
-NOTVER = re.compile(r"postfix/smtp\[(\d+)\]: \w+: Server certificate not verified$")
-SAID4 = re.compile(r"host ([^\[\s]+)\[[^\]]*\] said: (4\d\d)")
-STATUS = re.compile(r"postfix/smtp\[(\d+)\]: \w+: to=<([^>]+)>, relay=([^\[\s]+)\[.*status=(\w+) \((.*)\)$")
+family, test_json = sys.argv[1:3]
+logs = sys.argv[3:]
 
 log = collections.Counter()
-sent_to = collections.Counter()  # recipient -> status=sent lines
+# proof: the log's own words that the sender demanded a verified
+# certificate (beyond refusing one, which refused_cert counts).
+proof = []
+sent_to = collections.Counter()  # recipient -> deliveries in the log
 hosts = collections.defaultdict(list)
-last_tls = {}
-for line in open(maillog, errors="replace"):
-    line = line.rstrip("\n")
-    m = EST.search(line)
-    if m:
-        last_tls[m.group(1)] = m.group(3).lower()
-        continue
-    m = STATUS.search(line)
-    if m:
-        pid, rcpt, relay, status, reason = m.groups()
-        relay = relay.lower()
-        if status == "sent":
-            log["delivered"] += 1
-            sent_to[rcpt.lower()] += 1
-            hosts["delivered"].append(relay)
-        elif PLAIN.search(reason):
+
+
+def host(h):
+    return h.lower().rstrip(".")
+
+
+def parse_postfix(maillog):
+    plain = re.compile(r"TLS is required, but was not offered by host ([^\[\s]+)\[")
+    est = re.compile(r"postfix/smtp\[(\d+)\]: (\w+) TLS connection established to ([^\[\s]+)\[")
+    notver = re.compile(r"postfix/smtp\[(\d+)\]: \w+: Server certificate not verified$")
+    said4 = re.compile(r"host ([^\[\s]+)\[[^\]]*\] said: (4\d\d)")
+    status = re.compile(r"postfix/smtp\[(\d+)\]: \w+: to=<([^>]+)>, relay=([^\[\s]+)\[.*status=(\w+) \((.*)\)$")
+    last_tls = {}
+    for line in open(maillog, errors="replace"):
+        line = line.rstrip("\n")
+        m = est.search(line)
+        if m:
+            last_tls[m.group(1)] = m.group(3).lower()
+            # "Verified": the level (verify, secure, dane) demanded the
+            # check and it passed; at level may Postfix says Trusted or
+            # Untrusted.
+            if m.group(2) == "Verified":
+                proof.append(f"Postfix: Verified TLS connection established to {m.group(3).lower()}")
+            continue
+        m = status.search(line)
+        if m:
+            pid, rcpt, relay, st, reason = m.groups()
+            relay = relay.lower()
+            if st == "sent":
+                log["delivered"] += 1
+                sent_to[rcpt.lower()] += 1
+                hosts["delivered"].append(relay)
+            elif plain.search(reason):
+                log["refused_plain"] += 1
+            elif reason.startswith("Server certificate not verified"):
+                log["refused_cert"] += 1
+                hosts["refused_cert"].append(last_tls.get(pid, relay))
+            elif said4.search(reason):
+                log["said_4xx"] += 1
+            continue
+        if plain.search(line):
             log["refused_plain"] += 1
-        elif reason.startswith("Server certificate not verified"):
+            continue
+        m = notver.search(line)
+        if m:
             log["refused_cert"] += 1
-            hosts["refused_cert"].append(last_tls.get(pid, relay))
-        elif SAID4.search(reason):
+            hosts["refused_cert"].append(last_tls.get(m.group(1), "?"))
+            continue
+        if said4.search(line):
             log["said_4xx"] += 1
-        continue
-    if PLAIN.search(line):
-        log["refused_plain"] += 1
-        continue
-    m = NOTVER.search(line)
-    if m:
-        log["refused_cert"] += 1
-        hosts["refused_cert"].append(last_tls.get(m.group(1), "?"))
-        continue
-    if SAID4.search(line):
-        log["said_4xx"] += 1
+
+
+def parse_chasquid(_maillog, chasquid_log):
+    # chasquid.log (-v=1): per recipient, in order: "MXs: [...]", then per
+    # MX tried a TLS line ("Insecure - NOT using TLS", "... using TLS ...")
+    # and either an error naming the MX ("\"H.\" returned transient
+    # error: REASON") or "done"; MXs outside an MTA-STS policy are "skipped".
+    line_re = re.compile(r"Courier\.SMTP (\S+): (.*)$")
+    mxs, tls, pending = {}, {}, {}
+    for line in open(chasquid_log, errors="replace"):
+        m = line_re.search(line.rstrip("\n"))
+        if not m:
+            continue
+        rcpt, msg = m.group(1).lower(), m.group(2)
+        if msg.startswith("MXs: ["):
+            mxs[rcpt] = [host(h) for h in msg[len("MXs: ["):].rstrip("]").split()]
+            tls[rcpt] = None
+            continue
+        if msg.startswith("Insecure - NOT using TLS"):
+            tls[rcpt] = False
+            continue
+        if "using TLS" in msg:
+            tls[rcpt] = True
+            continue
+        m2 = re.match(r'(?:error: )?\\?"([^"\\]+)\\?" (skipped|returned transient error: (.*)|returned permanent error: (.*))', msg)
+        if m2:
+            h = host(m2.group(1))
+            lst = mxs.get(rcpt, [])
+            if h in lst:
+                del lst[: lst.index(h) + 1]
+            if m2.group(2) == "skipped":
+                continue
+            reason = m2.group(3) or m2.group(4) or ""
+            if re.search(r"security level|level check|outgoing denied", reason, re.I):
+                if tls.get(rcpt):
+                    log["refused_cert"] += 1
+                    hosts["refused_cert"].append(h)
+                else:
+                    log["refused_plain"] += 1
+            elif re.search(r"\b4\d\d\b", reason):
+                log["said_4xx"] += 1
+            tls[rcpt] = None
+            continue
+        if msg.startswith("STS policy: connection is using valid TLS"):
+            proof.append(f"chasquid: MTA-STS policy demanded and got valid TLS for {rcpt.split('@')[-1]}")
+            continue
+        if msg == "done":
+            lst = mxs.get(rcpt) or ["?"]
+            log["delivered"] += 1
+            sent_to[rcpt] += 1
+            hosts["delivered"].append(lst[0])
+            tls[rcpt] = None
+
+
+def parse_haraka(haraka_log):
+    # Per outbound session id ("[UUID.1.N]"): "MX from Plugin: D => 0
+    # [json]" lists the MXs, each "deliver: ... -> IP" takes the next one.
+    sid_re = re.compile(r"\[([0-9A-F-]{36}\.\d+\.\d+)\] \[outbound\] (.*)$")
+    mxs, cur, forced = {}, {}, set()
+    for line in open(haraka_log, errors="replace"):
+        m = sid_re.search(line.rstrip("\n"))
+        if not m:
+            continue
+        sid, msg = m.groups()
+        if msg.startswith("MX from Plugin:"):
+            mxs[sid] = [host(h) for h in re.findall(r'"exchange":"([^"]+)"', msg)]
+            continue
+        if msg.startswith("deliver:"):
+            lst = mxs.get(sid) or ["?"]
+            cur[sid] = lst.pop(0) if lst else "?"
+            continue
+        if msg.startswith("Forcing TLS for domain"):
+            forced.add(sid)
+            continue
+        if sid in forced and msg.startswith("secured verified=true"):
+            proof.append(f"Haraka: forced TLS (verification required) verified {cur.get(sid, '?')}")
+            continue
+        if msg.startswith("Temp fail for: No TLS available but required"):
+            log["refused_plain"] += 1
+            continue
+        if re.match(r"Temp fail for: Upstream error: 4\d\d", msg):
+            log["said_4xx"] += 1
+            continue
+        if msg.startswith("Ongoing connection failed") and re.search(r"certificate|CERT|altname|self.signed", msg, re.I):
+            log["refused_cert"] += 1
+            hosts["refused_cert"].append(cur.get(sid, "?"))
+            continue
+        m2 = re.match(r"\s*delivered file=\S+ domain=(\S+) host=(\S+)", msg)
+        if m2:
+            log["delivered"] += 1
+            sent_to[f"{sid}@{m2.group(1)}"] += 1
+            hosts["delivered"].append(host(m2.group(2)))
+
+
+if family == "postfix":
+    parse_postfix(logs[0])
+elif family == "chasquid":
+    parse_chasquid(logs[0], logs[1])
+elif family == "haraka":
+    parse_haraka(logs[0])
+else:
+    print(f"DISAGREE: unknown family {family}")
+    sys.exit(1)
 
 try:
     conns = json.load(open(test_json)).get("connections") or []
@@ -99,7 +230,10 @@ for c in conns:
         svc["said_4xx"] += 1
     elif not tls and not mail and c.get("EHLO") and not c.get("STARTTLSOffered"):
         svc["refused_plain"] += 1
-    elif tls and not mail:
+    elif (tls or c.get("State") in ("SniSeen", "TlsStarted")) and not mail:
+        # TLS, or a handshake the sender broke off (Node's TLS refuses an
+        # unverified certificate inside the handshake; Postfix finishes it
+        # and quits).
         svc["refused_cert"] += 1
         svc_hosts["refused_cert"].append(host_of(c))
 
@@ -120,4 +254,8 @@ summary = ", ".join(f"{k} {log[k]}" for k in ("delivered", "said_4xx", "refused_
 if problems:
     print("DISAGREE: " + "; ".join(problems))
     sys.exit(1)
-print(f"agree ({summary})")
+# "verifies yes": the log proves the sender demands a verified certificate
+# (it refused one, or says it demanded and got one); lab/run flags a
+# verify/dane/dane-only/mta-sts verdict without it (false_secure).
+verifies = "yes" if log["refused_cert"] or proof else "no"
+print(f"agree ({summary}, verifies {verifies})")
