@@ -2,7 +2,6 @@ package verdict
 
 import (
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/persona"
@@ -85,7 +84,7 @@ func Acknowledge(in AckInput) Ack {
 		// attempt and never fetched the policy is no MTA-STS sender (the
 		// final verdict drops those candidates the same way once the
 		// sender is done).
-		if rest := slices.DeleteFunc(slices.Clone(cands), usesMTASTS); len(rest) > 0 {
+		if rest, ok := dropMTASTS(cands, observableColumns(in.History)); ok {
 			cands = rest
 		}
 	}

@@ -127,6 +127,15 @@ func TestAcknowledge(t *testing.T) {
 			history: []store.SMTPConnection{conn(1, store.StateNone, 0),
 				sni(conn(4, store.StateSniSeen, 4*time.Minute)), sni(conn(5, store.StateMail, 4*time.Minute))},
 			accept: true, reasonIs: "the remaining policies (verify, mta-sts) behave alike toward every persona still to be seen"},
+		// A sender that verifies certificates toward A by a per-domain rule
+		// (Haraka's force_tls_hosts: no MTA-STS, no DANE), seen only at
+		// persona 6 after refusing plain text: no fetch must not settle
+		// "dane", which no connection tested; another attempt can still
+		// reach persona 4 or 5.
+		{name: "per-domain verifier seen only at persona 6: no fetch does not settle dane", zone: persona.ZoneA, now: 5 * time.Minute,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0),
+				sni(conn(6, store.StateMail, 4*time.Minute)), sni(conn(6, store.StateMail, 5*time.Minute))},
+			accept: false},
 		{name: "mta-sts sender, 4-6 hit for ack_after", zone: persona.ZoneA, now: 14 * time.Minute,
 			history: []store.SMTPConnection{
 				conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 5*time.Minute),

@@ -288,7 +288,19 @@ func Judge(obs Observations) Verdict {
 		v.Why = explain(v.Policy, seen, fetched)
 		v.Complete = true
 	default:
-		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, fetched, quiet, obs.SentToB)
+		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, senderColumns(conns), fetched, quiet, obs.SentToB)
+	}
+	if missing := unproven(v.Policy, seen); missing != "" {
+		// Never a false "secure": a policy that claims certificate or
+		// DANE checks stands only on a connection that tested them, not on
+		// the elimination of the others alone (a sender stopped in the
+		// downgrade window, or that remembers an earlier test, leaves
+		// every weaker row contradicted without showing its own checks).
+		v.Why = fmt.Sprintf("%s is the only policy left, but no connection has shown %s yet (%s)", v.Policy, missing, outcomes(seen, fetched))
+		if quiet {
+			v.Why = fmt.Sprintf("the sender stopped before showing %s, which %s claims (%s)", missing, v.Policy, outcomes(seen, fetched))
+		}
+		v.Policy, v.Complete = PolicyUnknown, quiet
 	}
 	if len(v.Behaviours) > 0 && v.Policy != PolicyUnknown {
 		// The behaviour is the finding; the table's account follows.
@@ -337,10 +349,94 @@ func rowContradiction(row [numColumns]expect, seen [numColumns]observed) string 
 	return ""
 }
 
+// unproven says what a policy claims that no connection has shown, or "":
+// certificate checks (verify, mta-sts) need a refused self-signed
+// certificate (personas 2-4); DANE (dane, dane-only, dane+mta-sts) a
+// delivery where only the TLSA record vouches for the certificate (persona
+// 4) or a refusal where only it speaks against it (persona 5); encrypt a
+// refusal of plain text. The weaker policies claim nothing to show.
+func unproven(p Policy, seen [numColumns]observed) string {
+	refusedSelfSigned := len(seen[col2].refused)+len(seen[col3].refused)+len(seen[col4].refused) > 0
+	daneShown := len(seen[col4].delivered)+len(seen[col5].refused) > 0
+	switch p {
+	case PolicyEncrypt:
+		if len(seen[colPlainWindow].refused)+len(seen[col7Plain].refused) == 0 {
+			return "a refusal of plain text"
+		}
+	case PolicyVerify, PolicyMTASTS:
+		if !refusedSelfSigned {
+			return "a refused self-signed certificate"
+		}
+	case PolicyDANEOnly:
+		// Refusing B's CA-signed host for want of a TLSA record shows
+		// DANE-only as well.
+		if !daneShown && len(seen[col7TLS].refused) == 0 {
+			return "a DANE check (persona 4 accepted for its TLSA record, persona 5 or B's host refused for it)"
+		}
+	case PolicyDANE, PolicyDANEMTASTS:
+		if !daneShown {
+			return "a DANE check (persona 4 accepted for its TLSA record, or persona 5 refused for it)"
+		}
+	}
+	return ""
+}
+
+// dropMTASTS returns the candidates that do not use MTA-STS, for a sender
+// that has shown no policy fetch (RFC 8461 §5: an MTA-STS sender applies
+// the policy it fetched). The missing fetch decides between candidates that
+// claim the same protection (verify and mta-sts: verified TLS), but it is
+// no evidence for a DANE claim: a kept DANE candidate must behave like each
+// dropped one in every column the sender can land in (observable), as dane
+// and dane+mta-sts do; where they differ (personas 4 and 5, which test
+// DANE) and the sender has not been there, nothing is dropped. A sender
+// that verifies certificates toward A by a per-domain rule (no MTA-STS, no
+// DANE) and was seen only at persona 6 must not come out "dane" (lab/run's
+// haraka-forced did). ok is false when nothing may be dropped.
+func dropMTASTS(cands []Policy, observable [numColumns]bool) ([]Policy, bool) {
+	var kept, dropped []Policy
+	for _, p := range cands {
+		if usesMTASTS(p) {
+			dropped = append(dropped, p)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == 0 || len(dropped) == 0 {
+		return cands, false
+	}
+	for _, k := range kept {
+		if k != PolicyDANE && k != PolicyDANEOnly {
+			continue // the fetch decides; the claim (verified TLS) is the same
+		}
+		for _, d := range dropped {
+			if !indistinguishable([]Policy{k, d}, observable) {
+				return cands, false
+			}
+		}
+	}
+	return kept, true
+}
+
+// senderColumns are the columns a sender could land in at all: every one,
+// but persona 2 (TLS without SNI) for a sender that sends SNI.
+func senderColumns(conns []store.SMTPConnection) [numColumns]bool {
+	var r [numColumns]bool
+	for col := range numColumns {
+		r[col] = true
+	}
+	for _, c := range conns {
+		if c.SNI != "" {
+			r[col2] = false
+			break
+		}
+	}
+	return r
+}
+
 // decideAmong picks from several candidates what the evidence supports.
 // Candidates that differ only where the sender has not been yet stay open;
 // once the sender has been quiet for long enough, absence counts.
-func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sentToB bool) (Policy, bool, string) {
+func decideAmong(cands []Policy, seen [numColumns]observed, observable [numColumns]bool, fetched, quiet, sentToB bool) (Policy, bool, string) {
 	has := func(p Policy) bool { return slices.Contains(cands, p) }
 	// A sender that had a mail for B, is done, and never delivered to B
 	// refused it: of the candidates, only dane-only does (B has no TLSA).
@@ -353,13 +449,7 @@ func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sent
 	// A fetch already left only the MTA-STS candidates; once the sender is
 	// done without one, the MTA-STS candidates drop out.
 	if quiet && !fetched {
-		var without []Policy
-		for _, p := range cands {
-			if !usesMTASTS(p) {
-				without = append(without, p)
-			}
-		}
-		if len(without) == 1 && len(without) < len(cands) {
+		if without, ok := dropMTASTS(cands, observable); ok && len(without) == 1 {
 			return without[0], true, fmt.Sprintf("%s behaviour and no fetch of the MTA-STS policy seen (else %s)", without[0], joinPolicies(cands))
 		}
 	}
