@@ -529,9 +529,10 @@ func (r *ConnectionRecorder) Close() error {
 
 // AckConnection stores the test t and the connection c in one transaction:
 // the acknowledgement of a mail (test state and Acked time, connection state
-// and reply) is recorded entirely or not at all.
+// and reply) is recorded entirely or not at all, and is on disk, with the
+// history before it, when it returns (inDurableTx): the 250 follows.
 func (s *Store) AckConnection(ctx context.Context, t Test, c *SMTPConnection) error {
-	return s.inTx(ctx, fmt.Sprintf("ack connection %d", c.ID), func(tx *sql.Tx) error {
+	return s.inDurableTx(ctx, fmt.Sprintf("ack connection %d", c.ID), func(tx *sql.Tx) error {
 		if err := s.updateTest(ctx, tx, t); err != nil {
 			return err
 		}
@@ -742,7 +743,7 @@ func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport, q TLSRPTQu
 		raw = []byte{} // NOT NULL
 	}
 	size := int64(len(raw))
-	return s.inTx(ctx, "add TLS-RPT report", func(tx *sql.Tx) error {
+	return s.inDurableTx(ctx, "add TLS-RPT report", func(tx *sql.Tx) error {
 		if q.MaxReports > 0 || q.MaxBytes > 0 {
 			var n, bytes int64
 			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(size), 0) FROM tlsrpt_reports`)).Scan(&n, &bytes); err != nil {

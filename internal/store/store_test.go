@@ -87,7 +87,7 @@ func TestOpenCreatesDirAndConfiguresConnection(t *testing.T) {
 			{"journal_mode", "wal"},
 			{"busy_timeout", "5000"},
 			{"foreign_keys", "1"},
-			{"synchronous", "2"}, // FULL: a commit is on disk before the reply that depends on it
+			{"synchronous", "1"}, // NORMAL; the commits a 250 rests on are FULL (TestDurableTx)
 		} {
 			var got string
 			if err := c.QueryRowContext(ctx, "PRAGMA "+tc.pragma).Scan(&got); err != nil {
@@ -266,5 +266,40 @@ func TestFileModes(t *testing.T) {
 			}
 		}
 		s.Close()
+	}
+}
+
+// TestDurableTx: the transaction a 250 rests on runs with synchronous=FULL
+// (its commit fsyncs the WAL), and its connection goes back to the pool at
+// NORMAL.
+func TestDurableTx(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	var inside string
+	if err := s.inDurableTx(ctx, "test", func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&inside)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if inside != "2" {
+		t.Fatalf("synchronous inside the durable transaction = %s, want 2 (FULL)", inside)
+	}
+	// Every pooled connection is back at NORMAL.
+	conns := make([]*sql.Conn, 0, maxOpenConns)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range maxOpenConns {
+		c, err := s.DB().Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		var got string
+		if err := c.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&got); err != nil || got != "1" {
+			t.Fatalf("a pooled connection at synchronous %s (%v), want 1", got, err)
+		}
 	}
 }
