@@ -1,7 +1,6 @@
 package dnsserver
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"sync"
@@ -83,21 +82,8 @@ func startServer(t *testing.T) (string, *recorder) {
 // for the test and returns its address.
 func startServerWith(t *testing.T, rec QueryRecorder) string {
 	t.Helper()
-	srv := New(testAuthority(t), Options{UDPSize: 1232, Recorder: rec})
-	ctx, cancel := context.WithCancel(context.Background())
-	ls, err := Listen(ctx, []string{"127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ls) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	return ls[0].Addr().String()
+	addr, _ := startLimitedServer(t, Options{Recorder: rec})
+	return addr
 }
 
 func exchange(t *testing.T, addr, net string, m *dns.Msg) *dns.Msg {

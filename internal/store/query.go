@@ -125,7 +125,18 @@ func insertNew(ctx context.Context, db querier, what, query string, args ...any)
 // error (returned as it is) or a panic in fn, nothing fn did is kept.
 // Transactions begin IMMEDIATE (see dsn), so they are for writes only.
 func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	return runTx(ctx, s.db, what, fn)
+}
+
+// txBeginner is a *sql.DB or a *sql.Conn.
+type txBeginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// runTx runs fn in a transaction begun on db: committed when fn returns
+// nil, rolled back on an error or a panic.
+func runTx(ctx context.Context, db txBeginner, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: %s: begin: %w", what, err)
 	}
@@ -165,16 +176,5 @@ func (s *Store) inDurableTx(ctx context.Context, what string, fn func(tx *sql.Tx
 	// calls run last-in first-out: before Close). Should it fail, the
 	// connection stays FULL: slower, never less safe.
 	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=NORMAL") //nolint:errcheck // see above
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: %s: begin: %w", what, err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: %s: commit: %w", what, err)
-	}
-	return nil
+	return runTx(ctx, conn, what, fn)
 }

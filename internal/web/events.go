@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"time"
-
 )
 
 // Event streams are long-lived requests, each reloading a report from the
