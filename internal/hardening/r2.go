@@ -288,6 +288,8 @@ func (s *Suite) slowData(ctx context.Context) Check {
 		}
 	}()
 	var accepted, tempFailed, other atomic.Int64
+	var codesMu sync.Mutex
+	codes := map[string]int{}
 	var wg sync.WaitGroup
 	chunk := []byte(strings.Repeat(strings.Repeat("d", 1022)+"\r\n", 64)) // 64 KiB of lines
 	perChunk := time.Duration(float64(secs) * float64(time.Second) * float64(len(chunk)) / size)
@@ -325,6 +327,9 @@ func (s *Suite) slowData(ctx context.Context) Check {
 			}
 			w.Close()
 			code, _, _ := sess.tp.ReadResponse(0)
+			codesMu.Lock()
+			codes[fmt.Sprint(code)]++
+			codesMu.Unlock()
 			switch {
 			case code == 250 || code == 451:
 				// Read whole and answered by the test's rules: 250, or
@@ -344,7 +349,7 @@ func (s *Suite) slowData(ctx context.Context) Check {
 	sampler.Wait()
 	after := settledGoroutines(ctx, maddr, base["go_goroutines"], 10, 30*time.Second)
 	figures := map[string]any{"streams": n, "message_bytes": size, "stream_seconds": secs, "accepted": accepted.Load(), "answered_452": tempFailed.Load(),
-		"other": other.Load(), "rss_before": int64(base["process_resident_memory_bytes"]), "rss_peak": peak.Load(), "rss_limit": int64(limit),
+		"other": other.Load(), "replies": codes, "rss_before": int64(base["process_resident_memory_bytes"]), "rss_peak": peak.Load(), "rss_limit": int64(limit),
 		"data_budget": int64(budget), "goroutines_before": base["go_goroutines"], "goroutines_after": after}
 	var bad []string
 	if float64(peak.Load()) > limit {
