@@ -89,6 +89,12 @@ func Acknowledge(in AckInput) Ack {
 		}
 	}
 	switch {
+	case len(cands) == 1 && unproven(cands[0], seenOf(in.History)) != "":
+		// One policy left, but no connection has shown the checks it
+		// claims (a sender that remembers an earlier test refuses plain
+		// text and delivers to persona 6 at once): another attempt can
+		// show them, and the final verdict will not name it without
+		// (Judge). The persona rules below still end the collecting.
 	case len(cands) == 1:
 		return Ack{Accept: true, Reason: "policy settled: " + string(cands[0]), Detail: v.Why}
 	case len(cands) == 0:

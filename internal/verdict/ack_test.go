@@ -41,6 +41,14 @@ func sni(c store.SMTPConnection) store.SMTPConnection {
 	return c
 }
 
+// plainRefusalAt is a plain-text session at persona n's address, inside
+// the downgrade window, that ended before MAIL FROM.
+func plainRefusalAt(n int) store.SMTPConnection {
+	c := conn(n, store.StateNone, 0)
+	c.STARTTLSOffered, c.CertPersona, c.TLSVersion = false, 0, ""
+	return c
+}
+
 // open makes c a connection still in progress.
 func open(c store.SMTPConnection) store.SMTPConnection {
 	c.Ended = time.Time{}
@@ -64,6 +72,13 @@ func TestAcknowledge(t *testing.T) {
 		{name: "encrypt settled after its first TLS delivery", zone: persona.ZoneA, now: 4 * time.Minute,
 			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(3, store.StateMail, 4*time.Minute)},
 			accept:  true},
+		// chasquid's retest: it remembers zone A's TLS level and its
+		// policy fetch counts for a week, so it refuses plain text in the
+		// window and delivers to persona 6 at once: mta-sts is the only
+		// row left, but no certificate was tested: 451, another attempt.
+		{name: "one policy left but its checks not shown: 451", zone: persona.ZoneA, now: 4 * time.Minute, fetched: true,
+			history: []store.SMTPConnection{conn(1, store.StateNone, 0), plainRefusalAt(7), sni(conn(6, store.StateMail, 4*time.Minute))},
+			accept:  false},
 		{name: "mta-sts with a policy fetch settled at its first delivery", zone: persona.ZoneA, now: 4 * time.Minute, fetched: true,
 			history: []store.SMTPConnection{conn(1, store.StateNone, 0), conn(4, store.StateSniSeen, 4*time.Minute), conn(5, store.StateMail, 4*time.Minute)},
 			accept:  true},

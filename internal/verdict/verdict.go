@@ -223,18 +223,7 @@ func classify(c store.SMTPConnection) (col column, delivered bool, ok bool) {
 func Judge(obs Observations) Verdict {
 	conns := slices.Clone(obs.Connections)
 	sort.SliceStable(conns, func(i, j int) bool { return conns[i].Started.Before(conns[j].Started) })
-	var seen [numColumns]observed
-	for _, c := range conns {
-		col, delivered, ok := classify(c)
-		if !ok {
-			continue
-		}
-		if delivered {
-			seen[col].delivered = append(seen[col].delivered, c.ID)
-		} else {
-			seen[col].refused = append(seen[col].refused, c.ID)
-		}
-	}
+	seen := seenOf(conns)
 	fetched := len(obs.PolicyFetches) > 0
 	attempt := attemptIndex(conns)
 	fallbacks := plainFallbacks(conns, attempt)
@@ -347,6 +336,23 @@ func rowContradiction(row [numColumns]expect, seen [numColumns]observed) string 
 		}
 	}
 	return ""
+}
+
+// seenOf sorts the connections into the columns they say something about.
+func seenOf(conns []store.SMTPConnection) [numColumns]observed {
+	var seen [numColumns]observed
+	for _, c := range conns {
+		col, delivered, ok := classify(c)
+		if !ok {
+			continue
+		}
+		if delivered {
+			seen[col].delivered = append(seen[col].delivered, c.ID)
+		} else {
+			seen[col].refused = append(seen[col].refused, c.ID)
+		}
+	}
+	return seen
 }
 
 // unproven says what a policy claims that no connection has shown, or "":
