@@ -84,7 +84,7 @@ func Acknowledge(in AckInput) Ack {
 		// attempt and never fetched the policy is no MTA-STS sender (the
 		// final verdict drops those candidates the same way once the
 		// sender is done).
-		if rest, ok := dropMTASTS(cands, observableColumns(in.History)); ok {
+		if rest, ok := dropMTASTS(cands); ok {
 			cands = rest
 		}
 	}

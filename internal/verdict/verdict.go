@@ -277,7 +277,7 @@ func Judge(obs Observations) Verdict {
 		v.Why = explain(v.Policy, seen, fetched)
 		v.Complete = true
 	default:
-		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, senderColumns(conns), fetched, quiet, obs.SentToB)
+		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, fetched, quiet, obs.SentToB)
 	}
 	if missing := unproven(v.Policy, seen); missing != "" {
 		// Never a false "secure": a policy that claims certificate or
@@ -389,60 +389,23 @@ func unproven(p Policy, seen [numColumns]observed) string {
 
 // dropMTASTS returns the candidates that do not use MTA-STS, for a sender
 // that has shown no policy fetch (RFC 8461 §5: an MTA-STS sender applies
-// the policy it fetched). The missing fetch decides between candidates that
-// claim the same protection (verify and mta-sts: verified TLS), but it is
-// no evidence for a DANE claim: a kept DANE candidate must behave like each
-// dropped one in every column the sender can land in (observable), as dane
-// and dane+mta-sts do; where they differ (personas 4 and 5, which test
-// DANE) and the sender has not been there, nothing is dropped. A sender
-// that verifies certificates toward A by a per-domain rule (no MTA-STS, no
-// DANE) and was seen only at persona 6 must not come out "dane" (lab/run's
-// haraka-forced did). ok is false when nothing may be dropped.
-func dropMTASTS(cands []Policy, observable [numColumns]bool) ([]Policy, bool) {
-	var kept, dropped []Policy
-	for _, p := range cands {
-		if usesMTASTS(p) {
-			dropped = append(dropped, p)
-		} else {
-			kept = append(kept, p)
-		}
-	}
-	if len(kept) == 0 || len(dropped) == 0 {
+// the policy it fetched); ok is false when none is left or none would go.
+// The missing fetch only decides between the candidates: whether the one
+// left has shown the checks it claims is unproven's question, asked of every
+// verdict (a per-domain verifier seen only at persona 6 keeps "dane" as the
+// one candidate, and stays unknown).
+func dropMTASTS(cands []Policy) ([]Policy, bool) {
+	kept := slices.DeleteFunc(slices.Clone(cands), usesMTASTS)
+	if len(kept) == 0 || len(kept) == len(cands) {
 		return cands, false
 	}
-	for _, k := range kept {
-		if k != PolicyDANE && k != PolicyDANEOnly {
-			continue // the fetch decides; the claim (verified TLS) is the same
-		}
-		for _, d := range dropped {
-			if !indistinguishable([]Policy{k, d}, observable) {
-				return cands, false
-			}
-		}
-	}
 	return kept, true
-}
-
-// senderColumns are the columns a sender could land in at all: every one,
-// but persona 2 (TLS without SNI) for a sender that sends SNI.
-func senderColumns(conns []store.SMTPConnection) [numColumns]bool {
-	var r [numColumns]bool
-	for col := range numColumns {
-		r[col] = true
-	}
-	for _, c := range conns {
-		if c.SNI != "" {
-			r[col2] = false
-			break
-		}
-	}
-	return r
 }
 
 // decideAmong picks from several candidates what the evidence supports.
 // Candidates that differ only where the sender has not been yet stay open;
 // once the sender has been quiet for long enough, absence counts.
-func decideAmong(cands []Policy, seen [numColumns]observed, observable [numColumns]bool, fetched, quiet, sentToB bool) (Policy, bool, string) {
+func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sentToB bool) (Policy, bool, string) {
 	has := func(p Policy) bool { return slices.Contains(cands, p) }
 	// A sender that had a mail for B, is done, and never delivered to B
 	// refused it: of the candidates, only dane-only does (B has no TLSA).
@@ -455,7 +418,7 @@ func decideAmong(cands []Policy, seen [numColumns]observed, observable [numColum
 	// A fetch already left only the MTA-STS candidates; once the sender is
 	// done without one, the MTA-STS candidates drop out.
 	if quiet && !fetched {
-		if without, ok := dropMTASTS(cands, observable); ok && len(without) == 1 {
+		if without, ok := dropMTASTS(cands); ok && len(without) == 1 {
 			return without[0], true, fmt.Sprintf("%s behaviour and no fetch of the MTA-STS policy seen (else %s)", without[0], joinPolicies(cands))
 		}
 	}
