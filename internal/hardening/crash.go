@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -372,23 +371,12 @@ func (s *Suite) killAndRestart(ctx context.Context) error {
 	return s.adopt(ctx, sp, cmd)
 }
 
-var reDataDir = regexp.MustCompile(`(?m)^data_dir\s*=\s*"([^"]+)"`)
-
 // missingKeys stops the service, moves the DNSSEC key directory of its
 // populated store aside and starts it: it must refuse to start (exit
 // non-zero, naming the key), not make new keys that would turn both zones
 // bogus. Then the keys go back and the service starts as before.
 func (s *Suite) missingKeys(ctx context.Context) Check {
-	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
-	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
-	if err != nil {
-		return result([]string{err.Error()}, nil, "")
-	}
-	m := reDataDir.FindSubmatch(out)
-	if m == nil {
-		return result([]string{"mailsec config: no data_dir"}, nil, "")
-	}
-	keys := filepath.Join(string(m[1]), "keys")
+	keys := filepath.Join(s.Env.Config.DataDir, "keys")
 	aside := keys + ".hardening-aside"
 	sp, err := s.findService()
 	if err != nil {

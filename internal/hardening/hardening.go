@@ -21,6 +21,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/config"
 )
 
 // Env is what the suite knows of the service: lab/state/env's keys.
@@ -37,6 +39,9 @@ type Env struct {
 	State string
 	// Downgrade is the service's downgrade window (timing.downgrade_window).
 	Downgrade time.Duration
+	// Config is the service's effective configuration (MAILSEC_CONFIG,
+	// read once): the limits the checks hold the service to.
+	Config config.Config
 	// Command runs the operator CLI: the binary and "-config FILE".
 	Command []string
 }
@@ -97,6 +102,11 @@ func LoadEnv(path string) (Env, error) {
 		e.Downgrade = time.Duration(secs) * time.Second
 	}
 	e.Command = strings.Fields(need("MAILSEC_CMD"))
+	if p := need("MAILSEC_CONFIG"); p != "" && err == nil {
+		if e.Config, err = config.Load(p); err != nil {
+			err = fmt.Errorf("%w %s: MAILSEC_CONFIG: %v", ErrEnv, path, err)
+		}
+	}
 	return e, err
 }
 

@@ -18,12 +18,19 @@ func TestLoadEnv(t *testing.T) {
 		}
 		return p
 	}
-	good := "# written by lab/up\nMAILSEC_DNS=127.0.0.10:53\nMAILSEC_SMTP=127.0.0.20:25\nMAILSEC_HTTPS=127.0.0.20:443\nRESOLVER=127.0.0.53:53\n" +
+	cfg := filepath.Join(dir, "mailsec.toml")
+	if err := os.WriteFile(cfg, []byte("data_dir = \"d\"\n[metrics]\nlisten = [\"127.0.0.20:9100\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := "# written by lab/up\nMAILSEC_CONFIG=" + cfg + "\nMAILSEC_DNS=127.0.0.10:53\nMAILSEC_SMTP=127.0.0.20:25\nMAILSEC_HTTPS=127.0.0.20:443\nRESOLVER=127.0.0.53:53\n" +
 		"MAILSEC_WEB=http://127.0.0.20:8080\nLAB_STATE=/x/lab/state\nDOWNGRADE_SECONDS=10\nZONE_A=a.mailtest.example.\nZONE_B=b.mailtest.example.\n" +
 		"MAILSEC_CMD=\"/x/mailsec -config /x/lab/mailsec.toml\"\n"
 	e, err := LoadEnv(write(good))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if e.Config.DataDir != filepath.Join(dir, "d") || len(e.Config.Metrics.Listen) != 1 {
+		t.Fatalf("configuration: %+v", e.Config.Metrics)
 	}
 	if e.DNS.String() != "127.0.0.10:53" || e.ZoneA != "a.mailtest.example." || len(e.Command) != 3 || e.Command[2] != "/x/lab/mailsec.toml" {
 		t.Fatalf("%+v", e)

@@ -6,43 +6,19 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-var (
-	reCommandTimeout = regexp.MustCompile(`(?m)^smtp_command_timeout\s*=\s*"([^"]+)"`)
-	reSessionMax     = regexp.MustCompile(`(?m)^session_max\s*=\s*"([^"]+)"`)
-)
-
-// configDuration reads one duration key from `mailsec config`.
-func (s *Suite) configDuration(ctx context.Context, re *regexp.Regexp) (time.Duration, error) {
-	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
-	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
-	if err != nil {
-		return 0, fmt.Errorf("mailsec config: %w", err)
-	}
-	m := re.FindSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("mailsec config: no %s", re)
-	}
-	return time.ParseDuration(string(m[1]))
-}
 
 // holders opens an idle SMTP connection and one that sends NOOP within
 // every command timeout: the server cuts the first after
 // timing.smtp_command_timeout and the second after smtp.session_max (421),
 // so neither holds a connection slot for ever.
 func (s *Suite) holders(ctx context.Context) Check {
-	idleMax, err1 := s.configDuration(ctx, reCommandTimeout)
-	lifeMax, err2 := s.configDuration(ctx, reSessionMax)
-	if err := firstErr(err1, err2); err != nil {
-		return result([]string{err.Error()}, nil, "")
-	}
+	idleMax, lifeMax := s.Env.Config.Timing.SMTPCommandTimeout.Duration, s.Env.Config.SMTP.SessionMax.Duration
 	if lifeMax > 5*time.Minute || idleMax > 5*time.Minute {
 		return result([]string{fmt.Sprintf("the lab's command timeout (%s) and session lifetime (%s) are too long to watch", idleMax, lifeMax)}, nil, "")
 	}
@@ -110,7 +86,7 @@ func (s *Suite) holders(ctx context.Context) Check {
 // home page stays fast while they are open, and the goroutines return to
 // the baseline once they close.
 func (s *Suite) eventStreams(ctx context.Context) Check {
-	maddr, err := s.metricsAddr(ctx)
+	maddr, err := s.metricsAddr()
 	if err != nil {
 		return result([]string{err.Error()}, nil, "")
 	}

@@ -3,14 +3,10 @@ package hardening
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,23 +14,13 @@ import (
 	"time"
 )
 
-// metricsAddr reads metrics.listen from `mailsec config`: R2 reads what
-// the server counts from its own /metrics.
-func (s *Suite) metricsAddr(ctx context.Context) (string, error) {
-	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
-	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
-	if err != nil {
-		return "", fmt.Errorf("mailsec config: %w", err)
+// metricsAddr is metrics.listen's first address: R2 reads what the server
+// counts from its own /metrics.
+func (s *Suite) metricsAddr() (string, error) {
+	if len(s.Env.Config.Metrics.Listen) == 0 {
+		return "", fmt.Errorf("metrics.listen is empty: set it in the lab's configuration")
 	}
-	_, after, ok := strings.Cut(string(out), "\n[metrics]\n")
-	if !ok {
-		return "", fmt.Errorf("mailsec config: no [metrics] section: set metrics.listen in the lab's configuration")
-	}
-	m := regexp.MustCompile(`(?m)^\s*listen\s*=\s*\["([^"]+)"`).FindStringSubmatch(after)
-	if m == nil {
-		return "", fmt.Errorf("mailsec config: metrics.listen is empty: set it in the lab's configuration")
-	}
-	return m[1], nil
+	return s.Env.Config.Metrics.Listen[0], nil
 }
 
 // scrape reads the named metrics (without labels) from /metrics.
@@ -86,41 +72,17 @@ func settledGoroutines(ctx context.Context, addr string, baseline, slack float64
 	}
 }
 
-// newTest creates a test through the web API, as a user does, and returns
-// its A address.
-func (s *Suite) newTest(ctx context.Context) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(s.Env.Web, "/")+"/api/v1/tests", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var t struct {
-		A string `json:"address_a"`
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusCreated || json.Unmarshal(body, &t) != nil || t.A == "" {
-		return "", fmt.Errorf("POST /api/v1/tests: %s %.200s", resp.Status, body)
-	}
-	return t.A, nil
-}
 
 // connectionCaps opens more SMTP connections than the per-client cap from
 // one address, then more than the global cap from many: the server's own
 // counts (/metrics) never pass the caps, the extra connections get 421,
 // and its goroutines return to the baseline when they close.
 func (s *Suite) connectionCaps(ctx context.Context) Check {
-	maddr, err := s.metricsAddr(ctx)
+	maddr, err := s.metricsAddr()
 	if err != nil {
 		return result([]string{err.Error()}, nil, "")
 	}
-	perClient, global, err := s.smtpCaps(ctx)
-	if err != nil {
-		return result([]string{err.Error()}, nil, "")
-	}
+	perClient, global := s.Env.Config.SMTP.MaxConnectionsPerClient, s.Env.Config.SMTP.MaxConnections
 	base, err := scrape(ctx, maddr)
 	if err != nil {
 		return result([]string{err.Error()}, nil, "")
@@ -202,52 +164,22 @@ func (s *Suite) connectionCaps(ctx context.Context) Check {
 		figures["one_client_open"], perClient+10, perClient, figures["many_open"], figures["many_refused"], n, global, base["go_goroutines"], after))
 }
 
-var (
-	reMaxPerClient = regexp.MustCompile(`(?m)^max_connections_per_client\s*=\s*(\d+)`)
-	reMaxConns     = regexp.MustCompile(`(?m)^max_connections\s*=\s*(\d+)`)
-	reDataBudget   = regexp.MustCompile(`(?m)^data_memory_budget\s*=\s*(\d+)`)
-	reMemoryLimit  = regexp.MustCompile(`(?m)^memory_limit\s*=\s*(-?\d+)`)
-)
-
-// smtpCaps reads smtp.max_connections_per_client and max_connections.
-func (s *Suite) smtpCaps(ctx context.Context) (perClient, global int, err error) {
-	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
-	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
-	if err != nil {
-		return 0, 0, fmt.Errorf("mailsec config: %w", err)
-	}
-	a, b := reMaxPerClient.FindSubmatch(out), reMaxConns.FindSubmatch(out)
-	if a == nil || b == nil {
-		return 0, 0, fmt.Errorf("mailsec config: no smtp.max_connections keys")
-	}
-	perClient, _ = strconv.Atoi(string(a[1]))
-	global, _ = strconv.Atoi(string(b[1]))
-	return perClient, global, nil
-}
 
 // slowData sends Sizes.SlowStreams messages of 10 MiB at once, slowly,
 // each from its own address to a test's A address: the server's resident
 // memory stays under the DATA budget plus a stated margin, the messages
 // past the budget get 452, and the goroutines return to the baseline.
 func (s *Suite) slowData(ctx context.Context) Check {
-	maddr, err := s.metricsAddr(ctx)
+	maddr, err := s.metricsAddr()
 	if err != nil {
 		return result([]string{err.Error()}, nil, "")
 	}
-	args := append(append([]string(nil), s.Env.Command[1:]...), "config")
-	out, err := exec.CommandContext(ctx, s.Env.Command[0], args...).Output()
+	budget := float64(s.Env.Config.SMTP.DataMemoryBudget)
+	test, err := s.createTest(ctx, source(76, 250, 1))
 	if err != nil {
 		return result([]string{err.Error()}, nil, "")
 	}
-	mb := reDataBudget.FindSubmatch(out)
-	if mb == nil {
-		return result([]string{"mailsec config: no smtp.data_memory_budget"}, nil, "")
-	}
-	budget, _ := strconv.ParseFloat(string(mb[1]), 64)
-	rcpt, err := s.newTest(ctx)
-	if err != nil {
-		return result([]string{err.Error()}, nil, "")
-	}
+	rcpt := test.A
 	base, err := scrape(ctx, maddr)
 	if err != nil {
 		return result([]string{err.Error()}, nil, "")
@@ -260,13 +192,8 @@ func (s *Suite) slowData(ctx context.Context) Check {
 	// binary's text, kernel buffers). Without a limit: the memory at
 	// rest, the DATA budget and 256 MiB.
 	limit := base["process_resident_memory_bytes"] + budget + 256<<20
-	if ml := reMemoryLimit.FindSubmatch(out); ml != nil {
-		switch v, _ := strconv.ParseFloat(string(ml[1]), 64); {
-		case v == 0:
-			limit = budget + 256<<20 + 64<<20
-		case v > 0:
-			limit = v + 64<<20
-		}
+	if ml := s.Env.Config.EffectiveMemoryLimit(); ml > 0 {
+		limit = float64(ml) + 64<<20
 	}
 	var peak atomic.Int64
 	stop := make(chan struct{})
