@@ -142,7 +142,6 @@ func (s *Suite) inZoneFlood(ctx context.Context) Check {
 		secs, figures["one_client_rows_added"], perClient, figures["many_networks_rows_added"], total))
 }
 
-
 // retentionEmpties copies the store as the suite's floods left it (`mailsec
 // store backup`) and purges the copy as of 100 days later (`mailsec store
 // purge -as-of`): every table that grows with what peers send must be

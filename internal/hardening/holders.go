@@ -12,7 +12,6 @@ import (
 	"time"
 )
 
-
 // holders opens an idle SMTP connection and one that sends NOOP within
 // every command timeout: the server cuts the first after
 // timing.smtp_command_timeout and the second after smtp.session_max (421),

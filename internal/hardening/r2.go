@@ -72,7 +72,6 @@ func settledGoroutines(ctx context.Context, addr string, baseline, slack float64
 	}
 }
 
-
 // connectionCaps opens more SMTP connections than the per-client cap from
 // one address, then more than the global cap from many: the server's own
 // counts (/metrics) never pass the caps, the extra connections get 421,
@@ -163,7 +162,6 @@ func (s *Suite) connectionCaps(ctx context.Context) Check {
 	return result(bad, figures, fmt.Sprintf("per client: %v open of %d tried (cap %d); many clients: %v open, %v refused of %d (cap %d); goroutines %v → %v",
 		figures["one_client_open"], perClient+10, perClient, figures["many_open"], figures["many_refused"], n, global, base["go_goroutines"], after))
 }
-
 
 // slowData sends Sizes.SlowStreams messages of 10 MiB at once, slowly,
 // each from its own address to a test's A address: the server's resident
