@@ -100,7 +100,7 @@ func (a *acmeIssuer) obtain(ctx context.Context, s *slot, log *slog.Logger) ([][
 }
 
 func (a *acmeIssuer) order(ctx context.Context, c *acme.Client, s *slot, log *slog.Logger) ([][]byte, error) {
-	o, err := c.AuthorizeOrder(ctx, acme.DomainIDs(s.host))
+	o, err := c.AuthorizeOrder(ctx, acme.DomainIDs(s.names()...))
 	if err != nil {
 		return nil, fmt.Errorf("ACME new order for %s: %w", s.host, err)
 	}
@@ -114,7 +114,7 @@ func (a *acmeIssuer) order(ctx context.Context, c *acme.Client, s *slot, log *sl
 	}
 	// The CSR is signed with the persona's own key: the key, and so the
 	// TLSA record, survives every renewal (RFC 7671 §8.1).
-	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{s.host}}, s.key)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: s.names()}, s.key)
 	if err != nil {
 		return nil, fmt.Errorf("CSR for %s: %w", s.host, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/sendingserver"
+	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
@@ -25,17 +26,22 @@ type testAddresses struct {
 	// The sending server named at creation, as the API's answer has them.
 	SendingServer    string       `json:"sending_server"`
 	SendingAddresses []netip.Addr `json:"sending_addresses"`
+	// The test slot and the shared names' addresses, as the API's answer
+	// has them (docs/api.md).
+	Slot     string `json:"slot"`
+	SharedA  string `json:"shared_address_a"`
+	SharedB  string `json:"shared_address_b"`
+	SlotNote string `json:"slot_note,omitempty"`
 }
 
 func addressesOf(cfg *config.Config, t store.Test) testAddresses {
-	zone := func(z string) string { return strings.TrimSuffix(z, ".") }
 	addrs := t.SendingAddrs
 	if addrs == nil {
 		addrs = []netip.Addr{}
 	}
-	return testAddresses{ID: t.ID, Created: t.Created,
-		A: "t-" + t.ID + "@" + zone(cfg.Zones.A), B: "t-" + t.ID + "@" + zone(cfg.Zones.B),
-		SendingServer: t.SendingServer, SendingAddresses: addrs}
+	sa := service.Slots(cfg).AddressesOf(t.ID, t.Slot, t.Kind == store.TestToken)
+	return testAddresses{ID: t.ID, Created: t.Created, A: sa.A, B: sa.B, SharedA: sa.SharedA, SharedB: sa.SharedB,
+		Slot: sa.Slot, SlotNote: sa.Note, SendingServer: t.SendingServer, SendingAddresses: addrs}
 }
 
 // resolveSendingServer reads -sending-server: an IP address, or a host
@@ -81,7 +87,7 @@ func runTest(e *env, args []string) error {
 		}
 		t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
 			SendingServer: srv.Name, SendingAddrs: srv.Addrs}
-		if err := st.CreateTest(e.ctx, t); err != nil {
+		if t, err = st.CreateSlotTest(e.ctx, t, service.SlotRules(&cfg)); err != nil {
 			return err
 		}
 		a := addressesOf(&cfg, t)
@@ -89,6 +95,9 @@ func runTest(e *env, args []string) error {
 			return json.NewEncoder(e.stdout).Encode(a)
 		}
 		fmt.Fprintf(e.stdout, "Test %s: send one mail to both addresses:\n  %s\n  %s\n", a.ID, a.A, a.B)
+		if a.SlotNote != "" {
+			fmt.Fprintf(e.stdout, "Note: %s.\n", a.SlotNote)
+		}
 		if a.SendingServer != "" {
 			fmt.Fprintf(e.stdout, "Sending server %s %v: its connections that name no test count for this one.\n", a.SendingServer, a.SendingAddresses)
 		}

@@ -104,10 +104,10 @@ func (s *Store) createTest(ctx context.Context, db querier, t Test, fixedClient 
 	}
 	what := "create test " + t.ID
 	if err := insertNew(ctx, db, what, s.q(`INSERT INTO tests
-    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client, sending_server, sending_addrs, creator_prefix)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client, sending_server, sending_addrs, creator_prefix, slot)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING`),
-		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient, t.SendingServer, strings.Join(addrs, " "), creator); err != nil {
+		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient, t.SendingServer, strings.Join(addrs, " "), creator, t.Slot); err != nil {
 		return err
 	}
 	for _, a := range addrs {
@@ -144,7 +144,7 @@ func sendingAddrs(t Test) ([]string, error) {
 }
 
 const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns, addressed_b_ns,
-    sending_server, sending_addrs, creator_prefix`
+    sending_server, sending_addrs, creator_prefix, slot`
 
 // scanTest reads one row of testColumns.
 func scanTest(row rowScanner) (Test, error) { return scanTestAnd(row) }
@@ -157,7 +157,7 @@ func scanTestAnd(row rowScanner, extra ...any) (Test, error) {
 		addrs, creator                      string
 	)
 	dest := append([]any{&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated, &addressedB,
-		&t.SendingServer, &addrs, &creator}, extra...)
+		&t.SendingServer, &addrs, &creator, &t.Slot}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return Test{}, err
 	}

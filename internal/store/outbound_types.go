@@ -53,6 +53,10 @@ type Test struct {
 	// API client that created the test; the invalid prefix if unknown.
 	// Only the network is kept, never the address. Fixed at creation.
 	CreatorPrefix netip.Prefix
+	// Slot is the test slot the test holds (docs/dns.md "Test slots"):
+	// its addresses are t-<id>@sNNN.A and @sNNN.B; 0 for none (the shared
+	// names). Fixed at creation (CreateSlotTest).
+	Slot int
 }
 
 // MaxSendingAddrs bounds a test's SendingAddrs.

@@ -53,7 +53,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := s.addressesOf(in.Test)
-	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "AddressA": a.AddressA, "AddressB": a.AddressB, "Report": rep,
+	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote, "Report": rep,
 		"SendingAddresses": strings.Join(a.SendingAddresses, ", ")})
 }
 
