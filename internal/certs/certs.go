@@ -71,7 +71,7 @@ const (
 
 // PolicyHostLabel is the first label of the MTA-STS policy host (RFC 8461
 // §3.3: https://mta-sts.<domain>/.well-known/mta-sts.txt).
-const PolicyHostLabel = "mta-sts"
+const PolicyHostLabel = testslot.PolicyHostLabel
 
 // Sentinel errors.
 var (

@@ -28,6 +28,7 @@ func EvidenceRules(cfg *config.Config) evidence.Rules {
 	return evidence.Rules{
 		PrefixV4: cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6,
 		Quiet: cfg.Timing.AckAfter.Duration, TestExpiry: cfg.Timing.TestExpiry.Duration,
+		Slots: Slots(cfg),
 	}
 }
 

@@ -394,7 +394,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	})
 	slotPolicies := map[string]string{}
 	for i, p := range zones.SlotPolicies {
-		slotPolicies[Slots(cfg).Host(certs.PolicyHostLabel, i+1, persona.ZoneA)] = p.String()
+		slotPolicies[Slots(cfg).PolicyHost(i+1)] = p.String()
 	}
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(), SlotPolicies: slotPolicies,
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),

@@ -24,6 +24,10 @@ import (
 // per certificate (docs/certificates.md "Test slots").
 const MaxCount = 99
 
+// PolicyHostLabel is the first label of an MTA-STS policy host (RFC 8461
+// §3.3: https://mta-sts.<domain>/.well-known/mta-sts.txt).
+const PolicyHostLabel = "mta-sts"
+
 // Pool is a pool of test slots under the zones A and B.
 type Pool struct {
 	ZoneA, ZoneB string // the test zones, any case, with or without the root dot
@@ -99,6 +103,10 @@ func (p Pool) AddressesOf(id string, n int, token bool) Addresses {
 	return a
 }
 
+// PolicyHost returns the MTA-STS policy host of slot n in zone A
+// ("mta-sts.s001.<zone A>"); slot 0 gives zone A's own.
+func (p Pool) PolicyHost(n int) string { return p.Host(PolicyHostLabel, n, persona.ZoneA) }
+
 // Hosts returns host label's name in every slot of the pool, in slot order
 // (the shared name not included).
 func (p Pool) Hosts(label string, z persona.Zone) []string {
@@ -141,6 +149,28 @@ func (p Pool) ParseHost(name string) (label string, n int, z persona.Zone, ok bo
 	}
 	n, z, ok = p.Parse(domain)
 	return label, n, z, ok
+}
+
+// Names returns the names a sender's resolver looks up for a test in slot
+// n, fully qualified and lower-case as the query log stores them: the
+// slot's domains in A and B (MX), their MX hosts (A/AAAA), the hosts' TLSA
+// names (_25._tcp, RFC 7672 §2.2.3) and the empty non-terminals above them
+// (_tcp, which a resolver minimising query names asks, RFC 9156), the
+// MTA-STS and TLS-RPT names of both domains (_mta-sts, mta-sts,
+// _smtp._tls; B's do not exist, and a look-up there is still the test's).
+// Every name lies below the slot's label, so a look-up of one belongs to
+// the test holding the slot.
+func (p Pool) Names(n int) []string {
+	var out []string
+	for _, z := range []persona.Zone{persona.ZoneA, persona.ZoneB} {
+		domain := p.Domain(n, z) + "."
+		out = append(out, domain, "_mta-sts."+domain, PolicyHostLabel+"."+domain, "_tls."+domain, "_smtp._tls."+domain)
+		for _, h := range persona.MXHosts(z) {
+			host := h.Host + "." + domain
+			out = append(out, host, "_tcp."+host, "_25._tcp."+host)
+		}
+	}
+	return out
 }
 
 // parseLabel reads "sNNN" (exactly three digits, 001..999).

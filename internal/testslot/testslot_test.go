@@ -22,6 +22,38 @@ func TestNames(t *testing.T) {
 	}
 }
 
+func TestSlotNames(t *testing.T) {
+	p := Pool{ZoneA: "a.example", ZoneB: "b.example", Count: 3}
+	names := p.Names(2)
+	for _, want := range []string{"s002.a.example.", "_25._tcp.mx4.s002.a.example.", "_tcp.mx6.s002.a.example.", "_mta-sts.s002.a.example.",
+		"mta-sts.s002.a.example.", "s002.b.example.", "mx7.s002.b.example.", "_25._tcp.mx7.s002.b.example.", "_mta-sts.s002.b.example."} {
+		found := false
+		for _, n := range names {
+			found = found || n == want
+		}
+		if !found {
+			t.Errorf("Names(2) lacks %s", want)
+		}
+	}
+	for _, n := range names {
+		if _, _, ok := p.Parse(n); !ok {
+			if _, _, _, ok := p.ParseHost(n); !ok && !containsSlot(n) {
+				t.Errorf("%s is not below slot 2", n)
+			}
+		}
+	}
+}
+
+// containsSlot: a name with the label s002 somewhere above its first label.
+func containsSlot(name string) bool {
+	for i := 0; i+6 <= len(name); i++ {
+		if name[i:i+6] == ".s002." {
+			return true
+		}
+	}
+	return false
+}
+
 func TestParse(t *testing.T) {
 	p := Pool{ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example", Count: 12}
 	for _, tc := range []struct {

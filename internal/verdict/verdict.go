@@ -136,6 +136,11 @@ const (
 type Observations struct {
 	Connections   []store.SMTPConnection
 	PolicyFetches []store.PolicyFetch // fetches of zone A's MTA-STS policy tied to the sender
+	// DNSLookups are the queries for the names of the test's slot
+	// (docs/dns.md "Test slots"), oldest first: its sender's resolver
+	// looking up the MX, addresses, TLSA and MTA-STS names. Nil for a
+	// test without a slot (the shared names say nothing about the test).
+	DNSLookups []store.DNSQuery
 	Now           time.Time
 	// Quiet: with no new connection for this long, what has not happened
 	// is taken as not going to happen (timing.ack_after is a good value).
