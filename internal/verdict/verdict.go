@@ -141,7 +141,7 @@ type Observations struct {
 	// looking up the MX, addresses, TLSA and MTA-STS names. Nil for a
 	// test without a slot (the shared names say nothing about the test).
 	DNSLookups []store.DNSQuery
-	Now           time.Time
+	Now        time.Time
 	// Quiet: with no new connection for this long, what has not happened
 	// is taken as not going to happen (timing.ack_after is a good value).
 	Quiet time.Duration
