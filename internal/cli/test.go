@@ -9,7 +9,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/sendingserver"
 	"github.com/mailsec/mailsec/internal/service"
@@ -137,14 +140,24 @@ func runTest(e *env, args []string) error {
 			_, err := e.stdout.Write(res.Message)
 			return err
 		}
+		// The look-ups of the test slot's names (docs/dns.md "Test
+		// slots"), by the evidence's own rule.
+		lookups, err := evidence.Gatherer{Store: st, Rules: service.EvidenceRules(&cfg)}.DNSLookups(e.ctx, t, time.Now())
+		if err != nil {
+			return err
+		}
+		if lookups == nil {
+			lookups = []store.DNSQuery{}
+		}
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(struct {
 				Test        store.Test             `json:"test"`
 				Connections []store.SMTPConnection `json:"connections"`
+				DNSLookups  []store.DNSQuery       `json:"dns_lookups"`
 				Inbound     json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
 				Result      *resultJSON            `json:"result,omitempty"`
 				Attempts    []store.MailAttempt    `json:"mail_attempts,omitempty"`
-			}{t, conns, inboundReport, resultOf(&cfg, res), attempts})
+			}{t, conns, lookups, inboundReport, resultOf(&cfg, res), attempts})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -167,6 +180,14 @@ func runTest(e *env, args []string) error {
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		for _, l := range lookups {
+			do := ""
+			if l.DO {
+				do = ", DNSSEC"
+			}
+			fmt.Fprintf(e.stdout, "Look-up %s from %s: %s %s%s (%s)\n", l.Time.Format("2006-01-02 15:04:05"), l.Client.Addr(),
+				dns.TypeToString[l.Type], untrusted.Terminal(l.Name), do, dns.RcodeToString[l.Rcode])
 		}
 		if inboundReport != nil {
 			var r struct {
