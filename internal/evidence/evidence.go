@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/clientnet"
+	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/testslot"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -185,12 +186,19 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if err != nil {
 		return verdict.Observations{}, err
 	}
+	var bTLSA []string
+	if g.slotHeld(t) {
+		for _, h := range persona.MXHosts(persona.ZoneB) {
+			bTLSA = append(bTLSA, r.Slots.TLSAName(h.Host, t.Slot, persona.ZoneB))
+		}
+	}
 	// A later issue: the sender's TLS-RPT reports are read here, with
 	// their own window in Rules.
 	return verdict.Observations{
 		Connections:   conns,
 		PolicyFetches: fetches,
 		DNSLookups:    lookups,
+		BTLSANames:    bTLSA,
 		Now:           now,
 		Quiet:         r.Quiet,
 		SenderDone:    o.senderDone,

@@ -530,11 +530,20 @@ func (r *ConnectionRecorder) Close() error {
 // AckConnection stores the test t and the connection c in one transaction:
 // the acknowledgement of a mail (test state and Acked time, connection state
 // and reply) is recorded entirely or not at all, and is on disk, with the
-// history before it, when it returns (inDurableTx): the 250 follows.
+// history before it, when it returns (inDurableTx): the 250 follows. The
+// test is due for the finaliser at once (DueTests): a verdict settled on
+// its look-ups may be final as soon as A's mail is accepted
+// (verdict.Final).
 func (s *Store) AckConnection(ctx context.Context, t Test, c *SMTPConnection) error {
 	return s.inDurableTx(ctx, fmt.Sprintf("ack connection %d", c.ID), func(tx *sql.Tx) error {
 		if err := s.updateTest(ctx, tx, t); err != nil {
 			return err
+		}
+		if !t.Updated.IsZero() {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE tests SET due_ns = CASE WHEN due_ns > ? THEN ? ELSE due_ns END WHERE id = ? AND state <> ?`),
+				t.Updated.UnixNano(), t.Updated.UnixNano(), t.ID, TestFinal); err != nil {
+				return fmt.Errorf("store: ack connection %d: test due: %w", c.ID, err)
+			}
 		}
 		return s.updateConnection(ctx, tx, c)
 	})

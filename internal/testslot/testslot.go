@@ -103,6 +103,13 @@ func (p Pool) AddressesOf(id string, n int, token bool) Addresses {
 	return a
 }
 
+// TLSAName returns the TLSA name of host label in slot n of zone z, fully
+// qualified as the query log stores it: "_25._tcp.mx7.s001.<zone>."
+// (RFC 7672 §2.2.3).
+func (p Pool) TLSAName(label string, n int, z persona.Zone) string {
+	return "_25._tcp." + p.Host(label, n, z) + "."
+}
+
 // PolicyHost returns the MTA-STS policy host of slot n in zone A
 // ("mta-sts.s001.<zone A>"); slot 0 gives zone A's own.
 func (p Pool) PolicyHost(n int) string { return p.Host(PolicyHostLabel, n, persona.ZoneA) }

@@ -177,6 +177,24 @@ func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 	return out, fetches
 }
 
+// bTLSAName is the TLSA name of B's host in the simulated test's slot.
+const bTLSAName = "_25._tcp.mx7.s001.b.example."
+
+// lookups are the DNS look-ups of the simulated sender's resolver for the
+// test's slot: a DANE sender (RFC 7672 §2.2) that goes toward B looks up
+// the TLSA record of B's host, with the DO bit, before it connects there
+// (before every connection of the history); a dane sender then connects
+// (B has no TLSA: opportunistic TLS), a dane-only one does not deliver.
+// Other senders do not look up TLSA.
+func (s sim) lookups() []store.DNSQuery {
+	dane := s.policy == PolicyDANE || s.policy == PolicyDANEOnly || s.policy == PolicyDANEMTASTS
+	towardB := s.reached == nil || slices.Contains(s.reached, col7Plain) || slices.Contains(s.reached, col7TLS)
+	if !dane || !s.toB || !towardB {
+		return nil
+	}
+	return []store.DNSQuery{{Time: t0.Add(-time.Second), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Name: bTLSAName, Type: tlsaType, DO: true, Rcode: 3}}
+}
+
 func judge(s sim, quiet bool) Verdict {
 	conns, fetches := s.history()
 	now := t0.Add(time.Hour)
@@ -184,7 +202,8 @@ func judge(s sim, quiet bool) Verdict {
 	if !quiet {
 		now = lastStart(conns)
 	}
-	return Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: q})
+	return Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: q,
+		DNSLookups: s.lookups(), BTLSANames: []string{bTLSAName}})
 }
 
 // TestJudgeFullMatrix: a correct sender of each policy that went
@@ -241,6 +260,9 @@ func TestJudgeNeverWrong(t *testing.T) {
 							}
 							if v.Complete && v.Policy != p && !quiet {
 								t.Fatalf("%+v: complete with %s before the sender went quiet, truth %s", s, v.Policy, p)
+							}
+							if v.SettledOnLookup && (v.Policy != PolicyDANEOnly || p != PolicyDANEOnly) {
+								t.Fatalf("%+v quiet=%v: settled on a look-up as %s, truth %s: %s", s, quiet, v.Policy, p, v.Why)
 							}
 						}
 					}
