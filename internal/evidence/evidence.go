@@ -189,7 +189,7 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	var bTLSA []string
 	if g.slotHeld(t) {
 		for _, h := range persona.MXHosts(persona.ZoneB) {
-			bTLSA = append(bTLSA, r.Slots.TLSAName(h.Host, t.Slot, persona.ZoneB))
+			bTLSA = append(bTLSA, r.Slots.TLSANames(h.Host, t.Slot, persona.ZoneB)...)
 		}
 	}
 	// A later issue: the sender's TLS-RPT reports are read here, with

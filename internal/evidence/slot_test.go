@@ -2,6 +2,7 @@ package evidence
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -71,6 +72,9 @@ func TestGatherSlotEvidence(t *testing.T) {
 		if got[i] != want[i] {
 			t.Fatalf("look-ups %v, want %v", got, want)
 		}
+	}
+	if !slices.Equal(obs.BTLSANames, []string{"_25._tcp.mx7.s002.b.example.", "_tcp.mx7.s002.b.example."}) {
+		t.Errorf("B's TLSA names %v", obs.BTLSANames)
 	}
 	if len(obs.PolicyFetches) != 1 || obs.PolicyFetches[0].SNI != "mta-sts.s002.a.example" {
 		t.Fatalf("fetches %+v, want the slot's own from the other network", obs.PolicyFetches)

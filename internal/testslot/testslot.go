@@ -103,11 +103,14 @@ func (p Pool) AddressesOf(id string, n int, token bool) Addresses {
 	return a
 }
 
-// TLSAName returns the TLSA name of host label in slot n of zone z, fully
-// qualified as the query log stores it: "_25._tcp.mx7.s001.<zone>."
-// (RFC 7672 §2.2.3).
-func (p Pool) TLSAName(label string, n int, z persona.Zone) string {
-	return "_25._tcp." + p.Host(label, n, z) + "."
+// TLSANames returns the TLSA name of host label in slot n of zone z and
+// the empty-or-absent "_tcp" name above it, fully qualified as the query
+// log stores them: "_25._tcp.mx7.s001.<zone>." (RFC 7672 §2.2.3) and
+// "_tcp.mx7.s001.<zone>.", which a resolver minimising query names asks
+// first (RFC 9156).
+func (p Pool) TLSANames(label string, n int, z persona.Zone) []string {
+	host := p.Host(label, n, z) + "."
+	return []string{"_25._tcp." + host, "_tcp." + host}
 }
 
 // PolicyHost returns the MTA-STS policy host of slot n in zone A
@@ -173,8 +176,8 @@ func (p Pool) Names(n int) []string {
 		domain := p.Domain(n, z) + "."
 		out = append(out, domain, "_mta-sts."+domain, PolicyHostLabel+"."+domain, "_tls."+domain, "_smtp._tls."+domain)
 		for _, h := range persona.MXHosts(z) {
-			host := h.Host + "." + domain
-			out = append(out, host, "_tcp."+host, "_25._tcp."+host)
+			out = append(out, h.Host+"."+domain)
+			out = append(out, p.TLSANames(h.Host, n, z)...)
 		}
 	}
 	return out

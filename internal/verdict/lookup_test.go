@@ -21,13 +21,22 @@ func TestDANEOnlySettledOnLookup(t *testing.T) {
 	now := lastStart(conns).Add(2 * time.Second) // the attempt has just ended: not quiet
 	lookup := store.DNSQuery{Time: t0.Add(-time.Second), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Name: bTLSAName, Type: tlsaType, DO: true, Rcode: 3}
 	obs := func(qs ...store.DNSQuery) Observations {
-		return Observations{Connections: conns, Now: now, Quiet: 10 * time.Minute, DNSLookups: qs, BTLSANames: []string{bTLSAName}}
+		return Observations{Connections: conns, Now: now, Quiet: 10 * time.Minute, DNSLookups: qs, BTLSANames: []string{bTLSAName, bTCPName}}
 	}
 
 	v := Judge(obs(lookup))
 	if v.Policy != PolicyDANEOnly || !v.Complete || !v.SettledOnLookup {
 		t.Fatalf("with the look-up: %s complete=%v settled=%v: %s", v.Policy, v.Complete, v.SettledOnLookup, v.Why)
 	}
+	// Unbound minimises query names: it asks for _tcp.mx7.… (type A),
+	// whose NXDOMAIN denies the TLSA name (RFC 8020).
+	minimised := lookup
+	minimised.Name, minimised.Type = bTCPName, 1
+	if v := Judge(obs(minimised)); !v.SettledOnLookup || v.Policy != PolicyDANEOnly {
+		t.Fatalf("minimised look-up: %s settled=%v: %s", v.Policy, v.SettledOnLookup, v.Why)
+	}
+	aOfHost := lookup
+	aOfHost.Name, aOfHost.Type = "mx7.s001.b.example.", 1
 	// Without it the same history waits for quiet.
 	if v := Judge(obs()); v.Complete || v.SettledOnLookup {
 		t.Fatalf("without a look-up: %s complete=%v: %s", v.Policy, v.Complete, v.Why)
@@ -38,7 +47,7 @@ func TestDANEOnlySettledOnLookup(t *testing.T) {
 	otherName.Name = "_25._tcp.mx7.s002.b.example."
 	tooNew := lookup
 	tooNew.Time = now.Add(-LookupGrace + time.Millisecond)
-	for name, q := range map[string]store.DNSQuery{"without DO": noDO, "another slot's": otherName, "within the grace": tooNew} {
+	for name, q := range map[string]store.DNSQuery{"without DO": noDO, "another slot's": otherName, "within the grace": tooNew, "the host's address": aOfHost} {
 		if v := Judge(obs(q)); v.SettledOnLookup || v.Complete {
 			t.Errorf("%s: %s complete=%v settled=%v", name, v.Policy, v.Complete, v.SettledOnLookup)
 		}

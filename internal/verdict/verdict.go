@@ -149,9 +149,12 @@ type Observations struct {
 	// test without a slot (the shared names say nothing about the test).
 	DNSLookups []store.DNSQuery
 	// BTLSANames are the TLSA names of B's MX hosts in the test's slot
-	// ("_25._tcp.mx7.s001.<zone B>.", RFC 7672 §2.2.3): a look-up of one
-	// with the DO bit is the sender's resolver checking DANE for B
-	// (refusedBOnLookup).
+	// ("_25._tcp.mx7.s001.<zone B>.", RFC 7672 §2.2.3) and the "_tcp"
+	// names above them ("_tcp.mx7.s001.<zone B>."), which a resolver
+	// minimising query names (RFC 9156; Unbound does) asks instead: B has
+	// no TLSA, so that name does not exist and its NXDOMAIN denies the
+	// TLSA name too (RFC 8020). A look-up of one with the DO bit is the
+	// sender's resolver checking DANE for B (refusedBOnLookup).
 	BTLSANames []string
 	Now        time.Time
 	// Quiet: with no new connection for this long, what has not happened
@@ -428,15 +431,17 @@ func dropMTASTS(cands []Policy) ([]Policy, bool) {
 
 // refusedBOnLookup tells whether the sender refused B on its TLSA look-up:
 // its resolver asked, with the DO bit (it validates), for the TLSA record
-// of one of B's MX hosts in the test's slot — which only the test's own
-// sender, with a mail for B, does — at least LookupGrace before now, and
+// of one of B's MX hosts in the test's slot, or for the "_tcp" name above
+// it on its way there (Observations.BTLSANames) — which only the test's
+// own sender, with a mail for B, does — at least LookupGrace before now, and
 // since that look-up no connection to B delivered or is still open. B is
 // signed and has no TLSA, so a DANE sender that goes on connects then
 // (opportunistic TLS, RFC 7672 §2.2) and a dane-only one does not.
 func refusedBOnLookup(obs Observations, conns []store.SMTPConnection) bool {
 	var first time.Time
 	for _, q := range obs.DNSLookups {
-		if q.Type == tlsaType && q.DO && slices.Contains(obs.BTLSANames, q.Name) && (first.IsZero() || q.Time.Before(first)) {
+		daneLookup := q.Type == tlsaType || strings.HasPrefix(q.Name, "_tcp.") // the minimised query of the TLSA name
+		if daneLookup && q.DO && slices.Contains(obs.BTLSANames, q.Name) && (first.IsZero() || q.Time.Before(first)) {
 			first = q.Time
 		}
 	}

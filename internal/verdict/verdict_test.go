@@ -177,8 +177,12 @@ func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 	return out, fetches
 }
 
-// bTLSAName is the TLSA name of B's host in the simulated test's slot.
-const bTLSAName = "_25._tcp.mx7.s001.b.example."
+// bTLSAName is the TLSA name of B's host in the simulated test's slot,
+// bTCPName the name above it that a resolver minimising query names asks.
+const (
+	bTLSAName = "_25._tcp.mx7.s001.b.example."
+	bTCPName  = "_tcp.mx7.s001.b.example."
+)
 
 // lookups are the DNS look-ups of the simulated sender's resolver for the
 // test's slot: a DANE sender (RFC 7672 §2.2) that goes toward B looks up
@@ -203,7 +207,7 @@ func judge(s sim, quiet bool) Verdict {
 		now = lastStart(conns)
 	}
 	return Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: q,
-		DNSLookups: s.lookups(), BTLSANames: []string{bTLSAName}})
+		DNSLookups: s.lookups(), BTLSANames: []string{bTLSAName, bTCPName}})
 }
 
 // TestJudgeFullMatrix: a correct sender of each policy that went
