@@ -176,7 +176,8 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if g.slotHeld(t) {
 		// The slot's own policy host: its fetches are the test's from
 		// any address (an MTA-STS resolver in another network).
-		ff.SNI = r.Slots.PolicyHost(t.Slot)
+		// From its creation: before, the slot was another test's.
+		ff.SNI, ff.SNISince = r.Slots.PolicyHost(t.Slot), t.Created
 	}
 	fetches, err := g.Store.PolicyFetchesFrom(ctx, ff)
 	if err != nil {

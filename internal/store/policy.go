@@ -70,9 +70,11 @@ type PolicyFetchFilter struct {
 	// as IPv4; an IPv6 prefix never covers an IPv4 client.
 	Clients []netip.Prefix
 	// SNI: also the fetches whose TLS server name is this (any case),
-	// from any client: a test slot's own policy host (docs/policy-host.md
-	// "Test slots"). "" adds none.
-	SNI string
+	// from any client, from SNISince on (and within Since, Until): a
+	// test slot's own policy host while the test held the slot
+	// (docs/policy-host.md "Test slots"). "" adds none.
+	SNI      string
+	SNISince time.Time
 	// Status is the HTTP status of the answer; 0 selects any.
 	Status int
 	// Since <= time < Until; a zero bound does not restrict.
@@ -113,9 +115,9 @@ func policyFetchesFromQuery(f PolicyFetchFilter) (string, []any, error) {
 	const columns = "id, time_ns, client_addr, client_port, sni, user_agent, path, status"
 	var parts []string
 	var args []any
-	// part adds one index range: the rows of cond (and the common
-	// conditions), newest first, limited on its own.
-	part := func(cond string, condArgs ...any) {
+	// part adds one index range: the rows of cond (and the conditions of
+	// common), newest first, limited on its own.
+	part := func(common filter, cond string, condArgs ...any) {
 		var w filter
 		w.add(cond, condArgs...)
 		w.and(common)
@@ -129,12 +131,21 @@ func policyFetchesFromQuery(f PolicyFetchFilter) (string, []any, error) {
 			return "", nil, fmt.Errorf("store: policy fetches: invalid prefix %v", p)
 		}
 		for _, r := range prefixRanges(p) {
-			part("client_ip BETWEEN ? AND ?", r[0], r[1])
+			part(common, "client_ip BETWEEN ? AND ?", r[0], r[1])
 		}
 	}
 	if f.SNI != "" {
 		// On the index (lower(sni), time_ns) of migration 0017.
-		part("lower(sni) = ?", dnsname.Canonical(f.SNI))
+		var own filter
+		if f.Status != 0 {
+			own.add("status = ?", int64(f.Status))
+		}
+		since := f.Since
+		if f.SNISince.After(since) {
+			since = f.SNISince
+		}
+		own.timeRange("time_ns", since, f.Until)
+		part(own, "lower(sni) = ?", dnsname.Canonical(f.SNI))
 	}
 	if len(parts) == 0 {
 		return "", nil, nil
