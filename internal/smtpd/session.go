@@ -456,6 +456,8 @@ func (ss *session) acknowledge() error {
 		AckAfter:          ss.s.opts.AckAfter,
 		AlreadyAcked:      test.State == store.TestAcked || !test.Acked.IsZero(),
 		Fetches:           fetches,
+		DNSLookups:        obs.DNSLookups,
+		BTLSANames:        obs.BTLSANames,
 	})
 	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason,
 		"detail", ack.Detail, "history", len(history), "fetches", len(fetches))

@@ -62,6 +62,22 @@ func TestDANEOnlySettledOnLookup(t *testing.T) {
 		t.Fatalf("delivered to B after the look-up: %s settled=%v: %s", v.Policy, v.SettledOnLookup, v.Why)
 	}
 
+	// The acknowledgement of A's mail: 250 once B was refused on its
+	// look-up, 451 (collecting evidence) without the look-up.
+	// (mx5 not reached yet: the persona rules alone would ask for
+	// another attempt, as in the lab's retest.)
+	partial, _ := sim{policy: PolicyDANEOnly, toA: true, toB: true, client: "192.0.2.1",
+		reached: []column{colPlainWindow, col3, col4, col6}}.history()
+	ackIn := AckInput{Zone: 1, Now: lastStart(partial).Add(time.Second), History: partial, AckAfter: 10 * time.Minute,
+		DNSLookups: []store.DNSQuery{lookup}, BTLSANames: []string{bTLSAName, bTCPName}}
+	if a := Acknowledge(ackIn); !a.Accept {
+		t.Errorf("B refused on its look-up: %+v", a)
+	}
+	ackIn.DNSLookups = nil
+	if a := Acknowledge(ackIn); a.Accept {
+		t.Errorf("without the look-up: %+v", a)
+	}
+
 	// Final: at once once A's mail was accepted, not before.
 	test := store.Test{ID: "t", Created: t0.Add(-time.Minute), State: store.TestOpen}
 	in := FinalInput{Test: test, Connections: conns, Verdict: v, Now: now, Quiet: 10 * time.Minute, Expiry: 48 * time.Hour}
