@@ -93,3 +93,30 @@ func TestDANEOnlySettledOnLookup(t *testing.T) {
 		t.Error("final before quiet without the look-up")
 	}
 }
+
+// TestNotDANEAwareOnLookups: a sender done whose resolver looked up the
+// test's names but never a TLSA record does not validate DANE (likely);
+// the same history without look-ups leaves it to the connections
+// (unknown where personas 3-5 were not all seen); a TLSA look-up of B's
+// host alone is DANE-awareness.
+func TestNotDANEAwareOnLookups(t *testing.T) {
+	s := sim{policy: PolicyVerify, toA: true, toB: true, client: "192.0.2.1", reached: []column{colPlainWindow, col6, col7TLS}}
+	conns, _ := s.history()
+	now := lastStart(conns).Add(time.Hour)
+	o := Observations{Connections: conns, Now: now, Quiet: 10 * time.Minute, DNSLookups: s.lookups(), BTLSANames: []string{bTLSAName, bTCPName}}
+	if f := fact(t, Judge(o), FactValidatesDANE); f.Value || f.Confidence != Likely || !contains(f.Why, "never a TLSA record") {
+		t.Errorf("with look-ups and no TLSA: %+v", f)
+	}
+	o.DNSLookups = nil
+	if f := fact(t, Judge(o), FactValidatesDANE); f.Confidence != Unknown {
+		t.Errorf("without look-ups: %+v", f)
+	}
+	o.DNSLookups = []store.DNSQuery{{Time: t0, Name: bTCPName, Type: 1, DO: true, Rcode: 3}}
+	if f := fact(t, Judge(o), FactValidatesDANE); f.Confidence != Unknown {
+		t.Errorf("with B's TLSA look-up (minimised): %+v", f)
+	}
+	o.DNSLookups, o.Now = s.lookups(), lastStart(conns).Add(time.Second) // not quiet yet
+	if f := fact(t, Judge(o), FactValidatesDANE); f.Confidence != Unknown {
+		t.Errorf("before the sender is done: %+v", f)
+	}
+}

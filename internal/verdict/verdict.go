@@ -280,7 +280,7 @@ func Judge(obs Observations) Verdict {
 		}
 	}
 
-	quiet := obs.SenderDone || !obs.Now.IsZero() && obs.Quiet > 0 && len(conns) > 0 && obs.Now.Sub(lastStart(conns)) >= obs.Quiet
+	quiet := isQuiet(obs, conns)
 	refusedB := refusedBOnLookup(obs, conns)
 	switch {
 	case len(conns) == 0:
@@ -457,6 +457,24 @@ func refusedBOnLookup(obs Observations, conns []store.SMTPConnection) bool {
 		}
 	}
 	return true
+}
+
+// isQuiet tells whether the sender is done: known to be (SenderDone), or
+// quiet for obs.Quiet since its last connection.
+func isQuiet(obs Observations, conns []store.SMTPConnection) bool {
+	return obs.SenderDone || !obs.Now.IsZero() && obs.Quiet > 0 && len(conns) > 0 && obs.Now.Sub(lastStart(conns)) >= obs.Quiet
+}
+
+// asksTLSA tells whether the look-ups include one of a TLSA record of the
+// test slot's hosts, in A or B (or the minimised "_tcp" query on the way
+// there, RFC 9156).
+func asksTLSA(obs Observations) bool {
+	for _, q := range obs.DNSLookups {
+		if q.Type == tlsaType || strings.HasPrefix(q.Name, "_tcp.") || strings.HasPrefix(q.Name, "_25._tcp.") {
+			return true
+		}
+	}
+	return false
 }
 
 // tlsaType is the TLSA RR type (RFC 6698 §7.1).
@@ -651,6 +669,14 @@ func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numC
 		add(FactValidatesDANE, known(false, "delivered although the TLSA record does not match", ids(col3, col5)))
 	case len(seen[col4].refused) > 0:
 		add(FactValidatesDANE, known(false, "refused persona 4 although its TLSA record matches", seen[col4].refused))
+	case isQuiet(obs, conns) && len(obs.DNSLookups) > 0 && !asksTLSA(obs):
+		// The slot's names are the test's alone: its sender's resolver
+		// asked for them, and never for a TLSA record, which a DANE
+		// sender looks up before it connects (RFC 7672 §2.2). Likely
+		// only: the query log may drop look-ups under a flood
+		// (docs/dns.md), and its evidence is absence.
+		add(FactValidatesDANE, Fact{Value: false, Confidence: Likely,
+			Why: "its resolver looked up the test's names but never a TLSA record: not DANE-aware"})
 	default:
 		add(FactValidatesDANE, unknown("personas 3-5 not all seen", "connections to personas 3, 4 and 5"))
 	}

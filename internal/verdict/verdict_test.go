@@ -185,18 +185,31 @@ const (
 )
 
 // lookups are the DNS look-ups of the simulated sender's resolver for the
-// test's slot: a DANE sender (RFC 7672 §2.2) that goes toward B looks up
-// the TLSA record of B's host, with the DO bit, before it connects there
-// (before every connection of the history); a dane sender then connects
+// test's slot, before every connection of the history: every sender going
+// toward A looks up an MX host's address; a DANE sender (RFC 7672 §2.2)
+// also its TLSA record, and, going toward B, the TLSA record of B's host,
+// with the DO bit, before it connects there; a dane sender then connects
 // (B has no TLSA: opportunistic TLS), a dane-only one does not deliver.
 // Other senders do not look up TLSA.
 func (s sim) lookups() []store.DNSQuery {
 	dane := s.policy == PolicyDANE || s.policy == PolicyDANEOnly || s.policy == PolicyDANEMTASTS
-	towardB := s.reached == nil || slices.Contains(s.reached, col7Plain) || slices.Contains(s.reached, col7TLS)
-	if !dane || !s.toB || !towardB {
-		return nil
+	reached := func(cols ...column) bool {
+		return s.reached == nil || slices.ContainsFunc(cols, func(c column) bool { return slices.Contains(s.reached, c) })
 	}
-	return []store.DNSQuery{{Time: t0.Add(-time.Second), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Name: bTLSAName, Type: tlsaType, DO: true, Rcode: 3}}
+	q := func(name string, qtype uint16, rcode int) store.DNSQuery {
+		return store.DNSQuery{Time: t0.Add(-time.Second), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Name: name, Type: qtype, DO: true, Rcode: rcode}
+	}
+	var out []store.DNSQuery
+	if s.toA && reached(colPlainWindow, colPlainOffer, col2, col3, col4, col5, col6) {
+		out = append(out, q("mx4.s001.a.example.", 1, 0))
+		if dane {
+			out = append(out, q("_25._tcp.mx4.s001.a.example.", tlsaType, 0))
+		}
+	}
+	if dane && s.toB && reached(col7Plain, col7TLS) {
+		out = append(out, q(bTLSAName, tlsaType, 3))
+	}
+	return out
 }
 
 func judge(s sim, quiet bool) Verdict {
