@@ -28,12 +28,21 @@ func TestTestShowLookups(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Its slot's policy fetched from anywhere; another slot's not.
+	for _, sni := range []string{"mta-sts.s004.a.mailtest.example", "mta-sts.s005.a.mailtest.example"} {
+		if err := st.AddPolicyFetch(ctx, store.PolicyFetch{Time: now.Add(-20 * time.Second), Client: netip.MustParseAddrPort("203.0.113.9:443"),
+			SNI: sni, Status: 200, Path: "/.well-known/mta-sts.txt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	st.Close()
 	code, out, errOut := run(t, "-config", cfg, "test", "show", "-json", "slotted")
 	var v struct {
-		DNSLookups []store.DNSQuery `json:"dns_lookups"`
+		DNSLookups    []store.DNSQuery    `json:"dns_lookups"`
+		PolicyFetches []store.PolicyFetch `json:"policy_fetches"`
 	}
-	if err := json.Unmarshal([]byte(out), &v); code != exitOK || err != nil || len(v.DNSLookups) != 1 || v.DNSLookups[0].Name != "_25._tcp.mx4.s004.a.mailtest.example." {
+	if err := json.Unmarshal([]byte(out), &v); code != exitOK || err != nil || len(v.DNSLookups) != 1 || v.DNSLookups[0].Name != "_25._tcp.mx4.s004.a.mailtest.example." ||
+		len(v.PolicyFetches) != 1 || v.PolicyFetches[0].SNI != "mta-sts.s004.a.mailtest.example" {
 		t.Fatalf("exit %d %v: %+v\n%s\n%s", code, err, v, out, errOut)
 	}
 	code, out, _ = run(t, "-config", cfg, "test", "show", "slotted")

@@ -141,23 +141,29 @@ func runTest(e *env, args []string) error {
 			return err
 		}
 		// The look-ups of the test slot's names (docs/dns.md "Test
-		// slots"), by the evidence's own rule.
-		lookups, err := evidence.Gatherer{Store: st, Rules: service.EvidenceRules(&cfg)}.DNSLookups(e.ctx, t, time.Now())
+		// slots") and the policy fetches counted for the test, by the
+		// evidence's own rules.
+		obs, err := evidence.Gatherer{Store: st, Rules: service.EvidenceRules(&cfg)}.Gather(e.ctx, t, time.Now())
 		if err != nil {
 			return err
 		}
+		lookups, fetches := obs.DNSLookups, obs.PolicyFetches
 		if lookups == nil {
 			lookups = []store.DNSQuery{}
 		}
+		if fetches == nil {
+			fetches = []store.PolicyFetch{}
+		}
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(struct {
-				Test        store.Test             `json:"test"`
-				Connections []store.SMTPConnection `json:"connections"`
-				DNSLookups  []store.DNSQuery       `json:"dns_lookups"`
-				Inbound     json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
-				Result      *resultJSON            `json:"result,omitempty"`
-				Attempts    []store.MailAttempt    `json:"mail_attempts,omitempty"`
-			}{t, conns, lookups, inboundReport, resultOf(&cfg, res), attempts})
+				Test          store.Test             `json:"test"`
+				Connections   []store.SMTPConnection `json:"connections"`
+				DNSLookups    []store.DNSQuery       `json:"dns_lookups"`
+				PolicyFetches []store.PolicyFetch    `json:"policy_fetches"`
+				Inbound       json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
+				Result        *resultJSON            `json:"result,omitempty"`
+				Attempts      []store.MailAttempt    `json:"mail_attempts,omitempty"`
+			}{t, conns, lookups, fetches, inboundReport, resultOf(&cfg, res), attempts})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -180,6 +186,9 @@ func runTest(e *env, args []string) error {
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		for _, f := range fetches {
+			fmt.Fprintf(e.stdout, "Policy fetch %s from %s: %s\n", f.Time.Format("2006-01-02 15:04:05"), f.Client.Addr(), untrusted.Terminal(f.SNI))
 		}
 		for _, l := range lookups {
 			do := ""

@@ -170,7 +170,7 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 		Clients: ClientPrefixes(conns, r.PrefixV4, r.PrefixV6),
 		Status:  200, // a policy was served (RFC 8461 §3.3); a 404 is no policy
 		Since:   t.Created.Add(-r.FetchWindow),
-		Until:   now.Add(fetchSlack),
+		Until:   evidenceUntil(t, now),
 		Limit:   r.FetchLimit,
 	}
 	if g.slotHeld(t) {
@@ -222,15 +222,22 @@ func (g Gatherer) DNSLookups(ctx context.Context, t store.Test, now time.Time) (
 		return nil, nil
 	}
 	r := g.Rules.WithDefaults()
-	until := now.Add(fetchSlack)
-	if t.State == store.TestFinal && t.Updated.Before(until) {
-		until = t.Updated.Add(time.Nanosecond)
-	}
-	qs, err := g.Store.DNSQueries(ctx, store.DNSQueryFilter{Names: r.Slots.Names(t.Slot), Since: t.Created, Until: until, Limit: r.LookupLimit})
+	qs, err := g.Store.DNSQueries(ctx, store.DNSQueryFilter{Names: r.Slots.Names(t.Slot), Since: t.Created, Until: evidenceUntil(t, now), Limit: r.LookupLimit})
 	if err != nil {
 		return nil, fmt.Errorf("evidence: DNS look-ups of %s: %w", t.ID, err)
 	}
 	return qs, nil
+}
+
+// evidenceUntil is the end of the time in which policy fetches and DNS
+// look-ups are t's evidence: now (and a little, the recorders' clocks),
+// or when t became final (its slot then rests and goes to another test).
+func evidenceUntil(t store.Test, now time.Time) time.Time {
+	until := now.Add(fetchSlack)
+	if t.State == store.TestFinal && t.Updated.Before(until) {
+		until = t.Updated.Add(time.Nanosecond)
+	}
+	return until
 }
 
 // Judge gathers t's observations and judges them: the live verdict.

@@ -43,6 +43,8 @@ func TestGatherSlotEvidence(t *testing.T) {
 	// The slot's policy fetched from a network no connection came from;
 	// another slot's from there does not count.
 	for _, f := range []store.PolicyFetch{
+		// The slot's next test's sender, after this one became final.
+		{Time: t0.Add(2 * time.Hour), Client: netip.MustParseAddrPort("203.0.113.8:443"), SNI: "mta-sts.s002.a.example", Status: 200, Path: "/.well-known/mta-sts.txt"},
 		// The slot's previous test's sender: not this test's.
 		{Time: t0.Add(-time.Hour), Client: netip.MustParseAddrPort("203.0.113.7:443"), SNI: "mta-sts.s002.a.example", Status: 200, Path: "/.well-known/mta-sts.txt"},
 		{Time: t0.Add(10 * time.Second), Client: netip.MustParseAddrPort("203.0.113.7:443"), SNI: "mta-sts.s002.a.example", Status: 200, Path: "/.well-known/mta-sts.txt"},

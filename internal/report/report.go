@@ -112,6 +112,9 @@ type Input struct {
 	// DNSLookups are the look-ups of the test slot's names
 	// (verdict.Observations.DNSLookups; nil for a test without a slot).
 	DNSLookups []store.DNSQuery
+	// PolicyFetches are the fetches of an MTA-STS policy counted for the
+	// test (verdict.Observations.PolicyFetches).
+	PolicyFetches []store.PolicyFetch
 }
 
 // Report is the model both renderings are made from. The JSON form is the
@@ -151,6 +154,17 @@ type Report struct {
 	// test's slot (docs/dns.md "Test slots"), oldest first: never another
 	// test's. Empty for a test without a slot.
 	DNSLookups []LookupLine `json:"dns_lookups"`
+	// PolicyFetches are the fetches of an MTA-STS policy that count for
+	// the test (docs/policy-host.md), newest first.
+	PolicyFetches []FetchLine `json:"policy_fetches"`
+}
+
+// FetchLine is one fetch of an MTA-STS policy counted for the test.
+type FetchLine struct {
+	Time   string `json:"time"`   // as HistoryLine.Start
+	Client string `json:"client"` // the fetching client's address
+	Host   string `json:"host"`   // the policy host it named (SNI)
+	Text   string `json:"text"`
 }
 
 // LookupLine is one DNS look-up of a test slot's name.
@@ -245,6 +259,12 @@ func Build(in Input) Report {
 	r.DNSLookups = []LookupLine{}
 	for _, q := range in.DNSLookups {
 		r.DNSLookups = append(r.DNSLookups, lookupLine(q, loc))
+	}
+	r.PolicyFetches = []FetchLine{}
+	for _, f := range in.PolicyFetches {
+		l := FetchLine{Time: f.Time.In(loc).Format(timeLayout), Client: f.Client.Addr().Unmap().String(), Host: untrusted.Printable(f.SNI, 255)}
+		l.Text = fmt.Sprintf("%s %s fetched the MTA-STS policy of %s", l.Time, l.Client, l.Host)
+		r.PolicyFetches = append(r.PolicyFetches, l)
 	}
 	if len(in.SharedSendingAddrs) > 0 {
 		addrs := make([]string, len(in.SharedSendingAddrs))
