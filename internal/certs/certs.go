@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/persona"
 )
 
@@ -183,12 +184,8 @@ func (o Options) withDefaults() Options {
 	if o.ACME.Challenge == "" {
 		o.ACME.Challenge = ChallengeDNS01
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	return o
 }
 

@@ -40,6 +40,17 @@ func runStore(e *env, args []string) error {
 	return usage
 }
 
+// loadStore loads the configuration and opens its store; the caller
+// closes the store.
+func (e *env) loadStore() (config.Config, *store.Store, error) {
+	cfg, err := e.load()
+	if err != nil {
+		return cfg, nil, err
+	}
+	st, err := store.Open(e.ctx, cfg.StorePath())
+	return cfg, st, err
+}
+
 // openStoreFlag opens -db if given, else the configuration's store.
 func openStoreFlag(e *env, cfg config.Config, db string) (*store.Store, error) {
 	if db == "" {
@@ -62,11 +73,7 @@ func runStoreBackup(e *env, args []string) error {
 	if _, err := os.Stat(dst); err == nil {
 		return fmt.Errorf("%w: %s exists", errUsage, dst)
 	}
-	cfg, err := e.load()
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(e.ctx, cfg.StorePath())
+	_, st, err := e.loadStore()
 	if err != nil {
 		return err
 	}

@@ -190,11 +190,7 @@ func runTest(e *env, args []string) error {
 // openTest loads the configuration, opens the store and reads test id with
 // its connection history. The caller closes the store.
 func (e *env) openTest(id string) (config.Config, *store.Store, store.Test, []store.SMTPConnection, error) {
-	cfg, err := e.load()
-	if err != nil {
-		return cfg, nil, store.Test{}, nil, err
-	}
-	st, err := store.Open(e.ctx, cfg.StorePath())
+	cfg, st, err := e.loadStore()
 	if err != nil {
 		return cfg, nil, store.Test{}, nil, err
 	}

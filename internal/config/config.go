@@ -651,9 +651,7 @@ func (c *Config) Validate() error {
 			bad("dns.listen", "%q is not an ip:port (%v)", l, err)
 		}
 	}
-	if c.DNS.UDPSize < 512 || c.DNS.UDPSize > 4096 {
-		bad("dns.udp_size", "%d is outside 512..4096", c.DNS.UDPSize)
-	}
+	within(bad, "dns.udp_size", c.DNS.UDPSize, 512, 4096)
 	positive("dns.query_log_retention", c.DNS.QueryLogRetention, time.Minute)
 	if c.DNS.QueryLogBuffer < 1 {
 		bad("dns.query_log_buffer", "must be at least 1")
@@ -667,15 +665,9 @@ func (c *Config) Validate() error {
 	if c.DNS.RRLResponsesPerSecond < 0 || c.DNS.RRLResponsesPerSecond > 1_000_000 {
 		bad("dns.rrl_responses_per_second", "%d is outside 0..1000000 (0: off)", c.DNS.RRLResponsesPerSecond)
 	}
-	if c.DNS.RRLSlip < 0 || c.DNS.RRLSlip > 10 {
-		bad("dns.rrl_slip", "%d is outside 0..10", c.DNS.RRLSlip)
-	}
-	if c.DNS.RRLPrefixV4 < 8 || c.DNS.RRLPrefixV4 > 32 {
-		bad("dns.rrl_prefix_v4", "%d is outside 8..32", c.DNS.RRLPrefixV4)
-	}
-	if c.DNS.RRLPrefixV6 < 16 || c.DNS.RRLPrefixV6 > 128 {
-		bad("dns.rrl_prefix_v6", "%d is outside 16..128", c.DNS.RRLPrefixV6)
-	}
+	within(bad, "dns.rrl_slip", c.DNS.RRLSlip, 0, 10)
+	within(bad, "dns.rrl_prefix_v4", c.DNS.RRLPrefixV4, 8, 32)
+	within(bad, "dns.rrl_prefix_v6", c.DNS.RRLPrefixV6, 16, 128)
 	if c.DNS.TCPMaxConnections < 1 {
 		bad("dns.tcp_max_connections", "must be at least 1")
 	}
@@ -751,6 +743,13 @@ func oneOf(bad func(key, format string, args ...any), key, value string, allowed
 	}
 }
 
+// within reports value if it is outside lo..hi.
+func within(bad func(key, format string, args ...any), key string, value, lo, hi int) {
+	if value < lo || value > hi {
+		bad(key, "%d is outside %d..%d", value, lo, hi)
+	}
+}
+
 func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	listen := func(key string, list []string) {
 		if len(list) == 0 {
@@ -808,12 +807,8 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	if c.SMTP.DataMemoryBudget < c.SMTP.MaxMessageBytes {
 		bad("smtp.data_memory_budget", "%d is less than smtp.max_message_bytes (not even one message would fit)", c.SMTP.DataMemoryBudget)
 	}
-	if c.SMTP.ClientPrefixV4 < 8 || c.SMTP.ClientPrefixV4 > 32 {
-		bad("smtp.client_prefix_v4", "%d is outside 8..32", c.SMTP.ClientPrefixV4)
-	}
-	if c.SMTP.ClientPrefixV6 < 16 || c.SMTP.ClientPrefixV6 > 128 {
-		bad("smtp.client_prefix_v6", "%d is outside 16..128", c.SMTP.ClientPrefixV6)
-	}
+	within(bad, "smtp.client_prefix_v4", c.SMTP.ClientPrefixV4, 8, 32)
+	within(bad, "smtp.client_prefix_v6", c.SMTP.ClientPrefixV6, 16, 128)
 	if c.SMTP.FixedTestsPerClient < 1 {
 		bad("smtp.fixed_tests_per_client", "%d: must be at least 1", c.SMTP.FixedTestsPerClient)
 	}
@@ -967,9 +962,7 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 	if c.Web.MaxEventStreams < 1 || c.Web.MaxEventStreamsPerClient < 1 || c.Web.MaxEventStreamsPerClient > c.Web.MaxEventStreams {
 		bad("web.max_event_streams", "max_event_streams and max_event_streams_per_client must be at least 1, the second at most the first")
 	}
-	if c.Web.CheckConcurrency < 1 || c.Web.CheckConcurrency > 256 {
-		bad("web.check_concurrency", "%d is outside 1..256", c.Web.CheckConcurrency)
-	}
+	within(bad, "web.check_concurrency", c.Web.CheckConcurrency, 1, 256)
 	if c.Web.CheckCache.Duration < time.Second {
 		bad("web.check_cache", "%s is too short (at least 1s)", c.Web.CheckCache.Duration)
 	}
@@ -997,9 +990,7 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 			bad("result_mail.source_address", "%q is not an IP address", rm.SourceAddress)
 		}
 	}
-	if rm.Port < 1 || rm.Port > 65535 {
-		bad("result_mail.port", "%d is outside 1..65535", rm.Port)
-	}
+	within(bad, "result_mail.port", rm.Port, 1, 65535)
 	if rm.RateLimit < 0 {
 		bad("result_mail.rate_limit", "must not be negative (0: no limit)")
 	}
@@ -1021,13 +1012,9 @@ func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
 	if c.Inbound.Timeout.Duration < time.Second || c.Inbound.Timeout.Duration > 10*time.Minute {
 		bad("inbound.timeout", "%s is outside 1s..10m", c.Inbound.Timeout.Duration)
 	}
-	if c.Inbound.Concurrency < 1 || c.Inbound.Concurrency > 256 {
-		bad("inbound.concurrency", "%d is outside 1..256", c.Inbound.Concurrency)
-	}
+	within(bad, "inbound.concurrency", c.Inbound.Concurrency, 1, 256)
 	if c.Inbound.CacheTTL.Duration < 0 {
 		bad("inbound.cache_ttl", "must not be negative")
 	}
-	if c.Inbound.ParallelChecks < 1 || c.Inbound.ParallelChecks > 64 {
-		bad("inbound.parallel_checks", "%d is outside 1..64", c.Inbound.ParallelChecks)
-	}
+	within(bad, "inbound.parallel_checks", c.Inbound.ParallelChecks, 1, 64)
 }

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/periodic"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
@@ -78,28 +79,15 @@ func New(o Options) (*Deliverer, error) {
 	if o.Identity.Key != nil && (o.Send == nil || o.Identity.From == "" || o.Identity.Domain == "" || o.Identity.Selector == "") {
 		return nil, errors.New("delivery: a signing key needs From, Domain, Selector and a sender")
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&o.RateWindow, time.Hour)
-	def(&o.RetryBase, time.Minute)
-	def(&o.RetryMax, 4*time.Hour)
-	def(&o.Interval, 10*time.Second)
-	def(&o.AttemptTimeout, DefaultAttemptTimeout)
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 12
-	}
-	if o.Workers <= 0 {
-		o.Workers = DefaultWorkers
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	option.Positive(&o.RateWindow, time.Hour)
+	option.Positive(&o.RetryBase, time.Minute)
+	option.Positive(&o.RetryMax, 4*time.Hour)
+	option.Positive(&o.Interval, 10*time.Second)
+	option.Positive(&o.AttemptTimeout, DefaultAttemptTimeout)
+	option.Positive(&o.MaxAttempts, 12)
+	option.Positive(&o.Workers, DefaultWorkers)
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	return &Deliverer{o: o, log: o.Logger, slot: make(chan struct{}, o.Workers), busy: map[string]bool{}}, nil
 }
 

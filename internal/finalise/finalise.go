@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/periodic"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resultmail"
@@ -65,21 +66,11 @@ func New(o Options) (*Finaliser, error) {
 	if o.MailEnabled && o.DNS == nil {
 		return nil, errors.New("finalise: result mails need DNS for SPF")
 	}
-	if o.Interval <= 0 {
-		o.Interval = 10 * time.Second
-	}
-	if o.PassLimit <= 0 {
-		o.PassLimit = defaultPassLimit
-	}
-	if o.PassTime <= 0 {
-		o.PassTime = defaultPassTime
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	option.Positive(&o.Interval, 10*time.Second)
+	option.Positive(&o.PassLimit, defaultPassLimit)
+	option.Positive(&o.PassTime, defaultPassTime)
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	return &Finaliser{o: o, rules: o.Evidence.Rules.WithDefaults(), log: o.Logger}, nil
 }
 

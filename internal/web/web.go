@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/listen"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
@@ -108,42 +109,20 @@ type Server struct {
 
 // New returns a Server.
 func New(o Options) *Server {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.EventInterval <= 0 {
-		o.EventInterval = time.Second
-	}
-	if o.EventMax <= 0 {
-		o.EventMax = 30 * time.Minute
-	}
-	if o.EventMaxWait <= 0 {
-		o.EventMaxWait = 10 * time.Second
-	}
-	if o.MaxStreams <= 0 {
-		o.MaxStreams = 200
-	}
-	if o.MaxStreamsPerClient <= 0 {
-		o.MaxStreamsPerClient = 4
-	}
-	if o.ReadTimeout <= 0 {
-		o.ReadTimeout = 30 * time.Second
-	}
-	if o.CheckConcurrency <= 0 {
-		o.CheckConcurrency = 8
-	}
-	if o.CheckCache <= 0 {
-		o.CheckCache = 5 * time.Minute
-	}
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
+	option.Positive(&o.EventInterval, time.Second)
+	option.Positive(&o.EventMax, 30*time.Minute)
+	option.Positive(&o.EventMaxWait, 10*time.Second)
+	option.Positive(&o.MaxStreams, 200)
+	option.Positive(&o.MaxStreamsPerClient, 4)
+	option.Positive(&o.ReadTimeout, 30*time.Second)
+	option.Positive(&o.CheckConcurrency, 8)
+	option.Positive(&o.CheckCache, 5*time.Minute)
 	if o.Check != nil {
 		o.Check = (&checkCache{check: o.Check, ttl: o.CheckCache, now: o.Now}).run
 	}
-	if o.Retention <= 0 {
-		o.Retention = 30 * 24 * time.Hour
-	}
+	option.Positive(&o.Retention, 30*24*time.Hour)
 	s := &Server{o: o, log: o.Logger, starts: ratelimit.New(max(o.StartLimit, 1), time.Hour, o.Now),
 		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux(), hostnames: hostSet(o.Hostnames),
 		checkSlots: make(chan struct{}, o.CheckConcurrency)}
@@ -224,21 +203,9 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 	// (events.go), and an inbound check may take inbound.timeout.
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: s.o.ReadTimeout, IdleTimeout: time.Minute,
 		BaseContext: func(net.Listener) context.Context { return ctx }, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, len(ls))
-	for _, l := range ls {
-		go func() { errc <- srv.Serve(l) }()
+	if err := listen.HTTP(ctx, srv, ls, 5*time.Second); err != nil {
+		return fmt.Errorf("web: %w", err)
 	}
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			srv.Close()
-			return fmt.Errorf("web: %w", err)
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx) // event streams end with ctx
 	return nil
 }
 
