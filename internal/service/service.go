@@ -327,6 +327,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD, closeP, closeS, closeW)
 	}
 	closeW = func() { closeAll(webListeners); closeAll(metricsListeners) }
+	// The listeners are ours, so no other process of this service is
+	// serving: a connection record still open is one a crash left behind.
+	if n, err := st.EndInterruptedConnections(ctx); err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
+	} else if n > 0 {
+		log.Warn("ended the connection records a stop without shutdown left open", "connections", n)
+	}
 	mgr, err := certs.New(certs.Options{
 		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,

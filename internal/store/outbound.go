@@ -794,3 +794,21 @@ func scanTLSRPTReport(row rowScanner) (TLSRPTReport, error) {
 	}
 	return r, nil
 }
+
+// InterruptedConnectionError is the error stored for a connection that was
+// still open when the service stopped without ending it (a crash, kill -9,
+// power loss): EndInterruptedConnections.
+const InterruptedConnectionError = "interrupted: the service stopped during the connection (its end time is not known)"
+
+// EndInterruptedConnections ends every connection record still open: the
+// ones a service that stopped without closing them left behind. Their end
+// time is not known, so it is set to their start, which adds no activity
+// to their test's quiet time, and Error says why. Without it such a record
+// stays open for ever, and verdict.Final never calls its test final (an
+// open connection may still deliver). Call it only while no connection
+// can be open: at start, once this process holds the SMTP listeners and
+// before it accepts. It returns how many it ended.
+func (s *Store) EndInterruptedConnections(ctx context.Context) (int64, error) {
+	return execCount(ctx, s.db, "end interrupted connections",
+		s.q(`UPDATE smtp_connections SET ended_ns = started_ns, error = ? WHERE ended_ns = 0`), InterruptedConnectionError)
+}

@@ -617,3 +617,30 @@ func TestUpdateTestStaleCopy(t *testing.T) {
 		t.Errorf("forward update lost: %+v", got)
 	}
 }
+
+// TestEndInterruptedConnections: a record a crash left open is ended at its
+// start with the interruption as its error; ended records are unchanged.
+func TestEndInterruptedConnections(t *testing.T) {
+	s := openTestStore(t)
+	open, ended := testConn(1, "192.0.2.1:1000"), testConn(2, "192.0.2.2:1000")
+	open.State = StateMail
+	ended.Ended = ended.Started.Add(time.Second)
+	insertConns(t, s, &open, &ended)
+	n, err := s.EndInterruptedConnections(t.Context())
+	if err != nil || n != 1 {
+		t.Fatalf("EndInterruptedConnections = %d, %v; want 1", n, err)
+	}
+	got, err := s.Connections(t.Context(), ConnectionFilter{})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Connections = %d, %v", len(got), err)
+	}
+	if !got[0].Ended.Equal(open.Started) || got[0].Error != InterruptedConnectionError || got[0].State != StateMail {
+		t.Errorf("interrupted record: ended %v (started %v), error %q, state %s", got[0].Ended, open.Started, got[0].Error, got[0].State)
+	}
+	if !equalConn(got[1], ended) {
+		t.Errorf("ended record changed: %+v", got[1])
+	}
+	if n, err := s.EndInterruptedConnections(t.Context()); err != nil || n != 0 {
+		t.Errorf("second run = %d, %v; want 0", n, err)
+	}
+}
