@@ -176,6 +176,8 @@ func (s *Store) backfill(ctx context.Context, tx *sql.Tx, version int64) error {
 	switch version {
 	case 9:
 		return s.backfillPolicyFetchIP(ctx, tx)
+	case 15:
+		return s.backfillLegacyOwnerKeys(ctx, tx)
 	}
 	return nil
 }
