@@ -30,43 +30,36 @@ func (s *Suite) ownerKey(ctx context.Context) Check {
 	wrong := randomKey()
 	type req struct {
 		what, method, path, key string // key: sent as Authorization: Bearer
+		want                    int
 	}
-	var refused []req
+	var reqs []req
 	for _, sfx := range []string{"", "/report", "/events"} {
-		refused = append(refused, req{"the ID as key", "GET", "/t/" + a.ID + sfx, ""}, req{"a wrong key", "GET", "/t/" + wrong + sfx, ""})
+		reqs = append(reqs, req{"the ID as key", "GET", "/t/" + a.ID + sfx, "", 404}, req{"a wrong key", "GET", "/t/" + wrong + sfx, "", 404})
 	}
-	refused = append(refused, req{"the ID as key", "POST", "/t/" + a.ID + "/delete", ""}, req{"a wrong key", "POST", "/t/" + wrong + "/delete", ""})
+	reqs = append(reqs, req{"the ID as key", "POST", "/t/" + a.ID + "/delete", "", 404}, req{"a wrong key", "POST", "/t/" + wrong + "/delete", "", 404})
 	for _, api := range []struct{ method, sfx string }{{"GET", ""}, {"GET", "/events"}, {"DELETE", ""}} {
 		p := "/api/v1/tests/" + a.ID + api.sfx
-		refused = append(refused, req{"no key", api.method, p, ""}, req{"the ID as key", api.method, p, a.ID},
-			req{"a wrong key", api.method, p, wrong}, req{"another test's key", api.method, p, b.Key})
+		reqs = append(reqs, req{"no key", api.method, p, "", 404}, req{"the ID as key", api.method, p, a.ID, 404},
+			req{"a wrong key", api.method, p, wrong, 404}, req{"another test's key", api.method, p, b.Key, 404})
 	}
+	refused := len(reqs)
+	// After those, nothing is deleted: with the key every route answers.
+	reqs = append(reqs, req{"the key", "GET", "/t/" + a.Key, "", 200}, req{"the key", "GET", "/t/" + a.Key + "/report", "", 200},
+		req{"the key", "GET", "/t/" + a.Key + "/events", "", 200},
+		req{"the key", "GET", "/api/v1/tests/" + a.ID, a.Key, 200}, req{"the key", "GET", "/api/v1/tests/" + a.ID + "/events", a.Key, 200})
 	var bad []string
-	for _, r := range refused {
-		code, _, err := s.ownerRequest(ctx, r.method, r.path, r.key)
-		switch {
-		case err != nil:
-			bad = append(bad, err.Error())
-		case code != http.StatusNotFound:
-			bad = append(bad, fmt.Sprintf("%s %s with %s: %d, want 404", r.method, redactPath(r.path, a), r.what, code))
-		}
-	}
-	// Nothing was deleted; with the key every route answers.
-	opened := []req{
-		{"", "GET", "/t/" + a.Key, ""}, {"", "GET", "/t/" + a.Key + "/report", ""}, {"", "GET", "/t/" + a.Key + "/events", ""},
-		{"", "GET", "/api/v1/tests/" + a.ID, a.Key}, {"", "GET", "/api/v1/tests/" + a.ID + "/events", a.Key},
-	}
-	for _, r := range opened {
+	for _, r := range reqs {
 		code, hdr, err := s.ownerRequest(ctx, r.method, r.path, r.key)
 		switch {
 		case err != nil:
 			bad = append(bad, err.Error())
-		case code != http.StatusOK:
-			bad = append(bad, fmt.Sprintf("%s %s with the key: %d, want 200 (deleted by a refused request?)", r.method, redactPath(r.path, a), code))
-		case hdr.Get("Referrer-Policy") != "no-referrer":
+		case code != r.want:
+			bad = append(bad, fmt.Sprintf("%s %s with %s: %d, want %d", r.method, redactPath(r.path, a), r.what, code, r.want))
+		case code == http.StatusOK && hdr.Get("Referrer-Policy") != "no-referrer":
 			bad = append(bad, fmt.Sprintf("%s %s: Referrer-Policy %q: the key in the URL would leak", r.method, redactPath(r.path, a), hdr.Get("Referrer-Policy")))
 		}
 	}
+	opened := len(reqs) - refused
 	// Deletion with the key: the API's and the delete button's.
 	deleted := 0
 	for _, d := range []struct {
@@ -93,8 +86,8 @@ func (s *Suite) ownerKey(ctx context.Context) Check {
 	if code, _, err := s.ownerRequest(ctx, "GET", "/api/v1/tests/"+b.ID, b.Key); err != nil || code != http.StatusOK {
 		bad = append(bad, fmt.Sprintf("another test after all this: %d %v, want 200", code, err))
 	}
-	return result(bad, map[string]any{"refused": len(refused), "opened": len(opened), "deleted": deleted},
-		fmt.Sprintf("%d requests without the right key (404 wanted, nothing deleted), %d with it, %d deletions with it", len(refused), len(opened), deleted))
+	return result(bad, map[string]any{"refused": refused, "opened": opened, "deleted": deleted},
+		fmt.Sprintf("%d requests without the right key (404 wanted, nothing deleted), %d with it, %d deletions with it", refused, opened, deleted))
 }
 
 // ownerRequest sends one request to a test's route; key, if set, as

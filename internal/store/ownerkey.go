@@ -141,30 +141,10 @@ func (s *Store) OwnerKeys(ctx context.Context, testID string) ([]OwnerKeyInfo, e
 // migration 0015 runs its key (KeyLegacyID), as it was before: nothing
 // that worked stops working. Hashing needs Go, so it is a backfill.
 func (s *Store) backfillLegacyOwnerKeys(ctx context.Context, tx *sql.Tx) error {
-	type row struct {
-		id      string
-		created int64
-	}
-	scanRow := func(rs rowScanner) (r row, err error) {
-		err = rs.Scan(&r.id, &r.created)
-		return r, err
-	}
-	last := ""
-	for {
-		batch, err := queryRows(ctx, tx, "backfill test_owner_keys", scanRow, s.q(`SELECT id, created_ns FROM tests WHERE id > ? ORDER BY id LIMIT ?`),
-			last, backfillBatch)
-		if err != nil {
+	return backfillInBatches(ctx, tx, "backfill test_owner_keys", s.q(`SELECT id, created_ns FROM tests WHERE id > ? ORDER BY id LIMIT ?`),
+		"", func(r backfillRow[string, int64]) error {
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO test_owner_keys (key_hash, test_id, via, created_ns) VALUES (?, ?, ?, ?)
+    ON CONFLICT (key_hash) DO NOTHING`), ownerKeyHash(r.cursor), r.cursor, KeyLegacyID, r.value)
 			return err
-		}
-		for _, r := range batch {
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO test_owner_keys (key_hash, test_id, via, created_ns) VALUES (?, ?, ?, ?)
-    ON CONFLICT (key_hash) DO NOTHING`), ownerKeyHash(r.id), r.id, KeyLegacyID, r.created); err != nil {
-				return err
-			}
-			last = r.id
-		}
-		if len(batch) < backfillBatch {
-			return nil
-		}
-	}
+		})
 }

@@ -99,6 +99,12 @@ func TestLegacyOwnerKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// More than one backfill batch of them (ids bulkaab ... in letters).
+	if _, err := s.DB().ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+INSERT INTO tests (id, created_ns, kind, sender, state, acked_ns, updated_ns) SELECT 'bulk' || char(97 + i / 676 % 26, 97 + i / 26 % 26, 97 + i % 26), ?, 'token', '', 'open', 0, 0 FROM n`,
+		backfillBatch+1, created.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
 	// Back to the schema before 0015, then open again: the migration and
 	// its backfill run on the tests that exist.
 	for _, q := range []string{`DROP TABLE test_owner_keys`, `DELETE FROM schema_migrations WHERE version = 15`} {
@@ -111,7 +117,7 @@ func TestLegacyOwnerKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, id := range []string{"oldtesta", "OLDTESTB"} {
+	for _, id := range []string{"oldtesta", "OLDTESTB", "bulkaab", bulkID(backfillBatch + 1)} {
 		if got, err := s.TestByOwnerKey(ctx, id); err != nil || got.ID != strings.ToLower(id) {
 			t.Fatalf("legacy test %s by its ID: %+v, %v", id, got, err)
 		}
@@ -125,4 +131,9 @@ func TestLegacyOwnerKeys(t *testing.T) {
 	if _, err := s.TestByOwnerKey(ctx, "newtest"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a test created after the migration opened by its ID: %v", err)
 	}
+}
+
+// bulkID is the id TestLegacyOwnerKeys gives its i-th bulk test.
+func bulkID(i int) string {
+	return "bulk" + string(rune('a'+i/676%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i%26))
 }
