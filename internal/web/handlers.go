@@ -191,11 +191,12 @@ POST   /api/v1/tests              start a test: its addresses, private URL and o
 GET    /api/v1/tests/{id}         the test and its report (live until final)
 GET    /api/v1/tests/{id}/events  the report as server-sent events ("report")
 DELETE /api/v1/tests/{id}         delete the test and everything recorded for it
-
-The test's own routes take its owner key: "Authorization: Bearer <owner_key>";
-without it, or with a wrong one, they answer 404.
 GET    /api/v1/providers          the public provider table
 POST   /api/v1/check?domain=D     run the inbound check of a domain (rate-limited)
+
+A test's own routes take its owner key (owner_key in the answer that
+created it): "Authorization: Bearer <owner_key>"; without it, or with a
+wrong one, they answer 404.
 `)
 }
 
