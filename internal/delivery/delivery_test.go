@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -27,6 +29,7 @@ import (
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/web"
 )
 
 // These tests run the finaliser and the deliverer as the service does,
@@ -345,16 +348,30 @@ func mailKey(t *testing.T, msg []byte) string {
 	return rest[:store.OwnerKeyLen]
 }
 
-// linkOpens checks that the result mail's link opens test id: its key is
-// one of the test's (store.KeyResultMail), and the id is not the link.
+// linkOpens checks that the result mail's link opens test id: the report
+// page at the link's path, served by the web UI on the same store, shows
+// the test; its key is one of the test's, and the id is not the link.
 func (f *fixture) linkOpens(t *testing.T, msg []byte, id string) {
 	t.Helper()
 	if strings.Contains(unfoldQP(msg), "/t/"+id) {
 		t.Errorf("the mail links the test by its id")
 	}
-	got, err := f.st.TestByOwnerKey(t.Context(), mailKey(t, msg))
+	key := mailKey(t, msg)
+	got, err := f.st.TestByOwnerKey(t.Context(), key)
 	if err != nil || got.ID != id {
 		t.Fatalf("the mail's link opens %+v, %v; want test %s", got, err, id)
+	}
+	ts := httptest.NewServer(web.New(web.Options{Source: reportsource.Source{Store: f.st, Evidence: f.ev, ZoneA: "a.mailtest.example",
+		ZoneB: "b.mailtest.example"}, ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example"}))
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/t/" + key + "/report")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`data-test="`+id+`"`)) {
+		t.Fatalf("the mail's link: %d, not the report of %s:\n%.300s", resp.StatusCode, id, body)
 	}
 }
 
