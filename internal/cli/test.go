@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,6 +26,11 @@ type testAddresses struct {
 	// The sending server named at creation, as the API's answer has them.
 	SendingServer    string       `json:"sending_server"`
 	SendingAddresses []netip.Addr `json:"sending_addresses"`
+	// OwnerKey opens the test (its pages, report, API and deletion) and
+	// URL is its private link; only from 'test new', the one time the key
+	// exists outside the tester's hands (the store keeps its hash).
+	OwnerKey string `json:"owner_key,omitempty"`
+	URL      string `json:"url,omitempty"`
 }
 
 func addressesOf(cfg *config.Config, t store.Test) testAddresses {
@@ -79,16 +85,25 @@ func runTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		key, err := store.NewOwnerKey()
+		if err != nil {
+			return err
+		}
 		t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
-			SendingServer: srv.Name, SendingAddrs: srv.Addrs}
+			SendingServer: srv.Name, SendingAddrs: srv.Addrs, OwnerKey: key}
 		if err := st.CreateTest(e.ctx, t); err != nil {
 			return err
 		}
 		a := addressesOf(&cfg, t)
+		a.OwnerKey, a.URL = key, ownerLink(&cfg, key)
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(a)
 		}
 		fmt.Fprintf(e.stdout, "Test %s: send one mail to both addresses:\n  %s\n  %s\n", a.ID, a.A, a.B)
+		fmt.Fprintf(e.stdout, "Owner key (shown once; it opens and deletes the test, the test ID does not): %s\n", key)
+		if a.URL != "" {
+			fmt.Fprintf(e.stdout, "Private link: %s\n", a.URL)
+		}
 		if a.SendingServer != "" {
 			fmt.Fprintf(e.stdout, "Sending server %s %v: its connections that name no test count for this one.\n", a.SendingServer, a.SendingAddresses)
 		}
@@ -121,6 +136,11 @@ func runTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		keys, err := st.OwnerKeys(e.ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		legacy := slices.ContainsFunc(keys, func(k store.OwnerKeyInfo) bool { return k.Via == store.KeyLegacyID })
 		if *rawMail {
 			if res == nil || len(res.Message) == 0 {
 				return fmt.Errorf("test %s has no result mail (yet)", t.ID)
@@ -135,7 +155,8 @@ func runTest(e *env, args []string) error {
 				Inbound     json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
 				Result      *resultJSON            `json:"result,omitempty"`
 				Attempts    []store.MailAttempt    `json:"mail_attempts,omitempty"`
-			}{t, conns, inboundReport, resultOf(&cfg, res), attempts})
+				OwnerKeys   []store.OwnerKeyInfo   `json:"owner_keys"` // how and when each was made; never a key
+			}{t, conns, inboundReport, resultOf(&cfg, res, legacy), attempts, keys})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -167,7 +188,8 @@ func runTest(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "Inbound check of %s (%s): %s — %s\n", untrusted.Terminal(ic.Domain), ic.Checked.Format(time.RFC3339), ic.Colour,
 				untrusted.Terminal(r.ColourReason))
 		}
-		if rj := resultOf(&cfg, res); rj != nil {
+		fmt.Fprintf(e.stdout, "Owner keys: %s\n", ownerKeysText(keys))
+		if rj := resultOf(&cfg, res, legacy); rj != nil {
 			// The mail's reason, destination and attempts quote the
 			// recipient's MX (its name, its replies).
 			fmt.Fprintf(e.stdout, "Final %s: %s. Result mail: %s — %s\n", rj.Final.Format(time.RFC3339), rj.Policy, rj.MailState,
@@ -207,6 +229,16 @@ func (e *env) openTest(id string) (config.Config, *store.Store, store.Test, []st
 	return cfg, st, t, conns, nil
 }
 
+// ownerLink is the private link of the test ownerKey opens ("" without a
+// web UI): internal/web serves the live page and report at /t/{key}.
+func ownerLink(cfg *config.Config, ownerKey string) string {
+	base := cfg.WebBaseURL()
+	if base == "" {
+		return ""
+	}
+	return base + "/t/" + ownerKey
+}
+
 // resultJSON is a final test's result in test show -json.
 type resultJSON struct {
 	Final       time.Time       `json:"final"`
@@ -218,7 +250,11 @@ type resultJSON struct {
 	Sent        time.Time       `json:"sent,omitzero"`
 	DeliveredTo string          `json:"delivered_to,omitempty"`
 	MessageID   string          `json:"message_id,omitempty"`
-	ReportURL   string          `json:"report_url,omitempty"`
+	// ReportURL is the report's link by the test ID: only for a test
+	// from before owner keys (store.KeyLegacyID), whose ID still opens
+	// it. Other tests open only by their owner's keys, which the store
+	// does not keep.
+	ReportURL string `json:"report_url,omitempty"`
 }
 
 // testResult reads a test's result and mail attempts; nil before final.
@@ -234,7 +270,21 @@ func testResult(e *env, st *store.Store, id string) (*store.TestResult, []store.
 	return &res, attempts, err
 }
 
-func resultOf(cfg *config.Config, res *store.TestResult) *resultJSON {
+// ownerKeysText says how a test's keys were made (never the keys).
+func ownerKeysText(keys []store.OwnerKeyInfo) string {
+	if len(keys) == 0 {
+		return "none (the test opens for no one; a fixed-address test gets one with its result mail)"
+	}
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k.Via+" "+k.Created.Format(time.RFC3339))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// resultOf is res in test show's form; legacy: the test's ID is its key
+// (a test from before owner keys), so its report link is by the ID.
+func resultOf(cfg *config.Config, res *store.TestResult, legacy bool) *resultJSON {
 	if res == nil {
 		return nil
 	}
@@ -243,8 +293,8 @@ func resultOf(cfg *config.Config, res *store.TestResult) *resultJSON {
 	}
 	_ = json.Unmarshal(res.Verdict, &v)
 	url := ""
-	if base := cfg.WebBaseURL(); base != "" {
-		url = base + "/t/" + res.TestID
+	if legacy {
+		url = ownerLink(cfg, res.TestID)
 	}
 	return &resultJSON{Final: res.Final, Policy: v.Policy, Verdict: res.Verdict, MailState: res.MailState, MailReason: res.MailReason,
 		Attempts: res.Attempts, Sent: res.Sent, DeliveredTo: res.DeliveredTo, MessageID: res.MessageID, ReportURL: url}

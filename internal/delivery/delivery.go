@@ -35,7 +35,8 @@ const (
 type Options struct {
 	Store *store.Store
 	// Source makes the report the mail carries, composed at the first
-	// attempt.
+	// attempt, with a link by an owner key made for the mail
+	// (ownerkey.go).
 	Source reportsource.Source
 	// Identity signs and sends; a nil Identity.Key turns delivery off.
 	Identity resultmail.Identity
@@ -237,6 +238,9 @@ func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (bool, erro
 			return false, err
 		}
 		in.Mail = nil // the mail does not describe its own fate
+		if err := d.mailLink(ctx, &in, now); err != nil {
+			return false, err
+		}
 		msg, id, err := resultmail.Compose(d.o.Identity, report.Build(in), r.Recipient, now)
 		if err != nil {
 			return false, err
@@ -288,6 +292,11 @@ func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (bool, erro
 			r.Next = now.Add(d.backoff(r.Attempts))
 			r.MailReason = fmt.Sprintf("deferred (attempt %d, next %s): %s", r.Attempts, r.Next.UTC().Format(time.RFC3339), report.RedactText(res.Reason))
 		}
+	}
+	if r.MailState != store.MailPending {
+		// Decided: no retry will send the message again; the stored
+		// copy keeps no owner key (ownerkey.go).
+		r.Message = d.withoutLinkKeys(r.Message)
 	}
 	if err := st.UpdateResultMail(ctx, r, a); err != nil {
 		return false, err

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -27,6 +29,7 @@ import (
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/web"
 )
 
 // These tests run the finaliser and the deliverer as the service does,
@@ -303,11 +306,13 @@ func TestSPFPassSendsSignedMail(t *testing.T) {
 	f.verifyDKIM(t, msg)
 	s := string(msg)
 	for _, want := range []string{"multipart/alternative", "Auto-Submitted: auto-replied", "To: <" + userAddr + ">",
-		"From: mailsec <results@a.mailtest.example>", "j***@user.example", "https://mailsec.example/t/spfpass"} {
+		"From: mailsec <results@a.mailtest.example>", "j***@user.example"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("message lacks %q", want)
 		}
 	}
+	// The link opens the test by a key made for the mail, not by its id.
+	f.linkOpens(t, msg, "spfpass")
 	if n := strings.Count(s, userAddr); n != 1 {
 		t.Errorf("full address appears %d times, want once (To:)", n)
 	}
@@ -320,6 +325,53 @@ func TestSPFPassSendsSignedMail(t *testing.T) {
 	}
 	if tt, _ := f.st.Test(t.Context(), "spfpass"); tt.State != store.TestFinal {
 		t.Errorf("test state %s", tt.State)
+	}
+	// Sent: the stored copy keeps the link, not the key.
+	if key := mailKey(t, msg); strings.Contains(unfoldQP(r.Message), key) || !strings.Contains(unfoldQP(r.Message), "https://mailsec.example/t/"+strings.Repeat("x", store.OwnerKeyLen)) {
+		t.Errorf("the stored copy of a sent mail holds its key, or lost its link")
+	}
+}
+
+// unfoldQP undoes quoted-printable soft line breaks and "=3D" (enough to
+// search a message's text).
+func unfoldQP(msg []byte) string {
+	return strings.NewReplacer("=\r\n", "", "=3D", "=").Replace(string(msg))
+}
+
+// mailKey is the owner key of the report link in a result mail.
+func mailKey(t *testing.T, msg []byte) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(unfoldQP(msg), "https://mailsec.example/t/")
+	if !ok || len(rest) < store.OwnerKeyLen {
+		t.Fatalf("no report link in the mail:\n%s", msg)
+	}
+	return rest[:store.OwnerKeyLen]
+}
+
+// linkOpens checks that the result mail's link opens test id: the report
+// page at the link's path, served by the web UI on the same store, shows
+// the test; its key is one of the test's, and the id is not the link.
+func (f *fixture) linkOpens(t *testing.T, msg []byte, id string) {
+	t.Helper()
+	if strings.Contains(unfoldQP(msg), "/t/"+id) {
+		t.Errorf("the mail links the test by its id")
+	}
+	key := mailKey(t, msg)
+	got, err := f.st.TestByOwnerKey(t.Context(), key)
+	if err != nil || got.ID != id {
+		t.Fatalf("the mail's link opens %+v, %v; want test %s", got, err, id)
+	}
+	ts := httptest.NewServer(web.New(web.Options{Source: reportsource.Source{Store: f.st, Evidence: f.ev, ZoneA: "a.mailtest.example",
+		ZoneB: "b.mailtest.example"}, ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example"}))
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/t/" + key + "/report")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`data-test="`+id+`"`)) {
+		t.Fatalf("the mail's link: %d, not the report of %s:\n%.300s", resp.StatusCode, id, body)
 	}
 }
 
@@ -362,6 +414,8 @@ func TestRetriesSurviveRestart(t *testing.T) {
 	if r.MailState != store.MailPending || r.Attempts != 1 || !r.Next.Equal(f.now.Add(time.Minute)) || len(r.Message) == 0 {
 		t.Fatalf("after a 451: %+v", r)
 	}
+	// Pending: the stored message is the one the retry sends, key and all.
+	f.linkOpens(t, r.Message, "retry")
 	// Not due yet: nothing happens.
 	f.round(t)
 	if r2, _ := f.st.Result(t.Context(), "retry"); r2.Attempts != 1 {
@@ -380,8 +434,13 @@ func TestRetriesSurviveRestart(t *testing.T) {
 	if len(atts) != 2 || atts[0].Status != delivery.Deferred || atts[1].Status != delivery.Delivered {
 		t.Fatalf("attempts %+v", atts)
 	}
-	// The retry sent the very message of the first attempt.
+	// The retry sent the very message of the first attempt, its link
+	// working.
 	f.verifyDKIM(t, f.mta.received()[0])
+	f.linkOpens(t, f.mta.received()[0], "retry")
+	if keys, _ := f.st.OwnerKeys(t.Context(), "retry"); len(keys) != 1 || keys[0].Via != store.KeyResultMail {
+		t.Errorf("owner keys %+v: want the one of the mail, made once", keys)
+	}
 }
 
 func TestGivesUpAfterMaxAttempts(t *testing.T) {

@@ -197,6 +197,7 @@ func checks() []check {
 		{"R1 relay", (*Suite).relay},
 		{"R1 unauthenticated", (*Suite).unauthenticated},
 		{"R1 SSRF canaries", (*Suite).ssrf},
+		{"R1 owner token", (*Suite).ownerKey},
 		{"R2 connection caps", (*Suite).connectionCaps},
 		{"R2 slow DATA", (*Suite).slowData},
 		{"R2 idle and NOOP holders", (*Suite).holders},

@@ -98,7 +98,7 @@ func (s *Suite) eventStreams(ctx context.Context) Check {
 		return result([]string{err.Error()}, nil, "")
 	}
 	n := s.Sizes.EventStreams
-	url := strings.TrimSuffix(s.Env.Web, "/") + "/t/" + t.ID + "/events"
+	url := strings.TrimSuffix(s.Env.Web, "/") + "/t/" + t.Key + "/events"
 	var open, refused, failed atomic.Int64
 	var bodies sync.Map
 	sctx, stop := context.WithCancel(ctx)

@@ -47,7 +47,7 @@ func (s *Suite) junkThenReal(ctx context.Context) Check {
 	if code := s.sendTestMail(ctx, senderSource(2, 1, 1), from, real.A); code != 250 {
 		bad = append(bad, fmt.Sprintf("the real test mail got %d", code))
 	}
-	t, err := s.waitFinal(ctx, real.ID, time.Now().Add(3*time.Minute))
+	t, err := s.waitFinal(ctx, real, time.Now().Add(3*time.Minute))
 	if err != nil {
 		bad = append(bad, "the real test: "+err.Error())
 	} else if t.Report.Policy != "none" {

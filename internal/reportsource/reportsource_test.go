@@ -44,7 +44,7 @@ func TestLoadLiveAndFrozen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.Final || len(in.Connections) != 1 || in.Verdict.Attempts != 1 || in.URL != "https://mailsec.example/t/t1" || in.Mail != nil {
+	if in.Final || len(in.Connections) != 1 || in.Verdict.Attempts != 1 || in.URL != "" || s.URL("k1") != "https://mailsec.example/t/k1" || in.Mail != nil {
 		t.Fatalf("live report input %+v", in)
 	}
 	if in.Inbound != nil || !strings.Contains(in.InboundNote, "not available") {

@@ -176,6 +176,8 @@ func (s *Store) backfill(ctx context.Context, tx *sql.Tx, version int64) error {
 	switch version {
 	case 9:
 		return s.backfillPolicyFetchIP(ctx, tx)
+	case 15:
+		return s.backfillLegacyOwnerKeys(ctx, tx)
 	}
 	return nil
 }
@@ -184,38 +186,53 @@ func (s *Store) backfill(ctx context.Context, tx *sql.Tx, version int64) error {
 // read, then updated, on the transaction's one connection.
 const backfillBatch = 1000
 
-// backfillPolicyFetchIP fills policy_fetches.client_ip (migration 0009)
-// from the text column client_addr.
-func (s *Store) backfillPolicyFetchIP(ctx context.Context, tx *sql.Tx) error {
-	type row struct {
-		id   int64
-		addr string
-	}
-	scanRow := func(rs rowScanner) (r row, err error) {
-		err = rs.Scan(&r.id, &r.addr)
-		return r, err
-	}
-	last := int64(-1 << 63)
+// backfillRow is a row a backfill reads: its cursor (the column the rows
+// are ordered and resumed by) and the value it works from.
+type backfillRow[K, V any] struct {
+	cursor K
+	value  V
+}
+
+func scanBackfillRow[K, V any](rs rowScanner) (r backfillRow[K, V], err error) {
+	err = rs.Scan(&r.cursor, &r.value)
+	return r, err
+}
+
+// backfillInBatches runs apply on every row query returns, in the order
+// of its cursor column: query selects the cursor and the value of the rows
+// after the last cursor seen (first, at the start), up to a limit; it is
+// run for backfillBatch rows at a time.
+func backfillInBatches[K, V any](ctx context.Context, tx *sql.Tx, what, query string, first K, apply func(backfillRow[K, V]) error) error {
+	last := first
 	for {
-		batch, err := queryRows(ctx, tx, "backfill policy_fetches.client_ip", scanRow, s.q(`SELECT id, client_addr FROM policy_fetches
-WHERE id > ? AND client_ip IS NULL AND client_addr <> ''
-ORDER BY id
-LIMIT ?`), last, backfillBatch)
+		batch, err := queryRows(ctx, tx, what, scanBackfillRow[K, V], query, last, backfillBatch)
 		if err != nil {
 			return err
 		}
 		for _, r := range batch {
-			a, err := netip.ParseAddr(r.addr)
-			if err != nil {
-				return fmt.Errorf("policy fetch %d: client address %q: %w", r.id, r.addr, err)
-			}
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE policy_fetches SET client_ip = ? WHERE id = ?`), addrKey(a), r.id); err != nil {
+			if err := apply(r); err != nil {
 				return err
 			}
-			last = r.id
+			last = r.cursor
 		}
 		if len(batch) < backfillBatch {
 			return nil
 		}
 	}
+}
+
+// backfillPolicyFetchIP fills policy_fetches.client_ip (migration 0009)
+// from the text column client_addr.
+func (s *Store) backfillPolicyFetchIP(ctx context.Context, tx *sql.Tx) error {
+	return backfillInBatches(ctx, tx, "backfill policy_fetches.client_ip", s.q(`SELECT id, client_addr FROM policy_fetches
+WHERE id > ? AND client_ip IS NULL AND client_addr <> ''
+ORDER BY id
+LIMIT ?`), int64(-1<<63), func(r backfillRow[int64, string]) error {
+		a, err := netip.ParseAddr(r.value)
+		if err != nil {
+			return fmt.Errorf("policy fetch %d: client address %q: %w", r.cursor, r.value, err)
+		}
+		_, err = tx.ExecContext(ctx, s.q(`UPDATE policy_fetches SET client_ip = ? WHERE id = ?`), addrKey(a), r.cursor)
+		return err
+	})
 }

@@ -76,10 +76,10 @@ func testTimes(t Test) (created, acked, updated int64, err error) {
 // Fixed-address tests are created with CreateFixedTest, which records
 // their client and applies the caps.
 func (s *Store) CreateTest(ctx context.Context, t Test) error {
-	if len(t.SendingAddrs) == 0 {
+	if len(t.SendingAddrs) == 0 && t.OwnerKey == "" {
 		return s.createTest(ctx, s.db, t, "")
 	}
-	// The test and its addresses in one transaction.
+	// The test, its addresses and its key in one transaction.
 	return s.inTx(ctx, "create test "+t.ID, func(tx *sql.Tx) error { return s.createTest(ctx, tx, t, "") })
 }
 
@@ -114,6 +114,9 @@ func (s *Store) createTest(ctx context.Context, db querier, t Test, fixedClient 
 		if _, err := db.ExecContext(ctx, s.q(`INSERT INTO test_sending_addresses (test_id, addr) VALUES (?, ?)`), t.ID, a); err != nil {
 			return fmt.Errorf("store: %s: %w", what, err)
 		}
+	}
+	if t.OwnerKey != "" {
+		return s.addOwnerKey(ctx, db, t.ID, t.OwnerKey, KeyCreated, t.Created)
 	}
 	return nil
 }

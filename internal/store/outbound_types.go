@@ -53,6 +53,10 @@ type Test struct {
 	// API client that created the test; the invalid prefix if unknown.
 	// Only the network is kept, never the address. Fixed at creation.
 	CreatorPrefix netip.Prefix
+	// OwnerKey is, on creation only, the test's owner key (NewOwnerKey):
+	// CreateTest stores its hash (KeyCreated) with the test. It is never
+	// read back (the store keeps no key): TestByOwnerKey finds the test.
+	OwnerKey string `json:"-"`
 }
 
 // MaxSendingAddrs bounds a test's SendingAddrs.

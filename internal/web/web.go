@@ -8,11 +8,12 @@
 // provider table. Every page and API answer reads the store through
 // reportsource.Source, so the web, the API and the result mail agree.
 //
-// Privacy (GDPR): the private link is the test id (80 random bits); every
-// address on a page is redacted by internal/report; logs name tests, not
-// people; tests are deleted after web.retention by the service's retention
-// purge (internal/retention; Options.Retention is what the home page says)
-// or at once with the delete button.
+// Privacy (GDPR): a test's pages open only with one of its owner keys
+// (owner.go; the test id is in its mail addresses, so it opens nothing);
+// every address on a page is redacted by internal/report; logs name tests,
+// not people, and never a key; tests are deleted after web.retention by the
+// service's retention purge (internal/retention; Options.Retention is what
+// the home page says) or at once with the delete button.
 package web
 
 import (
@@ -27,7 +28,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"strings"
 	"time"
 
@@ -131,10 +131,12 @@ func New(o Options) *Server {
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET /{$}", s.home)
 	m.HandleFunc("POST /start", s.startPage)
-	m.HandleFunc("GET /t/{id}", s.live)
-	m.HandleFunc("GET /t/{id}/report", s.reportPage)
-	m.HandleFunc("GET /t/{id}/events", s.events)
-	m.HandleFunc("POST /t/{id}/delete", s.deletePage)
+	// A test's own pages by its owner key, the API by the test id with
+	// the key in Authorization (owner.go).
+	m.HandleFunc("GET /t/{key}", s.live)
+	m.HandleFunc("GET /t/{key}/report", s.reportPage)
+	m.HandleFunc("GET /t/{key}/events", s.events)
+	m.HandleFunc("POST /t/{key}/delete", s.deletePage)
 	m.HandleFunc("GET /check", s.checkPage)
 	m.HandleFunc("POST /check", s.checkPage)
 	m.HandleFunc("GET /providers", s.providersPage)
@@ -209,9 +211,6 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 	return nil
 }
 
-// idRe is the form of test ids (store.NewTestID).
-var idRe = regexp.MustCompile(`^[a-z2-7]{1,64}$`)
-
 // clientIP is the rate-limit key: the peer address, or the client behind
 // a trusted proxy (forwardedClient), IPv6 by /64.
 func clientIP(r *http.Request) string {
@@ -228,10 +227,14 @@ func clientIP(r *http.Request) string {
 }
 
 type addresses struct {
-	ID       string    `json:"id"`
-	AddressA string    `json:"address_a"`
-	AddressB string    `json:"address_b"`
+	ID       string `json:"id"`
+	AddressA string `json:"address_a"`
+	AddressB string `json:"address_b"`
+	// URL is the private link (the live page, by an owner key); OwnerKey
+	// the key itself, only in the answer that creates the test (the
+	// service keeps no copy: this is the one time it is given).
 	URL      string    `json:"url"`
+	OwnerKey string    `json:"owner_key,omitempty"`
 	Created  time.Time `json:"created"`
 	// SendingServer is the sending server named at the start ("" for
 	// none) and SendingAddresses the addresses it resolved to.
@@ -239,10 +242,12 @@ type addresses struct {
 	SendingAddresses []string `json:"sending_addresses"`
 }
 
-func (s *Server) addressesOf(t store.Test) addresses {
-	url := s.o.Source.URL(t.ID)
+// addressesOf is the API's description of t, with the private link made
+// of ownerKey (the key the request was opened with, or made with t).
+func (s *Server) addressesOf(t store.Test, ownerKey string) addresses {
+	url := s.o.Source.URL(ownerKey)
 	if url == "" {
-		url = "/t/" + t.ID
+		url = "/t/" + ownerKey
 	}
 	a := addresses{ID: t.ID, AddressA: "t-" + t.ID + "@" + s.o.ZoneA, AddressB: "t-" + t.ID + "@" + s.o.ZoneB, URL: url, Created: t.Created,
 		SendingServer: t.SendingServer, SendingAddresses: []string{}}
@@ -256,8 +261,9 @@ func (s *Server) addressesOf(t store.Test) addresses {
 var errRateLimited = errors.New("too many requests from your address; try again in an hour")
 
 // newTest starts a test for the request, with the sending server its body
-// names (sending_server, optional); on failure it returns the HTTP status
-// and an error to show.
+// names (sending_server, optional), and its owner key (t.OwnerKey: the
+// caller gives it to the creator, once); on failure it returns the HTTP
+// status and an error to show.
 func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, int, error) {
 	input, err := sendingServerInput(w, r)
 	if err != nil {
@@ -274,9 +280,13 @@ func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, in
 	if err != nil {
 		return store.Test{}, http.StatusInternalServerError, err
 	}
+	key, err := store.NewOwnerKey()
+	if err != nil {
+		return store.Test{}, http.StatusInternalServerError, err
+	}
 	now := s.o.Now().UTC()
 	t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
-		SendingServer: srv.Name, SendingAddrs: srv.Addrs, CreatorPrefix: s.creatorPrefix(r)}
+		SendingServer: srv.Name, SendingAddrs: srv.Addrs, CreatorPrefix: s.creatorPrefix(r), OwnerKey: key}
 	if err := s.o.Source.Store.CreateTest(r.Context(), t); err != nil {
 		return store.Test{}, http.StatusInternalServerError, err
 	}
@@ -284,25 +294,23 @@ func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, in
 	return t, http.StatusCreated, nil
 }
 
-// load makes the report of the test named in the path; ok false after an
-// error answer was written.
-func (s *Server) load(w http.ResponseWriter, r *http.Request, asJSON bool) (report.Report, report.Input, bool) {
-	id := strings.ToLower(r.PathValue("id"))
-	if !idRe.MatchString(id) {
-		s.fail(w, r, asJSON, http.StatusNotFound, "no such test")
-		return report.Report{}, report.Input{}, false
+// load makes the report of the test the request's owner key opens
+// (owned); ok false after an error answer was written. key is the key.
+func (s *Server) load(w http.ResponseWriter, r *http.Request, asJSON bool) (rep report.Report, in report.Input, key string, ok bool) {
+	t, key, err := s.owned(r)
+	if err == nil {
+		rep, in, err = s.build(r.Context(), t.ID, key, s.o.Now())
 	}
-	rep, in, err := s.build(r.Context(), id, s.o.Now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.fail(w, r, asJSON, http.StatusNotFound, "no such test (it may have been deleted)")
-		return report.Report{}, in, false
+		s.fail(w, r, asJSON, http.StatusNotFound, errNoSuchTest)
+		return report.Report{}, in, "", false
 	case err != nil:
-		s.log.Error("web: loading a test", "test", id, "err", err)
+		s.log.Error("web: loading a test", "test", t.ID, "err", err)
 		s.fail(w, r, asJSON, http.StatusInternalServerError, "internal error")
-		return report.Report{}, in, false
+		return report.Report{}, in, "", false
 	}
-	return rep, in, true
+	return rep, in, key, true
 }
 
 // fail answers an error as a page or as JSON {"error": ...}.

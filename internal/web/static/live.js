@@ -5,8 +5,9 @@
   "use strict";
   var live = document.getElementById("live");
   if (!live || !window.EventSource) { return; }
-  var id = live.getAttribute("data-test");
-  var es = new EventSource("/t/" + id + "/events");
+  // The owner key (the page's own path): it opens the test's events.
+  var key = live.getAttribute("data-key");
+  var es = new EventSource("/t/" + encodeURIComponent(key) + "/events");
   function text(elID, s) { var e = document.getElementById(elID); if (e) { e.textContent = s; } }
   es.addEventListener("report", function (ev) {
     var r = JSON.parse(ev.data);
