@@ -21,6 +21,7 @@ import (
 	"github.com/mailsec/mailsec/internal/delivery"
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/finalise"
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/resolver"
@@ -215,7 +216,7 @@ func (f *fixture) clock() time.Time { return f.now }
 
 func (f *fixture) finaliser(t *testing.T, now func() time.Time, interval time.Duration) *finalise.Finaliser {
 	t.Helper()
-	fin, err := finalise.New(finalise.Options{Store: f.st, Evidence: f.ev, MailEnabled: true, DNS: f.res, Now: now, Interval: interval})
+	fin, err := finalise.New(finalise.Options{Store: f.st, Evidence: f.ev, MailEnabled: true, Now: now, Interval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,6 +267,10 @@ func (f *fixture) addTest(t *testing.T, id, from, client, dkimDomain string, now
 	if dkimDomain != "" {
 		c.Signatures = []store.Signature{{Type: "dkim", Domain: dkimDomain, Selector: "s", Result: "pass"}}
 	}
+	// What smtpd does when the mail arrives: one evaluation, stored.
+	a := mailauth.Evaluate(t.Context(), f.res, mailauth.Envelope{Client: c.Client.Addr(), HELO: c.EHLO, MailFrom: from},
+		[]byte("From: <"+from+">\r\n\r\nbody\r\n"), c.Signatures)
+	c.Authentication = &a
 	if err := f.st.InsertConnection(t.Context(), &c); err != nil {
 		t.Fatal(err)
 	}

@@ -106,9 +106,9 @@ func FuzzSignatures(f *testing.F) {
 	for _, s := range headerSeeds {
 		f.Add([]byte(s + "\r\nbody\r\n"))
 	}
-	s := &Server{opts: Options{DKIMTimeout: time.Second, LookupTXT: func(ctx context.Context, d string) ([]string, error) {
+	s := &Server{opts: Options{DKIMTimeout: time.Second, DNS: lookupDNS(func(ctx context.Context, d string) ([]string, error) {
 		return nil, &net.DNSError{Err: "no such host", Name: d, IsNotFound: true}
-	}}}
+	})}}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		if len(msg) > maxFuzzMessage {
 			t.Skip()
@@ -141,6 +141,10 @@ func FuzzSignatures(f *testing.F) {
 			}
 			checkStoredText(t, "d=", sig.Domain, maxSignatureText)
 			checkStoredText(t, "s=", sig.Selector, maxSignatureText)
+			checkStoredText(t, "reason", sig.Reason, maxSignatureText)
+			if (sig.Result == "" || sig.Result == "pass") != (sig.Reason == "") {
+				t.Fatalf("signature %d: result %q with reason %q", i, sig.Result, sig.Reason)
+			}
 			if sig.Domain != strings.ToLower(sig.Domain) {
 				t.Fatalf("d= %q is not lower case", sig.Domain)
 			}

@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"runtime/debug"
 	"strconv"
 	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
@@ -45,22 +45,8 @@ func (s *Server) signatures(msg []byte) []store.Signature {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DKIMTimeout)
 	defer cancel()
-	lookup := func(domain string) ([]string, error) {
-		txts, err := s.opts.LookupTXT(ctx, domain)
-		if err == nil {
-			return txts, nil
-		}
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			return nil, err // no key: permerror
-		}
-		if ctx.Err() != nil || errors.As(err, &dnsErr) && (dnsErr.IsTimeout || dnsErr.IsTemporary) {
-			// go-msgauth reports a temporary net.Error as temperror
-			// (RFC 6376 §6.1.2) and anything else as permerror.
-			return nil, &net.DNSError{Err: err.Error(), Name: domain, IsTimeout: ctx.Err() != nil, IsTemporary: true}
-		}
-		return nil, err
-	}
+	// Keys through the service's own resolver (RFC 6376 §3.6.2.2).
+	lookup := mailauth.LookupTXT(ctx, s.opts.DNS)
 	verifs, err := s.verifyDKIM(msg, lookup)
 	unexpected := err != nil && !errors.Is(err, dkim.ErrTooManySignatures)
 	for k, at := range dkimIdx {
@@ -69,14 +55,27 @@ func (s *Server) signatures(msg []byte) []store.Signature {
 			// The message could not be processed as a whole (for
 			// example no header/body separator).
 			sigs[at].Result = "permerror"
+			sigs[at].Reason = dkimReason(err)
 		case k < len(verifs):
 			sigs[at].Result = dkimResult(verifs[k].Err)
+			sigs[at].Reason = dkimReason(verifs[k].Err)
 			if sigs[at].Domain == "" {
 				sigs[at].Domain = signatureText(strings.ToLower(verifs[k].Domain))
 			}
 		}
 	}
 	return sigs
+}
+
+// authenticate evaluates a test mail's authentication (internal/mailauth:
+// SPF of MAIL FROM and HELO, DMARC, ARC) from the connection c it came
+// on, its reverse-path and the signatures verified; one evaluation, which
+// the store keeps for the report, the API and the result mail's decision.
+func (s *Server) authenticate(c store.SMTPConnection, from string, msg []byte, sigs []store.Signature) store.Authentication {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DKIMTimeout)
+	defer cancel()
+	env := mailauth.Envelope{Client: c.Client.Addr(), HELO: c.EHLO, MailFrom: from}
+	return mailauth.Evaluate(ctx, s.opts.DNS, env, msg, sigs)
 }
 
 // signatureText bounds a tag value for the store and the report: it is
@@ -116,6 +115,26 @@ func dkimResult(err error) string {
 		return "permerror"
 	}
 	return "fail"
+}
+
+// dkimReason says why a DKIM signature did not pass, in go-msgauth's
+// words where they are clear ("signature has expired", "no key for
+// signature: …") and shorter where they are not; "" when it passed.
+func dkimReason(err error) string {
+	if err == nil {
+		return ""
+	}
+	text := strings.TrimPrefix(err.Error(), "dkim: ")
+	switch {
+	case text == "body hash did not verify":
+		// RFC 6376 §6.1.3: the body hash of bh= is not the body's.
+		text = "body hash mismatch"
+	case strings.HasPrefix(text, "signature did not verify"):
+		// RFC 6376 §6.1.3: b= does not verify over the signed header
+		// fields.
+		text = "signature mismatch (a signed header field was changed)"
+	}
+	return untrusted.Printable(text, maxSignatureText)
 }
 
 // headerFields returns the unfolded fields of the message header (RFC 5322
