@@ -129,7 +129,8 @@ func TestComposeSignedMail(t *testing.T) {
 	}
 	s := string(msg)
 	for _, want := range []string{"multipart/alternative", "Content-Type: text/plain", "Content-Type: text/html", "Auto-Submitted: auto-replied",
-		"To: <" + userAddr + ">", "From: mailsec <results@a.mailtest.example>", "j***@user.example"} {
+		"To: <" + userAddr + ">", "From: mailsec <results@a.mailtest.example>", "j***@user.example",
+		"Authentication of your test mail", "SPF (MAIL FROM user.example): pass"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("message lacks %q", want)
 		}

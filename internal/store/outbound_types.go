@@ -99,6 +99,22 @@ type Signature struct {
 	Instance int    `json:"i,omitempty"` // ARC-Seal i=
 }
 
+// Outcome is a DKIM signature's result as the report, the result mail
+// and the verdict's facts write it: "pass (d=example.org, s=sel1)" or
+// "fail (d=example.org, s=sel1): body hash mismatch"; "not verified" for
+// a signature past the verification limit.
+func (s Signature) Outcome() string {
+	result := s.Result
+	if result == "" {
+		result = "not verified"
+	}
+	text := fmt.Sprintf("%s (d=%s, s=%s)", result, s.Domain, s.Selector)
+	if s.Reason != "" {
+		text += ": " + s.Reason
+	}
+	return text
+}
+
 // Authentication is a test mail's authentication, evaluated once when the
 // mail arrived (internal/mailauth): the report, the API, the result mail
 // and resultmail.Decide all read this one evaluation.
