@@ -156,7 +156,8 @@ func evaluateDMARC(ctx context.Context, dnsc DNS, msg []byte, a store.Authentica
 	if err != nil {
 		// RFC 7489 §6.6.1: a message without exactly one author
 		// domain cannot be evaluated.
-		return store.DMARCCheck{Result: ResultPermError, Reason: err.Error()}
+		// The error may quote the sender's header line.
+		return store.DMARCCheck{Result: ResultPermError, Reason: untrustedName(err.Error())}
 	}
 	d := store.DMARCCheck{FromDomain: from}
 	if dnsc == nil {

@@ -163,6 +163,12 @@ func TestEvaluate(t *testing.T) {
 			helo:  store.SPFCheck{Domain: "mail.user.example", Result: "pass"},
 			dmarc: store.DMARCCheck{Result: "permerror", Reason: mailauth.ErrFromAddresses.Error()},
 			arc:   store.ARCCheck{Result: "none"}},
+		{name: "malformed header: DMARC permerror, the line quoted printable",
+			env: env("mail.user.example", "jane@user.example"), msg: []byte("From: a@user.example\r\nBad\x1b[2J header\r\n\r\nx\r\n"),
+			spf:   store.SPFCheck{Domain: "user.example", Result: "pass"},
+			helo:  store.SPFCheck{Domain: "mail.user.example", Result: "pass"},
+			dmarc: store.DMARCCheck{Result: "permerror", Reason: "unreadable header: malformed header line: Bad?[2J header"},
+			arc:   store.ARCCheck{Result: "none"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := mailauth.Evaluate(t.Context(), res, tc.env, tc.msg, tc.sigs)
