@@ -143,6 +143,13 @@ func spfReason(res spf.Result, err error, ip netip.Addr) string {
 		return "more than one SPF record (RFC 7208 §4.5)"
 	case res == spf.Fail || res == spf.SoftFail || res == spf.Neutral:
 		return fmt.Sprintf("%s is not permitted by the record", ip)
+	}
+	var dnsErr *net.DNSError
+	switch {
+	case res == spf.TempError && errors.As(err, &dnsErr):
+		// dnsErr.Err is the resolver's own text, which names the
+		// question ("resolver: example.org. TXT: rcode SERVFAIL").
+		return "DNS failure: " + untrustedName(dnsErr.Err)
 	case err != nil:
 		return untrustedName(err.Error())
 	}

@@ -2,6 +2,7 @@ package resultmail
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/mailsec/mailsec/internal/mailauth"
@@ -59,7 +60,10 @@ func Authenticate(sender string, conns []store.SMTPConnection) Auth {
 		if spf.Reason != "" {
 			r += " (" + spf.Reason + ")"
 		}
-		spfResults = append(spfResults, r)
+		if !slices.Contains(spfResults, r) {
+			// Each mail of a sender says the same: once is enough.
+			spfResults = append(spfResults, r)
+		}
 	}
 	if len(spfResults) == 0 {
 		return Auth{Reason: "no valid DKIM signature aligned with " + domain + ", and no evaluated mail of the test came with the envelope sender's domain " + domain}

@@ -67,6 +67,8 @@ func TestDecide(t *testing.T) {
 			store.MailWithheld, "SPF fail for user.example from 127.0.0.8", "", false},
 		{"SPF temperror when the mail came", resultmail.DecideInput{Test: test, Connections: []store.SMTPConnection{mailConn("127.0.0.9", "temperror", "")}},
 			store.MailWithheld, "SPF temperror for user.example", "", false},
+		{"the same SPF result of two mails is said once", resultmail.DecideInput{Test: test, Connections: []store.SMTPConnection{mailConn("127.0.0.8", "fail", ""), mailConn("127.0.0.8", "fail", "")}},
+			store.MailWithheld, "sender was not authenticated: SPF fail for user.example from 127.0.0.8, and no", "", false},
 		{"SPF pass for another envelope sender", resultmail.DecideInput{Test: test, Connections: []store.SMTPConnection{otherSender}},
 			store.MailWithheld, "no evaluated mail of the test came with the envelope sender's domain", "", false},
 		{"stored before the evaluation: aligned DKIM", resultmail.DecideInput{Test: test, Connections: []store.SMTPConnection{mailConn("127.0.0.9", "", "user.example")}},
