@@ -3,7 +3,7 @@
 // §2.4; blitiri.com.ar/go/spf with its look-up limits), DMARC of the
 // RFC5322.From domain with SPF and DKIM alignment against the
 // organizational domain of the public suffix list (RFC 7489; the record
-// through go-msgauth's dmarc), and what the ARC sets (RFC 8617) show. The
+// through go-msgauth's dmarc), and the ARC chain (RFC 8617 §5.2). The
 // DKIM signatures come verified from the SMTP server (internal/smtpd, with
 // go-msgauth's dkim), which reads the message anyway.
 //
@@ -43,10 +43,6 @@ const (
 	ResultPermError = "permerror"
 )
 
-// ARCNotVerified is the ARC result of a mail with ARC sets: they are
-// counted, not verified (docs/libraries.md says why).
-const ARCNotVerified = "present, not verified"
-
 // Envelope is what the SMTP session said about a mail.
 type Envelope struct {
 	Client   netip.Addr // the SMTP client's address
@@ -55,24 +51,18 @@ type Envelope struct {
 }
 
 // Evaluate evaluates the authentication of msg, which came with env and
-// whose signatures smtpd has listed and verified (sigs: DKIM signatures
-// with their results, ARC-Seal instances). dnsc nil (no resolver
-// configured) gives temperror for SPF and DMARC. ctx bounds the DNS
-// look-ups.
+// whose signatures smtpd has listed and verified (sigs: the DKIM
+// signatures with their results are taken over). dnsc nil (no resolver
+// configured) gives temperror for SPF, DMARC and a signed ARC chain. ctx
+// bounds the DNS look-ups.
 func Evaluate(ctx context.Context, dnsc DNS, env Envelope, msg []byte, sigs []store.Signature) store.Authentication {
 	a := store.Authentication{DKIM: []store.Signature{}}
 	for _, s := range sigs {
-		switch s.Type {
-		case "dkim":
+		if s.Type == "dkim" {
 			a.DKIM = append(a.DKIM, s)
-		case "arc":
-			a.ARC.Instances++
 		}
 	}
-	a.ARC.Result = ResultNone
-	if a.ARC.Instances > 0 {
-		a.ARC.Result = ARCNotVerified
-	}
+	a.ARC = VerifyARC(ctx, dnsc, msg)
 	a.SPFMailFrom, a.SPFHELO = evaluateSPF(ctx, dnsc, env)
 	a.DMARC = evaluateDMARC(ctx, dnsc, msg, a)
 	return a

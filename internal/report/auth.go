@@ -106,7 +106,15 @@ func arcLine(a store.ARCCheck) string {
 	if a.Instances == 0 {
 		return "ARC: none"
 	}
-	return fmt.Sprintf("ARC: %s (%d sets)", a.Result, a.Instances)
+	sets := "sets"
+	if a.Instances == 1 {
+		sets = "set"
+	}
+	line := fmt.Sprintf("ARC: %s (%d %s)", a.Result, a.Instances, sets)
+	if a.Reason != "" {
+		line += ": " + a.Reason
+	}
+	return line
 }
 
 // Fact names of the authentication in Report.Facts.

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -62,7 +63,7 @@ func FuzzHeaderFields(f *testing.F) {
 				t.Fatalf("the body changed field %d: %q, then %q", i, field, withBody[i])
 			}
 			// A bare CR is no line break (RFC 5322 §2.2 forbids it, and
-			// it stays in the field, where tagList drops it as space).
+			// it stays in the field, where mailauth.TagList drops it as space).
 			if strings.Contains(field, "\n") {
 				t.Fatalf("field %q holds a line break", field)
 			}
@@ -72,13 +73,13 @@ func FuzzHeaderFields(f *testing.F) {
 	})
 }
 
-// checkTagList checks tagList's promises on value.
+// checkTagList checks mailauth.TagList's promises on value.
 func checkTagList(t *testing.T, value string) {
 	t.Helper()
-	tags := tagList(value)
+	tags := mailauth.TagList(value)
 	var b strings.Builder
 	for k, v := range tags {
-		if k == "" || k != strings.Trim(k, tagWhiteSpace) || strings.ContainsAny(k, ";=") {
+		if k == "" || k != strings.Trim(k, mailauth.TagWhiteSpace) || strings.ContainsAny(k, ";=") {
 			t.Fatalf("%q: tag name %q", value, k)
 		}
 		if strings.ContainsAny(v, " \t\r\n;") {
@@ -86,7 +87,7 @@ func checkTagList(t *testing.T, value string) {
 		}
 		b.WriteString(k + "=" + v + "; ")
 	}
-	again := tagList(b.String())
+	again := mailauth.TagList(b.String())
 	if len(again) != len(tags) {
 		t.Fatalf("%q: %q written back as %q parses to %q", value, tags, b.String(), again)
 	}

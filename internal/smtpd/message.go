@@ -31,11 +31,11 @@ func (s *Server) signatures(msg []byte) []store.Signature {
 		name = strings.TrimSpace(name)
 		switch {
 		case strings.EqualFold(name, "DKIM-Signature"):
-			tags := tagList(value)
+			tags := mailauth.TagList(value)
 			dkimIdx = append(dkimIdx, len(sigs))
 			sigs = append(sigs, store.Signature{Type: "dkim", Domain: signatureText(strings.ToLower(tags["d"])), Selector: signatureText(tags["s"])})
 		case strings.EqualFold(name, "ARC-Seal"):
-			i, _ := strconv.Atoi(tagList(value)["i"])
+			i, _ := strconv.Atoi(mailauth.TagList(value)["i"])
 			sigs = append(sigs, store.Signature{Type: "arc", Instance: i})
 		}
 	}
@@ -168,44 +168,4 @@ func headerFields(msg []byte) []string {
 	}
 	flush()
 	return fields
-}
-
-// tagWhiteSpace is the white space of a tag list: WSP and the line
-// breaks of FWS (RFC 6376 §2.8, §3.2). It is ASCII only: a value made of
-// invalid UTF-8 bytes must not turn into a Unicode space (U+0085) when
-// the bytes around a space are joined, and so change on a second read.
-const tagWhiteSpace = " \t\r\n"
-
-// withoutTagWhiteSpace removes tagWhiteSpace bytes from v, and keeps
-// every other byte as it is (strings.Map would turn invalid UTF-8 into
-// U+FFFD).
-func withoutTagWhiteSpace(v string) string {
-	if !strings.ContainsAny(v, tagWhiteSpace) {
-		return v
-	}
-	b := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		if strings.IndexByte(tagWhiteSpace, v[i]) < 0 {
-			b = append(b, v[i])
-		}
-	}
-	return string(b)
-}
-
-// tagList parses a DKIM/ARC tag list (RFC 6376 §3.2): "t=v; t=v".
-// White space inside values (folding) is removed.
-func tagList(s string) map[string]string {
-	tags := map[string]string{}
-	for part := range strings.SplitSeq(s, ";") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			continue
-		}
-		k = strings.Trim(k, tagWhiteSpace)
-		if _, dup := tags[k]; dup || k == "" {
-			continue
-		}
-		tags[k] = withoutTagWhiteSpace(v)
-	}
-	return tags
 }

@@ -529,7 +529,7 @@ func TestAcknowledgementZoneA(t *testing.T) {
 		SPFHELO:     store.SPFCheck{Domain: "sender.example.org", Result: "none", Reason: "no SPF record"},
 		DMARC: store.DMARCCheck{FromDomain: "example.org", RecordDomain: "example.org", Policy: "reject", Result: "pass",
 			SPFAlignment: "relaxed", DKIMAlignment: "strict", SPFAligned: true, DKIMAligned: true},
-		ARC: store.ARCCheck{Instances: 1, Result: "present, not verified"}}
+		ARC: store.ARCCheck{Instances: 1, Result: "fail", Reason: "ARC set 1 is incomplete"}}
 	if a := cs[4].Authentication; a == nil || !reflect.DeepEqual(*a, wantAuth) {
 		t.Errorf("authentication\n %+v, want\n %+v", a, wantAuth)
 	}

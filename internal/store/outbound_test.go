@@ -308,7 +308,7 @@ func TestConnectionsRoundTrip(t *testing.T) {
 		SPFHELO:     SPFCheck{Domain: "mta.example.org", Result: "none", Reason: "no SPF record"},
 		DMARC: DMARCCheck{FromDomain: "example.org", RecordDomain: "example.org", Policy: "reject", Result: "pass",
 			SPFAlignment: "relaxed", DKIMAlignment: "strict", SPFAligned: true},
-		ARC: ARCCheck{Instances: 2, Result: "present, not verified"},
+		ARC: ARCCheck{Instances: 2, Result: "fail", Reason: "ARC-Seal i=1: signature mismatch"},
 	}
 	full.Error = "client closed"
 	if err := s.UpdateConnection(ctx, &full); err != nil {
@@ -515,7 +515,7 @@ func TestConnectionRecorder(t *testing.T) {
 	c.Persona, c.SNI, c.TLSVersion, c.TLSCipher, c.State = 6, "mx6.a.example", "TLS 1.2", "X", StateAcked
 	c.MailFrom, c.RcptTo, c.Reply, c.MessageBytes = "a@example.org", []string{"x@a.example"}, "250 ok", 10
 	c.Signatures, c.Error = []Signature{{Type: "arc", Instance: 1}}, "client closed"
-	c.Authentication = &Authentication{SPFMailFrom: SPFCheck{Domain: "example.org", Result: "softfail"}, ARC: ARCCheck{Instances: 1, Result: "present, not verified"}}
+	c.Authentication = &Authentication{SPFMailFrom: SPFCheck{Domain: "example.org", Result: "softfail"}, ARC: ARCCheck{Instances: 1, Result: "pass"}}
 	// The identity fields are fixed by Insert.
 	moved := c
 	moved.Started, moved.Client, moved.Local, moved.ClientKey = c.Started.Add(time.Hour), netip.MustParseAddrPort("198.51.100.1:1"), netip.AddrPort{}, "x"

@@ -162,13 +162,14 @@ type DMARCCheck struct {
 	Reason      string `json:"reason,omitempty"`
 }
 
-// ARCCheck is what the mail's ARC sets (RFC 8617) showed.
+// ARCCheck is the validation of the mail's ARC chain (RFC 8617 §5.2).
 type ARCCheck struct {
-	// Instances is the number of ARC-Seal fields.
+	// Instances is the number of ARC sets.
 	Instances int `json:"instances"`
-	// Result: "none" without ARC, else "present, not verified"
-	// (docs/libraries.md says why ARC is not verified).
+	// Result: none (no ARC), pass, fail, or temperror (a key could not
+	// be fetched).
 	Result string `json:"result"`
+	Reason string `json:"reason,omitempty"` // why, when fail or temperror
 }
 
 // SMTPConnection is one connection to an SMTP persona: the connection
