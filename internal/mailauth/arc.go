@@ -19,15 +19,6 @@ import (
 	"github.com/mailsec/mailsec/internal/store"
 )
 
-// ARC results (RFC 8617 §4.4, the chain validation status), and temperror
-// when a key could not be fetched (RFC 8601 §2.7.1).
-const (
-	ARCPass      = "pass"
-	ARCFail      = "fail"
-	ARCNone      = "none"
-	ARCTempError = "temperror"
-)
-
 // maxARCSets is the most ARC sets a chain may have (RFC 8617 §4.2.1);
 // more make the chain fail before anything is verified.
 const maxARCSets = 50
@@ -158,9 +149,10 @@ type arcSet struct{ seal, msg, aar int }
 // VerifyARC validates the message's ARC chain (RFC 8617 §5.2): its
 // structure, the newest ARC-Message-Signature over the message as
 // received, and every ARC-Seal from the newest to the first. Keys are
-// looked up through dnsc. The result is ARCNone without ARC header
-// fields, else ARCPass, ARCFail or ARCTempError, with the reason for the
-// latter two.
+// looked up through dnsc. The result (RFC 8617 §4.4's chain validation
+// status) is ResultNone without ARC header fields, else ResultPass,
+// ResultFail, or ResultTempError when a key could not be fetched (RFC
+// 8601 §2.7.1), with the reason for the latter two.
 func VerifyARC(ctx context.Context, dnsc DNS, msg []byte) store.ARCCheck {
 	fields, body := splitMessage(msg)
 	sets := map[int]*arcSet{}
@@ -170,11 +162,11 @@ func VerifyARC(ctx context.Context, dnsc DNS, msg []byte) store.ARCCheck {
 			continue
 		}
 		if n++; n > 3*maxARCSets {
-			return store.ARCCheck{Instances: len(sets), Result: ARCFail, Reason: "more than 50 ARC sets (RFC 8617 §4.2.1)"}
+			return store.ARCCheck{Instances: len(sets), Result: ResultFail, Reason: "more than 50 ARC sets (RFC 8617 §4.2.1)"}
 		}
 		i, err := strconv.Atoi(TagList(f.value())["i"])
 		if err != nil || i < 1 || i > maxARCSets {
-			return store.ARCCheck{Instances: len(sets), Result: ARCFail, Reason: "an ARC header field without a valid i= (1 to 50)"}
+			return store.ARCCheck{Instances: len(sets), Result: ResultFail, Reason: "an ARC header field without a valid i= (1 to 50)"}
 		}
 		s := sets[i]
 		if s == nil {
@@ -183,16 +175,16 @@ func VerifyARC(ctx context.Context, dnsc DNS, msg []byte) store.ARCCheck {
 		}
 		slot := map[string]*int{arcSealField: &s.seal, arcMsgField: &s.msg, arcAARField: &s.aar}[f.name]
 		if *slot >= 0 {
-			return store.ARCCheck{Instances: len(sets), Result: ARCFail, Reason: fmt.Sprintf("ARC set %d has two %s fields", i, f.name)}
+			return store.ARCCheck{Instances: len(sets), Result: ResultFail, Reason: fmt.Sprintf("ARC set %d has two %s fields", i, f.name)}
 		}
 		*slot = idx
 	}
 	if len(sets) == 0 {
-		return store.ARCCheck{Result: ARCNone}
+		return store.ARCCheck{Result: ResultNone}
 	}
 	res := store.ARCCheck{Instances: len(sets)}
 	fail := func(reason string, args ...any) store.ARCCheck {
-		res.Result, res.Reason = ARCFail, fmt.Sprintf(reason, args...)
+		res.Result, res.Reason = ResultFail, fmt.Sprintf(reason, args...)
 		return res
 	}
 	// Structure (RFC 8617 §5.2 steps 2–4): sets 1..N, each complete;
@@ -225,7 +217,7 @@ func VerifyARC(ctx context.Context, dnsc DNS, msg []byte) store.ARCCheck {
 			return arcError(res, fmt.Sprintf("ARC-Seal i=%d", i), err)
 		}
 	}
-	res.Result = ARCPass
+	res.Result = ResultPass
 	return res
 }
 
@@ -234,9 +226,9 @@ var errKeyUnavailable = errors.New("key unavailable")
 
 // arcError is res failed (or temperror) by what the ARC field failed on.
 func arcError(res store.ARCCheck, what string, err error) store.ARCCheck {
-	res.Result = ARCFail
+	res.Result = ResultFail
 	if errors.Is(err, errKeyUnavailable) {
-		res.Result = ARCTempError
+		res.Result = ResultTempError
 	}
 	res.Reason = what + ": " + untrustedName(err.Error())
 	return res
