@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/sendingserver"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
+	"github.com/mailsec/mailsec/internal/verdict"
 )
 
 // testAddresses are what a user sends the test mail to.
@@ -148,6 +150,7 @@ func runTest(e *env, args []string) error {
 			_, err := e.stdout.Write(res.Message)
 			return err
 		}
+		auth, facts := authenticationOf(t, conns, res)
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(struct {
 				Test        store.Test             `json:"test"`
@@ -156,7 +159,10 @@ func runTest(e *env, args []string) error {
 				Result      *resultJSON            `json:"result,omitempty"`
 				Attempts    []store.MailAttempt    `json:"mail_attempts,omitempty"`
 				OwnerKeys   []store.OwnerKeyInfo   `json:"owner_keys"` // how and when each was made; never a key
-			}{t, conns, inboundReport, resultOf(&cfg, res, legacy), attempts, keys})
+				// As the API's report has them (docs/api.md).
+				Authentication *report.AuthSection `json:"authentication,omitempty"`
+				Facts          map[string]any      `json:"facts"`
+			}{t, conns, inboundReport, resultOf(&cfg, res, legacy), attempts, keys, auth, facts})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -179,6 +185,12 @@ func runTest(e *env, args []string) error {
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		if auth != nil {
+			fmt.Fprintln(e.stdout, "Authentication of the test mail (as received):")
+			for _, l := range auth.Lines {
+				fmt.Fprintln(e.stdout, "  "+untrusted.Terminal(l))
+			}
 		}
 		if inboundReport != nil {
 			var r struct {
@@ -255,6 +267,18 @@ type resultJSON struct {
 	// it. Other tests open only by their owner's keys, which the store
 	// does not keep.
 	ReportURL string `json:"report_url,omitempty"`
+}
+
+// authenticationOf is the authentication section and the facts of the
+// test's report: with the frozen verdict once final, else with the
+// verdict of its connections as they stand.
+func authenticationOf(t store.Test, conns []store.SMTPConnection, res *store.TestResult) (*report.AuthSection, map[string]any) {
+	var v verdict.Verdict
+	if res == nil || json.Unmarshal(res.Verdict, &v) != nil {
+		v = verdict.Judge(verdict.Observations{Connections: conns})
+	}
+	r := report.Build(report.Input{Test: t, Connections: conns, Verdict: v, Final: res != nil})
+	return r.Authentication, r.Facts
 }
 
 // testResult reads a test's result and mail attempts; nil before final.

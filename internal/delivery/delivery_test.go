@@ -23,6 +23,7 @@ import (
 	"github.com/mailsec/mailsec/internal/delivery"
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/finalise"
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/resolver"
@@ -218,7 +219,7 @@ func (f *fixture) clock() time.Time { return f.now }
 
 func (f *fixture) finaliser(t *testing.T, now func() time.Time, interval time.Duration) *finalise.Finaliser {
 	t.Helper()
-	fin, err := finalise.New(finalise.Options{Store: f.st, Evidence: f.ev, MailEnabled: true, DNS: f.res, Now: now, Interval: interval})
+	fin, err := finalise.New(finalise.Options{Store: f.st, Evidence: f.ev, MailEnabled: true, Now: now, Interval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,16 +261,22 @@ func (f *fixture) addTest(t *testing.T, id, from, client, dkimDomain string, now
 	t.Helper()
 	created := now.Add(-10 * time.Minute)
 	tt := store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, Sender: from, State: store.TestAcked, Acked: created.Add(time.Minute)}
-	if err := f.st.CreateTest(t.Context(), tt); err != nil {
-		t.Fatal(err)
-	}
 	c := store.SMTPConnection{TestID: id, Started: created.Add(time.Minute), Ended: created.Add(time.Minute + time.Second),
 		Client: netip.AddrPortFrom(netip.MustParseAddr(client), 4000), EHLO: "mail.user.example", Persona: 4, SNI: "mx4.a.mailtest.example",
 		TLSVersion: "TLS 1.3", CertPersona: 4, State: store.StateAcked, MailFrom: from, RcptTo: []string{"t-" + id + "@a.mailtest.example"}}
 	if dkimDomain != "" {
 		c.Signatures = []store.Signature{{Type: "dkim", Domain: dkimDomain, Selector: "s", Result: "pass"}}
 	}
+	// What smtpd does when the mail arrives: one evaluation, stored.
+	a := mailauth.Evaluate(t.Context(), f.res, mailauth.Envelope{Client: c.Client.Addr(), HELO: c.EHLO, MailFrom: from},
+		[]byte("From: <"+from+">\r\n\r\nbody\r\n"), c.Signatures)
+	c.Authentication = &a
+	// The connection before the test: a running finaliser that saw the
+	// test without its mail would defer it by a quiet time.
 	if err := f.st.InsertConnection(t.Context(), &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.CreateTest(t.Context(), tt); err != nil {
 		t.Fatal(err)
 	}
 	return tt

@@ -14,7 +14,7 @@ import (
 // finaliserWith is the fixture's finaliser (mails off) with a pass limit.
 func (f *fixture) finaliserWith(t *testing.T, passLimit int) *finalise.Finaliser {
 	t.Helper()
-	fin, err := finalise.New(finalise.Options{Store: f.st, DNS: f.res, PassLimit: passLimit,
+	fin, err := finalise.New(finalise.Options{Store: f.st, PassLimit: passLimit,
 		Evidence: evidence.Gatherer{Store: f.st, Rules: evidence.Rules{Quiet: 10 * time.Minute, TestExpiry: 24 * time.Hour}},
 		Now:      func() time.Time { return f.now }})
 	if err != nil {

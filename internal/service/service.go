@@ -502,9 +502,9 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		FixedTests:  store.FixedTestLimits{PerClient: cfg.SMTP.FixedTestsPerClient, Open: cfg.SMTP.FixedTestsOpenMax},
 	}
 	if res != nil {
-		o.LookupTXT = res.LookupTXT
-	} else {
-		o.LookupTXT = func(context.Context, string) ([]string, error) { return nil, resolver.ErrNoResolver }
+		// Left nil (not a nil *Resolver) without one: mailauth then
+		// says "no resolver configured".
+		o.DNS = res
 	}
 	return o
 }

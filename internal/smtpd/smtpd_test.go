@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -455,6 +456,8 @@ func TestAcknowledgementZoneA(t *testing.T) {
 	_, otherTXT := dkimKey(t)
 	ts.dkim.set("sel._domainkey.example.org", txt)
 	ts.dkim.set("bad._domainkey.example.org", otherTXT) // published key does not match
+	ts.dkim.set("example.org", "v=spf1 ip4:127.0.0.0/8 -all")
+	ts.dkim.set("_dmarc.example.org", "v=DMARC1; p=reject; adkim=s")
 	signed := dkimSign(t, msg, "example.org", "sel", key)
 	signed = dkimSign(t, signed, "example.org", "bad", otherKey)
 	signed = dkimSign(t, signed, "Example.NET", "none", otherKey) // no key published
@@ -512,13 +515,26 @@ func TestAcknowledgementZoneA(t *testing.T) {
 		t.Errorf("offered/TLS:\n%s", fmtConns(cs))
 	}
 	wantSigs := []store.Signature{
-		{Type: "dkim", Domain: "example.net", Selector: "none", Result: "permerror"},
-		{Type: "dkim", Domain: "example.org", Selector: "bad", Result: "fail"},
+		{Type: "dkim", Domain: "example.net", Selector: "none", Result: "permerror", Reason: "no key for signature: lookup none._domainkey.Example.NET.: no such host"},
+		{Type: "dkim", Domain: "example.org", Selector: "bad", Result: "fail", Reason: "signature mismatch (a signed header field was changed)"},
 		{Type: "dkim", Domain: "example.org", Selector: "sel", Result: "pass"},
 	}
 	gotSigs := cs[4].Signatures
 	if len(gotSigs) != 4 || gotSigs[0] != (store.Signature{Type: "arc", Instance: 1}) || !slices.Equal(gotSigs[1:], wantSigs) {
 		t.Errorf("signatures %+v, want ARC i=1 then %+v", gotSigs, wantSigs)
+	}
+	// The one evaluation of the test mail, stored with its connection.
+	wantAuth := store.Authentication{DKIM: wantSigs,
+		SPFMailFrom: store.SPFCheck{Domain: "example.org", Result: "pass"},
+		SPFHELO:     store.SPFCheck{Domain: "sender.example.org", Result: "none", Reason: "no SPF record"},
+		DMARC: store.DMARCCheck{FromDomain: "example.org", RecordDomain: "example.org", Policy: "reject", Result: "pass",
+			SPFAlignment: "relaxed", DKIMAlignment: "strict", SPFAligned: true, DKIMAligned: true},
+		ARC: store.ARCCheck{Instances: 1, Result: "fail", Reason: "ARC set 1 is incomplete"}}
+	if a := cs[4].Authentication; a == nil || !reflect.DeepEqual(*a, wantAuth) {
+		t.Errorf("authentication\n %+v, want\n %+v", a, wantAuth)
+	}
+	if cs[0].Authentication != nil || cs[1].Authentication == nil || cs[1].Authentication.DMARC.Result != "none" || len(cs[1].Authentication.DKIM) != 0 {
+		t.Errorf("no mail: %+v; the unsigned mail over mx4, before the records were published: %+v", cs[0].Authentication, cs[1].Authentication)
 	}
 	if cs[4].MessageBytes != int64(len(signed)) {
 		t.Errorf("message bytes %d, want %d", cs[4].MessageBytes, len(signed))
@@ -718,15 +734,44 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 }
 
+// TestSignatureResults verifies real signatures (go-msgauth signs in the
+// test) and copies changed on the way: each result with its reason, so
+// that a broken signature never reads as "signed".
+func TestSignatureResults(t *testing.T) {
+	t.Parallel()
+	key, txt := dkimKey(t)
+	keys := &fakeTXT{m: map[string][]string{"sel1._domainkey.example.org": {txt}}}
+	s := &Server{opts: Options{DKIMTimeout: 5 * time.Second, DNS: lookupDNS(keys.LookupTXT)}}
+	msg := "From: Jane <jane@example.org>\r\nTo: t-x@" + zoneA + "\r\nSubject: test\r\n\r\nHello.\r\n"
+	signed := dkimSign(t, msg, "example.org", "sel1", key)
+	expired := strings.Replace(dkimSign(t, msg, "example.org", "sel1", key), "DKIM-Signature: ", "DKIM-Signature: x=1; ", 1)
+	for _, tc := range []struct {
+		name, msg      string
+		result, reason string
+	}{
+		{"as signed", signed, "pass", ""},
+		{"body changed", strings.Replace(signed, "Hello.", "Hello!", 1), "fail", "body hash mismatch"},
+		{"line appended to the body", signed + "-- \r\nA footer\r\n", "fail", "body hash mismatch"},
+		{"signed header changed", strings.Replace(signed, "Subject: test", "Subject: tset", 1), "fail", "signature mismatch (a signed header field was changed)"},
+		{"no key published", strings.Replace(signed, "s=sel1", "s=sel2", 1), "permerror", "no key for signature: lookup sel2._domainkey.example.org.: no such host"},
+		{"expired (x= in the past)", expired, "permerror", "signature has expired"},
+	} {
+		got := s.signatures([]byte(tc.msg))
+		if len(got) != 1 || got[0].Result != tc.result || got[0].Reason != tc.reason || got[0].Domain != "example.org" {
+			t.Errorf("%s: %+v, want %s: %q", tc.name, got, tc.result, tc.reason)
+		}
+	}
+}
+
 func TestSignatures(t *testing.T) {
 	t.Parallel()
-	s := &Server{opts: Options{DKIMTimeout: time.Second, LookupTXT: func(ctx context.Context, d string) ([]string, error) {
+	s := &Server{opts: Options{DKIMTimeout: time.Second, DNS: lookupDNS(func(ctx context.Context, d string) ([]string, error) {
 		if strings.HasPrefix(d, "slow.") {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}
 		return nil, &net.DNSError{Err: "no such host", Name: d, IsNotFound: true}
-	}}}
+	})}}
 	for _, tc := range []struct {
 		name string
 		msg  string
@@ -734,14 +779,14 @@ func TestSignatures(t *testing.T) {
 	}{
 		{"none", "Subject: x\r\n\r\nbody\r\n", nil},
 		{"folded tags, no separator", "DKIM-Signature: v=1; a=rsa-sha256; d=Example.ORG;\r\n\ts=se\r\n l1; h=from; bh=x; b=y\r\nARC-Seal: i=2; cv=pass", []store.Signature{
-			{Type: "dkim", Domain: "example.org", Selector: "sel1", Result: "permerror"}, {Type: "arc", Instance: 2}}},
+			{Type: "dkim", Domain: "example.org", Selector: "sel1", Result: "permerror", Reason: "failed to read header: EOF"}, {Type: "arc", Instance: 2}}},
 		{"key lookup timeout", "DKIM-Signature: v=1; a=rsa-sha256; d=x.example; s=slow; h=from; bh=x; b=y\r\nFrom: a@x.example\r\n\r\nbody\r\n", []store.Signature{
-			{Type: "dkim", Domain: "x.example", Selector: "slow", Result: "temperror"}}},
+			{Type: "dkim", Domain: "x.example", Selector: "slow", Result: "temperror", Reason: "key unavailable: lookup slow._domainkey.x.example.: context deadline exceeded"}}},
 		{"control characters and an over-long d=", "DKIM-Signature: v=1; d=A\x00b\x1b[2J; s=x\x7fy\r\nDKIM-Signature: v=1; d=" + strings.Repeat("a", 300) + "; s=" + strings.Repeat("s", 300) + "\r\n\r\nbody\r\n", []store.Signature{
-			{Type: "dkim", Domain: "a?b?[2j", Selector: "x?y", Result: "permerror"},
-			{Type: "dkim", Domain: strings.Repeat("a", maxSignatureText) + "…", Selector: strings.Repeat("s", maxSignatureText) + "…", Result: "permerror"}}},
+			{Type: "dkim", Domain: "a?b?[2j", Selector: "x?y", Result: "permerror", Reason: "signature missing required tag"},
+			{Type: "dkim", Domain: strings.Repeat("a", maxSignatureText) + "…", Selector: strings.Repeat("s", maxSignatureText) + "…", Result: "permerror", Reason: "signature missing required tag"}}},
 		{"body in the header only", "dkim-signature: v=1\n\nDKIM-Signature: v=1; d=late.example\n", []store.Signature{
-			{Type: "dkim", Result: "permerror"}}},
+			{Type: "dkim", Result: "permerror", Reason: "signature missing required tag"}}},
 	} {
 		got := s.signatures([]byte(tc.msg))
 		if !slices.Equal(got, tc.want) {

@@ -356,7 +356,7 @@ type connRow struct {
 	clientPort         int64
 	local              string
 	offered            int64
-	rcpt, sigs         string
+	rcpt, sigs, auth   string
 	persona, msgBytes  int64
 	certPersona        int64
 	state              string
@@ -402,6 +402,13 @@ func toRow(c *SMTPConnection) (connRow, error) {
 	if err != nil {
 		return r, fmt.Errorf("signatures: %w", err)
 	}
+	if c.Authentication != nil {
+		a, err := json.Marshal(c.Authentication)
+		if err != nil {
+			return r, fmt.Errorf("authentication: %w", err)
+		}
+		r.auth = string(a)
+	}
 	r.clientAddr, r.clientPort = storedClient(c.Client)
 	r.local = storedAddrPort(c.Local)
 	r.offered = boolToInt(c.STARTTLSOffered)
@@ -423,15 +430,15 @@ func toRow(c *SMTPConnection) (connRow, error) {
 // args lists the columns in the order of connColumns without id.
 func (r connRow) args() []any {
 	return []any{r.testID, r.started, r.ended, r.clientAddr, r.clientPort, r.local, r.key, r.ehlo,
-		r.offered, r.persona, r.sni, r.ver, r.cipher, r.state, r.mailFrom, r.rcpt, r.reply, r.msgBytes, r.sigs, r.e, r.certPersona}
+		r.offered, r.persona, r.sni, r.ver, r.cipher, r.state, r.mailFrom, r.rcpt, r.reply, r.msgBytes, r.sigs, r.e, r.certPersona, r.auth}
 }
 
 const connColumns = `test_id, started_ns, ended_ns, client_addr, client_port, local_addr, client_key, ehlo,
     starttls_offered, persona, sni, tls_version, tls_cipher, state, mail_from, rcpt_to, reply, message_bytes, signatures, error,
-    cert_persona`
+    cert_persona, authentication`
 
 const insertConnectionSQL = `INSERT INTO smtp_connections (` + connColumns + `)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     RETURNING id`
 
 // InsertConnection stores a new connection record and sets c.ID.
@@ -472,7 +479,7 @@ func (s *Store) updateConnection(ctx context.Context, db querier, c *SMTPConnect
 	return execOne(ctx, db, fmt.Sprintf("update connection %d", c.ID), s.q(`UPDATE smtp_connections SET
     test_id = ?, started_ns = ?, ended_ns = ?, client_addr = ?, client_port = ?, local_addr = ?, client_key = ?, ehlo = ?,
     starttls_offered = ?, persona = ?, sni = ?, tls_version = ?, tls_cipher = ?, state = ?, mail_from = ?, rcpt_to = ?,
-    reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?
+    reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?, authentication = ?
 WHERE id = ?`), append(r.args(), c.ID)...)
 }
 
@@ -495,7 +502,8 @@ func (s *Store) NewConnectionRecorder(ctx context.Context) (*ConnectionRecorder,
 	}
 	upd, err := s.db.PrepareContext(ctx, s.q(`UPDATE smtp_connections SET
     test_id = ?, ended_ns = ?, ehlo = ?, starttls_offered = ?, persona = ?, sni = ?, tls_version = ?, tls_cipher = ?,
-    state = ?, mail_from = ?, rcpt_to = ?, reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?
+    state = ?, mail_from = ?, rcpt_to = ?, reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?,
+    authentication = ?
 WHERE id = ?`))
 	if err != nil {
 		ins.Close()
@@ -518,7 +526,7 @@ func (r *ConnectionRecorder) Update(ctx context.Context, c *SMTPConnection) erro
 		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
 	}
 	res, err := r.update.ExecContext(ctx, row.testID, row.ended, row.ehlo, row.offered, row.persona, row.sni, row.ver, row.cipher,
-		row.state, row.mailFrom, row.rcpt, row.reply, row.msgBytes, row.sigs, row.e, row.certPersona, c.ID)
+		row.state, row.mailFrom, row.rcpt, row.reply, row.msgBytes, row.sigs, row.e, row.certPersona, row.auth, c.ID)
 	if err != nil {
 		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
 	}
@@ -574,7 +582,7 @@ func scanConnection(row rowScanner) (SMTPConnection, error) {
 	)
 	if err := row.Scan(&c.ID, &r.testID, &r.started, &r.ended, &r.clientAddr, &r.clientPort, &r.local, &r.key, &r.ehlo,
 		&r.offered, &r.persona, &r.sni, &r.ver, &r.cipher, &r.state, &r.mailFrom, &r.rcpt, &r.reply, &r.msgBytes, &r.sigs, &r.e, &r.certPersona,
-		&c.TiedBy); err != nil {
+		&r.auth, &c.TiedBy); err != nil {
 		return SMTPConnection{}, err
 	}
 	if err := fromRow(&c, r); err != nil {
@@ -620,6 +628,12 @@ func fromRow(c *SMTPConnection, r connRow) error {
 		}
 		if len(c.Signatures) == 0 {
 			c.Signatures = nil
+		}
+	}
+	if r.auth != "" {
+		c.Authentication = new(Authentication)
+		if err := json.Unmarshal([]byte(r.auth), c.Authentication); err != nil {
+			return fmt.Errorf("stored authentication: %w", err)
 		}
 	}
 	c.Error = r.e

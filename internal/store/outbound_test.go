@@ -302,6 +302,14 @@ func TestConnectionsRoundTrip(t *testing.T) {
 	full.Reply = "250 2.0.0 personas 3-6 were all contacted"
 	full.MessageBytes = 12345
 	full.Signatures = []Signature{{Type: "dkim", Domain: "example.org", Selector: "s1", Result: "pass"}, {Type: "arc", Instance: 2}}
+	full.Authentication = &Authentication{
+		DKIM:        []Signature{{Type: "dkim", Domain: "example.org", Selector: "s1", Result: "fail", Reason: "body hash mismatch"}},
+		SPFMailFrom: SPFCheck{Domain: "example.org", Result: "pass"},
+		SPFHELO:     SPFCheck{Domain: "mta.example.org", Result: "none", Reason: "no SPF record"},
+		DMARC: DMARCCheck{FromDomain: "example.org", RecordDomain: "example.org", Policy: "reject", Result: "pass",
+			SPFAlignment: "relaxed", DKIMAlignment: "strict", SPFAligned: true},
+		ARC: ARCCheck{Instances: 2, Result: "fail", Reason: "ARC-Seal i=1: signature mismatch"},
+	}
 	full.Error = "client closed"
 	if err := s.UpdateConnection(ctx, &full); err != nil {
 		t.Fatalf("UpdateConnection: %v", err)
@@ -507,6 +515,7 @@ func TestConnectionRecorder(t *testing.T) {
 	c.Persona, c.SNI, c.TLSVersion, c.TLSCipher, c.State = 6, "mx6.a.example", "TLS 1.2", "X", StateAcked
 	c.MailFrom, c.RcptTo, c.Reply, c.MessageBytes = "a@example.org", []string{"x@a.example"}, "250 ok", 10
 	c.Signatures, c.Error = []Signature{{Type: "arc", Instance: 1}}, "client closed"
+	c.Authentication = &Authentication{SPFMailFrom: SPFCheck{Domain: "example.org", Result: "softfail"}, ARC: ARCCheck{Instances: 1, Result: "pass"}}
 	// The identity fields are fixed by Insert.
 	moved := c
 	moved.Started, moved.Client, moved.Local, moved.ClientKey = c.Started.Add(time.Hour), netip.MustParseAddrPort("198.51.100.1:1"), netip.AddrPort{}, "x"
@@ -516,7 +525,7 @@ func TestConnectionRecorder(t *testing.T) {
 	want.TestID, want.Ended, want.EHLO, want.STARTTLSOffered = c.TestID, c.Ended, c.EHLO, c.STARTTLSOffered
 	want.Persona, want.SNI, want.TLSVersion, want.TLSCipher, want.State = c.Persona, c.SNI, c.TLSVersion, c.TLSCipher, c.State
 	want.MailFrom, want.RcptTo, want.Reply, want.MessageBytes = c.MailFrom, c.RcptTo, c.Reply, c.MessageBytes
-	want.Signatures, want.Error = c.Signatures, c.Error
+	want.Signatures, want.Error, want.Authentication = c.Signatures, c.Error, c.Authentication
 	got, err := s.Connections(ctx, ConnectionFilter{})
 	if err != nil || len(got) != 1 || !equalConn(got[0], want) {
 		t.Errorf("after Update: %+v (%v), want %+v", got, err, want)

@@ -138,6 +138,12 @@ func TestBrowser(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatalf("reference sender: %v", err)
 	}
+	// The test mail's authentication appears once a mail came.
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`!document.getElementById("auth-box").hidden &&
+		document.getElementById("authentication").textContent.indexOf("SPF (MAIL FROM") >= 0`,
+		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		t.Fatalf("the live page shows no authentication of the test mail: %v", err)
+	}
 	// The verdict becomes final (timing.ack_after after the last
 	// connection); the live page follows.
 	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById("phase").getAttribute("data-phase") === "done"`,

@@ -163,7 +163,13 @@ func TestAPIAndPages(t *testing.T) {
 
 	e.addConn(t, created.ID, store.SMTPConnection{Started: e.now.Add(-time.Minute), Ended: e.now.Add(-50 * time.Second), EHLO: evil,
 		Persona: 1, State: store.StateMail, MailFrom: `"` + evil + `"@evil.example`, RcptTo: []string{created.AddressA},
-		Reply: "451 4.7.1 downgrade test in progress: try again later"})
+		Reply: "451 4.7.1 downgrade test in progress: try again later",
+		Authentication: &store.Authentication{
+			DKIM:        []store.Signature{{Type: "dkim", Domain: "evil.example", Selector: "s", Result: "fail", Reason: "body hash mismatch"}},
+			SPFMailFrom: store.SPFCheck{Domain: "evil.example", Result: "softfail", Reason: evil},
+			SPFHELO:     store.SPFCheck{Result: "none", Reason: "the HELO name is not a domain name"},
+			DMARC:       store.DMARCCheck{FromDomain: "evil.example", Result: "none", Reason: "no DMARC record"},
+			ARC:         store.ARCCheck{Result: "none"}}})
 
 	resp, body = e.do(t, "GET", "/api/v1/tests/"+created.ID, nil, bearer(key)...)
 	if resp.StatusCode != 200 {
@@ -176,6 +182,11 @@ func TestAPIAndPages(t *testing.T) {
 	}
 	if ans.Report.Phase != "downgrade" || len(ans.Report.History) != 1 || ans.Report.History[0].From != "<***@evil.example" && ans.Report.History[0].From == "" {
 		t.Errorf("report: phase %s history %+v", ans.Report.Phase, ans.Report.History)
+	}
+	// The test mail's authentication, and the facts a table can copy.
+	if a := ans.Report.Authentication; a == nil || len(a.Lines) != 5 || a.Lines[0] != "DKIM: fail (d=evil.example, s=s): body hash mismatch" ||
+		a.SPFMailFrom.Result != "softfail" || ans.Report.Facts["DKIM"] != "fail" || ans.Report.Facts["SPF"] != "softfail" || ans.Report.Facts["DMARC"] != "none" {
+		t.Errorf("authentication %+v, facts %v", a, ans.Report.Facts)
 	}
 
 	if ans.Test.OwnerKey != "" || ans.Test.URL != "/t/"+key {

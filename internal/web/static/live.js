@@ -46,6 +46,16 @@
       text("untied-count", String((r.untied || []).length));
       document.getElementById("untied-box").hidden = !(r.untied && r.untied.length);
     }
+    var auth = document.getElementById("authentication");
+    if (auth && r.authentication) {
+      while (auth.firstChild) { auth.removeChild(auth.firstChild); }
+      (r.authentication.lines || []).forEach(function (l) {
+        var li = document.createElement("li");
+        li.textContent = l;
+        auth.appendChild(li);
+      });
+      document.getElementById("auth-box").hidden = false;
+    }
     if (r.mail) { text("mail-line", "Result mail: " + r.mail.state + (r.mail.reason ? " — " + r.mail.reason : "")); }
     if (r.final) { es.close(); }
   });
