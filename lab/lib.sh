@@ -41,6 +41,18 @@ SSRF_DOMAIN="ssrf.lab.internal"
 SSRF_CANARY1="10.99.0.1"
 SSRF_CANARY2="169.254.99.1"
 MAILBOX_ADDR="127.0.0.30"
+# The senders that sign with DKIM (lab/run's postfix-dkim and
+# postfix-dkim-broken): their domains NAME.$SIGNED_DOMAIN_SUFFIX carry, as
+# Unbound local data (lab/up), the MX, an SPF record allowing the senders,
+# the DKIM key of selector $DKIM_SELECTOR (made by lab/up with
+# opendkim-genkey, kept in $DKIM_DIR) and a DMARC record (p=reject); one
+# OpenDKIM (Debian) milter on $DKIM_MILTER_ADDR signs for both.
+SIGNED_DOMAIN_SUFFIX="signed.lab.internal"
+DKIM_SELECTOR="lab"
+DKIM_DIR="$LAB_STATE/dkim"
+DKIM_MILTER_ADDR="127.0.0.31"
+DKIM_MILTER_PORT="8891"
+DKIM_SENDERS=(dkim dkim-broken)
 
 # pebble, the lab's ACME CA (lab-recipes §4). Its ACME address comes from
 # acme.directory in lab/mailsec.toml; the management port (roots) is fixed.
