@@ -517,7 +517,7 @@ func Load(path string) (Config, error) {
 	if !filepath.IsAbs(cfg.DataDir) {
 		cfg.DataDir = filepath.Join(filepath.Dir(path), cfg.DataDir)
 	}
-	if cfg.Store.DSN != "" && !filepath.IsAbs(cfg.Store.DSN) && !strings.HasPrefix(cfg.Store.DSN, "file:") {
+	if cfg.Store.Driver != "postgres" && cfg.Store.DSN != "" && !filepath.IsAbs(cfg.Store.DSN) && !strings.HasPrefix(cfg.Store.DSN, "file:") {
 		cfg.Store.DSN = filepath.Join(filepath.Dir(path), cfg.Store.DSN)
 	}
 	rel := func(p string) string {
@@ -599,13 +599,37 @@ func redactDSN(dsn string) string {
 	} else if err != nil && strings.Contains(dsn, "://") {
 		return "(a DSN that does not parse)"
 	}
-	fields := strings.Fields(dsn)
-	for i, f := range fields {
-		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(strings.TrimSpace(k), "password") {
-			fields[i] = "password=xxxxx"
+	// keyword = value pairs; a value may be 'quoted', with \' and \\
+	// escapes (libpq, "Keyword/Value Connection Strings").
+	var out []string
+	for rest := strings.TrimSpace(dsn); rest != ""; rest = strings.TrimSpace(rest) {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			return "(a DSN that does not parse)"
 		}
+		key = strings.TrimSpace(key)
+		after = strings.TrimLeft(after, " \t")
+		var value string
+		if strings.HasPrefix(after, "'") {
+			end := 1
+			for ; end < len(after) && after[end] != '\''; end++ {
+				if after[end] == '\\' {
+					end++
+				}
+			}
+			if end >= len(after) {
+				return "(a DSN that does not parse)"
+			}
+			value, rest = after[:end+1], after[end+1:]
+		} else {
+			value, rest, _ = strings.Cut(after, " ")
+		}
+		if strings.EqualFold(key, "password") {
+			value = "xxxxx"
+		}
+		out = append(out, key+"="+value)
 	}
-	return strings.Join(fields, " ")
+	return strings.Join(out, " ")
 }
 
 // KeyDir is where DNSSEC and persona keys are kept.
