@@ -261,9 +261,15 @@ func TestPruneDNSQueries(t *testing.T) {
 }
 
 // BenchmarkAddDNSQueries measures batch insert throughput in the shape the
-// DNS log writes: batches of 1000 in one transaction each.
+// DNS log writes: batches of 1000 in one transaction each, on each
+// database (PostgreSQL: the test cluster runs with fsync off).
 func BenchmarkAddDNSQueries(b *testing.B) {
-	s := openTestStore(b)
+	for _, driver := range testDrivers {
+		b.Run(driver, func(b *testing.B) { benchmarkAddDNSQueries(b, openTestStoreOf(b, driver)) })
+	}
+}
+
+func benchmarkAddDNSQueries(b *testing.B, s *Store) {
 	batch := make([]DNSQuery, dnsLogBatch)
 	for i := range batch {
 		q := testQuery(i, fmt.Sprintf("mx%d.a.example.", i%50))
