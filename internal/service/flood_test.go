@@ -75,28 +75,7 @@ func TestAcknowledgementDuringDNSFlood(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	c, err := smtp.Dial(run.SMTPAddrs[0].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("sender.example.org"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("someone@sender.example.org", nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt("t-"+test.ID+"@"+strings.TrimSuffix(cfg.Zones.A, "."), nil); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte("From: someone@sender.example.org\r\nSubject: test\r\n\r\nhello\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	err = w.Close()
+	err := sendTestMail(run.SMTPAddrs[0].String(), "t-"+test.ID+"@"+strings.TrimSuffix(cfg.Zones.A, "."))
 	var reply *smtp.SMTPError
 	switch {
 	case err == nil:

@@ -68,32 +68,3 @@ func TestStartOnPostgres(t *testing.T) {
 		t.Fatalf("recorded connections: %+v, %v", conns, err)
 	}
 }
-
-// sendTestMail delivers one mail in plain text to rcpt at addr.
-func sendTestMail(addr, rcpt string) error {
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := c.Hello("sender.example.org"); err != nil {
-		return err
-	}
-	if err := c.Mail("someone@sender.example.org", nil); err != nil {
-		return err
-	}
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		return err
-	}
-	w, err := c.Data()
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write([]byte("From: someone@sender.example.org\r\nSubject: test\r\n\r\nhello\r\n")); err != nil {
-		return err
-	}
-	if err := w.Close(); err != nil {
-		return err
-	}
-	return c.Quit()
-}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/store"
@@ -39,6 +41,35 @@ func startLoopback(t *testing.T, cfg config.Config) *Running {
 	}
 	t.Cleanup(func() { cancel(); _ = run.Wait() })
 	return run
+}
+
+// sendTestMail delivers one mail in plain text to rcpt at addr.
+func sendTestMail(addr, rcpt string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("sender.example.org"); err != nil {
+		return err
+	}
+	if err := c.Mail("someone@sender.example.org", nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt(rcpt, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte("From: someone@sender.example.org\r\nSubject: test\r\n\r\nhello\r\n")); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
 }
 
 // TestRetentionWithoutWeb: the retention purge runs when the web server is
