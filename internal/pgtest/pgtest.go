@@ -109,8 +109,19 @@ func (c *cluster) dsn(name string) string {
 	return u.String()
 }
 
+// BinDirEnv names the environment variable that points pgtest at the
+// directory of initdb and pg_ctl, for PostgreSQL installed elsewhere than
+// Debian puts it. Set, it is the only place looked in.
+const BinDirEnv = "MAILSEC_PG_BINDIR"
+
 // binDir finds the newest installed PostgreSQL's programs.
 func binDir() (string, error) {
+	if dir := os.Getenv(BinDirEnv); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "pg_ctl")); err != nil {
+			return "", fmt.Errorf("no pg_ctl in %s=%s", BinDirEnv, dir)
+		}
+		return dir, nil
+	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	slices.SortFunc(dirs, func(a, b string) int {
 		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(a)))

@@ -200,3 +200,54 @@ func TestPostgresBackupRefused(t *testing.T) {
 		t.Errorf("Backup on PostgreSQL: %v, want ErrUnsupported naming pg_dump", err)
 	}
 }
+
+// TestConcurrentScanLeases: workers leasing from one scan at once never
+// get the same item (SQLite: one writer; PostgreSQL: FOR UPDATE SKIP
+// LOCKED), and together they get every item.
+func TestConcurrentScanLeases(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		newTestScan(t, s, "race")
+		const items, workers = 300, 6
+		lines := make([]ScanLine, items)
+		for i := range lines {
+			lines[i] = ScanLine{Line: int64(i + 1), Input: fmt.Sprintf("d%d.example", i), Domain: fmt.Sprintf("d%d.example", i)}
+		}
+		if _, err := s.AddScanLines(ctx, "race", lines); err != nil {
+			t.Fatal(err)
+		}
+		now := testEpoch()
+		var (
+			mu     sync.Mutex
+			leased = map[int64]string{}
+			wg     sync.WaitGroup
+		)
+		for w := range workers {
+			owner := fmt.Sprintf("worker%d", w)
+			wg.Go(func() {
+				for range items { // bounded: each round takes at least one item or stops
+					got, err := s.LeaseScanItems(ctx, "race", owner, 7, now, now.Add(time.Hour), 3)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if len(got) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, it := range got {
+						if other, dup := leased[it.Line]; dup {
+							t.Errorf("line %d leased by %s and %s", it.Line, other, owner)
+						}
+						leased[it.Line] = owner
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if len(leased) != items {
+			t.Errorf("%d of %d items leased", len(leased), items)
+		}
+	})
+}
