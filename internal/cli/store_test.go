@@ -96,7 +96,7 @@ func TestStoreBackupAndPurge(t *testing.T) {
 // TestStoreOnPostgres: the store commands on a PostgreSQL store
 // (store.driver = "postgres"): stats count its rows; the integrity check
 // needs amcheck and says so; backup refuses, naming pg_dump; purge runs.
-// No output shows the DSN's password.
+// No output shows the DSN's password, nor does 'mailsec config'.
 func TestStoreOnPostgres(t *testing.T) {
 	dsn := pgtest.Database(t)
 	u, err := url.Parse(dsn)
@@ -133,6 +133,11 @@ func TestStoreOnPostgres(t *testing.T) {
 	code, out, errOut = run(t, "-config", cfg, "store", "purge", "-json")
 	if code != 0 {
 		t.Errorf("store purge: %d %s %s", code, out, errOut)
+	}
+	said = append(said, out, errOut)
+	code, out, errOut = run(t, "-config", cfg, "config")
+	if code != 0 || !strings.Contains(out, "xxxxx@127.0.0.1") {
+		t.Errorf("config: %d %s %s; want the DSN with its password masked", code, out, errOut)
 	}
 	said = append(said, out, errOut)
 	if all := strings.Join(said, "\n"); strings.Contains(all, "s3cret-pw") {
