@@ -13,16 +13,23 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
 // TestAcknowledgementDuringDNSFlood: while the DNS server is flooded with
 // random names in zone A (each one a new query log row but for the row
 // limits), a test mail through the SMTP personas still gets the
 // acknowledgement's answer — the verdict's 250 or 451 4.7.1, not the 451
-// 4.3.0 of a store that timed out — and its connection is recorded.
+// 4.3.0 of a store that timed out — and its connection is recorded; on
+// each database.
 func TestAcknowledgementDuringDNSFlood(t *testing.T) {
+	storetest.ForEachDriver(t, testAcknowledgementDuringDNSFlood)
+}
+
+func testAcknowledgementDuringDNSFlood(t *testing.T, driver string) {
 	cfg := loopbackConfig(t)
 	cfg.Web.Listen = nil
+	useStore(t, &cfg, driver)
 	run := startLoopback(t, cfg)
 
 	now := time.Now()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/pgtest"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -21,8 +22,7 @@ import (
 func TestStartOnPostgres(t *testing.T) {
 	cfg := loopbackConfig(t)
 	cfg.Web.Listen = nil
-	cfg.Store.Driver = "postgres"
-	cfg.Store.DSN = pgtest.Database(t)
+	useStore(t, &cfg, store.DriverPostgres)
 	// Zone B is acknowledged once the client's downgrade window is over:
 	// a window of a millisecond is over by DATA.
 	cfg.Timing.DowngradeWindow.Duration = time.Millisecond
@@ -66,5 +66,14 @@ func TestStartOnPostgres(t *testing.T) {
 	conns, err := run.Store.Connections(t.Context(), store.ConnectionFilter{TestID: test.ID})
 	if err != nil || len(conns) == 0 || !strings.HasPrefix(conns[len(conns)-1].Reply, "250") || conns[len(conns)-1].State != store.StateAcked {
 		t.Fatalf("recorded connections: %+v, %v", conns, err)
+	}
+}
+
+// useStore points cfg at a fresh database of driver (SQLite: the default
+// file in cfg's data directory).
+func useStore(t *testing.T, cfg *config.Config, driver string) {
+	t.Helper()
+	if driver == store.DriverPostgres {
+		cfg.Store.Driver, cfg.Store.DSN = driver, pgtest.Database(t)
 	}
 }
