@@ -45,11 +45,20 @@ func TestScanCreateAndLoad(t *testing.T) {
 		if want := (AddStats{Known: 4}); st != want {
 			t.Errorf("reload stats %+v, want %+v", st, want)
 		}
-		if err := s.MarkScanLoaded(ctx, "s1", testEpoch(), 5); err != nil {
+		// A later batch: a domain an earlier batch stored is a duplicate
+		// of its line; and a load resumed across both batches.
+		more := []ScanLine{{Line: 6, Input: "b.example", Domain: "b.example"}, {Line: 7, Input: "c.example", Domain: "c.example"}}
+		if st, err = s.AddScanLines(ctx, "s1", more); err != nil || st != (AddStats{Domains: 1, Duplicates: 1}) {
+			t.Errorf("later batch: %+v %v", st, err)
+		}
+		if st, err = s.AddScanLines(ctx, "s1", append(lines[2:], more...)); err != nil || st != (AddStats{Known: 4}) {
+			t.Errorf("reload across batches: %+v %v", st, err)
+		}
+		if err := s.MarkScanLoaded(ctx, "s1", testEpoch(), 7); err != nil {
 			t.Fatal(err)
 		}
 		sc, err := s.Scan(ctx, "s1")
-		if err != nil || sc.InputLines != 5 || sc.Loaded.IsZero() || sc.Source != "in.txt" {
+		if err != nil || sc.InputLines != 7 || sc.Loaded.IsZero() || sc.Source != "in.txt" {
 			t.Fatalf("Scan: %+v %v", sc, err)
 		}
 		var got []string
@@ -65,12 +74,14 @@ func TestScanCreateAndLoad(t *testing.T) {
 			`3 invalid error  "empty label"`,
 			`4 duplicate error a.example "duplicate of line 1 (a.example is checked once)"`,
 			`5 domain pending b.example ""`,
+			`6 duplicate error b.example "duplicate of line 5 (b.example is checked once)"`,
+			`7 domain pending c.example ""`,
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("items\n got %q\nwant %q", got, want)
 		}
 		c, err := s.ScanCounts(ctx, "s1")
-		if err != nil || c != (ScanCounts{Pending: 2, Error: 2}) {
+		if err != nil || c != (ScanCounts{Pending: 3, Error: 3}) {
 			t.Errorf("counts %+v %v", c, err)
 		}
 	})
