@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/service"
+	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
@@ -332,6 +333,9 @@ func runConfig(e *env, args []string) error {
 	cfg, err := e.parseLoad(newFlags(e, "config", ""), args)
 	if err != nil {
 		return err
+	}
+	if cfg.Store.Driver == store.DriverPostgres {
+		cfg.Store.DSN = cfg.StoreName() // the password stays out of the output
 	}
 	enc := toml.NewEncoder(e.stdout)
 	enc.Indent = ""

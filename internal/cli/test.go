@@ -77,7 +77,7 @@ func runTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		st, err := store.Open(e.ctx, cfg.StorePath())
+		st, err := store.OpenDriver(e.ctx, cfg.Store.Driver, cfg.StorePath())
 		if err != nil {
 			return err
 		}

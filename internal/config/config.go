@@ -296,9 +296,11 @@ type Log struct {
 
 // Store selects the database.
 type Store struct {
-	// Driver is "sqlite" (one node, the default).
+	// Driver is "sqlite" (one node, the default) or "postgres".
 	Driver string `toml:"driver"`
-	// DSN is the SQLite file path; empty means DATA_DIR/mailsec.db.
+	// DSN is the SQLite file path (empty means DATA_DIR/mailsec.db), or
+	// PostgreSQL's libpq URL or keyword/value string (required; its
+	// password is never logged: StoreName).
 	DSN string `toml:"dsn"`
 }
 
@@ -515,7 +517,7 @@ func Load(path string) (Config, error) {
 	if !filepath.IsAbs(cfg.DataDir) {
 		cfg.DataDir = filepath.Join(filepath.Dir(path), cfg.DataDir)
 	}
-	if cfg.Store.DSN != "" && !filepath.IsAbs(cfg.Store.DSN) && !strings.HasPrefix(cfg.Store.DSN, "file:") {
+	if cfg.Store.Driver != "postgres" && cfg.Store.DSN != "" && !filepath.IsAbs(cfg.Store.DSN) && !strings.HasPrefix(cfg.Store.DSN, "file:") {
 		cfg.Store.DSN = filepath.Join(filepath.Dir(path), cfg.Store.DSN)
 	}
 	rel := func(p string) string {
@@ -562,12 +564,72 @@ func (c *Config) EffectiveMemoryLimit() int64 {
 	return c.MemoryLimit
 }
 
-// StorePath is the SQLite file the store opens.
+// StorePath is what the store opens (store.OpenDriver with Store.Driver):
+// the SQLite file, or the PostgreSQL DSN.
 func (c *Config) StorePath() string {
-	if c.Store.DSN != "" {
+	if c.Store.DSN != "" || c.Store.Driver == "postgres" {
 		return c.Store.DSN
 	}
 	return filepath.Join(c.DataDir, "mailsec.db")
+}
+
+// StoreName names the store in messages: the SQLite file, or the
+// PostgreSQL DSN without its password.
+func (c *Config) StoreName() string {
+	if c.Store.Driver != "postgres" {
+		return c.StorePath()
+	}
+	return redactDSN(c.Store.DSN)
+}
+
+// redactDSN takes the password out of a libpq DSN, a URL
+// (postgres://user:password@host/db) or keyword/value pairs
+// (password=...): what is left says which database is meant.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	} else if err != nil && strings.Contains(dsn, "://") {
+		return "(a DSN that does not parse)"
+	}
+	// keyword = value pairs; a value may be 'quoted', with \' and \\
+	// escapes (libpq, "Keyword/Value Connection Strings").
+	var out []string
+	for rest := strings.TrimSpace(dsn); rest != ""; rest = strings.TrimSpace(rest) {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			return "(a DSN that does not parse)"
+		}
+		key = strings.TrimSpace(key)
+		after = strings.TrimLeft(after, " \t")
+		var value string
+		if strings.HasPrefix(after, "'") {
+			end := 1
+			for ; end < len(after) && after[end] != '\''; end++ {
+				if after[end] == '\\' {
+					end++
+				}
+			}
+			if end >= len(after) {
+				return "(a DSN that does not parse)"
+			}
+			value, rest = after[:end+1], after[end+1:]
+		} else {
+			value, rest, _ = strings.Cut(after, " ")
+		}
+		if strings.EqualFold(key, "password") {
+			value = "xxxxx"
+		}
+		out = append(out, key+"="+value)
+	}
+	return strings.Join(out, " ")
 }
 
 // KeyDir is where DNSSEC and persona keys are kept.
@@ -588,8 +650,9 @@ func (c *Config) Validate() error {
 	}
 	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(bad, "log.format", c.Log.Format, "text", "json")
-	if c.Store.Driver != "sqlite" {
-		bad("store.driver", "%q is not supported (sqlite)", c.Store.Driver)
+	oneOf(bad, "store.driver", c.Store.Driver, "sqlite", "postgres")
+	if c.Store.Driver == "postgres" && strings.TrimSpace(c.Store.DSN) == "" {
+		bad("store.dsn", "must name the PostgreSQL database (a libpq URL or keyword/value string) when store.driver is postgres")
 	}
 
 	for _, z := range []struct{ key, name string }{{"zones.a", c.Zones.A}, {"zones.b", c.Zones.B}} {

@@ -30,6 +30,7 @@ import (
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/sender"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 	"github.com/mailsec/mailsec/internal/web"
 )
 
@@ -178,14 +179,10 @@ type fixture struct {
 	ev     evidence.Gatherer
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, driver string) *fixture {
 	t.Helper()
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	f := &fixture{st: st, now: time.Now().UTC(), mta: startMTA(t), tarpit: startTarpit(t)}
+	var err error
+	f := &fixture{st: storetest.Open(t, driver), now: time.Now().UTC(), mta: startMTA(t), tarpit: startTarpit(t)}
 	f.dns = peertest.StartDNS(t)
 	if f.res, err = resolver.New(f.dns.Addr); err != nil {
 		t.Fatal(err)
@@ -211,7 +208,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.ev = evidence.Gatherer{Store: st, Rules: evidence.Rules{Quiet: time.Minute, TestExpiry: time.Hour}}
+	f.ev = evidence.Gatherer{Store: f.st, Rules: evidence.Rules{Quiet: time.Minute, TestExpiry: time.Hour}}
 	return f
 }
 
@@ -300,42 +297,244 @@ func (f *fixture) verifyDKIM(t *testing.T, msg []byte) {
 }
 
 func TestSPFPassSendsSignedMail(t *testing.T) {
-	f := newFixture(t)
-	f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
-	f.addTest(t, "spfpass", userAddr, "127.0.0.9", "", f.now)
-	f.round(t)
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
+		f.addTest(t, "spfpass", userAddr, "127.0.0.9", "", f.now)
+		f.round(t)
 
-	mails := f.mta.received()
-	if len(mails) != 1 {
-		t.Fatalf("%d mails received, want 1", len(mails))
-	}
-	msg := mails[0]
-	f.verifyDKIM(t, msg)
-	s := string(msg)
-	for _, want := range []string{"multipart/alternative", "Auto-Submitted: auto-replied", "To: <" + userAddr + ">",
-		"From: mailsec <results@a.mailtest.example>", "j***@user.example"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("message lacks %q", want)
+		mails := f.mta.received()
+		if len(mails) != 1 {
+			t.Fatalf("%d mails received, want 1", len(mails))
 		}
-	}
-	// The link opens the test by a key made for the mail, not by its id.
-	f.linkOpens(t, msg, "spfpass")
-	if n := strings.Count(s, userAddr); n != 1 {
-		t.Errorf("full address appears %d times, want once (To:)", n)
-	}
-	if f.mta.from[0] != "results@a.mailtest.example" || f.mta.rcpt[0] != userAddr {
-		t.Errorf("envelope %v -> %v", f.mta.from, f.mta.rcpt)
-	}
-	r, err := f.st.Result(t.Context(), "spfpass")
-	if err != nil || r.MailState != store.MailSent || r.Recipient != "" || !strings.Contains(r.DeliveredTo, "mx.user.example") || r.Attempts != 1 {
-		t.Fatalf("result %+v %v", r, err)
-	}
-	if tt, _ := f.st.Test(t.Context(), "spfpass"); tt.State != store.TestFinal {
-		t.Errorf("test state %s", tt.State)
-	}
-	// Sent: the stored copy keeps the link, not the key.
-	if key := mailKey(t, msg); strings.Contains(unfoldQP(r.Message), key) || !strings.Contains(unfoldQP(r.Message), "https://mailsec.example/t/"+strings.Repeat("x", store.OwnerKeyLen)) {
-		t.Errorf("the stored copy of a sent mail holds its key, or lost its link")
+		msg := mails[0]
+		f.verifyDKIM(t, msg)
+		s := string(msg)
+		for _, want := range []string{"multipart/alternative", "Auto-Submitted: auto-replied", "To: <" + userAddr + ">",
+			"From: mailsec <results@a.mailtest.example>", "j***@user.example"} {
+			if !strings.Contains(s, want) {
+				t.Errorf("message lacks %q", want)
+			}
+		}
+		// The link opens the test by a key made for the mail, not by its id.
+		f.linkOpens(t, msg, "spfpass")
+		if n := strings.Count(s, userAddr); n != 1 {
+			t.Errorf("full address appears %d times, want once (To:)", n)
+		}
+		if f.mta.from[0] != "results@a.mailtest.example" || f.mta.rcpt[0] != userAddr {
+			t.Errorf("envelope %v -> %v", f.mta.from, f.mta.rcpt)
+		}
+		r, err := f.st.Result(t.Context(), "spfpass")
+		if err != nil || r.MailState != store.MailSent || r.Recipient != "" || !strings.Contains(r.DeliveredTo, "mx.user.example") || r.Attempts != 1 {
+			t.Fatalf("result %+v %v", r, err)
+		}
+		if tt, _ := f.st.Test(t.Context(), "spfpass"); tt.State != store.TestFinal {
+			t.Errorf("test state %s", tt.State)
+		}
+		// Sent: the stored copy keeps the link, not the key.
+		if key := mailKey(t, msg); strings.Contains(unfoldQP(r.Message), key) || !strings.Contains(unfoldQP(r.Message), "https://mailsec.example/t/"+strings.Repeat("x", store.OwnerKeyLen)) {
+			t.Errorf("the stored copy of a sent mail holds its key, or lost its link")
+		}
+	})
+}
+
+func TestAlignedDKIMSendsMail(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		// SPF fails, but the mail carried a valid signature of a subdomain of
+		// the sender's organizational domain (relaxed alignment).
+		f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 -all"`)
+		f.addTest(t, "dkimok", userAddr, "127.0.0.9", "mail.user.example", f.now)
+		f.round(t)
+		if n := len(f.mta.received()); n != 1 {
+			t.Fatalf("%d mails, want 1", n)
+		}
+	})
+}
+
+func TestUnauthenticatedIsWithheld(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:192.0.2.1 -all"`)
+		// A signature of another domain does not count.
+		f.addTest(t, "forged", userAddr, "127.0.0.9", "other.example", f.now)
+		f.round(t)
+		if n := len(f.mta.received()); n != 0 {
+			t.Fatalf("%d mails sent to an unauthenticated sender", n)
+		}
+		r, err := f.st.Result(t.Context(), "forged")
+		if err != nil || r.MailState != store.MailWithheld || !strings.Contains(r.MailReason, "SPF fail") || strings.Contains(r.MailReason, "jane") {
+			t.Fatalf("result %+v %v", r, err)
+		}
+	})
+}
+
+func TestRetriesSurviveRestart(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.9 -all"`)
+		f.addTest(t, "retry", userAddr, "127.0.0.9", "", f.now)
+		f.mta.setReply(func() error {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+		})
+		f.round(t)
+		r, _ := f.st.Result(t.Context(), "retry")
+		if r.MailState != store.MailPending || r.Attempts != 1 || !r.Next.Equal(f.now.Add(time.Minute)) || len(r.Message) == 0 {
+			t.Fatalf("after a 451: %+v", r)
+		}
+		// Pending: the stored message is the one the retry sends, key and all.
+		f.linkOpens(t, r.Message, "retry")
+		// Not due yet: nothing happens.
+		f.round(t)
+		if r2, _ := f.st.Result(t.Context(), "retry"); r2.Attempts != 1 {
+			t.Fatalf("retried before the backoff: %d attempts", r2.Attempts)
+		}
+		// New loops (a restart, as round makes them) on the same store, a
+		// minute later.
+		f.mta.setReply(nil)
+		f.now = f.now.Add(time.Minute)
+		f.round(t)
+		r, _ = f.st.Result(t.Context(), "retry")
+		if r.MailState != store.MailSent || r.Attempts != 2 {
+			t.Fatalf("after the restart: %+v", r)
+		}
+		atts, _ := f.st.MailAttempts(t.Context(), "retry")
+		if len(atts) != 2 || atts[0].Status != delivery.Deferred || atts[1].Status != delivery.Delivered {
+			t.Fatalf("attempts %+v", atts)
+		}
+		// The retry sent the very message of the first attempt, its link
+		// working.
+		f.verifyDKIM(t, f.mta.received()[0])
+		f.linkOpens(t, f.mta.received()[0], "retry")
+		if keys, _ := f.st.OwnerKeys(t.Context(), "retry"); len(keys) != 1 || keys[0].Via != store.KeyResultMail {
+			t.Errorf("owner keys %+v: want the one of the mail, made once", keys)
+		}
+	})
+}
+
+func TestGivesUpAfterMaxAttempts(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.9 -all"`)
+		f.addTest(t, "giveup", userAddr, "127.0.0.9", "", f.now)
+		f.mta.setReply(func() error {
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+		})
+		for range 5 {
+			f.round(t)
+			f.now = f.now.Add(time.Hour)
+		}
+		r, _ := f.st.Result(t.Context(), "giveup")
+		if r.MailState != store.MailFailed || r.Attempts != 3 || r.Recipient != "" {
+			t.Fatalf("%+v", r)
+		}
+	})
+}
+
+func TestRateLimitPerDomain(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.9 -all"`)
+		for _, id := range []string{"rl1", "rl2", "rl3"} {
+			f.addTest(t, id, userAddr, "127.0.0.9", "", f.now)
+		}
+		f.round(t)
+		if n := len(f.mta.received()); n != 2 {
+			t.Fatalf("%d mails in the window, want the limit 2", n)
+		}
+		waiting := 0
+		for _, id := range []string{"rl1", "rl2", "rl3"} {
+			r, _ := f.st.Result(t.Context(), id)
+			if r.MailState == store.MailPending && r.Attempts == 0 && strings.HasPrefix(r.MailReason, "waiting") {
+				waiting++
+			}
+		}
+		if waiting != 1 {
+			t.Fatalf("%d mails waiting for the rate limit, want 1", waiting)
+		}
+		f.now = f.now.Add(2 * time.Hour)
+		f.round(t)
+		if n := len(f.mta.received()); n != 3 {
+			t.Fatalf("%d mails after the window, want 3", n)
+		}
+	})
+}
+
+func TestMailsOffSendNothing(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		d := f.deliverer(t, f.clock, func(o *delivery.Options) { o.Identity.Key = nil })
+		if n, err := d.SendDue(t.Context()); n != 0 || err != nil {
+			t.Fatalf("%d %v", n, err)
+		}
+		if _, err := delivery.New(delivery.Options{Store: f.st, Identity: resultmail.Identity{Key: f.key}}); err == nil {
+			t.Fatal("a signing key without From, Domain, Selector and a sender accepted")
+		}
+	})
+}
+
+// TestTarpitHoldsUpNothingElse: a recipient MX that accepts and never
+// answers holds one attempt until its deadline, and meanwhile another test
+// is finalised and its mail to another domain delivered, with both loops
+// running as the service runs them.
+func TestTarpitHoldsUpNothingElse(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
+		const deadline = 3 * time.Second
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		t.Cleanup(func() { cancel(); wg.Wait() })
+		fin := f.finaliser(t, time.Now, 20*time.Millisecond)
+		deliv := f.deliverer(t, time.Now, func(o *delivery.Options) {
+			o.AttemptTimeout, o.Interval, o.RateLimit = deadline, 20*time.Millisecond, 0
+		})
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = fin.Run(ctx) }()
+		go func() { defer wg.Done(); _ = deliv.Run(ctx) }()
+
+		f.addTest(t, "slow", slowAddr, "127.0.0.9", "", time.Now())
+		waitFor(t, 2*time.Second, "the tarpit's connection", func() bool { return f.tarpit.open.Load() == 1 })
+		stuck := time.Now()
+
+		f.addTest(t, "quick", userAddr, "127.0.0.9", "", time.Now())
+		waitFor(t, deadline, "the other test's mail", func() bool {
+			r, err := f.st.Result(t.Context(), "quick")
+			return err == nil && r.MailState == store.MailSent
+		})
+		if held := time.Since(stuck); held >= deadline || f.tarpit.open.Load() != 1 {
+			t.Fatalf("the other test's mail came after %s, the tarpit's connection open: %v", held, f.tarpit.open.Load() == 1)
+		}
+		if r, _ := f.st.Result(t.Context(), "slow"); r.Attempts != 0 {
+			t.Fatalf("the slow attempt ended before its deadline: %+v", r)
+		}
+
+		// At the deadline the slow attempt is deferred, and says why.
+		waitFor(t, deadline+2*time.Second, "the slow attempt's end", func() bool {
+			r, err := f.st.Result(t.Context(), "slow")
+			return err == nil && r.Attempts == 1
+		})
+		r, _ := f.st.Result(t.Context(), "slow")
+		if r.MailState != store.MailPending || !strings.Contains(r.MailReason, "attempt deadline") {
+			t.Fatalf("slow result %+v", r)
+		}
+		if took := time.Since(stuck); took < deadline-time.Second {
+			t.Fatalf("the slow attempt ended after %s, before its deadline %s", took, deadline)
+		}
+		if n := len(f.mta.received()); n != 1 {
+			t.Fatalf("%d mails at the user's MTA, want 1", n)
+		}
+	})
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(end) {
+			t.Fatalf("no %s within %s", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -379,191 +578,5 @@ func (f *fixture) linkOpens(t *testing.T, msg []byte, id string) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`data-test="`+id+`"`)) {
 		t.Fatalf("the mail's link: %d, not the report of %s:\n%.300s", resp.StatusCode, id, body)
-	}
-}
-
-func TestAlignedDKIMSendsMail(t *testing.T) {
-	f := newFixture(t)
-	// SPF fails, but the mail carried a valid signature of a subdomain of
-	// the sender's organizational domain (relaxed alignment).
-	f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 -all"`)
-	f.addTest(t, "dkimok", userAddr, "127.0.0.9", "mail.user.example", f.now)
-	f.round(t)
-	if n := len(f.mta.received()); n != 1 {
-		t.Fatalf("%d mails, want 1", n)
-	}
-}
-
-func TestUnauthenticatedIsWithheld(t *testing.T) {
-	f := newFixture(t)
-	f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:192.0.2.1 -all"`)
-	// A signature of another domain does not count.
-	f.addTest(t, "forged", userAddr, "127.0.0.9", "other.example", f.now)
-	f.round(t)
-	if n := len(f.mta.received()); n != 0 {
-		t.Fatalf("%d mails sent to an unauthenticated sender", n)
-	}
-	r, err := f.st.Result(t.Context(), "forged")
-	if err != nil || r.MailState != store.MailWithheld || !strings.Contains(r.MailReason, "SPF fail") || strings.Contains(r.MailReason, "jane") {
-		t.Fatalf("result %+v %v", r, err)
-	}
-}
-
-func TestRetriesSurviveRestart(t *testing.T) {
-	f := newFixture(t)
-	f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.9 -all"`)
-	f.addTest(t, "retry", userAddr, "127.0.0.9", "", f.now)
-	f.mta.setReply(func() error {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
-	})
-	f.round(t)
-	r, _ := f.st.Result(t.Context(), "retry")
-	if r.MailState != store.MailPending || r.Attempts != 1 || !r.Next.Equal(f.now.Add(time.Minute)) || len(r.Message) == 0 {
-		t.Fatalf("after a 451: %+v", r)
-	}
-	// Pending: the stored message is the one the retry sends, key and all.
-	f.linkOpens(t, r.Message, "retry")
-	// Not due yet: nothing happens.
-	f.round(t)
-	if r2, _ := f.st.Result(t.Context(), "retry"); r2.Attempts != 1 {
-		t.Fatalf("retried before the backoff: %d attempts", r2.Attempts)
-	}
-	// New loops (a restart, as round makes them) on the same store, a
-	// minute later.
-	f.mta.setReply(nil)
-	f.now = f.now.Add(time.Minute)
-	f.round(t)
-	r, _ = f.st.Result(t.Context(), "retry")
-	if r.MailState != store.MailSent || r.Attempts != 2 {
-		t.Fatalf("after the restart: %+v", r)
-	}
-	atts, _ := f.st.MailAttempts(t.Context(), "retry")
-	if len(atts) != 2 || atts[0].Status != delivery.Deferred || atts[1].Status != delivery.Delivered {
-		t.Fatalf("attempts %+v", atts)
-	}
-	// The retry sent the very message of the first attempt, its link
-	// working.
-	f.verifyDKIM(t, f.mta.received()[0])
-	f.linkOpens(t, f.mta.received()[0], "retry")
-	if keys, _ := f.st.OwnerKeys(t.Context(), "retry"); len(keys) != 1 || keys[0].Via != store.KeyResultMail {
-		t.Errorf("owner keys %+v: want the one of the mail, made once", keys)
-	}
-}
-
-func TestGivesUpAfterMaxAttempts(t *testing.T) {
-	f := newFixture(t)
-	f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.9 -all"`)
-	f.addTest(t, "giveup", userAddr, "127.0.0.9", "", f.now)
-	f.mta.setReply(func() error {
-		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
-	})
-	for range 5 {
-		f.round(t)
-		f.now = f.now.Add(time.Hour)
-	}
-	r, _ := f.st.Result(t.Context(), "giveup")
-	if r.MailState != store.MailFailed || r.Attempts != 3 || r.Recipient != "" {
-		t.Fatalf("%+v", r)
-	}
-}
-
-func TestRateLimitPerDomain(t *testing.T) {
-	f := newFixture(t)
-	f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.9 -all"`)
-	for _, id := range []string{"rl1", "rl2", "rl3"} {
-		f.addTest(t, id, userAddr, "127.0.0.9", "", f.now)
-	}
-	f.round(t)
-	if n := len(f.mta.received()); n != 2 {
-		t.Fatalf("%d mails in the window, want the limit 2", n)
-	}
-	waiting := 0
-	for _, id := range []string{"rl1", "rl2", "rl3"} {
-		r, _ := f.st.Result(t.Context(), id)
-		if r.MailState == store.MailPending && r.Attempts == 0 && strings.HasPrefix(r.MailReason, "waiting") {
-			waiting++
-		}
-	}
-	if waiting != 1 {
-		t.Fatalf("%d mails waiting for the rate limit, want 1", waiting)
-	}
-	f.now = f.now.Add(2 * time.Hour)
-	f.round(t)
-	if n := len(f.mta.received()); n != 3 {
-		t.Fatalf("%d mails after the window, want 3", n)
-	}
-}
-
-func TestMailsOffSendNothing(t *testing.T) {
-	f := newFixture(t)
-	d := f.deliverer(t, f.clock, func(o *delivery.Options) { o.Identity.Key = nil })
-	if n, err := d.SendDue(t.Context()); n != 0 || err != nil {
-		t.Fatalf("%d %v", n, err)
-	}
-	if _, err := delivery.New(delivery.Options{Store: f.st, Identity: resultmail.Identity{Key: f.key}}); err == nil {
-		t.Fatal("a signing key without From, Domain, Selector and a sender accepted")
-	}
-}
-
-// TestTarpitHoldsUpNothingElse: a recipient MX that accepts and never
-// answers holds one attempt until its deadline, and meanwhile another test
-// is finalised and its mail to another domain delivered, with both loops
-// running as the service runs them.
-func TestTarpitHoldsUpNothingElse(t *testing.T) {
-	f := newFixture(t)
-	f.dns.Set(t, `user.example. 60 IN TXT "v=spf1 ip4:127.0.0.0/8 -all"`)
-	const deadline = 3 * time.Second
-	ctx, cancel := context.WithCancel(t.Context())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	fin := f.finaliser(t, time.Now, 20*time.Millisecond)
-	deliv := f.deliverer(t, time.Now, func(o *delivery.Options) {
-		o.AttemptTimeout, o.Interval, o.RateLimit = deadline, 20*time.Millisecond, 0
-	})
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = fin.Run(ctx) }()
-	go func() { defer wg.Done(); _ = deliv.Run(ctx) }()
-
-	f.addTest(t, "slow", slowAddr, "127.0.0.9", "", time.Now())
-	waitFor(t, 2*time.Second, "the tarpit's connection", func() bool { return f.tarpit.open.Load() == 1 })
-	stuck := time.Now()
-
-	f.addTest(t, "quick", userAddr, "127.0.0.9", "", time.Now())
-	waitFor(t, deadline, "the other test's mail", func() bool {
-		r, err := f.st.Result(t.Context(), "quick")
-		return err == nil && r.MailState == store.MailSent
-	})
-	if held := time.Since(stuck); held >= deadline || f.tarpit.open.Load() != 1 {
-		t.Fatalf("the other test's mail came after %s, the tarpit's connection open: %v", held, f.tarpit.open.Load() == 1)
-	}
-	if r, _ := f.st.Result(t.Context(), "slow"); r.Attempts != 0 {
-		t.Fatalf("the slow attempt ended before its deadline: %+v", r)
-	}
-
-	// At the deadline the slow attempt is deferred, and says why.
-	waitFor(t, deadline+2*time.Second, "the slow attempt's end", func() bool {
-		r, err := f.st.Result(t.Context(), "slow")
-		return err == nil && r.Attempts == 1
-	})
-	r, _ := f.st.Result(t.Context(), "slow")
-	if r.MailState != store.MailPending || !strings.Contains(r.MailReason, "attempt deadline") {
-		t.Fatalf("slow result %+v", r)
-	}
-	if took := time.Since(stuck); took < deadline-time.Second {
-		t.Fatalf("the slow attempt ended after %s, before its deadline %s", took, deadline)
-	}
-	if n := len(f.mta.received()); n != 1 {
-		t.Fatalf("%d mails at the user's MTA, want 1", n)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(end) {
-			t.Fatalf("no %s within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -57,7 +57,7 @@ func TestTestMailAuthentication(t *testing.T) {
 		if err := run.Store.CreateTest(t.Context(), store.Test{ID: tc.id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}); err != nil {
 			t.Fatal(err)
 		}
-		sendTestMail(t, run.SMTPAddrs[0].String(), "jane@user.example", "t-"+tc.id+"@"+strings.TrimSuffix(cfg.Zones.A, "."), tc.body)
+		sendAnswered(t, run.SMTPAddrs[0].String(), "jane@user.example", "t-"+tc.id+"@"+strings.TrimSuffix(cfg.Zones.A, "."), tc.body)
 		conns, err := run.Store.Connections(t.Context(), store.ConnectionFilter{TestID: tc.id})
 		if err != nil || len(conns) != 1 || conns[0].Authentication == nil {
 			t.Fatalf("%s: connections %+v, %v", tc.id, conns, err)
@@ -70,34 +70,12 @@ func TestTestMailAuthentication(t *testing.T) {
 	}
 }
 
-// sendTestMail sends one mail over plain SMTP; the acknowledgement's 451
-// 4.7.1 counts as answered.
-func sendTestMail(t *testing.T, addr, from, rcpt, body string) {
+// sendAnswered sends one mail over plain SMTP (sendMail); the
+// acknowledgement's 451 4.7.1 counts as answered.
+func sendAnswered(t *testing.T, addr, from, rcpt, body string) {
 	t.Helper()
-	c, err := smtp.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("mail.user.example"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail(from, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt(rcpt, nil); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte(body)); err != nil {
-		t.Fatal(err)
-	}
 	var reply *smtp.SMTPError
-	if err := w.Close(); err != nil && !(errors.As(err, &reply) && reply.Code == 451) {
-		t.Fatalf("DATA: %v", err)
+	if err := sendMail(addr, "mail.user.example", from, rcpt, body); err != nil && !(errors.As(err, &reply) && reply.Code == 451) {
+		t.Fatalf("mail to %s: %v", rcpt, err)
 	}
-	_ = c.Quit()
 }

@@ -81,11 +81,12 @@ func ZoneKeysOf(ctx context.Context, st *store.Store) (ZoneKeys, error) {
 // the zones without running the service (`mailsec dns ds`): no store file
 // yet means a first start.
 func ZoneKeysFor(ctx context.Context, cfg *config.Config) (ZoneKeys, error) {
-	path := cfg.StorePath()
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return CreateZoneKeys, nil
+	if cfg.Store.Driver != store.DriverPostgres {
+		if _, err := os.Stat(cfg.StorePath()); errors.Is(err, os.ErrNotExist) {
+			return CreateZoneKeys, nil
+		}
 	}
-	st, err := store.Open(ctx, path)
+	st, err := store.OpenDriver(ctx, cfg.Store.Driver, cfg.StorePath())
 	if err != nil {
 		return RequireZoneKeys, err
 	}
@@ -115,7 +116,7 @@ func loadZoneKey(cfg *config.Config, zone string, keys ZoneKeys) (*dnssec.Key, e
 	k, err := dnssec.LoadKey(cfg.KeyDir(), zone)
 	if errors.Is(err, dnssec.ErrKeyMissing) {
 		return nil, fmt.Errorf("%w; the store %s holds earlier data, so the parent's DS names the lost key and a new one would make the zone bogus: "+
-			"restore the key files into %s (or, to start over, remove the store and publish the new DS)", err, cfg.StorePath(), cfg.KeyDir())
+			"restore the key files into %s (or, to start over, remove the store and publish the new DS)", err, cfg.StoreName(), cfg.KeyDir())
 	}
 	return k, err
 }
@@ -280,7 +281,7 @@ func (r *Running) Wait() error {
 // and runs the service until ctx is cancelled. Ports may be 0; the bound
 // addresses are in the returned Running.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running, error) {
-	st, err := store.Open(ctx, cfg.StorePath())
+	st, err := store.OpenDriver(ctx, cfg.Store.Driver, cfg.StorePath())
 	if err != nil {
 		return nil, err
 	}

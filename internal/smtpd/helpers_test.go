@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/netip"
 	"net/textproto"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +29,7 @@ import (
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
 const (
@@ -219,11 +219,13 @@ func (w tWriter) Write(b []byte) (int, error) {
 // addresses given) with test defaults that tweak may change.
 func startServer(t testing.TB, tweak func(*Options), listen ...string) *testServer {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "mailsec.db"))
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
+	return startServerOn(t, store.DriverSQLite, tweak, listen...)
+}
+
+// startServerOn is startServer on a store of driver (storetest).
+func startServerOn(t testing.TB, driver string, tweak func(*Options), listen ...string) *testServer {
+	t.Helper()
+	st := storetest.Open(t, driver)
 	ts := &testServer{st: st, clock: newClock(), certs: newTestCerts(t), dkim: &fakeTXT{m: map[string][]string{}}}
 	opts := Options{
 		ZoneA:                   zoneA + ".",
@@ -244,6 +246,7 @@ func startServer(t testing.TB, tweak func(*Options), listen ...string) *testServ
 	if tweak != nil {
 		tweak(&opts)
 	}
+	var err error
 	ts.srv, err = New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)

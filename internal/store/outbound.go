@@ -321,7 +321,9 @@ type ClientEpisode struct {
 
 // ClientEpisodeSince returns the facts of the client's connections that
 // started at or after since (its window start). The lookups use the index
-// on (client_key, started_ns); each EXISTS stops at its first row.
+// on (client_key, started_ns); each EXISTS stops at its first row. (An
+// EXISTS is an integer in SQLite and a boolean in PostgreSQL: CASE makes
+// it 0/1 in both.)
 func (s *Store) ClientEpisodeSince(ctx context.Context, client string, since time.Time) (ClientEpisode, error) {
 	what := "client episode " + client
 	sinceNS, err := timeToNanos(since)
@@ -343,9 +345,9 @@ func (s *Store) ClientEpisodeSince(ctx context.Context, client string, since tim
 		return e, nil
 	}, s.q(`SELECT
     COALESCE((SELECT MAX(started_ns) FROM smtp_connections WHERE client_key = ?), 0),
-    EXISTS (`+conns+` AND c.starttls_offered = 1),
-    EXISTS (`+conns+` AND c.test_id = ''),
-    EXISTS (`+conns+` AND EXISTS (SELECT 1 FROM tests t WHERE t.id = c.test_id AND t.state <> ?))`),
+    CASE WHEN EXISTS (`+conns+` AND c.starttls_offered = 1) THEN 1 ELSE 0 END,
+    CASE WHEN EXISTS (`+conns+` AND c.test_id = '') THEN 1 ELSE 0 END,
+    CASE WHEN EXISTS (`+conns+` AND EXISTS (SELECT 1 FROM tests t WHERE t.id = c.test_id AND t.state <> ?)) THEN 1 ELSE 0 END`),
 		client, client, sinceNS, client, sinceNS, client, sinceNS, TestFinal)
 }
 
@@ -762,6 +764,11 @@ func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport, q TLSRPTQu
 	size := int64(len(raw))
 	return s.inDurableTx(ctx, "add TLS-RPT report", func(tx *sql.Tx) error {
 		if q.MaxReports > 0 || q.MaxBytes > 0 {
+			// The sum and the insert must not interleave with another
+			// report's (Store.serialise).
+			if err := s.serialise(ctx, tx, lockTLSRPTQuota); err != nil {
+				return fmt.Errorf("store: add TLS-RPT report: %w", err)
+			}
 			var n, bytes int64
 			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(size), 0) FROM tlsrpt_reports`)).Scan(&n, &bytes); err != nil {
 				return fmt.Errorf("store: add TLS-RPT report: usage: %w", err)

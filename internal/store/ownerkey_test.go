@@ -2,94 +2,98 @@ package store
 
 import (
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestOwnerKeys(t *testing.T) {
-	s := openTestStore(t)
-	ctx := t.Context()
-	created := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	key, err := NewOwnerKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(key) != 32 || !ownerKeyRe.MatchString(key) {
-		t.Fatalf("NewOwnerKey %q: want 32 lower-case base32 characters", key)
-	}
-	tt := Test{ID: "ownedtest", Created: created, Updated: created, Kind: TestToken, State: TestOpen, OwnerKey: key}
-	if err := s.CreateTest(ctx, tt); err != nil {
-		t.Fatal(err)
-	}
-	other := Test{ID: "othertest", Created: created, Updated: created, Kind: TestToken, State: TestOpen}
-	if err := s.CreateTest(ctx, other); err != nil {
-		t.Fatal(err)
-	}
-	mailKey, _ := NewOwnerKey()
-	if err := s.AddOwnerKey(ctx, tt.ID, mailKey, KeyResultMail, created.Add(time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddOwnerKey(ctx, "nosuchtest", mailKey+"x", KeyResultMail, created); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("AddOwnerKey of a missing test: %v, want ErrNotFound", err)
-	}
-	wrong, _ := NewOwnerKey()
-	for _, tc := range []struct {
-		name, key string
-		want      string // test id, "" for none
-	}{
-		{"creation key", key, tt.ID},
-		{"creation key upper case", strings.ToUpper(key), tt.ID},
-		{"result mail key", mailKey, tt.ID},
-		{"the test id", tt.ID, ""},
-		{"a test id without keys", other.ID, ""},
-		{"wrong key", wrong, ""},
-		{"key with its last character changed", key[:31] + map[bool]string{true: "b", false: "a"}[key[31] == 'a'], ""},
-		{"empty", "", ""},
-		{"malformed", "../" + key, ""},
-		{"too long", strings.Repeat("a", 65), ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.TestByOwnerKey(ctx, tc.key)
-			if tc.want == "" {
-				if !errors.Is(err, ErrNotFound) {
-					t.Fatalf("TestByOwnerKey: %+v, %v; want ErrNotFound", got, err)
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		created := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+		key, err := NewOwnerKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(key) != 32 || !ownerKeyRe.MatchString(key) {
+			t.Fatalf("NewOwnerKey %q: want 32 lower-case base32 characters", key)
+		}
+		tt := Test{ID: "ownedtest", Created: created, Updated: created, Kind: TestToken, State: TestOpen, OwnerKey: key}
+		if err := s.CreateTest(ctx, tt); err != nil {
+			t.Fatal(err)
+		}
+		other := Test{ID: "othertest", Created: created, Updated: created, Kind: TestToken, State: TestOpen}
+		if err := s.CreateTest(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		mailKey, _ := NewOwnerKey()
+		if err := s.AddOwnerKey(ctx, tt.ID, mailKey, KeyResultMail, created.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddOwnerKey(ctx, "nosuchtest", mailKey+"x", KeyResultMail, created); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("AddOwnerKey of a missing test: %v, want ErrNotFound", err)
+		}
+		wrong, _ := NewOwnerKey()
+		for _, tc := range []struct {
+			name, key string
+			want      string // test id, "" for none
+		}{
+			{"creation key", key, tt.ID},
+			{"creation key upper case", strings.ToUpper(key), tt.ID},
+			{"result mail key", mailKey, tt.ID},
+			{"the test id", tt.ID, ""},
+			{"a test id without keys", other.ID, ""},
+			{"wrong key", wrong, ""},
+			{"key with its last character changed", key[:31] + map[bool]string{true: "b", false: "a"}[key[31] == 'a'], ""},
+			{"empty", "", ""},
+			{"malformed", "../" + key, ""},
+			{"too long", strings.Repeat("a", 65), ""},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				got, err := s.TestByOwnerKey(ctx, tc.key)
+				if tc.want == "" {
+					if !errors.Is(err, ErrNotFound) {
+						t.Fatalf("TestByOwnerKey: %+v, %v; want ErrNotFound", got, err)
+					}
+					return
 				}
-				return
-			}
-			if err != nil || got.ID != tc.want {
-				t.Fatalf("TestByOwnerKey: %+v, %v; want test %s", got, err, tc.want)
-			}
-		})
-	}
-	// Only hashes are stored: no row holds a key.
-	var rows int
-	if err := s.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM test_owner_keys WHERE key_hash IN (?, ?) OR test_id IN (?, ?)`,
-		key, mailKey, key, mailKey).Scan(&rows); err != nil || rows != 0 {
-		t.Fatalf("%d rows hold a plain key (%v)", rows, err)
-	}
-	infos, err := s.OwnerKeys(ctx, tt.ID)
-	if err != nil || len(infos) != 2 || infos[0].Via != KeyCreated || !infos[0].Created.Equal(created) || infos[1].Via != KeyResultMail {
-		t.Fatalf("OwnerKeys: %+v, %v", infos, err)
-	}
-	if err := s.DeleteTest(ctx, tt.ID); err != nil {
-		t.Fatal(err)
-	}
-	if infos, err := s.OwnerKeys(ctx, tt.ID); err != nil || len(infos) != 0 {
-		t.Fatalf("keys after deletion: %+v, %v", infos, err)
-	}
-	if _, err := s.TestByOwnerKey(ctx, key); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("key of a deleted test: %v", err)
-	}
+				if err != nil || got.ID != tc.want {
+					t.Fatalf("TestByOwnerKey: %+v, %v; want test %s", got, err, tc.want)
+				}
+			})
+		}
+		// Only hashes are stored: no row holds a key.
+		var rows int
+		if err := s.DB().QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM test_owner_keys WHERE key_hash IN (?, ?) OR test_id IN (?, ?)`),
+			key, mailKey, key, mailKey).Scan(&rows); err != nil || rows != 0 {
+			t.Fatalf("%d rows hold a plain key (%v)", rows, err)
+		}
+		infos, err := s.OwnerKeys(ctx, tt.ID)
+		if err != nil || len(infos) != 2 || infos[0].Via != KeyCreated || !infos[0].Created.Equal(created) || infos[1].Via != KeyResultMail {
+			t.Fatalf("OwnerKeys: %+v, %v", infos, err)
+		}
+		if err := s.DeleteTest(ctx, tt.ID); err != nil {
+			t.Fatal(err)
+		}
+		if infos, err := s.OwnerKeys(ctx, tt.ID); err != nil || len(infos) != 0 {
+			t.Fatalf("keys after deletion: %+v, %v", infos, err)
+		}
+		if _, err := s.TestByOwnerKey(ctx, key); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("key of a deleted test: %v", err)
+		}
+	})
 }
 
 // TestLegacyOwnerKeys: a test from before migration 0015 is opened by its
 // ID, as it was; one created after it is not.
 func TestLegacyOwnerKeys(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "mailsec.db")
+	forEachDriver(t, func(t *testing.T, driver string) { testLegacyOwnerKeys(t, driver) })
+}
+
+func testLegacyOwnerKeys(t *testing.T, driver string) {
+	dsn := newTestDSN(t, driver)
 	ctx := t.Context()
-	s, err := Open(ctx, path)
+	s, err := OpenDriver(ctx, driver, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,10 +104,11 @@ func TestLegacyOwnerKeys(t *testing.T) {
 		}
 	}
 	// More than one backfill batch of them (ids bulkaab ... in letters).
-	if _, err := s.DB().ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-INSERT INTO tests (id, created_ns, kind, sender, state, acked_ns, updated_ns) SELECT 'bulk' || char(97 + i / 676 % 26, 97 + i / 26 % 26, 97 + i % 26), ?, 'token', '', 'open', 0, 0 FROM n`,
-		backfillBatch+1, created.UnixNano()); err != nil {
-		t.Fatal(err)
+	for i := 1; i <= backfillBatch+1; i++ {
+		if _, err := s.DB().ExecContext(ctx, s.q(`INSERT INTO tests (id, created_ns, kind, sender, state, acked_ns, updated_ns) VALUES (?, ?, 'token', '', 'open', 0, 0)`),
+			bulkID(i), created.UnixNano()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// Back to the schema before 0015, then open again: the migration and
 	// its backfill run on the tests that exist.
@@ -113,7 +118,7 @@ INSERT INTO tests (id, created_ns, kind, sender, state, acked_ns, updated_ns) SE
 		}
 	}
 	s.Close()
-	if s, err = Open(ctx, path); err != nil {
+	if s, err = OpenDriver(ctx, driver, dsn); err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
