@@ -51,6 +51,8 @@ func commands() []command {
 		{"dns", "zone tools: 'dns ds' prints the DS records, 'dns dump [-zone a|b]' the signed zone", runDNS},
 		{"test", "outbound tests: 'test new' creates one, 'test show ID' prints its connection history", runTest},
 		{"store", "the database: 'store stats [-json] [-integrity]' counts the rows of every table (and checks the file's integrity)", runStore},
+		{"backup", "'backup DIR': a consistent copy of the store, keys and certificates while the service runs", runBackup},
+		{"restore", "'restore [-replace] DIR': verify a backup and restore it into an empty data directory", runRestore},
 		{"verdict", "re-judge a stored test from its history: 'verdict -test ID'", runVerdict},
 		{"check", "inbound check of a receiving domain: 'check DOMAIN [--json]' (MX, DNSSEC, STARTTLS, DANE, MTA-STS, colour)", runCheck},
 		{"scan", "inbound check of every domain of a list: 'scan FILE|-' (resumable; JSON Lines, CSV, HTML report)", runScan},
