@@ -12,7 +12,8 @@ LAB_CONFIG="${MAILSEC_LAB_CONFIG:-$LAB_DIR/mailsec.toml}"
 LAB_BIN="$LAB_STATE/bin/mailsec"
 LAB_LOGS="$LAB_STATE/logs"
 LAB_PIDS="$LAB_STATE/pids"
-LAB_ENV="$LAB_STATE/env"
+# MAILSEC_LAB_ENV: another env file for lab/check (lab/deploy's deployment).
+LAB_ENV="${MAILSEC_LAB_ENV:-$LAB_STATE/env}"
 
 # The lab's network namespace: every lab process runs in it, so its
 # 127.0.0.0/8 addresses are private to the lab (docs: lab-recipes §0).
