@@ -325,51 +325,60 @@ func emptyOrAbsent(path string) error {
 // copyFile copies src to dst (created, parents 0700, never overwritten)
 // with src's permission bits, synced, and describes what was written.
 func copyFile(src, dst string) (File, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return File{}, err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return File{}, err
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-		return File{}, err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-	if err != nil {
-		return File{}, err
-	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
+	var f File
+	err := readFile(src, func(in *os.File, mode fs.FileMode) error {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
+		}
+		out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+		if err != nil {
+			return err
+		}
+		f, err = hashCopy(out, in, mode)
+		if err == nil {
+			err = out.Sync()
+		}
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
 	if err != nil {
 		return File{}, fmt.Errorf("copy %s: %w", src, err)
 	}
-	return File{Mode: fi.Mode().Perm(), Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return f, nil
 }
 
 // describe is the size and SHA-256 of the file at path.
 func describe(path string) (File, error) {
-	f, err := os.Open(path)
+	var f File
+	err := readFile(path, func(in *os.File, mode fs.FileMode) (err error) {
+		f, err = hashCopy(io.Discard, in, mode)
+		return err
+	})
+	return f, err
+}
+
+// readFile opens path and hands it, with its permission bits, to use.
+func readFile(path string, use func(*os.File, fs.FileMode) error) error {
+	in, err := os.Open(path)
 	if err != nil {
-		return File{}, err
+		return err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
+	defer in.Close()
+	fi, err := in.Stat()
 	if err != nil {
-		return File{}, err
+		return err
 	}
+	return use(in, fi.Mode().Perm())
+}
+
+// hashCopy copies in to w and describes what passed: size and SHA-256.
+func hashCopy(w io.Writer, in io.Reader, mode fs.FileMode) (File, error) {
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(io.MultiWriter(w, h), in)
 	if err != nil {
 		return File{}, err
 	}
-	return File{Mode: fi.Mode().Perm(), Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return File{Mode: mode, Bytes: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
