@@ -1,16 +1,13 @@
 package config
 
-import (
-	"path/filepath"
-	"testing"
-)
+import "testing"
 
 // TestPackagedConfiguration: the Debian package's /etc/mailsec/mailsec.toml
-// (the example production configuration of docs/deploy.md) loads and
+// (production.toml, the example configuration of docs/deploy.md) loads and
 // validates, and says what a public instance needs: ACME through DNS-01,
 // the privileged ports, a private metrics listener.
 func TestPackagedConfiguration(t *testing.T) {
-	cfg, err := Load(filepath.Join("..", "..", "packaging", "deb", "mailsec.toml"))
+	cfg, err := Load("production.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
