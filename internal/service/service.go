@@ -437,8 +437,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		g.Go(func() error { return webSrv.Serve(gctx, webListeners) })
 	}
 	if len(metricsListeners) > 0 {
-		reg := metrics.NewRegistry(metrics.Sources{SMTP: smtp, DNS: dns})
-		g.Go(func() error { return metrics.Serve(gctx, reg, metricsListeners, log.With("part", "metrics")) })
+		mlog := log.With("part", "metrics")
+		reg := metrics.NewRegistry(metrics.Sources{SMTP: smtp, DNS: dns, Store: st, Log: mlog})
+		ready := Readiness(cfg, zones, st, mgr, res)
+		g.Go(func() error { return metrics.Serve(gctx, reg, ready, metricsListeners, mlog) })
 		log.Info("metrics listening", "addr", metricsListeners[0].Addr().String())
 	}
 	go func() {

@@ -226,6 +226,8 @@ type Server struct {
 	tlsrptRate   *ratelimit.Window      // TLS-RPT mails per client per hour
 	dataBudget   dataBudget             // memory of the DATA phases
 	refused      atomic.Int64           // connections answered 421 at the caps
+	accepted     [2]atomic.Int64        // test mails answered 250, zone A and B (Stats)
+	deferred     [2]atomic.Int64        // test mails answered 451 by verdict.Acknowledge
 	fixedMu      sync.Mutex             // serializes find-or-create of fixed-address tests
 	panics       atomic.Int64           // recovered panics in this package's code
 	lastPanic    atomic.Pointer[string] // the last of them, with its stack

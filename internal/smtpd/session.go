@@ -461,6 +461,7 @@ func (ss *session) acknowledge() error {
 	})
 	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason,
 		"detail", ack.Detail, "history", len(history), "fetches", len(fetches))
+	ss.s.countAck(zone, ack.Accept)
 	if !ack.Accept {
 		// RFC 5321 §4.2.1: 451 asks the client to retry later.
 		return ss.answer(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: ack.Reason}, false)

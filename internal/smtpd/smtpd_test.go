@@ -545,6 +545,11 @@ func TestAcknowledgementZoneA(t *testing.T) {
 		if cs[4].MessageBytes != int64(len(signed)) {
 			t.Errorf("message bytes %d, want %d", cs[4].MessageBytes, len(signed))
 		}
+		// The operator's counts (metrics): 451 in the window and over mx4,
+		// 250 over mx6 and after.
+		if st := ts.srv.Stats(); st.Deferred != [2]int64{2, 0} || st.Accepted != [2]int64{2, 0} {
+			t.Errorf("acknowledgements: deferred %v accepted %v, want [2 0] and [2 0]", st.Deferred, st.Accepted)
+		}
 	})
 }
 

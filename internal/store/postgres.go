@@ -67,7 +67,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 	// A server may end idle connections (idle_session_timeout, a
 	// failover); the pool replaces old ones rather than finding out.
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &Store{db: db, dialect: dialectPostgres}
+	s := &Store{db: db, dialect: dialectPostgres, writeSeconds: newWriteSeconds()}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", where, err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // This file holds how every table's code runs its statements: reading
@@ -128,6 +129,7 @@ func insertNew(ctx context.Context, db querier, what, query string, args ...any)
 // COMMITTED), and one that counts before it writes takes the lock of what it
 // counts first (Store.serialise).
 func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	defer s.timeWrite(time.Now())
 	return runTx(ctx, s.db, what, fn)
 }
 
@@ -187,5 +189,6 @@ func (s *Store) inDurableTx(ctx context.Context, what string, fn func(tx *sql.Tx
 	// calls run last-in first-out: before Close). Should it fail, the
 	// connection stays FULL: slower, never less safe.
 	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=NORMAL") //nolint:errcheck // see above
+	defer s.timeWrite(time.Now())
 	return runTx(ctx, conn, what, fn)
 }

@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -70,6 +71,9 @@ const (
 type Store struct {
 	db      *sql.DB
 	dialect dialect
+	// writeSeconds is the duration of write transactions, waiting for
+	// SQLite's one writer included (WriteSeconds).
+	writeSeconds prometheus.Histogram
 }
 
 // Open opens (creating if needed) the SQLite database at path, configures it
@@ -104,7 +108,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 
-	s := &Store{db: db, dialect: dialectSQLite}
+	s := &Store{db: db, dialect: dialectSQLite, writeSeconds: newWriteSeconds()}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)
