@@ -12,7 +12,8 @@ LAB_CONFIG="${MAILSEC_LAB_CONFIG:-$LAB_DIR/mailsec.toml}"
 LAB_BIN="$LAB_STATE/bin/mailsec"
 LAB_LOGS="$LAB_STATE/logs"
 LAB_PIDS="$LAB_STATE/pids"
-LAB_ENV="$LAB_STATE/env"
+# MAILSEC_LAB_ENV: another env file for lab/check (lab/deploy's deployment).
+LAB_ENV="${MAILSEC_LAB_ENV:-$LAB_STATE/env}"
 
 # The lab's network namespace: every lab process runs in it, so its
 # 127.0.0.0/8 addresses are private to the lab (docs: lab-recipes §0).
@@ -41,6 +42,18 @@ SSRF_DOMAIN="ssrf.lab.internal"
 SSRF_CANARY1="10.99.0.1"
 SSRF_CANARY2="169.254.99.1"
 MAILBOX_ADDR="127.0.0.30"
+# The senders that sign with DKIM (lab/run's postfix-dkim and
+# postfix-dkim-broken): their domains NAME.$SIGNED_DOMAIN_SUFFIX carry, as
+# Unbound local data (lab/up), the MX, an SPF record allowing the senders,
+# the DKIM key of selector $DKIM_SELECTOR (made by lab/up with
+# opendkim-genkey, kept in $DKIM_DIR) and a DMARC record (p=reject); one
+# OpenDKIM (Debian) milter on $DKIM_MILTER_ADDR signs for both.
+SIGNED_DOMAIN_SUFFIX="signed.lab.internal"
+DKIM_SELECTOR="lab"
+DKIM_DIR="$LAB_STATE/dkim"
+DKIM_MILTER_ADDR="127.0.0.31"
+DKIM_MILTER_PORT="8891"
+DKIM_SENDERS=(dkim dkim-broken)
 
 # pebble, the lab's ACME CA (lab-recipes §4). Its ACME address comes from
 # acme.directory in lab/mailsec.toml; the management port (roots) is fixed.
@@ -223,3 +236,56 @@ smtp_ehlo() {
 # ehlo_has_starttls TRANSCRIPT: the EHLO reply in a swaks transcript lists
 # STARTTLS.
 ehlo_has_starttls() { grep -Eq '^<-  250[- ]STARTTLS' <<<"$1"; }
+
+# ---------------------------------------------------------------- pebble
+# (lab/up, and lab/deploy with its own PEBBLE_STATE and PEBBLE_ADDR)
+
+# make_pebble_certs: a lab CA and, signed by it, the certificate of pebble's
+# HTTPS listener (SANs localhost and PEBBLE_ADDR): Debian ships none. Both are
+# kept across runs (mailsec trusts the CA through acme.ca_file); made anew
+# when missing, when the listener address changed or within a day of expiry.
+make_pebble_certs() {
+	local d=$PEBBLE_STATE
+	mkdir -p "$d"
+	if [[ -s "$d/listener-ca.pem" && -s "$d/listener-ca.key" && -s "$d/pebble.crt" && -s "$d/pebble.key" ]] &&
+		openssl x509 -in "$d/listener-ca.pem" -noout -checkend 86400 >/dev/null &&
+		openssl x509 -in "$d/pebble.crt" -noout -checkend 86400 >/dev/null &&
+		openssl x509 -in "$d/pebble.crt" -noout -ext subjectAltName 2>/dev/null | grep -qF "IP Address:$PEBBLE_ADDR" &&
+		openssl verify -CAfile "$d/listener-ca.pem" "$d/pebble.crt" >/dev/null 2>&1; then
+		return 0
+	fi
+	log "making the lab CA and pebble's listener certificate in ${d#"$REPO_ROOT"/}"
+	rm -f "$d"/listener-ca.* "$d"/pebble.crt "$d"/pebble.key "$d"/pebble.csr
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$d/listener-ca.key" -out "$d/listener-ca.pem" -days 3650 \
+		-subj "/CN=mailsec lab CA (pebble listener)" \
+		-addext "basicConstraints=critical,CA:TRUE" \
+		-addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$d/pebble.key" -out "$d/pebble.csr" -subj "/CN=pebble" 2>/dev/null
+	openssl x509 -req -in "$d/pebble.csr" -CA "$d/listener-ca.pem" -CAkey "$d/listener-ca.key" \
+		-CAcreateserial -out "$d/pebble.crt" -days 825 \
+		-extfile <(printf '%s\n' "subjectAltName=DNS:localhost,IP:$PEBBLE_ADDR" \
+			"basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+			"extendedKeyUsage=serverAuth") 2>/dev/null
+	rm -f "$d/pebble.csr" "$d/listener-ca.srl"
+	chmod 600 "$d/listener-ca.key" "$d/pebble.key"
+}
+
+write_pebble_conf() {
+	make_pebble_certs
+	cat >"$PEBBLE_STATE/pebble.json" <<EOF
+{
+  "pebble": {
+    "listenAddress": "$PEBBLE_ADDR:$PEBBLE_PORT",
+    "managementListenAddress": "$PEBBLE_ADDR:$PEBBLE_MGMT_PORT",
+    "certificate": "$PEBBLE_STATE/pebble.crt",
+    "privateKey": "$PEBBLE_STATE/pebble.key",
+    "httpPort": 5002,
+    "tlsPort": 5001,
+    "ocspResponderURL": "",
+    "externalAccountBindingRequired": false
+  }
+}
+EOF
+}

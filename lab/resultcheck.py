@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""lab/resultcheck.py EML RECIPIENT POLICY: does a result mail that landed in
+"""lab/resultcheck.py EML RECIPIENT POLICY [EXPECT...]: does a result mail that landed in
 the lab mailbox say what the service's summary says, reveal no third-party
 address, and carry a DKIM signature that verifies (through the netns
 resolver: run it inside the lab's namespace)? Prints "ok (...)" or
@@ -10,6 +10,8 @@ resolver: run it inside the lab's namespace)? Prints "ok (...)" or
   RECIPIENT  the envelope recipient: the one full address allowed besides
              the sender (From); every other address must be redacted
              (x***@domain, docs/report.md)
+  EXPECT     texts the mail's text must contain as well (lab/run's DKIM
+             senders: "DKIM: pass (d=...", "DMARC (...): pass")
 """
 import email
 import email.policy
@@ -19,6 +21,7 @@ import subprocess
 import sys
 
 eml, rcpt, policy = sys.argv[1:4]
+expect = sys.argv[4:]
 raw = open(eml, "rb").read()
 msg = email.message_from_bytes(raw, policy=email.policy.default)
 problems = []
@@ -36,6 +39,10 @@ if not texts:
 plain = "\n".join(texts)
 if policy not in plain:
     problems.append(f"the text does not name the verdict {policy!r}")
+
+for want in expect:
+    if want not in plain:
+        problems.append(f"the text does not say {want!r}")
 
 sender = email.utils.parseaddr(str(msg.get("From", "")))[1].lower()
 allowed = {rcpt.lower(), sender}
@@ -55,4 +62,5 @@ if proc.returncode != 0 or "signature ok" not in out:
 if problems:
     print("BAD: " + "; ".join(problems))
     sys.exit(1)
-print(f"ok (names {policy}, no third-party address, dkimverify: signature ok)")
+said = "".join(f", says {w!r}" for w in expect)
+print(f"ok (names {policy}{said}, no third-party address, dkimverify: signature ok)")

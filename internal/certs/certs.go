@@ -52,6 +52,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/testslot"
 )
@@ -87,6 +88,9 @@ var (
 	// ErrKeyMismatch: a static certificate's key is not the persona's key
 	// from which the zone derives its TLSA record.
 	ErrKeyMismatch = errors.New("certs: certificate key is not the persona's key")
+	// ErrExpiring: a certificate in service is past half of
+	// tls.renew_before and has not been replaced (Manager.Check).
+	ErrExpiring = errors.New("certs: certificate expires soon and was not renewed")
 	// ErrBadCertificate: a certificate does not fit its host (name, key,
 	// chain or validity).
 	ErrBadCertificate = errors.New("certs: certificate does not fit its host")
@@ -189,12 +193,8 @@ func (o Options) withDefaults() Options {
 	if o.ACME.Challenge == "" {
 		o.ACME.Challenge = ChallengeDNS01
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	return o
 }
 
@@ -374,6 +374,28 @@ func (s *slot) current() (*tls.Certificate, error) {
 		return c, nil
 	}
 	return nil, fmt.Errorf("%w: %s (%s)", ErrNotReady, s.name, s.host)
+}
+
+// Check says whether every certificate is in service with time to spare:
+// an error naming each one that is missing (ErrNotReady) or that expires
+// within half of tls.renew_before (ErrExpiring): renewal begins at
+// renew_before, so by then it has been failing for that long, and an
+// operator must look before the certificate lapses. nil when all are fine.
+func (m *Manager) Check() error {
+	now := m.now()
+	var errs []error
+	for _, s := range m.slots {
+		c, err := s.current()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if left := c.Leaf.NotAfter.Sub(now); left < m.opt.RenewBefore/2 {
+			errs = append(errs, fmt.Errorf("%w: %s (%s) expires %s, in %s", ErrExpiring, s.name, s.host,
+				c.Leaf.NotAfter.UTC().Format(time.RFC3339), left.Round(time.Minute)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // RootsPEM returns the PEM root certificate of the local CA, which a lab

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -575,5 +576,36 @@ func verifyChain(t *testing.T, c *tls.Certificate, host string, roots *x509.Cert
 	}
 	if _, err := c.Leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter}); err != nil {
 		t.Errorf("%s: does not chain to the expected root: %v", host, err)
+	}
+}
+
+// TestCheck: the health check names certificates not obtained yet and
+// those that lived past half of renew_before without a renewal.
+func TestCheck(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t, e.options(certs.IssuerLocal))
+	if err := m.Check(); err != nil {
+		t.Fatalf("fresh certificates: %v", err)
+	}
+	t0 := e.clk.now()
+	// Local certificates live 90 days and renew at 60: at 76 days without a
+	// renewal pass, persona 6 and the policy host have under 15 days left.
+	e.clk.set(t0.Add(76 * 24 * time.Hour))
+	err := m.Check()
+	if !errors.Is(err, certs.ErrExpiring) || !strings.Contains(err.Error(), "persona-6") || strings.Contains(err.Error(), "persona-4") {
+		t.Fatalf("at 76 days: %v, want ErrExpiring for the local-CA ones only", err)
+	}
+	if err := m.RenewDue(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Check(); err != nil {
+		t.Fatalf("after renewal: %v", err)
+	}
+
+	opt := e.options(certs.IssuerACME)
+	opt.Challenges = nopPublisher{}
+	acme := e.manager(t, opt) // no directory: nothing can be obtained
+	if err := acme.Check(); !errors.Is(err, certs.ErrNotReady) || !strings.Contains(err.Error(), "persona-6") {
+		t.Fatalf("ACME without certificates: %v, want ErrNotReady", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/service"
+	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
@@ -51,9 +52,12 @@ func commands() []command {
 		{"dns", "zone tools: 'dns ds' prints the DS records, 'dns dump [-zone a|b]' the signed zone", runDNS},
 		{"test", "outbound tests: 'test new' creates one, 'test show ID' prints its connection history", runTest},
 		{"store", "the database: 'store stats [-json] [-integrity]' counts the rows of every table (and checks the file's integrity)", runStore},
+		{"backup", "'backup DIR': a consistent copy of the store, keys and certificates while the service runs", runBackup},
+		{"restore", "'restore [-replace] DIR': verify a backup and restore it into an empty data directory", runRestore},
 		{"verdict", "re-judge a stored test from its history: 'verdict -test ID'", runVerdict},
 		{"check", "inbound check of a receiving domain: 'check DOMAIN [--json]' (MX, DNSSEC, STARTTLS, DANE, MTA-STS, colour)", runCheck},
 		{"scan", "inbound check of every domain of a list: 'scan FILE|-' (resumable; JSON Lines, CSV, HTML report)", runScan},
+		{"init", "write the production configuration of docs/deploy.md from a few flags (-zone-a, -zone-b, -addr, -policy-addr, -acme-email, -web-url)", runInit},
 		{"config", "print the effective configuration (defaults plus file) as TOML", runConfig},
 		{"version", "print the version", runVersion},
 		{"help", "list the subcommands", nil},
@@ -332,6 +336,9 @@ func runConfig(e *env, args []string) error {
 	cfg, err := e.parseLoad(newFlags(e, "config", ""), args)
 	if err != nil {
 		return err
+	}
+	if cfg.Store.Driver == store.DriverPostgres {
+		cfg.Store.DSN = cfg.StoreName() // the password stays out of the output
 	}
 	enc := toml.NewEncoder(e.stdout)
 	enc.Indent = ""

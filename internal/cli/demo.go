@@ -32,7 +32,7 @@ func runDemo(e *env, args []string) error {
 			if !r.OK {
 				mark = "WRONG"
 			}
-			fmt.Fprintf(e.stderr, "  %-13s done after %.1fs: %s (%s) %s/t/%s\n", r.Sender, r.Seconds, r.Verdict, mark, webURL, r.Test)
+			fmt.Fprintf(e.stderr, "  %-13s done after %.1fs: %s (%s) %s/t/%s\n", r.Sender, r.Seconds, r.Verdict, mark, webURL, r.OwnerKey)
 		}
 		opts.Started = func(url string) {
 			webURL = url

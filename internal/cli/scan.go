@@ -104,7 +104,7 @@ func runScan(e *env, args []string) error {
 	}
 	opts.Logger = log
 
-	st, err := store.Open(e.ctx, cfg.StorePath())
+	st, err := store.OpenDriver(e.ctx, cfg.Store.Driver, cfg.StorePath())
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func runScan(e *env, args []string) error {
 	sc, err := st.Scan(e.ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && flags.resume:
-		return fmt.Errorf("%w: no scan %q in %s to resume", errUsage, id, cfg.StorePath())
+		return fmt.Errorf("%w: no scan %q in %s to resume", errUsage, id, cfg.StoreName())
 	case errors.Is(err, store.ErrNotFound):
 		o, _ := json.Marshal(map[string]any{"concurrency": flags.concurrency, "per_destination": flags.perDest, "host_cache_ttl": flags.hostTTL.String(),
 			"rate": flags.rate, "timeout": opts.Timeout.String(), "resolver": opts.Resolver, "allow_private": opts.AllowPrivate,

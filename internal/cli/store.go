@@ -23,7 +23,9 @@ import (
 //
 // -db works on another database file (a backup) instead of the
 // configuration's. Stats and backup only read, so they can run beside a
-// serving instance (WAL readers do not block the writer).
+// serving instance (WAL readers do not block the writer). On a PostgreSQL
+// store, backup refuses (pg_dump is the tool there) and -integrity needs
+// the amcheck extension (docs/store.md "PostgreSQL").
 func runStore(e *env, args []string) error {
 	usage := fmt.Errorf("%w: 'store stats [-json] [-integrity] [-db FILE]', 'store backup FILE' or 'store purge [-json] [-as-of TIME] [-db FILE]'", errUsage)
 	if len(args) == 0 {
@@ -40,11 +42,24 @@ func runStore(e *env, args []string) error {
 	return usage
 }
 
+// loadStore loads the configuration and opens its store; the caller
+// closes the store.
+func (e *env) loadStore() (config.Config, *store.Store, error) {
+	cfg, err := e.load()
+	if err != nil {
+		return cfg, nil, err
+	}
+	st, err := store.OpenDriver(e.ctx, cfg.Store.Driver, cfg.StorePath())
+	return cfg, st, err
+}
+
 // openStoreFlag opens -db if given, else the configuration's store.
 func openStoreFlag(e *env, cfg config.Config, db string) (*store.Store, error) {
 	if db == "" {
-		db = cfg.StorePath()
-	} else if _, err := os.Stat(db); err != nil {
+		return store.OpenDriver(e.ctx, cfg.Store.Driver, cfg.StorePath())
+	}
+	// -db is a SQLite file (a backup, or a copy to purge).
+	if _, err := os.Stat(db); err != nil {
 		return nil, fmt.Errorf("%w: -db: %v", errUsage, err) // never create a new one by mistake
 	}
 	return store.Open(e.ctx, db)
@@ -62,11 +77,7 @@ func runStoreBackup(e *env, args []string) error {
 	if _, err := os.Stat(dst); err == nil {
 		return fmt.Errorf("%w: %s exists", errUsage, dst)
 	}
-	cfg, err := e.load()
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(e.ctx, cfg.StorePath())
+	_, st, err := e.loadStore()
 	if err != nil {
 		return err
 	}

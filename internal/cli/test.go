@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,11 +14,13 @@ import (
 
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/sendingserver"
 	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
+	"github.com/mailsec/mailsec/internal/verdict"
 )
 
 // testAddresses are what a user sends the test mail to.
@@ -35,6 +38,11 @@ type testAddresses struct {
 	SharedA  string `json:"shared_address_a"`
 	SharedB  string `json:"shared_address_b"`
 	SlotNote string `json:"slot_note,omitempty"`
+	// OwnerKey opens the test (its pages, report, API and deletion) and
+	// URL is its private link; only from 'test new', the one time the key
+	// exists outside the tester's hands (the store keeps its hash).
+	OwnerKey string `json:"owner_key,omitempty"`
+	URL      string `json:"url,omitempty"`
 }
 
 func addressesOf(cfg *config.Config, t store.Test) testAddresses {
@@ -78,7 +86,7 @@ func runTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		st, err := store.Open(e.ctx, cfg.StorePath())
+		st, err := store.OpenDriver(e.ctx, cfg.Store.Driver, cfg.StorePath())
 		if err != nil {
 			return err
 		}
@@ -88,18 +96,27 @@ func runTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		key, err := store.NewOwnerKey()
+		if err != nil {
+			return err
+		}
 		t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
-			SendingServer: srv.Name, SendingAddrs: srv.Addrs}
+			SendingServer: srv.Name, SendingAddrs: srv.Addrs, OwnerKey: key}
 		if t, err = st.CreateSlotTest(e.ctx, t, service.SlotRules(&cfg)); err != nil {
 			return err
 		}
 		a := addressesOf(&cfg, t)
+		a.OwnerKey, a.URL = key, ownerLink(&cfg, key)
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(a)
 		}
 		fmt.Fprintf(e.stdout, "Test %s: send one mail to both addresses:\n  %s\n  %s\n", a.ID, a.A, a.B)
 		if a.SlotNote != "" {
 			fmt.Fprintf(e.stdout, "Note: %s.\n", a.SlotNote)
+		}
+		fmt.Fprintf(e.stdout, "Owner key (shown once; it opens and deletes the test, the test ID does not): %s\n", key)
+		if a.URL != "" {
+			fmt.Fprintf(e.stdout, "Private link: %s\n", a.URL)
 		}
 		if a.SendingServer != "" {
 			fmt.Fprintf(e.stdout, "Sending server %s %v: its connections that name no test count for this one.\n", a.SendingServer, a.SendingAddresses)
@@ -133,6 +150,11 @@ func runTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		keys, err := st.OwnerKeys(e.ctx, t.ID)
+		if err != nil {
+			return err
+		}
+		legacy := slices.ContainsFunc(keys, func(k store.OwnerKeyInfo) bool { return k.Via == store.KeyLegacyID })
 		if *rawMail {
 			if res == nil || len(res.Message) == 0 {
 				return fmt.Errorf("test %s has no result mail (yet)", t.ID)
@@ -154,6 +176,7 @@ func runTest(e *env, args []string) error {
 		if fetches == nil {
 			fetches = []store.PolicyFetch{}
 		}
+		auth, facts := authenticationOf(t, conns, res)
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(struct {
 				Test          store.Test             `json:"test"`
@@ -163,7 +186,11 @@ func runTest(e *env, args []string) error {
 				Inbound       json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
 				Result        *resultJSON            `json:"result,omitempty"`
 				Attempts      []store.MailAttempt    `json:"mail_attempts,omitempty"`
-			}{t, conns, lookups, fetches, inboundReport, resultOf(&cfg, res), attempts})
+				OwnerKeys     []store.OwnerKeyInfo   `json:"owner_keys"` // how and when each was made; never a key
+				// As the API's report has them (docs/api.md).
+				Authentication *report.AuthSection `json:"authentication,omitempty"`
+				Facts          map[string]any      `json:"facts"`
+			}{t, conns, lookups, fetches, inboundReport, resultOf(&cfg, res, legacy), attempts, keys, auth, facts})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -198,6 +225,12 @@ func runTest(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "Look-up %s from %s: %s %s%s (%s)\n", l.Time.Format("2006-01-02 15:04:05"), l.Client.Addr(),
 				dns.TypeToString[l.Type], untrusted.Terminal(l.Name), do, dns.RcodeToString[l.Rcode])
 		}
+		if auth != nil {
+			fmt.Fprintln(e.stdout, "Authentication of the test mail (as received):")
+			for _, l := range auth.Lines {
+				fmt.Fprintln(e.stdout, "  "+untrusted.Terminal(l))
+			}
+		}
 		if inboundReport != nil {
 			var r struct {
 				ColourReason string `json:"colour_reason"`
@@ -206,7 +239,8 @@ func runTest(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "Inbound check of %s (%s): %s — %s\n", untrusted.Terminal(ic.Domain), ic.Checked.Format(time.RFC3339), ic.Colour,
 				untrusted.Terminal(r.ColourReason))
 		}
-		if rj := resultOf(&cfg, res); rj != nil {
+		fmt.Fprintf(e.stdout, "Owner keys: %s\n", ownerKeysText(keys))
+		if rj := resultOf(&cfg, res, legacy); rj != nil {
 			// The mail's reason, destination and attempts quote the
 			// recipient's MX (its name, its replies).
 			fmt.Fprintf(e.stdout, "Final %s: %s. Result mail: %s — %s\n", rj.Final.Format(time.RFC3339), rj.Policy, rj.MailState,
@@ -229,11 +263,7 @@ func runTest(e *env, args []string) error {
 // openTest loads the configuration, opens the store and reads test id with
 // its connection history. The caller closes the store.
 func (e *env) openTest(id string) (config.Config, *store.Store, store.Test, []store.SMTPConnection, error) {
-	cfg, err := e.load()
-	if err != nil {
-		return cfg, nil, store.Test{}, nil, err
-	}
-	st, err := store.Open(e.ctx, cfg.StorePath())
+	cfg, st, err := e.loadStore()
 	if err != nil {
 		return cfg, nil, store.Test{}, nil, err
 	}
@@ -250,6 +280,16 @@ func (e *env) openTest(id string) (config.Config, *store.Store, store.Test, []st
 	return cfg, st, t, conns, nil
 }
 
+// ownerLink is the private link of the test ownerKey opens ("" without a
+// web UI): internal/web serves the live page and report at /t/{key}.
+func ownerLink(cfg *config.Config, ownerKey string) string {
+	base := cfg.WebBaseURL()
+	if base == "" {
+		return ""
+	}
+	return base + "/t/" + ownerKey
+}
+
 // resultJSON is a final test's result in test show -json.
 type resultJSON struct {
 	Final       time.Time       `json:"final"`
@@ -261,7 +301,23 @@ type resultJSON struct {
 	Sent        time.Time       `json:"sent,omitzero"`
 	DeliveredTo string          `json:"delivered_to,omitempty"`
 	MessageID   string          `json:"message_id,omitempty"`
-	ReportURL   string          `json:"report_url,omitempty"`
+	// ReportURL is the report's link by the test ID: only for a test
+	// from before owner keys (store.KeyLegacyID), whose ID still opens
+	// it. Other tests open only by their owner's keys, which the store
+	// does not keep.
+	ReportURL string `json:"report_url,omitempty"`
+}
+
+// authenticationOf is the authentication section and the facts of the
+// test's report: with the frozen verdict once final, else with the
+// verdict of its connections as they stand.
+func authenticationOf(t store.Test, conns []store.SMTPConnection, res *store.TestResult) (*report.AuthSection, map[string]any) {
+	var v verdict.Verdict
+	if res == nil || json.Unmarshal(res.Verdict, &v) != nil {
+		v = verdict.Judge(verdict.Observations{Connections: conns})
+	}
+	r := report.Build(report.Input{Test: t, Connections: conns, Verdict: v, Final: res != nil})
+	return r.Authentication, r.Facts
 }
 
 // testResult reads a test's result and mail attempts; nil before final.
@@ -277,7 +333,21 @@ func testResult(e *env, st *store.Store, id string) (*store.TestResult, []store.
 	return &res, attempts, err
 }
 
-func resultOf(cfg *config.Config, res *store.TestResult) *resultJSON {
+// ownerKeysText says how a test's keys were made (never the keys).
+func ownerKeysText(keys []store.OwnerKeyInfo) string {
+	if len(keys) == 0 {
+		return "none (the test opens for no one; a fixed-address test gets one with its result mail)"
+	}
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k.Via+" "+k.Created.Format(time.RFC3339))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// resultOf is res in test show's form; legacy: the test's ID is its key
+// (a test from before owner keys), so its report link is by the ID.
+func resultOf(cfg *config.Config, res *store.TestResult, legacy bool) *resultJSON {
 	if res == nil {
 		return nil
 	}
@@ -286,8 +356,8 @@ func resultOf(cfg *config.Config, res *store.TestResult) *resultJSON {
 	}
 	_ = json.Unmarshal(res.Verdict, &v)
 	url := ""
-	if base := cfg.WebBaseURL(); base != "" {
-		url = base + "/t/" + res.TestID
+	if legacy {
+		url = ownerLink(cfg, res.TestID)
 	}
 	return &resultJSON{Final: res.Final, Policy: v.Policy, Verdict: res.Verdict, MailState: res.MailState, MailReason: res.MailReason,
 		Attempts: res.Attempts, Sent: res.Sent, DeliveredTo: res.DeliveredTo, MessageID: res.MessageID, ReportURL: url}

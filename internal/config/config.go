@@ -298,9 +298,11 @@ type Log struct {
 
 // Store selects the database.
 type Store struct {
-	// Driver is "sqlite" (one node, the default).
+	// Driver is "sqlite" (one node, the default) or "postgres".
 	Driver string `toml:"driver"`
-	// DSN is the SQLite file path; empty means DATA_DIR/mailsec.db.
+	// DSN is the SQLite file path (empty means DATA_DIR/mailsec.db), or
+	// PostgreSQL's libpq URL or keyword/value string (required; its
+	// password is never logged: StoreName).
 	DSN string `toml:"dsn"`
 }
 
@@ -529,7 +531,7 @@ func Load(path string) (Config, error) {
 	if !filepath.IsAbs(cfg.DataDir) {
 		cfg.DataDir = filepath.Join(filepath.Dir(path), cfg.DataDir)
 	}
-	if cfg.Store.DSN != "" && !filepath.IsAbs(cfg.Store.DSN) && !strings.HasPrefix(cfg.Store.DSN, "file:") {
+	if cfg.Store.Driver != "postgres" && cfg.Store.DSN != "" && !filepath.IsAbs(cfg.Store.DSN) && !strings.HasPrefix(cfg.Store.DSN, "file:") {
 		cfg.Store.DSN = filepath.Join(filepath.Dir(path), cfg.Store.DSN)
 	}
 	rel := func(p string) string {
@@ -576,12 +578,72 @@ func (c *Config) EffectiveMemoryLimit() int64 {
 	return c.MemoryLimit
 }
 
-// StorePath is the SQLite file the store opens.
+// StorePath is what the store opens (store.OpenDriver with Store.Driver):
+// the SQLite file, or the PostgreSQL DSN.
 func (c *Config) StorePath() string {
-	if c.Store.DSN != "" {
+	if c.Store.DSN != "" || c.Store.Driver == "postgres" {
 		return c.Store.DSN
 	}
 	return filepath.Join(c.DataDir, "mailsec.db")
+}
+
+// StoreName names the store in messages: the SQLite file, or the
+// PostgreSQL DSN without its password.
+func (c *Config) StoreName() string {
+	if c.Store.Driver != "postgres" {
+		return c.StorePath()
+	}
+	return redactDSN(c.Store.DSN)
+}
+
+// redactDSN takes the password out of a libpq DSN, a URL
+// (postgres://user:password@host/db) or keyword/value pairs
+// (password=...): what is left says which database is meant.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.String()
+	} else if err != nil && strings.Contains(dsn, "://") {
+		return "(a DSN that does not parse)"
+	}
+	// keyword = value pairs; a value may be 'quoted', with \' and \\
+	// escapes (libpq, "Keyword/Value Connection Strings").
+	var out []string
+	for rest := strings.TrimSpace(dsn); rest != ""; rest = strings.TrimSpace(rest) {
+		key, after, ok := strings.Cut(rest, "=")
+		if !ok {
+			return "(a DSN that does not parse)"
+		}
+		key = strings.TrimSpace(key)
+		after = strings.TrimLeft(after, " \t")
+		var value string
+		if strings.HasPrefix(after, "'") {
+			end := 1
+			for ; end < len(after) && after[end] != '\''; end++ {
+				if after[end] == '\\' {
+					end++
+				}
+			}
+			if end >= len(after) {
+				return "(a DSN that does not parse)"
+			}
+			value, rest = after[:end+1], after[end+1:]
+		} else {
+			value, rest, _ = strings.Cut(after, " ")
+		}
+		if strings.EqualFold(key, "password") {
+			value = "xxxxx"
+		}
+		out = append(out, key+"="+value)
+	}
+	return strings.Join(out, " ")
 }
 
 // KeyDir is where DNSSEC and persona keys are kept.
@@ -602,8 +664,9 @@ func (c *Config) Validate() error {
 	}
 	oneOf(bad, "log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf(bad, "log.format", c.Log.Format, "text", "json")
-	if c.Store.Driver != "sqlite" {
-		bad("store.driver", "%q is not supported (sqlite)", c.Store.Driver)
+	oneOf(bad, "store.driver", c.Store.Driver, "sqlite", "postgres")
+	if c.Store.Driver == "postgres" && strings.TrimSpace(c.Store.DSN) == "" {
+		bad("store.dsn", "must name the PostgreSQL database (a libpq URL or keyword/value string) when store.driver is postgres")
 	}
 
 	for _, z := range []struct{ key, name string }{{"zones.a", c.Zones.A}, {"zones.b", c.Zones.B}} {
@@ -673,9 +736,7 @@ func (c *Config) Validate() error {
 			bad("dns.listen", "%q is not an ip:port (%v)", l, err)
 		}
 	}
-	if c.DNS.UDPSize < 512 || c.DNS.UDPSize > 4096 {
-		bad("dns.udp_size", "%d is outside 512..4096", c.DNS.UDPSize)
-	}
+	within(bad, "dns.udp_size", c.DNS.UDPSize, 512, 4096)
 	positive("dns.query_log_retention", c.DNS.QueryLogRetention, time.Minute)
 	if c.DNS.QueryLogBuffer < 1 {
 		bad("dns.query_log_buffer", "must be at least 1")
@@ -689,15 +750,9 @@ func (c *Config) Validate() error {
 	if c.DNS.RRLResponsesPerSecond < 0 || c.DNS.RRLResponsesPerSecond > 1_000_000 {
 		bad("dns.rrl_responses_per_second", "%d is outside 0..1000000 (0: off)", c.DNS.RRLResponsesPerSecond)
 	}
-	if c.DNS.RRLSlip < 0 || c.DNS.RRLSlip > 10 {
-		bad("dns.rrl_slip", "%d is outside 0..10", c.DNS.RRLSlip)
-	}
-	if c.DNS.RRLPrefixV4 < 8 || c.DNS.RRLPrefixV4 > 32 {
-		bad("dns.rrl_prefix_v4", "%d is outside 8..32", c.DNS.RRLPrefixV4)
-	}
-	if c.DNS.RRLPrefixV6 < 16 || c.DNS.RRLPrefixV6 > 128 {
-		bad("dns.rrl_prefix_v6", "%d is outside 16..128", c.DNS.RRLPrefixV6)
-	}
+	within(bad, "dns.rrl_slip", c.DNS.RRLSlip, 0, 10)
+	within(bad, "dns.rrl_prefix_v4", c.DNS.RRLPrefixV4, 8, 32)
+	within(bad, "dns.rrl_prefix_v6", c.DNS.RRLPrefixV6, 16, 128)
 	if c.DNS.TCPMaxConnections < 1 {
 		bad("dns.tcp_max_connections", "must be at least 1")
 	}
@@ -773,6 +828,13 @@ func oneOf(bad func(key, format string, args ...any), key, value string, allowed
 	}
 }
 
+// within reports value if it is outside lo..hi.
+func within(bad func(key, format string, args ...any), key string, value, lo, hi int) {
+	if value < lo || value > hi {
+		bad(key, "%d is outside %d..%d", value, lo, hi)
+	}
+}
+
 func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	listen := func(key string, list []string) {
 		if len(list) == 0 {
@@ -830,12 +892,8 @@ func (c *Config) validateOutbound(bad func(key, format string, args ...any)) {
 	if c.SMTP.DataMemoryBudget < c.SMTP.MaxMessageBytes {
 		bad("smtp.data_memory_budget", "%d is less than smtp.max_message_bytes (not even one message would fit)", c.SMTP.DataMemoryBudget)
 	}
-	if c.SMTP.ClientPrefixV4 < 8 || c.SMTP.ClientPrefixV4 > 32 {
-		bad("smtp.client_prefix_v4", "%d is outside 8..32", c.SMTP.ClientPrefixV4)
-	}
-	if c.SMTP.ClientPrefixV6 < 16 || c.SMTP.ClientPrefixV6 > 128 {
-		bad("smtp.client_prefix_v6", "%d is outside 16..128", c.SMTP.ClientPrefixV6)
-	}
+	within(bad, "smtp.client_prefix_v4", c.SMTP.ClientPrefixV4, 8, 32)
+	within(bad, "smtp.client_prefix_v6", c.SMTP.ClientPrefixV6, 16, 128)
 	if c.SMTP.FixedTestsPerClient < 1 {
 		bad("smtp.fixed_tests_per_client", "%d: must be at least 1", c.SMTP.FixedTestsPerClient)
 	}
@@ -989,9 +1047,7 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 	if c.Web.MaxEventStreams < 1 || c.Web.MaxEventStreamsPerClient < 1 || c.Web.MaxEventStreamsPerClient > c.Web.MaxEventStreams {
 		bad("web.max_event_streams", "max_event_streams and max_event_streams_per_client must be at least 1, the second at most the first")
 	}
-	if c.Web.CheckConcurrency < 1 || c.Web.CheckConcurrency > 256 {
-		bad("web.check_concurrency", "%d is outside 1..256", c.Web.CheckConcurrency)
-	}
+	within(bad, "web.check_concurrency", c.Web.CheckConcurrency, 1, 256)
 	if c.Web.CheckCache.Duration < time.Second {
 		bad("web.check_cache", "%s is too short (at least 1s)", c.Web.CheckCache.Duration)
 	}
@@ -1019,9 +1075,7 @@ func (c *Config) validateResults(bad func(key, format string, args ...any)) {
 			bad("result_mail.source_address", "%q is not an IP address", rm.SourceAddress)
 		}
 	}
-	if rm.Port < 1 || rm.Port > 65535 {
-		bad("result_mail.port", "%d is outside 1..65535", rm.Port)
-	}
+	within(bad, "result_mail.port", rm.Port, 1, 65535)
 	if rm.RateLimit < 0 {
 		bad("result_mail.rate_limit", "must not be negative (0: no limit)")
 	}
@@ -1043,13 +1097,9 @@ func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
 	if c.Inbound.Timeout.Duration < time.Second || c.Inbound.Timeout.Duration > 10*time.Minute {
 		bad("inbound.timeout", "%s is outside 1s..10m", c.Inbound.Timeout.Duration)
 	}
-	if c.Inbound.Concurrency < 1 || c.Inbound.Concurrency > 256 {
-		bad("inbound.concurrency", "%d is outside 1..256", c.Inbound.Concurrency)
-	}
+	within(bad, "inbound.concurrency", c.Inbound.Concurrency, 1, 256)
 	if c.Inbound.CacheTTL.Duration < 0 {
 		bad("inbound.cache_ttl", "must not be negative")
 	}
-	if c.Inbound.ParallelChecks < 1 || c.Inbound.ParallelChecks > 64 {
-		bad("inbound.parallel_checks", "%d is outside 1..64", c.Inbound.ParallelChecks)
-	}
+	within(bad, "inbound.parallel_checks", c.Inbound.ParallelChecks, 1, 64)
 }

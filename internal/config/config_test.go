@@ -49,6 +49,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"wrong type", "[dns]\nudp_size = \"big\"", "line 2"},
 		{"syntax", "[dns\nudp_size = 1", "to end table name"},
 		{"store driver", "[store]\ndriver = \"mysql\"", "store.driver"},
+		{"postgres without a DSN", "[store]\ndriver = \"postgres\"", "store.dsn: must name the PostgreSQL database"},
 		{"inbound timeout", "[inbound]\ntimeout = \"0s\"", "inbound.timeout"},
 		{"inbound concurrency", "[inbound]\nconcurrency = 0", "inbound.concurrency"},
 		{"inbound parallel checks", "[inbound]\nparallel_checks = 1000", "inbound.parallel_checks"},
@@ -109,6 +110,37 @@ func TestLoadResolvesRelativePaths(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "missing.toml")); err == nil || errors.Is(err, ErrInvalid) {
 		t.Fatalf("a missing file is an I/O error, not ErrInvalid: %v", err)
+	}
+}
+
+// TestPostgresStore: store.driver postgres takes its DSN as written (not as
+// a path relative to the file), and StoreName shows it without a password.
+func TestPostgresStore(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "mailsec.toml")
+	const dsn = "postgres://mailsec:s3cret@db.example:5432/mailsec?sslmode=verify-full"
+	if err := os.WriteFile(path, []byte("[store]\ndriver = \"postgres\"\ndsn = \""+dsn+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.StorePath() != dsn {
+		t.Errorf("StorePath = %q, want the DSN as written", cfg.StorePath())
+	}
+	for _, tc := range []struct{ dsn, want string }{
+		{dsn, "postgres://mailsec:xxxxx@db.example:5432/mailsec?sslmode=verify-full"},
+		{"postgresql://mailsec@db.example/mailsec?password=s3cret", "postgresql://mailsec@db.example/mailsec?password=xxxxx"},
+		{"host=db.example user=mailsec password=s3cret dbname=mailsec", "host=db.example user=mailsec password=xxxxx dbname=mailsec"},
+		{"postgres://mailsec:s3cret@[::1/db", "(a DSN that does not parse)"},
+		{"host=db.example password = 's3c ret\\' x' dbname=m", "host=db.example password=xxxxx dbname=m"},
+		{"host=db.example password='s3c ret", "(a DSN that does not parse)"},
+	} {
+		cfg.Store.DSN = tc.dsn
+		if got := cfg.StoreName(); got != tc.want {
+			t.Errorf("StoreName(%q) = %q, want %q", tc.dsn, got, tc.want)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/periodic"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
@@ -34,7 +35,8 @@ const (
 type Options struct {
 	Store *store.Store
 	// Source makes the report the mail carries, composed at the first
-	// attempt.
+	// attempt, with a link by an owner key made for the mail
+	// (ownerkey.go).
 	Source reportsource.Source
 	// Identity signs and sends; a nil Identity.Key turns delivery off.
 	Identity resultmail.Identity
@@ -78,28 +80,15 @@ func New(o Options) (*Deliverer, error) {
 	if o.Identity.Key != nil && (o.Send == nil || o.Identity.From == "" || o.Identity.Domain == "" || o.Identity.Selector == "") {
 		return nil, errors.New("delivery: a signing key needs From, Domain, Selector and a sender")
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&o.RateWindow, time.Hour)
-	def(&o.RetryBase, time.Minute)
-	def(&o.RetryMax, 4*time.Hour)
-	def(&o.Interval, 10*time.Second)
-	def(&o.AttemptTimeout, DefaultAttemptTimeout)
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 12
-	}
-	if o.Workers <= 0 {
-		o.Workers = DefaultWorkers
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	option.Positive(&o.RateWindow, time.Hour)
+	option.Positive(&o.RetryBase, time.Minute)
+	option.Positive(&o.RetryMax, 4*time.Hour)
+	option.Positive(&o.Interval, 10*time.Second)
+	option.Positive(&o.AttemptTimeout, DefaultAttemptTimeout)
+	option.Positive(&o.MaxAttempts, 12)
+	option.Positive(&o.Workers, DefaultWorkers)
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	return &Deliverer{o: o, log: o.Logger, slot: make(chan struct{}, o.Workers), busy: map[string]bool{}}, nil
 }
 
@@ -249,6 +238,9 @@ func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (bool, erro
 			return false, err
 		}
 		in.Mail = nil // the mail does not describe its own fate
+		if err := d.mailLink(ctx, &in, now); err != nil {
+			return false, err
+		}
 		msg, id, err := resultmail.Compose(d.o.Identity, report.Build(in), r.Recipient, now)
 		if err != nil {
 			return false, err
@@ -300,6 +292,11 @@ func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (bool, erro
 			r.Next = now.Add(d.backoff(r.Attempts))
 			r.MailReason = fmt.Sprintf("deferred (attempt %d, next %s): %s", r.Attempts, r.Next.UTC().Format(time.RFC3339), report.RedactText(res.Reason))
 		}
+	}
+	if r.MailState != store.MailPending {
+		// Decided: no retry will send the message again; the stored
+		// copy keeps no owner key (ownerkey.go).
+		r.Message = d.withoutLinkKeys(r.Message)
 	}
 	if err := st.UpdateResultMail(ctx, r, a); err != nil {
 		return false, err

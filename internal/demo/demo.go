@@ -68,7 +68,7 @@ type Options struct {
 	// Progress, if set, is called as senders finish.
 	Progress func(Result)
 	// Started, if set, is called with the web UI's URL once the service
-	// runs (each test's live page is URL/t/<test>).
+	// runs (each test's live page is URL/t/<owner key>).
 	Started func(webURL string)
 	// Hold keeps the service (and its web UI) running this long after
 	// the senders are done, to look at the reports.
@@ -78,21 +78,24 @@ type Options struct {
 // Result is one reference sender's outcome. The JSON keys sender,
 // expected, verdict, attempts and seconds are a contract.
 type Result struct {
-	Sender     string            `json:"sender"`
-	Expected   string            `json:"expected"`
-	Verdict    string            `json:"verdict"`
-	Attempts   int               `json:"attempts"`   // the sender's delivery attempts for A
-	Seconds    float64           `json:"seconds"`    // from the first attempt to the final verdict
-	AttemptsB  int               `json:"attempts_b"` // the same for B
-	DeliveredA bool              `json:"delivered_a"`
-	DeliveredB bool              `json:"delivered_b"`
-	Complete   bool              `json:"complete"`
-	Why        string            `json:"why"`
-	Test       string            `json:"test"`
-	Facts      []verdict.Fact    `json:"facts"`
-	ZoneB      string            `json:"zone_b"`
-	Seen       map[string]string `json:"seen"`
-	OK         bool              `json:"ok"`
+	Sender     string  `json:"sender"`
+	Expected   string  `json:"expected"`
+	Verdict    string  `json:"verdict"`
+	Attempts   int     `json:"attempts"`   // the sender's delivery attempts for A
+	Seconds    float64 `json:"seconds"`    // from the first attempt to the final verdict
+	AttemptsB  int     `json:"attempts_b"` // the same for B
+	DeliveredA bool    `json:"delivered_a"`
+	DeliveredB bool    `json:"delivered_b"`
+	Complete   bool    `json:"complete"`
+	Why        string  `json:"why"`
+	Test       string  `json:"test"`
+	// OwnerKey opens the test's live page (web UI /t/{owner_key}) while
+	// the demo runs; the test ID does not (docs/web.md "Owner keys").
+	OwnerKey string            `json:"owner_key"`
+	Facts    []verdict.Fact    `json:"facts"`
+	ZoneB    string            `json:"zone_b"`
+	Seen     map[string]string `json:"seen"`
+	OK       bool              `json:"ok"`
 }
 
 // Report is the whole run.
@@ -255,12 +258,18 @@ func runReference(ctx context.Context, run *service.Running, cfg *config.Config,
 		out.Why = err.Error()
 		return out
 	}
-	created := time.Now().UTC()
-	if err := run.Store.CreateTest(ctx, store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, State: store.TestOpen}); err != nil {
+	key, err := store.NewOwnerKey()
+	if err != nil {
 		out.Why = err.Error()
 		return out
 	}
-	out.Test = id
+	created := time.Now().UTC()
+	if err := run.Store.CreateTest(ctx, store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, State: store.TestOpen,
+		OwnerKey: key}); err != nil {
+		out.Why = err.Error()
+		return out
+	}
+	out.Test, out.OwnerKey = id, key
 	// As the lab's Postfix instances: SNI at every level
 	// (smtp_tls_servername = hostname).
 	snd, err := referenceSender(run, ref, src, true, dns, roots, log)

@@ -3,25 +3,25 @@ package dnsserver
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
 // TestQueryLogUnderFlood runs the server with the real query log and
 // store: a flood of random names outside our zones adds no row, and a
-// flood of random names inside them adds at most the row limit.
+// flood of random names inside them adds at most the row limit; on each
+// database.
 func TestQueryLogUnderFlood(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) { testQueryLogUnderFlood(t, storetest.Open(t, driver)) })
+}
+
+func testQueryLogUnderFlood(t *testing.T, st *store.Store) {
 	const flood, perSecond = 1500, 100
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "mailsec.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	qlog := store.NewDNSQueryLog(st, nil, 20000, 0)
 	qlog.SetLimits(store.DNSQueryLogLimits{RowsPerSecond: perSecond})
 	logCtx, stopLog := context.WithCancel(context.Background())

@@ -66,6 +66,7 @@ type Server struct {
 	maxAmplification int
 
 	rrlSlipped, rrlDropped, tcpRefused, amplificationCut atomic.Int64
+	queries                                              queryCounts
 }
 
 // Limited counts what the server's limits withheld since it started: UDP
@@ -129,11 +130,12 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	}
 }
 
-// record hands one answered query for a name in our zones to the query
-// log. Queries for other names (answered REFUSED: not ours, and we do not
+// record counts one answered query (Queries) and hands it, if for a name
+// in our zones, to the query log. Queries for other names (answered REFUSED: not ours, and we do not
 // recurse) are evidence of nothing a test asks about, and random names
 // from spoofed sources would otherwise cost a row each.
 func (s *Server) record(now time.Time, client netip.AddrPort, tcp bool, name string, qtype uint16, do bool, ecs string, rcode int) {
+	s.queries.add(qtype, rcode)
 	if s.rec == nil || s.auth.Snapshot(now).Find(name) == nil {
 		return
 	}

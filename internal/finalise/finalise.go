@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/periodic"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resultmail"
@@ -35,10 +36,6 @@ type Options struct {
 	// otherwise tests are still finalised and the page says why no mail
 	// came.
 	MailEnabled bool
-	// DNS answers the SPF look-ups of the mail decision and of whether the
-	// test authenticated its sender (only such tests feed the provider
-	// table). Required when MailEnabled; without it only DKIM counts.
-	DNS resultmail.DNS
 	// Interval is the loop's period; 0 means 10s.
 	Interval time.Duration
 	// PassLimit bounds the tests one pass looks at (0: 1,000) and PassTime
@@ -62,24 +59,11 @@ func New(o Options) (*Finaliser, error) {
 	if o.Store == nil || o.Evidence.Store == nil {
 		return nil, errors.New("finalise: no store")
 	}
-	if o.MailEnabled && o.DNS == nil {
-		return nil, errors.New("finalise: result mails need DNS for SPF")
-	}
-	if o.Interval <= 0 {
-		o.Interval = 10 * time.Second
-	}
-	if o.PassLimit <= 0 {
-		o.PassLimit = defaultPassLimit
-	}
-	if o.PassTime <= 0 {
-		o.PassTime = defaultPassTime
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	option.Positive(&o.Interval, 10*time.Second)
+	option.Positive(&o.PassLimit, defaultPassLimit)
+	option.Positive(&o.PassTime, defaultPassTime)
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	return &Finaliser{o: o, rules: o.Evidence.Rules.WithDefaults(), log: o.Logger}, nil
 }
 
@@ -219,15 +203,7 @@ func (f *Finaliser) finalise(ctx context.Context, t store.Test, force bool) (don
 			return false, time.Time{}, err
 		}
 	}
-	d, err := resultmail.Decide(ctx, resultmail.DecideInput{Enabled: f.o.MailEnabled, DNS: f.o.DNS, Test: t,
-		Connections: obs.Connections, Now: now, RetryFor: 2 * f.rules.Quiet})
-	if errors.Is(err, resultmail.ErrUndecided) {
-		f.log.Debug("results: SPF temporarily failed; retrying", "test", t.ID, "err", err)
-		return false, now.Add(f.o.Interval), nil
-	}
-	if err != nil {
-		return false, time.Time{}, err
-	}
+	d := resultmail.Decide(resultmail.DecideInput{Enabled: f.o.MailEnabled, Test: t, Connections: obs.Connections})
 	vj, err := json.Marshal(v)
 	if err != nil {
 		return false, time.Time{}, err

@@ -3,7 +3,6 @@ package finalise_test
 import (
 	"encoding/json"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,9 +11,11 @@ import (
 
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/finalise"
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
 
@@ -29,14 +30,10 @@ type fixture struct {
 	now time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, driver string) *fixture {
 	t.Helper()
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	f := &fixture{st: st, dns: peertest.StartDNS(t), now: t0.Add(30 * time.Minute)}
+	var err error
+	f := &fixture{st: storetest.Open(t, driver), dns: peertest.StartDNS(t), now: t0.Add(30 * time.Minute)}
 	if f.res, err = resolver.New(f.dns.Addr); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +46,7 @@ func (f *fixture) finaliser(t *testing.T, mail bool) *finalise.Finaliser {
 	o := finalise.Options{Store: f.st, Evidence: evidence.Gatherer{Store: f.st, Rules: evidence.Rules{Quiet: 10 * time.Minute, TestExpiry: 24 * time.Hour}},
 		Now: func() time.Time { return f.now }}
 	if mail {
-		o.MailEnabled, o.DNS = true, f.res
+		o.MailEnabled = true
 	}
 	fin, err := finalise.New(o)
 	if err != nil {
@@ -75,6 +72,12 @@ func (f *fixture) addConn(t *testing.T, c store.SMTPConnection) {
 		c.Client = netip.MustParseAddrPort("192.0.2.7:40000")
 	}
 	c.EHLO = "mta.user.example"
+	if c.MailFrom != "" && c.Authentication == nil {
+		// What smtpd does when the mail arrives: one evaluation, stored.
+		a := mailauth.Evaluate(t.Context(), f.res, mailauth.Envelope{Client: c.Client.Addr(), HELO: c.EHLO, MailFrom: c.MailFrom},
+			[]byte("From: <"+c.MailFrom+">\r\n\r\nbody\r\n"), c.Signatures)
+		c.Authentication = &a
+	}
 	if err := f.st.InsertConnection(t.Context(), &c); err != nil {
 		t.Fatal(err)
 	}
@@ -87,108 +90,108 @@ func delivered(id string, p int, at time.Time) store.SMTPConnection {
 }
 
 func TestFinaliseTiesBeforeFreezing(t *testing.T) {
-	f := newFixture(t)
-	fin := f.finaliser(t, false)
-	tt := f.addTest(t, store.Test{ID: "tie", Created: t0, Updated: t0, Kind: store.TestToken, Sender: userAddr, State: store.TestAcked, Acked: t0.Add(2 * time.Minute)})
-	f.addConn(t, delivered("tie", 4, t0.Add(time.Minute)))
-	// A refused persona 5 of the same client, before any RCPT (untied);
-	// and one of another client, which stays untied.
-	refused := store.SMTPConnection{Started: t0.Add(90 * time.Second), Persona: 5, CertPersona: 5, SNI: "mx5.a.mailtest.example", STARTTLSOffered: true, State: store.StateSniSeen}
-	f.addConn(t, refused)
-	refused.Client = netip.MustParseAddrPort("198.51.100.1:1")
-	f.addConn(t, refused)
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		fin := f.finaliser(t, false)
+		tt := f.addTest(t, store.Test{ID: "tie", Created: t0, Updated: t0, Kind: store.TestToken, Sender: userAddr, State: store.TestAcked, Acked: t0.Add(2 * time.Minute)})
+		f.addConn(t, delivered("tie", 4, t0.Add(time.Minute)))
+		// A refused persona 5 of the same client, before any RCPT (untied);
+		// and one of another client, which stays untied.
+		refused := store.SMTPConnection{Started: t0.Add(90 * time.Second), Persona: 5, CertPersona: 5, SNI: "mx5.a.mailtest.example", STARTTLSOffered: true, State: store.StateSniSeen}
+		f.addConn(t, refused)
+		refused.Client = netip.MustParseAddrPort("198.51.100.1:1")
+		f.addConn(t, refused)
 
-	ok, err := fin.Finalise(t.Context(), tt, false)
-	if err != nil || !ok {
-		t.Fatalf("finalised %v, %v", ok, err)
-	}
-	conns, err := f.st.Connections(t.Context(), store.ConnectionFilter{TestID: "tie"})
-	if err != nil || len(conns) != 2 {
-		t.Fatalf("the test has %d connections (%v), want its own and the tied one", len(conns), err)
-	}
-	r, err := f.st.Result(t.Context(), "tie")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v verdict.Verdict
-	if err := json.Unmarshal(r.Verdict, &v); err != nil {
-		t.Fatal(err)
-	}
-	if v.Seen["persona 5"] != "R" {
-		t.Errorf("the frozen verdict does not see the tied refusal: %v", v.Seen)
-	}
-	if r.MailState != store.MailNone || !strings.Contains(r.MailReason, "turned off") {
-		t.Errorf("mail %s %q, want none: turned off", r.MailState, r.MailReason)
-	}
-	if tt, _ := f.st.Test(t.Context(), "tie"); tt.State != store.TestFinal {
-		t.Errorf("test state %s", tt.State)
-	}
-	// Once final, it stays as frozen.
-	if ok, err := fin.Finalise(t.Context(), tt, true); ok || err != nil {
-		t.Errorf("finalised twice: %v %v", ok, err)
-	}
+		ok, err := fin.Finalise(t.Context(), tt, false)
+		if err != nil || !ok {
+			t.Fatalf("finalised %v, %v", ok, err)
+		}
+		conns, err := f.st.Connections(t.Context(), store.ConnectionFilter{TestID: "tie"})
+		if err != nil || len(conns) != 2 {
+			t.Fatalf("the test has %d connections (%v), want its own and the tied one", len(conns), err)
+		}
+		r, err := f.st.Result(t.Context(), "tie")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v verdict.Verdict
+		if err := json.Unmarshal(r.Verdict, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.Seen["persona 5"] != "R" {
+			t.Errorf("the frozen verdict does not see the tied refusal: %v", v.Seen)
+		}
+		if r.MailState != store.MailNone || !strings.Contains(r.MailReason, "turned off") {
+			t.Errorf("mail %s %q, want none: turned off", r.MailState, r.MailReason)
+		}
+		if tt, _ := f.st.Test(t.Context(), "tie"); tt.State != store.TestFinal {
+			t.Errorf("test state %s", tt.State)
+		}
+		// Once final, it stays as frozen.
+		if ok, err := fin.Finalise(t.Context(), tt, true); ok || err != nil {
+			t.Errorf("finalised twice: %v %v", ok, err)
+		}
+	})
 }
 
 func TestFinaliseDue(t *testing.T) {
-	f := newFixture(t)
-	fin := f.finaliser(t, true)
-	// Acknowledged and quiet: final; SPF passes, so the mail is pending.
-	f.addTest(t, store.Test{ID: "done", Created: t0, Updated: t0, Kind: store.TestToken, Sender: userAddr, State: store.TestAcked, Acked: t0.Add(2 * time.Minute)})
-	f.addConn(t, delivered("done", 4, t0.Add(time.Minute)))
-	// Answered 451 a minute ago: not quiet yet.
-	f.addTest(t, store.Test{ID: "busy", Created: t0, Updated: t0, Kind: store.TestToken, Sender: userAddr, State: store.TestOpen})
-	c := delivered("busy", 4, f.now.Add(-time.Minute))
-	c.State = store.StateMail
-	f.addConn(t, c)
-	// Nothing yet.
-	f.addTest(t, store.Test{ID: "empty", Created: t0, Updated: t0, Kind: store.TestToken, State: store.TestOpen})
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		fin := f.finaliser(t, true)
+		// Acknowledged and quiet: final; SPF passes, so the mail is pending.
+		f.addTest(t, store.Test{ID: "done", Created: t0, Updated: t0, Kind: store.TestToken, Sender: userAddr, State: store.TestAcked, Acked: t0.Add(2 * time.Minute)})
+		f.addConn(t, delivered("done", 4, t0.Add(time.Minute)))
+		// Answered 451 a minute ago: not quiet yet.
+		f.addTest(t, store.Test{ID: "busy", Created: t0, Updated: t0, Kind: store.TestToken, Sender: userAddr, State: store.TestOpen})
+		c := delivered("busy", 4, f.now.Add(-time.Minute))
+		c.State = store.StateMail
+		f.addConn(t, c)
+		// Nothing yet.
+		f.addTest(t, store.Test{ID: "empty", Created: t0, Updated: t0, Kind: store.TestToken, State: store.TestOpen})
 
-	n, err := fin.FinaliseDue(t.Context())
-	if err != nil || n != 1 {
-		t.Fatalf("finalised %d (%v), want 1", n, err)
-	}
-	r, err := f.st.Result(t.Context(), "done")
-	if err != nil || r.MailState != store.MailPending || r.Recipient != userAddr || !r.Next.Equal(f.now) || !strings.Contains(r.MailReason, "SPF pass") {
-		t.Fatalf("result %+v %v", r, err)
-	}
-	for _, id := range []string{"busy", "empty"} {
-		if _, err := f.st.Result(t.Context(), id); err == nil {
-			t.Errorf("%s finalised", id)
+		n, err := fin.FinaliseDue(t.Context())
+		if err != nil || n != 1 {
+			t.Fatalf("finalised %d (%v), want 1", n, err)
 		}
-	}
-	// A day later (test_expiry) everything is final.
-	f.now = f.now.Add(24 * time.Hour)
-	if n, err := fin.FinaliseDue(t.Context()); err != nil || n != 2 {
-		t.Fatalf("after the expiry: %d %v", n, err)
-	}
+		r, err := f.st.Result(t.Context(), "done")
+		if err != nil || r.MailState != store.MailPending || r.Recipient != userAddr || !r.Next.Equal(f.now) || !strings.Contains(r.MailReason, "SPF pass") {
+			t.Fatalf("result %+v %v", r, err)
+		}
+		for _, id := range []string{"busy", "empty"} {
+			if _, err := f.st.Result(t.Context(), id); err == nil {
+				t.Errorf("%s finalised", id)
+			}
+		}
+		// A day later (test_expiry) everything is final.
+		f.now = f.now.Add(24 * time.Hour)
+		if n, err := fin.FinaliseDue(t.Context()); err != nil || n != 2 {
+			t.Fatalf("after the expiry: %d %v", n, err)
+		}
+	})
 }
 
-func TestFinaliseWaitsOutSPFTempError(t *testing.T) {
-	f := newFixture(t)
-	f.dns.Fail("user.example", "TXT", dns.RcodeServerFailure)
-	fin := f.finaliser(t, true)
-	tt := f.addTest(t, store.Test{ID: "temp", Created: t0, Updated: t0, Kind: store.TestToken, Sender: userAddr, State: store.TestAcked, Acked: t0.Add(2 * time.Minute)})
-	f.addConn(t, delivered("temp", 4, t0.Add(time.Minute)))
-	f.now = t0.Add(15 * time.Minute) // quiet, but within twice the quiet time
-	if ok, err := fin.Finalise(t.Context(), tt, false); ok || err != nil {
-		t.Fatalf("finalised during a temperror: %v %v", ok, err)
-	}
-	f.now = t0.Add(25 * time.Minute)
-	if ok, err := fin.Finalise(t.Context(), tt, false); !ok || err != nil {
-		t.Fatalf("not finalised after twice the quiet time: %v %v", ok, err)
-	}
-	r, _ := f.st.Result(t.Context(), "temp")
-	if r.MailState != store.MailWithheld || !strings.Contains(r.MailReason, "temperror") {
-		t.Fatalf("result %+v", r)
-	}
+// TestFinaliseSPFTempError: SPF is evaluated once, when the mail came; a
+// temperror then withholds the result mail and says why.
+func TestFinaliseSPFTempError(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		f.dns.Fail("user.example", "TXT", dns.RcodeServerFailure)
+		fin := f.finaliser(t, true)
+		tt := f.addTest(t, store.Test{ID: "temp", Created: t0, Updated: t0, Kind: store.TestToken, Sender: userAddr, State: store.TestAcked, Acked: t0.Add(2 * time.Minute)})
+		f.addConn(t, delivered("temp", 4, t0.Add(time.Minute)))
+		f.now = t0.Add(15 * time.Minute)
+		if ok, err := fin.Finalise(t.Context(), tt, false); !ok || err != nil {
+			t.Fatalf("not finalised: %v %v", ok, err)
+		}
+		r, _ := f.st.Result(t.Context(), "temp")
+		if r.MailState != store.MailWithheld || !strings.Contains(r.MailReason, "SPF temperror for user.example") {
+			t.Fatalf("result %+v", r)
+		}
+	})
 }
 
 func TestNewChecks(t *testing.T) {
 	if _, err := finalise.New(finalise.Options{}); err == nil {
 		t.Error("no store accepted")
-	}
-	f := newFixture(t)
-	if _, err := finalise.New(finalise.Options{Store: f.st, Evidence: evidence.Gatherer{Store: f.st}, MailEnabled: true}); err == nil {
-		t.Error("mails without DNS accepted")
 	}
 }

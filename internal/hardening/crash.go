@@ -46,7 +46,7 @@ func (s *Suite) unauthenticated(ctx context.Context) Check {
 	}
 	if code := s.sendTestMail(ctx, senderSource(1, 91, 1), "lab@"+providerDomain, genuine.A); code != 250 {
 		bad = append(bad, fmt.Sprintf("the genuine provider test mail got %d", code))
-	} else if _, err := s.waitFinal(ctx, genuine.ID, time.Now().Add(3*time.Minute)); err != nil {
+	} else if _, err := s.waitFinal(ctx, genuine, time.Now().Add(3*time.Minute)); err != nil {
 		bad = append(bad, err.Error())
 	}
 	before, err := s.providerTable(ctx)
@@ -84,7 +84,7 @@ func (s *Suite) unauthenticated(ctx context.Context) Check {
 	deadline := time.Now().Add(3 * time.Minute)
 	states := map[string]string{}
 	for _, p := range ps {
-		t, err := s.waitFinal(ctx, p.test.ID, deadline)
+		t, err := s.waitFinal(ctx, p.test, deadline)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s: %v", p.what, err))
 			continue
@@ -203,7 +203,7 @@ func (s *Suite) crash(ctx context.Context) Check {
 	var notAcked []string
 	var mailsOK, finals int
 	for _, t := range tests {
-		rt, err := s.waitFinal(ctx, t.ID, deadline)
+		rt, err := s.waitFinal(ctx, t.createdTest, deadline)
 		if err != nil {
 			bad = append(bad, err.Error())
 			continue

@@ -327,22 +327,13 @@ func (s *Suite) idleTCP(ctx context.Context) Check {
 // at once with a short deadline.
 func countOpen(conns []net.Conn) int {
 	var open atomic.Int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256)
-	for _, c := range conns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			_, err := c.Read(make([]byte, 1))
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				open.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	fanOut(context.Background(), len(conns), 256, func(i int) {
+		_ = conns[i].SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := conns[i].Read(make([]byte, 1))
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			open.Add(1)
+		}
+	})
 	return int(open.Load())
 }
 

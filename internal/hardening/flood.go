@@ -58,33 +58,44 @@ func (s *Suite) floodConns(a, n int) ([]*net.UDPConn, func(), error) {
 	return conns, closeAll, nil
 }
 
+// floodRows floods the DNS server with names from networks client
+// networks (source addresses 127.base.x.1) at rate queries per second for
+// the suite's flood time, and returns how many queries it sent and how
+// many rows and bytes the query log gained.
+func (s *Suite) floodRows(ctx context.Context, base, networks, rate int, name func(r *rand.Rand) string) (sent int, rows, bytesAdded int64, err error) {
+	before, bytesBefore, err := s.storeStats(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	conns, closeAll, err := s.floodConns(base, networks)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	sent = s.floodNames(ctx, conns, rate, name)
+	closeAll()
+	settle()
+	after, bytesAfter, err := s.storeStats(ctx)
+	if err != nil {
+		return sent, 0, 0, err
+	}
+	return sent, after["dns_queries"] - before["dns_queries"], bytesAfter - bytesBefore, nil
+}
+
 // settle waits for the query log's writer to flush what it buffered.
 func settle() { time.Sleep(2 * time.Second) }
 
 // outOfZoneFlood: random names outside the zones, from many networks —
 // answered REFUSED and never stored: the query log gains no row.
 func (s *Suite) outOfZoneFlood(ctx context.Context) Check {
-	before, bytesBefore, err := s.storeStats(ctx)
+	sent, rows, bytesAdded, err := s.floodRows(ctx, 71, 64, s.Sizes.FloodRate, func(r *rand.Rand) string { return randomLabel(r) + ".flood-target.example." })
 	if err != nil {
 		return result([]string{err.Error()}, nil, "")
 	}
-	conns, closeAll, err := s.floodConns(71, 64)
-	if err != nil {
-		return result([]string{err.Error()}, nil, "")
-	}
-	sent := s.floodNames(ctx, conns, s.Sizes.FloodRate, func(r *rand.Rand) string { return randomLabel(r) + ".flood-target.example." })
-	closeAll()
-	settle()
-	after, bytesAfter, err := s.storeStats(ctx)
-	if err != nil {
-		return result([]string{err.Error()}, nil, "")
-	}
-	rows := after["dns_queries"] - before["dns_queries"]
 	var bad []string
 	if rows != 0 {
 		bad = append(bad, fmt.Sprintf("%d query log rows added", rows))
 	}
-	return result(bad, map[string]any{"queries": sent, "seconds_flooded": s.Sizes.FloodSeconds, "rows_added": rows, "bytes_added": bytesAfter - bytesBefore},
+	return result(bad, map[string]any{"queries": sent, "seconds_flooded": s.Sizes.FloodSeconds, "rows_added": rows, "bytes_added": bytesAdded},
 		fmt.Sprintf("%d out-of-zone queries in %d s: %d rows added", sent, s.Sizes.FloodSeconds, rows))
 }
 
@@ -112,30 +123,18 @@ func (s *Suite) inZoneFlood(ctx context.Context) Check {
 		// Many networks, faster than the total rate: within it.
 		{"many_networks", 64, 3 * s.Sizes.FloodRate, total * (secs + 1)},
 	} {
-		before, bytesBefore, err := s.storeStats(ctx)
+		sent, rows, bytesAdded, err := s.floodRows(ctx, 72+phase.networks%2, phase.networks, phase.rate, inZone)
 		if err != nil {
 			return result([]string{err.Error()}, nil, "")
 		}
-		conns, closeAll, err := s.floodConns(72+phase.networks%2, phase.networks)
-		if err != nil {
-			return result([]string{err.Error()}, nil, "")
-		}
-		sent := s.floodNames(ctx, conns, phase.rate, inZone)
-		closeAll()
-		settle()
-		after, bytesAfter, err := s.storeStats(ctx)
-		if err != nil {
-			return result([]string{err.Error()}, nil, "")
-		}
-		rows := after["dns_queries"] - before["dns_queries"]
 		figures[phase.name+"_queries"] = sent
 		figures[phase.name+"_rows_added"] = rows
-		figures[phase.name+"_bytes_added"] = bytesAfter - bytesBefore
+		figures[phase.name+"_bytes_added"] = bytesAdded
 		if rows > phase.limit {
 			bad = append(bad, fmt.Sprintf("%s: %d rows for %d queries in %d s, limit %d", phase.name, rows, sent, secs, phase.limit))
 		}
 		if rows > 0 {
-			figures[phase.name+"_bytes_per_row"] = (bytesAfter - bytesBefore) / rows
+			figures[phase.name+"_bytes_per_row"] = bytesAdded / rows
 		}
 	}
 	return result(bad, figures, fmt.Sprintf("in-zone random names for %d s: one client added %v rows (limit %d/s), 64 networks %v rows (limit %d/s)",

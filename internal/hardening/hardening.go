@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/config"
@@ -196,6 +197,7 @@ func checks() []check {
 		{"R1 relay", (*Suite).relay},
 		{"R1 unauthenticated", (*Suite).unauthenticated},
 		{"R1 SSRF canaries", (*Suite).ssrf},
+		{"R1 owner token", (*Suite).ownerKey},
 		{"R2 connection caps", (*Suite).connectionCaps},
 		{"R2 slow DATA", (*Suite).slowData},
 		{"R2 idle and NOOP holders", (*Suite).holders},
@@ -285,4 +287,22 @@ func (s *Suite) storeStats(ctx context.Context) (tables map[string]int64, bytes 
 		return nil, 0, fmt.Errorf("mailsec store stats: %w", err)
 	}
 	return st.Tables, st.Bytes, nil
+}
+
+// fanOut runs do(i) for i = 0 … n-1, at most width at a time, and returns
+// when every call it started has returned. It starts no more calls once
+// ctx ends, so every load loop of the suite is bounded in count and time.
+func fanOut(ctx context.Context, n, width int, do func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, width)
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			do(i)
+		}()
+	}
+	wg.Wait()
 }

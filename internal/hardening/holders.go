@@ -98,44 +98,35 @@ func (s *Suite) eventStreams(ctx context.Context) Check {
 		return result([]string{err.Error()}, nil, "")
 	}
 	n := s.Sizes.EventStreams
-	url := strings.TrimSuffix(s.Env.Web, "/") + "/t/" + t.ID + "/events"
+	url := strings.TrimSuffix(s.Env.Web, "/") + "/t/" + t.Key + "/events"
 	var open, refused, failed atomic.Int64
 	var bodies sync.Map
-	var wg sync.WaitGroup
 	sctx, stop := context.WithCancel(ctx)
-	sem := make(chan struct{}, 64)
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			req, err := http.NewRequestWithContext(sctx, http.MethodGet, url, nil)
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			c := httpFrom(source(93+i/40000, (i/200)%200, 1+i%200))
-			c.Timeout = 0
-			resp, err := c.Do(req)
-			if err != nil {
-				failed.Add(1)
-				return
-			}
-			switch resp.StatusCode {
-			case http.StatusOK:
-				open.Add(1)
-				bodies.Store(i, resp.Body) // held open until stop
-			case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-				refused.Add(1)
-				resp.Body.Close()
-			default:
-				failed.Add(1)
-				resp.Body.Close()
-			}
-		}()
-	}
-	wg.Wait()
+	fanOut(ctx, n, 64, func(i int) {
+		req, err := http.NewRequestWithContext(sctx, http.MethodGet, url, nil)
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		c := httpFrom(source(93+i/40000, (i/200)%200, 1+i%200))
+		c.Timeout = 0
+		resp, err := c.Do(req)
+		if err != nil {
+			failed.Add(1)
+			return
+		}
+		switch resp.StatusCode {
+		case http.StatusOK:
+			open.Add(1)
+			bodies.Store(i, resp.Body) // held open until stop
+		case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+			refused.Add(1)
+			resp.Body.Close()
+		default:
+			failed.Add(1)
+			resp.Body.Close()
+		}
+	})
 	// The home page, while the streams are open.
 	var worst time.Duration
 	homeOK := true

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -48,7 +47,7 @@ func (s *Suite) junkThenReal(ctx context.Context) Check {
 	if code := s.sendTestMail(ctx, senderSource(2, 1, 1), from, real.A); code != 250 {
 		bad = append(bad, fmt.Sprintf("the real test mail got %d", code))
 	}
-	t, err := s.waitFinal(ctx, real.ID, time.Now().Add(3*time.Minute))
+	t, err := s.waitFinal(ctx, real, time.Now().Add(3*time.Minute))
 	if err != nil {
 		bad = append(bad, "the real test: "+err.Error())
 	} else if t.Report.Policy != "none" {
@@ -73,33 +72,24 @@ func (s *Suite) junkThenReal(ctx context.Context) Check {
 // how many were answered.
 func (s *Suite) junkFetches(ctx context.Context, n int) (sent, answered int64) {
 	host, _, _ := net.SplitHostPort(s.Env.PolicyHost.String())
-	var wg sync.WaitGroup
 	var ok, tried atomic.Int64
-	sem := make(chan struct{}, 32)
 	paths := []string{"/.well-known/mta-sts.txt", "/.well-known/mta-sts.txt", "/.well-known/mta-sts.txt", "/", "/wp-login.php", "/.well-known/mta-sts.txt?x=1"}
-	for i := 0; i < n && ctx.Err() == nil; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			src := source(87+i/60000, (i/200)%250, 1+i%200)
-			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 5 * time.Second}
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true,
-				TLSClientConfig: &tls.Config{ServerName: "mta-sts." + strings.TrimSuffix(s.Env.ZoneA, "."), InsecureSkipVerify: true}}} //nolint:gosec // junk
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(host, fmt.Sprint(s.Env.PolicyHost.Port()))+paths[i%len(paths)], nil)
-			if err != nil {
-				return
-			}
-			req.Host = "mta-sts." + strings.TrimSuffix(s.Env.ZoneA, ".")
-			tried.Add(1)
-			if resp, err := c.Do(req); err == nil {
-				resp.Body.Close()
-				ok.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	fanOut(ctx, n, 32, func(i int) {
+		src := source(87+i/60000, (i/200)%250, 1+i%200)
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 5 * time.Second}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{ServerName: "mta-sts." + strings.TrimSuffix(s.Env.ZoneA, "."), InsecureSkipVerify: true}}} //nolint:gosec // junk
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+net.JoinHostPort(host, fmt.Sprint(s.Env.PolicyHost.Port()))+paths[i%len(paths)], nil)
+		if err != nil {
+			return
+		}
+		req.Host = "mta-sts." + strings.TrimSuffix(s.Env.ZoneA, ".")
+		tried.Add(1)
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			ok.Add(1)
+		}
+	})
 	return tried.Load(), ok.Load()
 }
 
@@ -108,31 +98,22 @@ func (s *Suite) junkFetches(ctx context.Context, n int) (sent, answered int64) {
 // its caps of open fixed tests and refuses the rest at RCPT.
 func (s *Suite) junkFixedTests(ctx context.Context, n int) (tried, accepted, refused int64) {
 	rcpt := "test@" + strings.TrimSuffix(s.Env.ZoneA, ".")
-	var wg sync.WaitGroup
 	var a, r, t atomic.Int64
-	sem := make(chan struct{}, 32)
-	for i := 0; i < n && ctx.Err() == nil; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sess, err := dialSMTP(ctx, source(90, 1, 1+i%10), s.Env.SMTP)
-			if err != nil {
-				return
-			}
-			defer sess.close()
-			t.Add(1)
-			sess.cmd("EHLO junk.example")
-			sess.cmd("MAIL FROM:<forged%d-%s@victim%d.example>", i, runID(), i%7)
-			switch code, _, _ := sess.cmd("RCPT TO:<%s>", rcpt); {
-			case code == 250:
-				a.Add(1)
-			case code >= 400:
-				r.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	fanOut(ctx, n, 32, func(i int) {
+		sess, err := dialSMTP(ctx, source(90, 1, 1+i%10), s.Env.SMTP)
+		if err != nil {
+			return
+		}
+		defer sess.close()
+		t.Add(1)
+		sess.cmd("EHLO junk.example")
+		sess.cmd("MAIL FROM:<forged%d-%s@victim%d.example>", i, runID(), i%7)
+		switch code, _, _ := sess.cmd("RCPT TO:<%s>", rcpt); {
+		case code == 250:
+			a.Add(1)
+		case code >= 400:
+			r.Add(1)
+		}
+	})
 	return t.Load(), a.Load(), r.Load()
 }

@@ -93,39 +93,30 @@ func (s *Suite) connectionCaps(ctx context.Context) Check {
 	// their first reply.
 	hold := func(n int, src func(i int) netip.Addr) (open []net.Conn, refused, failed int) {
 		var mu sync.Mutex
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 64)
-		for i := range n {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src(i).AsSlice()}, Timeout: 5 * time.Second}
-				c, err := d.DialContext(ctx, "tcp", s.Env.SMTP.String())
-				if err != nil {
-					mu.Lock()
-					failed++
-					mu.Unlock()
-					return
-				}
-				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				line, err := bufio.NewReader(c).ReadString('\n')
+		fanOut(ctx, n, 64, func(i int) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src(i).AsSlice()}, Timeout: 5 * time.Second}
+			c, err := d.DialContext(ctx, "tcp", s.Env.SMTP.String())
+			if err != nil {
 				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil && strings.HasPrefix(line, "220"):
-					open = append(open, c)
-				case err == nil && strings.HasPrefix(line, "421"):
-					refused++
-					c.Close()
-				default:
-					failed++
-					c.Close()
-				}
-			}()
-		}
-		wg.Wait()
+				failed++
+				mu.Unlock()
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && strings.HasPrefix(line, "220"):
+				open = append(open, c)
+			case err == nil && strings.HasPrefix(line, "421"):
+				refused++
+				c.Close()
+			default:
+				failed++
+				c.Close()
+			}
+		})
 		return open, refused, failed
 	}
 	closeAll := func(cs []net.Conn) {

@@ -91,9 +91,10 @@ type apiTest struct {
 	} `json:"report"`
 }
 
-// createdTest is a test made through the API.
+// createdTest is a test made through the API, with its owner key (the
+// test's routes answer only to it).
 type createdTest struct {
-	ID, A string
+	ID, A, Key string
 }
 
 // httpFrom is an HTTP client whose connections come from src: the web's
@@ -115,23 +116,26 @@ func (s *Suite) createTest(ctx context.Context, src netip.Addr) (createdTest, er
 	}
 	defer resp.Body.Close()
 	var t struct {
-		ID string `json:"id"`
-		A  string `json:"address_a"`
+		ID  string `json:"id"`
+		A   string `json:"address_a"`
+		Key string `json:"owner_key"`
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode != http.StatusCreated || json.Unmarshal(body, &t) != nil || t.A == "" {
 		return createdTest{}, fmt.Errorf("POST /api/v1/tests: %s %.200s", resp.Status, body)
 	}
-	return createdTest{ID: t.ID, A: t.A}, nil
+	return createdTest{ID: t.ID, A: t.A, Key: t.Key}, nil
 }
 
-// readTest reads a test through the API.
-func (s *Suite) readTest(ctx context.Context, id string) (apiTest, error) {
+// readTest reads a test through the API, with its owner key.
+func (s *Suite) readTest(ctx context.Context, ct createdTest) (apiTest, error) {
 	var t apiTest
+	id := ct.ID
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.Env.Web, "/")+"/api/v1/tests/"+id, nil)
 	if err != nil {
 		return t, err
 	}
+	req.Header.Set("Authorization", "Bearer "+ct.Key)
 	resp, err := httpFrom(source(81, 1, 1)).Do(req)
 	if err != nil {
 		return t, err
@@ -203,9 +207,10 @@ func runID() string {
 
 // waitFinal polls a test until it is final and its result mail is no
 // longer pending, or the deadline; it returns the last reading.
-func (s *Suite) waitFinal(ctx context.Context, id string, deadline time.Time) (apiTest, error) {
+func (s *Suite) waitFinal(ctx context.Context, ct createdTest, deadline time.Time) (apiTest, error) {
+	id := ct.ID
 	for {
-		t, err := s.readTest(ctx, id)
+		t, err := s.readTest(ctx, ct)
 		if err == nil && t.Report.Final && t.Report.Mail != nil && t.Report.Mail.State != "pending" && t.Report.Mail.State != "" {
 			return t, nil
 		}

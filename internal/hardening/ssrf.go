@@ -87,7 +87,7 @@ func (s *Suite) ssrf(ctx context.Context) Check {
 	}
 	mailState, mailReason := "", ""
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
-		rt, err := s.readTest(ctx, t.ID)
+		rt, err := s.readTest(ctx, t)
 		if err != nil || !rt.Report.Final || rt.Report.Mail == nil {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"log/slog"
 	"net"
@@ -79,24 +80,14 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
-	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 8
-	}
+	option.Positive(&o.Timeout, 30*time.Second)
+	option.Positive(&o.Concurrency, 8)
 	if o.HELO == "" {
 		o.HELO = "mailsec.invalid"
 	}
-	if o.StepTimeout <= 0 {
-		o.StepTimeout = 15 * time.Second
-	}
-	if o.MaxHosts <= 0 {
-		o.MaxHosts = 10
-	}
-	if o.MaxAddresses <= 0 {
-		o.MaxAddresses = 4
-	}
+	option.Positive(&o.StepTimeout, 15*time.Second)
+	option.Positive(&o.MaxHosts, 10)
+	option.Positive(&o.MaxAddresses, 4)
 	if o.Port == 0 {
 		o.Port = 25
 	}
@@ -113,12 +104,8 @@ func (o *Options) defaults() {
 	if o.DialHTTPS == nil {
 		o.DialHTTPS = d.DialContext
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 }
 
 // LoadRoots reads the PEM certificates of a roots file (a lab CA).

@@ -12,6 +12,7 @@ import (
 	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
+	"github.com/mailsec/mailsec/internal/option"
 )
 
 // Runner checks the sender domain of every outbound test in the
@@ -91,24 +92,12 @@ const (
 
 // NewRunner returns a runner; start its workers with Run.
 func NewRunner(o RunnerOptions) *Runner {
-	if o.Parallel <= 0 {
-		o.Parallel = 2
-	}
-	if o.Queue <= 0 {
-		o.Queue = 64
-	}
-	if o.PerHour <= 0 {
-		o.PerHour = 120
-	}
-	if o.CacheTTL <= 0 {
-		o.CacheTTL = time.Hour
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	option.Positive(&o.Parallel, 2)
+	option.Positive(&o.Queue, 64)
+	option.Positive(&o.PerHour, 120)
+	option.Positive(&o.CacheTTL, time.Hour)
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	if o.check == nil {
 		o.check = Check
 	}

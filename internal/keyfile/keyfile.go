@@ -110,6 +110,12 @@ func LoadOrCreate(path string, generate func() (crypto.Signer, error)) (crypto.S
 			return nil, err
 		}
 	}
+	return ReadSigner(path)
+}
+
+// ReadSigner reads a PKCS#8 private key from a PEM file; a missing file is
+// an error wrapping fs.ErrNotExist (nothing is created).
+func ReadSigner(path string) (crypto.Signer, error) {
 	block, err := ReadPEM(path)
 	if err != nil {
 		return nil, err

@@ -5,9 +5,12 @@ package listen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"time"
 )
 
 // All opens one listener per address with open, in order. If one fails it
@@ -42,4 +45,29 @@ func TCP(ctx context.Context, owner string, addrs []string) ([]net.Listener, err
 		}
 		return l, nil
 	})
+}
+
+// HTTP serves srv on every listener until ctx ends, then shuts it down,
+// giving the requests in flight grace to finish (what is still running
+// after that is cut off; event streams end with ctx anyway). A listener
+// that fails ends all of them, and its error is returned.
+func HTTP(ctx context.Context, srv *http.Server, ls []net.Listener, grace time.Duration) error {
+	errc := make(chan error, len(ls))
+	for _, l := range ls {
+		go func() { errc <- srv.Serve(l) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			srv.Close()
+			return err
+		}
+	}
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
 }

@@ -1,14 +1,18 @@
 // Package metrics serves the operator's Prometheus metrics: the Go runtime
-// and the process (goroutines, memory, descriptors), and what the
-// listeners hold and refused (SMTP connections and their caps, the DATA
-// memory budget, DNS response rate limiting and TCP caps). It listens on
-// its own addresses (metrics.listen, none by default), never on the public
-// web UI's: the figures tell an attacker how close a cap is.
+// and the process (goroutines, memory, descriptors); what the listeners
+// hold, refused and answered (SMTP connections and their caps, the DATA
+// memory budget, acknowledgements, DNS queries by type and rcode, response
+// rate limiting and TCP caps); the store's write latency; and the rows the
+// store holds (tests by state, final verdicts, result mails, connections
+// by persona and state, policy fetches, inbound checks, scans). Beside
+// /metrics it serves the health probes (package health).
+//
+// It listens on its own addresses (metrics.listen, none by default), never
+// on the public web UI's: the figures tell an attacker how close a cap is.
 package metrics
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,17 +23,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mailsec/mailsec/internal/dnsserver"
+	"github.com/mailsec/mailsec/internal/health"
+	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/smtpd"
+	"github.com/mailsec/mailsec/internal/store"
 )
 
 // Sources are the parts whose figures are exported; nil ones are left out.
 type Sources struct {
-	SMTP *smtpd.Server
-	DNS  *dnsserver.Server
+	SMTP  *smtpd.Server
+	DNS   *dnsserver.Server
+	Store *store.Store
+	// Log receives the failures of the store's counts (the scrape then
+	// shows mailsec_store_counts_up 0 instead of failing whole).
+	Log *slog.Logger
 }
 
 // NewRegistry returns a registry (not Prometheus's global one) with the
-// runtime, process and listener collectors.
+// runtime, process, listener and store collectors.
 func NewRegistry(src Sources) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -45,35 +56,34 @@ func NewRegistry(src Sources) *prometheus.Registry {
 		counter("smtp_connections_refused_total", "SMTP connections answered 421 at the connection caps.", func() float64 { return float64(s.Stats().Refused) })
 		gauge("smtp_data_bytes_held", "Bytes the DATA phases hold now (smtp.data_memory_budget).", func() float64 { return float64(s.Stats().DataBytesHeld) })
 		counter("smtp_panics_total", "Panics recovered in SMTP sessions.", func() float64 { return float64(s.Stats().Panics) })
+		reg.MustRegister(acknowledgements{s})
 	}
 	if d := src.DNS; d != nil {
 		counter("dns_rrl_slipped_total", "UDP answers sent truncated by response rate limiting.", func() float64 { return float64(d.Limited().RRLSlipped) })
 		counter("dns_rrl_dropped_total", "UDP answers dropped by response rate limiting.", func() float64 { return float64(d.Limited().RRLDropped) })
 		counter("dns_amplification_cut_total", "UDP answers sent truncated by the amplification cap.", func() float64 { return float64(d.Limited().AmplificationCut) })
 		counter("dns_tcp_refused_total", "DNS TCP connections closed at accept by the connection caps.", func() float64 { return float64(d.Limited().TCPRefused) })
+		reg.MustRegister(dnsQueries{d})
+	}
+	if st := src.Store; st != nil {
+		log := src.Log
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		reg.MustRegister(st.WriteSeconds(), storeCounts{st, log})
 	}
 	return reg
 }
 
-// Serve answers GET /metrics on ls until ctx ends.
-func Serve(ctx context.Context, reg *prometheus.Registry, ls []net.Listener, log *slog.Logger) error {
+// Serve answers GET /metrics, and the probes of ready (if not nil), on ls
+// until ctx ends.
+func Serve(ctx context.Context, reg *prometheus.Registry, ready *health.Checker, ls []net.Listener, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	if ready != nil {
+		ready.Register(mux)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, len(ls))
-	for _, l := range ls {
-		go func() { errc <- srv.Serve(l) }()
-	}
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			srv.Close()
-			return err
-		}
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdown)
+	return listen.HTTP(ctx, srv, ls, 5*time.Second)
 }

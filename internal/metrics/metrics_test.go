@@ -17,7 +17,9 @@ func TestServeMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, NewRegistry(Sources{}), []net.Listener{l}, slog.New(slog.DiscardHandler)) }()
+	go func() {
+		done <- Serve(ctx, NewRegistry(Sources{}), nil, []net.Listener{l}, slog.New(slog.DiscardHandler))
+	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -120,22 +120,28 @@ type Input struct {
 // Report is the model both renderings are made from. The JSON form is the
 // API's (docs/api/report.schema.json).
 type Report struct {
-	Test        string         `json:"test"`
-	Created     time.Time      `json:"created"`
-	Sender      string         `json:"sender"` // redacted envelope sender of the test mail
-	Domain      string         `json:"domain"` // its domain
-	Final       bool           `json:"final"`
-	Phase       Phase          `json:"phase"`
-	PhaseText   string         `json:"phase_text"`
-	Policy      string         `json:"policy"`
-	Complete    bool           `json:"complete"`
-	Colour      colour.Colour  `json:"colour"`
-	Headline    Sentence       `json:"headline"`
-	Why         string         `json:"why"`
-	Candidates  []string       `json:"candidates"`
-	History     []HistoryLine  `json:"history"`
-	Outbound    []Sentence     `json:"outbound"`
-	StillOpen   []Sentence     `json:"unknown"`
+	Test       string        `json:"test"`
+	Created    time.Time     `json:"created"`
+	Sender     string        `json:"sender"` // redacted envelope sender of the test mail
+	Domain     string        `json:"domain"` // its domain
+	Final      bool          `json:"final"`
+	Phase      Phase         `json:"phase"`
+	PhaseText  string        `json:"phase_text"`
+	Policy     string        `json:"policy"`
+	Complete   bool          `json:"complete"`
+	Colour     colour.Colour `json:"colour"`
+	Headline   Sentence      `json:"headline"`
+	Why        string        `json:"why"`
+	Candidates []string      `json:"candidates"`
+	History    []HistoryLine `json:"history"`
+	Outbound   []Sentence    `json:"outbound"`
+	StillOpen  []Sentence    `json:"unknown"`
+	// Authentication is the evaluation of the latest test mail (DKIM,
+	// SPF, DMARC, ARC); absent while no mail was evaluated.
+	Authentication *AuthSection `json:"authentication,omitempty"`
+	// Facts maps fact names to values: the verdict's settled facts
+	// (true/false) and the authentication's results (AuthFacts).
+	Facts       map[string]any `json:"facts"`
 	Inbound     InboundSection `json:"inbound"`
 	Mail        *MailStatus    `json:"mail,omitempty"`
 	URL         string         `json:"url,omitempty"`
@@ -276,6 +282,8 @@ func Build(in Input) Report {
 			"only a test mail's RCPT TO can tell, so those that named no test are not counted."
 	}
 	r.Outbound, r.StillOpen = diagnosis(v)
+	r.Authentication = authSection(in.Connections)
+	r.Facts = factsOf(v, r.Authentication)
 	r.Inbound = inboundSection(in)
 	if r.Mail != nil {
 		m := *r.Mail
@@ -486,7 +494,7 @@ var factWording = map[string]struct {
 	verdict.FactRespectsRFC8461S2: {"MTA-STS does not override a failed DANE validation (RFC 8461 §2)", "MTA-STS overrides a failed DANE validation, against RFC 8461 §2", Good, Bad},
 	verdict.FactRetries:           {"It came back after the refused STARTTLS instead of giving up", "It did not retry after the refused STARTTLS", Good, Weak},
 	verdict.FactUsesIPv6:          {"It delivers over IPv6", "It does not deliver over IPv6", Info, Info},
-	verdict.FactSignsDKIM:         {"Your mails are DKIM-signed", "Your mails are not DKIM-signed", Good, Bad},
+	verdict.FactSignsDKIM:         {"Your mails carry a DKIM signature that verifies", "Your mails are not DKIM-signed", Good, Bad},
 	verdict.FactSignsARC:          {"Your mails carry an ARC seal", "Your mails carry no ARC seal", Info, Info},
 }
 
@@ -506,6 +514,15 @@ func factSentence(f verdict.Fact, dane bool) Sentence {
 	case verdict.FactValidatesPKIX:
 		if !f.Value && dane {
 			return Sentence{"Certificates are checked by DANE, not by a CA: " + why, Info}
+		}
+	case verdict.FactSignsDKIM:
+		// A signature that does not verify is no signature: never
+		// "signed (good)" (its Why is the result, "DKIM: fail (…): …").
+		switch {
+		case f.Value:
+			return Sentence{"Your mails carry a DKIM signature that verifies: " + why, Good}
+		case strings.HasPrefix(f.Why, "DKIM: "):
+			return Sentence{"Your mails' DKIM signature does not verify: " + why, Bad}
 		}
 	case verdict.FactSendsSNI:
 		if f.Value {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,6 +134,78 @@ func goldenCases() []golden {
 		{"waiting", Input{Test: testOf("", store.TestOpen), Verdict: judge(nil, false), Now: t0, DowngradeWindow: 3 * time.Minute}},
 		{"plain-fallback", Input{Test: testOf(from, store.TestFinal), Connections: plainFallbackHistory(), Verdict: judge(plainFallbackHistory(), true),
 			Final: true, Now: t0.Add(time.Hour), DowngradeWindow: 3 * time.Minute, InboundNote: "Inbound check pending."}},
+		{"dkim-broken", Input{Test: testOf(from, store.TestFinal), Connections: brokenDKIMHistory(), Verdict: judge(brokenDKIMHistory(), true),
+			Final: true, Now: t0.Add(time.Hour), DowngradeWindow: 3 * time.Minute, InboundNote: "Inbound check pending."}},
+	}
+}
+
+// brokenDKIMAuth is the evaluation of a mail whose DKIM signature broke
+// in transit while SPF passed.
+func brokenDKIMAuth() *store.Authentication {
+	return &store.Authentication{
+		DKIM:        []store.Signature{{Type: "dkim", Domain: "example.org", Selector: "sel1", Result: "fail", Reason: "body hash mismatch"}},
+		SPFMailFrom: store.SPFCheck{Domain: "example.org", Result: "pass"},
+		SPFHELO:     store.SPFCheck{Domain: "mail.example.org", Result: "none", Reason: "no SPF record"},
+		DMARC: store.DMARCCheck{FromDomain: "example.org", RecordDomain: "example.org", Policy: "reject", Result: "pass",
+			SPFAlignment: "relaxed", DKIMAlignment: "relaxed", SPFAligned: true},
+		ARC: store.ARCCheck{Result: "none"},
+	}
+}
+
+// brokenDKIMHistory is the plain-fallback sender whose mail's DKIM
+// signature broke in transit.
+func brokenDKIMHistory() []store.SMTPConnection {
+	h := plainFallbackHistory()
+	for i := range h {
+		if h[i].State == store.StateAcked {
+			h[i].Authentication = brokenDKIMAuth()
+			h[i].Signatures = h[i].Authentication.DKIM
+		}
+	}
+	return h
+}
+
+// TestAuthentication: the report says what the evaluation found, a
+// failing signature is never "signed", and the facts carry the results.
+func TestAuthentication(t *testing.T) {
+	conns := brokenDKIMHistory()
+	r := Build(Input{Test: testOf(from, store.TestFinal), Connections: conns, Verdict: judge(conns, true), Final: true})
+	wantLines := []string{
+		"DKIM: fail (d=example.org, s=sel1): body hash mismatch",
+		"SPF (MAIL FROM example.org): pass",
+		"SPF (HELO mail.example.org): none: no SPF record",
+		"DMARC (example.org, p=reject): pass by SPF aligned (relaxed)",
+		"ARC: none",
+	}
+	if r.Authentication == nil || r.Authentication.Connection != 3 || !slices.Equal(r.Authentication.Lines, wantLines) {
+		t.Fatalf("authentication %+v, want lines %q", r.Authentication, wantLines)
+	}
+	for _, s := range r.Outbound {
+		if strings.Contains(s.Text, "DKIM") && (s.Rating != Bad || !strings.Contains(s.Text, "does not verify: DKIM: fail (d=example.org, s=sel1): body hash mismatch")) {
+			t.Errorf("DKIM sentence %+v", s)
+		}
+		if strings.Contains(s.Text, "DKIM-signed") && s.Rating == Good {
+			t.Errorf("a failing signature reads as signed: %+v", s)
+		}
+	}
+	for name, want := range map[string]any{"DKIM": "fail", "SPF": "pass", "SPF HELO": "none", "DMARC": "pass", "ARC": "none",
+		verdict.FactSignsDKIM: false, verdict.FactEnforcesEncryption: false} {
+		if got, ok := r.Facts[name]; !ok || got != want {
+			t.Errorf("fact %q = %v, want %v (facts %v)", name, got, want, r.Facts)
+		}
+	}
+	if _, ok := r.Facts[verdict.FactValidatesDANE]; ok {
+		t.Errorf("an unsettled fact is in the facts: %v", r.Facts)
+	}
+	// A mail without evaluation (stored before it existed): no section,
+	// and no authentication facts.
+	plain := plainFallbackHistory()
+	if r := Build(Input{Connections: plain, Verdict: judge(plain, true)}); r.Authentication != nil || r.Facts["DKIM"] != nil {
+		t.Errorf("no evaluation: %+v %v", r.Authentication, r.Facts)
+	}
+	text, err := Text(r)
+	if err != nil || !strings.Contains(text, "Authentication of your test mail (as received):\n- DKIM: fail (d=example.org, s=sel1): body hash mismatch\n") {
+		t.Errorf("text (%v):\n%s", err, text)
 	}
 }
 

@@ -43,23 +43,26 @@ type Source struct {
 	Inbound         InboundFunc
 }
 
-// URL is the private link of a test's report ("" without a web UI).
-func (s Source) URL(testID string) string {
+// URL is the private link of a test's live page and report, opened by
+// one of the test's owner keys (store.NewOwnerKey; docs/web.md "Owner
+// keys"); "" without a web UI.
+func (s Source) URL(ownerKey string) string {
 	if s.BaseURL == "" {
 		return ""
 	}
-	return strings.TrimSuffix(s.BaseURL, "/") + "/t/" + testID
+	return strings.TrimSuffix(s.BaseURL, "/") + "/t/" + ownerKey
 }
 
 // Load makes the report input of a test: the frozen verdict of a final
 // test, the live one otherwise, the result mail's state and the inbound
-// check.
+// check. Its URL is left empty: the test ID opens nothing, and the store
+// keeps no key; the caller that holds one sets it (URL).
 func (s Source) Load(ctx context.Context, id string, now time.Time) (report.Input, error) {
 	t, err := s.Store.Test(ctx, id)
 	if err != nil {
 		return report.Input{}, err
 	}
-	in := report.Input{Test: t, Now: now, DowngradeWindow: s.DowngradeWindow, ZoneA: s.ZoneA, ZoneB: s.ZoneB, URL: s.URL(t.ID)}
+	in := report.Input{Test: t, Now: now, DowngradeWindow: s.DowngradeWindow, ZoneA: s.ZoneA, ZoneB: s.ZoneB}
 	res, rerr := s.Store.Result(ctx, t.ID)
 	switch {
 	case rerr == nil:

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/periodic"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -75,24 +76,14 @@ type Counts struct {
 
 // New returns a Purger for o.
 func New(o Options) *Purger {
-	if o.Tests <= 0 {
-		o.Tests = DefaultTests
-	}
-	if o.TLSRPT <= 0 {
-		o.TLSRPT = DefaultTLSRPT
-	}
+	option.Positive(&o.Tests, DefaultTests)
+	option.Positive(&o.TLSRPT, DefaultTLSRPT)
 	if o.FetchWindow < 0 {
 		o.FetchWindow = 0
 	}
-	if o.Every <= 0 {
-		o.Every = DefaultEvery
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	option.Positive(&o.Every, DefaultEvery)
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	return &Purger{o: o}
 }
 

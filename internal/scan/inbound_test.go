@@ -16,6 +16,7 @@ import (
 	"github.com/mailsec/mailsec/internal/inbound"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
 // The tests in this file run the real inbound check (inbound.Check through
@@ -144,126 +145,132 @@ func records(t *testing.T, st *store.Store, id string) map[int64]Record {
 }
 
 func TestScanRealChecks(t *testing.T) {
-	w := startWorld(t)
-	st := openStore(t)
-	ls := newScanNorm(t, st, "s", w.list)
-	if ls.Domains != 47 || ls.Invalid != 1 || ls.Duplicates != 1 {
-		t.Fatalf("load %+v", ls)
-	}
-	check, hosts := w.checker(2, time.Hour, t.Context())
-	stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 16, CheckTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stats.Counts.Pending+stats.Counts.Running != 0 || stats.Counts.Done != 47 {
-		t.Fatalf("counts %+v (failed %d)", stats.Counts, stats.Failed)
-	}
-	// From the servers' side: the own-name MX address never held more
-	// than two sessions at once, and the shared host was probed once for
-	// its 30 domains.
-	if m := w.own.max.Load(); m > 2 || m < 1 {
-		t.Errorf("the server at %s held up to %d sessions at once; the cap is 2", ownMX, m)
-	}
-	if n := w.own.total.Load(); n != 16 {
-		t.Errorf("the server at %s saw %d sessions for 16 domains with their own MX names", ownMX, n)
-	}
-	if n := w.shared.total.Load(); n != 1 {
-		t.Errorf("the shared MX host was probed %d times for 30 domains (host cache: %+v)", n, hosts.Stats())
-	}
-	recs := records(t, st, "s")
-	seen := 0
-	for _, r := range recs {
-		switch {
-		case r.Domain == "slow.scan.example":
-			// The tarpit costs its own domain the step timeout, not the others.
-			if r.State != store.ScanDone || r.Colour != "grey" || !strings.Contains(string(r.Result), "not_testable") {
-				t.Errorf("tarpit domain: %+v", r)
-			}
-		case r.Kind == store.ScanKindInvalid, r.Kind == store.ScanKindDuplicate:
-			if r.State != store.ScanError || r.Error == "" {
-				t.Errorf("bad line: %+v", r)
-			}
-		default:
-			// No STARTTLS on the counting servers: red, STARTTLS false.
-			if r.State != store.ScanDone || r.Colour != "red" || r.STARTTLS == nil || *r.STARTTLS {
-				t.Errorf("domain %s: %+v %s", r.Domain, r, r.Result)
-			}
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		w := startWorld(t)
+		st := openStore(t, driver)
+		ls := newScanNorm(t, st, "s", w.list)
+		if ls.Domains != 47 || ls.Invalid != 1 || ls.Duplicates != 1 {
+			t.Fatalf("load %+v", ls)
 		}
-		seen++
-	}
-	if seen != 49 {
-		t.Errorf("%d records, want 49 (every line)", seen)
-	}
+		check, hosts := w.checker(2, time.Hour, t.Context())
+		stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 16, CheckTimeout: 20 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stats.Counts.Pending+stats.Counts.Running != 0 || stats.Counts.Done != 47 {
+			t.Fatalf("counts %+v (failed %d)", stats.Counts, stats.Failed)
+		}
+		// From the servers' side: the own-name MX address never held more
+		// than two sessions at once, and the shared host was probed once for
+		// its 30 domains.
+		if m := w.own.max.Load(); m > 2 || m < 1 {
+			t.Errorf("the server at %s held up to %d sessions at once; the cap is 2", ownMX, m)
+		}
+		if n := w.own.total.Load(); n != 16 {
+			t.Errorf("the server at %s saw %d sessions for 16 domains with their own MX names", ownMX, n)
+		}
+		if n := w.shared.total.Load(); n != 1 {
+			t.Errorf("the shared MX host was probed %d times for 30 domains (host cache: %+v)", n, hosts.Stats())
+		}
+		recs := records(t, st, "s")
+		seen := 0
+		for _, r := range recs {
+			switch {
+			case r.Domain == "slow.scan.example":
+				// The tarpit costs its own domain the step timeout, not the others.
+				if r.State != store.ScanDone || r.Colour != "grey" || !strings.Contains(string(r.Result), "not_testable") {
+					t.Errorf("tarpit domain: %+v", r)
+				}
+			case r.Kind == store.ScanKindInvalid, r.Kind == store.ScanKindDuplicate:
+				if r.State != store.ScanError || r.Error == "" {
+					t.Errorf("bad line: %+v", r)
+				}
+			default:
+				// No STARTTLS on the counting servers: red, STARTTLS false.
+				if r.State != store.ScanDone || r.Colour != "red" || r.STARTTLS == nil || *r.STARTTLS {
+					t.Errorf("domain %s: %+v %s", r.Domain, r, r.Result)
+				}
+			}
+			seen++
+		}
+		if seen != 49 {
+			t.Errorf("%d records, want 49 (every line)", seen)
+		}
+	})
 }
 
 // Without the cap the same scan opens more than two sessions at once to
 // the own-name MX address: the assertion above can fail.
 func TestScanRealChecksNoCap(t *testing.T) {
-	w := startWorld(t)
-	st := openStore(t)
-	newScanNorm(t, st, "s", w.list)
-	check, _ := w.checker(0, 0, t.Context())
-	if _, err := Run(t.Context(), st, "s", check, Options{Concurrency: 16, CheckTimeout: 20 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	if m := w.own.max.Load(); m <= 2 {
-		t.Skipf("only %d concurrent sessions without a cap on this machine: too slow to show the difference", m)
-	}
-	if n := w.shared.total.Load(); n != 30 {
-		t.Errorf("without the host cache the shared host saw %d sessions, want 30", n)
-	}
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		w := startWorld(t)
+		st := openStore(t, driver)
+		newScanNorm(t, st, "s", w.list)
+		check, _ := w.checker(0, 0, t.Context())
+		if _, err := Run(t.Context(), st, "s", check, Options{Concurrency: 16, CheckTimeout: 20 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		if m := w.own.max.Load(); m <= 2 {
+			t.Skipf("only %d concurrent sessions without a cap on this machine: too slow to show the difference", m)
+		}
+		if n := w.shared.total.Load(); n != 30 {
+			t.Errorf("without the host cache the shared host saw %d sessions, want 30", n)
+		}
+	})
 }
 
 // An interrupted scan of real checks, resumed, gives the same results as
 // one that ran straight through.
 func TestResumeRealChecks(t *testing.T) {
-	w := startWorld(t)
-	summary := func(recs map[int64]Record) string {
-		var b strings.Builder
-		for line := int64(0); line < 100; line++ {
-			r, ok := recs[line]
-			if !ok {
-				continue
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		w := startWorld(t)
+		summary := func(recs map[int64]Record) string {
+			var b strings.Builder
+			for line := int64(0); line < 100; line++ {
+				r, ok := recs[line]
+				if !ok {
+					continue
+				}
+				var rep struct {
+					Findings []struct{ Code, Host, Address string }
+				}
+				_ = json.Unmarshal(r.Result, &rep)
+				fmt.Fprintf(&b, "%d %s %s %s %s %v %v %v %v %v %v %q %v\n", r.Line, r.Domain, r.Label, r.State, r.Colour,
+					deref(r.DNSSEC), deref(r.DANE), deref(r.MTASTS), deref(r.ValidCert), deref(r.STARTTLS), deref(r.Qualified), r.Error, rep.Findings)
 			}
-			var rep struct {
-				Findings []struct{ Code, Host, Address string }
-			}
-			_ = json.Unmarshal(r.Result, &rep)
-			fmt.Fprintf(&b, "%d %s %s %s %s %v %v %v %v %v %v %q %v\n", r.Line, r.Domain, r.Label, r.State, r.Colour,
-				deref(r.DNSSEC), deref(r.DANE), deref(r.MTASTS), deref(r.ValidCert), deref(r.STARTTLS), deref(r.Qualified), r.Error, rep.Findings)
+			return b.String()
 		}
-		return b.String()
-	}
-	whole := openStore(t)
-	newScanNorm(t, whole, "s", w.list)
-	check, _ := w.checker(2, time.Hour, t.Context())
-	if _, err := Run(t.Context(), whole, "s", check, Options{Concurrency: 8, CheckTimeout: 20 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+		whole := openStore(t, driver)
+		newScanNorm(t, whole, "s", w.list)
+		check, _ := w.checker(2, time.Hour, t.Context())
+		if _, err := Run(t.Context(), whole, "s", check, Options{Concurrency: 8, CheckTimeout: 20 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
 
-	parts := openStore(t)
-	newScanNorm(t, parts, "s", w.list)
-	ctx, cancel := context.WithCancel(t.Context())
-	var n atomic.Int64
-	check2, _ := w.checker(2, time.Hour, ctx)
-	interrupting := func(c context.Context, d string) (json.RawMessage, error) {
-		if n.Add(1) == 20 {
-			cancel() // Ctrl-C in the middle of the scan
+		parts := openStore(t, driver)
+		newScanNorm(t, parts, "s", w.list)
+		ctx, cancel := context.WithCancel(t.Context())
+		var n atomic.Int64
+		check2, _ := w.checker(2, time.Hour, ctx)
+		interrupting := func(c context.Context, d string) (json.RawMessage, error) {
+			if n.Add(1) == 20 {
+				cancel() // Ctrl-C in the middle of the scan
+			}
+			return check2(c, d)
 		}
-		return check2(c, d)
-	}
-	stats, err := Run(ctx, parts, "s", interrupting, Options{Concurrency: 8, CheckTimeout: 20 * time.Second})
-	if err == nil || stats.Counts.Pending == 0 || stats.Counts.Running != 0 {
-		t.Fatalf("interrupted run: %v %+v", err, stats.Counts)
-	}
-	check3, _ := w.checker(2, time.Hour, t.Context())
-	if _, err := Run(t.Context(), parts, "s", check3, Options{Concurrency: 8, CheckTimeout: 20 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	a, b := summary(records(t, whole, "s")), summary(records(t, parts, "s"))
-	if a != b {
-		t.Fatalf("resumed scan differs from an uninterrupted one:\n--- whole\n%s--- resumed\n%s", a, b)
-	}
+		stats, err := Run(ctx, parts, "s", interrupting, Options{Concurrency: 8, CheckTimeout: 20 * time.Second})
+		if err == nil || stats.Counts.Pending == 0 || stats.Counts.Running != 0 {
+			t.Fatalf("interrupted run: %v %+v", err, stats.Counts)
+		}
+		check3, _ := w.checker(2, time.Hour, t.Context())
+		if _, err := Run(t.Context(), parts, "s", check3, Options{Concurrency: 8, CheckTimeout: 20 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		a, b := summary(records(t, whole, "s")), summary(records(t, parts, "s"))
+		if a != b {
+			t.Fatalf("resumed scan differs from an uninterrupted one:\n--- whole\n%s--- resumed\n%s", a, b)
+		}
+	})
 }
 
 func deref(b *bool) string {

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
@@ -118,18 +119,10 @@ func (o *Options) defaults() {
 		_, _ = rand.Read(b[:])
 		o.Owner = fmt.Sprintf("%s/%d/%s", h, os.Getpid(), hex.EncodeToString(b[:]))
 	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 32
-	}
-	if o.CheckTimeout <= 0 {
-		o.CheckTimeout = 60 * time.Second
-	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 3
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	option.Positive(&o.Concurrency, 32)
+	option.Positive(&o.CheckTimeout, 60*time.Second)
+	option.Positive(&o.MaxAttempts, 3)
+	o.Logger = option.Logger(o.Logger)
 }
 
 // Progress is a snapshot of a running scan.

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,16 +17,12 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
-func openStore(t *testing.T) *store.Store {
+func openStore(t *testing.T, driver string) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "scan.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	return storetest.Open(t, driver)
 }
 
 // newScan creates scan id and loads input into it.
@@ -96,105 +91,109 @@ func domainList(n int) string {
 }
 
 func TestRunComplete(t *testing.T) {
-	st := openStore(t)
-	ls := newScan(t, st, "s", domainList(50))
-	if ls.Domains != 53 || ls.Invalid != 1 || ls.Duplicates != 1 {
-		t.Fatalf("load: %+v", ls)
-	}
-	var calls atomic.Int64
-	var last Progress
-	stats, err := Run(t.Context(), st, "s", fakeChecker(&calls), Options{Concurrency: 4, Progress: func(p Progress) { last = p }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if calls.Load() != 53 || stats.Checked != 53 || stats.Failed != 3 || stats.Counts != (store.ScanCounts{Done: 50, Error: 5}) {
-		t.Fatalf("calls %d stats %+v", calls.Load(), stats)
-	}
-	if !last.Final || last.Finished != 55 || last.Total != 55 {
-		t.Errorf("last progress %+v", last)
-	}
-	// A rerun checks nothing again.
-	calls.Store(0)
-	stats, err = Run(t.Context(), st, "s", fakeChecker(&calls), Options{})
-	if err != nil || calls.Load() != 0 || stats.Checked != 0 {
-		t.Fatalf("rerun: calls %d %+v %v", calls.Load(), stats, err)
-	}
-	var csvOut bytes.Buffer
-	if err := WriteCSV(t.Context(), st, "s", &csvOut); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := csv.NewReader(&csvOut).ReadAll()
-	if err != nil || len(rows) != 56 || strings.Join(rows[0], ",") != strings.Join(CSVHeader, ",") {
-		t.Fatalf("CSV: %d rows, %v", len(rows), err)
-	}
-	if r := rows[1]; r[0] != "d000.example" || r[2] == "" || (r[4] != "true" && r[4] != "false") || r[12] != "done" {
-		t.Errorf("first CSV row %q", r)
-	}
-	// Every line is in the output, in order, with its reason.
-	out := jsonl(t, st, "s")
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 55 {
-		t.Fatalf("%d JSONL records, want 55", len(lines))
-	}
-	var r Record
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil || r.Kind != store.ScanKindDuplicate || !strings.Contains(r.Error, "duplicate of line") {
-		t.Fatalf("last record %+v %v", r, err)
-	}
-	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil || r.Domain != "d000.example" || r.DNSSEC == nil || r.Colour == "" || len(r.Result) == 0 {
-		t.Fatalf("first record %+v %v", r, err)
-	}
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		st := openStore(t, driver)
+		ls := newScan(t, st, "s", domainList(50))
+		if ls.Domains != 53 || ls.Invalid != 1 || ls.Duplicates != 1 {
+			t.Fatalf("load: %+v", ls)
+		}
+		var calls atomic.Int64
+		var last Progress
+		stats, err := Run(t.Context(), st, "s", fakeChecker(&calls), Options{Concurrency: 4, Progress: func(p Progress) { last = p }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if calls.Load() != 53 || stats.Checked != 53 || stats.Failed != 3 || stats.Counts != (store.ScanCounts{Done: 50, Error: 5}) {
+			t.Fatalf("calls %d stats %+v", calls.Load(), stats)
+		}
+		if !last.Final || last.Finished != 55 || last.Total != 55 {
+			t.Errorf("last progress %+v", last)
+		}
+		// A rerun checks nothing again.
+		calls.Store(0)
+		stats, err = Run(t.Context(), st, "s", fakeChecker(&calls), Options{})
+		if err != nil || calls.Load() != 0 || stats.Checked != 0 {
+			t.Fatalf("rerun: calls %d %+v %v", calls.Load(), stats, err)
+		}
+		var csvOut bytes.Buffer
+		if err := WriteCSV(t.Context(), st, "s", &csvOut); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := csv.NewReader(&csvOut).ReadAll()
+		if err != nil || len(rows) != 56 || strings.Join(rows[0], ",") != strings.Join(CSVHeader, ",") {
+			t.Fatalf("CSV: %d rows, %v", len(rows), err)
+		}
+		if r := rows[1]; r[0] != "d000.example" || r[2] == "" || (r[4] != "true" && r[4] != "false") || r[12] != "done" {
+			t.Errorf("first CSV row %q", r)
+		}
+		// Every line is in the output, in order, with its reason.
+		out := jsonl(t, st, "s")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 55 {
+			t.Fatalf("%d JSONL records, want 55", len(lines))
+		}
+		var r Record
+		if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil || r.Kind != store.ScanKindDuplicate || !strings.Contains(r.Error, "duplicate of line") {
+			t.Fatalf("last record %+v %v", r, err)
+		}
+		if err := json.Unmarshal([]byte(lines[0]), &r); err != nil || r.Domain != "d000.example" || r.DNSSEC == nil || r.Colour == "" || len(r.Result) == 0 {
+			t.Fatalf("first record %+v %v", r, err)
+		}
+	})
 }
 
 // An interrupted scan, resumed, ends with the same results as one run
 // straight through: nothing lost, nothing checked twice that was done.
 func TestResumeAfterInterrupt(t *testing.T) {
-	input := domainList(120)
-	stA := openStore(t)
-	newScan(t, stA, "s", input)
-	if _, err := Run(t.Context(), stA, "s", fakeChecker(nil), Options{Concurrency: 5}); err != nil {
-		t.Fatal(err)
-	}
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		input := domainList(120)
+		stA := openStore(t, driver)
+		newScan(t, stA, "s", input)
+		if _, err := Run(t.Context(), stA, "s", fakeChecker(nil), Options{Concurrency: 5}); err != nil {
+			t.Fatal(err)
+		}
 
-	stB := openStore(t)
-	newScan(t, stB, "s", input)
-	ctx, cancel := context.WithCancel(t.Context())
-	var calls atomic.Int64
-	slow := func(c context.Context, d string) (json.RawMessage, error) {
-		if calls.Add(1) == 40 {
-			cancel() // Ctrl-C while checks are in flight
+		stB := openStore(t, driver)
+		newScan(t, stB, "s", input)
+		ctx, cancel := context.WithCancel(t.Context())
+		var calls atomic.Int64
+		slow := func(c context.Context, d string) (json.RawMessage, error) {
+			if calls.Add(1) == 40 {
+				cancel() // Ctrl-C while checks are in flight
+			}
+			select {
+			case <-time.After(time.Millisecond):
+			case <-c.Done():
+				return nil, c.Err()
+			}
+			return fakeChecker(nil)(c, d)
 		}
-		select {
-		case <-time.After(time.Millisecond):
-		case <-c.Done():
-			return nil, c.Err()
+		stats, err := Run(ctx, stB, "s", slow, Options{Concurrency: 5})
+		if err == nil {
+			t.Fatal("interrupted run returned no error")
 		}
-		return fakeChecker(nil)(c, d)
-	}
-	stats, err := Run(ctx, stB, "s", slow, Options{Concurrency: 5})
-	if err == nil {
-		t.Fatal("interrupted run returned no error")
-	}
-	if stats.Counts.Running != 0 || stats.Counts.Pending == 0 || stats.Counts.Finished() == 0 {
-		t.Fatalf("after the interruption: %+v (want nothing running, some pending, some finished)", stats.Counts)
-	}
-	interrupted := jsonl(t, stB, "s")
-	if !strings.Contains(interrupted, "not checked yet") {
-		t.Error("the output of an interrupted scan does not say what is left")
-	}
-	calls.Store(0)
-	stats2, err := Run(t.Context(), stB, "s", fakeChecker(&calls), Options{Concurrency: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if calls.Load() != stats.Counts.Pending {
-		t.Errorf("resumed run checked %d domains, %d were pending", calls.Load(), stats.Counts.Pending)
-	}
-	if stats2.Counts != (store.ScanCounts{Done: 120, Error: 8 + 2}) {
-		t.Errorf("counts after resume %+v", stats2.Counts)
-	}
-	if a, b := strip(t, jsonl(t, stA, "s")), strip(t, jsonl(t, stB, "s")); a != b {
-		t.Fatalf("resumed results differ from an uninterrupted scan:\n%s\n---\n%s", a, b)
-	}
+		if stats.Counts.Running != 0 || stats.Counts.Pending == 0 || stats.Counts.Finished() == 0 {
+			t.Fatalf("after the interruption: %+v (want nothing running, some pending, some finished)", stats.Counts)
+		}
+		interrupted := jsonl(t, stB, "s")
+		if !strings.Contains(interrupted, "not checked yet") {
+			t.Error("the output of an interrupted scan does not say what is left")
+		}
+		calls.Store(0)
+		stats2, err := Run(t.Context(), stB, "s", fakeChecker(&calls), Options{Concurrency: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if calls.Load() != stats.Counts.Pending {
+			t.Errorf("resumed run checked %d domains, %d were pending", calls.Load(), stats.Counts.Pending)
+		}
+		if stats2.Counts != (store.ScanCounts{Done: 120, Error: 8 + 2}) {
+			t.Errorf("counts after resume %+v", stats2.Counts)
+		}
+		if a, b := strip(t, jsonl(t, stA, "s")), strip(t, jsonl(t, stB, "s")); a != b {
+			t.Fatalf("resumed results differ from an uninterrupted scan:\n%s\n---\n%s", a, b)
+		}
+	})
 }
 
 // strip drops what differs between runs (none of the fake's output does,
@@ -219,41 +218,43 @@ func strip(t *testing.T, s string) string {
 // One domain whose check hangs, one whose check panics: the others are
 // all checked, and both get an error record.
 func TestMisbehavingDomainDoesNotStall(t *testing.T) {
-	st := openStore(t)
-	newScan(t, st, "s", "hang.example\npanic.example\n"+domainList(30))
-	release := make(chan struct{})
-	defer close(release)
-	check := func(ctx context.Context, d string) (json.RawMessage, error) {
-		switch d {
-		case "hang.example":
-			<-ctx.Done() // ignores everything but its deadline
-			return nil, ctx.Err()
-		case "panic.example":
-			panic("boom")
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		st := openStore(t, driver)
+		newScan(t, st, "s", "hang.example\npanic.example\n"+domainList(30))
+		release := make(chan struct{})
+		defer close(release)
+		check := func(ctx context.Context, d string) (json.RawMessage, error) {
+			switch d {
+			case "hang.example":
+				<-ctx.Done() // ignores everything but its deadline
+				return nil, ctx.Err()
+			case "panic.example":
+				panic("boom")
+			}
+			return fakeChecker(nil)(ctx, d)
 		}
-		return fakeChecker(nil)(ctx, d)
-	}
-	stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 2, CheckTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stats.Counts.Pending != 0 || stats.Counts.Running != 0 || stats.Counts.Done != 30 {
-		t.Fatalf("counts %+v", stats.Counts)
-	}
-	recs := map[string]Record{}
-	for _, l := range strings.Split(strings.TrimSpace(jsonl(t, st, "s")), "\n") {
-		var r Record
-		if err := json.Unmarshal([]byte(l), &r); err != nil {
+		stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 2, CheckTimeout: 2 * time.Second})
+		if err != nil {
 			t.Fatal(err)
 		}
-		recs[r.Domain] = r
-	}
-	if r := recs["hang.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "deadline") {
-		t.Errorf("hanging domain: %+v", r)
-	}
-	if r := recs["panic.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "boom") {
-		t.Errorf("panicking domain: %+v", r)
-	}
+		if stats.Counts.Pending != 0 || stats.Counts.Running != 0 || stats.Counts.Done != 30 {
+			t.Fatalf("counts %+v", stats.Counts)
+		}
+		recs := map[string]Record{}
+		for _, l := range strings.Split(strings.TrimSpace(jsonl(t, st, "s")), "\n") {
+			var r Record
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			recs[r.Domain] = r
+		}
+		if r := recs["hang.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "deadline") {
+			t.Errorf("hanging domain: %+v", r)
+		}
+		if r := recs["panic.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "boom") {
+			t.Errorf("panicking domain: %+v", r)
+		}
+	})
 }
 
 // countingSMTP is a minimal SMTP greeter on loopback that counts the
@@ -318,63 +319,65 @@ func (s *countingSMTP) serve() {
 }
 
 func TestPerDestinationCap(t *testing.T) {
-	srv := startCountingSMTP(t)
-	const limit = 2
-	dests := NewDestinations(limit)
-	d := &net.Dialer{}
-	dial := dests.Dial(d.DialContext)
-	st := openStore(t)
-	newScan(t, st, "s", domainList(40))
-	// Each domain's check holds two connections to the one MX address at
-	// once, as the inbound check does for two MX hosts on one address.
-	check := func(ctx context.Context, domain string) (json.RawMessage, error) {
-		var wg sync.WaitGroup
-		errs := make(chan error, 2)
-		for range 2 {
-			wg.Go(func() {
-				c, err := dial(ctx, "tcp", srv.ln.Addr().String())
-				if err != nil {
-					errs <- err
-					return
-				}
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := br.ReadString('\n'); err != nil {
-					errs <- err
-					return
-				}
-				io.WriteString(c, "EHLO scan.test\r\n")
-				if _, err := br.ReadString('\n'); err != nil {
-					errs <- err
-					return
-				}
-				io.WriteString(c, "QUIT\r\n")
-				_, _ = br.ReadString('\n')
-			})
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		srv := startCountingSMTP(t)
+		const limit = 2
+		dests := NewDestinations(limit)
+		d := &net.Dialer{}
+		dial := dests.Dial(d.DialContext)
+		st := openStore(t, driver)
+		newScan(t, st, "s", domainList(40))
+		// Each domain's check holds two connections to the one MX address at
+		// once, as the inbound check does for two MX hosts on one address.
+		check := func(ctx context.Context, domain string) (json.RawMessage, error) {
+			var wg sync.WaitGroup
+			errs := make(chan error, 2)
+			for range 2 {
+				wg.Go(func() {
+					c, err := dial(ctx, "tcp", srv.ln.Addr().String())
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer c.Close()
+					br := bufio.NewReader(c)
+					if _, err := br.ReadString('\n'); err != nil {
+						errs <- err
+						return
+					}
+					io.WriteString(c, "EHLO scan.test\r\n")
+					if _, err := br.ReadString('\n'); err != nil {
+						errs <- err
+						return
+					}
+					io.WriteString(c, "QUIT\r\n")
+					_, _ = br.ReadString('\n')
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				return nil, err
+			}
+			return fakeReport(domain), nil
 		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			return nil, err
+		stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 16})
+		if err != nil {
+			t.Fatal(err)
 		}
-		return fakeReport(domain), nil
-	}
-	stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stats.Failed != 0 {
-		t.Fatalf("failed checks: %+v\n%s", stats, jsonl(t, st, "s"))
-	}
-	if got := srv.max.Load(); got != limit {
-		t.Fatalf("the server saw up to %d connections at once, want the cap %d (total %d)", got, limit, srv.total.Load())
-	}
-	if srv.total.Load() != 2*int64(stats.Checked) {
-		t.Errorf("server saw %d connections for %d checks", srv.total.Load(), stats.Checked)
-	}
-	if dests.InUse() != 0 {
-		t.Errorf("%d destinations still held after the scan", dests.InUse())
-	}
+		if stats.Failed != 0 {
+			t.Fatalf("failed checks: %+v\n%s", stats, jsonl(t, st, "s"))
+		}
+		if got := srv.max.Load(); got != limit {
+			t.Fatalf("the server saw up to %d connections at once, want the cap %d (total %d)", got, limit, srv.total.Load())
+		}
+		if srv.total.Load() != 2*int64(stats.Checked) {
+			t.Errorf("server saw %d connections for %d checks", srv.total.Load(), stats.Checked)
+		}
+		if dests.InUse() != 0 {
+			t.Errorf("%d destinations still held after the scan", dests.InUse())
+		}
+	})
 }
 
 func TestHostCache(t *testing.T) {
@@ -444,129 +447,135 @@ func TestHostCache(t *testing.T) {
 // A 100,000-line list (20,000 under the race detector) loads with bounded memory (streamed in batches,
 // duplicates found by the store) and every line is accounted for.
 func TestLoadLargeList(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
-	st := openStore(t)
-	if err := st.CreateScan(t.Context(), store.Scan{ID: "big", Created: time.Now(), Source: "gen", Options: "{}"}); err != nil {
-		t.Fatal(err)
-	}
-	lines := 100_000
-	if raceEnabled {
-		lines = 20_000
-	}
-	pr, pw := io.Pipe()
-	go func() {
-		bw := bufio.NewWriter(pw)
-		for i := range lines {
-			switch {
-			case i%1000 == 999:
-				fmt.Fprintf(bw, "bad_%d..example\n", i)
-			case i%500 == 1:
-				fmt.Fprintf(bw, "d%d.example,dup\n", i-1)
-			case i%250 == 3:
-				bw.WriteString("# comment\n")
-			default:
-				fmt.Fprintf(bw, "d%d.example,l%d\n", i, i%4)
-			}
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		if testing.Short() {
+			t.Skip("short")
 		}
-		bw.Flush()
-		pw.Close()
-	}()
-	ls, err := Load(t.Context(), st, "big", pr, testNorm, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := lines / 1000
-	if ls.Lines != int64(lines) || ls.Invalid != k || ls.Duplicates != 2*k || ls.Domains != lines-7*k {
-		t.Fatalf("load %+v", ls)
-	}
-	c, err := st.ScanCounts(t.Context(), "big")
-	if err != nil || c.Total() != int64(ls.Domains+ls.Invalid+ls.Duplicates) {
-		t.Fatalf("counts %+v %v", c, err)
-	}
+		st := openStore(t, driver)
+		if err := st.CreateScan(t.Context(), store.Scan{ID: "big", Created: time.Now(), Source: "gen", Options: "{}"}); err != nil {
+			t.Fatal(err)
+		}
+		lines := 100_000
+		if raceEnabled {
+			lines = 20_000
+		}
+		pr, pw := io.Pipe()
+		go func() {
+			bw := bufio.NewWriter(pw)
+			for i := range lines {
+				switch {
+				case i%1000 == 999:
+					fmt.Fprintf(bw, "bad_%d..example\n", i)
+				case i%500 == 1:
+					fmt.Fprintf(bw, "d%d.example,dup\n", i-1)
+				case i%250 == 3:
+					bw.WriteString("# comment\n")
+				default:
+					fmt.Fprintf(bw, "d%d.example,l%d\n", i, i%4)
+				}
+			}
+			bw.Flush()
+			pw.Close()
+		}()
+		ls, err := Load(t.Context(), st, "big", pr, testNorm, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := lines / 1000
+		if ls.Lines != int64(lines) || ls.Invalid != k || ls.Duplicates != 2*k || ls.Domains != lines-7*k {
+			t.Fatalf("load %+v", ls)
+		}
+		c, err := st.ScanCounts(t.Context(), "big")
+		if err != nil || c.Total() != int64(ls.Domains+ls.Invalid+ls.Duplicates) {
+			t.Fatalf("counts %+v %v", c, err)
+		}
+	})
 }
 
 // Two workers on one store share the scan: every domain is checked
 // exactly once, by one of them.
 func TestTwoWorkers(t *testing.T) {
-	st := openStore(t)
-	newScan(t, st, "s", domainList(200))
-	var mu sync.Mutex
-	calls := map[string]int{}
-	check := func(ctx context.Context, d string) (json.RawMessage, error) {
-		mu.Lock()
-		calls[d]++
-		mu.Unlock()
-		time.Sleep(time.Millisecond)
-		return fakeChecker(nil)(ctx, d)
-	}
-	var wg sync.WaitGroup
-	stats := make([]Stats, 2)
-	for i := range stats {
-		wg.Go(func() {
-			var err error
-			stats[i], err = Run(t.Context(), st, "s", check, Options{Owner: fmt.Sprintf("worker-%d", i), Concurrency: 4})
-			if err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	if len(calls) != 212 {
-		t.Fatalf("%d domains checked, want 212", len(calls))
-	}
-	for d, n := range calls {
-		if n != 1 {
-			t.Errorf("%s checked %d times", d, n)
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		st := openStore(t, driver)
+		newScan(t, st, "s", domainList(200))
+		var mu sync.Mutex
+		calls := map[string]int{}
+		check := func(ctx context.Context, d string) (json.RawMessage, error) {
+			mu.Lock()
+			calls[d]++
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			return fakeChecker(nil)(ctx, d)
 		}
-	}
-	if stats[0].Checked == 0 || stats[1].Checked == 0 || stats[0].Checked+stats[1].Checked != 212 {
-		t.Errorf("shares: %d + %d", stats[0].Checked, stats[1].Checked)
-	}
+		var wg sync.WaitGroup
+		stats := make([]Stats, 2)
+		for i := range stats {
+			wg.Go(func() {
+				var err error
+				stats[i], err = Run(t.Context(), st, "s", check, Options{Owner: fmt.Sprintf("worker-%d", i), Concurrency: 4})
+				if err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if len(calls) != 212 {
+			t.Fatalf("%d domains checked, want 212", len(calls))
+		}
+		for d, n := range calls {
+			if n != 1 {
+				t.Errorf("%s checked %d times", d, n)
+			}
+		}
+		if stats[0].Checked == 0 || stats[1].Checked == 0 || stats[0].Checked+stats[1].Checked != 212 {
+			t.Errorf("shares: %d + %d", stats[0].Checked, stats[1].Checked)
+		}
+	})
 }
 
 // A transient failure (the resolver did not answer) is checked again
 // later; one that persists is kept as an error after MaxAttempts.
 func TestRetryTransient(t *testing.T) {
-	st := openStore(t)
-	newScan(t, st, "s", "flaky.example\nalways.example\nfine.example\n")
-	transient := errors.New("resolver did not answer")
-	var mu sync.Mutex
-	calls := map[string]int{}
-	check := func(ctx context.Context, d string) (json.RawMessage, error) {
-		mu.Lock()
-		calls[d]++
-		n := calls[d]
-		mu.Unlock()
-		if d == "always.example" || (d == "flaky.example" && n == 1) {
-			return nil, transient
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		st := openStore(t, driver)
+		newScan(t, st, "s", "flaky.example\nalways.example\nfine.example\n")
+		transient := errors.New("resolver did not answer")
+		var mu sync.Mutex
+		calls := map[string]int{}
+		check := func(ctx context.Context, d string) (json.RawMessage, error) {
+			mu.Lock()
+			calls[d]++
+			n := calls[d]
+			mu.Unlock()
+			if d == "always.example" || (d == "flaky.example" && n == 1) {
+				return nil, transient
+			}
+			return fakeReport(d), nil
 		}
-		return fakeReport(d), nil
-	}
-	stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 2, MaxAttempts: 3,
-		Retry: func(err error) bool { return errors.Is(err, transient) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if calls["flaky.example"] != 2 || calls["always.example"] != 3 || calls["fine.example"] != 1 {
-		t.Fatalf("calls %v", calls)
-	}
-	if stats.Retried != 3 || stats.Counts != (store.ScanCounts{Done: 2, Error: 1}) {
-		t.Fatalf("stats %+v", stats)
-	}
-	recs := map[string]Record{}
-	for _, l := range strings.Split(strings.TrimSpace(jsonl(t, st, "s")), "\n") {
-		var r Record
-		if err := json.Unmarshal([]byte(l), &r); err != nil {
+		stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 2, MaxAttempts: 3,
+			Retry: func(err error) bool { return errors.Is(err, transient) }})
+		if err != nil {
 			t.Fatal(err)
 		}
-		recs[r.Domain] = r
-	}
-	if r := recs["always.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "resolver did not answer") {
-		t.Errorf("persistent failure: %+v", r)
-	}
-	if r := recs["flaky.example"]; r.State != store.ScanDone || r.Error != "" || r.Colour == "" {
-		t.Errorf("flaky domain: %+v", r)
-	}
+		if calls["flaky.example"] != 2 || calls["always.example"] != 3 || calls["fine.example"] != 1 {
+			t.Fatalf("calls %v", calls)
+		}
+		if stats.Retried != 3 || stats.Counts != (store.ScanCounts{Done: 2, Error: 1}) {
+			t.Fatalf("stats %+v", stats)
+		}
+		recs := map[string]Record{}
+		for _, l := range strings.Split(strings.TrimSpace(jsonl(t, st, "s")), "\n") {
+			var r Record
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatal(err)
+			}
+			recs[r.Domain] = r
+		}
+		if r := recs["always.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "resolver did not answer") {
+			t.Errorf("persistent failure: %+v", r)
+		}
+		if r := recs["flaky.example"]; r.State != store.ScanDone || r.Error != "" || r.Colour == "" {
+			t.Errorf("flaky domain: %+v", r)
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/netguard"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/resolver"
 )
 
@@ -124,21 +125,12 @@ func (o Options) withDefaults() (Options, error) {
 	if _, err := ParseLevel(string(o.Level)); err != nil {
 		return o, err
 	}
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&o.ConnectTimeout, DefaultConnectTimeout)
-	def(&o.CommandTimeout, DefaultCommandTimeout)
-	def(&o.DataTimeout, DefaultDataTimeout)
-	def(&o.PolicyTimeout, mtasts.FetchTimeout)
-	if o.MaxSessions <= 0 {
-		o.MaxSessions = DefaultMaxSessions
-	}
-	if o.MaxAddresses <= 0 {
-		o.MaxAddresses = DefaultMaxAddresses
-	}
+	option.Positive(&o.ConnectTimeout, DefaultConnectTimeout)
+	option.Positive(&o.CommandTimeout, DefaultCommandTimeout)
+	option.Positive(&o.DataTimeout, DefaultDataTimeout)
+	option.Positive(&o.PolicyTimeout, mtasts.FetchTimeout)
+	option.Positive(&o.MaxSessions, DefaultMaxSessions)
+	option.Positive(&o.MaxAddresses, DefaultMaxAddresses)
 	if o.SMTPPort == 0 {
 		o.SMTPPort = 25
 	}
@@ -148,12 +140,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Shuffle == nil {
 		o.Shuffle = rand.Shuffle
 	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
 	o.LocalAddr = o.LocalAddr.Unmap()
 	if o.Dial == nil {
 		o.Dial = netDialer(o.LocalAddr, o.ConnectTimeout, o.Guard)

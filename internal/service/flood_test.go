@@ -13,16 +13,23 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
 // TestAcknowledgementDuringDNSFlood: while the DNS server is flooded with
 // random names in zone A (each one a new query log row but for the row
 // limits), a test mail through the SMTP personas still gets the
 // acknowledgement's answer — the verdict's 250 or 451 4.7.1, not the 451
-// 4.3.0 of a store that timed out — and its connection is recorded.
+// 4.3.0 of a store that timed out — and its connection is recorded; on
+// each database.
 func TestAcknowledgementDuringDNSFlood(t *testing.T) {
+	storetest.ForEachDriver(t, testAcknowledgementDuringDNSFlood)
+}
+
+func testAcknowledgementDuringDNSFlood(t *testing.T, driver string) {
 	cfg := loopbackConfig(t)
 	cfg.Web.Listen = nil
+	useStore(t, &cfg, driver)
 	run := startLoopback(t, cfg)
 
 	now := time.Now()
@@ -75,28 +82,7 @@ func TestAcknowledgementDuringDNSFlood(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	c, err := smtp.Dial(run.SMTPAddrs[0].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Hello("sender.example.org"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Mail("someone@sender.example.org", nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rcpt("t-"+test.ID+"@"+strings.TrimSuffix(cfg.Zones.A, "."), nil); err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte("From: someone@sender.example.org\r\nSubject: test\r\n\r\nhello\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	err = w.Close()
+	err := sendTestMail(run.SMTPAddrs[0].String(), "t-"+test.ID+"@"+strings.TrimSuffix(cfg.Zones.A, "."))
 	var reply *smtp.SMTPError
 	switch {
 	case err == nil:

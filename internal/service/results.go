@@ -104,10 +104,6 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	src := ResultSource(cfg, st, baseURL)
 	rm := cfg.ResultMail
 	fo := finalise.Options{Store: st, Evidence: src.Evidence, Interval: rm.Interval.Duration, Logger: log.With("part", "finalise")}
-	if res != nil {
-		// SPF decides whether a test feeds the provider table, mails or not.
-		fo.DNS = res
-	}
 	do := delivery.Options{
 		Store: st, Source: src,
 		RateLimit: rm.RateLimit, RateWindow: rm.RateWindow.Duration,
@@ -122,7 +118,7 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	case !rm.Enabled || zones.DKIMKey == nil:
 		log.Info("result mails are off (result_mail.enabled)")
 	case res == nil:
-		log.Warn("result mails are off: no resolver for SPF")
+		log.Warn("result mails are off: no resolver to authenticate the test mails (SPF, DKIM)")
 	default:
 		fo.MailEnabled = true
 		do.Send = send

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/resultmail"
@@ -21,7 +22,7 @@ import (
 // result mails pass at a receiver — the DKIM key under the selector in
 // zone A, an SPF record of A that covers result_mail.source_address, and
 // DMARC — checked through mailsec's own DNS server with go-msgauth and the
-// SPF evaluation the result mailer itself uses.
+// evaluation mailsec makes of every test mail (internal/mailauth).
 func TestResultMailIdentity(t *testing.T) {
 	cfg := loopbackConfig(t)
 	cfg.Resolver.Address = cfg.DNS.Listen[0]
@@ -50,17 +51,17 @@ func TestResultMailIdentity(t *testing.T) {
 		t.Fatalf("DKIM through the zone: %v %+v", err, verifs)
 	}
 
-	// SPF: the mailer's own evaluation, as a receiver of a mail from the
-	// source address with MAIL FROM in A.
-	c := store.SMTPConnection{State: store.StateMail, MailFrom: cfg.ResultMailFrom(), EHLO: "a.mailtest.example",
-		Client: netip.MustParseAddrPort("127.0.0.77:25")}
-	auth, err := resultmail.Authenticate(t.Context(), res, cfg.ResultMailFrom(), []store.SMTPConnection{c})
-	if err != nil || !auth.OK || auth.Method != "spf" {
-		t.Fatalf("SPF of A for the source address: %+v %v", auth, err)
+	// SPF and DMARC: the evaluation mailsec makes of every test mail, as
+	// a receiver of a mail from the source address with MAIL FROM in A.
+	dkimPass := []store.Signature{{Type: "dkim", Domain: verifs[0].Domain, Selector: cfg.ResultMail.Selector, Result: "pass"}}
+	env := mailauth.Envelope{Client: netip.MustParseAddr("127.0.0.77"), HELO: "a.mailtest.example", MailFrom: cfg.ResultMailFrom()}
+	a := mailauth.Evaluate(t.Context(), res, env, msg, dkimPass)
+	if a.SPFMailFrom.Result != "pass" || a.DMARC.Result != "pass" || !a.DMARC.SPFAligned || !a.DMARC.DKIMAligned || a.DMARC.Policy != "reject" {
+		t.Fatalf("SPF and DMARC of A for the source address: %+v", a)
 	}
-	c.Client = netip.MustParseAddrPort("127.0.0.78:25")
-	if auth, _ := resultmail.Authenticate(t.Context(), res, cfg.ResultMailFrom(), []store.SMTPConnection{c}); auth.OK {
-		t.Fatalf("SPF of A passes for any address: %+v", auth)
+	env.Client = netip.MustParseAddr("127.0.0.78")
+	if a := mailauth.Evaluate(t.Context(), res, env, msg, dkimPass); a.SPFMailFrom.Result != "fail" || a.DMARC.SPFAligned || a.DMARC.Result != "pass" {
+		t.Fatalf("from another address SPF must fail and DMARC pass by DKIM alone: %+v", a)
 	}
 
 	// DMARC of A: strict alignment, which From in A, d=A and MAIL FROM

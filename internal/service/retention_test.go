@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/store"
@@ -39,6 +41,43 @@ func startLoopback(t *testing.T, cfg config.Config) *Running {
 	}
 	t.Cleanup(func() { cancel(); _ = run.Wait() })
 	return run
+}
+
+// sendTestMail delivers one mail in plain text to rcpt at addr, from
+// someone@sender.example.org.
+func sendTestMail(addr, rcpt string) error {
+	return sendMail(addr, "sender.example.org", "someone@sender.example.org", rcpt,
+		"From: someone@sender.example.org\r\nSubject: test\r\n\r\nhello\r\n")
+}
+
+// sendMail delivers body in plain text from from to rcpt at addr; an SMTP
+// reply that refuses is the error (*smtp.SMTPError).
+func sendMail(addr, helo, from, rcpt, body string) error {
+	c, err := smtp.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello(helo); err != nil {
+		return err
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt(rcpt, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte(body)); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return c.Quit()
 }
 
 // TestRetentionWithoutWeb: the retention purge runs when the web server is

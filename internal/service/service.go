@@ -85,11 +85,12 @@ func ZoneKeysOf(ctx context.Context, st *store.Store) (ZoneKeys, error) {
 // the zones without running the service (`mailsec dns ds`): no store file
 // yet means a first start.
 func ZoneKeysFor(ctx context.Context, cfg *config.Config) (ZoneKeys, error) {
-	path := cfg.StorePath()
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return CreateZoneKeys, nil
+	if cfg.Store.Driver != store.DriverPostgres {
+		if _, err := os.Stat(cfg.StorePath()); errors.Is(err, os.ErrNotExist) {
+			return CreateZoneKeys, nil
+		}
 	}
-	st, err := store.Open(ctx, path)
+	st, err := store.OpenDriver(ctx, cfg.Store.Driver, cfg.StorePath())
 	if err != nil {
 		return RequireZoneKeys, err
 	}
@@ -119,7 +120,7 @@ func loadZoneKey(cfg *config.Config, zone string, keys ZoneKeys) (*dnssec.Key, e
 	k, err := dnssec.LoadKey(cfg.KeyDir(), zone)
 	if errors.Is(err, dnssec.ErrKeyMissing) {
 		return nil, fmt.Errorf("%w; the store %s holds earlier data, so the parent's DS names the lost key and a new one would make the zone bogus: "+
-			"restore the key files into %s (or, to start over, remove the store and publish the new DS)", err, cfg.StorePath(), cfg.KeyDir())
+			"restore the key files into %s (or, to start over, remove the store and publish the new DS)", err, cfg.StoreName(), cfg.KeyDir())
 	}
 	return k, err
 }
@@ -305,7 +306,7 @@ func (r *Running) Wait() error {
 // and runs the service until ctx is cancelled. Ports may be 0; the bound
 // addresses are in the returned Running.
 func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running, error) {
-	st, err := store.Open(ctx, cfg.StorePath())
+	st, err := store.OpenDriver(ctx, cfg.Store.Driver, cfg.StorePath())
 	if err != nil {
 		return nil, err
 	}
@@ -352,6 +353,13 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD, closeP, closeS, closeW)
 	}
 	closeW = func() { closeAll(webListeners); closeAll(metricsListeners) }
+	// The listeners are ours, so no other process of this service is
+	// serving: a connection record still open is one a crash left behind.
+	if n, err := st.EndInterruptedConnections(ctx); err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
+	} else if n > 0 {
+		log.Warn("ended the connection records a stop without shutdown left open", "connections", n)
+	}
 	mgr, err := certs.New(certs.Options{
 		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
@@ -458,8 +466,10 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		g.Go(func() error { return webSrv.Serve(gctx, webListeners) })
 	}
 	if len(metricsListeners) > 0 {
-		reg := metrics.NewRegistry(metrics.Sources{SMTP: smtp, DNS: dns})
-		g.Go(func() error { return metrics.Serve(gctx, reg, metricsListeners, log.With("part", "metrics")) })
+		mlog := log.With("part", "metrics")
+		reg := metrics.NewRegistry(metrics.Sources{SMTP: smtp, DNS: dns, Store: st, Log: mlog})
+		ready := Readiness(cfg, zones, st, mgr, res)
+		g.Go(func() error { return metrics.Serve(gctx, reg, ready, metricsListeners, mlog) })
 		log.Info("metrics listening", "addr", metricsListeners[0].Addr().String())
 	}
 	go func() {
@@ -524,9 +534,9 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		FixedTests:  store.FixedTestLimits{PerClient: cfg.SMTP.FixedTestsPerClient, Open: cfg.SMTP.FixedTestsOpenMax},
 	}
 	if res != nil {
-		o.LookupTXT = res.LookupTXT
-	} else {
-		o.LookupTXT = func(context.Context, string) ([]string, error) { return nil, resolver.ErrNoResolver }
+		// Left nil (not a nil *Resolver) without one: mailauth then
+		// says "no resolver configured".
+		o.DNS = res
 	}
 	return o
 }

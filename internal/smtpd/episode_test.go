@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
 func TestNewEpisode(t *testing.T) {
@@ -69,37 +70,39 @@ func finish(t *testing.T, st *store.Store, tt store.Test) {
 // client's tests is open does not reopen the window, however quiet the
 // client was.
 func TestRetestEpisode(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, nil)
-	send := episodeClient(t, ts, "127.0.0.1")
-	step := func(name string, d time.Duration, test string, want bool) {
-		t.Helper()
-		ts.clock.Advance(d)
-		if got := send(test); got != want {
-			t.Errorf("%s: STARTTLS offered = %v, want %v", name, got, want)
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		t.Parallel()
+		ts := startServerOn(t, driver, nil)
+		send := episodeClient(t, ts, "127.0.0.1")
+		step := func(name string, d time.Duration, test string, want bool) {
+			t.Helper()
+			ts.clock.Advance(d)
+			if got := send(test); got != want {
+				t.Errorf("%s: STARTTLS offered = %v, want %v", name, got, want)
+			}
 		}
-	}
-	t1 := ts.newTest(t, "first1")
-	step("test 1 in the window", 0, "first1", false)
-	step("test 1 after the window", 3*time.Minute, "first1", true)
-	// Test 2 starts while test 1 is open: the provider's episode goes on.
-	t2 := ts.newTest(t, "second2")
-	step("test 2 while test 1 is open", time.Minute, "second2", true)
-	finish(t, ts.st, t1)
-	step("test 2 goes on after test 1 is final", time.Minute, "second2", true)
-	step("test 2 after a long silence", time.Hour, "second2", true)
-	finish(t, ts.st, t2)
+		t1 := ts.newTest(t, "first1")
+		step("test 1 in the window", 0, "first1", false)
+		step("test 1 after the window", 3*time.Minute, "first1", true)
+		// Test 2 starts while test 1 is open: the provider's episode goes on.
+		t2 := ts.newTest(t, "second2")
+		step("test 2 while test 1 is open", time.Minute, "second2", true)
+		finish(t, ts.st, t1)
+		step("test 2 goes on after test 1 is final", time.Minute, "second2", true)
+		step("test 2 after a long silence", time.Hour, "second2", true)
+		finish(t, ts.st, t2)
 
-	// Both final: the client's next test is a new episode.
-	ts.newTest(t, "third3")
-	step("test 3: new window", time.Minute, "third3", false)
-	step("test 3 inside its window", 2*time.Minute, "third3", false)
-	step("test 3 after its window", time.Minute, "third3", true)
-	step("test 3 still open", time.Hour, "third3", true)
+		// Both final: the client's next test is a new episode.
+		ts.newTest(t, "third3")
+		step("test 3: new window", time.Minute, "third3", false)
+		step("test 3 inside its window", 2*time.Minute, "third3", false)
+		step("test 3 after its window", time.Minute, "third3", true)
+		step("test 3 still open", time.Hour, "third3", true)
 
-	if cs := ts.waitEnded(t, 9); t.Failed() {
-		t.Logf("connections:\n%s", fmtConns(cs))
-	}
+		if cs := ts.waitEnded(t, 9); t.Failed() {
+			t.Logf("connections:\n%s", fmtConns(cs))
+		}
+	})
 }
 
 // TestEpisodeUntied: connections that belong to no test end an episode only
@@ -107,58 +110,62 @@ func TestRetestEpisode(t *testing.T) {
 // episode (it refused plain text in the window, then stayed away) gets it
 // next, not another window.
 func TestEpisodeUntied(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, func(o *Options) { o.EpisodeQuiet = 10 * time.Minute })
-	send := episodeClient(t, ts, "127.0.0.1")
-	for _, tc := range []struct {
-		name string
-		wait time.Duration
-		want bool
-	}{
-		{"refused plain text in the window", 0, false},
-		{"back after an hour: STARTTLS, not another window", time.Hour, true},
-		{"aborted again, soon", 9 * time.Minute, true},
-		{"quiet for episode_quiet: a new episode", 10 * time.Minute, false},
-	} {
-		ts.clock.Advance(tc.wait)
-		if got := send(""); got != tc.want {
-			t.Errorf("%s: STARTTLS offered = %v, want %v", tc.name, got, tc.want)
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		t.Parallel()
+		ts := startServerOn(t, driver, func(o *Options) { o.EpisodeQuiet = 10 * time.Minute })
+		send := episodeClient(t, ts, "127.0.0.1")
+		for _, tc := range []struct {
+			name string
+			wait time.Duration
+			want bool
+		}{
+			{"refused plain text in the window", 0, false},
+			{"back after an hour: STARTTLS, not another window", time.Hour, true},
+			{"aborted again, soon", 9 * time.Minute, true},
+			{"quiet for episode_quiet: a new episode", 10 * time.Minute, false},
+		} {
+			ts.clock.Advance(tc.wait)
+			if got := send(""); got != tc.want {
+				t.Errorf("%s: STARTTLS offered = %v, want %v", tc.name, got, tc.want)
+			}
 		}
-	}
-	ts.waitEnded(t, 4)
+		ts.waitEnded(t, 4)
+	})
 }
 
 // TestEpisodeSharedStore: the rule is a function of the store, so two
 // servers (nodes) on one database agree: a restart made by one is the
 // window the other applies, although it had the old start cached.
 func TestEpisodeSharedStore(t *testing.T) {
-	t.Parallel()
-	node1 := startServer(t, nil)
-	node2 := startServer(t, func(o *Options) { o.Store = node1.st; o.Now = node1.clock.Now })
-	node2.st = node1.st
-	clock := node1.clock
-	via1, via2 := episodeClient(t, node1, "127.0.0.1"), episodeClient(t, node2, "127.0.0.1")
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		t.Parallel()
+		node1 := startServerOn(t, driver, nil)
+		node2 := startServerOn(t, driver, func(o *Options) { o.Store = node1.st; o.Now = node1.clock.Now })
+		node2.st = node1.st
+		clock := node1.clock
+		via1, via2 := episodeClient(t, node1, "127.0.0.1"), episodeClient(t, node2, "127.0.0.1")
 
-	t1 := node1.newTest(t, "first1")
-	if via2("first1") {
-		t.Error("node 2, test 1's first connection: STARTTLS offered")
-	}
-	if via1("first1") {
-		t.Error("node 1, inside the window node 2 started: STARTTLS offered")
-	}
-	clock.Advance(3 * time.Minute)
-	if !via2("first1") {
-		t.Error("node 2, after the window: no STARTTLS")
-	}
-	finish(t, node1.st, t1)
-	node1.newTest(t, "second2")
-	clock.Advance(time.Minute)
-	if via1("second2") {
-		t.Error("node 1, test 2: STARTTLS offered (no new episode)")
-	}
-	clock.Advance(time.Minute)
-	if via2("second2") {
-		t.Error("node 2, inside the window node 1 restarted: STARTTLS offered")
-	}
-	node1.waitEnded(t, 5)
+		t1 := node1.newTest(t, "first1")
+		if via2("first1") {
+			t.Error("node 2, test 1's first connection: STARTTLS offered")
+		}
+		if via1("first1") {
+			t.Error("node 1, inside the window node 2 started: STARTTLS offered")
+		}
+		clock.Advance(3 * time.Minute)
+		if !via2("first1") {
+			t.Error("node 2, after the window: no STARTTLS")
+		}
+		finish(t, node1.st, t1)
+		node1.newTest(t, "second2")
+		clock.Advance(time.Minute)
+		if via1("second2") {
+			t.Error("node 1, test 2: STARTTLS offered (no new episode)")
+		}
+		clock.Advance(time.Minute)
+		if via2("second2") {
+			t.Error("node 2, inside the window node 1 restarted: STARTTLS offered")
+		}
+		node1.waitEnded(t, 5)
+	})
 }

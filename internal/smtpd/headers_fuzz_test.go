@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -62,7 +63,7 @@ func FuzzHeaderFields(f *testing.F) {
 				t.Fatalf("the body changed field %d: %q, then %q", i, field, withBody[i])
 			}
 			// A bare CR is no line break (RFC 5322 §2.2 forbids it, and
-			// it stays in the field, where tagList drops it as space).
+			// it stays in the field, where mailauth.TagList drops it as space).
 			if strings.Contains(field, "\n") {
 				t.Fatalf("field %q holds a line break", field)
 			}
@@ -72,13 +73,13 @@ func FuzzHeaderFields(f *testing.F) {
 	})
 }
 
-// checkTagList checks tagList's promises on value.
+// checkTagList checks mailauth.TagList's promises on value.
 func checkTagList(t *testing.T, value string) {
 	t.Helper()
-	tags := tagList(value)
+	tags := mailauth.TagList(value)
 	var b strings.Builder
 	for k, v := range tags {
-		if k == "" || k != strings.Trim(k, tagWhiteSpace) || strings.ContainsAny(k, ";=") {
+		if k == "" || k != strings.Trim(k, mailauth.TagWhiteSpace) || strings.ContainsAny(k, ";=") {
 			t.Fatalf("%q: tag name %q", value, k)
 		}
 		if strings.ContainsAny(v, " \t\r\n;") {
@@ -86,7 +87,7 @@ func checkTagList(t *testing.T, value string) {
 		}
 		b.WriteString(k + "=" + v + "; ")
 	}
-	again := tagList(b.String())
+	again := mailauth.TagList(b.String())
 	if len(again) != len(tags) {
 		t.Fatalf("%q: %q written back as %q parses to %q", value, tags, b.String(), again)
 	}
@@ -106,9 +107,9 @@ func FuzzSignatures(f *testing.F) {
 	for _, s := range headerSeeds {
 		f.Add([]byte(s + "\r\nbody\r\n"))
 	}
-	s := &Server{opts: Options{DKIMTimeout: time.Second, LookupTXT: func(ctx context.Context, d string) ([]string, error) {
+	s := &Server{opts: Options{DKIMTimeout: time.Second, DNS: lookupDNS(func(ctx context.Context, d string) ([]string, error) {
 		return nil, &net.DNSError{Err: "no such host", Name: d, IsNotFound: true}
-	}}}
+	})}}
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		if len(msg) > maxFuzzMessage {
 			t.Skip()
@@ -141,6 +142,10 @@ func FuzzSignatures(f *testing.F) {
 			}
 			checkStoredText(t, "d=", sig.Domain, maxSignatureText)
 			checkStoredText(t, "s=", sig.Selector, maxSignatureText)
+			checkStoredText(t, "reason", sig.Reason, maxSignatureText)
+			if (sig.Result == "" || sig.Result == "pass") != (sig.Reason == "") {
+				t.Fatalf("signature %d: result %q with reason %q", i, sig.Result, sig.Reason)
+			}
 			if sig.Domain != strings.ToLower(sig.Domain) {
 				t.Fatalf("d= %q is not lower case", sig.Domain)
 			}

@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/netip"
 	"net/textproto"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,8 +24,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
 const (
@@ -164,6 +167,39 @@ func (f *fakeTXT) LookupTXT(ctx context.Context, name string) ([]string, error) 
 	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 }
 
+// lookupDNS is a mailauth.DNS that answers TXT questions from a look-up
+// function (a *net.DNSError that is not found: NXDOMAIN) and every other
+// question with NXDOMAIN.
+type lookupDNS func(ctx context.Context, name string) ([]string, error)
+
+func (f lookupDNS) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	return f(ctx, strings.TrimSuffix(name, "."))
+}
+
+func (f lookupDNS) Query(ctx context.Context, name string, qtype uint16) (resolver.Answer, error) {
+	nx := fmt.Errorf("%s: %w", name, resolver.ErrNXDomain)
+	if qtype != dns.TypeTXT {
+		return resolver.Answer{}, nx
+	}
+	txts, err := f.LookupTXT(ctx, name)
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return resolver.Answer{}, nx
+	case err != nil:
+		return resolver.Answer{}, err
+	}
+	m := new(dns.Msg)
+	for _, txt := range txts {
+		var parts []string
+		for len(txt) > 255 {
+			parts, txt = append(parts, txt[:255]), txt[255:]
+		}
+		m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: dns.Fqdn(name), Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: append(parts, txt)})
+	}
+	return resolver.Answer{Msg: m}, nil
+}
+
 // testLogger logs to the test at debug level when -v is on, else discards.
 func testLogger(t testing.TB) *slog.Logger {
 	if _, fuzz := t.(*testing.F); fuzz || !testing.Verbose() {
@@ -183,11 +219,13 @@ func (w tWriter) Write(b []byte) (int, error) {
 // addresses given) with test defaults that tweak may change.
 func startServer(t testing.TB, tweak func(*Options), listen ...string) *testServer {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "mailsec.db"))
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
+	return startServerOn(t, store.DriverSQLite, tweak, listen...)
+}
+
+// startServerOn is startServer on a store of driver (storetest).
+func startServerOn(t testing.TB, driver string, tweak func(*Options), listen ...string) *testServer {
+	t.Helper()
+	st := storetest.Open(t, driver)
 	ts := &testServer{st: st, clock: newClock(), certs: newTestCerts(t), dkim: &fakeTXT{m: map[string][]string{}}}
 	opts := Options{
 		ZoneA:                   zoneA + ".",
@@ -200,7 +238,7 @@ func startServer(t testing.TB, tweak func(*Options), listen ...string) *testServ
 		DataTimeout:             5 * time.Second,
 		ShutdownGrace:           time.Second,
 		MaxConnectionsPerClient: 20,
-		LookupTXT:               ts.dkim.LookupTXT,
+		DNS:                     lookupDNS(ts.dkim.LookupTXT),
 		DKIMTimeout:             2 * time.Second,
 		Logger:                  testLogger(t),
 		Now:                     ts.clock.Now,
@@ -208,6 +246,7 @@ func startServer(t testing.TB, tweak func(*Options), listen ...string) *testServ
 	if tweak != nil {
 		tweak(&opts)
 	}
+	var err error
 	ts.srv, err = New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)

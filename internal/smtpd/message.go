@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"runtime/debug"
 	"strconv"
 	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
@@ -31,11 +31,11 @@ func (s *Server) signatures(msg []byte) []store.Signature {
 		name = strings.TrimSpace(name)
 		switch {
 		case strings.EqualFold(name, "DKIM-Signature"):
-			tags := tagList(value)
+			tags := mailauth.TagList(value)
 			dkimIdx = append(dkimIdx, len(sigs))
 			sigs = append(sigs, store.Signature{Type: "dkim", Domain: signatureText(strings.ToLower(tags["d"])), Selector: signatureText(tags["s"])})
 		case strings.EqualFold(name, "ARC-Seal"):
-			i, _ := strconv.Atoi(tagList(value)["i"])
+			i, _ := strconv.Atoi(mailauth.TagList(value)["i"])
 			sigs = append(sigs, store.Signature{Type: "arc", Instance: i})
 		}
 	}
@@ -45,22 +45,8 @@ func (s *Server) signatures(msg []byte) []store.Signature {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DKIMTimeout)
 	defer cancel()
-	lookup := func(domain string) ([]string, error) {
-		txts, err := s.opts.LookupTXT(ctx, domain)
-		if err == nil {
-			return txts, nil
-		}
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
-			return nil, err // no key: permerror
-		}
-		if ctx.Err() != nil || errors.As(err, &dnsErr) && (dnsErr.IsTimeout || dnsErr.IsTemporary) {
-			// go-msgauth reports a temporary net.Error as temperror
-			// (RFC 6376 §6.1.2) and anything else as permerror.
-			return nil, &net.DNSError{Err: err.Error(), Name: domain, IsTimeout: ctx.Err() != nil, IsTemporary: true}
-		}
-		return nil, err
-	}
+	// Keys through the service's own resolver (RFC 6376 §3.6.2.2).
+	lookup := mailauth.LookupTXT(ctx, s.opts.DNS)
 	verifs, err := s.verifyDKIM(msg, lookup)
 	unexpected := err != nil && !errors.Is(err, dkim.ErrTooManySignatures)
 	for k, at := range dkimIdx {
@@ -69,14 +55,27 @@ func (s *Server) signatures(msg []byte) []store.Signature {
 			// The message could not be processed as a whole (for
 			// example no header/body separator).
 			sigs[at].Result = "permerror"
+			sigs[at].Reason = dkimReason(err)
 		case k < len(verifs):
 			sigs[at].Result = dkimResult(verifs[k].Err)
+			sigs[at].Reason = dkimReason(verifs[k].Err)
 			if sigs[at].Domain == "" {
 				sigs[at].Domain = signatureText(strings.ToLower(verifs[k].Domain))
 			}
 		}
 	}
 	return sigs
+}
+
+// authenticate evaluates a test mail's authentication (internal/mailauth:
+// SPF of MAIL FROM and HELO, DMARC, ARC) from the connection c it came
+// on, its reverse-path and the signatures verified; one evaluation, which
+// the store keeps for the report, the API and the result mail's decision.
+func (s *Server) authenticate(c store.SMTPConnection, from string, msg []byte, sigs []store.Signature) store.Authentication {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DKIMTimeout)
+	defer cancel()
+	env := mailauth.Envelope{Client: c.Client.Addr(), HELO: c.EHLO, MailFrom: from}
+	return mailauth.Evaluate(ctx, s.opts.DNS, env, msg, sigs)
 }
 
 // signatureText bounds a tag value for the store and the report: it is
@@ -118,6 +117,26 @@ func dkimResult(err error) string {
 	return "fail"
 }
 
+// dkimReason says why a DKIM signature did not pass, in go-msgauth's
+// words where they are clear ("signature has expired", "no key for
+// signature: …") and shorter where they are not; "" when it passed.
+func dkimReason(err error) string {
+	if err == nil {
+		return ""
+	}
+	text := strings.TrimPrefix(err.Error(), "dkim: ")
+	switch {
+	case text == "body hash did not verify":
+		// RFC 6376 §6.1.3: the body hash of bh= is not the body's.
+		text = "body hash mismatch"
+	case strings.HasPrefix(text, "signature did not verify"):
+		// RFC 6376 §6.1.3: b= does not verify over the signed header
+		// fields.
+		text = "signature mismatch (a signed header field was changed)"
+	}
+	return untrusted.Printable(text, maxSignatureText)
+}
+
 // headerFields returns the unfolded fields of the message header (RFC 5322
 // §2.2.3), up to the first empty line.
 func headerFields(msg []byte) []string {
@@ -149,44 +168,4 @@ func headerFields(msg []byte) []string {
 	}
 	flush()
 	return fields
-}
-
-// tagWhiteSpace is the white space of a tag list: WSP and the line
-// breaks of FWS (RFC 6376 §2.8, §3.2). It is ASCII only: a value made of
-// invalid UTF-8 bytes must not turn into a Unicode space (U+0085) when
-// the bytes around a space are joined, and so change on a second read.
-const tagWhiteSpace = " \t\r\n"
-
-// withoutTagWhiteSpace removes tagWhiteSpace bytes from v, and keeps
-// every other byte as it is (strings.Map would turn invalid UTF-8 into
-// U+FFFD).
-func withoutTagWhiteSpace(v string) string {
-	if !strings.ContainsAny(v, tagWhiteSpace) {
-		return v
-	}
-	b := make([]byte, 0, len(v))
-	for i := 0; i < len(v); i++ {
-		if strings.IndexByte(tagWhiteSpace, v[i]) < 0 {
-			b = append(b, v[i])
-		}
-	}
-	return string(b)
-}
-
-// tagList parses a DKIM/ARC tag list (RFC 6376 §3.2): "t=v; t=v".
-// White space inside values (folding) is removed.
-func tagList(s string) map[string]string {
-	tags := map[string]string{}
-	for part := range strings.SplitSeq(s, ";") {
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			continue
-		}
-		k = strings.Trim(k, tagWhiteSpace)
-		if _, dup := tags[k]; dup || k == "" {
-			continue
-		}
-		tags[k] = withoutTagWhiteSpace(v)
-	}
-	return tags
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/listen"
+	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
@@ -151,15 +152,17 @@ type Options struct {
 	// and no downgrade window (bench mode). History is still recorded.
 	AcceptAll bool
 
-	// LookupTXT resolves DKIM key records (RFC 6376 §3.6.2); nil means
-	// net.DefaultResolver.LookupTXT.
-	LookupTXT func(ctx context.Context, domain string) ([]string, error)
+	// DNS is the service's own resolver: DKIM keys (RFC 6376 §3.6.2),
+	// SPF and DMARC of every test mail (internal/mailauth). nil: no
+	// resolver configured; signatures and SPF then give temperror.
+	DNS mailauth.DNS
 	// TestSender, if set, is told the envelope sender of every accepted
 	// test recipient: the service checks the sender's domain (inbound,
 	// docs/inbound.md) and de-duplicates per test. It must not block.
 	TestSender func(testID, sender string)
 	// DKIMTimeout bounds the verification of one message's signatures,
-	// key lookups included; 0 means 10s.
+	// key lookups included, and again the SPF and DMARC evaluation of a
+	// test mail; 0 means 10s.
 	DKIMTimeout time.Duration
 
 	Logger *slog.Logger     // nil: discard
@@ -231,6 +234,8 @@ type Server struct {
 	tlsrptRate   *ratelimit.Window      // TLS-RPT mails per client per hour
 	dataBudget   dataBudget             // memory of the DATA phases
 	refused      atomic.Int64           // connections answered 421 at the caps
+	accepted     [2]atomic.Int64        // test mails answered 250, zone A and B (Stats)
+	deferred     [2]atomic.Int64        // test mails answered 451 by verdict.Acknowledge
 	fixedMu      sync.Mutex             // serializes find-or-create of fixed-address tests
 	panics       atomic.Int64           // recovered panics in this package's code
 	lastPanic    atomic.Pointer[string] // the last of them, with its stack
@@ -324,9 +329,6 @@ func New(opts Options) (*Server, error) {
 	s.tlsrpt = strings.ToLower(o.TLSRPTAddress)
 	if s.tlsrpt == "" {
 		s.tlsrpt = "tlsrpt@" + s.zoneA
-	}
-	if o.LookupTXT == nil {
-		o.LookupTXT = net.DefaultResolver.LookupTXT
 	}
 	var err error
 	if s.plainA, s.defaultTLS, s.zoneBPersona, err = personaRoles(o.Personas); err != nil {

@@ -119,6 +119,7 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	r.c.Reply = ""
 	r.c.MessageBytes = 0
 	r.c.Signatures = nil
+	r.c.Authentication = nil
 	r.raise(store.StateMail)
 	if !r.tlsDone && r.base == 0 {
 		// A plain-text session (RFC 3207 not used): persona 1, or 7 on
@@ -363,10 +364,16 @@ func (ss *session) Data(rd io.Reader) error {
 		return err
 	}
 	sigs := ss.s.signatures(body)
+	var auth *store.Authentication
+	if ss.tx.test.ID != "" && !ss.s.opts.AcceptAll {
+		a := ss.s.authenticate(ss.rec.snapshot(), ss.tx.from, body, sigs)
+		auth = &a
+	}
 	r := ss.rec
 	r.mu.Lock()
 	r.c.MessageBytes = int64(len(body))
 	r.c.Signatures = sigs
+	r.c.Authentication = auth
 	r.dirty = true
 	r.mu.Unlock()
 
@@ -461,6 +468,7 @@ func (ss *session) acknowledge() error {
 	})
 	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason,
 		"detail", ack.Detail, "history", len(history), "fetches", len(fetches))
+	ss.s.countAck(zone, ack.Accept)
 	if !ack.Accept {
 		// RFC 5321 §4.2.1: 451 asks the client to retry later.
 		return ss.answer(&smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: ack.Reason}, false)

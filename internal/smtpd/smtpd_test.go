@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
 )
 
 func hasSTARTTLS(ehlo string) bool {
@@ -31,68 +33,70 @@ func hasSTARTTLS(ehlo string) bool {
 }
 
 func TestDowngradeWindow(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, nil)
-	t0 := ts.clock.Now()
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		t.Parallel()
+		ts := startServerOn(t, driver, nil)
+		t0 := ts.clock.Now()
 
-	check := func(name, src string, want bool) {
-		t.Helper()
-		c := dialFrom(t, src, ts.addr())
-		if got := hasSTARTTLS(c.ehlo()); got != want {
-			t.Errorf("%s: STARTTLS offered = %v, want %v", name, got, want)
+		check := func(name, src string, want bool) {
+			t.Helper()
+			c := dialFrom(t, src, ts.addr())
+			if got := hasSTARTTLS(c.ehlo()); got != want {
+				t.Errorf("%s: STARTTLS offered = %v, want %v", name, got, want)
+			}
+			if !want {
+				// Not offered means not available either (RFC 3207 §4).
+				c.ok(502, "STARTTLS")
+			}
+			c.quit()
 		}
-		if !want {
-			// Not offered means not available either (RFC 3207 §4).
-			c.ok(502, "STARTTLS")
+		check("first connection", "127.0.0.1", false)
+		ts.clock.Advance(2 * time.Minute)
+		check("inside the window", "127.0.0.1", false)
+		if loopback2(t) {
+			// 127.0.0.2 is the same client (/24): its window is the one of
+			// the first connection of the prefix.
+			check("same /24 inside the window", "127.0.0.2", false)
 		}
-		c.quit()
-	}
-	check("first connection", "127.0.0.1", false)
-	ts.clock.Advance(2 * time.Minute)
-	check("inside the window", "127.0.0.1", false)
-	if loopback2(t) {
-		// 127.0.0.2 is the same client (/24): its window is the one of
-		// the first connection of the prefix.
-		check("same /24 inside the window", "127.0.0.2", false)
-	}
-	ts.clock.Set(t0.Add(3 * time.Minute))
-	check("window over", "127.0.0.1", true)
-	if loopback2(t) {
-		check("same /24 after the window", "127.0.0.2", true)
-	}
+		ts.clock.Set(t0.Add(3 * time.Minute))
+		check("window over", "127.0.0.1", true)
+		if loopback2(t) {
+			check("same /24 after the window", "127.0.0.2", true)
+		}
 
-	cs := ts.waitEnded(t, 3)
-	var offered []bool
-	for _, c := range cs {
-		offered = append(offered, c.STARTTLSOffered)
-		if c.ClientKey != "127.0.0.0/24" || c.Error != "" || c.Persona != 1 || c.State != store.StateNone {
-			t.Errorf("connection %d: key %q error %q persona %d state %s", c.ID, c.ClientKey, c.Error, c.Persona, c.State)
+		cs := ts.waitEnded(t, 3)
+		var offered []bool
+		for _, c := range cs {
+			offered = append(offered, c.STARTTLSOffered)
+			if c.ClientKey != "127.0.0.0/24" || c.Error != "" || c.Persona != 1 || c.State != store.StateNone {
+				t.Errorf("connection %d: key %q error %q persona %d state %s", c.ID, c.ClientKey, c.Error, c.Persona, c.State)
+			}
 		}
-	}
-	if want := []bool{false, false, false, true, true}; !slices.Equal(offered, want[:len(offered)]) {
-		t.Errorf("offered per connection = %v, want %v", offered, want)
-	}
+		if want := []bool{false, false, false, true, true}; !slices.Equal(offered, want[:len(offered)]) {
+			t.Errorf("offered per connection = %v, want %v", offered, want)
+		}
 
-	// With /32 clients, 127.0.0.2 has a window of its own.
-	if loopback2(t) {
-		ts32 := startServer(t, func(o *Options) { o.ClientPrefixV4 = 32 })
-		offered := func(src string) bool {
-			c := dialFrom(t, src, ts32.addr())
-			defer c.quit()
-			return hasSTARTTLS(c.ehlo())
+		// With /32 clients, 127.0.0.2 has a window of its own.
+		if loopback2(t) {
+			ts32 := startServerOn(t, driver, func(o *Options) { o.ClientPrefixV4 = 32 })
+			offered := func(src string) bool {
+				c := dialFrom(t, src, ts32.addr())
+				defer c.quit()
+				return hasSTARTTLS(c.ehlo())
+			}
+			offered("127.0.0.1") // T0: window of 127.0.0.1 starts
+			ts32.clock.Advance(2 * time.Minute)
+			offered("127.0.0.2") // T0+2m: window of 127.0.0.2 starts
+			ts32.clock.Advance(time.Minute)
+			if !offered("127.0.0.1") {
+				t.Error("/32: 127.0.0.1 after its window: no STARTTLS")
+			}
+			if offered("127.0.0.2") {
+				t.Error("/32: 127.0.0.2 inside its own window: STARTTLS offered")
+			}
+			ts32.waitEnded(t, 4)
 		}
-		offered("127.0.0.1") // T0: window of 127.0.0.1 starts
-		ts32.clock.Advance(2 * time.Minute)
-		offered("127.0.0.2") // T0+2m: window of 127.0.0.2 starts
-		ts32.clock.Advance(time.Minute)
-		if !offered("127.0.0.1") {
-			t.Error("/32: 127.0.0.1 after its window: no STARTTLS")
-		}
-		if offered("127.0.0.2") {
-			t.Error("/32: 127.0.0.2 inside its own window: STARTTLS offered")
-		}
-		ts32.waitEnded(t, 4)
-	}
+	})
 }
 
 func TestSNIPersonas(t *testing.T) {
@@ -386,31 +390,33 @@ func TestRecipients(t *testing.T) {
 }
 
 func TestTLSRPTReport(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, func(o *Options) { o.DowngradeWindow = 0 })
-	ts.newTest(t, "tok1")
-	c := dial(t, ts.addr())
-	c.ehlo()
-	body := "From: reports@example.net\r\nSubject: Report Domain: " + zoneA + "\r\n\r\n{\"organization-name\":\"x\"}\r\n"
-	c.ok(250, "MAIL FROM:<reports@example.net>")
-	c.ok(250, "RCPT TO:<TLSRPT@%s>", zoneA)
-	c.ok(452, "RCPT TO:<t-tok1@%s>", zoneA)
-	c.ok(354, "DATA")
-	if code, msg := c.data(body); code != 250 || msg != "2.0.0 TLS-RPT report received" {
-		t.Errorf("DATA: %d %s", code, msg)
-	}
-	c.quit()
-	reps, err := ts.st.TLSRPTReports(context.Background(), time.Time{}, 0)
-	if err != nil || len(reps) != 1 {
-		t.Fatalf("reports: %v, %v", reps, err)
-	}
-	if string(reps[0].Raw) != body || reps[0].MailFrom != "reports@example.net" || reps[0].Client != mustAddr("127.0.0.1") {
-		t.Errorf("report %+v", reps[0])
-	}
-	cs := ts.waitEnded(t, 1)
-	if cs[0].TestID != "" || cs[0].Reply != "250 2.0.0 TLS-RPT report received" || cs[0].State != store.StateMail {
-		t.Errorf("record:\n%s", fmtConns(cs))
-	}
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		t.Parallel()
+		ts := startServerOn(t, driver, func(o *Options) { o.DowngradeWindow = 0 })
+		ts.newTest(t, "tok1")
+		c := dial(t, ts.addr())
+		c.ehlo()
+		body := "From: reports@example.net\r\nSubject: Report Domain: " + zoneA + "\r\n\r\n{\"organization-name\":\"x\"}\r\n"
+		c.ok(250, "MAIL FROM:<reports@example.net>")
+		c.ok(250, "RCPT TO:<TLSRPT@%s>", zoneA)
+		c.ok(452, "RCPT TO:<t-tok1@%s>", zoneA)
+		c.ok(354, "DATA")
+		if code, msg := c.data(body); code != 250 || msg != "2.0.0 TLS-RPT report received" {
+			t.Errorf("DATA: %d %s", code, msg)
+		}
+		c.quit()
+		reps, err := ts.st.TLSRPTReports(context.Background(), time.Time{}, 0)
+		if err != nil || len(reps) != 1 {
+			t.Fatalf("reports: %v, %v", reps, err)
+		}
+		if string(reps[0].Raw) != body || reps[0].MailFrom != "reports@example.net" || reps[0].Client != mustAddr("127.0.0.1") {
+			t.Errorf("report %+v", reps[0])
+		}
+		cs := ts.waitEnded(t, 1)
+		if cs[0].TestID != "" || cs[0].Reply != "250 2.0.0 TLS-RPT report received" || cs[0].State != store.StateMail {
+			t.Errorf("record:\n%s", fmtConns(cs))
+		}
+	})
 }
 
 // dkimSign signs msg for domain/selector with key.
@@ -436,202 +442,226 @@ func dkimKey(t *testing.T) (ed25519.PrivateKey, string) {
 // inside the downgrade window, 451 while evidence is collected, 250 once
 // personas 3-6 were all contacted (DESIGN.md §3), 250 from then on.
 func TestAcknowledgementZoneA(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, nil)
-	test := ts.newTest(t, "tok1")
-	rcpt := "t-tok1@" + zoneA
-	const from = "sender@example.org"
-	msg := "From: Sender <sender@example.org>\r\nTo: " + rcpt + "\r\nSubject: test\r\n\r\nHello.\r\n"
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		t.Parallel()
+		ts := startServerOn(t, driver, nil)
+		test := ts.newTest(t, "tok1")
+		rcpt := "t-tok1@" + zoneA
+		const from = "sender@example.org"
+		msg := "From: Sender <sender@example.org>\r\nTo: " + rcpt + "\r\nSubject: test\r\n\r\nHello.\r\n"
 
-	// 0: inside the window, a mail in plain text (of another test) gets
-	// 451 whatever the sender.
-	other := ts.newTest(t, "tokw")
-	c := dial(t, ts.addr())
-	if hasSTARTTLS(c.ehlo()) {
-		t.Fatal("STARTTLS offered inside the window")
-	}
-	if code, text := c.mail(from, []string{"t-tokw@" + zoneA}, msg); code != 451 || text != "4.7.1 downgrade test in progress: try again later" {
-		t.Errorf("mail inside the window: %d %s", code, text)
-	}
-	c.quit()
-	// 1: inside the window, the sender of this test refuses plain text
-	// (as DANE senders do): EHLO, no STARTTLS, QUIT. Tied to the test
-	// later by client address and time.
-	c = dial(t, ts.addr())
-	c.ehlo()
-	c.quit()
-
-	ts.clock.Advance(4 * time.Minute)
-	tlsMail := func(sni string, cfg *tls.Config, body string) (int, string) {
-		t.Helper()
+		// 0: inside the window, a mail in plain text (of another test) gets
+		// 451 whatever the sender.
+		other := ts.newTest(t, "tokw")
 		c := dial(t, ts.addr())
-		c.ehlo()
-		if cfg == nil {
-			cfg = insecure(sni)
+		if hasSTARTTLS(c.ehlo()) {
+			t.Fatal("STARTTLS offered inside the window")
 		}
-		if _, err := c.startTLS(cfg); err != nil {
-			t.Fatalf("handshake with %s: %v", sni, err)
-		}
-		c.ehlo()
-		code, text := c.mail(from, []string{rcpt}, body)
-		c.quit()
-		return code, text
-	}
-	// 2: mx4 only: collecting.
-	if code, text := tlsMail("mx4."+zoneA, nil, msg); code != 451 || text != "4.7.1 collecting evidence: try again later" {
-		t.Errorf("mail over mx4: %d %s", code, text)
-	}
-	// 3, 4: handshakes with mx3 and mx5 that never reach MAIL FROM; tied
-	// to the test by client address and time at the next RCPT TO.
-	for _, sni := range []string{"mx3." + zoneA, "mx5." + zoneA} {
-		c := dial(t, ts.addr())
-		c.ehlo()
-		if _, err := c.startTLS(insecure(sni)); err != nil {
-			t.Fatal(err)
+		if code, text := c.mail(from, []string{"t-tokw@" + zoneA}, msg); code != 451 || text != "4.7.1 downgrade test in progress: try again later" {
+			t.Errorf("mail inside the window: %d %s", code, text)
 		}
 		c.quit()
-	}
-	ts.waitEnded(t, 4)
+		// 1: inside the window, the sender of this test refuses plain text
+		// (as DANE senders do): EHLO, no STARTTLS, QUIT. Tied to the test
+		// later by client address and time.
+		c = dial(t, ts.addr())
+		c.ehlo()
+		c.quit()
 
-	// 5: over mx6, verifying the CA-signed certificate, DKIM-signed twice
-	// plus an ARC seal: 250.
-	key, txt := dkimKey(t)
-	otherKey, _ := dkimKey(t)
-	_, otherTXT := dkimKey(t)
-	ts.dkim.set("sel._domainkey.example.org", txt)
-	ts.dkim.set("bad._domainkey.example.org", otherTXT) // published key does not match
-	signed := dkimSign(t, msg, "example.org", "sel", key)
-	signed = dkimSign(t, signed, "example.org", "bad", otherKey)
-	signed = dkimSign(t, signed, "Example.NET", "none", otherKey) // no key published
-	signed = "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=relay.example;\r\n s=arc; b=AAAA\r\n" + signed
-	code, text := tlsMail("mx6."+zoneA, &tls.Config{ServerName: "mx6." + zoneA, RootCAs: ts.certs.pool}, signed)
-	if code != 250 || text != "2.0.0 accepted: personas 3-6 were all contacted" {
-		t.Errorf("mail over mx6: %d %s", code, text)
-	}
-	// 6: once acknowledged, always.
-	if code, text := tlsMail("", nil, msg); code != 250 || text != "2.0.0 accepted: test already acknowledged" {
-		t.Errorf("mail after the acknowledgement: %d %s", code, text)
-	}
-
-	got, err := ts.st.Test(context.Background(), test.ID)
-	if err != nil || got.State != store.TestAcked || !got.Acked.Equal(ts.clock.Now()) || got.Sender != from {
-		t.Errorf("test after ack: %+v, %v", got, err)
-	}
-	all := ts.waitEnded(t, 7)
-	var cs []store.SMTPConnection
-	for _, c := range all {
-		if c.TestID == other.ID {
-			if c.Reply != "451 4.7.1 downgrade test in progress: try again later" {
-				t.Errorf("window mail: %s", fmtConns([]store.SMTPConnection{c}))
+		ts.clock.Advance(4 * time.Minute)
+		tlsMail := func(sni string, cfg *tls.Config, body string) (int, string) {
+			t.Helper()
+			c := dial(t, ts.addr())
+			c.ehlo()
+			if cfg == nil {
+				cfg = insecure(sni)
 			}
-			continue
+			if _, err := c.startTLS(cfg); err != nil {
+				t.Fatalf("handshake with %s: %v", sni, err)
+			}
+			c.ehlo()
+			code, text := c.mail(from, []string{rcpt}, body)
+			c.quit()
+			return code, text
 		}
-		cs = append(cs, c)
-	}
-	type row struct {
-		persona int
-		state   store.ConnState
-		reply   string
-	}
-	want := []row{
-		{1, store.StateNone, ""},
-		{4, store.StateMail, "451 4.7.1 collecting evidence: try again later"},
-		{3, store.StateTLSStarted, ""},
-		{5, store.StateTLSStarted, ""},
-		{6, store.StateAcked, "250 2.0.0 accepted: personas 3-6 were all contacted"},
-		{2, store.StateAcked, "250 2.0.0 accepted: test already acknowledged"},
-	}
-	if len(cs) != len(want) {
-		t.Fatalf("%d connections:\n%s", len(cs), fmtConns(cs))
-	}
-	for i, c := range cs {
-		w := want[i]
-		if c.TestID != test.ID || c.Persona != w.persona || c.State != w.state || c.Reply != w.reply || c.Error != "" {
-			t.Errorf("connection %d: want test %s persona %d state %s reply %q:\n%s", i+1, test.ID, w.persona, w.state, w.reply, fmtConns(cs[i:i+1]))
+		// 2: mx4 only: collecting.
+		if code, text := tlsMail("mx4."+zoneA, nil, msg); code != 451 || text != "4.7.1 collecting evidence: try again later" {
+			t.Errorf("mail over mx4: %d %s", code, text)
 		}
-		if w.state.Rank() >= store.StateMail.Rank() && (c.MailFrom != from || !slices.Equal(c.RcptTo, []string{rcpt})) {
-			t.Errorf("connection %d: from %q rcpt %q", i+1, c.MailFrom, c.RcptTo)
+		// 3, 4: handshakes with mx3 and mx5 that never reach MAIL FROM; tied
+		// to the test by client address and time at the next RCPT TO.
+		for _, sni := range []string{"mx3." + zoneA, "mx5." + zoneA} {
+			c := dial(t, ts.addr())
+			c.ehlo()
+			if _, err := c.startTLS(insecure(sni)); err != nil {
+				t.Fatal(err)
+			}
+			c.quit()
 		}
-	}
-	if cs[0].STARTTLSOffered || !cs[1].STARTTLSOffered || cs[0].TLSVersion != "" || cs[4].TLSVersion != "TLS 1.3" {
-		t.Errorf("offered/TLS:\n%s", fmtConns(cs))
-	}
-	wantSigs := []store.Signature{
-		{Type: "dkim", Domain: "example.net", Selector: "none", Result: "permerror"},
-		{Type: "dkim", Domain: "example.org", Selector: "bad", Result: "fail"},
-		{Type: "dkim", Domain: "example.org", Selector: "sel", Result: "pass"},
-	}
-	gotSigs := cs[4].Signatures
-	if len(gotSigs) != 4 || gotSigs[0] != (store.Signature{Type: "arc", Instance: 1}) || !slices.Equal(gotSigs[1:], wantSigs) {
-		t.Errorf("signatures %+v, want ARC i=1 then %+v", gotSigs, wantSigs)
-	}
-	if cs[4].MessageBytes != int64(len(signed)) {
-		t.Errorf("message bytes %d, want %d", cs[4].MessageBytes, len(signed))
-	}
+		ts.waitEnded(t, 4)
+
+		// 5: over mx6, verifying the CA-signed certificate, DKIM-signed twice
+		// plus an ARC seal: 250.
+		key, txt := dkimKey(t)
+		otherKey, _ := dkimKey(t)
+		_, otherTXT := dkimKey(t)
+		ts.dkim.set("sel._domainkey.example.org", txt)
+		ts.dkim.set("bad._domainkey.example.org", otherTXT) // published key does not match
+		ts.dkim.set("example.org", "v=spf1 ip4:127.0.0.0/8 -all")
+		ts.dkim.set("_dmarc.example.org", "v=DMARC1; p=reject; adkim=s")
+		signed := dkimSign(t, msg, "example.org", "sel", key)
+		signed = dkimSign(t, signed, "example.org", "bad", otherKey)
+		signed = dkimSign(t, signed, "Example.NET", "none", otherKey) // no key published
+		signed = "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=relay.example;\r\n s=arc; b=AAAA\r\n" + signed
+		code, text := tlsMail("mx6."+zoneA, &tls.Config{ServerName: "mx6." + zoneA, RootCAs: ts.certs.pool}, signed)
+		if code != 250 || text != "2.0.0 accepted: personas 3-6 were all contacted" {
+			t.Errorf("mail over mx6: %d %s", code, text)
+		}
+		// 6: once acknowledged, always.
+		if code, text := tlsMail("", nil, msg); code != 250 || text != "2.0.0 accepted: test already acknowledged" {
+			t.Errorf("mail after the acknowledgement: %d %s", code, text)
+		}
+
+		got, err := ts.st.Test(context.Background(), test.ID)
+		if err != nil || got.State != store.TestAcked || !got.Acked.Equal(ts.clock.Now()) || got.Sender != from {
+			t.Errorf("test after ack: %+v, %v", got, err)
+		}
+		all := ts.waitEnded(t, 7)
+		var cs []store.SMTPConnection
+		for _, c := range all {
+			if c.TestID == other.ID {
+				if c.Reply != "451 4.7.1 downgrade test in progress: try again later" {
+					t.Errorf("window mail: %s", fmtConns([]store.SMTPConnection{c}))
+				}
+				continue
+			}
+			cs = append(cs, c)
+		}
+		type row struct {
+			persona int
+			state   store.ConnState
+			reply   string
+		}
+		want := []row{
+			{1, store.StateNone, ""},
+			{4, store.StateMail, "451 4.7.1 collecting evidence: try again later"},
+			{3, store.StateTLSStarted, ""},
+			{5, store.StateTLSStarted, ""},
+			{6, store.StateAcked, "250 2.0.0 accepted: personas 3-6 were all contacted"},
+			{2, store.StateAcked, "250 2.0.0 accepted: test already acknowledged"},
+		}
+		if len(cs) != len(want) {
+			t.Fatalf("%d connections:\n%s", len(cs), fmtConns(cs))
+		}
+		for i, c := range cs {
+			w := want[i]
+			if c.TestID != test.ID || c.Persona != w.persona || c.State != w.state || c.Reply != w.reply || c.Error != "" {
+				t.Errorf("connection %d: want test %s persona %d state %s reply %q:\n%s", i+1, test.ID, w.persona, w.state, w.reply, fmtConns(cs[i:i+1]))
+			}
+			if w.state.Rank() >= store.StateMail.Rank() && (c.MailFrom != from || !slices.Equal(c.RcptTo, []string{rcpt})) {
+				t.Errorf("connection %d: from %q rcpt %q", i+1, c.MailFrom, c.RcptTo)
+			}
+		}
+		if cs[0].STARTTLSOffered || !cs[1].STARTTLSOffered || cs[0].TLSVersion != "" || cs[4].TLSVersion != "TLS 1.3" {
+			t.Errorf("offered/TLS:\n%s", fmtConns(cs))
+		}
+		wantSigs := []store.Signature{
+			{Type: "dkim", Domain: "example.net", Selector: "none", Result: "permerror", Reason: "no key for signature: lookup none._domainkey.Example.NET.: no such host"},
+			{Type: "dkim", Domain: "example.org", Selector: "bad", Result: "fail", Reason: "signature mismatch (a signed header field was changed)"},
+			{Type: "dkim", Domain: "example.org", Selector: "sel", Result: "pass"},
+		}
+		gotSigs := cs[4].Signatures
+		if len(gotSigs) != 4 || gotSigs[0] != (store.Signature{Type: "arc", Instance: 1}) || !slices.Equal(gotSigs[1:], wantSigs) {
+			t.Errorf("signatures %+v, want ARC i=1 then %+v", gotSigs, wantSigs)
+		}
+		// The one evaluation of the test mail, stored with its connection.
+		wantAuth := store.Authentication{DKIM: wantSigs,
+			SPFMailFrom: store.SPFCheck{Domain: "example.org", Result: "pass"},
+			SPFHELO:     store.SPFCheck{Domain: "sender.example.org", Result: "none", Reason: "no SPF record"},
+			DMARC: store.DMARCCheck{FromDomain: "example.org", RecordDomain: "example.org", Policy: "reject", Result: "pass",
+				SPFAlignment: "relaxed", DKIMAlignment: "strict", SPFAligned: true, DKIMAligned: true},
+			ARC: store.ARCCheck{Instances: 1, Result: "fail", Reason: "ARC set 1 is incomplete"}}
+		if a := cs[4].Authentication; a == nil || !reflect.DeepEqual(*a, wantAuth) {
+			t.Errorf("authentication\n %+v, want\n %+v", a, wantAuth)
+		}
+		if cs[0].Authentication != nil || cs[1].Authentication == nil || cs[1].Authentication.DMARC.Result != "none" || len(cs[1].Authentication.DKIM) != 0 {
+			t.Errorf("no mail: %+v; the unsigned mail over mx4, before the records were published: %+v", cs[0].Authentication, cs[1].Authentication)
+		}
+		if cs[4].MessageBytes != int64(len(signed)) {
+			t.Errorf("message bytes %d, want %d", cs[4].MessageBytes, len(signed))
+		}
+		// The operator's counts (metrics): 451 in the window and over mx4,
+		// 250 over mx6 and after.
+		if st := ts.srv.Stats(); st.Deferred != [2]int64{2, 0} || st.Accepted != [2]int64{2, 0} {
+			t.Errorf("acknowledgements: deferred %v accepted %v, want [2 0] and [2 0]", st.Deferred, st.Accepted)
+		}
+	})
 }
 
 func TestAcknowledgementZoneB(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, nil)
-	test := ts.newTest(t, "tokb")
-	const from = "sender@example.org"
-	msg := "From: sender@example.org\r\nSubject: b\r\n\r\nHi.\r\n"
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		t.Parallel()
+		ts := startServerOn(t, driver, nil)
+		test := ts.newTest(t, "tokb")
+		const from = "sender@example.org"
+		msg := "From: sender@example.org\r\nSubject: b\r\n\r\nHi.\r\n"
 
-	// Inside the window, plain text to B: persona 7, 451.
-	c := dial(t, ts.addr())
-	c.ehlo()
-	if code, _ := c.mail(from, []string{"t-tokb@" + zoneB}, msg); code != 451 {
-		t.Errorf("B inside the window: %d, want 451", code)
-	}
-	// Mixed recipients in A and B: one decision, A's rule; persona 1.
-	if code, _ := c.mail(from, []string{"t-tokb@" + zoneB, "t-tokb@" + zoneA}, msg); code != 451 {
-		t.Errorf("A+B inside the window: %d, want 451", code)
-	}
-	c.quit()
-
-	ts.clock.Advance(5 * time.Minute)
-	// STARTTLS without SNI, recipient in B: persona 7 (persona 2's
-	// certificate was served).
-	c = dial(t, ts.addr())
-	c.ehlo()
-	cs, err := c.startTLS(insecure(""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(cs.PeerCertificates[0].Raw, ts.certs.certs[2].Certificate[0]) {
-		t.Error("no-SNI handshake did not get persona 2's certificate")
-	}
-	c.ehlo()
-	if code, text := c.mail(from, []string{"t-tokb@" + zoneB}, msg); code != 250 || text != "2.0.0 accepted: zone B after the downgrade window" {
-		t.Errorf("B after the window: %d %s", code, text)
-	}
-	c.quit()
-	// SNI mx7.B: persona 7 by name.
-	c = dial(t, ts.addr())
-	c.ehlo()
-	if _, err := c.startTLS(&tls.Config{ServerName: "mx7." + zoneB, RootCAs: ts.certs.pool}); err != nil {
-		t.Fatal(err)
-	}
-	c.ehlo()
-	if code, _ := c.mail(from, []string{"t-tokb@" + zoneB}, msg); code != 250 {
-		t.Errorf("B over mx7: %d", code)
-	}
-	c.quit()
-
-	rows := ts.waitEnded(t, 3)
-	if len(rows) != 3 || rows[0].Persona != 1 || rows[1].Persona != 7 || rows[1].SNI != "" || rows[2].Persona != 7 || rows[2].SNI != "mx7."+zoneB {
-		t.Errorf("personas:\n%s", fmtConns(rows))
-	}
-	// Persona 7 reached without SNI was shown persona 2's certificate; by
-	// name, its own. Plain text shows none.
-	if len(rows) == 3 && (rows[0].CertPersona != 0 || rows[1].CertPersona != 2 || rows[2].CertPersona != 7) {
-		t.Errorf("certificates served: %d %d %d, want 0 2 7", rows[0].CertPersona, rows[1].CertPersona, rows[2].CertPersona)
-	}
-	for _, r := range rows {
-		if r.TestID != test.ID {
-			t.Errorf("connection %d not tied to the test", r.ID)
+		// Inside the window, plain text to B: persona 7, 451.
+		c := dial(t, ts.addr())
+		c.ehlo()
+		if code, _ := c.mail(from, []string{"t-tokb@" + zoneB}, msg); code != 451 {
+			t.Errorf("B inside the window: %d, want 451", code)
 		}
-	}
+		// Mixed recipients in A and B: one decision, A's rule; persona 1.
+		if code, _ := c.mail(from, []string{"t-tokb@" + zoneB, "t-tokb@" + zoneA}, msg); code != 451 {
+			t.Errorf("A+B inside the window: %d, want 451", code)
+		}
+		c.quit()
+
+		ts.clock.Advance(5 * time.Minute)
+		// STARTTLS without SNI, recipient in B: persona 7 (persona 2's
+		// certificate was served).
+		c = dial(t, ts.addr())
+		c.ehlo()
+		cs, err := c.startTLS(insecure(""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(cs.PeerCertificates[0].Raw, ts.certs.certs[2].Certificate[0]) {
+			t.Error("no-SNI handshake did not get persona 2's certificate")
+		}
+		c.ehlo()
+		if code, text := c.mail(from, []string{"t-tokb@" + zoneB}, msg); code != 250 || text != "2.0.0 accepted: zone B after the downgrade window" {
+			t.Errorf("B after the window: %d %s", code, text)
+		}
+		c.quit()
+		// SNI mx7.B: persona 7 by name.
+		c = dial(t, ts.addr())
+		c.ehlo()
+		if _, err := c.startTLS(&tls.Config{ServerName: "mx7." + zoneB, RootCAs: ts.certs.pool}); err != nil {
+			t.Fatal(err)
+		}
+		c.ehlo()
+		if code, _ := c.mail(from, []string{"t-tokb@" + zoneB}, msg); code != 250 {
+			t.Errorf("B over mx7: %d", code)
+		}
+		c.quit()
+
+		rows := ts.waitEnded(t, 3)
+		if len(rows) != 3 || rows[0].Persona != 1 || rows[1].Persona != 7 || rows[1].SNI != "" || rows[2].Persona != 7 || rows[2].SNI != "mx7."+zoneB {
+			t.Errorf("personas:\n%s", fmtConns(rows))
+		}
+		// Persona 7 reached without SNI was shown persona 2's certificate; by
+		// name, its own. Plain text shows none.
+		if len(rows) == 3 && (rows[0].CertPersona != 0 || rows[1].CertPersona != 2 || rows[2].CertPersona != 7) {
+			t.Errorf("certificates served: %d %d %d, want 0 2 7", rows[0].CertPersona, rows[1].CertPersona, rows[2].CertPersona)
+		}
+		for _, r := range rows {
+			if r.TestID != test.ID {
+				t.Errorf("connection %d not tied to the test", r.ID)
+			}
+		}
+	})
 }
 
 // TestLocalPersonas is the deployment where MX hosts have addresses of
@@ -763,15 +793,44 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}
 }
 
+// TestSignatureResults verifies real signatures (go-msgauth signs in the
+// test) and copies changed on the way: each result with its reason, so
+// that a broken signature never reads as "signed".
+func TestSignatureResults(t *testing.T) {
+	t.Parallel()
+	key, txt := dkimKey(t)
+	keys := &fakeTXT{m: map[string][]string{"sel1._domainkey.example.org": {txt}}}
+	s := &Server{opts: Options{DKIMTimeout: 5 * time.Second, DNS: lookupDNS(keys.LookupTXT)}}
+	msg := "From: Jane <jane@example.org>\r\nTo: t-x@" + zoneA + "\r\nSubject: test\r\n\r\nHello.\r\n"
+	signed := dkimSign(t, msg, "example.org", "sel1", key)
+	expired := strings.Replace(dkimSign(t, msg, "example.org", "sel1", key), "DKIM-Signature: ", "DKIM-Signature: x=1; ", 1)
+	for _, tc := range []struct {
+		name, msg      string
+		result, reason string
+	}{
+		{"as signed", signed, "pass", ""},
+		{"body changed", strings.Replace(signed, "Hello.", "Hello!", 1), "fail", "body hash mismatch"},
+		{"line appended to the body", signed + "-- \r\nA footer\r\n", "fail", "body hash mismatch"},
+		{"signed header changed", strings.Replace(signed, "Subject: test", "Subject: tset", 1), "fail", "signature mismatch (a signed header field was changed)"},
+		{"no key published", strings.Replace(signed, "s=sel1", "s=sel2", 1), "permerror", "no key for signature: lookup sel2._domainkey.example.org.: no such host"},
+		{"expired (x= in the past)", expired, "permerror", "signature has expired"},
+	} {
+		got := s.signatures([]byte(tc.msg))
+		if len(got) != 1 || got[0].Result != tc.result || got[0].Reason != tc.reason || got[0].Domain != "example.org" {
+			t.Errorf("%s: %+v, want %s: %q", tc.name, got, tc.result, tc.reason)
+		}
+	}
+}
+
 func TestSignatures(t *testing.T) {
 	t.Parallel()
-	s := &Server{opts: Options{DKIMTimeout: time.Second, LookupTXT: func(ctx context.Context, d string) ([]string, error) {
+	s := &Server{opts: Options{DKIMTimeout: time.Second, DNS: lookupDNS(func(ctx context.Context, d string) ([]string, error) {
 		if strings.HasPrefix(d, "slow.") {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}
 		return nil, &net.DNSError{Err: "no such host", Name: d, IsNotFound: true}
-	}}}
+	})}}
 	for _, tc := range []struct {
 		name string
 		msg  string
@@ -779,14 +838,14 @@ func TestSignatures(t *testing.T) {
 	}{
 		{"none", "Subject: x\r\n\r\nbody\r\n", nil},
 		{"folded tags, no separator", "DKIM-Signature: v=1; a=rsa-sha256; d=Example.ORG;\r\n\ts=se\r\n l1; h=from; bh=x; b=y\r\nARC-Seal: i=2; cv=pass", []store.Signature{
-			{Type: "dkim", Domain: "example.org", Selector: "sel1", Result: "permerror"}, {Type: "arc", Instance: 2}}},
+			{Type: "dkim", Domain: "example.org", Selector: "sel1", Result: "permerror", Reason: "failed to read header: EOF"}, {Type: "arc", Instance: 2}}},
 		{"key lookup timeout", "DKIM-Signature: v=1; a=rsa-sha256; d=x.example; s=slow; h=from; bh=x; b=y\r\nFrom: a@x.example\r\n\r\nbody\r\n", []store.Signature{
-			{Type: "dkim", Domain: "x.example", Selector: "slow", Result: "temperror"}}},
+			{Type: "dkim", Domain: "x.example", Selector: "slow", Result: "temperror", Reason: "key unavailable: lookup slow._domainkey.x.example.: context deadline exceeded"}}},
 		{"control characters and an over-long d=", "DKIM-Signature: v=1; d=A\x00b\x1b[2J; s=x\x7fy\r\nDKIM-Signature: v=1; d=" + strings.Repeat("a", 300) + "; s=" + strings.Repeat("s", 300) + "\r\n\r\nbody\r\n", []store.Signature{
-			{Type: "dkim", Domain: "a?b?[2j", Selector: "x?y", Result: "permerror"},
-			{Type: "dkim", Domain: strings.Repeat("a", maxSignatureText) + "…", Selector: strings.Repeat("s", maxSignatureText) + "…", Result: "permerror"}}},
+			{Type: "dkim", Domain: "a?b?[2j", Selector: "x?y", Result: "permerror", Reason: "signature missing required tag"},
+			{Type: "dkim", Domain: strings.Repeat("a", maxSignatureText) + "…", Selector: strings.Repeat("s", maxSignatureText) + "…", Result: "permerror", Reason: "signature missing required tag"}}},
 		{"body in the header only", "dkim-signature: v=1\n\nDKIM-Signature: v=1; d=late.example\n", []store.Signature{
-			{Type: "dkim", Result: "permerror"}}},
+			{Type: "dkim", Result: "permerror", Reason: "signature missing required tag"}}},
 	} {
 		got := s.signatures([]byte(tc.msg))
 		if !slices.Equal(got, tc.want) {

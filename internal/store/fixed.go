@@ -52,8 +52,10 @@ LIMIT 1`
 // CreateFixedTest stores the new fixed-address test t (Kind TestFixed) of
 // the client network client, unless the open fixed tests would exceed lim:
 // then nothing is stored and the error wraps ErrFixedTestsPerClient or
-// ErrFixedTestsFull. Count and insert run in one transaction (begun
-// IMMEDIATE), so concurrent creations cannot overshoot the caps. It returns
+// ErrFixedTestsFull. Count and insert run in one transaction that has the
+// fixed tests to itself (SQLite: begun IMMEDIATE; PostgreSQL: the advisory
+// lock lockFixedTests), so concurrent creations cannot overshoot the caps,
+// from any number of processes. It returns
 // an error wrapping ErrExists if a test with t's id exists.
 func (s *Store) CreateFixedTest(ctx context.Context, t Test, client string, lim FixedTestLimits) error {
 	if t.Kind != TestFixed {
@@ -64,6 +66,9 @@ func (s *Store) CreateFixedTest(ctx context.Context, t Test, client string, lim 
 	}
 	what := "create fixed test " + t.ID
 	return s.inTx(ctx, what, func(tx *sql.Tx) error {
+		if err := s.serialise(ctx, tx, lockFixedTests); err != nil {
+			return fmt.Errorf("store: %s: %w", what, err)
+		}
 		if lim.PerClient > 0 {
 			n, err := queryOne(ctx, tx, what, scanValue[int64], s.q(countFixedOfClientSQL), client)
 			if err != nil {

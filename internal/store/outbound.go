@@ -76,10 +76,10 @@ func testTimes(t Test) (created, acked, updated int64, err error) {
 // Fixed-address tests are created with CreateFixedTest, which records
 // their client and applies the caps.
 func (s *Store) CreateTest(ctx context.Context, t Test) error {
-	if len(t.SendingAddrs) == 0 {
+	if len(t.SendingAddrs) == 0 && t.OwnerKey == "" {
 		return s.createTest(ctx, s.db, t, "")
 	}
-	// The test and its addresses in one transaction.
+	// The test, its addresses and its key in one transaction.
 	return s.inTx(ctx, "create test "+t.ID, func(tx *sql.Tx) error { return s.createTest(ctx, tx, t, "") })
 }
 
@@ -114,6 +114,9 @@ func (s *Store) createTest(ctx context.Context, db querier, t Test, fixedClient 
 		if _, err := db.ExecContext(ctx, s.q(`INSERT INTO test_sending_addresses (test_id, addr) VALUES (?, ?)`), t.ID, a); err != nil {
 			return fmt.Errorf("store: %s: %w", what, err)
 		}
+	}
+	if t.OwnerKey != "" {
+		return s.addOwnerKey(ctx, db, t.ID, t.OwnerKey, KeyCreated, t.Created)
 	}
 	return nil
 }
@@ -318,7 +321,9 @@ type ClientEpisode struct {
 
 // ClientEpisodeSince returns the facts of the client's connections that
 // started at or after since (its window start). The lookups use the index
-// on (client_key, started_ns); each EXISTS stops at its first row.
+// on (client_key, started_ns); each EXISTS stops at its first row. (An
+// EXISTS is an integer in SQLite and a boolean in PostgreSQL: CASE makes
+// it 0/1 in both.)
 func (s *Store) ClientEpisodeSince(ctx context.Context, client string, since time.Time) (ClientEpisode, error) {
 	what := "client episode " + client
 	sinceNS, err := timeToNanos(since)
@@ -340,9 +345,9 @@ func (s *Store) ClientEpisodeSince(ctx context.Context, client string, since tim
 		return e, nil
 	}, s.q(`SELECT
     COALESCE((SELECT MAX(started_ns) FROM smtp_connections WHERE client_key = ?), 0),
-    EXISTS (`+conns+` AND c.starttls_offered = 1),
-    EXISTS (`+conns+` AND c.test_id = ''),
-    EXISTS (`+conns+` AND EXISTS (SELECT 1 FROM tests t WHERE t.id = c.test_id AND t.state <> ?))`),
+    CASE WHEN EXISTS (`+conns+` AND c.starttls_offered = 1) THEN 1 ELSE 0 END,
+    CASE WHEN EXISTS (`+conns+` AND c.test_id = '') THEN 1 ELSE 0 END,
+    CASE WHEN EXISTS (`+conns+` AND EXISTS (SELECT 1 FROM tests t WHERE t.id = c.test_id AND t.state <> ?)) THEN 1 ELSE 0 END`),
 		client, client, sinceNS, client, sinceNS, client, sinceNS, TestFinal)
 }
 
@@ -353,7 +358,7 @@ type connRow struct {
 	clientPort         int64
 	local              string
 	offered            int64
-	rcpt, sigs         string
+	rcpt, sigs, auth   string
 	persona, msgBytes  int64
 	certPersona        int64
 	state              string
@@ -399,6 +404,13 @@ func toRow(c *SMTPConnection) (connRow, error) {
 	if err != nil {
 		return r, fmt.Errorf("signatures: %w", err)
 	}
+	if c.Authentication != nil {
+		a, err := json.Marshal(c.Authentication)
+		if err != nil {
+			return r, fmt.Errorf("authentication: %w", err)
+		}
+		r.auth = string(a)
+	}
 	r.clientAddr, r.clientPort = storedClient(c.Client)
 	r.local = storedAddrPort(c.Local)
 	r.offered = boolToInt(c.STARTTLSOffered)
@@ -420,15 +432,15 @@ func toRow(c *SMTPConnection) (connRow, error) {
 // args lists the columns in the order of connColumns without id.
 func (r connRow) args() []any {
 	return []any{r.testID, r.started, r.ended, r.clientAddr, r.clientPort, r.local, r.key, r.ehlo,
-		r.offered, r.persona, r.sni, r.ver, r.cipher, r.state, r.mailFrom, r.rcpt, r.reply, r.msgBytes, r.sigs, r.e, r.certPersona}
+		r.offered, r.persona, r.sni, r.ver, r.cipher, r.state, r.mailFrom, r.rcpt, r.reply, r.msgBytes, r.sigs, r.e, r.certPersona, r.auth}
 }
 
 const connColumns = `test_id, started_ns, ended_ns, client_addr, client_port, local_addr, client_key, ehlo,
     starttls_offered, persona, sni, tls_version, tls_cipher, state, mail_from, rcpt_to, reply, message_bytes, signatures, error,
-    cert_persona`
+    cert_persona, authentication`
 
 const insertConnectionSQL = `INSERT INTO smtp_connections (` + connColumns + `)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     RETURNING id`
 
 // InsertConnection stores a new connection record and sets c.ID.
@@ -469,7 +481,7 @@ func (s *Store) updateConnection(ctx context.Context, db querier, c *SMTPConnect
 	return execOne(ctx, db, fmt.Sprintf("update connection %d", c.ID), s.q(`UPDATE smtp_connections SET
     test_id = ?, started_ns = ?, ended_ns = ?, client_addr = ?, client_port = ?, local_addr = ?, client_key = ?, ehlo = ?,
     starttls_offered = ?, persona = ?, sni = ?, tls_version = ?, tls_cipher = ?, state = ?, mail_from = ?, rcpt_to = ?,
-    reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?
+    reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?, authentication = ?
 WHERE id = ?`), append(r.args(), c.ID)...)
 }
 
@@ -492,7 +504,8 @@ func (s *Store) NewConnectionRecorder(ctx context.Context) (*ConnectionRecorder,
 	}
 	upd, err := s.db.PrepareContext(ctx, s.q(`UPDATE smtp_connections SET
     test_id = ?, ended_ns = ?, ehlo = ?, starttls_offered = ?, persona = ?, sni = ?, tls_version = ?, tls_cipher = ?,
-    state = ?, mail_from = ?, rcpt_to = ?, reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?
+    state = ?, mail_from = ?, rcpt_to = ?, reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?,
+    authentication = ?
 WHERE id = ?`))
 	if err != nil {
 		ins.Close()
@@ -515,7 +528,7 @@ func (r *ConnectionRecorder) Update(ctx context.Context, c *SMTPConnection) erro
 		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
 	}
 	res, err := r.update.ExecContext(ctx, row.testID, row.ended, row.ehlo, row.offered, row.persona, row.sni, row.ver, row.cipher,
-		row.state, row.mailFrom, row.rcpt, row.reply, row.msgBytes, row.sigs, row.e, row.certPersona, c.ID)
+		row.state, row.mailFrom, row.rcpt, row.reply, row.msgBytes, row.sigs, row.e, row.certPersona, row.auth, c.ID)
 	if err != nil {
 		return fmt.Errorf("store: update connection %d: %w", c.ID, err)
 	}
@@ -580,7 +593,7 @@ func scanConnection(row rowScanner) (SMTPConnection, error) {
 	)
 	if err := row.Scan(&c.ID, &r.testID, &r.started, &r.ended, &r.clientAddr, &r.clientPort, &r.local, &r.key, &r.ehlo,
 		&r.offered, &r.persona, &r.sni, &r.ver, &r.cipher, &r.state, &r.mailFrom, &r.rcpt, &r.reply, &r.msgBytes, &r.sigs, &r.e, &r.certPersona,
-		&c.TiedBy); err != nil {
+		&r.auth, &c.TiedBy); err != nil {
 		return SMTPConnection{}, err
 	}
 	if err := fromRow(&c, r); err != nil {
@@ -626,6 +639,12 @@ func fromRow(c *SMTPConnection, r connRow) error {
 		}
 		if len(c.Signatures) == 0 {
 			c.Signatures = nil
+		}
+	}
+	if r.auth != "" {
+		c.Authentication = new(Authentication)
+		if err := json.Unmarshal([]byte(r.auth), c.Authentication); err != nil {
+			return fmt.Errorf("stored authentication: %w", err)
 		}
 	}
 	c.Error = r.e
@@ -754,6 +773,11 @@ func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport, q TLSRPTQu
 	size := int64(len(raw))
 	return s.inDurableTx(ctx, "add TLS-RPT report", func(tx *sql.Tx) error {
 		if q.MaxReports > 0 || q.MaxBytes > 0 {
+			// The sum and the insert must not interleave with another
+			// report's (Store.serialise).
+			if err := s.serialise(ctx, tx, lockTLSRPTQuota); err != nil {
+				return fmt.Errorf("store: add TLS-RPT report: %w", err)
+			}
 			var n, bytes int64
 			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(size), 0) FROM tlsrpt_reports`)).Scan(&n, &bytes); err != nil {
 				return fmt.Errorf("store: add TLS-RPT report: usage: %w", err)
@@ -802,4 +826,22 @@ func scanTLSRPTReport(row rowScanner) (TLSRPTReport, error) {
 		r.Client = a
 	}
 	return r, nil
+}
+
+// InterruptedConnectionError is the error stored for a connection that was
+// still open when the service stopped without ending it (a crash, kill -9,
+// power loss): EndInterruptedConnections.
+const InterruptedConnectionError = "interrupted: the service stopped during the connection (its end time is not known)"
+
+// EndInterruptedConnections ends every connection record still open: the
+// ones a service that stopped without closing them left behind. Their end
+// time is not known, so it is set to their start, which adds no activity
+// to their test's quiet time, and Error says why. Without it such a record
+// stays open for ever, and verdict.Final never calls its test final (an
+// open connection may still deliver). Call it only while no connection
+// can be open: at start, once this process holds the SMTP listeners and
+// before it accepts. It returns how many it ended.
+func (s *Store) EndInterruptedConnections(ctx context.Context) (int64, error) {
+	return execCount(ctx, s.db, "end interrupted connections",
+		s.q(`UPDATE smtp_connections SET ended_ns = started_ns, error = ? WHERE ended_ns = 0`), InterruptedConnectionError)
 }

@@ -53,6 +53,10 @@ type Test struct {
 	// API client that created the test; the invalid prefix if unknown.
 	// Only the network is kept, never the address. Fixed at creation.
 	CreatorPrefix netip.Prefix
+	// OwnerKey is, on creation only, the test's owner key (NewOwnerKey):
+	// CreateTest stores its hash (KeyCreated) with the test. It is never
+	// read back (the store keeps no key): TestByOwnerKey finds the test.
+	OwnerKey string `json:"-"`
 	// Slot is the test slot the test holds (docs/dns.md "Test slots"):
 	// its addresses are t-<id>@sNNN.A and @sNNN.B; 0 for none (the shared
 	// names). Fixed at creation (CreateSlotTest).
@@ -97,7 +101,83 @@ type Signature struct {
 	Domain   string `json:"d,omitempty"`      // DKIM d=
 	Selector string `json:"s,omitempty"`      // DKIM s=
 	Result   string `json:"result,omitempty"` // DKIM: pass, fail, temperror, permerror
-	Instance int    `json:"i,omitempty"`      // ARC-Seal i=
+	// Reason says why a DKIM signature did not pass ("body hash
+	// mismatch", "no key for signature"); "" when it passed.
+	Reason   string `json:"reason,omitempty"`
+	Instance int    `json:"i,omitempty"` // ARC-Seal i=
+}
+
+// Outcome is a DKIM signature's result as the report, the result mail
+// and the verdict's facts write it: "pass (d=example.org, s=sel1)" or
+// "fail (d=example.org, s=sel1): body hash mismatch"; "not verified" for
+// a signature past the verification limit.
+func (s Signature) Outcome() string {
+	result := s.Result
+	if result == "" {
+		result = "not verified"
+	}
+	text := fmt.Sprintf("%s (d=%s, s=%s)", result, s.Domain, s.Selector)
+	if s.Reason != "" {
+		text += ": " + s.Reason
+	}
+	return text
+}
+
+// Authentication is a test mail's authentication, evaluated once when the
+// mail arrived (internal/mailauth): the report, the API, the result mail
+// and resultmail.Decide all read this one evaluation.
+type Authentication struct {
+	// DKIM lists the DKIM-Signature fields in header order (RFC 6376),
+	// each verified (Result, Reason); empty: the mail was not signed.
+	DKIM []Signature `json:"dkim"`
+	// SPFMailFrom is SPF for the MAIL FROM identity, SPFHELO for the
+	// HELO identity (RFC 7208 §2.4, §2.3).
+	SPFMailFrom SPFCheck   `json:"spf_mail_from"`
+	SPFHELO     SPFCheck   `json:"spf_helo"`
+	DMARC       DMARCCheck `json:"dmarc"`
+	ARC         ARCCheck   `json:"arc"`
+}
+
+// SPFCheck is one SPF check_host() evaluation (RFC 7208 §4).
+type SPFCheck struct {
+	Domain string `json:"domain,omitempty"` // the identity's domain
+	// Result is an RFC 7208 §2.6 result: none, neutral, pass, fail,
+	// softfail, temperror or permerror.
+	Result string `json:"result"`
+	Reason string `json:"reason,omitempty"` // why, when not pass
+}
+
+// DMARCCheck is the DMARC evaluation of the RFC5322.From domain (RFC 7489
+// §3, §6.6).
+type DMARCCheck struct {
+	FromDomain string `json:"from_domain,omitempty"`
+	// RecordDomain is where the record was found: the From domain or its
+	// organizational domain (RFC 7489 §6.6.3); "" when none was.
+	RecordDomain string `json:"record_domain,omitempty"`
+	// Policy is the policy that applies to the From domain (p=, or sp=
+	// for a subdomain): none, quarantine or reject; "" without a record.
+	Policy string `json:"policy,omitempty"`
+	// Result: pass, fail, none (no record), temperror or permerror.
+	Result string `json:"result"`
+	// SPFAlignment and DKIMAlignment are the modes, "relaxed" or
+	// "strict" (aspf=, adkim=; RFC 7489 §3.1).
+	SPFAlignment  string `json:"spf_alignment,omitempty"`
+	DKIMAlignment string `json:"dkim_alignment,omitempty"`
+	// SPFAligned: SPF passed for MAIL FROM and that domain is aligned
+	// with the From domain; DKIMAligned: a passing DKIM signature's d= is.
+	SPFAligned  bool   `json:"spf_aligned"`
+	DKIMAligned bool   `json:"dkim_aligned"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// ARCCheck is the validation of the mail's ARC chain (RFC 8617 §5.2).
+type ARCCheck struct {
+	// Instances is the number of ARC sets.
+	Instances int `json:"instances"`
+	// Result: none (no ARC), pass, fail, or temperror (a key could not
+	// be fetched).
+	Result string `json:"result"`
+	Reason string `json:"reason,omitempty"` // why, when fail or temperror
 }
 
 // SMTPConnection is one connection to an SMTP persona: the connection
@@ -127,7 +207,10 @@ type SMTPConnection struct {
 	Reply        string // the reply that decided the mail, e.g. "451 4.7.1 ..."
 	MessageBytes int64
 	Signatures   []Signature
-	Error        string // why it ended abnormally; "" if it did not
+	// Authentication is the evaluation of the connection's last test
+	// mail; nil when it carried none.
+	Authentication *Authentication
+	Error          string // why it ended abnormally; "" if it did not
 	// TiedBy tells how the connection came to its test when it did not
 	// name the test itself: TiedByClient or TiedBySendingServer; "" when
 	// it named the test at RCPT TO, or is not tied. Set only by the tie

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // This file holds how every table's code runs its statements: reading
@@ -123,8 +124,12 @@ func insertNew(ctx context.Context, db querier, what, query string, args ...any)
 
 // inTx runs fn in a transaction and commits it if fn returns nil; on an
 // error (returned as it is) or a panic in fn, nothing fn did is kept.
-// Transactions begin IMMEDIATE (see dsn), so they are for writes only.
+// On SQLite transactions begin IMMEDIATE (see dsn), so they are for writes
+// only, and one runs at a time; on PostgreSQL they run side by side (READ
+// COMMITTED), and one that counts before it writes takes the lock of what it
+// counts first (Store.serialise).
 func (s *Store) inTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	defer s.timeWrite(time.Now())
 	return runTx(ctx, s.db, what, fn)
 }
 
@@ -161,8 +166,16 @@ func runTx(ctx context.Context, db txBeginner, what string, fn func(tx *sql.Tx) 
 // One fsync per accepted mail instead of one per history write: FULL on
 // every connection cost the SMTP benchmark (P2) 60 % of its throughput.
 func (s *Store) inDurableTx(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
-	if s.dialect != dialectSQLite {
-		return s.inTx(ctx, what, fn) // PostgreSQL commits durably already
+	if s.dialect == dialectPostgres {
+		// A PostgreSQL commit flushes its WAL, and every commit before
+		// it, unless synchronous_commit is off: then this one is switched
+		// on (pgDurableCommit).
+		return s.inTx(ctx, what, func(tx *sql.Tx) error {
+			if err := pgDurableCommit(ctx, tx); err != nil {
+				return fmt.Errorf("store: %s: %w", what, err)
+			}
+			return fn(tx)
+		})
 	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -176,5 +189,6 @@ func (s *Store) inDurableTx(ctx context.Context, what string, fn func(tx *sql.Tx
 	// calls run last-in first-out: before Close). Should it fail, the
 	// connection stays FULL: slower, never less safe.
 	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous=NORMAL") //nolint:errcheck // see above
+	defer s.timeWrite(time.Now())
 	return runTx(ctx, conn, what, fn)
 }

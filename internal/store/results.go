@@ -232,7 +232,7 @@ func scanMailAttempt(row rowScanner) (MailAttempt, error) {
 }
 
 // DeleteTest removes a test with everything recorded for it: its
-// connections, result, result-mail attempts and inbound check (GDPR: the
+// connections, result, result-mail attempts, inbound check and owner keys (GDPR: the
 // report's delete link). It returns an error wrapping ErrNotFound if there is no such test.
 func (s *Store) DeleteTest(ctx context.Context, id string) error {
 	id = strings.ToLower(id)
@@ -244,6 +244,7 @@ func (s *Store) DeleteTest(ctx context.Context, id string) error {
 			`DELETE FROM test_results WHERE test_id = ?`,
 			`DELETE FROM inbound_checks WHERE test_id = ?`,
 			`DELETE FROM test_sending_addresses WHERE test_id = ?`,
+			`DELETE FROM test_owner_keys WHERE test_id = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, s.q(q), id); err != nil {
 				return fmt.Errorf("store: %s: %w", what, err)

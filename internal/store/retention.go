@@ -17,22 +17,9 @@ func (s *Store) pruneBefore(ctx context.Context, what, table, timeColumn string,
 	cutoff := clampToNanos(t)
 	// DELETE ... LIMIT is not portable (SQLite needs a compile option,
 	// PostgreSQL has none), so the chunk is chosen by a subquery on id.
-	query := s.q(fmt.Sprintf(`DELETE FROM %[1]s WHERE id IN
-    (SELECT id FROM %[1]s WHERE %[2]s < ? ORDER BY %[2]s LIMIT ?)`, table, timeColumn))
-	var total int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return total, fmt.Errorf("store: %s: %w", what, err)
-		}
-		n, err := execCount(ctx, s.db, what, query, cutoff, pruneChunk)
-		if err != nil {
-			return total, err
-		}
-		total += n
-		if n < pruneChunk {
-			return total, nil
-		}
-	}
+	query := fmt.Sprintf(`DELETE FROM %[1]s WHERE id IN
+    (SELECT id FROM %[1]s WHERE %[2]s < ? ORDER BY %[2]s LIMIT ?)`, table, timeColumn)
+	return s.pruneChunks(ctx, what, query, cutoff)
 }
 
 // PrunePolicyFetches deletes the policy fetches made before t and returns
@@ -47,15 +34,23 @@ func (s *Store) PruneTLSRPTReports(ctx context.Context, t time.Time) (int64, err
 	return s.pruneBefore(ctx, "prune TLS-RPT reports", "tlsrpt_reports", "received_ns", t)
 }
 
-// pruneChunked runs a DELETE of at most pruneChunk rows (its last two
-// arguments are the cutoff and the chunk size) until it deletes fewer.
+// pruneChunked runs a DELETE of at most pruneChunk rows (its last three
+// arguments are the cutoff twice and the chunk size) until it deletes fewer.
 func (s *Store) pruneChunked(ctx context.Context, what, query string, cutoff int64) (int64, error) {
+	return s.pruneChunks(ctx, what, query, cutoff, cutoff)
+}
+
+// pruneChunks runs query, a DELETE of at most pruneChunk rows whose
+// arguments are args followed by the chunk size, until it deletes fewer.
+func (s *Store) pruneChunks(ctx context.Context, what, query string, args ...any) (int64, error) {
+	query = s.q(query)
+	args = append(args, pruneChunk)
 	var total int64
 	for {
 		if err := ctx.Err(); err != nil {
 			return total, fmt.Errorf("store: %s: %w", what, err)
 		}
-		n, err := execCount(ctx, s.db, what, s.q(query), cutoff, cutoff, pruneChunk)
+		n, err := execCount(ctx, s.db, what, query, args...)
 		if err != nil {
 			return total, err
 		}

@@ -158,70 +158,148 @@ func (s *Store) AddScanLines(ctx context.Context, scanID string, lines []ScanLin
 	return st, err
 }
 
-// addScanLines is AddScanLines in the transaction tx.
+// addScanLines is AddScanLines in the transaction tx, in chunks of
+// scanLinesChunk lines.
 func (s *Store) addScanLines(ctx context.Context, tx *sql.Tx, scanID string, lines []ScanLine) (st AddStats, err error) {
-	const cols = `(scan_id, line, kind, input, domain, label, state, lease_owner, lease_until_ns, attempts, started_ns, finished_ns, error,
-    colour, qualified, dnssec, dane, mta_sts, valid_cert, starttls, result)
-    VALUES (?, ?, ?, ?, ?, ?, ?, '', 0, 0, 0, 0, ?, '', 0, 0, 0, 0, 0, 0, '') ON CONFLICT DO NOTHING`
-	ins, err := tx.PrepareContext(ctx, s.q(`INSERT INTO scan_items `+cols))
-	if err != nil {
-		return st, fmt.Errorf("store: add scan lines: %w", err)
-	}
-	defer ins.Close()
-	first, err := tx.PrepareContext(ctx, s.q(`SELECT line FROM scan_items WHERE scan_id = ? AND kind = 'domain' AND domain = ?`))
-	if err != nil {
-		return st, fmt.Errorf("store: add scan lines: %w", err)
-	}
-	defer first.Close()
-	for _, l := range lines {
-		kind, err := addScanLine(ctx, ins, first, scanID, l)
+	for start := 0; start < len(lines); start += scanLinesChunk {
+		c, err := s.addScanChunk(ctx, tx, scanID, lines[start:min(start+scanLinesChunk, len(lines))])
 		if err != nil {
 			return st, err
 		}
-		switch kind {
-		case ScanKindDomain:
-			st.Domains++
-		case ScanKindInvalid:
-			st.Invalid++
-		case ScanKindDuplicate:
-			st.Duplicates++
-		default:
-			st.Known++
-		}
+		st.Domains, st.Invalid, st.Duplicates, st.Known = st.Domains+c.Domains, st.Invalid+c.Invalid, st.Duplicates+c.Duplicates, st.Known+c.Known
 	}
 	return st, nil
 }
 
-// addScanLine stores l with the statements of addScanLines and returns the
-// kind of the row it added; "" if the line was stored before.
-func addScanLine(ctx context.Context, ins, first *sql.Stmt, scanID string, l ScanLine) (string, error) {
-	// insert adds l as a row of kind; "" if its row was there already.
-	insert := func(kind, domain, state, errText string) (string, error) {
-		res, err := ins.ExecContext(ctx, scanID, l.Line, kind, l.Input, domain, l.Label, state, errText)
+// scanLinesChunk is how many input lines one round of addScanChunk
+// stores: three statements per chunk instead of up to three per line (a
+// round trip each to a PostgreSQL server), with at most 4,000 parameters.
+const scanLinesChunk = 500
+
+// addScanChunk stores lines, in order, with multi-row INSERTs: first each
+// invalid line and, per domain, the chunk's first line naming it, as a
+// domain row; then every other line naming a domain becomes a duplicate of
+// the domain's row (stored now or before), unless it is that row. ON
+// CONFLICT DO NOTHING without a target covers both the primary key (a line
+// stored before: a resumed load) and the domain index (a domain stored
+// under an earlier line); RETURNING tells which rows are new (SQLite 3.35
+// and PostgreSQL alike).
+func (s *Store) addScanChunk(ctx context.Context, tx *sql.Tx, scanID string, lines []ScanLine) (st AddStats, err error) {
+	const what = "add scan lines"
+	type row struct {
+		l                            ScanLine
+		kind, domain, state, errText string
+	}
+	insert := func(rows []row) (map[int64]bool, error) {
+		if len(rows) == 0 {
+			return nil, nil
+		}
+		const one = "(?, ?, ?, ?, ?, ?, ?, '', 0, 0, 0, 0, ?, '', 0, 0, 0, 0, 0, 0, '')"
+		args := make([]any, 0, 8*len(rows))
+		for _, r := range rows {
+			args = append(args, scanID, r.l.Line, r.kind, r.l.Input, r.domain, r.l.Label, r.state, r.errText)
+		}
+		added, err := queryRows(ctx, tx, what, scanValue[int64], s.q(`INSERT INTO scan_items
+    (scan_id, line, kind, input, domain, label, state, lease_owner, lease_until_ns, attempts, started_ns, finished_ns, error,
+    colour, qualified, dnssec, dane, mta_sts, valid_cert, starttls, result)
+    VALUES `+one+strings.Repeat(", "+one, len(rows)-1)+`
+    ON CONFLICT DO NOTHING RETURNING line`), args...)
 		if err != nil {
-			return "", fmt.Errorf("store: add scan line %d: %w", l.Line, err)
+			return nil, err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return "", nil
+		set := make(map[int64]bool, len(added))
+		for _, l := range added {
+			set[l] = true
 		}
-		return kind, nil
+		return set, nil
 	}
-	if l.Err != "" {
-		return insert(ScanKindInvalid, "", ScanError, l.Err)
+
+	var rest []ScanLine
+	seen := map[string]bool{}
+	var rows []row
+	for _, l := range lines {
+		switch {
+		case l.Err != "":
+			rows = append(rows, row{l: l, kind: ScanKindInvalid, state: ScanError, errText: l.Err})
+		case seen[l.Domain]:
+			rest = append(rest, l)
+		default:
+			seen[l.Domain] = true
+			rows = append(rows, row{l: l, kind: ScanKindDomain, domain: l.Domain, state: ScanPending})
+		}
 	}
-	// ON CONFLICT DO NOTHING without a target covers both the primary
-	// key (line already stored) and the domain index (duplicate).
-	if kind, err := insert(ScanKindDomain, l.Domain, ScanPending, ""); kind != "" || err != nil {
-		return kind, err
+	added, err := insert(rows)
+	if err != nil {
+		return st, err
 	}
-	var at int64
-	if err := first.QueryRowContext(ctx, scanID, l.Domain).Scan(&at); err != nil {
-		return "", fmt.Errorf("store: add scan line %d: first line of %s: %w", l.Line, l.Domain, err)
+	for _, r := range rows {
+		switch {
+		case !added[r.l.Line]:
+			if r.kind == ScanKindDomain {
+				rest = append(rest, r.l) // a duplicate, or stored before
+			} else {
+				st.Known++
+			}
+		case r.kind == ScanKindDomain:
+			st.Domains++
+		default:
+			st.Invalid++
+		}
 	}
-	if at == l.Line {
-		return "", nil // this line's own domain row, stored before
+	if len(rest) == 0 {
+		return st, nil
 	}
-	return insert(ScanKindDuplicate, l.Domain, ScanError, fmt.Sprintf("duplicate of line %d (%s is checked once)", at, l.Domain))
+
+	// The line of each domain's row, now that every domain has one: the
+	// domain rows just added, and the others read one by one (on the
+	// domain index: an IN list of many domains is planned as a walk of the
+	// scan's whole index while the table has no statistics yet, in the
+	// load's own transaction).
+	at := make(map[string]int64, len(rows))
+	for _, r := range rows {
+		if r.kind == ScanKindDomain && added[r.l.Line] {
+			at[r.domain] = r.l.Line
+		}
+	}
+	var lookup *sql.Stmt
+	for _, l := range rest {
+		if _, ok := at[l.Domain]; ok {
+			continue
+		}
+		if lookup == nil {
+			if lookup, err = tx.PrepareContext(ctx, s.q(`SELECT line FROM scan_items WHERE scan_id = ? AND kind = 'domain' AND domain = ?`)); err != nil {
+				return st, fmt.Errorf("store: %s: %w", what, err)
+			}
+			defer lookup.Close()
+		}
+		var line int64
+		if err := lookup.QueryRowContext(ctx, scanID, l.Domain).Scan(&line); err != nil {
+			return st, fmt.Errorf("store: add scan line %d: first line of %s: %w", l.Line, l.Domain, err)
+		}
+		at[l.Domain] = line
+	}
+	rows = rows[:0]
+	for _, l := range rest {
+		switch first := at[l.Domain]; {
+		case first == l.Line:
+			st.Known++ // this line's own domain row, stored before
+		default:
+			rows = append(rows, row{l: l, kind: ScanKindDuplicate, domain: l.Domain, state: ScanError,
+				errText: fmt.Sprintf("duplicate of line %d (%s is checked once)", first, l.Domain)})
+		}
+	}
+	added, err = insert(rows)
+	if err != nil {
+		return st, err
+	}
+	for _, r := range rows {
+		if added[r.l.Line] {
+			st.Duplicates++
+		} else {
+			st.Known++
+		}
+	}
+	return st, nil
 }
 
 const scanItemColumns = `scan_id, line, kind, input, domain, label, state, lease_owner, lease_until_ns, attempts, started_ns, finished_ns, error,

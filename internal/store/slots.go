@@ -24,8 +24,9 @@ type SlotRules struct {
 // names). A slot is free when it was never used, or its last test has been
 // final, or deleted, for at least rules.Rest. Of the free slots the one
 // handed out longest ago is taken, so slots rest as long as the pool
-// allows. The choice and the insert are one transaction (SQLite's
-// transactions are IMMEDIATE: two creations cannot take one slot).
+// allows. The choice and the insert are one transaction, serialised
+// (lockTestSlots on PostgreSQL; SQLite's transactions are IMMEDIATE): two
+// creations cannot take one slot.
 func (s *Store) CreateSlotTest(ctx context.Context, t Test, rules SlotRules) (Test, error) {
 	if rules.Count <= 0 {
 		t.Slot = 0
@@ -38,6 +39,12 @@ func (s *Store) CreateSlotTest(ctx context.Context, t Test, rules SlotRules) (Te
 	restedBefore := created - int64(rules.Rest)
 	what := "create test " + t.ID + " in a slot"
 	err = s.inTx(ctx, what, func(tx *sql.Tx) error {
+		// Two creations must not take one slot (PostgreSQL: READ
+		// COMMITTED; SQLite's IMMEDIATE transaction already holds the
+		// write lock).
+		if err := s.serialise(ctx, tx, lockTestSlots); err != nil {
+			return fmt.Errorf("store: %s: %w", what, err)
+		}
 		// The pool's rows, made on first use (and when the pool grows).
 		if _, err := tx.ExecContext(ctx, s.q(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
 INSERT INTO test_slots (slot) SELECT i FROM n WHERE true ON CONFLICT (slot) DO NOTHING`), rules.Count); err != nil {

@@ -12,7 +12,11 @@ import (
 // rules.Rest; an exhausted pool gives slot 0 (the shared names); no
 // slots at all is CreateTest.
 func TestCreateSlotTest(t *testing.T) {
-	s := openTestStore(t)
+	forEachDriver(t, testCreateSlotTest)
+}
+
+func testCreateSlotTest(t *testing.T, driver string) {
+	s := openTestStoreOf(t, driver)
 	ctx := t.Context()
 	t0 := testEpoch()
 	rules := SlotRules{Count: 2, Rest: time.Hour}
@@ -78,7 +82,11 @@ func TestCreateSlotTest(t *testing.T) {
 
 // TestCreateSlotTestConcurrent: tests created at once never share a slot.
 func TestCreateSlotTestConcurrent(t *testing.T) {
-	s := openTestStore(t)
+	forEachDriver(t, testCreateSlotTestConcurrent)
+}
+
+func testCreateSlotTestConcurrent(t *testing.T, driver string) {
+	s := openTestStoreOf(t, driver)
 	ctx := t.Context()
 	t0 := testEpoch()
 	const tests, slots = 20, 8

@@ -8,13 +8,15 @@
 // on hot paths, so bulk writers go through asynchronous batching (see
 // DNSQueryLog); readers run ordinary queries.
 //
-// The database is SQLite (modernc.org/sqlite, no cgo) in WAL mode. The SQL is
-// kept portable to PostgreSQL: queries are written with "?" placeholders and
-// pass through one rebind helper, so a PostgreSQL dialect only has to turn
-// them into "$n" in one place; column types are
-// BIGINT, INTEGER and TEXT; booleans are INTEGER 0/1; timestamps are BIGINT
-// unix nanoseconds UTC. SQLite-only syntax lives in the DSN (pragmas) or is
-// isolated and commented where a migration needs it.
+// The database is SQLite (modernc.org/sqlite, no cgo) in WAL mode, or
+// PostgreSQL (github.com/jackc/pgx/v5 through database/sql, OpenPostgres),
+// on one code path: queries are written with "?" placeholders and pass
+// through one rebind helper (Store.q), which gives PostgreSQL its "$n";
+// column types are BIGINT, INTEGER and TEXT; booleans are INTEGER 0/1;
+// timestamps are BIGINT unix nanoseconds UTC. The migrations are the same
+// files on both (migrate.go); what PostgreSQL does differently (locks
+// instead of SQLite's one writer, the durable commit, statistics) is in
+// postgres.go.
 package store
 
 import (
@@ -29,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
@@ -55,8 +58,8 @@ const (
 	maxOpenConns = 4
 )
 
-// dialect selects the placeholder syntax of the database behind a Store.
-// Only SQLite exists today; the type is the seam a PostgreSQL port plugs into.
+// dialect is the database behind a Store: its placeholder syntax, and the
+// few statements that differ (postgres.go).
 type dialect int
 
 const (
@@ -68,6 +71,9 @@ const (
 type Store struct {
 	db      *sql.DB
 	dialect dialect
+	// writeSeconds is the duration of write transactions, waiting for
+	// SQLite's one writer included (WriteSeconds).
+	writeSeconds prometheus.Histogram
 }
 
 // Open opens (creating if needed) the SQLite database at path, configures it
@@ -102,7 +108,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 
-	s := &Store{db: db, dialect: dialectSQLite}
+	s := &Store{db: db, dialect: dialectSQLite, writeSeconds: newWriteSeconds()}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", abs, err)

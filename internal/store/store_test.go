@@ -9,15 +9,50 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/pgtest"
 )
 
-// openTestStore opens a fresh store in a temporary directory and closes it
-// when the test ends.
-func openTestStore(t testing.TB) *Store {
+// Every store test runs on both databases: forEachBackend runs it as the
+// subtests "sqlite" (a file in a temporary directory) and "postgres" (a
+// fresh database on the test binary's throwaway cluster, internal/pgtest:
+// skipped without PostgreSQL installed, a failure then under CI=true).
+
+// testDrivers are the databases the tests run on.
+var testDrivers = []string{DriverSQLite, DriverPostgres}
+
+// forEachDriver runs fn as a subtest per database.
+func forEachDriver(t *testing.T, fn func(t *testing.T, driver string)) {
 	t.Helper()
-	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "mailsec.db"))
+	for _, d := range testDrivers {
+		t.Run(d, func(t *testing.T) { fn(t, d) })
+	}
+}
+
+// forEachBackend runs fn as a subtest per database with a fresh store of
+// it.
+func forEachBackend(t *testing.T, fn func(t *testing.T, s *Store)) {
+	t.Helper()
+	forEachDriver(t, func(t *testing.T, driver string) { fn(t, openTestStoreOf(t, driver)) })
+}
+
+// newTestDSN returns the DSN of a fresh, empty database of driver: a file
+// path for SQLite, a URL for PostgreSQL. It is removed when t ends.
+func newTestDSN(t testing.TB, driver string) string {
+	t.Helper()
+	if driver == DriverPostgres {
+		return pgtest.Database(t)
+	}
+	return filepath.Join(t.TempDir(), "mailsec.db")
+}
+
+// openTestStoreOf opens a store on a fresh database of driver and closes
+// it when the test ends.
+func openTestStoreOf(t testing.TB, driver string) *Store {
+	t.Helper()
+	s, err := OpenDriver(t.Context(), driver, newTestDSN(t, driver))
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		t.Fatalf("Open %s: %v", driver, err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil {
@@ -25,6 +60,13 @@ func openTestStore(t testing.TB) *Store {
 		}
 	})
 	return s
+}
+
+// openTestStore opens a fresh SQLite store (the benchmarks, and the tests
+// of what only SQLite has: files, pragmas).
+func openTestStore(t testing.TB) *Store {
+	t.Helper()
+	return openTestStoreOf(t, DriverSQLite)
 }
 
 // appliedMigrations returns the versions recorded in schema_migrations.
@@ -117,79 +159,83 @@ func TestPathWithURICharacters(t *testing.T) {
 }
 
 func TestMigrationsIdempotentOnReopen(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "mailsec.db")
-	ms, err := loadMigrations()
-	if err != nil {
-		t.Fatalf("loadMigrations: %v", err)
-	}
-
-	var want []int64
-	for _, m := range ms {
-		want = append(want, m.version)
-	}
-	for i := range 3 {
-		s, err := Open(ctx, path)
+	forEachDriver(t, func(t *testing.T, driver string) {
+		ctx := t.Context()
+		dsn := newTestDSN(t, driver)
+		ms, err := loadMigrations(migrationFS, dialectSQLite)
 		if err != nil {
-			t.Fatalf("Open #%d: %v", i+1, err)
+			t.Fatalf("loadMigrations: %v", err)
 		}
-		got := appliedMigrations(t, s)
-		if len(got) != len(want) {
-			t.Fatalf("open #%d: applied %v, want %v", i+1, got, want)
+
+		var want []int64
+		for _, m := range ms {
+			want = append(want, m.version)
 		}
-		for j := range got {
-			if got[j] != want[j] {
+		for i := range 3 {
+			s, err := OpenDriver(ctx, driver, dsn)
+			if err != nil {
+				t.Fatalf("Open #%d: %v", i+1, err)
+			}
+			got := appliedMigrations(t, s)
+			if len(got) != len(want) {
 				t.Fatalf("open #%d: applied %v, want %v", i+1, got, want)
 			}
+			for j := range got {
+				if got[j] != want[j] {
+					t.Fatalf("open #%d: applied %v, want %v", i+1, got, want)
+				}
+			}
+			// Data written before a reopen must survive it (no re-creation).
+			if err := s.AddDNSQueries(ctx, []DNSQuery{testQuery(0, "a.example.")}); err != nil {
+				t.Fatalf("AddDNSQueries: %v", err)
+			}
+			qs, err := s.DNSQueries(ctx, DNSQueryFilter{})
+			if err != nil {
+				t.Fatalf("DNSQueries: %v", err)
+			}
+			if len(qs) != i+1 {
+				t.Errorf("open #%d: %d rows, want %d", i+1, len(qs), i+1)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
 		}
-		// Data written before a reopen must survive it (no re-creation).
-		if err := s.AddDNSQueries(ctx, []DNSQuery{testQuery(0, "a.example.")}); err != nil {
-			t.Fatalf("AddDNSQueries: %v", err)
-		}
-		qs, err := s.DNSQueries(ctx, DNSQueryFilter{})
+	})
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, driver string) {
+		ctx := t.Context()
+		dsn := newTestDSN(t, driver)
+		s, err := OpenDriver(ctx, driver, dsn)
 		if err != nil {
-			t.Fatalf("DNSQueries: %v", err)
+			t.Fatalf("Open: %v", err)
 		}
-		if len(qs) != i+1 {
-			t.Errorf("open #%d: %d rows, want %d", i+1, len(qs), i+1)
+		// Simulate a newer binary having migrated the database.
+		if _, err := s.DB().ExecContext(ctx,
+			s.q(`INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)`),
+			999999, "999999_future.sql", 0); err != nil {
+			t.Fatalf("insert future migration: %v", err)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}
-	}
-}
 
-func TestSchemaTooNew(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "mailsec.db")
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	// Simulate a newer binary having migrated the database.
-	if _, err := s.DB().ExecContext(ctx,
-		`INSERT INTO schema_migrations (version, name, applied_ns) VALUES (?, ?, ?)`,
-		999999, "999999_future.sql", 0); err != nil {
-		t.Fatalf("insert future migration: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-
-	s, err = Open(ctx, path)
-	if !errors.Is(err, ErrSchemaTooNew) {
-		if s != nil {
-			s.Close()
+		s, err = OpenDriver(ctx, driver, dsn)
+		if !errors.Is(err, ErrSchemaTooNew) {
+			if s != nil {
+				s.Close()
+			}
+			t.Fatalf("Open of newer schema: err = %v, want ErrSchemaTooNew", err)
 		}
-		t.Fatalf("Open of newer schema: err = %v, want ErrSchemaTooNew", err)
-	}
-	if s != nil {
-		t.Errorf("Open returned a store along with %v", err)
-	}
+		if s != nil {
+			t.Errorf("Open returned a store along with %v", err)
+		}
+	})
 }
 
 func TestLoadMigrations(t *testing.T) {
-	ms, err := loadMigrations()
+	ms, err := loadMigrations(migrationFS, dialectSQLite)
 	if err != nil {
 		t.Fatalf("loadMigrations: %v", err)
 	}
@@ -220,16 +266,18 @@ func TestRebindDollar(t *testing.T) {
 }
 
 func TestClosedStore(t *testing.T) {
-	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "mailsec.db"))
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := s.AddDNSQueries(t.Context(), []DNSQuery{testQuery(0, "a.example.")}); err == nil {
-		t.Error("AddDNSQueries on closed store succeeded")
-	}
+	forEachDriver(t, func(t *testing.T, driver string) {
+		s, err := OpenDriver(context.Background(), driver, newTestDSN(t, driver))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := s.AddDNSQueries(t.Context(), []DNSQuery{testQuery(0, "a.example.")}); err == nil {
+			t.Error("AddDNSQueries on closed store succeeded")
+		}
+	})
 }
 
 // TestFileModes: the database and its -wal and -shm files are the

@@ -125,6 +125,41 @@ type Fact struct {
 	Caveat string `json:"caveat,omitempty"`
 }
 
+// dkimFact is FactSignsDKIM: the test mails carry a DKIM signature that
+// verifies (RFC 6376 §6). A signature that does not verify is no
+// signature: the fact is false and says why ("fail (d=example.org,
+// s=sel1): body hash mismatch"), never "signed".
+func dkimFact(conns []store.SMTPConnection, mails int) Fact {
+	var passed, failed []int64
+	var passText, failText string
+	for _, c := range conns {
+		for _, s := range c.Signatures {
+			switch {
+			case s.Type != "dkim":
+			case s.Result == "pass":
+				passed = append(passed, c.ID)
+				if passText == "" {
+					passText = "DKIM: " + s.Outcome()
+				}
+			default:
+				failed = append(failed, c.ID)
+				if failText == "" {
+					failText = "DKIM: " + s.Outcome()
+				}
+			}
+		}
+	}
+	switch {
+	case len(passed) > 0:
+		return Fact{Value: true, Confidence: Proven, Evidence: uniq(passed), Why: passText}
+	case len(failed) > 0:
+		return Fact{Value: false, Confidence: Proven, Evidence: uniq(failed), Why: failText}
+	case mails > 0:
+		return Fact{Value: false, Confidence: Proven, Why: "no such signature on the test mails received"}
+	}
+	return Fact{Confidence: Unknown, Why: "no mail received yet", Settle: "a completed mail"}
+}
+
 // Fact names.
 const (
 	FactEnforcesEncryption = "enforces encryption"
@@ -760,33 +795,27 @@ func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numC
 	} else {
 		add(FactUsesIPv6, Fact{Confidence: Unknown, Why: "all connections over IPv4", Settle: "an MX reachable over IPv6 only"})
 	}
-	var dkim, arc []int64
-	for _, c := range conns {
-		for _, s := range c.Signatures {
-			switch s.Type {
-			case "dkim":
-				dkim = append(dkim, c.ID)
-			case "arc":
-				arc = append(arc, c.ID)
-			}
-		}
-	}
 	mails := len(seen[colPlainWindow].delivered) + len(seen[colPlainOffer].delivered) + len(seen[col7Plain].delivered)
 	for _, col := range []column{col2, col3, col4, col5, col6, col7TLS} {
 		mails += len(seen[col].delivered)
 	}
-	sig := func(name string, ev []int64) {
-		switch {
-		case len(ev) > 0:
-			add(name, known(true, "signature on the test mail", uniq(ev)))
-		case mails > 0:
-			add(name, Fact{Value: false, Confidence: Proven, Why: "no such signature on the test mails received"})
-		default:
-			add(name, unknown("no mail received yet", "a completed mail"))
+	add(FactSignsDKIM, dkimFact(conns, mails))
+	var arc []int64
+	for _, c := range conns {
+		for _, s := range c.Signatures {
+			if s.Type == "arc" {
+				arc = append(arc, c.ID)
+			}
 		}
 	}
-	sig(FactSignsDKIM, dkim)
-	sig(FactSignsARC, arc)
+	switch {
+	case len(arc) > 0:
+		add(FactSignsARC, known(true, "signature on the test mail", uniq(arc)))
+	case mails > 0:
+		add(FactSignsARC, Fact{Value: false, Confidence: Proven, Why: "no such signature on the test mails received"})
+	default:
+		add(FactSignsARC, unknown("no mail received yet", "a completed mail"))
+	}
 	for _, b := range v.Behaviours {
 		if !plainClass(b.Name) {
 			continue

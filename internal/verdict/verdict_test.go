@@ -460,6 +460,24 @@ func TestJudgeSpecialSenders(t *testing.T) {
 			t.Fatalf("DKIM fact %+v", f)
 		}
 	})
+	t.Run("a DKIM signature that fails is no signature", func(t *testing.T) {
+		conns, _ := sim{policy: PolicyMay, toA: true, toB: true, client: "192.0.2.1", dkim: true}.history()
+		for i := range conns {
+			for j := range conns[i].Signatures {
+				conns[i].Signatures[j] = store.Signature{Type: "dkim", Domain: "example.org", Selector: "sel1", Result: "fail", Reason: "body hash mismatch"}
+			}
+		}
+		f := fact(t, Judge(Observations{Connections: conns, SenderDone: true}), FactSignsDKIM)
+		if f.Value || f.Confidence != Proven || len(f.Evidence) == 0 || f.Why != "DKIM: fail (d=example.org, s=sel1): body hash mismatch" {
+			t.Fatalf("DKIM fact of a failing signature %+v", f)
+		}
+		// One passing signature beside a failing one: signed.
+		conns[len(conns)-1].Signatures = append(conns[len(conns)-1].Signatures, store.Signature{Type: "dkim", Domain: "example.org", Selector: "sel2", Result: "pass"})
+		f = fact(t, Judge(Observations{Connections: conns, SenderDone: true}), FactSignsDKIM)
+		if !f.Value || f.Why != "DKIM: pass (d=example.org, s=sel2)" {
+			t.Fatalf("DKIM fact with one passing signature %+v", f)
+		}
+	})
 	t.Run("delivered to persona 3 is never dane or mta-sts", func(t *testing.T) {
 		conns := []store.SMTPConnection{{ID: 1, Persona: 3, CertPersona: 3, SNI: "mx3.a.example", TLSVersion: "TLS 1.3",
 			STARTTLSOffered: true, State: store.StateMail, MailFrom: "a@b", Started: t0}}

@@ -114,6 +114,14 @@ func TestBrowser(t *testing.T) {
 	addrB, _ := chromedp.Run(bctx, chromedp.Text("#address-b"))
 	id := strings.TrimPrefix(addrA[:strings.IndexByte(addrA, '@')], "t-")
 	t.Logf("test %s: %s, %s", id, addrA, addrB)
+	// The live page's own address: /t/{owner key}, the one way back.
+	live, err := chromedp.Run(bctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(live, run.WebURL+"/t/") || strings.Contains(live, id) {
+		t.Fatalf("live page at %s: want /t/ and the owner key, not the test id", live)
+	}
 
 	// The reference sender sends in the background, through its queue.
 	sent := make(chan error, 1)
@@ -130,6 +138,12 @@ func TestBrowser(t *testing.T) {
 	if err := <-sent; err != nil {
 		t.Fatalf("reference sender: %v", err)
 	}
+	// The test mail's authentication appears once a mail came.
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`!document.getElementById("auth-box").hidden &&
+		document.getElementById("authentication").textContent.indexOf("SPF (MAIL FROM") >= 0`,
+		chromedp.WithPollingTimeout(60*time.Second))); err != nil {
+		t.Fatalf("the live page shows no authentication of the test mail: %v", err)
+	}
 	// The verdict becomes final (timing.ack_after after the last
 	// connection); the live page follows.
 	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](`document.getElementById("phase").getAttribute("data-phase") === "done"`,
@@ -143,7 +157,7 @@ func TestBrowser(t *testing.T) {
 	}
 	shot("live-final.png")
 
-	if err := chromedp.Do(bctx, chromedp.Navigate(run.WebURL+"/t/"+id+"/report"), chromedp.WaitVisible("#verdict")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(live+"/report"), chromedp.WaitVisible("#verdict")); err != nil {
 		t.Fatal(err)
 	}
 	verdictText, _ := chromedp.Run(bctx, chromedp.Text("#verdict"))
@@ -162,7 +176,11 @@ func TestBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	evilA, _ := chromedp.Run(bctx, chromedp.Text("#address-a"))
-	evilID := strings.TrimPrefix(evilA[:strings.IndexByte(evilA, '@')], "t-")
+	evilLive, err := chromedp.Run(bctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	evilKey := strings.TrimPrefix(evilLive, run.WebURL+"/t/")
 	const ehlo = `<script>window.pwned=1</script><b>bold</b>`
 	if err := injectSession(ctx, run.SMTPAddrs[0].String(), ehlo, `"<script>window.pwned=2</script>"@evil.example`, evilA); err != nil {
 		t.Fatal(err)
@@ -171,8 +189,8 @@ func TestBrowser(t *testing.T) {
 		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
 		t.Fatalf("the injected connection never showed: %v", err)
 	}
-	for _, page := range []string{"/t/" + evilID, "/t/" + evilID + "/report"} {
-		if page != "/t/"+evilID {
+	for _, page := range []string{"/t/" + evilKey, "/t/" + evilKey + "/report"} {
+		if page != "/t/"+evilKey {
 			if err := chromedp.Do(bctx, chromedp.Navigate(run.WebURL+page), chromedp.WaitVisible("#report")); err != nil {
 				t.Fatal(err)
 			}
@@ -187,13 +205,13 @@ func TestBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantScripts := 1.0 // live.js
-		if page != "/t/"+evilID {
+		if page != "/t/"+evilKey {
 			wantScripts = 0
 		}
 		if got["pwned"] != 0.0 || got["scripts"] != wantScripts || got["bold"] != 0.0 || !strings.Contains(got["text"].(string), "<script>window.pwned=1</script><b>bold</b>") {
 			t.Errorf("%s: injected markup was not escaped: %v", page, got)
 		}
-		if page == "/t/"+evilID {
+		if page == "/t/"+evilKey {
 			shot("injection.png")
 		}
 	}

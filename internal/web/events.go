@@ -85,7 +85,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.streams.release(client)
-	rep, _, ok := s.load(w, r, true)
+	rep, _, key, ok := s.load(w, r, true)
 	if !ok {
 		return
 	}
@@ -149,7 +149,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-timer.C:
 		}
-		next, _, err := s.build(ctx, rep.Test, s.o.Now())
+		next, _, err := s.build(ctx, rep.Test, key, s.o.Now())
 		if err != nil {
 			return // deleted, or the store failed: the browser reconnects
 		}

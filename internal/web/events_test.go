@@ -37,10 +37,11 @@ func TestReloadAfter(t *testing.T) {
 	}
 }
 
-// openStream starts an event stream of test id; the caller closes the body.
-func openStream(t *testing.T, ctx context.Context, base, id string) *http.Response {
+// openStream starts the event stream of the test ownerKey opens; the
+// caller closes the body.
+func openStream(t *testing.T, ctx context.Context, base, ownerKey string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/t/"+id+"/events", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/t/"+ownerKey+"/events", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,12 +52,12 @@ func openStream(t *testing.T, ctx context.Context, base, id string) *http.Respon
 	return resp
 }
 
-func (e *env) openTest(t *testing.T, id string) {
+// openTest stores an open test id, created an hour ago, and returns its
+// owner key.
+func (e *env) openTest(t *testing.T, id string) string {
 	t.Helper()
 	created := e.now.Add(-time.Hour)
-	if err := e.st.CreateTest(t.Context(), store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, State: store.TestOpen}); err != nil {
-		t.Fatal(err)
-	}
+	return e.ownedTest(t, store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, State: store.TestOpen})
 }
 
 // TestEventStreamLimits: past MaxStreamsPerClient a client's stream gets
@@ -73,19 +74,18 @@ func TestEventStreamLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(o *Options) { o.MaxStreams, o.MaxStreamsPerClient = tc.total, tc.perClient })
-			id := "limitsaaaaaaaaaa"
-			e.openTest(t, id)
+			key := e.openTest(t, "limitsaaaaaaaaaa")
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
 			var open []*http.Response
 			for range 2 {
-				resp := openStream(t, ctx, e.ts.URL, id)
+				resp := openStream(t, ctx, e.ts.URL, key)
 				if resp.StatusCode != http.StatusOK {
 					t.Fatalf("stream %d: %d", len(open)+1, resp.StatusCode)
 				}
 				open = append(open, resp)
 			}
-			resp := openStream(t, ctx, e.ts.URL, id)
+			resp := openStream(t, ctx, e.ts.URL, key)
 			resp.Body.Close()
 			if resp.StatusCode != tc.want || resp.Header.Get("Retry-After") == "" {
 				t.Fatalf("third stream: %d, Retry-After %q; want %d", resp.StatusCode, resp.Header.Get("Retry-After"), tc.want)
@@ -94,7 +94,7 @@ func TestEventStreamLimits(t *testing.T) {
 			// The server notices the close at its next write or reload:
 			// bounded polling until the slot is free.
 			for i := 0; ; i++ {
-				resp := openStream(t, ctx, e.ts.URL, id)
+				resp := openStream(t, ctx, e.ts.URL, key)
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
 					break
@@ -138,10 +138,10 @@ func TestServerTimeouts(t *testing.T) {
 
 	// The stream keeps going past the ReadTimeout.
 	id := "timeoutsaaaaaaaa"
-	e.openTest(t, id)
+	key := e.openTest(t, id)
 	sctx, scancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer scancel()
-	resp := openStream(t, sctx, base, id)
+	resp := openStream(t, sctx, base, key)
 	defer resp.Body.Close()
 	rd := bufio.NewReader(resp.Body)
 	nextEvent := func() {

@@ -34,7 +34,9 @@ func (s *Server) startPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, code, s.startError(code, err))
 		return
 	}
-	http.Redirect(w, r, "/t/"+t.ID, http.StatusSeeOther)
+	// The key goes to the creator here, once; the live page says to keep
+	// its address.
+	http.Redirect(w, r, "/t/"+t.OwnerKey, http.StatusSeeOther)
 }
 
 // startError is what a failed start says: the error itself for what the
@@ -48,17 +50,17 @@ func (s *Server) startError(code int, err error) string {
 }
 
 func (s *Server) live(w http.ResponseWriter, r *http.Request) {
-	rep, in, ok := s.load(w, r, false)
+	rep, in, key, ok := s.load(w, r, false)
 	if !ok {
 		return
 	}
-	a := s.addressesOf(in.Test)
-	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote, "Report": rep,
-		"SendingAddresses": strings.Join(a.SendingAddresses, ", ")})
+	a := s.addressesOf(in.Test, key)
+	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote,
+		"Report": rep, "SendingAddresses": strings.Join(a.SendingAddresses, ", ")})
 }
 
 func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
-	rep, _, ok := s.load(w, r, false)
+	rep, _, key, ok := s.load(w, r, false)
 	if !ok {
 		return
 	}
@@ -68,7 +70,7 @@ func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
 		return
 	}
-	s.render(w, "report.html", map[string]any{"Title": "Report " + rep.Test, "ID": rep.Test, "Fragment": frag})
+	s.render(w, "report.html", map[string]any{"Title": "Report " + rep.Test, "ID": rep.Test, "Key": key, "Fragment": frag})
 }
 
 func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
@@ -79,20 +81,20 @@ func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, "message.html", map[string]any{"Title": "Test deleted", "Message": "The test and everything recorded for it were deleted."})
 }
 
+// delete deletes the test the request's owner key opens (owned).
 func (s *Server) delete(r *http.Request) (int, string) {
-	id := strings.ToLower(r.PathValue("id"))
-	if !idRe.MatchString(id) {
-		return http.StatusNotFound, "no such test"
+	t, _, err := s.owned(r)
+	if err == nil {
+		err = s.o.Source.Store.DeleteTest(r.Context(), t.ID)
 	}
-	err := s.o.Source.Store.DeleteTest(r.Context(), id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, "no such test"
+		return http.StatusNotFound, errNoSuchTest
 	case err != nil:
-		s.log.Error("web: deleting a test", "test", id, "err", err)
+		s.log.Error("web: deleting a test", "test", t.ID, "err", err)
 		return http.StatusInternalServerError, "internal error"
 	}
-	s.log.Info("web: test deleted by its owner", "test", id)
+	s.log.Info("web: test deleted by its owner", "test", t.ID)
 	return http.StatusNoContent, ""
 }
 
@@ -185,12 +187,16 @@ func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprint(w, `mailsec JSON API v1 (docs/api.md; schemas in docs/api/)
 
-POST   /api/v1/tests              start a test: its addresses and private URL
+POST   /api/v1/tests              start a test: its addresses, private URL and owner key
 GET    /api/v1/tests/{id}         the test and its report (live until final)
 GET    /api/v1/tests/{id}/events  the report as server-sent events ("report")
 DELETE /api/v1/tests/{id}         delete the test and everything recorded for it
 GET    /api/v1/providers          the public provider table
 POST   /api/v1/check?domain=D     run the inbound check of a domain (rate-limited)
+
+A test's own routes take its owner key (owner_key in the answer that
+created it): "Authorization: Bearer <owner_key>"; without it, or with a
+wrong one, they answer 404.
 `)
 }
 
@@ -200,7 +206,9 @@ func (s *Server) apiStart(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, code, map[string]string{"error": s.startError(code, err)})
 		return
 	}
-	writeJSON(w, http.StatusCreated, s.addressesOf(t))
+	a := s.addressesOf(t, t.OwnerKey)
+	a.OwnerKey = t.OwnerKey // given once, here
+	writeJSON(w, http.StatusCreated, a)
 }
 
 // TestAnswer is the API's answer for one test.
@@ -210,11 +218,11 @@ type TestAnswer struct {
 }
 
 func (s *Server) apiTest(w http.ResponseWriter, r *http.Request) {
-	rep, in, ok := s.load(w, r, true)
+	rep, in, key, ok := s.load(w, r, true)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, TestAnswer{Test: s.addressesOf(in.Test), Report: rep})
+	writeJSON(w, http.StatusOK, TestAnswer{Test: s.addressesOf(in.Test, key), Report: rep})
 }
 
 func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {

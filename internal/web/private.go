@@ -9,7 +9,7 @@ import (
 // Private pages are those that show or change one test: the live page,
 // the report, the event stream, deletion, and the API's test answers
 // (including the answer that creates one: it carries the private link).
-// Their URL is the secret (web.go, "Privacy"), so:
+// Their URL carries the owner key (owner.go), so:
 //
 //   - they are never stored by a browser or an intermediary cache
 //     (Cache-Control: no-store, RFC 9111 §5.2.2.5): a shared computer's
@@ -34,7 +34,8 @@ func (s *Server) guardPrivate(w http.ResponseWriter, r *http.Request) bool {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if len(s.hostnames) > 0 && !s.hostnames[hostOnly(r.Host)] {
-		s.log.Info("web: private page under another host name refused", "host", r.Host, "path", r.URL.Path)
+		// Not the path: under /t/ it is an owner key.
+		s.log.Info("web: private page under another host name refused", "host", r.Host, "method", r.Method)
 		http.Error(w, "misdirected request: this host name does not serve test pages", http.StatusMisdirectedRequest)
 		return false
 	}

@@ -18,18 +18,23 @@ func TestPrivatePages(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("start: %d, Cache-Control %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
 	}
-	var created struct{ ID string }
+	var created struct {
+		ID  string
+		Key string `json:"owner_key"`
+	}
 	if err := json.Unmarshal(body, &created); err != nil {
 		t.Fatal(err)
 	}
-	id := created.ID
+	id, key := created.ID, created.Key
 	private := []struct{ method, path string }{
-		{"GET", "/t/" + id}, {"GET", "/t/" + id + "/report"}, {"GET", "/api/v1/tests/" + id},
-		{"GET", "/t/" + id + "/events"}, {"GET", "/api/v1/tests/" + id + "/events"},
+		{"GET", "/t/" + key}, {"GET", "/t/" + key + "/report"}, {"GET", "/api/v1/tests/" + id},
+		{"GET", "/t/" + key + "/events"}, {"GET", "/api/v1/tests/" + id + "/events"},
 		{"POST", "/api/v1/tests"}, {"POST", "/start"},
-		{"POST", "/t/" + id + "/delete"}, {"DELETE", "/api/v1/tests/" + id},
+		{"POST", "/t/" + key + "/delete"}, {"DELETE", "/api/v1/tests/" + id},
 	}
-	host := func(h string) func(*http.Request) { return func(r *http.Request) { r.Host = h } }
+	host := func(h string) func(*http.Request) {
+		return func(r *http.Request) { r.Host = h; r.Header.Set("Authorization", "Bearer "+key) }
+	}
 	// Refused under another name: nothing is served, nothing deleted.
 	for _, p := range private {
 		for _, h := range []string{"attacker.example", "attacker.example:" + port(t, e)} {

@@ -167,12 +167,14 @@ func (s *Server) addUntied(ctx context.Context, in *report.Input, now time.Time)
 }
 
 // build makes the report of test id at now, with the live page's untied
-// connections.
-func (s *Server) build(ctx context.Context, id string, now time.Time) (report.Report, report.Input, error) {
+// connections; its link is made of ownerKey, the key the request opened
+// the test with.
+func (s *Server) build(ctx context.Context, id, ownerKey string, now time.Time) (report.Report, report.Input, error) {
 	in, err := s.o.Source.Load(ctx, id, now)
 	if err != nil {
 		return report.Report{}, in, err
 	}
+	in.URL = s.o.Source.URL(ownerKey)
 	if err := s.addUntied(ctx, &in, now); err != nil {
 		return report.Report{}, in, err
 	}

@@ -98,11 +98,11 @@ func TestStartWithSendingServer(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("start page: %d", resp.StatusCode)
 	}
-	id := strings.TrimPrefix(resp.Header.Get("Location"), "/t/")
-	if st, err := e.st.Test(t.Context(), id); err != nil || st.SendingServer != "mx.sender.example" || len(st.SendingAddrs) != 2 {
+	key := strings.TrimPrefix(resp.Header.Get("Location"), "/t/")
+	if st, err := e.st.TestByOwnerKey(t.Context(), key); err != nil || st.SendingServer != "mx.sender.example" || len(st.SendingAddrs) != 2 {
 		t.Fatalf("test started by the form: %+v, %v", st, err)
 	}
-	resp, body = e.do(t, "GET", "/t/"+id, nil)
+	resp, body = e.do(t, "GET", "/t/"+key, nil)
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "mx.sender.example") || !strings.Contains(string(body), "192.0.2.25, 2001:db8::25") {
 		t.Errorf("live page does not name the sending server: %s", body)
 	}
@@ -166,14 +166,11 @@ func TestLiveShowsUntiedFromUserNetworks(t *testing.T) {
 	e := newEnv(t, nil)
 	ctx := t.Context()
 	created := e.now.Add(-30 * time.Minute)
-	mk := func(id string) store.Test {
-		tt := store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, State: store.TestOpen,
+	keys := map[string]string{}
+	mk := func(id string) {
+		keys[id] = e.ownedTest(t, store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, State: store.TestOpen,
 			SendingServer: "192.0.2.25", SendingAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.25")},
-			CreatorPrefix: netip.MustParsePrefix("198.51.100.0/24")}
-		if err := e.st.CreateTest(ctx, tt); err != nil {
-			t.Fatal(err)
-		}
-		return tt
+			CreatorPrefix: netip.MustParsePrefix("198.51.100.0/24")})
 	}
 	mk("livetestaaaaaaaa")
 	conn := func(client string, at time.Duration, ended bool, key string) store.SMTPConnection {
@@ -198,7 +195,7 @@ func TestLiveShowsUntiedFromUserNetworks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	resp, body := e.do(t, "GET", "/api/v1/tests/livetestaaaaaaaa", nil)
+	resp, body := e.do(t, "GET", "/api/v1/tests/livetestaaaaaaaa", nil, bearer(keys["livetestaaaaaaaa"])...)
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
@@ -225,12 +222,12 @@ func TestLiveShowsUntiedFromUserNetworks(t *testing.T) {
 	}
 
 	// The live page lists them, and so does its event stream.
-	resp, body = e.do(t, "GET", "/t/livetestaaaaaaaa", nil)
+	resp, body = e.do(t, "GET", "/t/"+keys["livetestaaaaaaaa"], nil)
 	page := string(body)
 	if resp.StatusCode != 200 || !strings.Contains(page, "from 198.51.100.7 (Server 2, no SNI, SniSeen): TLS handshake") || strings.Contains(page, "203.0.113.7") {
 		t.Errorf("live page: %s", page)
 	}
-	ev := firstEvent(t, e, "/t/livetestaaaaaaaa/events")
+	ev := firstEvent(t, e, "/t/"+keys["livetestaaaaaaaa"]+"/events")
 	if len(ev.Untied) != 3 {
 		t.Errorf("event has %d untied connections, want 3", len(ev.Untied))
 	}
@@ -240,7 +237,7 @@ func TestLiveShowsUntiedFromUserNetworks(t *testing.T) {
 	mk("livetestbbbbbbbb")
 	later := conn("192.0.2.25", -30*time.Second, true, "192.0.2.0/24")
 	for _, id := range []string{"livetestaaaaaaaa", "livetestbbbbbbbb"} {
-		_, body := e.do(t, "GET", "/api/v1/tests/"+id, nil)
+		_, body := e.do(t, "GET", "/api/v1/tests/"+id, nil, bearer(keys[id])...)
 		validate(t, sch["report"], body)
 		var ans TestAnswer
 		if err := json.Unmarshal(body, &ans); err != nil {

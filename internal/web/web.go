@@ -8,11 +8,12 @@
 // provider table. Every page and API answer reads the store through
 // reportsource.Source, so the web, the API and the result mail agree.
 //
-// Privacy (GDPR): the private link is the test id (80 random bits); every
-// address on a page is redacted by internal/report; logs name tests, not
-// people; tests are deleted after web.retention by the service's retention
-// purge (internal/retention; Options.Retention is what the home page says)
-// or at once with the delete button.
+// Privacy (GDPR): a test's pages open only with one of its owner keys
+// (owner.go; the test id is in its mail addresses, so it opens nothing);
+// every address on a page is redacted by internal/report; logs name tests,
+// not people, and never a key; tests are deleted after web.retention by the
+// service's retention purge (internal/retention; Options.Retention is what
+// the home page says) or at once with the delete button.
 package web
 
 import (
@@ -27,11 +28,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/listen"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
@@ -113,42 +114,20 @@ type Server struct {
 
 // New returns a Server.
 func New(o Options) *Server {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.EventInterval <= 0 {
-		o.EventInterval = time.Second
-	}
-	if o.EventMax <= 0 {
-		o.EventMax = 30 * time.Minute
-	}
-	if o.EventMaxWait <= 0 {
-		o.EventMaxWait = 10 * time.Second
-	}
-	if o.MaxStreams <= 0 {
-		o.MaxStreams = 200
-	}
-	if o.MaxStreamsPerClient <= 0 {
-		o.MaxStreamsPerClient = 4
-	}
-	if o.ReadTimeout <= 0 {
-		o.ReadTimeout = 30 * time.Second
-	}
-	if o.CheckConcurrency <= 0 {
-		o.CheckConcurrency = 8
-	}
-	if o.CheckCache <= 0 {
-		o.CheckCache = 5 * time.Minute
-	}
+	o.Logger = option.Logger(o.Logger)
+	o.Now = option.Clock(o.Now)
+	option.Positive(&o.EventInterval, time.Second)
+	option.Positive(&o.EventMax, 30*time.Minute)
+	option.Positive(&o.EventMaxWait, 10*time.Second)
+	option.Positive(&o.MaxStreams, 200)
+	option.Positive(&o.MaxStreamsPerClient, 4)
+	option.Positive(&o.ReadTimeout, 30*time.Second)
+	option.Positive(&o.CheckConcurrency, 8)
+	option.Positive(&o.CheckCache, 5*time.Minute)
 	if o.Check != nil {
 		o.Check = (&checkCache{check: o.Check, ttl: o.CheckCache, now: o.Now}).run
 	}
-	if o.Retention <= 0 {
-		o.Retention = 30 * 24 * time.Hour
-	}
+	option.Positive(&o.Retention, 30*24*time.Hour)
 	s := &Server{o: o, log: o.Logger, starts: ratelimit.New(max(o.StartLimit, 1), time.Hour, o.Now),
 		checks: ratelimit.New(max(o.CheckLimit, 1), time.Hour, o.Now), mux: http.NewServeMux(), hostnames: hostSet(o.Hostnames),
 		checkSlots: make(chan struct{}, o.CheckConcurrency)}
@@ -157,10 +136,12 @@ func New(o Options) *Server {
 	m.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	m.HandleFunc("GET /{$}", s.home)
 	m.HandleFunc("POST /start", s.startPage)
-	m.HandleFunc("GET /t/{id}", s.live)
-	m.HandleFunc("GET /t/{id}/report", s.reportPage)
-	m.HandleFunc("GET /t/{id}/events", s.events)
-	m.HandleFunc("POST /t/{id}/delete", s.deletePage)
+	// A test's own pages by its owner key, the API by the test id with
+	// the key in Authorization (owner.go).
+	m.HandleFunc("GET /t/{key}", s.live)
+	m.HandleFunc("GET /t/{key}/report", s.reportPage)
+	m.HandleFunc("GET /t/{key}/events", s.events)
+	m.HandleFunc("POST /t/{key}/delete", s.deletePage)
 	m.HandleFunc("GET /check", s.checkPage)
 	m.HandleFunc("POST /check", s.checkPage)
 	m.HandleFunc("GET /providers", s.providersPage)
@@ -229,26 +210,11 @@ func (s *Server) Serve(ctx context.Context, ls []net.Listener) error {
 	// (events.go), and an inbound check may take inbound.timeout.
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: s.o.ReadTimeout, IdleTimeout: time.Minute,
 		BaseContext: func(net.Listener) context.Context { return ctx }, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	errc := make(chan error, len(ls))
-	for _, l := range ls {
-		go func() { errc <- srv.Serve(l) }()
+	if err := listen.HTTP(ctx, srv, ls, 5*time.Second); err != nil {
+		return fmt.Errorf("web: %w", err)
 	}
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			srv.Close()
-			return fmt.Errorf("web: %w", err)
-		}
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx) // event streams end with ctx
 	return nil
 }
-
-// idRe is the form of test ids (store.NewTestID).
-var idRe = regexp.MustCompile(`^[a-z2-7]{1,64}$`)
 
 // clientIP is the rate-limit key: the peer address, or the client behind
 // a trusted proxy (forwardedClient), IPv6 by /64.
@@ -266,10 +232,14 @@ func clientIP(r *http.Request) string {
 }
 
 type addresses struct {
-	ID       string    `json:"id"`
-	AddressA string    `json:"address_a"`
-	AddressB string    `json:"address_b"`
+	ID       string `json:"id"`
+	AddressA string `json:"address_a"`
+	AddressB string `json:"address_b"`
+	// URL is the private link (the live page, by an owner key); OwnerKey
+	// the key itself, only in the answer that creates the test (the
+	// service keeps no copy: this is the one time it is given).
 	URL      string    `json:"url"`
+	OwnerKey string    `json:"owner_key,omitempty"`
 	Created  time.Time `json:"created"`
 	// SendingServer is the sending server named at the start ("" for
 	// none) and SendingAddresses the addresses it resolved to.
@@ -285,10 +255,12 @@ type addresses struct {
 	SlotNote string `json:"slot_note,omitempty"`
 }
 
-func (s *Server) addressesOf(t store.Test) addresses {
-	url := s.o.Source.URL(t.ID)
+// addressesOf is the API's description of t, with the private link made
+// of ownerKey (the key the request was opened with, or made with t).
+func (s *Server) addressesOf(t store.Test, ownerKey string) addresses {
+	url := s.o.Source.URL(ownerKey)
 	if url == "" {
-		url = "/t/" + t.ID
+		url = "/t/" + ownerKey
 	}
 	sa := testslot.Pool{ZoneA: s.o.ZoneA, ZoneB: s.o.ZoneB, Count: s.o.Slots.Count}.AddressesOf(t.ID, t.Slot, t.Kind == store.TestToken)
 	a := addresses{ID: t.ID, AddressA: sa.A, AddressB: sa.B, URL: url, Created: t.Created, SendingServer: t.SendingServer,
@@ -303,8 +275,9 @@ func (s *Server) addressesOf(t store.Test) addresses {
 var errRateLimited = errors.New("too many requests from your address; try again in an hour")
 
 // newTest starts a test for the request, with the sending server its body
-// names (sending_server, optional); on failure it returns the HTTP status
-// and an error to show.
+// names (sending_server, optional), and its owner key (t.OwnerKey: the
+// caller gives it to the creator, once); on failure it returns the HTTP
+// status and an error to show.
 func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, int, error) {
 	input, err := sendingServerInput(w, r)
 	if err != nil {
@@ -321,9 +294,13 @@ func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, in
 	if err != nil {
 		return store.Test{}, http.StatusInternalServerError, err
 	}
+	key, err := store.NewOwnerKey()
+	if err != nil {
+		return store.Test{}, http.StatusInternalServerError, err
+	}
 	now := s.o.Now().UTC()
 	t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
-		SendingServer: srv.Name, SendingAddrs: srv.Addrs, CreatorPrefix: s.creatorPrefix(r)}
+		SendingServer: srv.Name, SendingAddrs: srv.Addrs, CreatorPrefix: s.creatorPrefix(r), OwnerKey: key}
 	t, err = s.o.Source.Store.CreateSlotTest(r.Context(), t, s.o.Slots)
 	if err != nil {
 		return store.Test{}, http.StatusInternalServerError, err
@@ -332,25 +309,23 @@ func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, in
 	return t, http.StatusCreated, nil
 }
 
-// load makes the report of the test named in the path; ok false after an
-// error answer was written.
-func (s *Server) load(w http.ResponseWriter, r *http.Request, asJSON bool) (report.Report, report.Input, bool) {
-	id := strings.ToLower(r.PathValue("id"))
-	if !idRe.MatchString(id) {
-		s.fail(w, r, asJSON, http.StatusNotFound, "no such test")
-		return report.Report{}, report.Input{}, false
+// load makes the report of the test the request's owner key opens
+// (owned); ok false after an error answer was written. key is the key.
+func (s *Server) load(w http.ResponseWriter, r *http.Request, asJSON bool) (rep report.Report, in report.Input, key string, ok bool) {
+	t, key, err := s.owned(r)
+	if err == nil {
+		rep, in, err = s.build(r.Context(), t.ID, key, s.o.Now())
 	}
-	rep, in, err := s.build(r.Context(), id, s.o.Now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.fail(w, r, asJSON, http.StatusNotFound, "no such test (it may have been deleted)")
-		return report.Report{}, in, false
+		s.fail(w, r, asJSON, http.StatusNotFound, errNoSuchTest)
+		return report.Report{}, in, "", false
 	case err != nil:
-		s.log.Error("web: loading a test", "test", id, "err", err)
+		s.log.Error("web: loading a test", "test", t.ID, "err", err)
 		s.fail(w, r, asJSON, http.StatusInternalServerError, "internal error")
-		return report.Report{}, in, false
+		return report.Report{}, in, "", false
 	}
-	return rep, in, true
+	return rep, in, key, true
 }
 
 // fail answers an error as a page or as JSON {"error": ...}.

@@ -111,6 +111,23 @@ func (e *env) do(t *testing.T, method, path string, body io.Reader, hdr ...strin
 
 const evil = `<script>alert("x")</script>`
 
+// ownedTest stores tt with a fresh owner key and returns the key.
+func (e *env) ownedTest(t *testing.T, tt store.Test) string {
+	t.Helper()
+	key, err := store.NewOwnerKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt.OwnerKey = key
+	if err := e.st.CreateTest(t.Context(), tt); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// bearer is the header that opens a test's API routes with its key.
+func bearer(key string) []string { return []string{"Authorization", "Bearer " + key} }
+
 // addConn records a connection of test id.
 func (e *env) addConn(t *testing.T, id string, c store.SMTPConnection) {
 	t.Helper()
@@ -132,14 +149,29 @@ func TestAPIAndPages(t *testing.T) {
 		t.Fatalf("start: %d %s", resp.StatusCode, body)
 	}
 	validate(t, sch["test-created"], body)
-	var created struct{ ID, AddressA string }
+	var created struct {
+		ID       string
+		AddressA string `json:"address_a"`
+		URL      string
+		OwnerKey string `json:"owner_key"`
+	}
 	_ = json.Unmarshal(body, &created)
+	if len(created.OwnerKey) != 32 || created.URL != "/t/"+created.OwnerKey {
+		t.Fatalf("start: owner key %q, url %q", created.OwnerKey, created.URL)
+	}
+	key := created.OwnerKey
 
 	e.addConn(t, created.ID, store.SMTPConnection{Started: e.now.Add(-time.Minute), Ended: e.now.Add(-50 * time.Second), EHLO: evil,
 		Persona: 1, State: store.StateMail, MailFrom: `"` + evil + `"@evil.example`, RcptTo: []string{created.AddressA},
-		Reply: "451 4.7.1 downgrade test in progress: try again later"})
+		Reply: "451 4.7.1 downgrade test in progress: try again later",
+		Authentication: &store.Authentication{
+			DKIM:        []store.Signature{{Type: "dkim", Domain: "evil.example", Selector: "s", Result: "fail", Reason: "body hash mismatch"}},
+			SPFMailFrom: store.SPFCheck{Domain: "evil.example", Result: "softfail", Reason: evil},
+			SPFHELO:     store.SPFCheck{Result: "none", Reason: "the HELO name is not a domain name"},
+			DMARC:       store.DMARCCheck{FromDomain: "evil.example", Result: "none", Reason: "no DMARC record"},
+			ARC:         store.ARCCheck{Result: "none"}}})
 
-	resp, body = e.do(t, "GET", "/api/v1/tests/"+created.ID, nil)
+	resp, body = e.do(t, "GET", "/api/v1/tests/"+created.ID, nil, bearer(key)...)
 	if resp.StatusCode != 200 {
 		t.Fatalf("get: %d %s", resp.StatusCode, body)
 	}
@@ -151,8 +183,17 @@ func TestAPIAndPages(t *testing.T) {
 	if ans.Report.Phase != "downgrade" || len(ans.Report.History) != 1 || ans.Report.History[0].From != "<***@evil.example" && ans.Report.History[0].From == "" {
 		t.Errorf("report: phase %s history %+v", ans.Report.Phase, ans.Report.History)
 	}
+	// The test mail's authentication, and the facts a table can copy.
+	if a := ans.Report.Authentication; a == nil || len(a.Lines) != 5 || a.Lines[0] != "DKIM: fail (d=evil.example, s=s): body hash mismatch" ||
+		a.SPFMailFrom.Result != "softfail" || ans.Report.Facts["DKIM"] != "fail" || ans.Report.Facts["SPF"] != "softfail" || ans.Report.Facts["DMARC"] != "none" {
+		t.Errorf("authentication %+v, facts %v", a, ans.Report.Facts)
+	}
 
-	for _, path := range []string{"/t/" + created.ID, "/t/" + created.ID + "/report"} {
+	if ans.Test.OwnerKey != "" || ans.Test.URL != "/t/"+key {
+		t.Errorf("the test's answer: owner key %q (given only at creation), url %q", ans.Test.OwnerKey, ans.Test.URL)
+	}
+
+	for _, path := range []string{"/t/" + key, "/t/" + key + "/report"} {
 		resp, body = e.do(t, "GET", path, nil)
 		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 			t.Fatalf("%s: %d", path, resp.StatusCode)
@@ -169,7 +210,7 @@ func TestAPIAndPages(t *testing.T) {
 		}
 	}
 
-	resp, body = e.do(t, "GET", "/api/v1/tests/nosuchtestatall2", nil)
+	resp, body = e.do(t, "GET", "/api/v1/tests/nosuchtestatall2", nil, bearer(key)...)
 	if resp.StatusCode != 404 {
 		t.Fatalf("missing test: %d", resp.StatusCode)
 	}
@@ -177,22 +218,22 @@ func TestAPIAndPages(t *testing.T) {
 
 	// A cross-site form post (the delete button from another site) is
 	// refused; the same-origin one and the API's DELETE work.
-	resp, _ = e.do(t, "POST", "/t/"+created.ID+"/delete", nil, "Origin", "https://evil.example")
+	resp, _ = e.do(t, "POST", "/t/"+key+"/delete", nil, "Origin", "https://evil.example")
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-site delete: %d", resp.StatusCode)
 	}
-	resp, _ = e.do(t, "POST", "/t/"+created.ID+"/delete", nil, "Origin", "null", "Sec-Fetch-Site", "cross-site")
+	resp, _ = e.do(t, "POST", "/t/"+key+"/delete", nil, "Origin", "null", "Sec-Fetch-Site", "cross-site")
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("cross-site delete (fetch metadata): %d", resp.StatusCode)
 	}
-	resp, _ = e.do(t, "DELETE", "/api/v1/tests/"+created.ID, nil)
+	resp, _ = e.do(t, "DELETE", "/api/v1/tests/"+created.ID, nil, bearer(key)...)
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("delete: %d", resp.StatusCode)
 	}
 	if cs, _ := e.st.Connections(t.Context(), store.ConnectionFilter{TestID: created.ID}); len(cs) != 0 {
 		t.Errorf("connections survive the delete")
 	}
-	resp, _ = e.do(t, "GET", "/t/"+created.ID, nil)
+	resp, _ = e.do(t, "GET", "/t/"+key, nil)
 	if resp.StatusCode != 404 {
 		t.Errorf("deleted test: %d", resp.StatusCode)
 	}
@@ -222,12 +263,10 @@ func TestEventsStreamUntilFinal(t *testing.T) {
 	e := newEnv(t, nil)
 	created := e.now.Add(-time.Hour)
 	id := "streamtestaaaaaa"
-	if err := e.st.CreateTest(t.Context(), store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, State: store.TestOpen}); err != nil {
-		t.Fatal(err)
-	}
+	key := e.ownedTest(t, store.Test{ID: id, Created: created, Updated: created, Kind: store.TestToken, State: store.TestOpen})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", e.ts.URL+"/t/"+id+"/events", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.ts.URL+"/t/"+key+"/events", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,9 @@
   "use strict";
   var live = document.getElementById("live");
   if (!live || !window.EventSource) { return; }
-  var id = live.getAttribute("data-test");
-  var es = new EventSource("/t/" + id + "/events");
+  // The owner key (the page's own path): it opens the test's events.
+  var key = live.getAttribute("data-key");
+  var es = new EventSource("/t/" + encodeURIComponent(key) + "/events");
   function text(elID, s) { var e = document.getElementById(elID); if (e) { e.textContent = s; } }
   es.addEventListener("report", function (ev) {
     var r = JSON.parse(ev.data);
@@ -44,6 +45,16 @@
       });
       text("untied-count", String((r.untied || []).length));
       document.getElementById("untied-box").hidden = !(r.untied && r.untied.length);
+    }
+    var auth = document.getElementById("authentication");
+    if (auth && r.authentication) {
+      while (auth.firstChild) { auth.removeChild(auth.firstChild); }
+      (r.authentication.lines || []).forEach(function (l) {
+        var li = document.createElement("li");
+        li.textContent = l;
+        auth.appendChild(li);
+      });
+      document.getElementById("auth-box").hidden = false;
     }
     if (r.mail) { text("mail-line", "Result mail: " + r.mail.state + (r.mail.reason ? " — " + r.mail.reason : "")); }
     if (r.final) { es.close(); }
