@@ -465,11 +465,11 @@ func TestStartInSlot(t *testing.T) {
 	if second.Slot != "" || second.AddressA != second.SharedA || second.AddressA != "t-"+second.ID+"@a.mailtest.example" || second.SlotNote == "" {
 		t.Fatalf("pool exhausted: %+v", second)
 	}
-	_, page := e.do(t, "GET", "/t/"+second.ID, nil)
+	_, page := e.do(t, "GET", "/t/"+second.OwnerKey, nil)
 	if !strings.Contains(string(page), `id="slot-note"`) {
 		t.Error("the live page does not say the test has no slot")
 	}
-	_, page = e.do(t, "GET", "/t/"+first.ID, nil)
+	_, page = e.do(t, "GET", "/t/"+first.OwnerKey, nil)
 	if !strings.Contains(string(page), "t-"+first.ID+"@s001.a.mailtest.example") || strings.Contains(string(page), `id="slot-note"`) {
 		t.Error("the live page does not show the slot's addresses")
 	}
