@@ -21,7 +21,7 @@ haraka_dir() { printf '%s/%s\n' "$HARAKA_STATE" "$1"; }
 
 # haraka_write NAME SRC DOMAIN MODE: MODE is may (default outbound TLS:
 # any certificate accepted, plain when STARTTLS is not offered), forced
-# (force_tls_hosts = zone A's domain: TLS with a verified certificate
+# (force_tls_hosts = zone A's domain and its test slots' domains: TLS with a verified certificate
 # required toward A, opportunistic elsewhere) or verify
 # (rejectUnauthorized=true, nothing forced: refuses a certificate it cannot
 # verify, sends in plain text when STARTTLS is not offered).
@@ -54,7 +54,14 @@ haraka_write() {
 		may) echo "rejectUnauthorized=false" ;;
 		forced)
 			echo "rejectUnauthorized=false"
+			# Haraka matches force_tls_hosts exactly against the MX
+			# host and the recipient domain: zone A and each test
+			# slot's domain in A (docs/dns.md "Test slots").
 			echo "force_tls_hosts[]=$ZONE_A_NAME"
+			local i
+			for ((i = 1; i <= ${SLOTS:-0}; i++)); do
+				printf 'force_tls_hosts[]=s%03d.%s\n' "$i" "$ZONE_A_NAME"
+			done
 			;;
 		verify) echo "rejectUnauthorized=true" ;;
 		*) die "haraka $name: unknown mode $mode" ;;

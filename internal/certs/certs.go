@@ -54,6 +54,7 @@ import (
 	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/testslot"
 )
 
 // Issuers of the CA-signed certificates (config tls.issuer).
@@ -71,7 +72,7 @@ const (
 
 // PolicyHostLabel is the first label of the MTA-STS policy host (RFC 8461
 // §3.3: https://mta-sts.<domain>/.well-known/mta-sts.txt).
-const PolicyHostLabel = "mta-sts"
+const PolicyHostLabel = testslot.PolicyHostLabel
 
 // Sentinel errors.
 var (
@@ -143,6 +144,11 @@ type Options struct {
 	// (default 30 days; capped at a third of the certificate's lifetime).
 	RenewBefore time.Duration
 	ACME        ACMEOptions
+	// Slots is the number of test slots (zones.slots): the certificates
+	// of the MX hosts and the policy host also name the host in every slot
+	// (mx5.s001.A …, mta-sts.s001.A …), one certificate per host for the
+	// whole pool (docs/certificates.md "Test slots").
+	Slots int
 	// Keys are the persona keys (the ones the zones' TLSA records use).
 	Keys *persona.Keys
 	// Challenges publishes dns-01 records (required for ACME dns-01).
@@ -195,10 +201,11 @@ func (o Options) withDefaults() Options {
 // slot is one certificate the manager keeps: a persona's or the policy
 // host's.
 type slot struct {
-	name       string // file name and log key: "persona-6", "mta-sts"
-	persona    int    // 2..7; 0 for the policy host
-	label      string // host label in [tls.static]: "mx6", "mta-sts"; "" for persona 2
-	host       string // the certificate's DNS name, no trailing dot
+	name       string   // file name and log key: "persona-6", "mta-sts"
+	persona    int      // 2..7; 0 for the policy host
+	label      string   // host label in [tls.static]: "mx6", "mta-sts"; "" for persona 2
+	host       string   // the certificate's DNS name, no trailing dot
+	slotNames  []string // the host's names in the test slots, also in the certificate
 	selfSigned bool
 	key        crypto.Signer
 
@@ -237,6 +244,10 @@ func New(opt Options) (*Manager, error) {
 		return nil, fmt.Errorf("%w: DataDir, Keys, ZoneA and ZoneB are required", ErrOptions)
 	}
 	m := &Manager{opt: opt, log: opt.Logger, now: opt.Now, byNum: map[int]*slot{}}
+	if opt.Slots < 0 || opt.Slots > testslot.MaxCount {
+		return nil, fmt.Errorf("%w: %d test slots (0 to %d)", ErrOptions, opt.Slots, testslot.MaxCount)
+	}
+	pool := testslot.Pool{ZoneA: opt.ZoneA, ZoneB: opt.ZoneB, Count: opt.Slots}
 	zoneName := func(z persona.Zone) string {
 		if z == persona.ZoneB {
 			return dnsname.Canonical(opt.ZoneB)
@@ -255,6 +266,7 @@ func New(opt Options) (*Manager, error) {
 			selfSigned: p.Cert == persona.CertSelfSigned, key: key}
 		if p.Host != "" {
 			s.host = p.Host + "." + zoneName(p.Zone)
+			s.slotNames = pool.Hosts(p.Host, p.Zone)
 		} else {
 			// Persona 2 answers clients without SNI: no MX host of its
 			// own; its certificate names the zone.
@@ -263,7 +275,8 @@ func New(opt Options) (*Manager, error) {
 		m.slots = append(m.slots, s)
 		m.byNum[p.Number] = s
 	}
-	m.host = &slot{name: PolicyHostLabel, label: PolicyHostLabel, host: PolicyHostLabel + "." + dnsname.Canonical(opt.ZoneA)}
+	m.host = &slot{name: PolicyHostLabel, label: PolicyHostLabel, host: PolicyHostLabel + "." + dnsname.Canonical(opt.ZoneA),
+		slotNames: pool.Hosts(PolicyHostLabel, persona.ZoneA)}
 	m.slots = append(m.slots, m.host)
 
 	keyDir := filepath.Join(opt.DataDir, "keys")
@@ -350,6 +363,11 @@ func (m *Manager) PolicyHost() (*tls.Certificate, error) { return m.host.current
 // PolicyHostName returns the policy host's name, mta-sts.<zone A>,
 // without trailing dot.
 func (m *Manager) PolicyHostName() string { return m.host.host }
+
+// names are the DNS names the certificate of s must carry: its host's,
+// then the host's in every test slot. A certificate without one of them is
+// replaced (a grown pool gets new certificates at the next start).
+func (s *slot) names() []string { return append([]string{s.host}, s.slotNames...) }
 
 func (s *slot) current() (*tls.Certificate, error) {
 	if c := s.cur.Load(); c != nil {

@@ -189,6 +189,52 @@ func TestLocalCA(t *testing.T) {
 	}
 }
 
+// TestSlotNames: with test slots, one certificate per host names the host
+// in every slot (mx6.s001.A … mta-sts.s099.A, mx7.s099.B), at most 100
+// names; a certificate stored before the pool grew lacks the new names and
+// is replaced at the next start.
+func TestSlotNames(t *testing.T) {
+	e := newEnv(t)
+	opt := e.options(certs.IssuerLocal)
+	opt.Slots = 2
+	m := e.manager(t, opt)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(m.RootsPEM())
+	for _, name := range []string{"mx6.a.mailtest.example", "mx6.s001.a.mailtest.example", "mx6.s002.a.mailtest.example"} {
+		verifyChain(t, mustPersona(t, m, 6), name, roots)
+	}
+	verifyChain(t, mustPersona(t, m, 7), "mx7.s002.b.mailtest.example", roots)
+	ph, err := m.PolicyHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifyChain(t, ph, "mta-sts.s002.a.mailtest.example", roots)
+	if err := ph.Leaf.VerifyHostname("mta-sts.s003.a.mailtest.example"); err == nil {
+		t.Error("the policy host's certificate names a slot beyond the pool")
+	}
+	// Persona 4 (self-signed, DANE-EE) carries the slot names too.
+	if err := mustPersona(t, m, 4).Leaf.VerifyHostname("mx4.s001.a.mailtest.example"); err != nil {
+		t.Error(err)
+	}
+
+	// The pool grows to the largest: the stored certificates lack the
+	// new names and are replaced, each with 100 names.
+	opt.Slots = 99
+	m2 := e.manager(t, opt)
+	c := mustPersona(t, m2, 5)
+	if c.Leaf.SerialNumber.Cmp(mustPersona(t, m, 5).Leaf.SerialNumber) == 0 {
+		t.Fatal("a certificate without the new slots' names was kept")
+	}
+	if n := len(c.Leaf.DNSNames); n != 100 {
+		t.Errorf("%d names, want 100 (Let's Encrypt's limit)", n)
+	}
+	verifyChain(t, c, "mx5.s099.a.mailtest.example", roots)
+	opt.Slots = 100
+	if _, err := certs.New(opt); !errors.Is(err, certs.ErrOptions) {
+		t.Errorf("100 slots: %v, want ErrOptions", err)
+	}
+}
+
 // TestRenewalKeepsKey: renewal replaces certificates when due and never
 // changes the key, so persona 4's and 6's TLSA records stay valid.
 func TestRenewalKeepsKey(t *testing.T) {

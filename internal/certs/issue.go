@@ -50,7 +50,7 @@ func leafTemplate(s *slot, notBefore, notAfter time.Time) (*x509.Certificate, er
 	}
 	t := &x509.Certificate{
 		SerialNumber:          serial,
-		DNSNames:              []string{s.host},
+		DNSNames:              s.names(),
 		NotBefore:             notBefore.Add(-backdate),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
@@ -168,6 +168,11 @@ func (m *Manager) check(s *slot, chain [][]byte, now time.Time) (*tls.Certificat
 	leaf := certs[0]
 	if !samePublicKey(leaf.PublicKey, s.key.Public()) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBadCertificate, s.host, ErrKeyMismatch)
+	}
+	for _, name := range s.slotNames {
+		if err := leaf.VerifyHostname(name); err != nil {
+			return nil, fmt.Errorf("%w: %s: does not name test slot host %s", ErrBadCertificate, s.host, name)
+		}
 	}
 	if err := leaf.VerifyHostname(s.host); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadCertificate, err)

@@ -305,6 +305,7 @@ func TestPebbleDNS01(t *testing.T) {
 		Issuer:     certs.IssuerACME,
 		ACME:       certs.ACMEOptions{Directory: p.directory, CAFile: p.caFile, Email: "hostmaster@a.mailtest.example"},
 		Keys:       z.keys,
+		Slots:      3, // test slots: each host's certificate names it in slots 1-3 too
 		Challenges: z.zones.Authority,
 		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:        clk.now,
@@ -328,11 +329,17 @@ func TestPebbleDNS01(t *testing.T) {
 		c := mustPersona(t, m, tc.n)
 		verify(c, tc.host)
 		checkPersonaKey(t, z.keys, tc.n, c)
-		// pebble asked our server for the challenge (dns-01 for real).
-		if got := z.log.seen("_acme-challenge."+tc.host+".", dns.TypeTXT); len(got) == 0 {
-			t.Errorf("pebble never asked our DNS for _acme-challenge.%s", tc.host)
-		} else {
-			t.Logf("pebble asked for _acme-challenge.%s over %v", tc.host, got)
+		label, zone, _ := strings.Cut(tc.host, ".")
+		slotHost := label + ".s003." + zone
+		verify(c, slotHost)
+		// pebble asked our server for the challenges (dns-01 for real),
+		// the slot names' too.
+		for _, host := range []string{tc.host, slotHost} {
+			if got := z.log.seen("_acme-challenge."+host+".", dns.TypeTXT); len(got) == 0 {
+				t.Errorf("pebble never asked our DNS for _acme-challenge.%s", host)
+			} else {
+				t.Logf("pebble asked for _acme-challenge.%s over %v", host, got)
+			}
 		}
 	}
 	ph, err := m.PolicyHost()

@@ -10,10 +10,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/sendingserver"
+	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -28,6 +32,12 @@ type testAddresses struct {
 	// The sending server named at creation, as the API's answer has them.
 	SendingServer    string       `json:"sending_server"`
 	SendingAddresses []netip.Addr `json:"sending_addresses"`
+	// The test slot and the shared names' addresses, as the API's answer
+	// has them (docs/api.md).
+	Slot     string `json:"slot"`
+	SharedA  string `json:"shared_address_a"`
+	SharedB  string `json:"shared_address_b"`
+	SlotNote string `json:"slot_note,omitempty"`
 	// OwnerKey opens the test (its pages, report, API and deletion) and
 	// URL is its private link; only from 'test new', the one time the key
 	// exists outside the tester's hands (the store keeps its hash).
@@ -36,14 +46,13 @@ type testAddresses struct {
 }
 
 func addressesOf(cfg *config.Config, t store.Test) testAddresses {
-	zone := func(z string) string { return strings.TrimSuffix(z, ".") }
 	addrs := t.SendingAddrs
 	if addrs == nil {
 		addrs = []netip.Addr{}
 	}
-	return testAddresses{ID: t.ID, Created: t.Created,
-		A: "t-" + t.ID + "@" + zone(cfg.Zones.A), B: "t-" + t.ID + "@" + zone(cfg.Zones.B),
-		SendingServer: t.SendingServer, SendingAddresses: addrs}
+	sa := service.Slots(cfg).AddressesOf(t.ID, t.Slot, t.Kind == store.TestToken)
+	return testAddresses{ID: t.ID, Created: t.Created, A: sa.A, B: sa.B, SharedA: sa.SharedA, SharedB: sa.SharedB,
+		Slot: sa.Slot, SlotNote: sa.Note, SendingServer: t.SendingServer, SendingAddresses: addrs}
 }
 
 // resolveSendingServer reads -sending-server: an IP address, or a host
@@ -93,7 +102,7 @@ func runTest(e *env, args []string) error {
 		}
 		t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
 			SendingServer: srv.Name, SendingAddrs: srv.Addrs, OwnerKey: key}
-		if err := st.CreateTest(e.ctx, t); err != nil {
+		if t, err = st.CreateSlotTest(e.ctx, t, service.SlotRules(&cfg)); err != nil {
 			return err
 		}
 		a := addressesOf(&cfg, t)
@@ -102,6 +111,9 @@ func runTest(e *env, args []string) error {
 			return json.NewEncoder(e.stdout).Encode(a)
 		}
 		fmt.Fprintf(e.stdout, "Test %s: send one mail to both addresses:\n  %s\n  %s\n", a.ID, a.A, a.B)
+		if a.SlotNote != "" {
+			fmt.Fprintf(e.stdout, "Note: %s.\n", a.SlotNote)
+		}
 		fmt.Fprintf(e.stdout, "Owner key (shown once; it opens and deletes the test, the test ID does not): %s\n", key)
 		if a.URL != "" {
 			fmt.Fprintf(e.stdout, "Private link: %s\n", a.URL)
@@ -150,19 +162,35 @@ func runTest(e *env, args []string) error {
 			_, err := e.stdout.Write(res.Message)
 			return err
 		}
+		// The look-ups of the test slot's names (docs/dns.md "Test
+		// slots") and the policy fetches counted for the test, by the
+		// evidence's own rules.
+		obs, err := evidence.Gatherer{Store: st, Rules: service.EvidenceRules(&cfg)}.Gather(e.ctx, t, time.Now())
+		if err != nil {
+			return err
+		}
+		lookups, fetches := obs.DNSLookups, obs.PolicyFetches
+		if lookups == nil {
+			lookups = []store.DNSQuery{}
+		}
+		if fetches == nil {
+			fetches = []store.PolicyFetch{}
+		}
 		auth, facts := authenticationOf(t, conns, res)
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(struct {
-				Test        store.Test             `json:"test"`
-				Connections []store.SMTPConnection `json:"connections"`
-				Inbound     json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
-				Result      *resultJSON            `json:"result,omitempty"`
-				Attempts    []store.MailAttempt    `json:"mail_attempts,omitempty"`
-				OwnerKeys   []store.OwnerKeyInfo   `json:"owner_keys"` // how and when each was made; never a key
+				Test          store.Test             `json:"test"`
+				Connections   []store.SMTPConnection `json:"connections"`
+				DNSLookups    []store.DNSQuery       `json:"dns_lookups"`
+				PolicyFetches []store.PolicyFetch    `json:"policy_fetches"`
+				Inbound       json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
+				Result        *resultJSON            `json:"result,omitempty"`
+				Attempts      []store.MailAttempt    `json:"mail_attempts,omitempty"`
+				OwnerKeys     []store.OwnerKeyInfo   `json:"owner_keys"` // how and when each was made; never a key
 				// As the API's report has them (docs/api.md).
 				Authentication *report.AuthSection `json:"authentication,omitempty"`
 				Facts          map[string]any      `json:"facts"`
-			}{t, conns, inboundReport, resultOf(&cfg, res, legacy), attempts, keys, auth, facts})
+			}{t, conns, lookups, fetches, inboundReport, resultOf(&cfg, res, legacy), attempts, keys, auth, facts})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -185,6 +213,17 @@ func runTest(e *env, args []string) error {
 		}
 		if err := tw.Flush(); err != nil {
 			return err
+		}
+		for _, f := range fetches {
+			fmt.Fprintf(e.stdout, "Policy fetch %s from %s: %s\n", f.Time.Format("2006-01-02 15:04:05"), f.Client.Addr(), untrusted.Terminal(f.SNI))
+		}
+		for _, l := range lookups {
+			do := ""
+			if l.DO {
+				do = ", DNSSEC"
+			}
+			fmt.Fprintf(e.stdout, "Look-up %s from %s: %s %s%s (%s)\n", l.Time.Format("2006-01-02 15:04:05"), l.Client.Addr(),
+				dns.TypeToString[l.Type], untrusted.Terminal(l.Name), do, dns.RcodeToString[l.Rcode])
 		}
 		if auth != nil {
 			fmt.Fprintln(e.stdout, "Authentication of the test mail (as received):")

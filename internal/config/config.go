@@ -19,6 +19,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/miekg/dns"
+
+	"github.com/mailsec/mailsec/internal/testslot"
 )
 
 // ErrInvalid is wrapped by every validation error, so callers can tell a bad
@@ -337,6 +339,16 @@ type Zones struct {
 	MTASTSMaxAge Duration `toml:"mta_sts_max_age"`
 	// TLSRPTAddress receives TLS-RPT reports; empty means tlsrpt@A.
 	TLSRPTAddress string `toml:"tlsrpt_address"`
+	// Slots is the number of test slots (s001.A … under A, the same under
+	// B; docs/dns.md "Test slots"), each held by one test at a time; 0
+	// turns them off (every test uses the shared names). At most 99, so
+	// that one certificate covers a host in every slot.
+	Slots int `toml:"slots"`
+	// SlotRest is how long a slot rests after its test is final (or
+	// deleted) before another test may hold it: longer than every TTL of
+	// the slot's names, so a resolver that looked them up for the last
+	// test asks our server again for the next.
+	SlotRest Duration `toml:"slot_rest"`
 }
 
 // DNS configures the authoritative server.
@@ -435,6 +447,8 @@ func Default() Config {
 			MXTTL:        Duration{60 * time.Second},
 			NegativeTTL:  Duration{60 * time.Second},
 			MTASTSMaxAge: Duration{7 * 24 * time.Hour},
+			Slots:        50,
+			SlotRest:     Duration{time.Hour},
 		},
 		DNS: DNS{
 			Listen:                         []string{"127.0.0.1:5353"},
@@ -699,6 +713,14 @@ func (c *Config) Validate() error {
 	positive("zones.mx_ttl", c.Zones.MXTTL, time.Second)
 	positive("zones.negative_ttl", c.Zones.NegativeTTL, time.Second)
 	positive("zones.mta_sts_max_age", c.Zones.MTASTSMaxAge, time.Second)
+	if c.Zones.Slots < 0 || c.Zones.Slots > testslot.MaxCount {
+		bad("zones.slots", "%d is out of range (0 to %d: one certificate names a host in every slot, at most 100 names)", c.Zones.Slots, testslot.MaxCount)
+	}
+	// A slot handed to the next test while a resolver still caches its
+	// names would hide that test's look-ups (docs/dns.md "Test slots").
+	if longest := max(c.Zones.TTL.Duration, c.Zones.MXTTL.Duration, c.Zones.NegativeTTL.Duration); c.Zones.Slots > 0 && c.Zones.SlotRest.Duration < longest {
+		bad("zones.slot_rest", "%s is shorter than the longest TTL of the zones (%s): a resolver could still cache the names of the slot's last test", c.Zones.SlotRest.Duration, longest)
+	}
 	if c.Zones.SPF != "" && !strings.HasPrefix(c.Zones.SPF, "v=spf1") {
 		bad("zones.spf", "must start with \"v=spf1\"")
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/testslot"
 )
 
 // TestZoneSpec is what a test zone (A or B of DESIGN.md §2) is made of.
@@ -34,6 +35,12 @@ type TestZoneSpec struct {
 	Keys *persona.Keys
 	// Policy is zone A's MTA-STS policy; its id goes into _mta-sts.
 	Policy mtasts.Policy
+	// Slots is the number of test slots (testslot): s001 … below the
+	// apex, each with the zone's MX hosts; in zone A each with its own
+	// MTA-STS policy, SlotPolicies[n-1] for slot n (its mx lines name the
+	// slot's hosts).
+	Slots        int
+	SlotPolicies []mtasts.Policy
 	// DNSKEY is published at the apex when the zone is signed (nil: unsigned).
 	DNSKEY *dns.DNSKEY
 	// BrokenHosts are host labels of zone A published with an address and a
@@ -142,43 +149,72 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 		txt(name(sel+"._domainkey"), rec)
 	}
 
-	var hosts []string
-	for _, p := range persona.MXHosts(spec.Zone) {
-		hosts = append(hosts, p.Host)
-		addrs(name(p.Host), hostAddrs(p.Host, spec.MXAddrs))
-		if p.TLSA == persona.TLSANone {
-			continue
+	// The MX hosts of a domain (the zone itself, or a test slot below it):
+	// their addresses, TLSA and the MX RRset in rotation order.
+	mxHosts := func(domain string) error {
+		var hosts []string
+		for _, p := range persona.MXHosts(spec.Zone) {
+			owner := p.Host + "." + domain
+			hosts = append(hosts, owner)
+			addrs(owner, hostAddrs(p.Host, spec.MXAddrs))
+			if p.TLSA == persona.TLSANone {
+				continue
+			}
+			data, err := tlsaData(spec, p)
+			if err != nil {
+				return err
+			}
+			add(&dns.TLSA{
+				Hdr:   hdr("_25._tcp."+owner, dns.TypeTLSA),
+				Usage: 3, Selector: 1, MatchingType: 1, // DANE-EE SPKI SHA2-256 (RFC 7671 §5.1)
+				Certificate: data,
+			}, spec.TTL)
 		}
-		data, err := tlsaData(spec, p)
-		if err != nil {
-			return nil, err
+		order := hosts
+		if spec.Rotation > 0 {
+			order = MXOrder(hosts, s)
 		}
-		add(&dns.TLSA{
-			Hdr:   hdr("_25._tcp."+name(p.Host), dns.TypeTLSA),
-			Usage: 3, Selector: 1, MatchingType: 1, // DANE-EE SPKI SHA2-256 (RFC 7671 §5.1)
-			Certificate: data,
-		}, spec.TTL)
+		for i, h := range order {
+			add(&dns.MX{Hdr: hdr(domain, dns.TypeMX), Preference: mxPreferences[i%len(mxPreferences)] + uint16(10*(i/len(mxPreferences))), Mx: h}, spec.MXTTL)
+		}
+		return nil
 	}
-	order := hosts
-	if spec.Rotation > 0 {
-		order = MXOrder(hosts, s)
+	// The MTA-STS (RFC 8461 §3) and TLS-RPT (RFC 8460 §3) names of a
+	// domain of zone A.
+	rua := spec.TLSRPT
+	if rua == "" {
+		rua = "tlsrpt@" + origin[:len(origin)-1]
 	}
-	for i, h := range order {
-		add(&dns.MX{Hdr: hdr(origin, dns.TypeMX), Preference: mxPreferences[i%len(mxPreferences)] + uint16(10*(i/len(mxPreferences))), Mx: name(h)}, spec.MXTTL)
+	policyNames := func(domain string, policy mtasts.Policy) {
+		addrs("mta-sts."+domain, hostAddrs("mta-sts", spec.PolicyAddrs))
+		txt("_mta-sts."+domain, policy.Record())
+		txt("_smtp._tls."+domain, "v=TLSRPTv1; rua=mailto:"+rua)
 	}
 
+	if err := mxHosts(origin); err != nil {
+		return nil, err
+	}
 	var broken []string
 	if spec.Zone == persona.ZoneA {
-		addrs(name("mta-sts"), hostAddrs("mta-sts", spec.PolicyAddrs))
-		txt(name("_mta-sts"), spec.Policy.Record())
-		rua := spec.TLSRPT
-		if rua == "" {
-			rua = "tlsrpt@" + origin[:len(origin)-1]
-		}
-		txt(name("_smtp._tls"), "v=TLSRPTv1; rua=mailto:"+rua)
+		policyNames(origin, spec.Policy)
 		for _, b := range spec.BrokenHosts {
 			addrs(name(b), spec.MXAddrs)
 			broken = append(broken, name(b))
+		}
+	}
+	// The test slots (docs/dns.md "Test slots"): each a domain of its own
+	// with the zone's MX hosts and, in A, its own MTA-STS policy. They are
+	// part of the zone, not delegated, so one NSEC chain covers them.
+	for n := 1; n <= spec.Slots; n++ {
+		domain := testslot.Label(n) + "." + origin
+		if err := mxHosts(domain); err != nil {
+			return nil, err
+		}
+		if spec.Zone == persona.ZoneA {
+			if n > len(spec.SlotPolicies) {
+				return nil, fmt.Errorf("%w: no MTA-STS policy for slot %d", ErrBadZone, n)
+			}
+			policyNames(domain, spec.SlotPolicies[n-1])
 		}
 	}
 	rrs = append(rrs, extra...)

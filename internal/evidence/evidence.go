@@ -14,11 +14,14 @@
 //     prefixes of those connections (an MTA-STS resolver fetches from the
 //     MTA or a neighbour), from FetchWindow before the test was created
 //     until now;
+//   - for a test that holds a test slot (docs/dns.md "Test slots"): the
+//     fetches of the slot's own policy (SNI mta-sts.s001.A) from any
+//     address, and the DNS queries for the slot's names (DNSLookups) from
+//     the test's creation until it became final — the slot is its alone
+//     then, so every look-up of those names is its sender's;
 //   - whether the sender had a mail for the B address (store.Test.AddressedB).
 //
-// The DNS queries of the sender's resolver (store.DNSQuery) and its
-// TLS-RPT reports are evidence a later issue adds here, in Gather, beside
-// the policy fetches and with their own rules.
+// The sender's TLS-RPT reports are evidence a later issue adds here.
 package evidence
 
 import (
@@ -29,7 +32,9 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/clientnet"
+	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/testslot"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
 
@@ -45,6 +50,10 @@ const (
 	DefaultFetchLimit = 1000
 	// DefaultTestExpiry is timing.test_expiry.
 	DefaultTestExpiry = 48 * time.Hour
+	// DefaultLookupLimit bounds the DNS look-ups read per test, the
+	// oldest first: a sender's delivery attempts make a few dozen (the
+	// query log folds identical queries within its flush window).
+	DefaultLookupLimit = 1000
 )
 
 // fetchSlack is how far past now a policy fetch is still read: the policy
@@ -70,6 +79,11 @@ type Rules struct {
 	// TestExpiry is timing.test_expiry: connections at most this old are
 	// tied to a test (Tie).
 	TestExpiry time.Duration
+	// Slots are the test slots (zones.slots): the names whose look-ups
+	// and policy fetches belong to the test holding the slot.
+	Slots testslot.Pool
+	// LookupLimit: at most this many DNS look-ups per test, the oldest.
+	LookupLimit int
 }
 
 // WithDefaults returns r with the defaults in its zero fields.
@@ -88,6 +102,9 @@ func (r Rules) WithDefaults() Rules {
 	}
 	if r.TestExpiry <= 0 {
 		r.TestExpiry = DefaultTestExpiry
+	}
+	if r.LookupLimit <= 0 {
+		r.LookupLimit = DefaultLookupLimit
 	}
 	return r
 }
@@ -149,26 +166,78 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 			conns = append(conns, *c)
 		}
 	}
-	fetches, err := g.Store.PolicyFetchesFrom(ctx, store.PolicyFetchFilter{
+	ff := store.PolicyFetchFilter{
 		Clients: ClientPrefixes(conns, r.PrefixV4, r.PrefixV6),
 		Status:  200, // a policy was served (RFC 8461 §3.3); a 404 is no policy
 		Since:   t.Created.Add(-r.FetchWindow),
-		Until:   now.Add(fetchSlack),
+		Until:   evidenceUntil(t, now),
 		Limit:   r.FetchLimit,
-	})
+	}
+	if g.slotHeld(t) {
+		// The slot's own policy host: its fetches are the test's from
+		// any address (an MTA-STS resolver in another network).
+		// From its creation: before, the slot was another test's.
+		ff.SNI, ff.SNISince = r.Slots.PolicyHost(t.Slot), t.Created
+	}
+	fetches, err := g.Store.PolicyFetchesFrom(ctx, ff)
 	if err != nil {
 		return verdict.Observations{}, fmt.Errorf("evidence: policy fetches of %s: %w", t.ID, err)
 	}
-	// Later issues: the sender resolver's DNS queries and its TLS-RPT
-	// reports are read here, with their own windows in Rules.
+	lookups, err := g.DNSLookups(ctx, t, now)
+	if err != nil {
+		return verdict.Observations{}, err
+	}
+	var bTLSA []string
+	if g.slotHeld(t) {
+		for _, h := range persona.MXHosts(persona.ZoneB) {
+			bTLSA = append(bTLSA, r.Slots.TLSANames(h.Host, t.Slot, persona.ZoneB)...)
+		}
+	}
+	// A later issue: the sender's TLS-RPT reports are read here, with
+	// their own window in Rules.
 	return verdict.Observations{
 		Connections:   conns,
 		PolicyFetches: fetches,
+		DNSLookups:    lookups,
+		BTLSANames:    bTLSA,
 		Now:           now,
 		Quiet:         r.Quiet,
 		SenderDone:    o.senderDone,
 		SentToB:       o.sentToB || !t.AddressedB.IsZero(),
 	}, nil
+}
+
+// slotHeld tells whether t holds a slot of the pool.
+func (g Gatherer) slotHeld(t store.Test) bool {
+	return t.Slot > 0 && t.Slot <= g.Rules.Slots.Count
+}
+
+// DNSLookups returns the DNS queries for the names of t's test slot
+// (testslot.Pool.Names), oldest first, at most LookupLimit: from the
+// test's creation (when it took the slot) until now or, once the test is
+// final, until then (the slot rests, then belongs to another test). Nil
+// for a test without a slot: the shared names' look-ups are every test's.
+func (g Gatherer) DNSLookups(ctx context.Context, t store.Test, now time.Time) ([]store.DNSQuery, error) {
+	if !g.slotHeld(t) {
+		return nil, nil
+	}
+	r := g.Rules.WithDefaults()
+	qs, err := g.Store.DNSQueries(ctx, store.DNSQueryFilter{Names: r.Slots.Names(t.Slot), Since: t.Created, Until: evidenceUntil(t, now), Limit: r.LookupLimit})
+	if err != nil {
+		return nil, fmt.Errorf("evidence: DNS look-ups of %s: %w", t.ID, err)
+	}
+	return qs, nil
+}
+
+// evidenceUntil is the end of the time in which policy fetches and DNS
+// look-ups are t's evidence: now (and a little, the recorders' clocks),
+// or when t became final (its slot then rests and goes to another test).
+func evidenceUntil(t store.Test, now time.Time) time.Time {
+	until := now.Add(fetchSlack)
+	if t.State == store.TestFinal && t.Updated.Before(until) {
+		until = t.Updated.Add(time.Nanosecond)
+	}
+	return until
 }
 
 // Judge gathers t's observations and judges them: the live verdict.

@@ -180,7 +180,13 @@ func (f *Finaliser) finalise(ctx context.Context, t store.Test, force bool) (don
 	final := verdict.Final(verdict.FinalInput{Test: t, Connections: obs.Connections, Verdict: v, Now: now,
 		Quiet: f.rules.Quiet, Expiry: f.rules.TestExpiry})
 	if !force && !final {
-		return false, f.nextLook(t, obs.Connections, now), nil
+		next := f.nextLook(t, obs.Connections, now)
+		if len(obs.DNSLookups) > 0 && (t.State == store.TestAcked || !t.Acked.IsZero()) {
+			// A's mail was accepted; B may be settled on a look-up once
+			// its grace has passed (verdict.Final), before the quiet time.
+			next = minTime(next, now.Add(verdict.LookupGrace))
+		}
+		return false, next, nil
 	}
 	// Connections the sender aborted before naming the test (a refused
 	// certificate) and that no later RCPT of theirs tied.

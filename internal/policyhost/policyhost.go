@@ -87,6 +87,11 @@ type Options struct {
 	Host string
 	// Policy is the policy text (mtasts.Policy.String()).
 	Policy string
+	// SlotPolicies are the policy hosts of the test slots
+	// (mta-sts.s001.<zone A> …, any case, trailing dot optional) with
+	// their policy texts (docs/policy-host.md "Test slots"); the
+	// certificate must name them too.
+	SlotPolicies map[string]string
 	// Certificate returns the policy host's current certificate
 	// (certs.Manager.PolicyHost); called for every handshake.
 	Certificate func() (*tls.Certificate, error)
@@ -110,12 +115,13 @@ type Options struct {
 
 // Server is the HTTPS server of the policy host.
 type Server struct {
-	host    string
-	policy  []byte
-	opt     Options
-	log     *slog.Logger
-	now     func() time.Time
-	fetches *ratelimit.Window // stored fetches per client network
+	// policies are the policy texts by canonical host name: Host's and
+	// the test slots'.
+	policies map[string][]byte
+	opt      Options
+	log      *slog.Logger
+	now      func() time.Time
+	fetches  *ratelimit.Window // stored fetches per client network
 
 	strays      atomic.Uint64 // requests that were not policy fetches
 	unstored    atomic.Uint64 // policy fetches over MaxFetchesPerClient
@@ -145,7 +151,11 @@ func New(opt Options) *Server {
 	if opt.ClientPrefixV6 <= 0 || opt.ClientPrefixV6 > 128 {
 		opt.ClientPrefixV6 = clientnet.DefaultBitsV6
 	}
-	s := &Server{host: dnsname.Canonical(opt.Host), policy: []byte(opt.Policy), opt: opt, log: opt.Logger, now: opt.Now}
+	s := &Server{opt: opt, log: opt.Logger, now: opt.Now,
+		policies: map[string][]byte{dnsname.Canonical(opt.Host): []byte(opt.Policy)}}
+	for host, text := range opt.SlotPolicies {
+		s.policies[dnsname.Canonical(host)] = []byte(text)
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -239,7 +249,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Cache-Control", "no-store")
 		w.WriteHeader(status)
 		if r.Method != http.MethodHead {
-			_, _ = w.Write(s.policy)
+			_, _ = w.Write(s.policies[dnsname.Canonical(hostOnly(r.Host))])
 		}
 	case http.StatusMethodNotAllowed:
 		h.Set("Allow", "GET, HEAD")
@@ -252,7 +262,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // status decides the answer to r.
 func (s *Server) status(r *http.Request) int {
 	switch {
-	case dnsname.Canonical(hostOnly(r.Host)) != s.host:
+	case s.policies[dnsname.Canonical(hostOnly(r.Host))] == nil:
 		return http.StatusMisdirectedRequest
 	case r.URL.Path != WellKnownPath:
 		return http.StatusNotFound

@@ -42,7 +42,8 @@ type fixture struct {
 type options struct {
 	recorder    func(*store.Store) policyhost.Recorder
 	certificate func(*certs.Manager) func() (*tls.Certificate, error)
-	perClient   int // MaxFetchesPerClient
+	perClient   int               // MaxFetchesPerClient
+	slots       map[string]string // SlotPolicies; the certificate names two slots
 }
 
 func start(t *testing.T, o options) *fixture {
@@ -52,7 +53,7 @@ func start(t *testing.T, o options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := certs.New(certs.Options{DataDir: dir, ZoneA: "a.mailtest.example.", ZoneB: "b.mailtest.example.", Issuer: certs.IssuerLocal, Keys: keys})
+	m, err := certs.New(certs.Options{DataDir: dir, ZoneA: "a.mailtest.example.", ZoneB: "b.mailtest.example.", Issuer: certs.IssuerLocal, Keys: keys, Slots: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func start(t *testing.T, o options) *fixture {
 		cert = o.certificate(m)
 	}
 	srv := policyhost.New(policyhost.Options{Host: m.PolicyHostName() + ".", Policy: policy.String(), Certificate: cert, Recorder: rec,
-		MaxFetchesPerClient: o.perClient})
+		MaxFetchesPerClient: o.perClient, SlotPolicies: o.slots})
 	ctx, cancel := context.WithCancel(context.Background())
 	ls, err := policyhost.Listen(ctx, []string{"127.0.0.1:0"})
 	if err != nil {
@@ -211,6 +212,33 @@ func TestPolicyHost(t *testing.T) {
 // (scanners' paths, other hosts, other methods) adds no row, and fetches
 // of the policy are stored at most MaxFetchesPerClient per network; all
 // of them are answered.
+// TestSlotPolicies: the policy host of a test slot answers its own policy
+// (Host and SNI mta-sts.s002.A), and the fetch is recorded with the
+// slot's name as SNI; a slot the server was not given is another Host.
+func TestSlotPolicies(t *testing.T) {
+	slotPolicy := "version: STSv1\r\nmode: enforce\r\nmx: mx4.s002.a.mailtest.example\r\nmax_age: 604800\r\n"
+	f := start(t, options{slots: map[string]string{"MTA-STS.s002.a.mailtest.example.": slotPolicy}})
+	slotURL := "https://mta-sts.s002.a.mailtest.example" + policyhost.WellKnownPath
+	if r := f.do(t, http.MethodGet, slotURL, ""); r.status != http.StatusOK || r.body != slotPolicy {
+		t.Fatalf("slot policy: %d %q, want 200 %q", r.status, r.body, slotPolicy)
+	}
+	if r := f.do(t, http.MethodGet, "https://"+host+policyhost.WellKnownPath, ""); r.status != http.StatusOK || r.body != policy.String() {
+		t.Fatalf("zone A's policy: %d %q", r.status, r.body)
+	}
+	// The certificate names slot 1 too, but the server serves no policy
+	// for it.
+	if r := f.do(t, http.MethodGet, "https://mta-sts.s001.a.mailtest.example"+policyhost.WellKnownPath, ""); r.status != http.StatusMisdirectedRequest {
+		t.Fatalf("slot without a policy: %d, want 421", r.status)
+	}
+	fetches, err := f.st.PolicyFetches(t.Context(), time.Time{}, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fetches) != 2 || fetches[0].SNI != "mta-sts.s002.a.mailtest.example" || !strings.EqualFold(fetches[1].SNI, host) {
+		t.Fatalf("fetches %+v, want the slot's then zone A's", fetches)
+	}
+}
+
 func TestStraysNotStored(t *testing.T) {
 	f := start(t, options{perClient: 3})
 	c := f.client(false)

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/store"
@@ -107,6 +109,12 @@ type Input struct {
 	// open test names too (evidence.Gatherer.SharedSendingAddrs): their
 	// connections that no RCPT TO claims are tied to neither test.
 	SharedSendingAddrs []netip.Addr
+	// DNSLookups are the look-ups of the test slot's names
+	// (verdict.Observations.DNSLookups; nil for a test without a slot).
+	DNSLookups []store.DNSQuery
+	// PolicyFetches are the fetches of an MTA-STS policy counted for the
+	// test (verdict.Observations.PolicyFetches).
+	PolicyFetches []store.PolicyFetch
 }
 
 // Report is the model both renderings are made from. The JSON form is the
@@ -148,6 +156,33 @@ type Report struct {
 	// the test ("" for none): connections from its addresses count for
 	// the test (docs/smtp.md "Tying connections to a test").
 	SendingServer string `json:"sending_server,omitempty"`
+	// DNSLookups are the sender's resolver's look-ups of the names of the
+	// test's slot (docs/dns.md "Test slots"), oldest first: never another
+	// test's. Empty for a test without a slot.
+	DNSLookups []LookupLine `json:"dns_lookups"`
+	// PolicyFetches are the fetches of an MTA-STS policy that count for
+	// the test (docs/policy-host.md), newest first.
+	PolicyFetches []FetchLine `json:"policy_fetches"`
+}
+
+// FetchLine is one fetch of an MTA-STS policy counted for the test.
+type FetchLine struct {
+	Time   string `json:"time"`   // as HistoryLine.Start
+	Client string `json:"client"` // the fetching client's address
+	Host   string `json:"host"`   // the policy host it named (SNI)
+	Text   string `json:"text"`
+}
+
+// LookupLine is one DNS look-up of a test slot's name.
+type LookupLine struct {
+	Time     string `json:"time"`     // as HistoryLine.Start
+	Resolver string `json:"resolver"` // the querying resolver's address
+	Name     string `json:"name"`     // the name asked for, without the root dot
+	Type     string `json:"type"`     // "TLSA", "MX", …
+	DNSSEC   bool   `json:"dnssec"`   // the DO bit: it asked for signatures (RFC 4035 §3.2.1)
+	Answer   string `json:"answer"`   // the answer's rcode: NOERROR, NXDOMAIN, …
+	Count    int    `json:"count"`    // identical queries it stands for
+	Text     string `json:"text"`
 }
 
 // HistoryLine is one connection in the seed's form.
@@ -226,6 +261,16 @@ func Build(in Input) Report {
 	}
 	for _, c := range in.Untied {
 		r.Untied = append(r.Untied, untiedLine(c, loc))
+	}
+	r.DNSLookups = []LookupLine{}
+	for _, q := range in.DNSLookups {
+		r.DNSLookups = append(r.DNSLookups, lookupLine(q, loc))
+	}
+	r.PolicyFetches = []FetchLine{}
+	for _, f := range in.PolicyFetches {
+		l := FetchLine{Time: f.Time.In(loc).Format(timeLayout), Client: f.Client.Addr().Unmap().String(), Host: untrusted.Printable(f.SNI, 255)}
+		l.Text = fmt.Sprintf("%s %s fetched the MTA-STS policy of %s", l.Time, l.Client, l.Host)
+		r.PolicyFetches = append(r.PolicyFetches, l)
 	}
 	if len(in.SharedSendingAddrs) > 0 {
 		addrs := make([]string, len(in.SharedSendingAddrs))
@@ -569,6 +614,40 @@ func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 	}
 	h.Text = b.String()
 	return h
+}
+
+// lookupLine describes a DNS look-up: "your resolver 192.0.2.53 looked up
+// TLSA for mx4.s001.A at 12:00:01, asking for DNSSEC".
+func lookupLine(q store.DNSQuery, loc *time.Location) LookupLine {
+	l := LookupLine{Time: q.Time.In(loc).Format(timeLayout), Resolver: q.Client.Addr().Unmap().String(),
+		Name: untrusted.Printable(strings.TrimSuffix(q.Name, "."), 255), Type: dns.TypeToString[q.Type],
+		DNSSEC: q.DO, Answer: dns.RcodeToString[q.Rcode], Count: max(q.Count, 1)}
+	if l.Type == "" {
+		l.Type = fmt.Sprintf("TYPE%d", q.Type)
+	}
+	if l.Answer == "" {
+		l.Answer = fmt.Sprintf("RCODE%d", q.Rcode)
+	}
+	// A TLSA name stands for the host whose port it covers (RFC 7672
+	// §2.2.3): say the host.
+	what := l.Name
+	if host, ok := strings.CutPrefix(l.Name, "_25._tcp."); ok && q.Type == dns.TypeTLSA {
+		what = host + " (port 25)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s your resolver %s looked up %s for %s", l.Time, l.Resolver, l.Type, what)
+	if l.DNSSEC {
+		b.WriteString(", asking for DNSSEC")
+	} else {
+		b.WriteString(", without asking for DNSSEC")
+	}
+	fmt.Fprintf(&b, " (%s", l.Answer)
+	if l.Count > 1 {
+		fmt.Fprintf(&b, ", %d times", l.Count)
+	}
+	b.WriteString(")")
+	l.Text = b.String()
+	return l
 }
 
 // untiedLine describes a connection not tied to any test.

@@ -75,12 +75,19 @@ func (s Source) Load(ctx context.Context, id string, now time.Time) (report.Inpu
 			return in, fmt.Errorf("reportsource: stored verdict of %s: %w", t.ID, err)
 		}
 		in.Mail = &report.MailStatus{State: res.MailState, Reason: res.MailReason, To: res.Recipient, SentAt: res.Sent, Attempts: res.Attempts}
+		// The look-ups of its slot and the policy fetches, while it was
+		// open (the live evidence's rule); the verdict stays the frozen one.
+		obs, err := s.Evidence.Gather(ctx, t, now)
+		if err != nil {
+			return in, err
+		}
+		in.DNSLookups, in.PolicyFetches = obs.DNSLookups, obs.PolicyFetches
 	case errors.Is(rerr, store.ErrNotFound):
 		v, obs, err := s.Evidence.Judge(ctx, t, now)
 		if err != nil {
 			return in, err
 		}
-		in.Verdict, in.Connections = v, obs.Connections
+		in.Verdict, in.Connections, in.DNSLookups, in.PolicyFetches = v, obs.Connections, obs.DNSLookups, obs.PolicyFetches
 	default:
 		return in, rerr
 	}

@@ -28,6 +28,7 @@ func EvidenceRules(cfg *config.Config) evidence.Rules {
 	return evidence.Rules{
 		PrefixV4: cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6,
 		Quiet: cfg.Timing.AckAfter.Duration, TestExpiry: cfg.Timing.TestExpiry.Duration,
+		Slots: Slots(cfg),
 	}
 }
 
@@ -140,7 +141,7 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	wo := web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Providers: cfg.Web.Providers,
+	wo := web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Slots: SlotRules(cfg), Providers: cfg.Web.Providers,
 		Retention: cfg.Web.Retention.Duration, StartLimit: cfg.Web.StartLimit, CheckLimit: cfg.Web.CheckLimit,
 		Check: check, Hostnames: cfg.WebHostnames(), MaxStreams: cfg.Web.MaxEventStreams, MaxStreamsPerClient: cfg.Web.MaxEventStreamsPerClient,
 		EventMax: cfg.Web.EventStreamMax.Duration, CheckConcurrency: cfg.Web.CheckConcurrency, CheckCache: cfg.Web.CheckCache.Duration,

@@ -33,6 +33,7 @@ import (
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/smtpd"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/testslot"
 	"github.com/mailsec/mailsec/internal/web"
 )
 
@@ -45,7 +46,10 @@ type Zones struct {
 	KeyA      *dnssec.Key
 	KeyB      *dnssec.Key // nil if zone B is unsigned
 	Policy    mtasts.Policy
-	Keys      *persona.Keys // the personas' keys, from which TLSA is made
+	// SlotPolicies are the MTA-STS policies of the test slots: slot n's
+	// is SlotPolicies[n-1] (SlotPolicy).
+	SlotPolicies []mtasts.Policy
+	Keys         *persona.Keys // the personas' keys, from which TLSA is made
 	// DKIMKey signs the result mails (nil when they are off); its record
 	// is published at <result_mail.selector>._domainkey.A.
 	DKIMKey crypto.Signer
@@ -149,6 +153,9 @@ func BuildZones(cfg *config.Config, now time.Time, keys ZoneKeys) (*Zones, error
 		}
 	}
 	z := &Zones{KeyA: keyA, KeyB: keyB, Policy: Policy(cfg), Keys: pkeys}
+	for _, n := range Slots(cfg).Slots() {
+		z.SlotPolicies = append(z.SlotPolicies, SlotPolicy(cfg, n))
+	}
 
 	hostAddrs := map[string][]netip.Addr{}
 	for h, list := range cfg.Zones.HostAddresses {
@@ -169,10 +176,12 @@ func BuildZones(cfg *config.Config, now time.Time, keys ZoneKeys) (*Zones, error
 		SPF:         SPF(cfg),
 		Keys:        pkeys,
 		Rotation:    cfg.Timing.MXRotation.Duration,
+		Slots:       cfg.Zones.Slots,
 	}
 	specA := base
 	specA.Zone, specA.Origin, specA.DNSKEY = persona.ZoneA, cfg.Zones.A, keyA.DNSKEY
 	specA.Policy, specA.TLSRPT, specA.BrokenHosts = z.Policy, cfg.Zones.TLSRPTAddress, cfg.DNSSEC.BrokenHosts
+	specA.SlotPolicies = z.SlotPolicies
 	if cfg.ResultMail.Enabled {
 		if z.DKIMKey, err = resultmail.LoadOrCreateKey(resultmail.KeyPath(keyDir, cfg.ResultMail.Selector)); err != nil {
 			return nil, err
@@ -206,12 +215,28 @@ func BuildZones(cfg *config.Config, now time.Time, keys ZoneKeys) (*Zones, error
 
 // Policy returns zone A's MTA-STS policy: enforce, listing the personas
 // that are in the policy (mx4, mx5, mx6 — DESIGN.md §2).
-func Policy(cfg *config.Config) mtasts.Policy {
+func Policy(cfg *config.Config) mtasts.Policy { return SlotPolicy(cfg, 0) }
+
+// Slots returns the pool of test slots (zones.slots; docs/dns.md "Test
+// slots").
+func Slots(cfg *config.Config) testslot.Pool {
+	return testslot.Pool{ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Count: cfg.Zones.Slots}
+}
+
+// SlotRules returns how new tests get test slots (zones.slots,
+// zones.slot_rest).
+func SlotRules(cfg *config.Config) store.SlotRules {
+	return store.SlotRules{Count: cfg.Zones.Slots, Rest: cfg.Zones.SlotRest.Duration}
+}
+
+// SlotPolicy returns the MTA-STS policy of test slot n: zone A's, with the
+// mx lines naming the slot's hosts (mx4.s001.A …), so a sender that
+// applies it must connect to the slot's names; slot 0 is zone A's own.
+func SlotPolicy(cfg *config.Config, n int) mtasts.Policy {
 	p := mtasts.Policy{Mode: mtasts.ModeEnforce, MaxAge: cfg.Zones.MTASTSMaxAge.Duration}
-	zone := strings.TrimSuffix(cfg.Zones.A, ".")
 	for _, per := range persona.MXHosts(persona.ZoneA) {
 		if per.InMTASTS {
-			p.MX = append(p.MX, per.Host+"."+zone)
+			p.MX = append(p.MX, Slots(cfg).Host(per.Host, n, persona.ZoneA))
 		}
 	}
 	return p
@@ -340,7 +365,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
 		ACME: certs.ACMEOptions{Directory: cfg.ACME.Directory, Email: cfg.ACME.Email,
 			CAFile: cfg.ACME.CAFile, Challenge: cfg.ACME.Challenge},
-		Keys: zones.Keys, Challenges: zones.Authority, Logger: log.With("part", "certs"),
+		Keys: zones.Keys, Slots: cfg.Zones.Slots, Challenges: zones.Authority, Logger: log.With("part", "certs"),
 	})
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
@@ -375,7 +400,11 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 			IdleTimeout: cfg.DNS.TCPIdleTimeout.Duration, PrefixV4: cfg.DNS.RRLPrefixV4, PrefixV6: cfg.DNS.RRLPrefixV6},
 		MaxAmplification: cfg.DNS.MaxUDPAmplification,
 	})
-	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(),
+	slotPolicies := map[string]string{}
+	for i, p := range zones.SlotPolicies {
+		slotPolicies[Slots(cfg).PolicyHost(i+1)] = p.String()
+	}
+	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(), SlotPolicies: slotPolicies,
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),
 		MaxFetchesPerClient: cfg.PolicyHost.MaxFetchesPerClientPerHour,
 		ClientPrefixV4:      cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6})
@@ -488,7 +517,7 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		}
 	}
 	o := smtpd.Options{
-		ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Hostname: cfg.SMTP.Hostname,
+		ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Slots: cfg.Zones.Slots, Hostname: cfg.SMTP.Hostname,
 		Certificates: certificates, LocalPersonas: local, Store: st,
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
 		EpisodeQuiet: cfg.Timing.EpisodeQuiet.Duration, Evidence: EvidenceRules(cfg),

@@ -112,6 +112,21 @@ func TestZonesValidateInUnbound(t *testing.T) {
 		{"MX of B", b, dns.TypeMX, dns.RcodeSuccess, true, 1, "mx7." + b},
 		{"no TLSA in B", "_25._tcp.mx7." + b, dns.TypeTLSA, dns.RcodeNameError, true, 0, ""},
 		{"no MTA-STS in B", "_mta-sts." + b, dns.TypeTXT, dns.RcodeNameError, true, 0, ""},
+		// The test slots (docs/dns.md "Test slots"): names of their own,
+		// in the same signed zones and NSEC chains.
+		{"MX of slot 1 in A", "s001." + a, dns.TypeMX, dns.RcodeSuccess, true, 4, "mx4.s001." + a},
+		{"A of mx6 in the last slot", "mx6.s050." + a, dns.TypeA, dns.RcodeSuccess, true, 1, "127.0.0.20"},
+		{"TLSA of mx4 in a slot", "_25._tcp.mx4.s001." + a, dns.TypeTLSA, dns.RcodeSuccess, true, 1, "3 1 1"},
+		{"slot _mta-sts TXT", "_mta-sts.s002." + a, dns.TypeTXT, dns.RcodeSuccess, true, 1, "v=STSv1; id="},
+		{"slot TLS-RPT TXT", "_smtp._tls.s002." + a, dns.TypeTXT, dns.RcodeSuccess, true, 1, "v=TLSRPTv1"},
+		{"slot policy host", "mta-sts.s002." + a, dns.TypeA, dns.RcodeSuccess, true, 1, "127.0.0.20"},
+		{"slot ENT _tcp.mx5", "_tcp.mx5.s003." + a, dns.TypeTLSA, dns.RcodeSuccess, true, 0, ""},
+		{"NODATA at a slot", "s004." + a, dns.TypeA, dns.RcodeSuccess, true, 0, ""},
+		{"slot beyond the pool", "s051." + a, dns.TypeMX, dns.RcodeNameError, true, 0, ""},
+		{"missing name in a slot", "mx9.s001." + a, dns.TypeA, dns.RcodeNameError, true, 0, ""},
+		{"MX of slot 1 in B", "s001." + b, dns.TypeMX, dns.RcodeSuccess, true, 1, "mx7.s001." + b},
+		{"no TLSA in a slot of B", "_25._tcp.mx7.s001." + b, dns.TypeTLSA, dns.RcodeNameError, true, 0, ""},
+		{"no MTA-STS in a slot of B", "_mta-sts.s001." + b, dns.TypeTXT, dns.RcodeNameError, true, 0, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,6 +26,7 @@ const (
 type rcptClass struct {
 	kind  rcptKind
 	zone  persona.Zone // 0 for rcptForeign
+	slot  int          // the test slot whose domain it is in; 0 for A or B itself
 	token string       // rcptToken: the test id, lower-case
 }
 
@@ -43,11 +44,16 @@ func (s *Server) classify(addr string) rcptClass {
 	}
 	local, domain := strings.ToLower(addr[:at]), dnsname.Canonical(addr[at+1:])
 	var zone persona.Zone
+	var slot int
 	switch domain {
 	case s.zoneA:
 		zone = persona.ZoneA
 	case s.zoneB:
 		zone = persona.ZoneB
+	default:
+		if n, z, ok := s.slots.Parse(domain); ok {
+			slot, zone = n, z
+		}
 	}
 	if local+"@"+domain == s.tlsrpt {
 		if zone == 0 {
@@ -60,14 +66,16 @@ func (s *Server) classify(addr string) rcptClass {
 	}
 	if tok, ok := strings.CutPrefix(local, "t-"); ok {
 		if validToken(tok) {
-			return rcptClass{kind: rcptToken, zone: zone, token: tok}
+			return rcptClass{kind: rcptToken, zone: zone, slot: slot, token: tok}
 		}
-		return rcptClass{kind: rcptUnknown, zone: zone}
+		return rcptClass{kind: rcptUnknown, zone: zone, slot: slot}
 	}
-	if s.fixed[local] {
+	if s.fixed[local] && slot == 0 {
+		// The fixed addresses are the shared names' only: a slot's
+		// domain belongs to the test that holds it.
 		return rcptClass{kind: rcptFixed, zone: zone}
 	}
-	return rcptClass{kind: rcptUnknown, zone: zone}
+	return rcptClass{kind: rcptUnknown, zone: zone, slot: slot}
 }
 
 // validToken accepts the characters test ids are made of.

@@ -24,6 +24,7 @@ import (
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/testslot"
 )
 
 // Certificates gives the certificate (chain and key) a persona serves. The
@@ -39,6 +40,12 @@ type Options struct {
 	// ZoneA and ZoneB are the test zones (DESIGN.md §2), with or without
 	// the trailing dot. Required.
 	ZoneA, ZoneB string
+	// Slots is the number of test slots (zones.slots; docs/smtp.md "Test
+	// slots"): the personas also serve their hosts in every slot (SNI
+	// mx4.s001.A …) and accept mail for the slots' domains (s001.A,
+	// s001.B); a t-<token> address in a slot's domain is the test's only
+	// if the test holds that slot.
+	Slots int
 	// Hostname is the name in the greeting and the EHLO reply; "" means
 	// ZoneA.
 	Hostname string
@@ -203,6 +210,7 @@ type Server struct {
 	now    func() time.Time
 	zoneA  string // lower-case, no trailing dot
 	zoneB  string
+	slots  testslot.Pool
 	tlsrpt string // lower-case address
 	fixed  map[string]bool
 	sni    map[string]int // lower-case SNI → persona
@@ -260,6 +268,7 @@ func New(opts Options) (*Server, error) {
 		now:        opts.Now,
 		zoneA:      dnsname.Canonical(opts.ZoneA),
 		zoneB:      dnsname.Canonical(opts.ZoneB),
+		slots:      testslot.Pool{ZoneA: opts.ZoneA, ZoneB: opts.ZoneB, Count: opts.Slots},
 		fixed:      map[string]bool{},
 		sni:        map[string]int{},
 		locals:     map[netip.Addr]int{},
@@ -332,11 +341,10 @@ func New(opts Options) (*Server, error) {
 		}
 		withCert[p.Number] = true
 		if p.SNI && p.Host != "" {
-			zone := s.zoneA
-			if p.Zone == persona.ZoneB {
-				zone = s.zoneB
+			// The host's shared name and its name in every slot.
+			for n := 0; n <= s.slots.Count; n++ {
+				s.sni[s.slots.Host(p.Host, n, p.Zone)] = p.Number
 			}
-			s.sni[p.Host+"."+zone] = p.Number
 		}
 	}
 	for a, n := range o.LocalPersonas {

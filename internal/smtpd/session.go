@@ -177,6 +177,11 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		if errors.Is(err, store.ErrNotFound) || err == nil && test.State == store.TestFinal {
 			return ss.reject(550, smtp.EnhancedCode{5, 1, 1}, "unknown or finished test")
 		}
+		if err == nil && cls.slot != 0 && cls.slot != test.Slot {
+			// A slot's names are its test's evidence: another test's
+			// token there would mix two tests' look-ups.
+			return ss.reject(550, smtp.EnhancedCode{5, 1, 1}, "this test does not use this domain; use the addresses of its page")
+		}
 	} else { // rcptFixed: the test is keyed by the envelope sender
 		if ss.tx.from == "" {
 			return ss.reject(550, smtp.EnhancedCode{5, 7, 1}, "a fixed test address needs a sender address")
@@ -458,6 +463,8 @@ func (ss *session) acknowledge() error {
 		AckAfter:          ss.s.opts.AckAfter,
 		AlreadyAcked:      test.State == store.TestAcked || !test.Acked.IsZero(),
 		Fetches:           fetches,
+		DNSLookups:        obs.DNSLookups,
+		BTLSANames:        obs.BTLSANames,
 	})
 	r.log.Info("smtp: acknowledgement", "test", test.ID, "zone", zone.String(), "accept", ack.Accept, "reason", ack.Reason,
 		"detail", ack.Detail, "history", len(history), "fetches", len(fetches))

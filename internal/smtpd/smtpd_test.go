@@ -101,7 +101,7 @@ func TestDowngradeWindow(t *testing.T) {
 
 func TestSNIPersonas(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, func(o *Options) { o.DowngradeWindow = 0 })
+	ts := startServer(t, func(o *Options) { o.DowngradeWindow = 0; o.Slots = 3 })
 	spki := func(c *x509.Certificate) []byte { s := sha256.Sum256(c.RawSubjectPublicKeyInfo); return s[:] }
 	selfSigned := func(t *testing.T, c *x509.Certificate) {
 		if err := c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature); err != nil {
@@ -147,6 +147,12 @@ func TestSNIPersonas(t *testing.T) {
 				t.Error("not persona 2's certificate")
 			}
 		}},
+		// Test slots: the hosts' names in every slot of the pool name
+		// their personas (docs/smtp.md "Test slots").
+		{"mx4 of slot 2", "mx4.s002." + zoneA, 0, 4, "mx4.s002." + zoneA, "TLS 1.3", selfSigned},
+		{"mx6 of slot 3", "MX6.S003." + zoneA, 0, 6, "mx6.s003." + zoneA, "TLS 1.3", func(*testing.T, *x509.Certificate) {}},
+		{"mx7 of slot 1 of B", "mx7.s001." + zoneB, 0, 7, "mx7.s001." + zoneB, "TLS 1.3", func(*testing.T, *x509.Certificate) {}},
+		{"mx4 beyond the pool", "mx4.s004." + zoneA, 0, 2, "mx4.s004." + zoneA, "TLS 1.3", selfSigned},
 		{"TLS 1.2", "mx4." + zoneA, tls.VersionTLS12, 4, "mx4." + zoneA, "TLS 1.2", selfSigned},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -272,6 +278,45 @@ func TestAbortedHandshake(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlotRecipients: a test holding a slot is reached at its slot's
+// domains and at the shared names; another test's token, or a slot the
+// test does not hold, is refused, and the fixed addresses stay the shared
+// names'.
+func TestSlotRecipients(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, func(o *Options) { o.DowngradeWindow = 0; o.Slots = 3 })
+	held := store.Test{ID: "slot2", Created: ts.clock.Now(), Kind: store.TestToken, State: store.TestOpen, Updated: ts.clock.Now(), Slot: 2}
+	if err := ts.st.CreateTest(t.Context(), held); err != nil {
+		t.Fatal(err)
+	}
+	ts.newTest(t, "shared1")
+
+	c := dial(t, ts.addr())
+	c.ehlo()
+	for _, tc := range []struct {
+		rcpt string
+		code int
+		text string
+	}{
+		{"t-slot2@s002." + zoneA, 250, ""},
+		{"T-SLOT2@S002." + strings.ToUpper(zoneB) + ".", 250, ""},
+		{"t-slot2@" + zoneA, 250, ""}, // the shared names keep working
+		{"t-slot2@s001." + zoneA, 550, "5.1.1 this test does not use this domain"},
+		{"t-shared1@s002." + zoneA, 550, "5.1.1 this test does not use this domain"},
+		{"t-slot2@s004." + zoneA, 550, "5.7.1 relay access denied"}, // beyond the pool
+		{"test@s002." + zoneA, 550, "5.1.1 no such test address"},
+		{"t-nope@s002." + zoneA, 550, "5.1.1 unknown or finished test"},
+	} {
+		c.ok(250, "MAIL FROM:<sender@example.org>")
+		code, msg := c.cmd("RCPT TO:<%s>", tc.rcpt)
+		if code != tc.code || !strings.HasPrefix(msg, tc.text) {
+			t.Errorf("RCPT %s: %d %q, want %d %q", tc.rcpt, code, msg, tc.code, tc.text)
+		}
+		c.ok(250, "RSET")
+	}
+	c.quit()
 }
 
 func TestRecipients(t *testing.T) {

@@ -38,6 +38,9 @@ type DNSQueryFilter struct {
 	// form, lower-case and fully qualified; DNSQueries converts it, so
 	// "MX4.a.example" finds "mx4.a.example.".
 	Name string
+	// Names matches any of these query names (compared as Name is); with
+	// Name, a query must match both.
+	Names []string
 
 	Type uint16 // 0 = any
 
@@ -152,6 +155,14 @@ func (s *Store) DNSQueries(ctx context.Context, f DNSQueryFilter) ([]DNSQuery, e
 	w.timeRange("time_ns", f.Since, f.Until)
 	if f.Name != "" {
 		w.add("name = ?", dnsname.CanonicalFQDN(f.Name))
+	}
+	if len(f.Names) > 0 {
+		// One index range (name, time_ns) per name.
+		args := make([]any, len(f.Names))
+		for i, n := range f.Names {
+			args[i] = dnsname.CanonicalFQDN(n)
+		}
+		w.add("name IN (?"+strings.Repeat(", ?", len(f.Names)-1)+")", args...)
 	}
 	if f.Type != 0 {
 		w.add("qtype = ?", int64(f.Type))

@@ -295,3 +295,22 @@ func benchmarkAddDNSQueries(b *testing.B, s *Store) {
 	}
 	b.ReportMetric(float64(batches*len(batch))/b.Elapsed().Seconds(), "rows/s")
 }
+
+// TestDNSQueriesNames: Names selects the queries for any of a set of
+// names (a test slot's), in time order, compared in stored form.
+func TestDNSQueriesNames(t *testing.T) {
+	s := openTestStore(t)
+	const tlsa, mx = 52, 15
+	addQueries(t, s, []DNSQuery{
+		{Time: testEpoch(), Client: netip.MustParseAddrPort("192.0.2.1:53"), Transport: "udp", Name: "s001.a.example.", Type: mx},
+		{Time: testEpoch().Add(time.Second), Client: netip.MustParseAddrPort("192.0.2.1:53"), Transport: "udp", Name: "s002.a.example.", Type: mx},
+		{Time: testEpoch().Add(2 * time.Second), Client: netip.MustParseAddrPort("192.0.2.1:53"), Transport: "udp", Name: "_25._tcp.mx4.s001.a.example.", Type: tlsa, DO: true},
+	})
+	got, err := s.DNSQueries(t.Context(), DNSQueryFilter{Names: []string{"S001.A.example", "_25._tcp.mx4.s001.a.example.", "mx4.s001.a.example."}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Name != "s001.a.example." || got[1].Type != tlsa || !got[1].DO {
+		t.Fatalf("got %+v, want slot 1's MX and TLSA look-ups", got)
+	}
+}

@@ -104,10 +104,10 @@ func (s *Store) createTest(ctx context.Context, db querier, t Test, fixedClient 
 	}
 	what := "create test " + t.ID
 	if err := insertNew(ctx, db, what, s.q(`INSERT INTO tests
-    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client, sending_server, sending_addrs, creator_prefix)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client, sending_server, sending_addrs, creator_prefix, slot)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING`),
-		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient, t.SendingServer, strings.Join(addrs, " "), creator); err != nil {
+		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient, t.SendingServer, strings.Join(addrs, " "), creator, t.Slot); err != nil {
 		return err
 	}
 	for _, a := range addrs {
@@ -147,7 +147,7 @@ func sendingAddrs(t Test) ([]string, error) {
 }
 
 const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns, addressed_b_ns,
-    sending_server, sending_addrs, creator_prefix`
+    sending_server, sending_addrs, creator_prefix, slot`
 
 // scanTest reads one row of testColumns.
 func scanTest(row rowScanner) (Test, error) { return scanTestAnd(row) }
@@ -160,7 +160,7 @@ func scanTestAnd(row rowScanner, extra ...any) (Test, error) {
 		addrs, creator                      string
 	)
 	dest := append([]any{&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated, &addressedB,
-		&t.SendingServer, &addrs, &creator}, extra...)
+		&t.SendingServer, &addrs, &creator, &t.Slot}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return Test{}, err
 	}
@@ -543,11 +543,20 @@ func (r *ConnectionRecorder) Close() error {
 // AckConnection stores the test t and the connection c in one transaction:
 // the acknowledgement of a mail (test state and Acked time, connection state
 // and reply) is recorded entirely or not at all, and is on disk, with the
-// history before it, when it returns (inDurableTx): the 250 follows.
+// history before it, when it returns (inDurableTx): the 250 follows. The
+// test is due for the finaliser at once (DueTests): a verdict settled on
+// its look-ups may be final as soon as A's mail is accepted
+// (verdict.Final).
 func (s *Store) AckConnection(ctx context.Context, t Test, c *SMTPConnection) error {
 	return s.inDurableTx(ctx, fmt.Sprintf("ack connection %d", c.ID), func(tx *sql.Tx) error {
 		if err := s.updateTest(ctx, tx, t); err != nil {
 			return err
+		}
+		if !t.Updated.IsZero() {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE tests SET due_ns = CASE WHEN due_ns > ? THEN ? ELSE due_ns END WHERE id = ? AND state <> ?`),
+				t.Updated.UnixNano(), t.Updated.UnixNano(), t.ID, TestFinal); err != nil {
+				return fmt.Errorf("store: ack connection %d: test due: %w", c.ID, err)
+			}
 		}
 		return s.updateConnection(ctx, tx, c)
 	})

@@ -57,6 +57,10 @@ type Test struct {
 	// CreateTest stores its hash (KeyCreated) with the test. It is never
 	// read back (the store keeps no key): TestByOwnerKey finds the test.
 	OwnerKey string `json:"-"`
+	// Slot is the test slot the test holds (docs/dns.md "Test slots"):
+	// its addresses are t-<id>@sNNN.A and @sNNN.B; 0 for none (the shared
+	// names). Fixed at creation (CreateSlotTest).
+	Slot int
 }
 
 // MaxSendingAddrs bounds a test's SendingAddrs.

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/dnsname"
 )
 
 // Fetches of zone A's MTA-STS policy (RFC 8461 §3.3) are evidence that a
@@ -67,6 +69,12 @@ type PolicyFetchFilter struct {
 	// None selects nothing. IPv4-mapped IPv6 addresses and prefixes count
 	// as IPv4; an IPv6 prefix never covers an IPv4 client.
 	Clients []netip.Prefix
+	// SNI: also the fetches whose TLS server name is this (any case),
+	// from any client, from SNISince on (and within Since, Until): a
+	// test slot's own policy host while the test held the slot
+	// (docs/policy-host.md "Test slots"). "" adds none.
+	SNI      string
+	SNISince time.Time
 	// Status is the HTTP status of the answer; 0 selects any.
 	Status int
 	// Since <= time < Until; a zero bound does not restrict.
@@ -107,19 +115,37 @@ func policyFetchesFromQuery(f PolicyFetchFilter) (string, []any, error) {
 	const columns = "id, time_ns, client_addr, client_port, sni, user_agent, path, status"
 	var parts []string
 	var args []any
+	// part adds one index range: the rows of cond (and the conditions of
+	// common), newest first, limited on its own.
+	part := func(common filter, cond string, condArgs ...any) {
+		var w filter
+		w.add(cond, condArgs...)
+		w.and(common)
+		parts = append(parts, fmt.Sprintf(`SELECT * FROM (SELECT %s FROM policy_fetches%s ORDER BY time_ns DESC, id DESC LIMIT ?) AS r%d`,
+			columns, w.where(), len(parts)))
+		args = append(args, w.args...)
+		args = append(args, int64(limit))
+	}
 	for _, p := range f.Clients {
 		if !p.IsValid() {
 			return "", nil, fmt.Errorf("store: policy fetches: invalid prefix %v", p)
 		}
 		for _, r := range prefixRanges(p) {
-			var w filter
-			w.add("client_ip BETWEEN ? AND ?", r[0], r[1])
-			w.and(common)
-			parts = append(parts, fmt.Sprintf(`SELECT * FROM (SELECT %s FROM policy_fetches%s ORDER BY time_ns DESC, id DESC LIMIT ?) AS r%d`,
-				columns, w.where(), len(parts)))
-			args = append(args, w.args...)
-			args = append(args, int64(limit))
+			part(common, "client_ip BETWEEN ? AND ?", r[0], r[1])
 		}
+	}
+	if f.SNI != "" {
+		// On the index (lower(sni), time_ns) of migration 0017.
+		var own filter
+		if f.Status != 0 {
+			own.add("status = ?", int64(f.Status))
+		}
+		since := f.Since
+		if f.SNISince.After(since) {
+			since = f.SNISince
+		}
+		own.timeRange("time_ns", since, f.Until)
+		part(own, "lower(sni) = ?", dnsname.Canonical(f.SNI))
 	}
 	if len(parts) == 0 {
 		return "", nil, nil

@@ -312,3 +312,43 @@ func TestBackfillPolicyFetchIP(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicyFetchesBySNI: the fetches of a test slot's own policy host
+// count from any client, whatever the case of the SNI, on the index of
+// migration 0017; with client prefixes, both are read without repeats.
+func TestPolicyFetchesBySNI(t *testing.T) {
+	s := openTestStore(t)
+	ctx := t.Context()
+	t0 := time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC)
+	for i, f := range []struct{ client, sni string }{
+		{"198.51.100.1", "mta-sts.s001.a.example"},
+		{"203.0.113.9", "MTA-STS.S001.A.example"},
+		{"192.0.2.5", "mta-sts.s001.a.example"}, // also in the client prefix
+		{"192.0.2.6", "mta-sts.a.example"},
+		{"198.51.100.2", "mta-sts.s002.a.example"},
+	} {
+		if err := s.AddPolicyFetch(ctx, PolicyFetch{Time: t0.Add(time.Duration(i) * time.Second), Client: netip.MustParseAddrPort(f.client + ":443"),
+			SNI: f.sni, Status: 200, Path: "/.well-known/mta-sts.txt"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.PolicyFetchesFrom(ctx, PolicyFetchFilter{SNI: "mta-sts.s001.a.example.", Status: 200,
+		Clients: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []string
+	for _, f := range got {
+		clients = append(clients, f.Client.Addr().String())
+	}
+	if strings.Join(clients, " ") != "192.0.2.6 192.0.2.5 203.0.113.9 198.51.100.1" {
+		t.Fatalf("fetches from %v, want the prefix's and the slot's, newest first, once each", clients)
+	}
+	query, args, err := policyFetchesFromQuery(PolicyFetchFilter{SNI: "mta-sts.s001.a.example", Status: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan := queryPlan(t, s, query, args...); !strings.Contains(plan, "INDEX policy_fetches_sni") {
+		t.Fatalf("the SNI is not read on its index:\n%s", plan)
+	}
+}

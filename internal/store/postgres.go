@@ -104,6 +104,7 @@ const (
 	lockMigrations          = lockBase + 1 // applying the schema migrations
 	lockFixedTests          = lockBase + 2 // the caps of open fixed-address tests
 	lockTLSRPTQuota         = lockBase + 3 // the TLS-RPT reports' quota
+	lockTestSlots           = lockBase + 4 // handing out the test slots (CreateSlotTest)
 )
 
 // serialise makes the transaction tx the only one holding k until it ends

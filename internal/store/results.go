@@ -250,6 +250,11 @@ func (s *Store) DeleteTest(ctx context.Context, id string) error {
 				return fmt.Errorf("store: %s: %w", what, err)
 			}
 		}
+		// Its slot (if it held one) starts to rest now: the row outlives
+		// the test (CreateSlotTest).
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE test_slots SET released_ns = ? WHERE test_id = ?`), time.Now().UnixNano(), id); err != nil {
+			return fmt.Errorf("store: %s: %w", what, err)
+		}
 		return execOne(ctx, tx, what, s.q(`DELETE FROM tests WHERE id = ?`), id)
 	})
 }

@@ -27,6 +27,10 @@ type AckInput struct {
 	// Fetches are the MTA-STS policy fetches tied to the sender (see
 	// ClientMatches): evidence that settles the MTA-STS candidates early.
 	Fetches []store.PolicyFetch
+	// DNSLookups and BTLSANames are the look-ups of the test slot's names
+	// (Observations): B refused on its TLSA look-up settles dane-only.
+	DNSLookups []store.DNSQuery
+	BTLSANames []string
 }
 
 // Ack is the decision for the mail in flight.
@@ -75,7 +79,13 @@ func Acknowledge(in AckInput) Ack {
 	if in.InDowngradeWindow {
 		return Ack{Accept: false, Reason: "downgrade test in progress: try again later"}
 	}
-	v := Judge(Observations{Connections: in.History, PolicyFetches: in.Fetches, Now: in.Now})
+	v := Judge(Observations{Connections: in.History, PolicyFetches: in.Fetches, Now: in.Now,
+		DNSLookups: in.DNSLookups, BTLSANames: in.BTLSANames})
+	if v.SettledOnLookup {
+		// dane-only, shown toward A and B refused on its TLSA look-up:
+		// nothing another attempt could change.
+		return Ack{Accept: true, Reason: "policy settled: dane-only (B refused after its TLSA look-up)", Detail: v.Why}
+	}
 	cands := v.Candidates
 	if len(in.Fetches) == 0 && tlsToZoneABefore(in.History, in.Now.Add(-attemptGap)) {
 		// RFC 8461 §5: an MTA-STS sender applies the policy it fetched;

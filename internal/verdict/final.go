@@ -24,8 +24,11 @@ type FinalInput struct {
 // be frozen and the result mail decided: nothing came for Expiry; or the
 // sender has been quiet for Quiet (no connection open) and the verdict is
 // complete, and either the mail for A was accepted (the sender has nothing
-// left to send) or one policy is left. A test that was answered 451 and is
-// not settled waits: the sender will retry.
+// left to send) or one policy is left; or, without waiting for Quiet, the
+// verdict was settled on the sender's look-up of B's TLSA
+// (Verdict.SettledOnLookup: it refused B in that attempt) and its mail for
+// A was accepted. A test that was answered 451 and is not settled waits:
+// the sender will retry.
 func Final(in FinalInput) bool {
 	open := false
 	for _, c := range in.Connections {
@@ -35,10 +38,14 @@ func Final(in FinalInput) bool {
 	switch {
 	case idle >= in.Expiry:
 		return true
-	case len(in.Connections) == 0 || open || idle < in.Quiet || !in.Verdict.Complete:
+	case len(in.Connections) == 0 || open || !in.Verdict.Complete:
 		return false
 	}
 	acked := in.Test.State == store.TestAcked || !in.Test.Acked.IsZero()
+	if idle < in.Quiet {
+		// A and B both settled: A's mail accepted, B refused on its look-up.
+		return in.Verdict.SettledOnLookup && acked
+	}
 	return acked || len(in.Verdict.Candidates) == 1 || in.Verdict.Policy == PolicyInconsistent
 }
 

@@ -104,6 +104,13 @@ const (
 	Unknown Confidence = "unknown" // not settled yet
 )
 
+// LookupGrace is how long after looking up the TLSA record of B's host a
+// sender that means to deliver there has connected: it connects in the
+// same delivery attempt, right after the look-up (RFC 7672 §2.2: the TLSA
+// look-up decides how to connect, not whether), and B's host answers at
+// once. A sender not connected by then refused B.
+const LookupGrace = 5 * time.Second
+
 // Fact is one statement about the sender, with its evidence.
 type Fact struct {
 	Name       string     `json:"name"`
@@ -171,7 +178,20 @@ const (
 type Observations struct {
 	Connections   []store.SMTPConnection
 	PolicyFetches []store.PolicyFetch // fetches of zone A's MTA-STS policy tied to the sender
-	Now           time.Time
+	// DNSLookups are the queries for the names of the test's slot
+	// (docs/dns.md "Test slots"), oldest first: its sender's resolver
+	// looking up the MX, addresses, TLSA and MTA-STS names. Nil for a
+	// test without a slot (the shared names say nothing about the test).
+	DNSLookups []store.DNSQuery
+	// BTLSANames are the TLSA names of B's MX hosts in the test's slot
+	// ("_25._tcp.mx7.s001.<zone B>.", RFC 7672 §2.2.3) and the "_tcp"
+	// names above them ("_tcp.mx7.s001.<zone B>."), which a resolver
+	// minimising query names (RFC 9156; Unbound does) asks instead: B has
+	// no TLSA, so that name does not exist and its NXDOMAIN denies the
+	// TLSA name too (RFC 8020). A look-up of one with the DO bit is the
+	// sender's resolver checking DANE for B (refusedBOnLookup).
+	BTLSANames []string
+	Now        time.Time
 	// Quiet: with no new connection for this long, what has not happened
 	// is taken as not going to happen (timing.ack_after is a good value).
 	Quiet time.Duration
@@ -198,7 +218,12 @@ type Verdict struct {
 	// row for (behaviour.go); never nil.
 	Behaviours []Behaviour `json:"behaviours"`
 	Complete   bool        `json:"complete"`
-	Attempts   int         `json:"attempts"` // delivery attempts seen (see attemptIndex)
+	// SettledOnLookup: dane-only, settled because the sender's resolver
+	// looked up the TLSA record of B's host (B is signed and has none)
+	// and the sender then did not connect to B, not by waiting for it to
+	// go quiet: Final need not wait either once A's mail was accepted.
+	SettledOnLookup bool `json:"settled_on_lookup,omitempty"`
+	Attempts        int  `json:"attempts"` // delivery attempts seen (see attemptIndex)
 	// Seen lists, per column, what was observed: "D", "R", "DR" or "".
 	Seen map[string]string `json:"seen"`
 }
@@ -290,7 +315,8 @@ func Judge(obs Observations) Verdict {
 		}
 	}
 
-	quiet := obs.SenderDone || !obs.Now.IsZero() && obs.Quiet > 0 && len(conns) > 0 && obs.Now.Sub(lastStart(conns)) >= obs.Quiet
+	quiet := isQuiet(obs, conns)
+	refusedB := refusedBOnLookup(obs, conns)
 	switch {
 	case len(conns) == 0:
 		v.Policy, v.Why = PolicyUnknown, "no connection seen yet"
@@ -312,7 +338,7 @@ func Judge(obs Observations) Verdict {
 		v.Why = explain(v.Policy, seen, fetched)
 		v.Complete = true
 	default:
-		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, fetched, quiet, obs.SentToB)
+		v.Policy, v.Complete, v.Why = decideAmong(v.Candidates, seen, fetched, quiet, obs.SentToB, refusedB)
 	}
 	if missing := unproven(v.Policy, seen); missing != "" {
 		// Never a false "secure": a policy that claims certificate or
@@ -326,6 +352,7 @@ func Judge(obs Observations) Verdict {
 		}
 		v.Policy, v.Complete = PolicyUnknown, quiet
 	}
+	v.SettledOnLookup = refusedB && v.Policy == PolicyDANEOnly && v.Complete
 	if len(v.Behaviours) > 0 && v.Policy != PolicyUnknown {
 		// The behaviour is the finding; the table's account follows.
 		texts := make([]string, len(v.Behaviours))
@@ -437,14 +464,72 @@ func dropMTASTS(cands []Policy) ([]Policy, bool) {
 	return kept, true
 }
 
+// refusedBOnLookup tells whether the sender refused B on its TLSA look-up:
+// its resolver asked, with the DO bit (it validates), for the TLSA record
+// of one of B's MX hosts in the test's slot, or for the "_tcp" name above
+// it on its way there (Observations.BTLSANames) — which only the test's
+// own sender, with a mail for B, does — at least LookupGrace before now, and
+// since that look-up no connection to B delivered or is still open. B is
+// signed and has no TLSA, so a DANE sender that goes on connects then
+// (opportunistic TLS, RFC 7672 §2.2) and a dane-only one does not.
+func refusedBOnLookup(obs Observations, conns []store.SMTPConnection) bool {
+	var first time.Time
+	for _, q := range obs.DNSLookups {
+		daneLookup := q.Type == tlsaType || strings.HasPrefix(q.Name, "_tcp.") // the minimised query of the TLSA name
+		if daneLookup && q.DO && slices.Contains(obs.BTLSANames, q.Name) && (first.IsZero() || q.Time.Before(first)) {
+			first = q.Time
+		}
+	}
+	if first.IsZero() || obs.Now.Sub(first) < LookupGrace {
+		return false
+	}
+	for _, c := range conns {
+		if c.Persona != 7 || c.Started.Before(first) {
+			continue
+		}
+		if c.Ended.IsZero() || c.State.Rank() >= store.StateMail.Rank() {
+			return false // it went on to B
+		}
+	}
+	return true
+}
+
+// isQuiet tells whether the sender is done: known to be (SenderDone), or
+// quiet for obs.Quiet since its last connection.
+func isQuiet(obs Observations, conns []store.SMTPConnection) bool {
+	return obs.SenderDone || !obs.Now.IsZero() && obs.Quiet > 0 && len(conns) > 0 && obs.Now.Sub(lastStart(conns)) >= obs.Quiet
+}
+
+// asksTLSA tells whether the look-ups include one of a TLSA record of the
+// test slot's hosts, in A or B (or the minimised "_tcp" query on the way
+// there, RFC 9156).
+func asksTLSA(obs Observations) bool {
+	for _, q := range obs.DNSLookups {
+		if q.Type == tlsaType || strings.HasPrefix(q.Name, "_tcp.") || strings.HasPrefix(q.Name, "_25._tcp.") {
+			return true
+		}
+	}
+	return false
+}
+
+// tlsaType is the TLSA RR type (RFC 6698 §7.1).
+const tlsaType = 52
+
 // decideAmong picks from several candidates what the evidence supports.
 // Candidates that differ only where the sender has not been yet stay open;
 // once the sender has been quiet for long enough, absence counts.
-func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sentToB bool) (Policy, bool, string) {
+func decideAmong(cands []Policy, seen [numColumns]observed, fetched, quiet, sentToB, refusedB bool) (Policy, bool, string) {
 	has := func(p Policy) bool { return slices.Contains(cands, p) }
+	noDeliveryToB := len(seen[col7Plain].delivered)+len(seen[col7TLS].delivered) == 0
+	// A sender that looked up B's TLSA (secure: none) and did not go on
+	// to B refused it: of the candidates, only dane-only does. Settled in
+	// the attempt it refused B, without waiting for quiet.
+	if refusedB && has(PolicyDANEOnly) && noDeliveryToB {
+		return PolicyDANEOnly, true, "DANE behaviour toward A, and its resolver looked up the TLSA record of B's host (B has none, provably) and it did not connect to B"
+	}
 	// A sender that had a mail for B, is done, and never delivered to B
 	// refused it: of the candidates, only dane-only does (B has no TLSA).
-	if quiet && sentToB && has(PolicyDANEOnly) && len(seen[col7Plain].delivered)+len(seen[col7TLS].delivered) == 0 {
+	if quiet && sentToB && has(PolicyDANEOnly) && noDeliveryToB {
 		return PolicyDANEOnly, true, "DANE behaviour toward A, and no delivery to B (no TLSA there) although it had a mail for B"
 	}
 	// Some policies behave alike toward every persona and differ only in
@@ -619,6 +704,14 @@ func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numC
 		add(FactValidatesDANE, known(false, "delivered although the TLSA record does not match", ids(col3, col5)))
 	case len(seen[col4].refused) > 0:
 		add(FactValidatesDANE, known(false, "refused persona 4 although its TLSA record matches", seen[col4].refused))
+	case isQuiet(obs, conns) && len(obs.DNSLookups) > 0 && !asksTLSA(obs):
+		// The slot's names are the test's alone: its sender's resolver
+		// asked for them, and never for a TLSA record, which a DANE
+		// sender looks up before it connects (RFC 7672 §2.2). Likely
+		// only: the query log may drop look-ups under a flood
+		// (docs/dns.md), and its evidence is absence.
+		add(FactValidatesDANE, Fact{Value: false, Confidence: Likely,
+			Why: "its resolver looked up the test's names but never a TLSA record: not DANE-aware"})
 	default:
 		add(FactValidatesDANE, unknown("personas 3-5 not all seen", "connections to personas 3, 4 and 5"))
 	}

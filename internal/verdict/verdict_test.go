@@ -177,6 +177,41 @@ func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 	return out, fetches
 }
 
+// bTLSAName is the TLSA name of B's host in the simulated test's slot,
+// bTCPName the name above it that a resolver minimising query names asks.
+const (
+	bTLSAName = "_25._tcp.mx7.s001.b.example."
+	bTCPName  = "_tcp.mx7.s001.b.example."
+)
+
+// lookups are the DNS look-ups of the simulated sender's resolver for the
+// test's slot, before every connection of the history: every sender going
+// toward A looks up an MX host's address; a DANE sender (RFC 7672 §2.2)
+// also its TLSA record, and, going toward B, the TLSA record of B's host,
+// with the DO bit, before it connects there; a dane sender then connects
+// (B has no TLSA: opportunistic TLS), a dane-only one does not deliver.
+// Other senders do not look up TLSA.
+func (s sim) lookups() []store.DNSQuery {
+	dane := s.policy == PolicyDANE || s.policy == PolicyDANEOnly || s.policy == PolicyDANEMTASTS
+	reached := func(cols ...column) bool {
+		return s.reached == nil || slices.ContainsFunc(cols, func(c column) bool { return slices.Contains(s.reached, c) })
+	}
+	q := func(name string, qtype uint16, rcode int) store.DNSQuery {
+		return store.DNSQuery{Time: t0.Add(-time.Second), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Name: name, Type: qtype, DO: true, Rcode: rcode}
+	}
+	var out []store.DNSQuery
+	if s.toA && reached(colPlainWindow, colPlainOffer, col2, col3, col4, col5, col6) {
+		out = append(out, q("mx4.s001.a.example.", 1, 0))
+		if dane {
+			out = append(out, q("_25._tcp.mx4.s001.a.example.", tlsaType, 0))
+		}
+	}
+	if dane && s.toB && reached(col7Plain, col7TLS) {
+		out = append(out, q(bTLSAName, tlsaType, 3))
+	}
+	return out
+}
+
 func judge(s sim, quiet bool) Verdict {
 	conns, fetches := s.history()
 	now := t0.Add(time.Hour)
@@ -184,7 +219,8 @@ func judge(s sim, quiet bool) Verdict {
 	if !quiet {
 		now = lastStart(conns)
 	}
-	return Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: q})
+	return Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: q,
+		DNSLookups: s.lookups(), BTLSANames: []string{bTLSAName, bTCPName}})
 }
 
 // TestJudgeFullMatrix: a correct sender of each policy that went
@@ -241,6 +277,9 @@ func TestJudgeNeverWrong(t *testing.T) {
 							}
 							if v.Complete && v.Policy != p && !quiet {
 								t.Fatalf("%+v: complete with %s before the sender went quiet, truth %s", s, v.Policy, p)
+							}
+							if v.SettledOnLookup && (v.Policy != PolicyDANEOnly || p != PolicyDANEOnly) {
+								t.Fatalf("%+v quiet=%v: settled on a look-up as %s, truth %s: %s", s, quiet, v.Policy, p, v.Why)
 							}
 						}
 					}

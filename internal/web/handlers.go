@@ -55,7 +55,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := s.addressesOf(in.Test, key)
-	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB,
+	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote,
 		"Report": rep, "SendingAddresses": strings.Join(a.SendingAddresses, ", ")})
 }
 

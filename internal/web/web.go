@@ -38,6 +38,7 @@ import (
 	"github.com/mailsec/mailsec/internal/reportsource"
 	"github.com/mailsec/mailsec/internal/sendingserver"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/testslot"
 )
 
 //go:embed templates/*.html
@@ -56,11 +57,15 @@ type CheckFunc func(ctx context.Context, domain string) ([]byte, error)
 type Options struct {
 	Source       reportsource.Source
 	ZoneA, ZoneB string // without trailing dot
-	Providers    []string
-	Retention    time.Duration // shown on the home page; internal/retention deletes
-	StartLimit   int           // new tests per client address and hour
-	CheckLimit   int           // inbound checks per client address and hour
-	Check        CheckFunc
+	// Slots are the test slots new tests get (zones.slots, slot_rest;
+	// docs/dns.md "Test slots"); Count 0: every test uses the shared
+	// names.
+	Slots      store.SlotRules
+	Providers  []string
+	Retention  time.Duration // shown on the home page; internal/retention deletes
+	StartLimit int           // new tests per client address and hour
+	CheckLimit int           // inbound checks per client address and hour
+	Check      CheckFunc
 	// Resolver resolves the host name of a sending server named at the
 	// start of a test (the service's own resolver, internal/resolver);
 	// nil: only IP addresses are taken.
@@ -240,6 +245,14 @@ type addresses struct {
 	// none) and SendingAddresses the addresses it resolved to.
 	SendingServer    string   `json:"sending_server"`
 	SendingAddresses []string `json:"sending_addresses"`
+	// Slot is the test slot the test holds ("s001"; "" for none): then
+	// AddressA and AddressB are in its domains, and SharedA and SharedB
+	// (the shared names, which reach the test too) differ from them.
+	// SlotNote says why a test has no slot.
+	Slot     string `json:"slot"`
+	SharedA  string `json:"shared_address_a"`
+	SharedB  string `json:"shared_address_b"`
+	SlotNote string `json:"slot_note,omitempty"`
 }
 
 // addressesOf is the API's description of t, with the private link made
@@ -249,8 +262,9 @@ func (s *Server) addressesOf(t store.Test, ownerKey string) addresses {
 	if url == "" {
 		url = "/t/" + ownerKey
 	}
-	a := addresses{ID: t.ID, AddressA: "t-" + t.ID + "@" + s.o.ZoneA, AddressB: "t-" + t.ID + "@" + s.o.ZoneB, URL: url, Created: t.Created,
-		SendingServer: t.SendingServer, SendingAddresses: []string{}}
+	sa := testslot.Pool{ZoneA: s.o.ZoneA, ZoneB: s.o.ZoneB, Count: s.o.Slots.Count}.AddressesOf(t.ID, t.Slot, t.Kind == store.TestToken)
+	a := addresses{ID: t.ID, AddressA: sa.A, AddressB: sa.B, URL: url, Created: t.Created, SendingServer: t.SendingServer,
+		SendingAddresses: []string{}, Slot: sa.Slot, SharedA: sa.SharedA, SharedB: sa.SharedB, SlotNote: sa.Note}
 	for _, ip := range t.SendingAddrs {
 		a.SendingAddresses = append(a.SendingAddresses, ip.String())
 	}
@@ -287,10 +301,11 @@ func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, in
 	now := s.o.Now().UTC()
 	t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
 		SendingServer: srv.Name, SendingAddrs: srv.Addrs, CreatorPrefix: s.creatorPrefix(r), OwnerKey: key}
-	if err := s.o.Source.Store.CreateTest(r.Context(), t); err != nil {
+	t, err = s.o.Source.Store.CreateSlotTest(r.Context(), t, s.o.Slots)
+	if err != nil {
 		return store.Test{}, http.StatusInternalServerError, err
 	}
-	s.log.Info("web: test started", "test", id, "sending_server", srv.Name != "")
+	s.log.Info("web: test started", "test", id, "sending_server", srv.Name != "", "slot", t.Slot)
 	return t, http.StatusCreated, nil
 }
 

@@ -432,3 +432,45 @@ func TestCheck(t *testing.T) {
 		t.Errorf("bad domain: %d", resp.StatusCode)
 	}
 }
+
+// TestStartInSlot: a started test gets a free test slot and its addresses
+// in the slot's domains, the shared ones beside them; when every slot is
+// held the next test gets the shared names and is told so (API and live
+// page).
+func TestStartInSlot(t *testing.T) {
+	sch := schemas(t)
+	e := newEnv(t, func(o *Options) { o.Slots = store.SlotRules{Count: 1, Rest: time.Hour} })
+	start := func() addresses {
+		t.Helper()
+		resp, body := e.do(t, "POST", "/api/v1/tests", nil)
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("start: %d %s", resp.StatusCode, body)
+		}
+		validate(t, sch["test-created"], body)
+		var a addresses
+		if err := json.Unmarshal(body, &a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	first := start()
+	if first.Slot != "s001" || first.AddressA != "t-"+first.ID+"@s001.a.mailtest.example" || first.AddressB != "t-"+first.ID+"@s001.b.mailtest.example" ||
+		first.SharedA != "t-"+first.ID+"@a.mailtest.example" || first.SlotNote != "" {
+		t.Fatalf("first test: %+v", first)
+	}
+	if got, err := e.st.Test(t.Context(), first.ID); err != nil || got.Slot != 1 {
+		t.Fatalf("stored slot %d, %v", got.Slot, err)
+	}
+	second := start()
+	if second.Slot != "" || second.AddressA != second.SharedA || second.AddressA != "t-"+second.ID+"@a.mailtest.example" || second.SlotNote == "" {
+		t.Fatalf("pool exhausted: %+v", second)
+	}
+	_, page := e.do(t, "GET", "/t/"+second.OwnerKey, nil)
+	if !strings.Contains(string(page), `id="slot-note"`) {
+		t.Error("the live page does not say the test has no slot")
+	}
+	_, page = e.do(t, "GET", "/t/"+first.OwnerKey, nil)
+	if !strings.Contains(string(page), "t-"+first.ID+"@s001.a.mailtest.example") || strings.Contains(string(page), `id="slot-note"`) {
+		t.Error("the live page does not show the slot's addresses")
+	}
+}

@@ -1,0 +1,97 @@
+package evidence
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/store/storetest"
+	"github.com/mailsec/mailsec/internal/testslot"
+)
+
+// TestGatherSlotEvidence: a test that holds a test slot gathers the DNS
+// look-ups of its slot's names (not another slot's, not the shared
+// names', not before its creation nor after it became final) and the
+// fetches of its slot's policy host from any address; a test without a
+// slot gathers no look-ups.
+func TestGatherSlotEvidence(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		st := openStore(t, driver)
+		pool := testslot.Pool{ZoneA: "a.example", ZoneB: "b.example", Count: 3}
+		g := Gatherer{Store: st, Rules: Rules{Quiet: time.Minute, Slots: pool}}
+		tt := store.Test{ID: "slot2", Created: t0, Updated: t0, Kind: store.TestToken, State: store.TestOpen, Slot: 2}
+		if err := st.CreateTest(t.Context(), tt); err != nil {
+			t.Fatal(err)
+		}
+		shared := addTest(t, st, "shared", store.TestToken, t0)
+		addConn(t, st, "slot2", "192.0.2.10", t0.Add(time.Minute))
+		const mx, tlsa = 15, 52
+		q := func(at time.Duration, name string, qtype uint16, do bool) store.DNSQuery {
+			return store.DNSQuery{Time: t0.Add(at), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Transport: "udp", Name: name, Type: qtype, DO: do}
+		}
+		if err := st.AddDNSQueries(t.Context(), []store.DNSQuery{
+			q(-time.Second, "s002.a.example.", mx, true), // before the test held the slot
+			q(time.Second, "s002.a.example.", mx, true),
+			q(2*time.Second, "_25._tcp.mx4.s002.a.example.", tlsa, true),
+			q(3*time.Second, "_25._tcp.mx7.s002.b.example.", tlsa, true),
+			q(4*time.Second, "s001.a.example.", mx, true), // another slot
+			q(5*time.Second, "a.example.", mx, true),      // the shared names
+			q(2*time.Hour, "s002.a.example.", mx, true),   // after the test became final
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// The slot's policy fetched from a network no connection came from;
+		// another slot's from there does not count.
+		for _, f := range []store.PolicyFetch{
+			// The slot's next test's sender, after this one became final.
+			{Time: t0.Add(2 * time.Hour), Client: netip.MustParseAddrPort("203.0.113.8:443"), SNI: "mta-sts.s002.a.example", Status: 200, Path: "/.well-known/mta-sts.txt"},
+			// The slot's previous test's sender: not this test's.
+			{Time: t0.Add(-time.Hour), Client: netip.MustParseAddrPort("203.0.113.7:443"), SNI: "mta-sts.s002.a.example", Status: 200, Path: "/.well-known/mta-sts.txt"},
+			{Time: t0.Add(10 * time.Second), Client: netip.MustParseAddrPort("203.0.113.7:443"), SNI: "mta-sts.s002.a.example", Status: 200, Path: "/.well-known/mta-sts.txt"},
+			{Time: t0.Add(11 * time.Second), Client: netip.MustParseAddrPort("203.0.113.7:443"), SNI: "mta-sts.s001.a.example", Status: 200, Path: "/.well-known/mta-sts.txt"},
+		} {
+			if err := st.AddPolicyFetch(t.Context(), f); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		final := tt
+		final.State, final.Updated = store.TestFinal, t0.Add(time.Hour)
+		if err := st.UpdateTest(t.Context(), final); err != nil {
+			t.Fatal(err)
+		}
+		obs, err := g.Gather(t.Context(), final, t0.Add(3*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, l := range obs.DNSLookups {
+			got = append(got, l.Time.Sub(t0).String()+" "+l.Name)
+		}
+		want := []string{"1s s002.a.example.", "2s _25._tcp.mx4.s002.a.example.", "3s _25._tcp.mx7.s002.b.example."}
+		if len(got) != len(want) {
+			t.Fatalf("look-ups %v, want %v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("look-ups %v, want %v", got, want)
+			}
+		}
+		if !slices.Equal(obs.BTLSANames, []string{"_25._tcp.mx7.s002.b.example.", "_tcp.mx7.s002.b.example."}) {
+			t.Errorf("B's TLSA names %v", obs.BTLSANames)
+		}
+		if len(obs.PolicyFetches) != 1 || obs.PolicyFetches[0].SNI != "mta-sts.s002.a.example" {
+			t.Fatalf("fetches %+v, want the slot's own from the other network", obs.PolicyFetches)
+		}
+
+		obs, err = g.Gather(t.Context(), shared, t0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if obs.DNSLookups != nil || len(obs.PolicyFetches) != 0 {
+			t.Fatalf("a test without a slot: look-ups %v, fetches %v", obs.DNSLookups, obs.PolicyFetches)
+		}
+	})
+}
