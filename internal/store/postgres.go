@@ -104,6 +104,7 @@ const (
 	lockMigrations          = lockBase + 1 // applying the schema migrations
 	lockFixedTests          = lockBase + 2 // the caps of open fixed-address tests
 	lockTLSRPTQuota         = lockBase + 3 // the TLS-RPT reports' quota
+	lockLeader              = lockBase + 4 // the leader node (session-level: TryLead)
 )
 
 // serialise makes the transaction tx the only one holding k until it ends
