@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -227,6 +228,101 @@ WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()
 		// The released sessions left the pool: a's store still works.
 		if _, err := a.Nodes(ctx); err != nil {
 			t.Fatalf("store after Release: %v", err)
+		}
+	})
+}
+
+// TestScanSlots: of a destination's slots, racing workers together hold at
+// most the cap; a released slot is free at once, an expired one (its
+// worker was killed) at its time.
+func TestScanSlots(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		now := time.Now()
+		const limit, workers = 3, 12
+		var (
+			wg  sync.WaitGroup
+			mu  sync.Mutex
+			got = map[int]string{}
+		)
+		for i := range workers {
+			wg.Go(func() {
+				owner := string(rune('a' + i))
+				slot, ok, err := s.AcquireScanSlot(ctx, "s", "192.0.2.1", owner, limit, now, now.Add(time.Minute))
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					mu.Lock()
+					defer mu.Unlock()
+					if prev, dup := got[slot]; dup {
+						t.Errorf("slot %d taken by %s and %s", slot, prev, owner)
+					}
+					got[slot] = owner
+				}
+			})
+		}
+		wg.Wait()
+		if len(got) != limit {
+			t.Fatalf("%d slots taken by %d racing workers, cap %d", len(got), workers, limit)
+		}
+		if _, ok, _ := s.AcquireScanSlot(ctx, "s", "192.0.2.1", "late", limit, now, now.Add(time.Minute)); ok {
+			t.Error("a slot past the cap")
+		}
+		if _, ok, _ := s.AcquireScanSlot(ctx, "s", "192.0.2.2", "late", limit, now, now.Add(time.Minute)); !ok {
+			t.Error("another destination's slot refused")
+		}
+		if err := s.ReleaseScanSlot(ctx, "s", "192.0.2.1", "nobody", 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := s.AcquireScanSlot(ctx, "s", "192.0.2.1", "late", limit, now, now.Add(time.Minute)); ok {
+			t.Error("a release by another owner freed a slot")
+		}
+		if err := s.ReleaseScanSlot(ctx, "s", "192.0.2.1", got[1], 1); err != nil {
+			t.Fatal(err)
+		}
+		if slot, ok, _ := s.AcquireScanSlot(ctx, "s", "192.0.2.1", "late", limit, now, now.Add(time.Minute)); !ok || slot != 1 {
+			t.Errorf("released slot: %d %v", slot, ok)
+		}
+		later := now.Add(time.Minute + time.Second)
+		if _, ok, _ := s.AcquireScanSlot(ctx, "s", "192.0.2.1", "next", limit, later, later.Add(time.Minute)); !ok {
+			t.Error("an expired slot was not taken over")
+		}
+	})
+}
+
+// TestScanStarts: racing starts in one window stop at the cap; the next
+// window starts afresh.
+func TestScanStarts(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		w := time.Unix(1_800_000_000, 0).UTC()
+		const limit, tries = 5, 20
+		var (
+			wg      sync.WaitGroup
+			granted atomic.Int64
+		)
+		for range tries {
+			wg.Go(func() {
+				ok, err := s.TakeScanStart(ctx, "s", w, limit)
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					granted.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if granted.Load() != limit {
+			t.Fatalf("%d starts granted in one window, cap %d", granted.Load(), limit)
+		}
+		if ok, err := s.TakeScanStart(ctx, "s", w.Add(time.Second), limit); err != nil || !ok {
+			t.Fatalf("next window: %v %v", ok, err)
+		}
+		starts, err := s.ScanStarts(ctx, "s")
+		if err != nil || len(starts) != 2 || starts[w] != limit || starts[w.Add(time.Second)] != 1 {
+			t.Errorf("starts %v, %v", starts, err)
 		}
 	})
 }
