@@ -1,12 +1,16 @@
 package service
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,6 +127,80 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) t
 	return time.Since(start)
 }
 
+// nodeProcessEnv carries TestNodeProcess's configuration (JSON).
+const nodeProcessEnv = "MAILSEC_TEST_NODE_CONFIG"
+
+// TestNodeProcess runs a node from the configuration in nodeProcessEnv
+// until it is killed: TestTwoNodes's node 1, the test binary run again,
+// so that a real SIGKILL ends it. It prints "READY <SMTP address> <keys>
+// <DS of A>" once it serves.
+func TestNodeProcess(t *testing.T) {
+	raw := os.Getenv(nodeProcessEnv)
+	if raw == "" {
+		t.Skip("a helper process of TestTwoNodes")
+	}
+	var cfg config.Config
+	if err := json.Unmarshal([]byte(raw), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	run, err := Start(context.Background(), &cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("READY %s %s %s\n", run.SMTPAddrs[0], PublishedKeys(run.Zones), strings.ReplaceAll(run.Zones.KeyA.DS().String(), "\t", " "))
+	t.Fatalf("node stopped: %v", run.Wait())
+}
+
+// nodeProcess is a node running in TestNodeProcess.
+type nodeProcess struct {
+	cmd      *exec.Cmd
+	smtp     string // its SMTP address
+	keys, ds string // PublishedKeys, DS of zone A
+}
+
+// startNodeProcess runs cfg's node in a process of its own until it is
+// killed or the test ends.
+func startNodeProcess(t *testing.T, cfg config.Config) *nodeProcess {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNodeProcess$", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), nodeProcessEnv+"="+string(raw))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ready := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) > 3 && f[0] == "READY" {
+				ready <- f
+			}
+		}
+		close(ready)
+	}()
+	select {
+	case f, ok := <-ready:
+		if !ok {
+			t.Fatal("the node process ended before it served")
+		}
+		return &nodeProcess{cmd: cmd, smtp: f[1], keys: f[2], ds: strings.Join(f[3:], " ")}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the node process did not serve within 60 s")
+	}
+	return nil
+}
+
 // TestTwoNodes: two service.Start instances on one PostgreSQL database,
 // on 127.0.0.1 and 127.0.0.2 (docs/cluster.md).
 //   - Node 2, given node 1's key files, publishes the same DS and keys; a
@@ -131,8 +209,9 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) t
 //   - A test mail to zone B over node 1 gets the downgrade window's 451;
 //     its retry over node 2 once the window is over gets the 250: node 2
 //     reads the window node 1 started, and acknowledges.
-//   - The leader is stopped before the test is final: the other node takes
-//     the lock, finalises the test and sends the result mail, once.
+//   - The leader, node 1 in a process of its own (TestNodeProcess), is
+//     killed with SIGKILL before the test is final: node 2 takes the lock,
+//     finalises the test and sends the result mail, once.
 //
 // The figures of docs/cluster.md "Failover" come from its log.
 func TestTwoNodes(t *testing.T) {
@@ -152,13 +231,24 @@ func TestTwoNodes(t *testing.T) {
 	inboxPort := l.Addr().(*net.TCPAddr).Port
 
 	cfg1 := clusterNode(t, "node1", "127.0.0.1", dsn, "", userDNS.Addr, inboxPort)
-	run1, stop1 := startNode(t, cfg1)
-	waitFor(t, 10*time.Second, "node 1 leads", run1.Leading)
+	node1 := startNodeProcess(t, cfg1)
 	cfg2 := clusterNode(t, "node2", "127.0.0.2", dsn, cfg1.KeyDir(), userDNS.Addr, inboxPort)
 	run2, stop2 := startNode(t, cfg2)
 	defer stop2()
-	if ds1, ds2 := run1.Zones.KeyA.DS().String(), run2.Zones.KeyA.DS().String(); ds1 != ds2 || PublishedKeys(run1.Zones) != PublishedKeys(run2.Zones) {
-		t.Fatalf("the nodes publish different keys: DS %s / %s", ds1, ds2)
+	if ds2, keys2 := strings.Join(strings.Fields(run2.Zones.KeyA.DS().String()), " "), PublishedKeys(run2.Zones); node1.ds != ds2 || node1.keys != keys2 {
+		t.Fatalf("the nodes publish different keys: DS %s / %s, keys %s / %s", node1.ds, ds2, node1.keys, keys2)
+	}
+	node1Leads := func() bool {
+		nodes, err := run2.Store.Nodes(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if n.Name == "node1" {
+				return n.Leading
+			}
+		}
+		return false
 	}
 
 	// A node with key files of its own is refused while the others live.
@@ -173,10 +263,12 @@ func TestTwoNodes(t *testing.T) {
 		t.Fatalf("a node with other keys: Start = %v, want ErrKeysDiffer", err)
 	}
 
-	// Exactly one leader, over several heartbeats.
+	// Exactly one leader, over several heartbeats: node 1, which started
+	// first.
+	waitFor(t, 10*time.Second, "node 1 leads", node1Leads)
 	for range 10 {
-		if !run1.Leading() || run2.Leading() {
-			t.Fatalf("leading: node1 %v, node2 %v; want node 1 alone", run1.Leading(), run2.Leading())
+		if l1, l2 := node1Leads(), run2.Leading(); !l1 || l2 {
+			t.Fatalf("leading: node1 %v, node2 %v; want node 1 alone", l1, l2)
 		}
 		time.Sleep(cfg1.Node.Heartbeat.Duration / 2)
 	}
@@ -186,14 +278,14 @@ func TestTwoNodes(t *testing.T) {
 	ctx := t.Context()
 	now := time.Now()
 	test := store.Test{ID: "clusteraaaaaaaaa", Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen}
-	if err := run1.Store.CreateTest(ctx, test); err != nil {
+	if err := run2.Store.CreateTest(ctx, test); err != nil {
 		t.Fatal(err)
 	}
 	rcpt := "t-" + test.ID + "@" + strings.TrimSuffix(cfg1.Zones.B, ".")
 	const from = "someone@user.example"
 	body := "From: " + from + "\r\nSubject: test\r\n\r\nhello\r\n"
 	var reply *smtp.SMTPError
-	if err := sendMail(run1.SMTPAddrs[0].String(), "mail.user.example", from, rcpt, body); !errors.As(err, &reply) || reply.Code != 451 {
+	if err := sendMail(node1.smtp, "mail.user.example", from, rcpt, body); !errors.As(err, &reply) || reply.Code != 451 {
 		t.Fatalf("first mail over node 1: %v, want the downgrade window's 451", err)
 	}
 	conns, err := run2.Store.Connections(ctx, store.ConnectionFilter{TestID: test.ID})
@@ -214,12 +306,13 @@ func TestTwoNodes(t *testing.T) {
 		t.Fatalf("connections: %+v, %v", conns, err)
 	}
 
-	// The leader goes before the test is final: node 2 takes over.
+	// The leader is killed (SIGKILL) before the test is final: node 2
+	// takes over.
 	killed := time.Now()
-	stop1()
-	if err := run1.Wait(); err != nil {
-		t.Fatalf("node 1: %v", err)
+	if err := node1.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
 	}
+	_ = node1.cmd.Wait()
 	takeover := waitFor(t, 10*time.Second, "node 2 leads", run2.Leading)
 	waitFor(t, 30*time.Second, "the test is final", func() bool {
 		r, err := run2.Store.Result(ctx, test.ID)
@@ -238,7 +331,7 @@ func TestTwoNodes(t *testing.T) {
 	if err != nil || r.MailState != store.MailSent || r.Attempts != 1 {
 		t.Errorf("result: state %s attempts %d, %v", r.MailState, r.Attempts, err)
 	}
-	t.Logf("failover: node 2 led %s after node 1 stopped; test final %s, result mail received %s after (test_expiry %s, heartbeat %s)",
+	t.Logf("failover: node 2 led %s after node 1 was killed; test final %s, result mail received %s after (test_expiry %s, heartbeat %s)",
 		takeover.Round(time.Millisecond), finalised.Round(time.Millisecond), mailed.Round(time.Millisecond),
 		cfg2.Timing.TestExpiry.Duration, cfg2.Node.Heartbeat.Duration)
 }
