@@ -20,8 +20,11 @@ import (
 	"github.com/mailsec/mailsec/internal/store"
 )
 
-// ErrKeysDiffer is returned by Join when a live node publishes other keys.
-var ErrKeysDiffer = errors.New("another live node publishes other keys")
+// Errors of Join.
+var (
+	ErrKeysDiffer = errors.New("another live node publishes other keys")
+	ErrNameTaken  = errors.New("another process runs under this node's name")
+)
 
 // Options configure a Member.
 type Options struct {
@@ -62,8 +65,11 @@ func New(o Options) (*Member, error) {
 // Join checks that no live node publishes other keys than this one — the
 // zones would then answer differently depending on the name server asked,
 // and validating resolvers would call them bogus — and records this node.
-// A node with the same name that is still heard of is refused too: two
-// processes of one name would end each other's connection records.
+// A process of the same name that is still beating is refused too: two
+// processes of one name would end each other's connection records. When
+// the row of this name was written within two heartbeats (this node
+// crashed and was restarted at once), Join waits two heartbeats and
+// refuses only if the row was written again meanwhile.
 func (m *Member) Join(ctx context.Context) error {
 	nodes, err := m.o.Store.Nodes(ctx)
 	if err != nil {
@@ -74,14 +80,37 @@ func (m *Member) Join(ctx context.Context) error {
 		live := now.Sub(n.Seen) < m.o.DeadAfter
 		switch {
 		case !live:
-		case n.Name == m.o.Node && now.Sub(n.Seen) < 2*m.o.Heartbeat && n.Started.Before(m.started):
-			return fmt.Errorf("cluster: node %q is running (seen %s ago): node.name must differ per node", n.Name, now.Sub(n.Seen).Round(time.Millisecond))
+		case n.Name == m.o.Node && now.Sub(n.Seen) < 2*m.o.Heartbeat:
+			if err := m.notBeating(ctx, n); err != nil {
+				return err
+			}
 		case n.Name != m.o.Node && n.Keys != m.o.Keys:
 			return fmt.Errorf("cluster: %w: node %q (seen %s ago) publishes keys %s, this node %s: copy its key directory (docs/cluster.md)",
 				ErrKeysDiffer, n.Name, now.Sub(n.Seen).Round(time.Millisecond), n.Keys, m.o.Keys)
 		}
 	}
 	return m.heartbeat(ctx)
+}
+
+// notBeating waits two heartbeats and fails if the node n (of this node's
+// name) recorded a heartbeat meanwhile: another process runs as this node.
+func (m *Member) notBeating(ctx context.Context, n store.Node) error {
+	select {
+	case <-time.After(2 * m.o.Heartbeat):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	nodes, err := m.o.Store.Nodes(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	for _, again := range nodes {
+		if again.Name == n.Name && again.Seen.After(n.Seen) {
+			return fmt.Errorf("cluster: %w: node %q beats (its heartbeat %s): node.name must differ per node",
+				ErrNameTaken, n.Name, again.Seen.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	return nil
 }
 
 // Leading tells whether this node holds the leader lock.

@@ -139,3 +139,46 @@ func TestJoinRefusesOtherKeys(t *testing.T) {
 		t.Fatalf("Join after the other node died: %v", err)
 	}
 }
+
+// TestJoinSameName: a node restarted at once after a crash joins (its old
+// row stops beating); a second process under a name whose node beats is
+// refused.
+func TestJoinSameName(t *testing.T) {
+	dsn := pgtest.Database(t)
+	st, err := store.OpenDriver(t.Context(), store.DriverPostgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	join := func() error {
+		m, err := New(Options{Store: st, Node: "n", Keys: "k", Heartbeat: 100 * time.Millisecond, DeadAfter: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Join(t.Context())
+	}
+	now := time.Now()
+	if err := st.NodeSeen(t.Context(), store.Node{Name: "n", Started: now, Seen: now, Keys: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := join(); err != nil {
+		t.Fatalf("restart after a crash: %v", err)
+	}
+	// A live process of the name: beating every 20 ms.
+	ctx, cancel := context.WithCancel(t.Context())
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		for ctx.Err() == nil {
+			now := time.Now()
+			_ = st.NodeSeen(ctx, store.Node{Name: "n", Started: now, Seen: now, Keys: "k"})
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	err = join()
+	cancel()
+	<-beating
+	if !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("second process of a beating node: Join = %v, want ErrNameTaken", err)
+	}
+}
