@@ -122,8 +122,8 @@ func (m *Member) heartbeat(ctx context.Context) error {
 
 // Run records the heartbeat and contends for the leader lock until ctx
 // ends. While this node leads, lead runs with a context that ends when the
-// lock may be lost (its session does not answer a check within a
-// heartbeat) or ctx ends; Run waits for it to return before it gives the
+// lock may be lost (its session does not answer a check within three
+// heartbeats) or ctx ends; Run waits for it to return before it gives the
 // lock up, so two nodes' jobs never overlap by this node's doing. An error
 // from lead (other than its context ending) ends Run with that error: a
 // leader that cannot do its jobs must not keep the lock.
@@ -177,7 +177,11 @@ func (m *Member) Run(ctx context.Context, lead func(context.Context) error) erro
 					return fmt.Errorf("cluster: leader's jobs: %w", err)
 				}
 			default:
-				cctx, cancel := context.WithTimeout(ctx, m.o.Heartbeat)
+				// Three heartbeats for the check: a busy machine or
+				// database is not a lost lock. The old leader still
+				// stops before the server ends its silent session
+				// (idle after 5 heartbeats > 1 + 3).
+				cctx, cancel := context.WithTimeout(ctx, 3*m.o.Heartbeat)
 				err := lock.Check(cctx)
 				cancel()
 				if err != nil && ctx.Err() == nil {

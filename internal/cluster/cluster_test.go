@@ -39,7 +39,7 @@ func member(t *testing.T, dsn, name, keys string, j *jobs) (*Member, context.Can
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	m, err := New(Options{Store: st, Node: name, Keys: keys, Heartbeat: 100 * time.Millisecond, DeadAfter: time.Second})
+	m, err := New(Options{Store: st, Node: name, Keys: keys, Heartbeat: 200 * time.Millisecond, DeadAfter: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,13 +57,13 @@ func member(t *testing.T, dsn, name, keys string, j *jobs) (*Member, context.Can
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for range 500 {
+	for range 1000 {
 		if cond() {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("not within 5 s: %s", what)
+	t.Fatalf("not within 10 s: %s", what)
 }
 
 // TestOneLeader: of two members on one database one runs the leader's
