@@ -28,7 +28,7 @@ type scanFlags struct {
 	hostTTL               time.Duration
 	rate                  float64
 	scanID                string
-	resume                bool
+	resume, worker        bool
 	inbound               inboundFlags
 	labelDefault          string
 	json, quiet           bool
@@ -39,7 +39,7 @@ type scanFlags struct {
 // what cannot run (usage errors).
 func parseScanFlags(e *env, args []string) (scanFlags, error) {
 	var f scanFlags
-	fs := newFlags(e, "scan", "FILE|- [--out DIR] [--jsonl F] [--csv F] [--html F] [--concurrency N] [--per-destination N] [--host-cache-ttl D] [--rate R] [--scan-id ID] [--resume] [--allow-private] [--resolver IP:PORT] [--roots FILE] [--timeout D] [--label-default L] [--json]")
+	fs := newFlags(e, "scan", "FILE|- [--out DIR] [--jsonl F] [--csv F] [--html F] [--concurrency N] [--per-destination N] [--host-cache-ttl D] [--rate R] [--scan-id ID] [--resume] [--worker] [--allow-private] [--resolver IP:PORT] [--roots FILE] [--timeout D] [--label-default L] [--json]")
 	fs.StringVar(&f.out, "out", "", "write results.jsonl, results.csv and report.html into `DIR` (default: scan-<ID> unless --jsonl/--csv/--html are given)")
 	fs.StringVar(&f.jsonl, "jsonl", "", "write the JSON Lines results to `FILE`")
 	fs.StringVar(&f.csv, "csv", "", "write the CSV results to `FILE`")
@@ -50,6 +50,7 @@ func parseScanFlags(e *env, args []string) (scanFlags, error) {
 	fs.Float64Var(&f.rate, "rate", 0, "domains started per second at most (0: no limit)")
 	fs.StringVar(&f.scanID, "scan-id", "", "name of the scan in the store (default: scan-<digest of the input>; rerunning the same input resumes it)")
 	fs.BoolVar(&f.resume, "resume", false, "resume the scan --scan-id (FILE may be omitted once its input is loaded); also how a second worker joins it")
+	fs.BoolVar(&f.worker, "worker", false, "one of several workers of the scan on a shared store: --rate and --per-destination hold for all of them together (counted in the store)")
 	f.inbound = addInboundFlags(fs, "deadline of one domain's check (default: inbound.timeout)")
 	fs.StringVar(&f.labelDefault, "label-default", "", "label of lines that have none")
 	fs.BoolVar(&f.json, "json", false, "print a JSON summary on stdout at the end")
@@ -172,9 +173,16 @@ func runScan(e *env, args []string) error {
 	// Politeness: every connection of every check goes through one cap per
 	// destination address, and MX hosts are probed once per TTL.
 	hosts := scan.NewHostCache[inbound.Address](e.ctx, flags.hostTTL, opts.Timeout)
-	check := scan.InboundChecker(opts, scan.NewDestinations(flags.perDest), hosts)
+	// With --worker the caps are counted in the store, for every worker
+	// of the scan together; a slot is held at most as long as a lease,
+	// so a killed worker's slots come free as its items do.
 	ropts := scan.Options{Concurrency: flags.concurrency, Rate: flags.rate, CheckTimeout: opts.Timeout + 15*time.Second, Logger: log,
-		Retry: scan.TransientCheckError}
+		Retry: scan.TransientCheckError, SharedRate: flags.worker, Owner: scan.NewOwner()}
+	dests := scan.NewDestinations(flags.perDest)
+	if flags.worker {
+		dests = scan.NewSharedDestinations(st, id, ropts.Owner, flags.perDest, 2*ropts.CheckTimeout)
+	}
+	check := scan.InboundChecker(opts, dests, hosts)
 	if !flags.quiet {
 		pp := &scan.ProgressPrinter{W: e.stderr, TTY: e.stderr == os.Stderr && scan.IsTerminal(os.Stderr)}
 		ropts.Progress = pp.Print

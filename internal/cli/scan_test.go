@@ -44,7 +44,10 @@ func TestParseScanFlags(t *testing.T) {
 			return slices.Equal(f.files, []string{"-"}) && f.concurrency == 5 && f.rate == 2.5 && f.json && f.out == "d" && f.labelDefault == "x"
 		}},
 		{"resume without FILE", []string{"--resume", "--scan-id", "s1", "--quiet"}, func(f scanFlags) bool {
-			return len(f.files) == 0 && f.resume && f.scanID == "s1" && f.quiet
+			return len(f.files) == 0 && f.resume && f.scanID == "s1" && f.quiet && !f.worker
+		}},
+		{"worker", []string{"--resume", "--scan-id", "s1", "--worker", "--rate", "50"}, func(f scanFlags) bool {
+			return f.resume && f.worker && f.rate == 50
 		}},
 	}
 	for _, tc := range tests {

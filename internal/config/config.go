@@ -57,6 +57,7 @@ type Config struct {
 	MemoryLimit int64      `toml:"memory_limit"`
 	Log         Log        `toml:"log"`
 	Store       Store      `toml:"store"`
+	Node        Node       `toml:"node"`
 	Zones       Zones      `toml:"zones"`
 	DNS         DNS        `toml:"dns"`
 	DNSSEC      DNSSEC     `toml:"dnssec"`
@@ -306,6 +307,33 @@ type Store struct {
 	DSN string `toml:"dsn"`
 }
 
+// Node identifies this process among the nodes sharing one PostgreSQL
+// store (docs/cluster.md).
+type Node struct {
+	// Name is recorded on the connections this node holds and in the
+	// table of nodes; "" means the host name. Unique per node.
+	Name string `toml:"name"`
+	// Heartbeat: how often the node records that it lives, checks the
+	// leader lock's session if it leads, and tries to take the lock if not
+	// (the longest wait before a surviving node takes over from a leader
+	// that died).
+	Heartbeat Duration `toml:"heartbeat"`
+	// DeadAfter: a node not heard of for this long is dead; the leader ends
+	// its open connection records (so their tests can be finalised).
+	DeadAfter Duration `toml:"dead_after"`
+}
+
+// NodeName is node.name, or the host name.
+func (c *Config) NodeName() string {
+	if c.Node.Name != "" {
+		return c.Node.Name
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "localhost"
+}
+
 // Zones describes the two test zones of DESIGN.md §2.
 type Zones struct {
 	// A is the DNSSEC-signed zone with TLSA, MTA-STS and TLS-RPT (mx3–mx6).
@@ -437,6 +465,7 @@ func Default() Config {
 		DataDir: "mailsec-data",
 		Log:     Log{Level: "info", Format: "text"},
 		Store:   Store{Driver: "sqlite"},
+		Node:    Node{Heartbeat: Duration{2 * time.Second}, DeadAfter: Duration{30 * time.Second}},
 		Zones: Zones{
 			A:            "a.mailtest.example.",
 			B:            "b.mailtest.example.",
@@ -710,6 +739,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	positive("zones.ttl", c.Zones.TTL, time.Second)
+	positive("node.heartbeat", c.Node.Heartbeat, 100*time.Millisecond)
+	if c.Node.DeadAfter.Duration < 3*c.Node.Heartbeat.Duration {
+		bad("node.dead_after", "%s is too short (at least three heartbeats, %s)", c.Node.DeadAfter.Duration, 3*c.Node.Heartbeat.Duration)
+	}
+	if strings.ContainsFunc(c.Node.Name, func(r rune) bool { return r < 0x21 || r > 0x7e }) || len(c.Node.Name) > 63 {
+		bad("node.name", "%q: at most 63 printable ASCII characters without spaces", c.Node.Name)
+	}
 	positive("zones.mx_ttl", c.Zones.MXTTL, time.Second)
 	positive("zones.negative_ttl", c.Zones.NegativeTTL, time.Second)
 	positive("zones.mta_sts_max_age", c.Zones.MTASTSMaxAge, time.Second)

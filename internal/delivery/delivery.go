@@ -58,8 +58,13 @@ type Options struct {
 	Workers int
 	// Interval is the loop's period.
 	Interval time.Duration
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Node names this process in the claims of the mails it attempts
+	// (store.ClaimResultMail): of several nodes on one store, only the
+	// claim's owner sends a mail until the claim runs out
+	// (AttemptTimeout and a minute). "" means "local".
+	Node   string
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Deliverer sends due result mails.
@@ -87,6 +92,9 @@ func New(o Options) (*Deliverer, error) {
 	option.Positive(&o.AttemptTimeout, DefaultAttemptTimeout)
 	option.Positive(&o.MaxAttempts, 12)
 	option.Positive(&o.Workers, DefaultWorkers)
+	if o.Node == "" {
+		o.Node = "local"
+	}
 	o.Logger = option.Logger(o.Logger)
 	o.Now = option.Clock(o.Now)
 	return &Deliverer{o: o, log: o.Logger, slot: make(chan struct{}, o.Workers), busy: map[string]bool{}}, nil
@@ -163,7 +171,15 @@ func (d *Deliverer) start(ctx context.Context, wg *sync.WaitGroup, want func(tes
 		// sent (or deferred it). Only the row as it is now, read after
 		// the claim, may be attempted; else the mail would go twice.
 		r, ok, err := d.stillDue(ctx, listed)
-		if err != nil || !ok || want != nil && !want(r.TestID) {
+		if ok && want != nil {
+			ok = want(r.TestID)
+		}
+		if ok {
+			// Then claimed in the store: another node may be attempting
+			// it (its claim is in the row, not in this process's busy).
+			ok, err = d.claimMail(ctx, &r)
+		}
+		if err != nil || !ok {
 			d.release(listed.SenderDomain)
 			if err != nil {
 				return started, err
@@ -208,6 +224,20 @@ func (d *Deliverer) stillDue(ctx context.Context, listed store.TestResult) (stor
 	return r, due, nil
 }
 
+// claimMail makes this node the one to attempt r (store.ClaimResultMail)
+// for the attempt's deadline and a minute, and notes the claim in r, so
+// that the attempt's records keep it until they clear it. False if another
+// node holds the mail or it changed since it was read.
+func (d *Deliverer) claimMail(ctx context.Context, r *store.TestResult) (bool, error) {
+	now := d.o.Now()
+	until := now.Add(d.o.AttemptTimeout + time.Minute)
+	ok, err := d.o.Store.ClaimResultMail(ctx, r.TestID, r.Attempts, d.o.Node, now, until)
+	if ok {
+		r.ClaimOwner, r.ClaimUntil = d.o.Node, until
+	}
+	return ok, err
+}
+
 // claim marks domain busy; false if it already was.
 func (d *Deliverer) claim(domain string) bool {
 	d.mu.Lock()
@@ -227,9 +257,24 @@ func (d *Deliverer) release(domain string) {
 
 // attempt makes one delivery attempt of r, within AttemptTimeout, and
 // records it.
-func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (bool, error) {
+func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (_ bool, err error) {
 	st := d.o.Store
 	now := d.o.Now()
+	sending := false
+	defer func() {
+		if err != nil && !sending {
+			// Failed before anything was sent (the report, the
+			// composition, the store): the claim goes, so that any node
+			// may try the mail again at its next round instead of after
+			// the claim's deadline. Once Send was called the claim
+			// stays: the mail may have been delivered.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if rerr := st.ReleaseResultMail(rctx, r.TestID, d.o.Node); rerr != nil {
+				d.log.Error("results: releasing the claim of a result mail", "test", r.TestID, "err", rerr)
+			}
+		}
+	}()
 	if len(r.Message) == 0 {
 		// Composed once, at the first attempt (the inbound check has had
 		// the most time by then); retries send the same signed message.
@@ -258,10 +303,12 @@ func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (bool, erro
 		if sent >= d.o.RateLimit {
 			r.Next = now.Add(d.o.RateWindow / time.Duration(d.o.RateLimit))
 			r.MailReason = fmt.Sprintf("waiting: %d result mails went to %s in the last %s", sent, r.SenderDomain, d.o.RateWindow)
+			r.ClaimOwner, r.ClaimUntil = "", time.Time{} // not attempted: free for any node when due
 			return false, st.UpdateResultMail(ctx, r, nil)
 		}
 	}
 	actx, cancel := context.WithTimeout(ctx, d.o.AttemptTimeout)
+	sending = true
 	res := d.o.Send(actx, d.o.Identity.From, r.Recipient, r.Message)
 	timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
 	cancel()
@@ -276,6 +323,7 @@ func (d *Deliverer) attempt(ctx context.Context, r store.TestResult) (bool, erro
 	}
 	detail := report.RedactText(res.Summary)
 	r.Attempts++
+	r.ClaimOwner, r.ClaimUntil = "", time.Time{} // the attempt is recorded with its outcome below
 	a := &store.MailAttempt{Time: now, Status: res.Status, Detail: detail}
 	switch res.Status {
 	case Delivered:

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/store"
 )
 
 // DialFunc opens a connection, as net.Dialer.DialContext.
@@ -17,9 +19,19 @@ type DialFunc func(ctx context.Context, network, address string) (net.Conn, erro
 // not open hundreds of sessions to one of them at once. The zero value is
 // not usable; see NewDestinations.
 type Destinations struct {
-	max int
-	mu  sync.Mutex
-	m   map[netip.Addr]*destination
+	max    int
+	shared *sharedSlots // nil: this process's connections only
+	mu     sync.Mutex
+	m      map[netip.Addr]*destination
+}
+
+// sharedSlots counts the connections of every worker of a scan in the
+// store (NewSharedDestinations).
+type sharedSlots struct {
+	st     *store.Store
+	scanID string
+	owner  string
+	hold   time.Duration
 }
 
 type destination struct {
@@ -32,8 +44,61 @@ func NewDestinations(max int) *Destinations {
 	return &Destinations{max: max, m: map[netip.Addr]*destination{}}
 }
 
+// NewSharedDestinations caps connections per address at max across every
+// worker of the scan scanID on st (max ≤ 0: no cap): besides a slot of
+// this process, a connection holds one of the address's max slots in the
+// store (store.AcquireScanSlot), taken as owner for at most hold — the
+// longest a connection may stay open, so that the slots of a worker that
+// was killed come free. A worker waiting for a slot asks again every
+// slotPoll.
+func NewSharedDestinations(st *store.Store, scanID, owner string, max int, hold time.Duration) *Destinations {
+	d := NewDestinations(max)
+	d.shared = &sharedSlots{st: st, scanID: scanID, owner: owner, hold: hold}
+	return d
+}
+
+// slotPoll is how often a worker asks the store again for a slot held by
+// other workers.
+const slotPoll = 20 * time.Millisecond
+
 // acquire waits for a slot of a; release gives it back.
 func (d *Destinations) acquire(ctx context.Context, a netip.Addr) (release func(), err error) {
+	local, err := d.acquireLocal(ctx, a)
+	if err != nil || d.shared == nil {
+		return local, err
+	}
+	sh, dest := d.shared, a.String()
+	for {
+		now := time.Now()
+		slot, ok, err := sh.st.AcquireScanSlot(ctx, sh.scanID, dest, sh.owner, d.max, now, now.Add(sh.hold))
+		if err != nil {
+			local()
+			return nil, err
+		}
+		if ok {
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					// Given back even when the scan is being cut
+					// short: else the slot waits out its hold.
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					defer cancel()
+					_ = sh.st.ReleaseScanSlot(rctx, sh.scanID, dest, sh.owner, slot)
+					local()
+				})
+			}, nil
+		}
+		select {
+		case <-time.After(slotPoll):
+		case <-ctx.Done():
+			local()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// acquireLocal waits for a slot of a in this process.
+func (d *Destinations) acquireLocal(ctx context.Context, a netip.Addr) (release func(), err error) {
 	d.mu.Lock()
 	e := d.m[a]
 	if e == nil {

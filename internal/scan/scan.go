@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -93,8 +94,13 @@ type Options struct {
 	// Concurrency is the number of domains checked at once; 0 means 32.
 	Concurrency int
 	// Rate caps the domains started per second over the whole scan (this
-	// worker); 0 means no cap.
+	// worker; with SharedRate, all workers together); 0 means no cap.
 	Rate float64
+	// SharedRate counts Rate's starts in the store, for all workers of the
+	// scan together (store.TakeScanStart): per window of a second (of
+	// ceil(1/Rate) seconds below one per second) at most floor(Rate ×
+	// window) domains start, whichever worker starts them.
+	SharedRate bool
 	// CheckTimeout is the deadline of one domain's check (the checker's own
 	// deadline should be shorter); 0 means 60s. The lease of an item lasts
 	// twice as long and is renewed while the check runs.
@@ -114,15 +120,21 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Owner == "" {
-		h, _ := os.Hostname()
-		var b [4]byte
-		_, _ = rand.Read(b[:])
-		o.Owner = fmt.Sprintf("%s/%d/%s", h, os.Getpid(), hex.EncodeToString(b[:]))
+		o.Owner = NewOwner()
 	}
 	option.Positive(&o.Concurrency, 32)
 	option.Positive(&o.CheckTimeout, 60*time.Second)
 	option.Positive(&o.MaxAttempts, 3)
 	o.Logger = option.Logger(o.Logger)
+}
+
+// NewOwner names a worker in the leases and the shared slots: host name,
+// process ID and a random suffix.
+func NewOwner() string {
+	h, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%s", h, os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // Progress is a snapshot of a running scan.
@@ -156,7 +168,10 @@ type Stats struct {
 func Run(ctx context.Context, st *store.Store, id string, check Checker, opts Options) (Stats, error) {
 	opts.defaults()
 	r := &runner{st: st, id: id, check: check, opts: opts, start: time.Now()}
-	if opts.Rate > 0 {
+	switch {
+	case opts.Rate > 0 && opts.SharedRate:
+		r.window, r.perWindow = rateWindow(opts.Rate)
+	case opts.Rate > 0:
 		r.limit = rate.NewLimiter(rate.Limit(opts.Rate), 1)
 	}
 	c0, err := st.ScanCounts(ctx, id)
@@ -175,7 +190,10 @@ type runner struct {
 	check Checker
 	opts  Options
 	limit *rate.Limiter
-	start time.Time
+	// window and perWindow: the shared rate (Options.SharedRate).
+	window    time.Duration
+	perWindow int
+	start     time.Time
 
 	base, baseErr, total atomic.Int64 // counts at the start
 	checked, failed      atomic.Int64
@@ -336,11 +354,52 @@ func (r *runner) feed(ctx context.Context, work chan<- store.ScanItem, lease tim
 	}
 }
 
+// rateWindow is the window and the starts per window of a shared rate of
+// r domains per second: one-second windows of floor(r) starts, or below
+// one per second windows of ceil(1/r) seconds with one start.
+func rateWindow(r float64) (time.Duration, int) {
+	if r >= 1 {
+		return time.Second, int(r)
+	}
+	return time.Duration(math.Ceil(1/r)) * time.Second, 1
+}
+
+// takeStart waits until the store grants a start in the current window
+// (store.TakeScanStart); a full window is waited out.
+func (r *runner) takeStart(ctx context.Context) error {
+	for {
+		w := time.Now().Truncate(r.window)
+		ok, err := r.st.TakeScanStart(ctx, r.id, w, r.perWindow)
+		if err != nil && ctx.Err() == nil {
+			// A store that does not answer stops the scan's starts, not
+			// the caps: wait and ask again.
+			r.opts.Logger.Warn("scan: shared rate", "err", err)
+		}
+		if ok {
+			return nil
+		}
+		wait := time.Until(w.Add(r.window))
+		if err != nil {
+			wait = time.Second
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // checkOne checks one leased item. ok is false when ctx ended before the
 // check finished: the item is then released, not stored.
 func (r *runner) checkOne(ctx context.Context, it store.ScanItem) (store.ScanResult, bool) {
 	if r.limit != nil {
 		if err := r.limit.Wait(ctx); err != nil {
+			return store.ScanResult{}, false
+		}
+	}
+	if r.window > 0 {
+		if err := r.takeStart(ctx); err != nil {
 			return store.ScanResult{}, false
 		}
 	}

@@ -318,6 +318,44 @@ func (s *countingSMTP) serve() {
 	}
 }
 
+// twoConnections is a check that holds two connections to the one MX
+// address addr at once, as the inbound check does for two MX hosts on one
+// address, each greeted, EHLO and QUIT.
+func twoConnections(dial DialFunc, addr string) Checker {
+	return func(ctx context.Context, domain string) (json.RawMessage, error) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for range 2 {
+			wg.Go(func() {
+				c, err := dial(ctx, "tcp", addr)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := br.ReadString('\n'); err != nil {
+					errs <- err
+					return
+				}
+				io.WriteString(c, "EHLO scan.test\r\n")
+				if _, err := br.ReadString('\n'); err != nil {
+					errs <- err
+					return
+				}
+				io.WriteString(c, "QUIT\r\n")
+				_, _ = br.ReadString('\n')
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			return nil, err
+		}
+		return fakeReport(domain), nil
+	}
+}
+
 func TestPerDestinationCap(t *testing.T) {
 	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
 		srv := startCountingSMTP(t)
@@ -327,40 +365,7 @@ func TestPerDestinationCap(t *testing.T) {
 		dial := dests.Dial(d.DialContext)
 		st := openStore(t, driver)
 		newScan(t, st, "s", domainList(40))
-		// Each domain's check holds two connections to the one MX address at
-		// once, as the inbound check does for two MX hosts on one address.
-		check := func(ctx context.Context, domain string) (json.RawMessage, error) {
-			var wg sync.WaitGroup
-			errs := make(chan error, 2)
-			for range 2 {
-				wg.Go(func() {
-					c, err := dial(ctx, "tcp", srv.ln.Addr().String())
-					if err != nil {
-						errs <- err
-						return
-					}
-					defer c.Close()
-					br := bufio.NewReader(c)
-					if _, err := br.ReadString('\n'); err != nil {
-						errs <- err
-						return
-					}
-					io.WriteString(c, "EHLO scan.test\r\n")
-					if _, err := br.ReadString('\n'); err != nil {
-						errs <- err
-						return
-					}
-					io.WriteString(c, "QUIT\r\n")
-					_, _ = br.ReadString('\n')
-				})
-			}
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				return nil, err
-			}
-			return fakeReport(domain), nil
-		}
+		check := twoConnections(dial, srv.ln.Addr().String())
 		stats, err := Run(t.Context(), st, "s", check, Options{Concurrency: 16})
 		if err != nil {
 			t.Fatal(err)

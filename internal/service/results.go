@@ -105,6 +105,7 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	rm := cfg.ResultMail
 	fo := finalise.Options{Store: st, Evidence: src.Evidence, Interval: rm.Interval.Duration, Logger: log.With("part", "finalise")}
 	do := delivery.Options{
+		Node:  cfg.NodeName(),
 		Store: st, Source: src,
 		RateLimit: rm.RateLimit, RateWindow: rm.RateWindow.Duration,
 		RetryBase: rm.RetryBase.Duration, RetryMax: rm.RetryMax.Duration, MaxAttempts: rm.MaxAttempts,

@@ -1,8 +1,6 @@
 package service
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -30,16 +28,7 @@ func loopbackConfig(t *testing.T) config.Config {
 // startLoopback validates cfg and runs the service until the test ends.
 func startLoopback(t *testing.T, cfg config.Config) *Running {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	run, err := Start(ctx, &cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = run.Wait() })
+	run, _ := startNode(t, cfg)
 	return run
 }
 

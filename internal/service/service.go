@@ -6,6 +6,8 @@ package service
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mailsec/mailsec/internal/certs"
+	"github.com/mailsec/mailsec/internal/cluster"
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/dnssec"
 	"github.com/mailsec/mailsec/internal/dnsserver"
@@ -289,10 +292,17 @@ type Running struct {
 	WebURL      string           // web.base_url, or http:// the first bound address
 	// Evidence reads tests' evidence under the service's rules, as the
 	// SMTP personas, the finaliser and the reports do.
-	Evidence   evidence.Gatherer
+	Evidence evidence.Gatherer
+	// Node is this node's name (node.name or the host name).
+	Node       string
+	member     *cluster.Member
 	done       chan error
 	closeStore func() error
 }
+
+// Leading tells whether this node holds the leader lock: it finalises
+// tests, sends the result mails and purges (docs/cluster.md).
+func (r *Running) Leading() bool { return r.member.Leading() }
 
 // Wait blocks until the service has stopped (its context was cancelled or
 // a part failed) and returns why; nil after a cancellation.
@@ -353,9 +363,21 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD, closeP, closeS, closeW)
 	}
 	closeW = func() { closeAll(webListeners); closeAll(metricsListeners) }
-	// The listeners are ours, so no other process of this service is
-	// serving: a connection record still open is one a crash left behind.
-	if n, err := st.EndInterruptedConnections(ctx); err != nil {
+	// Several nodes may serve from one store (docs/cluster.md): this one
+	// joins them if it publishes the same keys.
+	node := cfg.NodeName()
+	member, err := cluster.New(cluster.Options{Store: st, Node: node, Keys: PublishedKeys(zones),
+		Heartbeat: cfg.Node.Heartbeat.Duration, DeadAfter: cfg.Node.DeadAfter.Duration, Logger: log.With("part", "cluster")})
+	if err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
+	}
+	if err := member.Join(ctx); err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
+	}
+	// The listeners are ours, so no other process of this node is
+	// serving: a connection record of this node still open is one a crash
+	// left behind. Other nodes' open records are their live sessions.
+	if n, err := st.EndInterruptedConnections(ctx, node); err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
 	} else if n > 0 {
 		log.Warn("ended the connection records a stop without shutdown left open", "connections", n)
@@ -378,6 +400,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		log.Warn("no resolver for DKIM key look-ups: signatures will be recorded unverified", "err", err)
 	}
 	smtpOpts := SMTPOptions(cfg, zones, mgr, st, res, log.With("part", "smtp"))
+	smtpOpts.Node = node
 	senderChecks, err := SenderChecks(cfg, st, log.With("part", "inbound"))
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
@@ -409,7 +432,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		MaxFetchesPerClient: cfg.PolicyHost.MaxFetchesPerClientPerHour,
 		ClientPrefixV4:      cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6})
 
-	r := &Running{Zones: zones, Store: st, Certs: mgr, Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)}, done: make(chan error, 1)}
+	r := &Running{Zones: zones, Store: st, Certs: mgr, Node: node, member: member, Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)}, done: make(chan error, 1)}
 	for _, l := range dnsListeners {
 		r.DNSAddrs = append(r.DNSAddrs, l.Addr().(*net.UDPAddr).AddrPort())
 		log.Info("dns listening", "addr", l.Addr().String(), "udp_sockets", len(l.UDP))
@@ -452,16 +475,24 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
 	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
 	g.Go(func() error { return mgr.Run(gctx) })
+	// The leader's jobs run on one node at a time (docs/cluster.md).
 	// Finalising and delivering are separate loops: a slow recipient
-	// delays only its own mail, never a verdict.
-	g.Go(func() error { return finaliser.Run(gctx) })
-	g.Go(func() error { return deliverer.Run(gctx) })
+	// delays only its own mail, never a verdict. The retention purge runs
+	// whether or not the web server does: the tables it prunes grow with
+	// what the Internet sends.
+	purger := Purger(cfg, st, log.With("part", "retention"))
+	g.Go(func() error {
+		return member.Run(gctx, func(lctx context.Context) error {
+			lg, lctx := errgroup.WithContext(lctx)
+			lg.Go(func() error { return finaliser.Run(lctx) })
+			lg.Go(func() error { return deliverer.Run(lctx) })
+			lg.Go(func() error { return purger.Run(lctx) })
+			return lg.Wait()
+		})
+	})
 	if senderChecks != nil {
 		g.Go(func() error { return senderChecks.Run(gctx) })
 	}
-	// The retention purge runs whether or not the web server does: the
-	// tables it prunes grow with what the Internet sends.
-	g.Go(func() error { return Purger(cfg, st, log.With("part", "retention")).Run(gctx) })
 	if len(webListeners) > 0 {
 		g.Go(func() error { return webSrv.Serve(gctx, webListeners) })
 	}
@@ -562,3 +593,27 @@ func addrs(list []string) []netip.Addr {
 }
 
 func seconds(d time.Duration) uint32 { return uint32(d / time.Second) }
+
+// PublishedKeys is a digest of what the zones publish from the key files:
+// the DS records of both zones, the result mails' DKIM record and the
+// personas' TLSA data. Every node of one store must give the same
+// (cluster.Member.Join): the zones' answers may come from any of them.
+func PublishedKeys(z *Zones) string {
+	h := sha256.New()
+	for _, k := range []*dnssec.Key{z.KeyA, z.KeyB} {
+		if k != nil {
+			fmt.Fprintln(h, k.DS().String())
+		}
+	}
+	if z.DKIMKey != nil {
+		if rec, err := resultmail.DNSRecord(z.DKIMKey); err == nil {
+			fmt.Fprintln(h, rec)
+		}
+	}
+	for _, p := range persona.Table() {
+		if d, err := z.Keys.SPKISHA256(p.Number); err == nil {
+			fmt.Fprintf(h, "%d %x\n", p.Number, d)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}

@@ -165,8 +165,12 @@ type Options struct {
 	// test mail; 0 means 10s.
 	DKIMTimeout time.Duration
 
-	Logger *slog.Logger     // nil: discard
-	Now    func() time.Time // nil: time.Now
+	Logger *slog.Logger // nil: discard
+	// Node is written on every connection record (store.SMTPConnection.Node):
+	// at its start a node ends only its own records left open
+	// (docs/cluster.md).
+	Node string
+	Now  func() time.Time // nil: time.Now
 }
 
 // Defaults.
@@ -524,6 +528,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 		Local:     local,
 		ClientKey: key,
 		State:     store.StateNone,
+		Node:      s.opts.Node,
 	}, local: s.locals[local.Addr()]}
 	tc := &trackedConn{Conn: raw, srv: s, rec: rec, sessionEnd: time.Now().Add(s.opts.SessionMax)}
 	log := s.log.With("client", client.String())

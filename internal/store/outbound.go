@@ -365,6 +365,7 @@ type connRow struct {
 	testID, key, ehlo  string
 	sni, ver, cipher   string
 	mailFrom, reply, e string
+	node               string
 }
 
 // storedAddrPort is the text form of a local address (unmapped, so one
@@ -426,21 +427,22 @@ func toRow(c *SMTPConnection) (connRow, error) {
 	r.testID, r.key, r.ehlo = c.TestID, c.ClientKey, c.EHLO
 	r.sni, r.ver, r.cipher = c.SNI, c.TLSVersion, c.TLSCipher
 	r.mailFrom, r.reply, r.e = c.MailFrom, c.Reply, c.Error
+	r.node = c.Node
 	return r, nil
 }
 
 // args lists the columns in the order of connColumns without id.
 func (r connRow) args() []any {
 	return []any{r.testID, r.started, r.ended, r.clientAddr, r.clientPort, r.local, r.key, r.ehlo,
-		r.offered, r.persona, r.sni, r.ver, r.cipher, r.state, r.mailFrom, r.rcpt, r.reply, r.msgBytes, r.sigs, r.e, r.certPersona, r.auth}
+		r.offered, r.persona, r.sni, r.ver, r.cipher, r.state, r.mailFrom, r.rcpt, r.reply, r.msgBytes, r.sigs, r.e, r.certPersona, r.auth, r.node}
 }
 
 const connColumns = `test_id, started_ns, ended_ns, client_addr, client_port, local_addr, client_key, ehlo,
     starttls_offered, persona, sni, tls_version, tls_cipher, state, mail_from, rcpt_to, reply, message_bytes, signatures, error,
-    cert_persona, authentication`
+    cert_persona, authentication, node`
 
 const insertConnectionSQL = `INSERT INTO smtp_connections (` + connColumns + `)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     RETURNING id`
 
 // InsertConnection stores a new connection record and sets c.ID.
@@ -481,7 +483,7 @@ func (s *Store) updateConnection(ctx context.Context, db querier, c *SMTPConnect
 	return execOne(ctx, db, fmt.Sprintf("update connection %d", c.ID), s.q(`UPDATE smtp_connections SET
     test_id = ?, started_ns = ?, ended_ns = ?, client_addr = ?, client_port = ?, local_addr = ?, client_key = ?, ehlo = ?,
     starttls_offered = ?, persona = ?, sni = ?, tls_version = ?, tls_cipher = ?, state = ?, mail_from = ?, rcpt_to = ?,
-    reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?, authentication = ?
+    reply = ?, message_bytes = ?, signatures = ?, error = ?, cert_persona = ?, authentication = ?, node = ?
 WHERE id = ?`), append(r.args(), c.ID)...)
 }
 
@@ -593,7 +595,7 @@ func scanConnection(row rowScanner) (SMTPConnection, error) {
 	)
 	if err := row.Scan(&c.ID, &r.testID, &r.started, &r.ended, &r.clientAddr, &r.clientPort, &r.local, &r.key, &r.ehlo,
 		&r.offered, &r.persona, &r.sni, &r.ver, &r.cipher, &r.state, &r.mailFrom, &r.rcpt, &r.reply, &r.msgBytes, &r.sigs, &r.e, &r.certPersona,
-		&r.auth, &c.TiedBy); err != nil {
+		&r.auth, &r.node, &c.TiedBy); err != nil {
 		return SMTPConnection{}, err
 	}
 	if err := fromRow(&c, r); err != nil {
@@ -648,6 +650,7 @@ func fromRow(c *SMTPConnection, r connRow) error {
 		}
 	}
 	c.Error = r.e
+	c.Node = r.node
 	return nil
 }
 
@@ -833,15 +836,20 @@ func scanTLSRPTReport(row rowScanner) (TLSRPTReport, error) {
 // power loss): EndInterruptedConnections.
 const InterruptedConnectionError = "interrupted: the service stopped during the connection (its end time is not known)"
 
-// EndInterruptedConnections ends every connection record still open: the
-// ones a service that stopped without closing them left behind. Their end
-// time is not known, so it is set to their start, which adds no activity
-// to their test's quiet time, and Error says why. Without it such a record
-// stays open for ever, and verdict.Final never calls its test final (an
-// open connection may still deliver). Call it only while no connection
-// can be open: at start, once this process holds the SMTP listeners and
-// before it accepts. It returns how many it ended.
-func (s *Store) EndInterruptedConnections(ctx context.Context) (int64, error) {
+// EndInterruptedConnections ends the connection records of node still
+// open: the ones it left behind when it stopped without closing them (a
+// crash, kill -9, power loss). Records from before connections named their
+// node (node ”, a single process wrote them) count as its own too. Their
+// end time is not known, so it is set to their start, which adds no
+// activity to their test's quiet time, and Error says why. Without it such
+// a record stays open for ever, and verdict.Final never calls its test
+// final (an open connection may still deliver). Call it only while node
+// holds no connection: at start, once this process holds the SMTP
+// listeners and before it accepts. Other nodes' open records are their
+// live sessions and stay (EndDeadNodesConnections ends those of a node
+// that died). It returns how many it ended.
+func (s *Store) EndInterruptedConnections(ctx context.Context, node string) (int64, error) {
 	return execCount(ctx, s.db, "end interrupted connections",
-		s.q(`UPDATE smtp_connections SET ended_ns = started_ns, error = ? WHERE ended_ns = 0`), InterruptedConnectionError)
+		s.q(`UPDATE smtp_connections SET ended_ns = started_ns, error = ? WHERE ended_ns = 0 AND node IN (?, '')`),
+		InterruptedConnectionError, node)
 }

@@ -639,28 +639,41 @@ func TestUpdateTestStaleCopy(t *testing.T) {
 }
 
 // TestEndInterruptedConnections: a record a crash left open is ended at its
-// start with the interruption as its error; ended records are unchanged.
+// start with the interruption as its error; ended records are unchanged,
+// and so are another node's open records (its live sessions); a record
+// from before connections named their node (”) counts as the starting
+// node's own.
 func TestEndInterruptedConnections(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, s *Store) {
 		open, ended := testConn(1, "192.0.2.1:1000"), testConn(2, "192.0.2.2:1000")
-		open.State = StateMail
-		ended.Ended = ended.Started.Add(time.Second)
-		insertConns(t, s, &open, &ended)
-		n, err := s.EndInterruptedConnections(t.Context())
-		if err != nil || n != 1 {
-			t.Fatalf("EndInterruptedConnections = %d, %v; want 1", n, err)
+		other, legacy := testConn(3, "192.0.2.3:1000"), testConn(4, "192.0.2.4:1000")
+		open.State, open.Node = StateMail, "node1"
+		ended.Ended, ended.Node = ended.Started.Add(time.Second), "node1"
+		other.Node = "node2"
+		insertConns(t, s, &open, &ended, &other, &legacy)
+		n, err := s.EndInterruptedConnections(t.Context(), "node1")
+		if err != nil || n != 2 {
+			t.Fatalf("EndInterruptedConnections = %d, %v; want 2", n, err)
 		}
 		got, err := s.Connections(t.Context(), ConnectionFilter{})
-		if err != nil || len(got) != 2 {
+		if err != nil || len(got) != 4 {
 			t.Fatalf("Connections = %d, %v", len(got), err)
 		}
-		if !got[0].Ended.Equal(open.Started) || got[0].Error != InterruptedConnectionError || got[0].State != StateMail {
-			t.Errorf("interrupted record: ended %v (started %v), error %q, state %s", got[0].Ended, open.Started, got[0].Error, got[0].State)
+		for _, i := range []int{0, 3} {
+			if !got[i].Ended.Equal(got[i].Started) || got[i].Error != InterruptedConnectionError {
+				t.Errorf("interrupted record %d: ended %v (started %v), error %q", i, got[i].Ended, got[i].Started, got[i].Error)
+			}
+		}
+		if got[0].State != StateMail || got[0].Node != "node1" {
+			t.Errorf("interrupted record: state %s node %q", got[0].State, got[0].Node)
 		}
 		if !equalConn(got[1], ended) {
 			t.Errorf("ended record changed: %+v", got[1])
 		}
-		if n, err := s.EndInterruptedConnections(t.Context()); err != nil || n != 0 {
+		if !got[2].Ended.IsZero() || got[2].Node != "node2" {
+			t.Errorf("node2's live record: ended %v node %q", got[2].Ended, got[2].Node)
+		}
+		if n, err := s.EndInterruptedConnections(t.Context(), "node1"); err != nil || n != 0 {
 			t.Errorf("second run = %d, %v; want 0", n, err)
 		}
 	})

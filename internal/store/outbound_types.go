@@ -216,6 +216,10 @@ type SMTPConnection struct {
 	// it named the test at RCPT TO, or is not tied. Set only by the tie
 	// rules (TieConnections, TieSendingServer).
 	TiedBy string
+	// Node is the node.name of the mailsec process that holds (held) the
+	// connection (docs/cluster.md); "" in records from before migration
+	// 0020.
+	Node string
 }
 
 // How a connection was tied to its test (SMTPConnection.TiedBy).

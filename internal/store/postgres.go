@@ -105,6 +105,7 @@ const (
 	lockFixedTests          = lockBase + 2 // the caps of open fixed-address tests
 	lockTLSRPTQuota         = lockBase + 3 // the TLS-RPT reports' quota
 	lockTestSlots           = lockBase + 4 // handing out the test slots (CreateSlotTest)
+	lockLeader              = lockBase + 5 // the leader node (session-level: TryLead)
 )
 
 // serialise makes the transaction tx the only one holding k until it ends

@@ -41,6 +41,12 @@ type TestResult struct {
 	DeliveredTo         string
 	MessageID           string
 	Message             []byte
+	// ClaimOwner is the node attempting the mail until ClaimUntil
+	// (ClaimResultMail; migration 0021); "" when no attempt is in flight.
+	// UpdateResultMail writes both as they are in r: an attempt recorded
+	// clears them.
+	ClaimOwner string
+	ClaimUntil time.Time
 }
 
 // MailAttempt is one delivery attempt of a result mail.
@@ -86,7 +92,7 @@ func (s *Store) FinalizeTest(ctx context.Context, t Test, r TestResult) error {
 	return s.inTx(ctx, what, func(tx *sql.Tx) error {
 		err := insertNew(ctx, tx, what, s.q(`INSERT INTO test_results
     (`+resultColumns+`)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (test_id) DO NOTHING`), resultArgs(r)...)
 		if err != nil {
 			return err
@@ -101,7 +107,8 @@ func resultArgs(r TestResult) []any {
 		msg = []byte{}
 	}
 	return []any{r.TestID, clampToNanos(r.Final), string(r.Verdict), r.SenderDomain, r.MailState, r.MailReason, r.Recipient,
-		int64(r.Attempts), optNanos(r.Next), optNanos(r.Sent), r.DeliveredTo, r.MessageID, msg, boolToInt(r.SenderAuthenticated)}
+		int64(r.Attempts), optNanos(r.Next), optNanos(r.Sent), r.DeliveredTo, r.MessageID, msg, boolToInt(r.SenderAuthenticated),
+		r.ClaimOwner, optNanos(r.ClaimUntil)}
 }
 
 // optNanos is optTimeToNanos for times that are always in range.
@@ -113,22 +120,25 @@ func optNanos(t time.Time) int64 {
 }
 
 const resultColumns = `test_id, final_ns, verdict, sender_domain, mail_state, mail_reason, recipient, attempts, next_ns, sent_ns, delivered_to, message_id, message,
-    sender_authenticated`
+    sender_authenticated, claim_owner, claim_until_ns`
 
 func scanResult(row rowScanner) (TestResult, error) {
 	var (
 		r                 TestResult
 		final, next, sent int64
+		claimUntil        int64
 		verdict           string
 		attempts, auth    int64
 	)
 	if err := row.Scan(&r.TestID, &final, &verdict, &r.SenderDomain, &r.MailState, &r.MailReason, &r.Recipient,
-		&attempts, &next, &sent, &r.DeliveredTo, &r.MessageID, &r.Message, &auth); err != nil {
+		&attempts, &next, &sent, &r.DeliveredTo, &r.MessageID, &r.Message, &auth,
+		&r.ClaimOwner, &claimUntil); err != nil {
 		return TestResult{}, err
 	}
 	r.SenderAuthenticated = auth != 0
 	r.Final, r.Next, r.Sent = nanosToTime(final), optNanosToTime(next), optNanosToTime(sent)
 	r.Verdict, r.Attempts = []byte(verdict), int(attempts)
+	r.ClaimUntil = optNanosToTime(claimUntil)
 	return r, nil
 }
 
@@ -154,8 +164,9 @@ func (s *Store) UpdateResultMail(ctx context.Context, r TestResult, a *MailAttem
 	what := "update result mail " + r.TestID
 	return s.inTx(ctx, what, func(tx *sql.Tx) error {
 		err := execOne(ctx, tx, what, s.q(`UPDATE test_results SET mail_state = ?, mail_reason = ?, recipient = ?, attempts = ?,
-    next_ns = ?, sent_ns = ?, delivered_to = ?, message_id = ?, message = ? WHERE test_id = ?`),
-			r.MailState, r.MailReason, r.Recipient, int64(r.Attempts), optNanos(r.Next), optNanos(r.Sent), r.DeliveredTo, r.MessageID, msg, r.TestID)
+    next_ns = ?, sent_ns = ?, delivered_to = ?, message_id = ?, message = ?, claim_owner = ?, claim_until_ns = ? WHERE test_id = ?`),
+			r.MailState, r.MailReason, r.Recipient, int64(r.Attempts), optNanos(r.Next), optNanos(r.Sent), r.DeliveredTo, r.MessageID, msg,
+			r.ClaimOwner, optNanos(r.ClaimUntil), r.TestID)
 		if err != nil || a == nil {
 			return err
 		}
@@ -165,6 +176,34 @@ func (s *Store) UpdateResultMail(ctx context.Context, r TestResult, a *MailAttem
 		}
 		return nil
 	})
+}
+
+// ClaimResultMail makes owner the only one to attempt the result mail of
+// testID until until, if it is still pending, due at now, has had attempts
+// attempts (none recorded since the caller read it) and no other owner's
+// claim runs past now. It tells whether the claim was made. The one
+// statement decides (compare-and-swap): of two nodes claiming at once, one
+// changes the row and the other finds the WHERE no longer true
+// (PostgreSQL re-checks it on the row the first one changed; SQLite has
+// one writer). A node that died mid-attempt leaves its claim, which runs
+// out at until: the mail may then go again (docs/cluster.md).
+func (s *Store) ClaimResultMail(ctx context.Context, testID string, attempts int, owner string, now, until time.Time) (bool, error) {
+	if owner == "" {
+		return false, fmt.Errorf("store: claim result mail %s: no owner", testID)
+	}
+	n, err := execCount(ctx, s.db, "claim result mail "+testID, s.q(`UPDATE test_results SET claim_owner = ?, claim_until_ns = ?
+WHERE test_id = ? AND mail_state = ? AND next_ns <= ? AND attempts = ? AND (claim_until_ns <= ? OR claim_owner = ?)`),
+		owner, clampToNanos(until), strings.ToLower(testID), MailPending, clampToNanos(now), int64(attempts), clampToNanos(now), owner)
+	return n == 1, err
+}
+
+// ReleaseResultMail ends owner's claim of the result mail of testID
+// (ClaimResultMail) without recording an attempt; a claim of another owner
+// stays.
+func (s *Store) ReleaseResultMail(ctx context.Context, testID, owner string) error {
+	_, err := execCount(ctx, s.db, "release result mail "+testID,
+		s.q(`UPDATE test_results SET claim_owner = '', claim_until_ns = 0 WHERE test_id = ? AND claim_owner = ?`), strings.ToLower(testID), owner)
+	return err
 }
 
 // DueResultMails returns results whose mail is pending and due at now,
