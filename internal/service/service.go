@@ -516,9 +516,10 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 			local[a] = p.Number
 		}
 	}
+	_, broken := BrokenMX(cfg)
 	o := smtpd.Options{
 		ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Slots: cfg.Zones.Slots, Hostname: cfg.SMTP.Hostname,
-		Certificates: certificates, LocalPersonas: local, Store: st,
+		Certificates: certificates, LocalPersonas: local, BrokenHostAddrs: broken, Store: st,
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
 		EpisodeQuiet: cfg.Timing.EpisodeQuiet.Duration, Evidence: EvidenceRules(cfg),
 		CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration, DataTimeout: cfg.Timing.SMTPDataTimeout.Duration,

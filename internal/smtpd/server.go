@@ -59,6 +59,14 @@ type Options struct {
 	// not serve) gets that persona. Only personas with a certificate
 	// (2..7) are allowed.
 	LocalPersonas map[netip.Addr]int
+	// BrokenHostAddrs are the addresses of zone A's broken MX host
+	// (dnssec.broken_hosts with zones.host_addresses): a connection there
+	// is recorded, proving that the sender's resolver handed out an
+	// address that fails DNSSEC validation, and answered 421 in place of
+	// the greeting so that the sender goes on to the next MX host (RFC
+	// 5321 §3.1, §5.1). It starts no downgrade window and counts against
+	// no connection cap.
+	BrokenHostAddrs []netip.Addr
 	// Store records the connection history and holds the tests. Required.
 	Store *store.Store
 
@@ -215,6 +223,7 @@ type Server struct {
 	fixed  map[string]bool
 	sni    map[string]int // lower-case SNI → persona
 	locals map[netip.Addr]int
+	broken map[netip.Addr]bool // the broken host's addresses
 	// The personas assigned by rule: plain text in A, STARTTLS without a
 	// name in A, and zone B's.
 	plainA, defaultTLS, zoneBPersona int
@@ -272,6 +281,7 @@ func New(opts Options) (*Server, error) {
 		fixed:      map[string]bool{},
 		sni:        map[string]int{},
 		locals:     map[netip.Addr]int{},
+		broken:     map[netip.Addr]bool{},
 		active:     map[*trackedConn]struct{}{},
 		shutdownCh: make(chan struct{}),
 		dataBudget: dataBudget{limit: opts.DataMemoryBudget},
@@ -352,6 +362,12 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("smtpd: local address %s: persona %d serves no certificate", a, n)
 		}
 		s.locals[a.Unmap()] = n
+	}
+	for _, a := range o.BrokenHostAddrs {
+		if _, ok := s.locals[a.Unmap()]; ok {
+			return nil, fmt.Errorf("smtpd: local address %s: both a persona's and the broken host's", a)
+		}
+		s.broken[a.Unmap()] = true
 	}
 	s.clients = clientTable{n: map[string]int{}}
 	s.windowStarts = windowStartCache{m: map[string]time.Time{}}
@@ -528,6 +544,20 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 	tc := &trackedConn{Conn: raw, srv: s, rec: rec, sessionEnd: time.Now().Add(s.opts.SessionMax)}
 	log := s.log.With("client", client.String())
 
+	if s.broken[local.Addr().Unmap()] {
+		// The broken host: the connection is the evidence (its
+		// resolver does not validate DNSSEC); the 421 sends the sender
+		// on to the next MX host within the same attempt.
+		rec.c.Ended, rec.c.Reply = now, brokenHostReply
+		if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
+			log.Error("smtp: recording a connection to the broken host", "err", err)
+		}
+		_ = raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = raw.Write([]byte(brokenHostReply + "\r\n"))
+		_ = closeGracefully(raw)
+		s.activeWG.Done()
+		return
+	}
 	over, why := "", ""
 	switch {
 	case s.opts.MaxConnections > 0 && !s.clients.acquireGlobal(s.opts.MaxConnections):
@@ -592,6 +622,12 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 		tc.Close()
 	}
 }
+
+// brokenHostReply answers a connection to the broken host in place of the
+// greeting: a 4xx greeting makes the client try the next MX host (RFC 5321
+// §3.1, §5.1), and Postfix does not count the session against
+// smtp_mx_session_limit (it did not complete EHLO).
+const brokenHostReply = "421 4.4.3 this host's address fails DNSSEC validation: try the next MX host"
 
 // refuseUnrecorded answers and closes a connection that could not be
 // recorded (the store failed): nothing may be acknowledged off the record.
