@@ -86,3 +86,21 @@ func TestBrokenMXWiring(t *testing.T) {
 		t.Fatalf("evidence rules: broken hosts %v, addresses %v", r.BrokenHosts, r.BrokenAddrs)
 	}
 }
+
+// TestBrokenMXInPolicy: the broken MX host is in the MTA-STS policy of
+// zone A and of every slot, so an MTA-STS sender does not skip it unseen.
+func TestBrokenMXInPolicy(t *testing.T) {
+	cfg := config.Default()
+	cfg.Zones.Slots = 2
+	cfg.DNSSEC.BrokenHosts = []string{"broken"}
+	if p := SlotPolicy(&cfg, 2); slices.Contains(p.MX, "broken.s002."+strings.TrimSuffix(cfg.Zones.A, ".")) {
+		t.Fatalf("broken host without an address of its own in the policy: %v", p.MX)
+	}
+	cfg.Zones.HostAddresses = map[string][]string{"broken": {"127.0.0.29"}}
+	if p := SlotPolicy(&cfg, 2); !slices.Contains(p.MX, "broken.s002."+strings.TrimSuffix(cfg.Zones.A, ".")) {
+		t.Fatalf("slot policy mx lines %v lack the broken host", p.MX)
+	}
+	if p := Policy(&cfg); !slices.Contains(p.MX, "broken."+strings.TrimSuffix(cfg.Zones.A, ".")) {
+		t.Fatalf("zone A's policy mx lines %v lack the broken host", p.MX)
+	}
+}

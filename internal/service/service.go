@@ -239,6 +239,14 @@ func SlotPolicy(cfg *config.Config, n int) mtasts.Policy {
 			p.MX = append(p.MX, Slots(cfg).Host(per.Host, n, persona.ZoneA))
 		}
 	}
+	// The broken MX host too: a sender that applies the policy skips the
+	// MX hosts it does not list (RFC 8461 §4.1) without looking them up,
+	// and would then show nothing about its resolver (docs/dns.md "Broken
+	// host").
+	hosts, _ := BrokenMX(cfg)
+	for _, b := range hosts {
+		p.MX = append(p.MX, Slots(cfg).Host(b, n, persona.ZoneA))
+	}
 	return p
 }
 
