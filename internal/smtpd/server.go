@@ -548,14 +548,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 		// The broken host: the connection is the evidence (its
 		// resolver does not validate DNSSEC); the 421 sends the sender
 		// on to the next MX host within the same attempt.
-		rec.c.Ended, rec.c.Reply = now, brokenHostReply
-		if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
-			log.Error("smtp: recording a connection to the broken host", "err", err)
-		}
-		_ = raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = raw.Write([]byte(brokenHostReply + "\r\n"))
-		_ = closeGracefully(raw)
-		s.activeWG.Done()
+		s.refuseRecorded(raw, rec, log, brokenHostReply, "")
 		return
 	}
 	over, why := "", ""
@@ -567,19 +560,8 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 		over, why = "421 4.7.0 too many connections", "too many connections"
 	}
 	if over != "" {
-		// Recorded, then refused (RFC 5321 §3.1: 421 instead of the
-		// greeting); the record is final at once.
 		s.refused.Add(1)
-		rec.c.Ended = now
-		rec.c.Reply = over
-		rec.c.Error = why
-		if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
-			log.Error("smtp: recording a refused connection", "err", err)
-		}
-		_ = raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = raw.Write([]byte(over + "\r\n"))
-		_ = closeGracefully(raw)
-		s.activeWG.Done()
+		s.refuseRecorded(raw, rec, log, over, why)
 		return
 	}
 	tc.acquired = true
@@ -621,6 +603,21 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 		tc.abort("server shutdown")
 		tc.Close()
 	}
+}
+
+// refuseRecorded records a connection refused in place of the greeting
+// (RFC 5321 §3.1: a 421 instead of the 220), final at once, with the reply
+// and why (an Error, "" for a refusal that is no fault), then answers and
+// closes it.
+func (s *Server) refuseRecorded(raw net.Conn, rec *record, log *slog.Logger, reply, why string) {
+	rec.c.Ended, rec.c.Reply, rec.c.Error = rec.c.Started, reply, why
+	if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
+		log.Error("smtp: recording a refused connection", "reply", reply, "err", err)
+	}
+	_ = raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = raw.Write([]byte(reply + "\r\n"))
+	_ = closeGracefully(raw)
+	s.activeWG.Done()
 }
 
 // brokenHostReply answers a connection to the broken host in place of the
