@@ -547,7 +547,12 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 	if s.broken[local.Addr().Unmap()] {
 		// The broken host: the connection is the evidence (its
 		// resolver does not validate DNSSEC); the 421 sends the sender
-		// on to the next MX host within the same attempt.
+		// on to the next MX host within the same attempt. It belongs
+		// to no downgrade-window client: it starts no window and is no
+		// activity of the client's episode (else the retest that
+		// connects here first would find the client busy and get no
+		// window of its own).
+		rec.c.ClientKey = ""
 		s.refuseRecorded(raw, rec, log, brokenHostReply, "")
 		return
 	}
