@@ -177,10 +177,7 @@ func TestEpisodeSharedStore(t *testing.T) {
 // the most preferred MX host first) still gets a downgrade window of its
 // own.
 func TestEpisodeBrokenHost(t *testing.T) {
-	if !loopback2(t) {
-		t.Skip("127.0.0.2 not available")
-	}
-	ts := startServerOn(t, "sqlite", func(o *Options) { o.BrokenHostAddrs = []netip.Addr{mustAddr("127.0.0.2")} }, "127.0.0.1:0", "127.0.0.2:0")
+	ts := startOnTwoAddresses(t, store.DriverSQLite, func(o *Options) { o.BrokenHostAddrs = []netip.Addr{mustAddr("127.0.0.2")} })
 	send := episodeClient(t, ts, "127.0.0.1")
 	t1 := ts.newTest(t, "first1")
 	if send("first1") {

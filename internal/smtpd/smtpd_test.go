@@ -668,13 +668,10 @@ func TestAcknowledgementZoneB(t *testing.T) {
 // their own: the address picks the persona without SNI.
 func TestLocalPersonas(t *testing.T) {
 	t.Parallel()
-	if !loopback2(t) {
-		t.Skip("127.0.0.2 not available")
-	}
-	ts := startServer(t, func(o *Options) {
+	ts := startOnTwoAddresses(t, store.DriverSQLite, func(o *Options) {
 		o.DowngradeWindow = 0
 		o.LocalPersonas = map[netip.Addr]int{mustAddr("127.0.0.2"): 4}
-	}, "127.0.0.1:0", "127.0.0.2:0")
+	})
 	spki4, _ := ts.certs.keys.SPKISHA256(4)
 	for _, tc := range []struct {
 		addr    string
@@ -859,14 +856,11 @@ func TestSignatures(t *testing.T) {
 // connection caps, and the persona addresses are served as before.
 func TestBrokenHostAddress(t *testing.T) {
 	t.Parallel()
-	if !loopback2(t) {
-		t.Skip("127.0.0.2 not available")
-	}
-	ts := startServer(t, func(o *Options) {
+	ts := startOnTwoAddresses(t, store.DriverSQLite, func(o *Options) {
 		o.DowngradeWindow = 0
 		o.MaxConnectionsPerClient = 1
 		o.BrokenHostAddrs = []netip.Addr{mustAddr("127.0.0.2")}
-	}, "127.0.0.1:0", "127.0.0.2:0")
+	})
 	open := dial(t, ts.addrs[0]) // holds the client's one connection
 	open.ehlo()
 	c := dialNoGreeting(t, "", ts.addrs[1])
