@@ -776,7 +776,7 @@ func FuzzJudge(f *testing.F) {
 			if r.IntN(4) == 0 {
 				c.Client = netip.MustParseAddrPort("[2001:db8::1]:25")
 			}
-			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + r.IntN(2))}), 25)
+			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + r.IntN(3))}), 25) // 127.0.0.3: the broken host's
 			c.Ended = c.Started.Add(time.Duration(r.IntN(3)) * time.Second)
 			conns = append(conns, c)
 		}
@@ -784,11 +784,22 @@ func FuzzJudge(f *testing.F) {
 		if r.IntN(3) == 0 {
 			fetches = append(fetches, store.PolicyFetch{Time: t0})
 		}
-		v := Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: t0.Add(2 * time.Hour), Quiet: time.Minute})
+		obs := Observations{Connections: conns, PolicyFetches: fetches, Now: t0.Add(2 * time.Hour), Quiet: time.Minute}
+		if r.IntN(2) == 0 {
+			obs.BrokenHostAddrs = []netip.Addr{netip.MustParseAddr("127.0.0.3")}
+		}
+		v := Judge(obs)
+		if slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()) }) {
+			// Connected to the broken host: its resolver does not validate.
+			if f := fact(t, v, FactValidatesDNSSEC); f.Value || f.Confidence != Proven {
+				t.Fatalf("connected to the broken host, %q: %+v", FactValidatesDNSSEC, f)
+			}
+		}
 		delivered3 := false
 		for _, c := range conns {
 			col, d, ok := classify(c)
-			delivered3 = delivered3 || (ok && col == col3 && d)
+			// Connections to the broken host are no persona's.
+			delivered3 = delivered3 || (ok && col == col3 && d && !slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()))
 		}
 		if delivered3 {
 			switch v.Policy {
