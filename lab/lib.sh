@@ -24,6 +24,10 @@ LAB_NETNS="${MAILSEC_LAB_NETNS:-mailsec-lab}"
 # authoritative address, timings) comes from lab/mailsec.toml.
 RESOLVER_ADDR="127.0.0.53"
 RESOLVER_PORT="53"
+# A second Unbound that does not validate DNSSEC (module-config "iterator"):
+# the resolver of lab/run's "novalidate" sender, which must get "validates
+# DNSSEC: no" (docs/dns.md "Broken host").
+NOVALIDATE_RESOLVER_ADDR="127.0.0.54"
 
 # The lab senders' own domains (lab/run): NAME.sender.lab.internal, and
 # noauth.lab.internal for the sender that does not authenticate. Unbound

@@ -20,12 +20,17 @@ From the log, per session that got past the greeting:
                          "deliver:" line took from the MX list)
   answered 4xx           Postfix "host H said: 451"; chasquid "returned
                          transient error: ... 451"; Haraka "Upstream error: 4xx"
+  4xx greeting           Postfix "host H refused to talk to me: 421": the
+                         broken host (docs/smtp.md "Broken host"), which
+                         only a sender whose resolver does not validate
+                         DNSSEC reaches
   delivered              Postfix status=sent, relay=H; chasquid "done" (host:
                          the MX after the last one that failed or was
                          skipped); Haraka "delivered ... host=H"
 The service must have as many connections of each kind: refused without
 STARTTLS = plain, no MAIL, no reply; refused certificate = TLS, no MAIL;
-4xx = a reply starting 4; delivered = a reply starting 250. No duplicates:
+4xx = a reply starting 4 after EHLO; 4xx greeting = a reply starting 4
+without EHLO; delivered = a reply starting 250. No duplicates:
 each recipient is delivered (status=sent; a 250 naming it) at most once, on
 both sides: a sender the service answered 250 gets no second result. For deliveries
 and certificate refusals over TLS with SNI, the persona must be H's (mxN ->
@@ -33,6 +38,7 @@ N); without SNI the shared address serves persona 2, so only counts compare.
 """
 import collections
 import json
+import os
 import re
 import sys
 
@@ -56,6 +62,7 @@ def parse_postfix(maillog):
     est = re.compile(r"postfix/smtp\[(\d+)\]: (\w+) TLS connection established to ([^\[\s]+)\[")
     notver = re.compile(r"postfix/smtp\[(\d+)\]: \w+: Server certificate not verified$")
     said4 = re.compile(r"host ([^\[\s]+)\[[^\]]*\] said: (4\d\d)")
+    greet4 = re.compile(r"host ([^\[\s]+)\[[^\]]*\] refused to talk to me: (4\d\d)")
     status = re.compile(r"postfix/smtp\[(\d+)\]: \w+: to=<([^>]+)>, relay=([^\[\s]+)\[.*status=(\w+) \((.*)\)$")
     last_tls = {}
     for line in open(maillog, errors="replace"):
@@ -84,6 +91,8 @@ def parse_postfix(maillog):
                 hosts["refused_cert"].append(last_tls.get(pid, relay))
             elif said4.search(reason):
                 log["said_4xx"] += 1
+            elif greet4.search(reason):
+                log["greeting_4xx"] += 1
             continue
         if plain.search(line):
             log["refused_plain"] += 1
@@ -95,6 +104,9 @@ def parse_postfix(maillog):
             continue
         if said4.search(line):
             log["said_4xx"] += 1
+            continue
+        if greet4.search(line):
+            log["greeting_4xx"] += 1
 
 
 def parse_chasquid(_maillog, chasquid_log):
@@ -149,6 +161,11 @@ def parse_chasquid(_maillog, chasquid_log):
             tls[rcpt] = None
 
 
+# BROKEN: the first label of the broken MX host and its dot (lab/state/env
+# BROKEN_HOST).
+BROKEN = os.environ.get("BROKEN_HOST", "broken") + "."
+
+
 def parse_haraka(haraka_log):
     # Per outbound session id ("[UUID.1.N]"): "MX from Plugin: D => 0
     # [json]" lists the MXs, each "deliver: ... -> IP" takes the next one.
@@ -160,7 +177,11 @@ def parse_haraka(haraka_log):
             continue
         sid, msg = m.groups()
         if msg.startswith("MX from Plugin:"):
-            mxs[sid] = [host(h) for h in re.findall(r'"exchange":"([^"]+)"', msg)]
+            # Haraka drops, without a log line, an MX host whose address
+            # look-up fails: the broken host (docs/dns.md "Broken host")
+            # for every validating resolver, which all lab Haraka
+            # senders use.
+            mxs[sid] = [host(h) for h in re.findall(r'"exchange":"([^"]+)"', msg) if not host(h).startswith(BROKEN)]
             continue
         if msg.startswith("deliver:"):
             lst = mxs.get(sid) or ["?"]
@@ -226,6 +247,8 @@ for c in conns:
             svc_sent_to[r.lower()] += 1
         svc["delivered"] += 1
         svc_hosts["delivered"].append(host_of(c))
+    elif reply.startswith("4") and not c.get("EHLO"):
+        svc["greeting_4xx"] += 1
     elif reply.startswith("4"):
         svc["said_4xx"] += 1
     elif not tls and not mail and c.get("EHLO") and not c.get("STARTTLSOffered"):
@@ -238,7 +261,7 @@ for c in conns:
         svc_hosts["refused_cert"].append(host_of(c))
 
 problems = []
-for k in ("delivered", "said_4xx", "refused_plain", "refused_cert"):
+for k in ("delivered", "said_4xx", "greeting_4xx", "refused_plain", "refused_cert"):
     if log[k] != svc[k]:
         problems.append(f"{k}: log {log[k]}, service {svc[k]}")
 for k in ("delivered", "refused_cert"):

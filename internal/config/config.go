@@ -724,14 +724,27 @@ func (c *Config) Validate() error {
 	checkAddrs("zones.mx_addresses", c.Zones.MXAddresses, true)
 	checkAddrs("zones.policy_host_addresses", c.Zones.PolicyHostAddresses, false)
 	for host, list := range c.Zones.HostAddresses {
-		known := false
-		for _, h := range HostLabels {
-			known = known || h == host
-		}
-		if !known {
-			bad("zones.host_addresses."+host, "unknown host (one of %s)", strings.Join(HostLabels, ", "))
+		if !slices.Contains(HostLabels, host) && !slices.Contains(c.DNSSEC.BrokenHosts, host) {
+			bad("zones.host_addresses."+host, "unknown host (one of %s, or a host of dnssec.broken_hosts)", strings.Join(HostLabels, ", "))
 		}
 		checkAddrs("zones.host_addresses."+host, list, true)
+	}
+	// A broken host with addresses of its own is an MX host, and every
+	// connection to its addresses is answered 421 (docs/smtp.md "Broken
+	// host"): they must be its own.
+	for _, b := range c.DNSSEC.BrokenHosts {
+		if slices.Contains(HostLabels, b) {
+			bad("dnssec.broken_hosts", "%q is one of the service's own hosts (%s)", b, strings.Join(HostLabels, ", "))
+		}
+		for _, a := range c.Zones.HostAddresses[b] {
+			shared := slices.Contains(c.Zones.MXAddresses, a) || slices.Contains(c.Zones.PolicyHostAddresses, a)
+			for host, list := range c.Zones.HostAddresses {
+				shared = shared || host != b && slices.Contains(list, a)
+			}
+			if shared {
+				bad("zones.host_addresses."+b, "%s is shared with another host: the broken host needs addresses of its own", a)
+			}
+		}
 	}
 	positive := func(key string, d Duration, min time.Duration) {
 		if d.Duration < min {

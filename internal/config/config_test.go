@@ -44,6 +44,10 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"slot rest below a TTL", "[zones]\nslot_rest = \"4m\"", "zones.slot_rest: 4m0s is shorter than the longest TTL of the zones (5m0s)"},
 		{"refresh above validity", "[dnssec]\nrefresh_before = \"400h\"", "dnssec.refresh_before"},
 		{"broken host label", "[dnssec]\nbroken_hosts = [\"a.b\"]", "dnssec.broken_hosts"},
+		{"broken host is a persona", "[dnssec]\nbroken_hosts = [\"mx4\"]", "dnssec.broken_hosts: \"mx4\" is one of the service's own hosts"},
+		{"broken host on a shared address", "[zones]\nmx_addresses = [\"127.0.0.20\"]\n[zones.host_addresses]\nbroken = [\"127.0.0.20\"]\n[dnssec]\nbroken_hosts = [\"broken\"]", "zones.host_addresses.broken: 127.0.0.20 is shared with another host"},
+		{"broken host on a persona's address", "[zones.host_addresses]\nbroken = [\"127.0.0.4\"]\nmx4 = [\"127.0.0.4\"]\n[dnssec]\nbroken_hosts = [\"broken\"]", "zones.host_addresses.broken: 127.0.0.4 is shared with another host"},
+		{"own address of an unlisted broken host", "[zones.host_addresses]\nbroken = [\"127.0.0.29\"]", "zones.host_addresses.broken: unknown host"},
 		{"udp size", "[dns]\nudp_size = 100", "dns.udp_size"},
 		{"log level", "[log]\nlevel = \"loud\"", "log.level"},
 		{"wrong type", "[dns]\nudp_size = \"big\"", "line 2"},
@@ -197,5 +201,17 @@ func TestWebHostnames(t *testing.T) {
 	}
 	if got := fmt.Sprint(cfg.WebHostnames()); got != "[mailsec.example [2001:db8::1]]" {
 		t.Errorf("configured: %s", got)
+	}
+}
+
+// TestBrokenHostOwnAddress: a broken host may have addresses of its own,
+// which make it an MX host (docs/dns.md "Broken host").
+func TestBrokenHostOwnAddress(t *testing.T) {
+	cfg := Default()
+	if err := Parse(&cfg, "[zones.host_addresses]\nbroken = [\"127.0.0.29\", \"fd00::29\"]\n[dnssec]\nbroken_hosts = [\"broken\"]"); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Zones.HostAddresses["broken"]; len(got) != 2 {
+		t.Fatalf("broken host addresses %v", got)
 	}
 }

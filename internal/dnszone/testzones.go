@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/miekg/dns"
@@ -44,7 +45,11 @@ type TestZoneSpec struct {
 	// DNSKEY is published at the apex when the zone is signed (nil: unsigned).
 	DNSKEY *dns.DNSKEY
 	// BrokenHosts are host labels of zone A published with an address and a
-	// corrupted signature (DESIGN.md §4: does the sender's resolver validate?).
+	// corrupted signature (DESIGN.md §4: does the sender's resolver
+	// validate?). A broken host with addresses of its own in HostAddrs is
+	// an MX host of A and of every slot, the most preferred
+	// (BrokenPreference); one without is published at the apex only, on
+	// the MX addresses, and is in no MX set.
 	BrokenHosts []string
 	// Rotation is the MX rotation interval (zone A).
 	Rotation time.Duration
@@ -55,6 +60,29 @@ type TestZoneSpec struct {
 
 // mxPreferences are the MX preferences handed out in rotation order.
 var mxPreferences = [...]uint16{10, 20, 30, 40}
+
+// BrokenPreference is the MX preference of a broken host: before every
+// host of the rotation, so that a sender tries it first (RFC 5321 §5.1).
+// A sender whose resolver validates DNSSEC cannot resolve it and goes on
+// to the next host; one that connects proves its resolver does not
+// validate, and is answered 421 before the greeting so that it goes on
+// too (docs/dns.md "Broken host").
+const BrokenPreference = 5
+
+// BrokenMXHosts returns the broken hosts of spec that are MX hosts: those
+// with addresses of their own.
+func BrokenMXHosts(spec TestZoneSpec) []string {
+	if spec.Zone != persona.ZoneA {
+		return nil
+	}
+	var out []string
+	for _, b := range spec.BrokenHosts {
+		if len(spec.HostAddrs[b]) > 0 {
+			out = append(out, b)
+		}
+	}
+	return out
+}
 
 // RotationStep returns the rotation step at time t: steps are counted from
 // the Unix epoch, so every node of a cluster, and the verdict replaying a
@@ -150,8 +178,17 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	}
 
 	// The MX hosts of a domain (the zone itself, or a test slot below it):
-	// their addresses, TLSA and the MX RRset in rotation order.
+	// their addresses, TLSA and the MX RRset in rotation order, after the
+	// broken hosts.
+	var broken []string
+	brokenMX := BrokenMXHosts(spec)
 	mxHosts := func(domain string) error {
+		for _, b := range brokenMX {
+			owner := b + "." + domain
+			addrs(owner, spec.HostAddrs[b])
+			broken = append(broken, owner)
+			add(&dns.MX{Hdr: hdr(domain, dns.TypeMX), Preference: BrokenPreference, Mx: owner}, spec.MXTTL)
+		}
 		var hosts []string
 		for _, p := range persona.MXHosts(spec.Zone) {
 			owner := p.Host + "." + domain
@@ -194,10 +231,12 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	if err := mxHosts(origin); err != nil {
 		return nil, err
 	}
-	var broken []string
 	if spec.Zone == persona.ZoneA {
 		policyNames(origin, spec.Policy)
 		for _, b := range spec.BrokenHosts {
+			if slices.Contains(brokenMX, b) {
+				continue // published with the MX hosts
+			}
 			addrs(name(b), spec.MXAddrs)
 			broken = append(broken, name(b))
 		}

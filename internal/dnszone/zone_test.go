@@ -243,3 +243,63 @@ func TestNewRejectsBadZones(t *testing.T) {
 		})
 	}
 }
+
+// TestBrokenMXHost: a broken host with an address of its own is the most
+// preferred MX host of A and of every slot, published on its own address
+// with a broken signature; one without stays out of the MX sets.
+func TestBrokenMXHost(t *testing.T) {
+	keys, err := persona.LoadKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := netip.MustParseAddr("192.0.2.29")
+	spec := TestZoneSpec{
+		Zone: persona.ZoneA, Origin: origin,
+		NSAddrs:   []netip.Addr{netip.MustParseAddr("192.0.2.53")},
+		MXAddrs:   []netip.Addr{netip.MustParseAddr("192.0.2.25")},
+		HostAddrs: map[string][]netip.Addr{"broken": {own}},
+		TTL:       300, MXTTL: 60, NegativeTTL: 30,
+		Keys:         keys,
+		Policy:       mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx4.a.example"}, MaxAge: time.Hour},
+		SlotPolicies: []mtasts.Policy{{Mode: mtasts.ModeEnforce, MX: []string{"mx4.s001.a.example"}, MaxAge: time.Hour}},
+		Slots:        1,
+		BrokenHosts:  []string{"broken", "other"},
+		Rotation:     5 * time.Minute,
+	}
+	for s := int64(0); s < 4; s++ {
+		z, err := BuildTestZone(spec, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, domain := range []string{origin, "s001." + origin} {
+			r := z.Lookup(domain, dns.TypeMX, false)
+			if len(r.Answer) != 1 {
+				t.Fatalf("step %d: MX of %s: %+v", s, domain, r)
+			}
+			var first *dns.MX
+			for _, rr := range r.Answer[0] {
+				mx := rr.(*dns.MX)
+				if strings.HasPrefix(mx.Mx, "other.") {
+					t.Errorf("step %d: %s lists the broken host without an address of its own", s, domain)
+				}
+				if first == nil || mx.Preference < first.Preference {
+					first = mx
+				}
+			}
+			if want := "broken." + domain; first.Mx != want || first.Preference != BrokenPreference || len(r.Answer[0]) != 5 {
+				t.Errorf("step %d: most preferred MX of %s is %s (%d of %d), want %s", s, domain, first.Mx, first.Preference, len(r.Answer[0]), want)
+			}
+			host := "broken." + domain
+			a := z.Lookup(host, dns.TypeA, false)
+			if len(a.Answer) != 1 || a.Answer[0][0].(*dns.A).A.String() != own.String() {
+				t.Errorf("step %d: A of %s: %+v, want %s", s, host, a.Answer, own)
+			}
+			if !z.SignatureBroken(host) {
+				t.Errorf("step %d: %s not published with a broken signature", s, host)
+			}
+		}
+		if !z.SignatureBroken("other." + origin) {
+			t.Error("the broken host without an address of its own is no longer published")
+		}
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/clientnet"
@@ -84,6 +85,13 @@ type Rules struct {
 	Slots testslot.Pool
 	// LookupLimit: at most this many DNS look-ups per test, the oldest.
 	LookupLimit int
+	// BrokenHosts are the labels of zone A's broken MX hosts (in every
+	// slot's MX set, docs/dns.md "Broken host"), BrokenAddrs their
+	// addresses: a look-up of one of the slot's broken hosts is the test's,
+	// and a connection to one of those addresses the DNSSEC fact's
+	// evidence (verdict.Observations.BrokenHostAddrs).
+	BrokenHosts []string
+	BrokenAddrs []netip.Addr
 }
 
 // WithDefaults returns r with the defaults in its zero fields.
@@ -187,23 +195,26 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if err != nil {
 		return verdict.Observations{}, err
 	}
-	var bTLSA []string
+	var bTLSA, broken []string
 	if g.slotHeld(t) {
 		for _, h := range persona.MXHosts(persona.ZoneB) {
 			bTLSA = append(bTLSA, r.Slots.TLSANames(h.Host, t.Slot, persona.ZoneB)...)
 		}
+		broken = g.brokenNames(t.Slot)
 	}
 	// A later issue: the sender's TLS-RPT reports are read here, with
 	// their own window in Rules.
 	return verdict.Observations{
-		Connections:   conns,
-		PolicyFetches: fetches,
-		DNSLookups:    lookups,
-		BTLSANames:    bTLSA,
-		Now:           now,
-		Quiet:         r.Quiet,
-		SenderDone:    o.senderDone,
-		SentToB:       o.sentToB || !t.AddressedB.IsZero(),
+		Connections:     conns,
+		PolicyFetches:   fetches,
+		DNSLookups:      lookups,
+		BTLSANames:      bTLSA,
+		BrokenHostNames: broken,
+		BrokenHostAddrs: slices.Clone(r.BrokenAddrs),
+		Now:             now,
+		Quiet:           r.Quiet,
+		SenderDone:      o.senderDone,
+		SentToB:         o.sentToB || !t.AddressedB.IsZero(),
 	}, nil
 }
 
@@ -222,11 +233,22 @@ func (g Gatherer) DNSLookups(ctx context.Context, t store.Test, now time.Time) (
 		return nil, nil
 	}
 	r := g.Rules.WithDefaults()
-	qs, err := g.Store.DNSQueries(ctx, store.DNSQueryFilter{Names: r.Slots.Names(t.Slot), Since: t.Created, Until: evidenceUntil(t, now), Limit: r.LookupLimit})
+	names := append(r.Slots.Names(t.Slot), g.brokenNames(t.Slot)...)
+	qs, err := g.Store.DNSQueries(ctx, store.DNSQueryFilter{Names: names, Since: t.Created, Until: evidenceUntil(t, now), Limit: r.LookupLimit})
 	if err != nil {
 		return nil, fmt.Errorf("evidence: DNS look-ups of %s: %w", t.ID, err)
 	}
 	return qs, nil
+}
+
+// brokenNames are the names of the broken MX hosts in slot n, fully
+// qualified and lower-case as the query log stores them.
+func (g Gatherer) brokenNames(n int) []string {
+	var out []string
+	for _, b := range g.Rules.BrokenHosts {
+		out = append(out, g.Rules.Slots.Host(strings.ToLower(b), n, persona.ZoneA)+".")
+	}
+	return out
 }
 
 // evidenceUntil is the end of the time in which policy fetches and DNS

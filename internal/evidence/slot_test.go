@@ -95,3 +95,38 @@ func TestGatherSlotEvidence(t *testing.T) {
 		}
 	})
 }
+
+// TestGatherBrokenHost: with a broken MX host, the look-ups of its name in
+// the test's slot are the test's (not another slot's), and the verdict is
+// told its names and addresses.
+func TestGatherBrokenHost(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		st := openStore(t, driver)
+		pool := testslot.Pool{ZoneA: "a.example", ZoneB: "b.example", Count: 3}
+		addr := netip.MustParseAddr("192.0.2.29")
+		g := Gatherer{Store: st, Rules: Rules{Quiet: time.Minute, Slots: pool, BrokenHosts: []string{"broken"}, BrokenAddrs: []netip.Addr{addr}}}
+		tt := store.Test{ID: "slot2", Created: t0, Updated: t0, Kind: store.TestToken, State: store.TestOpen, Slot: 2}
+		if err := st.CreateTest(t.Context(), tt); err != nil {
+			t.Fatal(err)
+		}
+		q := func(at time.Duration, name string) store.DNSQuery {
+			return store.DNSQuery{Time: t0.Add(at), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Transport: "udp", Name: name, Type: 1, DO: true, Rcode: 2}
+		}
+		if err := st.AddDNSQueries(t.Context(), []store.DNSQuery{
+			q(time.Second, "broken.s002.a.example."),
+			q(2*time.Second, "broken.s001.a.example."), // another slot
+		}); err != nil {
+			t.Fatal(err)
+		}
+		obs, err := g.Gather(t.Context(), tt, t0.Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(obs.DNSLookups) != 1 || obs.DNSLookups[0].Name != "broken.s002.a.example." {
+			t.Fatalf("look-ups %+v, want the slot's broken host's", obs.DNSLookups)
+		}
+		if !slices.Equal(obs.BrokenHostNames, []string{"broken.s002.a.example."}) || !slices.Equal(obs.BrokenHostAddrs, []netip.Addr{addr}) {
+			t.Fatalf("broken host names %v, addresses %v", obs.BrokenHostNames, obs.BrokenHostAddrs)
+		}
+	})
+}

@@ -325,6 +325,14 @@ func VerdictColour(v verdict.Verdict) colour.Colour {
 		switch {
 		case b.Name == verdict.BehaviourMTASTSOverridesDANE && c == colour.Green:
 			c = colour.White
+		case b.Name == verdict.BehaviourDANEWithoutDNSSEC && c == colour.Green:
+			// TLSA records nobody validated protect nothing: what is
+			// left is MTA-STS's checks (white) or encryption that an
+			// attacker who forges the TLSA record cannot stop (yellow).
+			c = colour.Yellow
+			if v.Policy == verdict.PolicyDANEMTASTS {
+				c = colour.White
+			}
 		case b.Name == verdict.BehaviourPlainFallback, b.Name == verdict.BehaviourVerifyWhenOffered:
 			if c != colour.Grey {
 				c = colour.Red
@@ -342,6 +350,7 @@ var behaviourHeadlines = map[string]Sentence{
 	verdict.BehaviourPlainFallback:       {"Looks like your mail server verifies certificates, then falls back to plain text: an attacker who breaks the TLS handshake reads your mail", Bad},
 	verdict.BehaviourVerifyWhenOffered:   {"Looks like your mail server verifies certificates when STARTTLS is offered but sends in plain text when it is not: an attacker who strips STARTTLS reads your mail", Bad},
 	verdict.BehaviourMTASTSOverridesDANE: {"Looks like your mail server uses RFC 7672 DANE and RFC 8461 MTA-STS, but lets MTA-STS override a failed DANE validation, which RFC 8461 §2 forbids: a CA certificate for your receiver's host gets your mail even where its TLSA record says otherwise", Weak},
+	verdict.BehaviourDANEWithoutDNSSEC:   {"Looks like your mail server applies RFC 7672 DANE, but its resolver does not validate DNSSEC: an attacker forges or strips the TLSA records, so DANE protects nothing", Weak},
 }
 
 // phase tells where the test stands.
@@ -435,7 +444,7 @@ func daneVerdict(v verdict.Verdict) bool {
 func diagnosis(v verdict.Verdict) (known, open []Sentence) {
 	for _, b := range v.Behaviours {
 		rating := Bad
-		if b.Name == verdict.BehaviourMTASTSOverridesDANE {
+		if b.Name == verdict.BehaviourMTASTSOverridesDANE || b.Name == verdict.BehaviourDANEWithoutDNSSEC {
 			rating = Weak
 		}
 		known = append(known, Sentence{"Your mail server " + redactText(b.Text), rating})
@@ -494,6 +503,7 @@ var factWording = map[string]struct {
 	verdict.FactRespectsRFC8461S2: {"MTA-STS does not override a failed DANE validation (RFC 8461 §2)", "MTA-STS overrides a failed DANE validation, against RFC 8461 §2", Good, Bad},
 	verdict.FactRetries:           {"It came back after the refused STARTTLS instead of giving up", "It did not retry after the refused STARTTLS", Good, Weak},
 	verdict.FactUsesIPv6:          {"It delivers over IPv6", "It does not deliver over IPv6", Info, Info},
+	verdict.FactValidatesDNSSEC:   {"Its resolver validates DNSSEC", "Its resolver does not validate DNSSEC", Good, Bad},
 	verdict.FactSignsDKIM:         {"Your mails carry a DKIM signature that verifies", "Your mails are not DKIM-signed", Good, Bad},
 	verdict.FactSignsARC:          {"Your mails carry an ARC seal", "Your mails carry no ARC seal", Info, Info},
 }

@@ -576,3 +576,29 @@ func TestFactSentence(t *testing.T) {
 		})
 	}
 }
+
+// TestDANEWithoutDNSSECLosesTheCredit: a DANE verdict behind a resolver
+// that does not validate DNSSEC is not green (docs/verdict.md "Validates
+// DNSSEC"), and its headline says why.
+func TestDANEWithoutDNSSECLosesTheCredit(t *testing.T) {
+	void := []verdict.Behaviour{{Name: verdict.BehaviourDANEWithoutDNSSEC, Text: "x", Evidence: []int64{1}}}
+	for _, tc := range []struct {
+		policy verdict.Policy
+		want   colour.Colour
+	}{
+		{verdict.PolicyDANE, colour.Yellow},
+		{verdict.PolicyDANEOnly, colour.Yellow},
+		{verdict.PolicyDANEMTASTS, colour.White},
+	} {
+		v := verdict.Verdict{Policy: tc.policy, Behaviours: void}
+		if got := VerdictColour(v); got != tc.want {
+			t.Errorf("%s without DNSSEC validation: %s, want %s", tc.policy, got, tc.want)
+		}
+		if h := headline(v, true); !strings.Contains(h.Text, "does not validate DNSSEC") {
+			t.Errorf("%s: headline %q", tc.policy, h.Text)
+		}
+		if got := VerdictColour(verdict.Verdict{Policy: tc.policy, Behaviours: []verdict.Behaviour{}}); got != colour.Green {
+			t.Errorf("%s validating: %s, want green", tc.policy, got)
+		}
+	}
+}

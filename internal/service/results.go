@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -25,11 +26,25 @@ import (
 // under the configuration: the SMTP personas' acknowledgement, the
 // finaliser, the reports and `mailsec verdict` all use these.
 func EvidenceRules(cfg *config.Config) evidence.Rules {
+	hosts, addrs := BrokenMX(cfg)
 	return evidence.Rules{
 		PrefixV4: cfg.SMTP.ClientPrefixV4, PrefixV6: cfg.SMTP.ClientPrefixV6,
 		Quiet: cfg.Timing.AckAfter.Duration, TestExpiry: cfg.Timing.TestExpiry.Duration,
-		Slots: Slots(cfg),
+		Slots:       Slots(cfg),
+		BrokenHosts: hosts, BrokenAddrs: addrs,
 	}
+}
+
+// BrokenMX returns the broken hosts of zone A that are MX hosts (those of
+// dnssec.broken_hosts with addresses of their own in
+// zones.host_addresses, docs/dns.md "Broken host") and their addresses.
+func BrokenMX(cfg *config.Config) (hosts []string, list []netip.Addr) {
+	for _, b := range cfg.DNSSEC.BrokenHosts {
+		if own := addrs(cfg.Zones.HostAddresses[b]); len(own) > 0 {
+			hosts, list = append(hosts, b), append(list, own...)
+		}
+	}
+	return hosts, list
 }
 
 // Purger is the service's retention purge (internal/retention): tests after

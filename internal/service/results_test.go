@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/mailauth"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resolver"
@@ -69,5 +71,36 @@ func TestResultMailIdentity(t *testing.T) {
 	rec, err := dmarc.LookupWithOptions("a.mailtest.example", &dmarc.LookupOptions{LookupTXT: lookup})
 	if err != nil || rec.Policy != dmarc.PolicyReject || rec.DKIMAlignment != dmarc.AlignmentStrict {
 		t.Fatalf("DMARC: %+v %v", rec, err)
+	}
+}
+
+// TestBrokenMXWiring: a broken host with an address of its own reaches the
+// evidence rules (and so the verdict) with its label and address; one
+// without stays out.
+func TestBrokenMXWiring(t *testing.T) {
+	cfg := config.Default()
+	cfg.DNSSEC.BrokenHosts = []string{"broken", "other"}
+	cfg.Zones.HostAddresses = map[string][]string{"broken": {"127.0.0.29"}}
+	r := EvidenceRules(&cfg)
+	if !slices.Equal(r.BrokenHosts, []string{"broken"}) || !slices.Equal(r.BrokenAddrs, []netip.Addr{netip.MustParseAddr("127.0.0.29")}) {
+		t.Fatalf("evidence rules: broken hosts %v, addresses %v", r.BrokenHosts, r.BrokenAddrs)
+	}
+}
+
+// TestBrokenMXInPolicy: the broken MX host is in the MTA-STS policy of
+// zone A and of every slot, so an MTA-STS sender does not skip it unseen.
+func TestBrokenMXInPolicy(t *testing.T) {
+	cfg := config.Default()
+	cfg.Zones.Slots = 2
+	cfg.DNSSEC.BrokenHosts = []string{"broken"}
+	if p := SlotPolicy(&cfg, 2); slices.Contains(p.MX, "broken.s002."+strings.TrimSuffix(cfg.Zones.A, ".")) {
+		t.Fatalf("broken host without an address of its own in the policy: %v", p.MX)
+	}
+	cfg.Zones.HostAddresses = map[string][]string{"broken": {"127.0.0.29"}}
+	if p := SlotPolicy(&cfg, 2); !slices.Contains(p.MX, "broken.s002."+strings.TrimSuffix(cfg.Zones.A, ".")) {
+		t.Fatalf("slot policy mx lines %v lack the broken host", p.MX)
+	}
+	if p := Policy(&cfg); !slices.Contains(p.MX, "broken."+strings.TrimSuffix(cfg.Zones.A, ".")) {
+		t.Fatalf("zone A's policy mx lines %v lack the broken host", p.MX)
 	}
 }

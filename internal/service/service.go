@@ -242,6 +242,14 @@ func SlotPolicy(cfg *config.Config, n int) mtasts.Policy {
 			p.MX = append(p.MX, Slots(cfg).Host(per.Host, n, persona.ZoneA))
 		}
 	}
+	// The broken MX host too: a sender that applies the policy skips the
+	// MX hosts it does not list (RFC 8461 §4.1) without looking them up,
+	// and would then show nothing about its resolver (docs/dns.md "Broken
+	// host").
+	hosts, _ := BrokenMX(cfg)
+	for _, b := range hosts {
+		p.MX = append(p.MX, Slots(cfg).Host(b, n, persona.ZoneA))
+	}
 	return p
 }
 
@@ -547,9 +555,10 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 			local[a] = p.Number
 		}
 	}
+	_, broken := BrokenMX(cfg)
 	o := smtpd.Options{
 		ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Slots: cfg.Zones.Slots, Hostname: cfg.SMTP.Hostname,
-		Certificates: certificates, LocalPersonas: local, Store: st,
+		Certificates: certificates, LocalPersonas: local, BrokenHostAddrs: broken, Store: st,
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
 		EpisodeQuiet: cfg.Timing.EpisodeQuiet.Duration, Evidence: EvidenceRules(cfg),
 		CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration, DataTimeout: cfg.Timing.SMTPDataTimeout.Duration,

@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -168,4 +169,32 @@ func TestEpisodeSharedStore(t *testing.T) {
 		}
 		node1.waitEnded(t, 5)
 	})
+}
+
+// TestEpisodeBrokenHost: a connection to the broken host (docs/smtp.md
+// "Broken host") is no activity of the client: a retest whose first
+// connection goes there (a sender behind a non-validating resolver tries
+// the most preferred MX host first) still gets a downgrade window of its
+// own.
+func TestEpisodeBrokenHost(t *testing.T) {
+	ts := startOnTwoAddresses(t, store.DriverSQLite, func(o *Options) { o.BrokenHostAddrs = []netip.Addr{mustAddr("127.0.0.2")} })
+	send := episodeClient(t, ts, "127.0.0.1")
+	t1 := ts.newTest(t, "first1")
+	if send("first1") {
+		t.Fatal("test 1: STARTTLS offered in the window")
+	}
+	ts.clock.Advance(3 * time.Minute)
+	if !send("first1") {
+		t.Fatal("test 1 after the window: STARTTLS not offered")
+	}
+	finish(t, ts.st, t1)
+	ts.newTest(t, "second2")
+	ts.clock.Advance(time.Minute)
+	c := dialNoGreeting(t, "127.0.0.1", ts.addrs[1])
+	if code, _ := c.read(); code != 421 {
+		t.Fatalf("broken host answered %d", code)
+	}
+	if send("second2") {
+		t.Errorf("retest after a connection to the broken host: STARTTLS offered, want a new window\n%s", fmtConns(ts.conns(t, store.ConnectionFilter{})))
+	}
 }

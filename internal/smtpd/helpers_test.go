@@ -482,6 +482,17 @@ func insecure(sni string) *tls.Config {
 
 // loopback2 reports whether 127.0.0.2 can be bound (Linux routes all of
 // 127/8 to lo).
+// startOnTwoAddresses starts a server with driver's store on 127.0.0.1 and
+// 127.0.0.2 (ts.addrs[0], ts.addrs[1]): the deployment where hosts have
+// addresses of their own. It skips the test where 127.0.0.2 is missing.
+func startOnTwoAddresses(t testing.TB, driver string, tweak func(*Options)) *testServer {
+	t.Helper()
+	if !loopback2(t) {
+		t.Skip("127.0.0.2 not available")
+	}
+	return startServerOn(t, driver, tweak, "127.0.0.1:0", "127.0.0.2:0")
+}
+
 func loopback2(t testing.TB) bool {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.2:0")

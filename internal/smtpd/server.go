@@ -59,6 +59,14 @@ type Options struct {
 	// not serve) gets that persona. Only personas with a certificate
 	// (2..7) are allowed.
 	LocalPersonas map[netip.Addr]int
+	// BrokenHostAddrs are the addresses of zone A's broken MX host
+	// (dnssec.broken_hosts with zones.host_addresses): a connection there
+	// is recorded, proving that the sender's resolver handed out an
+	// address that fails DNSSEC validation, and answered 421 in place of
+	// the greeting so that the sender goes on to the next MX host (RFC
+	// 5321 §3.1, §5.1). It starts no downgrade window and counts against
+	// no connection cap.
+	BrokenHostAddrs []netip.Addr
 	// Store records the connection history and holds the tests. Required.
 	Store *store.Store
 
@@ -219,6 +227,7 @@ type Server struct {
 	fixed  map[string]bool
 	sni    map[string]int // lower-case SNI → persona
 	locals map[netip.Addr]int
+	broken map[netip.Addr]bool // the broken host's addresses
 	// The personas assigned by rule: plain text in A, STARTTLS without a
 	// name in A, and zone B's.
 	plainA, defaultTLS, zoneBPersona int
@@ -276,6 +285,7 @@ func New(opts Options) (*Server, error) {
 		fixed:      map[string]bool{},
 		sni:        map[string]int{},
 		locals:     map[netip.Addr]int{},
+		broken:     map[netip.Addr]bool{},
 		active:     map[*trackedConn]struct{}{},
 		shutdownCh: make(chan struct{}),
 		dataBudget: dataBudget{limit: opts.DataMemoryBudget},
@@ -356,6 +366,12 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("smtpd: local address %s: persona %d serves no certificate", a, n)
 		}
 		s.locals[a.Unmap()] = n
+	}
+	for _, a := range o.BrokenHostAddrs {
+		if _, ok := s.locals[a.Unmap()]; ok {
+			return nil, fmt.Errorf("smtpd: local address %s: both a persona's and the broken host's", a)
+		}
+		s.broken[a.Unmap()] = true
 	}
 	s.clients = clientTable{n: map[string]int{}}
 	s.windowStarts = windowStartCache{m: map[string]time.Time{}}
@@ -533,6 +549,18 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 	tc := &trackedConn{Conn: raw, srv: s, rec: rec, sessionEnd: time.Now().Add(s.opts.SessionMax)}
 	log := s.log.With("client", client.String())
 
+	if s.broken[local.Addr().Unmap()] {
+		// The broken host: the connection is the evidence (its
+		// resolver does not validate DNSSEC); the 421 sends the sender
+		// on to the next MX host within the same attempt. It belongs
+		// to no downgrade-window client: it starts no window and is no
+		// activity of the client's episode (else the retest that
+		// connects here first would find the client busy and get no
+		// window of its own).
+		rec.c.ClientKey = ""
+		s.refuseRecorded(raw, rec, log, brokenHostReply, "")
+		return
+	}
 	over, why := "", ""
 	switch {
 	case s.opts.MaxConnections > 0 && !s.clients.acquireGlobal(s.opts.MaxConnections):
@@ -542,19 +570,8 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 		over, why = "421 4.7.0 too many connections", "too many connections"
 	}
 	if over != "" {
-		// Recorded, then refused (RFC 5321 §3.1: 421 instead of the
-		// greeting); the record is final at once.
 		s.refused.Add(1)
-		rec.c.Ended = now
-		rec.c.Reply = over
-		rec.c.Error = why
-		if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
-			log.Error("smtp: recording a refused connection", "err", err)
-		}
-		_ = raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, _ = raw.Write([]byte(over + "\r\n"))
-		_ = closeGracefully(raw)
-		s.activeWG.Done()
+		s.refuseRecorded(raw, rec, log, over, why)
 		return
 	}
 	tc.acquired = true
@@ -597,6 +614,27 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 		tc.Close()
 	}
 }
+
+// refuseRecorded records a connection refused in place of the greeting
+// (RFC 5321 §3.1: a 421 instead of the 220), final at once, with the reply
+// and why (an Error, "" for a refusal that is no fault), then answers and
+// closes it.
+func (s *Server) refuseRecorded(raw net.Conn, rec *record, log *slog.Logger, reply, why string) {
+	rec.c.Ended, rec.c.Reply, rec.c.Error = rec.c.Started, reply, why
+	if err := s.storeOp(func(ctx context.Context) error { return s.recorder.Insert(ctx, &rec.c) }); err != nil {
+		log.Error("smtp: recording a refused connection", "reply", reply, "err", err)
+	}
+	_ = raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, _ = raw.Write([]byte(reply + "\r\n"))
+	_ = closeGracefully(raw)
+	s.activeWG.Done()
+}
+
+// brokenHostReply answers a connection to the broken host in place of the
+// greeting: a 4xx greeting makes the client try the next MX host (RFC 5321
+// §3.1, §5.1), and Postfix does not count the session against
+// smtp_mx_session_limit (it did not complete EHLO).
+const brokenHostReply = "421 4.4.3 this host's address fails DNSSEC validation: try the next MX host"
 
 // refuseUnrecorded answers and closes a connection that could not be
 // recorded (the store failed): nothing may be acknowledged off the record.

@@ -668,13 +668,10 @@ func TestAcknowledgementZoneB(t *testing.T) {
 // their own: the address picks the persona without SNI.
 func TestLocalPersonas(t *testing.T) {
 	t.Parallel()
-	if !loopback2(t) {
-		t.Skip("127.0.0.2 not available")
-	}
-	ts := startServer(t, func(o *Options) {
+	ts := startOnTwoAddresses(t, store.DriverSQLite, func(o *Options) {
 		o.DowngradeWindow = 0
 		o.LocalPersonas = map[netip.Addr]int{mustAddr("127.0.0.2"): 4}
-	}, "127.0.0.1:0", "127.0.0.2:0")
+	})
 	spki4, _ := ts.certs.keys.SPKISHA256(4)
 	for _, tc := range []struct {
 		addr    string
@@ -851,5 +848,42 @@ func TestSignatures(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: %+v, want %+v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestBrokenHostAddress: a connection to the broken host's address is
+// recorded and answered 421 in place of the greeting, whatever the
+// connection caps, and the persona addresses are served as before.
+func TestBrokenHostAddress(t *testing.T) {
+	t.Parallel()
+	ts := startOnTwoAddresses(t, store.DriverSQLite, func(o *Options) {
+		o.DowngradeWindow = 0
+		o.MaxConnectionsPerClient = 1
+		o.BrokenHostAddrs = []netip.Addr{mustAddr("127.0.0.2")}
+	})
+	open := dial(t, ts.addrs[0]) // holds the client's one connection
+	open.ehlo()
+	c := dialNoGreeting(t, "", ts.addrs[1])
+	code, text := c.read()
+	if code != 421 || !strings.Contains(text, "DNSSEC") {
+		t.Fatalf("broken host answered %d %q, want 421 naming DNSSEC", code, text)
+	}
+	if rest, err := c.readAll(5 * time.Second); err != nil || rest != "" {
+		t.Errorf("after the 421: %q, %v (want the connection closed)", rest, err)
+	}
+	open.quit()
+	cs := ts.waitEnded(t, 2)
+	var broken []store.SMTPConnection
+	for _, r := range cs {
+		if r.Local.String() == ts.addrs[1] {
+			broken = append(broken, r)
+		}
+	}
+	if len(broken) != 1 || broken[0].Reply != brokenHostReply || broken[0].Persona != 0 || broken[0].EHLO != "" || broken[0].Error != "" {
+		t.Fatalf("records:\n%s", fmtConns(cs))
+	}
+	if _, err := New(Options{Store: ts.st, Certificates: ts.certs, ZoneA: zoneA, ZoneB: zoneB,
+		LocalPersonas: map[netip.Addr]int{mustAddr("127.0.0.2"): 4}, BrokenHostAddrs: []netip.Addr{mustAddr("127.0.0.2")}}); err == nil {
+		t.Error("an address of both a persona and the broken host accepted")
 	}
 }

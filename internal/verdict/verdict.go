@@ -170,6 +170,7 @@ const (
 	FactSendsSNI           = "sends SNI"
 	FactRetries            = "retries after a refused STARTTLS"
 	FactUsesIPv6           = "delivers over IPv6"
+	FactValidatesDNSSEC    = "validates DNSSEC"
 	FactSignsDKIM          = "signs with DKIM"
 	FactSignsARC           = "signs with ARC"
 )
@@ -199,6 +200,18 @@ type Observations struct {
 	// empty: the demo's reference senders, the lab's Postfix logs). What
 	// has not happened will not, whatever the time.
 	SenderDone bool
+	// BrokenHostAddrs are the addresses of zone A's MX host whose address
+	// records carry a deliberately broken signature (dnssec.broken_hosts,
+	// docs/dns.md "Broken host"): ranked before every other MX host, so a
+	// sender whose resolver does not validate DNSSEC connects there
+	// first. Nil when the host is not in the MX set: the fact
+	// FactValidatesDNSSEC is then not reported.
+	BrokenHostAddrs []netip.Addr
+	// BrokenHostNames are that host's names in the test's slot, fully
+	// qualified and lower-case as the query log stores them
+	// ("broken.s001.<zone A>."): a look-up of one is the sender's resolver
+	// resolving the broken host.
+	BrokenHostNames []string
 	// SentToB: the sender is known to have had a mail for the B address.
 	// If it never delivered there, it refused B (dane-only: B has no
 	// TLSA). The service knows it when a test mail names the B address in
@@ -283,6 +296,10 @@ func classify(c store.SMTPConnection) (col column, delivered bool, ok bool) {
 func Judge(obs Observations) Verdict {
 	conns := slices.Clone(obs.Connections)
 	sort.SliceStable(conns, func(i, j int) bool { return conns[i].Started.Before(conns[j].Started) })
+	// A connection to the broken host says nothing about the TLS policy:
+	// it is answered 421 before the greeting (docs/smtp.md "Broken
+	// host"), and is the DNSSEC fact's evidence only.
+	conns, broken := splitBroken(conns, obs.BrokenHostAddrs)
 	seen := seenOf(conns)
 	fetched := len(obs.PolicyFetches) > 0
 	attempt := attemptIndex(conns)
@@ -363,6 +380,7 @@ func Judge(obs Observations) Verdict {
 	}
 	v.ZoneB = zoneB(seen)
 	v.Facts = facts(v, obs, conns, seen, fetched, fallbacks)
+	dnssecFacts(&v, obs, conns, broken)
 	reconcile(&v)
 	return v
 }

@@ -58,6 +58,37 @@ type sim struct {
 	// perHost: one address per MX host (the address names the persona);
 	// else one shared address.
 	perHost bool
+	// resolver: whether the broken host is in A's MX set, and how the
+	// sender's resolver treats it: noBrokenHost (the host is not
+	// deployed), validating (its look-up fails validation: never
+	// connected), nonValidating (connected first, answered 421).
+	resolver resolverKind
+}
+
+// resolverKind is the broken-host column of the simulated sender.
+type resolverKind int
+
+const (
+	noBrokenHost resolverKind = iota
+	validating
+	nonValidating
+)
+
+// brokenAddr and brokenName are the broken host's address and its name
+// in the simulated test's slot.
+var brokenAddr = netip.MustParseAddr("127.0.0.29")
+
+const brokenName = "broken.s001.a.example."
+
+// towardA tells whether the simulated sender got to any of A's hosts.
+func (s sim) towardA() bool {
+	if !s.toA {
+		return false
+	}
+	conns, _ := s.history()
+	return slices.ContainsFunc(conns, func(c store.SMTPConnection) bool {
+		return c.Persona != 7 && c.Local.Addr() != brokenAddr
+	})
 }
 
 func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
@@ -174,6 +205,15 @@ func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 	for col := range numColumns {
 		add(col)
 	}
+	if s.resolver == nonValidating && slices.ContainsFunc(out, func(c store.SMTPConnection) bool { return c.Persona != 7 }) {
+		// Toward A it tries the most preferred host first, the broken
+		// one, whose address its resolver handed out: answered 421
+		// before the greeting, nothing more.
+		id++
+		out = append([]store.SMTPConnection{{ID: id, Client: client, Local: netip.AddrPortFrom(brokenAddr, 25),
+			Started: t0.Add(-500 * time.Millisecond), Ended: t0.Add(-500 * time.Millisecond), State: store.StateNone,
+			Reply: "421 4.3.2 try the next MX host"}}, out...)
+	}
 	return out, fetches
 }
 
@@ -201,6 +241,14 @@ func (s sim) lookups() []store.DNSQuery {
 	}
 	var out []store.DNSQuery
 	if s.toA && reached(colPlainWindow, colPlainOffer, col2, col3, col4, col5, col6) {
+		switch s.resolver {
+		case validating:
+			out = append(out, q(brokenName, 1, 2)) // SERVFAIL: bogus
+		case nonValidating:
+			b := q(brokenName, 1, 0)
+			b.DO = false
+			out = append(out, b)
+		}
 		out = append(out, q("mx4.s001.a.example.", 1, 0))
 		if dane {
 			out = append(out, q("_25._tcp.mx4.s001.a.example.", tlsaType, 0))
@@ -219,8 +267,12 @@ func judge(s sim, quiet bool) Verdict {
 	if !quiet {
 		now = lastStart(conns)
 	}
-	return Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: q,
-		DNSLookups: s.lookups(), BTLSANames: []string{bTLSAName, bTCPName}})
+	obs := Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: q,
+		DNSLookups: s.lookups(), BTLSANames: []string{bTLSAName, bTCPName}}
+	if s.resolver != noBrokenHost {
+		obs.BrokenHostAddrs, obs.BrokenHostNames = []netip.Addr{brokenAddr}, []string{brokenName}
+	}
+	return Judge(obs)
 }
 
 // TestJudgeFullMatrix: a correct sender of each policy that went
@@ -724,7 +776,7 @@ func FuzzJudge(f *testing.F) {
 			if r.IntN(4) == 0 {
 				c.Client = netip.MustParseAddrPort("[2001:db8::1]:25")
 			}
-			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + r.IntN(2))}), 25)
+			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + r.IntN(3))}), 25) // 127.0.0.3: the broken host's
 			c.Ended = c.Started.Add(time.Duration(r.IntN(3)) * time.Second)
 			conns = append(conns, c)
 		}
@@ -732,11 +784,22 @@ func FuzzJudge(f *testing.F) {
 		if r.IntN(3) == 0 {
 			fetches = append(fetches, store.PolicyFetch{Time: t0})
 		}
-		v := Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: t0.Add(2 * time.Hour), Quiet: time.Minute})
+		obs := Observations{Connections: conns, PolicyFetches: fetches, Now: t0.Add(2 * time.Hour), Quiet: time.Minute}
+		if r.IntN(2) == 0 {
+			obs.BrokenHostAddrs = []netip.Addr{netip.MustParseAddr("127.0.0.3")}
+		}
+		v := Judge(obs)
+		if slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()) }) {
+			// Connected to the broken host: its resolver does not validate.
+			if f := fact(t, v, FactValidatesDNSSEC); f.Value || f.Confidence != Proven {
+				t.Fatalf("connected to the broken host, %q: %+v", FactValidatesDNSSEC, f)
+			}
+		}
 		delivered3 := false
 		for _, c := range conns {
 			col, d, ok := classify(c)
-			delivered3 = delivered3 || (ok && col == col3 && d)
+			// Connections to the broken host are no persona's.
+			delivered3 = delivered3 || (ok && col == col3 && d && !slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()))
 		}
 		if delivered3 {
 			switch v.Policy {
@@ -829,5 +892,85 @@ func TestClaimsNeedEvidence(t *testing.T) {
 	withCert := append(history(colPlainWindow, col4, col5), b)
 	if v := Judge(Observations{Connections: withCert, PolicyFetches: fetch, SenderDone: true}); v.Policy != PolicyMTASTS {
 		t.Fatalf("with persona 4 refused: %s (%s), want mta-sts", v.Policy, v.Why)
+	}
+}
+
+// TestJudgeDNSSECColumn is the exhaustive test of the broken-host column:
+// for every policy, with and without SNI, to A and/or B, for every subset
+// of the places the sender would go, mid-way and once quiet, with a
+// validating and a non-validating resolver:
+//   - the verdict (policy, candidates, completeness) is the one without the
+//     broken host: no other verdict changes;
+//   - "validates DNSSEC" is never the opposite of the truth, and is proven
+//     once the sender went toward A;
+//   - a non-validating sender's DANE claims are void: a DANE verdict, or
+//     a "validates DANE" that holds, comes with the named behaviour and a
+//     caveat; a validating sender never gets either.
+func TestJudgeDNSSECColumn(t *testing.T) {
+	checked := 0
+	for _, p := range Candidates {
+		for _, noSNI := range []bool{false, true} {
+			if noSNI && p != PolicyNone && p != PolicyMay && p != PolicyEncrypt && p != PolicyVerify {
+				continue
+			}
+			for _, dest := range [][2]bool{{true, true}, {true, false}, {false, true}} {
+				for mask := 0; mask < 1<<numColumns; mask++ {
+					for _, res := range []resolverKind{validating, nonValidating} {
+						base := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1"}
+						s := base
+						s.resolver = res
+						for _, quiet := range []bool{false, true} {
+							checked++
+							checkDNSSECColumn(t, s, quiet, judge(base, quiet), judge(s, quiet))
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d histories judged", checked)
+}
+
+func checkDNSSECColumn(t *testing.T, s sim, quiet bool, without, v Verdict) {
+	t.Helper()
+	if v.Policy != without.Policy || v.Complete != without.Complete || !slices.Equal(v.Candidates, without.Candidates) || v.Attempts != without.Attempts {
+		t.Fatalf("%+v quiet=%v: the broken host changed the verdict: %s %v (complete %v, %d attempts), without it %s %v (complete %v, %d attempts)",
+			s, quiet, v.Policy, v.Candidates, v.Complete, v.Attempts, without.Policy, without.Candidates, without.Complete, without.Attempts)
+	}
+	if c := factConflicts(v); len(c) > 0 {
+		t.Fatalf("%+v quiet=%v: facts disagree with the verdict %s: %v", s, quiet, v.Policy, c)
+	}
+	f := fact(t, v, FactValidatesDNSSEC)
+	towardA := s.towardA()
+	switch {
+	case f.Confidence != Unknown && f.Value != (s.resolver == validating):
+		t.Fatalf("%+v quiet=%v: %q is %v, truth %v: %s", s, quiet, FactValidatesDNSSEC, f.Value, s.resolver == validating, f.Why)
+	case towardA && (f.Confidence != Proven || len(f.Evidence) == 0):
+		t.Fatalf("%+v quiet=%v: went toward A, %q not proven: %+v", s, quiet, FactValidatesDNSSEC, f)
+	case !towardA && f.Confidence != Unknown:
+		t.Fatalf("%+v quiet=%v: never went toward A, %q settled: %+v", s, quiet, FactValidatesDNSSEC, f)
+	}
+	voided := hasBehaviour(v.Behaviours, BehaviourDANEWithoutDNSSEC)
+	dane := fact(t, v, FactValidatesDANE)
+	claims := daneFamily(v.Policy) || dane.Value && dane.Confidence != Unknown
+	if s.resolver == nonValidating && towardA && claims && !voided {
+		t.Fatalf("%+v quiet=%v: DANE claimed (%s, %+v) behind a non-validating resolver without %s", s, quiet, v.Policy, dane, BehaviourDANEWithoutDNSSEC)
+	}
+	if dane.Value && dane.Confidence != Unknown && s.resolver == nonValidating && towardA && !strings.Contains(dane.Caveat, "DNSSEC") {
+		t.Fatalf("%+v quiet=%v: %q without the DNSSEC caveat: %+v", s, quiet, FactValidatesDANE, dane)
+	}
+	if voided && (s.resolver != nonValidating || !claims) {
+		t.Fatalf("%+v quiet=%v: %s for %s, resolver %d", s, quiet, BehaviourDANEWithoutDNSSEC, v.Policy, s.resolver)
+	}
+}
+
+// TestNoBrokenHostNoDNSSECFact: without the broken host in the MX set the
+// fact is not reported (it could only ever be unknown).
+func TestNoBrokenHostNoDNSSECFact(t *testing.T) {
+	v := judge(sim{policy: PolicyDANE, toA: true, toB: true, client: "192.0.2.1"}, true)
+	for _, f := range v.Facts {
+		if f.Name == FactValidatesDNSSEC {
+			t.Fatalf("%q reported without the broken host: %+v", f.Name, f)
+		}
 	}
 }
