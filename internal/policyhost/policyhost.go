@@ -47,6 +47,7 @@ import (
 	"github.com/mailsec/mailsec/internal/clientnet"
 	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/listen"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
@@ -132,19 +133,12 @@ type Server struct {
 
 // New returns a server for opt.
 func New(opt Options) *Server {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	def(&opt.ReadHeaderTimeout, defaultReadHeaderTimeout)
-	def(&opt.ReadTimeout, defaultReadTimeout)
-	def(&opt.WriteTimeout, defaultWriteTimeout)
-	def(&opt.IdleTimeout, defaultIdleTimeout)
-	def(&opt.RecordTimeout, defaultRecordTimeout)
-	if opt.MaxFetchesPerClient <= 0 {
-		opt.MaxFetchesPerClient = defaultMaxFetchesPerClient
-	}
+	option.Positive(&opt.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	option.Positive(&opt.ReadTimeout, defaultReadTimeout)
+	option.Positive(&opt.WriteTimeout, defaultWriteTimeout)
+	option.Positive(&opt.IdleTimeout, defaultIdleTimeout)
+	option.Positive(&opt.RecordTimeout, defaultRecordTimeout)
+	option.Positive(&opt.MaxFetchesPerClient, defaultMaxFetchesPerClient)
 	if opt.ClientPrefixV4 <= 0 || opt.ClientPrefixV4 > 32 {
 		opt.ClientPrefixV4 = clientnet.DefaultBitsV4
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/mailauth"
+	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
@@ -293,36 +294,33 @@ func New(opts Options) (*Server, error) {
 	if s.zoneA == "" || s.zoneB == "" || s.zoneA == s.zoneB {
 		return nil, fmt.Errorf("smtpd: zones %q and %q must be two different domains", opts.ZoneA, opts.ZoneB)
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	s.log, s.now = option.Logger(s.log), option.Clock(s.now)
 	o := &s.opts
-	setDefault(&o.CommandTimeout, defaultCommandTimeout)
-	setDefault(&o.DataTimeout, defaultDataTimeout)
-	setDefault(&o.SessionMax, defaultSessionMax)
-	setDefault(&o.ShutdownGrace, defaultShutdownGrace)
-	setDefault(&o.StoreTimeout, defaultStoreTimeout)
-	setDefault(&o.DKIMTimeout, defaultDKIMTimeout)
-	setDefault(&o.EpisodeQuiet, defaultEpisodeQuiet)
-	setDefault(&o.MaxMessageBytes, defaultMaxMessage)
-	setDefault(&o.MaxRecipients, defaultMaxRecipients)
-	setDefault(&o.MaxLineLength, defaultMaxLineLength)
-	setDefault(&o.TLSRPTMaxBytes, defaultTLSRPTMaxBytes)
-	setDefault(&o.TLSRPTPerClient, defaultTLSRPTPerHour)
-	setDefault(&o.FixedTests.PerClient, defaultFixedTestsPerClient)
-	setDefault(&o.FixedTests.Open, defaultFixedTestsOpen)
-	setDefault(&o.TLSRPTQuota.MaxReports, defaultTLSRPTReports)
-	setDefault(&o.TLSRPTQuota.MaxBytes, defaultTLSRPTStored)
-	setDefault(&o.ClientPrefixV4, clientnet.DefaultBitsV4)
-	setDefault(&o.ClientPrefixV6, clientnet.DefaultBitsV6)
+	// A negative prefix is a mistake, not "unset": refused before the
+	// defaults fill the unset ones.
 	if o.ClientPrefixV4 < 0 || o.ClientPrefixV4 > 32 || o.ClientPrefixV6 < 0 || o.ClientPrefixV6 > 128 {
 		return nil, fmt.Errorf("smtpd: client prefixes /%d, /%d out of range", o.ClientPrefixV4, o.ClientPrefixV6)
 	}
-	setDefault(&o.Evidence.PrefixV4, o.ClientPrefixV4)
-	setDefault(&o.Evidence.PrefixV6, o.ClientPrefixV6)
+	option.Positive(&o.CommandTimeout, defaultCommandTimeout)
+	option.Positive(&o.DataTimeout, defaultDataTimeout)
+	option.Positive(&o.SessionMax, defaultSessionMax)
+	option.Positive(&o.ShutdownGrace, defaultShutdownGrace)
+	option.Positive(&o.StoreTimeout, defaultStoreTimeout)
+	option.Positive(&o.DKIMTimeout, defaultDKIMTimeout)
+	option.Positive(&o.EpisodeQuiet, defaultEpisodeQuiet)
+	option.Positive(&o.MaxMessageBytes, defaultMaxMessage)
+	option.Positive(&o.MaxRecipients, defaultMaxRecipients)
+	option.Positive(&o.MaxLineLength, defaultMaxLineLength)
+	option.Positive(&o.TLSRPTMaxBytes, defaultTLSRPTMaxBytes)
+	option.Positive(&o.TLSRPTPerClient, defaultTLSRPTPerHour)
+	option.Positive(&o.FixedTests.PerClient, defaultFixedTestsPerClient)
+	option.Positive(&o.FixedTests.Open, defaultFixedTestsOpen)
+	option.Positive(&o.TLSRPTQuota.MaxReports, defaultTLSRPTReports)
+	option.Positive(&o.TLSRPTQuota.MaxBytes, defaultTLSRPTStored)
+	option.Positive(&o.ClientPrefixV4, clientnet.DefaultBitsV4)
+	option.Positive(&o.ClientPrefixV6, clientnet.DefaultBitsV6)
+	option.Positive(&o.Evidence.PrefixV4, o.ClientPrefixV4)
+	option.Positive(&o.Evidence.PrefixV6, o.ClientPrefixV6)
 	s.evidence = evidence.Gatherer{Store: o.Store, Rules: o.Evidence}
 	if o.Hostname == "" {
 		o.Hostname = s.zoneA
@@ -382,13 +380,6 @@ func New(opts Options) (*Server, error) {
 		MinVersion: tls.VersionTLS10,
 	}
 	return s, nil
-}
-
-func setDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }
 
 // Listen opens TCP listeners on addrs (host:port). On error it closes the
