@@ -77,6 +77,20 @@ func jsonl(t *testing.T, st *store.Store, id string) string {
 	return b.String()
 }
 
+// recordsByDomain reads scan id's JSON Lines output back, by domain.
+func recordsByDomain(t *testing.T, st *store.Store, id string) map[string]Record {
+	t.Helper()
+	recs := map[string]Record{}
+	for _, l := range strings.Split(strings.TrimSpace(jsonl(t, st, id)), "\n") {
+		var r Record
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		recs[r.Domain] = r
+	}
+	return recs
+}
+
 func domainList(n int) string {
 	var b strings.Builder
 	b.WriteString("# test list\n")
@@ -240,14 +254,7 @@ func TestMisbehavingDomainDoesNotStall(t *testing.T) {
 		if stats.Counts.Pending != 0 || stats.Counts.Running != 0 || stats.Counts.Done != 30 {
 			t.Fatalf("counts %+v", stats.Counts)
 		}
-		recs := map[string]Record{}
-		for _, l := range strings.Split(strings.TrimSpace(jsonl(t, st, "s")), "\n") {
-			var r Record
-			if err := json.Unmarshal([]byte(l), &r); err != nil {
-				t.Fatal(err)
-			}
-			recs[r.Domain] = r
-		}
+		recs := recordsByDomain(t, st, "s")
 		if r := recs["hang.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "deadline") {
 			t.Errorf("hanging domain: %+v", r)
 		}
@@ -568,14 +575,7 @@ func TestRetryTransient(t *testing.T) {
 		if stats.Retried != 3 || stats.Counts != (store.ScanCounts{Done: 2, Error: 1}) {
 			t.Fatalf("stats %+v", stats)
 		}
-		recs := map[string]Record{}
-		for _, l := range strings.Split(strings.TrimSpace(jsonl(t, st, "s")), "\n") {
-			var r Record
-			if err := json.Unmarshal([]byte(l), &r); err != nil {
-				t.Fatal(err)
-			}
-			recs[r.Domain] = r
-		}
+		recs := recordsByDomain(t, st, "s")
 		if r := recs["always.example"]; r.State != store.ScanError || !strings.Contains(r.Error, "resolver did not answer") {
 			t.Errorf("persistent failure: %+v", r)
 		}
