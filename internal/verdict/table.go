@@ -39,6 +39,9 @@ const (
 	ColumnB7Plain     = "7p"     // persona 7 (zone B) in plain text
 	ColumnB7TLS       = "7t"     // persona 7 (zone B) over TLS
 	ColumnBrokenHost  = "broken" // zone A's broken-DNSSEC MX host (docs/dns.md "Broken host")
+	// ColumnPolicyFetch is no host: a fetch of zone A's MTA-STS policy by
+	// the sender, which leaves only the MTA-STS candidates (Judge).
+	ColumnPolicyFetch = "sts"
 )
 
 // Column is one column of the table: a host, or persona 1 and 7 split by
@@ -54,17 +57,18 @@ var columnKeys = [numColumns]string{ColumnPlainWindow, ColumnPlainOffer, ColumnP
 
 var columnPersonas = [numColumns]int{1, 1, 2, 3, 4, 5, 6, 7, 7}
 
-// TableColumns lists the table's columns in order; the broken host's last
-// when withBroken (it is in the MX set only when configured).
+// TableColumns lists the table's columns in order: the personas, the
+// broken host's when withBroken (it is in the MX set only when
+// configured), and the MTA-STS policy fetch last.
 func TableColumns(withBroken bool) []Column {
-	out := make([]Column, 0, numColumns+1)
+	out := make([]Column, 0, numColumns+2)
 	for col := range numColumns {
 		out = append(out, Column{Key: columnKeys[col], Persona: columnPersonas[col], Name: columnNames[col]})
 	}
 	if withBroken {
 		out = append(out, Column{Key: ColumnBrokenHost, Name: "broken-DNSSEC host"})
 	}
-	return out
+	return append(out, Column{Key: ColumnPolicyFetch, Name: "MTA-STS policy fetch"})
 }
 
 // Expected is what a correct sender of policy p does in the column key
@@ -77,6 +81,14 @@ func Expected(p Policy, key string) Expectation {
 	row, ok := matrix[p]
 	if !ok {
 		return ""
+	}
+	if key == ColumnPolicyFetch {
+		// A sender of the others never fetches (contradiction); an
+		// MTA-STS sender may have the policy cached (RFC 8461 §5).
+		if usesMTASTS(p) {
+			return ExpectAny
+		}
+		return ExpectNever
 	}
 	if key == ColumnBrokenHost {
 		if p == PolicyDANE || p == PolicyDANEOnly || p == PolicyDANEMTASTS {

@@ -11,11 +11,15 @@ import (
 // columns and attempts of the verdict's Seen and Attempts.
 func TestTableAgreesWithJudge(t *testing.T) {
 	cols := TableColumns(false)
-	if len(cols) != int(numColumns) {
+	if len(cols) != int(numColumns)+1 || cols[numColumns].Key != ColumnPolicyFetch {
 		t.Fatalf("%d columns, want %d", len(cols), numColumns)
 	}
 	for _, p := range Candidates {
-		for i, c := range cols {
+		fetchRule := contradiction(p, [numColumns]observed{}, true) != ""
+		if got := Expected(p, ColumnPolicyFetch).Contradicts(true, false); got != fetchRule {
+			t.Errorf("%s fetched: Contradicts %v, Judge's rule %v", p, got, fetchRule)
+		}
+		for i, c := range cols[:numColumns] {
 			for _, o := range [][2]bool{{true, false}, {false, true}, {true, true}} {
 				var seen [numColumns]observed
 				if o[0] {

@@ -1,0 +1,36 @@
+package matrix
+
+import (
+	"math"
+	"testing"
+)
+
+// TestContrast: every text colour on the fill it is drawn on meets WCAG
+// 2.x AA for text (4.5:1, SC 1.4.3); the grid and the outlines of
+// shapes, non-text, 3:1 on white (SC 1.4.11). The ratio itself is checked
+// against known values first.
+func TestContrast(t *testing.T) {
+	for _, c := range []struct {
+		a, b rgb
+		want float64
+	}{
+		{rgb{0, 0, 0}, rgb{0xff, 0xff, 0xff}, 21},
+		{rgb{0xff, 0xff, 0xff}, rgb{0xff, 0xff, 0xff}, 1},
+		{rgb{0x76, 0x76, 0x76}, rgb{0xff, 0xff, 0xff}, 4.54},
+		{rgb{0x77, 0x77, 0x77}, rgb{0xff, 0xff, 0xff}, 4.48},
+	} {
+		if got := contrast(c.a, c.b); math.Abs(got-c.want) > 0.01 {
+			t.Errorf("contrast(%s, %s) = %.3f, want %.2f", c.a.hex(), c.b.hex(), got, c.want)
+		}
+	}
+	for name, k := range allInks {
+		if r := contrast(k.fg, k.bg); r < 4.5 {
+			t.Errorf("ink %s: %s on %s has contrast %.2f:1, below WCAG AA's 4.5:1", name, k.fg.hex(), k.bg.hex(), r)
+		}
+	}
+	for _, fill := range []rgb{white, goodFill, badFill, noneFill, brokenFill, windowFill, headFill} {
+		if r := contrast(gridLine, fill); r < 3 {
+			t.Errorf("grid %s on %s: %.2f:1, below 3:1", gridLine.hex(), fill.hex(), r)
+		}
+	}
+}

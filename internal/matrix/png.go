@@ -1,0 +1,205 @@
+package matrix
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/goregular"
+	"golang.org/x/image/font/opentype"
+	"golang.org/x/image/math/fixed"
+	"golang.org/x/image/vector"
+)
+
+// PNGScale is the PNG's pixels per CSS pixel: the mail shows the image at
+// the drawings' width, sharp on high-density screens.
+const PNGScale = 2
+
+// PNG is the matrix above the timeline as one PNG image, for the result
+// mail: many mail clients strip inline SVG but show an inline image
+// (multipart/related, RFC 2387). It is rasterised here in pure Go
+// (golang.org/x/image: vector, the Go fonts), the same drawing as the
+// SVG. It returns the image and its width and height in CSS pixels.
+func (p Picture) PNG(l Labels, loc *time.Location) ([]byte, int, int, error) {
+	m, t := p.matrix(l), p.timeline(l, loc)
+	w, h := m.width, m.height+t.height
+	img := image.NewRGBA(image.Rect(0, 0, int(math.Ceil(w*PNGScale)), int(math.Ceil(h*PNGScale))))
+	draw.Draw(img, img.Bounds(), image.NewUniform(white.rgba()), image.Point{}, draw.Src)
+	r := &raster{img: img, z: vector.NewRasterizer(img.Bounds().Dx(), img.Bounds().Dy())}
+	if err := r.paint(m, 0); err != nil {
+		return nil, 0, 0, err
+	}
+	if err := r.paint(t, m.height); err != nil {
+		return nil, 0, 0, err
+	}
+	var b bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&b, img); err != nil {
+		return nil, 0, 0, fmt.Errorf("matrix: encoding the PNG: %w", err)
+	}
+	return b.Bytes(), int(math.Ceil(w)), int(math.Ceil(h)), nil
+}
+
+// fonts are the Go fonts, parsed once (they are embedded; a parse error
+// is a programming error that every test would show).
+var fonts = sync.OnceValues(func() ([2]*opentype.Font, error) {
+	reg, err := opentype.Parse(goregular.TTF)
+	if err != nil {
+		return [2]*opentype.Font{}, err
+	}
+	bold, err := opentype.Parse(gobold.TTF)
+	return [2]*opentype.Font{reg, bold}, err
+})
+
+// raster paints recorded drawings onto an image.
+type raster struct {
+	img   *image.RGBA
+	z     *vector.Rasterizer
+	faces map[[2]int]font.Face
+}
+
+func (r *raster) fill(col rgb, path func(z *vector.Rasterizer)) {
+	b := r.img.Bounds()
+	r.z.Reset(b.Dx(), b.Dy())
+	path(r.z)
+	r.z.Draw(r.img, b, image.NewUniform(col.rgba()), image.Point{})
+}
+
+func (r *raster) paint(c *canvas, dy float64) error {
+	s := func(v float64) float32 { return float32(v * PNGScale) }
+	sy := func(v float64) float32 { return float32((v + dy) * PNGScale) }
+	for _, o := range c.ops {
+		switch o.kind {
+		case opRect:
+			r.fill(o.fill, func(z *vector.Rasterizer) { rectPath(z, s(o.x), sy(o.y), s(o.w), s(o.h), false) })
+			if o.width > 0 {
+				hw := o.width / 2
+				r.fill(o.stroke, func(z *vector.Rasterizer) {
+					rectPath(z, s(o.x-hw), sy(o.y-hw), s(o.w+o.width), s(o.h+o.width), false)
+					rectPath(z, s(o.x+hw), sy(o.y+hw), s(o.w-o.width), s(o.h-o.width), true)
+				})
+			}
+		case opLine:
+			r.fill(o.stroke, func(z *vector.Rasterizer) { linePath(z, s(o.x), sy(o.y), s(o.x2), sy(o.y2), s(o.width)) })
+		case opPoly:
+			r.fill(o.fill, func(z *vector.Rasterizer) {
+				for i, p := range o.pts {
+					if i == 0 {
+						z.MoveTo(s(p.x), sy(p.y))
+					} else {
+						z.LineTo(s(p.x), sy(p.y))
+					}
+				}
+				z.ClosePath()
+			})
+		case opCircle:
+			if o.hasFill {
+				r.fill(o.fill, func(z *vector.Rasterizer) { circlePath(z, s(o.x), sy(o.y), s(o.w), false) })
+			} else {
+				r.fill(o.stroke, func(z *vector.Rasterizer) {
+					circlePath(z, s(o.x), sy(o.y), s(o.w+o.width/2), false)
+					circlePath(z, s(o.x), sy(o.y), s(o.w-o.width/2), true)
+				})
+			}
+		case opText:
+			if err := r.text(o, dy); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *raster) text(o op, dy float64) error {
+	fs, err := fonts()
+	if err != nil {
+		return fmt.Errorf("matrix: the Go fonts: %w", err)
+	}
+	bold := 0
+	if o.bold {
+		bold = 1
+	}
+	key := [2]int{int(o.size * PNGScale * 10), bold}
+	face := r.faces[key]
+	if face == nil {
+		face, err = opentype.NewFace(fs[bold], &opentype.FaceOptions{Size: o.size * PNGScale, DPI: 72, Hinting: font.HintingFull})
+		if err != nil {
+			return fmt.Errorf("matrix: font face: %w", err)
+		}
+		if r.faces == nil {
+			r.faces = map[[2]int]font.Face{}
+		}
+		r.faces[key] = face
+	}
+	d := font.Drawer{Dst: r.img, Src: image.NewUniform(color.RGBA(o.fill.rgba())), Face: face}
+	x := o.x * PNGScale
+	switch o.anchor {
+	case anchorMiddle:
+		x -= float64(d.MeasureString(o.text)) / 64 / 2
+	case anchorEnd:
+		x -= float64(d.MeasureString(o.text)) / 64
+	}
+	d.Dot = fixed.Point26_6{X: fixed.Int26_6(x * 64), Y: fixed.Int26_6((o.y + dy) * PNGScale * 64)}
+	d.DrawString(o.text)
+	return nil
+}
+
+// rectPath adds a rectangle, counter-clockwise when hole (the rasteriser
+// accumulates signed area: an opposite winding cuts a hole).
+func rectPath(z *vector.Rasterizer, x, y, w, h float32, hole bool) {
+	z.MoveTo(x, y)
+	if hole {
+		z.LineTo(x, y+h)
+		z.LineTo(x+w, y+h)
+		z.LineTo(x+w, y)
+	} else {
+		z.LineTo(x+w, y)
+		z.LineTo(x+w, y+h)
+		z.LineTo(x, y+h)
+	}
+	z.ClosePath()
+}
+
+// linePath adds a line of the given width as a rectangle along it.
+func linePath(z *vector.Rasterizer, x1, y1, x2, y2, w float32) {
+	dx, dy := x2-x1, y2-y1
+	n := float32(math.Hypot(float64(dx), float64(dy)))
+	if n == 0 {
+		return
+	}
+	// Half a width across, and half a width beyond each end (round-ish
+	// caps, as the SVG's stroke-linecap="round").
+	px, py := -dy/n*w/2, dx/n*w/2
+	ex, ey := dx/n*w/2, dy/n*w/2
+	z.MoveTo(x1-ex+px, y1-ey+py)
+	z.LineTo(x2+ex+px, y2+ey+py)
+	z.LineTo(x2+ex-px, y2+ey-py)
+	z.LineTo(x1-ex-px, y1-ey-py)
+	z.ClosePath()
+}
+
+// circlePath adds a circle of four cubic Béziers, counter-clockwise when
+// hole.
+func circlePath(z *vector.Rasterizer, cx, cy, r float32, hole bool) {
+	if r <= 0 {
+		return
+	}
+	k := r * 0.5523
+	sgn := float32(1)
+	if hole {
+		sgn = -1
+	}
+	z.MoveTo(cx+r, cy)
+	z.CubeTo(cx+r, cy+sgn*k, cx+k, cy+sgn*r, cx, cy+sgn*r)
+	z.CubeTo(cx-k, cy+sgn*r, cx-r, cy+sgn*k, cx-r, cy)
+	z.CubeTo(cx-r, cy-sgn*k, cx-k, cy-sgn*r, cx, cy-sgn*r)
+	z.CubeTo(cx+k, cy-sgn*r, cx+r, cy-sgn*k, cx+r, cy)
+	z.ClosePath()
+}
