@@ -72,15 +72,17 @@ func (p Picture) matrix(l Labels) *canvas {
 	y += 4
 	// What each policy does there.
 	for _, r := range p.Rows {
-		kind := map[RowKind]string{RowVerdict: LabelVerdictRow, RowCandidate: LabelCandidateRow, RowOther: LabelOtherRow}[r.Kind]
+		kind := rowLabels[r.Kind]
 		fit := l.get(LabelFits)
 		fitInk := inkGoodText
 		if r.Misfits > 0 {
 			fit, fitInk = fmt.Sprintf("%s (≠ %d)", l.get(LabelContradictions), r.Misfits), inkBadText
 		}
 		c.group(fmt.Sprintf("%s: %s — %s", l.get(kind), r.Policy, fit), func() {
-			c.text(margin, y+15, l.get(kind)+": "+string(r.Policy), 12, inkText, anchorStart, r.Kind == RowVerdict)
-			c.text(margin, y+30, fit, 10, fitInk, anchorStart, false)
+			c.text(margin, y+15, string(r.Policy), 13, inkText, anchorStart, r.Kind == RowVerdict)
+			k := l.get(kind) + " ·"
+			c.text(margin, y+30, k, 10, inkMuted, anchorStart, false)
+			c.text(margin+approxWidth(k, 10)+4, y+30, fit, 10, fitInk, anchorStart, false)
 		})
 		for i, col := range p.Columns {
 			x := x0 + colW*float64(i)
@@ -106,6 +108,9 @@ func (p Picture) matrix(l Labels) *canvas {
 	c.height = y + margin
 	return c
 }
+
+// rowLabels are the label keys of the row kinds.
+var rowLabels = map[RowKind]string{RowVerdict: LabelVerdictRow, RowCandidate: LabelCandidateRow, RowAbsent: LabelAbsentRow, RowOther: LabelOtherRow}
 
 // legend draws the symbols with their words, so that no symbol and no
 // colour must be guessed; it returns the y below it.
@@ -249,7 +254,7 @@ func (p Picture) Summary(l Labels) string {
 	}
 	s := l.get(LabelObserved) + ": " + strings.Join(parts, "; ") + "."
 	for _, r := range p.Rows {
-		kind := map[RowKind]string{RowVerdict: LabelVerdictRow, RowCandidate: LabelCandidateRow, RowOther: LabelOtherRow}[r.Kind]
+		kind := rowLabels[r.Kind]
 		fit := l.get(LabelFits)
 		if r.Misfits > 0 {
 			var where []string

@@ -1,7 +1,5 @@
 package matrix
 
-import "fmt"
-
 // Labels gives the text of a label key (the Label* constants and the
 // column keys' ColumnLabel* keys). A translation is another function of
 // the same keys; English is the default. A key it does not know should
@@ -16,6 +14,7 @@ const (
 	LabelVerdictRow     = "matrix.row.verdict"
 	LabelCandidateRow   = "matrix.row.candidate"
 	LabelOtherRow       = "matrix.row.other"
+	LabelAbsentRow      = "matrix.row.absent"
 	LabelFits           = "matrix.fits"
 	LabelContradictions = "matrix.contradictions"
 	LabelContradicted   = "matrix.contradicted"
@@ -57,6 +56,7 @@ var english = map[string]string{
 	LabelVerdictRow:     "Verdict",
 	LabelCandidateRow:   "Still possible",
 	LabelOtherRow:       "Ruled out",
+	LabelAbsentRow:      "Ruled out by absence",
 	LabelFits:           "fits",
 	LabelContradictions: "does not fit",
 	LabelContradicted:   "contradicted by what your server did",
@@ -114,6 +114,9 @@ func Keys() []string {
 	return out
 }
 
+// Get is l(key), falling back to English for a missing translation.
+func (l Labels) Get(key string) string { return l.get(key) }
+
 // get is l(key), falling back to English for a missing translation.
 func (l Labels) get(key string) string {
 	if l != nil {
@@ -123,5 +126,3 @@ func (l Labels) get(key string) string {
 	}
 	return English(key)
 }
-
-func (l Labels) getf(key string, args ...any) string { return fmt.Sprintf(l.get(key), args...) }

@@ -83,6 +83,7 @@ type RowKind int
 const (
 	RowVerdict   RowKind = iota // the verdict's own policy
 	RowCandidate                // still a candidate of the verdict
+	RowAbsent                   // fits the connections, but the complete verdict is another policy: set apart by what did not happen (no policy fetch, no delivery to B)
 	RowOther                    // eliminated, among the nearest
 )
 
@@ -168,6 +169,8 @@ func rows(v verdict.Verdict, cols []verdict.Column, delivered, refused []bool) [
 		switch {
 		case pol == v.Policy:
 			r.Kind = RowVerdict
+		case slices.Contains(v.Candidates, pol) && v.Complete && v.Policy != verdict.PolicyUnknown:
+			r.Kind = RowAbsent
 		case slices.Contains(v.Candidates, pol):
 			r.Kind = RowCandidate
 		}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
+	"github.com/mailsec/mailsec/internal/matrix"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -115,6 +116,12 @@ type Input struct {
 	// PolicyFetches are the fetches of an MTA-STS policy counted for the
 	// test (verdict.Observations.PolicyFetches).
 	PolicyFetches []store.PolicyFetch
+	// BrokenHostAddrs are the broken-DNSSEC host's addresses
+	// (verdict.Observations.BrokenHostAddrs): the picture's column of it.
+	BrokenHostAddrs []netip.Addr
+	// PictureLabels are the words of the picture of the verdict
+	// (internal/matrix); nil: English.
+	PictureLabels matrix.Labels
 }
 
 // Report is the model both renderings are made from. The JSON form is the
@@ -163,6 +170,19 @@ type Report struct {
 	// PolicyFetches are the fetches of an MTA-STS policy that count for
 	// the test (docs/policy-host.md), newest first.
 	PolicyFetches []FetchLine `json:"policy_fetches"`
+
+	// Picture is the verdict as a picture (internal/matrix: the persona
+	// matrix and the timeline), drawn by MatrixSVG, TimelineSVG and, for
+	// the result mail, PicturePNG. Not in the JSON: the API has the
+	// history and the verdict it is drawn from.
+	Picture       matrix.Picture `json:"-"`
+	pictureLabels matrix.Labels
+	location      *time.Location
+	// MailImage is the Content-ID (RFC 2392) of the picture's PNG in the
+	// result mail: the mail's HTML shows that image instead of inline
+	// SVG, which many mail clients strip. Set by the mail's composer.
+	MailImage      string `json:"-"`
+	MailImageWidth int    `json:"-"` // its width in CSS pixels
 }
 
 // FetchLine is one fetch of an MTA-STS policy counted for the test.
@@ -249,7 +269,10 @@ func Build(in Input) Report {
 		Final: in.Final, Policy: string(v.Policy), Complete: v.Complete,
 		Why: redactText(v.Why), Attempts: v.Attempts, Connections: len(in.Connections),
 		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(), SendingServer: in.Test.SendingServer,
+		pictureLabels: in.PictureLabels, location: loc,
 	}
+	r.Picture = matrix.Build(matrix.Input{Verdict: v, Connections: in.Connections, BrokenHostAddrs: in.BrokenHostAddrs,
+		PolicyFetched: len(in.PolicyFetches) > 0, DowngradeWindow: in.DowngradeWindow})
 	for _, c := range v.Candidates {
 		r.Candidates = append(r.Candidates, string(c))
 	}
