@@ -33,7 +33,7 @@ func (p Picture) PNG(l Labels, loc *time.Location) ([]byte, int, int, error) {
 	w, h := m.width, m.height+t.height
 	img := image.NewRGBA(image.Rect(0, 0, int(math.Ceil(w*PNGScale)), int(math.Ceil(h*PNGScale))))
 	draw.Draw(img, img.Bounds(), image.NewUniform(white.rgba()), image.Point{}, draw.Src)
-	r := &raster{img: img, z: vector.NewRasterizer(img.Bounds().Dx(), img.Bounds().Dy())}
+	r := &raster{img: img, z: vector.NewRasterizer(0, 0)}
 	if err := r.paint(m, 0); err != nil {
 		return nil, 0, 0, err
 	}
@@ -65,12 +65,66 @@ type raster struct {
 	faces map[[2]int]font.Face
 }
 
-func (r *raster) fill(col rgb, path func(z *vector.Rasterizer)) {
-	b := r.img.Bounds()
-	r.z.Reset(b.Dx(), b.Dy())
-	path(r.z)
-	r.z.Draw(r.img, b, image.NewUniform(col.rgba()), image.Point{})
+// fill paints the path in col. The rasteriser covers only the path's
+// bounding box: resetting and compositing the whole image for every shape
+// would cost the picture's area per shape.
+func (r *raster) fill(col rgb, path func(z *pathRecorder)) {
+	var p pathRecorder
+	path(&p)
+	if len(p.cmds) == 0 {
+		return
+	}
+	box := image.Rect(int(math.Floor(float64(p.minX)))-1, int(math.Floor(float64(p.minY)))-1,
+		int(math.Ceil(float64(p.maxX)))+1, int(math.Ceil(float64(p.maxY)))+1).Intersect(r.img.Bounds())
+	if box.Empty() {
+		return
+	}
+	r.z.Reset(box.Dx(), box.Dy())
+	ox, oy := float32(box.Min.X), float32(box.Min.Y)
+	for _, c := range p.cmds {
+		switch c.op {
+		case 'M':
+			r.z.MoveTo(c.p[0]-ox, c.p[1]-oy)
+		case 'L':
+			r.z.LineTo(c.p[0]-ox, c.p[1]-oy)
+		case 'C':
+			r.z.CubeTo(c.p[0]-ox, c.p[1]-oy, c.p[2]-ox, c.p[3]-oy, c.p[4]-ox, c.p[5]-oy)
+		case 'Z':
+			r.z.ClosePath()
+		}
+	}
+	r.z.Draw(r.img, box, image.NewUniform(col.rgba()), image.Point{})
 }
+
+// pathRecorder collects a path and its bounding box (the rasteriser's
+// calls, in image coordinates).
+type pathRecorder struct {
+	cmds                   []pathCmd
+	minX, minY, maxX, maxY float32
+}
+
+type pathCmd struct {
+	op byte
+	p  [6]float32
+}
+
+func (p *pathRecorder) add(op byte, pts ...float32) {
+	c := pathCmd{op: op}
+	copy(c.p[:], pts)
+	for i := 0; i+1 < len(pts); i += 2 {
+		x, y := pts[i], pts[i+1]
+		if len(p.cmds) == 0 && i == 0 {
+			p.minX, p.maxX, p.minY, p.maxY = x, x, y, y
+		}
+		p.minX, p.maxX, p.minY, p.maxY = min(p.minX, x), max(p.maxX, x), min(p.minY, y), max(p.maxY, y)
+	}
+	p.cmds = append(p.cmds, c)
+}
+
+func (p *pathRecorder) MoveTo(x, y float32)             { p.add('M', x, y) }
+func (p *pathRecorder) LineTo(x, y float32)             { p.add('L', x, y) }
+func (p *pathRecorder) CubeTo(a, b, c, d, e, f float32) { p.add('C', a, b, c, d, e, f) }
+func (p *pathRecorder) ClosePath()                      { p.add('Z') }
 
 func (r *raster) paint(c *canvas, dy float64) error {
 	s := func(v float64) float32 { return float32(v * PNGScale) }
@@ -78,18 +132,18 @@ func (r *raster) paint(c *canvas, dy float64) error {
 	for _, o := range c.ops {
 		switch o.kind {
 		case opRect:
-			r.fill(o.fill, func(z *vector.Rasterizer) { rectPath(z, s(o.x), sy(o.y), s(o.w), s(o.h), false) })
+			r.fill(o.fill, func(z *pathRecorder) { rectPath(z, s(o.x), sy(o.y), s(o.w), s(o.h), false) })
 			if o.width > 0 {
 				hw := o.width / 2
-				r.fill(o.stroke, func(z *vector.Rasterizer) {
+				r.fill(o.stroke, func(z *pathRecorder) {
 					rectPath(z, s(o.x-hw), sy(o.y-hw), s(o.w+o.width), s(o.h+o.width), false)
 					rectPath(z, s(o.x+hw), sy(o.y+hw), s(o.w-o.width), s(o.h-o.width), true)
 				})
 			}
 		case opLine:
-			r.fill(o.stroke, func(z *vector.Rasterizer) { linePath(z, s(o.x), sy(o.y), s(o.x2), sy(o.y2), s(o.width)) })
+			r.fill(o.stroke, func(z *pathRecorder) { linePath(z, s(o.x), sy(o.y), s(o.x2), sy(o.y2), s(o.width)) })
 		case opPoly:
-			r.fill(o.fill, func(z *vector.Rasterizer) {
+			r.fill(o.fill, func(z *pathRecorder) {
 				for i, p := range o.pts {
 					if i == 0 {
 						z.MoveTo(s(p.x), sy(p.y))
@@ -101,9 +155,9 @@ func (r *raster) paint(c *canvas, dy float64) error {
 			})
 		case opCircle:
 			if o.hasFill {
-				r.fill(o.fill, func(z *vector.Rasterizer) { circlePath(z, s(o.x), sy(o.y), s(o.w), false) })
+				r.fill(o.fill, func(z *pathRecorder) { circlePath(z, s(o.x), sy(o.y), s(o.w), false) })
 			} else {
-				r.fill(o.stroke, func(z *vector.Rasterizer) {
+				r.fill(o.stroke, func(z *pathRecorder) {
 					circlePath(z, s(o.x), sy(o.y), s(o.w+o.width/2), false)
 					circlePath(z, s(o.x), sy(o.y), s(o.w-o.width/2), true)
 				})
@@ -153,7 +207,7 @@ func (r *raster) text(o op, dy float64) error {
 
 // rectPath adds a rectangle, counter-clockwise when hole (the rasteriser
 // accumulates signed area: an opposite winding cuts a hole).
-func rectPath(z *vector.Rasterizer, x, y, w, h float32, hole bool) {
+func rectPath(z *pathRecorder, x, y, w, h float32, hole bool) {
 	z.MoveTo(x, y)
 	if hole {
 		z.LineTo(x, y+h)
@@ -168,7 +222,7 @@ func rectPath(z *vector.Rasterizer, x, y, w, h float32, hole bool) {
 }
 
 // linePath adds a line of the given width as a rectangle along it.
-func linePath(z *vector.Rasterizer, x1, y1, x2, y2, w float32) {
+func linePath(z *pathRecorder, x1, y1, x2, y2, w float32) {
 	dx, dy := x2-x1, y2-y1
 	n := float32(math.Hypot(float64(dx), float64(dy)))
 	if n == 0 {
@@ -187,7 +241,7 @@ func linePath(z *vector.Rasterizer, x1, y1, x2, y2, w float32) {
 
 // circlePath adds a circle of four cubic Béziers, counter-clockwise when
 // hole.
-func circlePath(z *vector.Rasterizer, cx, cy, r float32, hole bool) {
+func circlePath(z *pathRecorder, cx, cy, r float32, hole bool) {
 	if r <= 0 {
 		return
 	}

@@ -3,6 +3,7 @@ package report
 import (
 	htmltemplate "html/template"
 	"net/url"
+	"strings"
 
 	"github.com/mailsec/mailsec/internal/matrix"
 )
@@ -22,7 +23,7 @@ func (r Report) TimelineSVG() htmltemplate.HTML {
 // (RFC 2392), which html/template would otherwise refuse as an unknown
 // scheme.
 func (r Report) MailImageURL() htmltemplate.URL {
-	return htmltemplate.URL("cid:" + url.PathEscape(r.MailImage)) //nolint:gosec // our own Content-ID, escaped
+	return htmltemplate.URL("cid:" + strings.ReplaceAll(url.PathEscape(r.MailImage), "@", "%40")) //nolint:gosec // our own Content-ID, escaped
 }
 
 // PictureTitle is the persona matrix's title.

@@ -81,13 +81,14 @@ func (s Source) Load(ctx context.Context, id string, now time.Time) (report.Inpu
 		if err != nil {
 			return in, err
 		}
-		in.DNSLookups, in.PolicyFetches = obs.DNSLookups, obs.PolicyFetches
+		in.DNSLookups, in.PolicyFetches, in.BrokenHostAddrs = obs.DNSLookups, obs.PolicyFetches, obs.BrokenHostAddrs
 	case errors.Is(rerr, store.ErrNotFound):
 		v, obs, err := s.Evidence.Judge(ctx, t, now)
 		if err != nil {
 			return in, err
 		}
 		in.Verdict, in.Connections, in.DNSLookups, in.PolicyFetches = v, obs.Connections, obs.DNSLookups, obs.PolicyFetches
+		in.BrokenHostAddrs = obs.BrokenHostAddrs
 	default:
 		return in, rerr
 	}

@@ -3,7 +3,15 @@ package resultmail_test
 import (
 	"bytes"
 	"crypto/rsa"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"image/png"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -164,4 +172,93 @@ func TestDNSRecordAndKeyReload(t *testing.T) {
 	if r1 != r2 || !strings.HasPrefix(r1, "v=DKIM1; k=rsa; p=MII") {
 		t.Fatalf("records differ or look wrong: %q %q", r1, r2)
 	}
+}
+
+// TestComposePicture: the HTML part sits in multipart/related (RFC 2387)
+// with the picture of the verdict as a PNG, which the HTML shows through
+// its cid: URL (RFC 2392) and describes in its alt text; the HTML has no
+// inline SVG (mail clients strip it) and the plain text carries the
+// matrix as a table.
+func TestComposePicture(t *testing.T) {
+	k, err := resultmail.LoadOrCreateKey(filepath.Join(t.TempDir(), "dkim.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resultmail.Identity{From: "results@a.mailtest.example", Domain: "a.mailtest.example", Selector: "mailsec1", Key: k}
+	in := report.Input{Test: store.Test{ID: "abc", Created: t0, Sender: userAddr}, Now: t0.Add(time.Hour),
+		Connections: []store.SMTPConnection{mailConn("127.0.0.9", "pass", "")}}
+	raw, _, err := resultmail.Compose(id, report.Build(in), userAddr, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := map[string][]byte{}
+	var cid string
+	var walk func(ctype string, body io.Reader, depth int)
+	walk = func(ctype string, body io.Reader, depth int) {
+		mt, params, err := mime.ParseMediaType(ctype)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(mt, "multipart/") {
+			b, err := io.ReadAll(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts[fmt.Sprint(depth, " ", mt)] = b
+			return
+		}
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			p, err := mr.NextRawPart()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r io.Reader = p
+			switch p.Header.Get("Content-Transfer-Encoding") {
+			case "quoted-printable":
+				r = quotedprintable.NewReader(p)
+			case "base64":
+				r = base64.NewDecoder(base64.StdEncoding, p)
+			}
+			if c := p.Header.Get("Content-ID"); c != "" {
+				cid = strings.Trim(c, "<>")
+			}
+			if strings.HasPrefix(p.Header.Get("Content-Type"), "multipart/") && !strings.HasPrefix(mt, "multipart/alternative") {
+				t.Errorf("%s nested in %s", p.Header.Get("Content-Type"), mt)
+			}
+			walk(p.Header.Get("Content-Type"), r, depth+1)
+		}
+	}
+	walk(msg.Header.Get("Content-Type"), msg.Body, 0)
+	html, text, img := string(parts["2 text/html"]), string(parts["1 text/plain"]), parts["2 image/png"]
+	if html == "" || text == "" || img == nil || cid == "" {
+		t.Fatalf("parts %v (content-id %q): want text/plain, and text/html with image/png in multipart/related", keys(parts), cid)
+	}
+	if _, err := png.Decode(bytes.NewReader(img)); err != nil {
+		t.Errorf("the picture is no PNG: %v", err)
+	}
+	if want := `src="cid:` + strings.ReplaceAll(cid, "@", "%40") + `"`; !strings.Contains(html, want) {
+		t.Errorf("the HTML does not show the image %s", want)
+	}
+	if !strings.Contains(html, `alt="Your server: persona 1`) || strings.Contains(html, "<svg") {
+		t.Errorf("the HTML has no alt text of the picture, or inline SVG")
+	}
+	if !strings.Contains(text, "| Your server") || !strings.Contains(text, "1 no STARTTLS") {
+		t.Errorf("the text part has no matrix table:\n%s", text)
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
