@@ -76,7 +76,9 @@ const writeWait = 30 * time.Second
 
 // events streams the report as server-sent events (HTML Living Standard
 // §9.2): an event "report" with the report's JSON whenever it changed,
-// until the verdict is final, the client leaves, or EventMax.
+// followed by an event "picture" (pictureEvent) when the picture of the
+// verdict changed with it, until the verdict is final, the client leaves,
+// or EventMax.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	client := clientIP(r)
 	if code := s.streams.acquire(client, s.o.MaxStreams, s.o.MaxStreamsPerClient); code != 0 {
@@ -114,7 +116,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		flusher.Flush()
 		return true
 	}
-	var last []byte
+	var last, lastPicture []byte
 	var wait time.Duration
 	lastSent := time.Now()
 	for {
@@ -129,6 +131,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			last, lastSent = b, time.Now()
+			// The picture of the verdict, drawn again by the server (the
+			// page has no drawing code): the live page swaps it in.
+			pic, err := json.Marshal(pictureEvent{Matrix: string(rep.MatrixSVG()), Timeline: string(rep.TimelineSVG())})
+			if err != nil {
+				return
+			}
+			if !bytes.Equal(pic, lastPicture) {
+				if !send("event: picture\ndata: %s\n\n", pic) {
+					return
+				}
+				lastPicture = pic
+			}
 		case time.Since(lastSent) >= keepAlive:
 			if !send(": keep-alive\n\n") {
 				return
@@ -155,4 +169,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		rep = next
 	}
+}
+
+// pictureEvent is the data of a "picture" event: the persona matrix and
+// the timeline as the report page draws them (internal/matrix: SVG, every
+// string escaped, no script), for the live page to swap in.
+type pictureEvent struct {
+	Matrix   string `json:"matrix"`
+	Timeline string `json:"timeline"`
 }

@@ -208,6 +208,14 @@ func TestAPIAndPages(t *testing.T) {
 		if !strings.Contains(resp.Header.Get("Content-Security-Policy"), "script-src 'self'") {
 			t.Errorf("%s: no CSP", path)
 		}
+		// The picture of the verdict, drawn by the server: without
+		// JavaScript the page shows the state at its loading.
+		for _, want := range []string{`<svg xmlns="http://www.w3.org/2000/svg" id="matrix" class="picture" role="img" aria-label="Your server: persona 1 (STARTTLS withheld): delivered (attempt 1).`,
+			`<svg xmlns="http://www.w3.org/2000/svg" id="timeline"`, `<title>persona 1 (STARTTLS withheld): delivered (attempt 1)</title>`} {
+			if !strings.Contains(page, want) {
+				t.Errorf("%s: the picture of the verdict lacks %q", path, want)
+			}
+		}
 	}
 
 	resp, body = e.do(t, "GET", "/api/v1/tests/nosuchtestatall2", nil, bearer(key)...)
@@ -276,29 +284,64 @@ func TestEventsStreamUntilFinal(t *testing.T) {
 		t.Fatalf("content type %q", ct)
 	}
 	rd := bufio.NewReader(resp.Body)
-	next := func() map[string]any {
+	// next returns the next event's name and data.
+	next := func() (string, map[string]any) {
 		t.Helper()
+		event := ""
 		for {
 			line, err := rd.ReadString('\n')
 			if err != nil {
 				t.Fatalf("stream ended: %v", err)
+			}
+			if name, ok := strings.CutPrefix(line, "event: "); ok {
+				event = strings.TrimSpace(name)
 			}
 			if data, ok := strings.CutPrefix(line, "data: "); ok {
 				var m map[string]any
 				if err := json.Unmarshal([]byte(data), &m); err != nil {
 					t.Fatal(err)
 				}
-				return m
+				return event, m
 			}
 		}
 	}
-	if r := next(); r["phase"] != "waiting" || r["connections"].(float64) != 0 {
+	// report returns the next "report" event; picture the next event,
+	// which must be a "picture" one.
+	report := func() map[string]any {
+		t.Helper()
+		ev, m := next()
+		if ev != "report" {
+			t.Fatalf("event %q, want report: %v", ev, m)
+		}
+		return m
+	}
+	picture := func() (matrix, timeline string) {
+		t.Helper()
+		ev, m := next()
+		if ev != "picture" {
+			t.Fatalf("event %q, want picture: %v", ev, m)
+		}
+		matrix, _ = m["matrix"].(string)
+		timeline, _ = m["timeline"].(string)
+		if !strings.HasPrefix(matrix, `<svg xmlns="http://www.w3.org/2000/svg" id="matrix"`) || !strings.HasPrefix(timeline, `<svg xmlns="http://www.w3.org/2000/svg" id="timeline"`) {
+			t.Fatalf("picture event: %.200s / %.200s", matrix, timeline)
+		}
+		return matrix, timeline
+	}
+	if r := report(); r["phase"] != "waiting" || r["connections"].(float64) != 0 {
 		t.Fatalf("first event %v", r)
 	}
-	// A connection arrives: the next event has it.
+	if _, tl := picture(); !strings.Contains(tl, "No connection yet.") {
+		t.Errorf("first timeline: %.300s", tl)
+	}
+	// A connection arrives: the next event has it, and the picture too
+	// (refused in the downgrade window, attempt 1).
 	e.addConn(t, id, store.SMTPConnection{Started: e.now, Ended: e.now, EHLO: "mx.example.org", Persona: 1, State: store.StateNone})
-	if r := next(); r["connections"].(float64) != 1 {
+	if r := report(); r["connections"].(float64) != 1 {
 		t.Fatalf("second event %v", r)
+	}
+	if m, tl := picture(); !strings.Contains(m, "<title>persona 1 (STARTTLS withheld): refused (attempt 1)</title>") || strings.Contains(tl, "No connection yet.") {
+		t.Errorf("the picture does not show the connection: %s", m)
 	}
 	// The test becomes final: one more event, then the stream ends.
 	v, _ := json.Marshal(verdict.Verdict{Policy: verdict.PolicyUnknown})
@@ -306,7 +349,7 @@ func TestEventsStreamUntilFinal(t *testing.T) {
 		store.TestResult{TestID: id, Final: e.now, Verdict: v, MailState: store.MailNone, MailReason: "no envelope sender"}); err != nil {
 		t.Fatal(err)
 	}
-	if r := next(); r["final"] != true || r["phase"] != "done" {
+	if r := report(); r["final"] != true || r["phase"] != "done" {
 		t.Fatalf("final event %v", r)
 	}
 	if _, err := io.ReadAll(rd); err != nil {

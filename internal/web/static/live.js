@@ -1,6 +1,8 @@
 // The live page: server-sent events carry the report as JSON; the page is
 // updated with textContent only, so nothing from the mail (Subject, From,
-// EHLO) is ever parsed as HTML.
+// EHLO) is ever parsed as HTML. The picture of the verdict comes drawn by
+// the server as SVG (event "picture": numbers and labels only, every
+// string escaped, no script) and is parsed as SVG (XML), never as HTML.
 (function () {
   "use strict";
   var live = document.getElementById("live");
@@ -58,5 +60,17 @@
     }
     if (r.mail) { text("mail-line", "Result mail: " + r.mail.state + (r.mail.reason ? " — " + r.mail.reason : "")); }
     if (r.final) { es.close(); }
+  });
+  es.addEventListener("picture", function (ev) {
+    var p = JSON.parse(ev.data);
+    [["matrix", p.matrix], ["timeline", p.timeline]].forEach(function (m) {
+      var old = document.getElementById(m[0]);
+      var doc = new DOMParser().parseFromString(m[1], "image/svg+xml");
+      var svg = doc.documentElement;
+      if (!old || svg.nodeName !== "svg" || doc.getElementsByTagName("parsererror").length) { return; }
+      old.parentNode.replaceChild(document.importNode(svg, true), old);
+    });
+    var pic = document.getElementById("picture");
+    if (pic) { pic.setAttribute("data-updates", String(Number(pic.getAttribute("data-updates") || "0") + 1)); }
   });
 })();
