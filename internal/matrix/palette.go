@@ -1,9 +1,12 @@
 package matrix
 
 import (
+	"errors"
 	"fmt"
 	"image/color"
 	"math"
+	"strconv"
+	"strings"
 )
 
 // rgb is a colour of the palette.
@@ -88,4 +91,36 @@ func contrast(a, b rgb) float64 {
 		la, lb = lb, la
 	}
 	return (la + 0.05) / (lb + 0.05)
+}
+
+// ContrastRatio is the WCAG 2.x contrast ratio of two CSS colours in hex
+// ("#rgb" or "#rrggbb"), for the tests of the pages' style sheets.
+func ContrastRatio(a, b string) (float64, error) {
+	ca, err := parseHex(a)
+	if err != nil {
+		return 0, err
+	}
+	cb, err := parseHex(b)
+	if err != nil {
+		return 0, err
+	}
+	return contrast(ca, cb), nil
+}
+
+// ErrColour is a colour ContrastRatio cannot read.
+var ErrColour = errors.New("matrix: not a hex colour")
+
+func parseHex(s string) (rgb, error) {
+	h := strings.TrimPrefix(strings.ToLower(strings.TrimSpace(s)), "#")
+	if len(h) == 3 {
+		h = string([]byte{h[0], h[0], h[1], h[1], h[2], h[2]})
+	}
+	if len(h) != 6 {
+		return rgb{}, fmt.Errorf("%w: %q", ErrColour, s)
+	}
+	v, err := strconv.ParseUint(h, 16, 32)
+	if err != nil {
+		return rgb{}, fmt.Errorf("%w: %q", ErrColour, s)
+	}
+	return rgb{uint8(v >> 16), uint8(v >> 8), uint8(v)}, nil
 }

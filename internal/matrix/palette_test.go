@@ -34,3 +34,14 @@ func TestContrast(t *testing.T) {
 		}
 	}
 }
+
+func TestContrastRatio(t *testing.T) {
+	if r, err := ContrastRatio("#000", "#ffffff"); err != nil || math.Abs(r-21) > 0.01 {
+		t.Errorf("black on white: %v %v", r, err)
+	}
+	for _, bad := range []string{"", "red", "#12", "#gggggg", "#1234567"} {
+		if _, err := ContrastRatio(bad, "#fff"); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

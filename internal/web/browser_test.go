@@ -149,6 +149,11 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("the live page's picture was not updated with a delivery: %v\n%.2000s", err, body)
 	}
 	checkPicture(t, bctx, "live page")
+	// The connections the events added name their colour in words too.
+	if words, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`Array.prototype.every.call(document.querySelectorAll("#connections li"),
+		function (li) { return /^\[(red|yellow|white|green|grey)\] /.test(li.textContent); }) && /^\((red|yellow|white|green|grey)\)$/.test(document.getElementById("colour").textContent)`)); err != nil || !words {
+		t.Errorf("the live page shows a colour without its name (%v)", err)
+	}
 	shot("live-matrix.png")
 	if err := <-sent; err != nil {
 		t.Fatalf("reference sender: %v", err)

@@ -211,7 +211,10 @@ func TestAPIAndPages(t *testing.T) {
 		// The picture of the verdict, drawn by the server: without
 		// JavaScript the page shows the state at its loading.
 		for _, want := range []string{`<svg xmlns="http://www.w3.org/2000/svg" id="matrix" class="picture" role="img" aria-label="Your server: persona 1 (STARTTLS withheld): delivered (attempt 1).`,
-			`<svg xmlns="http://www.w3.org/2000/svg" id="timeline"`, `<title>persona 1 (STARTTLS withheld): delivered (attempt 1)</title>`} {
+			`<svg xmlns="http://www.w3.org/2000/svg" id="timeline"`, `<title>persona 1 (STARTTLS withheld): delivered (attempt 1)</title>`,
+			// Colours are never the only signal: the verdict's and each
+			// connection's colour in words too.
+			`<span class="colour-name">[red]</span>`, `<span class="colour-name"`} {
 			if !strings.Contains(page, want) {
 				t.Errorf("%s: the picture of the verdict lacks %q", path, want)
 			}

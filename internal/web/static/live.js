@@ -23,13 +23,19 @@
     var firm = document.getElementById("firm");
     if (firm && r.final) { firm.textContent = "(final)"; }
     document.getElementById("verdict-line").className = "c-" + r.colour;
+    text("colour", "(" + r.colour + ")");
     var ol = document.getElementById("connections");
     while (ol.firstChild) { ol.removeChild(ol.firstChild); }
     (r.history || []).forEach(function (c) {
       var li = document.createElement("li");
       li.className = "conn c-" + c.colour;
       li.setAttribute("data-id", String(c.id));
-      li.textContent = c.text + (c.ehlo ? "  EHLO " + c.ehlo : "");
+      // The colour in words too: never the only signal.
+      var name = document.createElement("span");
+      name.className = "colour-name";
+      name.textContent = "[" + c.colour + "]";
+      li.appendChild(name);
+      li.appendChild(document.createTextNode(" " + c.text + (c.ehlo ? "  EHLO " + c.ehlo : "")));
       ol.appendChild(li);
     });
     text("count", String((r.history || []).length));
