@@ -100,22 +100,12 @@ func Expected(p Policy, key string) Expectation {
 	if i < 0 {
 		return ""
 	}
-	switch row[i] {
-	case eDeliver:
-		return ExpectDeliver
-	case eRefuse:
-		return ExpectRefuse
-	case eNever:
-		return ExpectNever
-	case eNoMail:
-		return ExpectNoMail
-	}
-	return ExpectAny
+	return row[i]
 }
 
 // Contradicts tells whether what was seen in a column (delivered, refused:
 // any connection at all for the broken host) is not what e allows: the
-// rule Judge eliminates candidates by.
+// rule Judge eliminates candidates by (rowContradiction).
 func (e Expectation) Contradicts(delivered, refused bool) bool {
 	switch e {
 	case ExpectDeliver:

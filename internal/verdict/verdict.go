@@ -52,15 +52,16 @@ const (
 var columnNames = [numColumns]string{"persona 1 (STARTTLS withheld)", "persona 1 (STARTTLS offered, not used)",
 	"persona 2", "persona 3", "persona 4", "persona 5", "persona 6", "persona 7 (plain)", "persona 7 (TLS)"}
 
-// expect is what a correct sender of a policy does in a column.
-type expect byte
+// expect is what a correct sender of a policy does in a column: the
+// exported Expectation (table.go), under the short names the table uses.
+type expect = Expectation
 
 const (
-	eDeliver expect = 'D' // completes the mail transaction
-	eRefuse  expect = 'R' // connects, then refuses (no MAIL FROM)
-	eNever   expect = 'N' // never gets there
-	eNoMail  expect = 'n' // never delivers: refuses, or never gets there
-	eAny     expect = '*' // either; not telling
+	eDeliver = ExpectDeliver // completes the mail transaction
+	eRefuse  = ExpectRefuse  // connects, then refuses (no MAIL FROM)
+	eNever   = ExpectNever   // never gets there
+	eNoMail  = ExpectNoMail  // never delivers: refuses, or never gets there
+	eAny     = ExpectAny     // either; not telling
 )
 
 // matrix is DESIGN.md §2's table of expected behaviour, one row per
@@ -405,13 +406,12 @@ func rowContradiction(row [numColumns]expect, seen [numColumns]observed) string 
 		e := row[col]
 		d, r := len(seen[col].delivered) > 0, len(seen[col].refused) > 0
 		switch {
-		case e == eDeliver && r:
-			return fmt.Sprintf("it refused %s", columnNames[col])
-		case e == eRefuse && d:
-			return fmt.Sprintf("it delivered to %s", columnNames[col])
-		case e == eNever && (d || r):
+		case !e.Contradicts(d, r):
+		case e == eNever:
 			return fmt.Sprintf("it contacted %s", columnNames[col])
-		case e == eNoMail && d:
+		case e == eDeliver:
+			return fmt.Sprintf("it refused %s", columnNames[col])
+		default: // refuse or no-mail, and it delivered
 			return fmt.Sprintf("it delivered to %s", columnNames[col])
 		}
 	}

@@ -93,7 +93,7 @@ func (s sim) towardA() bool {
 
 func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 	var row [numColumns]expect
-	const eFallback expect = 'F'
+	const eFallback expect = "fallback"
 	cells := designTable[s.policy]
 	if s.variant != "" {
 		cells = variantTable[s.variant]
