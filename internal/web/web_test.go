@@ -385,7 +385,8 @@ func TestProvidersTable(t *testing.T) {
 	resp, body = e.do(t, "GET", "/providers", nil)
 	page := string(body)
 	if resp.StatusCode != 200 || !strings.Contains(page, "example.org") || !strings.Contains(page, "not tested yet") ||
-		!strings.Contains(page, `class="c-green"`) || strings.Contains(page, "someone@") {
+		!strings.Contains(page, `class="c-green"`) || strings.Contains(page, "someone@") ||
+		!strings.Contains(page, `<span class="colour-name">[green]</span>`) { // the row's colour in words too
 		t.Errorf("provider page: %s", page)
 	}
 }
