@@ -29,7 +29,7 @@ const (
 // timeline takes the same so that both line up.
 func (p Picture) width() float64 { return margin*2 + labelW + colW*float64(len(p.Columns)) }
 
-// Matrix records the persona matrix.
+// matrix records the persona matrix.
 func (p Picture) matrix(l Labels) *canvas {
 	c := &canvas{width: p.width(), title: l.get(LabelMatrixTitle), desc: l.get(LabelMatrixDesc)}
 	c.label = p.Summary(l)
@@ -250,7 +250,7 @@ func (p Picture) Summary(l Labels) string {
 		parts = append(parts, l.get(ColumnLabel(col.Key, "long"))+": "+p.outcomeText(l, col.Key, p.Observed[i]))
 	}
 	if len(parts) == 0 {
-		parts = append(parts, l.get(LabelTimelineEmpty))
+		parts = append(parts, strings.TrimSuffix(l.get(LabelTimelineEmpty), "."))
 	}
 	s := l.get(LabelObserved) + ": " + strings.Join(parts, "; ") + "."
 	for _, r := range p.Rows {

@@ -44,7 +44,7 @@ type Picture struct {
 	// Start+Window while the window is shown).
 	Start, End time.Time
 	Window     time.Duration
-	Policy     verdict.Policy
+	Policy     verdict.Policy // the verdict's
 }
 
 // Outcome is what a sender did in one column.
