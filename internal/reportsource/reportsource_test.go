@@ -27,6 +27,9 @@ func newSource(t *testing.T, driver string) Source {
 func TestLoadLiveAndFrozen(t *testing.T) {
 	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
 		s := newSource(t, driver)
+		// The broken-DNSSEC host's address reaches the picture's column.
+		broken := netip.MustParseAddr("192.0.2.99")
+		s.Evidence.Rules.BrokenAddrs = []netip.Addr{broken}
 		ctx := t.Context()
 		tt := store.Test{ID: "t1", Created: t0, Updated: t0, Kind: store.TestToken, Sender: "jane@user.example", State: store.TestOpen}
 		if err := s.Store.CreateTest(ctx, tt); err != nil {
@@ -44,6 +47,9 @@ func TestLoadLiveAndFrozen(t *testing.T) {
 		if in.Final || len(in.Connections) != 1 || in.Verdict.Attempts != 1 || in.URL != "" || s.URL("k1") != "https://mailsec.example/t/k1" || in.Mail != nil {
 			t.Fatalf("live report input %+v", in)
 		}
+		if len(in.BrokenHostAddrs) != 1 || in.BrokenHostAddrs[0] != broken {
+			t.Errorf("live: broken host addresses %v", in.BrokenHostAddrs)
+		}
 		if in.Inbound != nil || !strings.Contains(in.InboundNote, "not available") {
 			t.Errorf("inbound %v %q", in.Inbound, in.InboundNote)
 		}
@@ -60,6 +66,9 @@ func TestLoadLiveAndFrozen(t *testing.T) {
 		}
 		if !in.Final || in.Verdict.Why != "frozen" || in.Mail == nil || in.Mail.State != store.MailWithheld {
 			t.Fatalf("final report input %+v", in)
+		}
+		if len(in.BrokenHostAddrs) != 1 || in.BrokenHostAddrs[0] != broken {
+			t.Errorf("frozen: broken host addresses %v", in.BrokenHostAddrs)
 		}
 		if _, err := s.Load(ctx, "nope", t0); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("unknown test: %v", err)
