@@ -334,8 +334,22 @@ func (p Picture) timeline(l Labels, loc *time.Location) *canvas {
 		c.line(x0, ly+laneH, x1, ly+laneH, headFill, 1)
 	}
 	c.line(x0, y+laneH*float64(len(lanes)), x1, y+laneH*float64(len(lanes)), gridLine, 1)
+	// The attempt number is written once per run of marks of one attempt
+	// close together in a lane (a retry burst would print it on itself).
+	labelled := map[string]struct {
+		x       float64
+		attempt int
+	}{}
 	for _, m := range p.Marks {
 		mx, my := xAt(m.At), y+laneH*float64(lane[m.Column])+laneH/2
+		last, seen := labelled[m.Column]
+		label := m.Attempt > 0 && (!seen || last.attempt != m.Attempt || mx-last.x > 14)
+		if label {
+			labelled[m.Column] = struct {
+				x       float64
+				attempt int
+			}{mx, m.Attempt}
+		}
 		k, sym := outcomeStyle(m.Column, m.Outcome)
 		switch {
 		case m.Column == "":
@@ -352,7 +366,7 @@ func (p Picture) timeline(l Labels, loc *time.Location) *canvas {
 		title := fmt.Sprintf("%s %s: %s", m.At.In(loc).Format("15:04:05"), laneName(l, m.Column), what)
 		c.group(title, func() {
 			c.drawSymbol(sym, mx, my, 14, k.fg)
-			if m.Attempt > 0 {
+			if label {
 				c.text(mx+7, my-4, strconv.Itoa(m.Attempt), 9, inkText, anchorStart, false)
 			}
 		})

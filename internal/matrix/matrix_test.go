@@ -66,7 +66,7 @@ func history(steps ...step) []store.SMTPConnection {
 // cases are representative histories: a DANE sender seen everywhere, a
 // plain-text fallback, one still in the downgrade window, a resolver that
 // does not validate DNSSEC, an MTA-STS sender with its policy fetch, no
-// connection yet.
+// connection yet, a retry burst.
 var cases = []struct {
 	name    string
 	conns   []store.SMTPConnection
@@ -82,6 +82,10 @@ var cases = []struct {
 		step{"4", true, 5*time.Minute + time.Second}, step{"5", false, 9 * time.Minute}, step{"6", true, 9*time.Minute + time.Second})},
 	{name: "mta-sts", fetched: true, conns: history(step{"1w", false, 0}, step{"3", false, 5 * time.Minute}, step{"4", false, 9 * time.Minute},
 		step{"5", true, 13 * time.Minute}, step{"6", true, 17 * time.Minute})},
+	// Postfix in the lab: three refusals in the window within seconds
+	// (one attempt: one attempt number over the burst), B in plain text.
+	{name: "retry-burst", conns: history(step{"1w", false, 0}, step{"7p", true, 0}, step{"1w", false, time.Second}, step{"1w", false, 2 * time.Second},
+		step{"5", false, 11 * time.Second}, step{"6", true, 11*time.Second + 500*time.Millisecond}, step{"7t", true, 11*time.Second + 700*time.Millisecond})},
 	{name: "empty"},
 }
 
