@@ -337,6 +337,11 @@ func runConfig(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The files the configuration names and the service reads at start
+	// are checked here too, so a mistake shows before a restart.
+	if _, err := cfg.ProviderNotes(); err != nil {
+		return err
+	}
 	if cfg.Store.Driver == store.DriverPostgres {
 		cfg.Store.DSN = cfg.StoreName() // the password stays out of the output
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/miekg/dns"
 
+	"github.com/mailsec/mailsec/internal/providernotes"
 	"github.com/mailsec/mailsec/internal/testslot"
 )
 
@@ -119,6 +120,11 @@ type Web struct {
 	// Providers are domains the operator marks as public mail providers:
 	// the public table shows the latest result of each.
 	Providers []string `toml:"providers"`
+	// ProviderNotesFile is a TOML file of the operator's comments and
+	// footnotes per provider (internal/providernotes, docs/providers.md);
+	// "" for none. Read and validated at start (ProviderNotes); a
+	// relative path is taken from the configuration file's directory.
+	ProviderNotesFile string `toml:"provider_notes_file"`
 	// Retention: tests (with their connections and results) older than
 	// this are deleted.
 	Retention Duration `toml:"retention"`
@@ -572,6 +578,7 @@ func Load(path string) (Config, error) {
 	cfg.ACME.CAFile = rel(cfg.ACME.CAFile)
 	cfg.ResultMail.Roots = rel(cfg.ResultMail.Roots)
 	cfg.Inbound.ExtraRoots = rel(cfg.Inbound.ExtraRoots)
+	cfg.Web.ProviderNotesFile = rel(cfg.Web.ProviderNotesFile)
 	for h, sc := range cfg.TLS.Static {
 		cfg.TLS.Static[h] = StaticCert{Cert: rel(sc.Cert), Key: rel(sc.Key)}
 	}
@@ -1031,6 +1038,19 @@ func (c *Config) WebBaseURL() string {
 		return "http://" + c.Web.Listen[0]
 	}
 	return ""
+}
+
+// ProviderNotes reads and validates web.provider_notes_file (nil without
+// one); its errors name the key and the file.
+func (c *Config) ProviderNotes() (providernotes.Notes, error) {
+	if c.Web.ProviderNotesFile == "" {
+		return nil, nil
+	}
+	n, err := providernotes.Load(c.Web.ProviderNotesFile, c.Web.Providers)
+	if err != nil {
+		return nil, fmt.Errorf("%w: web.provider_notes_file: %w", ErrInvalid, err)
+	}
+	return n, nil
 }
 
 // WebHostnames is web.hostnames, or the host of web.base_url and the

@@ -118,7 +118,7 @@ func inboundCheck(cfg *config.Config) (web.CheckFunc, error) {
 func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Resolver, baseURL string, log *slog.Logger) (*finalise.Finaliser, *delivery.Deliverer, *web.Server, error) {
 	src := ResultSource(cfg, st, baseURL)
 	rm := cfg.ResultMail
-	fo := finalise.Options{Store: st, Evidence: src.Evidence, Interval: rm.Interval.Duration, Logger: log.With("part", "finalise")}
+	fo := finalise.Options{Store: st, Evidence: src.Evidence, Providers: cfg.Web.Providers, Interval: rm.Interval.Duration, Logger: log.With("part", "finalise")}
 	do := delivery.Options{
 		Node:  cfg.NodeName(),
 		Store: st, Source: src,

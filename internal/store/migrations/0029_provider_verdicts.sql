@@ -1,0 +1,16 @@
+-- The history of the public providers' verdicts (issue 19, point 4;
+-- docs/providers.md): one row per authenticated test of a domain in
+-- web.providers, written with the test's result (FinalizeTest). It outlives
+-- the test (web.retention, the owner's delete): it holds the provider's
+-- domain, the time, the policy and the colour, nothing about the person who
+-- ran the test; DeleteTest clears test_id so no row points at a deleted
+-- test.
+CREATE TABLE provider_verdicts (
+    domain   TEXT    NOT NULL, -- A-label, lower case, no trailing dot
+    final_ns BIGINT  NOT NULL, -- when the verdict became final
+    test_id  TEXT    NOT NULL DEFAULT '',
+    policy   TEXT    NOT NULL,
+    colour   TEXT    NOT NULL,
+    complete INTEGER NOT NULL -- 1: the verdict was settled
+);
+CREATE INDEX provider_verdicts_domain ON provider_verdicts (domain, final_ns);
