@@ -433,8 +433,14 @@ func TestProviderRow(t *testing.T) {
 		t.Errorf("none row: %+v", none)
 	}
 	empty := Provider("new.example", time.Time{}, verdict.Verdict{}, false, nil)
-	if empty.Comments != "not tested yet" || empty.DKIM.Value != "?" {
+	if empty.Comments != "not tested yet" || empty.DKIM.Value != "?" || empty.InboundColour != "" {
 		t.Errorf("untested row: %+v", empty)
+	}
+	// Untested outbound, checked inbound: the inbound colour and its
+	// date are shown all the same.
+	ib := inboundGreen()
+	if r := Provider("new.example", time.Time{}, verdict.Verdict{}, false, ib); r.InboundColour != colour.Green || !r.InboundChecked.Equal(ib.CheckedAt) || r.Colour != colour.Grey {
+		t.Errorf("untested row with an inbound check: %+v", r)
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/store"
-	"github.com/mailsec/mailsec/internal/verdict"
 )
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
@@ -142,47 +141,6 @@ func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, "check.html", data)
 }
 
-// providerRows builds the public table.
-func (s *Server) providerRows(r *http.Request) ([]report.ProviderRow, error) {
-	var rows []report.ProviderRow
-	for _, d := range s.o.Providers {
-		d = strings.TrimSuffix(strings.ToLower(d), ".")
-		res, err := s.o.Source.Store.LatestAuthenticatedResult(r.Context(), d)
-		if errors.Is(err, store.ErrNotFound) {
-			rows = append(rows, report.Provider(d, time.Time{}, verdict.Verdict{}, false, nil))
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var v verdict.Verdict
-		if err := json.Unmarshal(res.Verdict, &v); err != nil {
-			return nil, fmt.Errorf("stored verdict of %s: %w", res.TestID, err)
-		}
-		var ib *report.Inbound
-		if s.o.Source.Inbound != nil {
-			if js, err := s.o.Source.Inbound(r.Context(), res.TestID, d); err == nil && js != nil {
-				var x report.Inbound
-				if json.Unmarshal(js, &x) == nil {
-					ib = &x
-				}
-			}
-		}
-		rows = append(rows, report.Provider(d, res.Final, v, true, ib))
-	}
-	return rows, nil
-}
-
-func (s *Server) providersPage(w http.ResponseWriter, r *http.Request) {
-	rows, err := s.providerRows(r)
-	if err != nil {
-		s.log.Error("web: provider table", "err", err)
-		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
-		return
-	}
-	s.render(w, "providers.html", map[string]any{"Title": "Providers", "Rows": rows})
-}
-
 func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	fmt.Fprint(w, `mailsec JSON API v1 (docs/api.md; schemas in docs/api/)
@@ -191,7 +149,8 @@ POST   /api/v1/tests              start a test: its addresses, private URL and o
 GET    /api/v1/tests/{id}         the test and its report (live until final)
 GET    /api/v1/tests/{id}/events  the report as server-sent events ("report")
 DELETE /api/v1/tests/{id}         delete the test and everything recorded for it
-GET    /api/v1/providers          the public provider table
+GET    /api/v1/providers          the public provider table (also /providers.json, /providers.csv)
+GET    /api/v1/providers/{domain} a provider's row and the history of its verdicts
 POST   /api/v1/check?domain=D     run the inbound check of a domain (rate-limited)
 
 A test's own routes take its owner key (owner_key in the answer that
@@ -231,19 +190,6 @@ func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) apiProviders(w http.ResponseWriter, r *http.Request) {
-	rows, err := s.providerRows(r)
-	if err != nil {
-		s.log.Error("web: provider table", "err", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
-		return
-	}
-	if rows == nil {
-		rows = []report.ProviderRow{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"providers": rows})
 }
 
 func (s *Server) apiCheck(w http.ResponseWriter, r *http.Request) {

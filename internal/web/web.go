@@ -33,6 +33,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/option"
+	"github.com/mailsec/mailsec/internal/providernotes"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
@@ -60,12 +61,15 @@ type Options struct {
 	// Slots are the test slots new tests get (zones.slots, slot_rest;
 	// docs/dns.md "Test slots"); Count 0: every test uses the shared
 	// names.
-	Slots      store.SlotRules
-	Providers  []string
-	Retention  time.Duration // shown on the home page; internal/retention deletes
-	StartLimit int           // new tests per client address and hour
-	CheckLimit int           // inbound checks per client address and hour
-	Check      CheckFunc
+	Slots     store.SlotRules
+	Providers []string
+	// ProviderNotes are the operator's comment and footnotes per provider
+	// (web.provider_notes_file), shown in its row.
+	ProviderNotes providernotes.Notes
+	Retention     time.Duration // shown on the home page; internal/retention deletes
+	StartLimit    int           // new tests per client address and hour
+	CheckLimit    int           // inbound checks per client address and hour
+	Check         CheckFunc
 	// Resolver resolves the host name of a sending server named at the
 	// start of a test (the service's own resolver, internal/resolver);
 	// nil: only IP addresses are taken.
@@ -145,12 +149,16 @@ func New(o Options) *Server {
 	m.HandleFunc("GET /check", s.checkPage)
 	m.HandleFunc("POST /check", s.checkPage)
 	m.HandleFunc("GET /providers", s.providersPage)
+	m.HandleFunc("GET /providers.json", s.apiProviders)
+	m.HandleFunc("GET /providers.csv", s.providersCSV)
+	m.HandleFunc("GET /providers/{domain}", s.providerPage)
 	m.HandleFunc("GET /api", s.apiIndex)
 	m.HandleFunc("POST /api/v1/tests", s.apiStart)
 	m.HandleFunc("GET /api/v1/tests/{id}", s.apiTest)
 	m.HandleFunc("DELETE /api/v1/tests/{id}", s.apiDelete)
 	m.HandleFunc("GET /api/v1/tests/{id}/events", s.events)
 	m.HandleFunc("GET /api/v1/providers", s.apiProviders)
+	m.HandleFunc("GET /api/v1/providers/{domain}", s.apiProvider)
 	m.HandleFunc("POST /api/v1/check", s.apiCheck)
 	return s
 }
