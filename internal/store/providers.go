@@ -12,8 +12,9 @@ import (
 // (migration 0029, docs/providers.md).
 
 // ProviderVerdict is one final verdict of a provider's test: what the
-// provider table's history shows. It names no person: the test id is
-// cleared when the test is deleted, the row stays.
+// provider table's history shows, one per provider and day (UTC; the
+// day's last test counts). It names no person: the test id is cleared
+// when the test is deleted, the row stays.
 type ProviderVerdict struct {
 	Domain   string
 	Final    time.Time
@@ -39,13 +40,20 @@ func validProviderVerdict(p ProviderVerdict) error {
 }
 
 func providerVerdictArgs(p ProviderVerdict) []any {
-	return []any{strings.ToLower(p.Domain), clampToNanos(p.Final), strings.ToLower(p.TestID), p.Policy, p.Colour, boolToInt(p.Complete)}
+	return []any{strings.ToLower(p.Domain), p.Final.UTC().Format(time.DateOnly), clampToNanos(p.Final), strings.ToLower(p.TestID), p.Policy, p.Colour,
+		boolToInt(p.Complete)}
 }
 
-const insertProviderVerdict = `INSERT INTO provider_verdicts (domain, final_ns, test_id, policy, colour, complete) VALUES (?, ?, ?, ?, ?, ?)`
+// upsertProviderVerdict keeps the day's newest verdict of a provider: the
+// table's size is bounded by web.providers and the days, not by how many
+// tests people run.
+const upsertProviderVerdict = `INSERT INTO provider_verdicts (domain, day, final_ns, test_id, policy, colour, complete) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (domain, day) DO UPDATE SET final_ns = excluded.final_ns, test_id = excluded.test_id, policy = excluded.policy,
+    colour = excluded.colour, complete = excluded.complete
+WHERE excluded.final_ns >= provider_verdicts.final_ns`
 
-// ProviderHistory returns the recorded verdicts of a provider's tests,
-// newest first, at most limit (0 or more than 1,000: 1,000).
+// ProviderHistory returns the recorded verdicts of a provider's tests, one
+// per day, newest first, at most limit (0 or more than 1,000: 1,000).
 func (s *Store) ProviderHistory(ctx context.Context, domain string, limit int) ([]ProviderVerdict, error) {
 	if limit <= 0 || limit > maxProviderHistory {
 		limit = maxProviderHistory

@@ -108,7 +108,7 @@ func (s *Store) FinalizeTest(ctx context.Context, t Test, r TestResult) error {
 			return err
 		}
 		if r.Provider != nil {
-			if _, err := tx.ExecContext(ctx, s.q(insertProviderVerdict), providerVerdictArgs(*r.Provider)...); err != nil {
+			if _, err := tx.ExecContext(ctx, s.q(upsertProviderVerdict), providerVerdictArgs(*r.Provider)...); err != nil {
 				return fmt.Errorf("store: %s: provider history: %w", what, err)
 			}
 		}
