@@ -26,25 +26,12 @@ type ScanPair struct {
 // bounded memory. An error from fn stops the walk and is returned.
 func (s *Store) EachScanPair(ctx context.Context, a, b string, fn func(ScanPair) error) error {
 	const page = 1000
-	after := int64(-1)
-	for {
-		pairs, err := queryRows(ctx, s.db, "scan pairs of "+a+" and "+b, scanPair, s.q(`SELECT x.line, x.domain, x.label, y.label, x.state, y.state, x.colour, y.colour
+	return eachInPages(page, func(after int64) ([]ScanPair, error) {
+		return queryRows(ctx, s.db, "scan pairs of "+a+" and "+b, scanPair, s.q(`SELECT x.line, x.domain, x.label, y.label, x.state, y.state, x.colour, y.colour
 FROM scan_items x JOIN scan_items y ON y.scan_id = ? AND y.kind = 'domain' AND y.domain = x.domain
 WHERE x.scan_id = ? AND x.kind = 'domain' AND x.line > ?
 ORDER BY x.line LIMIT ?`), b, a, after, page)
-		if err != nil {
-			return err
-		}
-		for _, p := range pairs {
-			if err := fn(p); err != nil {
-				return err
-			}
-		}
-		if len(pairs) < page {
-			return nil
-		}
-		after = pairs[len(pairs)-1].Line
-	}
+	}, func(p ScanPair) int64 { return p.Line }, fn)
 }
 
 func scanPair(row rowScanner) (ScanPair, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/mailsec/mailsec/internal/browsertest"
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/resolver"
@@ -33,10 +34,7 @@ import (
 // envelope sender and checks the rendered DOM. Screenshots go to
 // $MAILSEC_ARTIFACTS (default: a temporary directory, printed).
 func TestBrowser(t *testing.T) {
-	chromium := peertest.Require(t, "chromium")
-	if testing.Short() {
-		t.Skip("browser test: not in -short")
-	}
+	chromium := browsertest.Require(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
 	defer cancel()
 	artifacts := os.Getenv("MAILSEC_ARTIFACTS")
@@ -74,12 +72,7 @@ func TestBrowser(t *testing.T) {
 		t.Logf("web UI at %s: %s", run.WebURL, resp.Status)
 	}
 
-	alloc, acancel := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1200, 1400),
-		chromedp.Flag("disable-dev-shm-usage", true))...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(alloc)
-	defer bcancel()
+	bctx := browsertest.Start(t, ctx, chromium, 1200, 1400)
 	shot := func(name string) {
 		t.Helper()
 		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))

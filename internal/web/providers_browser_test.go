@@ -9,7 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/mailsec/mailsec/internal/peertest"
+	"github.com/mailsec/mailsec/internal/browsertest"
 )
 
 // TestProvidersBrowser drives headless Chromium through the provider
@@ -19,19 +19,11 @@ import (
 // same table (TestProvidersPage). A screenshot goes to $MAILSEC_ARTIFACTS
 // when set.
 func TestProvidersBrowser(t *testing.T) {
-	chromium := peertest.Require(t, "chromium")
-	if testing.Short() {
-		t.Skip("browser test: not in -short")
-	}
+	chromium := browsertest.Require(t)
 	e := providerEnv(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	alloc, acancel := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1200, 900),
-		chromedp.Flag("disable-dev-shm-usage", true))...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(alloc)
-	defer bcancel()
+	bctx := browsertest.Start(t, ctx, chromium, 1200, 900)
 
 	if err := chromedp.Do(bctx, chromedp.Navigate(e.ts.URL+"/providers"), chromedp.WaitVisible("#providers")); err != nil {
 		t.Fatalf("opening the provider table: %v", err)
