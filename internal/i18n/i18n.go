@@ -68,6 +68,9 @@ func (l Lang) Name() string {
 	return "English"
 }
 
+// String is the tag ("en", "de").
+func (l Lang) String() string { return string(l) }
+
 // Valid reports whether l is a supported language.
 func (l Lang) Valid() bool { return l == English || l == German }
 

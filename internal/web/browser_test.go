@@ -171,6 +171,23 @@ func TestBrowser(t *testing.T) {
 	}
 	shot("report.png")
 
+	// German through the switch on the page (a link: no JavaScript), kept
+	// by its cookie; then back to English for the rest.
+	if err := chromedp.Do(bctx, chromedp.Click("#lang-switch a"), chromedp.WaitVisible(`html[lang="de"]`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(live+"/report"), chromedp.WaitVisible("#summary")); err != nil {
+		t.Fatal(err)
+	}
+	german, _ := chromedp.Run(bctx, chromedp.Text("#verdict"))
+	if !strings.Contains(german, "Ergebnis für ausgehende Mail") || !strings.Contains(german, "Ihr Server prüft Zertifikate mit DANE") {
+		t.Errorf("German report verdict (kept by the cookie): %q", german)
+	}
+	shot("report-de.png")
+	if err := chromedp.Do(bctx, chromedp.Click("#lang-switch a"), chromedp.WaitVisible(`html[lang="en"]`)); err != nil {
+		t.Fatal(err)
+	}
+
 	// Injection: HTML in the EHLO and the envelope sender.
 	if err := chromedp.Do(bctx, chromedp.Navigate(run.WebURL+"/"), chromedp.Click("#start"), chromedp.WaitVisible("#address-a")); err != nil {
 		t.Fatal(err)

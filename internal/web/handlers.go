@@ -15,7 +15,7 @@ import (
 )
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	s.render(w, "home.html", map[string]any{"Title": "Email security test", "Retention": humanDuration(s.o.Retention)})
+	s.render(w, r, "home.html", map[string]any{"Title": "Email security test", "Retention": humanDuration(s.o.Retention)})
 }
 
 func humanDuration(d time.Duration) string {
@@ -55,7 +55,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := s.addressesOf(in.Test, key)
-	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote,
+	s.render(w, r, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote,
 		"Report": rep, "SendingAddresses": strings.Join(a.SendingAddresses, ", ")})
 }
 
@@ -70,7 +70,7 @@ func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
 		return
 	}
-	s.render(w, "report.html", map[string]any{"Title": "Report " + rep.Test, "ID": rep.Test, "Key": key, "Fragment": frag})
+	s.render(w, r, "report.html", map[string]any{"Title": "Report " + rep.Test, "ID": rep.Test, "Key": key, "Fragment": frag})
 }
 
 func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
@@ -78,7 +78,7 @@ func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, code, msg)
 		return
 	}
-	s.render(w, "message.html", map[string]any{"Title": "Test deleted", "Message": "The test and everything recorded for it were deleted."})
+	s.render(w, r, "message.html", map[string]any{"Title": "Test deleted", "Message": "The test and everything recorded for it were deleted."})
 }
 
 // delete deletes the test the request's owner key opens (owned).
@@ -139,7 +139,7 @@ func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	s.render(w, "check.html", data)
+	s.render(w, r, "check.html", data)
 }
 
 // providerRows builds the public table.
@@ -180,7 +180,7 @@ func (s *Server) providersPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
 		return
 	}
-	s.render(w, "providers.html", map[string]any{"Title": "Providers", "Rows": rows})
+	s.render(w, r, "providers.html", map[string]any{"Title": "Providers", "Rows": rows})
 }
 
 func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {
