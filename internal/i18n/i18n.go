@@ -12,6 +12,7 @@ package i18n
 
 import (
 	"fmt"
+	"html"
 	"net/http"
 	"strings"
 
@@ -167,4 +168,27 @@ func T(l Lang, key string, args ...any) string {
 func Has(key string) bool {
 	_, ok := catalogues[English][key]
 	return ok
+}
+
+// Text is a fixed English text of another package (a verdict's evidence, a
+// note, an error the web shows) in language l: the catalogues hold such
+// texts under "text." + the English text (texts.go). A text made at run
+// time (a DKIM result, a duration) has no entry and stays as it is.
+func Text(l Lang, english string) string {
+	key := "text." + english
+	if Has(key) {
+		return T(l, key)
+	}
+	return english
+}
+
+// HTML is T for a message that holds HTML markup of its own (keys ending
+// in ".html": the catalogue's, never input): its arguments are escaped,
+// the message is not. The web's templates take it as template.HTML.
+func HTML(l Lang, key string, args ...any) string {
+	esc := make([]any, len(args))
+	for i, a := range args {
+		esc[i] = html.EscapeString(fmt.Sprint(a))
+	}
+	return T(l, key, esc...)
 }

@@ -83,7 +83,7 @@ func TestCompletenessCatches(t *testing.T) {
 // TestGermanDiffers: a German message that equals the English one is
 // most likely untranslated (a few words are the same in both).
 func TestGermanDiffers(t *testing.T) {
-	same := map[string]bool{"report.history.server": true, "report.lookup.times": false}
+	same := map[string]bool{"report.history.server": true, "web.live.h1": true, "web.title.test": true}
 	for k, v := range catalogues[English] {
 		if strings.HasPrefix(k, "text.") || !strings.ContainsAny(v, "abcdefghijklmnopqrstuvwxyz") {
 			continue

@@ -106,4 +106,10 @@ var texts = []struct{ en, de string }{
 		"Eingangsprüfung ausstehend: Die Domain des Absenders ist noch nicht bekannt."},
 	{"Inbound check not available.", "Eingangsprüfung nicht verfügbar."},
 	{"Inbound check not available (unreadable report).", "Eingangsprüfung nicht verfügbar (Bericht nicht lesbar)."},
+	// internal/web: errors a page shows.
+	{"internal error", "interner Fehler"},
+	{"no such test (it may have been deleted)", "kein solcher Test (vielleicht wurde er gelöscht)"},
+	{"too many requests from your address; try again in an hour", "zu viele Anfragen von Ihrer Adresse; bitte versuchen Sie es in einer Stunde erneut"},
+	{"the inbound check is not available on this service", "die Prüfung eingehender Mail ist auf diesem Dienst nicht verfügbar"},
+	{"cross-site form post refused", "Formular von einer fremden Seite abgelehnt"},
 }

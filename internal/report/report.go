@@ -494,7 +494,7 @@ func inboundSection(in Input) InboundSection {
 		if note == "" {
 			note = i18n.T(in.Lang, "report.inbound.none")
 		}
-		return InboundSection{Note: translated(in.Lang, note)}
+		return InboundSection{Note: i18n.Text(in.Lang, note)}
 	}
 	ib := in.Inbound
 	s := InboundSection{Available: true, Domain: ib.Domain, Colour: ib.Colour, Reason: redactText(ib.ColourReason)}

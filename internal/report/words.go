@@ -24,19 +24,6 @@ func sentence(l i18n.Lang, r Rating, key string, args ...any) Sentence {
 // ratingKey is a rating's catalogue key.
 func ratingKey(r Rating) string { return "rating." + strings.ReplaceAll(string(r), " ", "-") }
 
-// translated is an English text of another package (a fact's Why, Settle
-// or Caveat, a behaviour's Text, a note of reportsource) in language l:
-// the catalogue holds the fixed ones under "text." and the English text;
-// a text made at run time (a DKIM result, a duration) has no entry and
-// stays as it is.
-func translated(l i18n.Lang, english string) string {
-	key := "text." + english
-	if i18n.Has(key) {
-		return i18n.T(l, key)
-	}
-	return english
-}
-
 // phase tells where the test stands.
 func phase(in Input) (Phase, string) {
 	l := in.Lang
@@ -253,7 +240,7 @@ func diagnosis(l i18n.Lang, v verdict.Verdict, final bool) (known, open []Senten
 		if b.Name == verdict.BehaviourMTASTSOverridesDANE || b.Name == verdict.BehaviourDANEWithoutDNSSEC {
 			rating = Weak
 		}
-		s := sentence(l, rating, "report.behaviour", redactText(translated(l, b.Text)))
+		s := sentence(l, rating, "report.behaviour", redactText(i18n.Text(l, b.Text)))
 		s.Confidence, s.Evidence = verdict.Proven, b.Evidence
 		s.Advice = adviceFor(l, adviceOfBehaviour[b.Name])
 		known = append(known, s)
@@ -276,12 +263,12 @@ func diagnosis(l i18n.Lang, v verdict.Verdict, final bool) (known, open []Senten
 			if !i18n.Has(key) {
 				key = "report.unknown.other"
 			}
-			s := sentence(l, Unknown, key, redactText(translated(l, f.Why)))
+			s := sentence(l, Unknown, key, redactText(i18n.Text(l, f.Why)))
 			if key == "report.unknown.other" {
-				s = sentence(l, Unknown, key, f.Name, redactText(translated(l, f.Why)))
+				s = sentence(l, Unknown, key, f.Name, redactText(i18n.Text(l, f.Why)))
 			}
 			if f.Settle != "" {
-				s.Text += " " + i18n.T(l, "report.unknown.settle", redactText(translated(l, f.Settle)))
+				s.Text += " " + i18n.T(l, "report.unknown.settle", redactText(i18n.Text(l, f.Settle)))
 			}
 			s.Confidence = verdict.Unknown
 			open = append(open, s)
@@ -290,7 +277,7 @@ func diagnosis(l i18n.Lang, v verdict.Verdict, final bool) (known, open []Senten
 		s := factSentence(l, f, daneVerdict(v))
 		if f.Caveat != "" {
 			// A fact that holds but protects less than it says.
-			s.Text += i18n.T(l, "report.caveat", redactText(translated(l, f.Caveat)))
+			s.Text += i18n.T(l, "report.caveat", redactText(i18n.Text(l, f.Caveat)))
 			if s.Rating == VeryGood || s.Rating == Good {
 				s.Rating = Weak
 			}
@@ -311,7 +298,7 @@ func diagnosis(l i18n.Lang, v verdict.Verdict, final bool) (known, open []Senten
 		known = append(known, Sentence{Text: i18n.T(l, "report.moot.none"), Rating: Info, Confidence: verdict.Proven, lang: l})
 	}
 	if v.ZoneB != "" && v.Attempts > 0 {
-		s := sentence(l, Info, "report.zone-b", translated(l, v.ZoneB))
+		s := sentence(l, Info, "report.zone-b", i18n.Text(l, v.ZoneB))
 		s.Confidence = verdict.Proven
 		known = append(known, s)
 	}
@@ -321,7 +308,7 @@ func diagnosis(l i18n.Lang, v verdict.Verdict, final bool) (known, open []Senten
 // factSentence is what a settled fact says: "report.fact.<name>.yes" if
 // it holds, ".no" with its evidence if not; a few facts say more.
 func factSentence(l i18n.Lang, f verdict.Fact, dane bool) Sentence {
-	why := redactText(translated(l, f.Why))
+	why := redactText(i18n.Text(l, f.Why))
 	name := factKeys[f.Name]
 	switch f.Name {
 	case verdict.FactEnforcesEncryption:

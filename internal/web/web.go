@@ -52,6 +52,11 @@ var staticFS embed.FS
 // language, {{t .Lang "key" args…}} (docs/i18n.md).
 var pages = template.Must(template.New("pages").Funcs(template.FuncMap{
 	"t": func(l i18n.Lang, key string, args ...any) string { return i18n.T(l, key, args...) },
+	// th: a message with markup of its own (keys ending in ".html");
+	// the catalogue's, never input, and i18n.HTML escapes the arguments.
+	"th": func(l i18n.Lang, key string, args ...any) template.HTML {
+		return template.HTML(i18n.HTML(l, key, args...)) //nolint:gosec // the catalogue's markup, arguments escaped
+	},
 }).ParseFS(templateFS, "templates/*.html"))
 
 // CheckFunc runs an inbound check of a domain and returns its JSON report
@@ -349,7 +354,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, asJSON bool, code 
 		return
 	}
 	w.WriteHeader(code)
-	s.render(w, r, "message.html", map[string]any{"Title": http.StatusText(code), "Message": msg})
+	// The page in the reader's language where the message is a fixed one
+	// (i18n.Text); the API keeps the English.
+	s.render(w, r, "message.html", map[string]any{"Title": http.StatusText(code), "Message": i18n.Text(i18n.FromRequest(r), msg)})
 }
 
 // render writes a page in the reader's language (i18n.FromRequest): the
