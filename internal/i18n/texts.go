@@ -106,6 +106,10 @@ var texts = []struct{ en, de string }{
 		"Eingangsprüfung ausstehend: Die Domain des Absenders ist noch nicht bekannt."},
 	{"Inbound check not available.", "Eingangsprüfung nicht verfügbar."},
 	{"Inbound check not available (unreadable report).", "Eingangsprüfung nicht verfügbar (Bericht nicht lesbar)."},
+	// internal/report: the provider table's cells.
+	{"yes", "ja"},
+	{"no", "nein"},
+	{"not tested yet", "noch nicht getestet"},
 	// internal/web: errors a page shows.
 	{"internal error", "interner Fehler"},
 	{"no such test (it may have been deleted)", "kein solcher Test (vielleicht wurde er gelöscht)"},

@@ -52,6 +52,9 @@ var staticFS embed.FS
 // language, {{t .Lang "key" args…}} (docs/i18n.md).
 var pages = template.Must(template.New("pages").Funcs(template.FuncMap{
 	"t": func(l i18n.Lang, key string, args ...any) string { return i18n.T(l, key, args...) },
+	// tx: a fixed English text of another package (a provider cell's
+	// "yes"), in the page's language where the catalogue has it.
+	"tx": func(l i18n.Lang, english string) string { return i18n.Text(l, english) },
 	// th: a message with markup of its own (keys ending in ".html");
 	// the catalogue's, never input, and i18n.HTML escapes the arguments.
 	"th": func(l i18n.Lang, key string, args ...any) template.HTML {
