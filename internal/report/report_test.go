@@ -275,15 +275,7 @@ func TestNamedBehaviours(t *testing.T) {
 func TestGolden(t *testing.T) {
 	for _, g := range goldenCases() {
 		t.Run(g.name, func(t *testing.T) {
-			r := Build(g.in)
-			txt, err := Text(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			html, err := HTML(r)
-			if err != nil {
-				t.Fatal(err)
-			}
+			txt, html := renderBoth(t, Build(g.in))
 			checkGolden(t, g.name+".txt", txt)
 			checkGolden(t, g.name+".html", html)
 			for _, out := range []string{txt, html} {
@@ -293,6 +285,19 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// renderBoth is r as text and as HTML.
+func renderBoth(t *testing.T, r Report) (text, html string) {
+	t.Helper()
+	text, err := Text(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if html, err = HTML(r); err != nil {
+		t.Fatal(err)
+	}
+	return text, html
 }
 
 func checkGolden(t *testing.T, name, got string) {

@@ -1,8 +1,6 @@
 package report
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -122,14 +120,7 @@ func TestGerman(t *testing.T) {
 		if r.Lang != i18n.German {
 			t.Errorf("%s: lang %q", g.name, r.Lang)
 		}
-		text, err := Text(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		html, err := HTML(r)
-		if err != nil {
-			t.Fatal(err)
-		}
+		text, html := renderBoth(t, r)
 		for _, w := range english {
 			// The technical reason is the verdict's own, in English.
 			for _, out := range []string{text, html} {
@@ -152,24 +143,7 @@ func TestGerman(t *testing.T) {
 			t.Errorf("%s: HTML not marked German", g.name)
 		}
 		if g.name == "dane-only" || g.name == "plain-fallback" {
-			compareGolden(t, g.name+".de.txt", text)
+			checkGolden(t, g.name+".de.txt", text)
 		}
-	}
-}
-
-func compareGolden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update once)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from the golden file; got:\n%s", name, got)
 	}
 }
