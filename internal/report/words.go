@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -361,8 +362,9 @@ func evidenceText(l i18n.Lang, ids []int64) string {
 	if len(ids) == 0 {
 		return ""
 	}
-	s := make([]string, len(ids))
-	for i, id := range ids {
+	sorted := slices.Sorted(slices.Values(ids))
+	s := make([]string, len(sorted))
+	for i, id := range sorted {
 		s[i] = fmt.Sprintf("#%d", id)
 	}
 	return i18n.T(l, "report.evidence", strings.Join(s, ", "))
