@@ -110,6 +110,9 @@ var texts = []struct{ en, de string }{
 	{"yes", "ja"},
 	{"no", "nein"},
 	{"not tested yet", "noch nicht getestet"},
+	// internal/resultmail: why no result mail goes out (fixed ones).
+	{"no envelope sender to send the result to", "kein Absender im Umschlag, an den das Ergebnis gehen könnte"},
+	{"result mails are turned off on this service", "Ergebnismails sind auf diesem Dienst abgeschaltet"},
 	// internal/web: errors a page shows.
 	{"internal error", "interner Fehler"},
 	{"no such test (it may have been deleted)", "kein solcher Test (vielleicht wurde er gelöscht)"},
