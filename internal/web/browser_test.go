@@ -29,7 +29,8 @@ import (
 // service on loopback: start a test on the home page, a reference sender
 // (internal/sender at level dane) sends to both addresses, the live page
 // shows the connections arriving over server-sent events, and the report
-// page shows the verdict. A second test carries HTML in the EHLO and the
+// page shows the verdict, in English and, through the language switch, in
+// German (report-de.png). A second test carries HTML in the EHLO and the
 // envelope sender and checks the rendered DOM. Screenshots go to
 // $MAILSEC_ARTIFACTS (default: a temporary directory, printed).
 func TestBrowser(t *testing.T) {
