@@ -30,7 +30,8 @@ import (
 // service on loopback: start a test on the home page, a reference sender
 // (internal/sender at level dane) sends to both addresses, the live page
 // shows the connections arriving over server-sent events, and the report
-// page shows the verdict. A second test carries HTML in the EHLO and the
+// page shows the verdict, in English and, through the language switch, in
+// German (report-de.png). A second test carries HTML in the EHLO and the
 // envelope sender and checks the rendered DOM. Screenshots go to
 // $MAILSEC_ARTIFACTS (default: a temporary directory, printed).
 func TestBrowser(t *testing.T) {
@@ -163,6 +164,23 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("result mail line: %q", mail)
 	}
 	shot("report.png")
+
+	// German through the switch on the page (a link: no JavaScript), kept
+	// by its cookie; then back to English for the rest.
+	if err := chromedp.Do(bctx, chromedp.Click("#lang-switch a"), chromedp.WaitVisible(`html[lang="de"]`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(live+"/report"), chromedp.WaitVisible("#summary")); err != nil {
+		t.Fatal(err)
+	}
+	german, _ := chromedp.Run(bctx, chromedp.Text("#verdict"))
+	if !strings.Contains(german, "Ergebnis für ausgehende Mail") || !strings.Contains(german, "Ihr Server prüft Zertifikate mit DANE") {
+		t.Errorf("German report verdict (kept by the cookie): %q", german)
+	}
+	shot("report-de.png")
+	if err := chromedp.Do(bctx, chromedp.Click("#lang-switch a"), chromedp.WaitVisible(`html[lang="en"]`)); err != nil {
+		t.Fatal(err)
+	}
 
 	// Injection: HTML in the EHLO and the envelope sender.
 	if err := chromedp.Do(bctx, chromedp.Navigate(run.WebURL+"/"), chromedp.Click("#start"), chromedp.WaitVisible("#address-a")); err != nil {

@@ -9,20 +9,22 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	s.render(w, "home.html", map[string]any{"Title": "Email security test", "Retention": humanDuration(s.o.Retention)})
+	l := i18n.FromRequest(r)
+	s.render(w, r, "home.html", map[string]any{"Title": i18n.T(l, "web.title.home"), "Retention": humanDuration(l, s.o.Retention)})
 }
 
-func humanDuration(d time.Duration) string {
+func humanDuration(l i18n.Lang, d time.Duration) string {
 	switch {
 	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%d days", d/(24*time.Hour))
+		return i18n.T(l, "web.days", fmt.Sprint(int64(d/(24*time.Hour))))
 	case d >= time.Hour && d%time.Hour == 0:
-		return fmt.Sprintf("%d hours", d/time.Hour)
+		return i18n.T(l, "web.hours", fmt.Sprint(int64(d/time.Hour)))
 	}
 	return d.String()
 }
@@ -54,7 +56,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := s.addressesOf(in.Test, key)
-	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote,
+	s.render(w, r, "live.html", map[string]any{"Title": i18n.T(rep.Lang, "web.title.test", rep.Test), "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote,
 		"Report": rep, "SendingAddresses": strings.Join(a.SendingAddresses, ", ")})
 }
 
@@ -69,7 +71,7 @@ func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
 		return
 	}
-	s.render(w, "report.html", map[string]any{"Title": "Report " + rep.Test, "ID": rep.Test, "Key": key, "Fragment": frag})
+	s.render(w, r, "report.html", map[string]any{"Title": i18n.T(rep.Lang, "web.title.report", rep.Test), "ID": rep.Test, "Key": key, "Fragment": frag})
 }
 
 func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
@@ -77,7 +79,7 @@ func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, code, msg)
 		return
 	}
-	s.render(w, "message.html", map[string]any{"Title": "Test deleted", "Message": "The test and everything recorded for it were deleted."})
+	s.render(w, r, "message.html", map[string]any{"Title": i18n.T(i18n.FromRequest(r), "web.title.deleted"), "Message": i18n.T(i18n.FromRequest(r), "web.deleted")})
 }
 
 // delete deletes the test the request's owner key opens (owned).
@@ -121,7 +123,7 @@ func (s *Server) runCheck(r *http.Request, domain string) ([]byte, int, error) {
 }
 
 func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
-	data := map[string]any{"Title": "Check a domain", "Available": s.o.Check != nil, "Limit": s.o.CheckLimit}
+	data := map[string]any{"Title": i18n.T(i18n.FromRequest(r), "web.title.check"), "Available": s.o.Check != nil, "Limit": s.o.CheckLimit}
 	if r.Method == http.MethodPost {
 		domain := r.PostFormValue("domain")
 		data["Domain"] = domain
@@ -138,7 +140,7 @@ func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	s.render(w, "check.html", data)
+	s.render(w, r, "check.html", data)
 }
 
 func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {

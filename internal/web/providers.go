@@ -294,7 +294,7 @@ func (s *Server) providersPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	colours := []colour.Colour{colour.Red, colour.Yellow, colour.White, colour.Green, colour.Grey}
-	s.render(w, "providers.html", map[string]any{"Title": providerText.TitleTable, "Rows": views, "Shown": shown, "Query": q,
+	s.render(w, r, "providers.html", map[string]any{"Title": providerText.TitleTable, "Rows": views, "Shown": shown, "Query": q,
 		"Headers": q.headers(), "Colours": colours,
 		"JSON": q.href("/providers.json"), "CSV": q.href("/providers.csv")})
 }
@@ -342,7 +342,7 @@ func (s *Server) providerPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.render(w, "provider.html", map[string]any{"Title": fmt.Sprintf(providerText.TitleProvider, row.Domain), "Row": row, "History": hist})
+	s.render(w, r, "provider.html", map[string]any{"Title": fmt.Sprintf(providerText.TitleProvider, row.Domain), "Row": row, "History": hist})
 }
 
 func (s *Server) apiProvider(w http.ResponseWriter, r *http.Request) {
