@@ -195,3 +195,24 @@ func TestDMARCOrgDomain(t *testing.T) {
 		t.Errorf("an invalid organizational record: %v", invalid.Findings)
 	}
 }
+
+// TestTextShowsVersionsAndOmitted: the text report shows the versions an
+// address accepted (an unanswered one with "?") and the hosts and
+// addresses left out by the limits.
+func TestTextShowsVersionsAndOmitted(t *testing.T) {
+	r := obs(func(r *Report) {
+		addr0(r).TLS.Versions = versions(acc, unk, acc, acc)
+		r.MX.Omitted = 3
+		host0(r).OmittedAddresses = 2
+	})
+	Evaluate(r)
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"TLS 1.3 X25519 (accepts 1.0 1.1? 1.2 1.3)", "3 more MX hosts not tested", "mx.example.org: 2 more addresses not tested"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+}
