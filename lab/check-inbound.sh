@@ -96,7 +96,7 @@ check_fixture() {
 			desc="fixture $d: $mx ($addr) answers EHLO without STARTTLS"
 			if grep -q '^<-  250' <<<"$out" && ! ehlo_has_starttls "$out"; then pass "$desc"; else fail_with "$desc" "STARTTLS offered or no EHLO reply" "$out"; fi
 			;;
-		tls*)
+		tls* | legacy)
 			desc="fixture $d: $mx ($addr) offers STARTTLS"
 			if ehlo_has_starttls "$out"; then pass "$desc"; else fail_with "$desc" "no STARTTLS" "$out"; fi
 			;;
@@ -104,9 +104,9 @@ check_fixture() {
 	fi
 
 	# The certificate (openssl verifies the chain against LAB_CA and the name).
-	if [[ "$smtp" == tls* ]]; then
+	if [[ "$smtp" == tls* || "$smtp" == legacy ]]; then
 		case $cert in
-		ca) want="Verify return code: 0 (ok)" ;;
+		ca | rsa) want="Verify return code: 0 (ok)" ;;
 		self) want="Verify return code: 18 (self-signed certificate)" ;;
 		expired) want="Verify return code: 10 (certificate has expired)" ;;
 		esac
