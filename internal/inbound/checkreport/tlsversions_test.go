@@ -95,16 +95,7 @@ func TestTLSVersionsAndWeakCiphers(t *testing.T) {
 			if r.Colour != colour.Green {
 				t.Errorf("colour %s (%s): versions and suites must not move it", r.Colour, r.ColourReason)
 			}
-			for _, c := range tc.want {
-				if !r.Has(c) {
-					t.Errorf("missing %s", c)
-				}
-			}
-			for _, c := range tc.absent {
-				if r.Has(c) {
-					t.Errorf("unexpected %s", c)
-				}
-			}
+			checkCodes(t, r, tc.want, tc.absent)
 			for _, s := range tc.sentences {
 				if !slices.Contains(r.Sentences, s) {
 					t.Errorf("missing sentence %q in %q", s, r.Sentences)
@@ -165,11 +156,7 @@ func TestDMARCOrgDomain(t *testing.T) {
 		r.DMARC = DMARCInfo{Present: true, Valid: true, Policy: "quarantine", Record: "v=DMARC1; p=reject; sp=quarantine", OrgDomain: "example.org"}
 	})
 	Evaluate(r)
-	for _, c := range []string{CodeDMARCValid, CodeDMARCOrgDomain} {
-		if !r.Has(c) {
-			t.Errorf("missing %s", c)
-		}
-	}
+	checkCodes(t, r, []string{CodeDMARCValid, CodeDMARCOrgDomain}, []string{CodeDMARCNone})
 	for _, f := range r.Findings {
 		if f.Code == CodeDMARCOrgDomain && !strings.Contains(f.Text, "example.org applies") {
 			t.Errorf("dmarc.org_domain text %q does not name the organizational domain", f.Text)
