@@ -255,12 +255,13 @@ inbound_run() {
 	echo "$rc" >"$2.rc"
 }
 
-# INBOUND_PARALLEL bounds the checks inbound_all runs at once: each check
-# now makes up to four more TLS sessions per address (the versions and weak
-# suites it accepts), and a dozen checks at once on two shared cores once
-# starved Knot until Unbound timed out on a fixture zone (a SERVFAIL that
-# came out as a failed TLSA look-up).
-INBOUND_PARALLEL=4
+# INBOUND_PARALLEL (LAB_INBOUND_PARALLEL, default 4) bounds the checks
+# inbound_all runs at once: each check now makes up to four more TLS
+# sessions per address (the versions and weak suites it accepts), and a
+# dozen checks at once on two shared cores once starved Knot until Unbound
+# timed out on a fixture zone (a SERVFAIL that came out as a failed TLSA
+# look-up).
+INBOUND_PARALLEL=${LAB_INBOUND_PARALLEL:-4}
 
 # inbound_all PREFIX DOMAIN...: inbound_run of each DOMAIN into
 # PREFIX<domain>.json, INBOUND_PARALLEL at a time.
@@ -337,7 +338,7 @@ check_agree() {
 		skip "agree: mailsec check against ldns-dane and testssl.sh" "this mailsec has no 'check' command yet"
 		return 0
 	fi
-	local desc="agree: mailsec check against ldns-dane (DANE) and testssl.sh (TLS version, certificate) (lab/agree)" out rc=0
+	local desc="agree: mailsec check against ldns-dane (DANE) and testssl.sh (TLS versions, weak suites, certificate) (lab/agree)" out rc=0
 	out=$(LAB_AGREE_QUIET=1 "$LAB_DIR/agree" 2>&1) || rc=$?
 	if ((rc == 0)); then
 		pass "$desc"
