@@ -108,6 +108,14 @@ type Inbound struct {
 	CacheTTL Duration `toml:"cache_ttl"`
 	// ParallelChecks bounds the sender-domain checks running at once.
 	ParallelChecks int `toml:"parallel_checks"`
+	// MaxHosts and MaxAddresses bound the MX hosts of a domain and the
+	// addresses of a host that one check tests; the rest are counted as
+	// omitted.
+	MaxHosts     int `toml:"max_hosts"`
+	MaxAddresses int `toml:"max_addresses"`
+	// TLSVersions probes each address for the TLS versions and weak
+	// cipher suites it accepts: up to four more sessions per address.
+	TLSVersions bool `toml:"tls_versions"`
 }
 
 // Web configures the web UI and JSON API (docs/web.md, docs/api.md).
@@ -535,7 +543,7 @@ func Default() Config {
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
 			MaxAttempts: 12, AttemptTimeout: Duration{10 * time.Minute}, Interval: Duration{5 * time.Second}},
 		Inbound: Inbound{Timeout: Duration{30 * time.Second}, Concurrency: 8, CheckSenders: true,
-			CacheTTL: Duration{time.Hour}, ParallelChecks: 2},
+			CacheTTL: Duration{time.Hour}, ParallelChecks: 2, MaxHosts: 10, MaxAddresses: 4, TLSVersions: true},
 		Timing: Timing{
 			DowngradeWindow:    Duration{3 * time.Minute},
 			EpisodeQuiet:       Duration{10 * time.Minute},
@@ -1171,4 +1179,6 @@ func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
 		bad("inbound.cache_ttl", "must not be negative")
 	}
 	within(bad, "inbound.parallel_checks", c.Inbound.ParallelChecks, 1, 64)
+	within(bad, "inbound.max_hosts", c.Inbound.MaxHosts, 1, 50)
+	within(bad, "inbound.max_addresses", c.Inbound.MaxAddresses, 1, 16)
 }
