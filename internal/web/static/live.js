@@ -10,6 +10,8 @@
   // The owner key (the page's own path): it opens the test's events.
   var key = live.getAttribute("data-key");
   var es = new EventSource("/t/" + encodeURIComponent(key) + "/events");
+  // The colours' names in the page's language (data attributes of #colour).
+  function colourName(c) { var e = document.getElementById("colour"); return (e && e.getAttribute("data-" + c)) || c; }
   function text(elID, s) { var e = document.getElementById(elID); if (e) { e.textContent = s; } }
   es.addEventListener("report", function (ev) {
     var r = JSON.parse(ev.data);
@@ -17,13 +19,17 @@
     ph.textContent = r.phase; ph.setAttribute("data-phase", r.phase);
     text("phase-text", r.phase_text);
     text("policy", r.policy);
+    text("summary", r.summary);
+    // The words of the page's language are in its data attributes.
+    var hl = document.getElementById("headline");
     var h = r.headline.text.replace(/\.$/, "");
-    if (r.headline.rating && r.headline.rating !== "info") { h += " (" + r.headline.rating + ")"; }
+    var rating = r.headline.rating ? hl.getAttribute("data-r-" + r.headline.rating.replace(" ", "-")) : "";
+    if (rating) { h += " (" + rating + ")"; }
     text("headline", h + ".");
     var firm = document.getElementById("firm");
-    if (firm && r.final) { firm.textContent = "(final)"; }
+    if (firm && r.final) { firm.textContent = firm.getAttribute("data-final"); }
     document.getElementById("verdict-line").className = "c-" + r.colour;
-    text("colour", "(" + r.colour + ")");
+    text("colour", "(" + colourName(r.colour) + ")");
     var ol = document.getElementById("connections");
     while (ol.firstChild) { ol.removeChild(ol.firstChild); }
     (r.history || []).forEach(function (c) {
@@ -33,7 +39,7 @@
       // The colour in words too: never the only signal.
       var name = document.createElement("span");
       name.className = "colour-name";
-      name.textContent = "[" + c.colour + "]";
+      name.textContent = "[" + colourName(c.colour) + "]";
       li.appendChild(name);
       li.appendChild(document.createTextNode(" " + c.text + (c.ehlo ? "  EHLO " + c.ehlo : "")));
       ol.appendChild(li);
@@ -64,7 +70,11 @@
       });
       document.getElementById("auth-box").hidden = false;
     }
-    if (r.mail) { text("mail-line", "Result mail: " + r.mail.state + (r.mail.reason ? " — " + r.mail.reason : "")); }
+    if (r.mail) {
+      var ml = document.getElementById("mail-line");
+      var state = ml.getAttribute("data-" + r.mail.state) || r.mail.state;
+      text("mail-line", ml.getAttribute("data-label") + ": " + state + (r.mail.reason ? " — " + r.mail.reason : ""));
+    }
     if (r.final) { es.close(); }
   });
   es.addEventListener("picture", function (ev) {
