@@ -2,6 +2,7 @@ package matrix
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -42,6 +43,25 @@ func TestContrastRatio(t *testing.T) {
 	for _, bad := range []string{"", "red", "#12", "#gggggg", "#1234567"} {
 		if _, err := ContrastRatio(bad, "#fff"); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestGermanLabels: the German set has every label key, and none of its
+// sentences is left in English.
+func TestGermanLabels(t *testing.T) {
+	for _, k := range Keys() {
+		g, ok := german[k]
+		if !ok || g == "" {
+			t.Errorf("German label %s missing", k)
+		}
+		if len(strings.Fields(g)) > 1 && g == english[k] && !strings.HasPrefix(k, "column.") { // "7 (B)", "CA + TLSA" are names
+			t.Errorf("German label %s is the English %q", k, g)
+		}
+	}
+	for k := range german {
+		if _, ok := english[k]; !ok {
+			t.Errorf("German label %s has no English", k)
 		}
 	}
 }

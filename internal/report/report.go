@@ -138,7 +138,8 @@ type Input struct {
 	// (verdict.Observations.BrokenHostAddrs): the picture's column of it.
 	BrokenHostAddrs []netip.Addr
 	// PictureLabels are the words of the picture of the verdict
-	// (internal/matrix); nil: English.
+	// (internal/matrix); nil: those of Lang (matrix.English or
+	// matrix.German).
 	PictureLabels matrix.Labels
 }
 
@@ -294,6 +295,9 @@ func Build(in Input) Report {
 		Why: redactText(v.Why), Attempts: v.Attempts, Connections: len(in.Connections),
 		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(), SendingServer: in.Test.SendingServer, Lang: l,
 		pictureLabels: in.PictureLabels, location: loc,
+	}
+	if r.pictureLabels == nil && l == i18n.German {
+		r.pictureLabels = matrix.German
 	}
 	r.Picture = matrix.Build(matrix.Input{Verdict: v, Connections: in.Connections, BrokenHostAddrs: in.BrokenHostAddrs,
 		PolicyFetched: len(in.PolicyFetches) > 0, DowngradeWindow: in.DowngradeWindow})

@@ -201,12 +201,12 @@ func TestComposeGerman(t *testing.T) {
 		t.Errorf("subject %q (%v)", subject, err)
 	}
 	body := decodeParts(t, m)
-	for _, want := range []string{"Ergebnis für ausgehende Mail: " + r.Policy, "Verbindungsverlauf", `<html lang="de">`, "Authentifizierung Ihrer Testmail"} {
+	for _, want := range []string{"Ergebnis für ausgehende Mail: " + r.Policy, "Verbindungsverlauf", `<html lang="de">`, "Authentifizierung Ihrer Testmail", "Persona-Matrix", `alt="Ihr Server: Persona 1`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("German mail lacks %q", want)
 		}
 	}
-	for _, english := range []string{"Outbound verdict", "Connection history", "Your email security test"} {
+	for _, english := range []string{"Outbound verdict", "Connection history", "Your email security test", "Persona matrix", "Your server"} {
 		if strings.Contains(body, english) {
 			t.Errorf("German mail says %q", english)
 		}
