@@ -98,11 +98,14 @@ var english = map[string]string{
 }
 
 // English is the default label set.
-func English(key string) string {
-	if s, ok := english[key]; ok {
+func English(key string) string { return labelIn(english, key, key) }
+
+// labelIn is set's label of key, or def.
+func labelIn(set map[string]string, key, def string) string {
+	if s, ok := set[key]; ok {
 		return s
 	}
-	return key
+	return def
 }
 
 // Keys lists every label key, for a translation's completeness test.

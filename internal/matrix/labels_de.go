@@ -52,9 +52,4 @@ var german = map[string]string{
 
 // German is the German label set; a key it lacks falls back to English
 // (TestGermanLabels keeps it complete).
-func German(key string) string {
-	if s, ok := german[key]; ok {
-		return s
-	}
-	return English(key)
-}
+func German(key string) string { return labelIn(german, key, English(key)) }
