@@ -20,7 +20,6 @@ import (
 // not (ConnectionFilter.Limit 0).
 const defaultConnectionLimit = 10000
 
-
 // optTimeToNanos is timeToNanos for columns where 0 means "not set": the
 // zero time is stored as 0 and read back as the zero time by optNanosToTime.
 func optTimeToNanos(t time.Time) (int64, error) {
