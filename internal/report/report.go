@@ -115,6 +115,9 @@ type Input struct {
 	// PolicyFetches are the fetches of an MTA-STS policy counted for the
 	// test (verdict.Observations.PolicyFetches).
 	PolicyFetches []store.PolicyFetch
+	// TLSRPT are the TLS-RPT reports tied to the test
+	// (verdict.Observations.TLSRPT).
+	TLSRPT []verdict.TLSRPTReport
 }
 
 // Report is the model both renderings are made from. The JSON form is the
@@ -163,6 +166,21 @@ type Report struct {
 	// PolicyFetches are the fetches of an MTA-STS policy that count for
 	// the test (docs/policy-host.md), newest first.
 	PolicyFetches []FetchLine `json:"policy_fetches"`
+	// TLSRPTReports are the TLS-RPT reports (RFC 8460) tied to the test
+	// (docs/tlsrpt.md), oldest first, with their policies for its domains.
+	TLSRPTReports []TLSRPTLine `json:"tlsrpt_reports"`
+}
+
+// TLSRPTLine is one TLS-RPT report tied to the test.
+type TLSRPTLine struct {
+	Received     string                 `json:"received"` // as HistoryLine.Start
+	Source       string                 `json:"source"`   // "mail" or "https"
+	Organization string                 `json:"organization"`
+	ReportID     string                 `json:"report_id"`
+	Start        time.Time              `json:"start"`
+	End          time.Time              `json:"end"`
+	Policies     []verdict.TLSRPTPolicy `json:"policies"`
+	Text         string                 `json:"text"`
 }
 
 // FetchLine is one fetch of an MTA-STS policy counted for the test.
@@ -271,6 +289,10 @@ func Build(in Input) Report {
 		l := FetchLine{Time: f.Time.In(loc).Format(timeLayout), Client: f.Client.Addr().Unmap().String(), Host: untrusted.Printable(f.SNI, 255)}
 		l.Text = fmt.Sprintf("%s %s fetched the MTA-STS policy of %s", l.Time, l.Client, l.Host)
 		r.PolicyFetches = append(r.PolicyFetches, l)
+	}
+	r.TLSRPTReports = []TLSRPTLine{}
+	for _, t := range in.TLSRPT {
+		r.TLSRPTReports = append(r.TLSRPTReports, tlsrptLine(t, loc))
 	}
 	if len(in.SharedSendingAddrs) > 0 {
 		addrs := make([]string, len(in.SharedSendingAddrs))
@@ -624,6 +646,50 @@ func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 	}
 	h.Text = b.String()
 	return h
+}
+
+// tlsrptLine describes a TLS-RPT report: "01.12.2026 12:00:01 by mail:
+// Google Inc. reports for 01.12.2026 00:00–23:59 UTC: sts policy for
+// s001.A, 3 sessions succeeded, 1 failed (certificate-host-mismatch at
+// mx3.s001.A from 192.0.2.1)". The texts were made printable by evidence.
+func tlsrptLine(t verdict.TLSRPTReport, loc *time.Location) TLSRPTLine {
+	l := TLSRPTLine{Received: t.Received.In(loc).Format(timeLayout), Source: t.Source, Organization: t.Organization,
+		ReportID: t.ReportID, Start: t.Start, End: t.End, Policies: t.Policies}
+	if l.Policies == nil {
+		l.Policies = []verdict.TLSRPTPolicy{}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s by %s: %s reports for %s to %s", l.Received, l.Source, l.Organization,
+		t.Start.In(loc).Format(timeLayout), t.End.In(loc).Format(timeLayout))
+	for i, p := range t.Policies {
+		sep := ": "
+		if i > 0 {
+			sep = "; "
+		}
+		fmt.Fprintf(&b, "%s%s policy for %s, %d sessions succeeded, %d failed", sep, p.Type, p.Domain, p.Successful, p.Failed)
+		for j, f := range p.Failures {
+			if j == 0 {
+				b.WriteString(" (")
+			} else {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%d %s", f.Sessions, f.ResultType)
+			if f.ReceivingMX != "" {
+				fmt.Fprintf(&b, " at %s", f.ReceivingMX)
+			}
+			if f.SendingMTA.IsValid() {
+				fmt.Fprintf(&b, " from %s", f.SendingMTA)
+			}
+			if j == len(p.Failures)-1 {
+				b.WriteString(")")
+			}
+		}
+	}
+	if len(t.Policies) == 0 {
+		b.WriteString(": no policy for this test's domains")
+	}
+	l.Text = b.String()
+	return l
 }
 
 // lookupLine describes a DNS look-up: "your resolver 192.0.2.53 looked up

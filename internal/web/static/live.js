@@ -56,6 +56,17 @@
       });
       document.getElementById("auth-box").hidden = false;
     }
+    var reports = document.getElementById("tlsrpt-reports");
+    if (reports) {
+      while (reports.firstChild) { reports.removeChild(reports.firstChild); }
+      (r.tlsrpt_reports || []).forEach(function (t) {
+        var li = document.createElement("li");
+        li.className = "tlsrpt-report";
+        li.textContent = t.text;
+        reports.appendChild(li);
+      });
+      document.getElementById("tlsrpt-box").hidden = !(r.tlsrpt_reports && r.tlsrpt_reports.length);
+    }
     if (r.mail) { text("mail-line", "Result mail: " + r.mail.state + (r.mail.reason ? " — " + r.mail.reason : "")); }
     if (r.final) { es.close(); }
   });
