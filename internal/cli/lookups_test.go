@@ -15,13 +15,8 @@ import (
 // test slot's names (JSON key dns_lookups; a line each in text), not
 // another slot's.
 func TestTestShowLookups(t *testing.T) {
-	cfg, st := configAndStore(t, "")
+	cfg, st, now := slottedTest(t)
 	ctx := t.Context()
-	now := time.Now().UTC()
-	tt := store.Test{ID: "slotted", Created: now.Add(-time.Minute), Updated: now, Kind: store.TestToken, State: store.TestOpen, Slot: 4}
-	if err := st.CreateTest(ctx, tt); err != nil {
-		t.Fatal(err)
-	}
 	resolver := netip.MustParseAddrPort("198.51.100.53:5353")
 	if err := st.AddDNSQueries(ctx, []store.DNSQuery{
 		{Time: now.Add(-30 * time.Second), Client: resolver, Transport: "udp", Name: "_25._tcp.mx4.s004.a.mailtest.example.", Type: 52, DO: true},
@@ -55,13 +50,8 @@ func TestTestShowLookups(t *testing.T) {
 // TestTestShowTLSRPT: `mailsec test show` lists the TLS-RPT reports tied
 // to the test (JSON key tlsrpt_reports; lines in text), not another's.
 func TestTestShowTLSRPT(t *testing.T) {
-	cfg, st := configAndStore(t, "")
+	cfg, st, now := slottedTest(t)
 	ctx := t.Context()
-	now := time.Now().UTC()
-	tt := store.Test{ID: "slotted", Created: now.Add(-time.Minute), Updated: now, Kind: store.TestToken, State: store.TestOpen, Slot: 4}
-	if err := st.CreateTest(ctx, tt); err != nil {
-		t.Fatal(err)
-	}
 	report := func(id, domain string) []byte {
 		return []byte(`{"organization-name": "Reporter", "report-id": "` + id + `", "date-range": {"start-datetime": "2026-01-01T00:00:00Z", "end-datetime": "2026-01-01T23:59:59Z"},
  "policies": [{"policy": {"policy-type": "tlsa", "policy-domain": "` + domain + `"}, "summary": {"total-successful-session-count": 2, "total-failure-session-count": 1},
@@ -89,4 +79,17 @@ func TestTestShowTLSRPT(t *testing.T) {
 		strings.Contains(out, "other") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
+}
+
+// slottedTest makes a configuration and a store holding an open test
+// "slotted" in slot 4, created a minute before the now it returns.
+func slottedTest(t *testing.T) (cfg string, st *store.Store, now time.Time) {
+	t.Helper()
+	cfg, st = configAndStore(t, "")
+	now = time.Now().UTC()
+	tt := store.Test{ID: "slotted", Created: now.Add(-time.Minute), Updated: now, Kind: store.TestToken, State: store.TestOpen, Slot: 4}
+	if err := st.CreateTest(t.Context(), tt); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, st, now
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"github.com/mailsec/mailsec/internal/store/storetest"
 	"github.com/mailsec/mailsec/internal/testslot"
 	"github.com/mailsec/mailsec/internal/tlsrpt"
+	"github.com/mailsec/mailsec/internal/verdict"
 )
 
 // reportSeq makes each report's report-id unique: the store keeps one
@@ -198,6 +201,45 @@ func TestTLSRPTIntake(t *testing.T) {
 		if err != nil || len(tied) != 1 || tied[0].ID != reps[0].ID {
 			t.Fatalf("reports of the slot's test: %+v, %v", tied, err)
 		}
+		// The report's certificate failure under the sts policy, from
+		// the sender's own address, proves "validates PKIX" and "applies
+		// MTA-STS", which its one connection (refused in plain text) left
+		// open; the same test and connection without the report (the
+		// test made anew: its ties go with it) leave them open.
+		judge := func() verdict.Verdict {
+			t.Helper()
+			v, _, err := ts.srv.evidence.Judge(t.Context(), tt, ts.clock.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		c2 := store.SMTPConnection{TestID: "slotted", Started: ts.clock.Now(), Ended: ts.clock.Now().Add(time.Second), Persona: 1,
+			Client: netip.MustParseAddrPort("192.0.2.1:4000"), State: store.StateNone, Error: "client quit without STARTTLS"}
+		if err := ts.st.InsertConnection(t.Context(), &c2); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{verdict.FactAppliesMTASTS, verdict.FactValidatesPKIX} {
+			f := factOf(judge(), name)
+			if f.Confidence != verdict.Proven || !f.Value || !strings.Contains(f.Why, "TLS-RPT report") || !slices.Equal(f.Evidence, []int64{c2.ID}) {
+				t.Errorf("%s with the report: %+v", name, f)
+			}
+		}
+		if err := ts.st.DeleteTest(t.Context(), "slotted"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ts.st.CreateTest(t.Context(), tt); err != nil {
+			t.Fatal(err)
+		}
+		c2.ID = 0
+		if err := ts.st.InsertConnection(t.Context(), &c2); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{verdict.FactAppliesMTASTS, verdict.FactValidatesPKIX} {
+			if f := factOf(judge(), name); f.Confidence != verdict.Unknown {
+				t.Errorf("%s without the report: %+v", name, f)
+			}
+		}
 	})
 }
 
@@ -209,4 +251,14 @@ func gzipBombMail() string {
 	_ = zw.Close()
 	return "Subject: Report Domain: " + zoneA + "\r\nMIME-Version: 1.0\r\nContent-Type: application/tlsrpt+gzip\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
 		base64.StdEncoding.EncodeToString([]byte(b.String())) + "\r\n"
+}
+
+// factOf is the fact of v named name.
+func factOf(v verdict.Verdict, name string) verdict.Fact {
+	for _, f := range v.Facts {
+		if f.Name == name {
+			return f
+		}
+	}
+	return verdict.Fact{Name: name}
 }

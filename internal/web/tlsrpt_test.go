@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 // its API report (tlsrpt_reports, valid against the schema), on its live
 // page and in its report page; another test's report is not.
 func TestTLSRPTOnReportAndLivePage(t *testing.T) {
-	sch := schemas(t)
 	e := newEnv(t, func(o *Options) {
 		o.Source.Evidence.Rules.Slots = testslot.Pool{ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example"}
 	})
@@ -34,21 +32,13 @@ func TestTLSRPTOnReportAndLivePage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	resp, body := e.do(t, "GET", "/api/v1/tests/tlsrpttestaaaaaa", nil, bearer(key)...)
-	if resp.StatusCode != 200 {
-		t.Fatalf("%d %s", resp.StatusCode, body)
-	}
-	validate(t, sch["report"], body)
-	var ans TestAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
-		t.Fatal(err)
-	}
+	ans := e.apiReport(t, "tlsrpttestaaaaaa", key)
 	if r := ans.Report.TLSRPTReports; len(r) != 1 || r[0].ReportID != "mine-id" || r[0].Source != "https" || len(r[0].Policies) != 1 {
 		t.Fatalf("tlsrpt_reports %+v", r)
 	}
 	want := "Google Inc. reports for"
 	for _, path := range []string{"/t/" + key, "/t/" + key + "/report"} {
-		resp, body = e.do(t, "GET", path, nil)
+		resp, body := e.do(t, "GET", path, nil)
 		if page := string(body); resp.StatusCode != 200 || !strings.Contains(page, want) || !strings.Contains(page, "certificate-host-mismatch at mx3.example") {
 			t.Errorf("%s lacks the report: %d\n%s", path, resp.StatusCode, page)
 		}
