@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
@@ -35,6 +36,12 @@ func TestTLSRPTReports(t *testing.T) {
 	html, err := HTML(r)
 	if err != nil || !strings.Contains(html, `id="tlsrpt"`) || !strings.Contains(html, "certificate-host-mismatch at mx3.s001.a.example") {
 		t.Errorf("HTML lacks the report (%v)", err)
+	}
+	in.Lang = i18n.German
+	de := Build(in)
+	if text, _ := Text(de); !strings.Contains(text, "TLS-RPT-Berichte (RFC 8460) zu diesem Test:") ||
+		!strings.Contains(de.TLSRPTReports[0].Text, "sts-Richtlinie für s001.a.example, 3 Sitzungen erfolgreich, 1 fehlgeschlagen") {
+		t.Errorf("German: %q\n%s", de.TLSRPTReports[0].Text, text)
 	}
 	empty := Build(Input{Test: store.Test{ID: "t2", Created: at}, Now: at, Location: time.UTC})
 	if empty.TLSRPTReports == nil || len(empty.TLSRPTReports) != 0 {
