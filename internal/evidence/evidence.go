@@ -92,6 +92,14 @@ type Rules struct {
 	// evidence (verdict.Observations.BrokenHostAddrs).
 	BrokenHosts []string
 	BrokenAddrs []netip.Addr
+	// IPv6Host is the address of zone A's IPv6-only MX host
+	// (zones.host_addresses.mx-v6, docs/dns.md "IPv6-only host"); slot
+	// n's is testslot.HostAddr(IPv6Host, n). Invalid: not deployed. The
+	// connections to a slot's address while the test holds the slot are
+	// the test's (they name no recipient, and come from the sender's IPv6
+	// address, which none of its other connections may share), and so are
+	// the look-ups of the slot's IPv6-only host.
+	IPv6Host netip.Addr
 }
 
 // WithDefaults returns r with the defaults in its zero fields.
@@ -166,6 +174,9 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if err != nil {
 		return verdict.Observations{}, fmt.Errorf("evidence: connections of %s: %w", t.ID, err)
 	}
+	if conns, err = g.withIPv6Host(ctx, t, now, conns); err != nil {
+		return verdict.Observations{}, err
+	}
 	if c := o.inFlight; c != nil {
 		i := slices.IndexFunc(conns, func(s store.SMTPConnection) bool { return c.ID != 0 && s.ID == c.ID })
 		if i >= 0 {
@@ -195,12 +206,17 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if err != nil {
 		return verdict.Observations{}, err
 	}
-	var bTLSA, broken []string
+	var bTLSA, broken, v6Names []string
 	if g.slotHeld(t) {
 		for _, h := range persona.MXHosts(persona.ZoneB) {
 			bTLSA = append(bTLSA, r.Slots.TLSANames(h.Host, t.Slot, persona.ZoneB)...)
 		}
 		broken = g.brokenNames(t.Slot)
+		v6Names = g.ipv6HostNames(t.Slot)
+	}
+	var v6Addrs []netip.Addr
+	if r.IPv6Host.IsValid() {
+		v6Addrs = r.Slots.HostAddrs(r.IPv6Host)
 	}
 	// A later issue: the sender's TLS-RPT reports are read here, with
 	// their own window in Rules.
@@ -211,6 +227,8 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 		BTLSANames:      bTLSA,
 		BrokenHostNames: broken,
 		BrokenHostAddrs: slices.Clone(r.BrokenAddrs),
+		IPv6HostAddrs:   v6Addrs,
+		IPv6HostNames:   v6Names,
 		Now:             now,
 		Quiet:           r.Quiet,
 		SenderDone:      o.senderDone,
@@ -233,7 +251,7 @@ func (g Gatherer) DNSLookups(ctx context.Context, t store.Test, now time.Time) (
 		return nil, nil
 	}
 	r := g.Rules.WithDefaults()
-	names := append(r.Slots.Names(t.Slot), g.brokenNames(t.Slot)...)
+	names := slices.Concat(r.Slots.Names(t.Slot), g.brokenNames(t.Slot), g.ipv6HostNames(t.Slot))
 	qs, err := g.Store.DNSQueries(ctx, store.DNSQueryFilter{Names: names, Since: t.Created, Until: evidenceUntil(t, now), Limit: r.LookupLimit})
 	if err != nil {
 		return nil, fmt.Errorf("evidence: DNS look-ups of %s: %w", t.ID, err)
@@ -249,6 +267,41 @@ func (g Gatherer) brokenNames(n int) []string {
 		out = append(out, g.Rules.Slots.Host(strings.ToLower(b), n, persona.ZoneA)+".")
 	}
 	return out
+}
+
+// ipv6HostNames is the IPv6-only host's name in slot n, fully qualified
+// and lower-case as the query log stores it; none when it is not deployed.
+func (g Gatherer) ipv6HostNames(n int) []string {
+	if !g.Rules.IPv6Host.IsValid() {
+		return nil
+	}
+	return []string{g.Rules.Slots.Host(testslot.IPv6HostLabel, n, persona.ZoneA) + "."}
+}
+
+// withIPv6Host adds to conns the connections to the IPv6-only host's
+// address of t's slot while t holds it (from its creation until it is
+// final, as for the slot's look-ups), those not among them already. A
+// test without a slot gets none: the shared host's connections could be
+// any test's.
+func (g Gatherer) withIPv6Host(ctx context.Context, t store.Test, now time.Time, conns []store.SMTPConnection) ([]store.SMTPConnection, error) {
+	r := g.Rules.WithDefaults()
+	if !r.IPv6Host.IsValid() || !g.slotHeld(t) {
+		return conns, nil
+	}
+	addr, ok := testslot.HostAddr(r.IPv6Host, t.Slot)
+	if !ok {
+		return conns, nil
+	}
+	v6, err := g.Store.Connections(ctx, store.ConnectionFilter{LocalAddr: addr, Since: t.Created, Until: evidenceUntil(t, now)})
+	if err != nil {
+		return nil, fmt.Errorf("evidence: connections of %s to the IPv6-only host: %w", t.ID, err)
+	}
+	for _, c := range v6 {
+		if !slices.ContainsFunc(conns, func(o store.SMTPConnection) bool { return o.ID == c.ID }) {
+			conns = append(conns, c)
+		}
+	}
+	return conns, nil
 }
 
 // evidenceUntil is the end of the time in which policy fetches and DNS

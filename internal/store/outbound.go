@@ -578,6 +578,11 @@ func (s *Store) Connections(ctx context.Context, f ConnectionFilter) ([]SMTPConn
 	if f.ClientAddr.IsValid() {
 		w.add("client_addr = ?", f.ClientAddr.Unmap().String())
 	}
+	if f.LocalAddr.IsValid() {
+		// local_addr is storedAddrPort's "ip:port" / "[ip]:port"; an
+		// address has no LIKE wildcard (% or _) once its zone is gone.
+		w.add("local_addr LIKE ?", strings.TrimSuffix(storedAddrPort(netip.AddrPortFrom(f.LocalAddr.WithZone(""), 0)), "0")+"%")
+	}
 	w.timeRange("started_ns", f.Since, f.Until)
 	query := `SELECT ` + connSelectColumns + ` FROM smtp_connections` + w.where() + "\nORDER BY started_ns, id\nLIMIT ?"
 	return queryRows(ctx, s.db, "connections", scanConnection, s.q(query), append(w.args, int64(limit))...)

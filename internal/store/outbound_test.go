@@ -358,6 +358,9 @@ func TestConnectionsFilter(t *testing.T) {
 			testConn(5, "192.0.2.1:1002"),
 		}
 		c[0].TestID, c[4].TestID = "t1", "t1"
+		c[3].Local = netip.MustParseAddrPort("[fd00::6:1]:25")  // the IPv6-only host of slot 1
+		c[1].Local = netip.MustParseAddrPort("[fd00::6:10]:25") // of slot 16: not slot 1's
+		c[2].Local = netip.MustParseAddrPort("127.0.0.10:25")
 		for i := range c {
 			insertConns(t, s, &c[i])
 		}
@@ -377,6 +380,10 @@ func TestConnectionsFilter(t *testing.T) {
 			{"limit", ConnectionFilter{Limit: 2}, []int64{id(1), id(2)}},
 			{"combined", ConnectionFilter{TestID: "t1", ClientAddr: netip.MustParseAddr("192.0.2.1"), Since: testEpoch().Add(4 * time.Second)}, []int64{id(4)}},
 			{"nothing", ConnectionFilter{TestID: "t2"}, []int64{}},
+			{"local v6", ConnectionFilter{LocalAddr: netip.MustParseAddr("fd00::6:1")}, []int64{id(3)}},
+			{"local v4", ConnectionFilter{LocalAddr: netip.MustParseAddr("127.0.0.1")}, []int64{id(0), id(4)}},
+			{"local mapped", ConnectionFilter{LocalAddr: netip.MustParseAddr("::ffff:127.0.0.10")}, []int64{id(2)}},
+			{"local and time", ConnectionFilter{LocalAddr: netip.MustParseAddr("fd00::6:1"), Since: testEpoch().Add(3 * time.Second)}, []int64{}},
 		} {
 			got, err := s.Connections(ctx, tc.f)
 			if err != nil {

@@ -236,9 +236,13 @@ const (
 type ConnectionFilter struct {
 	TestID     string
 	ClientAddr netip.Addr
-	Since      time.Time // started at or after
-	Until      time.Time // started before
-	Limit      int       // 0 = 10000
+	// LocalAddr: connections to this local address (any port), tied to a
+	// test or not: the IPv6-only host's address of a test slot names the
+	// test (docs/dns.md "IPv6-only host").
+	LocalAddr netip.Addr
+	Since     time.Time // started at or after
+	Until     time.Time // started before
+	Limit     int       // 0 = 10000
 }
 
 // PolicyFetch is one request to the MTA-STS policy host.
