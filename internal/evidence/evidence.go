@@ -170,12 +170,12 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if _, err := g.TieSendingServer(ctx, t, now); err != nil {
 		return verdict.Observations{}, err
 	}
+	if _, err := g.TieIPv6Host(ctx, t, now); err != nil {
+		return verdict.Observations{}, err
+	}
 	conns, err := g.Store.Connections(ctx, store.ConnectionFilter{TestID: t.ID})
 	if err != nil {
 		return verdict.Observations{}, fmt.Errorf("evidence: connections of %s: %w", t.ID, err)
-	}
-	if conns, err = g.withIPv6Host(ctx, t, now, conns); err != nil {
-		return verdict.Observations{}, err
 	}
 	if c := o.inFlight; c != nil {
 		i := slices.IndexFunc(conns, func(s store.SMTPConnection) bool { return c.ID != 0 && s.ID == c.ID })
@@ -278,30 +278,27 @@ func (g Gatherer) ipv6HostNames(n int) []string {
 	return []string{g.Rules.Slots.Host(testslot.IPv6HostLabel, n, persona.ZoneA) + "."}
 }
 
-// withIPv6Host adds to conns the connections to the IPv6-only host's
+// TieIPv6Host ties to test t the connections to the IPv6-only host's
 // address of t's slot while t holds it (from its creation until it is
-// final, as for the slot's look-ups), those not among them already. A
-// test without a slot gets none: the shared host's connections could be
-// any test's.
-func (g Gatherer) withIPv6Host(ctx context.Context, t store.Test, now time.Time, conns []store.SMTPConnection) ([]store.SMTPConnection, error) {
-	r := g.Rules.WithDefaults()
-	if !r.IPv6Host.IsValid() || !g.slotHeld(t) {
-		return conns, nil
+// final, as for the slot's look-ups) that no test claimed, and returns
+// how many. The address names the slot and so the test; the connection
+// names no recipient, and comes from the sender's IPv6 address, which
+// none of its other connections need share. Gather applies it before it
+// reads the connections, like TieSendingServer. A test without a slot
+// gets none: the shared host's connections could be any test's.
+func (g Gatherer) TieIPv6Host(ctx context.Context, t store.Test, now time.Time) (int64, error) {
+	if !g.Rules.IPv6Host.IsValid() || !g.slotHeld(t) || t.State == store.TestFinal {
+		return 0, nil
 	}
-	addr, ok := testslot.HostAddr(r.IPv6Host, t.Slot)
+	addr, ok := testslot.HostAddr(g.Rules.IPv6Host, t.Slot)
 	if !ok {
-		return conns, nil
+		return 0, nil
 	}
-	v6, err := g.Store.Connections(ctx, store.ConnectionFilter{LocalAddr: addr, Since: t.Created, Until: evidenceUntil(t, now)})
+	n, err := g.Store.TieSlotAddress(ctx, t.ID, addr, t.Created, evidenceUntil(t, now))
 	if err != nil {
-		return nil, fmt.Errorf("evidence: connections of %s to the IPv6-only host: %w", t.ID, err)
+		return 0, fmt.Errorf("evidence: %w", err)
 	}
-	for _, c := range v6 {
-		if !slices.ContainsFunc(conns, func(o store.SMTPConnection) bool { return o.ID == c.ID }) {
-			conns = append(conns, c)
-		}
-	}
-	return conns, nil
+	return n, nil
 }
 
 // evidenceUntil is the end of the time in which policy fetches and DNS
@@ -337,10 +334,16 @@ func ClientPrefixes(conns []store.SMTPConnection, bitsV4, bitsV6 int) []netip.Pr
 }
 
 // Clients returns the distinct client addresses of the connections,
-// unmapped.
+// unmapped, but for those of connections tied by their slot address (to
+// the IPv6-only host): that client address may be shared by the senders
+// of other tests (a host's one IPv6 address), and its other connections
+// there are the other slots' (finalise ties by client).
 func Clients(conns []store.SMTPConnection) []netip.Addr {
 	var out []netip.Addr
 	for _, c := range conns {
+		if c.TiedBy == store.TiedBySlotAddress {
+			continue
+		}
 		if a := c.Client.Addr().Unmap(); a.IsValid() && !slices.Contains(out, a) {
 			out = append(out, a)
 		}

@@ -132,11 +132,12 @@ func TestGatherBrokenHost(t *testing.T) {
 }
 
 // TestGatherIPv6Host: with the IPv6-only host deployed, a test in slot n
-// gathers the connections to the host's address of slot n while it holds
-// the slot (they name no recipient and are tied to no test), not another
-// slot's nor those before its creation, and the look-ups of the slot's
-// IPv6-only host; the verdict is told every slot's address and the
-// slot's name. A test without a slot gathers none.
+// is tied the connections to the host's address of slot n while it holds
+// the slot (they name no recipient), not another slot's nor those before
+// its creation, and gathers the look-ups of the slot's IPv6-only host; the
+// verdict is told every slot's address and the slot's name. A test
+// without a slot gets none; Clients leaves the tied connections' client
+// out (finalise must not tie other slots' connections by it).
 func TestGatherIPv6Host(t *testing.T) {
 	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
 		st := openStore(t, driver)
@@ -177,6 +178,9 @@ func TestGatherIPv6Host(t *testing.T) {
 		}
 		if slices.Sort(ids); !slices.Equal(ids, []int64{min(in.ID, mine.ID), max(in.ID, mine.ID)}) {
 			t.Errorf("connections %v, want the test's %d and the slot's IPv6-only host's %d", ids, mine.ID, in.ID)
+		}
+		if got := Clients(obs.Connections); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("192.0.2.10")}) {
+			t.Errorf("clients %v, want the IPv4 one only", got)
 		}
 		if len(obs.DNSLookups) != 1 || obs.DNSLookups[0].Name != "mx-v6.s002.a.example." {
 			t.Errorf("look-ups %+v, want the slot's IPv6-only host's", obs.DNSLookups)

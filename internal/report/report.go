@@ -203,7 +203,9 @@ type HistoryLine struct {
 	// TiedBy says why a connection that did not name the test counts for
 	// it (store.SMTPConnection.TiedBy): "client" (a later connection of
 	// the same address named the test), "sending_server" (it came from
-	// the sending server the user named); absent when it named the test.
+	// the sending server the user named), "slot_address" (it went to the
+	// test's own address of the IPv6-only MX host); absent when it named
+	// the test.
 	TiedBy string `json:"tied_by,omitempty"`
 	Text   string `json:"text"` // the whole line
 }
@@ -621,6 +623,8 @@ func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 		b.WriteString(" [from your sending server]")
 	case store.TiedByClient:
 		b.WriteString(" [tied: same address as a connection that named this test]")
+	case store.TiedBySlotAddress:
+		b.WriteString(" [to this test's own address of the IPv6-only MX host]")
 	}
 	h.Text = b.String()
 	return h

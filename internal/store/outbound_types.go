@@ -230,19 +230,19 @@ const (
 	// TiedBySendingServer: by the sending server the user named when
 	// creating the test.
 	TiedBySendingServer = "sending_server"
+	// TiedBySlotAddress: by the local address it went to, one of a test
+	// slot's own (the IPv6-only host's, docs/dns.md "IPv6-only host"), to
+	// the test that held the slot then.
+	TiedBySlotAddress = "slot_address"
 )
 
 // ConnectionFilter selects SMTP connections. Zero fields do not restrict.
 type ConnectionFilter struct {
 	TestID     string
 	ClientAddr netip.Addr
-	// LocalAddr: connections to this local address (any port), tied to a
-	// test or not: the IPv6-only host's address of a test slot names the
-	// test (docs/dns.md "IPv6-only host").
-	LocalAddr netip.Addr
-	Since     time.Time // started at or after
-	Until     time.Time // started before
-	Limit     int       // 0 = 10000
+	Since      time.Time // started at or after
+	Until      time.Time // started before
+	Limit      int       // 0 = 10000
 }
 
 // PolicyFetch is one request to the MTA-STS policy host.
