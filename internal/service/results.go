@@ -52,7 +52,9 @@ func IPv6MX(cfg *config.Config) netip.Addr {
 // SMTPListen returns the SMTP listener's addresses: smtp.listen, and the
 // IPv6-only host's address of every slot on the port of smtp.listen's
 // first entry (a slot's address names its test, so each must be
-// listened on; docs/smtp.md "IPv6-only host"), those not listed already.
+// listened on; docs/smtp.md "IPv6-only host"), those not listed already
+// and none under a wildcard entry on that port (it listens on them all,
+// and a second socket there would not bind).
 func SMTPListen(cfg *config.Config) []string {
 	out := slices.Clone(cfg.SMTP.Listen)
 	base := IPv6MX(cfg)
@@ -62,6 +64,11 @@ func SMTPListen(cfg *config.Config) []string {
 	_, port, err := net.SplitHostPort(out[0])
 	if err != nil {
 		return out // config.Validate has checked it
+	}
+	for _, l := range out {
+		if host, p, err := net.SplitHostPort(l); err == nil && p == port && (host == "" || host == "::" || host == "0.0.0.0") {
+			return out
+		}
 	}
 	for _, a := range Slots(cfg).HostAddrs(base) {
 		if l := net.JoinHostPort(a.String(), port); !slices.Contains(out, l) {

@@ -129,6 +129,13 @@ func TestIPv6MXWiring(t *testing.T) {
 	if got, want := SMTPListen(&cfg), []string{"127.0.0.20:25", "[fd00::6:1]:25", "[fd00::6:0]:25", "[fd00::6:2]:25"}; !slices.Equal(got, want) {
 		t.Fatalf("listen %v, want %v", got, want)
 	}
+	for _, wild := range []string{"[::]:25", ":25", "0.0.0.0:25"} {
+		cfg := cfg
+		cfg.SMTP.Listen = []string{"127.0.0.20:25", wild}
+		if got := SMTPListen(&cfg); !slices.Equal(got, cfg.SMTP.Listen) {
+			t.Errorf("under %s: listen %v", wild, got)
+		}
+	}
 	if p := SlotPolicy(&cfg, 2); !slices.Contains(p.MX, "mx-v6.s002."+strings.TrimSuffix(cfg.Zones.A, ".")) {
 		t.Fatalf("policy of slot 2 without the IPv6-only host: %v", p.MX)
 	}

@@ -821,6 +821,9 @@ func FuzzJudge(f *testing.F) {
 				c.Client = netip.MustParseAddrPort("[2001:db8::1]:25")
 			}
 			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + r.IntN(3))}), 25) // 127.0.0.3: the broken host's
+			if r.IntN(8) == 0 {
+				c.Local = netip.AddrPortFrom(v6HostAddr, 25) // the IPv6-only host's
+			}
 			c.Ended = c.Started.Add(time.Duration(r.IntN(3)) * time.Second)
 			conns = append(conns, c)
 		}
@@ -832,7 +835,18 @@ func FuzzJudge(f *testing.F) {
 		if r.IntN(2) == 0 {
 			obs.BrokenHostAddrs = []netip.Addr{netip.MustParseAddr("127.0.0.3")}
 		}
+		if r.IntN(2) == 0 {
+			obs.IPv6HostAddrs, obs.IPv6HostNames = []netip.Addr{v6HostAddr}, []string{v6HostName}
+		}
 		v := Judge(obs)
+		if slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return slices.Contains(obs.IPv6HostAddrs, c.Local.Addr()) }) {
+			// Connected to the IPv6-only host: it delivers over IPv6.
+			if f := fact(t, v, FactUsesIPv6); !f.Value || f.Confidence != Proven {
+				t.Fatalf("connected to the IPv6-only host, %q: %+v", FactUsesIPv6, f)
+			}
+		} else if f := fact(t, v, FactUsesIPv6); f.Confidence != Unknown && !f.Value && slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return c.Client.Addr().Is6() }) {
+			t.Fatalf("connected over IPv6, %q: %+v", FactUsesIPv6, f)
+		}
 		if slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()) }) {
 			// Connected to the broken host: its resolver does not validate.
 			if f := fact(t, v, FactValidatesDNSSEC); f.Value || f.Confidence != Proven {
@@ -842,8 +856,9 @@ func FuzzJudge(f *testing.F) {
 		delivered3 := false
 		for _, c := range conns {
 			col, d, ok := classify(c)
-			// Connections to the broken host are no persona's.
-			delivered3 = delivered3 || (ok && col == col3 && d && !slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()))
+			// Connections to the broken host and the IPv6-only host are
+			// no persona's.
+			delivered3 = delivered3 || (ok && col == col3 && d && !slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()) && !slices.Contains(obs.IPv6HostAddrs, c.Local.Addr()))
 		}
 		if delivered3 {
 			switch v.Policy {
