@@ -967,6 +967,24 @@ func TestClaimsNeedEvidence(t *testing.T) {
 //     caveat; a validating sender never gets either.
 func TestJudgeDNSSECColumn(t *testing.T) {
 	checked := 0
+	walkColumnHistories(func(base sim) {
+		for _, res := range []resolverKind{validating, nonValidating} {
+			s := base
+			s.resolver = res
+			for _, quiet := range []bool{false, true} {
+				checked++
+				checkDNSSECColumn(t, s, quiet, judge(base, quiet), judge(s, quiet))
+			}
+		}
+	})
+	t.Logf("%d histories judged", checked)
+}
+
+// walkColumnHistories calls f with every history of the walk the column
+// tests share: every policy, with and without SNI (the policies that may
+// send none), to A and/or B, for every subset of the places the sender
+// would go.
+func walkColumnHistories(f func(base sim)) {
 	for _, p := range Candidates {
 		for _, noSNI := range []bool{false, true} {
 			if noSNI && p != PolicyNone && p != PolicyMay && p != PolicyEncrypt && p != PolicyVerify {
@@ -974,20 +992,11 @@ func TestJudgeDNSSECColumn(t *testing.T) {
 			}
 			for _, dest := range [][2]bool{{true, true}, {true, false}, {false, true}} {
 				for mask := 0; mask < 1<<numColumns; mask++ {
-					for _, res := range []resolverKind{validating, nonValidating} {
-						base := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1"}
-						s := base
-						s.resolver = res
-						for _, quiet := range []bool{false, true} {
-							checked++
-							checkDNSSECColumn(t, s, quiet, judge(base, quiet), judge(s, quiet))
-						}
-					}
+					f(sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1"})
 				}
 			}
 		}
 	}
-	t.Logf("%d histories judged", checked)
 }
 
 func checkDNSSECColumn(t *testing.T, s sim, quiet bool, without, v Verdict) {
@@ -1049,29 +1058,21 @@ func TestNoBrokenHostNoDNSSECFact(t *testing.T) {
 //     with evidence once the sender went toward A, and unknown before.
 func TestJudgeIPv6Column(t *testing.T) {
 	checked := 0
-	for _, p := range Candidates {
-		for _, noSNI := range []bool{false, true} {
-			if noSNI && p != PolicyNone && p != PolicyMay && p != PolicyEncrypt && p != PolicyVerify {
-				continue
-			}
-			for _, dest := range [][2]bool{{true, true}, {true, false}, {false, true}} {
-				for mask := 0; mask < 1<<numColumns; mask++ {
-					for _, res := range []resolverKind{noBrokenHost, nonValidating} {
-						base := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1", resolver: res}
-						for _, quiet := range []bool{false, true} {
-							without := judge(base, quiet)
-							for _, kind := range []ipv6Kind{ipv6Sender, ipv4Only} {
-								s := base
-								s.v6 = kind
-								checked++
-								checkIPv6Column(t, s, quiet, without, judge(s, quiet))
-							}
-						}
-					}
+	walkColumnHistories(func(h sim) {
+		for _, res := range []resolverKind{noBrokenHost, nonValidating} {
+			base := h
+			base.resolver = res
+			for _, quiet := range []bool{false, true} {
+				without := judge(base, quiet)
+				for _, kind := range []ipv6Kind{ipv6Sender, ipv4Only} {
+					s := base
+					s.v6 = kind
+					checked++
+					checkIPv6Column(t, s, quiet, without, judge(s, quiet))
 				}
 			}
 		}
-	}
+	})
 	t.Logf("%d histories judged", checked)
 }
 
