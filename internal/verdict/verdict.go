@@ -741,12 +741,14 @@ func facts(v Verdict, obs Observations, conns, v6host []store.SMTPConnection, se
 		add(FactValidatesDANE, known(false, "delivered although the TLSA record does not match", ids(col3, col5)))
 	case len(seen[col4].refused) > 0:
 		add(FactValidatesDANE, known(false, "refused persona 4 although its TLSA record matches", seen[col4].refused))
-	case isQuiet(obs, conns) && len(obs.DNSLookups) > 0 && !asksTLSA(obs):
+	case isQuiet(obs, conns) && len(obs.DNSLookups) > 0 && !asksTLSA(obs) && !impliedFacts(v.Policy)[FactValidatesDANE]:
 		// The slot's names are the test's alone: its sender's resolver
 		// asked for them, and never for a TLSA record, which a DANE
 		// sender looks up before it connects (RFC 7672 §2.2). Likely
 		// only: the query log may drop look-ups under a flood
-		// (docs/dns.md), and its evidence is absence.
+		// (docs/dns.md), and its evidence is absence — so never against
+		// a DANE verdict the connections showed (a shared resolver's
+		// cache can answer a reused slot's TLSA names without asking us).
 		add(FactValidatesDANE, Fact{Value: false, Confidence: Likely,
 			Why: "its resolver looked up the test's names but never a TLSA record: not DANE-aware"})
 	default:
