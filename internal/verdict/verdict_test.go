@@ -838,6 +838,14 @@ func FuzzJudge(f *testing.F) {
 		if r.IntN(2) == 0 {
 			obs.IPv6HostAddrs, obs.IPv6HostNames = []netip.Addr{v6HostAddr}, []string{v6HostName}
 		}
+		if r.IntN(3) == 0 {
+			// Look-ups of the slot's names, with or without a TLSA query
+			// (a shared resolver's cache may have answered it).
+			obs.DNSLookups = []store.DNSQuery{{Time: t0.Add(-time.Second), Name: "mx4.s001.a.example.", Type: 1, DO: true}}
+			if r.IntN(2) == 0 {
+				obs.DNSLookups = append(obs.DNSLookups, store.DNSQuery{Time: t0.Add(-time.Second), Name: "_25._tcp.mx4.s001.a.example.", Type: tlsaType, DO: true})
+			}
+		}
 		v := Judge(obs)
 		if slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return slices.Contains(obs.IPv6HostAddrs, c.Local.Addr()) }) {
 			// Connected to the IPv6-only host: it delivers over IPv6.
