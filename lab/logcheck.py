@@ -21,10 +21,13 @@ From the log, per session that got past the greeting:
                          "deliver:" line took from the MX list)
   answered 4xx           Postfix "host H said: 451"; chasquid "returned
                          transient error: ... 451"; Haraka "Upstream error: 4xx"
-  4xx greeting           Postfix "host H refused to talk to me: 421": the
-                         broken host (docs/smtp.md "Broken host"), which
-                         only a sender whose resolver does not validate
-                         DNSSEC reaches
+  4xx greeting           Postfix "host H refused to talk to me: 421",
+                         chasquid "returned transient error: Error creating
+                         client: 421": the broken host (docs/smtp.md "Broken
+                         host"), which only a sender whose resolver does not
+                         validate DNSSEC reaches, and the IPv6-only host
+                         ("IPv6-only host"), which only a sender with IPv6
+                         reaches
   delivered              Postfix status=sent, relay=H; chasquid "done" (host:
                          the MX after the last one that failed or was
                          skipped); Haraka "delivered ... host=H"
@@ -147,6 +150,10 @@ def parse_chasquid(_maillog, chasquid_log):
                     hosts["refused_cert"].append(h)
                 else:
                     log["refused_plain"] += 1
+            elif re.match(r"Error creating client: 4\d\d\b", reason):
+                # The greeting itself was 4xx (the IPv6-only host, or the
+                # broken host: answered 421 before any EHLO).
+                log["greeting_4xx"] += 1
             elif re.search(r"\b4\d\d\b", reason):
                 log["said_4xx"] += 1
             tls[rcpt] = None
@@ -181,7 +188,9 @@ def parse_haraka(haraka_log):
             # Haraka drops, without a log line, an MX host whose address
             # look-up fails: the broken host (docs/dns.md "Broken host")
             # for every validating resolver, which all lab Haraka
-            # senders use.
+            # senders use. The IPv6-only host ("IPv6-only host") it keeps:
+            # a "deliver: ... -> <its IPv6 address>" takes it, and fails
+            # (bound to an IPv4 source address) without another line.
             mxs[sid] = [host(h) for h in re.findall(r'"exchange":"([^"]+)"', msg) if not host(h).startswith(BROKEN)]
             continue
         if msg.startswith("deliver:"):

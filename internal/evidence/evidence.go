@@ -93,6 +93,14 @@ type Rules struct {
 	// evidence (verdict.Observations.BrokenHostAddrs).
 	BrokenHosts []string
 	BrokenAddrs []netip.Addr
+	// IPv6Host is the address of zone A's IPv6-only MX host
+	// (zones.host_addresses.mx-v6, docs/dns.md "IPv6-only host"); slot
+	// n's is testslot.HostAddr(IPv6Host, n). Invalid: not deployed. The
+	// connections to a slot's address while the test holds the slot are
+	// the test's (they name no recipient, and come from the sender's IPv6
+	// address, which none of its other connections may share), and so are
+	// the look-ups of the slot's IPv6-only host.
+	IPv6Host netip.Addr
 }
 
 // WithDefaults returns r with the defaults in its zero fields.
@@ -163,6 +171,9 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if _, err := g.TieSendingServer(ctx, t, now); err != nil {
 		return verdict.Observations{}, err
 	}
+	if _, err := g.TieIPv6Host(ctx, t, now); err != nil {
+		return verdict.Observations{}, err
+	}
 	conns, err := g.Store.Connections(ctx, store.ConnectionFilter{TestID: t.ID})
 	if err != nil {
 		return verdict.Observations{}, fmt.Errorf("evidence: connections of %s: %w", t.ID, err)
@@ -196,12 +207,17 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if err != nil {
 		return verdict.Observations{}, err
 	}
-	var bTLSA, broken []string
+	var bTLSA, broken, v6Names []string
 	if g.slotHeld(t) {
 		for _, h := range persona.MXHosts(persona.ZoneB) {
 			bTLSA = append(bTLSA, r.Slots.TLSANames(h.Host, t.Slot, persona.ZoneB)...)
 		}
 		broken = g.brokenNames(t.Slot)
+		v6Names = g.ipv6HostNames(t.Slot)
+	}
+	var v6Addrs []netip.Addr
+	if r.IPv6Host.IsValid() {
+		v6Addrs = r.Slots.HostAddrs(r.IPv6Host)
 	}
 	reports, err := g.TLSRPTReports(ctx, t)
 	if err != nil {
@@ -214,6 +230,8 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 		BTLSANames:      bTLSA,
 		BrokenHostNames: broken,
 		BrokenHostAddrs: slices.Clone(r.BrokenAddrs),
+		IPv6HostAddrs:   v6Addrs,
+		IPv6HostNames:   v6Names,
 		Now:             now,
 		Quiet:           r.Quiet,
 		SenderDone:      o.senderDone,
@@ -237,7 +255,7 @@ func (g Gatherer) DNSLookups(ctx context.Context, t store.Test, now time.Time) (
 		return nil, nil
 	}
 	r := g.Rules.WithDefaults()
-	names := append(r.Slots.Names(t.Slot), g.brokenNames(t.Slot)...)
+	names := slices.Concat(r.Slots.Names(t.Slot), g.brokenNames(t.Slot), g.ipv6HostNames(t.Slot))
 	qs, err := g.Store.DNSQueries(ctx, store.DNSQueryFilter{Names: names, Since: t.Created, Until: evidenceUntil(t, now), Limit: r.LookupLimit})
 	if err != nil {
 		return nil, fmt.Errorf("evidence: DNS look-ups of %s: %w", t.ID, err)
@@ -253,6 +271,38 @@ func (g Gatherer) brokenNames(n int) []string {
 		out = append(out, g.Rules.Slots.Host(strings.ToLower(b), n, persona.ZoneA)+".")
 	}
 	return out
+}
+
+// ipv6HostNames is the IPv6-only host's name in slot n, fully qualified
+// and lower-case as the query log stores it; none when it is not deployed.
+func (g Gatherer) ipv6HostNames(n int) []string {
+	if !g.Rules.IPv6Host.IsValid() {
+		return nil
+	}
+	return []string{g.Rules.Slots.Host(testslot.IPv6HostLabel, n, persona.ZoneA) + "."}
+}
+
+// TieIPv6Host ties to test t the connections to the IPv6-only host's
+// address of t's slot while t holds it (from its creation until it is
+// final, as for the slot's look-ups) that no test claimed, and returns
+// how many. The address names the slot and so the test; the connection
+// names no recipient, and comes from the sender's IPv6 address, which
+// none of its other connections need share. Gather applies it before it
+// reads the connections, like TieSendingServer. A test without a slot
+// gets none: the shared host's connections could be any test's.
+func (g Gatherer) TieIPv6Host(ctx context.Context, t store.Test, now time.Time) (int64, error) {
+	if !g.Rules.IPv6Host.IsValid() || !g.slotHeld(t) || t.State == store.TestFinal {
+		return 0, nil
+	}
+	addr, ok := testslot.HostAddr(g.Rules.IPv6Host, t.Slot)
+	if !ok {
+		return 0, nil
+	}
+	n, err := g.Store.TieSlotAddress(ctx, t.ID, addr, t.Created, evidenceUntil(t, now))
+	if err != nil {
+		return 0, fmt.Errorf("evidence: %w", err)
+	}
+	return n, nil
 }
 
 // evidenceUntil is the end of the time in which policy fetches and DNS
@@ -288,10 +338,16 @@ func ClientPrefixes(conns []store.SMTPConnection, bitsV4, bitsV6 int) []netip.Pr
 }
 
 // Clients returns the distinct client addresses of the connections,
-// unmapped.
+// unmapped, but for those of connections tied by their slot address (to
+// the IPv6-only host): that client address may be shared by the senders
+// of other tests (a host's one IPv6 address), and its other connections
+// there are the other slots' (finalise ties by client).
 func Clients(conns []store.SMTPConnection) []netip.Addr {
 	var out []netip.Addr
 	for _, c := range conns {
+		if c.TiedBy == store.TiedBySlotAddress {
+			continue
+		}
 		if a := c.Client.Addr().Unmap(); a.IsValid() && !slices.Contains(out, a) {
 			out = append(out, a)
 		}

@@ -264,7 +264,9 @@ type HistoryLine struct {
 	// TiedBy says why a connection that did not name the test counts for
 	// it (store.SMTPConnection.TiedBy): "client" (a later connection of
 	// the same address named the test), "sending_server" (it came from
-	// the sending server the user named); absent when it named the test.
+	// the sending server the user named), "slot_address" (it went to the
+	// test's own address of the IPv6-only MX host); absent when it named
+	// the test.
 	TiedBy string `json:"tied_by,omitempty"`
 	Text   string `json:"text"` // the whole line
 }
@@ -481,6 +483,8 @@ func historyLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) Histor
 		b.WriteString(" " + i18n.T(l, "report.history.tied-server"))
 	case store.TiedByClient:
 		b.WriteString(" " + i18n.T(l, "report.history.tied-client"))
+	case store.TiedBySlotAddress:
+		b.WriteString(" " + i18n.T(l, "report.history.tied-slot-address"))
 	}
 	h.Text = b.String()
 	return h

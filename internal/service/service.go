@@ -250,6 +250,11 @@ func SlotPolicy(cfg *config.Config, n int) mtasts.Policy {
 	// and would then show nothing about its resolver (docs/dns.md "Broken
 	// host").
 	hosts, _ := BrokenMX(cfg)
+	if IPv6MX(cfg).IsValid() {
+		// And the IPv6-only host, for the same reason: an MTA-STS
+		// sender must not skip it unseen (docs/dns.md "IPv6-only host").
+		hosts = append(hosts, testslot.IPv6HostLabel)
+	}
 	for _, b := range hosts {
 		p.MX = append(p.MX, Slots(cfg).Host(b, n, persona.ZoneA))
 	}
@@ -381,7 +386,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD)
 	}
 	closeP := func() { closeAll(policyListeners) }
-	smtpListeners, err := smtpd.Listen(ctx, cfg.SMTP.Listen)
+	smtpListeners, err := smtpd.Listen(ctx, SMTPListen(cfg))
 	if err != nil {
 		return fail(err, closeD, closeP)
 	}
@@ -582,9 +587,13 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		}
 	}
 	_, broken := BrokenMX(cfg)
+	var v6 []netip.Addr
+	if base := IPv6MX(cfg); base.IsValid() {
+		v6 = Slots(cfg).HostAddrs(base)
+	}
 	o := smtpd.Options{
 		ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Slots: cfg.Zones.Slots, Hostname: cfg.SMTP.Hostname,
-		Certificates: certificates, LocalPersonas: local, BrokenHostAddrs: broken, Store: st,
+		Certificates: certificates, LocalPersonas: local, BrokenHostAddrs: broken, IPv6HostAddrs: v6, Store: st,
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
 		EpisodeQuiet: cfg.Timing.EpisodeQuiet.Duration, Evidence: EvidenceRules(cfg),
 		CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration, DataTimeout: cfg.Timing.SMTPDataTimeout.Duration,

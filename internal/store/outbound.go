@@ -673,6 +673,28 @@ WHERE test_id = '' AND client_addr = ? AND started_ns >= ? AND started_ns < ?`),
 		testID, TiedByClient, client.Unmap().String(), clampToNanos(since), clampToNanos(until))
 }
 
+// TieSlotAddress assigns the test testID to the connections to the local
+// address local (any port) that are not tied to a test yet and started in
+// [since, until), and returns how many it tied; they are marked
+// TiedBySlotAddress. The address is one of a test slot's own (the
+// IPv6-only host's, docs/dns.md "IPv6-only host"), and the window the
+// time testID held the slot: such a connection names no recipient, and
+// its client address (the sender's IPv6 one) is on none of its others.
+func (s *Store) TieSlotAddress(ctx context.Context, testID string, local netip.Addr, since, until time.Time) (int64, error) {
+	if testID == "" {
+		return 0, errors.New("store: tie by slot address: empty test id")
+	}
+	if !local.IsValid() {
+		return 0, errors.New("store: tie by slot address: invalid address")
+	}
+	// local_addr is storedAddrPort's "ip:port" or "[ip]:port"; an
+	// address without its zone holds no LIKE wildcard (% or _).
+	pattern := strings.TrimSuffix(storedAddrPort(netip.AddrPortFrom(local.WithZone(""), 0)), "0") + "%"
+	return execCount(ctx, s.db, "tie connections by slot address to "+testID, s.q(`UPDATE smtp_connections SET test_id = ?, tied_by = ?
+WHERE test_id = '' AND local_addr LIKE ? AND started_ns >= ? AND started_ns < ?`),
+		testID, TiedBySlotAddress, pattern, clampToNanos(since), clampToNanos(until))
+}
+
 // TieSendingServer assigns the test testID to the connections from its
 // sending addresses (Test.SendingAddrs) that are not tied to a test yet,
 // have ended, and started in [since, until), and returns how many it tied;

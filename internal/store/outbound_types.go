@@ -234,6 +234,10 @@ const (
 	// TiedBySendingServer: by the sending server the user named when
 	// creating the test.
 	TiedBySendingServer = "sending_server"
+	// TiedBySlotAddress: by the local address it went to, one of a test
+	// slot's own (the IPv6-only host's, docs/dns.md "IPv6-only host"), to
+	// the test that held the slot then.
+	TiedBySlotAddress = "slot_address"
 )
 
 // ConnectionFilter selects SMTP connections. Zero fields do not restrict.
