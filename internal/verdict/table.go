@@ -137,7 +137,7 @@ type Contact struct {
 func Contacts(conns []store.SMTPConnection, brokenAddrs []netip.Addr) []Contact {
 	conns = slices.Clone(conns)
 	sort.SliceStable(conns, func(i, j int) bool { return conns[i].Started.Before(conns[j].Started) })
-	rest, broken := splitBroken(conns, brokenAddrs)
+	rest, broken := splitLocal(conns, brokenAddrs)
 	attempt := attemptIndex(rest)
 	out := make([]Contact, 0, len(conns))
 	for i, c := range rest {
