@@ -148,8 +148,11 @@ func outcomeStyle(key string, o Outcome) (ink, symbol) {
 	case OutcomeBoth:
 		return inkHead, symCheck
 	case OutcomeContacted:
-		if key == verdict.ColumnPolicyFetch {
+		switch key {
+		case verdict.ColumnPolicyFetch:
 			return inkWindow, symDot
+		case verdict.ColumnIPv6Host:
+			return inkGood, symDot // it delivers over IPv6
 		}
 		return inkBroken, symDot
 	}
@@ -354,7 +357,7 @@ func (p Picture) timeline(l Labels, loc *time.Location) *canvas {
 		switch {
 		case m.Column == "":
 			sym = symHollow
-		case m.Column == verdict.ColumnBrokenHost:
+		case m.Column == verdict.ColumnBrokenHost, m.Column == verdict.ColumnIPv6Host:
 			sym = symDiamond
 		case m.Outcome == OutcomeDelivered:
 			sym = symDot // a filled circle: delivered (✓ in the matrix)

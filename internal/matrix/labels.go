@@ -94,6 +94,7 @@ var english = map[string]string{
 	ColumnLabel("7p", "top"): "7 (B)", ColumnLabel("7p", "bottom"): "plain", ColumnLabel("7p", "long"): "persona 7, zone B, in plain text",
 	ColumnLabel("7t", "top"): "7 (B)", ColumnLabel("7t", "bottom"): "TLS", ColumnLabel("7t", "long"): "persona 7, zone B, over TLS (no TLSA)",
 	ColumnLabel("broken", "top"): "broken", ColumnLabel("broken", "bottom"): "bad DNSSEC", ColumnLabel("broken", "long"): "the host whose DNSSEC signature is broken",
+	ColumnLabel("v6", "top"): "IPv6", ColumnLabel("v6", "bottom"): "only", ColumnLabel("v6", "long"): "the host reachable over IPv6 only",
 	ColumnLabel("sts", "top"): "MTA-STS", ColumnLabel("sts", "bottom"): "policy fetch", ColumnLabel("sts", "long"): "zone A's MTA-STS policy",
 }
 

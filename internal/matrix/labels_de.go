@@ -47,6 +47,7 @@ var german = map[string]string{
 	ColumnLabel("7p", "top"): "7 (B)", ColumnLabel("7p", "bottom"): "Klartext", ColumnLabel("7p", "long"): "Persona 7, Zone B, im Klartext",
 	ColumnLabel("7t", "top"): "7 (B)", ColumnLabel("7t", "bottom"): "TLS", ColumnLabel("7t", "long"): "Persona 7, Zone B, über TLS (ohne TLSA)",
 	ColumnLabel("broken", "top"): "defekt", ColumnLabel("broken", "bottom"): "DNSSEC falsch", ColumnLabel("broken", "long"): "der Server mit defekter DNSSEC-Signatur",
+	ColumnLabel("v6", "top"): "IPv6", ColumnLabel("v6", "bottom"): "nur", ColumnLabel("v6", "long"): "der nur über IPv6 erreichbare Server",
 	ColumnLabel("sts", "top"): "MTA-STS", ColumnLabel("sts", "bottom"): "Richtlinie", ColumnLabel("sts", "long"): "die MTA-STS-Richtlinie von Zone A",
 }
 

@@ -29,7 +29,10 @@ type step struct {
 	at        time.Duration
 }
 
-var brokenAddr = netip.MustParseAddr("127.0.0.29")
+var (
+	brokenAddr = netip.MustParseAddr("127.0.0.29")
+	ipv6Addr   = netip.MustParseAddr("2001:db8::25")
+)
 
 func history(steps ...step) []store.SMTPConnection {
 	var out []store.SMTPConnection
@@ -46,6 +49,9 @@ func history(steps ...step) []store.SMTPConnection {
 			c.Persona = 7
 		case verdict.ColumnBrokenHost:
 			c.Local, c.EHLO, c.Reply = netip.AddrPortFrom(brokenAddr, 25), "", "421 4.3.2 try the next MX host"
+		case verdict.ColumnIPv6Host:
+			c.Local, c.EHLO, c.Reply = netip.AddrPortFrom(ipv6Addr, 25), "", "421 4.3.2 try the next MX host"
+			c.Client = netip.MustParseAddrPort("[2001:db8:1::7]:40000")
 		case "open":
 			c.Ended, c.Persona, c.STARTTLSOffered, c.State = time.Time{}, 4, true, store.StateSniSeen
 		default:
@@ -72,6 +78,7 @@ var cases = []struct {
 	conns   []store.SMTPConnection
 	fetched bool
 	broken  bool
+	ipv6    bool
 }{
 	{name: "dane", conns: history(step{"1w", false, 0}, step{"3", false, 5 * time.Minute}, step{"4", true, 5*time.Minute + time.Second},
 		step{"7t", true, 5*time.Minute + 2*time.Second}, step{"5", false, 10 * time.Minute}, step{"6", true, 10*time.Minute + time.Second})},
@@ -86,10 +93,14 @@ var cases = []struct {
 	// (one attempt: one attempt number over the burst), B in plain text.
 	{name: "retry-burst", conns: history(step{"1w", false, 0}, step{"7p", true, 0}, step{"1w", false, time.Second}, step{"1w", false, 2 * time.Second},
 		step{"5", false, 11 * time.Second}, step{"6", true, 11*time.Second + 500*time.Millisecond}, step{"7t", true, 11*time.Second + 700*time.Millisecond})},
+	// A sender that reaches the IPv6-only host (answered 421) before the
+	// personas: one more column, no attempt.
+	{name: "ipv6", ipv6: true, conns: history(step{"v6", false, 0}, step{"1w", false, time.Second}, step{"v6", false, 4 * time.Minute},
+		step{"4", true, 4*time.Minute + time.Second}, step{"5", false, 8 * time.Minute}, step{"6", true, 8*time.Minute + time.Second})},
 	{name: "empty"},
 }
 
-func build(t *testing.T, conns []store.SMTPConnection, fetched, broken bool) (Picture, verdict.Verdict) {
+func build(t *testing.T, conns []store.SMTPConnection, fetched, broken bool, ipv6 ...bool) (Picture, verdict.Verdict) {
 	t.Helper()
 	obs := verdict.Observations{Connections: conns, Now: t0.Add(time.Hour), Quiet: 10 * time.Minute}
 	in := Input{Connections: conns, PolicyFetched: fetched, DowngradeWindow: 3 * time.Minute}
@@ -98,6 +109,9 @@ func build(t *testing.T, conns []store.SMTPConnection, fetched, broken bool) (Pi
 	}
 	if broken {
 		obs.BrokenHostAddrs, in.BrokenHostAddrs = []netip.Addr{brokenAddr}, []netip.Addr{brokenAddr}
+	}
+	if len(ipv6) > 0 && ipv6[0] {
+		obs.IPv6HostAddrs, in.IPv6HostAddrs = []netip.Addr{ipv6Addr}, []netip.Addr{ipv6Addr}
 	}
 	in.Verdict = verdict.Judge(obs)
 	return Build(in), in.Verdict
@@ -111,7 +125,7 @@ func build(t *testing.T, conns []store.SMTPConnection, fetched, broken bool) (Pi
 func TestGolden(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, v := build(t, c.conns, c.fetched, c.broken)
+			p, v := build(t, c.conns, c.fetched, c.broken, c.ipv6)
 			m, tl := p.MatrixSVG(English), p.TimelineSVG(English, time.UTC)
 			got := m + "\n\n" + tl + "\n\n" + p.Text(English) + "\n" + p.Summary(English) + "\n"
 			path := filepath.Join("testdata", c.name+".golden")

@@ -19,6 +19,9 @@ type Input struct {
 	// (verdict.Observations.BrokenHostAddrs): its column is drawn when
 	// there are some.
 	BrokenHostAddrs []netip.Addr
+	// IPv6HostAddrs are the IPv6-only host's addresses
+	// (verdict.Observations.IPv6HostAddrs): its column when there are some.
+	IPv6HostAddrs []netip.Addr
 	// PolicyFetched: a fetch of zone A's MTA-STS policy counts for the
 	// test (verdict.Observations.PolicyFetches).
 	PolicyFetched bool
@@ -56,7 +59,7 @@ const (
 	OutcomeDelivered Outcome = "delivered" // reached MAIL FROM
 	OutcomeRefused   Outcome = "refused"   // connected and gave up
 	OutcomeBoth      Outcome = "both"      // delivered in one connection, refused in another
-	OutcomeContacted Outcome = "contacted" // the broken host (answered 421), or the policy fetched
+	OutcomeContacted Outcome = "contacted" // the broken or the IPv6-only host (answered 421), or the policy fetched
 )
 
 // Cell is the observation in one column.
@@ -99,8 +102,8 @@ type Mark struct {
 
 // Build makes the picture of a test.
 func Build(in Input) Picture {
-	contacts := verdict.Contacts(in.Connections, in.BrokenHostAddrs)
-	p := Picture{Columns: verdict.TableColumns(len(in.BrokenHostAddrs) > 0), Policy: in.Verdict.Policy, Window: in.DowngradeWindow}
+	contacts := verdict.Contacts(in.Connections, in.BrokenHostAddrs, in.IPv6HostAddrs)
+	p := Picture{Columns: verdict.TableColumns(len(in.BrokenHostAddrs) > 0, len(in.IPv6HostAddrs) > 0), Policy: in.Verdict.Policy, Window: in.DowngradeWindow}
 	index := map[string]int{}
 	for i, c := range p.Columns {
 		index[c.Key] = i
@@ -112,7 +115,7 @@ func Build(in Input) Picture {
 		m := Mark{ID: c.ID, Column: c.Column, Attempt: c.Attempt, At: c.Started, Ended: c.Ended}
 		if i, ok := index[c.Column]; ok {
 			switch {
-			case c.Column == verdict.ColumnBrokenHost:
+			case c.Column == verdict.ColumnBrokenHost, c.Column == verdict.ColumnIPv6Host:
 				m.Outcome = OutcomeContacted
 				refused[i] = true // any contact
 			case c.Delivered:
@@ -142,7 +145,7 @@ func Build(in Input) Picture {
 	for i, c := range p.Columns {
 		sort.Ints(p.Observed[i].Attempts)
 		switch {
-		case c.Key == verdict.ColumnBrokenHost && refused[i], c.Key == verdict.ColumnPolicyFetch && delivered[i]:
+		case (c.Key == verdict.ColumnBrokenHost || c.Key == verdict.ColumnIPv6Host) && refused[i], c.Key == verdict.ColumnPolicyFetch && delivered[i]:
 			p.Observed[i].Outcome = OutcomeContacted
 		case delivered[i] && refused[i]:
 			p.Observed[i].Outcome = OutcomeBoth

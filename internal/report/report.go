@@ -137,6 +137,9 @@ type Input struct {
 	// BrokenHostAddrs are the broken-DNSSEC host's addresses
 	// (verdict.Observations.BrokenHostAddrs): the picture's column of it.
 	BrokenHostAddrs []netip.Addr
+	// IPv6HostAddrs are the IPv6-only host's addresses
+	// (verdict.Observations.IPv6HostAddrs): the picture's column of it.
+	IPv6HostAddrs []netip.Addr
 	// PictureLabels are the words of the picture of the verdict
 	// (internal/matrix); nil: those of Lang (matrix.English or
 	// matrix.German).
@@ -320,7 +323,7 @@ func Build(in Input) Report {
 		r.pictureLabels = matrix.German
 	}
 	r.Picture = matrix.Build(matrix.Input{Verdict: v, Connections: in.Connections, BrokenHostAddrs: in.BrokenHostAddrs,
-		PolicyFetched: len(in.PolicyFetches) > 0, DowngradeWindow: in.DowngradeWindow})
+		IPv6HostAddrs: in.IPv6HostAddrs, PolicyFetched: len(in.PolicyFetches) > 0, DowngradeWindow: in.DowngradeWindow})
 	for _, c := range v.Candidates {
 		r.Candidates = append(r.Candidates, string(c))
 	}

@@ -85,14 +85,14 @@ func (s Source) Load(ctx context.Context, id string, now time.Time) (report.Inpu
 			return in, err
 		}
 		in.DNSLookups, in.PolicyFetches, in.TLSRPT = obs.DNSLookups, obs.PolicyFetches, obs.TLSRPT
-		in.BrokenHostAddrs = obs.BrokenHostAddrs
+		in.BrokenHostAddrs, in.IPv6HostAddrs = obs.BrokenHostAddrs, obs.IPv6HostAddrs
 	case errors.Is(rerr, store.ErrNotFound):
 		v, obs, err := s.Evidence.Judge(ctx, t, now)
 		if err != nil {
 			return in, err
 		}
 		in.Verdict, in.Connections, in.DNSLookups, in.PolicyFetches, in.TLSRPT = v, obs.Connections, obs.DNSLookups, obs.PolicyFetches, obs.TLSRPT
-		in.BrokenHostAddrs = obs.BrokenHostAddrs
+		in.BrokenHostAddrs, in.IPv6HostAddrs = obs.BrokenHostAddrs, obs.IPv6HostAddrs
 	default:
 		return in, rerr
 	}

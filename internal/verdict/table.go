@@ -39,6 +39,7 @@ const (
 	ColumnB7Plain     = "7p"     // persona 7 (zone B) in plain text
 	ColumnB7TLS       = "7t"     // persona 7 (zone B) over TLS
 	ColumnBrokenHost  = "broken" // zone A's broken-DNSSEC MX host (docs/dns.md "Broken host")
+	ColumnIPv6Host    = "v6"     // zone A's IPv6-only MX host (docs/smtp.md "IPv6-only host")
 	// ColumnPolicyFetch is no host: a fetch of zone A's MTA-STS policy by
 	// the sender, which leaves only the MTA-STS candidates (Judge).
 	ColumnPolicyFetch = "sts"
@@ -58,15 +59,19 @@ var columnKeys = [numColumns]string{ColumnPlainWindow, ColumnPlainOffer, ColumnP
 var columnPersonas = [numColumns]int{1, 1, 2, 3, 4, 5, 6, 7, 7}
 
 // TableColumns lists the table's columns in order: the personas, the
-// broken host's when withBroken (it is in the MX set only when
-// configured), and the MTA-STS policy fetch last.
-func TableColumns(withBroken bool) []Column {
-	out := make([]Column, 0, numColumns+2)
+// broken host's when withBroken and the IPv6-only host's when withIPv6
+// (each is in the MX set only when configured), and the MTA-STS policy
+// fetch last.
+func TableColumns(withBroken, withIPv6 bool) []Column {
+	out := make([]Column, 0, numColumns+3)
 	for col := range numColumns {
 		out = append(out, Column{Key: columnKeys[col], Persona: columnPersonas[col], Name: columnNames[col]})
 	}
 	if withBroken {
 		out = append(out, Column{Key: ColumnBrokenHost, Name: "broken-DNSSEC host"})
+	}
+	if withIPv6 {
+		out = append(out, Column{Key: ColumnIPv6Host, Name: "IPv6-only host"})
 	}
 	return append(out, Column{Key: ColumnPolicyFetch, Name: "MTA-STS policy fetch"})
 }
@@ -89,6 +94,11 @@ func Expected(p Policy, key string) Expectation {
 			return ExpectAny
 		}
 		return ExpectNever
+	}
+	if key == ColumnIPv6Host {
+		// Whether a sender reaches it says whether it delivers over IPv6
+		// (FactUsesIPv6), not which policy it has.
+		return ExpectAny
 	}
 	if key == ColumnBrokenHost {
 		if p == PolicyDANE || p == PolicyDANEOnly || p == PolicyDANEMTASTS {
@@ -132,12 +142,14 @@ type Contact struct {
 
 // Contacts classifies each connection as Judge does, oldest first: its
 // column, delivered or refused, and its delivery attempt. Connections to
-// the broken host (brokenAddrs) get that column and no attempt: they take
-// no part in the attempts.
-func Contacts(conns []store.SMTPConnection, brokenAddrs []netip.Addr) []Contact {
+// the broken host (brokenAddrs) and to the IPv6-only host (ipv6Addrs) get
+// that column and no attempt: answered 421, they take no part in the
+// attempts.
+func Contacts(conns []store.SMTPConnection, brokenAddrs, ipv6Addrs []netip.Addr) []Contact {
 	conns = slices.Clone(conns)
 	sort.SliceStable(conns, func(i, j int) bool { return conns[i].Started.Before(conns[j].Started) })
 	rest, broken := splitLocal(conns, brokenAddrs)
+	rest, v6 := splitLocal(rest, ipv6Addrs)
 	attempt := attemptIndex(rest)
 	out := make([]Contact, 0, len(conns))
 	for i, c := range rest {
@@ -149,6 +161,9 @@ func Contacts(conns []store.SMTPConnection, brokenAddrs []netip.Addr) []Contact 
 	}
 	for _, c := range broken {
 		out = append(out, Contact{ID: c.ID, Column: ColumnBrokenHost, Started: c.Started, Ended: c.Ended})
+	}
+	for _, c := range v6 {
+		out = append(out, Contact{ID: c.ID, Column: ColumnIPv6Host, Started: c.Started, Ended: c.Ended})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
 	return out

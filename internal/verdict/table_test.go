@@ -10,7 +10,7 @@ import (
 // Contacts sorts the connections of every simulated history into the
 // columns and attempts of the verdict's Seen and Attempts.
 func TestTableAgreesWithJudge(t *testing.T) {
-	cols := TableColumns(false)
+	cols := TableColumns(false, false)
 	if len(cols) != int(numColumns)+1 || cols[numColumns].Key != ColumnPolicyFetch {
 		t.Fatalf("%d columns, want %d", len(cols), numColumns)
 	}
@@ -34,6 +34,9 @@ func TestTableAgreesWithJudge(t *testing.T) {
 				}
 			}
 		}
+		if Expected(p, ColumnIPv6Host) != ExpectAny {
+			t.Errorf("%s: the IPv6-only host tells a policy", p)
+		}
 		if Expected(p, ColumnBrokenHost) == "" {
 			t.Errorf("%s: no expectation at the broken host", p)
 		}
@@ -56,7 +59,7 @@ func TestTableAgreesWithJudge(t *testing.T) {
 		}
 		seen := map[string]string{}
 		maxAttempt := 0
-		for _, c := range Contacts(conns, addrs) {
+		for _, c := range Contacts(conns, addrs, nil) {
 			switch c.Column {
 			case "":
 				continue
