@@ -391,7 +391,7 @@ func TestPebbleDNS01(t *testing.T) {
 func startChallenges(t *testing.T, st *store.Store, node string, z *zoneServer) *cluster.Challenges {
 	t.Helper()
 	c, err := cluster.NewChallenges(cluster.ChallengeOptions{Store: st, Node: node, Zones: z.zones.Authority,
-		Period: 50 * time.Millisecond, Propagation: 150 * time.Millisecond})
+		Period: 50 * time.Millisecond, DeadAfter: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,6 +444,24 @@ func TestChallengeAcrossNodes(t *testing.T) {
 	z2 := startZoneServerIn(t, z1.cfg.DataDir)
 	c1 := startChallenges(t, open(), "node-1", z1)
 	c2 := startChallenges(t, open(), "node-2", z2)
+	// Both nodes have loaded once, as running nodes have: node 1 waits
+	// for node 2 from now on.
+	st := open()
+	for _, n := range []string{"node-1", "node-2"} {
+		for i := 0; ; i++ {
+			loads, err := st.ACMEChallengeLoads(t.Context(), time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := loads[n]; ok {
+				break
+			}
+			if i == 200 {
+				t.Fatalf("%s never loaded the challenge records", n)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
 	key := z2.zones.KeyA.DNSKEY
 
 	const name = "_acme-challenge.mx6." + zoneA

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -22,8 +21,9 @@ import (
 // node. Challenges keeps the records in the shared store instead: the
 // ordering node writes them, every node loads them into its zones
 // (dnszone.Authority.ReplaceChallenges; signed as they are served, like
-// every other record), and the ordering node waits until every node has
-// loaded them before it tells the CA to validate.
+// every other record) and records when it did, and the ordering node
+// waits until every live node has loaded them since its write before it
+// tells the CA to validate.
 
 // ChallengeHold bounds how long a challenge record is served: a node that
 // dies between publishing and removing it leaves a row that expires (a
@@ -45,12 +45,11 @@ type ChallengeOptions struct {
 	// Period is how often each node loads the records (node.heartbeat;
 	// default 2 s).
 	Period time.Duration
-	// Propagation is how long SetChallenge waits after storing a record
-	// before it returns: long enough for every other node to load it (two
-	// Periods when other nodes share the store; 0 alone, on SQLite).
-	Propagation time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// DeadAfter: a node that has not loaded the records for this long is
+	// not waited for (node.dead_after; default 15 Periods).
+	DeadAfter time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Challenges publishes ACME dns-01 challenge records through the store
@@ -67,33 +66,68 @@ func NewChallenges(o ChallengeOptions) (*Challenges, error) {
 		return nil, errors.New("cluster: challenges need a store, a node name and the zones")
 	}
 	option.Positive(&o.Period, 2*time.Second)
-	if o.Propagation < 0 {
-		o.Propagation = 0
-	}
+	option.Positive(&o.DeadAfter, 15*o.Period)
 	o.Logger = option.Logger(o.Logger)
 	o.Now = option.Clock(o.Now)
 	return &Challenges{o: o}, nil
 }
 
 // SetChallenge stores values as this node's TXT values of fqdn
-// (_acme-challenge.<host>.), loads them here at once, and returns after
-// the propagation time, when every node serves them.
+// (_acme-challenge.<host>.), loads them here at once, and returns when
+// every live node has loaded the records since (Propagated), so that
+// every name server answers the CA.
 func (c *Challenges) SetChallenge(fqdn string, values []string) error {
 	name, vals, err := c.o.Zones.CheckChallenge(fqdn, values)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout+c.o.DeadAfter)
 	defer cancel()
 	if err := c.o.Store.SetACMEChallenge(ctx, c.o.Node, name, vals, c.o.Now().Add(ChallengeHold)); err != nil {
 		return err
 	}
+	written := c.o.Now()
 	if err := c.Load(ctx); err != nil {
 		return err
 	}
-	// The other nodes load it at their next period.
-	time.Sleep(c.o.Propagation)
-	return nil
+	return c.Propagated(ctx, written)
+}
+
+// Propagated waits until every node that loads the challenge records —
+// each live node does every Period — has loaded them with a read begun at
+// or after written, and so serves what was stored before. A node that
+// has not loaded for DeadAfter is taken for dead and not waited for; a
+// node still behind after DeadAfter is named in the log, and Propagated
+// returns all the same (the CA's validation may then fail and the order
+// is retried). The times are the nodes' clocks: keep them in step (NTP),
+// as the MX rotation needs anyway.
+func (c *Challenges) Propagated(ctx context.Context, written time.Time) error {
+	poll := max(c.o.Period/4, 10*time.Millisecond)
+	deadline := time.Now().Add(c.o.DeadAfter)
+	for {
+		loads, err := c.o.Store.ACMEChallengeLoads(ctx, c.o.Now().Add(-c.o.DeadAfter))
+		if err != nil {
+			return err
+		}
+		var behind []string
+		for node, at := range loads {
+			if at.Before(written) {
+				behind = append(behind, node)
+			}
+		}
+		if len(behind) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			c.o.Logger.Warn("ACME challenge records not loaded by every node in time", "nodes", behind)
+			return nil
+		}
+		select {
+		case <-time.After(poll):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // ClearChallenge removes this node's values of fqdn from the store and
@@ -116,7 +150,8 @@ func (c *Challenges) ClearChallenge(fqdn string) error {
 func (c *Challenges) Load(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	set, err := c.o.Store.ACMEChallenges(ctx, c.o.Now())
+	began := c.o.Now()
+	set, err := c.o.Store.ACMEChallenges(ctx, began)
 	if err != nil {
 		return err
 	}
@@ -125,9 +160,11 @@ func (c *Challenges) Load(ctx context.Context) error {
 		c.o.Logger.Info("ACME challenge records loaded", "names", len(set))
 	}
 	if err != nil {
-		return fmt.Errorf("cluster: loading ACME challenge records: %w", err)
+		// Refused entries are left out (and named); the rest is served,
+		// so the load counts.
+		c.o.Logger.Error("cluster: loading ACME challenge records", "err", err)
 	}
-	return nil
+	return c.o.Store.ACMEChallengesLoaded(ctx, c.o.Node, began)
 }
 
 // Run loads the records every period until ctx ends.

@@ -392,14 +392,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	}
 	// ACME dns-01 challenge records go through the store, so that every
 	// node's zones answer them whichever node ordered the certificate
-	// (docs/cluster.md "ACME across nodes"). Alone on SQLite nothing
-	// needs to propagate.
-	propagation := 2 * cfg.Node.Heartbeat.Duration
-	if st.Driver() != store.DriverPostgres {
-		propagation = 0
-	}
+	// (docs/cluster.md "ACME across nodes").
 	challenges, err := cluster.NewChallenges(cluster.ChallengeOptions{Store: st, Node: node, Zones: zones.Authority,
-		Period: cfg.Node.Heartbeat.Duration, Propagation: propagation, Logger: log.With("part", "acme-challenges")})
+		Period: cfg.Node.Heartbeat.Duration, DeadAfter: cfg.Node.DeadAfter.Duration, Logger: log.With("part", "acme-challenges")})
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
 	}

@@ -52,3 +52,33 @@ func (s *Store) ACMEChallenges(ctx context.Context, now time.Time) (map[string][
 	}
 	return out, nil
 }
+
+// ACMEChallengesLoaded records that node loaded the challenge records
+// with a read that began at at.
+func (s *Store) ACMEChallengesLoaded(ctx context.Context, node string, at time.Time) error {
+	_, err := execCount(ctx, s.db, "ACME challenges loaded", s.q(`INSERT INTO acme_challenge_loads (node, loaded_ns) VALUES (?, ?)
+ON CONFLICT (node) DO UPDATE SET loaded_ns = excluded.loaded_ns WHERE acme_challenge_loads.loaded_ns < excluded.loaded_ns`),
+		node, clampToNanos(at))
+	return err
+}
+
+// ACMEChallengeLoads returns, by node, when each node that loaded the
+// challenge records since since last did.
+func (s *Store) ACMEChallengeLoads(ctx context.Context, since time.Time) (map[string]time.Time, error) {
+	type row struct {
+		node string
+		at   int64
+	}
+	rows, err := queryRows(ctx, s.db, "ACME challenge loads", func(r rowScanner) (row, error) {
+		var v row
+		return v, r.Scan(&v.node, &v.at)
+	}, s.q(`SELECT node, loaded_ns FROM acme_challenge_loads WHERE loaded_ns >= ? ORDER BY node LIMIT 1000`), clampToNanos(since))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(rows))
+	for _, r := range rows {
+		out[r.node] = nanosToTime(r.at)
+	}
+	return out, nil
+}

@@ -46,3 +46,27 @@ func TestACMEChallenges(t *testing.T) {
 		}
 	})
 }
+
+// TestACMEChallengeLoads: a node's last load is kept (an older report does
+// not move it back), and only loads since the cut-off are listed.
+func TestACMEChallengeLoads(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		t0 := testEpoch()
+		for _, l := range []struct {
+			node string
+			at   time.Time
+		}{{"n1", t0}, {"n1", t0.Add(2 * time.Second)}, {"n1", t0.Add(time.Second)}, {"n2", t0.Add(-time.Hour)}} {
+			if err := s.ACMEChallengesLoaded(ctx, l.node, l.at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := s.ACMEChallengeLoads(ctx, t0.Add(-time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || !got["n1"].Equal(t0.Add(2*time.Second)) {
+			t.Fatalf("loads %v, want n1 at its latest load only (n2 is older than the cut-off)", got)
+		}
+	})
+}

@@ -13,3 +13,13 @@ CREATE TABLE acme_challenges (
     until_ns BIGINT NOT NULL, -- unix nanoseconds UTC: served until then at most
     PRIMARY KEY (name, node, value)
 );
+
+-- When each node last loaded the records into its zones (loaded_ns: the
+-- time its read of acme_challenges began, by its clock). The publishing
+-- node waits until every node that loads (a live one loads every
+-- heartbeat) has loaded after its write, so the CA is told to validate
+-- only when every name server answers.
+CREATE TABLE acme_challenge_loads (
+    node      TEXT   NOT NULL PRIMARY KEY,
+    loaded_ns BIGINT NOT NULL
+);
