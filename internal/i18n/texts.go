@@ -119,4 +119,9 @@ var texts = []struct{ en, de string }{
 	{"too many requests from your address; try again in an hour", "zu viele Anfragen von Ihrer Adresse; bitte versuchen Sie es in einer Stunde erneut"},
 	{"the inbound check is not available on this service", "die Prüfung eingehender Mail ist auf diesem Dienst nicht verfügbar"},
 	{"cross-site form post refused", "Formular von einer fremden Seite abgelehnt"},
+	{"sort must be one of domain, tested, outbound, inbound", "sort muss domain, tested, outbound oder inbound sein"},
+	{"order must be asc or desc", "order muss asc oder desc sein"},
+	{"outbound must be one of red, yellow, white, green, grey", "outbound muss red, yellow, white, green oder grey sein"},
+	{"inbound must be one of red, yellow, white, green, grey", "inbound muss red, yellow, white, green oder grey sein"},
+	{"no such provider", "kein solcher Anbieter"},
 }

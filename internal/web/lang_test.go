@@ -72,3 +72,48 @@ func TestPageLanguage(t *testing.T) {
 		t.Errorf("?lang=de set no cookie: %v", resp.Header["Set-Cookie"])
 	}
 }
+
+// englishLeft lists the English phrases of body (a page rendered in
+// German) that should have been translated.
+func englishLeft(body string, phrases []string) []string {
+	var left []string
+	for _, p := range phrases {
+		if strings.Contains(body, p) {
+			left = append(left, p)
+		}
+	}
+	return left
+}
+
+// TestGermanProviderPages: the provider table and a provider's page in
+// German carry none of their English sentences, headers or colour words;
+// the operator's own notes stay as written.
+func TestGermanProviderPages(t *testing.T) {
+	e := providerEnv(t)
+	for _, tc := range []struct {
+		path    string
+		english []string
+		german  []string
+	}{
+		{"/providers", []string{"Results of public mail providers", "The latest outbound result", "The table is also available as",
+			"Search", "domain or comment", ">Outbound<", ">Inbound<", ">any<", ">Filter<", "providers shown", "Last test", "Domain/Provider",
+			"Adequate Certificates", "Encryption mandatory", ">Comments<", ">never<", "not checked", "Operator:", ">red<", ">green<", ">yes<", ">no<"},
+			[]string{"von 3 Anbietern angezeigt", `data-format="{shown} von {total} Anbietern angezeigt."`, "Betreiber:", "Backup MX unencrypted.", "<title>Anbieter – mailsec"}},
+		{"/providers/green.example", []string{"Provider green.example", "Last test", "Outbound (sending)", "Inbound (receiving)", "History of the outbound verdict",
+			">Date<", ">Colour<", ">Policy<", ">Settled<", ">green<", ">red<", ">yes<", ">no<", "All providers", "not checked"},
+			[]string{"Anbieter green.example", ">grün<", ">ja<"}},
+		{"/providers/inbound.example", []string{"No verdict recorded yet.", ">never<", "(checked "}, []string{"Noch kein Ergebnis", "(geprüft am "}},
+		{"/providers/other.example", []string{"no such provider"}, []string{"kein solcher Anbieter"}},
+		{"/providers?outbound=purple", []string{"outbound must be one of"}, []string{"outbound muss"}},
+	} {
+		_, body := e.do(t, "GET", tc.path, nil, "Accept-Language", "de")
+		if left := englishLeft(string(body), tc.english); len(left) > 0 {
+			t.Errorf("%s in German still reads %q:\n%s", tc.path, left, body)
+		}
+		for _, want := range tc.german {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("%s in German lacks %q:\n%s", tc.path, want, body)
+			}
+		}
+	}
+}
