@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"slices"
 	"strings"
 
 	"golang.org/x/text/language"
@@ -46,7 +47,7 @@ var catalogues = func() map[Lang]map[string]string {
 	for k, v := range german {
 		de[k] = v
 	}
-	for _, t := range texts {
+	for _, t := range slices.Concat(texts, inboundTexts) {
 		en["text."+t.en] = t.en
 		de["text."+t.en] = t.de
 	}
@@ -180,6 +181,22 @@ func Text(l Lang, english string) string {
 		return T(l, key)
 	}
 	return english
+}
+
+// Sentence is a sentence kept as its English fmt format and arguments
+// (the inbound check's Message) in language l: the format's translation
+// ("text." + format) with every argument that is itself a fixed text
+// translated too (i18n.Text). A format without a translation is filled in
+// as it is, so that nothing is lost.
+func Sentence(l Lang, format string, args []string) string {
+	as := make([]any, len(args))
+	for i, a := range args {
+		as[i] = Text(l, a)
+	}
+	if key := "text." + format; Has(key) {
+		return T(l, key, as...)
+	}
+	return fmt.Sprintf(format, as...)
 }
 
 // HTML is T for a message that holds HTML markup of its own (keys ending

@@ -124,4 +124,5 @@ var texts = []struct{ en, de string }{
 	{"outbound must be one of red, yellow, white, green, grey", "outbound muss red, yellow, white, green oder grey sein"},
 	{"inbound must be one of red, yellow, white, green, grey", "inbound muss red, yellow, white, green oder grey sein"},
 	{"no such provider", "kein solcher Anbieter"},
+	{"unreadable check report", "Prüfbericht nicht lesbar"},
 }

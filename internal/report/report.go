@@ -488,6 +488,38 @@ func untiedLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) UntiedL
 	return u
 }
 
+// LocalizeInbound is the inbound check ib with its colour reason, its
+// sentences and its findings' texts in language l: each from its Message
+// (the English format and arguments) through the catalogues
+// (i18n.Sentence). A report stored before it had Messages keeps its
+// English texts. ib itself is not changed (the API answers its English).
+func LocalizeInbound(l i18n.Lang, ib Inbound) Inbound {
+	if l.Or(i18n.English) == i18n.English {
+		return ib
+	}
+	say := func(m checkreport.Message, english string) string {
+		if m.Format == "" {
+			return english
+		}
+		return i18n.Sentence(l, m.Format, m.Args)
+	}
+	ib.ColourReason = say(ib.ColourReasonMessage, ib.ColourReason)
+	if len(ib.SentenceMessages) == len(ib.Sentences) {
+		sentences := make([]string, len(ib.Sentences))
+		for i, m := range ib.SentenceMessages {
+			sentences[i] = say(m, ib.Sentences[i])
+		}
+		ib.Sentences = sentences
+	}
+	findings := make([]checkreport.Finding, len(ib.Findings))
+	for i, f := range ib.Findings {
+		f.Text = say(f.Message, f.Text)
+		findings[i] = f
+	}
+	ib.Findings = findings
+	return ib
+}
+
 func inboundSection(in Input) InboundSection {
 	if in.Inbound == nil {
 		note := in.InboundNote
@@ -496,7 +528,7 @@ func inboundSection(in Input) InboundSection {
 		}
 		return InboundSection{Note: i18n.Text(in.Lang, note)}
 	}
-	ib := in.Inbound
+	ib := LocalizeInbound(in.Lang, *in.Inbound)
 	s := InboundSection{Available: true, Domain: ib.Domain, Colour: ib.Colour, Reason: redactText(ib.ColourReason)}
 	for _, t := range ib.Sentences {
 		s.Sentences = append(s.Sentences, redactText(t))

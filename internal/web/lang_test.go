@@ -1,10 +1,14 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
+	"html"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 )
 
 // TestStartLanguage: a test's result-mail language is the one the start
@@ -115,5 +119,69 @@ func TestGermanProviderPages(t *testing.T) {
 				t.Errorf("%s in German lacks %q:\n%s", tc.path, want, body)
 			}
 		}
+	}
+}
+
+// germanCheckReport is an inbound check with the newer findings: TLS 1.0
+// still accepted, a weak suite, a self-signed certificate, DMARC from the
+// organizational domain, no MTA-STS.
+func germanCheckReport(t *testing.T, domain string) *checkreport.Report {
+	t.Helper()
+	r := &checkreport.Report{Schema: checkreport.Schema, Domain: domain, Input: domain,
+		MX: checkreport.MXInfo{Kind: checkreport.MXKindMX, DNSSEC: checkreport.Insecure, Hosts: []checkreport.Host{{
+			Name: "mx." + domain, Preference: 10, AddressDNSSEC: checkreport.Insecure,
+			Addresses: []checkreport.Address{{IP: "192.0.2.1", Status: checkreport.StatusOK, STARTTLS: true,
+				TLS: &checkreport.TLSInfo{Version: "TLS 1.2", Cipher: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", KeyExchange: "X25519",
+					Versions: []checkreport.VersionProbe{{Version: "TLS 1.0", Result: checkreport.ProbeAccepted}, {Version: "TLS 1.1", Result: checkreport.ProbeRefused},
+						{Version: "TLS 1.2", Result: checkreport.ProbeAccepted}, {Version: "TLS 1.3", Result: checkreport.ProbeRefused}},
+					WeakProbe:   checkreport.ProbeAccepted,
+					WeakCiphers: []checkreport.WeakCipher{{Version: "TLS 1.2", Cipher: "TLS_RSA_WITH_3DES_EDE_CBC_SHA", Class: "3DES"}}},
+				Cert: &checkreport.CertInfo{Subject: "CN=mx." + domain, Issuer: "CN=mx." + domain, Names: []string{"mx." + domain},
+					DaysLeft: 60, SelfSigned: true, PKIXError: "x509: certificate signed by unknown authority"}}}}}},
+		DMARC:    checkreport.DMARCInfo{Present: true, Valid: true, Policy: "reject", OrgDomain: "example.org"},
+		Resolver: checkreport.ResolverInfo{Address: "127.0.0.1:53", TrustsAD: true},
+	}
+	checkreport.Evaluate(r)
+	for _, code := range []string{checkreport.CodeLegacyAccepted, checkreport.CodeCipherWeak, checkreport.CodeDMARCOrgDomain, checkreport.CodeCertSelfSigned} {
+		if !r.Has(code) {
+			t.Fatalf("the fixture lacks finding %s: %+v", code, r.Findings)
+		}
+	}
+	return r
+}
+
+// TestGermanCheckPage: the check page in German shows the check's colour
+// reason, sentences and findings in German (none of their English texts),
+// while the API keeps the English "text" of mailsec.check.v1.
+func TestGermanCheckPage(t *testing.T) {
+	rep := germanCheckReport(t, "sub.example.org")
+	js, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options) {
+		o.CheckLimit = 100
+		o.Check = func(context.Context, string) ([]byte, error) { return js, nil }
+	})
+	_, body := e.do(t, "POST", "/check", strings.NewReader("domain=sub.example.org"), "Content-Type", "application/x-www-form-urlencoded", "Accept-Language", "de")
+	page := html.UnescapeString(string(body))
+	english := append([]string{rep.ColourReason, "good: ", "bad: ", "warning: "}, rep.Sentences...)
+	for _, f := range rep.Findings {
+		english = append(english, f.Text)
+	}
+	if left := englishLeft(page, english); len(left) > 0 {
+		t.Errorf("the German check page still reads %q:\n%s", left, page)
+	}
+	for _, want := range []string{"akzeptiert noch TLS 1.0", "akzeptiert schwache Cipher-Suites: TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+		"Organisationsdomain example.org", "Die Domain übernimmt die DMARC-Richtlinie reject", "ist selbstsigniert", "Warnung: "} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the German check page lacks %q:\n%s", want, page)
+		}
+	}
+	_, api := e.do(t, "POST", "/api/v1/check?domain=sub.example.org", nil, "Accept-Language", "de")
+	var got checkreport.Report
+	if err := json.Unmarshal(api, &got); err != nil || len(got.Findings) != len(rep.Findings) || got.Findings[0].Text != rep.Findings[0].Text ||
+		got.Sentences[0] != rep.Sentences[0] || !strings.HasPrefix(got.Sentences[0], "Domain does") {
+		t.Errorf("the API's check is not its English: %v %s", err, api)
 	}
 }
