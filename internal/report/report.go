@@ -419,7 +419,7 @@ func historyLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) Histor
 		end = "…"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s – %s (%s):", h.Start, end, i18n.T(l, "report.history.server", server, tls, string(c.State)))
+	fmt.Fprintf(&b, "%s – %s (%s):", h.Start, end, i18n.T(l, "report.history.server", server, tls, stateName(l, string(c.State))))
 	if mail {
 		b.WriteString(" " + i18n.T(l, "report.history.envelope", h.From, strings.Join(h.To, ">, <")))
 		if len(sigs) > 0 {
@@ -480,7 +480,7 @@ func untiedLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) UntiedL
 		sni = "SNI " + untrusted.Printable(c.SNI, 80)
 	}
 	var b strings.Builder
-	b.WriteString(i18n.T(l, "report.untied", u.Start, u.Client, fmt.Sprint(u.Server), sni, u.State))
+	b.WriteString(i18n.T(l, "report.untied", u.Start, u.Client, fmt.Sprint(u.Server), sni, stateName(l, u.State)))
 	if u.Failure != "" {
 		b.WriteString(": " + u.Failure)
 	}
@@ -518,6 +518,15 @@ func LocalizeInbound(l i18n.Lang, ib Inbound) Inbound {
 	}
 	ib.Findings = findings
 	return ib
+}
+
+// stateName is a connection's state (store.ConnState: how far it got) in
+// language l; the English names are the store's.
+func stateName(l i18n.Lang, state string) string {
+	if key := "report.state." + state; i18n.Has(key) {
+		return i18n.T(l, key)
+	}
+	return state
 }
 
 func inboundSection(in Input) InboundSection {
