@@ -148,3 +148,36 @@ func TestGermanInbound(t *testing.T) {
 		t.Errorf("a stored check without Messages: %q %q, want its English %q %q", got.ColourReason, got.Sentences, old.ColourReason, old.Sentences)
 	}
 }
+
+// TestGermanAuthLines: the authentication lines' words are German; the
+// results (RFC 8601's names) and the verifiers' reasons stay as they are.
+func TestGermanAuthLines(t *testing.T) {
+	for _, tc := range []struct {
+		a       store.Authentication
+		german  []string
+		english []string
+	}{
+		{store.Authentication{DMARC: store.DMARCCheck{FromDomain: "example.org", Result: "pass", SPFAligned: true, SPFAlignment: "relaxed", DKIMAligned: true, DKIMAlignment: "strict"},
+			ARC: store.ARCCheck{Result: "pass", Instances: 2}},
+			[]string{"DKIM: none (die Mail ist nicht signiert)", "DMARC (example.org): pass durch SPF ausgerichtet (relaxed) und DKIM ausgerichtet (strict)", "ARC: pass (2 Sätze)"},
+			[]string{"not signed", " by ", " and ", "sets"}},
+		{store.Authentication{DKIM: []store.Signature{{Domain: "example.org", Selector: "s1"}}, ARC: store.ARCCheck{Result: "fail", Instances: 1, Reason: "cv=fail"}},
+			[]string{"DKIM: nicht geprüft (d=example.org, s=s1)", "ARC: fail (1 Satz): cv=fail"},
+			[]string{"not verified", "1 set"}},
+	} {
+		got := strings.Join(AuthLines(i18n.German, tc.a), "\n")
+		for _, w := range tc.german {
+			if !strings.Contains(got, w) {
+				t.Errorf("German lines lack %q:\n%s", w, got)
+			}
+		}
+		for _, e := range tc.english {
+			if strings.Contains(got, e) {
+				t.Errorf("German lines still read %q:\n%s", e, got)
+			}
+		}
+		if en := strings.Join(AuthLines(i18n.English, tc.a), "\n"); !strings.Contains(en, tc.english[0]) {
+			t.Errorf("English lines lack %q:\n%s", tc.english[0], en)
+		}
+	}
+}

@@ -306,7 +306,7 @@ func Build(in Input) Report {
 		r.TieNote = i18n.T(l, "report.tie-note", strings.Join(addrs, ", "))
 	}
 	r.Outbound, r.StillOpen = diagnosis(l, v, in.Final)
-	r.Authentication = authSection(in.Connections)
+	r.Authentication = authSection(l, in.Connections)
 	r.Facts = factsOf(v, r.Authentication)
 	r.Inbound = inboundSection(in)
 	if r.Mail != nil {
