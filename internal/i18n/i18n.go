@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -197,6 +198,54 @@ func Sentence(l Lang, format string, args []string) string {
 		return T(l, key, as...)
 	}
 	return fmt.Sprintf(format, as...)
+}
+
+// formats are the texts with arguments ("text." + an English fmt format
+// with %s), each as a pattern that matches the English it formats, the
+// longest first (the most specific wins). Built once, never changed after.
+var formats = func() []textFormat {
+	var out []textFormat
+	for _, t := range slices.Concat(texts, inboundTexts) {
+		if !strings.Contains(t.en, "%s") {
+			continue
+		}
+		pattern := strings.ReplaceAll(regexp.QuoteMeta(t.en), "%s", "(.+?)")
+		out = append(out, textFormat{key: "text." + t.en, re: regexp.MustCompile("^" + pattern + "$")})
+	}
+	slices.SortStableFunc(out, func(a, b textFormat) int { return len(b.key) - len(a.key) })
+	return out
+}()
+
+type textFormat struct {
+	key string
+	re  *regexp.Regexp
+}
+
+// Formatted is a text another package formatted in English at run time
+// and stored as it is (why a result mail was withheld, say) in language l:
+// a fixed text as Text does, else the first catalogued format it matches,
+// with its arguments translated the same way (three levels deep). A text
+// that matches none stays as it is.
+func Formatted(l Lang, english string) string {
+	return formatted(l, english, 3)
+}
+
+func formatted(l Lang, english string, depth int) string {
+	if Has("text."+english) || l.Or(English) == English || depth == 0 {
+		return Text(l, english)
+	}
+	for _, f := range formats {
+		m := f.re.FindStringSubmatch(english)
+		if m == nil {
+			continue
+		}
+		args := make([]any, len(m)-1)
+		for i, a := range m[1:] {
+			args[i] = formatted(l, a, depth-1)
+		}
+		return T(l, f.key, args...)
+	}
+	return english
 }
 
 // HTML is T for a message that holds HTML markup of its own (keys ending

@@ -181,3 +181,13 @@ func TestGermanAuthLines(t *testing.T) {
 		}
 	}
 }
+
+// TestGermanMailReason: why the result mail was withheld, stored in
+// English, reads in German in a German report.
+func TestGermanMailReason(t *testing.T) {
+	in := Input{Test: testOf(from, store.TestFinal), Verdict: judge(nil, true), Final: true, Now: t0, Lang: i18n.German,
+		Mail: &MailStatus{State: "withheld", Reason: "not sent, to prevent backscatter: the test mail had no envelope sender"}}
+	if got, want := Build(in).Mail.Reason, "nicht gesendet, um Rückstreuung (Backscatter) zu vermeiden: die Testmail hatte keinen Absender im Umschlag"; got != want {
+		t.Errorf("reason %q, want %q", got, want)
+	}
+}

@@ -312,7 +312,7 @@ func Build(in Input) Report {
 	if r.Mail != nil {
 		m := *r.Mail
 		m.To = Redact(m.To)
-		m.Reason = i18n.Text(l, redactText(m.Reason))
+		m.Reason = i18n.Formatted(l, redactText(m.Reason))
 		r.Mail = &m
 	}
 	return r
