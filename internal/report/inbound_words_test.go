@@ -105,14 +105,7 @@ func TestGermanInbound(t *testing.T) {
 	if len(r.Inbound.Bad) == 0 {
 		t.Fatalf("the fixture has no bad finding: %+v", ib.Findings)
 	}
-	txt, err := Text(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, err := HTML(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	txt, page := renderBoth(t, r)
 	english := append([]string{ib.ColourReason}, ib.Sentences...)
 	for _, f := range ib.Findings {
 		if f.Severity == checkreport.SevBad || f.Severity == checkreport.SevError {
