@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """lab/logcheck.py FAMILY TEST_JSON LOG...: does the service's history of a
 test (`mailsec test show -json ID`) show what the sender's own log says it
-did? FAMILY is postfix (LOG = its maillog), chasquid (LOG = mail.log and
+did? With TEST_JSON "-" it prints what the log says as JSON ({"log":
+counts, "hosts": hosts per kind}) for lab/tlsrpt-report.py. FAMILY is postfix (LOG = its maillog), chasquid (LOG = mail.log and
 chasquid.log, run with -v=1) or haraka (LOG = its log, level protocol).
 Prints "agree (...)" or "DISAGREE: ..." (exit 1).
 
@@ -219,6 +220,12 @@ elif family == "haraka":
 else:
     print(f"DISAGREE: unknown family {family}")
     sys.exit(1)
+
+if test_json == "-":
+    # What the log says, for lab/tlsrpt-report.py (the lab's TLS-RPT
+    # reporter builds its report from the sender's own log).
+    print(json.dumps({"log": dict(log), "hosts": dict(hosts)}))
+    sys.exit(0)
 
 try:
     conns = json.load(open(test_json)).get("connections") or []

@@ -381,6 +381,11 @@ type Zones struct {
 	MTASTSMaxAge Duration `toml:"mta_sts_max_age"`
 	// TLSRPTAddress receives TLS-RPT reports; empty means tlsrpt@A.
 	TLSRPTAddress string `toml:"tlsrpt_address"`
+	// TLSRPTHTTPS also asks for TLS-RPT reports by HTTPS POST (RFC 8460
+	// §5.4): the _smtp._tls records of zone A and of every slot name
+	// https://mta-sts.<A>/.well-known/tlsrpt beside the mailbox, and the
+	// policy host takes them there. Only when the policy host listens.
+	TLSRPTHTTPS bool `toml:"tlsrpt_https"`
 	// Slots is the number of test slots (s001.A … under A, the same under
 	// B; docs/dns.md "Test slots"), each held by one test at a time; 0
 	// turns them off (every test uses the shared names). At most 99, so
@@ -490,6 +495,7 @@ func Default() Config {
 			MXTTL:        Duration{60 * time.Second},
 			NegativeTTL:  Duration{60 * time.Second},
 			MTASTSMaxAge: Duration{7 * 24 * time.Hour},
+			TLSRPTHTTPS:  true,
 			Slots:        50,
 			SlotRest:     Duration{time.Hour},
 		},

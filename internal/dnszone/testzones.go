@@ -32,6 +32,9 @@ type TestZoneSpec struct {
 	NegativeTTL uint32 // SOA MINIMUM
 	SPF         string // TXT at the apex
 	TLSRPT      string // rua mailbox of _smtp._tls (zone A)
+	// TLSRPTHTTPS is the https: rua of _smtp._tls (zone A; RFC 8460
+	// §3), published after the mailbox; "" for none.
+	TLSRPTHTTPS string
 	// Keys give the TLSA data of the personas (zone A).
 	Keys *persona.Keys
 	// Policy is zone A's MTA-STS policy; its id goes into _mta-sts.
@@ -222,10 +225,14 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	if rua == "" {
 		rua = "tlsrpt@" + origin[:len(origin)-1]
 	}
+	rua = "mailto:" + rua
+	if spec.TLSRPTHTTPS != "" {
+		rua += "," + spec.TLSRPTHTTPS
+	}
 	policyNames := func(domain string, policy mtasts.Policy) {
 		addrs("mta-sts."+domain, hostAddrs("mta-sts", spec.PolicyAddrs))
 		txt("_mta-sts."+domain, policy.Record())
-		txt("_smtp._tls."+domain, "v=TLSRPTv1; rua=mailto:"+rua)
+		txt("_smtp._tls."+domain, "v=TLSRPTv1; rua="+rua)
 	}
 
 	if err := mxHosts(origin); err != nil {

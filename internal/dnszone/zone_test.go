@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/tlsrpt"
 )
 
 const origin = "a.example."
@@ -300,6 +301,47 @@ func TestBrokenMXHost(t *testing.T) {
 		}
 		if !z.SignatureBroken("other." + origin) {
 			t.Error("the broken host without an address of its own is no longer published")
+		}
+	}
+}
+
+// TestTLSRPTRecords: zone A and every slot publish one TLS-RPT record
+// (RFC 8460 §3) naming the mailbox and, when given, the https: URI after
+// it; each parses.
+func TestTLSRPTRecords(t *testing.T) {
+	keys, err := persona.LoadKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, https := range []string{"", "https://mta-sts.a.example/.well-known/tlsrpt"} {
+		spec := TestZoneSpec{
+			Zone: persona.ZoneA, Origin: origin,
+			NSAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.53")},
+			MXAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.25")},
+			TTL:     300, MXTTL: 60, NegativeTTL: 30,
+			Keys:         keys,
+			Policy:       mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx4.a.example"}, MaxAge: time.Hour},
+			SlotPolicies: []mtasts.Policy{{Mode: mtasts.ModeEnforce, MX: []string{"mx4.s001.a.example"}, MaxAge: time.Hour}},
+			Slots:        1,
+			TLSRPTHTTPS:  https,
+		}
+		z, err := BuildTestZone(spec, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"mailto:tlsrpt@a.example"}
+		if https != "" {
+			want = append(want, https)
+		}
+		for _, domain := range []string{origin, "s001." + origin} {
+			r := z.Lookup("_smtp._tls."+domain, dns.TypeTXT, false)
+			if len(r.Answer) != 1 || len(r.Answer[0]) != 1 {
+				t.Fatalf("TXT of _smtp._tls.%s: %+v", domain, r)
+			}
+			rec, err := tlsrpt.ParseRecord(strings.Join(r.Answer[0][0].(*dns.TXT).Txt, ""))
+			if err != nil || !slices.Equal(rec.RUA, want) {
+				t.Errorf("%s: rua %v, %v; want %v", domain, rec, err, want)
+			}
 		}
 	}
 }

@@ -19,9 +19,10 @@
 //     address, and the DNS queries for the slot's names (DNSLookups) from
 //     the test's creation until it became final — the slot is its alone
 //     then, so every look-up of those names is its sender's;
-//   - whether the sender had a mail for the B address (store.Test.AddressedB).
-//
-// The sender's TLS-RPT reports are evidence a later issue adds here.
+//   - whether the sender had a mail for the B address (store.Test.AddressedB);
+//   - the TLS-RPT reports tied to the test when they arrived (TieTLSRPT,
+//     the rule of docs/tlsrpt.md), with their policies for its domains
+//     (TLSRPTReports).
 package evidence
 
 import (
@@ -202,8 +203,10 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 		}
 		broken = g.brokenNames(t.Slot)
 	}
-	// A later issue: the sender's TLS-RPT reports are read here, with
-	// their own window in Rules.
+	reports, err := g.TLSRPTReports(ctx, t)
+	if err != nil {
+		return verdict.Observations{}, err
+	}
 	return verdict.Observations{
 		Connections:     conns,
 		PolicyFetches:   fetches,
@@ -215,6 +218,7 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 		Quiet:           r.Quiet,
 		SenderDone:      o.senderDone,
 		SentToB:         o.sentToB || !t.AddressedB.IsZero(),
+		TLSRPT:          reports,
 	}, nil
 }
 

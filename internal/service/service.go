@@ -23,6 +23,7 @@ import (
 	"github.com/mailsec/mailsec/internal/certs"
 	"github.com/mailsec/mailsec/internal/cluster"
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/dnssec"
 	"github.com/mailsec/mailsec/internal/dnsserver"
 	"github.com/mailsec/mailsec/internal/dnszone"
@@ -37,6 +38,7 @@ import (
 	"github.com/mailsec/mailsec/internal/smtpd"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/testslot"
+	"github.com/mailsec/mailsec/internal/tlsrptintake"
 	"github.com/mailsec/mailsec/internal/web"
 )
 
@@ -185,6 +187,7 @@ func BuildZones(cfg *config.Config, now time.Time, keys ZoneKeys) (*Zones, error
 	specA.Zone, specA.Origin, specA.DNSKEY = persona.ZoneA, cfg.Zones.A, keyA.DNSKEY
 	specA.Policy, specA.TLSRPT, specA.BrokenHosts = z.Policy, cfg.Zones.TLSRPTAddress, cfg.DNSSEC.BrokenHosts
 	specA.SlotPolicies = z.SlotPolicies
+	specA.TLSRPTHTTPS = TLSRPTURI(cfg)
 	if cfg.ResultMail.Enabled {
 		if z.DKIMKey, err = resultmail.LoadOrCreateKey(resultmail.KeyPath(keyDir, cfg.ResultMail.Selector)); err != nil {
 			return nil, err
@@ -251,6 +254,28 @@ func SlotPolicy(cfg *config.Config, n int) mtasts.Policy {
 		p.MX = append(p.MX, Slots(cfg).Host(b, n, persona.ZoneA))
 	}
 	return p
+}
+
+// TLSRPTURI returns the https: rua of zone A's TLS-RPT records
+// (zones.tlsrpt_https, docs/tlsrpt.md): the policy host's report path,
+// on port 443 as RFC 8461 §3.3 has senders reach the host; "" when not
+// asked for or when the policy host does not listen.
+func TLSRPTURI(cfg *config.Config) string {
+	if !cfg.Zones.TLSRPTHTTPS || len(cfg.PolicyHost.Listen) == 0 {
+		return ""
+	}
+	return "https://mta-sts." + dnsname.Canonical(cfg.Zones.A) + policyhost.ReportPath
+}
+
+// reports is the intake of the TLS-RPT reports POSTed to the policy host,
+// nil when they are not asked for (TLSRPTURI).
+func reports(cfg *config.Config, st *store.Store, log *slog.Logger) policyhost.Reports {
+	if TLSRPTURI(cfg) == "" {
+		return nil
+	}
+	return tlsrptintake.New(tlsrptintake.Options{Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)},
+		Quota:  store.TLSRPTQuota{MaxReports: cfg.SMTP.TLSRPTMaxReports, MaxBytes: cfg.SMTP.TLSRPTMaxStoredBytes},
+		Logger: log.With("part", "tlsrpt")})
 }
 
 // SPF returns the SPF record of both zones: the configured one, or one that
@@ -438,7 +463,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(), SlotPolicies: slotPolicies,
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),
 		MaxFetchesPerClient: cfg.PolicyHost.MaxFetchesPerClientPerHour,
-		ClientPrefixV4:      cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6})
+		ClientPrefixV4:      cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6,
+		Reports: reports(cfg, st, log), MaxReportBytes: cfg.SMTP.TLSRPTMaxBytes, ReportsPerClient: cfg.SMTP.TLSRPTPerClientPerHour})
 
 	r := &Running{Zones: zones, Store: st, Certs: mgr, Node: node, member: member, Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)}, done: make(chan error, 1)}
 	for _, l := range dnsListeners {

@@ -26,6 +26,7 @@ import (
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/testslot"
+	"github.com/mailsec/mailsec/internal/tlsrptintake"
 )
 
 // Certificates gives the certificate (chain and key) a persona serves. The
@@ -238,6 +239,7 @@ type Server struct {
 	// evidence reads a test's evidence for the acknowledgement and ties
 	// connections to tests.
 	evidence evidence.Gatherer
+	intake   *tlsrptintake.Intake // parses, ties and stores TLS-RPT reports
 	// recorder writes the connection rows (prepared statements); set by
 	// Serve.
 	recorder *store.ConnectionRecorder
@@ -322,6 +324,7 @@ func New(opts Options) (*Server, error) {
 	option.Positive(&o.Evidence.PrefixV4, o.ClientPrefixV4)
 	option.Positive(&o.Evidence.PrefixV6, o.ClientPrefixV6)
 	s.evidence = evidence.Gatherer{Store: o.Store, Rules: o.Evidence}
+	s.intake = tlsrptintake.New(tlsrptintake.Options{Evidence: s.evidence, Quota: o.TLSRPTQuota, Logger: o.Logger, Now: o.Now})
 	if o.Hostname == "" {
 		o.Hostname = s.zoneA
 	}

@@ -396,7 +396,7 @@ func TestTLSRPTReport(t *testing.T) {
 		ts.newTest(t, "tok1")
 		c := dial(t, ts.addr())
 		c.ehlo()
-		body := "From: reports@example.net\r\nSubject: Report Domain: " + zoneA + "\r\n\r\n{\"organization-name\":\"x\"}\r\n"
+		body := reportMail(t, reportJSON(zoneA, "", ts.clock.Now(), 0), true)
 		c.ok(250, "MAIL FROM:<reports@example.net>")
 		c.ok(250, "RCPT TO:<TLSRPT@%s>", zoneA)
 		c.ok(452, "RCPT TO:<t-tok1@%s>", zoneA)

@@ -212,6 +212,10 @@ type Observations struct {
 	// ("broken.s001.<zone A>."): a look-up of one is the sender's resolver
 	// resolving the broken host.
 	BrokenHostNames []string
+	// TLSRPT are the TLS-RPT reports tied to the test (docs/tlsrpt.md),
+	// oldest first, with their policies for the test's domains: they
+	// settle facts the connections left open (tlsrptFacts).
+	TLSRPT []TLSRPTReport
 	// SentToB: the sender is known to have had a mail for the B address.
 	// If it never delivered there, it refused B (dane-only: B has no
 	// TLSA). The service knows it when a test mail names the B address in
@@ -381,6 +385,7 @@ func Judge(obs Observations) Verdict {
 	v.ZoneB = zoneB(seen)
 	v.Facts = facts(v, obs, conns, seen, fetched, fallbacks)
 	dnssecFacts(&v, obs, conns, broken)
+	tlsrptFacts(&v, obs)
 	reconcile(&v)
 	return v
 }
