@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 
 	"golang.org/x/text/language"
@@ -46,7 +48,7 @@ var catalogues = func() map[Lang]map[string]string {
 	for k, v := range german {
 		de[k] = v
 	}
-	for _, t := range texts {
+	for _, t := range slices.Concat(texts, inboundTexts) {
 		en["text."+t.en] = t.en
 		de["text."+t.en] = t.de
 	}
@@ -178,6 +180,70 @@ func Text(l Lang, english string) string {
 	key := "text." + english
 	if Has(key) {
 		return T(l, key)
+	}
+	return english
+}
+
+// Sentence is a sentence kept as its English fmt format and arguments
+// (the inbound check's Message) in language l: the format's translation
+// ("text." + format) with every argument that is itself a fixed text
+// translated too (i18n.Text). A format without a translation is filled in
+// as it is, so that nothing is lost.
+func Sentence(l Lang, format string, args []string) string {
+	as := make([]any, len(args))
+	for i, a := range args {
+		as[i] = Text(l, a)
+	}
+	if key := "text." + format; Has(key) {
+		return T(l, key, as...)
+	}
+	return fmt.Sprintf(format, as...)
+}
+
+// formats are the texts with arguments ("text." + an English fmt format
+// with %s), each as a pattern that matches the English it formats, the
+// longest first (the most specific wins). Built once, never changed after.
+var formats = func() []textFormat {
+	var out []textFormat
+	for _, t := range slices.Concat(texts, inboundTexts) {
+		if !strings.Contains(t.en, "%s") {
+			continue
+		}
+		pattern := strings.ReplaceAll(regexp.QuoteMeta(t.en), "%s", "(.+?)")
+		out = append(out, textFormat{key: "text." + t.en, re: regexp.MustCompile("^" + pattern + "$")})
+	}
+	slices.SortStableFunc(out, func(a, b textFormat) int { return len(b.key) - len(a.key) })
+	return out
+}()
+
+type textFormat struct {
+	key string
+	re  *regexp.Regexp
+}
+
+// Formatted is a text another package formatted in English at run time
+// and stored as it is (why a result mail was withheld, say) in language l:
+// a fixed text as Text does, else the first catalogued format it matches,
+// with its arguments translated the same way (three levels deep). A text
+// that matches none stays as it is.
+func Formatted(l Lang, english string) string {
+	return formatted(l, english, 3)
+}
+
+func formatted(l Lang, english string, depth int) string {
+	if Has("text."+english) || l.Or(English) == English || depth == 0 {
+		return Text(l, english)
+	}
+	for _, f := range formats {
+		m := f.re.FindStringSubmatch(english)
+		if m == nil {
+			continue
+		}
+		args := make([]any, len(m)-1)
+		for i, a := range m[1:] {
+			args[i] = formatted(l, a, depth-1)
+		}
+		return T(l, f.key, args...)
 	}
 	return english
 }

@@ -152,3 +152,24 @@ func TestFromRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatted: a text formatted in English at run time and stored (a
+// result mail's reason) reads in German through the catalogued formats,
+// its arguments too; English and unknown texts stay as they are.
+func TestFormatted(t *testing.T) {
+	withheld := "not sent, to prevent backscatter: the test mail's sender was not authenticated: SPF fail for example.org from 192.0.2.1 (no match), and no valid DKIM signature aligned with example.org"
+	for _, tc := range []struct {
+		l        Lang
+		in, want string
+	}{
+		{German, withheld, "nicht gesendet, um Rückstreuung (Backscatter) zu vermeiden: der Absender der Testmail war nicht authentifiziert: SPF fail für example.org von 192.0.2.1 (no match), und keine gültige DKIM-Signatur passend zu example.org"},
+		{German, "sender authenticated: SPF pass for example.org from 192.0.2.1", "Absender authentifiziert: SPF pass für example.org von 192.0.2.1"},
+		{German, "result mails are turned off on this service", "Ergebnismails sind auf diesem Dienst abgeschaltet"},
+		{German, "550 5.1.1 no such user", "550 5.1.1 no such user"},
+		{English, withheld, withheld},
+	} {
+		if got := Formatted(tc.l, tc.in); got != tc.want {
+			t.Errorf("Formatted(%s, %q)\n got %q\nwant %q", tc.l, tc.in, got, tc.want)
+		}
+	}
+}

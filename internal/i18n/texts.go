@@ -113,10 +113,27 @@ var texts = []struct{ en, de string }{
 	// internal/resultmail: why no result mail goes out (fixed ones).
 	{"no envelope sender to send the result to", "kein Absender im Umschlag, an den das Ergebnis gehen könnte"},
 	{"result mails are turned off on this service", "Ergebnismails sind auf diesem Dienst abgeschaltet"},
+	// internal/resultmail: the reasons stored with a test (formatted).
+	{"not sent, to prevent backscatter: %s", "nicht gesendet, um Rückstreuung (Backscatter) zu vermeiden: %s"},
+	{"sender authenticated: %s", "Absender authentifiziert: %s"},
+	{"the test mail had no envelope sender", "die Testmail hatte keinen Absender im Umschlag"},
+	{"a valid DKIM signature of %s, aligned with the envelope sender's domain %s",
+		"eine gültige DKIM-Signatur von %s, passend zur Domain %s des Absenders im Umschlag"},
+	{"SPF %s for %s from %s", "SPF %s für %s von %s"},
+	{"no valid DKIM signature aligned with %s, and no evaluated mail of the test came with the envelope sender's domain %s",
+		"keine gültige DKIM-Signatur passend zu %s, und keine ausgewertete Mail des Tests kam mit der Domain %s des Absenders im Umschlag"},
+	{"the test mail's sender was not authenticated: %s, and no valid DKIM signature aligned with %s",
+		"der Absender der Testmail war nicht authentifiziert: %s, und keine gültige DKIM-Signatur passend zu %s"},
 	// internal/web: errors a page shows.
 	{"internal error", "interner Fehler"},
 	{"no such test (it may have been deleted)", "kein solcher Test (vielleicht wurde er gelöscht)"},
 	{"too many requests from your address; try again in an hour", "zu viele Anfragen von Ihrer Adresse; bitte versuchen Sie es in einer Stunde erneut"},
 	{"the inbound check is not available on this service", "die Prüfung eingehender Mail ist auf diesem Dienst nicht verfügbar"},
 	{"cross-site form post refused", "Formular von einer fremden Seite abgelehnt"},
+	{"sort must be one of domain, tested, outbound, inbound", "sort muss domain, tested, outbound oder inbound sein"},
+	{"order must be asc or desc", "order muss asc oder desc sein"},
+	{"outbound must be one of red, yellow, white, green, grey", "outbound muss red, yellow, white, green oder grey sein"},
+	{"inbound must be one of red, yellow, white, green, grey", "inbound muss red, yellow, white, green oder grey sein"},
+	{"no such provider", "kein solcher Anbieter"},
+	{"unreadable check report", "Prüfbericht nicht lesbar"},
 }

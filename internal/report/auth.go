@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
@@ -24,8 +25,8 @@ type AuthSection struct {
 }
 
 // authSection is the section of the latest connection whose mail was
-// evaluated; nil while there is none.
-func authSection(conns []store.SMTPConnection) *AuthSection {
+// evaluated, its lines in language l; nil while there is none.
+func authSection(l i18n.Lang, conns []store.SMTPConnection) *AuthSection {
 	var last *store.SMTPConnection
 	for i := range conns {
 		c := &conns[i]
@@ -37,28 +38,42 @@ func authSection(conns []store.SMTPConnection) *AuthSection {
 		return nil
 	}
 	a := *last.Authentication
-	lines := AuthLines(a)
-	for i, l := range lines {
-		lines[i] = redactText(l)
+	lines := AuthLines(l, a)
+	for i, line := range lines {
+		lines[i] = redactText(line)
 	}
 	return &AuthSection{Connection: last.ID, Authentication: a, Lines: lines}
 }
 
-// AuthLines writes an evaluation as lines, one per result.
-func AuthLines(a store.Authentication) []string {
+// AuthLines writes an evaluation as lines, one per result, in language l.
+// The results themselves (pass, fail, none, …) are RFC 8601's names and
+// stay as they are, like the reasons the verifiers give.
+func AuthLines(l i18n.Lang, a store.Authentication) []string {
 	var lines []string
 	if len(a.DKIM) == 0 {
-		lines = append(lines, "DKIM: none (the mail is not signed)")
+		lines = append(lines, i18n.T(l, "report.auth.dkim-none"))
 	}
 	for _, s := range a.DKIM {
-		lines = append(lines, "DKIM: "+s.Outcome())
+		result := s.Result
+		if result == "" {
+			result = i18n.T(l, "report.auth.not-verified")
+		}
+		lines = append(lines, withReason(fmt.Sprintf("DKIM: %s (d=%s, s=%s)", result, s.Domain, s.Selector), s.Reason))
 	}
 	lines = append(lines,
 		spfLine("MAIL FROM", a.SPFMailFrom),
 		spfLine("HELO", a.SPFHELO),
-		dmarcLine(a.DMARC),
-		arcLine(a.ARC))
+		dmarcLine(l, a.DMARC),
+		arcLine(l, a.ARC))
 	return lines
+}
+
+// withReason is line with ": reason" when there is one.
+func withReason(line, reason string) string {
+	if reason != "" {
+		return line + ": " + reason
+	}
+	return line
 }
 
 func spfLine(identity string, c store.SPFCheck) string {
@@ -66,14 +81,10 @@ func spfLine(identity string, c store.SPFCheck) string {
 	if c.Domain != "" {
 		name += " " + c.Domain
 	}
-	line := fmt.Sprintf("SPF (%s): %s", name, c.Result)
-	if c.Reason != "" {
-		line += ": " + c.Reason
-	}
-	return line
+	return withReason(fmt.Sprintf("SPF (%s): %s", name, c.Result), c.Reason)
 }
 
-func dmarcLine(d store.DMARCCheck) string {
+func dmarcLine(l i18n.Lang, d store.DMARCCheck) string {
 	var about []string
 	if d.FromDomain != "" {
 		about = append(about, d.FromDomain)
@@ -89,32 +100,24 @@ func dmarcLine(d store.DMARCCheck) string {
 	if d.Result == "pass" {
 		var by []string
 		if d.SPFAligned {
-			by = append(by, "SPF aligned ("+d.SPFAlignment+")")
+			by = append(by, i18n.T(l, "report.auth.spf-aligned", d.SPFAlignment))
 		}
 		if d.DKIMAligned {
-			by = append(by, "DKIM aligned ("+d.DKIMAlignment+")")
+			by = append(by, i18n.T(l, "report.auth.dkim-aligned", d.DKIMAlignment))
 		}
-		line += " by " + strings.Join(by, " and ")
+		line += " " + i18n.T(l, "report.auth.by", strings.Join(by, i18n.T(l, "report.auth.and")))
 	}
-	if d.Reason != "" {
-		line += ": " + d.Reason
-	}
-	return line
+	return withReason(line, d.Reason)
 }
 
-func arcLine(a store.ARCCheck) string {
-	if a.Instances == 0 {
+func arcLine(l i18n.Lang, a store.ARCCheck) string {
+	switch a.Instances {
+	case 0:
 		return "ARC: none"
+	case 1:
+		return withReason(i18n.T(l, "report.auth.arc-one", a.Result), a.Reason)
 	}
-	sets := "sets"
-	if a.Instances == 1 {
-		sets = "set"
-	}
-	line := fmt.Sprintf("ARC: %s (%d %s)", a.Result, a.Instances, sets)
-	if a.Reason != "" {
-		line += ": " + a.Reason
-	}
-	return line
+	return withReason(i18n.T(l, "report.auth.arc", a.Result, fmt.Sprint(a.Instances)), a.Reason)
 }
 
 // Fact names of the authentication in Report.Facts.

@@ -360,13 +360,13 @@ func Build(in Input) Report {
 		r.TieNote = i18n.T(l, "report.tie-note", strings.Join(addrs, ", "))
 	}
 	r.Outbound, r.StillOpen = diagnosis(l, v, in.Final)
-	r.Authentication = authSection(in.Connections)
+	r.Authentication = authSection(l, in.Connections)
 	r.Facts = factsOf(v, r.Authentication)
 	r.Inbound = inboundSection(in)
 	if r.Mail != nil {
 		m := *r.Mail
 		m.To = Redact(m.To)
-		m.Reason = i18n.Text(l, redactText(m.Reason))
+		m.Reason = i18n.Formatted(l, redactText(m.Reason))
 		r.Mail = &m
 	}
 	return r
@@ -473,7 +473,7 @@ func historyLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) Histor
 		end = "…"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s – %s (%s):", h.Start, end, i18n.T(l, "report.history.server", server, tls, string(c.State)))
+	fmt.Fprintf(&b, "%s – %s (%s):", h.Start, end, i18n.T(l, "report.history.server", server, tls, stateName(l, string(c.State))))
 	if mail {
 		b.WriteString(" " + i18n.T(l, "report.history.envelope", h.From, strings.Join(h.To, ">, <")))
 		if len(sigs) > 0 {
@@ -574,12 +574,53 @@ func untiedLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) UntiedL
 		sni = "SNI " + untrusted.Printable(c.SNI, 80)
 	}
 	var b strings.Builder
-	b.WriteString(i18n.T(l, "report.untied", u.Start, u.Client, fmt.Sprint(u.Server), sni, u.State))
+	b.WriteString(i18n.T(l, "report.untied", u.Start, u.Client, fmt.Sprint(u.Server), sni, stateName(l, u.State)))
 	if u.Failure != "" {
 		b.WriteString(": " + u.Failure)
 	}
 	u.Text = b.String()
 	return u
+}
+
+// LocalizeInbound is the inbound check ib with its colour reason, its
+// sentences and its findings' texts in language l: each from its Message
+// (the English format and arguments) through the catalogues
+// (i18n.Sentence). A report stored before it had Messages keeps its
+// English texts. ib itself is not changed (the API answers its English).
+func LocalizeInbound(l i18n.Lang, ib Inbound) Inbound {
+	if l.Or(i18n.English) == i18n.English {
+		return ib
+	}
+	say := func(m checkreport.Message, english string) string {
+		if m.Format == "" {
+			return english
+		}
+		return i18n.Sentence(l, m.Format, m.Args)
+	}
+	ib.ColourReason = say(ib.ColourReasonMessage, ib.ColourReason)
+	if len(ib.SentenceMessages) == len(ib.Sentences) {
+		sentences := make([]string, len(ib.Sentences))
+		for i, m := range ib.SentenceMessages {
+			sentences[i] = say(m, ib.Sentences[i])
+		}
+		ib.Sentences = sentences
+	}
+	findings := make([]checkreport.Finding, len(ib.Findings))
+	for i, f := range ib.Findings {
+		f.Text = say(f.Message, f.Text)
+		findings[i] = f
+	}
+	ib.Findings = findings
+	return ib
+}
+
+// stateName is a connection's state (store.ConnState: how far it got) in
+// language l; the English names are the store's.
+func stateName(l i18n.Lang, state string) string {
+	if key := "report.state." + state; i18n.Has(key) {
+		return i18n.T(l, key)
+	}
+	return state
 }
 
 func inboundSection(in Input) InboundSection {
@@ -590,7 +631,7 @@ func inboundSection(in Input) InboundSection {
 		}
 		return InboundSection{Note: i18n.Text(in.Lang, note)}
 	}
-	ib := in.Inbound
+	ib := LocalizeInbound(in.Lang, *in.Inbound)
 	s := InboundSection{Available: true, Domain: ib.Domain, Colour: ib.Colour, Reason: redactText(ib.ColourReason)}
 	for _, t := range ib.Sentences {
 		s.Sentences = append(s.Sentences, redactText(t))

@@ -101,7 +101,9 @@ func daneOnlyHistory() []store.SMTPConnection {
 func inboundGreen() *Inbound {
 	return &Inbound{Schema: "mailsec.check.v1", Domain: "example.org", Colour: colour.Green, ColourReason: "every MX is DANE-valid",
 		Sentences: []string{"Domain does use DNSSEC with MX-Records (good).", "Domain does support RFC 7672 SMTP-DANE (good)."},
-		Findings:  []checkreport.Finding{{Code: "dnssec.mx.secure", Severity: checkreport.SevGood, Text: "MX is DNSSEC-signed"}}}
+		SentenceMessages: []checkreport.Message{{Format: "Domain does use DNSSEC with MX-Records (good)."},
+			{Format: "Domain does support RFC 7672 SMTP-DANE (good)."}},
+		Findings: []checkreport.Finding{{Code: "dnssec.mx.secure", Severity: checkreport.SevGood, Text: "MX is DNSSEC-signed"}}}
 }
 
 func testOf(sender string, state string) store.Test {

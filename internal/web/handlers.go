@@ -99,6 +99,9 @@ func (s *Server) delete(r *http.Request) (int, string) {
 	return http.StatusNoContent, ""
 }
 
+// errUnreadableCheck: the check answered a report that does not decode.
+const errUnreadableCheck = "unreadable check report"
+
 // runCheck validates, rate-limits and runs one inbound check.
 func (s *Server) runCheck(r *http.Request, domain string) ([]byte, int, error) {
 	if s.o.Check == nil {
@@ -117,26 +120,46 @@ func (s *Server) runCheck(r *http.Request, domain string) ([]byte, int, error) {
 	js, err := s.o.Check(r.Context(), d)
 	if err != nil {
 		s.log.Warn("web: inbound check failed", "domain", d, "err", err)
-		return nil, http.StatusBadGateway, fmt.Errorf("the check of %s failed: %s", d, report.RedactText(err.Error()))
+		return nil, http.StatusBadGateway, checkFailedError{domain: d, reason: report.RedactText(err.Error())}
 	}
 	return js, http.StatusOK, nil
 }
 
+// checkFailedError is a check that ran and failed: the API answers its
+// English, the check page says it in the reader's language.
+type checkFailedError struct{ domain, reason string }
+
+func (e checkFailedError) Error() string {
+	return fmt.Sprintf("the check of %s failed: %s", e.domain, e.reason)
+}
+
+// checkError is err of runCheck as the check page shows it, in language
+// l where the error is one of the fixed ones.
+func checkError(l i18n.Lang, err error) string {
+	if f, ok := errors.AsType[checkFailedError](err); ok {
+		return i18n.T(l, "web.check.failed", f.domain, f.reason)
+	}
+	return i18n.Text(l, err.Error())
+}
+
 func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
-	data := map[string]any{"Title": i18n.T(i18n.FromRequest(r), "web.title.check"), "Available": s.o.Check != nil, "Limit": s.o.CheckLimit}
+	lang := i18n.FromRequest(r)
+	data := map[string]any{"Title": i18n.T(lang, "web.title.check"), "Available": s.o.Check != nil, "Limit": s.o.CheckLimit}
 	if r.Method == http.MethodPost {
 		domain := r.PostFormValue("domain")
 		data["Domain"] = domain
 		js, code, err := s.runCheck(r, domain)
 		if err != nil {
 			w.WriteHeader(code)
-			data["Error"] = err.Error()
+			data["Error"] = checkError(lang, err)
 		} else {
 			var ib report.Inbound
 			if err := json.Unmarshal(js, &ib); err != nil {
-				data["Error"] = "unreadable check report"
+				data["Error"] = i18n.Text(lang, errUnreadableCheck)
 			} else {
-				data["Result"] = ib
+				// The page in the reader's language; the API's JSON
+				// keeps the check's English.
+				data["Result"] = report.LocalizeInbound(lang, ib)
 			}
 		}
 	}

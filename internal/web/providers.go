@@ -15,6 +15,7 @@ import (
 	"github.com/mailsec/mailsec/internal/colour"
 	"github.com/mailsec/mailsec/internal/csvsafe"
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -23,21 +24,19 @@ import (
 // This file is the public provider table (docs/providers.md): the page
 // (sortable and filterable through its query, and in place by
 // static/providers.js), a provider's history page, and the table as JSON
-// and CSV for re-use. The English text of these pages that is not in the
-// templates is here, in providerText.
+// and CSV for re-use. The pages' words are the catalogues' (internal/i18n,
+// "web.providers." and "web.provider."); the errors below are fixed
+// English texts the API answers as they are and a page shows in the
+// reader's language (i18n.Text, texts.go).
 
-// providerText is the English text of the provider pages outside their
-// templates, in one place for the translation catalogues.
-var providerText = struct {
-	BadSort, BadOrder, BadColour, NotAProvider, TitleTable, TitleProvider string
-}{
-	BadSort:       "sort must be one of domain, tested, outbound, inbound",
-	BadOrder:      "order must be asc or desc",
-	BadColour:     "%s must be one of red, yellow, white, green, grey",
-	NotAProvider:  "no such provider",
-	TitleTable:    "Providers",
-	TitleProvider: "Provider %s",
-}
+// Errors of a table request's query, and of a provider page's domain.
+const (
+	errProviderSort     = "sort must be one of domain, tested, outbound, inbound"
+	errProviderOrder    = "order must be asc or desc"
+	errProviderOutbound = "outbound must be one of red, yellow, white, green, grey"
+	errProviderInbound  = "inbound must be one of red, yellow, white, green, grey"
+	errNotAProvider     = "no such provider"
+)
 
 // providerSorts are the columns the table sorts by (?sort=), in the order
 // of the page's headers.
@@ -55,18 +54,18 @@ type providerQuery struct {
 func parseProviderQuery(v url.Values) (providerQuery, error) {
 	q := providerQuery{Text: strings.TrimSpace(v.Get("q")), Outbound: v.Get("outbound"), Inbound: v.Get("inbound"), Sort: cmp.Or(v.Get("sort"), "domain")}
 	if !slices.Contains(providerSorts, q.Sort) {
-		return q, errors.New(providerText.BadSort)
+		return q, errors.New(errProviderSort)
 	}
 	switch v.Get("order") {
 	case "", "asc":
 	case "desc":
 		q.Desc = true
 	default:
-		return q, errors.New(providerText.BadOrder)
+		return q, errors.New(errProviderOrder)
 	}
-	for key, c := range map[string]string{"outbound": q.Outbound, "inbound": q.Inbound} {
-		if c != "" && !colour.Colour(c).Known() {
-			return q, fmt.Errorf(providerText.BadColour, key)
+	for _, f := range []struct{ colour, err string }{{q.Outbound, errProviderOutbound}, {q.Inbound, errProviderInbound}} {
+		if f.colour != "" && !colour.Colour(f.colour).Known() {
+			return q, errors.New(f.err)
 		}
 	}
 	return q, nil
@@ -294,7 +293,7 @@ func (s *Server) providersPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	colours := []colour.Colour{colour.Red, colour.Yellow, colour.White, colour.Green, colour.Grey}
-	s.render(w, r, "providers.html", map[string]any{"Title": providerText.TitleTable, "Rows": views, "Shown": shown, "Query": q,
+	s.render(w, r, "providers.html", map[string]any{"Title": i18n.T(i18n.FromRequest(r), "web.title.providers"), "Rows": views, "Shown": shown, "Query": q,
 		"Headers": q.headers(), "Colours": colours,
 		"JSON": q.href("/providers.json"), "CSV": q.href("/providers.csv")})
 }
@@ -313,7 +312,7 @@ type ProviderHistoryEntry struct {
 func (s *Server) providerDetail(w http.ResponseWriter, r *http.Request, asJSON bool) (report.ProviderRow, []ProviderHistoryEntry, bool) {
 	d := dnsname.Canonical(r.PathValue("domain"))
 	if !slices.ContainsFunc(s.o.Providers, func(p string) bool { return dnsname.Canonical(p) == d }) {
-		s.fail(w, r, asJSON, http.StatusNotFound, providerText.NotAProvider)
+		s.fail(w, r, asJSON, http.StatusNotFound, errNotAProvider)
 		return report.ProviderRow{}, nil, false
 	}
 	row, err := s.providerRow(r, d)
@@ -342,7 +341,7 @@ func (s *Server) providerPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.render(w, r, "provider.html", map[string]any{"Title": fmt.Sprintf(providerText.TitleProvider, row.Domain), "Row": row, "History": hist})
+	s.render(w, r, "provider.html", map[string]any{"Title": i18n.T(i18n.FromRequest(r), "web.title.provider", row.Domain), "Row": row, "History": hist})
 }
 
 func (s *Server) apiProvider(w http.ResponseWriter, r *http.Request) {

@@ -129,35 +129,35 @@ func summarize(r *Report) summary {
 
 // grade applies the colour rule of docs/inbound.md, in its order, and says
 // which part of it applied.
-func grade(r *Report, s summary) (colour.Colour, string) {
+func grade(r *Report, s summary) (colour.Colour, Message) {
 	switch {
 	case r.MX.Kind == MXKindNull:
-		return colour.Grey, "The domain accepts no mail (null MX, RFC 7505)."
+		return colour.Grey, newMessage("The domain accepts no mail (null MX, RFC 7505).")
 	case r.MX.Kind == MXKindNone && r.MX.Error != "":
-		return colour.Grey, "The MX records could not be looked up: " + r.MX.Error + "."
+		return colour.Grey, newMessage("The MX records could not be looked up: %s.", r.MX.Error)
 	case r.MX.Kind == MXKindNone:
-		return colour.Grey, "The domain has no mail server: neither MX nor address records."
+		return colour.Grey, newMessage("The domain has no mail server: neither MX nor address records.")
 	case len(s.bogus) > 0:
-		return colour.Grey, "DNSSEC validation fails (bogus) for " + strings.Join(s.bogus, ", ") + ": validating senders cannot deliver."
+		return colour.Grey, newMessage("DNSSEC validation fails (bogus) for %s: validating senders cannot deliver.", strings.Join(s.bogus, ", "))
 	case len(s.tlsaFailed) > 0:
-		return colour.Grey, "The TLSA look-up fails for " + strings.Join(s.tlsaFailed, ", ") + ": DANE senders defer mail (RFC 7672 §2.1.1)."
+		return colour.Grey, newMessage("The TLSA look-up fails for %s: DANE senders defer mail (RFC 7672 §2.1.1).", strings.Join(s.tlsaFailed, ", "))
 	case len(s.notTestable) > 0:
-		return colour.Grey, "Not testable now: " + strings.Join(s.notTestable, ", ") + "."
+		return colour.Grey, newMessage("Not testable now: %s.", strings.Join(s.notTestable, ", "))
 	case s.tested == 0:
-		return colour.Grey, "No mail server of the domain could be reached."
+		return colour.Grey, newMessage("No mail server of the domain could be reached.")
 	case len(s.noTLS) > 0:
-		return colour.Red, "No encryption: " + strings.Join(s.noTLS, ", ") + " without working STARTTLS."
+		return colour.Red, newMessage("No encryption: %s without working STARTTLS.", strings.Join(s.noTLS, ", "))
 	case len(s.daneMismatch) > 0:
 		// RFC 7672 §2.2: a DANE sender refuses a server whose usable,
 		// secure TLSA records match nothing: whatever the certificate,
 		// mail from such senders does not get through.
-		return colour.Grey, "The TLSA records of " + strings.Join(s.daneMismatch, ", ") + " match nothing: DANE senders do not deliver there."
+		return colour.Grey, newMessage("The TLSA records of %s match nothing: DANE senders do not deliver there.", strings.Join(s.daneMismatch, ", "))
 	case s.daneValid == s.tested:
-		return colour.Green, "Every mail server is authenticated by DNSSEC-secure TLSA records (RFC 7672 DANE)."
+		return colour.Green, newMessage("Every mail server is authenticated by DNSSEC-secure TLSA records (RFC 7672 DANE).")
 	case s.qualified:
-		return colour.Green, "Qualified transport encryption: DNSSEC-secure MX and address records, STARTTLS everywhere, trusted certificates matching the MX names."
+		return colour.Green, newMessage("Qualified transport encryption: DNSSEC-secure MX and address records, STARTTLS everywhere, trusted certificates matching the MX names.")
 	case len(s.untrusted) == 0:
-		return colour.White, "Encryption with valid certificates everywhere, but neither DANE nor DNSSEC-secure MX and address records."
+		return colour.White, newMessage("Encryption with valid certificates everywhere, but neither DANE nor DNSSEC-secure MX and address records.")
 	}
-	return colour.Yellow, "Encryption, but the certificate of " + strings.Join(s.untrusted, ", ") + " is not trusted or does not match the MX name."
+	return colour.Yellow, newMessage("Encryption, but the certificate of %s is not trusted or does not match the MX name.", strings.Join(s.untrusted, ", "))
 }

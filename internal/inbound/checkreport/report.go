@@ -83,6 +83,11 @@ type Report struct {
 	QualifiedEncryption bool          `json:"qualified_encryption"`
 	Findings            []Finding     `json:"findings"`
 	Sentences           []string      `json:"sentences"`
+	// ColourReasonMessage and SentenceMessages are ColourReason and
+	// Sentences as Messages, for readers in other languages (added keys;
+	// absent from reports written before them).
+	ColourReasonMessage Message   `json:"colour_reason_message"`
+	SentenceMessages    []Message `json:"sentence_messages"`
 
 	MX     MXInfo     `json:"mx"`
 	MTASTS MTASTSInfo `json:"mta_sts"`
@@ -105,9 +110,12 @@ type Report struct {
 type Finding struct {
 	Code     string   `json:"code"`
 	Severity Severity `json:"severity"`
-	Text     string   `json:"text"`
+	Text     string   `json:"text"` // English, for compatibility: Message.String()
 	Host     string   `json:"host"`
 	Address  string   `json:"address"`
+	// Message is Text as format and arguments, for readers in other
+	// languages (an added key; empty in reports written before it).
+	Message Message `json:"message"`
 }
 
 // ResolverInfo describes the resolver the check used.

@@ -38,7 +38,8 @@ func (e *evaluation) add(code, host, addr, format string, args ...any) {
 	if !ok {
 		sev = SevInfo
 	}
-	e.r.Findings = append(e.r.Findings, Finding{Code: code, Severity: sev, Text: fmt.Sprintf(format, args...), Host: host, Address: addr})
+	m := newMessage(format, args...)
+	e.r.Findings = append(e.r.Findings, Finding{Code: code, Severity: sev, Text: m.String(), Host: host, Address: addr, Message: m})
 }
 
 // Evaluate derives the findings, the colour and its reason, qualified
@@ -64,8 +65,14 @@ func Evaluate(r *Report) {
 	if r.Incomplete {
 		e.add(CodeDeadline, "", "", "The check hit its deadline; some steps did not finish (see errors).")
 	}
-	r.Colour, r.ColourReason = grade(r, s)
-	r.Sentences = sentences(r, s)
+	var reason Message
+	r.Colour, reason = grade(r, s)
+	r.ColourReason, r.ColourReasonMessage = reason.String(), reason
+	r.SentenceMessages = sentences(r, s)
+	r.Sentences = make([]string, len(r.SentenceMessages))
+	for i, m := range r.SentenceMessages {
+		r.Sentences[i] = m.String()
+	}
 }
 
 func (e *evaluation) resolverFindings() {
@@ -287,7 +294,7 @@ func (e *evaluation) addressFindings(h *Host, a *Address) {
 		case c.DaysLeft < 0:
 			e.add(CodeCertExpired, h.Name, a.IP, "The certificate of %s (%s) expired on %s.", a.IP, h.Name, c.NotAfter.Format("2006-01-02"))
 		case c.DaysLeft < expiresSoonDays:
-			e.add(CodeCertExpiresSoon, h.Name, a.IP, "The certificate of %s (%s) expires in %d days (%s).", a.IP, h.Name, c.DaysLeft, c.NotAfter.Format("2006-01-02"))
+			e.add(CodeCertExpiresSoon, h.Name, a.IP, "The certificate of %s (%s) expires in %s days (%s).", a.IP, h.Name, c.DaysLeft, c.NotAfter.Format("2006-01-02"))
 		}
 	}
 	switch a.DANE.State {
@@ -341,7 +348,7 @@ func (e *evaluation) mtastsFindings() {
 		e.add(CodeMTASTSMXMismatch, "", "", "MX hosts not matched by the MTA-STS policy (senders in enforce mode will not deliver to them): %s.", strings.Join(m.UnmatchedMX, ", "))
 	}
 	if p.MaxAge < shortMaxAge {
-		e.add(CodeMTASTSMaxAgeShort, "", "", "The MTA-STS max_age is %d seconds; RFC 8461 §3.2 recommends weeks.", p.MaxAge)
+		e.add(CodeMTASTSMaxAgeShort, "", "", "The MTA-STS max_age is %s seconds; RFC 8461 §3.2 recommends weeks.", p.MaxAge)
 	}
 }
 
@@ -353,9 +360,9 @@ func (e *evaluation) recordFindings() {
 	}
 	if s := &r.SPF; e.validRecord("SPF", s.Present, s.Valid, s.Error, CodeSPFNone, CodeSPFInvalid, "No SPF record (RFC 7208).") {
 		if s.Lookups > maxSPFLookups {
-			e.add(CodeSPFTooManyLookups, "", "", "The SPF record needs %d DNS look-ups; more than %d is a permanent error (RFC 7208 §4.6.4).", s.Lookups, maxSPFLookups)
+			e.add(CodeSPFTooManyLookups, "", "", "The SPF record needs %s DNS look-ups; more than %s is a permanent error (RFC 7208 §4.6.4).", s.Lookups, maxSPFLookups)
 		} else {
-			e.add(CodeSPFValid, "", "", "SPF record valid (%d DNS look-ups of at most %d): %s", s.Lookups, maxSPFLookups, s.Record)
+			e.add(CodeSPFValid, "", "", "SPF record valid (%s DNS look-ups of at most %s): %s", s.Lookups, maxSPFLookups, s.Record)
 		}
 	}
 	d := &r.DMARC
@@ -380,7 +387,7 @@ func (e *evaluation) recordFindings() {
 func (e *evaluation) validRecord(name string, present, valid bool, errText, none, invalid, noneText string) bool {
 	switch {
 	case !present && errText == "":
-		e.add(none, "", "", "%s", noneText)
+		e.add(none, "", "", noneText)
 	case present && !valid:
 		e.add(invalid, "", "", "The %s record is invalid: %s.", name, errText)
 	}

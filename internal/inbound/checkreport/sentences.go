@@ -1,12 +1,10 @@
 package checkreport
 
-import "fmt"
-
 // sentences are the summary in the seed's style ("Domain does use DNSSEC
 // with MX-Records (good).").
-func sentences(r *Report, s summary) []string {
-	var out []string
-	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+func sentences(r *Report, s summary) []Message {
+	var out []Message
+	add := func(format string, args ...any) { out = append(out, newMessage(format, args...)) }
 	switch r.MX.Kind {
 	case MXKindNull:
 		add("Domain does not accept mail (null MX, RFC 7505).")
