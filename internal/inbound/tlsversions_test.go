@@ -87,7 +87,18 @@ func tlsServer(t *testing.T, min, max uint16, suites []uint16, busyAfter int32) 
 	sessions := new(atomic.Int32)
 	busy := &busyListener{Listener: ln, sessions: sessions, after: busyAfter}
 	go func() { _ = srv.Serve(busy) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	t.Cleanup(func() {
+		// Shutdown, not Close: Close closes the sessions' connections
+		// while one may still be in its STARTTLS upgrade, which writes
+		// the connection go-smtp's Close reads (a data race inside
+		// go-smtp, seen once under -race). The probe has closed its
+		// sessions by now, so they end on their own.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			_ = srv.Close()
+		}
+	})
 	return ln.Addr().String(), sessions
 }
 
