@@ -468,15 +468,16 @@ cluster_mail_count() {
 	saw="[]"
 	if [[ -n "$killed" ]]; then
 		local k=${killed#n} pat
-		pat="198\.18\.0\.$((10 * k))[0-9]?\]|198\.18\.0\.$((10 * k))[0-9]?:"
-		# Per sender: how many log lines name the dead node's addresses, and
-		# the first of them.
-		local d n first
+		pat="198\.18\.0\.$((10 * k))[0-9]?([^0-9]|$)"
+		# Per sender: the log lines that name the dead node's addresses with
+		# a failure, and the first of them (the lab mailbox's log, where the
+		# nodes deliver result mails, is not a sender's).
+		local d n first fail='refused|lost connection|timed out|timeout|ECONNREFUSED|ETIMEDOUT|reset|unreachable'
 		for d in "$PF_STATE"/*/ "$CHASQUID_STATE"/*/ "$HARAKA_STATE"/*/; do
-			[[ -d "$d" ]] || continue
-			n=$(cat "$d"/maillog* "$d"/*.log 2>/dev/null | grep -Ec "$pat" || true)
+			[[ -d "$d" && "$(basename "$d")" != mailbox ]] || continue
+			n=$(cat "$d"/maillog* "$d"/*.log 2>/dev/null | grep -E "$pat" | grep -Eic "$fail" || true)
 			((n > 0)) || continue
-			first=$(cat "$d"/maillog* "$d"/*.log 2>/dev/null | grep -Em1 "$pat" | grep -Eo '(connect to|lost connection|Connection refused|timed out|ECONNREFUSED|error)[^,]*' | head -n 1 || true)
+			first=$(cat "$d"/maillog* "$d"/*.log 2>/dev/null | grep -E "$pat" | grep -Eim1 "$fail" | cut -c1-240 || true)
 			saw=$(jq --arg s "$(basename "$d")" --argjson n "$n" --arg l "$first" '. + [{sender: $s, lines: $n, example: $l}]' <<<"$saw")
 		done
 	fi
