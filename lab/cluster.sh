@@ -476,7 +476,7 @@ cluster_mail_count() {
 	saw="[]"
 	if [[ -n "$killed" ]]; then
 		local k=${killed#n} pat
-		pat="198\.18\.0\.$((10 * k))[0-9]?([^0-9]|$)"
+		pat="198\.18\.0\.${k}[0-9]([^0-9]|$)"
 		# Per sender: the log lines that name the dead node's addresses with
 		# a failure, and the first of them (the lab mailbox's log, where the
 		# nodes deliver result mails, is not a sender's).
