@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""lab/resultcheck.py EML RECIPIENT POLICY [EXPECT...]: does a result mail that landed in
+"""lab/resultcheck.py [--lang en|de] EML RECIPIENT POLICY [EXPECT...]: does a result mail that landed in
 the lab mailbox say what the service's summary says, reveal no third-party
 address, and carry a DKIM signature that verifies (through the netns
 resolver: run it inside the lab's namespace)? Prints "ok (...)" or
@@ -12,6 +12,11 @@ resolver: run it inside the lab's namespace)? Prints "ok (...)" or
              (x***@domain, docs/report.md)
   EXPECT     texts the mail's text must contain as well (lab/run's DKIM
              senders: "DKIM: pass (d=...", "DMARC (...): pass")
+  --lang     the language the test was created in (default en): the
+             Subject, and the verdict line of the text part ("Outbound
+             verdict: POLICY" / "Ergebnis für ausgehende Mail: POLICY"),
+             must be in it and name POLICY, and the other language's
+             headings must not appear (docs/i18n.md)
 """
 import email
 import email.policy
@@ -20,8 +25,22 @@ import re
 import subprocess
 import sys
 
-eml, rcpt, policy = sys.argv[1:4]
-expect = sys.argv[4:]
+args = sys.argv[1:]
+lang = "en"
+if args[:1] == ["--lang"]:
+    lang, args = args[1], args[2:]
+eml, rcpt, policy = args[0:3]
+expect = args[3:]
+# The words of each language that lab/run checks: the subject's start, the
+# verdict line's label (internal/i18n: mail.subject, report.h.verdict), and
+# headings that only that language has.
+WORDS = {
+    "en": ("Email security test ", "Outbound verdict: ", ["Connection history"]),
+    "de": ("E-Mail-Sicherheitstest ", "Ergebnis für ausgehende Mail: ", ["Verbindungsverlauf"]),
+}
+if lang not in WORDS:
+    print(f"BAD: unknown language {lang!r}")
+    sys.exit(1)
 raw = open(eml, "rb").read()
 msg = email.message_from_bytes(raw, policy=email.policy.default)
 problems = []
@@ -29,6 +48,8 @@ problems = []
 subject = str(msg.get("Subject", ""))
 if not subject.endswith(": " + policy):
     problems.append(f"subject {subject!r} does not end in ': {policy}'")
+if not subject.startswith(WORDS[lang][0]):
+    problems.append(f"subject {subject!r} is not in {lang!r} (want {WORDS[lang][0]!r}...)")
 
 texts = []
 for part in msg.walk():
@@ -39,6 +60,21 @@ if not texts:
 plain = "\n".join(texts)
 if policy not in plain:
     problems.append(f"the text does not name the verdict {policy!r}")
+# The verdict line of the text part names the verdict, in the language.
+label = WORDS[lang][1]
+lines = [l for l in texts[0].splitlines() if l.startswith(label)] if texts else []
+named = lines[0][len(label):].split(" ")[0] if lines else None
+if named != policy:
+    problems.append(f"verdict line {lines[:1]!r}: says {named!r}, want {label}{policy}")
+for other, words in WORDS.items():
+    if other == lang:
+        continue
+    for w in words[2] + [words[1]]:
+        if w in plain:
+            problems.append(f"a {lang!r} mail says {w!r} ({other!r})")
+for w in WORDS[lang][2]:
+    if w not in plain:
+        problems.append(f"a {lang!r} mail lacks {w!r}")
 
 for want in expect:
     if want not in plain:
@@ -63,4 +99,4 @@ if problems:
     print("BAD: " + "; ".join(problems))
     sys.exit(1)
 said = "".join(f", says {w!r}" for w in expect)
-print(f"ok (names {policy}{said}, no third-party address, dkimverify: signature ok)")
+print(f"ok ({lang}, names {policy}{said}, no third-party address, dkimverify: signature ok)")

@@ -56,7 +56,7 @@ func commands() []command {
 		{"restore", "'restore [-replace] DIR': verify a backup and restore it into an empty data directory", runRestore},
 		{"verdict", "re-judge a stored test from its history: 'verdict -test ID'", runVerdict},
 		{"check", "inbound check of a receiving domain: 'check DOMAIN [--json]' (MX, DNSSEC, STARTTLS, DANE, MTA-STS, colour)", runCheck},
-		{"scan", "inbound check of every domain of a list: 'scan FILE|-' (resumable; JSON Lines, CSV, HTML report)", runScan},
+		{"scan", "inbound check of every domain of a list: 'scan FILE|-' (resumable; JSON Lines, CSV, HTML report); 'scan compare A B' and 'scan trend [SCAN...]' report across scans", runScan},
 		{"init", "write the production configuration of docs/deploy.md from a few flags (-zone-a, -zone-b, -addr, -policy-addr, -acme-email, -web-url)", runInit},
 		{"config", "print the effective configuration (defaults plus file) as TOML", runConfig},
 		{"version", "print the version", runVersion},
@@ -335,6 +335,11 @@ func runDNS(e *env, args []string) error {
 func runConfig(e *env, args []string) error {
 	cfg, err := e.parseLoad(newFlags(e, "config", ""), args)
 	if err != nil {
+		return err
+	}
+	// The files the configuration names and the service reads at start
+	// are checked here too, so a mistake shows before a restart.
+	if _, err := cfg.ProviderNotes(); err != nil {
 		return err
 	}
 	if cfg.Store.Driver == store.DriverPostgres {

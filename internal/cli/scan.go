@@ -85,6 +85,14 @@ func parseScanFlags(e *env, args []string) (scanFlags, error) {
 // a list, resumable, polite per destination, with JSON Lines, CSV and
 // HTML outputs (docs/scan.md).
 func runScan(e *env, args []string) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "compare":
+			return runScanCompare(e, args[1:])
+		case "trend":
+			return runScanTrend(e, args[1:])
+		}
+	}
 	flags, err := parseScanFlags(e, args)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"github.com/miekg/dns"
 
+	"github.com/mailsec/mailsec/internal/providernotes"
 	"github.com/mailsec/mailsec/internal/testslot"
 )
 
@@ -107,6 +108,14 @@ type Inbound struct {
 	CacheTTL Duration `toml:"cache_ttl"`
 	// ParallelChecks bounds the sender-domain checks running at once.
 	ParallelChecks int `toml:"parallel_checks"`
+	// MaxHosts and MaxAddresses bound the MX hosts of a domain and the
+	// addresses of a host that one check tests; the rest are counted as
+	// omitted.
+	MaxHosts     int `toml:"max_hosts"`
+	MaxAddresses int `toml:"max_addresses"`
+	// TLSVersions probes each address for the TLS versions and weak
+	// cipher suites it accepts: up to four more sessions per address.
+	TLSVersions bool `toml:"tls_versions"`
 }
 
 // Web configures the web UI and JSON API (docs/web.md, docs/api.md).
@@ -119,6 +128,11 @@ type Web struct {
 	// Providers are domains the operator marks as public mail providers:
 	// the public table shows the latest result of each.
 	Providers []string `toml:"providers"`
+	// ProviderNotesFile is a TOML file of the operator's comments and
+	// footnotes per provider (internal/providernotes, docs/providers.md);
+	// "" for none. Read and validated at start (ProviderNotes); a
+	// relative path is taken from the configuration file's directory.
+	ProviderNotesFile string `toml:"provider_notes_file"`
 	// Retention: tests (with their connections and results) older than
 	// this are deleted.
 	Retention Duration `toml:"retention"`
@@ -529,7 +543,7 @@ func Default() Config {
 			RateWindow: Duration{time.Hour}, RetryBase: Duration{time.Minute}, RetryMax: Duration{4 * time.Hour},
 			MaxAttempts: 12, AttemptTimeout: Duration{10 * time.Minute}, Interval: Duration{5 * time.Second}},
 		Inbound: Inbound{Timeout: Duration{30 * time.Second}, Concurrency: 8, CheckSenders: true,
-			CacheTTL: Duration{time.Hour}, ParallelChecks: 2},
+			CacheTTL: Duration{time.Hour}, ParallelChecks: 2, MaxHosts: 10, MaxAddresses: 4, TLSVersions: true},
 		Timing: Timing{
 			DowngradeWindow:    Duration{3 * time.Minute},
 			EpisodeQuiet:       Duration{10 * time.Minute},
@@ -572,6 +586,7 @@ func Load(path string) (Config, error) {
 	cfg.ACME.CAFile = rel(cfg.ACME.CAFile)
 	cfg.ResultMail.Roots = rel(cfg.ResultMail.Roots)
 	cfg.Inbound.ExtraRoots = rel(cfg.Inbound.ExtraRoots)
+	cfg.Web.ProviderNotesFile = rel(cfg.Web.ProviderNotesFile)
 	for h, sc := range cfg.TLS.Static {
 		cfg.TLS.Static[h] = StaticCert{Cert: rel(sc.Cert), Key: rel(sc.Key)}
 	}
@@ -1033,6 +1048,19 @@ func (c *Config) WebBaseURL() string {
 	return ""
 }
 
+// ProviderNotes reads and validates web.provider_notes_file (nil without
+// one); its errors name the key and the file.
+func (c *Config) ProviderNotes() (providernotes.Notes, error) {
+	if c.Web.ProviderNotesFile == "" {
+		return nil, nil
+	}
+	n, err := providernotes.Load(c.Web.ProviderNotesFile, c.Web.Providers)
+	if err != nil {
+		return nil, fmt.Errorf("%w: web.provider_notes_file: %w", ErrInvalid, err)
+	}
+	return n, nil
+}
+
 // WebHostnames is web.hostnames, or the host of web.base_url and the
 // hosts of web.listen (unspecified addresses left out; "localhost" for a
 // loopback one): the names the service is reached by.
@@ -1151,4 +1179,6 @@ func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
 		bad("inbound.cache_ttl", "must not be negative")
 	}
 	within(bad, "inbound.parallel_checks", c.Inbound.ParallelChecks, 1, 64)
+	within(bad, "inbound.max_hosts", c.Inbound.MaxHosts, 1, 50)
+	within(bad, "inbound.max_addresses", c.Inbound.MaxAddresses, 1, 16)
 }

@@ -60,6 +60,8 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"inbound timeout", "[inbound]\ntimeout = \"0s\"", "inbound.timeout"},
 		{"inbound concurrency", "[inbound]\nconcurrency = 0", "inbound.concurrency"},
 		{"inbound parallel checks", "[inbound]\nparallel_checks = 1000", "inbound.parallel_checks"},
+		{"inbound max hosts", "[inbound]\nmax_hosts = 0", "inbound.max_hosts"},
+		{"inbound max addresses", "[inbound]\nmax_addresses = 17", "inbound.max_addresses"},
 		{"tlsrpt size above the message limit", "[smtp]\nmax_message_bytes = 100000\ntlsrpt_max_bytes = 200000", "smtp.tlsrpt_max_bytes"},
 		{"tlsrpt rate", "[smtp]\ntlsrpt_per_client_per_hour = 0", "smtp.tlsrpt_per_client_per_hour"},
 		{"fixed tests per client", "[smtp]\nfixed_tests_per_client = 0", "smtp.fixed_tests_per_client"},

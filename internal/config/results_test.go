@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -44,5 +46,38 @@ retry_base = "2s"
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.key) {
 			t.Errorf("%q: %v, want an error naming %s", c.text, err, c.key)
 		}
+	}
+}
+
+// TestProviderNotes: web.provider_notes_file is taken relative to the
+// configuration file, read and validated by ProviderNotes; a bad file is
+// an error naming the key.
+func TestProviderNotes(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "mailsec.toml")
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("mailsec.toml", "[web]\nproviders = [\"example.org\"]\nprovider_notes_file = \"notes.toml\"\n")
+	write("notes.toml", "[provider.\"example.org\"]\ncomment = \"DKIM since March\"\n")
+	cfg, err := Load(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cfg.ProviderNotes()
+	if err != nil || n["example.org"].Comment != "DKIM since March" {
+		t.Fatalf("notes %v, %v", n, err)
+	}
+	write("notes.toml", "[provider.\"example.com\"]\ncomment = \"x\"\n")
+	if _, err := cfg.ProviderNotes(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "web.provider_notes_file") ||
+		!strings.Contains(err.Error(), "not in web.providers") {
+		t.Errorf("a note on a domain not listed: %v", err)
+	}
+	def := Default()
+	if n, err := def.ProviderNotes(); n != nil || err != nil {
+		t.Errorf("without a file: %v %v", n, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/periodic"
@@ -36,6 +37,10 @@ type Options struct {
 	// otherwise tests are still finalised and the page says why no mail
 	// came.
 	MailEnabled bool
+	// Providers are web.providers: the final verdict of a test whose
+	// authenticated sender is in one of them is also written to the
+	// provider's history (store.ProviderHistory, docs/providers.md).
+	Providers []string
 	// Interval is the loop's period; 0 means 10s.
 	Interval time.Duration
 	// PassLimit bounds the tests one pass looks at (0: 1,000) and PassTime
@@ -49,9 +54,10 @@ type Options struct {
 
 // Finaliser finalises tests.
 type Finaliser struct {
-	o     Options
-	rules evidence.Rules
-	log   *slog.Logger
+	o         Options
+	rules     evidence.Rules
+	log       *slog.Logger
+	providers map[string]bool // Options.Providers, canonical
 }
 
 // New returns a Finaliser, with defaults for unset options.
@@ -64,7 +70,11 @@ func New(o Options) (*Finaliser, error) {
 	option.Positive(&o.PassTime, defaultPassTime)
 	o.Logger = option.Logger(o.Logger)
 	o.Now = option.Clock(o.Now)
-	return &Finaliser{o: o, rules: o.Evidence.Rules.WithDefaults(), log: o.Logger}, nil
+	providers := make(map[string]bool, len(o.Providers))
+	for _, p := range o.Providers {
+		providers[dnsname.Canonical(p)] = true
+	}
+	return &Finaliser{o: o, rules: o.Evidence.Rules.WithDefaults(), log: o.Logger, providers: providers}, nil
 }
 
 // Run finalises what is final every Interval until ctx ends. Store errors
@@ -212,6 +222,10 @@ func (f *Finaliser) finalise(ctx context.Context, t store.Test, force bool) (don
 		SenderAuthenticated: d.SenderAuthenticated, MailState: d.State, MailReason: d.Reason, Recipient: d.Recipient}
 	if d.State == store.MailPending {
 		r.Next = now
+	}
+	if d.SenderAuthenticated && f.providers[r.SenderDomain] {
+		r.Provider = &store.ProviderVerdict{Domain: r.SenderDomain, Final: now, TestID: t.ID, Policy: string(v.Policy),
+			Colour: string(report.VerdictColour(v)), Complete: v.Complete}
 	}
 	t.State, t.Updated = store.TestFinal, now
 	if err := f.o.Store.FinalizeTest(ctx, t, r); err != nil {

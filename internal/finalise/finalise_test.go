@@ -41,10 +41,10 @@ func newFixture(t *testing.T, driver string) *fixture {
 	return f
 }
 
-func (f *fixture) finaliser(t *testing.T, mail bool) *finalise.Finaliser {
+func (f *fixture) finaliser(t *testing.T, mail bool, providers ...string) *finalise.Finaliser {
 	t.Helper()
 	o := finalise.Options{Store: f.st, Evidence: evidence.Gatherer{Store: f.st, Rules: evidence.Rules{Quiet: 10 * time.Minute, TestExpiry: 24 * time.Hour}},
-		Now: func() time.Time { return f.now }}
+		Providers: providers, Now: func() time.Time { return f.now }}
 	if mail {
 		o.MailEnabled = true
 	}
@@ -186,6 +186,42 @@ func TestFinaliseSPFTempError(t *testing.T) {
 		r, _ := f.st.Result(t.Context(), "temp")
 		if r.MailState != store.MailWithheld || !strings.Contains(r.MailReason, "SPF temperror for user.example") {
 			t.Fatalf("result %+v", r)
+		}
+	})
+}
+
+// TestFinaliseProviderHistory: the verdict of a test whose sender
+// authenticated a domain of web.providers goes into the provider's
+// history with the result; an unauthenticated sender in the same domain
+// (anyone can write its MAIL FROM) and a domain that is no provider add
+// nothing.
+func TestFinaliseProviderHistory(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		f := newFixture(t, driver)
+		f.dns.Set(t, `other.example. 60 IN TXT "v=spf1 ip4:192.0.2.0/24 -all"`)
+		fin := f.finaliser(t, false, "User.Example.")
+		add := func(id, sender, client string) {
+			t.Helper()
+			f.addTest(t, store.Test{ID: id, Created: t0, Updated: t0, Kind: store.TestToken, Sender: sender, State: store.TestAcked, Acked: t0.Add(2 * time.Minute)})
+			c := delivered(id, 4, t0.Add(time.Minute))
+			c.MailFrom, c.Client = sender, netip.MustParseAddrPort(client)
+			f.addConn(t, c)
+		}
+		add("prov", userAddr, "192.0.2.7:40000")
+		add("forged", userAddr, "198.51.100.9:40000") // SPF fails
+		add("other", "x@other.example", "192.0.2.8:40000")
+		if n, err := fin.FinaliseDue(t.Context()); err != nil || n != 3 {
+			t.Fatalf("finalised %d (%v), want 3", n, err)
+		}
+		h, err := f.st.ProviderHistory(t.Context(), "user.example", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h) != 1 || h[0].TestID != "prov" || h[0].Policy == "" || h[0].Colour == "" || !h[0].Final.Equal(f.now) {
+			t.Fatalf("history of user.example: %+v, want the one authenticated test", h)
+		}
+		if h, _ := f.st.ProviderHistory(t.Context(), "other.example", 0); len(h) != 0 {
+			t.Errorf("a domain that is no provider has a history: %+v", h)
 		}
 	})
 }

@@ -1,11 +1,16 @@
 package hardening
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestLoadEnv(t *testing.T) {
@@ -68,5 +73,66 @@ func TestReportJSON(t *testing.T) {
 	}
 	if (Report{}).OK() {
 		t.Fatal("no checks: not OK")
+	}
+}
+
+// TestRunChecksBeside: the checks of one beside group run at the same time
+// (each waits until every one of them has started: run one after another,
+// they would wait for ever), the others alone, and the results keep the
+// suite's order.
+func TestRunChecksBeside(t *testing.T) {
+	var started sync.WaitGroup
+	started.Add(3)
+	var running, most atomic.Int32
+	together := func(s *Suite, ctx context.Context) Check {
+		started.Done()
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			m := most.Load()
+			if n <= m || most.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		waited := make(chan struct{})
+		go func() { started.Wait(); close(waited) }()
+		select {
+		case <-waited:
+			return Check{OK: true}
+		case <-time.After(10 * time.Second):
+			return Check{Detail: "the group's other checks never started"}
+		}
+	}
+	alone := func(s *Suite, ctx context.Context) Check {
+		if n := running.Add(1); n != 1 {
+			running.Add(-1)
+			return Check{Detail: fmt.Sprintf("%d checks running beside a lone one", n)}
+		}
+		defer running.Add(-1)
+		time.Sleep(10 * time.Millisecond)
+		return Check{OK: true}
+	}
+	chosen := []check{
+		{"first", alone, ""},
+		{"w1", together, "waits"},
+		{"w2", together, "waits"},
+		{"w3", together, "waits"},
+		{"after", alone, ""},
+		{"last", alone, ""},
+	}
+	got := (&Suite{}).runChecks(context.Background(), chosen)
+	if len(got) != len(chosen) {
+		t.Fatalf("%d results for %d checks", len(got), len(chosen))
+	}
+	for i, c := range got {
+		if c.Name != chosen[i].name {
+			t.Errorf("result %d is %q, want %q (order lost)", i, c.Name, chosen[i].name)
+		}
+		if !c.OK {
+			t.Errorf("%s: %s", c.Name, c.Detail)
+		}
+	}
+	if most.Load() != 3 {
+		t.Errorf("at most %d of the group ran at once, want 3", most.Load())
 	}
 }

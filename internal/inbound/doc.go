@@ -8,7 +8,9 @@
 //
 //   - Observe (this package): under one deadline and all in parallel, the
 //     MX look-up and, per MX host, its addresses, TLSA records and one
-//     SMTP session per address (greeting, EHLO, STARTTLS, TLS handshake);
+//     SMTP session per address (greeting, EHLO, STARTTLS, TLS handshake),
+//     then up to four short ones for the TLS versions and weak suites it
+//     accepts (tlsversions.go);
 //     the MTA-STS record and policy; the TLS-RPT, SPF and DMARC records;
 //     the DNSSEC state of every answer. The result is a
 //     checkreport.Report holding only what was seen.
@@ -36,7 +38,7 @@
 //
 // Where to start reading: Check in check.go, which starts every step; then
 // dns.go (the resolver, DNSSEC states, CNAME chains, SERVFAIL told apart
-// from bogus), probe.go (the SMTP/TLS probe), cert.go (PKIX and name),
+// from bogus), probe.go (the SMTP/TLS probe), tlsversions.go, cert.go (PKIX and name),
 // danecheck.go, stscheck.go (MTA-STS) and records.go (TLS-RPT, SPF,
 // DMARC). name.go normalizes the input, options.go holds the knobs,
 // runner.go schedules the sender-domain checks of the service.

@@ -83,13 +83,67 @@ func TestCheckLab(t *testing.T) {
 						t.Errorf("missing sentence %q", s)
 					}
 				}
-				if r.DMARC.Policy != "reject" || !slices.Equal(r.TLSRPT.RUA, []string{"mailto:tlsrpt@good.user.example"}) {
+				if r.DMARC.Policy != "reject" || r.DMARC.OrgDomain != "" || !slices.Equal(r.TLSRPT.RUA, []string{"mailto:tlsrpt@good.user.example"}) {
 					t.Errorf("records %+v %+v", r.DMARC, r.TLSRPT)
 				}
 			}},
 		{domain: "daneee.user.example", colour: colour.Green,
-			want:   []string{checkreport.CodeDANEValid, checkreport.CodeCertSelfSigned, checkreport.CodeNotQualified, checkreport.CodeMTASTSNone},
-			absent: []string{checkreport.CodeQualified}},
+			want: []string{checkreport.CodeDANEValid, checkreport.CodeCertSelfSigned, checkreport.CodeNotQualified, checkreport.CodeMTASTSNone,
+				checkreport.CodeDMARCValid, checkreport.CodeDMARCOrgDomain},
+			absent: []string{checkreport.CodeQualified, checkreport.CodeDMARCNone},
+			check: func(t *testing.T, r *checkreport.Report) {
+				// No _dmarc.daneee.user.example: user.example's record
+				// applies with its sp= (RFC 7489 §6.6.3, §6.3).
+				if r.DMARC.OrgDomain != "user.example" || r.DMARC.Policy != "quarantine" || !r.DMARC.Valid {
+					t.Errorf("DMARC %+v", r.DMARC)
+				}
+				// The personas take any sender (internal/smtpd: TLS 1.0
+				// and up, Go's default suites): old versions, no weak
+				// suite.
+				a := r.MX.Hosts[0].Addresses[0]
+				var got []string
+				for _, v := range a.TLS.Versions {
+					got = append(got, v.Version+" "+v.Result)
+				}
+				if want := []string{"TLS 1.0 accepted", "TLS 1.1 accepted", "TLS 1.2 accepted", "TLS 1.3 accepted"}; !slices.Equal(got, want) {
+					t.Errorf("versions %v, want %v", got, want)
+				}
+				if a.TLS.WeakProbe != checkreport.ProbeRefused || !r.Has(checkreport.CodeLegacyAccepted) || r.Has(checkreport.CodeCipherWeak) ||
+					!slices.Contains(r.Sentences, "Domain does not accept weak cipher suites (good).") {
+					t.Errorf("weak probe %q, findings %+v, sentences %q", a.TLS.WeakProbe, r.Findings, r.Sentences)
+				}
+			}},
+		{domain: "multi.user.example", colour: colour.Yellow, // the certificates name the personas, not mx1/mx2
+			want: []string{checkreport.CodeSTARTTLSOffered, checkreport.CodeCertNameMismatch},
+			check: func(t *testing.T, r *checkreport.Report) {
+				var got []string
+				for _, h := range r.MX.Hosts {
+					for _, a := range h.Addresses {
+						got = append(got, h.Name+" "+a.IP+" "+a.Status)
+					}
+				}
+				slices.Sort(got) // the resolver's order of the A records varies
+				want := []string{"mx1.multi.user.example 127.0.3.6 ok", "mx1.multi.user.example 127.0.3.7 ok", "mx2.multi.user.example 127.0.3.2 ok"}
+				if !slices.Equal(got, want) {
+					t.Errorf("tested %q, want every host and address %q", got, want)
+				}
+				var text strings.Builder
+				if err := r.WriteText(&text); err != nil {
+					t.Fatal(err)
+				}
+				for _, ip := range []string{"127.0.3.6", "127.0.3.7", "127.0.3.2"} {
+					if !strings.Contains(text.String(), ip) {
+						t.Errorf("the text report does not show %s:\n%s", ip, text.String())
+					}
+				}
+			}},
+		{domain: "multi.user.example", colour: colour.Yellow,
+			tweak: func(o *inbound.Options) { o.MaxHosts, o.MaxAddresses = 1, 1 },
+			check: func(t *testing.T, r *checkreport.Report) {
+				if len(r.MX.Hosts) != 1 || r.MX.Omitted != 1 || len(r.MX.Hosts[0].Addresses) != 1 || r.MX.Hosts[0].OmittedAddresses != 1 {
+					t.Errorf("limits 1/1: hosts %+v, omitted %d", r.MX.Hosts, r.MX.Omitted)
+				}
+			}},
 		{domain: "roll.user.example", colour: colour.Green,
 			want: []string{checkreport.CodeDANEValid, checkreport.CodeDANERolloverReady, checkreport.CodeCertNameMismatch}},
 		{domain: "pkix.user.example", colour: colour.Yellow,

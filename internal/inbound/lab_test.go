@@ -351,6 +351,15 @@ func startLab(t testing.TB) *lab {
 		`good.user.example. 60 IN TXT "v=spf1 mx -all"`,
 		`_dmarc.good.user.example. 60 IN TXT "v=DMARC1; p=reject; rua=mailto:dmarc@good.user.example"`,
 		"daneee.user.example. 60 IN MX 10 mx4."+labZoneA+".",
+		// The organizational domain's DMARC record: the user.example
+		// subdomains without their own inherit sp= (RFC 7489 §6.6.3).
+		`_dmarc.user.example. 60 IN TXT "v=DMARC1; p=reject; sp=quarantine"`,
+		// Two MX hosts, the first with two addresses: each is tested.
+		"multi.user.example. 60 IN MX 10 mx1.multi.user.example.",
+		"multi.user.example. 60 IN MX 20 mx2.multi.user.example.",
+		"mx1.multi.user.example. 60 IN A 127.0.3.6",
+		"mx1.multi.user.example. 60 IN A 127.0.3.7",
+		"mx2.multi.user.example. 60 IN A "+labShared.String(),
 		"bogus.user.example. 60 IN MX 10 mx.bogus.user.example.",
 		"mx.bogus.user.example. 60 IN A 127.0.3.6",
 		"pkix.user.example. 60 IN MX 10 mx.pkix.user.example.",

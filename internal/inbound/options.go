@@ -56,6 +56,10 @@ type Options struct {
 	MaxHosts int
 	// MaxAddresses bounds the addresses tested per host; 0 means 4.
 	MaxAddresses int
+	// SkipTLSVersions leaves out the extra sessions that find which TLS
+	// versions and weak cipher suites an address accepts (up to four
+	// more per address; docs/inbound.md): one session per address only.
+	SkipTLSVersions bool
 
 	// Port is the SMTP port asked for; 0 means 25. Dial connects to
 	// "ip:Port"; nil means a net.Dialer. Tests map port 25 to their

@@ -48,6 +48,9 @@ func (c *checker) probe(ctx context.Context, host, altName string, ip netip.Addr
 	a := Address{IP: ip.String(), EHLO: []string{}, DANE: DANEInfo{Matched: []string{}}}
 	p := &probe{c: c, host: host, altName: altName, ip: ip, a: &a, ctx: ctx}
 	p.run()
+	if a.TLS != nil && !c.opts.SkipTLSVersions {
+		c.probeVersions(ctx, host, ip, &a)
+	}
 	return a
 }
 

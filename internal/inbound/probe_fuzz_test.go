@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 )
 
 // FuzzProbe plays an SMTP server that sends arbitrary bytes: the probe
@@ -66,6 +69,19 @@ func FuzzProbe(f *testing.F) {
 		}
 		if len(a.Banner) > maxBanner+4 || len(a.EHLO) > maxEHLOKeys {
 			t.Fatalf("unbounded: banner %d, EHLO %d", len(a.Banner), len(a.EHLO))
+		}
+		// The extra sessions of the version probe (tlsversions.go) read
+		// the same bytes: they end refused or unknown, never accepted
+		// without a handshake, and within their deadlines too.
+		cfg := c.tlsConfig("mx.fuzz.example")
+		cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, tls.VersionTLS10
+		start = time.Now()
+		_, result, detail := c.tryHandshake(ctx, netip.MustParseAddr("192.0.2.1"), cfg)
+		if took := time.Since(start); took > 1500*time.Millisecond {
+			t.Fatalf("version probe took %s", took)
+		}
+		if result != checkreport.ProbeRefused && result != checkreport.ProbeUnknown {
+			t.Fatalf("version probe of arbitrary bytes: %q (%s)", result, detail)
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/emersion/go-msgauth/dmarc"
+	"golang.org/x/net/publicsuffix"
 
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/resolver"
@@ -87,44 +88,68 @@ func onlyLimitErrors(err error) bool {
 	return len(errs) > 0
 }
 
-// checkDMARC reads the DMARC record at _dmarc.<domain> (RFC 7489 §6.1,
-// §6.6.3: exactly one record starting with "v=DMARC1"). The
-// organizational-domain fallback of §6.6.3 needs the public suffix list
-// and is not done: a subdomain without its own record shows "none".
+// checkDMARC reads the DMARC record that applies to the domain (RFC 7489
+// §6.6.3): its own at _dmarc.<domain>, or, when it has none, the
+// organizational domain's (the public suffix plus one label, from the
+// public suffix list of golang.org/x/net/publicsuffix), whose sp= (else
+// p=) is the policy for its subdomains (§6.3).
 func (c *checker) checkDMARC(ctx context.Context) checkreport.DMARCInfo {
-	var info checkreport.DMARCInfo
-	txts, err := c.dns.txt(ctx, "_dmarc."+c.domain)
+	info, found := c.readDMARC(ctx, c.domain)
+	if found || info.Error != "" {
+		return info
+	}
+	org, err := publicsuffix.EffectiveTLDPlusOne(c.domain)
+	if err != nil || org == c.domain {
+		return info // the domain is itself an organizational domain (or a public suffix)
+	}
+	orgInfo, found := c.readDMARC(ctx, org)
+	if !found && orgInfo.Error == "" {
+		return info
+	}
+	orgInfo.OrgDomain = org
+	return orgInfo
+}
+
+// readDMARC reads the DMARC record at _dmarc.<domain> (RFC 7489 §6.1,
+// §6.6.3: exactly one record starting with "v=DMARC1"); found is false
+// when there is none (a failed look-up sets Error instead). The policy
+// for a subdomain is taken when domain is not the checked domain.
+func (c *checker) readDMARC(ctx context.Context, domain string) (info checkreport.DMARCInfo, found bool) {
+	txts, err := c.dns.txt(ctx, "_dmarc."+domain)
 	if err != nil {
 		info.Error = "look-up failed: " + untrusted.Printable(err.Error(), 300)
-		c.errorf("DMARC record: %v", err)
-		return info
+		c.errorf("DMARC record at _dmarc.%s: %v", domain, err)
+		return info, false
 	}
-	var found []string
+	var records []string
 	for _, t := range txts {
 		if v, _, _ := strings.Cut(t, ";"); strings.EqualFold(strings.TrimSpace(v), "v=DMARC1") {
-			found = append(found, t)
+			records = append(records, t)
 		}
 	}
-	switch len(found) {
+	switch len(records) {
 	case 0:
-		return info
+		return info, false
 	case 1:
 	default:
 		info.Present = true
-		info.Record = untrusted.Printable(found[0], 1000)
-		info.Error = fmt.Sprintf("%d DMARC records; RFC 7489 §6.6.3 says to ignore them all", len(found))
-		return info
+		info.Record = untrusted.Printable(records[0], 1000)
+		info.Error = fmt.Sprintf("%d DMARC records; RFC 7489 §6.6.3 says to ignore them all", len(records))
+		return info, true
 	}
 	info.Present = true
-	info.Record = untrusted.Printable(found[0], 1000)
-	rec, err := parseDMARC(found[0])
+	info.Record = untrusted.Printable(records[0], 1000)
+	rec, err := parseDMARC(records[0])
 	if err != nil {
 		info.Error = untrusted.Printable(err.Error(), 300)
-		return info
+		return info, true
 	}
 	info.Valid = true
 	info.Policy = string(rec.Policy)
-	return info
+	if domain != c.domain && rec.SubdomainPolicy != "" {
+		info.Policy = string(rec.SubdomainPolicy) // RFC 7489 §6.3 "sp"
+	}
+	return info, true
 }
 
 // parseDMARC is dmarc.Parse without its panics: a parser of untrusted

@@ -29,14 +29,27 @@ type ProviderRow struct {
 	DKIM                Cell          `json:"dkim"`
 	ARC                 Cell          `json:"arc"`
 	InboundColour       colour.Colour `json:"inbound_colour,omitempty"`
-	Comments            string        `json:"comments"`
+	// InboundChecked is when the inbound check that gave InboundColour
+	// ran (absent without one).
+	InboundChecked time.Time `json:"inbound_checked,omitzero"`
+	Comments       string    `json:"comments"`
+	// OperatorComment and Footnotes are the operator's notes on the
+	// provider (web.provider_notes_file, internal/providernotes).
+	OperatorComment string   `json:"operator_comment,omitempty"`
+	Footnotes       []string `json:"footnotes,omitempty"`
 }
 
-// Provider builds a provider's row from its latest final verdict; ok is
-// false for a provider without a test yet (the row then says so).
+// Provider builds a provider's row from its latest final verdict and the
+// latest inbound check of its domain (nil: none); ok is false for a
+// provider without a test yet (the row then says so).
 func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbound *Inbound) ProviderRow {
 	row := ProviderRow{Domain: domain, Tested: tested, Policy: string(v.Policy), Colour: VerdictColour(v)}
 	unknown := Cell{"?", colour.Grey}
+	// The inbound check is the domain's as a receiver: shown beside the
+	// outbound verdict, with or without a test.
+	if inbound != nil {
+		row.InboundColour, row.InboundChecked = inbound.Colour, inbound.CheckedAt
+	}
 	if !ok {
 		row.Policy, row.Colour = "", colour.Grey
 		row.Encryption, row.AdequateCertificate, row.RFC7672 = unknown, unknown, unknown
@@ -92,9 +105,6 @@ func Provider(domain string, tested time.Time, v verdict.Verdict, ok bool, inbou
 	row.EncryptionMandatory = cell(verdict.FactEnforcesEncryption, colour.Green, colour.Red)
 	row.DKIM = cell(verdict.FactSignsDKIM, colour.Green, colour.White)
 	row.ARC = cell(verdict.FactSignsARC, colour.Green, colour.White)
-	if inbound != nil {
-		row.InboundColour = inbound.Colour
-	}
 	row.Comments = redactText(v.Why)
 	if !v.Complete {
 		row.Comments = "not settled: " + row.Comments

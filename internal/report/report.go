@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/untrusted"
@@ -44,16 +45,31 @@ const (
 type Sentence struct {
 	Text   string `json:"text"` // without the rating
 	Rating Rating `json:"rating"`
+	// Confidence is how sure a statement about the sender is (proven:
+	// seen; likely: inferred from what did not happen; unknown), Evidence
+	// the connections of the history it rests on; absent for the
+	// headline.
+	Confidence verdict.Confidence `json:"confidence,omitempty"`
+	Evidence   []int64            `json:"evidence,omitempty"`
+	// Advice is what to change, for a finding that is bad or weak.
+	Advice *Advice `json:"advice,omitempty"`
+	lang   i18n.Lang
 }
 
-// String is the sentence as the seed writes it: "... (good)."
+// String is the sentence as the seed writes it: "... (good).", with the
+// rating in the sentence's language.
 func (s Sentence) String() string {
 	t := strings.TrimSuffix(s.Text, ".")
-	if s.Rating == Info || s.Rating == "" {
+	if s.Rating == Info || s.Rating == "" || s.Rating == Unknown && s.Confidence == verdict.Unknown {
+		// An open question says "still unknown" itself.
 		return t + "."
 	}
-	return t + " (" + string(s.Rating) + ")."
+	return t + " (" + i18n.T(s.lang, ratingKey(s.Rating)) + ")."
 }
+
+// EvidenceText is "connections #3, #4" in the sentence's language ("" for
+// none): the history lines it rests on.
+func (s Sentence) EvidenceText() string { return evidenceText(s.lang, s.Evidence) }
 
 // Phase is where a test stands, for the live page.
 type Phase string
@@ -99,6 +115,8 @@ type Input struct {
 	Mail        *MailStatus // nil: not known (the mail itself)
 	URL         string      // the private web report
 	Location    *time.Location
+	// Lang is the language of the report's words (default English).
+	Lang i18n.Lang
 	// Untied are the connections no test claimed (yet) from the networks
 	// of the test's sending server and of its creator, newest first: the
 	// live page shows them so that a user sees their server connect (and
@@ -120,14 +138,18 @@ type Input struct {
 // Report is the model both renderings are made from. The JSON form is the
 // API's (docs/api/report.schema.json).
 type Report struct {
-	Test       string        `json:"test"`
-	Created    time.Time     `json:"created"`
-	Sender     string        `json:"sender"` // redacted envelope sender of the test mail
-	Domain     string        `json:"domain"` // its domain
-	Final      bool          `json:"final"`
-	Phase      Phase         `json:"phase"`
-	PhaseText  string        `json:"phase_text"`
-	Policy     string        `json:"policy"`
+	Test      string    `json:"test"`
+	Created   time.Time `json:"created"`
+	Sender    string    `json:"sender"` // redacted envelope sender of the test mail
+	Domain    string    `json:"domain"` // its domain
+	Final     bool      `json:"final"`
+	Phase     Phase     `json:"phase"`
+	PhaseText string    `json:"phase_text"`
+	Policy    string    `json:"policy"`
+	// Lang is the language of the report's words: "en" or "de".
+	Lang i18n.Lang `json:"lang"`
+	// Summary is the verdict in one line a non-specialist understands.
+	Summary    string        `json:"summary"`
 	Complete   bool          `json:"complete"`
 	Colour     colour.Colour `json:"colour"`
 	Headline   Sentence      `json:"headline"`
@@ -242,35 +264,38 @@ func Build(in Input) Report {
 	if loc == nil {
 		loc = time.UTC
 	}
+	in.Lang = in.Lang.Or(i18n.English)
+	l := in.Lang
 	v := in.Verdict
 	r := Report{
 		Test: in.Test.ID, Created: in.Test.Created.In(loc),
 		Sender: Redact(in.Test.Sender), Domain: domainOf(in.Test.Sender),
 		Final: in.Final, Policy: string(v.Policy), Complete: v.Complete,
 		Why: redactText(v.Why), Attempts: v.Attempts, Connections: len(in.Connections),
-		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(), SendingServer: in.Test.SendingServer,
+		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(), SendingServer: in.Test.SendingServer, Lang: l,
 	}
 	for _, c := range v.Candidates {
 		r.Candidates = append(r.Candidates, string(c))
 	}
 	r.Phase, r.PhaseText = phase(in)
 	r.Colour = VerdictColour(v)
-	r.Headline = headline(v, in.Final)
+	r.Headline = headline(l, v, in.Final)
+	r.Summary = summary(l, v, in.Final)
 	for _, c := range in.Connections {
-		r.History = append(r.History, historyLine(c, loc))
+		r.History = append(r.History, historyLine(l, c, loc))
 	}
 	for _, c := range in.Untied {
-		r.Untied = append(r.Untied, untiedLine(c, loc))
+		r.Untied = append(r.Untied, untiedLine(l, c, loc))
 	}
 	r.DNSLookups = []LookupLine{}
 	for _, q := range in.DNSLookups {
-		r.DNSLookups = append(r.DNSLookups, lookupLine(q, loc))
+		r.DNSLookups = append(r.DNSLookups, lookupLine(l, q, loc))
 	}
 	r.PolicyFetches = []FetchLine{}
 	for _, f := range in.PolicyFetches {
-		l := FetchLine{Time: f.Time.In(loc).Format(timeLayout), Client: f.Client.Addr().Unmap().String(), Host: untrusted.Printable(f.SNI, 255)}
-		l.Text = fmt.Sprintf("%s %s fetched the MTA-STS policy of %s", l.Time, l.Client, l.Host)
-		r.PolicyFetches = append(r.PolicyFetches, l)
+		fl := FetchLine{Time: f.Time.In(loc).Format(timeLayout), Client: f.Client.Addr().Unmap().String(), Host: untrusted.Printable(f.SNI, 255)}
+		fl.Text = i18n.T(l, "report.fetch", fl.Time, fl.Client, fl.Host)
+		r.PolicyFetches = append(r.PolicyFetches, fl)
 	}
 	if len(in.SharedSendingAddrs) > 0 {
 		addrs := make([]string, len(in.SharedSendingAddrs))
@@ -278,17 +303,16 @@ func Build(in Input) Report {
 			addrs[i] = a.String()
 		}
 		// The other tests are other users': not named, only counted.
-		r.TieNote = "Connections from " + strings.Join(addrs, ", ") + " could belong to this test or to another open test naming the same sending server; " +
-			"only a test mail's RCPT TO can tell, so those that named no test are not counted."
+		r.TieNote = i18n.T(l, "report.tie-note", strings.Join(addrs, ", "))
 	}
-	r.Outbound, r.StillOpen = diagnosis(v)
+	r.Outbound, r.StillOpen = diagnosis(l, v, in.Final)
 	r.Authentication = authSection(in.Connections)
 	r.Facts = factsOf(v, r.Authentication)
 	r.Inbound = inboundSection(in)
 	if r.Mail != nil {
 		m := *r.Mail
 		m.To = Redact(m.To)
-		m.Reason = redactText(m.Reason)
+		m.Reason = i18n.Text(l, redactText(m.Reason))
 		r.Mail = &m
 	}
 	return r
@@ -342,222 +366,9 @@ func VerdictColour(v verdict.Verdict) colour.Colour {
 	return c
 }
 
-// behaviourHeadlines are the headlines of a verdict with a named
-// behaviour: the behaviour is the finding, and the policy's own headline
-// would claim what the behaviour defeats ("with DANE deciding where both
-// apply").
-var behaviourHeadlines = map[string]Sentence{
-	verdict.BehaviourPlainFallback:       {"Looks like your mail server verifies certificates, then falls back to plain text: an attacker who breaks the TLS handshake reads your mail", Bad},
-	verdict.BehaviourVerifyWhenOffered:   {"Looks like your mail server verifies certificates when STARTTLS is offered but sends in plain text when it is not: an attacker who strips STARTTLS reads your mail", Bad},
-	verdict.BehaviourMTASTSOverridesDANE: {"Looks like your mail server uses RFC 7672 DANE and RFC 8461 MTA-STS, but lets MTA-STS override a failed DANE validation, which RFC 8461 §2 forbids: a CA certificate for your receiver's host gets your mail even where its TLSA record says otherwise", Weak},
-	verdict.BehaviourDANEWithoutDNSSEC:   {"Looks like your mail server applies RFC 7672 DANE, but its resolver does not validate DNSSEC: an attacker forges or strips the TLSA records, so DANE protects nothing", Weak},
-}
-
-// phase tells where the test stands.
-func phase(in Input) (Phase, string) {
-	if in.Final {
-		return PhaseDone, "Done: the verdict is final."
-	}
-	if len(in.Connections) == 0 {
-		return PhaseWaiting, "Waiting for your mail."
-	}
-	first := in.Connections[0].Started
-	for _, c := range in.Connections {
-		if c.Started.Before(first) {
-			first = c.Started
-		}
-	}
-	if in.DowngradeWindow > 0 && in.Now.Before(first.Add(in.DowngradeWindow)) {
-		left := first.Add(in.DowngradeWindow).Sub(in.Now).Round(time.Second)
-		return PhaseDowngrade, fmt.Sprintf("Downgrade window: STARTTLS is withheld (a simulated attack) for %s more.", left)
-	}
-	if !in.Test.Acked.IsZero() || in.Test.State == store.TestAcked {
-		return PhaseWaiting, "Your mail was accepted; waiting for the last connections before the verdict is final."
-	}
-	return PhaseRotating, "STARTTLS is offered; the MX priorities rotate and your server is asked to retry until enough servers were tried."
-}
-
-// headlines are the headline of each policy the verdict can settle on.
-var headlines = map[verdict.Policy]Sentence{
-	verdict.PolicyDANEOnly:     {"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 (Postfix: dane-only)", VeryGood},
-	verdict.PolicyDANE:         {"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 where the receiver publishes TLSA records (Postfix: dane)", VeryGood},
-	verdict.PolicyDANEMTASTS:   {"Looks like your mail server uses RFC 7672 and RFC 8461 MTA-STS, with DANE deciding where both apply (Postfix: dane with an MTA-STS resolver)", VeryGood},
-	verdict.PolicyMTASTS:       {"Looks like your mail server uses RFC 8461 MTA-STS, not RFC 7672 DANE", Good},
-	verdict.PolicyVerify:       {"Looks like your mail server enforces encryption with certificates trusted by a CA (Postfix: verify), not RFC 7672 DANE", Good},
-	verdict.PolicyEncrypt:      {"Looks like your mail server enforces encryption but accepts any certificate (Postfix: encrypt): an attacker with a certificate of his own can read along", Weak},
-	verdict.PolicyMay:          {"Looks like your mail server encrypts only when the receiver offers STARTTLS (Postfix: may): an attacker who strips STARTTLS reads your mail", Bad},
-	verdict.PolicyNone:         {"Looks like your mail server never encrypts (Postfix: none)", VeryBad},
-	verdict.PolicyInconsistent: {"Your mail server's behaviour fits no policy of the table; see the connection history", Unknown},
-}
-
-func headline(v verdict.Verdict, final bool) Sentence {
-	if v.Policy != verdict.PolicyUnknown {
-		for _, b := range v.Behaviours {
-			if h, ok := behaviourHeadlines[b.Name]; ok {
-				return h
-			}
-		}
-	}
-	if h, ok := headlines[v.Policy]; ok {
-		return h
-	}
-	if len(v.Candidates) > 0 && (final || v.Complete) {
-		return Sentence{"The test could not tell apart: " + joinCands(v.Candidates), Unknown}
-	}
-	if len(v.Candidates) > 0 && v.Attempts > 0 {
-		return Sentence{"The test is still running; still possible: " + joinCands(v.Candidates), Unknown}
-	}
-	return Sentence{"No connection from your mail server yet", Unknown}
-}
-
-func joinCands(ps []verdict.Policy) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = string(p)
-	}
-	return strings.Join(s, ", ")
-}
-
-// daneFamily: policies for which PKIX does not matter where DANE decides.
-func daneFamily(p verdict.Policy) bool {
-	return p == verdict.PolicyDANE || p == verdict.PolicyDANEOnly || p == verdict.PolicyDANEMTASTS
-}
-
-// daneVerdict: the verdict is, or can only become, a DANE policy.
-func daneVerdict(v verdict.Verdict) bool {
-	if daneFamily(v.Policy) {
-		return true
-	}
-	if len(v.Candidates) == 0 {
-		return false
-	}
-	for _, c := range v.Candidates {
-		if !daneFamily(c) {
-			return false
-		}
-	}
-	return true
-}
-
-// diagnosis turns the verdict's facts into sentences: what is known, with
-// good/bad, and what is still unknown with what would settle it.
-func diagnosis(v verdict.Verdict) (known, open []Sentence) {
-	for _, b := range v.Behaviours {
-		rating := Bad
-		if b.Name == verdict.BehaviourMTASTSOverridesDANE || b.Name == verdict.BehaviourDANEWithoutDNSSEC {
-			rating = Weak
-		}
-		known = append(known, Sentence{"Your mail server " + redactText(b.Text), rating})
-	}
-	for _, f := range v.Facts {
-		if f.Confidence == verdict.Unknown {
-			s := "Still unknown whether your mail server " + verbOf(f.Name) + ": " + f.Why
-			if f.Settle != "" {
-				s += " (would be settled by " + f.Settle + ")"
-			}
-			open = append(open, Sentence{redactText(s), Unknown})
-			continue
-		}
-		s := factSentence(f, daneVerdict(v))
-		if f.Caveat != "" {
-			// A fact that holds but protects less than it says.
-			s.Text += ", but " + redactText(f.Caveat)
-			if s.Rating == VeryGood || s.Rating == Good {
-				s.Rating = Weak
-			}
-		}
-		if f.Confidence == verdict.Likely {
-			s.Text += " (inferred from what did not happen)"
-		}
-		known = append(known, s)
-	}
-	if v.ZoneB != "" && v.Attempts > 0 {
-		known = append(known, Sentence{"Toward a domain without DANE and MTA-STS (zone B): " + v.ZoneB, Info})
-	}
-	return known, open
-}
-
-// verbOf turns a fact name into the predicate of "whether your mail server ...".
-func verbOf(name string) string {
-	switch name {
-	case verdict.FactRespectsRFC8461S2:
-		return "keeps MTA-STS from overriding a failed DANE validation (RFC 8461 §2)"
-	case verdict.FactRetries:
-		return "retries after a refused STARTTLS"
-	case verdict.FactUsesIPv6:
-		return "delivers over IPv6"
-	}
-	return name
-}
-
-// factWording is what a settled fact says when its sentence has the one
-// form "yes", or "no: why": the sentence if the fact holds, if not, and
-// their ratings.
-var factWording = map[string]struct {
-	yes, no   string
-	good, bad Rating
-}{
-	verdict.FactValidatesPKIX:     {"It validates certificates (trusted CA and host name)", "It does not validate certificates", Good, Bad},
-	verdict.FactValidatesDANE:     {"It validates RFC 7672 DANE TLSA records", "It does not use RFC 7672 DANE", VeryGood, Bad},
-	verdict.FactAppliesMTASTS:     {"It applies the receiver's RFC 8461 MTA-STS policy", "It does not apply RFC 8461 MTA-STS", Good, Info},
-	verdict.FactRespectsRFC8461S2: {"MTA-STS does not override a failed DANE validation (RFC 8461 §2)", "MTA-STS overrides a failed DANE validation, against RFC 8461 §2", Good, Bad},
-	verdict.FactRetries:           {"It came back after the refused STARTTLS instead of giving up", "It did not retry after the refused STARTTLS", Good, Weak},
-	verdict.FactUsesIPv6:          {"It delivers over IPv6", "It does not deliver over IPv6", Info, Info},
-	verdict.FactValidatesDNSSEC:   {"Its resolver validates DNSSEC", "Its resolver does not validate DNSSEC", Good, Bad},
-	verdict.FactSignsDKIM:         {"Your mails carry a DKIM signature that verifies", "Your mails are not DKIM-signed", Good, Bad},
-	verdict.FactSignsARC:          {"Your mails carry an ARC seal", "Your mails carry no ARC seal", Info, Info},
-}
-
-func factSentence(f verdict.Fact, dane bool) Sentence {
-	why := redactText(f.Why)
-	switch f.Name {
-	case verdict.FactEnforcesEncryption:
-		if f.Value {
-			return Sentence{"Your mail server refused to send in plain text while STARTTLS was withheld (a simulated downgrade attack)", Good}
-		}
-		if !strings.Contains(f.Why, "withheld") {
-			// Not the downgrade window: a plain-text fallback after a
-			// failed handshake, say.
-			return Sentence{"Your mail server does not enforce encryption: it " + why, Bad}
-		}
-		return Sentence{"Your mail server sent in plain text while STARTTLS was withheld: a downgrade attack would succeed", Bad}
-	case verdict.FactValidatesPKIX:
-		if !f.Value && dane {
-			return Sentence{"Certificates are checked by DANE, not by a CA: " + why, Info}
-		}
-	case verdict.FactSignsDKIM:
-		// A signature that does not verify is no signature: never
-		// "signed (good)" (its Why is the result, "DKIM: fail (…): …").
-		switch {
-		case f.Value:
-			return Sentence{"Your mails carry a DKIM signature that verifies: " + why, Good}
-		case strings.HasPrefix(f.Why, "DKIM: "):
-			return Sentence{"Your mails' DKIM signature does not verify: " + why, Bad}
-		}
-	case verdict.FactSendsSNI:
-		if f.Value {
-			return Sentence{"It sends SNI (the server name) in the TLS handshake", Info}
-		}
-		if strings.Contains(f.Why, "verifies certificates") {
-			return Sentence{"It " + why, Bad}
-		}
-		return Sentence{"It sends no SNI in the TLS handshake", Info}
-	}
-	if w, ok := factWording[f.Name]; ok {
-		if f.Value {
-			return Sentence{w.yes, w.good}
-		}
-		return Sentence{w.no + ": " + why, w.bad}
-	}
-	if f.Value {
-		return Sentence{f.Name + ": yes (" + why + ")", Info}
-	}
-	return Sentence{f.Name + ": no (" + why + ")", Info}
-}
-
 // historyLine renders one connection as the seed does:
 // "27.08.2022 22:51:04 – 22:51:08 (Server 4, encrypted, Mail): From: <j***@example.org> To: <t***@a.example> Signatures: Dkim".
-func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
+func historyLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) HistoryLine {
 	enc := c.TLSVersion != ""
 	h := HistoryLine{ID: c.ID, Start: c.Started.In(loc).Format(timeLayout), Server: c.Persona, Encrypted: enc,
 		State: string(c.State), EHLO: c.EHLO, SNI: c.SNI, Reply: redactText(c.Reply), TiedBy: c.TiedBy}
@@ -594,33 +405,33 @@ func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 	if c.Persona > 0 {
 		server = fmt.Sprint(c.Persona)
 	}
-	tls := "plain text"
+	tls := i18n.T(l, "report.history.plain")
 	switch {
 	case enc:
-		tls = "encrypted"
+		tls = i18n.T(l, "report.history.encrypted")
 	case c.State == store.StateSniSeen || c.CertPersona != 0:
 		// RFC 8446: a ClientHello came, the handshake did not complete
 		// (the sender refused the certificate).
-		tls = "TLS aborted"
+		tls = i18n.T(l, "report.history.aborted")
 	}
 	end := h.End
 	if end == "" {
 		end = "…"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s – %s (Server %s, %s, %s):", h.Start, end, server, tls, c.State)
+	fmt.Fprintf(&b, "%s – %s (%s):", h.Start, end, i18n.T(l, "report.history.server", server, tls, string(c.State)))
 	if mail {
-		fmt.Fprintf(&b, " From: <%s> To: <%s>", h.From, strings.Join(h.To, ">, <"))
+		b.WriteString(" " + i18n.T(l, "report.history.envelope", h.From, strings.Join(h.To, ">, <")))
 		if len(sigs) > 0 {
-			b.WriteString(" Signatures: " + strings.Join(sigs, ", "))
+			b.WriteString(" " + i18n.T(l, "report.history.signatures", strings.Join(sigs, ", ")))
 		}
 	}
 	switch c.TiedBy {
 	case store.TiedBySendingServer:
 		// The connection never named the test: say why it counts.
-		b.WriteString(" [from your sending server]")
+		b.WriteString(" " + i18n.T(l, "report.history.tied-server"))
 	case store.TiedByClient:
-		b.WriteString(" [tied: same address as a connection that named this test]")
+		b.WriteString(" " + i18n.T(l, "report.history.tied-client"))
 	}
 	h.Text = b.String()
 	return h
@@ -628,7 +439,7 @@ func historyLine(c store.SMTPConnection, loc *time.Location) HistoryLine {
 
 // lookupLine describes a DNS look-up: "your resolver 192.0.2.53 looked up
 // TLSA for mx4.s001.A at 12:00:01, asking for DNSSEC".
-func lookupLine(q store.DNSQuery, loc *time.Location) LookupLine {
+func lookupLine(lang i18n.Lang, q store.DNSQuery, loc *time.Location) LookupLine {
 	l := LookupLine{Time: q.Time.In(loc).Format(timeLayout), Resolver: q.Client.Addr().Unmap().String(),
 		Name: untrusted.Printable(strings.TrimSuffix(q.Name, "."), 255), Type: dns.TypeToString[q.Type],
 		DNSSEC: q.DO, Answer: dns.RcodeToString[q.Rcode], Count: max(q.Count, 1)}
@@ -642,38 +453,34 @@ func lookupLine(q store.DNSQuery, loc *time.Location) LookupLine {
 	// §2.2.3): say the host.
 	what := l.Name
 	if host, ok := strings.CutPrefix(l.Name, "_25._tcp."); ok && q.Type == dns.TypeTLSA {
-		what = host + " (port 25)"
+		what = i18n.T(lang, "report.lookup.port25", host)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s your resolver %s looked up %s for %s", l.Time, l.Resolver, l.Type, what)
+	key := "report.lookup.plain"
 	if l.DNSSEC {
-		b.WriteString(", asking for DNSSEC")
-	} else {
-		b.WriteString(", without asking for DNSSEC")
+		key = "report.lookup.dnssec"
 	}
-	fmt.Fprintf(&b, " (%s", l.Answer)
+	answer := l.Answer
 	if l.Count > 1 {
-		fmt.Fprintf(&b, ", %d times", l.Count)
+		answer = i18n.T(lang, "report.lookup.times", l.Answer, fmt.Sprint(l.Count))
 	}
-	b.WriteString(")")
-	l.Text = b.String()
+	l.Text = i18n.T(lang, key, l.Time, l.Resolver, l.Type, what, answer)
 	return l
 }
 
 // untiedLine describes a connection not tied to any test.
-func untiedLine(c store.SMTPConnection, loc *time.Location) UntiedLine {
+func untiedLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) UntiedLine {
 	server := c.Persona
 	if server == 0 {
 		server = c.CertPersona // the certificate shown says which persona
 	}
 	u := UntiedLine{ID: c.ID, Start: c.Started.In(loc).Format(timeLayout), Client: c.Client.Addr().Unmap().String(),
 		Server: server, SNI: c.SNI != "", State: string(c.State), Failure: untrusted.Printable(redactText(c.Error), 200)}
-	sni := "no SNI"
+	sni := i18n.T(l, "report.untied.no-sni")
 	if u.SNI {
 		sni = "SNI " + untrusted.Printable(c.SNI, 80)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s from %s (Server %d, %s, %s)", u.Start, u.Client, u.Server, sni, u.State)
+	b.WriteString(i18n.T(l, "report.untied", u.Start, u.Client, fmt.Sprint(u.Server), sni, u.State))
 	if u.Failure != "" {
 		b.WriteString(": " + u.Failure)
 	}
@@ -685,9 +492,9 @@ func inboundSection(in Input) InboundSection {
 	if in.Inbound == nil {
 		note := in.InboundNote
 		if note == "" {
-			note = "Inbound check not available."
+			note = i18n.T(in.Lang, "report.inbound.none")
 		}
-		return InboundSection{Note: note}
+		return InboundSection{Note: i18n.Text(in.Lang, note)}
 	}
 	ib := in.Inbound
 	s := InboundSection{Available: true, Domain: ib.Domain, Colour: ib.Colour, Reason: redactText(ib.ColourReason)}

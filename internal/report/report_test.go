@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/inbound/checkreport"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/verdict"
@@ -274,15 +275,7 @@ func TestNamedBehaviours(t *testing.T) {
 func TestGolden(t *testing.T) {
 	for _, g := range goldenCases() {
 		t.Run(g.name, func(t *testing.T) {
-			r := Build(g.in)
-			txt, err := Text(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			html, err := HTML(r)
-			if err != nil {
-				t.Fatal(err)
-			}
+			txt, html := renderBoth(t, Build(g.in))
 			checkGolden(t, g.name+".txt", txt)
 			checkGolden(t, g.name+".html", html)
 			for _, out := range []string{txt, html} {
@@ -292,6 +285,19 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// renderBoth is r as text and as HTML.
+func renderBoth(t *testing.T, r Report) (text, html string) {
+	t.Helper()
+	text, err := Text(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if html, err = HTML(r); err != nil {
+		t.Fatal(err)
+	}
+	return text, html
 }
 
 func checkGolden(t *testing.T, name, got string) {
@@ -433,8 +439,14 @@ func TestProviderRow(t *testing.T) {
 		t.Errorf("none row: %+v", none)
 	}
 	empty := Provider("new.example", time.Time{}, verdict.Verdict{}, false, nil)
-	if empty.Comments != "not tested yet" || empty.DKIM.Value != "?" {
+	if empty.Comments != "not tested yet" || empty.DKIM.Value != "?" || empty.InboundColour != "" {
 		t.Errorf("untested row: %+v", empty)
+	}
+	// Untested outbound, checked inbound: the inbound colour and its
+	// date are shown all the same.
+	ib := inboundGreen()
+	if r := Provider("new.example", time.Time{}, verdict.Verdict{}, false, ib); r.InboundColour != colour.Green || !r.InboundChecked.Equal(ib.CheckedAt) || r.Colour != colour.Grey {
+		t.Errorf("untested row with an inbound check: %+v", r)
 	}
 }
 
@@ -498,29 +510,29 @@ func TestHeadline(t *testing.T) {
 		v    verdict.Verdict
 		want Sentence
 	}{
-		{"dane-only", verdict.Verdict{Policy: verdict.PolicyDANEOnly}, Sentence{"Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 (Postfix: dane-only)", VeryGood}},
-		{"mta-sts", verdict.Verdict{Policy: verdict.PolicyMTASTS}, Sentence{"Looks like your mail server uses RFC 8461 MTA-STS, not RFC 7672 DANE", Good}},
-		{"encrypt", verdict.Verdict{Policy: verdict.PolicyEncrypt}, Sentence{"Looks like your mail server enforces encryption but accepts any certificate (Postfix: encrypt): an attacker with a certificate of his own can read along", Weak}},
-		{"may", verdict.Verdict{Policy: verdict.PolicyMay}, Sentence{"Looks like your mail server encrypts only when the receiver offers STARTTLS (Postfix: may): an attacker who strips STARTTLS reads your mail", Bad}},
-		{"none", verdict.Verdict{Policy: verdict.PolicyNone}, Sentence{"Looks like your mail server never encrypts (Postfix: none)", VeryBad}},
-		{"inconsistent", verdict.Verdict{Policy: verdict.PolicyInconsistent}, Sentence{"Your mail server's behaviour fits no policy of the table; see the connection history", Unknown}},
+		{"dane-only", verdict.Verdict{Policy: verdict.PolicyDANEOnly}, Sentence{Text: "Mail servers with valid certificates according to RFC 7672 got a message. Looks like your mail server uses RFC 7672 (Postfix: dane-only)", Rating: VeryGood}},
+		{"mta-sts", verdict.Verdict{Policy: verdict.PolicyMTASTS}, Sentence{Text: "Looks like your mail server uses RFC 8461 MTA-STS, not RFC 7672 DANE", Rating: Good}},
+		{"encrypt", verdict.Verdict{Policy: verdict.PolicyEncrypt}, Sentence{Text: "Looks like your mail server enforces encryption but accepts any certificate (Postfix: encrypt): an attacker with a certificate of his own can read along", Rating: Weak}},
+		{"may", verdict.Verdict{Policy: verdict.PolicyMay}, Sentence{Text: "Looks like your mail server encrypts only when the receiver offers STARTTLS (Postfix: may): an attacker who strips STARTTLS reads your mail", Rating: Bad}},
+		{"none", verdict.Verdict{Policy: verdict.PolicyNone}, Sentence{Text: "Looks like your mail server never encrypts (Postfix: none)", Rating: VeryBad}},
+		{"inconsistent", verdict.Verdict{Policy: verdict.PolicyInconsistent}, Sentence{Text: "Your mail server's behaviour fits no policy of the table; see the connection history", Rating: Unknown}},
 		{"undecided, final", verdict.Verdict{Policy: verdict.PolicyUnknown, Candidates: []verdict.Policy{verdict.PolicyVerify, verdict.PolicyMTASTS}},
-			Sentence{"The test could not tell apart: verify, mta-sts", Unknown}},
+			Sentence{Text: "The test could not tell apart: verify, mta-sts", Rating: Unknown}},
 		{"undecided, running", verdict.Verdict{Policy: verdict.PolicyUnknown, Candidates: []verdict.Policy{verdict.PolicyNone, verdict.PolicyMay}, Attempts: 1},
-			Sentence{"The test is still running; still possible: none, may", Unknown}},
-		{"nothing seen", verdict.Verdict{Policy: verdict.PolicyUnknown}, Sentence{"No connection from your mail server yet", Unknown}},
+			Sentence{Text: "The test is still running; still possible: none, may", Rating: Unknown}},
+		{"nothing seen", verdict.Verdict{Policy: verdict.PolicyUnknown}, Sentence{Text: "No connection from your mail server yet", Rating: Unknown}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			final := tc.name == "undecided, final"
-			if got := headline(tc.v, final); got != tc.want {
+			if got := headline(i18n.English, tc.v, final); got.Text != tc.want.Text || got.Rating != tc.want.Rating {
 				t.Errorf("headline = %+v, want %+v", got, tc.want)
 			}
 		})
 	}
 	// Every policy the verdict can settle on has its own headline.
 	for _, p := range append(verdict.Candidates, verdict.PolicyInconsistent) {
-		if h := headline(verdict.Verdict{Policy: p}, true); h.Rating == Unknown && p != verdict.PolicyInconsistent {
+		if h := headline(i18n.English, verdict.Verdict{Policy: p}, true); h.Rating == Unknown && p != verdict.PolicyInconsistent {
 			t.Errorf("%s: no headline of its own: %+v", p, h)
 		}
 	}
@@ -534,43 +546,43 @@ func TestFactSentence(t *testing.T) {
 		want Sentence
 	}{
 		{"downgrade refused", verdict.Fact{Name: verdict.FactEnforcesEncryption, Value: true}, false,
-			Sentence{"Your mail server refused to send in plain text while STARTTLS was withheld (a simulated downgrade attack)", Good}},
+			Sentence{Text: "Your mail server refused to send in plain text while STARTTLS was withheld (a simulated downgrade attack)", Rating: Good}},
 		{"downgrade accepted", verdict.Fact{Name: verdict.FactEnforcesEncryption, Why: "sent in plain text when STARTTLS was withheld"}, false,
-			Sentence{"Your mail server sent in plain text while STARTTLS was withheld: a downgrade attack would succeed", Bad}},
+			Sentence{Text: "Your mail server sent in plain text while STARTTLS was withheld: a downgrade attack would succeed", Rating: Bad}},
 		{"plain text after a failed handshake", verdict.Fact{Name: verdict.FactEnforcesEncryption, Why: "delivered in plain text on the host whose certificate it had just refused"}, false,
-			Sentence{"Your mail server does not enforce encryption: it delivered in plain text on the host whose certificate it had just refused", Bad}},
+			Sentence{Text: "Your mail server does not enforce encryption: it delivered in plain text on the host whose certificate it had just refused", Rating: Bad}},
 		{"PKIX, yes", verdict.Fact{Name: verdict.FactValidatesPKIX, Value: true}, true,
-			Sentence{"It validates certificates (trusted CA and host name)", Good}},
+			Sentence{Text: "It validates certificates (trusted CA and host name)", Rating: Good}},
 		{"PKIX, no", verdict.Fact{Name: verdict.FactValidatesPKIX, Why: "delivered to persona 2"}, false,
-			Sentence{"It does not validate certificates: delivered to persona 2", Bad}},
+			Sentence{Text: "It does not validate certificates: delivered to persona 2", Rating: Bad}},
 		{"PKIX, no, under DANE", verdict.Fact{Name: verdict.FactValidatesPKIX, Why: "delivered to persona 4"}, true,
-			Sentence{"Certificates are checked by DANE, not by a CA: delivered to persona 4", Info}},
+			Sentence{Text: "Certificates are checked by DANE, not by a CA: delivered to persona 4", Rating: Info}},
 		{"DANE, yes", verdict.Fact{Name: verdict.FactValidatesDANE, Value: true}, false,
-			Sentence{"It validates RFC 7672 DANE TLSA records", VeryGood}},
+			Sentence{Text: "It validates RFC 7672 DANE TLSA records", Rating: VeryGood}},
 		{"MTA-STS, no", verdict.Fact{Name: verdict.FactAppliesMTASTS, Why: "no fetch"}, false,
-			Sentence{"It does not apply RFC 8461 MTA-STS: no fetch", Info}},
+			Sentence{Text: "It does not apply RFC 8461 MTA-STS: no fetch", Rating: Info}},
 		{"RFC 8461 §2, no", verdict.Fact{Name: verdict.FactRespectsRFC8461S2, Why: "persona 5"}, false,
-			Sentence{"MTA-STS overrides a failed DANE validation, against RFC 8461 §2: persona 5", Bad}},
+			Sentence{Text: "MTA-STS overrides a failed DANE validation, against RFC 8461 §2: persona 5", Rating: Bad}},
 		{"retries, no", verdict.Fact{Name: verdict.FactRetries, Why: "gave up"}, false,
-			Sentence{"It did not retry after the refused STARTTLS: gave up", Weak}},
+			Sentence{Text: "It did not retry after the refused STARTTLS: gave up", Rating: Weak}},
 		{"IPv6, yes", verdict.Fact{Name: verdict.FactUsesIPv6, Value: true}, false,
-			Sentence{"It delivers over IPv6", Info}},
+			Sentence{Text: "It delivers over IPv6", Rating: Info}},
 		{"DKIM, no", verdict.Fact{Name: verdict.FactSignsDKIM, Why: "no signature"}, false,
-			Sentence{"Your mails are not DKIM-signed: no signature", Bad}},
+			Sentence{Text: "Your mails are not DKIM-signed: no signature", Rating: Bad}},
 		{"ARC, yes", verdict.Fact{Name: verdict.FactSignsARC, Value: true}, false,
-			Sentence{"Your mails carry an ARC seal", Info}},
+			Sentence{Text: "Your mails carry an ARC seal", Rating: Info}},
 		{"SNI, yes", verdict.Fact{Name: verdict.FactSendsSNI, Value: true}, false,
-			Sentence{"It sends SNI (the server name) in the TLS handshake", Info}},
+			Sentence{Text: "It sends SNI (the server name) in the TLS handshake", Rating: Info}},
 		{"SNI, no, although it verifies", verdict.Fact{Name: verdict.FactSendsSNI, Why: "verifies certificates without SNI"}, false,
-			Sentence{"It verifies certificates without SNI", Bad}},
+			Sentence{Text: "It verifies certificates without SNI", Rating: Bad}},
 		{"SNI, no", verdict.Fact{Name: verdict.FactSendsSNI, Why: "no SNI"}, false,
-			Sentence{"It sends no SNI in the TLS handshake", Info}},
+			Sentence{Text: "It sends no SNI in the TLS handshake", Rating: Info}},
 		{"a fact without wording", verdict.Fact{Name: "new_fact", Value: true, Why: "seen"}, false,
-			Sentence{"new_fact: yes (seen)", Info}},
+			Sentence{Text: "new_fact: yes (seen)", Rating: Info}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := factSentence(tc.f, tc.dane); got != tc.want {
+			if got := factSentence(i18n.English, tc.f, tc.dane); got.Text != tc.want.Text || got.Rating != tc.want.Rating {
 				t.Errorf("factSentence = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -594,7 +606,7 @@ func TestDANEWithoutDNSSECLosesTheCredit(t *testing.T) {
 		if got := VerdictColour(v); got != tc.want {
 			t.Errorf("%s without DNSSEC validation: %s, want %s", tc.policy, got, tc.want)
 		}
-		if h := headline(v, true); !strings.Contains(h.Text, "does not validate DNSSEC") {
+		if h := headline(i18n.English, v, true); !strings.Contains(h.Text, "does not validate DNSSEC") {
 			t.Errorf("%s: headline %q", tc.policy, h.Text)
 		}
 		if got := VerdictColour(verdict.Verdict{Policy: tc.policy, Behaviours: []verdict.Behaviour{}}); got != colour.Green {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/evidence"
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/store"
@@ -62,7 +63,9 @@ func (s Source) Load(ctx context.Context, id string, now time.Time) (report.Inpu
 	if err != nil {
 		return report.Input{}, err
 	}
-	in := report.Input{Test: t, Now: now, DowngradeWindow: s.DowngradeWindow, ZoneA: s.ZoneA, ZoneB: s.ZoneB}
+	// The test's own language (its result mail's); the web shows a
+	// report in the reader's language instead (Input.Lang set after).
+	in := report.Input{Test: t, Now: now, DowngradeWindow: s.DowngradeWindow, ZoneA: s.ZoneA, ZoneB: s.ZoneB, Lang: i18n.Lang(t.Lang)}
 	res, rerr := s.Store.Result(ctx, t.ID)
 	switch {
 	case rerr == nil:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/report"
 )
 
@@ -48,9 +49,11 @@ func Compose(id Identity, r report.Report, rcpt string, now time.Time) ([]byte, 
 	}
 	boundary := "mailsec-" + hex.EncodeToString(rnd[:])
 	msgID := fmt.Sprintf("<%s.%s@%s>", r.Test, hex.EncodeToString(rnd[:6]), id.Domain)
-	subject := fmt.Sprintf("Email security test %s: %s", r.Test, r.Policy)
+	// In the report's language (the test's, chosen when it was created);
+	// the subject ends in the policy (lab/resultcheck.py checks it).
+	subject := i18n.T(r.Lang, "mail.subject", r.Test, r.Policy)
 	if !r.Final {
-		subject += " (not final)"
+		subject = i18n.T(r.Lang, "mail.subject-not-final", subject)
 	}
 	var b bytes.Buffer
 	h := func(name, value string) { fmt.Fprintf(&b, "%s: %s\r\n", name, value) }

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/mail"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -12,9 +16,11 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/verdict"
 )
 
 // The decision reads the evaluation made when the test mail arrived
@@ -163,5 +169,68 @@ func TestDNSRecordAndKeyReload(t *testing.T) {
 	r2, _ := resultmail.DNSRecord(k2)
 	if r1 != r2 || !strings.HasPrefix(r1, "v=DKIM1; k=rsa; p=MII") {
 		t.Fatalf("records differ or look wrong: %q %q", r1, r2)
+	}
+}
+
+// TestComposeGerman: a test created in German gets its result mail in
+// German (subject, text and HTML), the subject still ending in the policy
+// (lab/resultcheck.py), and still DKIM-signed.
+func TestComposeGerman(t *testing.T) {
+	k, err := resultmail.LoadOrCreateKey(filepath.Join(t.TempDir(), "dkim.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resultmail.Identity{From: "results@a.mailtest.example", Domain: "a.mailtest.example", Selector: "mailsec1", Key: k}
+	in := report.Input{Test: store.Test{ID: "abc", Created: t0, Sender: userAddr, Lang: "de"}, Final: true, Now: t0.Add(time.Hour),
+		Lang: i18n.Lang("de"), Verdict: verdict.Verdict{Policy: verdict.PolicyMay}, Connections: []store.SMTPConnection{mailConn("127.0.0.9", "pass", "")}}
+	r := report.Build(in)
+	msg, _, err := resultmail.Compose(id, r, userAddr, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if err != nil || subject != "E-Mail-Sicherheitstest abc: "+r.Policy {
+		t.Errorf("subject %q (%v)", subject, err)
+	}
+	body := decodeParts(t, m)
+	for _, want := range []string{"Ergebnis für ausgehende Mail: " + r.Policy, "Verbindungsverlauf", `<html lang="de">`, "Authentifizierung Ihrer Testmail"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("German mail lacks %q", want)
+		}
+	}
+	for _, english := range []string{"Outbound verdict", "Connection history", "Your email security test"} {
+		if strings.Contains(body, english) {
+			t.Errorf("German mail says %q", english)
+		}
+	}
+}
+
+// decodeParts is the text of a multipart message's parts, decoded
+// (multipart.Reader undoes their quoted-printable encoding).
+func decodeParts(t *testing.T, m *mail.Message) string {
+	t.Helper()
+	_, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := multipart.NewReader(m.Body, params["boundary"])
+	var b strings.Builder
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			return b.String()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		text, err := io.ReadAll(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(text)
 	}
 }

@@ -98,14 +98,20 @@ type (
 		ID, Source, Generated string
 		Total, Checked        int64
 		Categories            []htmlCategory
-		Bars                  []htmlBar
-		ChartHeight           int
+		Chart                 htmlChart
 		Shares                []htmlShare
 		Labels                []string
 		Colours               []string
 	}
 	htmlCategory struct{ Key, Name, Fill string }
-	htmlBar      struct {
+	// htmlChart is a stacked bar chart of categories, one bar per label
+	// (the scan report) or per scan (the trend).
+	htmlChart struct {
+		Label  string // its accessible name
+		Bars   []htmlBar
+		Height int
+	}
+	htmlBar struct {
 		Y, TextY      int
 		Label, Counts string
 		Segs          []htmlSeg
@@ -150,6 +156,20 @@ func bar(y int, ls *labelStats) htmlBar {
 	return b
 }
 
+// chart is one bar per entry of bars, top to bottom.
+func chart(label string, bars []*labelStats) htmlChart {
+	c := htmlChart{Label: label}
+	y := 0
+	for i, ls := range bars {
+		if i > 0 {
+			y += barHeight + barGap
+		}
+		c.Bars = append(c.Bars, bar(y, ls))
+	}
+	c.Height = y + barHeight + 4
+	return c
+}
+
 // WriteHTML writes the scan's report: one static HTML file with no
 // external assets — the colour distribution per label as an inline SVG
 // bar chart, the shares of domains with DNSSEC, DANE, MTA-STS, valid
@@ -184,16 +204,12 @@ func WriteHTML(ctx context.Context, st *store.Store, id string, w io.Writer, now
 		}
 		return cmp.Or(cmp.Compare(y.Total, x.Total), cmp.Compare(x.Label, y.Label))
 	})
-	y := 0
-	d.Bars = append(d.Bars, bar(y, &a.all))
+	d.Chart = chart("colour distribution per label", append([]*labelStats{&a.all}, labels...))
 	for _, ls := range labels {
-		y += barHeight + barGap
-		d.Bars = append(d.Bars, bar(y, ls))
 		if ls.Label != otherLabels {
 			d.Labels = append(d.Labels, ls.Label)
 		}
 	}
-	d.ChartHeight = y + barHeight + 4
 	for _, f := range []struct{ key, name string }{
 		{"dnssec", "DNSSEC (MX answer secure)"}, {"dane", "DANE (every MX address matches TLSA)"},
 		{"mta_sts", "MTA-STS (valid policy, enforce or testing)"}, {"valid_cert", "valid certificates (PKIX and name)"},
@@ -242,36 +258,14 @@ var reportTmpl = template.Must(template.New("report").Parse(`
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>mailsec scan {{.ID}}</title>
-<style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.5em; }
-.meta { color: #555; }
-svg text { font: 12px system-ui, sans-serif; }
-.legend span { display: inline-block; margin-right: 1em; }
-.legend i { display: inline-block; width: 12px; height: 12px; border: 1px solid #777; margin-right: 4px; vertical-align: -1px; }
-table { border-collapse: collapse; margin-top: .5em; }
-th, td { border-bottom: 1px solid #ddd; padding: 2px 8px; text-align: left; vertical-align: top; }
-th { background: #f4f4f4; position: sticky; top: 0; }
-td.c { font-weight: 600; }
-tr.green td.c { color: #1d7a31; } tr.yellow td.c { color: #9a7a00; } tr.red td.c { color: #b3261e; }
-tr.grey td.c, tr.error td.c { color: #555; }
-.share { display: inline-block; height: 10px; background: #4a78c2; vertical-align: middle; }
-.filters input, .filters select { margin-right: 1em; }
-td.err { color: #8a1c1c; max-width: 40em; }
-</style>
+{{template "style"}}
 </head>
 <body>
 <h1>Inbound scan {{.ID}}</h1>
 <p class="meta">Input {{.Source}} · {{.Total}} lines with a domain · {{.Checked}} domains with a result · generated {{.Generated}} by mailsec</p>
 <h2>Colour per label</h2>
-<p class="legend">{{range .Categories}}<span><i style="background: {{.Fill}}"></i>{{.Name}}</span>{{end}}</p>
-<svg xmlns="http://www.w3.org/2000/svg" width="820" height="{{.ChartHeight}}" role="img" aria-label="colour distribution per label">
-{{- range $b := .Bars}}
-<g><text x="0" y="{{$b.TextY}}">{{$b.Label}}</text>
-{{- range $b.Segs}}<rect x="{{printf "%.2f" .X}}" y="{{$b.Y}}" width="{{printf "%.2f" .W}}" height="22" fill="{{.Fill}}" stroke="#777" stroke-width="0.5"><title>{{.Title}}</title></rect>{{end}}
-<text x="750" y="{{$b.TextY}}">{{$b.Counts}}</text></g>
-{{- end}}
-</svg>
+{{template "legend" .Categories}}
+{{template "chart" .Chart}}
 <h2>Shares of the {{.Checked}} domains with a result</h2>
 <table>
 {{- range .Shares}}
@@ -291,6 +285,31 @@ td.err { color: #8a1c1c; max-width: 40em; }
 {{end}}
 {{- define "row"}}<tr class="{{.Cat}}" data-label="{{.Label}}"><td>{{.Line}}</td><td>{{if .Domain}}{{.Domain}}{{else}}{{.Input}}{{end}}</td><td>{{.Label}}</td><td class="c">{{.Colour}}</td><td>{{.Qualified}}</td><td>{{.DNSSEC}}</td><td>{{.DANE}}</td><td>{{.MTASTS}}</td><td>{{.Cert}}</td><td>{{.STLS}}</td><td class="err">{{.Error}}</td></tr>
 {{end}}
+{{- define "style"}}<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.5em; }
+.meta { color: #555; }
+svg text { font: 12px system-ui, sans-serif; }
+.legend span { display: inline-block; margin-right: 1em; }
+.legend i { display: inline-block; width: 12px; height: 12px; border: 1px solid #777; margin-right: 4px; vertical-align: -1px; }
+table { border-collapse: collapse; margin-top: .5em; }
+th, td { border-bottom: 1px solid #ddd; padding: 2px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; position: sticky; top: 0; }
+td.c { font-weight: 600; }
+tr.green td.c { color: #1d7a31; } tr.yellow td.c { color: #9a7a00; } tr.red td.c { color: #b3261e; }
+tr.grey td.c, tr.error td.c { color: #555; }
+.share { display: inline-block; height: 10px; background: #4a78c2; vertical-align: middle; }
+.filters input, .filters select { margin-right: 1em; }
+td.err { color: #8a1c1c; max-width: 40em; }
+</style>{{end}}
+{{- define "legend"}}<p class="legend">{{range .}}<span><i style="background: {{.Fill}}"></i>{{.Name}}</span>{{end}}</p>{{end}}
+{{- define "chart"}}<svg xmlns="http://www.w3.org/2000/svg" width="820" height="{{.Height}}" role="img" aria-label="{{.Label}}">
+{{- range $b := .Bars}}
+<g><text x="0" y="{{$b.TextY}}">{{$b.Label}}</text>
+{{- range $b.Segs}}<rect x="{{printf "%.2f" .X}}" y="{{$b.Y}}" width="{{printf "%.2f" .W}}" height="22" fill="{{.Fill}}" stroke="#777" stroke-width="0.5"><title>{{.Title}}</title></rect>{{end}}
+<text x="750" y="{{$b.TextY}}">{{$b.Counts}}</text></g>
+{{- end}}
+</svg>{{end}}
 {{- define "foot"}}</tbody>
 </table>
 <script>

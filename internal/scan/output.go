@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/mailsec/mailsec/internal/colour"
+	"github.com/mailsec/mailsec/internal/csvsafe"
 	"github.com/mailsec/mailsec/internal/store"
 )
 
@@ -88,8 +88,8 @@ func WriteCSV(ctx context.Context, st *store.Store, id string, w io.Writer) erro
 			}
 			return strconv.FormatBool(*v)
 		}
-		return cw.Write([]string{cell(r.Domain), cell(r.Label), string(r.Colour), b(r.Qualified), b(r.DNSSEC), b(r.DANE), b(r.MTASTS),
-			b(r.ValidCert), b(r.STARTTLS), cell(r.Error), strconv.FormatInt(r.Line, 10), cell(r.Input), r.State})
+		return cw.Write([]string{csvsafe.Cell(r.Domain), csvsafe.Cell(r.Label), string(r.Colour), b(r.Qualified), b(r.DNSSEC), b(r.DANE), b(r.MTASTS),
+			b(r.ValidCert), b(r.STARTTLS), csvsafe.Cell(r.Error), strconv.FormatInt(r.Line, 10), csvsafe.Cell(r.Input), r.State})
 	})
 	if err != nil {
 		return fmt.Errorf("scan: CSV: %w", err)
@@ -99,12 +99,4 @@ func WriteCSV(ctx context.Context, st *store.Store, id string, w io.Writer) erro
 		return fmt.Errorf("scan: CSV: %w", err)
 	}
 	return bw.Flush()
-}
-
-// cell defuses spreadsheet formulas (OWASP "CSV injection").
-func cell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
 }

@@ -23,6 +23,10 @@ func InboundOptions(cfg *config.Config) (inbound.Options, error) {
 		Timeout:      cfg.Inbound.Timeout.Duration,
 		Concurrency:  cfg.Inbound.Concurrency,
 		HELO:         cfg.SMTP.Hostname,
+		MaxHosts:     cfg.Inbound.MaxHosts,
+		MaxAddresses: cfg.Inbound.MaxAddresses,
+		// Each address's TLS versions and weak suites, unless switched off.
+		SkipTLSVersions: !cfg.Inbound.TLSVersions,
 	}
 	allow, err := cfg.AllowedDestinations() // validated
 	if err != nil {

@@ -118,7 +118,7 @@ func inboundCheck(cfg *config.Config) (web.CheckFunc, error) {
 func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Resolver, baseURL string, log *slog.Logger) (*finalise.Finaliser, *delivery.Deliverer, *web.Server, error) {
 	src := ResultSource(cfg, st, baseURL)
 	rm := cfg.ResultMail
-	fo := finalise.Options{Store: st, Evidence: src.Evidence, Interval: rm.Interval.Duration, Logger: log.With("part", "finalise")}
+	fo := finalise.Options{Store: st, Evidence: src.Evidence, Providers: cfg.Web.Providers, Interval: rm.Interval.Duration, Logger: log.With("part", "finalise")}
 	do := delivery.Options{
 		Node:  cfg.NodeName(),
 		Store: st, Source: src,
@@ -157,7 +157,11 @@ func results(cfg *config.Config, zones *Zones, st *store.Store, res *resolver.Re
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	wo := web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Slots: SlotRules(cfg), Providers: cfg.Web.Providers,
+	notes, err := cfg.ProviderNotes()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	wo := web.Options{Source: src, ZoneA: src.ZoneA, ZoneB: src.ZoneB, Slots: SlotRules(cfg), Providers: cfg.Web.Providers, ProviderNotes: notes,
 		Retention: cfg.Web.Retention.Duration, StartLimit: cfg.Web.StartLimit, CheckLimit: cfg.Web.CheckLimit,
 		Check: check, Hostnames: cfg.WebHostnames(), MaxStreams: cfg.Web.MaxEventStreams, MaxStreamsPerClient: cfg.Web.MaxEventStreamsPerClient,
 		EventMax: cfg.Web.EventStreamMax.Duration, CheckConcurrency: cfg.Web.CheckConcurrency, CheckCache: cfg.Web.CheckCache.Duration,

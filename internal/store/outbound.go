@@ -102,12 +102,16 @@ func (s *Store) createTest(ctx context.Context, db querier, t Test, fixedClient 
 	if t.CreatorPrefix.IsValid() {
 		creator = t.CreatorPrefix.Masked().String()
 	}
+	lang := t.Lang
+	if lang == "" {
+		lang = "en"
+	}
 	what := "create test " + t.ID
 	if err := insertNew(ctx, db, what, s.q(`INSERT INTO tests
-    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client, sending_server, sending_addrs, creator_prefix, slot)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    (id, created_ns, kind, sender, state, acked_ns, updated_ns, due_ns, fixed_client, sending_server, sending_addrs, creator_prefix, slot, lang)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO NOTHING`),
-		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient, t.SendingServer, strings.Join(addrs, " "), creator, t.Slot); err != nil {
+		t.ID, created, t.Kind, t.Sender, t.State, acked, updated, created, fixedClient, t.SendingServer, strings.Join(addrs, " "), creator, t.Slot, lang); err != nil {
 		return err
 	}
 	for _, a := range addrs {
@@ -147,7 +151,7 @@ func sendingAddrs(t Test) ([]string, error) {
 }
 
 const testColumns = `id, created_ns, kind, sender, state, acked_ns, updated_ns, addressed_b_ns,
-    sending_server, sending_addrs, creator_prefix, slot`
+    sending_server, sending_addrs, creator_prefix, slot, lang`
 
 // scanTest reads one row of testColumns.
 func scanTest(row rowScanner) (Test, error) { return scanTestAnd(row) }
@@ -160,7 +164,7 @@ func scanTestAnd(row rowScanner, extra ...any) (Test, error) {
 		addrs, creator                      string
 	)
 	dest := append([]any{&t.ID, &created, &t.Kind, &t.Sender, &t.State, &acked, &updated, &addressedB,
-		&t.SendingServer, &addrs, &creator, &t.Slot}, extra...)
+		&t.SendingServer, &addrs, &creator, &t.Slot, &t.Lang}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return Test{}, err
 	}

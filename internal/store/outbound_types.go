@@ -49,6 +49,9 @@ type Test struct {
 	// creation.
 	SendingServer string
 	SendingAddrs  []netip.Addr
+	// Lang is the language of the test's result mail ("en", "de";
+	// internal/i18n), chosen when it was created; "" is stored as "en".
+	Lang string
 	// CreatorPrefix is the network (clientnet.Prefix) of the browser or
 	// API client that created the test; the invalid prefix if unknown.
 	// Only the network is kept, never the address. Fixed at creation.

@@ -58,6 +58,31 @@ func queryRows[T any](ctx context.Context, db querier, what string, scan func(ro
 	return out, nil
 }
 
+// eachInPages calls fn for every row of a walk read page by page, so
+// that a table of any size is streamed with bounded memory: page(after)
+// reads the rows whose key is past after (the first call: -1), in key
+// order, at most size; key is a row's key. A page's rows are closed
+// before fn runs, so fn may write to the store. An error from fn stops
+// the walk and is returned.
+func eachInPages[T any](size int, page func(after int64) ([]T, error), key func(T) int64, fn func(T) error) error {
+	after := int64(-1)
+	for {
+		rows, err := page(after)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if len(rows) < size {
+			return nil
+		}
+		after = key(rows[len(rows)-1])
+	}
+}
+
 // queryOne reads the first row query selects with scan; an error wrapping
 // ErrNotFound if it selects none.
 func queryOne[T any](ctx context.Context, db querier, what string, scan func(rowScanner) (T, error), query string, args ...any) (T, error) {

@@ -47,6 +47,11 @@ type TestResult struct {
 	// clears them.
 	ClaimOwner string
 	ClaimUntil time.Time
+	// Provider, when set, is written with the result into the history of
+	// the public providers' verdicts (ProviderHistory; the finaliser sets
+	// it for an authenticated test of a domain in web.providers).
+	// FinalizeTest only: it is not read back with the result.
+	Provider *ProviderVerdict
 }
 
 // MailAttempt is one delivery attempt of a result mail.
@@ -88,6 +93,11 @@ func (s *Store) FinalizeTest(ctx context.Context, t Test, r TestResult) error {
 	if err := validResult(r); err != nil {
 		return fmt.Errorf("store: finalize test: %w", err)
 	}
+	if r.Provider != nil {
+		if err := validProviderVerdict(*r.Provider); err != nil {
+			return fmt.Errorf("store: finalize test %s: %w", t.ID, err)
+		}
+	}
 	what := "finalize test " + t.ID
 	return s.inTx(ctx, what, func(tx *sql.Tx) error {
 		err := insertNew(ctx, tx, what, s.q(`INSERT INTO test_results
@@ -96,6 +106,11 @@ func (s *Store) FinalizeTest(ctx context.Context, t Test, r TestResult) error {
     ON CONFLICT (test_id) DO NOTHING`), resultArgs(r)...)
 		if err != nil {
 			return err
+		}
+		if r.Provider != nil {
+			if _, err := tx.ExecContext(ctx, s.q(upsertProviderVerdict), providerVerdictArgs(*r.Provider)...); err != nil {
+				return fmt.Errorf("store: %s: provider history: %w", what, err)
+			}
 		}
 		return s.updateTest(ctx, tx, t)
 	})
@@ -272,7 +287,8 @@ func scanMailAttempt(row rowScanner) (MailAttempt, error) {
 
 // DeleteTest removes a test with everything recorded for it: its
 // connections, result, result-mail attempts, inbound check and owner keys (GDPR: the
-// report's delete link). It returns an error wrapping ErrNotFound if there is no such test.
+// report's delete link). A provider's history row (ProviderHistory) stays,
+// without the test's id. It returns an error wrapping ErrNotFound if there is no such test.
 func (s *Store) DeleteTest(ctx context.Context, id string) error {
 	id = strings.ToLower(id)
 	what := "delete test " + id
@@ -288,6 +304,11 @@ func (s *Store) DeleteTest(ctx context.Context, id string) error {
 			if _, err := tx.ExecContext(ctx, s.q(q), id); err != nil {
 				return fmt.Errorf("store: %s: %w", what, err)
 			}
+		}
+		// The provider history keeps its row (the provider's, not the
+		// tester's) without the link to the test.
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE provider_verdicts SET test_id = '' WHERE test_id = ?`), id); err != nil {
+			return fmt.Errorf("store: %s: %w", what, err)
 		}
 		// Its slot (if it held one) starts to rest now: the row outlives
 		// the test (CreateSlotTest).

@@ -475,22 +475,8 @@ func (s *Store) EachScanItem(ctx context.Context, scanID string, withResult bool
 	if !withResult {
 		cols = strings.Replace(cols, "result", "''", 1)
 	}
-	after := int64(-1)
-	for {
-		items, err := queryRows(ctx, s.db, "scan items", scanItem,
+	return eachInPages(page, func(after int64) ([]ScanItem, error) {
+		return queryRows(ctx, s.db, "scan items", scanItem,
 			s.q(`SELECT `+cols+` FROM scan_items WHERE scan_id = ? AND line > ? ORDER BY line LIMIT ?`), scanID, after, page)
-		if err != nil {
-			return err
-		}
-		// The rows are closed before fn runs: fn may write to the store.
-		for _, it := range items {
-			if err := fn(it); err != nil {
-				return err
-			}
-		}
-		if len(items) < page {
-			return nil
-		}
-		after = items[len(items)-1].Line
-	}
+	}, func(it ScanItem) int64 { return it.Line }, fn)
 }

@@ -14,7 +14,7 @@ func TestSendingServerRoundTrip(t *testing.T) {
 		want := Test{ID: "snd1", Created: t0, Updated: t0, Kind: TestToken, State: TestOpen,
 			SendingServer: "mx.example.org",
 			SendingAddrs:  []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:192.0.2.1"), netip.MustParseAddr("2001:db8::1")},
-			CreatorPrefix: netip.MustParsePrefix("198.51.100.0/24")}
+			CreatorPrefix: netip.MustParsePrefix("198.51.100.0/24"), Lang: "de"}
 		if err := s.CreateTest(ctx, want); err != nil {
 			t.Fatal(err)
 		}
@@ -38,13 +38,18 @@ func TestSendingServerRoundTrip(t *testing.T) {
 				t.Errorf("%s: sending server %q %v creator %v, want %q %v %v", name, got.SendingServer, got.SendingAddrs, got.CreatorPrefix,
 					want.SendingServer, wantAddrs, want.CreatorPrefix)
 			}
+			// The result mail's language (migration 0028) comes back too.
+			if got.Lang != "de" {
+				t.Errorf("%s: lang %q, want de", name, got.Lang)
+			}
 		}
-		// A test without any reads back without.
+		// A test without any reads back without (and in English, as tests
+		// from before the lang column do).
 		plain := Test{ID: "snd2", Created: t0, Updated: t0, Kind: TestToken, State: TestOpen}
 		if err := s.CreateTest(ctx, plain); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := s.Test(ctx, "snd2"); err != nil || got.SendingServer != "" || got.SendingAddrs != nil || got.CreatorPrefix.IsValid() {
+		if got, err := s.Test(ctx, "snd2"); err != nil || got.SendingServer != "" || got.SendingAddrs != nil || got.CreatorPrefix.IsValid() || got.Lang != "en" {
 			t.Errorf("plain test = %+v, %v", got, err)
 		}
 		// Bad sending servers are refused and store nothing.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/mailsec/mailsec/internal/browsertest"
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/resolver"
@@ -29,14 +30,12 @@ import (
 // service on loopback: start a test on the home page, a reference sender
 // (internal/sender at level dane) sends to both addresses, the live page
 // shows the connections arriving over server-sent events, and the report
-// page shows the verdict. A second test carries HTML in the EHLO and the
+// page shows the verdict, in English and, through the language switch, in
+// German (report-de.png). A second test carries HTML in the EHLO and the
 // envelope sender and checks the rendered DOM. Screenshots go to
 // $MAILSEC_ARTIFACTS (default: a temporary directory, printed).
 func TestBrowser(t *testing.T) {
-	chromium := peertest.Require(t, "chromium")
-	if testing.Short() {
-		t.Skip("browser test: not in -short")
-	}
+	chromium := browsertest.Require(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 150*time.Second)
 	defer cancel()
 	artifacts := os.Getenv("MAILSEC_ARTIFACTS")
@@ -74,12 +73,7 @@ func TestBrowser(t *testing.T) {
 		t.Logf("web UI at %s: %s", run.WebURL, resp.Status)
 	}
 
-	alloc, acancel := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1200, 1400),
-		chromedp.Flag("disable-dev-shm-usage", true))...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(alloc)
-	defer bcancel()
+	bctx := browsertest.Start(t, ctx, chromium, 1200, 1400)
 	shot := func(name string) {
 		t.Helper()
 		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
@@ -170,6 +164,23 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("result mail line: %q", mail)
 	}
 	shot("report.png")
+
+	// German through the switch on the page (a link: no JavaScript), kept
+	// by its cookie; then back to English for the rest.
+	if err := chromedp.Do(bctx, chromedp.Click("#lang-switch a"), chromedp.WaitVisible(`html[lang="de"]`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Navigate(live+"/report"), chromedp.WaitVisible("#summary")); err != nil {
+		t.Fatal(err)
+	}
+	german, _ := chromedp.Run(bctx, chromedp.Text("#verdict"))
+	if !strings.Contains(german, "Ergebnis für ausgehende Mail") || !strings.Contains(german, "Ihr Server prüft Zertifikate mit DANE") {
+		t.Errorf("German report verdict (kept by the cookie): %q", german)
+	}
+	shot("report-de.png")
+	if err := chromedp.Do(bctx, chromedp.Click("#lang-switch a"), chromedp.WaitVisible(`html[lang="en"]`)); err != nil {
+		t.Fatal(err)
+	}
 
 	// Injection: HTML in the EHLO and the envelope sender.
 	if err := chromedp.Do(bctx, chromedp.Navigate(run.WebURL+"/"), chromedp.Click("#start"), chromedp.WaitVisible("#address-a")); err != nil {

@@ -149,7 +149,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-timer.C:
 		}
-		next, _, err := s.build(ctx, rep.Test, key, s.o.Now())
+		next, _, err := s.build(ctx, rep.Test, key, s.o.Now(), rep.Lang)
 		if err != nil {
 			return // deleted, or the store failed: the browser reconnects
 		}

@@ -9,21 +9,22 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/store"
-	"github.com/mailsec/mailsec/internal/verdict"
 )
 
 func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	s.render(w, "home.html", map[string]any{"Title": "Email security test", "Retention": humanDuration(s.o.Retention)})
+	l := i18n.FromRequest(r)
+	s.render(w, r, "home.html", map[string]any{"Title": i18n.T(l, "web.title.home"), "Retention": humanDuration(l, s.o.Retention)})
 }
 
-func humanDuration(d time.Duration) string {
+func humanDuration(l i18n.Lang, d time.Duration) string {
 	switch {
 	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%d days", d/(24*time.Hour))
+		return i18n.T(l, "web.days", fmt.Sprint(int64(d/(24*time.Hour))))
 	case d >= time.Hour && d%time.Hour == 0:
-		return fmt.Sprintf("%d hours", d/time.Hour)
+		return i18n.T(l, "web.hours", fmt.Sprint(int64(d/time.Hour)))
 	}
 	return d.String()
 }
@@ -55,7 +56,7 @@ func (s *Server) live(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := s.addressesOf(in.Test, key)
-	s.render(w, "live.html", map[string]any{"Title": "Test " + rep.Test, "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote,
+	s.render(w, r, "live.html", map[string]any{"Title": i18n.T(rep.Lang, "web.title.test", rep.Test), "ID": rep.Test, "Key": key, "AddressA": a.AddressA, "AddressB": a.AddressB, "SlotNote": a.SlotNote,
 		"Report": rep, "SendingAddresses": strings.Join(a.SendingAddresses, ", ")})
 }
 
@@ -70,7 +71,7 @@ func (s *Server) reportPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
 		return
 	}
-	s.render(w, "report.html", map[string]any{"Title": "Report " + rep.Test, "ID": rep.Test, "Key": key, "Fragment": frag})
+	s.render(w, r, "report.html", map[string]any{"Title": i18n.T(rep.Lang, "web.title.report", rep.Test), "ID": rep.Test, "Key": key, "Fragment": frag})
 }
 
 func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
@@ -78,7 +79,7 @@ func (s *Server) deletePage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, false, code, msg)
 		return
 	}
-	s.render(w, "message.html", map[string]any{"Title": "Test deleted", "Message": "The test and everything recorded for it were deleted."})
+	s.render(w, r, "message.html", map[string]any{"Title": i18n.T(i18n.FromRequest(r), "web.title.deleted"), "Message": i18n.T(i18n.FromRequest(r), "web.deleted")})
 }
 
 // delete deletes the test the request's owner key opens (owned).
@@ -122,7 +123,7 @@ func (s *Server) runCheck(r *http.Request, domain string) ([]byte, int, error) {
 }
 
 func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
-	data := map[string]any{"Title": "Check a domain", "Available": s.o.Check != nil, "Limit": s.o.CheckLimit}
+	data := map[string]any{"Title": i18n.T(i18n.FromRequest(r), "web.title.check"), "Available": s.o.Check != nil, "Limit": s.o.CheckLimit}
 	if r.Method == http.MethodPost {
 		domain := r.PostFormValue("domain")
 		data["Domain"] = domain
@@ -139,48 +140,7 @@ func (s *Server) checkPage(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	s.render(w, "check.html", data)
-}
-
-// providerRows builds the public table.
-func (s *Server) providerRows(r *http.Request) ([]report.ProviderRow, error) {
-	var rows []report.ProviderRow
-	for _, d := range s.o.Providers {
-		d = strings.TrimSuffix(strings.ToLower(d), ".")
-		res, err := s.o.Source.Store.LatestAuthenticatedResult(r.Context(), d)
-		if errors.Is(err, store.ErrNotFound) {
-			rows = append(rows, report.Provider(d, time.Time{}, verdict.Verdict{}, false, nil))
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		var v verdict.Verdict
-		if err := json.Unmarshal(res.Verdict, &v); err != nil {
-			return nil, fmt.Errorf("stored verdict of %s: %w", res.TestID, err)
-		}
-		var ib *report.Inbound
-		if s.o.Source.Inbound != nil {
-			if js, err := s.o.Source.Inbound(r.Context(), res.TestID, d); err == nil && js != nil {
-				var x report.Inbound
-				if json.Unmarshal(js, &x) == nil {
-					ib = &x
-				}
-			}
-		}
-		rows = append(rows, report.Provider(d, res.Final, v, true, ib))
-	}
-	return rows, nil
-}
-
-func (s *Server) providersPage(w http.ResponseWriter, r *http.Request) {
-	rows, err := s.providerRows(r)
-	if err != nil {
-		s.log.Error("web: provider table", "err", err)
-		s.fail(w, r, false, http.StatusInternalServerError, "internal error")
-		return
-	}
-	s.render(w, "providers.html", map[string]any{"Title": "Providers", "Rows": rows})
+	s.render(w, r, "check.html", data)
 }
 
 func (s *Server) apiIndex(w http.ResponseWriter, r *http.Request) {
@@ -191,7 +151,8 @@ POST   /api/v1/tests              start a test: its addresses, private URL and o
 GET    /api/v1/tests/{id}         the test and its report (live until final)
 GET    /api/v1/tests/{id}/events  the report as server-sent events ("report")
 DELETE /api/v1/tests/{id}         delete the test and everything recorded for it
-GET    /api/v1/providers          the public provider table
+GET    /api/v1/providers          the public provider table (also /providers.json, /providers.csv)
+GET    /api/v1/providers/{domain} a provider's row and the history of its verdicts
 POST   /api/v1/check?domain=D     run the inbound check of a domain (rate-limited)
 
 A test's own routes take its owner key (owner_key in the answer that
@@ -231,19 +192,6 @@ func (s *Server) apiDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) apiProviders(w http.ResponseWriter, r *http.Request) {
-	rows, err := s.providerRows(r)
-	if err != nil {
-		s.log.Error("web: provider table", "err", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
-		return
-	}
-	if rows == nil {
-		rows = []report.ProviderRow{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"providers": rows})
 }
 
 func (s *Server) apiCheck(w http.ResponseWriter, r *http.Request) {

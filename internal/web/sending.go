@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/clientnet"
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/resolver"
 	"github.com/mailsec/mailsec/internal/sendingserver"
@@ -40,45 +41,54 @@ var errBadStart = errors.New("bad request")
 // sendingServerInput reads the optional sending server of a start
 // request: the form field or JSON key "sending_server". A request without
 // a body has none.
-func sendingServerInput(w http.ResponseWriter, r *http.Request) (string, error) {
+func sendingServerInput(w http.ResponseWriter, r *http.Request) (startInput, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxStartBody)
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if ct != "" && err != nil {
-		return "", fmt.Errorf("%w: content type %q: %v", errBadStart, ct, err)
+		return startInput{}, fmt.Errorf("%w: content type %q: %v", errBadStart, ct, err)
 	}
 	switch mt {
 	case "application/json":
 		var body struct {
 			SendingServer string `json:"sending_server"`
+			Lang          string `json:"lang"`
 		}
 		dec := json.NewDecoder(r.Body)
 		dec.DisallowUnknownFields() // a misspelt key must not silently mean "none"
 		if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("%w: JSON body: %v", errBadStart, err)
+			return startInput{}, fmt.Errorf("%w: JSON body: %v", errBadStart, err)
 		}
 		if dec.More() {
-			return "", fmt.Errorf("%w: JSON body: more than one value", errBadStart)
+			return startInput{}, fmt.Errorf("%w: JSON body: more than one value", errBadStart)
 		}
-		return body.SendingServer, nil
+		return startInput{SendingServer: body.SendingServer, Lang: body.Lang}, nil
 	case "", "application/x-www-form-urlencoded", "multipart/form-data":
 		if mt == "multipart/form-data" {
 			if err := r.ParseMultipartForm(maxStartBody); err != nil {
-				return "", fmt.Errorf("%w: form: %v", errBadStart, err)
+				return startInput{}, fmt.Errorf("%w: form: %v", errBadStart, err)
 			}
 		} else if err := r.ParseForm(); err != nil {
-			return "", fmt.Errorf("%w: form: %v", errBadStart, err)
+			return startInput{}, fmt.Errorf("%w: form: %v", errBadStart, err)
 		}
 		if mt == "" {
 			// No content type: a bodyless POST (the API as it always was).
 			if n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 1)); n > 0 {
-				return "", fmt.Errorf("%w: a body needs a content type (application/json or application/x-www-form-urlencoded)", errBadStart)
+				return startInput{}, fmt.Errorf("%w: a body needs a content type (application/json or application/x-www-form-urlencoded)", errBadStart)
 			}
-			return "", nil
+			return startInput{}, nil
 		}
-		return r.PostForm.Get("sending_server"), nil
+		return startInput{SendingServer: r.PostForm.Get("sending_server"), Lang: r.PostForm.Get("lang")}, nil
 	}
-	return "", fmt.Errorf("%w: content type %q (application/json or application/x-www-form-urlencoded)", errBadStart, mt)
+	return startInput{}, fmt.Errorf("%w: content type %q (application/json or application/x-www-form-urlencoded)", errBadStart, mt)
+}
+
+// startInput is what a start request names: the sending server
+// (optional) and the language of the result mail ("lang", optional:
+// default the language of the request, i18n.FromRequest).
+type startInput struct {
+	SendingServer string
+	Lang          string
 }
 
 // resolveSendingServer resolves the user's input to a sending server, with
@@ -166,14 +176,15 @@ func (s *Server) addUntied(ctx context.Context, in *report.Input, now time.Time)
 	return nil
 }
 
-// build makes the report of test id at now, with the live page's untied
-// connections; its link is made of ownerKey, the key the request opened
-// the test with.
-func (s *Server) build(ctx context.Context, id, ownerKey string, now time.Time) (report.Report, report.Input, error) {
+// build makes the report of test id at now in the reader's language, with
+// the live page's untied connections; its link is made of ownerKey, the
+// key the request opened the test with.
+func (s *Server) build(ctx context.Context, id, ownerKey string, now time.Time, lang i18n.Lang) (report.Report, report.Input, error) {
 	in, err := s.o.Source.Load(ctx, id, now)
 	if err != nil {
 		return report.Report{}, in, err
 	}
+	in.Lang = lang
 	in.URL = s.o.Source.URL(ownerKey)
 	if err := s.addUntied(ctx, &in, now); err != nil {
 		return report.Report{}, in, err

@@ -31,8 +31,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailsec/mailsec/internal/i18n"
 	"github.com/mailsec/mailsec/internal/listen"
 	"github.com/mailsec/mailsec/internal/option"
+	"github.com/mailsec/mailsec/internal/providernotes"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/report"
 	"github.com/mailsec/mailsec/internal/reportsource"
@@ -47,7 +49,19 @@ var templateFS embed.FS
 //go:embed static
 var staticFS embed.FS
 
-var pages = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+// pages are the templates; t is a message of the catalogues in the page's
+// language, {{t .Lang "key" args…}} (docs/i18n.md).
+var pages = template.Must(template.New("pages").Funcs(template.FuncMap{
+	"t": func(l i18n.Lang, key string, args ...any) string { return i18n.T(l, key, args...) },
+	// tx: a fixed English text of another package (a provider cell's
+	// "yes"), in the page's language where the catalogue has it.
+	"tx": func(l i18n.Lang, english string) string { return i18n.Text(l, english) },
+	// th: a message with markup of its own (keys ending in ".html");
+	// the catalogue's, never input, and i18n.HTML escapes the arguments.
+	"th": func(l i18n.Lang, key string, args ...any) template.HTML {
+		return template.HTML(i18n.HTML(l, key, args...)) //nolint:gosec // the catalogue's markup, arguments escaped
+	},
+}).ParseFS(templateFS, "templates/*.html"))
 
 // CheckFunc runs an inbound check of a domain and returns its JSON report
 // (schema mailsec.check.v1, internal/inbound).
@@ -60,12 +74,15 @@ type Options struct {
 	// Slots are the test slots new tests get (zones.slots, slot_rest;
 	// docs/dns.md "Test slots"); Count 0: every test uses the shared
 	// names.
-	Slots      store.SlotRules
-	Providers  []string
-	Retention  time.Duration // shown on the home page; internal/retention deletes
-	StartLimit int           // new tests per client address and hour
-	CheckLimit int           // inbound checks per client address and hour
-	Check      CheckFunc
+	Slots     store.SlotRules
+	Providers []string
+	// ProviderNotes are the operator's comment and footnotes per provider
+	// (web.provider_notes_file), shown in its row.
+	ProviderNotes providernotes.Notes
+	Retention     time.Duration // shown on the home page; internal/retention deletes
+	StartLimit    int           // new tests per client address and hour
+	CheckLimit    int           // inbound checks per client address and hour
+	Check         CheckFunc
 	// Resolver resolves the host name of a sending server named at the
 	// start of a test (the service's own resolver, internal/resolver);
 	// nil: only IP addresses are taken.
@@ -145,12 +162,16 @@ func New(o Options) *Server {
 	m.HandleFunc("GET /check", s.checkPage)
 	m.HandleFunc("POST /check", s.checkPage)
 	m.HandleFunc("GET /providers", s.providersPage)
+	m.HandleFunc("GET /providers.json", s.apiProviders)
+	m.HandleFunc("GET /providers.csv", s.providersCSV)
+	m.HandleFunc("GET /providers/{domain}", s.providerPage)
 	m.HandleFunc("GET /api", s.apiIndex)
 	m.HandleFunc("POST /api/v1/tests", s.apiStart)
 	m.HandleFunc("GET /api/v1/tests/{id}", s.apiTest)
 	m.HandleFunc("DELETE /api/v1/tests/{id}", s.apiDelete)
 	m.HandleFunc("GET /api/v1/tests/{id}/events", s.events)
 	m.HandleFunc("GET /api/v1/providers", s.apiProviders)
+	m.HandleFunc("GET /api/v1/providers/{domain}", s.apiProvider)
 	m.HandleFunc("POST /api/v1/check", s.apiCheck)
 	return s
 }
@@ -253,6 +274,8 @@ type addresses struct {
 	SharedA  string `json:"shared_address_a"`
 	SharedB  string `json:"shared_address_b"`
 	SlotNote string `json:"slot_note,omitempty"`
+	// Lang is the language of the test's result mail ("en", "de").
+	Lang string `json:"lang"`
 }
 
 // addressesOf is the API's description of t, with the private link made
@@ -264,7 +287,7 @@ func (s *Server) addressesOf(t store.Test, ownerKey string) addresses {
 	}
 	sa := testslot.Pool{ZoneA: s.o.ZoneA, ZoneB: s.o.ZoneB, Count: s.o.Slots.Count}.AddressesOf(t.ID, t.Slot, t.Kind == store.TestToken)
 	a := addresses{ID: t.ID, AddressA: sa.A, AddressB: sa.B, URL: url, Created: t.Created, SendingServer: t.SendingServer,
-		SendingAddresses: []string{}, Slot: sa.Slot, SharedA: sa.SharedA, SharedB: sa.SharedB, SlotNote: sa.Note}
+		SendingAddresses: []string{}, Slot: sa.Slot, SharedA: sa.SharedA, SharedB: sa.SharedB, SlotNote: sa.Note, Lang: i18n.Lang(t.Lang).Or(i18n.English).String()}
 	for _, ip := range t.SendingAddrs {
 		a.SendingAddresses = append(a.SendingAddresses, ip.String())
 	}
@@ -283,10 +306,17 @@ func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, in
 	if err != nil {
 		return store.Test{}, http.StatusBadRequest, err
 	}
+	// The result mail's language: as asked, else the page's (docs/i18n.md).
+	lang := i18n.FromRequest(r)
+	if input.Lang != "" {
+		if lang, err = i18n.Parse(input.Lang); err != nil {
+			return store.Test{}, http.StatusBadRequest, fmt.Errorf("%w: lang: %w", errBadStart, err)
+		}
+	}
 	if !s.starts.Allow(clientIP(r)) {
 		return store.Test{}, http.StatusTooManyRequests, errRateLimited
 	}
-	srv, code, err := s.resolveSendingServer(r.Context(), input)
+	srv, code, err := s.resolveSendingServer(r.Context(), input.SendingServer)
 	if err != nil {
 		return store.Test{}, code, err
 	}
@@ -300,7 +330,7 @@ func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, in
 	}
 	now := s.o.Now().UTC()
 	t := store.Test{ID: id, Created: now, Updated: now, Kind: store.TestToken, State: store.TestOpen,
-		SendingServer: srv.Name, SendingAddrs: srv.Addrs, CreatorPrefix: s.creatorPrefix(r), OwnerKey: key}
+		SendingServer: srv.Name, SendingAddrs: srv.Addrs, CreatorPrefix: s.creatorPrefix(r), OwnerKey: key, Lang: string(lang)}
 	t, err = s.o.Source.Store.CreateSlotTest(r.Context(), t, s.o.Slots)
 	if err != nil {
 		return store.Test{}, http.StatusInternalServerError, err
@@ -314,7 +344,7 @@ func (s *Server) newTest(w http.ResponseWriter, r *http.Request) (store.Test, in
 func (s *Server) load(w http.ResponseWriter, r *http.Request, asJSON bool) (rep report.Report, in report.Input, key string, ok bool) {
 	t, key, err := s.owned(r)
 	if err == nil {
-		rep, in, err = s.build(r.Context(), t.ID, key, s.o.Now())
+		rep, in, err = s.build(r.Context(), t.ID, key, s.o.Now(), i18n.FromRequest(r))
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -335,13 +365,24 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, asJSON bool, code 
 		return
 	}
 	w.WriteHeader(code)
-	s.render(w, "message.html", map[string]any{"Title": http.StatusText(code), "Message": msg})
+	// The page in the reader's language where the message is a fixed one
+	// (i18n.Text); the API keeps the English.
+	s.render(w, r, "message.html", map[string]any{"Title": http.StatusText(code), "Message": i18n.Text(i18n.FromRequest(r), msg)})
 }
 
-func (s *Server) render(w http.ResponseWriter, name string, data any) {
+// render writes a page in the reader's language (i18n.FromRequest): the
+// language switch's ?lang= is kept in a cookie, so that the next page
+// reads the same without JavaScript.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, name string, data map[string]any) {
+	lang := i18n.FromRequest(r)
+	if q := r.URL.Query().Get("lang"); q != "" && lang.String() == q {
+		http.SetCookie(w, &http.Cookie{Name: i18n.Cookie, Value: lang.String(), Path: "/", MaxAge: 365 * 24 * 3600,
+			SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	}
 	if w.Header().Get("Content-Type") == "" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	}
+	data["Lang"] = lang
 	if err := pages.ExecuteTemplate(w, name, data); err != nil {
 		s.log.Error("web: rendering", "page", name, "err", err)
 	}

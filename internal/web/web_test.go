@@ -29,7 +29,7 @@ func schemas(t *testing.T) map[string]*jsonschema.Schema {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	out := map[string]*jsonschema.Schema{}
-	for _, name := range []string{"test-created", "report", "providers", "error"} {
+	for _, name := range []string{"test-created", "report", "providers", "provider", "error"} {
 		path, err := filepath.Abs(filepath.Join("..", "..", "docs", "api", name+".schema.json"))
 		if err != nil {
 			t.Fatal(err)

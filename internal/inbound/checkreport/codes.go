@@ -41,6 +41,8 @@ const (
 	CodeCertNameMismatch = "tls.cert.name_mismatch"
 	CodeCertExpired      = "tls.cert.expired"
 	CodeCertExpiresSoon  = "tls.cert.expires_soon"
+	CodeLegacyAccepted   = "tls.version.legacy_accepted"
+	CodeCipherWeak       = "tls.cipher.weak"
 
 	CodeDANENone          = "dane.none"
 	CodeDANEValid         = "dane.valid"
@@ -71,9 +73,10 @@ const (
 	CodeSPFInvalid        = "spf.invalid"
 	CodeSPFTooManyLookups = "spf.too_many_lookups"
 
-	CodeDMARCNone    = "dmarc.none"
-	CodeDMARCValid   = "dmarc.valid"
-	CodeDMARCInvalid = "dmarc.invalid"
+	CodeDMARCNone      = "dmarc.none"
+	CodeDMARCValid     = "dmarc.valid"
+	CodeDMARCInvalid   = "dmarc.invalid"
+	CodeDMARCOrgDomain = "dmarc.org_domain"
 
 	CodeQualified    = "encryption.qualified"
 	CodeNotQualified = "encryption.not_qualified"
@@ -96,6 +99,7 @@ var severities = map[string]Severity{
 
 	CodeHandshakeFailed: SevBad, CodeProtocolOld: SevWarning, CodeCertTrusted: SevGood, CodeCertUntrusted: SevBad,
 	CodeCertSelfSigned: SevBad, CodeCertNameMismatch: SevBad, CodeCertExpired: SevBad, CodeCertExpiresSoon: SevWarning,
+	CodeLegacyAccepted: SevWarning, CodeCipherWeak: SevBad,
 
 	CodeDANENone: SevInfo, CodeDANEValid: SevGood, CodeDANEMismatch: SevError, CodeDANENotSecure: SevWarning,
 	CodeDANEUnusable: SevWarning, CodeDANERolloverReady: SevGood, CodeDANENoRollover: SevInfo, CodeDANELookupFailed: SevError,
@@ -106,7 +110,7 @@ var severities = map[string]Severity{
 
 	CodeTLSRPTNone: SevInfo, CodeTLSRPTValid: SevGood, CodeTLSRPTInvalid: SevBad,
 	CodeSPFNone: SevWarning, CodeSPFValid: SevGood, CodeSPFInvalid: SevBad, CodeSPFTooManyLookups: SevBad,
-	CodeDMARCNone: SevWarning, CodeDMARCValid: SevGood, CodeDMARCInvalid: SevBad,
+	CodeDMARCNone: SevWarning, CodeDMARCValid: SevGood, CodeDMARCInvalid: SevBad, CodeDMARCOrgDomain: SevInfo,
 
 	CodeQualified: SevGood, CodeNotQualified: SevInfo,
 	CodeDeadline: SevError,

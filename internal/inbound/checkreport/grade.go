@@ -18,6 +18,11 @@ type summary struct {
 	untrusted      []string // tested addresses whose certificate is not trusted or does not match
 	daneMismatch   []string // tested addresses with TLS whose secure TLSA records match nothing
 	daneValid      int
+	withTLS        int      // tested addresses with a TLS session
+	legacyTLS      []string // of those, addresses accepting TLS 1.0 or 1.1
+	weakCiphers    []string // of those, addresses accepting a weak suite
+	versionsKnown  int      // of those, addresses whose every version probe answered
+	weakKnown      int      // of those, addresses where "no weak suite" is known
 	tlsaPresent    bool
 	tlsaAllSecure  bool
 	addrAllSecure  bool
@@ -74,6 +79,19 @@ func summarize(r *Report) summary {
 			}
 			if a.Cert == nil || !a.Cert.PKIXValid || !a.Cert.NameMatch {
 				s.untrusted = append(s.untrusted, label(h, a))
+			}
+			s.withTLS++
+			if len(a.TLS.LegacyVersions()) > 0 {
+				s.legacyTLS = append(s.legacyTLS, label(h, a))
+			}
+			if len(a.TLS.Weak()) > 0 {
+				s.weakCiphers = append(s.weakCiphers, label(h, a))
+			}
+			if a.TLS.versionsKnown() {
+				s.versionsKnown++
+			}
+			if a.TLS.weakKnown() {
+				s.weakKnown++
 			}
 			if ok, _ := SecureTLSAPath(r.MX.DNSSEC, h); ok {
 				switch a.DANE.State {

@@ -2,6 +2,8 @@ package checkreport
 
 import (
 	"crypto/x509"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mailsec/mailsec/internal/colour"
@@ -175,11 +177,157 @@ type Address struct {
 	Peer []*x509.Certificate `json:"-"`
 }
 
-// TLSInfo is the negotiated TLS session.
+// TLSInfo is the negotiated TLS session, and what further sessions with
+// one protocol version or only weak cipher suites offered showed
+// (docs/inbound.md "TLS versions and weak cipher suites").
 type TLSInfo struct {
 	Version     string `json:"version"`      // "TLS 1.3"
 	Cipher      string `json:"cipher"`       // IANA name
 	KeyExchange string `json:"key_exchange"` // X25519, P-256, X25519MLKEM768, RSA
+
+	// Versions is the answer to each of TLS 1.0 … 1.3 offered alone, in
+	// that order; nil when the versions were not probed (switched off,
+	// or a report from before they were).
+	Versions []VersionProbe `json:"versions,omitempty"`
+	// WeakProbe is the outcome of the session that offered only the weak
+	// suites Go implements (WeakSuiteClass): accepted, refused or unknown;
+	// "" when it was not made (no version up to TLS 1.2 accepted, or not
+	// probed).
+	WeakProbe string `json:"weak_probe,omitempty"`
+	// WeakCiphers are the weak suites a server chose, in any session.
+	WeakCiphers []WeakCipher `json:"weak_ciphers,omitempty"`
+}
+
+// Results of a VersionProbe and of TLSInfo.WeakProbe.
+const (
+	ProbeAccepted = "accepted" // the handshake completed
+	ProbeRefused  = "refused"  // the server refused the handshake (an alert, or it closed)
+	ProbeUnknown  = "unknown"  // the session ended before the handshake said either
+)
+
+// VersionProbe is the server's answer to one protocol version offered
+// alone, with every cipher suite.
+type VersionProbe struct {
+	Version string `json:"version"` // "TLS 1.0"
+	Result  string `json:"result"`  // ProbeAccepted, ProbeRefused, ProbeUnknown
+	Cipher  string `json:"cipher,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// WeakCipher is a weak suite a server chose, the version it was chosen
+// under, and why it is weak (WeakSuiteClass).
+type WeakCipher struct {
+	Version string `json:"version"`
+	Cipher  string `json:"cipher"`
+	Class   string `json:"class"`
+}
+
+// LegacyVersions are the versions below TLS 1.2 the server accepted when
+// offered alone, or negotiated (RFC 8996 deprecates TLS 1.0 and 1.1).
+func (t *TLSInfo) LegacyVersions() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(v string) {
+		if IsLegacyVersion(v) && !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	add(t.Version)
+	for _, v := range t.Versions {
+		if v.Result == ProbeAccepted {
+			add(v.Version)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Weak lists the weak suites the server chose: the negotiated one when
+// it is weak, and those in WeakCiphers.
+func (t *TLSInfo) Weak() []WeakCipher {
+	var out []WeakCipher
+	if class := WeakSuiteClass(t.Cipher); class != "" {
+		out = append(out, WeakCipher{Version: t.Version, Cipher: t.Cipher, Class: class})
+	}
+	for _, w := range t.WeakCiphers {
+		if !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// WeakSuiteClass says why a cipher suite, by its IANA name, is weak, or ""
+// when it is not. The classes are those testssl.sh (3.0, "-s": NULL,
+// aNULL, EXPORT, LOW, 3DES) and internet.nl (NCSC-NL TLS guidelines:
+// "insufficient", and 3DES "phase out") report: no encryption (NULL), no
+// authentication (anon), export grade (EXPORT), DES and RC2/RC4 (RFC
+// 7465 forbids RC4), IDEA and 3DES (64-bit blocks: SWEET32). CBC suites
+// with SHA-1 are not counted: both tools rate them "obsolete" or
+// "sufficient", not weak, and the check does not grade them.
+func WeakSuiteClass(name string) string {
+	n := strings.ToUpper(name)
+	switch {
+	case n == "":
+		return ""
+	case strings.Contains(n, "_NULL_") || strings.HasSuffix(n, "_NULL"):
+		return "NULL"
+	case strings.Contains(n, "_ANON_"):
+		return "anonymous"
+	case strings.Contains(n, "EXPORT"):
+		return "EXPORT"
+	case strings.Contains(n, "RC4"):
+		return "RC4"
+	case strings.Contains(n, "RC2"):
+		return "RC2"
+	case strings.Contains(n, "3DES"):
+		return "3DES"
+	case strings.Contains(n, "_DES_") || strings.Contains(n, "_DES40_"):
+		return "DES"
+	case strings.Contains(n, "IDEA"):
+		return "IDEA"
+	}
+	return ""
+}
+
+// IsLegacyVersion: SSL 3.0, TLS 1.0 or TLS 1.1 (RFC 7568, RFC 8996).
+func IsLegacyVersion(v string) bool {
+	return v == "SSL 3.0" || v == "TLS 1.0" || v == "TLS 1.1"
+}
+
+// versionsKnown: every version was probed and answered (accepted or
+// refused), so that "no legacy version accepted" is a fact.
+func (t *TLSInfo) versionsKnown() bool {
+	if len(t.Versions) == 0 {
+		return false
+	}
+	for _, v := range t.Versions {
+		if v.Result == ProbeUnknown {
+			return false
+		}
+	}
+	return true
+}
+
+// weakKnown: "no weak suite accepted" is a fact as far as Go can offer
+// them: the weak-suite session was refused, or no version up to TLS 1.2
+// is accepted at all (TLS 1.3 has no weak suites, RFC 8446 §9.1).
+func (t *TLSInfo) weakKnown() bool {
+	switch {
+	case !t.versionsKnown():
+		return false
+	case t.WeakProbe == ProbeRefused || t.WeakProbe == ProbeAccepted:
+		return true
+	case t.WeakProbe == ProbeUnknown:
+		return false
+	}
+	for _, v := range t.Versions {
+		if v.Result == ProbeAccepted && v.Version != "TLS 1.3" {
+			return false
+		}
+	}
+	return true
 }
 
 // CertInfo describes the server certificate and its chain.
@@ -264,13 +412,20 @@ type SPFInfo struct {
 	Error   string `json:"error"`
 }
 
-// DMARCInfo is the _dmarc TXT record (RFC 7489 §6.1).
+// DMARCInfo is the _dmarc TXT record (RFC 7489 §6.1) that applies to
+// the domain: its own, or else the organizational domain's (§6.6.3).
 type DMARCInfo struct {
-	Present bool   `json:"present"`
-	Valid   bool   `json:"valid"`
-	Policy  string `json:"policy"`
-	Record  string `json:"record"`
-	Error   string `json:"error"`
+	Present bool `json:"present"`
+	Valid   bool `json:"valid"`
+	// Policy is the policy for mail from the domain: p=, or the sp= of an
+	// organizational domain's record when it has one (§6.3).
+	Policy string `json:"policy"`
+	Record string `json:"record"`
+	Error  string `json:"error"`
+	// OrgDomain names the organizational domain whose record applies
+	// because the domain has none of its own; "" when the record is the
+	// domain's own.
+	OrgDomain string `json:"org_domain,omitempty"`
 }
 
 // Timings are the steps of the check, in milliseconds. The steps overlap:

@@ -255,6 +255,18 @@ func (e *evaluation) addressFindings(h *Host, a *Address) {
 	if a.TLS != nil && (a.TLS.Version == "TLS 1.0" || a.TLS.Version == "TLS 1.1" || a.TLS.Version == "SSL 3.0") {
 		e.add(CodeProtocolOld, h.Name, a.IP, "%s (%s) negotiates %s; TLS 1.2 or later is expected (RFC 8996).", a.IP, h.Name, a.TLS.Version)
 	}
+	if a.TLS != nil {
+		if legacy := a.TLS.LegacyVersions(); len(legacy) > 0 {
+			e.add(CodeLegacyAccepted, h.Name, a.IP, "%s (%s) still accepts %s, deprecated since 2021 (RFC 8996): switch off every version below TLS 1.2.", a.IP, h.Name, strings.Join(legacy, " and "))
+		}
+		if weak := a.TLS.Weak(); len(weak) > 0 {
+			names := make([]string, 0, len(weak))
+			for _, w := range weak {
+				names = append(names, fmt.Sprintf("%s (%s, %s)", w.Cipher, w.Version, w.Class))
+			}
+			e.add(CodeCipherWeak, h.Name, a.IP, "%s (%s) accepts weak cipher suites: %s. RC4 is forbidden (RFC 7465); 3DES has 64-bit blocks (SWEET32, CVE-2016-2183).", a.IP, h.Name, strings.Join(names, ", "))
+		}
+	}
 	if c := a.Cert; c != nil {
 		if c.PKIXValid {
 			e.add(CodeCertTrusted, h.Name, a.IP, "The certificate of %s (%s) chains to a trusted root (issuer %s).", a.IP, h.Name, c.Issuer)
@@ -346,8 +358,16 @@ func (e *evaluation) recordFindings() {
 			e.add(CodeSPFValid, "", "", "SPF record valid (%d DNS look-ups of at most %d): %s", s.Lookups, maxSPFLookups, s.Record)
 		}
 	}
-	if d := &r.DMARC; e.validRecord("DMARC", d.Present, d.Valid, d.Error, CodeDMARCNone, CodeDMARCInvalid, "No DMARC record (_dmarc TXT, RFC 7489 §6.1).") {
-		e.add(CodeDMARCValid, "", "", "DMARC policy p=%s.", d.Policy)
+	d := &r.DMARC
+	if d.Present && d.OrgDomain != "" {
+		e.add(CodeDMARCOrgDomain, "", "", "No DMARC record at _dmarc.%s: the record of the organizational domain %s applies (RFC 7489 §6.6.3), its sp= (or else p=) for subdomains.", r.Domain, d.OrgDomain)
+	}
+	if e.validRecord("DMARC", d.Present, d.Valid, d.Error, CodeDMARCNone, CodeDMARCInvalid, "No DMARC record (_dmarc TXT, RFC 7489 §6.1).") {
+		if d.OrgDomain != "" {
+			e.add(CodeDMARCValid, "", "", "DMARC policy %s, from the record of the organizational domain %s.", d.Policy, d.OrgDomain)
+		} else {
+			e.add(CodeDMARCValid, "", "", "DMARC policy p=%s.", d.Policy)
+		}
 	}
 }
 

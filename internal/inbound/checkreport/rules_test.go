@@ -258,16 +258,7 @@ func TestColourAndFindings(t *testing.T) {
 			if tc.r.QualifiedEncryption != tc.qualify {
 				t.Errorf("qualified %v, want %v", tc.r.QualifiedEncryption, tc.qualify)
 			}
-			for _, c := range tc.want {
-				if !tc.r.Has(c) {
-					t.Errorf("missing %s", c)
-				}
-			}
-			for _, c := range tc.absent {
-				if tc.r.Has(c) {
-					t.Errorf("unexpected %s", c)
-				}
-			}
+			checkCodes(t, tc.r, tc.want, tc.absent)
 			for _, f := range tc.r.Findings {
 				if sev, ok := severities[f.Code]; !ok || sev != f.Severity {
 					t.Errorf("finding %s with severity %s: not in the table", f.Code, f.Severity)
@@ -285,6 +276,22 @@ func TestColourAndFindings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkCodes fails t unless r has every finding code of want and none
+// of absent.
+func checkCodes(t *testing.T, r *Report, want, absent []string) {
+	t.Helper()
+	for _, c := range want {
+		if !r.Has(c) {
+			t.Errorf("missing %s", c)
+		}
+	}
+	for _, c := range absent {
+		if r.Has(c) {
+			t.Errorf("unexpected %s", c)
+		}
 	}
 }
 

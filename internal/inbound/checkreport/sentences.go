@@ -58,6 +58,18 @@ func sentences(r *Report, s summary) []string {
 			add("Domain does not use valid certificates (bad).")
 		}
 	}
+	switch {
+	case len(s.legacyTLS) > 0:
+		add("Domain does still accept TLS 1.0 or 1.1 (warning).")
+	case s.withTLS > 0 && s.versionsKnown == s.withTLS:
+		add("Domain does not accept TLS 1.0 or 1.1 (good).")
+	}
+	switch {
+	case len(s.weakCiphers) > 0:
+		add("Domain does accept weak cipher suites (bad).")
+	case s.withTLS > 0 && s.weakKnown == s.withTLS:
+		add("Domain does not accept weak cipher suites (good).")
+	}
 	if s.qualified {
 		add("Domain does support qualified transport encryption (good).")
 	} else {
@@ -102,6 +114,8 @@ func sentences(r *Report, s summary) []string {
 		add("Domain does not publish an SPF record.")
 	}
 	switch {
+	case r.DMARC.Valid && r.DMARC.OrgDomain != "":
+		add("Domain does inherit the DMARC policy %s of its organizational domain %s (good).", r.DMARC.Policy, r.DMARC.OrgDomain)
 	case r.DMARC.Valid:
 		add("Domain does publish a DMARC policy p=%s (good).", r.DMARC.Policy)
 	case r.DMARC.Present:

@@ -40,7 +40,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, a := range h.Addresses {
 			tlsText, certText := "-", "-"
 			if a.TLS != nil {
-				tlsText = a.TLS.Version + " " + a.TLS.KeyExchange
+				tlsText = a.TLS.Version + " " + a.TLS.KeyExchange + acceptedVersions(a.TLS)
 			} else if a.TLSError != "" {
 				tlsText = "failed"
 			}
@@ -67,6 +67,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	tw.Flush()
+	if r.MX.Omitted > 0 {
+		fmt.Fprintf(&b, "  %d more MX hosts not tested (limit inbound.max_hosts)\n", r.MX.Omitted)
+	}
+	for _, h := range r.MX.Hosts {
+		if h.OmittedAddresses > 0 {
+			fmt.Fprintf(&b, "  %s: %d more addresses not tested (limit inbound.max_addresses)\n", h.Name, h.OmittedAddresses)
+		}
+	}
 	for _, h := range r.MX.Hosts {
 		if len(h.TLSA.Records) > 0 {
 			fmt.Fprintf(&b, "  TLSA %s (DNSSEC %s): %s\n", h.TLSA.Name, h.TLSA.DNSSEC, strings.Join(shortRecords(h.TLSA.Records), ", "))
@@ -111,4 +119,24 @@ func shortRecords(rs []string) []string {
 		}
 	}
 	return out
+}
+
+// acceptedVersions lists the versions a server accepted when each was
+// offered alone, " (accepts 1.0 1.2 1.3)", or "" when they were not
+// probed; an unanswered probe shows as "1.1?".
+func acceptedVersions(t *TLSInfo) string {
+	var out []string
+	for _, v := range t.Versions {
+		short := strings.TrimPrefix(v.Version, "TLS ")
+		switch v.Result {
+		case ProbeAccepted:
+			out = append(out, short)
+		case ProbeUnknown:
+			out = append(out, short+"?")
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return " (accepts " + strings.Join(out, " ") + ")"
 }

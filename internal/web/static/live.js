@@ -15,11 +15,15 @@
     ph.textContent = r.phase; ph.setAttribute("data-phase", r.phase);
     text("phase-text", r.phase_text);
     text("policy", r.policy);
+    text("summary", r.summary);
+    // The words of the page's language are in its data attributes.
+    var hl = document.getElementById("headline");
     var h = r.headline.text.replace(/\.$/, "");
-    if (r.headline.rating && r.headline.rating !== "info") { h += " (" + r.headline.rating + ")"; }
+    var rating = r.headline.rating ? hl.getAttribute("data-r-" + r.headline.rating.replace(" ", "-")) : "";
+    if (rating) { h += " (" + rating + ")"; }
     text("headline", h + ".");
     var firm = document.getElementById("firm");
-    if (firm && r.final) { firm.textContent = "(final)"; }
+    if (firm && r.final) { firm.textContent = firm.getAttribute("data-final"); }
     document.getElementById("verdict-line").className = "c-" + r.colour;
     var ol = document.getElementById("connections");
     while (ol.firstChild) { ol.removeChild(ol.firstChild); }
@@ -56,7 +60,11 @@
       });
       document.getElementById("auth-box").hidden = false;
     }
-    if (r.mail) { text("mail-line", "Result mail: " + r.mail.state + (r.mail.reason ? " — " + r.mail.reason : "")); }
+    if (r.mail) {
+      var ml = document.getElementById("mail-line");
+      var state = ml.getAttribute("data-" + r.mail.state) || r.mail.state;
+      text("mail-line", ml.getAttribute("data-label") + ": " + state + (r.mail.reason ? " — " + r.mail.reason : ""));
+    }
     if (r.final) { es.close(); }
   });
 })();
