@@ -481,8 +481,9 @@ cluster_mail_count() {
 		# a failure, and the first of them (the lab mailbox's log, where the
 		# nodes deliver result mails, is not a sender's).
 		local d n first fail='refused|lost connection|timed out|timeout|ECONNREFUSED|ETIMEDOUT|reset|unreachable'
-		for d in "$PF_STATE"/*/ "$CHASQUID_STATE"/*/ "$HARAKA_STATE"/*/; do
-			[[ -d "$d" && "$(basename "$d")" != mailbox ]] || continue
+		# This run's senders (lab/run's dirs), not instances of earlier runs.
+		for d in "${dirs[@]}"; do
+			[[ -d "$d" ]] || continue
 			n=$(cat "$d"/maillog* "$d"/*.log 2>/dev/null | grep -E "$pat" | grep -Eic "$fail" || true)
 			((n > 0)) || continue
 			first=$(cat "$d"/maillog* "$d"/*.log 2>/dev/null | grep -E "$pat" | grep -Eim1 "$fail" | cut -c1-240 || true)

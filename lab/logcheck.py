@@ -268,6 +268,11 @@ def host_of(c):
 
 for c in conns:
     reply = c.get("Reply") or ""
+    if (c.get("Error") or "").startswith("interrupted:") and not (c.get("MailFrom") or c.get("State") in ("Mail", "Acked")):
+        # The service's node died during the session (the cluster lab's
+        # kill -9): the sender refused nothing there, and its log shows a
+        # lost connection, no refusal (verdict.classify skips it too).
+        continue
     tls = bool(c.get("TLSVersion"))
     mail = bool(c.get("MailFrom")) or c.get("State") in ("Mail", "Acked")
     if reply.startswith("250"):
