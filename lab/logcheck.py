@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """lab/logcheck.py FAMILY TEST_JSON LOG...: does the service's history of a
 test (`mailsec test show -json ID`) show what the sender's own log says it
-did? FAMILY is postfix (LOG = its maillog), chasquid (LOG = mail.log and
+did? With TEST_JSON "-" it prints what the log says as JSON ({"log":
+counts, "hosts": hosts per kind}) for lab/tlsrpt-report.py. FAMILY is postfix (LOG = its maillog), chasquid (LOG = mail.log and
 chasquid.log, run with -v=1) or haraka (LOG = its log, level protocol).
 Prints "agree (...)" or "DISAGREE: ..." (exit 1).
 
@@ -20,10 +21,13 @@ From the log, per session that got past the greeting:
                          "deliver:" line took from the MX list)
   answered 4xx           Postfix "host H said: 451"; chasquid "returned
                          transient error: ... 451"; Haraka "Upstream error: 4xx"
-  4xx greeting           Postfix "host H refused to talk to me: 421": the
-                         broken host (docs/smtp.md "Broken host"), which
-                         only a sender whose resolver does not validate
-                         DNSSEC reaches
+  4xx greeting           Postfix "host H refused to talk to me: 421",
+                         chasquid "returned transient error: Error creating
+                         client: 421": the broken host (docs/smtp.md "Broken
+                         host"), which only a sender whose resolver does not
+                         validate DNSSEC reaches, and the IPv6-only host
+                         ("IPv6-only host"), which only a sender with IPv6
+                         reaches
   delivered              Postfix status=sent, relay=H; chasquid "done" (host:
                          the MX after the last one that failed or was
                          skipped); Haraka "delivered ... host=H"
@@ -146,6 +150,10 @@ def parse_chasquid(_maillog, chasquid_log):
                     hosts["refused_cert"].append(h)
                 else:
                     log["refused_plain"] += 1
+            elif re.match(r"Error creating client: 4\d\d\b", reason):
+                # The greeting itself was 4xx (the IPv6-only host, or the
+                # broken host: answered 421 before any EHLO).
+                log["greeting_4xx"] += 1
             elif re.search(r"\b4\d\d\b", reason):
                 log["said_4xx"] += 1
             tls[rcpt] = None
@@ -195,7 +203,9 @@ def parse_haraka(haraka_log):
             # Haraka drops, without a log line, an MX host whose address
             # look-up fails: the broken host (docs/dns.md "Broken host")
             # for every validating resolver, which all lab Haraka
-            # senders use.
+            # senders use. The IPv6-only host ("IPv6-only host") it keeps:
+            # a "deliver: ... -> <its IPv6 address>" takes it, and fails
+            # (bound to an IPv4 source address) without another line.
             mxs[sid] = [host(h) for h in re.findall(r'"exchange":"([^"]+)"', msg) if not host(h).startswith(BROKEN)]
             continue
         if msg.startswith("deliver:"):
@@ -247,6 +257,12 @@ elif family == "haraka":
 else:
     print(f"DISAGREE: unknown family {family}")
     sys.exit(1)
+
+if test_json == "-":
+    # What the log says, for lab/tlsrpt-report.py (the lab's TLS-RPT
+    # reporter builds its report from the sender's own log).
+    print(json.dumps({"log": dict(log), "hosts": dict(hosts)}))
+    sys.exit(0)
 
 try:
     conns = json.load(open(test_json)).get("connections") or []

@@ -33,6 +33,10 @@ CASES = {
     # inside the handshake (the service records SniSeen, TLS unfinished).
     "haraka-verify": ("haraka", ["haraka.log"],
                       "agree (delivered 2, said_4xx 2, refused_plain 0, refused_cert 2, verifies yes)"),
+    # MTA-STS with IPv6: the IPv6-only host answered 421 in place of the
+    # greeting in both attempts ("Error creating client: 421").
+    "chasquid-ipv6": ("chasquid", ["mail.log", "chasquid.log"],
+                      "agree (delivered 2, said_4xx 1, refused_plain 2, refused_cert 1, verifies yes)"),
     "haraka-may": ("haraka", ["haraka.log"],
                    "agree (delivered 2, said_4xx 2, refused_plain 0, refused_cert 0, verifies no)"),
 }

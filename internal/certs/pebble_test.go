@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,11 +23,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/certs"
+	"github.com/mailsec/mailsec/internal/cluster"
 	"github.com/mailsec/mailsec/internal/config"
 	"github.com/mailsec/mailsec/internal/dnsserver"
 	"github.com/mailsec/mailsec/internal/dnszone"
 	"github.com/mailsec/mailsec/internal/peertest"
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/pgtest"
 	"github.com/mailsec/mailsec/internal/service"
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -71,8 +74,16 @@ type zoneServer struct {
 
 func startZoneServer(t *testing.T) *zoneServer {
 	t.Helper()
+	return startZoneServerIn(t, t.TempDir())
+}
+
+// startZoneServerIn is startZoneServer with the keys of dataDir: a second
+// node started on the first one's directory serves the same keys, as
+// nodes with the copied key directory do (docs/cluster.md).
+func startZoneServerIn(t *testing.T, dataDir string) *zoneServer {
+	t.Helper()
 	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = dataDir
 	cfg.Zones.A, cfg.Zones.B = zoneA, zoneB
 	cfg.Zones.MXAddresses = []string{"127.0.0.20"}
 	if err := cfg.Validate(); err != nil {
@@ -373,4 +384,161 @@ func TestPebbleDNS01(t *testing.T) {
 	if got := mustPersona(t, m2, 6); got.Leaf.SerialNumber.Cmp(new6.Leaf.SerialNumber) != 0 {
 		t.Fatal("restart did not load the stored certificate")
 	}
+}
+
+// startChallenges shares a node's challenge records through st, loading
+// them every 50 ms until the test ends.
+func startChallenges(t *testing.T, st *store.Store, node string, z *zoneServer) *cluster.Challenges {
+	t.Helper()
+	c, err := cluster.NewChallenges(cluster.ChallengeOptions{Store: st, Node: node, Zones: z.zones.Authority,
+		Period: 50 * time.Millisecond, DeadAfter: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return c
+}
+
+// txt returns the TXT values of name that z answers and whether each
+// TXT RRset came with a valid signature by key.
+func txtAnswer(t *testing.T, z *zoneServer, name string, key *dns.DNSKEY) (values []string, signed bool) {
+	t.Helper()
+	r := z.query(t, "udp", name, dns.TypeTXT)
+	var txts []dns.RR
+	var sig *dns.RRSIG
+	for _, rr := range r.Answer {
+		switch rr := rr.(type) {
+		case *dns.TXT:
+			txts = append(txts, rr)
+			values = append(values, rr.Txt...)
+		case *dns.RRSIG:
+			sig = rr
+		}
+	}
+	slices.Sort(values)
+	return values, sig != nil && len(txts) > 0 && sig.Verify(key, txts) == nil
+}
+
+// TestChallengeAcrossNodes: two nodes on one PostgreSQL database. A
+// challenge set through node 1 is answered, signed, by node 2's DNS server
+// when SetChallenge returns; values of both nodes for one name are served
+// together; cleared, they leave node 2 too. Then pebble, whose DNS is node
+// 2, validates the orders node 1 places (TestPebbleDNS01 across nodes).
+func TestChallengeAcrossNodes(t *testing.T) {
+	dsn := pgtest.Database(t)
+	open := func() *store.Store {
+		st, err := store.OpenDriver(t.Context(), store.DriverPostgres, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	z1 := startZoneServer(t)
+	z2 := startZoneServerIn(t, z1.cfg.DataDir)
+	c1 := startChallenges(t, open(), "node-1", z1)
+	c2 := startChallenges(t, open(), "node-2", z2)
+	// Both nodes have loaded once, as running nodes have: node 1 waits
+	// for node 2 from now on.
+	st := open()
+	for _, n := range []string{"node-1", "node-2"} {
+		for i := 0; ; i++ {
+			loads, err := st.ACMEChallengeLoads(t.Context(), time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := loads[n]; ok {
+				break
+			}
+			if i == 200 {
+				t.Fatalf("%s never loaded the challenge records", n)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	key := z2.zones.KeyA.DNSKEY
+
+	const name = "_acme-challenge.mx6." + zoneA
+	if err := c1.SetChallenge(name, []string{"from-node-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, signed := txtAnswer(t, z2, name, key); !slices.Equal(got, []string{"from-node-1"}) || !signed {
+		t.Fatalf("node 2 answers %v (signed %v) for the challenge set through node 1", got, signed)
+	}
+	if err := c2.SetChallenge(name, []string{"from-node-2"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, z := range []*zoneServer{z1, z2} {
+		if got, signed := txtAnswer(t, z, name, key); !slices.Equal(got, []string{"from-node-1", "from-node-2"}) || !signed {
+			t.Fatalf("a node answers %v (signed %v), want both nodes' values", got, signed)
+		}
+	}
+	if err := c1.ClearChallenge(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.ClearChallenge(name); err != nil {
+		t.Fatal(err)
+	}
+	waitNoChallenges(t, z1, z2)
+	if r := z2.query(t, "udp", name, dns.TypeTXT); r.Rcode != dns.RcodeNameError {
+		t.Fatalf("node 2 after both cleared: %s", dns.RcodeToString[r.Rcode])
+	}
+
+	t.Run("pebble", func(t *testing.T) {
+		peertest.Require(t, "pebble")
+		pebbleAcrossNodes(t, z1, z2, c1)
+	})
+}
+
+// waitNoChallenges waits (bounded) until no zone server publishes a
+// challenge record.
+func waitNoChallenges(t *testing.T, zs ...*zoneServer) {
+	t.Helper()
+	for _, z := range zs {
+		for i := 0; len(z.zones.Authority.Challenges()) != 0; i++ {
+			if i == 200 {
+				t.Fatalf("challenge records left behind: %v", z.zones.Authority.Challenges())
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+}
+
+// pebbleAcrossNodes: node 1 orders the certificates, pebble asks only node
+// 2 for the challenges, and validates them.
+func pebbleAcrossNodes(t *testing.T, z1, z2 *zoneServer, c1 *cluster.Challenges) {
+	const asked = "_acme-challenge.mx6.a.mailtest.example."
+	before := len(z1.log.seen(asked, dns.TypeTXT)) // the test's own queries
+	p := startPebble(t, z2.addr)
+	m, err := certs.New(certs.Options{
+		DataDir: z1.cfg.DataDir, ZoneA: z1.cfg.Zones.A, ZoneB: z1.cfg.Zones.B,
+		Issuer:     certs.IssuerACME,
+		ACME:       certs.ACMEOptions{Directory: p.directory, CAFile: p.caFile, Email: "hostmaster@a.mailtest.example"},
+		Keys:       z1.keys,
+		Challenges: c1,
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	if err := m.RenewDue(ctx); err != nil {
+		t.Fatalf("obtaining certificates through node 1 from a pebble asking node 2: %v", err)
+	}
+	roots := p.root(t)
+	verifyChain(t, mustPersona(t, m, 6), "mx6.a.mailtest.example", roots)
+	if got := z2.log.seen(asked, dns.TypeTXT); len(got) == 0 {
+		t.Errorf("pebble never asked node 2 for %s", asked)
+	}
+	if got := z1.log.seen(asked, dns.TypeTXT); len(got) != before {
+		t.Errorf("pebble asked node 1 (%v): the test would not show the records crossing nodes", got)
+	}
+	waitNoChallenges(t, z1, z2)
 }

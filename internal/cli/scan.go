@@ -231,6 +231,7 @@ func runScan(e *env, args []string) error {
 		if err := enc.Encode(map[string]any{
 			"scan": id, "items": stats.Counts.Total(), "done": stats.Counts.Done, "errors": stats.Counts.Error,
 			"pending": stats.Counts.Pending + stats.Counts.Running, "checked": stats.Checked, "failed": stats.Failed, "retried": stats.Retried,
+			"lost":    stats.Lost,
 			"seconds": stats.Elapsed.Seconds(), "rate": rateOf(stats),
 			"host_cache": map[string]int64{"probes": cs.Misses, "reused": cs.Hits, "shared": cs.Shared},
 			"outputs":    paths,

@@ -169,7 +169,10 @@ func runTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		lookups, fetches := obs.DNSLookups, obs.PolicyFetches
+		lookups, fetches, reports := obs.DNSLookups, obs.PolicyFetches, obs.TLSRPT
+		if reports == nil {
+			reports = []verdict.TLSRPTReport{}
+		}
 		if lookups == nil {
 			lookups = []store.DNSQuery{}
 		}
@@ -183,6 +186,8 @@ func runTest(e *env, args []string) error {
 				Connections   []store.SMTPConnection `json:"connections"`
 				DNSLookups    []store.DNSQuery       `json:"dns_lookups"`
 				PolicyFetches []store.PolicyFetch    `json:"policy_fetches"`
+				// The TLS-RPT reports tied to the test (docs/tlsrpt.md).
+				TLSRPTReports []verdict.TLSRPTReport `json:"tlsrpt_reports"`
 				Inbound       json.RawMessage        `json:"inbound,omitempty"` // schema mailsec.check.v1
 				Result        *resultJSON            `json:"result,omitempty"`
 				Attempts      []store.MailAttempt    `json:"mail_attempts,omitempty"`
@@ -190,7 +195,7 @@ func runTest(e *env, args []string) error {
 				// As the API's report has them (docs/api.md).
 				Authentication *report.AuthSection `json:"authentication,omitempty"`
 				Facts          map[string]any      `json:"facts"`
-			}{t, conns, lookups, fetches, inboundReport, resultOf(&cfg, res, legacy), attempts, keys, auth, facts})
+			}{t, conns, lookups, fetches, reports, inboundReport, resultOf(&cfg, res, legacy), attempts, keys, auth, facts})
 		}
 		a := addressesOf(&cfg, t)
 		fmt.Fprintf(e.stdout, "Test %s (%s, created %s): %s, %s\n", t.ID, t.State, t.Created.Format(time.RFC3339), a.A, a.B)
@@ -216,6 +221,16 @@ func runTest(e *env, args []string) error {
 		}
 		for _, f := range fetches {
 			fmt.Fprintf(e.stdout, "Policy fetch %s from %s: %s\n", f.Time.Format("2006-01-02 15:04:05"), f.Client.Addr(), untrusted.Terminal(f.SNI))
+		}
+		for _, r := range reports {
+			fmt.Fprintf(e.stdout, "TLS-RPT report by %s, received %s: %s %s\n", r.Source, r.Received.Format("2006-01-02 15:04:05"),
+				untrusted.Terminal(r.Organization), untrusted.Terminal(r.ReportID))
+			for _, p := range r.Policies {
+				fmt.Fprintf(e.stdout, "  %s policy for %s: %d sessions succeeded, %d failed\n", p.Type, p.Domain, p.Successful, p.Failed)
+				for _, f := range p.Failures {
+					fmt.Fprintf(e.stdout, "    %d %s at %s from %s\n", f.Sessions, untrusted.Terminal(f.ResultType), untrusted.Terminal(f.ReceivingMX), f.SendingMTA)
+				}
+			}
 		}
 		for _, l := range lookups {
 			do := ""

@@ -120,13 +120,24 @@ func (m *Member) heartbeat(ctx context.Context) error {
 	return m.o.Store.NodeSeen(ctx, store.Node{Name: m.o.Node, Started: m.started, Seen: m.o.Now(), Keys: m.o.Keys, Leading: m.leading.Load()})
 }
 
+// takeoverGrace is how many heartbeats a node that took the leader lock
+// waits before it starts the leader's jobs: the longest a previous leader
+// may go on running them after losing its lock session (its next check
+// within one heartbeat, the check's own limit three more). The server can
+// end a lock session at once (pg_terminate_backend, a crashed backend, a
+// cut connection the server noticed first) while the leader that held it
+// learns of it only at its next check; without the grace both would run
+// the jobs for that while (TestOneLeader saw it under load).
+const takeoverGrace = 4
+
 // Run records the heartbeat and contends for the leader lock until ctx
-// ends. While this node leads, lead runs with a context that ends when the
-// lock may be lost (its session does not answer a check within three
-// heartbeats) or ctx ends; Run waits for it to return before it gives the
-// lock up, so two nodes' jobs never overlap by this node's doing. An error
-// from lead (other than its context ending) ends Run with that error: a
-// leader that cannot do its jobs must not keep the lock.
+// ends. Once this node holds the lock and has waited takeoverGrace
+// heartbeats, checking it on every one, lead runs with a context that ends
+// when the lock may be lost (its session does not answer a check within
+// three heartbeats) or ctx ends; Run waits for it to return before it
+// gives the lock up. So two nodes' jobs never overlap while their checks
+// answer. An error from lead (other than its context ending) ends Run with
+// that error: a leader that cannot do its jobs must not keep the lock.
 func (m *Member) Run(ctx context.Context, lead func(context.Context) error) error {
 	log := m.o.Logger
 	t := time.NewTicker(m.o.Heartbeat)
@@ -135,58 +146,70 @@ func (m *Member) Run(ctx context.Context, lead func(context.Context) error) erro
 		lock     *store.Leadership
 		stop     context.CancelFunc
 		leadDone chan error
+		graceEnd time.Time // while the lock is held and the jobs wait
 	)
-	resign := func(why string, args ...any) error {
-		stop()
-		err := <-leadDone
+	// giveUp stops the jobs if they run, then releases the lock.
+	giveUp := func() error {
+		var err error
+		if leadDone != nil {
+			stop()
+			err = <-leadDone
+		}
 		lock.Release()
-		lock = nil
+		lock, stop, leadDone = nil, nil, nil
 		m.leading.Store(false)
+		return err
+	}
+	resign := func(why string, args ...any) error {
+		err := giveUp()
 		log.Warn(why, args...)
 		return err
 	}
 	defer func() {
 		if lock != nil {
-			stop()
-			<-leadDone
-			lock.Release()
-			m.leading.Store(false)
+			giveUp()
 		}
 	}()
 	for {
-		if lock == nil {
+		switch {
+		case lock == nil:
 			// The session's idle limit is well past the checks' period,
 			// so only a node that stopped checking loses it that way.
 			l, err := m.o.Store.TryLead(ctx, 5*m.o.Heartbeat)
 			switch {
 			case err == nil:
-				lock = l
+				lock, graceEnd = l, time.Now()
+				if l.Shared() {
+					graceEnd = graceEnd.Add(takeoverGrace * m.o.Heartbeat)
+					log.Info("cluster: this node holds the leader lock; its jobs start after the takeover grace", "node", m.o.Node, "grace", takeoverGrace*m.o.Heartbeat)
+				}
+				continue // on SQLite (no grace) the jobs start at once
+			case !errors.Is(err, store.ErrNotLeader) && ctx.Err() == nil:
+				log.Error("cluster: leader lock", "err", err)
+			}
+		case leadDone != nil && len(leadDone) > 0:
+			err := <-leadDone
+			leadDone <- err // giveUp reads it again
+			if err := resign("cluster: the leader's jobs stopped; giving the lock up", "err", err); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("cluster: leader's jobs: %w", err)
+			}
+		default:
+			// Three heartbeats for the check: a busy machine or database
+			// is not a lost lock. The old leader still stops before the
+			// server ends its silent session (idle after 5 heartbeats >
+			// 1 + 3).
+			cctx, cancel := context.WithTimeout(ctx, 3*m.o.Heartbeat)
+			err := lock.Check(cctx)
+			cancel()
+			switch {
+			case err != nil && ctx.Err() == nil:
+				resign("cluster: the leader lock may be lost; another node takes over", "err", err)
+			case err == nil && leadDone == nil && !time.Now().Before(graceEnd):
 				m.leading.Store(true)
 				lctx, cancel := context.WithCancel(ctx)
 				stop, leadDone = cancel, make(chan error, 1)
 				go func() { leadDone <- lead(lctx) }()
 				log.Info("cluster: this node leads: finalising tests, sending result mails, purging", "node", m.o.Node)
-			case !errors.Is(err, store.ErrNotLeader) && ctx.Err() == nil:
-				log.Error("cluster: leader lock", "err", err)
-			}
-		} else {
-			select {
-			case err := <-leadDone:
-				leadDone <- err // resign reads it again
-				if err := resign("cluster: the leader's jobs stopped; giving the lock up", "err", err); err != nil && ctx.Err() == nil {
-					return fmt.Errorf("cluster: leader's jobs: %w", err)
-				}
-			default:
-				// Three heartbeats for the check: a busy machine or
-				// database is not a lost lock. The old leader still
-				// stops before the server ends its silent session
-				// (idle after 5 heartbeats > 1 + 3).
-				cctx, cancel := context.WithTimeout(ctx, 3*m.o.Heartbeat)
-				err := lock.Check(cctx)
-				cancel()
-				if err != nil && ctx.Err() == nil {
-					resign("cluster: the leader lock may be lost; another node takes over", "err", err)
-				}
 			}
 		}
 		if err := m.heartbeat(ctx); err != nil && ctx.Err() == nil {

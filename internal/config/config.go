@@ -364,6 +364,8 @@ type Zones struct {
 	MXAddresses []string `toml:"mx_addresses"`
 	// HostAddresses gives single hosts (mx3..mx7, mta-sts) their own
 	// addresses instead of MXAddresses: the address then picks the persona.
+	// "mx-v6" deploys the IPv6-only MX host: one IPv6 address, slot n's
+	// host at that address plus n (docs/dns.md "IPv6-only host").
 	HostAddresses map[string][]string `toml:"host_addresses"`
 	// PolicyHostAddresses are the addresses of mta-sts.A; empty means MXAddresses.
 	PolicyHostAddresses []string `toml:"policy_host_addresses"`
@@ -381,6 +383,11 @@ type Zones struct {
 	MTASTSMaxAge Duration `toml:"mta_sts_max_age"`
 	// TLSRPTAddress receives TLS-RPT reports; empty means tlsrpt@A.
 	TLSRPTAddress string `toml:"tlsrpt_address"`
+	// TLSRPTHTTPS also asks for TLS-RPT reports by HTTPS POST (RFC 8460
+	// §5.4): the _smtp._tls records of zone A and of every slot name
+	// https://mta-sts.<A>/.well-known/tlsrpt beside the mailbox, and the
+	// policy host takes them there. Only when the policy host listens.
+	TLSRPTHTTPS bool `toml:"tlsrpt_https"`
 	// Slots is the number of test slots (s001.A … under A, the same under
 	// B; docs/dns.md "Test slots"), each held by one test at a time; 0
 	// turns them off (every test uses the shared names). At most 99, so
@@ -490,6 +497,7 @@ func Default() Config {
 			MXTTL:        Duration{60 * time.Second},
 			NegativeTTL:  Duration{60 * time.Second},
 			MTASTSMaxAge: Duration{7 * 24 * time.Hour},
+			TLSRPTHTTPS:  true,
 			Slots:        50,
 			SlotRest:     Duration{time.Hour},
 		},
@@ -695,7 +703,48 @@ func (c *Config) KeyDir() string { return filepath.Join(c.DataDir, "keys") }
 
 // HostLabels are the host names (first labels) that may carry addresses of
 // their own in [zones.host_addresses].
-var HostLabels = []string{"mx3", "mx4", "mx5", "mx6", "mx7", "mta-sts", "ns1"}
+var HostLabels = []string{"mx3", "mx4", "mx5", "mx6", "mx7", "mta-sts", "ns1", testslot.IPv6HostLabel}
+
+// validateIPv6Host checks zones.host_addresses.mx-v6, the IPv6-only MX
+// host (docs/dns.md "IPv6-only host"): one IPv6 address, the first of
+// zones.slots+1 consecutive ones (one per slot, testslot.HostAddr), every
+// connection to which is answered 421 (docs/smtp.md "IPv6-only host"), so
+// none may be another host's.
+func (c *Config) validateIPv6Host(bad func(key, format string, args ...any)) {
+	list, ok := c.Zones.HostAddresses[testslot.IPv6HostLabel]
+	if !ok {
+		return
+	}
+	key := "zones.host_addresses." + testslot.IPv6HostLabel
+	if len(list) != 1 {
+		bad(key, "needs exactly one address (slot n gets that address plus n), not %d", len(list))
+		return
+	}
+	base, err := netip.ParseAddr(list[0])
+	if err != nil {
+		return // reported with the other host addresses
+	}
+	if !base.Is6() || base.Is4In6() || base.Zone() != "" {
+		bad(key, "%s is not an IPv6 address: the host is reachable over IPv6 only", base)
+		return
+	}
+	last, ok := testslot.HostAddr(base, c.Zones.Slots)
+	if !ok {
+		bad(key, "%s plus zones.slots (%d) leaves the IPv6 address space", base, c.Zones.Slots)
+		return
+	}
+	others := slices.Concat(c.Zones.NSAddresses, c.Zones.MXAddresses, c.Zones.PolicyHostAddresses)
+	for host, l := range c.Zones.HostAddresses {
+		if host != testslot.IPv6HostLabel {
+			others = append(others, l...)
+		}
+	}
+	for _, o := range others {
+		if a, err := netip.ParseAddr(o); err == nil && a.Unmap().Compare(base) >= 0 && a.Unmap().Compare(last) <= 0 {
+			bad(key, "%s (one of its %d slot addresses %s-%s) is another host's: the IPv6-only host needs addresses of its own", a, c.Zones.Slots+1, base, last)
+		}
+	}
+}
 
 // Validate checks every value and names the key of the first problem.
 func (c *Config) Validate() error {
@@ -761,6 +810,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	c.validateIPv6Host(bad)
 	positive := func(key string, d Duration, min time.Duration) {
 		if d.Duration < min {
 			bad(key, "%s is too short (at least %s)", d.Duration, min)

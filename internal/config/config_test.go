@@ -47,6 +47,11 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"broken host is a persona", "[dnssec]\nbroken_hosts = [\"mx4\"]", "dnssec.broken_hosts: \"mx4\" is one of the service's own hosts"},
 		{"broken host on a shared address", "[zones]\nmx_addresses = [\"127.0.0.20\"]\n[zones.host_addresses]\nbroken = [\"127.0.0.20\"]\n[dnssec]\nbroken_hosts = [\"broken\"]", "zones.host_addresses.broken: 127.0.0.20 is shared with another host"},
 		{"broken host on a persona's address", "[zones.host_addresses]\nbroken = [\"127.0.0.4\"]\nmx4 = [\"127.0.0.4\"]\n[dnssec]\nbroken_hosts = [\"broken\"]", "zones.host_addresses.broken: 127.0.0.4 is shared with another host"},
+		{"IPv6-only host over IPv4", "[zones.host_addresses]\nmx-v6 = [\"127.0.0.6\"]", "zones.host_addresses.mx-v6: 127.0.0.6 is not an IPv6 address"},
+		{"IPv6-only host on a mapped address", "[zones.host_addresses]\nmx-v6 = [\"::ffff:127.0.0.6\"]", "is not an IPv6 address"},
+		{"IPv6-only host with two addresses", "[zones.host_addresses]\nmx-v6 = [\"fd00::6:0\", \"fd00::7:0\"]", "zones.host_addresses.mx-v6: needs exactly one address"},
+		{"IPv6-only host's slot on a persona", "[zones]\nslots = 5\n[zones.host_addresses]\nmx-v6 = [\"fd00::6:0\"]\nmx4 = [\"fd00::6:5\"]", "zones.host_addresses.mx-v6: fd00::6:5 (one of its 6 slot addresses fd00::6:0-fd00::6:5) is another host's"},
+		{"IPv6-only host past the end", "[zones]\nslots = 2\n[zones.host_addresses]\nmx-v6 = [\"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff\"]", "leaves the IPv6 address space"},
 		{"own address of an unlisted broken host", "[zones.host_addresses]\nbroken = [\"127.0.0.29\"]", "zones.host_addresses.broken: unknown host"},
 		{"udp size", "[dns]\nudp_size = 100", "dns.udp_size"},
 		{"log level", "[log]\nlevel = \"loud\"", "log.level"},
@@ -215,5 +220,18 @@ func TestBrokenHostOwnAddress(t *testing.T) {
 	}
 	if got := cfg.Zones.HostAddresses["broken"]; len(got) != 2 {
 		t.Fatalf("broken host addresses %v", got)
+	}
+}
+
+// TestIPv6HostOwnAddresses: the IPv6-only host takes one IPv6 address, the
+// first of its slots' (docs/dns.md "IPv6-only host"); the address after
+// its last slot may be another host's.
+func TestIPv6HostOwnAddresses(t *testing.T) {
+	cfg := Default()
+	if err := Parse(&cfg, "[zones]\nslots = 5\n[zones.host_addresses]\nmx-v6 = [\"fd00::6:0\"]\nmx4 = [\"fd00::6:6\"]"); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Zones.HostAddresses["mx-v6"]; len(got) != 1 {
+		t.Fatalf("IPv6-only host addresses %v", got)
 	}
 }

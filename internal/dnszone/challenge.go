@@ -77,13 +77,9 @@ func (c *challengeSet) records(origin string) []dns.RR {
 // The snapshot of the current rotation step is rebuilt and installed before
 // SetChallenge returns, so the next query sees the records.
 func (a *Authority) SetChallenge(fqdn string, values []string) error {
-	name, err := a.challengeName(fqdn)
+	name, vals, err := a.CheckChallenge(fqdn, values)
 	if err != nil {
 		return err
-	}
-	vals, err := challengeValues(values)
-	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrChallenge, name, err)
 	}
 	return a.updateChallenges(func(next challengeSet) error {
 		if len(vals) == 0 {
@@ -109,6 +105,41 @@ func (a *Authority) ClearChallenge(fqdn string) error {
 		delete(next, name)
 		return nil
 	})
+}
+
+// ReplaceChallenges publishes exactly set (owner name → TXT values) as the
+// challenge records, as a node loads them from the store shared by several
+// nodes (cluster.Challenges). The zones are rebuilt only when the set
+// differs from what is published; changed says whether it did. A name or
+// value that SetChallenge would refuse is left out and named in the error;
+// the rest is published all the same.
+func (a *Authority) ReplaceChallenges(set map[string][]string) (changed bool, err error) {
+	next := challengeSet{}
+	var bad []error
+	for fqdn, values := range set {
+		name, vals, err := a.CheckChallenge(fqdn, values)
+		if err != nil {
+			bad = append(bad, err)
+			continue
+		}
+		if len(vals) == 0 {
+			continue
+		}
+		if _, ok := next[name]; !ok && len(next) >= maxChallengeNames {
+			bad = append(bad, fmt.Errorf("%w: more than %d names published", ErrChallenge, maxChallengeNames))
+			continue
+		}
+		next[name] = slices.Compact(slices.Sorted(slices.Values(append(next[name], vals...))))
+	}
+	if cur := a.challenges.Load(); (cur == nil && len(next) == 0) || (cur != nil && maps.EqualFunc(*cur, next, slices.Equal)) {
+		return false, errors.Join(bad...)
+	}
+	err = a.updateChallenges(func(c challengeSet) error {
+		clear(c)
+		maps.Copy(c, next)
+		return nil
+	})
+	return err == nil, errors.Join(append(bad, err)...)
 }
 
 // Challenges returns a copy of the published challenges, owner name →
@@ -145,6 +176,22 @@ func (a *Authority) updateChallenges(change func(challengeSet) error) error {
 	}
 	a.current.Store(s)
 	return nil
+}
+
+// CheckChallenge checks a challenge as SetChallenge does, without
+// publishing it, and returns the name in canonical form and the values
+// sorted and each once (for a publisher that stores them first: a node
+// sharing them through the store, cluster.Challenges).
+func (a *Authority) CheckChallenge(fqdn string, values []string) (string, []string, error) {
+	name, err := a.challengeName(fqdn)
+	if err != nil {
+		return "", nil, err
+	}
+	vals, err := challengeValues(values)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %s: %w", ErrChallenge, name, err)
+	}
+	return name, vals, nil
 }
 
 // challengeName checks fqdn and returns it in canonical form.

@@ -266,3 +266,37 @@ func TestChallengeConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestReplaceChallenges: the set given is published exactly (names not
+// given any more are gone), an unchanged set does not rebuild the
+// snapshot, and a bad entry is refused by name while the rest is
+// published.
+func TestReplaceChallenges(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	a, _ := testAuthority(t, now)
+	const n1, n2 = "_acme-challenge.mx5.a.example.", "_acme-challenge.mx7.b.example."
+	if err := a.SetChallenge(n1, []string{"local"}); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := a.ReplaceChallenges(map[string][]string{"_ACME-challenge.MX7.b.example": {"v2", "v1"}})
+	if err != nil || !changed {
+		t.Fatalf("replace: %v %v", changed, err)
+	}
+	if got := a.Challenges(); len(got) != 1 || !slices.Equal(got[n2], []string{"v1", "v2"}) {
+		t.Fatalf("published %v, want only %s", got, n2)
+	}
+	snap := a.Snapshot(now)
+	if changed, err := a.ReplaceChallenges(map[string][]string{n2: {"v1", "v2"}}); err != nil || changed || a.Snapshot(now) != snap {
+		t.Fatalf("the same set again: changed %v, %v, snapshot rebuilt %v", changed, err, a.Snapshot(now) != snap)
+	}
+	changed, err = a.ReplaceChallenges(map[string][]string{n1: {"ok"}, "_acme-challenge.elsewhere.example.": {"x"}, n2: {"bad value"}})
+	if !errors.Is(err, ErrChallenge) || !strings.Contains(err.Error(), "elsewhere") || !strings.Contains(err.Error(), "mx7") || !changed {
+		t.Fatalf("bad entries: changed %v, err %v", changed, err)
+	}
+	if got := a.Challenges(); len(got) != 1 || !slices.Equal(got[n1], []string{"ok"}) {
+		t.Fatalf("published %v, want only the good entry", got)
+	}
+	if changed, err := a.ReplaceChallenges(nil); err != nil || !changed || len(a.Challenges()) != 0 {
+		t.Fatalf("empty set: %v %v %v", changed, err, a.Challenges())
+	}
+}

@@ -32,6 +32,9 @@ type TestZoneSpec struct {
 	NegativeTTL uint32 // SOA MINIMUM
 	SPF         string // TXT at the apex
 	TLSRPT      string // rua mailbox of _smtp._tls (zone A)
+	// TLSRPTHTTPS is the https: rua of _smtp._tls (zone A; RFC 8460
+	// §3), published after the mailbox; "" for none.
+	TLSRPTHTTPS string
 	// Keys give the TLSA data of the personas (zone A).
 	Keys *persona.Keys
 	// Policy is zone A's MTA-STS policy; its id goes into _mta-sts.
@@ -68,6 +71,25 @@ var mxPreferences = [...]uint16{10, 20, 30, 40}
 // validate, and is answered 421 before the greeting so that it goes on
 // too (docs/dns.md "Broken host").
 const BrokenPreference = 5
+
+// IPv6Preference is the MX preference of the IPv6-only host (docs/dns.md
+// "IPv6-only host"): after the broken host, whose placement and findings
+// stay as they were (its look-up comes first for every sender), and
+// before every host of the rotation, so that every sender meets it in
+// every attempt (RFC 5321 §5.1) and a connection to a rotation host
+// proves it went past it.
+const IPv6Preference = 7
+
+// IPv6HostBase returns the address of the IPv6-only host of spec (its
+// first address in HostAddrs, of slot 0; slot n's is testslot.HostAddr),
+// and whether it has one (zone A only).
+func IPv6HostBase(spec TestZoneSpec) (netip.Addr, bool) {
+	list := spec.HostAddrs[testslot.IPv6HostLabel]
+	if spec.Zone != persona.ZoneA || len(list) == 0 {
+		return netip.Addr{}, false
+	}
+	return list[0], true
+}
 
 // BrokenMXHosts returns the broken hosts of spec that are MX hosts: those
 // with addresses of their own.
@@ -182,12 +204,43 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	// broken hosts.
 	var broken []string
 	brokenMX := BrokenMXHosts(spec)
-	mxHosts := func(domain string) error {
+	tlsa := func(owner string, p persona.Persona) error {
+		data, err := tlsaData(spec, p)
+		if err != nil {
+			return err
+		}
+		add(&dns.TLSA{
+			Hdr:   hdr("_25._tcp."+owner, dns.TypeTLSA),
+			Usage: 3, Selector: 1, MatchingType: 1, // DANE-EE SPKI SHA2-256 (RFC 7671 §5.1)
+			Certificate: data,
+		}, spec.TTL)
+		return nil
+	}
+	v6Base, v6 := IPv6HostBase(spec)
+	mxHosts := func(domain string, slot int) error {
 		for _, b := range brokenMX {
 			owner := b + "." + domain
 			addrs(owner, spec.HostAddrs[b])
 			broken = append(broken, owner)
 			add(&dns.MX{Hdr: hdr(domain, dns.TypeMX), Preference: BrokenPreference, Mx: owner}, spec.MXTTL)
+		}
+		if v6 {
+			// The IPv6-only host: only an AAAA record, its own per slot
+			// (the address names the test), and persona 6's TLSA record
+			// (CA-signed, TLSA correct, in the MTA-STS policy), so that
+			// no sender skips it for want of DANE or policy: it is
+			// skipped only for want of IPv6.
+			owner := testslot.IPv6HostLabel + "." + domain
+			a, ok := testslot.HostAddr(v6Base, slot)
+			if !ok || !a.Is6() || a.Is4In6() {
+				return fmt.Errorf("%w: IPv6-only host of slot %d: %s plus %d is no IPv6 address", ErrBadZone, slot, v6Base, slot)
+			}
+			addrs(owner, []netip.Addr{a})
+			add(&dns.MX{Hdr: hdr(domain, dns.TypeMX), Preference: IPv6Preference, Mx: owner}, spec.MXTTL)
+			p6, _ := persona.ByNumber(6)
+			if err := tlsa(owner, p6); err != nil {
+				return err
+			}
 		}
 		var hosts []string
 		for _, p := range persona.MXHosts(spec.Zone) {
@@ -197,15 +250,9 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 			if p.TLSA == persona.TLSANone {
 				continue
 			}
-			data, err := tlsaData(spec, p)
-			if err != nil {
+			if err := tlsa(owner, p); err != nil {
 				return err
 			}
-			add(&dns.TLSA{
-				Hdr:   hdr("_25._tcp."+owner, dns.TypeTLSA),
-				Usage: 3, Selector: 1, MatchingType: 1, // DANE-EE SPKI SHA2-256 (RFC 7671 §5.1)
-				Certificate: data,
-			}, spec.TTL)
 		}
 		order := hosts
 		if spec.Rotation > 0 {
@@ -222,13 +269,17 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	if rua == "" {
 		rua = "tlsrpt@" + origin[:len(origin)-1]
 	}
+	rua = "mailto:" + rua
+	if spec.TLSRPTHTTPS != "" {
+		rua += "," + spec.TLSRPTHTTPS
+	}
 	policyNames := func(domain string, policy mtasts.Policy) {
 		addrs("mta-sts."+domain, hostAddrs("mta-sts", spec.PolicyAddrs))
 		txt("_mta-sts."+domain, policy.Record())
-		txt("_smtp._tls."+domain, "v=TLSRPTv1; rua=mailto:"+rua)
+		txt("_smtp._tls."+domain, "v=TLSRPTv1; rua="+rua)
 	}
 
-	if err := mxHosts(origin); err != nil {
+	if err := mxHosts(origin, 0); err != nil {
 		return nil, err
 	}
 	if spec.Zone == persona.ZoneA {
@@ -246,7 +297,7 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	// part of the zone, not delegated, so one NSEC chain covers them.
 	for n := 1; n <= spec.Slots; n++ {
 		domain := testslot.Label(n) + "." + origin
-		if err := mxHosts(domain); err != nil {
+		if err := mxHosts(domain, n); err != nil {
 			return nil, err
 		}
 		if spec.Zone == persona.ZoneA {

@@ -1,6 +1,7 @@
 package dnszone
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/persona"
+	"github.com/mailsec/mailsec/internal/tlsrpt"
 )
 
 const origin = "a.example."
@@ -301,5 +303,120 @@ func TestBrokenMXHost(t *testing.T) {
 		if !z.SignatureBroken("other." + origin) {
 			t.Error("the broken host without an address of its own is no longer published")
 		}
+	}
+}
+
+// TestTLSRPTRecords: zone A and every slot publish one TLS-RPT record
+// (RFC 8460 §3) naming the mailbox and, when given, the https: URI after
+// it; each parses.
+func TestTLSRPTRecords(t *testing.T) {
+	keys, err := persona.LoadKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, https := range []string{"", "https://mta-sts.a.example/.well-known/tlsrpt"} {
+		spec := TestZoneSpec{
+			Zone: persona.ZoneA, Origin: origin,
+			NSAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.53")},
+			MXAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.25")},
+			TTL:     300, MXTTL: 60, NegativeTTL: 30,
+			Keys:         keys,
+			Policy:       mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx4.a.example"}, MaxAge: time.Hour},
+			SlotPolicies: []mtasts.Policy{{Mode: mtasts.ModeEnforce, MX: []string{"mx4.s001.a.example"}, MaxAge: time.Hour}},
+			Slots:        1,
+			TLSRPTHTTPS:  https,
+		}
+		z, err := BuildTestZone(spec, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"mailto:tlsrpt@a.example"}
+		if https != "" {
+			want = append(want, https)
+		}
+		for _, domain := range []string{origin, "s001." + origin} {
+			r := z.Lookup("_smtp._tls."+domain, dns.TypeTXT, false)
+			if len(r.Answer) != 1 || len(r.Answer[0]) != 1 {
+				t.Fatalf("TXT of _smtp._tls.%s: %+v", domain, r)
+			}
+			rec, err := tlsrpt.ParseRecord(strings.Join(r.Answer[0][0].(*dns.TXT).Txt, ""))
+			if err != nil || !slices.Equal(rec.RUA, want) {
+				t.Errorf("%s: rua %v, %v; want %v", domain, rec, err, want)
+			}
+		}
+	}
+}
+
+// TestIPv6MXHost: the IPv6-only host is an MX host of A and of every slot,
+// after the broken host and before the rotation, with only an AAAA record
+// (slot n's: the base address plus n) and persona 6's TLSA record; zone B
+// has none.
+func TestIPv6MXHost(t *testing.T) {
+	keys, err := persona.LoadKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := netip.MustParseAddr("fd00::6:0")
+	spec := TestZoneSpec{
+		Zone: persona.ZoneA, Origin: origin,
+		NSAddrs:   []netip.Addr{netip.MustParseAddr("192.0.2.53")},
+		MXAddrs:   []netip.Addr{netip.MustParseAddr("192.0.2.25")},
+		HostAddrs: map[string][]netip.Addr{"broken": {netip.MustParseAddr("192.0.2.29")}, "mx-v6": {base}},
+		TTL:       300, MXTTL: 60, NegativeTTL: 30,
+		Keys:   keys,
+		Policy: mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx4.a.example"}, MaxAge: time.Hour},
+		SlotPolicies: []mtasts.Policy{
+			{Mode: mtasts.ModeEnforce, MX: []string{"mx4.s001.a.example"}, MaxAge: time.Hour},
+			{Mode: mtasts.ModeEnforce, MX: []string{"mx4.s002.a.example"}, MaxAge: time.Hour},
+		},
+		Slots:       2,
+		BrokenHosts: []string{"broken"},
+		Rotation:    5 * time.Minute,
+	}
+	for s := int64(0); s < 4; s++ {
+		z, err := BuildTestZone(spec, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for n, domain := range []string{origin, "s001." + origin, "s002." + origin} {
+			r := z.Lookup(domain, dns.TypeMX, false)
+			if len(r.Answer) != 1 || len(r.Answer[0]) != 6 {
+				t.Fatalf("step %d: MX of %s: %+v, want the broken host, the IPv6-only host and 4 of the rotation", s, domain, r.Answer)
+			}
+			mxs := make([]*dns.MX, 0, 6)
+			for _, rr := range r.Answer[0] {
+				mxs = append(mxs, rr.(*dns.MX))
+			}
+			slices.SortFunc(mxs, func(a, b *dns.MX) int { return int(a.Preference) - int(b.Preference) })
+			host := "mx-v6." + domain
+			if mxs[0].Mx != "broken."+domain || mxs[1].Mx != host || mxs[1].Preference != IPv6Preference || mxs[2].Preference <= IPv6Preference {
+				t.Errorf("step %d: MX order of %s: %v, want the broken host, then %s at %d, then the rotation", s, domain, mxs, host, IPv6Preference)
+			}
+			aaaa := z.Lookup(host, dns.TypeAAAA, false)
+			want := netip.MustParseAddr(fmt.Sprintf("fd00::6:%d", n))
+			if len(aaaa.Answer) != 1 || aaaa.Answer[0][0].(*dns.AAAA).AAAA.String() != want.String() {
+				t.Errorf("step %d: AAAA of %s: %+v, want %s", s, host, aaaa.Answer, want)
+			}
+			if a := z.Lookup(host, dns.TypeA, false); len(a.Answer) != 0 || a.Rcode != dns.RcodeSuccess {
+				t.Errorf("step %d: A of %s: %+v, want NODATA", s, host, a)
+			}
+			tlsa := z.Lookup("_25._tcp."+host, dns.TypeTLSA, false)
+			mx6 := z.Lookup("_25._tcp.mx6."+domain, dns.TypeTLSA, false)
+			if len(tlsa.Answer) != 1 || len(mx6.Answer) != 1 || tlsa.Answer[0][0].(*dns.TLSA).Certificate != mx6.Answer[0][0].(*dns.TLSA).Certificate {
+				t.Errorf("step %d: TLSA of %s: %+v, want persona 6's %+v", s, host, tlsa.Answer, mx6.Answer)
+			}
+			if z.SignatureBroken(host) {
+				t.Errorf("step %d: %s published with a broken signature", s, host)
+			}
+		}
+	}
+	specB := spec
+	specB.Zone, specB.Origin = persona.ZoneB, "b.example."
+	z, err := BuildTestZone(specB, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := z.Lookup("mx-v6.b.example.", dns.TypeAAAA, false); len(r.Answer) != 0 {
+		t.Errorf("zone B has the IPv6-only host: %+v", r.Answer)
 	}
 }

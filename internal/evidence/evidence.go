@@ -19,9 +19,10 @@
 //     address, and the DNS queries for the slot's names (DNSLookups) from
 //     the test's creation until it became final — the slot is its alone
 //     then, so every look-up of those names is its sender's;
-//   - whether the sender had a mail for the B address (store.Test.AddressedB).
-//
-// The sender's TLS-RPT reports are evidence a later issue adds here.
+//   - whether the sender had a mail for the B address (store.Test.AddressedB);
+//   - the TLS-RPT reports tied to the test when they arrived (TieTLSRPT,
+//     the rule of docs/tlsrpt.md), with their policies for its domains
+//     (TLSRPTReports).
 package evidence
 
 import (
@@ -92,6 +93,14 @@ type Rules struct {
 	// evidence (verdict.Observations.BrokenHostAddrs).
 	BrokenHosts []string
 	BrokenAddrs []netip.Addr
+	// IPv6Host is the address of zone A's IPv6-only MX host
+	// (zones.host_addresses.mx-v6, docs/dns.md "IPv6-only host"); slot
+	// n's is testslot.HostAddr(IPv6Host, n). Invalid: not deployed. The
+	// connections to a slot's address while the test holds the slot are
+	// the test's (they name no recipient, and come from the sender's IPv6
+	// address, which none of its other connections may share), and so are
+	// the look-ups of the slot's IPv6-only host.
+	IPv6Host netip.Addr
 }
 
 // WithDefaults returns r with the defaults in its zero fields.
@@ -162,6 +171,9 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if _, err := g.TieSendingServer(ctx, t, now); err != nil {
 		return verdict.Observations{}, err
 	}
+	if _, err := g.TieIPv6Host(ctx, t, now); err != nil {
+		return verdict.Observations{}, err
+	}
 	conns, err := g.Store.Connections(ctx, store.ConnectionFilter{TestID: t.ID})
 	if err != nil {
 		return verdict.Observations{}, fmt.Errorf("evidence: connections of %s: %w", t.ID, err)
@@ -195,15 +207,22 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 	if err != nil {
 		return verdict.Observations{}, err
 	}
-	var bTLSA, broken []string
+	var bTLSA, broken, v6Names []string
 	if g.slotHeld(t) {
 		for _, h := range persona.MXHosts(persona.ZoneB) {
 			bTLSA = append(bTLSA, r.Slots.TLSANames(h.Host, t.Slot, persona.ZoneB)...)
 		}
 		broken = g.brokenNames(t.Slot)
+		v6Names = g.ipv6HostNames(t.Slot)
 	}
-	// A later issue: the sender's TLS-RPT reports are read here, with
-	// their own window in Rules.
+	var v6Addrs []netip.Addr
+	if r.IPv6Host.IsValid() {
+		v6Addrs = r.Slots.HostAddrs(r.IPv6Host)
+	}
+	reports, err := g.TLSRPTReports(ctx, t)
+	if err != nil {
+		return verdict.Observations{}, err
+	}
 	return verdict.Observations{
 		Connections:     conns,
 		PolicyFetches:   fetches,
@@ -211,10 +230,13 @@ func (g Gatherer) Gather(ctx context.Context, t store.Test, now time.Time, opts 
 		BTLSANames:      bTLSA,
 		BrokenHostNames: broken,
 		BrokenHostAddrs: slices.Clone(r.BrokenAddrs),
+		IPv6HostAddrs:   v6Addrs,
+		IPv6HostNames:   v6Names,
 		Now:             now,
 		Quiet:           r.Quiet,
 		SenderDone:      o.senderDone,
 		SentToB:         o.sentToB || !t.AddressedB.IsZero(),
+		TLSRPT:          reports,
 	}, nil
 }
 
@@ -233,7 +255,7 @@ func (g Gatherer) DNSLookups(ctx context.Context, t store.Test, now time.Time) (
 		return nil, nil
 	}
 	r := g.Rules.WithDefaults()
-	names := append(r.Slots.Names(t.Slot), g.brokenNames(t.Slot)...)
+	names := slices.Concat(r.Slots.Names(t.Slot), g.brokenNames(t.Slot), g.ipv6HostNames(t.Slot))
 	qs, err := g.Store.DNSQueries(ctx, store.DNSQueryFilter{Names: names, Since: t.Created, Until: evidenceUntil(t, now), Limit: r.LookupLimit})
 	if err != nil {
 		return nil, fmt.Errorf("evidence: DNS look-ups of %s: %w", t.ID, err)
@@ -249,6 +271,38 @@ func (g Gatherer) brokenNames(n int) []string {
 		out = append(out, g.Rules.Slots.Host(strings.ToLower(b), n, persona.ZoneA)+".")
 	}
 	return out
+}
+
+// ipv6HostNames is the IPv6-only host's name in slot n, fully qualified
+// and lower-case as the query log stores it; none when it is not deployed.
+func (g Gatherer) ipv6HostNames(n int) []string {
+	if !g.Rules.IPv6Host.IsValid() {
+		return nil
+	}
+	return []string{g.Rules.Slots.Host(testslot.IPv6HostLabel, n, persona.ZoneA) + "."}
+}
+
+// TieIPv6Host ties to test t the connections to the IPv6-only host's
+// address of t's slot while t holds it (from its creation until it is
+// final, as for the slot's look-ups) that no test claimed, and returns
+// how many. The address names the slot and so the test; the connection
+// names no recipient, and comes from the sender's IPv6 address, which
+// none of its other connections need share. Gather applies it before it
+// reads the connections, like TieSendingServer. A test without a slot
+// gets none: the shared host's connections could be any test's.
+func (g Gatherer) TieIPv6Host(ctx context.Context, t store.Test, now time.Time) (int64, error) {
+	if !g.Rules.IPv6Host.IsValid() || !g.slotHeld(t) || t.State == store.TestFinal {
+		return 0, nil
+	}
+	addr, ok := testslot.HostAddr(g.Rules.IPv6Host, t.Slot)
+	if !ok {
+		return 0, nil
+	}
+	n, err := g.Store.TieSlotAddress(ctx, t.ID, addr, t.Created, evidenceUntil(t, now))
+	if err != nil {
+		return 0, fmt.Errorf("evidence: %w", err)
+	}
+	return n, nil
 }
 
 // evidenceUntil is the end of the time in which policy fetches and DNS
@@ -284,10 +338,16 @@ func ClientPrefixes(conns []store.SMTPConnection, bitsV4, bitsV6 int) []netip.Pr
 }
 
 // Clients returns the distinct client addresses of the connections,
-// unmapped.
+// unmapped, but for those of connections tied by their slot address (to
+// the IPv6-only host): that client address may be shared by the senders
+// of other tests (a host's one IPv6 address), and its other connections
+// there are the other slots' (finalise ties by client).
 func Clients(conns []store.SMTPConnection) []netip.Addr {
 	var out []netip.Addr
 	for _, c := range conns {
+		if c.TiedBy == store.TiedBySlotAddress {
+			continue
+		}
 		if a := c.Client.Addr().Unmap(); a.IsValid() && !slices.Contains(out, a) {
 			out = append(out, a)
 		}

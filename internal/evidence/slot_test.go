@@ -130,3 +130,70 @@ func TestGatherBrokenHost(t *testing.T) {
 		}
 	})
 }
+
+// TestGatherIPv6Host: with the IPv6-only host deployed, a test in slot n
+// is tied the connections to the host's address of slot n while it holds
+// the slot (they name no recipient), not another slot's nor those before
+// its creation, and gathers the look-ups of the slot's IPv6-only host; the
+// verdict is told every slot's address and the slot's name. A test
+// without a slot gets none; Clients leaves the tied connections' client
+// out (finalise must not tie other slots' connections by it).
+func TestGatherIPv6Host(t *testing.T) {
+	storetest.ForEachDriver(t, func(t *testing.T, driver string) {
+		st := openStore(t, driver)
+		pool := testslot.Pool{ZoneA: "a.example", ZoneB: "b.example", Count: 3}
+		base := netip.MustParseAddr("fd00::6:0")
+		g := Gatherer{Store: st, Rules: Rules{Quiet: time.Minute, Slots: pool, IPv6Host: base}}
+		tt := store.Test{ID: "slot2", Created: t0, Updated: t0, Kind: store.TestToken, State: store.TestOpen, Slot: 2}
+		if err := st.CreateTest(t.Context(), tt); err != nil {
+			t.Fatal(err)
+		}
+		shared := addTest(t, st, "shared", store.TestToken, t0)
+		mine := addConn(t, st, "slot2", "192.0.2.10", t0.Add(time.Minute))
+		v6 := func(at time.Duration, local string) store.SMTPConnection {
+			c := store.SMTPConnection{Started: t0.Add(at), Ended: t0.Add(at), Client: netip.MustParseAddrPort("[2001:db8::10]:4000"),
+				Local: netip.MustParseAddrPort(local), State: store.StateNone, Reply: "421 4.4.3 IPv6"}
+			if err := st.InsertConnection(t.Context(), &c); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		v6(-time.Second, "[fd00::6:2]:25") // before the test held the slot
+		in := v6(time.Second, "[fd00::6:2]:25")
+		v6(2*time.Second, "[fd00::6:1]:25") // another slot's
+		v6(3*time.Second, "[fd00::6:0]:25") // the shared host's
+		if err := st.AddDNSQueries(t.Context(), []store.DNSQuery{
+			{Time: t0.Add(time.Second), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Transport: "udp", Name: "mx-v6.s002.a.example.", Type: 28},
+			{Time: t0.Add(time.Second), Client: netip.MustParseAddrPort("198.51.100.53:5353"), Transport: "udp", Name: "mx-v6.s001.a.example.", Type: 28},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		obs, err := g.Gather(t.Context(), tt, t0.Add(2*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []int64
+		for _, c := range obs.Connections {
+			ids = append(ids, c.ID)
+		}
+		if slices.Sort(ids); !slices.Equal(ids, []int64{min(in.ID, mine.ID), max(in.ID, mine.ID)}) {
+			t.Errorf("connections %v, want the test's %d and the slot's IPv6-only host's %d", ids, mine.ID, in.ID)
+		}
+		if got := Clients(obs.Connections); !slices.Equal(got, []netip.Addr{netip.MustParseAddr("192.0.2.10")}) {
+			t.Errorf("clients %v, want the IPv4 one only", got)
+		}
+		if len(obs.DNSLookups) != 1 || obs.DNSLookups[0].Name != "mx-v6.s002.a.example." {
+			t.Errorf("look-ups %+v, want the slot's IPv6-only host's", obs.DNSLookups)
+		}
+		if !slices.Equal(obs.IPv6HostNames, []string{"mx-v6.s002.a.example."}) || len(obs.IPv6HostAddrs) != 4 || obs.IPv6HostAddrs[2] != netip.MustParseAddr("fd00::6:2") {
+			t.Errorf("IPv6-only host names %v, addresses %v", obs.IPv6HostNames, obs.IPv6HostAddrs)
+		}
+		obs, err = g.Gather(t.Context(), shared, t0.Add(2*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(obs.Connections) != 0 || obs.IPv6HostNames != nil {
+			t.Errorf("a test without a slot: connections %+v, names %v", obs.Connections, obs.IPv6HostNames)
+		}
+	})
+}

@@ -214,6 +214,7 @@ func checks() []check {
 		{"R3 out-of-zone flood", (*Suite).outOfZoneFlood, ""},
 		{"R3 in-zone flood", (*Suite).inZoneFlood, ""},
 		{"R3 oversize TLS-RPT", (*Suite).oversizeTLSRPT, ""},
+		{"R3 bad TLS-RPT reports", (*Suite).badTLSRPTReports, ""},
 		{"R3 junk, then a real test", (*Suite).junkThenReal, ""},
 		{"R3 retention empties the tables", (*Suite).retentionEmpties, ""},
 		{"R6 refusals", (*Suite).dnsRefusals, ""},

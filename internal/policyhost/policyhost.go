@@ -29,6 +29,15 @@
 //
 // If the store fails, the policy is still served and the error logged: an
 // outage of the evidence log must not change what the tested sender sees.
+//
+// The host also takes TLS-RPT reports (RFC 8460 §5.4) POSTed to
+// ReportPath on its own name (the "rua=https:" URI of zone A's and every
+// slot's _smtp._tls record), when Options.Reports is set: bounded in size
+// (MaxReportBytes, 413) and per client network and hour
+// (ReportsPerClient, 429); a media type other than
+// application/tlsrpt+json or +gzip gets 415, a report that does not parse
+// (or a gzip bomb) 400 with the reason, a full store 503; a stored or
+// already received report 200 (docs/tlsrpt.md).
 package policyhost
 
 import (
@@ -36,7 +45,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/netip"
@@ -50,11 +61,17 @@ import (
 	"github.com/mailsec/mailsec/internal/option"
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/tlsrpt"
+	"github.com/mailsec/mailsec/internal/tlsrptintake"
 	"github.com/mailsec/mailsec/internal/untrusted"
 )
 
 // WellKnownPath is where the policy is served (RFC 8461 §3.3).
 const WellKnownPath = "/.well-known/mta-sts.txt"
+
+// ReportPath is where TLS-RPT reports are POSTed (RFC 8460 §5.4 leaves the
+// path to the record; ours is https://mta-sts.<zone A>/.well-known/tlsrpt).
+const ReportPath = "/.well-known/tlsrpt"
 
 // Default timeouts: generous for a slow sender, short enough that idle or
 // trickling connections cannot pile up.
@@ -68,6 +85,8 @@ const (
 	maxHeaderBytes           = 16 << 10
 
 	defaultMaxFetchesPerClient = 100
+	defaultMaxReportBytes      = 1 << 20
+	defaultReportsPerClient    = 10
 	// straySummaryEvery rate-limits the log line about stray requests.
 	straySummaryEvery = time.Minute
 )
@@ -79,6 +98,11 @@ var ErrNoCertificate = errors.New("policyhost: no certificate")
 // Recorder stores policy fetches; *store.Store implements it.
 type Recorder interface {
 	AddPolicyFetch(ctx context.Context, f store.PolicyFetch) error
+}
+
+// Reports takes in TLS-RPT reports; *tlsrptintake.Intake implements it.
+type Reports interface {
+	Accept(ctx context.Context, s tlsrptintake.Submission) (tlsrptintake.Result, error)
 }
 
 // Options configures a Server.
@@ -102,6 +126,15 @@ type Options struct {
 	// (ClientPrefixV4/V6) and hour; more are answered and counted, not
 	// stored. 0 means 100.
 	MaxFetchesPerClient int
+	// Reports takes the TLS-RPT reports POSTed to ReportPath; nil: the
+	// path is not served (404).
+	Reports Reports
+	// MaxReportBytes bounds a POSTed report's body
+	// (smtp.tlsrpt_max_bytes); 0 means 1 MiB.
+	MaxReportBytes int64
+	// ReportsPerClient bounds the reports taken per client network and
+	// hour (smtp.tlsrpt_per_client_per_hour); 0 means 10.
+	ReportsPerClient int
 	// ClientPrefixV4 and ClientPrefixV6 make a client address its
 	// network (smtp.client_prefix_v4/v6); 0 means 24 and 48.
 	ClientPrefixV4, ClientPrefixV6 int
@@ -123,6 +156,7 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	fetches  *ratelimit.Window // stored fetches per client network
+	reports  *ratelimit.Window // TLS-RPT reports per client network
 
 	strays      atomic.Uint64 // requests that were not policy fetches
 	unstored    atomic.Uint64 // policy fetches over MaxFetchesPerClient
@@ -139,6 +173,8 @@ func New(opt Options) *Server {
 	option.Positive(&opt.IdleTimeout, defaultIdleTimeout)
 	option.Positive(&opt.RecordTimeout, defaultRecordTimeout)
 	option.Positive(&opt.MaxFetchesPerClient, defaultMaxFetchesPerClient)
+	option.Positive(&opt.MaxReportBytes, defaultMaxReportBytes)
+	option.Positive(&opt.ReportsPerClient, defaultReportsPerClient)
 	if opt.ClientPrefixV4 <= 0 || opt.ClientPrefixV4 > 32 {
 		opt.ClientPrefixV4 = clientnet.DefaultBitsV4
 	}
@@ -157,6 +193,7 @@ func New(opt Options) *Server {
 		s.now = time.Now
 	}
 	s.fetches = ratelimit.New(opt.MaxFetchesPerClient, time.Hour, s.now)
+	s.reports = ratelimit.New(opt.ReportsPerClient, time.Hour, s.now)
 	return s
 }
 
@@ -232,6 +269,10 @@ func (s *Server) TLSConfig() *tls.Config {
 
 // ServeHTTP answers one request; see the package documentation.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.opt.Reports != nil && r.URL.Path == ReportPath && dnsname.Canonical(hostOnly(r.Host)) == dnsname.Canonical(s.opt.Host) {
+		s.serveReport(w, r)
+		return
+	}
 	status := s.status(r)
 	s.record(r, status)
 	h := w.Header()
@@ -337,4 +378,60 @@ func hostOnly(h string) string {
 		return host
 	}
 	return h
+}
+
+// serveReport takes a TLS-RPT report POSTed to ReportPath (RFC 8460 §5.4).
+func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
+	client, _ := netip.ParseAddrPort(r.RemoteAddr)
+	answer := func(status int, text string) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintln(w, text)
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		answer(http.StatusMethodNotAllowed, "TLS-RPT reports are POSTed here (RFC 8460 §5.4)")
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != tlsrpt.MediaTypeJSON && mt != tlsrpt.MediaTypeGzip) {
+		answer(http.StatusUnsupportedMediaType, "Content-Type must be "+tlsrpt.MediaTypeJSON+" or "+tlsrpt.MediaTypeGzip)
+		return
+	}
+	if r.ContentLength > s.opt.MaxReportBytes {
+		answer(http.StatusRequestEntityTooLarge, fmt.Sprintf("TLS-RPT report larger than %d octets", s.opt.MaxReportBytes))
+		return
+	}
+	if !s.reports.Allow(clientnet.Key(client.Addr(), s.opt.ClientPrefixV4, s.opt.ClientPrefixV6)) {
+		w.Header().Set("Retry-After", "3600")
+		answer(http.StatusTooManyRequests, "too many TLS-RPT reports from your network, try again later")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxReportBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		answer(http.StatusRequestEntityTooLarge, fmt.Sprintf("TLS-RPT report larger than %d octets", s.opt.MaxReportBytes))
+		return
+	case err != nil:
+		answer(http.StatusBadRequest, "reading the report: "+untrusted.Printable(err.Error(), 200))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.opt.RecordTimeout)
+	defer cancel()
+	res, err := s.opt.Reports.Accept(ctx, tlsrptintake.Submission{Source: store.TLSRPTByHTTPS, Client: client.Addr(), Raw: body, ContentType: ct})
+	switch {
+	case errors.Is(err, tlsrptintake.ErrBadReport):
+		answer(http.StatusBadRequest, "TLS-RPT report refused: "+untrusted.Printable(err.Error(), 300))
+	case errors.Is(err, store.ErrTLSRPTFull):
+		w.Header().Set("Retry-After", "3600")
+		answer(http.StatusServiceUnavailable, "TLS-RPT report storage full, try again later")
+	case err != nil:
+		s.log.Error("policy host: storing a TLS-RPT report", "client", r.RemoteAddr, "err", err)
+		answer(http.StatusServiceUnavailable, "temporary failure, try again later")
+	case res.Duplicate:
+		answer(http.StatusOK, "TLS-RPT report received already")
+	default:
+		answer(http.StatusOK, "TLS-RPT report received")
+	}
 }

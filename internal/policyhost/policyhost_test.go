@@ -17,10 +17,13 @@ import (
 	"time"
 
 	"github.com/mailsec/mailsec/internal/certs"
+	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/mtasts"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/policyhost"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/testslot"
+	"github.com/mailsec/mailsec/internal/tlsrptintake"
 )
 
 const host = "mta-sts.a.mailtest.example"
@@ -44,6 +47,9 @@ type options struct {
 	certificate func(*certs.Manager) func() (*tls.Certificate, error)
 	perClient   int               // MaxFetchesPerClient
 	slots       map[string]string // SlotPolicies; the certificate names two slots
+	reports     bool              // take TLS-RPT reports (Options.Reports)
+	maxReport   int64             // MaxReportBytes
+	perClientR  int               // ReportsPerClient
 }
 
 func start(t *testing.T, o options) *fixture {
@@ -73,8 +79,13 @@ func start(t *testing.T, o options) *fixture {
 	if o.certificate != nil {
 		cert = o.certificate(m)
 	}
-	srv := policyhost.New(policyhost.Options{Host: m.PolicyHostName() + ".", Policy: policy.String(), Certificate: cert, Recorder: rec,
-		MaxFetchesPerClient: o.perClient, SlotPolicies: o.slots})
+	popt := policyhost.Options{Host: m.PolicyHostName() + ".", Policy: policy.String(), Certificate: cert, Recorder: rec,
+		MaxFetchesPerClient: o.perClient, SlotPolicies: o.slots, MaxReportBytes: o.maxReport, ReportsPerClient: o.perClientR}
+	if o.reports {
+		popt.Reports = tlsrptintake.New(tlsrptintake.Options{Evidence: evidence.Gatherer{Store: st,
+			Rules: evidence.Rules{Slots: testslot.Pool{ZoneA: "a.mailtest.example", ZoneB: "b.mailtest.example", Count: 2}}}})
+	}
+	srv := policyhost.New(popt)
 	ctx, cancel := context.WithCancel(context.Background())
 	ls, err := policyhost.Listen(ctx, []string{"127.0.0.1:0"})
 	if err != nil {

@@ -133,6 +133,9 @@ type Input struct {
 	// PolicyFetches are the fetches of an MTA-STS policy counted for the
 	// test (verdict.Observations.PolicyFetches).
 	PolicyFetches []store.PolicyFetch
+	// TLSRPT are the TLS-RPT reports tied to the test
+	// (verdict.Observations.TLSRPT).
+	TLSRPT []verdict.TLSRPTReport
 }
 
 // Report is the model both renderings are made from. The JSON form is the
@@ -185,6 +188,21 @@ type Report struct {
 	// PolicyFetches are the fetches of an MTA-STS policy that count for
 	// the test (docs/policy-host.md), newest first.
 	PolicyFetches []FetchLine `json:"policy_fetches"`
+	// TLSRPTReports are the TLS-RPT reports (RFC 8460) tied to the test
+	// (docs/tlsrpt.md), oldest first, with their policies for its domains.
+	TLSRPTReports []TLSRPTLine `json:"tlsrpt_reports"`
+}
+
+// TLSRPTLine is one TLS-RPT report tied to the test.
+type TLSRPTLine struct {
+	Received     string                 `json:"received"` // as HistoryLine.Start
+	Source       string                 `json:"source"`   // "mail" or "https"
+	Organization string                 `json:"organization"`
+	ReportID     string                 `json:"report_id"`
+	Start        time.Time              `json:"start"`
+	End          time.Time              `json:"end"`
+	Policies     []verdict.TLSRPTPolicy `json:"policies"`
+	Text         string                 `json:"text"`
 }
 
 // FetchLine is one fetch of an MTA-STS policy counted for the test.
@@ -225,7 +243,9 @@ type HistoryLine struct {
 	// TiedBy says why a connection that did not name the test counts for
 	// it (store.SMTPConnection.TiedBy): "client" (a later connection of
 	// the same address named the test), "sending_server" (it came from
-	// the sending server the user named); absent when it named the test.
+	// the sending server the user named), "slot_address" (it went to the
+	// test's own address of the IPv6-only MX host); absent when it named
+	// the test.
 	TiedBy string `json:"tied_by,omitempty"`
 	Text   string `json:"text"` // the whole line
 }
@@ -296,6 +316,10 @@ func Build(in Input) Report {
 		fl := FetchLine{Time: f.Time.In(loc).Format(timeLayout), Client: f.Client.Addr().Unmap().String(), Host: untrusted.Printable(f.SNI, 255)}
 		fl.Text = i18n.T(l, "report.fetch", fl.Time, fl.Client, fl.Host)
 		r.PolicyFetches = append(r.PolicyFetches, fl)
+	}
+	r.TLSRPTReports = []TLSRPTLine{}
+	for _, t := range in.TLSRPT {
+		r.TLSRPTReports = append(r.TLSRPTReports, tlsrptLine(l, t, loc))
 	}
 	if len(in.SharedSendingAddrs) > 0 {
 		addrs := make([]string, len(in.SharedSendingAddrs))
@@ -432,9 +456,49 @@ func historyLine(l i18n.Lang, c store.SMTPConnection, loc *time.Location) Histor
 		b.WriteString(" " + i18n.T(l, "report.history.tied-server"))
 	case store.TiedByClient:
 		b.WriteString(" " + i18n.T(l, "report.history.tied-client"))
+	case store.TiedBySlotAddress:
+		b.WriteString(" " + i18n.T(l, "report.history.tied-slot-address"))
 	}
 	h.Text = b.String()
 	return h
+}
+
+// tlsrptLine describes a TLS-RPT report: "01.12.2026 12:00:01 by mail:
+// Google Inc. reports for 01.12.2026 00:00:00 to 01.12.2026 23:59:59: sts
+// policy for s001.A, 3 sessions succeeded, 1 failed (1
+// certificate-host-mismatch at mx3.s001.A from 192.0.2.1)". The
+// reporter's texts were made printable by evidence.
+func tlsrptLine(lang i18n.Lang, t verdict.TLSRPTReport, loc *time.Location) TLSRPTLine {
+	l := TLSRPTLine{Received: t.Received.In(loc).Format(timeLayout), Source: t.Source, Organization: t.Organization,
+		ReportID: t.ReportID, Start: t.Start, End: t.End, Policies: t.Policies}
+	if l.Policies == nil {
+		l.Policies = []verdict.TLSRPTPolicy{}
+	}
+	var policies []string
+	for _, p := range t.Policies {
+		text := i18n.T(lang, "report.tlsrpt.policy", p.Type, p.Domain, fmt.Sprint(p.Successful), fmt.Sprint(p.Failed))
+		var failures []string
+		for _, f := range p.Failures {
+			ft := i18n.T(lang, "report.tlsrpt.failure", fmt.Sprint(f.Sessions), f.ResultType)
+			if f.ReceivingMX != "" {
+				ft = i18n.T(lang, "report.tlsrpt.at", ft, f.ReceivingMX)
+			}
+			if f.SendingMTA.IsValid() {
+				ft = i18n.T(lang, "report.tlsrpt.from", ft, f.SendingMTA.String())
+			}
+			failures = append(failures, ft)
+		}
+		if len(failures) > 0 {
+			text += " (" + strings.Join(failures, ", ") + ")"
+		}
+		policies = append(policies, text)
+	}
+	if len(policies) == 0 {
+		policies = []string{i18n.T(lang, "report.tlsrpt.none")}
+	}
+	l.Text = i18n.T(lang, "report.tlsrpt.line", l.Received, l.Source, l.Organization,
+		t.Start.In(loc).Format(timeLayout), t.End.In(loc).Format(timeLayout)) + ": " + strings.Join(policies, "; ")
+	return l
 }
 
 // lookupLine describes a DNS look-up: "your resolver 192.0.2.53 looked up

@@ -17,14 +17,15 @@ func TestTiedBySendingServer(t *testing.T) {
 			{ID: 1, Started: t0.Add(time.Minute), Persona: 2, CertPersona: 2, State: store.StateSniSeen, TiedBy: store.TiedBySendingServer},
 			{ID: 2, Started: t0.Add(2 * time.Minute), Persona: 2, CertPersona: 2, State: store.StateSniSeen, TiedBy: store.TiedByClient},
 			{ID: 3, Started: t0.Add(3 * time.Minute), Persona: 1, State: store.StateMail, MailFrom: "jane.doe@sender.example"},
+			{ID: 4, Started: t0.Add(4 * time.Minute), State: store.StateNone, Reply: "421 4.4.3 IPv6", TiedBy: store.TiedBySlotAddress},
 		},
 	}
 	r := Build(in)
 	if r.SendingServer != "mx.sender.example" {
 		t.Errorf("sending server %q", r.SendingServer)
 	}
-	wantBy := []string{store.TiedBySendingServer, store.TiedByClient, ""}
-	wantMark := []string{"[from your sending server]", "[tied: same address", ""}
+	wantBy := []string{store.TiedBySendingServer, store.TiedByClient, "", store.TiedBySlotAddress}
+	wantMark := []string{"[from your sending server]", "[tied: same address", "", "[to this test's own address of the IPv6-only MX host]"}
 	for i, h := range r.History {
 		if h.TiedBy != wantBy[i] {
 			t.Errorf("line %d tied by %q, want %q", i, h.TiedBy, wantBy[i])

@@ -84,13 +84,13 @@ func (s Source) Load(ctx context.Context, id string, now time.Time) (report.Inpu
 		if err != nil {
 			return in, err
 		}
-		in.DNSLookups, in.PolicyFetches = obs.DNSLookups, obs.PolicyFetches
+		in.DNSLookups, in.PolicyFetches, in.TLSRPT = obs.DNSLookups, obs.PolicyFetches, obs.TLSRPT
 	case errors.Is(rerr, store.ErrNotFound):
 		v, obs, err := s.Evidence.Judge(ctx, t, now)
 		if err != nil {
 			return in, err
 		}
-		in.Verdict, in.Connections, in.DNSLookups, in.PolicyFetches = v, obs.Connections, obs.DNSLookups, obs.PolicyFetches
+		in.Verdict, in.Connections, in.DNSLookups, in.PolicyFetches, in.TLSRPT = v, obs.Connections, obs.DNSLookups, obs.PolicyFetches, obs.TLSRPT
 	default:
 		return in, rerr
 	}

@@ -3,7 +3,8 @@
 // test claimed, policy fetches too old to be any test's evidence, the
 // downgrade-window state of clients with no connection left, inbound
 // checks tied to no test, DNS queries past the query log's retention, and
-// TLS-RPT report mails past theirs.
+// TLS-RPT report mails past theirs, and the shared caps' rows of scans
+// whose workers all died (an hour old).
 //
 // It runs in its own loop whenever the service runs, whether or not the
 // web server is enabled: the tables it prunes are written by the SMTP
@@ -28,6 +29,11 @@ const (
 	DefaultTests  = 30 * 24 * time.Hour
 	DefaultTLSRPT = 30 * 24 * time.Hour
 	DefaultEvery  = time.Hour
+
+	// ScanSharesKept: rate windows and destination slots of scans
+	// (store.PruneScanShares) older than this are deleted. Workers prune
+	// their own scan's after a minute; this is for scans left behind.
+	ScanSharesKept = time.Hour
 
 	// purgeBatch and maxPurgeBatches bound one round's test deletions
 	// (100,000 tests); the next round goes on.
@@ -72,6 +78,7 @@ type Counts struct {
 	Clients             int64 `json:"clients"`
 	UntiedInboundChecks int64 `json:"untied_inbound_checks"`
 	DNSQueries          int64 `json:"dns_queries"`
+	ScanShares          int64 `json:"scan_shares"`
 }
 
 // New returns a Purger for o.
@@ -96,7 +103,8 @@ func (p *Purger) Run(ctx context.Context) error {
 		if c != (Counts{}) {
 			p.o.Logger.Info("retention purge", "tests", c.Tests, "untied_connections", c.UntiedConnections,
 				"policy_fetches", c.PolicyFetches, "tlsrpt_reports", c.TLSRPTReports,
-				"clients", c.Clients, "untied_inbound_checks", c.UntiedInboundChecks, "dns_queries", c.DNSQueries)
+				"clients", c.Clients, "untied_inbound_checks", c.UntiedInboundChecks, "dns_queries", c.DNSQueries,
+				"scan_shares", c.ScanShares)
 		}
 		return err
 	})
@@ -128,6 +136,11 @@ func (p *Purger) PurgeAt(ctx context.Context, now time.Time) (Counts, error) {
 	c.Clients, err = p.o.Store.PruneClients(ctx, testsBefore)
 	errs = append(errs, err)
 	c.UntiedInboundChecks, err = p.o.Store.PruneUntiedInboundChecks(ctx, testsBefore)
+	errs = append(errs, err)
+	// The shared caps of scans whose workers were all killed (a complete
+	// scan prunes its own, scan.Run): a rate window or slot an hour old
+	// holds nothing back.
+	c.ScanShares, err = p.o.Store.PruneScanShares(ctx, "", now.Add(-ScanSharesKept))
 	errs = append(errs, err)
 	if p.o.DNSQueries > 0 {
 		c.DNSQueries, err = p.o.Store.PruneDNSQueries(ctx, now.Add(-p.o.DNSQueries))

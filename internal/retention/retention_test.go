@@ -43,12 +43,22 @@ func TestPurge(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A scan whose workers were killed: its rate windows and slots
+		// go after an hour, its current ones stay.
+		for _, w := range []time.Time{now.Add(-ScanSharesKept - time.Second), now} {
+			if ok, err := st.TakeScanStart(ctx, "abandoned", w, 1); err != nil || !ok {
+				t.Fatalf("scan start: %v %v", ok, err)
+			}
+		}
+		if _, ok, err := st.AcquireScanSlot(ctx, "abandoned", "192.0.2.9", "killed", 1, now.Add(-2*ScanSharesKept), now.Add(-ScanSharesKept-time.Second)); err != nil || !ok {
+			t.Fatalf("scan slot: %v %v", ok, err)
+		}
 
 		c, err := p.Purge(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := (Counts{Tests: 1, PolicyFetches: 1, TLSRPTReports: 1}); c != want {
+		if want := (Counts{Tests: 1, PolicyFetches: 1, TLSRPTReports: 1, ScanShares: 2}); c != want {
 			t.Errorf("Purge deleted %+v, want %+v", c, want)
 		}
 		if _, err := st.Test(ctx, "oldtestaaaaaaaaa"); err == nil {

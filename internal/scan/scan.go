@@ -268,6 +268,7 @@ func (r *runner) run(ctx context.Context) (Stats, error) {
 				if _, err := r.st.RenewScanLeases(renewCtx, r.id, o.Owner, time.Now().Add(lease)); err != nil && renewCtx.Err() == nil {
 					o.Logger.Warn("scan: renewing leases", "err", err)
 				}
+				r.pruneShares(renewCtx, time.Now().Add(-sharesKept))
 			case <-renewCtx.Done():
 				return
 			}
@@ -293,6 +294,11 @@ func (r *runner) run(ctx context.Context) (Stats, error) {
 	if cntErr == nil {
 		r.total.Store(counts.Total())
 		r.base.Store(counts.Finished() - r.checked.Load())
+		if feedErr == nil && counts.Pending == 0 && counts.Running == 0 {
+			// The scan is complete: no worker will take a start or
+			// a slot of it again.
+			r.pruneShares(sctx, time.Unix(0, math.MaxInt64))
+		}
 	}
 	close(stopProgress)
 	progWG.Wait()
@@ -351,6 +357,21 @@ func (r *runner) feed(ctx context.Context, work chan<- store.ScanItem, lease tim
 				return ctx.Err()
 			}
 		}
+	}
+}
+
+// sharesKept is how long a worker keeps the shared caps' old rows
+// (store.PruneScanShares) while the scan runs: only the current rate
+// window and held slots count, and a minute covers the workers' clocks
+// being a little apart.
+const sharesKept = time.Minute
+
+// pruneShares deletes the scan's rate windows and run-out slots older than
+// before; a failure is only logged (the rows are pruned again later, or by
+// the retention purge).
+func (r *runner) pruneShares(ctx context.Context, before time.Time) {
+	if _, err := r.st.PruneScanShares(ctx, r.id, before); err != nil && ctx.Err() == nil {
+		r.opts.Logger.Warn("scan: pruning the shared caps' rows", "err", err)
 	}
 }
 

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/mailsec/mailsec/internal/resultmail"
 	"github.com/mailsec/mailsec/internal/retention"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/testslot"
 	"github.com/mailsec/mailsec/internal/web"
 )
 
@@ -32,7 +35,47 @@ func EvidenceRules(cfg *config.Config) evidence.Rules {
 		Quiet: cfg.Timing.AckAfter.Duration, TestExpiry: cfg.Timing.TestExpiry.Duration,
 		Slots:       Slots(cfg),
 		BrokenHosts: hosts, BrokenAddrs: addrs,
+		IPv6Host: IPv6MX(cfg),
 	}
+}
+
+// IPv6MX returns the address of zone A's IPv6-only MX host
+// (zones.host_addresses.mx-v6, docs/dns.md "IPv6-only host"), that of
+// slot 0; slot n's is testslot.HostAddr of it. Invalid: not deployed.
+func IPv6MX(cfg *config.Config) netip.Addr {
+	if list := addrs(cfg.Zones.HostAddresses[testslot.IPv6HostLabel]); len(list) > 0 {
+		return list[0]
+	}
+	return netip.Addr{}
+}
+
+// SMTPListen returns the SMTP listener's addresses: smtp.listen, and the
+// IPv6-only host's address of every slot on the port of smtp.listen's
+// first entry (a slot's address names its test, so each must be
+// listened on; docs/smtp.md "IPv6-only host"), those not listed already
+// and none under a wildcard entry on that port (it listens on them all,
+// and a second socket there would not bind).
+func SMTPListen(cfg *config.Config) []string {
+	out := slices.Clone(cfg.SMTP.Listen)
+	base := IPv6MX(cfg)
+	if !base.IsValid() || len(out) == 0 {
+		return out
+	}
+	_, port, err := net.SplitHostPort(out[0])
+	if err != nil {
+		return out // config.Validate has checked it
+	}
+	for _, l := range out {
+		if host, p, err := net.SplitHostPort(l); err == nil && p == port && (host == "" || host == "::" || host == "0.0.0.0") {
+			return out
+		}
+	}
+	for _, a := range Slots(cfg).HostAddrs(base) {
+		if l := net.JoinHostPort(a.String(), port); !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // BrokenMX returns the broken hosts of zone A that are MX hosts (those of

@@ -104,3 +104,43 @@ func TestBrokenMXInPolicy(t *testing.T) {
 		t.Fatalf("zone A's policy mx lines %v lack the broken host", p.MX)
 	}
 }
+
+// TestIPv6MXWiring: the IPv6-only host's address reaches the evidence
+// rules, the SMTP listener (one address per slot, on smtp.listen's first
+// port) and the SMTP options, and its name every slot's MTA-STS policy;
+// without it nothing changes.
+func TestIPv6MXWiring(t *testing.T) {
+	cfg := config.Default()
+	cfg.Zones.Slots = 2
+	cfg.SMTP.Listen = []string{"127.0.0.20:25", "[fd00::6:1]:25"}
+	if r := EvidenceRules(&cfg); r.IPv6Host.IsValid() {
+		t.Fatalf("not deployed, evidence rules: %v", r.IPv6Host)
+	}
+	if got := SMTPListen(&cfg); !slices.Equal(got, cfg.SMTP.Listen) {
+		t.Fatalf("not deployed, listen %v", got)
+	}
+	if p := SlotPolicy(&cfg, 2); slices.ContainsFunc(p.MX, func(h string) bool { return strings.HasPrefix(h, "mx-v6.") }) {
+		t.Fatalf("not deployed, policy %v", p.MX)
+	}
+	cfg.Zones.HostAddresses = map[string][]string{"mx-v6": {"fd00::6:0"}}
+	if r := EvidenceRules(&cfg); r.IPv6Host != netip.MustParseAddr("fd00::6:0") {
+		t.Fatalf("evidence rules: IPv6-only host %v", r.IPv6Host)
+	}
+	if got, want := SMTPListen(&cfg), []string{"127.0.0.20:25", "[fd00::6:1]:25", "[fd00::6:0]:25", "[fd00::6:2]:25"}; !slices.Equal(got, want) {
+		t.Fatalf("listen %v, want %v", got, want)
+	}
+	for _, wild := range []string{"[::]:25", ":25", "0.0.0.0:25"} {
+		cfg := cfg
+		cfg.SMTP.Listen = []string{"127.0.0.20:25", wild}
+		if got := SMTPListen(&cfg); !slices.Equal(got, cfg.SMTP.Listen) {
+			t.Errorf("under %s: listen %v", wild, got)
+		}
+	}
+	if p := SlotPolicy(&cfg, 2); !slices.Contains(p.MX, "mx-v6.s002."+strings.TrimSuffix(cfg.Zones.A, ".")) {
+		t.Fatalf("policy of slot 2 without the IPv6-only host: %v", p.MX)
+	}
+	o := SMTPOptions(&cfg, &Zones{}, nil, nil, nil, nil)
+	if len(o.IPv6HostAddrs) != 3 || o.IPv6HostAddrs[2] != netip.MustParseAddr("fd00::6:2") {
+		t.Fatalf("SMTP options: IPv6-only host addresses %v", o.IPv6HostAddrs)
+	}
+}

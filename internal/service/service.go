@@ -23,6 +23,7 @@ import (
 	"github.com/mailsec/mailsec/internal/certs"
 	"github.com/mailsec/mailsec/internal/cluster"
 	"github.com/mailsec/mailsec/internal/config"
+	"github.com/mailsec/mailsec/internal/dnsname"
 	"github.com/mailsec/mailsec/internal/dnssec"
 	"github.com/mailsec/mailsec/internal/dnsserver"
 	"github.com/mailsec/mailsec/internal/dnszone"
@@ -37,6 +38,7 @@ import (
 	"github.com/mailsec/mailsec/internal/smtpd"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/testslot"
+	"github.com/mailsec/mailsec/internal/tlsrptintake"
 	"github.com/mailsec/mailsec/internal/web"
 )
 
@@ -185,6 +187,7 @@ func BuildZones(cfg *config.Config, now time.Time, keys ZoneKeys) (*Zones, error
 	specA.Zone, specA.Origin, specA.DNSKEY = persona.ZoneA, cfg.Zones.A, keyA.DNSKEY
 	specA.Policy, specA.TLSRPT, specA.BrokenHosts = z.Policy, cfg.Zones.TLSRPTAddress, cfg.DNSSEC.BrokenHosts
 	specA.SlotPolicies = z.SlotPolicies
+	specA.TLSRPTHTTPS = TLSRPTURI(cfg)
 	if cfg.ResultMail.Enabled {
 		if z.DKIMKey, err = resultmail.LoadOrCreateKey(resultmail.KeyPath(keyDir, cfg.ResultMail.Selector)); err != nil {
 			return nil, err
@@ -247,10 +250,37 @@ func SlotPolicy(cfg *config.Config, n int) mtasts.Policy {
 	// and would then show nothing about its resolver (docs/dns.md "Broken
 	// host").
 	hosts, _ := BrokenMX(cfg)
+	if IPv6MX(cfg).IsValid() {
+		// And the IPv6-only host, for the same reason: an MTA-STS
+		// sender must not skip it unseen (docs/dns.md "IPv6-only host").
+		hosts = append(hosts, testslot.IPv6HostLabel)
+	}
 	for _, b := range hosts {
 		p.MX = append(p.MX, Slots(cfg).Host(b, n, persona.ZoneA))
 	}
 	return p
+}
+
+// TLSRPTURI returns the https: rua of zone A's TLS-RPT records
+// (zones.tlsrpt_https, docs/tlsrpt.md): the policy host's report path,
+// on port 443 as RFC 8461 §3.3 has senders reach the host; "" when not
+// asked for or when the policy host does not listen.
+func TLSRPTURI(cfg *config.Config) string {
+	if !cfg.Zones.TLSRPTHTTPS || len(cfg.PolicyHost.Listen) == 0 {
+		return ""
+	}
+	return "https://mta-sts." + dnsname.Canonical(cfg.Zones.A) + policyhost.ReportPath
+}
+
+// reports is the intake of the TLS-RPT reports POSTed to the policy host,
+// nil when they are not asked for (TLSRPTURI).
+func reports(cfg *config.Config, st *store.Store, log *slog.Logger) policyhost.Reports {
+	if TLSRPTURI(cfg) == "" {
+		return nil
+	}
+	return tlsrptintake.New(tlsrptintake.Options{Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)},
+		Quota:  store.TLSRPTQuota{MaxReports: cfg.SMTP.TLSRPTMaxReports, MaxBytes: cfg.SMTP.TLSRPTMaxStoredBytes},
+		Logger: log.With("part", "tlsrpt")})
 }
 
 // SPF returns the SPF record of both zones: the configured one, or one that
@@ -356,7 +386,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 		return fail(err, closeD)
 	}
 	closeP := func() { closeAll(policyListeners) }
-	smtpListeners, err := smtpd.Listen(ctx, cfg.SMTP.Listen)
+	smtpListeners, err := smtpd.Listen(ctx, SMTPListen(cfg))
 	if err != nil {
 		return fail(err, closeD, closeP)
 	}
@@ -390,12 +420,20 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	} else if n > 0 {
 		log.Warn("ended the connection records a stop without shutdown left open", "connections", n)
 	}
+	// ACME dns-01 challenge records go through the store, so that every
+	// node's zones answer them whichever node ordered the certificate
+	// (docs/cluster.md "ACME across nodes").
+	challenges, err := cluster.NewChallenges(cluster.ChallengeOptions{Store: st, Node: node, Zones: zones.Authority,
+		Period: cfg.Node.Heartbeat.Duration, DeadAfter: cfg.Node.DeadAfter.Duration, Logger: log.With("part", "acme-challenges")})
+	if err != nil {
+		return fail(err, closeD, closeP, closeS, closeW)
+	}
 	mgr, err := certs.New(certs.Options{
 		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
 		ACME: certs.ACMEOptions{Directory: cfg.ACME.Directory, Email: cfg.ACME.Email,
 			CAFile: cfg.ACME.CAFile, Challenge: cfg.ACME.Challenge},
-		Keys: zones.Keys, Slots: cfg.Zones.Slots, Challenges: zones.Authority, Logger: log.With("part", "certs"),
+		Keys: zones.Keys, Slots: cfg.Zones.Slots, Challenges: challenges, Logger: log.With("part", "certs"),
 	})
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
@@ -438,7 +476,8 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	policy := policyhost.New(policyhost.Options{Host: mgr.PolicyHostName(), Policy: zones.Policy.String(), SlotPolicies: slotPolicies,
 		Certificate: mgr.PolicyHost, Recorder: st, Logger: log.With("part", "policyhost"),
 		MaxFetchesPerClient: cfg.PolicyHost.MaxFetchesPerClientPerHour,
-		ClientPrefixV4:      cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6})
+		ClientPrefixV4:      cfg.SMTP.ClientPrefixV4, ClientPrefixV6: cfg.SMTP.ClientPrefixV6,
+		Reports: reports(cfg, st, log), MaxReportBytes: cfg.SMTP.TLSRPTMaxBytes, ReportsPerClient: cfg.SMTP.TLSRPTPerClientPerHour})
 
 	r := &Running{Zones: zones, Store: st, Certs: mgr, Node: node, member: member, Evidence: evidence.Gatherer{Store: st, Rules: EvidenceRules(cfg)}, done: make(chan error, 1)}
 	for _, l := range dnsListeners {
@@ -482,6 +521,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	g.Go(func() error { return dns.Serve(gctx, dnsListeners) })
 	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
 	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
+	g.Go(func() error { return challenges.Run(gctx) })
 	g.Go(func() error { return mgr.Run(gctx) })
 	// The leader's jobs run on one node at a time (docs/cluster.md).
 	// Finalising and delivering are separate loops: a slow recipient
@@ -556,9 +596,13 @@ func SMTPOptions(cfg *config.Config, zones *Zones, certificates smtpd.Certificat
 		}
 	}
 	_, broken := BrokenMX(cfg)
+	var v6 []netip.Addr
+	if base := IPv6MX(cfg); base.IsValid() {
+		v6 = Slots(cfg).HostAddrs(base)
+	}
 	o := smtpd.Options{
 		ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B, Slots: cfg.Zones.Slots, Hostname: cfg.SMTP.Hostname,
-		Certificates: certificates, LocalPersonas: local, BrokenHostAddrs: broken, Store: st,
+		Certificates: certificates, LocalPersonas: local, BrokenHostAddrs: broken, IPv6HostAddrs: v6, Store: st,
 		DowngradeWindow: cfg.Timing.DowngradeWindow.Duration, AckAfter: cfg.Timing.AckAfter.Duration,
 		EpisodeQuiet: cfg.Timing.EpisodeQuiet.Duration, Evidence: EvidenceRules(cfg),
 		CommandTimeout: cfg.Timing.SMTPCommandTimeout.Duration, DataTimeout: cfg.Timing.SMTPDataTimeout.Duration,

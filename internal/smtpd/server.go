@@ -26,6 +26,7 @@ import (
 	"github.com/mailsec/mailsec/internal/ratelimit"
 	"github.com/mailsec/mailsec/internal/store"
 	"github.com/mailsec/mailsec/internal/testslot"
+	"github.com/mailsec/mailsec/internal/tlsrptintake"
 )
 
 // Certificates gives the certificate (chain and key) a persona serves. The
@@ -68,6 +69,13 @@ type Options struct {
 	// 5321 §3.1, §5.1). It starts no downgrade window and counts against
 	// no connection cap.
 	BrokenHostAddrs []netip.Addr
+	// IPv6HostAddrs are the addresses of zone A's IPv6-only MX host, one
+	// per test slot (zones.host_addresses.mx-v6, docs/dns.md "IPv6-only
+	// host"): a connection there is recorded, proving that the sender
+	// delivers over IPv6 (the address names the slot, and so the test),
+	// and answered 421 in place of the greeting like the broken host's,
+	// with the same consequences.
+	IPv6HostAddrs []netip.Addr
 	// Store records the connection history and holds the tests. Required.
 	Store *store.Store
 
@@ -228,7 +236,10 @@ type Server struct {
 	fixed  map[string]bool
 	sni    map[string]int // lower-case SNI → persona
 	locals map[netip.Addr]int
-	broken map[netip.Addr]bool // the broken host's addresses
+	// refusedAt maps the addresses of the hosts that are no persona (the
+	// broken host, the IPv6-only host) to the reply that answers every
+	// connection there in place of the greeting.
+	refusedAt map[netip.Addr]string
 	// The personas assigned by rule: plain text in A, STARTTLS without a
 	// name in A, and zone B's.
 	plainA, defaultTLS, zoneBPersona int
@@ -238,6 +249,7 @@ type Server struct {
 	// evidence reads a test's evidence for the acknowledgement and ties
 	// connections to tests.
 	evidence evidence.Gatherer
+	intake   *tlsrptintake.Intake // parses, ties and stores TLS-RPT reports
 	// recorder writes the connection rows (prepared statements); set by
 	// Serve.
 	recorder *store.ConnectionRecorder
@@ -286,7 +298,7 @@ func New(opts Options) (*Server, error) {
 		fixed:      map[string]bool{},
 		sni:        map[string]int{},
 		locals:     map[netip.Addr]int{},
-		broken:     map[netip.Addr]bool{},
+		refusedAt:  map[netip.Addr]string{},
 		active:     map[*trackedConn]struct{}{},
 		shutdownCh: make(chan struct{}),
 		dataBudget: dataBudget{limit: opts.DataMemoryBudget},
@@ -322,6 +334,7 @@ func New(opts Options) (*Server, error) {
 	option.Positive(&o.Evidence.PrefixV4, o.ClientPrefixV4)
 	option.Positive(&o.Evidence.PrefixV6, o.ClientPrefixV6)
 	s.evidence = evidence.Gatherer{Store: o.Store, Rules: o.Evidence}
+	s.intake = tlsrptintake.New(tlsrptintake.Options{Evidence: s.evidence, Quota: o.TLSRPTQuota, Logger: o.Logger, Now: o.Now})
 	if o.Hostname == "" {
 		o.Hostname = s.zoneA
 	}
@@ -365,11 +378,22 @@ func New(opts Options) (*Server, error) {
 		}
 		s.locals[a.Unmap()] = n
 	}
-	for _, a := range o.BrokenHostAddrs {
-		if _, ok := s.locals[a.Unmap()]; ok {
-			return nil, fmt.Errorf("smtpd: local address %s: both a persona's and the broken host's", a)
+	for _, h := range []struct {
+		name, reply string
+		addrs       []netip.Addr
+	}{
+		{"the broken host's", brokenHostReply, o.BrokenHostAddrs},
+		{"the IPv6-only host's", ipv6HostReply, o.IPv6HostAddrs},
+	} {
+		for _, a := range h.addrs {
+			if _, ok := s.locals[a.Unmap()]; ok {
+				return nil, fmt.Errorf("smtpd: local address %s: both a persona's and %s", a, h.name)
+			}
+			if _, ok := s.refusedAt[a.Unmap()]; ok {
+				return nil, fmt.Errorf("smtpd: local address %s: both the broken host's and the IPv6-only host's", a)
+			}
+			s.refusedAt[a.Unmap()] = h.reply
 		}
-		s.broken[a.Unmap()] = true
 	}
 	s.clients = clientTable{n: map[string]int{}}
 	s.windowStarts = windowStartCache{m: map[string]time.Time{}}
@@ -540,16 +564,16 @@ func (s *Server) handle(ctx context.Context, raw net.Conn, plainL, tlsL *chanLis
 	tc := &trackedConn{Conn: raw, srv: s, rec: rec, sessionEnd: time.Now().Add(s.opts.SessionMax)}
 	log := s.log.With("client", client.String())
 
-	if s.broken[local.Addr().Unmap()] {
-		// The broken host: the connection is the evidence (its
-		// resolver does not validate DNSSEC); the 421 sends the sender
-		// on to the next MX host within the same attempt. It belongs
-		// to no downgrade-window client: it starts no window and is no
-		// activity of the client's episode (else the retest that
-		// connects here first would find the client busy and get no
-		// window of its own).
+	if reply, ok := s.refusedAt[local.Addr().Unmap()]; ok {
+		// The broken host or the IPv6-only host: the connection is the
+		// evidence (its resolver does not validate DNSSEC; it delivers
+		// over IPv6); the 421 sends the sender on to the next MX host
+		// within the same attempt. It belongs to no downgrade-window
+		// client: it starts no window and is no activity of the
+		// client's episode (else the retest that connects here first
+		// would find the client busy and get no window of its own).
 		rec.c.ClientKey = ""
-		s.refuseRecorded(raw, rec, log, brokenHostReply, "")
+		s.refuseRecorded(raw, rec, log, reply, "")
 		return
 	}
 	over, why := "", ""
@@ -626,6 +650,11 @@ func (s *Server) refuseRecorded(raw net.Conn, rec *record, log *slog.Logger, rep
 // §3.1, §5.1), and Postfix does not count the session against
 // smtp_mx_session_limit (it did not complete EHLO).
 const brokenHostReply = "421 4.4.3 this host's address fails DNSSEC validation: try the next MX host"
+
+// ipv6HostReply answers a connection to the IPv6-only host in place of
+// the greeting, for the same reason: the connection itself is all it
+// tests (docs/smtp.md "IPv6-only host").
+const ipv6HostReply = "421 4.4.3 this host only tests IPv6 reachability: try the next MX host"
 
 // refuseUnrecorded answers and closes a connection that could not be
 // recorded (the store failed): nothing may be acknowledged off the record.

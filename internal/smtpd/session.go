@@ -14,6 +14,7 @@ import (
 	"github.com/mailsec/mailsec/internal/evidence"
 	"github.com/mailsec/mailsec/internal/persona"
 	"github.com/mailsec/mailsec/internal/store"
+	"github.com/mailsec/mailsec/internal/tlsrptintake"
 	"github.com/mailsec/mailsec/internal/untrusted"
 	"github.com/mailsec/mailsec/internal/verdict"
 )
@@ -403,22 +404,30 @@ func tlsrptTooLarge(limit int64) string {
 	return fmt.Sprintf("TLS-RPT report larger than %d octets", limit)
 }
 
-// tlsrptReport stores a TLS-RPT report mail raw (RFC 8460 §3), whole, so
-// that it can be parsed later; within the quota (TLSRPTQuota).
+// tlsrptReport takes in a TLS-RPT report mail (RFC 8460 §5.3): parsed,
+// tied to its test and stored within the quota (TLSRPTQuota); a mail that
+// is not a valid report is refused with the reason, and nothing is kept.
 func (ss *session) tlsrptReport(body []byte) error {
 	c := ss.rec.snapshot()
-	rep := &store.TLSRPTReport{Received: ss.s.now(), Client: c.Client.Addr(), MailFrom: ss.tx.from, Raw: body}
+	var res tlsrptintake.Result
 	err := ss.s.storeOp(func(ctx context.Context) error {
-		return ss.s.opts.Store.AddTLSRPTReport(ctx, rep, ss.s.opts.TLSRPTQuota)
+		var err error
+		res, err = ss.s.intake.Accept(ctx, tlsrptintake.Submission{Source: store.TLSRPTByMail, Client: c.Client.Addr(), MailFrom: ss.tx.from, Raw: body})
+		return err
 	})
-	if errors.Is(err, store.ErrTLSRPTFull) {
+	switch {
+	case errors.Is(err, tlsrptintake.ErrBadReport):
+		// RFC 3463 5.6.0: the content is wrong; retrying will not help.
+		return ss.answer(&smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "TLS-RPT report refused: " + untrusted.Printable(err.Error(), 300)}, false)
+	case errors.Is(err, store.ErrTLSRPTFull):
 		ss.rec.log.Warn("smtp: TLS-RPT report refused, storage full", "err", err)
 		// RFC 3463 4.3.1: mail system full; the reporter retries later.
 		return ss.answer(&smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "TLS-RPT report storage full, try again later"}, false)
-	}
-	if err != nil {
+	case err != nil:
 		ss.rec.log.Error("smtp: storing a TLS-RPT report", "err", err)
 		return ss.answer(errTempFailure, false)
+	case res.Duplicate:
+		return ss.answer(&smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "TLS-RPT report received already"}, false)
 	}
 	return ss.answer(&smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "TLS-RPT report received"}, false)
 }

@@ -396,7 +396,7 @@ func TestTLSRPTReport(t *testing.T) {
 		ts.newTest(t, "tok1")
 		c := dial(t, ts.addr())
 		c.ehlo()
-		body := "From: reports@example.net\r\nSubject: Report Domain: " + zoneA + "\r\n\r\n{\"organization-name\":\"x\"}\r\n"
+		body := reportMail(t, reportJSON(zoneA, "", ts.clock.Now(), 0), true)
 		c.ok(250, "MAIL FROM:<reports@example.net>")
 		c.ok(250, "RCPT TO:<TLSRPT@%s>", zoneA)
 		c.ok(452, "RCPT TO:<t-tok1@%s>", zoneA)
@@ -885,5 +885,47 @@ func TestBrokenHostAddress(t *testing.T) {
 	if _, err := New(Options{Store: ts.st, Certificates: ts.certs, ZoneA: zoneA, ZoneB: zoneB,
 		LocalPersonas: map[netip.Addr]int{mustAddr("127.0.0.2"): 4}, BrokenHostAddrs: []netip.Addr{mustAddr("127.0.0.2")}}); err == nil {
 		t.Error("an address of both a persona and the broken host accepted")
+	}
+}
+
+// TestIPv6HostAddress: a connection to the IPv6-only host's address (on
+// ::1) is recorded as no client's and answered 421 in place of the
+// greeting, while the persona address is served as before; an address may
+// not be both the broken host's and the IPv6-only host's.
+func TestIPv6HostAddress(t *testing.T) {
+	t.Parallel()
+	if l, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Skip("::1 not available")
+	} else {
+		l.Close()
+	}
+	ts := startServerOn(t, store.DriverSQLite, func(o *Options) {
+		o.DowngradeWindow = 0
+		o.IPv6HostAddrs = []netip.Addr{mustAddr("::1")}
+	}, "127.0.0.1:0", "[::1]:0")
+	c := dialNoGreeting(t, "", ts.addrs[1])
+	code, text := c.read()
+	if code != 421 || !strings.Contains(text, "IPv6") {
+		t.Fatalf("IPv6-only host answered %d %q, want 421 naming IPv6", code, text)
+	}
+	if rest, err := c.readAll(5 * time.Second); err != nil || rest != "" {
+		t.Errorf("after the 421: %q, %v (want the connection closed)", rest, err)
+	}
+	persona := dial(t, ts.addrs[0])
+	persona.ehlo()
+	persona.quit()
+	cs := ts.waitEnded(t, 2)
+	var v6 []store.SMTPConnection
+	for _, r := range cs {
+		if r.Local.Addr() == mustAddr("::1") {
+			v6 = append(v6, r)
+		}
+	}
+	if len(v6) != 1 || v6[0].Reply != ipv6HostReply || v6[0].Persona != 0 || v6[0].EHLO != "" || v6[0].ClientKey != "" || !v6[0].Client.Addr().Is6() {
+		t.Fatalf("records:\n%s", fmtConns(cs))
+	}
+	if _, err := New(Options{Store: ts.st, Certificates: ts.certs, ZoneA: zoneA, ZoneB: zoneB,
+		BrokenHostAddrs: []netip.Addr{mustAddr("::1")}, IPv6HostAddrs: []netip.Addr{mustAddr("::1")}}); err == nil {
+		t.Error("an address of both the broken host and the IPv6-only host accepted")
 	}
 }

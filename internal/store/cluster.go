@@ -120,6 +120,10 @@ WHERE current_setting('server_version_num')::int >= 140000`, fmt.Sprint(idle.Mil
 	return &Leadership{conn: conn}, nil
 }
 
+// Shared tells whether other processes could hold the lock (PostgreSQL);
+// on SQLite the one process always leads.
+func (l *Leadership) Shared() bool { return l.conn != nil }
+
 // Check tells whether the lock is still held: the session that holds it
 // answers (an advisory lock lives as long as its session; nothing here
 // unlocks it). An error means it may be lost: stop leading.

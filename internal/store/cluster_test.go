@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -323,6 +324,55 @@ func TestScanStarts(t *testing.T) {
 		starts, err := s.ScanStarts(ctx, "s")
 		if err != nil || len(starts) != 2 || starts[w] != limit || starts[w.Add(time.Second)] != 1 {
 			t.Errorf("starts %v, %v", starts, err)
+		}
+	})
+}
+
+// TestPruneScanShares: old rate windows and run-out slots are deleted, of
+// one scan or of all; the current window and held slots stay until the
+// scan's end prunes everything of its own.
+func TestPruneScanShares(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		now := time.Unix(1_800_000_000, 0).UTC()
+		for _, id := range []string{"a", "b"} {
+			for _, w := range []time.Time{now.Add(-time.Hour), now} {
+				if ok, err := s.TakeScanStart(ctx, id, w, 5); err != nil || !ok {
+					t.Fatalf("start %s %s: %v %v", id, w, ok, err)
+				}
+			}
+			for i, until := range []time.Time{now.Add(-time.Hour), now.Add(time.Minute)} {
+				dest := "192.0.2." + string(rune('1'+i))
+				if _, ok, err := s.AcquireScanSlot(ctx, id, dest, "w", 1, now.Add(-2*time.Hour), until); err != nil || !ok {
+					t.Fatalf("slot %s %s: %v %v", id, dest, ok, err)
+				}
+			}
+		}
+		count := func(id string) int {
+			t.Helper()
+			var n, m int
+			if err := s.DB().QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM scan_rate WHERE scan_id = ?`), id).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DB().QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM scan_slots WHERE scan_id = ?`), id).Scan(&m); err != nil {
+				t.Fatal(err)
+			}
+			return n + m
+		}
+		if n, err := s.PruneScanShares(ctx, "a", now.Add(-time.Minute)); err != nil || n != 2 {
+			t.Fatalf("pruning scan a's old rows: %d %v, want 2", n, err)
+		}
+		if a, b := count("a"), count("b"); a != 2 || b != 4 {
+			t.Fatalf("rows left: a %d (want the current window and the held slot), b %d (want 4, untouched)", a, b)
+		}
+		if n, err := s.PruneScanShares(ctx, "", now.Add(-time.Minute)); err != nil || n != 2 {
+			t.Fatalf("pruning every scan's old rows: %d %v, want b's 2", n, err)
+		}
+		if n, err := s.PruneScanShares(ctx, "a", time.Unix(0, math.MaxInt64)); err != nil || n != 2 {
+			t.Fatalf("pruning all of scan a at its end: %d %v", n, err)
+		}
+		if a, b := count("a"), count("b"); a != 0 || b != 2 {
+			t.Fatalf("rows left: a %d, b %d", a, b)
 		}
 	})
 }

@@ -20,9 +20,6 @@ import (
 // not (ConnectionFilter.Limit 0).
 const defaultConnectionLimit = 10000
 
-// defaultTLSRPTLimit bounds a TLSRPTReports result when the caller does not.
-const defaultTLSRPTLimit = 1000
-
 // optTimeToNanos is timeToNanos for columns where 0 means "not set": the
 // zero time is stored as 0 and read back as the zero time by optNanosToTime.
 func optTimeToNanos(t time.Time) (int64, error) {
@@ -676,6 +673,28 @@ WHERE test_id = '' AND client_addr = ? AND started_ns >= ? AND started_ns < ?`),
 		testID, TiedByClient, client.Unmap().String(), clampToNanos(since), clampToNanos(until))
 }
 
+// TieSlotAddress assigns the test testID to the connections to the local
+// address local (any port) that are not tied to a test yet and started in
+// [since, until), and returns how many it tied; they are marked
+// TiedBySlotAddress. The address is one of a test slot's own (the
+// IPv6-only host's, docs/dns.md "IPv6-only host"), and the window the
+// time testID held the slot: such a connection names no recipient, and
+// its client address (the sender's IPv6 one) is on none of its others.
+func (s *Store) TieSlotAddress(ctx context.Context, testID string, local netip.Addr, since, until time.Time) (int64, error) {
+	if testID == "" {
+		return 0, errors.New("store: tie by slot address: empty test id")
+	}
+	if !local.IsValid() {
+		return 0, errors.New("store: tie by slot address: invalid address")
+	}
+	// local_addr is storedAddrPort's "ip:port" or "[ip]:port"; an
+	// address without its zone holds no LIKE wildcard (% or _).
+	pattern := strings.TrimSuffix(storedAddrPort(netip.AddrPortFrom(local.WithZone(""), 0)), "0") + "%"
+	return execCount(ctx, s.db, "tie connections by slot address to "+testID, s.q(`UPDATE smtp_connections SET test_id = ?, tied_by = ?
+WHERE test_id = '' AND local_addr LIKE ? AND started_ns >= ? AND started_ns < ?`),
+		testID, TiedBySlotAddress, pattern, clampToNanos(since), clampToNanos(until))
+}
+
 // TieSendingServer assigns the test testID to the connections from its
 // sending addresses (Test.SendingAddrs) that are not tied to a test yet,
 // have ended, and started in [since, until), and returns how many it tied;
@@ -747,93 +766,6 @@ LIMIT ?`
 // defaultUntiedLimit bounds an UntiedConnections result when the caller
 // does not.
 const defaultUntiedLimit = 50
-
-// ErrTLSRPTFull is returned by AddTLSRPTReport when the stored reports have
-// reached their quota.
-var ErrTLSRPTFull = errors.New("store: TLS-RPT report storage full")
-
-// TLSRPTQuota bounds the stored TLS-RPT report mails: anyone may send
-// mail to tlsrpt@A, so what is kept of it must be bounded. Zero fields do
-// not restrict.
-type TLSRPTQuota struct {
-	MaxReports int   // rows
-	MaxBytes   int64 // sum of the raw mails' sizes
-}
-
-// AddTLSRPTReport stores a TLS-RPT report mail (raw) and sets r.ID. If
-// storing it would take the table past q, nothing is stored and the error
-// wraps ErrTLSRPTFull: the reports already stored are kept (the retention
-// purge makes room), and the sender is asked to retry later.
-func (s *Store) AddTLSRPTReport(ctx context.Context, r *TLSRPTReport, q TLSRPTQuota) error {
-	ns, err := timeToNanos(r.Received)
-	if err != nil {
-		return fmt.Errorf("store: add TLS-RPT report: %w", err)
-	}
-	client := ""
-	if r.Client.IsValid() {
-		client = r.Client.Unmap().String()
-	}
-	raw := r.Raw
-	if raw == nil {
-		raw = []byte{} // NOT NULL
-	}
-	size := int64(len(raw))
-	return s.inDurableTx(ctx, "add TLS-RPT report", func(tx *sql.Tx) error {
-		if q.MaxReports > 0 || q.MaxBytes > 0 {
-			// The sum and the insert must not interleave with another
-			// report's (Store.serialise).
-			if err := s.serialise(ctx, tx, lockTLSRPTQuota); err != nil {
-				return fmt.Errorf("store: add TLS-RPT report: %w", err)
-			}
-			var n, bytes int64
-			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*), COALESCE(SUM(size), 0) FROM tlsrpt_reports`)).Scan(&n, &bytes); err != nil {
-				return fmt.Errorf("store: add TLS-RPT report: usage: %w", err)
-			}
-			if q.MaxReports > 0 && n+1 > int64(q.MaxReports) || q.MaxBytes > 0 && bytes+size > q.MaxBytes {
-				return fmt.Errorf("store: add TLS-RPT report: %w (%d reports, %d bytes stored; limits %d, %d)",
-					ErrTLSRPTFull, n, bytes, q.MaxReports, q.MaxBytes)
-			}
-		}
-		if err := tx.QueryRowContext(ctx, s.q(`INSERT INTO tlsrpt_reports (received_ns, client_addr, mail_from, raw, size)
-    VALUES (?, ?, ?, ?, ?) RETURNING id`), ns, client, r.MailFrom, raw, size).Scan(&r.ID); err != nil {
-			return fmt.Errorf("store: add TLS-RPT report: %w", err)
-		}
-		return nil
-	})
-}
-
-// TLSRPTReports returns the reports received at or after since, oldest
-// first, at most limit of them (0 means 1000; negative is an error).
-func (s *Store) TLSRPTReports(ctx context.Context, since time.Time, limit int) ([]TLSRPTReport, error) {
-	limit, err := limitOrDefault("TLS-RPT reports", limit, defaultTLSRPTLimit)
-	if err != nil {
-		return nil, err
-	}
-	return queryRows(ctx, s.db, "TLS-RPT reports", scanTLSRPTReport, s.q(`SELECT id, received_ns, client_addr, mail_from, raw FROM tlsrpt_reports
-WHERE received_ns >= ?
-ORDER BY received_ns, id
-LIMIT ?`), clampToNanos(since), int64(limit))
-}
-
-func scanTLSRPTReport(row rowScanner) (TLSRPTReport, error) {
-	var (
-		r      TLSRPTReport
-		ns     int64
-		client string
-	)
-	if err := row.Scan(&r.ID, &ns, &client, &r.MailFrom, &r.Raw); err != nil {
-		return TLSRPTReport{}, err
-	}
-	r.Received = nanosToTime(ns)
-	if client != "" {
-		a, err := netip.ParseAddr(client)
-		if err != nil {
-			return TLSRPTReport{}, fmt.Errorf("report %d: stored client address: %w", r.ID, err)
-		}
-		r.Client = a
-	}
-	return r, nil
-}
 
 // InterruptedConnectionError is the error stored for a connection that was
 // still open when the service stopped without ending it (a crash, kill -9,

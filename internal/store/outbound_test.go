@@ -358,6 +358,9 @@ func TestConnectionsFilter(t *testing.T) {
 			testConn(5, "192.0.2.1:1002"),
 		}
 		c[0].TestID, c[4].TestID = "t1", "t1"
+		c[3].Local = netip.MustParseAddrPort("[fd00::6:1]:25")  // the IPv6-only host of slot 1
+		c[1].Local = netip.MustParseAddrPort("[fd00::6:10]:25") // of slot 16: not slot 1's
+		c[2].Local = netip.MustParseAddrPort("127.0.0.10:25")
 		for i := range c {
 			insertConns(t, s, &c[i])
 		}
@@ -675,6 +678,50 @@ func TestEndInterruptedConnections(t *testing.T) {
 		}
 		if n, err := s.EndInterruptedConnections(t.Context(), "node1"); err != nil || n != 0 {
 			t.Errorf("second run = %d, %v; want 0", n, err)
+		}
+	})
+}
+
+// TestTieSlotAddress: connections to a slot's own address, not yet tied and
+// in the window, go to the test; another address (even one that begins
+// with the same digits), a connection already tied or outside the window
+// stay as they are; a mapped address matches its IPv4 form.
+func TestTieSlotAddress(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, s *Store) {
+		ctx := t.Context()
+		c := []SMTPConnection{
+			testConn(1, "[2001:db8::1]:1000"),
+			testConn(2, "[2001:db8::1]:1001"),
+			testConn(3, "[2001:db8::1]:1002"),
+			testConn(4, "[2001:db8::1]:1003"),
+			testConn(5, "192.0.2.1:1000"),
+			testConn(9, "[2001:db8::1]:1004"),
+		}
+		c[0].Local = netip.MustParseAddrPort("[fd00::6:1]:25")
+		c[1].Local = netip.MustParseAddrPort("[fd00::6:10]:25") // slot 16's
+		c[2].Local = netip.MustParseAddrPort("[fd00::6:1]:2525")
+		c[3].Local, c[3].TestID = netip.MustParseAddrPort("[fd00::6:1]:25"), "other"
+		c[4].Local = netip.MustParseAddrPort("127.0.0.1:25")
+		c[5].Local = netip.MustParseAddrPort("[fd00::6:1]:25") // after the window
+		for i := range c {
+			insertConns(t, s, &c[i])
+		}
+		n, err := s.TieSlotAddress(ctx, "t1", netip.MustParseAddr("fd00::6:1"), testEpoch(), testEpoch().Add(8*time.Second))
+		if err != nil || n != 2 {
+			t.Fatalf("tied %d, %v; want 2", n, err)
+		}
+		if n, err := s.TieSlotAddress(ctx, "t2", netip.MustParseAddr("::ffff:127.0.0.1"), testEpoch(), testEpoch().Add(8*time.Second)); err != nil || n != 1 {
+			t.Fatalf("mapped: tied %d, %v; want 1", n, err)
+		}
+		got, err := s.Connections(ctx, ConnectionFilter{TestID: "t1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids := connIDs(got); !reflect.DeepEqual(ids, []int64{c[0].ID, c[2].ID}) || got[0].TiedBy != TiedBySlotAddress {
+			t.Fatalf("tied %v (%+v), want %d and %d by slot address", ids, got, c[0].ID, c[2].ID)
+		}
+		if _, err := s.TieSlotAddress(ctx, "", netip.MustParseAddr("fd00::6:1"), testEpoch(), testEpoch()); err == nil {
+			t.Error("empty test id accepted")
 		}
 	})
 }

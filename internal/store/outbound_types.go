@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -233,6 +234,10 @@ const (
 	// TiedBySendingServer: by the sending server the user named when
 	// creating the test.
 	TiedBySendingServer = "sending_server"
+	// TiedBySlotAddress: by the local address it went to, one of a test
+	// slot's own (the IPv6-only host's, docs/dns.md "IPv6-only host"), to
+	// the test that held the slot then.
+	TiedBySlotAddress = "slot_address"
 )
 
 // ConnectionFilter selects SMTP connections. Zero fields do not restrict.
@@ -254,13 +259,43 @@ type PolicyFetch struct {
 	Status    int
 }
 
-// TLSRPTReport is one report mail received for tlsrpt@A, kept raw.
+// TLSRPTReport is one TLS-RPT report (RFC 8460) received by mail to
+// tlsrpt@A or by HTTPS POST, kept as received (Raw) and as parsed
+// (Report, its JSON uncompressed).
 type TLSRPTReport struct {
 	ID       int64
 	Received time.Time
 	Client   netip.Addr
-	MailFrom string
-	Raw      []byte
+	MailFrom string // "" for a POST
+	// Source is how it came: TLSRPTByMail or TLSRPTByHTTPS.
+	Source string
+	// Raw is the mail or the POST body as received; not read by
+	// TLSRPTReportsOf.
+	Raw []byte
+	// Report is the report's JSON, uncompressed; empty for a mail
+	// stored before reports were parsed (migration 0022).
+	Report []byte
+	// Key is organization-name and report-id (TLSRPTKey): one report
+	// sent to both rua URIs is stored once.
+	Key string
+	// Tests are the tests the report is tied to (docs/tlsrpt.md);
+	// AddTLSRPTReport stores them with it, TLSRPTReports does not read
+	// them.
+	Tests []string
+}
+
+// Sources of a TLS-RPT report (RFC 8460 §5.3, §5.4).
+const (
+	TLSRPTByMail  = "mail"
+	TLSRPTByHTTPS = "https"
+)
+
+// TLSRPTKey is the duplicate key of a report: its organization-name and
+// report-id (RFC 8460 §4.4: the report-id is unique per reporter).
+func TLSRPTKey(organization, reportID string) string {
+	// Quoted, so that no pair of texts makes another's key (and no NUL,
+	// which PostgreSQL's text refuses).
+	return strconv.Quote(organization) + " " + strconv.Quote(reportID)
 }
 
 // NewTestID returns a fresh random test ID: 16 lower-case base32

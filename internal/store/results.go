@@ -300,6 +300,7 @@ func (s *Store) DeleteTest(ctx context.Context, id string) error {
 			`DELETE FROM inbound_checks WHERE test_id = ?`,
 			`DELETE FROM test_sending_addresses WHERE test_id = ?`,
 			`DELETE FROM test_owner_keys WHERE test_id = ?`,
+			`DELETE FROM tlsrpt_report_tests WHERE test_id = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, s.q(q), id); err != nil {
 				return fmt.Errorf("store: %s: %w", what, err)

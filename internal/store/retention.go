@@ -28,12 +28,6 @@ func (s *Store) PrunePolicyFetches(ctx context.Context, t time.Time) (int64, err
 	return s.pruneBefore(ctx, "prune policy fetches", "policy_fetches", "time_ns", t)
 }
 
-// PruneTLSRPTReports deletes the TLS-RPT report mails received before t
-// and returns how many it deleted.
-func (s *Store) PruneTLSRPTReports(ctx context.Context, t time.Time) (int64, error) {
-	return s.pruneBefore(ctx, "prune TLS-RPT reports", "tlsrpt_reports", "received_ns", t)
-}
-
 // pruneChunked runs a DELETE of at most pruneChunk rows (its last three
 // arguments are the cutoff twice and the chunk size) until it deletes fewer.
 func (s *Store) pruneChunked(ctx context.Context, what, query string, cutoff int64) (int64, error) {

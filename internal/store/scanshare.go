@@ -73,3 +73,27 @@ func (s *Store) ScanStarts(ctx context.Context, scanID string) (map[time.Time]in
 	}
 	return out, nil
 }
+
+// PruneScanShares deletes the shared caps' rows that no worker needs any
+// more: rate windows that began before before, and destination slots whose
+// holder's time ran out before before (a worker gives a slot back when its
+// connection closes; one that was killed leaves the row). scanID "" prunes
+// every scan's. A worker prunes its scan's old rows as it goes and all of
+// them when the scan is complete (far-future before); the retention purge
+// prunes what workers killed for good left behind. It returns the rows
+// deleted.
+func (s *Store) PruneScanShares(ctx context.Context, scanID string, before time.Time) (int64, error) {
+	b := clampToNanos(before)
+	var total int64
+	for _, table := range []struct{ what, query string }{
+		{"prune scan rate windows", `DELETE FROM scan_rate WHERE window_ns < ? AND (CAST(? AS TEXT) = '' OR scan_id = ?)`},
+		{"prune scan slots", `DELETE FROM scan_slots WHERE until_ns < ? AND (CAST(? AS TEXT) = '' OR scan_id = ?)`},
+	} {
+		n, err := execCount(ctx, s.db, table.what, s.q(table.query), b, scanID, scanID)
+		if err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}

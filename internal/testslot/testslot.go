@@ -13,6 +13,7 @@ package testslot
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/mailsec/mailsec/internal/dnsname"
@@ -196,4 +197,37 @@ func parseLabel(label string) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, n > 0
+}
+
+// IPv6HostLabel is the first label of zone A's IPv6-only MX host
+// (zones.host_addresses.mx-v6; docs/dns.md "IPv6-only host"):
+// "mx-v6.s001.<zone A>".
+const IPv6HostLabel = "mx-v6"
+
+// HostAddr returns the address of slot n of a host that has one address
+// per slot (the IPv6-only MX host, docs/dns.md "IPv6-only host"): base
+// plus n, slot 0 (the shared names) being base itself. A connection to
+// that address names the slot, and so the test holding it, although the
+// connection names no recipient. ok is false when base+n leaves base's
+// family (an overflow past the last address).
+func HostAddr(base netip.Addr, n int) (netip.Addr, bool) {
+	a := base
+	for range n {
+		if a = a.Next(); !a.IsValid() {
+			return netip.Addr{}, false
+		}
+	}
+	return a, true
+}
+
+// HostAddrs returns the addresses of slots 0..Count of a host with one
+// address per slot (HostAddr), those that exist.
+func (p Pool) HostAddrs(base netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, p.Count+1)
+	for n := 0; n <= p.Count; n++ {
+		if a, ok := HostAddr(base, n); ok {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -1,6 +1,8 @@
 package testslot
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/mailsec/mailsec/internal/persona"
@@ -85,5 +87,36 @@ func TestParse(t *testing.T) {
 	}
 	if _, _, _, ok := p.ParseHost("mx4.a.mailtest.example"); ok {
 		t.Error("ParseHost accepted a shared name")
+	}
+}
+
+// TestHostAddr: slot n of a host with one address per slot is its base
+// address plus n; past the end of the family there is none.
+func TestHostAddr(t *testing.T) {
+	for _, tc := range []struct {
+		base string
+		n    int
+		want string
+	}{
+		{"fd00::6:0", 0, "fd00::6:0"},
+		{"fd00::6:0", 7, "fd00::6:7"},
+		{"fd00::6:ff", 1, "fd00::6:100"},
+		{"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 1, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+		{"ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", 2, ""},
+	} {
+		got, ok := HostAddr(netip.MustParseAddr(tc.base), tc.n)
+		if tc.want == "" {
+			if ok {
+				t.Errorf("%s + %d = %s, want none", tc.base, tc.n, got)
+			}
+			continue
+		}
+		if !ok || got.String() != tc.want {
+			t.Errorf("%s + %d = %s (%v), want %s", tc.base, tc.n, got, ok, tc.want)
+		}
+	}
+	p := Pool{ZoneA: "a.example", ZoneB: "b.example", Count: 3}
+	if got := fmt.Sprint(p.HostAddrs(netip.MustParseAddr("fd00::10"))); got != "[fd00::10 fd00::11 fd00::12 fd00::13]" {
+		t.Errorf("slot addresses %s", got)
 	}
 }

@@ -1,7 +1,6 @@
 package verdict
 
 import (
-	"net/netip"
 	"slices"
 
 	"github.com/mailsec/mailsec/internal/store"
@@ -20,22 +19,6 @@ const (
 	textDANEWithoutDNSSEC   = "applies DANE, but its resolver does not validate DNSSEC (it connected to the host whose address records carry a broken signature): an attacker forges or strips the TLSA records, so DANE protects nothing"
 	caveatDANEWithoutDNSSEC = "its resolver does not validate DNSSEC, so the TLSA records it checks can be forged or stripped (RFC 7672 §2.1): DANE protects nothing"
 )
-
-// splitBroken separates the connections to the broken host (local address
-// in addrs) from the rest, keeping the order.
-func splitBroken(conns []store.SMTPConnection, addrs []netip.Addr) (rest, broken []store.SMTPConnection) {
-	if len(addrs) == 0 {
-		return conns, nil
-	}
-	for _, c := range conns {
-		if slices.Contains(addrs, c.Local.Addr().Unmap()) {
-			broken = append(broken, c)
-		} else {
-			rest = append(rest, c)
-		}
-	}
-	return rest, broken
-}
 
 // dnssecFacts adds FactValidatesDNSSEC when the broken host is in the MX
 // set, and voids the DANE claims of a sender whose resolver does not

@@ -120,3 +120,42 @@ func TestNotDANEAwareOnLookups(t *testing.T) {
 		t.Errorf("before the sender is done: %+v", f)
 	}
 }
+
+// TestMissingTLSALookUpNeverBeatsDANE: for every history of the DANE
+// policies (every subset of the places the sender went, quiet or not),
+// the same look-ups with the TLSA queries missing — a shared resolver's
+// cache answered them, or the query log dropped them — never make "validates
+// DANE" contradict a verdict whose policy implies it.
+func TestMissingTLSALookUpNeverBeatsDANE(t *testing.T) {
+	checked := 0
+	for _, p := range []Policy{PolicyDANE, PolicyDANEOnly, PolicyDANEMTASTS} {
+		for _, dest := range [][2]bool{{true, true}, {true, false}, {false, true}} {
+			for mask := 0; mask < 1<<numColumns; mask++ {
+				s := sim{policy: p, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1"}
+				conns, fetches := s.history()
+				var lookups []store.DNSQuery
+				for _, q := range s.lookups() {
+					if q.Type != tlsaType {
+						lookups = append(lookups, q)
+					}
+				}
+				if len(lookups) == 0 {
+					lookups = []store.DNSQuery{{Time: t0.Add(-time.Second), Name: "mx4.s001.a.example.", Type: 1, DO: true}}
+				}
+				for _, quiet := range []bool{false, true} {
+					now := t0.Add(time.Hour)
+					if !quiet {
+						now = lastStart(conns)
+					}
+					v := Judge(Observations{Connections: conns, PolicyFetches: fetches, Now: now, Quiet: 10 * time.Minute,
+						DNSLookups: lookups, BTLSANames: []string{bTLSAName, bTCPName}})
+					checked++
+					if c := factConflicts(v); len(c) > 0 {
+						t.Fatalf("%+v quiet=%v: %v", s, quiet, c)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d histories judged", checked)
+}

@@ -212,6 +212,21 @@ type Observations struct {
 	// ("broken.s001.<zone A>."): a look-up of one is the sender's resolver
 	// resolving the broken host.
 	BrokenHostNames []string
+	// TLSRPT are the TLS-RPT reports tied to the test (docs/tlsrpt.md),
+	// oldest first, with their policies for the test's domains: they
+	// settle facts the connections left open (tlsrptFacts).
+	TLSRPT []TLSRPTReport
+	// IPv6HostAddrs are the addresses of zone A's MX host reachable over
+	// IPv6 only (zones.host_addresses.mx-v6, one per test slot;
+	// docs/dns.md "IPv6-only host"), ranked after the broken host and
+	// before the rotation: a connection to one says the sender delivers
+	// over IPv6, and nothing about its TLS policy. Nil when the host is
+	// not deployed.
+	IPv6HostAddrs []netip.Addr
+	// IPv6HostNames are that host's names in the test's slot, fully
+	// qualified and lower-case ("mx-v6.s001.<zone A>."): a look-up of one
+	// is the sender's resolver resolving it.
+	IPv6HostNames []string
 	// SentToB: the sender is known to have had a mail for the B address.
 	// If it never delivered there, it refused B (dane-only: B has no
 	// TLSA). The service knows it when a test mail names the B address in
@@ -308,7 +323,10 @@ func Judge(obs Observations) Verdict {
 	// A connection to the broken host says nothing about the TLS policy:
 	// it is answered 421 before the greeting (docs/smtp.md "Broken
 	// host"), and is the DNSSEC fact's evidence only.
-	conns, broken := splitBroken(conns, obs.BrokenHostAddrs)
+	conns, broken := splitLocal(conns, obs.BrokenHostAddrs)
+	// Nor does one to the IPv6-only host, for the same reason (docs/smtp.md
+	// "IPv6-only host"): it is the IPv6 fact's evidence only.
+	conns, v6host := splitLocal(conns, obs.IPv6HostAddrs)
 	seen := seenOf(conns)
 	fetched := len(obs.PolicyFetches) > 0
 	attempt := attemptIndex(conns)
@@ -388,8 +406,9 @@ func Judge(obs Observations) Verdict {
 		v.Why = "it " + strings.Join(texts, "; it ") + "; " + v.Why
 	}
 	v.ZoneB = zoneB(seen)
-	v.Facts = facts(v, obs, conns, seen, fetched, fallbacks)
+	v.Facts = facts(v, obs, conns, v6host, seen, fetched, fallbacks)
 	dnssecFacts(&v, obs, conns, broken)
+	tlsrptFacts(&v, obs)
 	reconcile(&v)
 	return v
 }
@@ -668,7 +687,7 @@ func joinPolicies(ps []Policy) string {
 }
 
 // facts lists what the verdict says about the sender, each with evidence.
-func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numColumns]observed, fetched bool, fallbacks []fallbackPair) []Fact {
+func facts(v Verdict, obs Observations, conns, v6host []store.SMTPConnection, seen [numColumns]observed, fetched bool, fallbacks []fallbackPair) []Fact {
 	ids := func(cols ...column) []int64 {
 		var out []int64
 		for _, c := range cols {
@@ -731,12 +750,14 @@ func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numC
 		add(FactValidatesDANE, known(false, "delivered although the TLSA record does not match", ids(col3, col5)))
 	case len(seen[col4].refused) > 0:
 		add(FactValidatesDANE, known(false, "refused persona 4 although its TLSA record matches", seen[col4].refused))
-	case isQuiet(obs, conns) && len(obs.DNSLookups) > 0 && !asksTLSA(obs):
+	case isQuiet(obs, conns) && len(obs.DNSLookups) > 0 && !asksTLSA(obs) && !impliedFacts(v.Policy)[FactValidatesDANE]:
 		// The slot's names are the test's alone: its sender's resolver
 		// asked for them, and never for a TLSA record, which a DANE
 		// sender looks up before it connects (RFC 7672 §2.2). Likely
 		// only: the query log may drop look-ups under a flood
-		// (docs/dns.md), and its evidence is absence.
+		// (docs/dns.md), and its evidence is absence — so never against
+		// a DANE verdict the connections showed (a shared resolver's
+		// cache can answer a reused slot's TLSA names without asking us).
 		add(FactValidatesDANE, Fact{Value: false, Confidence: Likely,
 			Why: "its resolver looked up the test's names but never a TLSA record: not DANE-aware"})
 	default:
@@ -811,17 +832,7 @@ func facts(v Verdict, obs Observations, conns []store.SMTPConnection, seen [numC
 			add(FactRetries, unknown("no connection after the refusal yet", "a retry, or a bounce message to the sender"))
 		}
 	}
-	var v6 []int64
-	for _, c := range conns {
-		if c.Client.Addr().Is6() && !c.Client.Addr().Is4In6() {
-			v6 = append(v6, c.ID)
-		}
-	}
-	if len(v6) > 0 {
-		add(FactUsesIPv6, known(true, "connected over IPv6", v6))
-	} else {
-		add(FactUsesIPv6, Fact{Confidence: Unknown, Why: "all connections over IPv4", Settle: "an MX reachable over IPv6 only"})
-	}
+	add(FactUsesIPv6, ipv6Fact(obs, conns, v6host))
 	mails := len(seen[colPlainWindow].delivered) + len(seen[colPlainOffer].delivered) + len(seen[col7Plain].delivered)
 	for _, col := range []column{col2, col3, col4, col5, col6, col7TLS} {
 		mails += len(seen[col].delivered)

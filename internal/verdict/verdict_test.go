@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/mailsec/mailsec/internal/store"
 )
@@ -63,7 +66,30 @@ type sim struct {
 	// deployed), validating (its look-up fails validation: never
 	// connected), nonValidating (connected first, answered 421).
 	resolver resolverKind
+	// v6: whether the IPv6-only host is in A's MX set, and whether the
+	// sender delivers over IPv6: noIPv6Host, ipv6Sender (connects to it
+	// first in its walk toward A, from its IPv6 address, answered 421),
+	// ipv4Only (looks up its A record, NODATA, goes on).
+	v6 ipv6Kind
 }
+
+// ipv6Kind is the IPv6-only-host column of the simulated sender.
+type ipv6Kind int
+
+const (
+	noIPv6Host ipv6Kind = iota
+	ipv6Sender
+	ipv4Only
+)
+
+// v6HostAddr and v6HostName are the IPv6-only host's address and name in
+// the simulated test's slot; v6Client is the IPv6 sender's own address.
+var (
+	v6HostAddr = netip.MustParseAddr("fd00::6:1")
+	v6Client   = netip.MustParseAddrPort("[fd00::1]:40000")
+)
+
+const v6HostName = "mx-v6.s001.a.example."
 
 // resolverKind is the broken-host column of the simulated sender.
 type resolverKind int
@@ -87,7 +113,7 @@ func (s sim) towardA() bool {
 	}
 	conns, _ := s.history()
 	return slices.ContainsFunc(conns, func(c store.SMTPConnection) bool {
-		return c.Persona != 7 && c.Local.Addr() != brokenAddr
+		return c.Persona != 7 && c.Local.Addr() != brokenAddr && c.Local.Addr() != v6HostAddr
 	})
 }
 
@@ -214,6 +240,15 @@ func (s sim) history() ([]store.SMTPConnection, []store.PolicyFetch) {
 			Started: t0.Add(-500 * time.Millisecond), Ended: t0.Add(-500 * time.Millisecond), State: store.StateNone,
 			Reply: "421 4.3.2 try the next MX host"}}, out...)
 	}
+	if s.v6 == ipv6Sender && slices.ContainsFunc(out, func(c store.SMTPConnection) bool { return c.Persona != 7 && c.Local.Addr() != brokenAddr }) {
+		// Then the IPv6-only host, ranked after the broken one, over
+		// IPv6 from its own IPv6 address: answered 421 before the
+		// greeting, nothing more.
+		id++
+		out = append(out, store.SMTPConnection{ID: id, Client: v6Client, Local: netip.AddrPortFrom(v6HostAddr, 25),
+			Started: t0.Add(-400 * time.Millisecond), Ended: t0.Add(-400 * time.Millisecond), State: store.StateNone,
+			Reply: "421 4.4.3 this host only tests IPv6 reachability: try the next MX host"})
+	}
 	return out, fetches
 }
 
@@ -249,6 +284,12 @@ func (s sim) lookups() []store.DNSQuery {
 			b.DO = false
 			out = append(out, b)
 		}
+		switch s.v6 {
+		case ipv6Sender:
+			out = append(out, q(v6HostName, dns.TypeAAAA, 0))
+		case ipv4Only:
+			out = append(out, q(v6HostName, dns.TypeA, 0)) // NODATA
+		}
 		out = append(out, q("mx4.s001.a.example.", 1, 0))
 		if dane {
 			out = append(out, q("_25._tcp.mx4.s001.a.example.", tlsaType, 0))
@@ -271,6 +312,9 @@ func judge(s sim, quiet bool) Verdict {
 		DNSLookups: s.lookups(), BTLSANames: []string{bTLSAName, bTCPName}}
 	if s.resolver != noBrokenHost {
 		obs.BrokenHostAddrs, obs.BrokenHostNames = []netip.Addr{brokenAddr}, []string{brokenName}
+	}
+	if s.v6 != noIPv6Host {
+		obs.IPv6HostAddrs, obs.IPv6HostNames = []netip.Addr{netip.MustParseAddr("fd00::6:0"), v6HostAddr}, []string{v6HostName}
 	}
 	return Judge(obs)
 }
@@ -777,6 +821,9 @@ func FuzzJudge(f *testing.F) {
 				c.Client = netip.MustParseAddrPort("[2001:db8::1]:25")
 			}
 			c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, byte(1 + r.IntN(3))}), 25) // 127.0.0.3: the broken host's
+			if r.IntN(8) == 0 {
+				c.Local = netip.AddrPortFrom(v6HostAddr, 25) // the IPv6-only host's
+			}
 			c.Ended = c.Started.Add(time.Duration(r.IntN(3)) * time.Second)
 			conns = append(conns, c)
 		}
@@ -788,7 +835,26 @@ func FuzzJudge(f *testing.F) {
 		if r.IntN(2) == 0 {
 			obs.BrokenHostAddrs = []netip.Addr{netip.MustParseAddr("127.0.0.3")}
 		}
+		if r.IntN(2) == 0 {
+			obs.IPv6HostAddrs, obs.IPv6HostNames = []netip.Addr{v6HostAddr}, []string{v6HostName}
+		}
+		if r.IntN(3) == 0 {
+			// Look-ups of the slot's names, with or without a TLSA query
+			// (a shared resolver's cache may have answered it).
+			obs.DNSLookups = []store.DNSQuery{{Time: t0.Add(-time.Second), Name: "mx4.s001.a.example.", Type: 1, DO: true}}
+			if r.IntN(2) == 0 {
+				obs.DNSLookups = append(obs.DNSLookups, store.DNSQuery{Time: t0.Add(-time.Second), Name: "_25._tcp.mx4.s001.a.example.", Type: tlsaType, DO: true})
+			}
+		}
 		v := Judge(obs)
+		if slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return slices.Contains(obs.IPv6HostAddrs, c.Local.Addr()) }) {
+			// Connected to the IPv6-only host: it delivers over IPv6.
+			if f := fact(t, v, FactUsesIPv6); !f.Value || f.Confidence != Proven {
+				t.Fatalf("connected to the IPv6-only host, %q: %+v", FactUsesIPv6, f)
+			}
+		} else if f := fact(t, v, FactUsesIPv6); f.Confidence != Unknown && !f.Value && slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return c.Client.Addr().Is6() }) {
+			t.Fatalf("connected over IPv6, %q: %+v", FactUsesIPv6, f)
+		}
 		if slices.ContainsFunc(conns, func(c store.SMTPConnection) bool { return slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()) }) {
 			// Connected to the broken host: its resolver does not validate.
 			if f := fact(t, v, FactValidatesDNSSEC); f.Value || f.Confidence != Proven {
@@ -798,8 +864,9 @@ func FuzzJudge(f *testing.F) {
 		delivered3 := false
 		for _, c := range conns {
 			col, d, ok := classify(c)
-			// Connections to the broken host are no persona's.
-			delivered3 = delivered3 || (ok && col == col3 && d && !slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()))
+			// Connections to the broken host and the IPv6-only host are
+			// no persona's.
+			delivered3 = delivered3 || (ok && col == col3 && d && !slices.Contains(obs.BrokenHostAddrs, c.Local.Addr()) && !slices.Contains(obs.IPv6HostAddrs, c.Local.Addr()))
 		}
 		if delivered3 {
 			switch v.Policy {
@@ -908,6 +975,24 @@ func TestClaimsNeedEvidence(t *testing.T) {
 //     caveat; a validating sender never gets either.
 func TestJudgeDNSSECColumn(t *testing.T) {
 	checked := 0
+	walkColumnHistories(func(base sim) {
+		for _, res := range []resolverKind{validating, nonValidating} {
+			s := base
+			s.resolver = res
+			for _, quiet := range []bool{false, true} {
+				checked++
+				checkDNSSECColumn(t, s, quiet, judge(base, quiet), judge(s, quiet))
+			}
+		}
+	})
+	t.Logf("%d histories judged", checked)
+}
+
+// walkColumnHistories calls f with every history of the walk the column
+// tests share: every policy, with and without SNI (the policies that may
+// send none), to A and/or B, for every subset of the places the sender
+// would go.
+func walkColumnHistories(f func(base sim)) {
 	for _, p := range Candidates {
 		for _, noSNI := range []bool{false, true} {
 			if noSNI && p != PolicyNone && p != PolicyMay && p != PolicyEncrypt && p != PolicyVerify {
@@ -915,20 +1000,11 @@ func TestJudgeDNSSECColumn(t *testing.T) {
 			}
 			for _, dest := range [][2]bool{{true, true}, {true, false}, {false, true}} {
 				for mask := 0; mask < 1<<numColumns; mask++ {
-					for _, res := range []resolverKind{validating, nonValidating} {
-						base := sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1"}
-						s := base
-						s.resolver = res
-						for _, quiet := range []bool{false, true} {
-							checked++
-							checkDNSSECColumn(t, s, quiet, judge(base, quiet), judge(s, quiet))
-						}
-					}
+					f(sim{policy: p, noSNI: noSNI, toA: dest[0], toB: dest[1], reached: reachedOf(mask), client: "192.0.2.1"})
 				}
 			}
 		}
 	}
-	t.Logf("%d histories judged", checked)
 }
 
 func checkDNSSECColumn(t *testing.T, s sim, quiet bool, without, v Verdict) {
@@ -972,6 +1048,90 @@ func TestNoBrokenHostNoDNSSECFact(t *testing.T) {
 		if f.Name == FactValidatesDNSSEC {
 			t.Fatalf("%q reported without the broken host: %+v", f.Name, f)
 		}
+	}
+}
+
+// TestJudgeIPv6Column is the exhaustive test of the IPv6-only-host column:
+// every history of the walk of TestJudgeDNSSECColumn (every policy, with
+// and without SNI, to A and/or B, every subset of the places the sender
+// would go, mid-way and once quiet), without the broken host and with a
+// non-validating resolver (which connects to the broken host before the
+// IPv6-only one; a validating one only adds a look-up), judged with a sender that delivers over
+// IPv6 (it connects to the IPv6-only host first toward A, answered 421)
+// and one that does not (it looks the host up, finds no A record and
+// goes on), beside the same history without the host:
+//   - nothing else in the verdict changes: policy, candidates,
+//     completeness, attempts, behaviours and every other fact;
+//   - "delivers over IPv6" is never the opposite of the truth, is proven
+//     with evidence once the sender went toward A, and unknown before.
+func TestJudgeIPv6Column(t *testing.T) {
+	checked := 0
+	walkColumnHistories(func(h sim) {
+		for _, res := range []resolverKind{noBrokenHost, nonValidating} {
+			base := h
+			base.resolver = res
+			for _, quiet := range []bool{false, true} {
+				without := judge(base, quiet)
+				for _, kind := range []ipv6Kind{ipv6Sender, ipv4Only} {
+					s := base
+					s.v6 = kind
+					checked++
+					checkIPv6Column(t, s, quiet, without, judge(s, quiet))
+				}
+			}
+		}
+	})
+	t.Logf("%d histories judged", checked)
+}
+
+func checkIPv6Column(t *testing.T, s sim, quiet bool, without, v Verdict) {
+	t.Helper()
+	if v.Policy != without.Policy || v.Complete != without.Complete || !slices.Equal(v.Candidates, without.Candidates) || v.Attempts != without.Attempts || v.Why != without.Why {
+		t.Fatalf("%+v quiet=%v: the IPv6-only host changed the verdict: %s %v (complete %v, %d attempts), without it %s %v (complete %v, %d attempts)",
+			s, quiet, v.Policy, v.Candidates, v.Complete, v.Attempts, without.Policy, without.Candidates, without.Complete, without.Attempts)
+	}
+	if !slices.EqualFunc(v.Behaviours, without.Behaviours, func(a, b Behaviour) bool {
+		return a.Name == b.Name && a.Text == b.Text && slices.Equal(a.Evidence, b.Evidence)
+	}) {
+		t.Fatalf("%+v quiet=%v: the IPv6-only host changed the behaviours: %+v, without it %+v", s, quiet, v.Behaviours, without.Behaviours)
+	}
+	others := func(fs []Fact) []Fact {
+		return slices.DeleteFunc(slices.Clone(fs), func(f Fact) bool { return f.Name == FactUsesIPv6 })
+	}
+	if a, b := others(v.Facts), others(without.Facts); !reflect.DeepEqual(a, b) {
+		t.Fatalf("%+v quiet=%v: the IPv6-only host changed other facts:\n%v\nwithout it\n%v", s, quiet, a, b)
+	}
+	f := fact(t, v, FactUsesIPv6)
+	towardA := s.towardA()
+	switch {
+	case f.Confidence != Unknown && f.Value != (s.v6 == ipv6Sender):
+		t.Fatalf("%+v quiet=%v: %q is %v, truth %v: %s", s, quiet, FactUsesIPv6, f.Value, s.v6 == ipv6Sender, f.Why)
+	case towardA && (f.Confidence != Proven || len(f.Evidence) == 0):
+		t.Fatalf("%+v quiet=%v: went toward A, %q not proven: %+v", s, quiet, FactUsesIPv6, f)
+	case !towardA && f.Confidence != Unknown:
+		t.Fatalf("%+v quiet=%v: never went toward A, %q settled: %+v", s, quiet, FactUsesIPv6, f)
+	}
+}
+
+// TestIPv6FactNeedsTheLookUp: without the look-up of the IPv6-only host in
+// the test's slot (a test without a slot, or a sender that never asked),
+// going past it proves nothing, and an IPv6 client proves "yes" without
+// the host.
+func TestIPv6FactNeedsTheLookUp(t *testing.T) {
+	s := sim{policy: PolicyMay, toA: true, toB: true, client: "192.0.2.1", v6: ipv4Only}
+	conns, fetches := s.history()
+	obs := Observations{Connections: conns, PolicyFetches: fetches, Now: t0.Add(time.Hour), Quiet: time.Minute,
+		IPv6HostAddrs: []netip.Addr{v6HostAddr}, IPv6HostNames: []string{v6HostName}}
+	if f := fact(t, Judge(obs), FactUsesIPv6); f.Confidence != Unknown {
+		t.Errorf("without look-ups: %+v, want unknown", f)
+	}
+	obs.DNSLookups = []store.DNSQuery{{Time: t0.Add(-time.Second), Name: "mx4.s001.a.example.", Type: dns.TypeA}}
+	if f := fact(t, Judge(obs), FactUsesIPv6); f.Confidence != Unknown {
+		t.Errorf("without the host's look-up: %+v, want unknown", f)
+	}
+	v6 := sim{policy: PolicyMay, toA: true, toB: true, client: "2001:db8::1"}
+	if f := fact(t, judge(v6, true), FactUsesIPv6); !f.Value || f.Confidence != Proven {
+		t.Errorf("an IPv6 client without the host: %+v, want yes", f)
 	}
 }
 

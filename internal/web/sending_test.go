@@ -195,15 +195,7 @@ func TestLiveShowsUntiedFromUserNetworks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	resp, body := e.do(t, "GET", "/api/v1/tests/livetestaaaaaaaa", nil, bearer(keys["livetestaaaaaaaa"])...)
-	if resp.StatusCode != 200 {
-		t.Fatalf("%d %s", resp.StatusCode, body)
-	}
-	validate(t, sch["report"], body)
-	var ans TestAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
-		t.Fatal(err)
-	}
+	ans := e.apiReport(t, "livetestaaaaaaaa", keys["livetestaaaaaaaa"])
 	if got, want := untiedIDs(ans), []int64{open.ID, browser.ID, neighbour.ID}; !slices.Equal(got, want) {
 		t.Errorf("untied %v, want %v newest first (not %d another network's, %d before the test, %d another test's)",
 			got, want, stranger.ID, beforeTest.ID, others.ID)
@@ -222,7 +214,7 @@ func TestLiveShowsUntiedFromUserNetworks(t *testing.T) {
 	}
 
 	// The live page lists them, and so does its event stream.
-	resp, body = e.do(t, "GET", "/t/"+keys["livetestaaaaaaaa"], nil)
+	resp, body := e.do(t, "GET", "/t/"+keys["livetestaaaaaaaa"], nil)
 	page := string(body)
 	if resp.StatusCode != 200 || !strings.Contains(page, "from 198.51.100.7 (Server 2, no SNI, SniSeen): TLS handshake") || strings.Contains(page, "203.0.113.7") {
 		t.Errorf("live page: %s", page)

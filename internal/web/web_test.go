@@ -112,6 +112,22 @@ func (e *env) do(t *testing.T, method, path string, body io.Reader, hdr ...strin
 const evil = `<script>alert("x")</script>`
 
 // ownedTest stores tt with a fresh owner key and returns the key.
+// apiReport GETs test id's report through the API with its owner key,
+// checks it against the schema and decodes it.
+func (e *env) apiReport(t *testing.T, id, key string) TestAnswer {
+	t.Helper()
+	resp, body := e.do(t, "GET", "/api/v1/tests/"+id, nil, bearer(key)...)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /api/v1/tests/%s: %d %s", id, resp.StatusCode, body)
+	}
+	validate(t, schemas(t)["report"], body)
+	var ans TestAnswer
+	if err := json.Unmarshal(body, &ans); err != nil {
+		t.Fatal(err)
+	}
+	return ans
+}
+
 func (e *env) ownedTest(t *testing.T, tt store.Test) string {
 	t.Helper()
 	key, err := store.NewOwnerKey()
@@ -171,15 +187,7 @@ func TestAPIAndPages(t *testing.T) {
 			DMARC:       store.DMARCCheck{FromDomain: "evil.example", Result: "none", Reason: "no DMARC record"},
 			ARC:         store.ARCCheck{Result: "none"}}})
 
-	resp, body = e.do(t, "GET", "/api/v1/tests/"+created.ID, nil, bearer(key)...)
-	if resp.StatusCode != 200 {
-		t.Fatalf("get: %d %s", resp.StatusCode, body)
-	}
-	validate(t, sch["report"], body)
-	var ans TestAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
-		t.Fatal(err)
-	}
+	ans := e.apiReport(t, created.ID, key)
 	if ans.Report.Phase != "downgrade" || len(ans.Report.History) != 1 || ans.Report.History[0].From != "<***@evil.example" && ans.Report.History[0].From == "" {
 		t.Errorf("report: phase %s history %+v", ans.Report.Phase, ans.Report.History)
 	}

@@ -9,6 +9,21 @@
   var key = live.getAttribute("data-key");
   var es = new EventSource("/t/" + encodeURIComponent(key) + "/events");
   function text(elID, s) { var e = document.getElementById(elID); if (e) { e.textContent = s; } }
+  // fill replaces the items of list elID with one <li class=cls> per
+  // item, its text from textOf; false when the page has no such list.
+  function fill(elID, items, cls, textOf, idOf) {
+    var list = document.getElementById(elID);
+    if (!list) { return false; }
+    while (list.firstChild) { list.removeChild(list.firstChild); }
+    (items || []).forEach(function (it) {
+      var li = document.createElement("li");
+      li.className = cls;
+      if (idOf) { li.setAttribute("data-id", String(idOf(it))); }
+      li.textContent = textOf(it);
+      list.appendChild(li);
+    });
+    return true;
+  }
   es.addEventListener("report", function (ev) {
     var r = JSON.parse(ev.data);
     var ph = document.getElementById("phase");
@@ -37,28 +52,15 @@
     text("count", String((r.history || []).length));
     var note = document.getElementById("tie-note");
     if (note) { note.textContent = r.tie_note || ""; note.hidden = !r.tie_note; }
-    var ul = document.getElementById("untied");
-    if (ul) {
-      while (ul.firstChild) { ul.removeChild(ul.firstChild); }
-      (r.untied || []).forEach(function (c) {
-        var li = document.createElement("li");
-        li.className = "untied";
-        li.setAttribute("data-id", String(c.id));
-        li.textContent = c.text;
-        ul.appendChild(li);
-      });
+    if (fill("untied", r.untied, "untied", function (c) { return c.text; }, function (c) { return c.id; })) {
       text("untied-count", String((r.untied || []).length));
       document.getElementById("untied-box").hidden = !(r.untied && r.untied.length);
     }
-    var auth = document.getElementById("authentication");
-    if (auth && r.authentication) {
-      while (auth.firstChild) { auth.removeChild(auth.firstChild); }
-      (r.authentication.lines || []).forEach(function (l) {
-        var li = document.createElement("li");
-        li.textContent = l;
-        auth.appendChild(li);
-      });
+    if (r.authentication && fill("authentication", r.authentication.lines, "", function (l) { return l; })) {
       document.getElementById("auth-box").hidden = false;
+    }
+    if (fill("tlsrpt-reports", r.tlsrpt_reports, "tlsrpt-report", function (t) { return t.text; })) {
+      document.getElementById("tlsrpt-box").hidden = !(r.tlsrpt_reports && r.tlsrpt_reports.length);
     }
     if (r.mail) {
       var ml = document.getElementById("mail-line");
