@@ -94,9 +94,10 @@ toml_list() {
 # what differs is each node's own addresses, name and data_dir, the store
 # (PostgreSQL) and the certificates (the local CA, copied from node 1).
 cluster_write_configs() {
-	local layout=$1 k j h all=() broken=() mx=() listen mx_hosts=""
+	local layout=$1 k j h all=() nsnames=() broken=() mx=() listen mx_hosts=""
 	for ((k = 1; k <= CLUSTER_NODES; k++)); do
 		all+=("$(cluster_addr "$k")")
+		nsnames+=("ns$k")
 		broken+=("$(cluster_addr "$k" 9)")
 	done
 	# The shared MX address on two nodes, not three (docs/cluster.md
@@ -146,9 +147,11 @@ dead_after = "10s"
 [zones]
 a = "a.mailtest.example."
 b = "b.mailtest.example."
-# ns1.A and ns1.B: one address per node (glue); Unbound primes its stub
+# One name server per node, ns1..ns3 (zones.ns_names: the NS records name
+# the nodes), each with its node's address (glue); Unbound primes its stub
 # zones from this NS RRset (lab/up).
 ns_addresses = $(toml_list "${all[@]}")
+ns_names = $(SUFFIX= toml_list "${nsnames[@]}")
 mx_addresses = $(toml_list "${mx[@]}")
 # Every node sends result mails from its own primary address.
 spf = "v=spf1 ip4:$CLUSTER_NET -all"

@@ -357,8 +357,15 @@ type Zones struct {
 	// SignB signs zone B too (own key). B stays without TLSA and MTA-STS, so
 	// its TLSA absence is then provable (secure NODATA).
 	SignB bool `toml:"sign_b"`
-	// NSAddresses are the addresses of ns1.A and ns1.B (glue).
+	// NSAddresses are the addresses of the zones' name servers (glue): of
+	// ns1.A and ns1.B unless NSNames names them.
 	NSAddresses []string `toml:"ns_addresses"`
+	// NSNames names the name server of each of NSAddresses (same length;
+	// a name may repeat, for one server's IPv4 and IPv6 addresses): the
+	// zones' NS records then name every one (ns1, ns2, ...), as registries
+	// ask for at least two and several nodes serve (docs/cluster.md).
+	// Empty: every address is ns1's.
+	NSNames []string `toml:"ns_names"`
 	// MXAddresses are the addresses every MX host shares (DESIGN.md §2: one
 	// shared address, personas told apart by SNI and recipient).
 	MXAddresses []string `toml:"mx_addresses"`
@@ -785,6 +792,19 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddrs("zones.ns_addresses", c.Zones.NSAddresses, true)
+	if len(c.Zones.NSNames) > 0 {
+		if len(c.Zones.NSNames) != len(c.Zones.NSAddresses) {
+			bad("zones.ns_names", "%d names for %d zones.ns_addresses: give one name per address", len(c.Zones.NSNames), len(c.Zones.NSAddresses))
+		}
+		for _, n := range c.Zones.NSNames {
+			switch {
+			case !isHostLabel(n):
+				bad("zones.ns_names", "%q is not a host name label (letters, digits, hyphens; ns1, ns2, ...)", n)
+			case n != "ns1" && slices.Contains(HostLabels, n) || slices.Contains(c.DNSSEC.BrokenHosts, n) || n == "mta-sts" || n == "tlsrpt" || isSlotLabel(n):
+				bad("zones.ns_names", "%q is a name the zones use for something else (a host, a test slot)", n)
+			}
+		}
+	}
 	checkAddrs("zones.mx_addresses", c.Zones.MXAddresses, true)
 	checkAddrs("zones.policy_host_addresses", c.Zones.PolicyHostAddresses, false)
 	for host, list := range c.Zones.HostAddresses {
@@ -1231,4 +1251,31 @@ func (c *Config) validateInbound(bad func(key, format string, args ...any)) {
 	within(bad, "inbound.parallel_checks", c.Inbound.ParallelChecks, 1, 64)
 	within(bad, "inbound.max_hosts", c.Inbound.MaxHosts, 1, 50)
 	within(bad, "inbound.max_addresses", c.Inbound.MaxAddresses, 1, 16)
+}
+
+// isHostLabel tells whether s is one lower-case LDH label (RFC 1123 §2.1),
+// as a name server's first label must be.
+func isHostLabel(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// isSlotLabel tells whether s is a test slot's label (s001 ...).
+func isSlotLabel(s string) bool {
+	if len(s) != 4 || s[0] != 's' {
+		return false
+	}
+	for _, r := range s[1:] {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

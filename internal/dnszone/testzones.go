@@ -19,8 +19,12 @@ import (
 type TestZoneSpec struct {
 	Zone   persona.Zone
 	Origin string // fully qualified
-	// NSAddrs are the addresses of ns1.<origin>.
+	// NSAddrs are the addresses of the name servers, all ns1.<origin>'s
+	// unless NSNames names each one's server.
 	NSAddrs []netip.Addr
+	// NSNames: the first label of the name server of each of NSAddrs
+	// (zones.ns_names; same length, names may repeat). Empty: ns1.
+	NSNames []string
 	// MXAddrs is the address set every MX host shares, unless HostAddrs
 	// gives a host (by first label: "mx4", "mta-sts") addresses of its own.
 	MXAddrs   []netip.Addr
@@ -176,15 +180,29 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	if spec.Rotation > 0 {
 		stepStart = StepStart(s, spec.Rotation)
 	}
+	// The name servers: ns1 with every address, or each named one with
+	// its own (RFC 1034 §4.1: a zone should have at least two).
+	nsNames, nsAddrs := []string{"ns1"}, map[string][]netip.Addr{"ns1": spec.NSAddrs}
+	if len(spec.NSNames) == len(spec.NSAddrs) && len(spec.NSNames) > 0 {
+		nsNames, nsAddrs = nil, map[string][]netip.Addr{}
+		for i, n := range spec.NSNames {
+			if _, ok := nsAddrs[n]; !ok {
+				nsNames = append(nsNames, n)
+			}
+			nsAddrs[n] = append(nsAddrs[n], spec.NSAddrs[i])
+		}
+	}
 	add(&dns.SOA{
-		Hdr: hdr(origin, dns.TypeSOA), Ns: name("ns1"), Mbox: name("hostmaster"),
+		Hdr: hdr(origin, dns.TypeSOA), Ns: name(nsNames[0]), Mbox: name("hostmaster"),
 		// The serial is the start of the rotation step: it grows with
 		// every change of the MX set.
 		Serial: uint32(stepStart.Unix()), Refresh: 3600, Retry: 600, Expire: 604800,
 		Minttl: spec.NegativeTTL,
 	}, spec.TTL)
-	add(&dns.NS{Hdr: hdr(origin, dns.TypeNS), Ns: name("ns1")}, spec.TTL)
-	addrs(name("ns1"), hostAddrs("ns1", spec.NSAddrs))
+	for _, n := range nsNames {
+		add(&dns.NS{Hdr: hdr(origin, dns.TypeNS), Ns: name(n)}, spec.TTL)
+		addrs(name(n), hostAddrs(n, nsAddrs[n]))
+	}
 	if spec.DNSKEY != nil {
 		k := dns.Copy(spec.DNSKEY).(*dns.DNSKEY)
 		k.Hdr.Name = origin

@@ -420,3 +420,63 @@ func TestIPv6MXHost(t *testing.T) {
 		t.Errorf("zone B has the IPv6-only host: %+v", r.Answer)
 	}
 }
+
+// TestNameServers: without names every NS address is ns1's (one NS
+// record); with zones.ns_names each named server is an NS record of its
+// own with its addresses (a name may carry several), and the SOA names the
+// first.
+func TestNameServers(t *testing.T) {
+	keys, err := persona.LoadKeys(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("192.0.2.3")}
+	for _, tc := range []struct {
+		names []string
+		want  map[string][]string // NS name → its A/AAAA
+	}{
+		{nil, map[string][]string{"ns1": {"192.0.2.1", "192.0.2.2", "2001:db8::2", "192.0.2.3"}}},
+		{[]string{"ns1", "ns2", "ns2", "ns3"}, map[string][]string{"ns1": {"192.0.2.1"}, "ns2": {"192.0.2.2", "2001:db8::2"}, "ns3": {"192.0.2.3"}}},
+	} {
+		spec := TestZoneSpec{Zone: persona.ZoneA, Origin: origin, NSAddrs: addrs, NSNames: tc.names,
+			MXAddrs: []netip.Addr{netip.MustParseAddr("192.0.2.25")}, TTL: 300, MXTTL: 60, NegativeTTL: 30, Keys: keys,
+			Policy: mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx4.a.example"}, MaxAge: time.Hour}}
+		z, err := BuildTestZone(spec, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := z.Lookup(origin, dns.TypeNS, false)
+		if len(r.Answer) != 1 || len(r.Answer[0]) != len(tc.want) {
+			t.Fatalf("names %v: NS %+v, want %d records", tc.names, r.Answer, len(tc.want))
+		}
+		for name, want := range tc.want {
+			host := name + "." + origin
+			if !slices.ContainsFunc(r.Answer[0], func(rr dns.RR) bool { return rr.(*dns.NS).Ns == host }) {
+				t.Errorf("names %v: no NS record for %s in %v", tc.names, host, r.Answer[0])
+			}
+			var got []string
+			for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+				for _, set := range z.Lookup(host, qt, false).Answer {
+					for _, rr := range set {
+						switch a := rr.(type) {
+						case *dns.A:
+							got = append(got, a.A.String())
+						case *dns.AAAA:
+							got = append(got, a.AAAA.String())
+						}
+					}
+				}
+			}
+			slices.Sort(got)
+			w := slices.Clone(want)
+			slices.Sort(w)
+			if !slices.Equal(got, w) {
+				t.Errorf("names %v: %s has %v, want %v", tc.names, host, got, w)
+			}
+		}
+		soa := z.Lookup(origin, dns.TypeSOA, false)
+		if len(soa.Answer) != 1 || soa.Answer[0][0].(*dns.SOA).Ns != "ns1."+origin {
+			t.Errorf("names %v: SOA %+v, want MNAME ns1.%s", tc.names, soa.Answer, origin)
+		}
+	}
+}

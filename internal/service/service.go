@@ -172,6 +172,7 @@ func BuildZones(cfg *config.Config, now time.Time, keys ZoneKeys) (*Zones, error
 	}
 	base := dnszone.TestZoneSpec{
 		NSAddrs:     addrs(cfg.Zones.NSAddresses),
+		NSNames:     cfg.Zones.NSNames,
 		MXAddrs:     addrs(cfg.Zones.MXAddresses),
 		HostAddrs:   hostAddrs,
 		PolicyAddrs: policyAddrs,
