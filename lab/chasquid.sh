@@ -38,6 +38,12 @@ chasquid_routing() {
 	chasquid_routing_base
 	ns_exec ip addr add "$src/32" dev lo 2>/dev/null || true
 	ns_exec ip route replace local 127.0.0.0/8 dev lo src "$src" table "$uid"
+	# The cluster lab's nodes are behind the bridge (lab/cluster.sh).
+	if cluster_enabled; then
+		ns_exec ip route replace local "$CLUSTER_SENDER_NET" dev lo src "$src" table "$uid"
+		ns_exec ip route replace "$CLUSTER_NET" dev "$CLUSTER_BRIDGE" src "$src" table "$uid"
+		ns_exec ip route replace local "$CLUSTER_HUB_ADDR" dev lo src "$src" table "$uid"
+	fi
 	ns_exec ip rule del pref 10 uidrange "$uid-$uid" 2>/dev/null || true
 	ns_exec ip rule add pref 10 uidrange "$uid-$uid" lookup "$uid"
 }

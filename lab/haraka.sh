@@ -37,7 +37,9 @@ haraka_write() {
 	cp "$LAB_DIR/haraka/outbound_bind.js" "$dir/plugins/outbound_bind.js"
 	printf 'relay\noutbound_bind\n' >"$dir/config/plugins"
 	printf '[relay]\nacl=true\n' >"$dir/config/relay.ini"
-	echo "127.0.0.0/8" >"$dir/config/relay_acl_allow"
+	# lab/run submits from the sender's own address (in the cluster lab
+	# outside 127/8: lab/cluster.sh).
+	printf '%s\n' 127.0.0.0/8 "$SENDER_SPF_RANGE" >"$dir/config/relay_acl_allow"
 	echo "$domain" >"$dir/config/me"
 	# nodes=0: one process, no cluster worker (its pid is the one lab/down
 	# and lab/run stop).

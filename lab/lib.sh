@@ -95,7 +95,15 @@ ns_exec() { ip netns exec "$LAB_NETNS" "$@"; }
 
 netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$LAB_NETNS"; }
 
-mailsec() { "$LAB_BIN" -config "$LAB_CONFIG" "$@"; }
+# In the cluster lab (lab/cluster.sh) the store is PostgreSQL behind the
+# bridge: CLUSTER_EXEC_NODE runs the command in that node's namespace.
+mailsec() {
+	if [[ -n "${CLUSTER_EXEC_NODE:-}" ]]; then
+		cluster_ns_exec "$CLUSTER_EXEC_NODE" "$LAB_BIN" -config "$LAB_CONFIG" "$@"
+	else
+		"$LAB_BIN" -config "$LAB_CONFIG" "$@"
+	fi
+}
 
 # cfg_get SECTION KEY: the raw TOML value of KEY in SECTION of the effective
 # configuration (`mailsec config`, defaults included). Needs the binary.
@@ -293,3 +301,8 @@ write_pebble_conf() {
 }
 EOF
 }
+
+# The cluster lab (LAB_CLUSTER=1, lab/cluster): its definitions, and in
+# cluster mode the addresses above that must cross a veth.
+# shellcheck source=lab/cluster.sh
+source "$LAB_DIR/cluster.sh"

@@ -178,13 +178,28 @@ def parse_haraka(haraka_log):
     # Per outbound session id ("[UUID.1.N]"): "MX from Plugin: D => 0
     # [json]" lists the MXs, each "deliver: ... -> IP" takes the next one.
     sid_re = re.compile(r"\[([0-9A-F-]{36}\.\d+\.\d+)\] \[outbound\] (.*)$")
-    mxs, cur, forced = {}, {}, set()
+    mxs, cur, forced, group = {}, {}, set(), {}
+    several_addresses = os.environ.get("LAB_CLUSTER") == "1"
+
+    def next_host_at(groups, ip):
+        # In the cluster lab node k's addresses are 198.18.0.(10k + p): p
+        # is 0 for the shared address, 3..7 for persona mxP in the per-host
+        # layout. A new host begins where the address repeats one of the
+        # current host's, or names another persona.
+        cur_group = groups.get(sid)
+        if not cur_group:
+            return True
+        if ip in cur_group:
+            return True
+        last = lambda a: int(a.rsplit(".", 1)[1]) % 10 if a.count(".") == 3 else -1
+        return last(ip) != last(cur_group[0])
     for line in open(haraka_log, errors="replace"):
         m = sid_re.search(line.rstrip("\n"))
         if not m:
             continue
         sid, msg = m.groups()
         if msg.startswith("MX from Plugin:"):
+            group.pop(sid, None)
             # Haraka drops, without a log line, an MX host whose address
             # look-up fails: the broken host (docs/dns.md "Broken host")
             # for every validating resolver, which all lab Haraka
@@ -195,7 +210,20 @@ def parse_haraka(haraka_log):
             continue
         if msg.startswith("deliver:"):
             lst = mxs.get(sid) or ["?"]
-            cur[sid] = lst.pop(0) if lst else "?"
+            ip = re.search(r"-> (\S+)", msg)
+            ip = ip.group(1) if ip else "?"
+            if not several_addresses:
+                cur[sid] = lst.pop(0) if lst else "?"
+            elif next_host_at(group, ip):
+                # Haraka tries every address of an MX host before the next
+                # host (net_utils.resolve_mx_hosts): in the cluster lab
+                # (lab/cluster.sh) a host has one address per node serving
+                # it, so a "deliver:" line moves to the next MX host only
+                # where the address shows that it is another host.
+                cur[sid] = lst.pop(0) if lst else "?"
+                group[sid] = [ip]
+            else:
+                group.setdefault(sid, []).append(ip)
             continue
         if msg.startswith("Forcing TLS for domain"):
             forced.add(sid)
@@ -256,6 +284,11 @@ def host_of(c):
 
 for c in conns:
     reply = c.get("Reply") or ""
+    if (c.get("Error") or "").startswith("interrupted:") and not (c.get("MailFrom") or c.get("State") in ("Mail", "Acked")):
+        # The service's node died during the session (the cluster lab's
+        # kill -9): the sender refused nothing there, and its log shows a
+        # lost connection, no refusal (verdict.classify skips it too).
+        continue
     tls = bool(c.get("TLSVersion"))
     mail = bool(c.get("MailFrom")) or c.get("State") in ("Mail", "Acked")
     if reply.startswith("250"):

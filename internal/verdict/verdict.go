@@ -272,6 +272,15 @@ func classify(c store.SMTPConnection) (col column, delivered bool, ok bool) {
 		// A's mail is being acknowledged.
 		return 0, false, false
 	}
+	if !delivered && c.Error == store.InterruptedConnectionError {
+		// The service ended it, not the sender: the node holding the
+		// session died (kill -9, a crash) and the record was closed at that
+		// node's restart or by the leader's sweep of dead nodes
+		// (docs/cluster.md "What a sender sees"). The sender refused
+		// nothing there; read as a refusal, a may sender whose TLS session
+		// was cut looked inconsistent in the cluster lab.
+		return 0, false, false
+	}
 	tls := c.TLSVersion != "" || c.State == store.StateSniSeen || c.CertPersona != 0
 	switch {
 	case !tls && c.Persona == 7:

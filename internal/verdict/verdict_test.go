@@ -1134,3 +1134,36 @@ func TestIPv6FactNeedsTheLookUp(t *testing.T) {
 		t.Errorf("an IPv6 client without the host: %+v, want yes", f)
 	}
 }
+
+// TestClassifyInterruptedByService: a session the service cut off (its node
+// died; store.InterruptedConnectionError) is no refusal by the sender; one
+// that had reached MAIL still counts as the delivery it was, and the same
+// session ended by the sender stays a refusal.
+func TestClassifyInterruptedByService(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 9, 59, 0, 0, time.UTC)
+	tlsCut := store.SMTPConnection{ID: 1, Persona: 7, TLSVersion: "TLS 1.3", SNI: "mx7.b.example", EHLO: "x",
+		State: store.StateTLSStarted, Started: t0, Ended: t0}
+	for _, tc := range []struct {
+		name          string
+		err           string
+		state         store.ConnState
+		wantOK, wantD bool
+	}{
+		{"cut by the service in TLS", store.InterruptedConnectionError, store.StateTLSStarted, false, false},
+		{"ended by the sender in TLS", "", store.StateTLSStarted, true, false},
+		{"cut by the service after MAIL", store.InterruptedConnectionError, store.StateMail, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Helper()
+			c := tlsCut
+			c.Error, c.State = tc.err, tc.state
+			if tc.state.Rank() >= store.StateMail.Rank() {
+				c.MailFrom = "a@b"
+			}
+			_, d, ok := classify(c)
+			if ok != tc.wantOK || (ok && d != tc.wantD) {
+				t.Fatalf("classify = delivered %v, ok %v; want delivered %v, ok %v", d, ok, tc.wantD, tc.wantOK)
+			}
+		})
+	}
+}

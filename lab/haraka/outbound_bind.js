@@ -9,13 +9,17 @@ exports.register = function () {
 }
 
 exports.hook_get_mx = async function (next, hmail, domain) {
+    // A failed look-up (a resolver slow while a name server is down: the
+    // cluster lab's failover) must not fall back to Haraka's own get_mx,
+    // whose connections leave from the namespace's default address and
+    // would be credited to another client: try again later instead.
     let mxs
     try {
         mxs = await net_utils.get_mx(domain)
     } catch (err) {
-        return next()
+        return next(DENYSOFT, `outbound_bind: MX look-up of ${domain} failed: ${err.message}`)
     }
-    if (!mxs.length) return next()
+    if (!mxs.length) return next(DENYSOFT, `outbound_bind: no MX for ${domain}`)
     for (const mx of mxs) {
         if (this.cfg.ip) mx.bind = this.cfg.ip
         if (this.cfg.helo) mx.bind_helo = this.cfg.helo
