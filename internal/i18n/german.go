@@ -153,7 +153,7 @@ var german = map[string]string{
 	"report.text-title":     "Ihr E-Mail-Sicherheitstest %s",
 	"report.h.verdict":      "Ergebnis für ausgehende Mail",
 	"report.not-final":      "noch nicht endgültig",
-	"report.why":            "Technische Begründung (englisch): %s",
+	"report.why":            "Technische Begründung: %s",
 	"report.h.history":      "Verbindungsverlauf",
 	"report.times":          "Zeiten in %s.",
 	"report.servers":        "Server 1: kein STARTTLS; 2: selbstsigniertes Zertifikat, kein SNI; 3: selbstsigniert, falscher TLSA-Eintrag; 4: selbstsigniert, richtiger TLSA-Eintrag (DANE); 5: von einer Zertifizierungsstelle signiert, falscher TLSA-Eintrag; 6: von einer Zertifizierungsstelle signiert, richtiger TLSA-Eintrag; 7: die Domain ohne DANE und MTA-STS.",

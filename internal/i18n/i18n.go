@@ -48,7 +48,7 @@ var catalogues = func() map[Lang]map[string]string {
 	for k, v := range german {
 		de[k] = v
 	}
-	for _, t := range slices.Concat(texts, inboundTexts) {
+	for _, t := range slices.Concat(texts, inboundTexts, whyTexts) {
 		en["text."+t.en] = t.en
 		de["text."+t.en] = t.de
 	}
@@ -203,18 +203,7 @@ func Sentence(l Lang, format string, args []string) string {
 // formats are the texts with arguments ("text." + an English fmt format
 // with %s), each as a pattern that matches the English it formats, the
 // longest first (the most specific wins). Built once, never changed after.
-var formats = func() []textFormat {
-	var out []textFormat
-	for _, t := range slices.Concat(texts, inboundTexts) {
-		if !strings.Contains(t.en, "%s") {
-			continue
-		}
-		pattern := strings.ReplaceAll(regexp.QuoteMeta(t.en), "%s", "(.+?)")
-		out = append(out, textFormat{key: "text." + t.en, re: regexp.MustCompile("^" + pattern + "$")})
-	}
-	slices.SortStableFunc(out, func(a, b textFormat) int { return len(b.key) - len(a.key) })
-	return out
-}()
+var formats = compileFormats(slices.Concat(texts, inboundTexts))
 
 type textFormat struct {
 	key string

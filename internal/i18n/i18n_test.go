@@ -173,3 +173,17 @@ func TestFormatted(t *testing.T) {
 		}
 	}
 }
+
+// TestTextsOnce: an English text has one entry across texts.go, inbound.go
+// and why.go; a second would silently replace the first one's German.
+func TestTextsOnce(t *testing.T) {
+	seen := map[string]bool{}
+	for _, list := range [][]struct{ en, de string }{texts, inboundTexts, whyTexts} {
+		for _, x := range list {
+			if seen[x.en] {
+				t.Errorf("%q has two entries", x.en)
+			}
+			seen[x.en] = true
+		}
+	}
+}

@@ -315,7 +315,7 @@ func Build(in Input) Report {
 		Test: in.Test.ID, Created: in.Test.Created.In(loc),
 		Sender: Redact(in.Test.Sender), Domain: domainOf(in.Test.Sender),
 		Final: in.Final, Policy: string(v.Policy), Complete: v.Complete,
-		Why: redactText(v.Why), Attempts: v.Attempts, Connections: len(in.Connections),
+		Why: LocalizeWhy(in.Lang, redactText(v.Why)), Attempts: v.Attempts, Connections: len(in.Connections),
 		URL: in.URL, Mail: in.Mail, TimeZone: loc.String(), SendingServer: in.Test.SendingServer, Lang: l,
 		pictureLabels: in.PictureLabels, location: loc,
 	}

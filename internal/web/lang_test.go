@@ -101,12 +101,17 @@ func TestGermanProviderPages(t *testing.T) {
 	}{
 		{"/providers", []string{"Results of public mail providers", "The latest outbound result", "The table is also available as",
 			"Search", "domain or comment", ">Outbound<", ">Inbound<", ">any<", ">Filter<", "providers shown", "Last test", "Domain/Provider",
-			"Adequate Certificates", "Encryption mandatory", ">Comments<", ">never<", "not checked", "Operator:", ">red<", ">green<", ">yes<", ">no<"},
-			[]string{"von 3 Anbietern angezeigt", `data-format="{shown} von {total} Anbietern angezeigt."`, "Betreiber:", "Backup MX unencrypted.", "<title>Anbieter – mailsec"}},
+			"Adequate Certificates", "Encryption mandatory", ">Comments<", ">never<", "not checked", "Operator:", ">red<", ">green<", ">yes<", ">no<",
+			"<td>only dane-only explains"},
+			[]string{"nur dane-only erklärt Server 4: zugestellt, Server 5: abgelehnt", "von 3 Anbietern angezeigt", `data-format="{shown} von {total} Anbietern angezeigt."`, "Betreiber:", "Backup MX unencrypted.", "<title>Anbieter – mailsec"}},
 		{"/providers/green.example", []string{"Provider green.example", "Last test", "Outbound (sending)", "Inbound (receiving)", "History of the outbound verdict",
-			">Date<", ">Colour<", ">Policy<", ">Settled<", ">green<", ">red<", ">yes<", ">no<", "All providers", "not checked"},
-			[]string{"Anbieter green.example", ">grün<", ">ja<"}},
+			">Date<", ">Colour<", ">Policy<", ">Settled<", ">green<", ">red<", ">yes<", ">no<", "All providers", "not checked", "<td>only dane-only explains"},
+			[]string{"nur dane-only erklärt Server 4", "Anbieter green.example", ">grün<", ">ja<"}},
 		{"/providers/inbound.example", []string{"No verdict recorded yet.", ">never<", "(checked "}, []string{"Noch kein Ergebnis", "(geprüft am "}},
+		// The filter searches the comments as the reader sees them, and
+		// as stored.
+		{"/providers?q=zugestellt", nil, []string{">1 von 3 Anbietern angezeigt"}},
+		{"/providers?q=explains", nil, []string{">1 von 3 Anbietern angezeigt"}},
 		{"/providers/other.example", []string{"no such provider"}, []string{"kein solcher Anbieter"}},
 		{"/providers?outbound=purple", []string{"outbound must be one of"}, []string{"outbound muss"}},
 	} {

@@ -97,14 +97,20 @@ func testedKey(r report.ProviderRow) int64 {
 }
 
 // filterText is what ?q= searches: the domain and every comment, lower
-// case (the page's script searches the same text, data-text).
-func filterText(r report.ProviderRow) string {
-	return strings.ToLower(strings.Join(append([]string{r.Domain, r.Comments, r.OperatorComment}, r.Footnotes...), " "))
+// case (the page's script searches the same text, data-text); the
+// verdict's comment as stored (English, as the API gives it) and as the
+// reader l sees it.
+func filterText(l i18n.Lang, r report.ProviderRow) string {
+	comments := []string{r.Domain, r.Comments}
+	if seen := report.LocalizeWhy(l, r.Comments); seen != r.Comments {
+		comments = append(comments, seen)
+	}
+	return strings.ToLower(strings.Join(slices.Concat(comments, []string{r.OperatorComment}, r.Footnotes), " "))
 }
 
-// matches tells whether r passes the query's filters.
-func (q providerQuery) matches(r report.ProviderRow) bool {
-	return (q.Text == "" || strings.Contains(filterText(r), strings.ToLower(q.Text))) &&
+// matches tells whether r passes the query's filters, for a reader of l.
+func (q providerQuery) matches(l i18n.Lang, r report.ProviderRow) bool {
+	return (q.Text == "" || strings.Contains(filterText(l, r), strings.ToLower(q.Text))) &&
 		(q.Outbound == "" || string(r.Colour) == q.Outbound) && (q.Inbound == "" || string(r.InboundColour) == q.Inbound)
 }
 
@@ -112,7 +118,7 @@ func (q providerQuery) matches(r report.ProviderRow) bool {
 func (q providerQuery) apply(rows []report.ProviderRow) []report.ProviderRow {
 	out := make([]report.ProviderRow, 0, len(rows))
 	for _, r := range rows {
-		if q.matches(r) {
+		if q.matches(i18n.English, r) {
 			out = append(out, r)
 		}
 	}
@@ -283,11 +289,12 @@ func (s *Server) providersPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.sort(rows)
+	lang := i18n.FromRequest(r)
 	views := make([]providerView, len(rows))
 	shown := 0
 	for i, row := range rows {
 		views[i] = providerView{ProviderRow: row, TestedKey: testedKey(row), OutboundRank: colourRank(row.Colour),
-			InboundRank: colourRank(row.InboundColour), Text: filterText(row), Hidden: !q.matches(row)}
+			InboundRank: colourRank(row.InboundColour), Text: filterText(lang, row), Hidden: !q.matches(lang, row)}
 		if !views[i].Hidden {
 			shown++
 		}

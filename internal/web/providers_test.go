@@ -42,7 +42,8 @@ func providerEnv(t *testing.T) *env {
 	}
 	final("redaaaaaaaaaaaaa", "red.example", e.now.Add(-time.Hour), verdict.Verdict{Policy: verdict.PolicyNone, Complete: true})
 	final("greenoldaaaaaaaa", "green.example", e.now.Add(-72*time.Hour), verdict.Verdict{Policy: verdict.PolicyNone, Complete: false})
-	final("greenaaaaaaaaaaa", "green.example", e.now.Add(-48*time.Hour), verdict.Verdict{Policy: verdict.PolicyDANEOnly, Complete: true})
+	final("greenaaaaaaaaaaa", "green.example", e.now.Add(-48*time.Hour), verdict.Verdict{Policy: verdict.PolicyDANEOnly, Complete: true,
+		Why: "only dane-only explains persona 4: delivered, persona 5: refused"})
 	if err := e.st.AddInboundCheck(t.Context(), store.InboundCheck{Domain: "inbound.example", Checked: e.now.Add(-time.Hour), Stored: e.now,
 		Colour: "green", Report: []byte(`{}`)}); err != nil {
 		t.Fatal(err)

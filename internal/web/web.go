@@ -56,6 +56,9 @@ var pages = template.Must(template.New("pages").Funcs(template.FuncMap{
 	// tx: a fixed English text of another package (a provider cell's
 	// "yes"), in the page's language where the catalogue has it.
 	"tx": func(l i18n.Lang, english string) string { return i18n.Text(l, english) },
+	// why: a verdict's reason (the provider table's comments), read piece
+	// by piece (report.LocalizeWhy).
+	"why": report.LocalizeWhy,
 	// th: a message with markup of its own (keys ending in ".html");
 	// the catalogue's, never input, and i18n.HTML escapes the arguments.
 	"th": func(l i18n.Lang, key string, args ...any) template.HTML {
