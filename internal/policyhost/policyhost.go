@@ -380,6 +380,14 @@ func hostOnly(h string) string {
 	return h
 }
 
+// drainFactor and drainAtLeast bound how much of an oversize report
+// serveReport reads and drops before its 413: this many times the limit,
+// and at least this much.
+const (
+	drainFactor  = 4
+	drainAtLeast = 1 << 20
+)
+
 // serveReport takes a TLS-RPT report POSTed to ReportPath (RFC 8460 §5.4).
 func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 	client, _ := netip.ParseAddrPort(r.RemoteAddr)
@@ -398,20 +406,32 @@ func (s *Server) serveReport(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusUnsupportedMediaType, "Content-Type must be "+tlsrpt.MediaTypeJSON+" or "+tlsrpt.MediaTypeGzip)
 		return
 	}
-	if r.ContentLength > s.opt.MaxReportBytes {
-		answer(http.StatusRequestEntityTooLarge, fmt.Sprintf("TLS-RPT report larger than %d octets", s.opt.MaxReportBytes))
-		return
-	}
+	// The per-network quota first: an oversize report is drained below
+	// (bounded), and that reading must count too.
 	if !s.reports.Allow(clientnet.Key(client.Addr(), s.opt.ClientPrefixV4, s.opt.ClientPrefixV6)) {
 		w.Header().Set("Retry-After", "3600")
 		answer(http.StatusTooManyRequests, "too many TLS-RPT reports from your network, try again later")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opt.MaxReportBytes))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
+	tooLargeAnswer := func() {
+		// Read (and drop) what the client is still sending, up to
+		// drainFactor times the limit (at least drainAtLeast), before
+		// answering: a server that
+		// answers and closes while the client still writes makes its
+		// kernel reset the connection, and the client sees "connection
+		// reset by peer" instead of this 413 (lab/hardening saw it). A
+		// larger body is not read: the reset is then the answer.
+		_, _ = io.CopyN(io.Discard, r.Body, max(drainFactor*s.opt.MaxReportBytes, drainAtLeast))
 		answer(http.StatusRequestEntityTooLarge, fmt.Sprintf("TLS-RPT report larger than %d octets", s.opt.MaxReportBytes))
+	}
+	if r.ContentLength > s.opt.MaxReportBytes {
+		tooLargeAnswer()
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.opt.MaxReportBytes+1))
+	switch {
+	case err == nil && int64(len(body)) > s.opt.MaxReportBytes:
+		tooLargeAnswer()
 		return
 	case err != nil:
 		answer(http.StatusBadRequest, "reading the report: "+untrusted.Printable(err.Error(), 200))

@@ -73,7 +73,9 @@ func TestReportPOST(t *testing.T) {
 		{"application/json", slotReport("r3"), 415, "Content-Type must be"},
 		{"application/tlsrpt+json", []byte(`{"organization-name": "x"`), 400, "TLS-RPT report refused: "},
 		{"application/tlsrpt+gzip", gz(make([]byte, 60_000)), 400, "expands too much"},
-		{"application/tlsrpt+json", append(slotReport("r4"), bytes.Repeat([]byte(" "), 64<<10)...), 413, "larger than 65536"},
+		// Well past what net/http reads after a handler before it closes
+		// (256 KiB): the client still reads the 413, not a reset.
+		{"application/tlsrpt+json", append(slotReport("r4"), bytes.Repeat([]byte(" "), 320<<10)...), 413, "larger than 65536"},
 	} {
 		if r := f.post(t, tc.ctype, tc.body); r.status != tc.status || !strings.Contains(r.body, tc.want) {
 			t.Errorf("case %d: %d %q, want %d %q", i, r.status, r.body, tc.status, tc.want)
@@ -93,20 +95,18 @@ func TestReportPOST(t *testing.T) {
 	if r := f.do(t, http.MethodGet, "https://"+host+policyhost.ReportPath, ""); r.status != 405 {
 		t.Errorf("GET: %d", r.status)
 	}
-	// Six POSTs so far count for 127.0.0.0/24 (the 415 and the 413
-	// by Content-Length are refused first); one more reaches the limit.
-	for range 1 {
-		f.post(t, "application/tlsrpt+json", slotReport("more"))
-	}
+	// Seven POSTs so far count for 127.0.0.0/24 (only the 415 is
+	// refused before the quota: an oversize report is read, bounded, so
+	// it counts): the limit is reached.
 	if r := f.post(t, "application/tlsrpt+json", slotReport("r5")); r.status != 429 {
 		t.Errorf("past the rate: %d %q", r.status, r.body)
 	}
 	reps, err := f.st.TLSRPTReports(ctx, time.Time{}, 0)
-	if err != nil || len(reps) != 3 {
-		t.Fatalf("stored %d reports, %v; want r1, r2, more", len(reps), err)
+	if err != nil || len(reps) != 2 {
+		t.Fatalf("stored %d reports, %v; want r1, r2", len(reps), err)
 	}
 	tied, err := f.st.TLSRPTReportsOf(ctx, "slot1", 0)
-	if err != nil || len(tied) != 3 || tied[0].Source != store.TLSRPTByHTTPS {
+	if err != nil || len(tied) != 2 || tied[0].Source != store.TLSRPTByHTTPS {
 		t.Fatalf("tied %+v, %v", tied, err)
 	}
 }
