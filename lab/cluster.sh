@@ -94,10 +94,9 @@ toml_list() {
 # what differs is each node's own addresses, name and data_dir, the store
 # (PostgreSQL) and the certificates (the local CA, copied from node 1).
 cluster_write_configs() {
-	local layout=$1 k j h all=() nsnames=() broken=() mx=() listen mx_hosts=""
+	local layout=$1 k j h all=() broken=() mx=() listen mx_hosts=""
 	for ((k = 1; k <= CLUSTER_NODES; k++)); do
 		all+=("$(cluster_addr "$k")")
-		nsnames+=("ns$k")
 		broken+=("$(cluster_addr "$k" 9)")
 	done
 	# The shared MX address on two nodes, not three (docs/cluster.md
@@ -147,11 +146,12 @@ dead_after = "10s"
 [zones]
 a = "a.mailtest.example."
 b = "b.mailtest.example."
-# One name server per node, ns1..ns3 (zones.ns_names: the NS records name
-# the nodes), each with its node's address (glue); Unbound primes its stub
-# zones from this NS RRset (lab/up).
+# ns1.A and ns1.B: one address per node (glue); Unbound primes its stub
+# zones from this NS RRset (lab/up). Not one name per node
+# (zones.ns_names = ns1..ns3) yet: with it, two of three CI-size runs had
+# result mails whose DKIM key the validating Unbound did not answer within
+# 15 s after the kill (docs/cluster.md "Name servers"), not yet understood.
 ns_addresses = $(toml_list "${all[@]}")
-ns_names = $(SUFFIX= toml_list "${nsnames[@]}")
 mx_addresses = $(toml_list "${mx[@]}")
 # Every node sends result mails from its own primary address.
 spf = "v=spf1 ip4:$CLUSTER_NET -all"
