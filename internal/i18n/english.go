@@ -111,6 +111,7 @@ var english = map[string]string{
 	"report.fact.arc.no":            "Your mails carry no ARC seal: %s",
 	"report.fact.other.yes":         "%s: yes (%s)",
 	"report.fact.other.no":          "%s: no (%s)",
+	"report.fact.reconciled":        "%s; not seen directly, which does not change the verdict %s: it rests on what the sender did elsewhere (%s)",
 
 	"report.fetch":                     "%s %s fetched the MTA-STS policy of %s",
 	"report.tie-note":                  "Connections from %s could belong to this test or to another open test naming the same sending server; only a test mail's RCPT TO can tell, so those that named no test are not counted.",

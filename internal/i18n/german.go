@@ -109,6 +109,7 @@ var german = map[string]string{
 	"report.fact.arc.no":            "Ihre Mails tragen kein ARC-Siegel: %s",
 	"report.fact.other.yes":         "%s: ja (%s)",
 	"report.fact.other.no":          "%s: nein (%s)",
+	"report.fact.reconciled":        "%s; nicht direkt beobachtet, was am Ergebnis %s nichts ändert: es beruht auf dem, was der Server anderswo tat (%s)",
 
 	"report.fetch":                     "%s %s hat die MTA-STS-Richtlinie von %s abgerufen",
 	"report.tie-note":                  "Verbindungen von %s können zu diesem Test oder zu einem anderen offenen Test mit demselben sendenden Server gehören; nur das RCPT TO einer Testmail kann das entscheiden, daher zählen Verbindungen nicht, die keinen Test nennen.",

@@ -219,3 +219,33 @@ func ExampleLocalizeWhy() {
 	fmt.Println(LocalizeWhy(i18n.German, "only dane explains persona 4: delivered, persona 5: refused"))
 	// Output: nur dane erklärt Server 4: zugestellt, Server 5: abgelehnt
 }
+
+// TestLocalizeFactWhy: every fact the verdict reconciled (implied by its
+// policy, not settled by the connections) reads in German without the
+// English of verdict's note or of the verdict's reason, and in English as
+// verdict wrote it; the histories must give such facts (else verdict's
+// words changed and localizeFactWhy no longer finds them).
+func TestLocalizeFactWhy(t *testing.T) {
+	seen := 0
+	whyHistories(16, func(v verdict.Verdict) {
+		for _, f := range v.Facts {
+			if !strings.Contains(f.Why, reconciledNote) {
+				continue
+			}
+			seen++
+			if got := localizeFactWhy(i18n.English, f.Why); got != i18n.Text(i18n.English, f.Why) && got != f.Why {
+				t.Fatalf("English changed:\n got %q\nwant %q", got, f.Why)
+			}
+			de := localizeFactWhy(i18n.German, f.Why)
+			for _, english := range []string{"not seen directly", "it rests on", "still possible", " explains "} {
+				if strings.Contains(de, english) {
+					t.Fatalf("German fact reason keeps %q:\n %q\nfrom %q", english, de, f.Why)
+				}
+			}
+		}
+	})
+	if seen == 0 {
+		t.Fatal("no reconciled fact in the histories: has verdict's note changed?")
+	}
+	t.Logf("%d reconciled facts", seen)
+}

@@ -264,9 +264,9 @@ func diagnosis(l i18n.Lang, v verdict.Verdict, final bool) (known, open []Senten
 			if !i18n.Has(key) {
 				key = "report.unknown.other"
 			}
-			s := sentence(l, Unknown, key, redactText(i18n.Text(l, f.Why)))
+			s := sentence(l, Unknown, key, redactText(localizeFactWhy(l, f.Why)))
 			if key == "report.unknown.other" {
-				s = sentence(l, Unknown, key, f.Name, redactText(i18n.Text(l, f.Why)))
+				s = sentence(l, Unknown, key, f.Name, redactText(localizeFactWhy(l, f.Why)))
 			}
 			if f.Settle != "" {
 				s.Text += " " + i18n.T(l, "report.unknown.settle", redactText(i18n.Text(l, f.Settle)))
@@ -309,7 +309,7 @@ func diagnosis(l i18n.Lang, v verdict.Verdict, final bool) (known, open []Senten
 // factSentence is what a settled fact says: "report.fact.<name>.yes" if
 // it holds, ".no" with its evidence if not; a few facts say more.
 func factSentence(l i18n.Lang, f verdict.Fact, dane bool) Sentence {
-	why := redactText(i18n.Text(l, f.Why))
+	why := redactText(localizeFactWhy(l, f.Why))
 	name := factKeys[f.Name]
 	switch f.Name {
 	case verdict.FactEnforcesEncryption:
