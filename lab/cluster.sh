@@ -166,6 +166,8 @@ broken = $(toml_list "${broken[@]}")
 $mx_hosts
 [dns]
 listen = ["$me:53"]
+# As lab/mailsec.toml: one resolver for all the senders.
+query_log_rows_per_client_per_second = 400
 
 [dnssec]
 broken_hosts = ["broken"]
