@@ -142,31 +142,20 @@ func cutLast(s, sep string) (before, after string, ok bool) {
 	return s[:i], s[i+len(sep):], true
 }
 
-// reconciledNote and reconciledRests are the words verdict's reconcile
-// (internal/verdict/consistency.go) appends to a fact the verdict's policy
-// implies but the connections did not settle: "<why>; not seen directly,
-// which does not change the verdict <policy>: it rests on what the sender
-// did elsewhere (<the verdict's reason>)". TestLocalizeFactWhy judges real
-// histories, so a change of those words there fails it.
-const (
-	reconciledNote  = "; not seen directly, which does not change the verdict "
-	reconciledRests = ": it rests on what the sender did elsewhere ("
-)
-
 // localizeFactWhy is a fact's reason in language l: a fixed text through
 // the catalogue (i18n.Text), and a reconciled one with its own reason, the
 // policy and the verdict's reason (LocalizeWhy) put back into the
 // catalogued sentence. Anything else comes back as i18n.Text gives it.
 func localizeFactWhy(l i18n.Lang, why string) string {
-	i := strings.Index(why, reconciledNote)
+	i := strings.Index(why, verdict.ReconciledNote)
 	if i < 0 || !strings.HasSuffix(why, ")") {
 		return i18n.Text(l, why)
 	}
-	rest := why[i+len(reconciledNote):]
-	j := strings.Index(rest, reconciledRests)
+	rest := why[i+len(verdict.ReconciledNote):]
+	j := strings.Index(rest, verdict.ReconciledRests)
 	if j < 0 {
 		return i18n.Text(l, why)
 	}
-	policy, inner := rest[:j], rest[j+len(reconciledRests):len(rest)-1]
+	policy, inner := rest[:j], rest[j+len(verdict.ReconciledRests):len(rest)-1]
 	return i18n.T(l, "report.fact.reconciled", i18n.Text(l, why[:i]), policy, LocalizeWhy(l, inner))
 }

@@ -229,7 +229,7 @@ func TestLocalizeFactWhy(t *testing.T) {
 	seen := 0
 	whyHistories(16, func(v verdict.Verdict) {
 		for _, f := range v.Facts {
-			if !strings.Contains(f.Why, reconciledNote) {
+			if !strings.Contains(f.Why, verdict.ReconciledNote) {
 				continue
 			}
 			seen++

@@ -42,6 +42,15 @@ func impliedFacts(p Policy) map[string]bool {
 // verdict; factConflicts looks for it.
 const unchangedNote = "not seen directly, which does not change the verdict "
 
+// ReconciledNote and ReconciledRests are the words reconcile puts around
+// the policy in a fact's reason: "<why>" + ReconciledNote + "<policy>" +
+// ReconciledRests + "<the verdict's reason>)". Exported for the report,
+// which takes such a reason apart to translate it.
+const (
+	ReconciledNote  = "; " + unchangedNote
+	ReconciledRests = ": it rests on what the sender did elsewhere ("
+)
+
 // reconcile makes the facts agree with the verdict: a fact the named
 // policy implies and that the connections did not settle says why that
 // does not change the verdict, rather than sit beside it as an open
@@ -53,7 +62,7 @@ func reconcile(v *Verdict) {
 		if _, ok := implied[f.Name]; !ok || f.Confidence != Unknown {
 			continue
 		}
-		v.Facts[i].Why = fmt.Sprintf("%s; %s%s: it rests on what the sender did elsewhere (%s)", f.Why, unchangedNote, v.Policy, v.Why)
+		v.Facts[i].Why = f.Why + ReconciledNote + string(v.Policy) + ReconciledRests + v.Why + ")"
 	}
 }
 
