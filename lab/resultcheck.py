@@ -93,10 +93,11 @@ if leaks:
 # ok"; its DNS look-up of the key goes through the netns' resolv.conf.
 # dkimverify says "signature verification failed" for a key it could not
 # look up as well: the key is looked up first (dig, the same resolver), up
-# to three times 2 s apart — in the cluster lab a look-up right after a
-# node's death can time out while the resolver learns which name server
-# is gone (docs/cluster.md) — and dkimverify runs once it answered, so a
-# failure is the signature's.
+# to three times 2 s apart, and dkimverify runs once it answered, so a
+# failure is the signature's. (dkimverify gives up after 5 s; a resolver
+# that waits on a dead name server longer answers too late for it: the
+# cluster lab met that until the NS answer carried the servers' addresses,
+# docs/cluster.md "Name servers".)
 key_tries = 0
 sig_hdr = str(msg.get("DKIM-Signature", "")).replace("\n", "").replace("\t", " ")
 tags = dict(t.strip().split("=", 1) for t in sig_hdr.split(";") if "=" in t)
@@ -106,10 +107,11 @@ for key_tries in range(1, 4):
     if look.returncode == 0 and b"p=" in look.stdout:
         break
     time.sleep(2)
+t_verify = time.monotonic()
 proc = subprocess.run(["dkimverify"], input=raw, capture_output=True, timeout=30)
 out = (proc.stdout + proc.stderr).decode(errors="replace").strip()
 if proc.returncode != 0 or "signature ok" not in out:
-    problems.append(f"dkimverify: exit {proc.returncode}: {out[:200]} (key {key_name} looked up in {key_tries} tries)")
+    problems.append(f"dkimverify: exit {proc.returncode} after {time.monotonic() - t_verify:.1f} s: {out[:200]} (key {key_name} looked up in {key_tries} tries)")
 
 if problems:
     print("BAD: " + "; ".join(problems))

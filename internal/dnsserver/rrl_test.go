@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mailsec/mailsec/internal/dnszone"
 )
 
 func TestRateLimiter(t *testing.T) {
@@ -106,8 +108,14 @@ func TestTruncatedReply(t *testing.T) {
 // startLimitedServer runs a server with opt's limits on 127.0.0.1.
 func startLimitedServer(t *testing.T, opt Options) (string, *Server) {
 	t.Helper()
+	return startServerOf(t, testAuthority(t), opt)
+}
+
+// startServerOf runs a server of auth with opt on 127.0.0.1.
+func startServerOf(t *testing.T, auth *dnszone.Authority, opt Options) (string, *Server) {
+	t.Helper()
 	opt.UDPSize = 1232
-	srv := New(testAuthority(t), opt)
+	srv := New(auth, opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	ls, err := Listen(ctx, []string{"127.0.0.1:0"})
 	if err != nil {

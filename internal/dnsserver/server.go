@@ -166,7 +166,7 @@ func (s *Server) respond(now time.Time, r *dns.Msg, tcp bool, buf []byte) (wire 
 	if m == nil {
 		return nil, 0, name, false
 	}
-	wire, err := s.pack(m, r, tcp, buf)
+	wire, cut, err := s.pack(m, r, tcp, buf)
 	if err != nil {
 		s.log.Error("packing answer failed", "err", err)
 		m = new(dns.Msg)
@@ -176,7 +176,9 @@ func (s *Server) respond(now time.Time, r *dns.Msg, tcp bool, buf []byte) (wire 
 		}
 		return wire, m.Rcode, name, true
 	}
-	if cacheable && !m.Truncated && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError || m.Rcode == dns.RcodeRefused) {
+	// An answer cut for this client's UDP size (additional data left
+	// out, or truncated) is not what the next client should get.
+	if cacheable && !cut && (m.Rcode == dns.RcodeSuccess || m.Rcode == dns.RcodeNameError || m.Rcode == dns.RcodeRefused) {
 		cache.put(key, &cachedAnswer{wire: append([]byte(nil), wire...), rcode: m.Rcode, name: name, expires: now.Add(answerCacheLifetime)})
 	}
 	return wire, m.Rcode, name, true
@@ -188,7 +190,7 @@ func (s *Server) respond(now time.Time, r *dns.Msg, tcp bool, buf []byte) (wire 
 func (s *Server) Answer(now time.Time, r *dns.Msg, tcp bool) *dns.Msg {
 	m := s.answer(now, s.auth.Snapshot(now), r, tcp)
 	if m != nil {
-		if _, err := s.pack(m, r, tcp, nil); err != nil {
+		if _, _, err := s.pack(m, r, tcp, nil); err != nil {
 			s.log.Error("packing answer failed", "err", err)
 		}
 	}
@@ -248,6 +250,11 @@ func (s *Server) answer(now time.Time, snap *dnszone.Snapshot, r *dns.Msg, tcp b
 	if m.Answer, err = s.sections(now, zone, res.Answer, do); err == nil {
 		m.Ns, err = s.sections(now, zone, res.Authority, do)
 	}
+	if err == nil {
+		// RFC 4035 §3.1.1: the additional section's RRsets with their
+		// RRSIGs, like the others; pack drops them when they do not fit.
+		m.Extra, err = s.sections(now, zone, res.Additional, do)
+	}
 	if err != nil {
 		s.log.Error("signing failed", "qname", q.Name, "err", err)
 		m = new(dns.Msg)
@@ -284,22 +291,45 @@ func (s *Server) finish(m, r *dns.Msg, tcp bool) *dns.Msg {
 	return m
 }
 
-// pack packs m into buf. A UDP answer larger than the client allows is
-// truncated, with TC set so the client retries over TCP (RFC 7766 §5).
-// The decision is taken on the real packed size, the same test the fast
-// UDP path applies to cached answers (miekg's Truncate alone estimates the
-// length and may cut an answer that would fit).
-func (s *Server) pack(m, r *dns.Msg, tcp bool, buf []byte) ([]byte, error) {
-	wire, err := m.PackBuffer(buf)
+// pack packs m into buf. A UDP answer larger than the client allows
+// first loses its additional data (RFC 2181 §9: without TC), then is
+// truncated, with TC set so the client retries over TCP (RFC 7766 §5); cut
+// tells whether either happened. The decision is taken on the real packed
+// size, the same test the fast UDP path applies to cached answers (miekg's
+// Truncate alone estimates the length and may cut an answer that would
+// fit).
+func (s *Server) pack(m, r *dns.Msg, tcp bool, buf []byte) (wire []byte, cut bool, err error) {
+	wire, err = m.PackBuffer(buf)
 	if err != nil || tcp {
-		return wire, err
+		return wire, false, err
 	}
-	if limit := udpLimit(r, s.udpSize); len(wire) > limit {
-		m.Truncate(limit)
-		m.Compress = true // Truncate may turn it off; keep octets independent of the client
-		wire, err = m.PackBuffer(buf)
+	limit := udpLimit(r, s.udpSize)
+	if len(wire) <= limit {
+		return wire, false, nil
 	}
-	return wire, err
+	if dropAdditional(m) {
+		if wire, err = m.PackBuffer(buf); err != nil || len(wire) <= limit {
+			return wire, true, err
+		}
+	}
+	m.Truncate(limit)
+	m.Compress = true // Truncate may turn it off; keep octets independent of the client
+	wire, err = m.PackBuffer(buf)
+	return wire, true, err
+}
+
+// dropAdditional removes the additional section's records but the OPT
+// record; it tells whether there were any.
+func dropAdditional(m *dns.Msg) bool {
+	kept := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			kept = append(kept, rr)
+		}
+	}
+	dropped := len(kept) < len(m.Extra)
+	m.Extra = kept
+	return dropped
 }
 
 // udpLimit is the largest UDP answer for query r: 512 without EDNS, else

@@ -38,6 +38,14 @@ func (r *recorder) all() []store.DNSQuery {
 
 func testAuthority(t testing.TB) *dnszone.Authority {
 	t.Helper()
+	return testAuthorityWith(t, nil, nil)
+}
+
+// testAuthorityWith is testAuthority with the name servers' addresses and
+// names (zones.ns_addresses, zones.ns_names) given: nil for one server on
+// the MX address, named ns1.
+func testAuthorityWith(t testing.TB, nsAddrs []netip.Addr, nsNames []string) *dnszone.Authority {
+	t.Helper()
 	dir := t.TempDir()
 	keys, err := persona.LoadKeys(dir)
 	if err != nil {
@@ -48,6 +56,9 @@ func testAuthority(t testing.TB) *dnszone.Authority {
 		t.Fatal(err)
 	}
 	addrs := []netip.Addr{netip.MustParseAddr("127.0.0.20")}
+	if nsAddrs == nil {
+		nsAddrs = addrs
+	}
 	// mx5 has 30 IPv6 addresses: an RRset of ~840 octets that exceeds
 	// 512 but fits 1232, to exercise truncation.
 	var many []netip.Addr
@@ -56,7 +67,7 @@ func testAuthority(t testing.TB) *dnszone.Authority {
 	}
 	hosts := map[string][]netip.Addr{"mx5": many}
 	spec := func(z persona.Zone, origin string, key *dns.DNSKEY) dnszone.TestZoneSpec {
-		return dnszone.TestZoneSpec{Zone: z, Origin: origin, NSAddrs: addrs, MXAddrs: addrs, PolicyAddrs: addrs, HostAddrs: hosts,
+		return dnszone.TestZoneSpec{Zone: z, Origin: origin, NSAddrs: nsAddrs, NSNames: nsNames, MXAddrs: addrs, PolicyAddrs: addrs, HostAddrs: hosts,
 			TTL: 300, MXTTL: 60, NegativeTTL: 60, SPF: "v=spf1 ip4:127.0.0.20 -all", Keys: keys,
 			Policy: mtasts.Policy{Mode: mtasts.ModeEnforce, MX: []string{"mx4.a.example"}, MaxAge: time.Hour},
 			DNSKEY: key, Rotation: time.Minute}

@@ -190,6 +190,10 @@ type Result struct {
 	Rcode     int
 	Answer    [][]dns.RR
 	Authority [][]dns.RR
+	// Additional holds the addresses of the name servers an NS answer
+	// names, where they lie in the zone: optional data a server drops
+	// when it does not fit (RFC 2181 §9).
+	Additional [][]dns.RR
 }
 
 // Lookup answers qname/qtype from the zone. qname must lie in the zone (see
@@ -207,7 +211,11 @@ func (z *Zone) Lookup(qname string, qtype uint16, dnssec bool) Result {
 			return Result{Rcode: dns.RcodeSuccess, Answer: [][]dns.RR{n.rrsets[n.types[0]]}}
 		}
 		if set, ok := n.rrsets[qtype]; ok {
-			return Result{Rcode: dns.RcodeSuccess, Answer: [][]dns.RR{set}}
+			r := Result{Rcode: dns.RcodeSuccess, Answer: [][]dns.RR{set}}
+			if qtype == dns.TypeNS {
+				r.Additional = z.nameServerAddresses(set)
+			}
+			return r
 		}
 		if qtype == dns.TypeNSEC && n.nsec != nil && dnssec {
 			return Result{Rcode: dns.RcodeSuccess, Answer: [][]dns.RR{{n.nsec}}}
@@ -244,6 +252,43 @@ func (z *Zone) Lookup(qname string, qtype uint16, dnssec bool) Result {
 		}
 	}
 	return r
+}
+
+// nameServerAddresses returns the A and AAAA RRsets of the NS targets that
+// lie in the zone, in the order of the NS RRset: RFC 1035 §3.3.11 and RFC
+// 1034 §4.3.2 step 6 (additional section processing). A resolver priming
+// the zone (Unbound's stub-prime, a root-to-leaf walk that re-asks the
+// apex NS) then learns every server's address from one answer; without
+// them it looks each name up on its own and, in the cluster lab, sent its
+// next query to the first address that came back, a dead node's, with a
+// 25 s time-out (docs/cluster.md "Name servers"). MX answers get no
+// additional section on purpose: a test's evidence is the sender's own
+// A/AAAA look-ups of the hosts (RFC 2181 §5.4.1 ranks additional data
+// below answers, but a resolver is free to use it).
+func (z *Zone) nameServerAddresses(set []dns.RR) [][]dns.RR {
+	var out [][]dns.RR
+	seen := map[string]bool{}
+	for _, rr := range set {
+		ns, ok := rr.(*dns.NS)
+		if !ok {
+			continue
+		}
+		target := dns.CanonicalName(ns.Ns)
+		if seen[target] || !z.Contains(target) {
+			continue
+		}
+		seen[target] = true
+		n, ok := z.nodes[target]
+		if !ok {
+			continue
+		}
+		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			if addrs, ok := n.rrsets[t]; ok {
+				out = append(out, addrs)
+			}
+		}
+	}
+	return out
 }
 
 // Contains tells whether qname lies at or below the zone's apex.

@@ -474,6 +474,38 @@ func TestNameServers(t *testing.T) {
 				t.Errorf("names %v: %s has %v, want %v", tc.names, host, got, w)
 			}
 		}
+		// The NS answer's additional section: every server's addresses,
+		// the same as its own A/AAAA answers (RFC 1035 §3.3.11).
+		glue := map[string][]string{}
+		for _, set := range r.Additional {
+			for _, rr := range set {
+				owner := strings.TrimSuffix(rr.Header().Name, "."+origin)
+				switch a := rr.(type) {
+				case *dns.A:
+					glue[owner] = append(glue[owner], a.A.String())
+				case *dns.AAAA:
+					glue[owner] = append(glue[owner], a.AAAA.String())
+				default:
+					t.Errorf("names %v: additional %v is no address", tc.names, rr)
+				}
+			}
+		}
+		for name := range glue {
+			slices.Sort(glue[name])
+		}
+		for name, want := range tc.want {
+			w := slices.Clone(want)
+			slices.Sort(w)
+			if !slices.Equal(glue[name], w) {
+				t.Errorf("names %v: additional addresses of %s %v, want %v", tc.names, name, glue[name], w)
+			}
+		}
+		if len(glue) != len(tc.want) {
+			t.Errorf("names %v: additional section names %d servers, want %d", tc.names, len(glue), len(tc.want))
+		}
+		if other := z.Lookup(origin, dns.TypeMX, false); len(other.Additional) != 0 {
+			t.Errorf("names %v: MX answer has an additional section %v", tc.names, other.Additional)
+		}
 		soa := z.Lookup(origin, dns.TypeSOA, false)
 		if len(soa.Answer) != 1 || soa.Answer[0][0].(*dns.SOA).Ns != "ns1."+origin {
 			t.Errorf("names %v: SOA %+v, want MNAME ns1.%s", tc.names, soa.Answer, origin)
