@@ -93,3 +93,32 @@ func TestNameServerAddresses(t *testing.T) {
 		})
 	}
 }
+
+// TestNameServerAddressesUnderTheAmplificationCap: signed, three names'
+// addresses make the NS answer about 12 times its question; over UDP the
+// amplification cap sends a bare truncated reply, and over TCP the answer
+// is whole, addresses included (docs/dns.md "The server").
+func TestNameServerAddressesUnderTheAmplificationCap(t *testing.T) {
+	addrs := []netip.Addr{netip.MustParseAddr("198.18.0.10"), netip.MustParseAddr("198.18.0.20"), netip.MustParseAddr("198.18.0.30")}
+	addr, srv := startServerOf(t, testAuthorityWith(t, addrs, []string{"ns1", "ns2", "ns3"}), Options{MaxAmplification: 10})
+	q := new(dns.Msg)
+	q.SetQuestion(zoneA, dns.TypeNS)
+	q.SetEdns0(1232, true)
+	udp := exchange(t, addr, "udp", q)
+	if !udp.Truncated || len(udp.Answer) != 0 {
+		t.Errorf("UDP: TC %v, %d answer records; want a bare truncated reply", udp.Truncated, len(udp.Answer))
+	}
+	if got := srv.Limited().AmplificationCut; got != 1 {
+		t.Errorf("amplification cuts %d, want 1", got)
+	}
+	tcp := exchange(t, addr, "tcp", q)
+	var glue int
+	for _, rr := range tcp.Extra {
+		if _, ok := rr.(*dns.A); ok {
+			glue++
+		}
+	}
+	if tcp.Truncated || glue != len(addrs) {
+		t.Errorf("TCP: TC %v, %d addresses in the additional section; want all %d", tcp.Truncated, glue, len(addrs))
+	}
+}
