@@ -162,6 +162,9 @@ func (m *Member) Run(ctx context.Context, lead func(context.Context) error) erro
 	}
 	resign := func(why string, args ...any) error {
 		err := giveUp()
+		if err != nil {
+			args = append(args, "jobs_err", err)
+		}
 		log.Warn(why, args...)
 		return err
 	}
@@ -188,9 +191,8 @@ func (m *Member) Run(ctx context.Context, lead func(context.Context) error) erro
 				log.Error("cluster: leader lock", "err", err)
 			}
 		case leadDone != nil && len(leadDone) > 0:
-			err := <-leadDone
-			leadDone <- err // giveUp reads it again
-			if err := resign("cluster: the leader's jobs stopped; giving the lock up", "err", err); err != nil && ctx.Err() == nil {
+			// giveUp receives the jobs' result; resign logs it.
+			if err := resign("cluster: the leader's jobs stopped; giving the lock up"); err != nil && ctx.Err() == nil {
 				return fmt.Errorf("cluster: leader's jobs: %w", err)
 			}
 		default:

@@ -35,6 +35,11 @@ const (
 	// their own scan's after a minute; this is for scans left behind.
 	ScanSharesKept = time.Hour
 
+	// ACMELoadsKept: a node that has not loaded the ACME challenge
+	// records for this long is gone for good; its load row is deleted
+	// (store.PruneACMEChallenges).
+	ACMELoadsKept = 24 * time.Hour
+
 	// purgeBatch and maxPurgeBatches bound one round's test deletions
 	// (100,000 tests); the next round goes on.
 	purgeBatch      = 1000
@@ -79,6 +84,7 @@ type Counts struct {
 	UntiedInboundChecks int64 `json:"untied_inbound_checks"`
 	DNSQueries          int64 `json:"dns_queries"`
 	ScanShares          int64 `json:"scan_shares"`
+	ACMEChallenges      int64 `json:"acme_challenges"`
 }
 
 // New returns a Purger for o.
@@ -104,7 +110,7 @@ func (p *Purger) Run(ctx context.Context) error {
 			p.o.Logger.Info("retention purge", "tests", c.Tests, "untied_connections", c.UntiedConnections,
 				"policy_fetches", c.PolicyFetches, "tlsrpt_reports", c.TLSRPTReports,
 				"clients", c.Clients, "untied_inbound_checks", c.UntiedInboundChecks, "dns_queries", c.DNSQueries,
-				"scan_shares", c.ScanShares)
+				"scan_shares", c.ScanShares, "acme_challenges", c.ACMEChallenges)
 		}
 		return err
 	})
@@ -141,6 +147,10 @@ func (p *Purger) PurgeAt(ctx context.Context, now time.Time) (Counts, error) {
 	// scan prunes its own, scan.Run): a rate window or slot an hour old
 	// holds nothing back.
 	c.ScanShares, err = p.o.Store.PruneScanShares(ctx, "", now.Add(-ScanSharesKept))
+	errs = append(errs, err)
+	// ACME challenge records past their time (cluster.ChallengeHold) and
+	// the load reports of nodes long gone.
+	c.ACMEChallenges, err = p.o.Store.PruneACMEChallenges(ctx, now, now.Add(-ACMELoadsKept))
 	errs = append(errs, err)
 	if p.o.DNSQueries > 0 {
 		c.DNSQueries, err = p.o.Store.PruneDNSQueries(ctx, now.Add(-p.o.DNSQueries))

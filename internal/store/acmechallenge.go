@@ -31,13 +31,10 @@ func (s *Store) SetACMEChallenge(ctx context.Context, node, name string, values 
 }
 
 // ACMEChallenges returns the challenge records of every node still to be
-// served at now: owner name → TXT values (sorted, each once), and deletes
-// those whose time ran out.
+// served at now: owner name → TXT values (sorted, each once). Every node
+// reads them every heartbeat, so this only reads; the retention purge
+// deletes the rows whose time ran out (PruneACMEChallenges).
 func (s *Store) ACMEChallenges(ctx context.Context, now time.Time) (map[string][]string, error) {
-	if _, err := execCount(ctx, s.db, "prune ACME challenges",
-		s.q(`DELETE FROM acme_challenges WHERE until_ns <= ?`), clampToNanos(now)); err != nil {
-		return nil, err
-	}
 	type row struct{ name, value string }
 	rows, err := queryRows(ctx, s.db, "ACME challenges", func(r rowScanner) (row, error) {
 		var v row
@@ -81,4 +78,18 @@ func (s *Store) ACMEChallengeLoads(ctx context.Context, since time.Time) (map[st
 		out[r.node] = nanosToTime(r.at)
 	}
 	return out, nil
+}
+
+// PruneACMEChallenges deletes the challenge records whose time ran out at
+// now, and the load reports of nodes that have not loaded since before
+// (nodes gone for good); it returns the rows deleted.
+func (s *Store) PruneACMEChallenges(ctx context.Context, now, before time.Time) (int64, error) {
+	n, err := execCount(ctx, s.db, "prune ACME challenges",
+		s.q(`DELETE FROM acme_challenges WHERE until_ns <= ?`), clampToNanos(now))
+	if err != nil {
+		return n, err
+	}
+	m, err := execCount(ctx, s.db, "prune ACME challenge loads",
+		s.q(`DELETE FROM acme_challenge_loads WHERE loaded_ns < ?`), clampToNanos(before))
+	return n + m, err
 }

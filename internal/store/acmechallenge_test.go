@@ -38,11 +38,23 @@ func TestACMEChallenges(t *testing.T) {
 		want(now, map[string][]string{name: {"a", "b", "c"}, other: {"x"}})
 		set("n1", name, time.Time{}) // n1 clears its values
 		want(now, map[string][]string{name: {"a", "c"}, other: {"x"}})
-		// Past its time a record is not served, and is deleted.
+		// Past its time a record is not served, and the purge deletes it.
 		want(now.Add(2*time.Minute), map[string][]string{name: {"a", "c"}})
-		var rows int
+		if err := s.ACMEChallengesLoaded(ctx, "gone", now.Add(-48*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ACMEChallengesLoaded(ctx, "n1", now); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.PruneACMEChallenges(ctx, now.Add(2*time.Minute), now.Add(-24*time.Hour)); err != nil || n != 2 {
+			t.Fatalf("pruned %d rows, %v; want other's record and node gone's load", n, err)
+		}
+		var rows, loads int
 		if err := s.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM acme_challenges`).Scan(&rows); err != nil || rows != 2 {
 			t.Fatalf("%d rows left, %v; want n2's two values of %s", rows, err, name)
+		}
+		if err := s.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM acme_challenge_loads`).Scan(&loads); err != nil || loads != 1 {
+			t.Fatalf("%d load rows left, %v; want n1's", loads, err)
 		}
 	})
 }
