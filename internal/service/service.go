@@ -421,20 +421,27 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	} else if n > 0 {
 		log.Warn("ended the connection records a stop without shutdown left open", "connections", n)
 	}
-	// ACME dns-01 challenge records go through the store, so that every
-	// node's zones answer them whichever node ordered the certificate
-	// (docs/cluster.md "ACME across nodes").
-	challenges, err := cluster.NewChallenges(cluster.ChallengeOptions{Store: st, Node: node, Zones: zones.Authority,
-		Period: cfg.Node.Heartbeat.Duration, DeadAfter: cfg.Node.DeadAfter.Duration, Logger: log.With("part", "acme-challenges")})
-	if err != nil {
-		return fail(err, closeD, closeP, closeS, closeW)
+	// ACME dns-01 challenge records: on PostgreSQL (several nodes) they go
+	// through the store, so that every node's zones answer them whichever
+	// node ordered the certificate (docs/cluster.md "ACME across nodes");
+	// with SQLite (one process) or without ACME into this node's zones,
+	// and no node polls the store for them.
+	var challengePublisher certs.ChallengePublisher = zones.Authority
+	var challenges *cluster.Challenges
+	if cfg.TLSIssuer() == certs.IssuerACME && cfg.ACME.Directory != "" && st.Driver() == store.DriverPostgres {
+		challenges, err = cluster.NewChallenges(cluster.ChallengeOptions{Store: st, Node: node, Zones: zones.Authority,
+			Period: cfg.Node.Heartbeat.Duration, DeadAfter: cfg.Node.DeadAfter.Duration, Logger: log.With("part", "acme-challenges")})
+		if err != nil {
+			return fail(err, closeD, closeP, closeS, closeW)
+		}
+		challengePublisher = challenges
 	}
 	mgr, err := certs.New(certs.Options{
 		DataDir: cfg.DataDir, ZoneA: cfg.Zones.A, ZoneB: cfg.Zones.B,
 		Issuer: cfg.TLSIssuer(), Static: staticFiles(cfg), RenewBefore: cfg.TLS.RenewBefore.Duration,
 		ACME: certs.ACMEOptions{Directory: cfg.ACME.Directory, Email: cfg.ACME.Email,
 			CAFile: cfg.ACME.CAFile, Challenge: cfg.ACME.Challenge},
-		Keys: zones.Keys, Slots: cfg.Zones.Slots, Challenges: challenges, Logger: log.With("part", "certs"),
+		Keys: zones.Keys, Slots: cfg.Zones.Slots, Challenges: challengePublisher, Logger: log.With("part", "certs"),
 	})
 	if err != nil {
 		return fail(err, closeD, closeP, closeS, closeW)
@@ -522,7 +529,9 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Running,
 	g.Go(func() error { return dns.Serve(gctx, dnsListeners) })
 	g.Go(func() error { return policy.Serve(gctx, policyListeners) })
 	g.Go(func() error { return smtp.Serve(gctx, smtpListeners) })
-	g.Go(func() error { return challenges.Run(gctx) })
+	if challenges != nil {
+		g.Go(func() error { return challenges.Run(gctx) })
+	}
 	g.Go(func() error { return mgr.Run(gctx) })
 	// The leader's jobs run on one node at a time (docs/cluster.md).
 	// Finalising and delivering are separate loops: a slow recipient
