@@ -71,6 +71,9 @@ func TestNameServerAddresses(t *testing.T) {
 					t.Errorf("additional record %v", rr)
 				}
 			}
+			if (tc.bufsize != 0) != (r.IsEdns0() != nil) {
+				t.Errorf("OPT in the answer: %v; the query had one: %v", r.IsEdns0() != nil, tc.bufsize != 0)
+			}
 			if !tc.glue {
 				if len(got) != 0 || sigs != 0 {
 					t.Errorf("additional section %v: want only OPT", r.Extra)

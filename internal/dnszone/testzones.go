@@ -183,7 +183,11 @@ func buildTestZone(spec TestZoneSpec, s int64, extra []dns.RR) (*Zone, error) {
 	// The name servers: ns1 with every address, or each named one with
 	// its own (RFC 1034 §4.1: a zone should have at least two).
 	nsNames, nsAddrs := []string{"ns1"}, map[string][]netip.Addr{"ns1": spec.NSAddrs}
-	if len(spec.NSNames) == len(spec.NSAddrs) && len(spec.NSNames) > 0 {
+	if len(spec.NSNames) > 0 && len(spec.NSNames) != len(spec.NSAddrs) {
+		// config checks this for the service; any other caller learns it here.
+		return nil, fmt.Errorf("%w: %d NS names for %d addresses", ErrBadZone, len(spec.NSNames), len(spec.NSAddrs))
+	}
+	if len(spec.NSNames) > 0 {
 		nsNames, nsAddrs = nil, map[string][]netip.Addr{}
 		for i, n := range spec.NSNames {
 			if _, ok := nsAddrs[n]; !ok {

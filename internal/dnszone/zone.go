@@ -273,15 +273,14 @@ func (z *Zone) nameServerAddresses(set []dns.RR) [][]dns.RR {
 		if !ok {
 			continue
 		}
+		// z.nodes holds the zone's own names only: a target elsewhere
+		// has no node here.
 		target := dns.CanonicalName(ns.Ns)
-		if seen[target] || !z.Contains(target) {
+		n, ok := z.nodes[target]
+		if !ok || seen[target] {
 			continue
 		}
 		seen[target] = true
-		n, ok := z.nodes[target]
-		if !ok {
-			continue
-		}
 		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
 			if addrs, ok := n.rrsets[t]; ok {
 				out = append(out, addrs)

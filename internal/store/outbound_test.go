@@ -358,9 +358,6 @@ func TestConnectionsFilter(t *testing.T) {
 			testConn(5, "192.0.2.1:1002"),
 		}
 		c[0].TestID, c[4].TestID = "t1", "t1"
-		c[3].Local = netip.MustParseAddrPort("[fd00::6:1]:25")  // the IPv6-only host of slot 1
-		c[1].Local = netip.MustParseAddrPort("[fd00::6:10]:25") // of slot 16: not slot 1's
-		c[2].Local = netip.MustParseAddrPort("127.0.0.10:25")
 		for i := range c {
 			insertConns(t, s, &c[i])
 		}
