@@ -203,7 +203,9 @@ func Sentence(l Lang, format string, args []string) string {
 // formats are the texts with arguments ("text." + an English fmt format
 // with %s), each as a pattern that matches the English it formats, the
 // longest first (the most specific wins). Built once, never changed after.
-var formats = compileFormats(slices.Concat(texts, inboundTexts))
+// Only the outbound texts: inbound sentences are translated from their
+// stored message (Sentence), never read back from English.
+var formats = compileFormats(texts)
 
 type textFormat struct {
 	key string

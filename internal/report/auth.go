@@ -54,11 +54,10 @@ func AuthLines(l i18n.Lang, a store.Authentication) []string {
 		lines = append(lines, i18n.T(l, "report.auth.dkim-none"))
 	}
 	for _, s := range a.DKIM {
-		result := s.Result
-		if result == "" {
-			result = i18n.T(l, "report.auth.not-verified")
+		if s.Result == "" {
+			s.Result = i18n.T(l, "report.auth.not-verified") // s is the loop's copy
 		}
-		lines = append(lines, withReason(fmt.Sprintf("DKIM: %s (d=%s, s=%s)", result, s.Domain, s.Selector), s.Reason))
+		lines = append(lines, "DKIM: "+s.Outcome())
 	}
 	lines = append(lines,
 		spfLine("MAIL FROM", a.SPFMailFrom),

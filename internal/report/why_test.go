@@ -161,8 +161,13 @@ func TestGermanWhy(t *testing.T) {
 	}
 	used := map[string]bool{}
 	for why := range whys {
-		if got := LocalizeWhy(i18n.English, why); got != why {
-			t.Errorf("English changed:\n got %q\nwant %q", got, why)
+		// LocalizeWhy returns English as it is; the catalogue's reading
+		// of each piece must give it back unchanged too (the formats
+		// re-render what they parsed).
+		for _, s := range strings.Split(why, "; ") {
+			if got, ok := whyPiece(i18n.English, s, whyDepth, nil); ok && got != s {
+				t.Errorf("English piece changed:\n got %q\nwant %q", got, s)
+			}
 		}
 		for _, s := range strings.Split(why, "; ") {
 			if _, ok := whyPiece(i18n.German, s, whyDepth, used); !ok {

@@ -264,10 +264,12 @@ func diagnosis(l i18n.Lang, v verdict.Verdict, final bool) (known, open []Senten
 			if !i18n.Has(key) {
 				key = "report.unknown.other"
 			}
-			s := sentence(l, Unknown, key, redactText(localizeFactWhy(l, f.Why)))
+			why := redactText(localizeFactWhy(l, f.Why))
+			args := []any{why}
 			if key == "report.unknown.other" {
-				s = sentence(l, Unknown, key, f.Name, redactText(localizeFactWhy(l, f.Why)))
+				args = []any{f.Name, why}
 			}
+			s := sentence(l, Unknown, key, args...)
 			if f.Settle != "" {
 				s.Text += " " + i18n.T(l, "report.unknown.settle", redactText(i18n.Text(l, f.Settle)))
 			}

@@ -99,18 +99,20 @@ func testedKey(r report.ProviderRow) int64 {
 // filterText is what ?q= searches: the domain and every comment, lower
 // case (the page's script searches the same text, data-text); the
 // verdict's comment as stored (English, as the API gives it) and as the
-// reader l sees it.
-func filterText(l i18n.Lang, r report.ProviderRow) string {
+// reader sees it (seen: report.LocalizeWhy of it, translated once by the
+// caller).
+func filterText(r report.ProviderRow, seen string) string {
 	comments := []string{r.Domain, r.Comments}
-	if seen := report.LocalizeWhy(l, r.Comments); seen != r.Comments {
+	if seen != r.Comments {
 		comments = append(comments, seen)
 	}
 	return strings.ToLower(strings.Join(slices.Concat(comments, []string{r.OperatorComment}, r.Footnotes), " "))
 }
 
-// matches tells whether r passes the query's filters, for a reader of l.
-func (q providerQuery) matches(l i18n.Lang, r report.ProviderRow) bool {
-	return (q.Text == "" || strings.Contains(filterText(l, r), strings.ToLower(q.Text))) &&
+// matches tells whether r, whose filterText is text, passes the query's
+// filters.
+func (q providerQuery) matches(text string, r report.ProviderRow) bool {
+	return (q.Text == "" || strings.Contains(text, strings.ToLower(q.Text))) &&
 		(q.Outbound == "" || string(r.Colour) == q.Outbound) && (q.Inbound == "" || string(r.InboundColour) == q.Inbound)
 }
 
@@ -118,7 +120,11 @@ func (q providerQuery) matches(l i18n.Lang, r report.ProviderRow) bool {
 func (q providerQuery) apply(rows []report.ProviderRow) []report.ProviderRow {
 	out := make([]report.ProviderRow, 0, len(rows))
 	for _, r := range rows {
-		if q.matches(i18n.English, r) {
+		var text string
+		if q.Text != "" {
+			text = filterText(r, r.Comments) // the API's rows: English
+		}
+		if q.matches(text, r) {
 			out = append(out, r)
 		}
 	}
@@ -277,6 +283,8 @@ type providerView struct {
 	OutboundRank, InboundRank int
 	Text                      string
 	Hidden                    bool
+	// ShownComments is Comments in the reader's language.
+	ShownComments string
 }
 
 // providersPage shows every row, sorted as the query asks, with those
@@ -293,14 +301,16 @@ func (s *Server) providersPage(w http.ResponseWriter, r *http.Request) {
 	views := make([]providerView, len(rows))
 	shown := 0
 	for i, row := range rows {
+		seen := report.LocalizeWhy(lang, row.Comments)
+		text := filterText(row, seen)
 		views[i] = providerView{ProviderRow: row, TestedKey: testedKey(row), OutboundRank: colourRank(row.Colour),
-			InboundRank: colourRank(row.InboundColour), Text: filterText(lang, row), Hidden: !q.matches(lang, row)}
+			InboundRank: colourRank(row.InboundColour), Text: text, Hidden: !q.matches(text, row), ShownComments: seen}
 		if !views[i].Hidden {
 			shown++
 		}
 	}
 	colours := []colour.Colour{colour.Red, colour.Yellow, colour.White, colour.Green, colour.Grey}
-	s.render(w, r, "providers.html", map[string]any{"Title": i18n.T(i18n.FromRequest(r), "web.title.providers"), "Rows": views, "Shown": shown, "Query": q,
+	s.render(w, r, "providers.html", map[string]any{"Title": i18n.T(lang, "web.title.providers"), "Rows": views, "Shown": shown, "Query": q,
 		"Headers": q.headers(), "Colours": colours,
 		"JSON": q.href("/providers.json"), "CSV": q.href("/providers.csv")})
 }
