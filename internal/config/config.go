@@ -800,7 +800,7 @@ func (c *Config) Validate() error {
 			switch {
 			case !isHostLabel(n):
 				bad("zones.ns_names", "%q is not a host name label (letters, digits, hyphens; ns1, ns2, ...)", n)
-			case n != "ns1" && slices.Contains(HostLabels, n) || slices.Contains(c.DNSSEC.BrokenHosts, n) || n == "mta-sts" || n == "tlsrpt" || isSlotLabel(n):
+			case n != "ns1" && slices.Contains(HostLabels, n) || slices.Contains(c.DNSSEC.BrokenHosts, n) || n == "tlsrpt" || isSlot(n):
 				bad("zones.ns_names", "%q is a name the zones use for something else (a host, a test slot)", n)
 			}
 		}
@@ -1267,15 +1267,8 @@ func isHostLabel(s string) bool {
 	return true
 }
 
-// isSlotLabel tells whether s is a test slot's label (s001 ...).
-func isSlotLabel(s string) bool {
-	if len(s) != 4 || s[0] != 's' {
-		return false
-	}
-	for _, r := range s[1:] {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
+// isSlot tells whether s is a test slot's label (s001 ...).
+func isSlot(s string) bool {
+	_, ok := testslot.ParseLabel(s)
+	return ok
 }

@@ -144,7 +144,7 @@ func (p Pool) Parse(name string) (n int, z persona.Zone, ok bool) {
 	default:
 		return 0, 0, false
 	}
-	n, ok = parseLabel(label)
+	n, ok = ParseLabel(label)
 	if !ok || n > p.Count {
 		return 0, 0, false
 	}
@@ -184,8 +184,8 @@ func (p Pool) Names(n int) []string {
 	return out
 }
 
-// parseLabel reads "sNNN" (exactly three digits, 001..999).
-func parseLabel(label string) (int, bool) {
+// ParseLabel reads a test slot's label "sNNN" (exactly three digits, 001..999).
+func ParseLabel(label string) (int, bool) {
 	if len(label) != 4 || label[0] != 's' {
 		return 0, false
 	}
