@@ -85,11 +85,16 @@ func (s *Store) ScanStarts(ctx context.Context, scanID string) (map[time.Time]in
 func (s *Store) PruneScanShares(ctx context.Context, scanID string, before time.Time) (int64, error) {
 	b := clampToNanos(before)
 	var total int64
-	for _, table := range []struct{ what, query string }{
-		{"prune scan rate windows", `DELETE FROM scan_rate WHERE window_ns < ? AND (CAST(? AS TEXT) = '' OR scan_id = ?)`},
-		{"prune scan slots", `DELETE FROM scan_slots WHERE until_ns < ? AND (CAST(? AS TEXT) = '' OR scan_id = ?)`},
+	for _, t := range []struct{ what, table, column string }{
+		{"prune scan rate windows", "scan_rate", "window_ns"},
+		{"prune scan slots", "scan_slots", "until_ns"},
 	} {
-		n, err := execCount(ctx, s.db, table.what, s.q(table.query), b, scanID, scanID)
+		var f filter
+		f.add(t.column+" < ?", b)
+		if scanID != "" {
+			f.add("scan_id = ?", scanID) // the key's first column: an index look-up
+		}
+		n, err := execCount(ctx, s.db, t.what, s.q("DELETE FROM "+t.table+f.where()), f.args...)
 		if err != nil {
 			return total, err
 		}
