@@ -30,7 +30,10 @@ CLUSTER_SENDER_NET="198.19.0.0/16"
 # listener); the failover kills the leader, which is node 1 (it starts
 # first and takes the lock), never this one.
 CLUSTER_API_NODE=3
-CLUSTER_PG_BIN="/usr/lib/postgresql/15/bin"
+# Debian's server programs of the installed PostgreSQL (whatever its
+# version; scripts/install-deps installs "postgresql"), as bench/scan/run
+# and internal/pgtest find them.
+CLUSTER_PG_BIN=${CLUSTER_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 # The leader lock's key (internal/store/postgres.go lockLeader: lockBase + 5).
 CLUSTER_LEADER_KEY=$((0x6d61696c736563 << 8 | 5))
 
@@ -82,10 +85,10 @@ cluster_dsn() { printf 'postgres://postgres@%s:%s/mailsec?sslmode=disable\n' "$C
 # shared MX address and mta-sts.A are on nodes 1 and 2 (zones.mx_addresses).
 declare -A CLUSTER_SPREAD=([mx3]="1 2" [mx4]="2 3" [mx5]="3 1" [mx6]="1 2" [mx7]="2 3")
 
-# toml_list ADDR... -> ["a", "b"]; with SUFFIX set, each gets it.
+# toml_list ADDR... -> ["a", "b"].
 toml_list() {
 	local out="" a
-	for a in "$@"; do out+="${out:+, }\"$a${SUFFIX-}\""; done
+	for a in "$@"; do out+="${out:+, }\"$a\""; done
 	printf '[%s]\n' "$out"
 }
 
@@ -238,7 +241,7 @@ cluster_create_net() {
 			ns=$CLUSTER_PG_NETNS
 			addrs=("$CLUSTER_PG_ADDR")
 		fi
-		cluster_netns_free "$ns" || die "namespace $ns exists (another cluster lab?): lab/down, or delete it if it is yours"
+		! netns_exists "$ns" || die "namespace $ns exists (another cluster lab?): lab/down, or delete it if it is yours"
 		ip netns add "$ns"
 		mkdir -p "/etc/netns/$ns"
 		printf 'nameserver %s\n' "$CLUSTER_HUB_ADDR" >"/etc/netns/$ns/resolv.conf"
@@ -253,14 +256,12 @@ cluster_create_net() {
 	log "cluster network: $CLUSTER_BRIDGE $CLUSTER_NET in $LAB_NETNS; nodes in mscl-n1..$CLUSTER_NODES, PostgreSQL in $CLUSTER_PG_NETNS"
 }
 
-cluster_netns_free() { ! ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$1"; }
-
 # cluster_delete_net: the namespaces this lab made (their veths go with them).
 cluster_delete_net() {
 	local k ns
 	for ((k = 1; k <= CLUSTER_NODES + 1; k++)); do
 		if ((k <= CLUSTER_NODES)); then ns=$(cluster_node_ns "$k"); else ns=$CLUSTER_PG_NETNS; fi
-		cluster_netns_free "$ns" && continue
+		netns_exists "$ns" || continue
 		local pid
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do
 			if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$LAB_STATE/"; then kill -KILL "$pid" 2>/dev/null || true; fi
@@ -475,13 +476,17 @@ cluster_failover() {
 # arrived more than once (duplicate_mails); and what the senders' logs
 # say of the killed node's addresses. Writes $CLUSTER_STATE/mails-LABEL.json.
 cluster_mail_count() {
-	local label=$1 results=$2 f ids dup files distinct sent killed="" saw
+	local label=$1 results=$2 f ids dup files distinct tests sent killed="" saw
 	ids=$(for f in $(find "$MAILBOX_DIR" -type f -path '*/new/*' 2>/dev/null); do
 		grep -m1 -i '^Message-ID:' "$f" | tr -d '\r' | awk '{print $2}'
 	done | sort)
 	files=$(grep -c . <<<"$ids" || true)
 	distinct=$(sort -u <<<"$ids" | grep -c . || true)
-	dup=$((files - distinct))
+	# A duplicate is a second mail for one test: its Message-ID is
+	# <TEST.RANDOM@domain> (resultmail.Compose), so two nodes composing
+	# the same result differ in RANDOM and only the test ID shows it.
+	tests=$(sed 's/^<//; s/\..*//' <<<"$ids" | sort -u | grep -c . || true)
+	dup=$((files - tests))
 	sent=$(jq '[.[] | select(.result_mail_state == "sent")] | length' <<<"$results")
 	if [[ -f "$CLUSTER_STATE/failover-$label.json" ]]; then
 		killed=$(jq -r '.killed // ""' "$CLUSTER_STATE/failover-$label.json")
@@ -516,9 +521,10 @@ cluster_mail_count() {
 	fi
 	jq -n --arg lay "$label" --argjson sent "$sent" --argjson files "$files" --argjson distinct "$distinct" --argjson dup "$dup" --argjson saw "$saw" \
 		--argjson after_final "${after_final:-null}" --argjson after_sent "${after_sent:-null}" \
-		'{layout: $lay, result_mails_expected: $sent, mails_in_mailbox: $files, distinct_message_ids: $distinct, duplicate_mails: $dup,
+		--argjson tests "$tests" \
+		'{layout: $lay, result_mails_expected: $sent, mails_in_mailbox: $files, distinct_message_ids: $distinct, distinct_tests: $tests, duplicate_mails: $dup,
 		  seconds_from_kill_to_first_final: $after_final, seconds_from_kill_to_first_result_mail: $after_sent,
 		  senders_saw_dead_node: $saw}' \
 		>"$CLUSTER_STATE/mails-$label.json"
-	log "[$label] mailbox: $files result mail(s), $distinct distinct, $dup duplicate(s); $sent test(s) with a sent result mail"
+	log "[$label] mailbox: $files result mail(s) for $tests test(s), $dup duplicate(s); $sent test(s) with a sent result mail"
 }

@@ -93,7 +93,8 @@ require_root() {
 # ns_exec CMD...: run CMD inside the lab's network namespace.
 ns_exec() { ip netns exec "$LAB_NETNS" "$@"; }
 
-netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "$LAB_NETNS"; }
+# netns_exists [NAME]: the namespace NAME (default: the lab's) exists.
+netns_exists() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qxF "${1:-$LAB_NETNS}"; }
 
 # In the cluster lab (lab/cluster.sh) the store is PostgreSQL behind the
 # bridge: CLUSTER_EXEC_NODE runs the command in that node's namespace.

@@ -181,18 +181,16 @@ def parse_haraka(haraka_log):
     mxs, cur, forced, group = {}, {}, set(), {}
     several_addresses = os.environ.get("LAB_CLUSTER") == "1"
 
-    def next_host_at(groups, ip):
+    def persona_digit(a):
         # In the cluster lab node k's addresses are 198.18.0.(10k + p): p
         # is 0 for the shared address, 3..7 for persona mxP in the per-host
-        # layout. A new host begins where the address repeats one of the
-        # current host's, or names another persona.
-        cur_group = groups.get(sid)
-        if not cur_group:
-            return True
-        if ip in cur_group:
-            return True
-        last = lambda a: int(a.rsplit(".", 1)[1]) % 10 if a.count(".") == 3 else -1
-        return last(ip) != last(cur_group[0])
+        # layout.
+        return int(a.rsplit(".", 1)[1]) % 10 if a.count(".") == 3 else -1
+
+    def next_host_at(cur_group, ip):
+        # A new host begins where the address repeats one of the current
+        # host's, or names another persona.
+        return not cur_group or ip in cur_group or persona_digit(ip) != persona_digit(cur_group[0])
     for line in open(haraka_log, errors="replace"):
         m = sid_re.search(line.rstrip("\n"))
         if not m:
@@ -214,7 +212,7 @@ def parse_haraka(haraka_log):
             ip = ip.group(1) if ip else "?"
             if not several_addresses:
                 cur[sid] = lst.pop(0) if lst else "?"
-            elif next_host_at(group, ip):
+            elif next_host_at(group.get(sid), ip):
                 # Haraka tries every address of an MX host before the next
                 # host (net_utils.resolve_mx_hosts): in the cluster lab
                 # (lab/cluster.sh) a host has one address per node serving

@@ -39,14 +39,7 @@ restart_unbound() {
 	kill -TERM "$unbound_pid" 2>/dev/null || true
 	for ((i = 0; i < 50; i++)); do kill -0 "$unbound_pid" 2>/dev/null || break; sleep 0.1; done
 	kill -KILL "$unbound_pid" 2>/dev/null || true
-	ip netns exec "$NS" unbound -d -c "$run/unbound/unbound.conf" >>"$run/logs/unbound.log" 2>&1 &
-	unbound_pid=$!
-	pids+=("$unbound_pid")
-	for ((i = 0; i < 100; i++)); do
-		ns dig +time=1 +tries=1 @127.0.0.53 SOA s1.example 2>/dev/null | grep -q 'flags:.* ad' && return 0
-		sleep 0.2
-	done
-	die "Unbound did not come back"
+	start_unbound
 }
 
 # maillog_sizes: the byte offset of each Postfix's log, to read one run's
