@@ -41,25 +41,8 @@ func dnssecFacts(v *Verdict, obs Observations, conns, broken []store.SMTPConnect
 		return
 	}
 	f := Fact{Name: FactValidatesDNSSEC}
-	var lookedUp bool
-	var asked store.DNSQuery
-	for _, q := range obs.DNSLookups {
-		if slices.Contains(obs.BrokenHostNames, q.Name) && (!lookedUp || q.Time.Before(asked.Time)) {
-			lookedUp, asked = true, q
-		}
-	}
-	var after []int64
-	toA := false
-	for _, c := range conns {
-		col, _, ok := classify(c)
-		if !ok || col == col7Plain || col == col7TLS || c.Persona == 7 {
-			continue
-		}
-		toA = true
-		if lookedUp && !c.Started.Before(asked.Time) {
-			after = append(after, c.ID)
-		}
-	}
+	asked, lookedUp := firstLookUp(obs.DNSLookups, obs.BrokenHostNames)
+	toA, after := towardA(conns, asked, lookedUp)
 	switch {
 	case len(broken) > 0:
 		ids := make([]int64, len(broken))
@@ -112,4 +95,33 @@ func dnssecFacts(v *Verdict, obs Observations, conns, broken []store.SMTPConnect
 // daneFamily: the policies that claim DANE.
 func daneFamily(p Policy) bool {
 	return p == PolicyDANE || p == PolicyDANEOnly || p == PolicyDANEMTASTS
+}
+
+// firstLookUp returns the earliest look-up of one of names (a host's A or
+// AAAA names, its slot's included); ok is false when there was none.
+func firstLookUp(lookups []store.DNSQuery, names []string) (first store.DNSQuery, ok bool) {
+	for _, q := range lookups {
+		if slices.Contains(names, q.Name) && (!ok || q.Time.Before(first.Time)) {
+			first, ok = q, true
+		}
+	}
+	return first, ok
+}
+
+// towardA tells whether the sender connected to zone A's hosts at all
+// (persona 7, zone B's, aside), and lists those that started at or after
+// the look-up asked (none when there was no look-up, lookedUp false): a
+// sender that went on to the hosts ranked after a host it looked up.
+func towardA(conns []store.SMTPConnection, asked store.DNSQuery, lookedUp bool) (toA bool, after []int64) {
+	for _, c := range conns {
+		col, _, ok := classify(c)
+		if !ok || col == col7Plain || col == col7TLS || c.Persona == 7 {
+			continue
+		}
+		toA = true
+		if lookedUp && !c.Started.Before(asked.Time) {
+			after = append(after, c.ID)
+		}
+	}
+	return toA, after
 }

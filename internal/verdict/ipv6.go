@@ -61,28 +61,12 @@ func ipv6Fact(obs Observations, conns, v6host []store.SMTPConnection) Fact {
 	case len(obs.IPv6HostAddrs) == 0:
 		return Fact{Confidence: Unknown, Why: "all connections over IPv4", Settle: "an MX reachable over IPv6 only"}
 	}
-	var lookedUp, aaaa bool
-	var asked store.DNSQuery
-	for _, q := range obs.DNSLookups {
-		if !slices.Contains(obs.IPv6HostNames, q.Name) {
-			continue
-		}
-		aaaa = aaaa || q.Type == dns.TypeAAAA
-		if !lookedUp || q.Time.Before(asked.Time) {
-			lookedUp, asked = true, q
-		}
-	}
-	var after []int64
-	for _, c := range conns {
-		col, _, ok := classify(c)
-		if !ok || col == col7Plain || col == col7TLS || c.Persona == 7 {
-			continue
-		}
-		if lookedUp && !c.Started.Before(asked.Time) {
-			after = append(after, c.ID)
-		}
-	}
+	asked, lookedUp := firstLookUp(obs.DNSLookups, obs.IPv6HostNames)
+	_, after := towardA(conns, asked, lookedUp)
 	if len(after) > 0 {
+		aaaa := slices.ContainsFunc(obs.DNSLookups, func(q store.DNSQuery) bool {
+			return q.Type == dns.TypeAAAA && slices.Contains(obs.IPv6HostNames, q.Name)
+		})
 		f := Fact{Value: false, Confidence: Proven, Evidence: uniq(after),
 			Why: "its resolver looked up the MX host reachable over IPv6 only, and the sender went on over IPv4 to the hosts ranked after it without ever connecting to it"}
 		if !aaaa {
